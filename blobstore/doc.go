@@ -1,0 +1,40 @@
+// Package blobstore is a node's local, content-addressed store of blobs.
+//
+// A blob is the content of one file, named by the lowercase hex SHA-256 of its
+// bytes. The store owns, on one local disk:
+//
+//   - atomic, durable writes: a blob is streamed into a temp file while it is
+//     hashed, rejected when the hash is not the one the caller expected, and
+//     made visible by a rename only once it and its compressed variants are
+//     fsynced (see DESIGN.md in this folder for the exact order);
+//   - compressed variants, computed once at ingest: brotli ("br"), zstd
+//     ("zstd") and gzip ("gzip"), each kept only when it saves at least ~5%;
+//     content that is tiny or already compressed (images, archives, fonts,
+//     audio, video) is not recompressed;
+//   - reads for the serving path: Stat (answered from a small bounded
+//     in-memory cache), Has, and Open of the identity bytes or of a variant;
+//   - Delete, Walk over every complete blob, and Verify (re-hash the identity
+//     bytes and every variant's decompressed bytes), the building blocks of
+//     garbage collection, repair and scrubbing.
+//
+// On disk, under Config.Dir:
+//
+//	<dir>/ab/<hash>       identity bytes; its presence means the blob is complete
+//	<dir>/ab/<hash>.br    brotli variant
+//	<dir>/ab/<hash>.zst   zstd variant
+//	<dir>/ab/<hash>.gz    gzip variant
+//	<dir>/tmp/            temp files; emptied by New
+//
+// where ab is the first two hex digits of the hash. A shard folder is created
+// (and made durable) by the first Put that needs it.
+//
+// What the package must never do: know about HTTP (no handlers, no status
+// codes, no header parsing), about raft or the metadata it replicates, or
+// about placement, owners, peers and replication. Deciding which blobs a node
+// should hold, fetching missing ones and replacing corrupt ones belong to
+// package node; blobstore only reports what it holds and whether it is intact.
+//
+// A Store is safe for concurrent use by multiple goroutines, and by one
+// process per directory: two processes sharing a directory are not supported
+// (New empties the temp folder another process may be writing into).
+package blobstore

@@ -1,0 +1,192 @@
+package blobstore
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+)
+
+// Put stores the bytes read from r until EOF and returns the blob's Info.
+//
+// want is the hash the caller expects, or "" to accept any content. An
+// invalid want fails with ErrInvalidHash before r is read; bytes that hash to
+// something else fail with an error wrapping ErrHashMismatch that names both
+// hashes, and nothing is kept.
+//
+// The body is streamed to a temp file while it is hashed. If the blob is
+// already stored, Put returns its Info and changes nothing (Put is
+// idempotent). Otherwise it computes the compressed variants worth keeping,
+// and makes the blob visible with the durability order of DESIGN.md: when Put
+// returns nil, the blob and its variants are fsynced and survive a crash.
+// Concurrent Puts of the same content are safe: one stores it, the others
+// return its Info.
+//
+// Put reads r to EOF unless ctx is done or reading fails; limiting the size
+// of r is the caller's business.
+func (s *Store) Put(ctx context.Context, want string, r io.Reader) (Info, error) {
+	if want != "" && !validHash(want) {
+		return Info{}, fmt.Errorf("put blob %q: %w", want, ErrInvalidHash)
+	}
+	tmp, err := os.CreateTemp(s.tmp, "put-*")
+	if err != nil {
+		return Info{}, fmt.Errorf("put blob: %w", err)
+	}
+	defer func() {
+		// Still set unless the identity file was renamed into place.
+		if tmp != nil {
+			tmp.Close()
+			s.removeBestEffort(tmp.Name())
+		}
+	}()
+
+	h := sha256.New()
+	size, err := io.CopyBuffer(io.MultiWriter(tmp, h), ctxReader{ctx, r}, make([]byte, 128<<10))
+	if err != nil {
+		return Info{}, fmt.Errorf("put blob: read body: %w", err)
+	}
+	got := hex.EncodeToString(h.Sum(nil))
+	if want != "" && got != want {
+		return Info{}, fmt.Errorf("put blob: got %s, want %s: %w", got, want, ErrHashMismatch)
+	}
+
+	unlock := s.locks.lock(got)
+	defer unlock()
+	// Under the lock: a concurrent Put of the same content that got here
+	// first has published and fsynced it.
+	if info, err := s.Stat(got); err == nil {
+		return info, nil
+	} else if !errors.Is(err, ErrNotFound) {
+		return Info{}, fmt.Errorf("put blob %s: %w", got, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return Info{}, fmt.Errorf("put blob %s: sync: %w", got, err)
+	}
+
+	variants, err := s.compress(ctx, tmp, size)
+	defer func() {
+		for _, v := range variants {
+			if v.path != "" {
+				s.removeBestEffort(v.path)
+			}
+		}
+	}()
+	if err != nil {
+		return Info{}, fmt.Errorf("put blob %s: %w", got, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return Info{}, fmt.Errorf("put blob %s: %w", got, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return Info{}, fmt.Errorf("put blob %s: %w", got, err)
+	}
+
+	info, err := s.publish(got, size, tmp.Name(), variants)
+	if err != nil {
+		return Info{}, fmt.Errorf("put blob %s: %w", got, err)
+	}
+	tmp = nil
+	s.cache.add(info)
+	return info, nil
+}
+
+// publish moves a blob's fsynced temp files into place: variants first, then
+// a directory fsync, then the identity file, then a directory fsync. Variant
+// files of this hash that are not in variants (crash leftovers) are removed
+// before the identity appears, so a blob never shows a variant Put did not
+// make for it. On error, nothing is visible and publish removes what it
+// renamed (best effort: what remains is invisible garbage that New or the
+// next Put removes). Renamed entries of variants get path "".
+func (s *Store) publish(hash string, size int64, identityTmp string, variants []variantFile) (Info, error) {
+	if err := s.ensureShard(hash); err != nil {
+		return Info{}, err
+	}
+	base := s.path(hash)
+	dir := filepath.Dir(base)
+	info := Info{Hash: hash, Size: size}
+	var renamed []string
+	undo := func() {
+		for _, p := range renamed {
+			s.removeBestEffort(p)
+		}
+	}
+
+	kept := make(map[string]bool, len(variants))
+	for i := range variants {
+		v := &variants[i]
+		ext, _ := extFor(v.encoding)
+		if err := os.Rename(v.path, base+ext); err != nil {
+			undo()
+			return Info{}, fmt.Errorf("publish variant %s: %w", v.encoding, err)
+		}
+		v.path = ""
+		renamed = append(renamed, base+ext)
+		kept[v.encoding] = true
+		info.Variants = append(info.Variants, Variant{Encoding: v.encoding, Size: v.size})
+	}
+	changed := len(renamed) > 0
+	for _, e := range encodings {
+		if kept[e.name] {
+			continue
+		}
+		err := os.Remove(base + e.ext)
+		switch {
+		case err == nil:
+			changed = true
+		case !errors.Is(err, fs.ErrNotExist):
+			undo()
+			return Info{}, fmt.Errorf("remove stale variant %s: %w", e.name, err)
+		}
+	}
+	if changed {
+		// The variants must be durable before the identity file that
+		// vouches for them can be.
+		if err := syncDir(dir); err != nil {
+			undo()
+			return Info{}, err
+		}
+	}
+
+	if err := os.Rename(identityTmp, base); err != nil {
+		undo()
+		return Info{}, fmt.Errorf("publish: %w", err)
+	}
+	if err := syncDir(dir); err != nil {
+		// Not known to be durable: take it back so that a retry
+		// stores it again rather than trusting it.
+		renamed = append(renamed, base)
+		slices.Reverse(renamed) // identity first
+		undo()
+		s.cache.remove(hash) // a reader may have cached it meanwhile
+		return Info{}, err
+	}
+	return info, nil
+}
+
+// removeBestEffort removes a file whose removal only tidies up; a failure
+// is logged, never returned.
+func (s *Store) removeBestEffort(path string) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		s.log.Warn("remove file", "path", path, "err", err)
+	}
+}
+
+// ctxReader stops reading once ctx is done, so that a cancelled upload or
+// compression stops at the next buffer.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}

@@ -1,0 +1,286 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/atoll-hosting/atoll/builder"
+	"github.com/atoll-hosting/atoll/raft"
+)
+
+// Client calls one node's admin API. Its fields may be changed before the
+// first call; it is safe for concurrent use afterwards.
+type Client struct {
+	// BaseURL is the node's API address, e.g. "http://127.0.0.1:9090".
+	BaseURL string
+	// Token is sent as "Authorization: Bearer <Token>".
+	Token string
+	// HTTP makes the requests. New sets one without an overall timeout
+	// (uploads may take long; bound calls with ctx) but with dial, TLS and
+	// response-header timeouts, so a dead node fails fast.
+	HTTP *http.Client
+	// UserAgent is sent with every request.
+	UserAgent string
+}
+
+// New returns a Client for the API at baseURL (a trailing slash is ignored)
+// using token.
+func New(baseURL, token string) *Client {
+	tr := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: 10 * time.Minute, // a big tar is checked and stored before the answer
+		ExpectContinueTimeout: time.Second,
+		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConnsPerHost:   32,
+		ForceAttemptHTTP2:     true,
+	}
+	return &Client{
+		BaseURL:   strings.TrimRight(baseURL, "/"),
+		Token:     token,
+		HTTP:      &http.Client{Transport: tr},
+		UserAgent: "atoll-client",
+	}
+}
+
+// Error is a non-2xx answer of the API.
+type Error struct {
+	Status  int      // HTTP status code
+	Message string   // the API's "error" message, or the status text
+	Missing []string // blobs a finalize or publish still needs (409)
+}
+
+// Error returns one line: the message and the status.
+func (e *Error) Error() string {
+	msg := e.Message
+	if len(e.Missing) > 0 {
+		msg += fmt.Sprintf(" (%d missing blobs)", len(e.Missing))
+	}
+	return fmt.Sprintf("%s (HTTP %d)", msg, e.Status)
+}
+
+// CreateSite creates a site with optional custom domains. retain 0 keeps the
+// default number of deploys for rollback.
+func (c *Client) CreateSite(ctx context.Context, name string, domains []string, retain int) (raft.Site, error) {
+	var site raft.Site
+	err := c.doJSON(ctx, "POST", "/v1/sites", builder.CreateSiteRequest{Name: name, Domains: domains, Retain: retain}, &site)
+	return site, err
+}
+
+// Sites lists every site, by name.
+func (c *Client) Sites(ctx context.Context) ([]raft.Site, error) {
+	var list builder.SiteList
+	err := c.doJSON(ctx, "GET", "/v1/sites", nil, &list)
+	return list.Sites, err
+}
+
+// Site returns one site.
+func (c *Client) Site(ctx context.Context, name string) (raft.Site, error) {
+	var site raft.Site
+	err := c.doJSON(ctx, "GET", "/v1/sites/"+url.PathEscape(name), nil, &site)
+	return site, err
+}
+
+// UpdateSite changes a site's settings: domains replaces its custom domains
+// unless nil (an empty, non-nil slice removes them all); retain changes its
+// retention unless 0.
+func (c *Client) UpdateSite(ctx context.Context, name string, domains []string, retain int) (raft.Site, error) {
+	var req builder.UpdateSiteRequest
+	if domains != nil {
+		req.Domains = &domains
+	}
+	if retain != 0 {
+		req.Retain = &retain
+	}
+	var site raft.Site
+	err := c.doJSON(ctx, "PATCH", "/v1/sites/"+url.PathEscape(name), req, &site)
+	return site, err
+}
+
+// DeleteSite deletes a site with its deploys.
+func (c *Client) DeleteSite(ctx context.Context, name string) error {
+	return c.doJSON(ctx, "DELETE", "/v1/sites/"+url.PathEscape(name), nil, nil)
+}
+
+// CreateDeploy starts a digest-based deploy of files (path -> SHA-256 hex).
+// The answer's Required lists the blobs to upload with UploadBlob before
+// Finalize or Publish.
+func (c *Client) CreateDeploy(ctx context.Context, site string, files map[string]string) (builder.DeployResponse, error) {
+	var d builder.DeployResponse
+	err := c.doJSON(ctx, "POST", "/v1/sites/"+url.PathEscape(site)+"/deploys", builder.CreateDeployRequest{Files: files}, &d)
+	return d, err
+}
+
+// UploadBlob stores size bytes read from r as the blob hash. The server
+// refuses content that does not hash to hash. r is not closed.
+func (c *Client) UploadBlob(ctx context.Context, hash string, r io.Reader, size int64) (builder.BlobResponse, error) {
+	req, err := c.newRequest(ctx, "PUT", "/v1/blobs/"+url.PathEscape(hash), io.NopCloser(r))
+	if err != nil {
+		return builder.BlobResponse{}, err
+	}
+	req.ContentLength = size
+	if size == 0 {
+		req.Body = http.NoBody
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	var out builder.BlobResponse
+	err = c.do(req, &out)
+	return out, err
+}
+
+// Finalize marks a deploy ready once all its blobs are stored; an *Error
+// with Status 409 lists the Missing ones.
+func (c *Client) Finalize(ctx context.Context, id string) (builder.DeployResponse, error) {
+	var d builder.DeployResponse
+	err := c.doJSON(ctx, "POST", "/v1/deploys/"+url.PathEscape(id)+"/finalize", nil, &d)
+	return d, err
+}
+
+// Publish makes a deploy its site's live one. Publishing an older deploy is
+// a rollback.
+func (c *Client) Publish(ctx context.Context, id string) (builder.DeployResponse, error) {
+	var d builder.DeployResponse
+	err := c.doJSON(ctx, "POST", "/v1/deploys/"+url.PathEscape(id)+"/publish", nil, &d)
+	return d, err
+}
+
+// Deploy returns one deploy.
+func (c *Client) Deploy(ctx context.Context, id string) (builder.DeployResponse, error) {
+	var d builder.DeployResponse
+	err := c.doJSON(ctx, "GET", "/v1/deploys/"+url.PathEscape(id), nil, &d)
+	return d, err
+}
+
+// Deploys lists a site's retained deploys, newest first.
+func (c *Client) Deploys(ctx context.Context, site string) ([]builder.DeployResponse, error) {
+	var list builder.DeployList
+	err := c.doJSON(ctx, "GET", "/v1/sites/"+url.PathEscape(site)+"/deploys", nil, &list)
+	return list.Deploys, err
+}
+
+// UploadTar deploys a whole site in one request: r is a tar archive
+// (gzip-compressed if gzipped) of the site's files relative to its root. The
+// deploy is ready when this returns, and live if publish is set.
+func (c *Client) UploadTar(ctx context.Context, site string, r io.Reader, gzipped, publish bool) (builder.DeployResponse, error) {
+	path := "/v1/sites/" + url.PathEscape(site) + "/deploys?publish=" + strconv.FormatBool(publish)
+	req, err := c.newRequest(ctx, "POST", path, io.NopCloser(r))
+	if err != nil {
+		return builder.DeployResponse{}, err
+	}
+	if gzipped {
+		req.Header.Set("Content-Type", "application/gzip")
+	} else {
+		req.Header.Set("Content-Type", "application/x-tar")
+	}
+	var d builder.DeployResponse
+	err = c.do(req, &d)
+	return d, err
+}
+
+// Status returns the answering node's view of the cluster.
+func (c *Client) Status(ctx context.Context) (builder.Status, error) {
+	var st builder.Status
+	err := c.doJSON(ctx, "GET", "/v1/status", nil, &st)
+	return st, err
+}
+
+// Nodes returns the node table.
+func (c *Client) Nodes(ctx context.Context) ([]builder.NodeStatus, error) {
+	var list builder.NodeList
+	err := c.doJSON(ctx, "GET", "/v1/nodes", nil, &list)
+	return list.Nodes, err
+}
+
+// doJSON sends in (if not nil) as JSON and decodes the answer into out (if
+// not nil).
+func (c *Client) doJSON(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encode request: %w", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := c.newRequest(ctx, method, path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return c.do(req, out)
+}
+
+func (c *Client) newRequest(ctx context.Context, method, path string, body io.Reader) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, body)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	if c.UserAgent != "" {
+		req.Header.Set("User-Agent", c.UserAgent)
+	}
+	return req, nil
+}
+
+// maxErrorBody bounds how much of a failed answer is read.
+const maxErrorBody = 1 << 20
+
+func (c *Client) do(req *http.Request, out any) error {
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	res, err := hc.Do(req)
+	if err != nil {
+		// *url.Error already reads "Method "URL": cause".
+		return err
+	}
+	defer res.Body.Close()
+	if res.StatusCode < 200 || res.StatusCode > 299 {
+		return decodeError(res)
+	}
+	if out == nil || res.StatusCode == http.StatusNoContent {
+		io.Copy(io.Discard, io.LimitReader(res.Body, maxErrorBody)) // keep the connection reusable
+		return nil
+	}
+	if err := json.NewDecoder(res.Body).Decode(out); err != nil {
+		return fmt.Errorf("%s %s: decode answer: %w", req.Method, req.URL.Path, err)
+	}
+	return nil
+}
+
+// decodeError turns a failed answer into an *Error, also when the body is
+// not the API's JSON (a proxy's HTML page, a plain-text 404).
+func decodeError(res *http.Response) error {
+	body, _ := io.ReadAll(io.LimitReader(res.Body, maxErrorBody))
+	e := &Error{Status: res.StatusCode}
+	var wire builder.ErrorResponse
+	if json.Unmarshal(body, &wire) == nil && wire.Error != "" {
+		e.Message, e.Missing = wire.Error, wire.Missing
+		return e
+	}
+	line, _, _ := strings.Cut(strings.TrimSpace(string(body)), "\n")
+	if len(line) > 200 || strings.HasPrefix(line, "<") {
+		line = ""
+	}
+	if line == "" {
+		line = http.StatusText(res.StatusCode)
+	}
+	e.Message = line
+	return e
+}

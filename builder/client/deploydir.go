@@ -1,0 +1,358 @@
+package client
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/atoll-hosting/atoll/builder"
+	"github.com/atoll-hosting/atoll/raft"
+)
+
+// DefaultConcurrency is how many files DeployDir hashes or uploads at once
+// unless DeployOptions says otherwise.
+const DefaultConcurrency = 8
+
+// DeployOptions tunes DeployDir.
+type DeployOptions struct {
+	// Publish makes the deploy live once uploaded; otherwise it is only
+	// finalized (ready, reachable at its preview URL).
+	Publish bool
+	// Concurrency bounds parallel hashing and uploads; 0 means
+	// DefaultConcurrency.
+	Concurrency int
+	// Progress, if set, is called after each file is hashed and after each
+	// blob is uploaded, never concurrently with itself.
+	Progress func(Progress)
+}
+
+// Progress phases.
+const (
+	PhaseHash   = "hash"   // hashing local files
+	PhaseUpload = "upload" // uploading the blobs the cluster lacks
+)
+
+// Progress reports how far DeployDir is within a phase. In PhaseHash the
+// totals cover every file; in PhaseUpload only the blobs to upload.
+type Progress struct {
+	Phase      string
+	Files      int   // done so far
+	FilesTotal int   // to do in this phase
+	Bytes      int64 // done so far
+	BytesTotal int64 // to do in this phase
+}
+
+// localFile is a file of the directory being deployed.
+type localFile struct {
+	path string // manifest path, "/a/b.html"
+	disk string // where to read it
+	size int64
+	hash string
+}
+
+// DeployDir deploys the files under dir to site: it hashes every file
+// (streaming, Concurrency at a time), sends the manifest, uploads only the
+// blobs the cluster does not hold yet, then publishes the deploy (or, with
+// !opt.Publish, finalizes it). It returns the final deploy, whose Required
+// lists the blobs this call uploaded.
+//
+// Which files: regular files under dir, with paths relative to dir and
+// forward slashes. Names starting with "." are skipped, files and whole
+// directories alike (.git, .env, .DS_Store), except ".well-known", which the
+// web needs. Symbolic links to directories are not followed (no loops, no
+// surprise trees). Symbolic links to files are followed when the target is
+// inside dir (a build tool's dedup links) and refused with an error when it
+// is outside, so a deploy never publishes a file from elsewhere on the
+// machine. Other kinds of files (sockets, devices) are skipped.
+//
+// A failed upload is retried once. If a file changes between hashing and
+// upload the server refuses it (hash mismatch) and DeployDir fails: run it
+// again once the build is done.
+func (c *Client) DeployDir(ctx context.Context, dir, site string, opt DeployOptions) (builder.DeployResponse, error) {
+	if opt.Concurrency <= 0 {
+		opt.Concurrency = DefaultConcurrency
+	}
+	files, err := scanDir(dir)
+	if err != nil {
+		return builder.DeployResponse{}, err
+	}
+	if len(files) == 0 {
+		return builder.DeployResponse{}, fmt.Errorf("deploy %s: no files to deploy", dir)
+	}
+	// Hash.
+	var total int64
+	for _, f := range files {
+		total += f.size
+	}
+	hashed := &progress{fn: opt.Progress, Progress: Progress{Phase: PhaseHash, FilesTotal: len(files), BytesTotal: total}}
+	err = forEach(ctx, opt.Concurrency, len(files), func(ctx context.Context, i int) error {
+		h, n, err := hashFile(ctx, files[i].disk)
+		if err != nil {
+			return err
+		}
+		files[i].hash, files[i].size = h, n
+		hashed.add(n)
+		return nil
+	})
+	if err != nil {
+		return builder.DeployResponse{}, err
+	}
+
+	// Manifest.
+	manifest := make(map[string]string, len(files))
+	byHash := make(map[string]*localFile, len(files))
+	for i := range files {
+		f := &files[i]
+		manifest[f.path] = f.hash
+		if _, ok := byHash[f.hash]; !ok {
+			byHash[f.hash] = f
+		}
+	}
+	created, err := c.CreateDeploy(ctx, site, manifest)
+	if err != nil {
+		return builder.DeployResponse{}, fmt.Errorf("create deploy: %w", err)
+	}
+
+	// Upload what is required.
+	var todo []*localFile
+	var todoBytes int64
+	for _, h := range created.Required {
+		f, ok := byHash[h]
+		if !ok {
+			return created, fmt.Errorf("deploy %s: server requires blob %s that is not in the manifest", created.ID, h)
+		}
+		todo = append(todo, f)
+		todoBytes += f.size
+	}
+	uploaded := &progress{fn: opt.Progress, Progress: Progress{Phase: PhaseUpload, FilesTotal: len(todo), BytesTotal: todoBytes}}
+	uploaded.add(-1)
+	err = forEach(ctx, opt.Concurrency, len(todo), func(ctx context.Context, i int) error {
+		f := todo[i]
+		if err := c.uploadFile(ctx, f); err != nil {
+			return fmt.Errorf("upload %s: %w", f.path, err)
+		}
+		uploaded.add(f.size)
+		return nil
+	})
+	if err != nil {
+		return created, fmt.Errorf("deploy %s: %w", created.ID, err)
+	}
+
+	// Finish.
+	var final builder.DeployResponse
+	if opt.Publish {
+		final, err = c.Publish(ctx, created.ID)
+	} else {
+		final, err = c.Finalize(ctx, created.ID)
+	}
+	if err != nil {
+		return created, fmt.Errorf("deploy %s: %w", created.ID, err)
+	}
+	final.Required = created.Required
+	return final, nil
+}
+
+// uploadFile streams a file from disk, retrying once after a failure that a
+// retry can fix (network, 5xx, 408, 429).
+func (c *Client) uploadFile(ctx context.Context, f *localFile) error {
+	try := func() error {
+		fh, err := os.Open(f.disk)
+		if err != nil {
+			return err
+		}
+		defer fh.Close()
+		_, err = c.UploadBlob(ctx, f.hash, fh, f.size)
+		return err
+	}
+	err := try()
+	if err == nil || !retryable(ctx, err) {
+		return err
+	}
+	select {
+	case <-time.After(250 * time.Millisecond):
+	case <-ctx.Done():
+		return err
+	}
+	return try()
+}
+
+func retryable(ctx context.Context, err error) bool {
+	if ctx.Err() != nil || errors.Is(err, fs.ErrNotExist) {
+		return false
+	}
+	var ae *Error
+	if errors.As(err, &ae) {
+		return ae.Status >= 500 || ae.Status == http.StatusRequestTimeout || ae.Status == http.StatusTooManyRequests
+	}
+	return true
+}
+
+// scanDir lists the files DeployDir deploys (see its documentation), sorted
+// by path, with sizes from the file system; hashes come later.
+func scanDir(dir string) ([]localFile, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	root, err := filepath.EvalSymlinks(abs) // dir itself may be a link
+	if err != nil {
+		return nil, fmt.Errorf("deploy %s: %w", dir, err)
+	}
+	if fi, err := os.Stat(root); err != nil {
+		return nil, err
+	} else if !fi.IsDir() {
+		return nil, fmt.Errorf("deploy %s: not a directory", dir)
+	}
+	var files []localFile
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if path == root {
+			return nil
+		}
+		if name := d.Name(); strings.HasPrefix(name, ".") && name != ".well-known" {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		var size int64
+		switch {
+		case d.IsDir():
+			return nil
+		case d.Type()&fs.ModeSymlink != 0:
+			target, err := filepath.EvalSymlinks(path)
+			if err != nil {
+				return fmt.Errorf("symlink %s: %w", path, err)
+			}
+			fi, err := os.Stat(target)
+			if err != nil {
+				return err
+			}
+			if !fi.Mode().IsRegular() {
+				return nil // directories are not followed; specials skipped
+			}
+			if rel, err := filepath.Rel(root, target); err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+				return fmt.Errorf("symlink %s points outside %s (to %s); copy the file in instead", path, dir, target)
+			}
+			size = fi.Size()
+		case d.Type().IsRegular():
+			fi, err := d.Info()
+			if err != nil {
+				return err
+			}
+			size = fi.Size()
+		default:
+			return nil
+		}
+		rel, err := filepath.Rel(root, path)
+		if err != nil {
+			return err
+		}
+		p, err := raft.CleanPath("/" + filepath.ToSlash(rel))
+		if err != nil {
+			return fmt.Errorf("cannot deploy %s: %w", path, err)
+		}
+		files = append(files, localFile{path: p, disk: path, size: size})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(files, func(a, b localFile) int { return strings.Compare(a.path, b.path) })
+	return files, nil
+}
+
+// hashFile returns the SHA-256 (hex) and length of a file's content.
+func hashFile(ctx context.Context, path string) (string, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, ctxReader{ctx, f})
+	if err != nil {
+		return "", 0, fmt.Errorf("hash %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
+}
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// forEach runs fn(0..n-1) on at most workers goroutines. The first error
+// cancels the rest and is returned.
+func forEach(ctx context.Context, workers, n int, fn func(ctx context.Context, i int) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(workers, n) {
+		wg.Go(func() {
+			for i := range next {
+				if err := fn(ctx, i); err != nil {
+					cancel(err)
+				}
+			}
+		})
+	}
+feed:
+	for i := range n {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	return nil
+}
+
+// progress counts the work done in one phase and reports it to fn (which
+// may be nil). add is safe for concurrent use and calls fn under the lock, so
+// fn sees counts in order and never runs concurrently with itself.
+type progress struct {
+	mu sync.Mutex
+	fn func(Progress)
+	Progress
+}
+
+// add records one finished file of n bytes (n < 0: nothing done, just
+// report the totals) and reports.
+func (p *progress) add(n int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n >= 0 {
+		p.Files++
+		p.Bytes += n
+	}
+	if p.fn != nil {
+		p.fn(p.Progress)
+	}
+}

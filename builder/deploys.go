@@ -1,0 +1,413 @@
+package builder
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/atoll-hosting/atoll/blobstore"
+	"github.com/atoll-hosting/atoll/raft"
+)
+
+// deployIDLen is the length of a deploy id: 36^10 ≈ 3.7e15 values, so a
+// collision within a site's lifetime is out of reach, and "<id>--<site>"
+// stays a short host label.
+const deployIDLen = 10
+
+// applyTimeout bounds the sequence of commands that records one deploy. It
+// is detached from the request so that a client hanging up halfway does not
+// leave a half-written manifest behind.
+const applyTimeout = 10 * time.Minute
+
+// statConcurrency bounds concurrent Blobs.Stat calls (node may ask peers).
+const statConcurrency = 8
+
+// createDeploy serves POST /v1/sites/{site}/deploys: a JSON manifest starts
+// the digest flow, a tar (optionally gzipped) is a one-shot upload.
+func (a *API) createDeploy(w http.ResponseWriter, r *http.Request) {
+	site, err := a.site(r.PathValue("site"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	publish := false
+	if v := r.URL.Query().Get("publish"); v != "" {
+		if publish, err = strconv.ParseBool(v); err != nil {
+			a.fail(w, r, errorf(http.StatusBadRequest, "publish=%q: use publish=true or publish=false", v))
+			return
+		}
+	}
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	switch mt {
+	case "application/json":
+		if publish {
+			a.fail(w, r, errorf(http.StatusBadRequest,
+				"publish=true applies to tar uploads; with a JSON manifest, upload the required blobs and then POST /v1/deploys/{id}/publish"))
+			return
+		}
+		a.createDigestDeploy(w, r, site)
+	case "application/x-tar", "application/tar":
+		a.createTarDeploy(w, r, site, false, publish)
+	case "application/gzip", "application/x-gzip", "application/x-compressed-tar", "application/tar+gzip":
+		a.createTarDeploy(w, r, site, true, publish)
+	default:
+		a.fail(w, r, errorf(http.StatusUnsupportedMediaType,
+			"unsupported Content-Type %q: send application/json (a manifest), application/x-tar or application/gzip (a gzipped tar)",
+			r.Header.Get("Content-Type")))
+	}
+}
+
+// createDigestDeploy records a manifest and answers which blobs are still
+// needed. Everything is checked before the first command is applied.
+func (a *API) createDigestDeploy(w http.ResponseWriter, r *http.Request, site raft.Site) {
+	if r.ContentLength > a.cfg.MaxJSONBytes {
+		a.fail(w, r, errorf(http.StatusRequestEntityTooLarge, "manifest larger than the limit of %d bytes", a.cfg.MaxJSONBytes))
+		return
+	}
+	body := http.MaxBytesReader(w, r.Body, a.cfg.MaxJSONBytes)
+	files, err := parseManifest(body, a.cfg.MaxFiles)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	hashes := make([]string, len(files))
+	for i, f := range files {
+		hashes[i] = f.Hash
+	}
+	slices.Sort(hashes)
+	hashes = slices.Compact(hashes)
+	missing, sizes, err := a.statAll(r.Context(), hashes)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	ready := len(missing) == 0
+	var total int64
+	if ready {
+		for _, f := range files {
+			total += sizes[f.Hash]
+		}
+	}
+	d, err := a.recordDeploy(r.Context(), site.Name, files, ready, total, false)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.log.Info("deploy created", "site", site.Name, "deploy", d.ID, "files", len(files), "required", len(missing))
+	resp := a.deployResponse(d)
+	resp.Required = missing
+	if resp.Required == nil {
+		resp.Required = []string{} // "required": [] tells the client there is nothing to upload
+	}
+	WriteJSON(w, http.StatusCreated, resp)
+}
+
+// recordDeploy applies CreateDeploy, the manifest in raft.BatchFiles batches,
+// and then MarkReady and Publish as asked. files must be sorted by path. If
+// a command fails after the deploy exists, the deploy is marked failed (best
+// effort) so it is never mistaken for a complete one.
+func (a *API) recordDeploy(ctx context.Context, site string, files []raft.File, ready bool, bytes int64, publish bool) (raft.Deploy, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), applyTimeout)
+	defer cancel()
+	d := raft.Deploy{Site: site, State: raft.StateUploading, Created: time.Now().UTC(), Files: len(files)}
+	var err error
+	for range 3 {
+		// The FSM takes a CreateDeploy repeating an existing id, site and
+		// file count for a retry and accepts it, so an id already in use
+		// here is drawn again before proposing; one in use elsewhere is
+		// ErrExists and drawn again too.
+		if d.ID = newDeployID(); a.idInUse(d.ID) {
+			continue
+		}
+		err = a.meta.Apply(ctx, raft.CreateDeploy{ID: d.ID, Site: site, Files: d.Files, Created: d.Created})
+		if !errors.Is(err, raft.ErrExists) {
+			break
+		}
+	}
+	if err != nil {
+		return raft.Deploy{}, fmt.Errorf("create deploy: %w", err)
+	}
+	abort := func(step string, err error) (raft.Deploy, error) {
+		reason := fmt.Sprintf("%s: %v", step, err)
+		if ferr := a.meta.Apply(ctx, raft.FailDeploy{Deploy: d.ID, Reason: reason}); ferr != nil {
+			a.log.Warn("cannot mark deploy failed", "deploy", d.ID, "err", ferr)
+		}
+		return raft.Deploy{}, fmt.Errorf("deploy %s: %s: %w", d.ID, step, err)
+	}
+	for _, batch := range raft.BatchFiles(d.ID, files) {
+		if err := a.meta.Apply(ctx, batch); err != nil {
+			return abort("record manifest", err)
+		}
+		d.Received += len(batch.Files)
+	}
+	if ready {
+		if err := a.meta.Apply(ctx, raft.MarkReady{Deploy: d.ID, Bytes: bytes}); err != nil {
+			return abort("mark ready", err)
+		}
+		d.State, d.Bytes = raft.StateReady, bytes
+	}
+	if publish {
+		at := time.Now().UTC()
+		if err := a.meta.Apply(ctx, raft.Publish{Deploy: d.ID, At: at}); err != nil {
+			// The deploy is complete and stays ready: publishing it again is
+			// a valid retry, so it is not marked failed.
+			return raft.Deploy{}, fmt.Errorf("deploy %s is ready but publishing failed: %w", d.ID, err)
+		}
+		d.State, d.PublishedAt = raft.StatePublished, at
+	}
+	return d, nil
+}
+
+func (a *API) listDeploys(w http.ResponseWriter, r *http.Request) {
+	site, err := a.site(r.PathValue("site"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	deploys, err := a.meta.Deploys(site.Name)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	list := DeployList{Deploys: make([]DeployResponse, 0, len(deploys))}
+	for _, d := range deploys {
+		list.Deploys = append(list.Deploys, a.deployResponse(d))
+	}
+	WriteJSON(w, http.StatusOK, list)
+}
+
+func (a *API) getDeploy(w http.ResponseWriter, r *http.Request) {
+	d, err := a.deploy(r.PathValue("id"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, a.deployResponse(d))
+}
+
+// finalize serves POST /v1/deploys/{id}/finalize: once every blob of the
+// manifest is stored, the deploy becomes ready. Finalizing a deploy that is
+// already ready (or published, or superseded) changes nothing.
+func (a *API) finalize(w http.ResponseWriter, r *http.Request) {
+	d, err := a.deploy(r.PathValue("id"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if d.State == raft.StateUploading {
+		if d, err = a.markReady(r.Context(), d); err != nil {
+			a.fail(w, r, err)
+			return
+		}
+	} else if err := usable(d); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, a.deployResponse(d))
+}
+
+// publish serves POST /v1/deploys/{id}/publish: it makes the deploy its
+// site's live one. Publishing an older retained deploy is the rollback. The
+// blobs are checked every time, so a deploy whose content is gone is never
+// put live.
+func (a *API) publish(w http.ResponseWriter, r *http.Request) {
+	d, err := a.deploy(r.PathValue("id"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if d.State == raft.StateUploading {
+		d, err = a.markReady(r.Context(), d)
+	} else if err = usable(d); err == nil {
+		_, err = a.checkManifest(r.Context(), d)
+	}
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	at := time.Now().UTC()
+	if err := a.meta.Apply(r.Context(), raft.Publish{Deploy: d.ID, At: at}); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if d.State != raft.StatePublished { // publishing the live deploy again changes nothing
+		d.State, d.PublishedAt = raft.StatePublished, at
+	}
+	a.log.Info("deploy published", "site", d.Site, "deploy", d.ID)
+	WriteJSON(w, http.StatusOK, a.deployResponse(d))
+}
+
+// usable refuses deploys that can never go live.
+func usable(d raft.Deploy) error {
+	if d.State == raft.StateFailed {
+		return errorf(http.StatusConflict, "deploy %s failed; create a new deploy", d.ID)
+	}
+	return nil
+}
+
+// markReady checks an uploading deploy's blobs and applies MarkReady.
+func (a *API) markReady(ctx context.Context, d raft.Deploy) (raft.Deploy, error) {
+	total, err := a.checkManifest(ctx, d)
+	if err != nil {
+		return d, err
+	}
+	if err := a.meta.Apply(ctx, raft.MarkReady{Deploy: d.ID, Bytes: total}); err != nil {
+		// A concurrent finalize or publish may have won the race; that is
+		// success too.
+		if now, rerr := a.meta.Deploy(d.ID); rerr == nil && now.State != raft.StateUploading && now.State != raft.StateFailed {
+			return now, nil
+		}
+		return d, err
+	}
+	d.State, d.Bytes = raft.StateReady, total
+	return d, nil
+}
+
+// checkManifest stats every blob of d's manifest. It answers 409 with the
+// missing hashes, or the deploy's total identity bytes.
+func (a *API) checkManifest(ctx context.Context, d raft.Deploy) (int64, error) {
+	if d.Received < d.Files {
+		w := errorf(http.StatusServiceUnavailable,
+			"deploy %s: only %d of %d manifest entries are on this node yet; retry in a moment", d.ID, d.Received, d.Files)
+		return 0, w
+	}
+	var perFile []string
+	err := a.meta.Files(d.ID, func(f raft.File) error {
+		perFile = append(perFile, f.Hash)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("read manifest of %s: %w", d.ID, err)
+	}
+	hashes := slices.Clone(perFile)
+	slices.Sort(hashes)
+	hashes = slices.Compact(hashes)
+	missing, sizes, err := a.statAll(ctx, hashes)
+	if err != nil {
+		return 0, err
+	}
+	if len(missing) > 0 {
+		e := errorf(http.StatusConflict, "deploy %s is missing %d of its %d blobs; upload them with PUT /v1/blobs/{hash}",
+			d.ID, len(missing), len(hashes))
+		e.body.Missing = missing
+		return 0, e
+	}
+	var total int64
+	for _, h := range perFile {
+		total += sizes[h]
+	}
+	return total, nil
+}
+
+// statAll stats hashes (sorted, unique) with bounded concurrency. It returns
+// the ones not stored, in order, and the sizes of the others.
+func (a *API) statAll(ctx context.Context, hashes []string) ([]string, map[string]int64, error) {
+	sizes := make(map[string]int64, len(hashes))
+	isMissing := make([]bool, len(hashes))
+	var (
+		mu       sync.Mutex
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	next := make(chan int)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for range min(statConcurrency, len(hashes)) {
+		wg.Go(func() {
+			for i := range next {
+				info, err := a.blobs.Stat(ctx, hashes[i])
+				mu.Lock()
+				switch {
+				case err == nil:
+					sizes[hashes[i]] = info.Size
+				case errors.Is(err, blobstore.ErrNotFound):
+					isMissing[i] = true
+				case firstErr == nil:
+					firstErr = fmt.Errorf("stat blob %s: %w", hashes[i], err)
+					cancel()
+				}
+				mu.Unlock()
+			}
+		})
+	}
+feed:
+	for i := range hashes {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	if firstErr == nil && ctx.Err() != nil {
+		firstErr = ctx.Err()
+	}
+	if firstErr != nil {
+		return nil, nil, firstErr
+	}
+	var missing []string
+	for i, m := range isMissing {
+		if m {
+			missing = append(missing, hashes[i])
+		}
+	}
+	return missing, sizes, nil
+}
+
+func (a *API) idInUse(id string) bool {
+	_, err := a.meta.Deploy(id)
+	return !errors.Is(err, raft.ErrNotFound)
+}
+
+// deploy reads a deploy, turning "not found" into a 404 that names it.
+func (a *API) deploy(id string) (raft.Deploy, error) {
+	if !raft.ValidDeployID(id) {
+		return raft.Deploy{}, errorf(http.StatusNotFound, "deploy %q does not exist", id)
+	}
+	d, err := a.meta.Deploy(id)
+	if errors.Is(err, raft.ErrNotFound) {
+		return raft.Deploy{}, errorf(http.StatusNotFound, "deploy %q does not exist", id)
+	}
+	return d, err
+}
+
+func (a *API) deployResponse(d raft.Deploy) DeployResponse {
+	return DeployResponse{Deploy: d, URL: a.url(d.Site), PreviewURL: a.url(d.ID + "--" + d.Site)}
+}
+
+// url is the edge URL of a host label under the cluster domain.
+func (a *API) url(label string) string {
+	if a.cfg.SiteURL == nil {
+		return ""
+	}
+	host := label
+	if a.cfg.Domain != "" {
+		host += "." + a.cfg.Domain
+	}
+	return a.cfg.SiteURL(host)
+}
+
+// newDeployID draws deployIDLen characters of [a-z0-9] from crypto/rand,
+// without modulo bias.
+func newDeployID() string {
+	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+	id := make([]byte, 0, deployIDLen)
+	var buf [32]byte
+	for len(id) < deployIDLen {
+		rand.Read(buf[:]) // never fails (crypto/rand documents a crash instead)
+		for _, b := range buf {
+			if b < 252 && len(id) < deployIDLen { // 252 = 7*36
+				id = append(id, alphabet[b%36])
+			}
+		}
+	}
+	return string(id)
+}

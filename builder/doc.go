@@ -1,0 +1,84 @@
+// Package builder is Atoll's builder API: the net/http handlers through which
+// builders create sites, upload deploys, publish them and roll back, plus the
+// wire types (wire.go) that the API, node's own routes and the Go client in
+// builder/client share. node mounts it with Register next to its admin routes
+// (/v1/status, /v1/nodes), reusing RequireAuth, WriteJSON and WriteError.
+//
+// The package reads and writes replicated metadata only through Meta (raft
+// commands in, FSM reads out) and file contents only through Blobs (node
+// places them on their owners). It never touches disk except to spool a tar
+// upload in Config.TempDir, and it knows nothing of Raft, placement or
+// serving.
+//
+// # Routes
+//
+// Every route answers JSON and needs "Authorization: Bearer <token>": the
+// token is accepted when it equals Config.AdminToken (if set) or when its
+// SHA-256 is the hash the cluster records (Meta.AdminTokenHash); both checks
+// take constant time, tokens are never logged, and with no token configured
+// anywhere every request is refused (401, WWW-Authenticate: Bearer).
+//
+//	POST   /v1/sites                   {"name","domains":[...],"retain":N} -> 201 raft.Site
+//	GET    /v1/sites                   -> 200 {"sites":[...]} by name
+//	GET    /v1/sites/{site}            -> 200 raft.Site
+//	PATCH  /v1/sites/{site}            {"domains":[...],"retain":N}, both optional -> 200 raft.Site
+//	DELETE /v1/sites/{site}            -> 204
+//	POST   /v1/sites/{site}/deploys    application/json {"files":{"/path":"<sha256>"}}
+//	                                   -> 201 DeployResponse with "required"
+//	POST   /v1/sites/{site}/deploys[?publish=true]
+//	                                   application/x-tar or application/gzip (tar.gz) -> 201 DeployResponse
+//	GET    /v1/sites/{site}/deploys    -> 200 {"deploys":[...]} newest first
+//	PUT    /v1/blobs/{sha256}          body = file bytes -> 201 {"hash","size"} (200 if already stored)
+//	GET    /v1/deploys/{id}            -> 200 DeployResponse
+//	POST   /v1/deploys/{id}/finalize   -> 200 DeployResponse (ready), or 409 {"error","missing":[...]}
+//	POST   /v1/deploys/{id}/publish    -> 200 DeployResponse (published), or 409 {"error","missing":[...]}
+//
+// Errors are {"error": "<one line a user can act on>"} with a fitting status:
+// 400 bad input (names, paths, hashes, JSON, archives), 401 auth, 404 unknown
+// site or deploy, 409 name or domain taken and blobs missing, 413 over a
+// limit, 415 unsupported Content-Type, 503 (with Retry-After) when the
+// cluster has no leader, 500 for anything else (logged, not shown).
+//
+// # Deploys
+//
+// Digest flow: the manifest is parsed as a stream (a million entries never
+// sit in memory twice), and every path goes through raft.CleanPath, every
+// hash through raft.ValidHash, duplicates after normalization ("/a" and "a",
+// or a JSON key given twice) are refused, and the file count is bounded, all
+// before the first command is applied: a bad request leaves nothing behind.
+// The answer's "required" lists (sorted, unique) the hashes Blobs.Stat does
+// not find; if there are none the deploy is ready at once. The id is 10
+// random characters of [a-z0-9] drawn before CreateDeploy, so a retried
+// command is recognizably the same deploy; the manifest follows as
+// raft.BatchFiles batches, each a log entry under raft.MaxBatchBytes.
+//
+// One-shot tar: the body is spooled to a temp file (bounded by MaxTarBytes),
+// then the whole archive is read once to check it (only regular files and
+// directories; a leading "./" is stripped; links, devices, FIFOs, sparse
+// files, absolute names, ".." and duplicates are refused naming the member;
+// pax and GNU long-name headers are handled by archive/tar and pax global
+// headers skipped; a corrupt tar or gzip stream is a 400) and hash every
+// file, and only then read a second time to store the blobs the cluster
+// lacks, each once. Per-file and total decompressed sizes are bounded by
+// MaxBlobBytes and MaxTarBytes, so a small gzip cannot expand without end.
+// The deploy is recorded ready (and published with ?publish=true).
+//
+// Finalize and publish check every blob of the manifest with Blobs.Stat; a
+// missing one is a 409 listing them all. Publish checks again even for a
+// deploy that was ready before, so content lost since is never put live;
+// publishing an older retained deploy is the rollback.
+//
+// # Choices
+//
+//   - Answers to writes are built from the commands just applied rather than
+//     read back, so they are right even when this node (a follower that
+//     forwarded the write) has not applied them yet.
+//   - The commands recording a deploy run on a context detached from the
+//     request: a client hanging up halfway does not leave a half-written
+//     manifest. If a command fails halfway the deploy is marked failed.
+//   - Custom domains are lowercased, de-duplicated and must be host names;
+//     domains under Config.Domain are refused because they would shadow
+//     <site>.<domain> hosts.
+//   - Config.Domain is the serving domain, so that Config.SiteURL receives a
+//     full host ("demo.localhost", "<id>--demo.localhost").
+package builder

@@ -1,0 +1,193 @@
+package builder
+
+import (
+	"cmp"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/atoll-hosting/atoll/raft"
+)
+
+// decodeJSON reads one JSON object of at most MaxJSONBytes into v, refusing
+// unknown fields and trailing data.
+func (a *API) decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	if r.ContentLength > a.cfg.MaxJSONBytes {
+		return errorf(http.StatusRequestEntityTooLarge, "request body larger than the limit of %d bytes", a.cfg.MaxJSONBytes)
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, a.cfg.MaxJSONBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		if err != nil {
+			return jsonError(err)
+		}
+		return errorf(http.StatusBadRequest, "malformed JSON: unexpected data after the object")
+	}
+	return nil
+}
+
+var errEmptyBody = errorf(http.StatusBadRequest, "request body is empty: send a JSON object")
+
+// jsonError turns a decoding failure into a 400 (or 413 for an oversized
+// body) that says what is wrong.
+func jsonError(err error) error {
+	var mbe *http.MaxBytesError
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &mbe):
+		return errorf(http.StatusRequestEntityTooLarge, "request body larger than the limit of %d bytes", mbe.Limit)
+	case errors.Is(err, io.EOF):
+		return errEmptyBody
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return errorf(http.StatusBadRequest, "malformed JSON: the body ends in the middle of a value")
+	case errors.As(err, &syn):
+		return errorf(http.StatusBadRequest, "malformed JSON at byte %d: %s", syn.Offset, strings.TrimPrefix(syn.Error(), "json: "))
+	case errors.As(err, &typ):
+		if typ.Field != "" {
+			return errorf(http.StatusBadRequest, "field %q must be %s, not %s", typ.Field, typeName(typ.Type.String()), typ.Value)
+		}
+		return errorf(http.StatusBadRequest, "malformed JSON: expected %s, got %s", typeName(typ.Type.String()), typ.Value)
+	}
+	// Unknown fields and other decoder complaints ("json: unknown field ...").
+	return errorf(http.StatusBadRequest, "invalid JSON request: %s", strings.TrimPrefix(err.Error(), "json: "))
+}
+
+func typeName(t string) string {
+	switch {
+	case t == "string":
+		return "a string"
+	case strings.HasPrefix(t, "[]"), strings.HasPrefix(t, "*[]"):
+		return "an array"
+	case strings.HasPrefix(t, "int"), strings.HasPrefix(t, "*int"):
+		return "an integer"
+	}
+	return "an object"
+}
+
+// parseManifest reads {"files": {"/path": "<sha256>", ...}} as a stream, so
+// a million-entry manifest never sits in memory twice, and checks every
+// entry: paths go through raft.CleanPath, hashes through raft.ValidHash, two
+// names of the same path (also "/a" and "a", or a key repeated in the JSON)
+// are refused, and more than maxFiles entries is a 413. It returns the
+// entries sorted by normalized path.
+func parseManifest(r io.Reader, maxFiles int) ([]raft.File, error) {
+	dec := json.NewDecoder(r)
+	if err := expectDelim(dec, '{', "the body must be a JSON object"); err != nil {
+		return nil, err
+	}
+	// From here on, the end of the body is the middle of the object.
+	tokenError := func(err error) error {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return jsonError(err)
+	}
+	type entry struct {
+		raft.File
+		sent string // the name as sent when it differs from Path, to name duplicates
+	}
+	var (
+		entries   []entry
+		seenFiles bool
+	)
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return nil, tokenError(err)
+		}
+		if key != "files" {
+			return nil, errorf(http.StatusBadRequest, "invalid JSON request: unknown field %q (only \"files\" is accepted)", key)
+		}
+		if seenFiles {
+			return nil, errorf(http.StatusBadRequest, "invalid JSON request: field \"files\" appears twice")
+		}
+		seenFiles = true
+		if err := expectDelim(dec, '{', `"files" must be an object of path -> sha256`); err != nil {
+			if errors.Is(err, errEmptyBody) {
+				return nil, tokenError(io.EOF)
+			}
+			return nil, err
+		}
+		for dec.More() {
+			tok, err := dec.Token()
+			if err != nil {
+				return nil, tokenError(err)
+			}
+			name := tok.(string) // object keys are always strings
+			tok, err = dec.Token()
+			if err != nil {
+				return nil, tokenError(err)
+			}
+			hash, ok := tok.(string)
+			if !ok {
+				return nil, errorf(http.StatusBadRequest, "file %q: the value must be the file's SHA-256 as a hex string", name)
+			}
+			if len(entries) >= maxFiles {
+				return nil, errorf(http.StatusRequestEntityTooLarge, "too many files: a deploy holds at most %d", maxFiles)
+			}
+			p, err := raft.CleanPath(name)
+			if err != nil {
+				return nil, errorf(http.StatusBadRequest, "invalid file %s", pathProblem(err))
+			}
+			if !raft.ValidHash(hash) {
+				return nil, errorf(http.StatusBadRequest, "file %q: %q is not a SHA-256 in lowercase hex (64 characters of 0-9a-f)", name, hash)
+			}
+			e := entry{File: raft.File{Path: p, Hash: hash}}
+			if name != p {
+				e.sent = name
+			}
+			entries = append(entries, e)
+		}
+		if _, err := dec.Token(); err != nil { // the closing '}'
+			return nil, tokenError(err)
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the closing '}'
+		return nil, tokenError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		if err != nil {
+			return nil, tokenError(err)
+		}
+		return nil, errorf(http.StatusBadRequest, "malformed JSON: unexpected data after the object")
+	}
+	if len(entries) == 0 {
+		return nil, errorf(http.StatusBadRequest, `a deploy needs at least one file: send {"files": {"/index.html": "<sha256>", ...}}`)
+	}
+	// Sorting finds duplicates without a second index of every path.
+	slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.Path, b.Path) })
+	files := make([]raft.File, len(entries))
+	for i, e := range entries {
+		if i > 0 && entries[i-1].Path == e.Path {
+			prev := entries[i-1]
+			return nil, errorf(http.StatusBadRequest, "duplicate path: %q and %q are the same file %q",
+				cmp.Or(prev.sent, prev.Path), cmp.Or(e.sent, e.Path), e.Path)
+		}
+		files[i] = e.File
+	}
+	return files, nil
+}
+
+func expectDelim(dec *json.Decoder, want json.Delim, msg string) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return jsonError(err)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != want {
+		return errorf(http.StatusBadRequest, "malformed JSON: %s", msg)
+	}
+	return nil
+}
+
+// pathProblem is raft.CleanPath's complaint without its sentinel prefix:
+// `path "/a/../b": dot segment`.
+func pathProblem(err error) string {
+	return strings.TrimPrefix(err.Error(), raft.ErrInvalid.Error()+": ")
+}

@@ -1,0 +1,302 @@
+package builder
+
+import (
+	"archive/tar"
+	"cmp"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/atoll-hosting/atoll/raft"
+)
+
+// tarEntry is one regular file of an archive that passed scanTar.
+type tarEntry struct {
+	name string // the member name as in the archive
+	raft.File
+	size int64
+}
+
+// tarLimits bounds what scanTar accepts.
+type tarLimits struct {
+	maxFiles     int
+	maxFileBytes int64 // one member, decompressed
+	maxTotal     int64 // all members, decompressed: a small gzip must not expand without end
+}
+
+// createTarDeploy serves a one-shot upload. The body is spooled to a temp
+// file, the whole archive is checked (and every file hashed) before anything
+// is stored, then the blobs are stored, the deploy recorded as ready and,
+// when asked, published.
+func (a *API) createTarDeploy(w http.ResponseWriter, r *http.Request, site raft.Site, gzipped, publish bool) {
+	if r.ContentLength > a.cfg.MaxTarBytes {
+		a.fail(w, r, errorf(http.StatusRequestEntityTooLarge, "archive larger than the limit of %d bytes", a.cfg.MaxTarBytes))
+		return
+	}
+	spool, err := os.CreateTemp(a.cfg.TempDir, "atoll-upload-*.tar")
+	if err != nil {
+		a.fail(w, r, fmt.Errorf("create spool file: %w", err))
+		return
+	}
+	defer os.Remove(spool.Name())
+	defer spool.Close()
+	if err := spoolBody(spool, http.MaxBytesReader(w, r.Body, a.cfg.MaxTarBytes)); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+
+	lim := tarLimits{maxFiles: a.cfg.MaxFiles, maxFileBytes: a.cfg.MaxBlobBytes, maxTotal: a.cfg.MaxTarBytes}
+	var entries []tarEntry
+	err = readArchive(spool, gzipped, func(tr io.Reader) error {
+		var err error
+		entries, err = scanTar(tr, lim)
+		return err
+	})
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+
+	// The archive is sound: store the blobs the cluster lacks. A blob put
+	// here and never referenced (the upload fails later) is garbage that
+	// collection removes after its grace period.
+	var total int64
+	for _, e := range entries {
+		total += e.size
+	}
+	err = readArchive(spool, gzipped, func(tr io.Reader) error {
+		return a.ingestTar(r, tr, entries)
+	})
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+
+	files := make([]raft.File, len(entries))
+	for i, e := range entries {
+		files[i] = e.File
+	}
+	slices.SortFunc(files, func(a, b raft.File) int { return strings.Compare(a.Path, b.Path) })
+	d, err := a.recordDeploy(r.Context(), site.Name, files, true, total, publish)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.log.Info("deploy uploaded", "site", site.Name, "deploy", d.ID, "files", len(files), "bytes", total, "published", publish)
+	WriteJSON(w, http.StatusCreated, a.deployResponse(d))
+}
+
+// spoolWriteError marks a failure to write the spool file (a server-side
+// problem) apart from a failure to read the body (the client's).
+type spoolWriteError struct{ error }
+
+func (e spoolWriteError) Unwrap() error { return e.error }
+
+type spoolWriter struct{ f *os.File }
+
+func (w spoolWriter) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	if err != nil {
+		err = spoolWriteError{err}
+	}
+	return n, err
+}
+
+func spoolBody(f *os.File, body io.Reader) error {
+	_, err := io.Copy(spoolWriter{f}, body)
+	var mbe *http.MaxBytesError
+	var we spoolWriteError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &mbe):
+		return errorf(http.StatusRequestEntityTooLarge, "archive larger than the limit of %d bytes", mbe.Limit)
+	case errors.As(err, &we):
+		return fmt.Errorf("spool upload: %w", err)
+	}
+	return errorf(http.StatusBadRequest, "reading the upload failed: %v", err)
+}
+
+// readArchive runs fn on the tar stream of the spooled body from its start.
+// For a gzipped body it then reads the compressed stream to its end, so a
+// bad checksum or trailing garbage is caught even though tar stops reading
+// at its end-of-archive marker.
+func readArchive(f *os.File, gzipped bool, fn func(io.Reader) error) error {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("rewind spool: %w", err)
+	}
+	if !gzipped {
+		return fn(f)
+	}
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		return errorf(http.StatusBadRequest, "corrupt gzip stream: %v (was the body really gzipped?)", err)
+	}
+	defer zr.Close()
+	if err := fn(zr); err != nil {
+		return err
+	}
+	if _, err := io.Copy(io.Discard, zr); err != nil {
+		return errorf(http.StatusBadRequest, "corrupt gzip stream: %v", err)
+	}
+	return nil
+}
+
+// scanTar reads a whole tar stream and returns its regular files, hashed, in
+// archive order. It accepts only regular files and directories (pax and GNU
+// long-name headers are handled by archive/tar; pax global headers are
+// skipped). A leading "./" is stripped from names, then every name must pass
+// raft.CleanPath; absolute names, "..", duplicates (also "a" and "./a"),
+// links, devices, FIFOs and sparse files are refused, naming the member.
+// Every error is an *apiError (400, or 413 past a limit).
+func scanTar(r io.Reader, lim tarLimits) ([]tarEntry, error) {
+	tr := tar.NewReader(r)
+	var entries []tarEntry
+	var total int64
+	h := sha256.New()
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil && !(errors.Is(err, tar.ErrInsecurePath) && hdr != nil) {
+			return nil, corrupt(err)
+		}
+		bad := func(format string, args ...any) error {
+			return errorf(http.StatusBadRequest, "archive member %q: %s", hdr.Name, fmt.Sprintf(format, args...))
+		}
+		switch hdr.Typeflag {
+		case tar.TypeXGlobalHeader:
+			continue
+		case tar.TypeDir:
+			if _, err := memberPath(hdr.Name, true); err != nil {
+				return nil, bad("%v", err)
+			}
+			continue
+		case tar.TypeReg:
+		case tar.TypeSymlink:
+			return nil, bad("is a symbolic link (to %q); only regular files and directories are allowed", hdr.Linkname)
+		case tar.TypeLink:
+			return nil, bad("is a hard link (to %q); only regular files and directories are allowed", hdr.Linkname)
+		case tar.TypeChar, tar.TypeBlock:
+			return nil, bad("is a device; only regular files and directories are allowed")
+		case tar.TypeFifo:
+			return nil, bad("is a FIFO; only regular files and directories are allowed")
+		case tar.TypeGNUSparse:
+			return nil, bad("is a sparse file; create the archive without --sparse")
+		default:
+			return nil, bad("has unsupported type %q; only regular files and directories are allowed", hdr.Typeflag)
+		}
+		p, err := memberPath(hdr.Name, false)
+		if err != nil {
+			return nil, bad("%v", err)
+		}
+		if len(entries) >= lim.maxFiles {
+			return nil, errorf(http.StatusRequestEntityTooLarge, "too many files: a deploy holds at most %d", lim.maxFiles)
+		}
+		if hdr.Size > lim.maxFileBytes {
+			return nil, errorf(http.StatusRequestEntityTooLarge, "archive member %q is %d bytes, over the limit of %d per file",
+				hdr.Name, hdr.Size, lim.maxFileBytes)
+		}
+		if total += hdr.Size; total > lim.maxTotal {
+			return nil, errorf(http.StatusRequestEntityTooLarge, "archive holds more than %d bytes of files", lim.maxTotal)
+		}
+		h.Reset()
+		n, err := io.Copy(h, tr)
+		if err != nil {
+			return nil, corrupt(err)
+		}
+		if n != hdr.Size { // archive/tar guarantees this; keep sizes honest regardless
+			return nil, corrupt(io.ErrUnexpectedEOF)
+		}
+		entries = append(entries, tarEntry{name: hdr.Name, File: raft.File{Path: p, Hash: hex.EncodeToString(h.Sum(nil))}, size: n})
+	}
+	if len(entries) == 0 {
+		return nil, errorf(http.StatusBadRequest, "the archive contains no files")
+	}
+	sorted := slices.Clone(entries)
+	slices.SortStableFunc(sorted, func(a, b tarEntry) int { return cmp.Compare(a.Path, b.Path) })
+	for i := 1; i < len(sorted); i++ {
+		if sorted[i].Path == sorted[i-1].Path {
+			return nil, errorf(http.StatusBadRequest, "archive members %q and %q are the same file %q",
+				sorted[i-1].name, sorted[i].name, sorted[i].Path)
+		}
+	}
+	return entries, nil
+}
+
+// memberPath normalizes a tar member name to a manifest path. Directories
+// may name the archive root ("." or "./"), for which it returns "".
+func memberPath(name string, dir bool) (string, error) {
+	if strings.HasPrefix(name, "/") {
+		return "", errors.New("absolute path; archive paths must be relative to the site root")
+	}
+	name = strings.TrimPrefix(name, "./")
+	if dir {
+		name = strings.TrimSuffix(name, "/")
+		if name == "" || name == "." {
+			return "", nil
+		}
+	}
+	p, err := raft.CleanPath(name)
+	if err != nil {
+		return "", errors.New(pathProblem(err))
+	}
+	return p, nil
+}
+
+func corrupt(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("read spool: %w", err) // our disk, not the client's archive
+	}
+	return errorf(http.StatusBadRequest, "corrupt archive: %v", err)
+}
+
+// ingestTar stores the blobs of entries (the result of scanTar over the same
+// bytes) that the cluster does not hold yet, each once.
+func (a *API) ingestTar(r *http.Request, rd io.Reader, entries []tarEntry) error {
+	ctx := r.Context()
+	tr := tar.NewReader(rd)
+	done := make(map[string]bool, len(entries))
+	i := 0
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil && !(errors.Is(err, tar.ErrInsecurePath) && hdr != nil) {
+			return corrupt(err)
+		}
+		if hdr.Typeflag != tar.TypeReg {
+			continue
+		}
+		if i >= len(entries) || entries[i].name != hdr.Name {
+			return errors.New("ingest tar: archive changed between scan and ingest")
+		}
+		e := entries[i]
+		i++
+		if done[e.Hash] {
+			continue
+		}
+		done[e.Hash] = true
+		if _, err := a.blobs.Stat(ctx, e.Hash); err == nil {
+			continue
+		}
+		if _, err := a.blobs.Put(ctx, e.Hash, tr); err != nil {
+			return fmt.Errorf("store %s (%s): %w", e.Path, e.Hash, err)
+		}
+	}
+	if i != len(entries) {
+		return errors.New("ingest tar: archive changed between scan and ingest")
+	}
+	return nil
+}

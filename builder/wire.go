@@ -1,0 +1,102 @@
+package builder
+
+import "github.com/atoll-hosting/atoll/raft"
+
+// This file holds the JSON shapes of the admin API: what the builder routes
+// read and write, and the status types node fills for GET /v1/status and
+// GET /v1/nodes. The Go client in builder/client decodes into the same
+// types, so a field changed here changes both ends at once.
+
+// ErrorResponse is the body of every non-2xx answer. Error is one line a user
+// can act on. Missing lists the blobs a finalize or publish still needs
+// (409); Got and Want describe a blob upload whose content does not match
+// its hash (400).
+type ErrorResponse struct {
+	Error   string   `json:"error"`
+	Missing []string `json:"missing,omitempty"`
+	Got     string   `json:"got,omitempty"`
+	Want    string   `json:"want,omitempty"`
+}
+
+// CreateSiteRequest is the body of POST /v1/sites. Retain 0 means
+// raft.DefaultRetain.
+type CreateSiteRequest struct {
+	Name    string   `json:"name"`
+	Domains []string `json:"domains,omitempty"`
+	Retain  int      `json:"retain,omitempty"`
+}
+
+// UpdateSiteRequest is the body of PATCH /v1/sites/{site}. A field left out
+// keeps its value; "domains": [] removes every custom domain.
+type UpdateSiteRequest struct {
+	Domains *[]string `json:"domains,omitempty"`
+	Retain  *int      `json:"retain,omitempty"`
+}
+
+// SiteList is the body of GET /v1/sites, sites ordered by name.
+type SiteList struct {
+	Sites []raft.Site `json:"sites"`
+}
+
+// CreateDeployRequest is the JSON body of POST /v1/sites/{site}/deploys:
+// manifest path -> lowercase hex SHA-256 of the file's content.
+type CreateDeployRequest struct {
+	Files map[string]string `json:"files"`
+}
+
+// DeployResponse is a deploy as the API shows it. Required, present only in
+// the answer to a digest-based create (as [] when nothing is needed), lists
+// (sorted, unique) the blobs the cluster does not hold yet: upload them with
+// PUT /v1/blobs/{hash}. URL is
+// the site's live address and PreviewURL this deploy's own address
+// (<id>--<site>); both are empty when the node has no SiteURL configured.
+type DeployResponse struct {
+	raft.Deploy
+	Required   []string `json:"required,omitzero"`
+	URL        string   `json:"url,omitempty"`
+	PreviewURL string   `json:"preview_url,omitempty"`
+}
+
+// DeployList is the body of GET /v1/sites/{site}/deploys, newest first.
+type DeployList struct {
+	Deploys []DeployResponse `json:"deploys"`
+}
+
+// BlobResponse is the body of a successful PUT /v1/blobs/{hash}.
+type BlobResponse struct {
+	Hash string `json:"hash"`
+	Size int64  `json:"size"`
+}
+
+// NodeStatus is one row of GET /v1/nodes and of Status.Nodes: the node
+// table entry (its fields appear inline in the JSON: id, role, raft_addr,
+// api_addr, http_addr, state, joined) plus what the answering node knows of
+// it right now.
+type NodeStatus struct {
+	raft.Node
+	Suffrage    string `json:"suffrage"`               // "voter" or "nonvoter"
+	RaftState   string `json:"raft_state,omitempty"`   // "Leader", "Follower", ... when known
+	LastContact string `json:"last_contact,omitempty"` // e.g. "120ms", as the leader sees it
+	Blobs       int64  `json:"blobs"`                  // blobs stored on the node, when known
+	Bytes       int64  `json:"bytes"`                  // their identity size in bytes
+}
+
+// NodeList is the body of GET /v1/nodes.
+type NodeList struct {
+	Nodes []NodeStatus `json:"nodes"`
+}
+
+// Status is the body of GET /v1/status. RaftState uses hashicorp/raft's
+// names: "Leader", "Follower", "Candidate", "Shutdown".
+type Status struct {
+	ID           string       `json:"id"`
+	Role         string       `json:"role"`
+	RaftState    string       `json:"raft_state"`
+	LeaderID     string       `json:"leader_id"`
+	LeaderAddr   string       `json:"leader_addr"`
+	AppliedIndex uint64       `json:"applied_index"`
+	CommitIndex  uint64       `json:"commit_index"`
+	Nodes        []NodeStatus `json:"nodes"`
+	Sites        int          `json:"sites"`
+	Version      string       `json:"version"`
+}

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/atoll-hosting/atoll/builder/client"
+)
+
+// runDeploy handles `atoll deploy DIR --site NAME [--no-publish]`.
+func runDeploy(ctx context.Context, env *cliEnv, args []string) error {
+	var cf clientFlags
+	fs := newFlagSet(env, "deploy", "deploy DIR --site NAME [--no-publish]")
+	cf.register(fs)
+	site := fs.String("site", "", "site to deploy to (required)")
+	noPublish := fs.Bool("no-publish", false, "upload and finalize, but do not make it live")
+	concurrency := fs.Int("concurrency", client.DefaultConcurrency, "files hashed or uploaded at once")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs(pos, 1, "DIR"); err != nil {
+		return err
+	}
+	if *site == "" {
+		return fmt.Errorf("%w: --site is required", errUsage)
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	var uploadedBytes int64
+	tty := isTerminal(env.stderr)
+	opt := client.DeployOptions{
+		Publish:     !*noPublish,
+		Concurrency: *concurrency,
+		Progress: func(p client.Progress) {
+			if p.Phase == client.PhaseUpload {
+				uploadedBytes = p.Bytes
+			}
+			if tty {
+				fmt.Fprintf(env.stderr, "\r\033[K%-8s %d/%d files  %s/%s", p.Phase+"ing", p.Files, p.FilesTotal,
+					humanBytes(p.Bytes), humanBytes(p.BytesTotal))
+			}
+		},
+	}
+	start := time.Now()
+	d, err := c.DeployDir(ctx, pos[0], *site, opt)
+	if tty {
+		fmt.Fprint(env.stderr, "\r\033[K")
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "deploy %s: %d files, %d uploaded (%s) in %s\n", d.ID, d.Files, len(d.Required),
+		humanBytes(uploadedBytes), time.Since(start).Round(time.Millisecond))
+	if *noPublish {
+		fmt.Fprintf(env.stdout, "ready, not published\npreview:   %s\n", orDash(d.PreviewURL))
+		return nil
+	}
+	fmt.Fprintf(env.stdout, "published: %s\npreview:   %s\n", orDash(d.URL), orDash(d.PreviewURL))
+	return nil
+}
+
+// runDeploys handles `atoll deploys --site NAME`.
+func runDeploys(ctx context.Context, env *cliEnv, args []string) error {
+	var cf clientFlags
+	fs := newFlagSet(env, "deploys", "deploys --site NAME")
+	cf.register(fs)
+	site := fs.String("site", "", "site whose deploys to list (required)")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs(pos, 0, "no arguments"); err != nil {
+		return err
+	}
+	if *site == "" {
+		return fmt.Errorf("%w: --site is required", errUsage)
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	deploys, err := c.Deploys(ctx, *site)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATE\tFILES\tSIZE\tCREATED")
+	for _, d := range deploys {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", d.ID, d.State, d.Files, humanBytes(d.Bytes),
+			d.Created.Local().Format(time.DateTime))
+	}
+	return tw.Flush()
+}
+
+// runRollback handles `atoll rollback --site NAME DEPLOY`.
+func runRollback(ctx context.Context, env *cliEnv, args []string) error {
+	var cf clientFlags
+	fs := newFlagSet(env, "rollback", "rollback --site NAME DEPLOY")
+	cf.register(fs)
+	site := fs.String("site", "", "site to roll back (required)")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs(pos, 1, "DEPLOY"); err != nil {
+		return err
+	}
+	if *site == "" {
+		return fmt.Errorf("%w: --site is required", errUsage)
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	d, err := c.Deploy(ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	if d.Site != *site {
+		return fmt.Errorf("deploy %s belongs to site %q, not %q", d.ID, d.Site, *site)
+	}
+	d, err = c.Publish(ctx, d.ID)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "published deploy %s on %s: %s\n", d.ID, d.Site, orDash(d.URL))
+	return nil
+}
+
+func isTerminal(w any) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

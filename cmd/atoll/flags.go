@@ -1,0 +1,111 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/atoll-hosting/atoll/builder/client"
+)
+
+// cliEnv carries the output streams of one command line.
+type cliEnv struct {
+	stdout, stderr io.Writer
+}
+
+// newFlagSet returns a flag set that reports errors instead of exiting.
+func newFlagSet(env *cliEnv, name, synopsis string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(env.stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(env.stderr, "Usage: atoll %s\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseInterspersed parses flags that may come before, between or after the
+// positional arguments ("atoll deploy DIR --site x") and returns the
+// positional ones.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%w: %v", errUsage, err)
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		if args[0] == "--" {
+			return append(pos, args[1:]...), nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// wantArgs checks the number of positional arguments.
+func wantArgs(pos []string, n int, what string) error {
+	if len(pos) != n {
+		return fmt.Errorf("%w: want %s, got %d argument(s)", errUsage, what, len(pos))
+	}
+	return nil
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+// envOr returns the environment variable ATOLL_<NAME> if set, else def.
+func envOr(name, def string) string {
+	if v, ok := os.LookupEnv("ATOLL_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))); ok {
+		return v
+	}
+	return def
+}
+
+// clientFlags adds --api and --token to a client command's flag set.
+type clientFlags struct {
+	api, token string
+}
+
+func (c *clientFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.api, "api", envOr("api", "http://127.0.0.1:9090"), "API URL of any node (env ATOLL_API)")
+	fs.StringVar(&c.token, "token", envOr("token", ""), "API token (env ATOLL_TOKEN; default: the token file in $ATOLL_DATA or ./atoll-data)")
+}
+
+// client returns an API client. Without a token it falls back to the token
+// file a local node wrote at bootstrap, which is what a developer running
+// `make run` on the same machine wants.
+func (c *clientFlags) client() (*client.Client, error) {
+	token := c.token
+	if token == "" {
+		path := filepath.Join(envOr("data", "./atoll-data"), "token")
+		if b, err := os.ReadFile(path); err == nil {
+			token = strings.TrimSpace(string(b))
+		}
+	}
+	if token == "" {
+		return nil, errors.New("no API token: pass --token or set ATOLL_TOKEN")
+	}
+	return client.New(normalizeAPI(c.api), token), nil
+}
+
+// normalizeAPI accepts "host:port" as well as a URL.
+func normalizeAPI(api string) string {
+	api = strings.TrimRight(api, "/")
+	if !strings.HasPrefix(api, "http://") && !strings.HasPrefix(api, "https://") {
+		api = "http://" + api
+	}
+	return api
+}

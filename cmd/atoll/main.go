@@ -1,0 +1,89 @@
+// Command atoll is the Atoll binary: `atoll server` runs a node, every other
+// subcommand is a client of a node's API. This package only parses flags and
+// wires packages; the logic lives in node, builder and their clients.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `atoll — distributed hosting for static websites
+
+Usage:
+  atoll server [flags]                      run a node
+  atoll status                              show the node and cluster state
+  atoll node list                           list the cluster's nodes
+  atoll site create NAME [--domain D]...    create a site
+  atoll site list                           list sites
+  atoll site delete NAME                    delete a site and its deploys
+  atoll deploy DIR --site NAME [--no-publish]
+                                            upload DIR and publish it
+  atoll deploys --site NAME                 list a site's deploys
+  atoll rollback --site NAME DEPLOY         publish an earlier deploy again
+  atoll version                             print the version
+
+Client commands talk to --api (env ATOLL_API, default http://127.0.0.1:9090)
+with --token (env ATOLL_TOKEN; else the token file of ./atoll-data).
+Run 'atoll COMMAND -h' for a command's flags.
+`
+
+// errUsage marks an error whose message is a usage hint.
+var errUsage = errors.New("usage")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	switch {
+	case err == nil:
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(0)
+	default:
+		fmt.Fprintln(os.Stderr, "atoll: "+err.Error())
+		os.Exit(1)
+	}
+}
+
+// Run executes one atoll command line.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("%w: missing command", errUsage)
+	}
+	env := &cliEnv{stdout: stdout, stderr: stderr}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "server":
+		return runServer(ctx, env, rest)
+	case "status":
+		return runStatus(ctx, env, rest)
+	case "node":
+		return runNode(ctx, env, rest)
+	case "site":
+		return runSite(ctx, env, rest)
+	case "deploy":
+		return runDeploy(ctx, env, rest)
+	case "deploys":
+		return runDeploys(ctx, env, rest)
+	case "rollback":
+		return runRollback(ctx, env, rest)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "atoll", version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		return fmt.Errorf("%w: unknown command %q (run 'atoll help')", errUsage, cmd)
+	}
+}

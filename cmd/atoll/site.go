@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// runSite handles `atoll site create|list|delete`.
+func runSite(ctx context.Context, env *cliEnv, args []string) error {
+	if len(args) == 0 {
+		return fmt.Errorf("%w: atoll site create|list|delete", errUsage)
+	}
+	var cf clientFlags
+	switch sub, rest := args[0], args[1:]; sub {
+	case "create":
+		fs := newFlagSet(env, "site create", "site create NAME [--domain D]... [--retain N]")
+		cf.register(fs)
+		var domains stringList
+		fs.Var(&domains, "domain", "custom domain the site answers at (repeatable)")
+		retain := fs.Int("retain", 0, "deploys kept for rollback (default 10)")
+		pos, err := parseInterspersed(fs, rest)
+		if err != nil {
+			return err
+		}
+		if err := wantArgs(pos, 1, "NAME"); err != nil {
+			return err
+		}
+		c, err := cf.client()
+		if err != nil {
+			return err
+		}
+		site, err := c.CreateSite(ctx, pos[0], domains, *retain)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(env.stdout, "created site %s\n", site.Name)
+		return nil
+	case "list":
+		fs := newFlagSet(env, "site list", "site list")
+		cf.register(fs)
+		pos, err := parseInterspersed(fs, rest)
+		if err != nil {
+			return err
+		}
+		if err := wantArgs(pos, 0, "no arguments"); err != nil {
+			return err
+		}
+		c, err := cf.client()
+		if err != nil {
+			return err
+		}
+		sites, err := c.Sites(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tPUBLISHED\tDOMAINS\tCREATED")
+		for _, s := range sites {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Name, orDash(s.Published), orDash(strings.Join(s.Domains, ",")),
+				s.Created.Local().Format(time.DateTime))
+		}
+		return tw.Flush()
+	case "delete":
+		fs := newFlagSet(env, "site delete", "site delete NAME")
+		cf.register(fs)
+		pos, err := parseInterspersed(fs, rest)
+		if err != nil {
+			return err
+		}
+		if err := wantArgs(pos, 1, "NAME"); err != nil {
+			return err
+		}
+		c, err := cf.client()
+		if err != nil {
+			return err
+		}
+		if err := c.DeleteSite(ctx, pos[0]); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.stdout, "deleted site %s\n", pos[0])
+		return nil
+	default:
+		return fmt.Errorf("%w: unknown site command %q (create, list, delete)", errUsage, sub)
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// humanBytes formats n as B, KB, MB or GB (powers of 1000, as disks are sold).
+func humanBytes(n int64) string {
+	switch {
+	case n < 1000:
+		return fmt.Sprintf("%d B", n)
+	case n < 1000*1000:
+		return fmt.Sprintf("%.1f KB", float64(n)/1e3)
+	case n < 1000*1000*1000:
+		return fmt.Sprintf("%.1f MB", float64(n)/1e6)
+	default:
+		return fmt.Sprintf("%.2f GB", float64(n)/1e9)
+	}
+}

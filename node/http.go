@@ -1,0 +1,268 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/atoll-hosting/atoll/blobstore"
+	"github.com/atoll-hosting/atoll/builder"
+	"github.com/atoll-hosting/atoll/raft"
+	"github.com/atoll-hosting/atoll/serve"
+)
+
+// startAPI binds the API listener and serves the builder API plus the
+// node's own admin routes on it.
+func (n *Node) startAPI() error {
+	ln, err := net.Listen("tcp", n.cfg.APIAddr)
+	if err != nil {
+		return fmt.Errorf("listen on --api-addr: %w", err)
+	}
+	n.apiLn = ln
+
+	bcfg := builder.DefaultConfig()
+	bcfg.AdminToken = n.cfg.AdminToken
+	bcfg.Domain = n.cfg.Domain
+	bcfg.SiteURL = n.SiteURL
+	bcfg.TempDir = filepath.Join(n.cfg.DataDir, "tmp")
+	bcfg.Logger = n.cfg.Logger
+	if n.cfg.MaxBlobBytes > 0 {
+		bcfg.MaxBlobBytes = n.cfg.MaxBlobBytes
+	}
+	if n.cfg.MaxTarBytes > 0 {
+		bcfg.MaxTarBytes = n.cfg.MaxTarBytes
+	}
+	api, err := builder.New(bcfg, meta{n}, blobs{n})
+	if err != nil {
+		return fmt.Errorf("builder api: %w", err)
+	}
+
+	mux := http.NewServeMux()
+	api.Register(mux)
+	mux.Handle("GET /v1/status", api.RequireAuth(http.HandlerFunc(n.handleStatus)))
+	mux.Handle("GET /v1/nodes", api.RequireAuth(http.HandlerFunc(n.handleNodes)))
+	mux.HandleFunc("GET /healthz", n.handleHealth)
+	mux.HandleFunc("GET /readyz", n.handleReady)
+	mux.HandleFunc("GET /metrics", n.handleMetrics)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		builder.WriteError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
+	})
+
+	n.api = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.api.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("api server stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// startEdge binds the edge listener and serves published sites on it.
+func (n *Node) startEdge() error {
+	scfg := serve.DefaultConfig()
+	scfg.Domain = n.cfg.Domain
+	scfg.Logger = n.cfg.Logger
+	edge, err := serve.New(scfg, n.store, blobs{n})
+	if err != nil {
+		return fmt.Errorf("edge: %w", err)
+	}
+	n.edge = edge
+	ln, err := net.Listen("tcp", n.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on --http-addr: %w", err)
+	}
+	n.httpLn = ln
+	n.http = &fasthttp.Server{
+		Handler:                       edge.ServeHTTP,
+		Name:                          "atoll",
+		ReadTimeout:                   30 * time.Second,
+		WriteTimeout:                  5 * time.Minute,
+		IdleTimeout:                   2 * time.Minute,
+		ReadBufferSize:                8 << 10,
+		DisableHeaderNamesNormalizing: false,
+		NoDefaultDate:                 false,
+		CloseOnShutdown:               true,
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.http.Serve(ln); err != nil {
+			n.log.Error("edge server stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// meta implements builder.Meta on the node's Raft store.
+type meta struct{ n *Node }
+
+var _ builder.Meta = meta{}
+
+func (m meta) Apply(ctx context.Context, cmd raft.Command) error { return m.n.store.Apply(ctx, cmd) }
+func (m meta) Site(name string) (raft.Site, error)              { return m.n.store.Site(name) }
+func (m meta) Sites() ([]raft.Site, error)                      { return m.n.store.Sites() }
+func (m meta) Deploy(id string) (raft.Deploy, error)            { return m.n.store.Deploy(id) }
+func (m meta) Deploys(site string) ([]raft.Deploy, error)       { return m.n.store.Deploys(site) }
+func (m meta) Files(id string, fn func(raft.File) error) error  { return m.n.store.Files(id, fn) }
+func (m meta) AdminTokenHash() string                           { return m.n.store.AdminTokenHash() }
+
+// blobs implements builder.Blobs and serve.Blobs. On a single node every
+// blob's only owner is the node itself.
+type blobs struct{ n *Node }
+
+var (
+	_ builder.Blobs = blobs{}
+	_ serve.Blobs   = blobs{}
+)
+
+func (b blobs) Put(ctx context.Context, hash string, r io.Reader) (blobstore.Info, error) {
+	return b.n.blobs.Put(ctx, hash, r)
+}
+
+func (b blobs) Stat(_ context.Context, hash string) (blobstore.Info, error) {
+	return b.n.blobs.Stat(hash)
+}
+
+func (b blobs) Open(_ context.Context, hash, encoding string) (*os.File, int64, error) {
+	return b.n.blobs.Open(hash, encoding)
+}
+
+func (n *Node) status() builder.Status {
+	st := builder.Status{
+		ID:           n.cfg.ID,
+		Role:         n.cfg.Role,
+		RaftState:    n.store.State(),
+		LeaderID:     n.store.LeaderID(),
+		AppliedIndex: n.store.AppliedIndex(),
+		CommitIndex:  n.store.CommitIndex(),
+		Version:      n.cfg.Version,
+	}
+	if sites, err := n.store.Sites(); err == nil {
+		st.Sites = len(sites)
+	}
+	st.Nodes = n.nodeStatuses()
+	for _, ns := range st.Nodes {
+		if ns.ID == st.LeaderID {
+			st.LeaderAddr = ns.APIAddr
+		}
+	}
+	return st
+}
+
+func (n *Node) nodeStatuses() []builder.NodeStatus {
+	nodes, err := n.store.Nodes()
+	if err != nil {
+		n.log.Error("read node table", "err", err)
+		return nil
+	}
+	out := make([]builder.NodeStatus, 0, len(nodes))
+	for _, nd := range nodes {
+		ns := builder.NodeStatus{Node: nd}
+		if nd.Role == raft.RoleCore {
+			ns.Suffrage = "voter"
+		} else {
+			ns.Suffrage = "nonvoter"
+		}
+		if nd.ID == n.cfg.ID {
+			ns.RaftState = n.store.State()
+			ns.Blobs, ns.Bytes = n.blobCount()
+		}
+		out = append(out, ns)
+	}
+	return out
+}
+
+// blobCount walks the local blob store. It is an admin-path figure, not a
+// serving-path one.
+func (n *Node) blobCount() (count, bytes int64) {
+	ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
+	defer cancel()
+	_ = n.blobs.Walk(ctx, func(hash string) error {
+		if info, err := n.blobs.Stat(hash); err == nil {
+			count++
+			bytes += info.Size
+		}
+		return nil
+	})
+	return count, bytes
+}
+
+func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
+	builder.WriteJSON(w, http.StatusOK, n.status())
+}
+
+func (n *Node) handleNodes(w http.ResponseWriter, r *http.Request) {
+	builder.WriteJSON(w, http.StatusOK, builder.NodeList{Nodes: n.nodeStatuses()})
+}
+
+func (n *Node) handleHealth(w http.ResponseWriter, r *http.Request) {
+	builder.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok", "id": n.cfg.ID})
+}
+
+// handleReady answers 200 once the node is a member of a cluster with a
+// known leader and has applied everything the leader had committed.
+func (n *Node) handleReady(w http.ResponseWriter, r *http.Request) {
+	if why := n.notReady(); why != "" {
+		builder.WriteError(w, http.StatusServiceUnavailable, why)
+		return
+	}
+	builder.WriteJSON(w, http.StatusOK, map[string]any{"status": "ready", "applied_index": n.store.AppliedIndex()})
+}
+
+func (n *Node) notReady() string {
+	if n.store.LeaderID() == "" {
+		return "no raft leader known"
+	}
+	if applied, commit := n.store.AppliedIndex(), n.store.CommitIndex(); applied < commit {
+		return fmt.Sprintf("catching up: applied %d of %d", applied, commit)
+	}
+	nodes, err := n.store.Nodes()
+	if err != nil {
+		return "node table unreadable"
+	}
+	for _, nd := range nodes {
+		if nd.ID == n.cfg.ID {
+			return ""
+		}
+	}
+	return "not in the node table yet"
+}
+
+// handleMetrics writes a few gauges in the Prometheus text format.
+func (n *Node) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	leader := 0
+	if n.store.IsLeader() {
+		leader = 1
+	}
+	ready := 0
+	if n.notReady() == "" {
+		ready = 1
+	}
+	var b strings.Builder
+	gauge := func(name, help string, v any) {
+		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s gauge\n%s %v\n", name, help, name, name, v)
+	}
+	gauge("atoll_raft_applied_index", "Last Raft log index applied to the local state.", n.store.AppliedIndex())
+	gauge("atoll_raft_commit_index", "Last Raft log index known committed.", n.store.CommitIndex())
+	gauge("atoll_raft_leader", "1 if this node is the Raft leader.", leader)
+	gauge("atoll_ready", "1 if this node is a caught-up cluster member.", ready)
+	gauge("atoll_uptime_seconds", "Seconds since the node started.", int64(time.Since(n.started).Seconds()))
+	io.WriteString(w, b.String())
+}

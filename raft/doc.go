@@ -1,0 +1,48 @@
+// Package raft owns Atoll's replicated metadata: sites, deploys and their
+// manifests, the custom-domain index, the node table and the admin token
+// hash. It wraps hashicorp/raft (log and stable store in raft-boltdb,
+// snapshots in files, a TCP transport) around an FSM whose state lives in
+// bbolt on disk, so a node holds millions of manifest entries without
+// holding them in memory.
+//
+// # Writing
+//
+// A change is a Command (types.go), built by the proposer with every value
+// it needs (ids, timestamps), encoded by Encode as one version byte, one
+// CommandType byte and JSON, and replicated with Store.Apply on the leader.
+// Off the leader Apply fails with ErrNotLeader; the caller forwards to
+// LeaderID's node. Commands the FSM refuses come back as errors wrapping
+// ErrInvalid, ErrNotFound, ErrExists or ErrConflict, with a message a user
+// can act on. Manifests travel as AddFiles batches from BatchFiles, each
+// under MaxBatchBytes, never as one giant entry.
+//
+// When Apply fails with leadership lost, or its context ends, the outcome
+// is unknown. Commands are made so that resending the same one is safe:
+// CreateSite, CreateDeploy, AddFiles, MarkReady, Publish and FailDeploy
+// treat an identical repeat as a no-op.
+//
+// # Reading
+//
+// Store embeds *FSM: Site, Sites, SiteByDomain, Deploy, Deploys, File,
+// Files, Nodes, AdminTokenHash. Each runs one short bbolt read transaction
+// and returns copies; File, on the serving path, is two lookups. Reads are
+// local: on a follower or an edge they may lag the leader by the
+// replication delay (compare AppliedIndex with the leader's CommitIndex, or
+// use WaitApplied).
+//
+// # What this package must never do
+//
+//   - apply a log entry twice, or count one as applied that the state does
+//     not contain (the applied index is written in the same bbolt
+//     transaction as the changes; a storage failure panics rather than
+//     carry on);
+//   - let hashicorp/raft resume after a snapshot that the FSM on disk does
+//     not contain (Open restores it first);
+//   - leave a half-restored state (restores build a new file and rename it);
+//   - depend on anything but the state and the command while applying
+//     (clocks, randomness, map order, configuration), or every node would
+//     not reach the same state;
+//   - know about HTTP, blobs or placement: it stores what it is told.
+//
+// DESIGN.md next to this file has the invariants and the reasons.
+package raft

@@ -1,0 +1,535 @@
+package raft
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	hraft "github.com/hashicorp/raft"
+	bolt "go.etcd.io/bbolt"
+)
+
+// fsmFile is the FSM's bbolt file inside its directory.
+const fsmFile = "fsm.db"
+
+// Buckets and keys of the FSM's bbolt file. The names are part of the
+// on-disk and snapshot format: never rename them.
+var (
+	bucketMeta        = []byte("meta")         // keyApplied, keyAdminToken
+	bucketSites       = []byte("sites")        // name -> Site JSON
+	bucketDomains     = []byte("domains")      // custom domain -> site name
+	bucketDeploys     = []byte("deploys")      // id -> deployRecord JSON
+	bucketSiteDeploys = []byte("site_deploys") // site 0x00 BE(creation index) -> deploy id
+	bucketManifests   = []byte("manifests")    // one nested bucket per deploy id: path -> 32 raw hash bytes
+	bucketNodes       = []byte("nodes")        // id -> Node JSON
+
+	allBuckets = [][]byte{bucketMeta, bucketSites, bucketDomains, bucketDeploys,
+		bucketSiteDeploys, bucketManifests, bucketNodes}
+
+	keyApplied    = []byte("applied")     // BE(index) BE(term) of the last applied log entry
+	keyAdminToken = []byte("admin_token") // hex SHA-256 of the admin token
+)
+
+// FSM is the replicated state machine: sites, deploys and their manifests,
+// the domain index, the node table and the admin token hash, all kept in a
+// bbolt file (<dir>/fsm.db) rather than in memory, so a node holds millions
+// of manifest entries without holding them in RAM.
+//
+// hashicorp/raft drives it through ApplyBatch, Snapshot and Restore; nothing
+// else may call those on a live Store. Everyone else reads through the read
+// methods, which are safe for concurrent use (also while a snapshot is being
+// restored) and return copies.
+//
+// Every batch of log entries is applied in one bbolt transaction together
+// with the {index, term} of its last entry, so the state on disk always says
+// exactly which entries it contains, and replaying the log after a restart
+// skips them: a command is never applied twice.
+type FSM struct {
+	dir  string
+	path string
+
+	// mu guards the db pointer: every use holds the read lock; Restore and
+	// Close take the write lock to swap or drop it. bbolt itself serializes
+	// writers and lets readers run concurrently.
+	mu sync.RWMutex
+	db *bolt.DB
+
+	// applied mirrors the index stored under keyApplied.
+	applied atomic.Uint64
+
+	// snapshots counts snapshots not yet released (each holds a read
+	// transaction, which Restore must not wait for under mu).
+	snapshots sync.WaitGroup
+}
+
+var _ hraft.BatchingFSM = (*FSM)(nil)
+
+// OpenFSM opens (creating if needed) the FSM stored in dir/fsm.db.
+func OpenFSM(dir string) (*FSM, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("fsm dir: %w", err)
+	}
+	f := &FSM{dir: dir, path: filepath.Join(dir, fsmFile)}
+	db, err := openBolt(f.path)
+	if err != nil {
+		return nil, err
+	}
+	f.db = db
+	if err := db.View(func(tx *bolt.Tx) error {
+		f.applied.Store(getApplied(tx).index)
+		return nil
+	}); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// openBolt opens an FSM file and creates missing buckets.
+//
+// Options, and why:
+//   - NoFreelistSync: the freelist is not written on every commit (fewer
+//     pages per fsync, which matters with one commit per batch); after an
+//     unclean shutdown bbolt rebuilds it by scanning the file once at open.
+//   - FreelistMapType: the hashmap freelist stays fast when a large file is
+//     fragmented (manifests are created and pruned all the time); the array
+//     freelist degrades badly there.
+//   - InitialMmapSize 1 GiB: a write that must grow the mmap waits for every
+//     open read transaction, and a snapshot's Persist holds one for as long
+//     as it takes to stream the file. Reserving address space up front (not
+//     disk: the file grows as data is written) keeps applies from stalling
+//     behind a snapshot until the state outgrows 1 GiB.
+//   - NoStatistics: many concurrent short read transactions on the serving
+//     path would otherwise contend on the statistics lock.
+//   - Timeout: a second process opening the same directory fails instead of
+//     hanging on the file lock.
+func openBolt(path string) (*bolt.DB, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:         5 * time.Second,
+		NoFreelistSync:  true,
+		FreelistType:    bolt.FreelistMapType,
+		InitialMmapSize: 1 << 30,
+		NoStatistics:    true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		for _, name := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("init %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// Close closes the bbolt file. Reads afterwards fail with ErrClosed. It is
+// safe to call more than once.
+func (f *FSM) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.db == nil {
+		return nil
+	}
+	err := f.db.Close()
+	f.db = nil
+	return err
+}
+
+// AppliedIndex returns the index of the last log entry in the FSM's state.
+func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
+
+// indexTerm identifies a log entry.
+type indexTerm struct{ index, term uint64 }
+
+func getApplied(tx *bolt.Tx) indexTerm {
+	v := tx.Bucket(bucketMeta).Get(keyApplied)
+	if len(v) != 16 {
+		return indexTerm{}
+	}
+	return indexTerm{binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:])}
+}
+
+func putApplied(tx *bolt.Tx, it indexTerm) error {
+	v := make([]byte, 16)
+	binary.BigEndian.PutUint64(v, it.index)
+	binary.BigEndian.PutUint64(v[8:], it.term)
+	return tx.Bucket(bucketMeta).Put(keyApplied, v)
+}
+
+// Apply applies one log entry; see ApplyBatch.
+func (f *FSM) Apply(l *hraft.Log) any {
+	return f.ApplyBatch([]*hraft.Log{l})[0]
+}
+
+// ApplyBatch applies committed log entries in one bbolt transaction and
+// records the {index, term} of the last one in the same transaction, so the
+// batch is durable as a whole (one fsync) or not at all. Entries at or below
+// the stored index are already in the state and are skipped, which makes
+// replaying the log after a restart idempotent. Entries other than commands
+// (configuration changes) are only recorded as applied.
+//
+// Each response is nil or an error wrapping ErrInvalid, ErrNotFound,
+// ErrExists, ErrConflict or ErrUnknownCommand; a rejected command changes
+// nothing. A failure of the storage itself (disk full, I/O error) panics:
+// carrying on would let raft count entries as applied that the state does
+// not contain. After a restart the batch is replayed from the log.
+func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
+	resp := make([]any, len(logs))
+	if len(logs) == 0 {
+		return resp
+	}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.db == nil {
+		// Only possible while a Store shuts down. The stored index does not
+		// move, so the entries are applied on replay after the next start.
+		for i := range resp {
+			resp[i] = ErrClosed
+		}
+		return resp
+	}
+	if logs[len(logs)-1].Index <= f.applied.Load() {
+		return resp // a replay of entries already in the state
+	}
+	var last indexTerm
+	err := f.db.Update(func(tx *bolt.Tx) error {
+		last = getApplied(tx)
+		for i, l := range logs {
+			if l.Index <= last.index {
+				continue
+			}
+			if l.Type == hraft.LogCommand {
+				a := applier{tx: tx, index: l.Index}
+				if err := a.apply(l.Data); err != nil {
+					if !isRejection(err) {
+						return fmt.Errorf("apply log %d: %w", l.Index, err)
+					}
+					resp[i] = err
+				}
+			}
+			last = indexTerm{l.Index, l.Term}
+		}
+		return putApplied(tx, last)
+	})
+	if err != nil {
+		panic(fmt.Sprintf("raft: fsm storage failed, refusing to continue: %v", err))
+	}
+	f.applied.Store(last.index)
+	return resp
+}
+
+// isRejection reports whether err is a command's deterministic rejection, as
+// opposed to a storage failure.
+func isRejection(err error) bool {
+	for _, s := range []error{ErrInvalid, ErrNotFound, ErrExists, ErrConflict, ErrUnknownCommand} {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// view runs fn in a read transaction. Keep fn short and copy values out:
+// bbolt values are only valid inside the transaction, and long read
+// transactions keep freed pages from being reused.
+func (f *FSM) view(fn func(tx *bolt.Tx) error) error {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.db == nil {
+		return ErrClosed
+	}
+	return f.db.View(fn)
+}
+
+// Site returns the named site, or an error wrapping ErrNotFound.
+func (f *FSM) Site(name string) (Site, error) {
+	var s Site
+	var found bool
+	err := f.view(func(tx *bolt.Tx) error {
+		var err error
+		s, found, err = getSite(tx, name)
+		return err
+	})
+	if err != nil {
+		return Site{}, err
+	}
+	if !found {
+		return Site{}, fmt.Errorf("%w: site %q", ErrNotFound, name)
+	}
+	return s, nil
+}
+
+// Sites returns every site, ordered by name.
+func (f *FSM) Sites() ([]Site, error) {
+	out := []Site{} // never nil: callers encode it as a JSON list
+	err := f.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketSites).ForEach(func(k, v []byte) error {
+			var s Site
+			if err := json.Unmarshal(v, &s); err != nil {
+				return fmt.Errorf("decode site %q: %w", k, err)
+			}
+			out = append(out, s)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// SiteByDomain returns the site that claims custom domain host (lowercase,
+// no port, as ValidDomain accepts), or an error wrapping ErrNotFound.
+func (f *FSM) SiteByDomain(host string) (Site, error) {
+	var s Site
+	var found bool
+	err := f.view(func(tx *bolt.Tx) error {
+		name := tx.Bucket(bucketDomains).Get([]byte(host))
+		if name == nil {
+			return nil
+		}
+		var err error
+		s, found, err = getSite(tx, string(name))
+		return err
+	})
+	if err != nil {
+		return Site{}, err
+	}
+	if !found {
+		return Site{}, fmt.Errorf("%w: domain %q", ErrNotFound, host)
+	}
+	return s, nil
+}
+
+// Deploy returns the deploy with the given id, or an error wrapping
+// ErrNotFound.
+func (f *FSM) Deploy(id string) (Deploy, error) {
+	var d deployRecord
+	var found bool
+	err := f.view(func(tx *bolt.Tx) error {
+		var err error
+		d, found, err = getDeploy(tx, id)
+		return err
+	})
+	if err != nil {
+		return Deploy{}, err
+	}
+	if !found {
+		return Deploy{}, fmt.Errorf("%w: deploy %q", ErrNotFound, id)
+	}
+	return d.Deploy, nil
+}
+
+// Deploys returns a site's retained deploys, newest (by creation) first, or
+// an error wrapping ErrNotFound if there is no such site.
+func (f *FSM) Deploys(site string) ([]Deploy, error) {
+	out := []Deploy{}
+	var found bool
+	err := f.view(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketSites).Get([]byte(site)) == nil {
+			return nil
+		}
+		found = true
+		return eachSiteDeploy(tx, site, func(_ []byte, id string) error {
+			d, ok, err := getDeploy(tx, id)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return fmt.Errorf("deploy index of site %q names missing deploy %q", site, id)
+			}
+			out = append(out, d.Deploy)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, fmt.Errorf("%w: site %q", ErrNotFound, site)
+	}
+	return out, nil
+}
+
+// File returns the content hash (lowercase hex SHA-256) of path in a deploy's
+// manifest, or an error wrapping ErrNotFound if the deploy or the path is
+// unknown. path must be in CleanPath form. This is the serving hot path: one
+// short read transaction and two lookups.
+func (f *FSM) File(deployID, path string) (string, error) {
+	var sum [32]byte
+	found := false
+	err := f.view(func(tx *bolt.Tx) error {
+		m := tx.Bucket(bucketManifests).Bucket([]byte(deployID))
+		if m == nil {
+			return nil
+		}
+		if v := m.Get([]byte(path)); len(v) == len(sum) {
+			copy(sum[:], v)
+			found = true
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	if !found {
+		return "", fmt.Errorf("%w: %s in deploy %q", ErrNotFound, truncate(path, 80), deployID)
+	}
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// filesChunk is how many manifest entries Files copies out per read
+// transaction, so that a slow fn never holds one open.
+const filesChunk = 1024
+
+// Files calls fn for every entry of a deploy's manifest in path order, and
+// stops at fn's first error, which it returns. It returns an error wrapping
+// ErrNotFound if the deploy does not exist, also if it is deleted (pruned)
+// while the listing runs. fn runs outside any transaction: it may be slow.
+func (f *FSM) Files(deployID string, fn func(File) error) error {
+	var after []byte // last path handed to fn
+	buf := make([]File, 0, filesChunk)
+	for {
+		buf = buf[:0]
+		var found bool
+		err := f.view(func(tx *bolt.Tx) error {
+			m := tx.Bucket(bucketManifests).Bucket([]byte(deployID))
+			if m == nil {
+				return nil
+			}
+			found = true
+			c := m.Cursor()
+			var k, v []byte
+			if after == nil {
+				k, v = c.First()
+			} else if k, v = c.Seek(after); k != nil && bytes.Equal(k, after) {
+				k, v = c.Next()
+			}
+			for ; k != nil && len(buf) < filesChunk; k, v = c.Next() {
+				buf = append(buf, File{Path: string(k), Hash: hex.EncodeToString(v)})
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if !found {
+			return fmt.Errorf("%w: deploy %q", ErrNotFound, deployID)
+		}
+		for _, file := range buf {
+			if err := fn(file); err != nil {
+				return err
+			}
+		}
+		if len(buf) < filesChunk {
+			return nil
+		}
+		after = []byte(buf[len(buf)-1].Path)
+	}
+}
+
+// Nodes returns the node table, ordered by id.
+func (f *FSM) Nodes() ([]Node, error) {
+	out := []Node{}
+	err := f.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketNodes).ForEach(func(k, v []byte) error {
+			var n Node
+			if err := json.Unmarshal(v, &n); err != nil {
+				return fmt.Errorf("decode node %q: %w", k, err)
+			}
+			out = append(out, n)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// AdminTokenHash returns the hex SHA-256 of the cluster's admin token, or ""
+// if none is set (or the FSM is closed).
+func (f *FSM) AdminTokenHash() string {
+	var h string
+	_ = f.view(func(tx *bolt.Tx) error {
+		h = string(tx.Bucket(bucketMeta).Get(keyAdminToken))
+		return nil
+	})
+	return h
+}
+
+// deployRecord is a Deploy as stored: the public fields plus the log index
+// of its creation, which keys the site's deploy order index.
+type deployRecord struct {
+	Deploy
+	Seq uint64 `json:"seq"`
+}
+
+func getSite(tx *bolt.Tx, name string) (Site, bool, error) {
+	v := tx.Bucket(bucketSites).Get([]byte(name))
+	if v == nil {
+		return Site{}, false, nil
+	}
+	var s Site
+	if err := json.Unmarshal(v, &s); err != nil {
+		return Site{}, false, fmt.Errorf("decode site %q: %w", name, err)
+	}
+	return s, true, nil
+}
+
+func getDeploy(tx *bolt.Tx, id string) (deployRecord, bool, error) {
+	v := tx.Bucket(bucketDeploys).Get([]byte(id))
+	if v == nil {
+		return deployRecord{}, false, nil
+	}
+	var d deployRecord
+	if err := json.Unmarshal(v, &d); err != nil {
+		return deployRecord{}, false, fmt.Errorf("decode deploy %q: %w", id, err)
+	}
+	return d, true, nil
+}
+
+// siteDeployKey is the key of a deploy in the site's order index: the site
+// name, a 0x00 separator (never in a site name, so one site's keys are never
+// a prefix range of another's), and the big-endian log index of the
+// deploy's creation.
+func siteDeployKey(site string, seq uint64) []byte {
+	k := make([]byte, 0, len(site)+9)
+	k = append(k, site...)
+	k = append(k, 0)
+	return binary.BigEndian.AppendUint64(k, seq)
+}
+
+// eachSiteDeploy calls fn with the order-index key and id of each of a
+// site's deploys, newest first. fn must not modify the index.
+func eachSiteDeploy(tx *bolt.Tx, site string, fn func(key []byte, id string) error) error {
+	prefix := append([]byte(site), 0)
+	c := tx.Bucket(bucketSiteDeploys).Cursor()
+	// Position on the last key with the prefix: seek past it, step back.
+	k, v := c.Seek(append([]byte(site), 1))
+	if k == nil {
+		k, v = c.Last()
+	} else {
+		k, v = c.Prev()
+	}
+	for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Prev() {
+		if err := fn(k, string(v)); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,553 @@
+package raft
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Limits the FSM enforces on commands, so that no command can make a record
+// unreasonably large.
+const (
+	maxRetain     = 1000 // deploys a site may keep
+	maxDomains    = 100  // custom domains per site
+	maxReasonLen  = 1024 // bytes of FailDeploy.Reason kept
+	maxNodeIDLen  = 128
+	maxNodeAddrLn = 256
+)
+
+// applier applies one command inside the batch's write transaction.
+//
+// Every handler first validates completely, reading only, and returns a
+// rejection (an error wrapping one of the package sentinels) before its first
+// write; only then does it write. So a rejected command changes nothing, and
+// an error after the first write can only be a storage failure, which
+// ApplyBatch turns into a panic. Handlers depend on nothing but the state and
+// the command (no clocks, no randomness, no map order), so every node
+// reaches the same state.
+type applier struct {
+	tx    *bolt.Tx
+	index uint64 // log index of the entry being applied
+}
+
+func (a *applier) apply(data []byte) error {
+	cmd, err := Decode(data)
+	if err != nil {
+		return err
+	}
+	switch c := cmd.(type) {
+	case CreateSite:
+		return a.createSite(c)
+	case UpdateSite:
+		return a.updateSite(c)
+	case DeleteSite:
+		return a.deleteSite(c)
+	case CreateDeploy:
+		return a.createDeploy(c)
+	case AddFiles:
+		return a.addFiles(c)
+	case MarkReady:
+		return a.markReady(c)
+	case Publish:
+		return a.publish(c)
+	case FailDeploy:
+		return a.failDeploy(c)
+	case PutNode:
+		return a.putNode(c)
+	case RemoveNode:
+		return a.removeNode(c)
+	case SetAdminToken:
+		return a.setAdminToken(c)
+	}
+	return fmt.Errorf("%w: %T", ErrUnknownCommand, cmd) // unreachable: Decode knows the same types
+}
+
+func (a *applier) bucket(name []byte) *bolt.Bucket { return a.tx.Bucket(name) }
+
+func (a *applier) put(bucket []byte, key string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s %q: %w", bucket, key, err)
+	}
+	return a.bucket(bucket).Put([]byte(key), b)
+}
+
+func invalidSiteName(name string) error {
+	return fmt.Errorf("%w: site name %q: want 1-63 of a-z, 0-9 and '-', not at either end, no \"--\"",
+		ErrInvalid, truncate(name, 80))
+}
+
+// cleanDomains validates a site's custom domains and drops repeats, keeping
+// the first occurrence's position.
+func cleanDomains(domains []string) ([]string, error) {
+	if len(domains) > maxDomains {
+		return nil, fmt.Errorf("%w: %d domains, at most %d", ErrInvalid, len(domains), maxDomains)
+	}
+	out := make([]string, 0, len(domains))
+	for _, d := range domains {
+		if !ValidDomain(d) {
+			return nil, fmt.Errorf("%w: domain %q: want a lowercase host name such as www.example.com, without port",
+				ErrInvalid, truncate(d, 80))
+		}
+		if !slices.Contains(out, d) {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+// checkDomainsFree rejects domains that another site than site claims.
+func (a *applier) checkDomainsFree(site string, domains []string) error {
+	b := a.bucket(bucketDomains)
+	for _, d := range domains {
+		if owner := b.Get([]byte(d)); owner != nil && string(owner) != site {
+			return fmt.Errorf("%w: domain %q belongs to site %q", ErrConflict, d, owner)
+		}
+	}
+	return nil
+}
+
+func checkRetain(n int) error {
+	if n < 0 || n > maxRetain {
+		return fmt.Errorf("%w: retain %d: want 1-%d (0 for the default)", ErrInvalid, n, maxRetain)
+	}
+	return nil
+}
+
+// createSite: a retry of the very same command (same name, domains,
+// retention and creation time) is a no-op, so a proposer that lost track of
+// the outcome may resend it; any other CreateSite of an existing name is
+// ErrExists.
+func (a *applier) createSite(c CreateSite) error {
+	if !ValidSiteName(c.Name) {
+		return invalidSiteName(c.Name)
+	}
+	if err := checkRetain(c.Retain); err != nil {
+		return err
+	}
+	retain := c.Retain
+	if retain == 0 {
+		retain = DefaultRetain
+	}
+	domains, err := cleanDomains(c.Domains)
+	if err != nil {
+		return err
+	}
+	old, exists, err := getSite(a.tx, c.Name)
+	if err != nil {
+		return err
+	}
+	if exists {
+		if slices.Equal(old.Domains, domains) && old.Retain == retain && old.Created.Equal(c.Created) {
+			return nil
+		}
+		return fmt.Errorf("%w: site %q", ErrExists, c.Name)
+	}
+	if err := a.checkDomainsFree(c.Name, domains); err != nil {
+		return err
+	}
+
+	for _, d := range domains {
+		if err := a.bucket(bucketDomains).Put([]byte(d), []byte(c.Name)); err != nil {
+			return err
+		}
+	}
+	return a.put(bucketSites, c.Name, Site{Name: c.Name, Domains: domains, Created: c.Created, Retain: retain})
+}
+
+// updateSite replaces the custom domains and, when Retain > 0, the
+// retention. A lower retention takes effect at the site's next publish.
+func (a *applier) updateSite(c UpdateSite) error {
+	if !ValidSiteName(c.Name) {
+		return invalidSiteName(c.Name)
+	}
+	if err := checkRetain(c.Retain); err != nil {
+		return err
+	}
+	domains, err := cleanDomains(c.Domains)
+	if err != nil {
+		return err
+	}
+	s, exists, err := getSite(a.tx, c.Name)
+	if err != nil {
+		return err
+	}
+	if !exists {
+		return fmt.Errorf("%w: site %q", ErrNotFound, c.Name)
+	}
+	if err := a.checkDomainsFree(c.Name, domains); err != nil {
+		return err
+	}
+
+	b := a.bucket(bucketDomains)
+	for _, d := range s.Domains {
+		if !slices.Contains(domains, d) {
+			if err := b.Delete([]byte(d)); err != nil {
+				return err
+			}
+		}
+	}
+	for _, d := range domains {
+		if err := b.Put([]byte(d), []byte(c.Name)); err != nil {
+			return err
+		}
+	}
+	s.Domains = domains
+	if c.Retain > 0 {
+		s.Retain = c.Retain
+	}
+	return a.put(bucketSites, c.Name, s)
+}
+
+func (a *applier) deleteSite(c DeleteSite) error {
+	s, exists, err := getSite(a.tx, c.Name)
+	if err != nil {
+		return err
+	}
+	if !exists {
+		return fmt.Errorf("%w: site %q", ErrNotFound, c.Name)
+	}
+
+	for _, d := range s.Domains {
+		if err := a.bucket(bucketDomains).Delete([]byte(d)); err != nil {
+			return err
+		}
+	}
+	type entry struct {
+		key []byte
+		id  string
+	}
+	var all []entry // collected first: bbolt cursors and deletes do not mix
+	if err := eachSiteDeploy(a.tx, c.Name, func(k []byte, id string) error {
+		all = append(all, entry{slices.Clone(k), id})
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, e := range all {
+		if err := a.deleteDeploy(e.key, e.id); err != nil {
+			return err
+		}
+	}
+	return a.bucket(bucketSites).Delete([]byte(c.Name))
+}
+
+// deleteDeploy removes a deploy, its manifest and its order-index entry.
+func (a *applier) deleteDeploy(orderKey []byte, id string) error {
+	if err := a.bucket(bucketSiteDeploys).Delete(orderKey); err != nil {
+		return err
+	}
+	if err := a.bucket(bucketDeploys).Delete([]byte(id)); err != nil {
+		return err
+	}
+	if err := a.bucket(bucketManifests).DeleteBucket([]byte(id)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+		return err
+	}
+	return nil
+}
+
+// createDeploy: the same id for the same site and file count is a no-op
+// (a retry); any other reuse of an id is ErrExists.
+func (a *applier) createDeploy(c CreateDeploy) error {
+	if !ValidDeployID(c.ID) {
+		return fmt.Errorf("%w: deploy id %q: want 1-32 of a-z and 0-9", ErrInvalid, truncate(c.ID, 80))
+	}
+	if c.Files < 0 {
+		return fmt.Errorf("%w: deploy %q declares %d files", ErrInvalid, c.ID, c.Files)
+	}
+	old, exists, err := getDeploy(a.tx, c.ID)
+	if err != nil {
+		return err
+	}
+	if exists {
+		if old.Site == c.Site && old.Files == c.Files {
+			return nil
+		}
+		return fmt.Errorf("%w: deploy %q", ErrExists, c.ID)
+	}
+	if _, ok, err := getSite(a.tx, c.Site); err != nil {
+		return err
+	} else if !ok {
+		return fmt.Errorf("%w: site %q", ErrNotFound, c.Site)
+	}
+
+	rec := deployRecord{
+		Deploy: Deploy{ID: c.ID, Site: c.Site, State: StateUploading, Created: c.Created, Files: c.Files},
+		Seq:    a.index,
+	}
+	if _, err := a.bucket(bucketManifests).CreateBucket([]byte(c.ID)); err != nil {
+		return err
+	}
+	if err := a.bucket(bucketSiteDeploys).Put(siteDeployKey(c.Site, a.index), []byte(c.ID)); err != nil {
+		return err
+	}
+	return a.put(bucketDeploys, c.ID, rec)
+}
+
+// mustDeploy loads a deploy or returns ErrNotFound.
+func (a *applier) mustDeploy(id string) (deployRecord, error) {
+	d, ok, err := getDeploy(a.tx, id)
+	if err != nil {
+		return deployRecord{}, err
+	}
+	if !ok {
+		return deployRecord{}, fmt.Errorf("%w: deploy %q", ErrNotFound, truncate(id, 80))
+	}
+	return d, nil
+}
+
+// addFiles stores manifest entries. The whole batch is checked first:
+// paths must already be in CleanPath form, hashes lowercase hex SHA-256, and
+// the manifest may not grow beyond the declared file count. A path already
+// present with the same hash (in the manifest or earlier in the batch) is a
+// no-op, with another hash ErrConflict.
+func (a *applier) addFiles(c AddFiles) error {
+	d, err := a.mustDeploy(c.Deploy)
+	if err != nil {
+		return err
+	}
+	if d.State != StateUploading {
+		return fmt.Errorf("%w: deploy %q is %s, files can only be added while uploading", ErrConflict, c.Deploy, d.State)
+	}
+	m := a.bucket(bucketManifests).Bucket([]byte(c.Deploy))
+	if m == nil {
+		return fmt.Errorf("deploy %q has no manifest bucket", c.Deploy)
+	}
+	batch := make(map[string]string, len(c.Files))
+	added := 0
+	for _, f := range c.Files {
+		clean, err := CleanPath(f.Path)
+		if err != nil {
+			return err
+		}
+		if clean != f.Path {
+			return fmt.Errorf("%w: path %q is not normalized, want %q", ErrInvalid, truncate(f.Path, 80), truncate(clean, 80))
+		}
+		if !ValidHash(f.Hash) {
+			return fmt.Errorf("%w: hash %q of %s: want lowercase hex SHA-256", ErrInvalid, truncate(f.Hash, 80), truncate(f.Path, 80))
+		}
+		if prev, ok := batch[f.Path]; ok {
+			if prev != f.Hash {
+				return fmt.Errorf("%w: %s listed twice with different hashes", ErrConflict, truncate(f.Path, 80))
+			}
+			continue
+		}
+		batch[f.Path] = f.Hash
+		if v := m.Get([]byte(f.Path)); v != nil {
+			if hex.EncodeToString(v) != f.Hash {
+				return fmt.Errorf("%w: %s already has hash %x in deploy %q", ErrConflict, truncate(f.Path, 80), v, c.Deploy)
+			}
+			continue
+		}
+		added++
+	}
+	if d.Received+added > d.Files {
+		return fmt.Errorf("%w: deploy %q declared %d files, this batch would make %d",
+			ErrInvalid, c.Deploy, d.Files, d.Received+added)
+	}
+	if added == 0 {
+		return nil
+	}
+
+	for _, f := range c.Files {
+		key := []byte(f.Path) // bbolt keeps keys and values until commit: fresh slices each time
+		if m.Get(key) != nil {
+			continue // present before, or earlier in this batch
+		}
+		sum, _ := hex.DecodeString(f.Hash) // ValidHash above
+		if err := m.Put(key, sum); err != nil {
+			return err
+		}
+	}
+	d.Received += added
+	return a.put(bucketDeploys, d.ID, d)
+}
+
+// markReady: an uploading deploy whose manifest is complete becomes ready. A
+// repeat on a ready deploy with the same byte count is a no-op.
+func (a *applier) markReady(c MarkReady) error {
+	if c.Bytes < 0 {
+		return fmt.Errorf("%w: deploy %q: %d bytes", ErrInvalid, c.Deploy, c.Bytes)
+	}
+	d, err := a.mustDeploy(c.Deploy)
+	if err != nil {
+		return err
+	}
+	switch {
+	case d.State == StateReady && d.Bytes == c.Bytes:
+		return nil
+	case d.State != StateUploading:
+		return fmt.Errorf("%w: deploy %q is %s, not uploading", ErrConflict, c.Deploy, d.State)
+	case d.Received != d.Files:
+		return fmt.Errorf("%w: deploy %q has %d of %d manifest entries", ErrConflict, c.Deploy, d.Received, d.Files)
+	}
+
+	d.State = StateReady
+	d.Bytes = c.Bytes
+	return a.put(bucketDeploys, d.ID, d)
+}
+
+// publish makes a ready, published or superseded deploy its site's live
+// one: the previous live deploy becomes superseded, then the site is pruned
+// (see prune). Publishing the live deploy again is a no-op.
+func (a *applier) publish(c Publish) error {
+	d, err := a.mustDeploy(c.Deploy)
+	if err != nil {
+		return err
+	}
+	if d.State == StateUploading || d.State == StateFailed {
+		return fmt.Errorf("%w: deploy %q is %s, only ready deploys can be published", ErrConflict, c.Deploy, d.State)
+	}
+	s, ok, err := getSite(a.tx, d.Site)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%w: site %q of deploy %q", ErrNotFound, d.Site, d.ID)
+	}
+	if s.Published == d.ID {
+		return nil
+	}
+
+	if s.Published != "" {
+		prev, ok, err := getDeploy(a.tx, s.Published)
+		if err != nil {
+			return err
+		}
+		if ok && prev.State == StatePublished {
+			prev.State = StateSuperseded
+			if err := a.put(bucketDeploys, prev.ID, prev); err != nil {
+				return err
+			}
+		}
+	}
+	d.State = StatePublished
+	d.PublishedAt = c.At
+	if err := a.put(bucketDeploys, d.ID, d); err != nil {
+		return err
+	}
+	s.Published = d.ID
+	if err := a.put(bucketSites, s.Name, s); err != nil {
+		return err
+	}
+	return a.prune(s)
+}
+
+// prune deletes, with their manifests, the site's deploys beyond its Retain
+// newest finished ones (by creation order). It never deletes the live
+// deploy, and never an uploading one: those neither count nor go, so a
+// publish cannot pull a manifest from under an upload in progress; an
+// abandoned upload goes once someone fails it (FailDeploy).
+func (a *applier) prune(s Site) error {
+	type entry struct {
+		key []byte
+		id  string
+	}
+	var drop []entry
+	kept := 0
+	if err := eachSiteDeploy(a.tx, s.Name, func(k []byte, id string) error {
+		d, ok, err := getDeploy(a.tx, id)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("deploy index of site %q names missing deploy %q", s.Name, id)
+		}
+		switch {
+		case d.State == StateUploading:
+		case kept < s.Retain:
+			kept++
+		case id == s.Published:
+		default:
+			drop = append(drop, entry{slices.Clone(k), id})
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, e := range drop {
+		if err := a.deleteDeploy(e.key, e.id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// failDeploy: an uploading deploy becomes failed; failing a failed deploy
+// again is a no-op.
+func (a *applier) failDeploy(c FailDeploy) error {
+	d, err := a.mustDeploy(c.Deploy)
+	if err != nil {
+		return err
+	}
+	switch d.State {
+	case StateFailed:
+		return nil
+	case StateUploading:
+	default:
+		return fmt.Errorf("%w: deploy %q is %s, only uploading deploys can fail", ErrConflict, c.Deploy, d.State)
+	}
+
+	d.State = StateFailed
+	d.Reason = c.Reason
+	if len(d.Reason) > maxReasonLen {
+		d.Reason = strings.ToValidUTF8(d.Reason[:maxReasonLen], "")
+	}
+	return a.put(bucketDeploys, d.ID, d)
+}
+
+// validNodeID reports whether id is 1-128 of [A-Za-z0-9._:-].
+func validNodeID(id string) bool {
+	if len(id) < 1 || len(id) > maxNodeIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// putNode adds or replaces a node table entry. An empty state means active.
+func (a *applier) putNode(c PutNode) error {
+	n := c.Node
+	if !validNodeID(n.ID) {
+		return fmt.Errorf("%w: node id %q: want 1-%d of A-Z, a-z, 0-9, '.', '_', ':', '-'", ErrInvalid, truncate(n.ID, 80), maxNodeIDLen)
+	}
+	if n.Role != RoleCore && n.Role != RoleEdge {
+		return fmt.Errorf("%w: node %q: role %q, want %q or %q", ErrInvalid, n.ID, truncate(n.Role, 80), RoleCore, RoleEdge)
+	}
+	if n.State == "" {
+		n.State = NodeActive
+	}
+	if n.State != NodeActive && n.State != NodeDraining && n.State != NodeRemoved {
+		return fmt.Errorf("%w: node %q: state %q", ErrInvalid, n.ID, truncate(n.State, 80))
+	}
+	for _, addr := range []string{n.RaftAddr, n.APIAddr, n.HTTPAddr} {
+		if len(addr) > maxNodeAddrLn {
+			return fmt.Errorf("%w: node %q: address of %d bytes", ErrInvalid, n.ID, len(addr))
+		}
+	}
+	return a.put(bucketNodes, n.ID, n)
+}
+
+func (a *applier) removeNode(c RemoveNode) error {
+	if a.bucket(bucketNodes).Get([]byte(c.ID)) == nil {
+		return fmt.Errorf("%w: node %q", ErrNotFound, truncate(c.ID, 80))
+	}
+	return a.bucket(bucketNodes).Delete([]byte(c.ID))
+}
+
+func (a *applier) setAdminToken(c SetAdminToken) error {
+	if !ValidHash(c.Hash) {
+		return fmt.Errorf("%w: admin token hash: want lowercase hex SHA-256", ErrInvalid)
+	}
+	return a.bucket(bucketMeta).Put(keyAdminToken, []byte(c.Hash))
+}

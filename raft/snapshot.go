@@ -1,0 +1,234 @@
+package raft
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	hraft "github.com/hashicorp/raft"
+	"github.com/klauspost/compress/zstd"
+	bolt "go.etcd.io/bbolt"
+)
+
+// A snapshot is a fixed header followed by the zstd-compressed bytes of a
+// consistent copy of the FSM's bbolt file (Tx.WriteTo):
+//
+//	magic "ATOLLFSM" | version byte | BE uint64 index | BE uint64 term | zstd(bbolt file)
+//
+// index and term are those of the last entry applied to the copied state,
+// read in the same transaction as the copy: the header says exactly what the
+// state contains. Store.Open reads just the header to decide whether the FSM
+// on disk is behind the newest snapshot.
+const (
+	snapshotMagic   = "ATOLLFSM"
+	snapshotVersion = 1
+	snapshotHeader  = len(snapshotMagic) + 1 + 16
+)
+
+// restoreSuffix names the temporary file a restore writes next to fsm.db.
+const restoreSuffix = ".restore"
+
+func encodeSnapshotHeader(it indexTerm) []byte {
+	h := make([]byte, 0, snapshotHeader)
+	h = append(h, snapshotMagic...)
+	h = append(h, snapshotVersion)
+	h = binary.BigEndian.AppendUint64(h, it.index)
+	return binary.BigEndian.AppendUint64(h, it.term)
+}
+
+func decodeSnapshotHeader(h []byte) (indexTerm, error) {
+	if len(h) < snapshotHeader || string(h[:len(snapshotMagic)]) != snapshotMagic {
+		return indexTerm{}, errors.New("not an atoll FSM snapshot")
+	}
+	if v := h[len(snapshotMagic)]; v != snapshotVersion {
+		return indexTerm{}, fmt.Errorf("snapshot format version %d, want %d", v, snapshotVersion)
+	}
+	p := h[len(snapshotMagic)+1:]
+	return indexTerm{binary.BigEndian.Uint64(p), binary.BigEndian.Uint64(p[8:])}, nil
+}
+
+// peekSnapshotIndex returns the applied index and term recorded in the
+// header of snapshot r, and a reader that still yields the whole snapshot.
+func peekSnapshotIndex(r io.Reader) (indexTerm, *bufio.Reader, error) {
+	br := bufio.NewReader(r)
+	h, err := br.Peek(snapshotHeader)
+	if err != nil {
+		return indexTerm{}, nil, fmt.Errorf("read snapshot header: %w", err)
+	}
+	it, err := decodeSnapshotHeader(h)
+	return it, br, err
+}
+
+// Snapshot returns a snapshot of the current state. It only begins a bbolt
+// read transaction, so it returns at once; Persist copies the data while
+// applies go on. Raft calls Release when done with it.
+func (f *FSM) Snapshot() (hraft.FSMSnapshot, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.db == nil {
+		return nil, ErrClosed
+	}
+	tx, err := f.db.Begin(false)
+	if err != nil {
+		return nil, fmt.Errorf("begin snapshot: %w", err)
+	}
+	f.snapshots.Add(1)
+	return &fsmSnapshot{tx: tx, applied: getApplied(tx), done: f.snapshots.Done}, nil
+}
+
+type fsmSnapshot struct {
+	tx      *bolt.Tx
+	applied indexTerm
+	done    func()
+	release sync.Once
+}
+
+// Persist streams the header and the compressed state into sink.
+func (s *fsmSnapshot) Persist(sink hraft.SnapshotSink) error {
+	if err := s.writeTo(sink); err != nil {
+		sink.Cancel()
+		return fmt.Errorf("persist snapshot at index %d: %w", s.applied.index, err)
+	}
+	return sink.Close()
+}
+
+func (s *fsmSnapshot) writeTo(w io.Writer) error {
+	if _, err := w.Write(encodeSnapshotHeader(s.applied)); err != nil {
+		return err
+	}
+	// One encoder goroutine: snapshots run in the background and should not
+	// take cores from serving.
+	enc, err := zstd.NewWriter(w, zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		return err
+	}
+	if _, err := s.tx.WriteTo(enc); err != nil {
+		enc.Close()
+		return err
+	}
+	return enc.Close()
+}
+
+// Release ends the read transaction.
+func (s *fsmSnapshot) Release() {
+	s.release.Do(func() {
+		_ = s.tx.Rollback()
+		s.done()
+	})
+}
+
+// Restore replaces the whole state with a snapshot made by Persist. It
+// decompresses into a new file next to fsm.db, fsyncs it and checks it, and
+// only then swaps it in: close the current file, rename over it, fsync the
+// directory, reopen. A failure before the rename leaves the old state in
+// place, untouched; there is never a half-restored state. Readers wait only
+// for the swap itself (they hold the read side of the FSM's lock), not for
+// the decompression nor for snapshots still being persisted.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	it, r, err := peekSnapshotIndex(rc)
+	if err != nil {
+		return err
+	}
+	if _, err := r.Discard(snapshotHeader); err != nil {
+		return err
+	}
+	tmp := f.path + restoreSuffix
+	if err := writeRestoreFile(tmp, r, it); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("restore snapshot at index %d: %w", it.index, err)
+	}
+
+	// Closing the file waits for every read transaction. Wait for the
+	// snapshots being persisted first, without holding the lock, so that
+	// readers are not stalled behind them. No new snapshot can start: raft
+	// calls Snapshot and Restore from the same goroutine.
+	f.snapshots.Wait()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.db != nil {
+		if err := f.db.Close(); err != nil {
+			os.Remove(tmp)
+			return fmt.Errorf("restore: close current state: %w", err)
+		}
+		f.db = nil
+	}
+	if err := os.Rename(tmp, f.path); err != nil {
+		os.Remove(tmp)
+		db, oerr := openBolt(f.path) // the old state, untouched
+		f.db = db
+		return errors.Join(fmt.Errorf("restore: %w", err), oerr)
+	}
+	serr := syncDir(f.dir)
+	db, err := openBolt(f.path)
+	if err != nil {
+		return fmt.Errorf("restore: reopen: %w", err)
+	}
+	f.db = db
+	f.applied.Store(it.index)
+	if serr != nil {
+		return fmt.Errorf("restore: sync %s: %w", f.dir, serr)
+	}
+	return nil
+}
+
+// writeRestoreFile decompresses a snapshot body into path, fsyncs it, and
+// checks that it opens as an FSM file whose applied index is the header's.
+func writeRestoreFile(path string, r io.Reader, want indexTerm) error {
+	os.Remove(path) // a leftover of an interrupted restore
+	file, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	dec, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1))
+	if err != nil {
+		file.Close()
+		return err
+	}
+	_, err = io.Copy(file, dec)
+	dec.Close()
+	if err == nil {
+		err = file.Sync()
+	}
+	if cerr := file.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("open restored state: %w", err)
+	}
+	defer db.Close()
+	return db.View(func(tx *bolt.Tx) error {
+		for _, name := range allBuckets {
+			if tx.Bucket(name) == nil {
+				return fmt.Errorf("restored state lacks bucket %q", name)
+			}
+		}
+		if got := getApplied(tx); got != want {
+			return fmt.Errorf("restored state is at index %d term %d, its header says %d term %d",
+				got.index, got.term, want.index, want.term)
+		}
+		return nil
+	})
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

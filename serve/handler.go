@@ -1,0 +1,570 @@
+package serve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/atoll-hosting/atoll/blobstore"
+	"github.com/atoll-hosting/atoll/raft"
+)
+
+// ErrInvalidConfig is returned, wrapped with detail, by New for a Config or a
+// dependency it cannot use.
+var ErrInvalidConfig = errors.New("invalid serve config")
+
+// Cache-Control values.
+const (
+	// DefaultCacheControl lets browsers and shared caches store every file
+	// but revalidate it on each use: with strong ETags a revalidation is a
+	// cheap 304, and a publish or a rollback is visible at once.
+	DefaultCacheControl = "public, max-age=0, must-revalidate"
+
+	// notFoundCacheControl goes with every 404, whatever Config.CacheControl
+	// says: a missing file may appear with the next publish, so a 404 must
+	// not outlive the deploy that produced it.
+	notFoundCacheControl = "no-cache"
+
+	// errorCacheControl goes with 5xx answers, which describe a moment of
+	// the node, not the site.
+	errorCacheControl = "no-store"
+)
+
+// Manifest paths the edge looks up besides the requested one.
+const (
+	indexFile    = "index.html"
+	notFoundPage = "/404.html"
+)
+
+var strETag = []byte(fasthttp.HeaderETag)
+
+// maxRequestPath bounds the request paths that are looked up at all: a
+// manifest path is at most raft.MaxPathLen bytes, and the edge appends at
+// most "/index.html" to a request path.
+const maxRequestPath = raft.MaxPathLen
+
+// Catalog is the replicated metadata the edge reads: sites, deploys and
+// manifests. *raft.Store and *raft.FSM implement it. Each method is one
+// short, local read; not-found answers wrap raft.ErrNotFound.
+type Catalog interface {
+	Site(name string) (raft.Site, error)
+	SiteByDomain(host string) (raft.Site, error)
+	Deploy(id string) (raft.Deploy, error)
+	File(deployID, path string) (string, error)
+}
+
+// Blobs gives the edge the content of files. Package node implements it on
+// the local blob store; on an edge it fetches a missing blob from its owners
+// first. Stat reports blobstore.ErrNotFound (wrapped) for a blob it cannot
+// find; Open returns the identity bytes (encoding "") or a stored variant
+// ("br", "zstd", "gzip") and its size, and the caller closes the file.
+type Blobs interface {
+	Stat(ctx context.Context, hash string) (blobstore.Info, error)
+	Open(ctx context.Context, hash, encoding string) (*os.File, int64, error)
+}
+
+// Config configures a Handler.
+type Config struct {
+	// Domain is the platform domain: site "blog" answers at blog.<Domain>,
+	// its deploy "abc123" at abc123--blog.<Domain>. Lowercase, no port.
+	Domain string
+
+	// CacheControl is sent with every 200, 206, 304 and 301 answer.
+	// Empty means DefaultCacheControl.
+	CacheControl string
+
+	// Logger receives errors (level error, attribute component=serve); nil
+	// discards them. The normal serving path never logs.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the Config of a single local node: sites at
+// <site>.localhost and DefaultCacheControl.
+func DefaultConfig() Config {
+	return Config{Domain: "localhost", CacheControl: DefaultCacheControl}
+}
+
+// Handler is the edge: it answers visitors' GET and HEAD requests with the
+// files of published deploys. See the package documentation for the rules.
+// A Handler is safe for concurrent use.
+type Handler struct {
+	domain       string
+	cacheControl string
+	log          *slog.Logger
+	cat          Catalog
+	blobs        Blobs
+}
+
+// New checks cfg and returns a Handler reading metadata from cat and file
+// content from blobs.
+func New(cfg Config, cat Catalog, blobs Blobs) (*Handler, error) {
+	if cat == nil || blobs == nil {
+		return nil, fmt.Errorf("%w: catalog and blobs are required", ErrInvalidConfig)
+	}
+	domain, ok := hostName([]byte(cfg.Domain))
+	if !ok || strings.ContainsRune(cfg.Domain, ':') {
+		return nil, fmt.Errorf("%w: domain %q is not a host name without port", ErrInvalidConfig, cfg.Domain)
+	}
+	cc := cfg.CacheControl
+	if cc == "" {
+		cc = DefaultCacheControl
+	}
+	for i := 0; i < len(cc); i++ {
+		if c := cc[i]; c < 0x20 && c != '\t' || c == 0x7f {
+			return nil, fmt.Errorf("%w: cache control %q has a control character", ErrInvalidConfig, cc)
+		}
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{
+		domain:       domain,
+		cacheControl: cc,
+		log:          log.With("component", "serve"),
+		cat:          cat,
+		blobs:        blobs,
+	}, nil
+}
+
+// target is the deploy a request reads from. It is resolved once per
+// request, and every manifest lookup of that request uses its id, so that a
+// publish landing mid-request cannot mix two deploys in one answer.
+type target struct {
+	id       string
+	modified time.Time // Last-Modified of every file of the deploy; zero if unknown
+}
+
+// ServeHTTP answers one request. It is a fasthttp.RequestHandler.
+func (h *Handler) ServeHTTP(ctx *fasthttp.RequestCtx) {
+	if !ctx.IsGet() && !ctx.IsHead() {
+		ctx.Error("405 Method Not Allowed", fasthttp.StatusMethodNotAllowed)
+		ctx.Response.Header.Set(fasthttp.HeaderAllow, "GET, HEAD")
+		ctx.Response.Header.Set(fasthttp.HeaderXContentTypeOptions, "nosniff")
+		return
+	}
+	t, ok, err := h.resolve(ctx.Host())
+	if err != nil {
+		h.failCatalog(ctx, "resolve host", err)
+		return
+	}
+	if !ok {
+		plainNotFound(ctx)
+		return
+	}
+	p, ok := requestPath(ctx.Path())
+	if !ok {
+		h.notFound(ctx, t)
+		return
+	}
+
+	if strings.HasSuffix(p, "/") {
+		h.serveFirst(ctx, t, p+indexFile)
+		return
+	}
+	switch hash, found, err := h.lookup(t, p); {
+	case err != nil:
+		h.failCatalog(ctx, "look up file", err, "deploy", t.id, "path", p)
+		return
+	case found:
+		h.serveFile(ctx, t, p, hash)
+		return
+	}
+	switch _, found, err := h.lookup(t, p+"/"+indexFile); {
+	case err != nil:
+		h.failCatalog(ctx, "look up file", err, "deploy", t.id, "path", p+"/"+indexFile)
+		return
+	case found:
+		h.redirectToDir(ctx, p)
+		return
+	}
+	h.serveFirst(ctx, t, p+".html")
+}
+
+// serveFirst serves file if the deploy has it, else the deploy's 404.
+func (h *Handler) serveFirst(ctx *fasthttp.RequestCtx, t target, file string) {
+	hash, found, err := h.lookup(t, file)
+	switch {
+	case err != nil:
+		h.failCatalog(ctx, "look up file", err, "deploy", t.id, "path", file)
+	case found:
+		h.serveFile(ctx, t, file, hash)
+	default:
+		h.notFound(ctx, t)
+	}
+}
+
+// resolve maps a request host to its deploy. ok is false, with a nil error,
+// when the host names nothing servable: an unknown host or site, a site with
+// nothing published, or a preview of a deploy that is not the site's or not
+// complete.
+func (h *Handler) resolve(host []byte) (t target, ok bool, err error) {
+	name, ok := hostName(host)
+	if !ok {
+		return target{}, false, nil
+	}
+	kind, siteName, deployID := route(name, h.domain)
+	var site raft.Site
+	switch kind {
+	case hostInvalid:
+		return target{}, false, nil
+	case hostPreview:
+		d, err := h.cat.Deploy(deployID)
+		if err != nil {
+			return target{}, false, notFoundIsFalse(err)
+		}
+		switch d.State {
+		case raft.StateReady, raft.StatePublished, raft.StateSuperseded:
+		default:
+			return target{}, false, nil
+		}
+		if d.Site != siteName {
+			return target{}, false, nil
+		}
+		return targetOf(d), true, nil
+	case hostSite:
+		site, err = h.cat.Site(siteName)
+	default:
+		site, err = h.cat.SiteByDomain(name)
+	}
+	if err != nil {
+		return target{}, false, notFoundIsFalse(err)
+	}
+	if site.Published == "" {
+		return target{}, false, nil
+	}
+	d, err := h.cat.Deploy(site.Published)
+	if err != nil {
+		// Not found: the site was deleted between the two reads.
+		return target{}, false, notFoundIsFalse(err)
+	}
+	if d.Site != site.Name {
+		return target{}, false, nil
+	}
+	return targetOf(d), true, nil
+}
+
+// targetOf returns the target of a deploy. Its Last-Modified is when the
+// deploy last went live, or its creation time for a deploy never published
+// (a preview): after a rollback to an older deploy the date moves forward,
+// so a cache that revalidates with If-Modified-Since alone still sees the
+// change. HTTP dates have one-second precision.
+func targetOf(d raft.Deploy) target {
+	mod := d.Created
+	if d.PublishedAt.After(mod) {
+		mod = d.PublishedAt
+	}
+	if !mod.IsZero() {
+		mod = time.Unix(mod.Unix(), 0).UTC()
+	}
+	return target{id: d.ID, modified: mod}
+}
+
+func notFoundIsFalse(err error) error {
+	if errors.Is(err, raft.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// lookup finds a path in the target deploy's manifest.
+func (h *Handler) lookup(t target, p string) (hash string, found bool, err error) {
+	hash, err = h.cat.File(t.id, p)
+	if err != nil {
+		return "", false, notFoundIsFalse(err)
+	}
+	return hash, true, nil
+}
+
+// requestPath checks the request path fasthttp has already percent-decoded
+// and normalized, and cleans it once more so that the edge never depends on
+// server settings for its safety: a leading "/", no "." or ".." segment, no
+// empty segment; a trailing slash is kept. Paths too long to be in any
+// manifest are refused.
+func requestPath(b []byte) (string, bool) {
+	if len(b) == 0 || b[0] != '/' || len(b) > maxRequestPath {
+		return "", false
+	}
+	p := string(b)
+	c := path.Clean(p)
+	if p[len(p)-1] == '/' && c != "/" {
+		c += "/"
+	}
+	return c, true
+}
+
+// redirectToDir answers a request for directory p, which has an index, with
+// a 301 to p + "/", keeping the query string. The Location is relative to
+// the host, so it stays right behind a TLS-terminating proxy.
+func (h *Handler) redirectToDir(ctx *fasthttp.RequestCtx, p string) {
+	loc := (&url.URL{Path: p + "/"}).EscapedPath()
+	if q := ctx.URI().QueryString(); len(q) > 0 && safeQuery(q) {
+		loc += "?" + string(q)
+	}
+	ctx.Response.Header.Set(fasthttp.HeaderLocation, loc)
+	ctx.Response.Header.Set(fasthttp.HeaderCacheControl, h.cacheControl)
+	ctx.SetStatusCode(fasthttp.StatusMovedPermanently)
+}
+
+// safeQuery reports whether a raw query string can be echoed in a header.
+func safeQuery(q []byte) bool {
+	for _, c := range q {
+		if c <= ' ' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// serveFile answers with a file of the deploy: a 200, 206, 304, 412 or 416
+// after content negotiation, conditional headers and ranges.
+func (h *Handler) serveFile(ctx *fasthttp.RequestCtx, t target, file, hash string) {
+	info, err := h.blobs.Stat(ctx, hash)
+	if err != nil {
+		h.failBlob(ctx, "stat blob", err, "deploy", t.id, "path", file, "hash", hash)
+		return
+	}
+	req := &ctx.Request.Header
+	resp := &ctx.Response.Header
+	variants := hasVariants(info)
+
+	// A range is cut from the identity bytes, so a Range request that will
+	// be honoured selects the identity representation.
+	rng, rk := byteRange{}, rangeNone
+	if v := req.Peek(fasthttp.HeaderRange); len(v) > 0 &&
+		ifRangeHolds(req.Peek(fasthttp.HeaderIfRange), makeETag(hash, ""), t.modified) {
+		rng, rk = parseRange(v, info.Size)
+	}
+	coding, size := "", info.Size
+	if rk == rangeNone {
+		coding, size = parseAcceptEncoding(req.PeekAll(fasthttp.HeaderAcceptEncoding)).choose(info)
+	}
+	etag := makeETag(hash, coding)
+
+	switch evalPreconditions(req, etag, t.modified) {
+	case preconditionNotModified:
+		ctx.SetStatusCode(fasthttp.StatusNotModified)
+		h.setValidators(resp, etag, t.modified, variants)
+		return
+	case preconditionFailed:
+		ctx.Error("412 Precondition Failed", fasthttp.StatusPreconditionFailed)
+		resp.Set(fasthttp.HeaderXContentTypeOptions, "nosniff")
+		return
+	}
+
+	if rk == rangeUnsatisfiable {
+		ctx.Error("416 Range Not Satisfiable", fasthttp.StatusRequestedRangeNotSatisfiable)
+		resp.Set(fasthttp.HeaderContentRange, "bytes */"+strconv.FormatInt(info.Size, 10))
+		resp.Set(fasthttp.HeaderAcceptRanges, "bytes")
+		resp.Set(fasthttp.HeaderXContentTypeOptions, "nosniff")
+		if variants {
+			resp.Set(fasthttp.HeaderVary, "Accept-Encoding")
+		}
+		return
+	}
+
+	if rk == rangeSingle {
+		if ctx.IsHead() {
+			setContentLength(ctx, rng.length)
+		} else {
+			f, n, err := h.blobs.Open(ctx, hash, "")
+			if err != nil {
+				h.failBlob(ctx, "open blob", err, "deploy", t.id, "path", file, "hash", hash)
+				return
+			}
+			if n != info.Size {
+				_ = f.Close()
+				h.failBlob(ctx, "open blob", fmt.Errorf("size %d, stat said %d", n, info.Size),
+					"deploy", t.id, "path", file, "hash", hash)
+				return
+			}
+			if _, err := f.Seek(rng.start, io.SeekStart); err != nil {
+				_ = f.Close()
+				h.failBlob(ctx, "seek blob", err, "deploy", t.id, "path", file, "hash", hash)
+				return
+			}
+			setBodyStream(ctx, newFileSection(f, rng.length), rng.length)
+		}
+		ctx.SetStatusCode(fasthttp.StatusPartialContent)
+		resp.Set(fasthttp.HeaderContentRange, contentRange(rng, info.Size))
+		h.setRepresentation(resp, file, etag, "", t.modified, variants)
+		return
+	}
+
+	if ctx.IsHead() {
+		setContentLength(ctx, size)
+	} else {
+		f, n, err := h.blobs.Open(ctx, hash, coding)
+		if err != nil && coding != "" && errors.Is(err, blobstore.ErrNotFound) {
+			// The variant went away since Stat (evicted, or dropped by a
+			// scrub): the identity bytes are always a correct answer.
+			coding, etag = "", makeETag(hash, "")
+			f, n, err = h.blobs.Open(ctx, hash, "")
+		}
+		if err != nil {
+			h.failBlob(ctx, "open blob", err, "deploy", t.id, "path", file, "hash", hash, "encoding", coding)
+			return
+		}
+		setBodyStream(ctx, f, n)
+	}
+	h.setRepresentation(resp, file, etag, coding, t.modified, variants)
+}
+
+// setContentLength announces the size of the body a HEAD answer leaves out.
+func setContentLength(ctx *fasthttp.RequestCtx, size int64) {
+	if n := int(size); int64(n) == size {
+		ctx.Response.Header.SetContentLength(n)
+	}
+}
+
+// setBodyStream hands fasthttp a body of size bytes, which it closes once
+// written. A plain *os.File (or a fileSection) on a TCP connection goes out
+// with sendfile(2).
+func setBodyStream(ctx *fasthttp.RequestCtx, body io.ReadCloser, size int64) {
+	n := int(size)
+	if int64(n) != size {
+		n = -1 // a 32-bit int cannot say it: chunked instead
+	}
+	ctx.SetBodyStream(body, n)
+}
+
+// setValidators sets the header fields shared by 200, 206 and 304 answers.
+func (h *Handler) setValidators(resp *fasthttp.ResponseHeader, etag string, modified time.Time, variants bool) {
+	// SetCanonical keeps the conventional spelling "ETag" on the wire
+	// (Set would normalize it to "Etag"; header names are case-insensitive
+	// either way).
+	resp.SetCanonical(strETag, []byte(etag))
+	if !modified.IsZero() {
+		resp.SetLastModified(modified)
+	}
+	resp.Set(fasthttp.HeaderCacheControl, h.cacheControl)
+	if variants {
+		resp.Set(fasthttp.HeaderVary, "Accept-Encoding")
+	}
+}
+
+// setRepresentation sets the header fields of a 200 or 206 answer.
+func (h *Handler) setRepresentation(resp *fasthttp.ResponseHeader, file, etag, coding string, modified time.Time, variants bool) {
+	resp.SetContentType(contentType(file))
+	resp.Set(fasthttp.HeaderXContentTypeOptions, "nosniff")
+	resp.Set(fasthttp.HeaderAcceptRanges, "bytes")
+	if coding != "" {
+		resp.SetContentEncoding(coding)
+	}
+	h.setValidators(resp, etag, modified, variants)
+}
+
+func contentRange(r byteRange, size int64) string {
+	b := make([]byte, 0, 64)
+	b = append(b, "bytes "...)
+	b = strconv.AppendInt(b, r.start, 10)
+	b = append(b, '-')
+	b = strconv.AppendInt(b, r.start+r.length-1, 10)
+	b = append(b, '/')
+	b = strconv.AppendInt(b, size, 10)
+	return string(b)
+}
+
+func hasVariants(info blobstore.Info) bool {
+	for _, v := range info.Variants {
+		if codingIndex(v.Encoding) >= 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// notFound answers 404 with the deploy's /404.html if it has one, else with
+// plain text. Conditional and Range headers do not apply to a 404.
+func (h *Handler) notFound(ctx *fasthttp.RequestCtx, t target) {
+	hash, found, err := h.lookup(t, notFoundPage)
+	if err != nil {
+		h.failCatalog(ctx, "look up file", err, "deploy", t.id, "path", notFoundPage)
+		return
+	}
+	if !found {
+		plainNotFound(ctx)
+		return
+	}
+	info, err := h.blobs.Stat(ctx, hash)
+	if err != nil {
+		// The page is only a nicer 404: degrade to the plain one.
+		h.logError("stat blob", err, "host", string(ctx.Host()), "deploy", t.id, "path", notFoundPage, "hash", hash)
+		plainNotFound(ctx)
+		return
+	}
+	coding, size := parseAcceptEncoding(ctx.Request.Header.PeekAll(fasthttp.HeaderAcceptEncoding)).choose(info)
+	if ctx.IsHead() {
+		setContentLength(ctx, size)
+	} else {
+		f, n, err := h.blobs.Open(ctx, hash, coding)
+		if err != nil && coding != "" && errors.Is(err, blobstore.ErrNotFound) {
+			coding = ""
+			f, n, err = h.blobs.Open(ctx, hash, "")
+		}
+		if err != nil {
+			h.logError("open blob", err, "host", string(ctx.Host()), "deploy", t.id, "path", notFoundPage, "hash", hash)
+			plainNotFound(ctx)
+			return
+		}
+		setBodyStream(ctx, f, n)
+	}
+	resp := &ctx.Response.Header
+	ctx.SetStatusCode(fasthttp.StatusNotFound)
+	resp.SetContentType(contentType(notFoundPage))
+	resp.Set(fasthttp.HeaderXContentTypeOptions, "nosniff")
+	resp.Set(fasthttp.HeaderCacheControl, notFoundCacheControl)
+	if coding != "" {
+		resp.SetContentEncoding(coding)
+	}
+	if hasVariants(info) {
+		resp.Set(fasthttp.HeaderVary, "Accept-Encoding")
+	}
+}
+
+// plainNotFound answers a bare 404.
+func plainNotFound(ctx *fasthttp.RequestCtx) {
+	ctx.Error("404 Not Found", fasthttp.StatusNotFound)
+	ctx.Response.Header.Set(fasthttp.HeaderXContentTypeOptions, "nosniff")
+	ctx.Response.Header.Set(fasthttp.HeaderCacheControl, notFoundCacheControl)
+}
+
+// failCatalog answers a request whose metadata read failed: 500, or 503
+// when the store is closing or the server shutting down.
+func (h *Handler) failCatalog(ctx *fasthttp.RequestCtx, op string, err error, attrs ...any) {
+	status := fasthttp.StatusInternalServerError
+	if errors.Is(err, raft.ErrClosed) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		status = fasthttp.StatusServiceUnavailable
+	}
+	h.fail(ctx, status, op, err, attrs...)
+}
+
+// failBlob answers a request whose file exists in the deploy but whose
+// content cannot be had right now (missing on this node and its owners,
+// peers unreachable, disk error): 503, since another try or another node
+// may succeed.
+func (h *Handler) failBlob(ctx *fasthttp.RequestCtx, op string, err error, attrs ...any) {
+	h.fail(ctx, fasthttp.StatusServiceUnavailable, op, err, attrs...)
+}
+
+// fail logs err at error level and answers status with plain text.
+func (h *Handler) fail(ctx *fasthttp.RequestCtx, status int, op string, err error, attrs ...any) {
+	h.logError(op, err, append(attrs, "host", string(ctx.Host()), "status", status)...)
+	ctx.Error(strconv.Itoa(status)+" "+fasthttp.StatusMessage(status), status)
+	ctx.Response.Header.Set(fasthttp.HeaderXContentTypeOptions, "nosniff")
+	ctx.Response.Header.Set(fasthttp.HeaderCacheControl, errorCacheControl)
+}
+
+func (h *Handler) logError(op string, err error, attrs ...any) {
+	h.log.Error("serve "+op+" failed", append(attrs, "err", err)...)
+}
