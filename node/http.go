@@ -115,12 +115,12 @@ type meta struct{ n *Node }
 var _ builder.Meta = meta{}
 
 func (m meta) Apply(ctx context.Context, cmd raft.Command) error { return m.n.store.Apply(ctx, cmd) }
-func (m meta) Site(name string) (raft.Site, error)              { return m.n.store.Site(name) }
-func (m meta) Sites() ([]raft.Site, error)                      { return m.n.store.Sites() }
-func (m meta) Deploy(id string) (raft.Deploy, error)            { return m.n.store.Deploy(id) }
-func (m meta) Deploys(site string) ([]raft.Deploy, error)       { return m.n.store.Deploys(site) }
-func (m meta) Files(id string, fn func(raft.File) error) error  { return m.n.store.Files(id, fn) }
-func (m meta) AdminTokenHash() string                           { return m.n.store.AdminTokenHash() }
+func (m meta) Site(name string) (raft.Site, error)               { return m.n.store.Site(name) }
+func (m meta) Sites() ([]raft.Site, error)                       { return m.n.store.Sites() }
+func (m meta) Deploy(id string) (raft.Deploy, error)             { return m.n.store.Deploy(id) }
+func (m meta) Deploys(site string) ([]raft.Deploy, error)        { return m.n.store.Deploys(site) }
+func (m meta) Files(id string, fn func(raft.File) error) error   { return m.n.store.Files(id, fn) }
+func (m meta) AdminTokenHash() string                            { return m.n.store.AdminTokenHash() }
 
 // blobs implements builder.Blobs and serve.Blobs. On a single node every
 // blob's only owner is the node itself.
