@@ -14,23 +14,15 @@ import (
 func runDeploy(ctx context.Context, env *cliEnv, args []string) error {
 	var cf clientFlags
 	fs := newFlagSet(env, "deploy", "deploy DIR --site NAME [--no-publish]")
-	cf.register(fs)
 	site := fs.String("site", "", "site to deploy to (required)")
 	noPublish := fs.Bool("no-publish", false, "upload and finalize, but do not make it live")
 	concurrency := fs.Int("concurrency", client.DefaultConcurrency, "files hashed or uploaded at once")
-	pos, err := parseInterspersed(fs, args)
+	pos, c, err := cf.parse(fs, args, 1, "DIR")
 	if err != nil {
-		return err
-	}
-	if err := wantArgs(pos, 1, "DIR"); err != nil {
 		return err
 	}
 	if *site == "" {
 		return fmt.Errorf("%w: --site is required", errUsage)
-	}
-	c, err := cf.client()
-	if err != nil {
-		return err
 	}
 	var uploadedBytes int64
 	tty := isTerminal(env.stderr)
@@ -69,21 +61,13 @@ func runDeploy(ctx context.Context, env *cliEnv, args []string) error {
 func runDeploys(ctx context.Context, env *cliEnv, args []string) error {
 	var cf clientFlags
 	fs := newFlagSet(env, "deploys", "deploys --site NAME")
-	cf.register(fs)
 	site := fs.String("site", "", "site whose deploys to list (required)")
-	pos, err := parseInterspersed(fs, args)
+	_, c, err := cf.parse(fs, args, 0, "no arguments")
 	if err != nil {
-		return err
-	}
-	if err := wantArgs(pos, 0, "no arguments"); err != nil {
 		return err
 	}
 	if *site == "" {
 		return fmt.Errorf("%w: --site is required", errUsage)
-	}
-	c, err := cf.client()
-	if err != nil {
-		return err
 	}
 	deploys, err := c.Deploys(ctx, *site)
 	if err != nil {
@@ -102,21 +86,13 @@ func runDeploys(ctx context.Context, env *cliEnv, args []string) error {
 func runRollback(ctx context.Context, env *cliEnv, args []string) error {
 	var cf clientFlags
 	fs := newFlagSet(env, "rollback", "rollback --site NAME DEPLOY")
-	cf.register(fs)
 	site := fs.String("site", "", "site to roll back (required)")
-	pos, err := parseInterspersed(fs, args)
+	pos, c, err := cf.parse(fs, args, 1, "DEPLOY")
 	if err != nil {
-		return err
-	}
-	if err := wantArgs(pos, 1, "DEPLOY"); err != nil {
 		return err
 	}
 	if *site == "" {
 		return fmt.Errorf("%w: --site is required", errUsage)
-	}
-	c, err := cf.client()
-	if err != nil {
-		return err
 	}
 	d, err := c.Deploy(ctx, pos[0])
 	if err != nil {

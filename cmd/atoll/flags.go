@@ -52,12 +52,17 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// wantArgs checks the number of positional arguments.
-func wantArgs(pos []string, n int, what string) error {
-	if len(pos) != n {
-		return fmt.Errorf("%w: want %s, got %d argument(s)", errUsage, what, len(pos))
+// parseArgs parses args and checks that exactly n positional arguments,
+// described by what, remain.
+func parseArgs(fs *flag.FlagSet, args []string, n int, what string) ([]string, error) {
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return nil, err
 	}
-	return nil
+	if len(pos) != n {
+		return nil, fmt.Errorf("%w: want %s, got %d argument(s)", errUsage, what, len(pos))
+	}
+	return pos, nil
 }
 
 // stringList is a repeatable string flag.
@@ -82,6 +87,22 @@ type clientFlags struct {
 func (c *clientFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.api, "api", envOr("api", "http://127.0.0.1:9090"), "API URL of any node (env ATOLL_API)")
 	fs.StringVar(&c.token, "token", envOr("token", ""), "API token (env ATOLL_TOKEN; default: the token file in $ATOLL_DATA or ./atoll-data)")
+}
+
+// parse registers --api and --token on fs, parses args, checks that
+// exactly n positional arguments (described by what) remain, and returns
+// them with a client.
+func (c *clientFlags) parse(fs *flag.FlagSet, args []string, n int, what string) ([]string, *client.Client, error) {
+	c.register(fs)
+	pos, err := parseArgs(fs, args, n, what)
+	if err != nil {
+		return nil, nil, err
+	}
+	cl, err := c.client()
+	if err != nil {
+		return nil, nil, err
+	}
+	return pos, cl, nil
 }
 
 // client returns an API client. Without a token it falls back to the token

@@ -38,11 +38,7 @@ func runServer(ctx context.Context, env *cliEnv, args []string) error {
 	fs.IntVar(&cfg.Replicas, "replicas", replicas, "copies kept of every blob (capped by the number of core nodes)")
 	logLevel := envOr("log-level", "info")
 	fs.StringVar(&logLevel, "log-level", logLevel, "debug, info, warn or error")
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := wantArgs(pos, 0, "no arguments"); err != nil {
+	if _, err := parseArgs(fs, args, 0, "no arguments"); err != nil {
 		return err
 	}
 	var level slog.Level

@@ -17,18 +17,10 @@ func runSite(ctx context.Context, env *cliEnv, args []string) error {
 	switch sub, rest := args[0], args[1:]; sub {
 	case "create":
 		fs := newFlagSet(env, "site create", "site create NAME [--domain D]... [--retain N]")
-		cf.register(fs)
 		var domains stringList
 		fs.Var(&domains, "domain", "custom domain the site answers at (repeatable)")
 		retain := fs.Int("retain", 0, "deploys kept for rollback (default 10)")
-		pos, err := parseInterspersed(fs, rest)
-		if err != nil {
-			return err
-		}
-		if err := wantArgs(pos, 1, "NAME"); err != nil {
-			return err
-		}
-		c, err := cf.client()
+		pos, c, err := cf.parse(fs, rest, 1, "NAME")
 		if err != nil {
 			return err
 		}
@@ -40,15 +32,7 @@ func runSite(ctx context.Context, env *cliEnv, args []string) error {
 		return nil
 	case "list":
 		fs := newFlagSet(env, "site list", "site list")
-		cf.register(fs)
-		pos, err := parseInterspersed(fs, rest)
-		if err != nil {
-			return err
-		}
-		if err := wantArgs(pos, 0, "no arguments"); err != nil {
-			return err
-		}
-		c, err := cf.client()
+		_, c, err := cf.parse(fs, rest, 0, "no arguments")
 		if err != nil {
 			return err
 		}
@@ -65,15 +49,7 @@ func runSite(ctx context.Context, env *cliEnv, args []string) error {
 		return tw.Flush()
 	case "delete":
 		fs := newFlagSet(env, "site delete", "site delete NAME")
-		cf.register(fs)
-		pos, err := parseInterspersed(fs, rest)
-		if err != nil {
-			return err
-		}
-		if err := wantArgs(pos, 1, "NAME"); err != nil {
-			return err
-		}
-		c, err := cf.client()
+		pos, c, err := cf.parse(fs, rest, 1, "NAME")
 		if err != nil {
 			return err
 		}

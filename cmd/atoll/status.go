@@ -15,16 +15,12 @@ import (
 func runStatus(ctx context.Context, env *cliEnv, args []string) error {
 	var cf clientFlags
 	fs := newFlagSet(env, "status", "status [--wait DURATION]")
-	cf.register(fs)
 	wait := fs.Duration("wait", 0, "keep asking until the node is ready, up to this long")
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
+	cf.register(fs)
+	if _, err := parseArgs(fs, args, 0, "no arguments"); err != nil {
 		return err
 	}
-	if err := wantArgs(pos, 0, "no arguments"); err != nil {
-		return err
-	}
-	if *wait > 0 {
+	if *wait > 0 { // before the client: a starting node may not have written its token yet
 		if err := waitReady(ctx, cf.api, *wait); err != nil {
 			return err
 		}
@@ -80,15 +76,7 @@ func runNode(ctx context.Context, env *cliEnv, args []string) error {
 	switch sub, rest := args[0], args[1:]; sub {
 	case "list":
 		fs := newFlagSet(env, "node list", "node list")
-		cf.register(fs)
-		pos, err := parseInterspersed(fs, rest)
-		if err != nil {
-			return err
-		}
-		if err := wantArgs(pos, 0, "no arguments"); err != nil {
-			return err
-		}
-		c, err := cf.client()
+		_, c, err := cf.parse(fs, rest, 0, "no arguments")
 		if err != nil {
 			return err
 		}
