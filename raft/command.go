@@ -86,6 +86,8 @@ func newCommand(t CommandType) any {
 		return new(RemoveNode)
 	case CmdSetAdminToken:
 		return new(SetAdminToken)
+	case CmdSetReplicas:
+		return new(SetReplicas)
 	}
 	return nil
 }
@@ -113,6 +115,8 @@ func deref(ptr any) Command {
 	case *RemoveNode:
 		return *c
 	case *SetAdminToken:
+		return *c
+	case *SetReplicas:
 		return *c
 	}
 	panic(fmt.Sprintf("raft: deref of %T", ptr)) // unreachable: newCommand and deref list the same types

@@ -22,6 +22,7 @@ var allCommands = []Command{
 	PutNode{Node: Node{ID: "n1", Role: RoleCore, RaftAddr: "10.0.0.1:7000", State: NodeActive, Joined: t0}},
 	RemoveNode{ID: "n1"},
 	SetAdminToken{Hash: hashOf("secret")},
+	SetReplicas{N: 3},
 }
 
 func TestEncodeDecodeRoundTrip(t *testing.T) {
@@ -76,7 +77,7 @@ func TestDecodeRejects(t *testing.T) {
 		{"version 0", []byte("\x00\x01{}"), ErrUnknownCommand},
 		{"version 2", []byte("\x02\x01{}"), ErrUnknownCommand},
 		{"type 0", []byte("\x01\x00{}"), ErrUnknownCommand},
-		{"type 12", []byte("\x01\x0c{}"), ErrUnknownCommand},
+		{"type 13", []byte("\x01\x0d{}"), ErrUnknownCommand},
 		{"type 255", []byte("\x01\xff{}"), ErrUnknownCommand},
 		{"no body", []byte("\x01\x01"), ErrInvalid},
 		{"not json", []byte("\x01\x01hello"), ErrInvalid},

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,6 +37,7 @@ var (
 
 	keyApplied    = []byte("applied")     // BE(index) BE(term) of the last applied log entry
 	keyAdminToken = []byte("admin_token") // hex SHA-256 of the admin token
+	keyReplicas   = []byte("replicas")    // decimal replication factor
 )
 
 // FSM is the replicated state machine: sites, deploys and their manifests,
@@ -68,6 +70,9 @@ type FSM struct {
 	// snapshots counts snapshots not yet released (each holds a read
 	// transaction, which Restore must not wait for under mu).
 	snapshots sync.WaitGroup
+
+	changeMu sync.Mutex
+	change   chan struct{} // closed on the next change; see Changed
 }
 
 var _ hraft.BatchingFSM = (*FSM)(nil)
@@ -229,6 +234,7 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 		panic(fmt.Sprintf("raft: fsm storage failed, refusing to continue: %v", err))
 	}
 	f.applied.Store(last.index)
+	f.notifyChanged()
 	return resp
 }
 
@@ -463,6 +469,39 @@ func (f *FSM) Nodes() ([]Node, error) {
 
 // AdminTokenHash returns the hex SHA-256 of the cluster's admin token, or ""
 // if none is set (or the FSM is closed).
+// Replicas returns the replication factor set by SetReplicas, or 0 if none
+// was set.
+func (f *FSM) Replicas() int {
+	var n int
+	_ = f.view(func(tx *bolt.Tx) error {
+		n, _ = strconv.Atoi(string(tx.Bucket(bucketMeta).Get(keyReplicas)))
+		return nil
+	})
+	return n
+}
+
+// Changed returns a channel that is closed the next time the state changes
+// (a batch applied or a snapshot restored). Wait on it, then call Changed
+// again for the change after that; no subscription to cancel.
+func (f *FSM) Changed() <-chan struct{} {
+	f.changeMu.Lock()
+	defer f.changeMu.Unlock()
+	if f.change == nil {
+		f.change = make(chan struct{})
+	}
+	return f.change
+}
+
+// notifyChanged wakes every waiter of Changed.
+func (f *FSM) notifyChanged() {
+	f.changeMu.Lock()
+	if f.change != nil {
+		close(f.change)
+		f.change = nil
+	}
+	f.changeMu.Unlock()
+}
+
 func (f *FSM) AdminTokenHash() string {
 	var h string
 	_ = f.view(func(tx *bolt.Tx) error {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	bolt "go.etcd.io/bbolt"
@@ -63,6 +64,8 @@ func (a *applier) apply(data []byte) error {
 		return a.removeNode(c)
 	case SetAdminToken:
 		return a.setAdminToken(c)
+	case SetReplicas:
+		return a.setReplicas(c)
 	}
 	return fmt.Errorf("%w: %T", ErrUnknownCommand, cmd) // unreachable: Decode knows the same types
 }
@@ -550,4 +553,14 @@ func (a *applier) setAdminToken(c SetAdminToken) error {
 		return fmt.Errorf("%w: admin token hash: want lowercase hex SHA-256", ErrInvalid)
 	}
 	return a.bucket(bucketMeta).Put(keyAdminToken, []byte(c.Hash))
+}
+
+// maxReplicas bounds the replication factor.
+const maxReplicas = 9
+
+func (a *applier) setReplicas(c SetReplicas) error {
+	if c.N < 1 || c.N > maxReplicas {
+		return fmt.Errorf("%w: replicas %d: want 1-%d", ErrInvalid, c.N, maxReplicas)
+	}
+	return a.bucket(bucketMeta).Put(keyReplicas, []byte(strconv.Itoa(c.N)))
 }

@@ -111,7 +111,7 @@ func dump(t *testing.T, f *FSM) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintf(&b, "nodes %+v\nadmin %q\n", nodes, f.AdminTokenHash())
+	fmt.Fprintf(&b, "nodes %+v\nadmin %q\nreplicas %d\n", nodes, f.AdminTokenHash(), f.Replicas())
 	return b.String()
 }
 
@@ -438,7 +438,35 @@ func TestNodesAndAdminToken(t *testing.T) {
 				return nil
 			}},
 		{name: "admin token not a hash", cmd: SetAdminToken{Hash: "secret"}, want: ErrInvalid},
+		{name: "set replicas", cmd: SetReplicas{N: 3},
+			check: func(h *fsmHarness) error {
+				if got := h.f.Replicas(); got != 3 {
+					return fmt.Errorf("Replicas = %d, want 3", got)
+				}
+				return nil
+			}},
+		{name: "zero replicas", cmd: SetReplicas{N: 0}, want: ErrInvalid},
+		{name: "too many replicas", cmd: SetReplicas{N: 10}, want: ErrInvalid},
 	})
+}
+
+func TestChangedWakesWaiters(t *testing.T) {
+	h := newFSM(t)
+	ch := h.f.Changed()
+	select {
+	case <-ch:
+		t.Fatal("Changed fired before any change")
+	default:
+	}
+	h.must(SetReplicas{N: 2})
+	select {
+	case <-ch:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Changed did not fire after an applied command")
+	}
+	if next := h.f.Changed(); next == ch {
+		t.Error("Changed returned the already-closed channel again")
+	}
 }
 
 func TestUndecodableEntry(t *testing.T) {

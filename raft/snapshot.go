@@ -171,6 +171,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	f.db = db
 	f.applied.Store(it.index)
+	f.notifyChanged()
 	if serr != nil {
 		return fmt.Errorf("restore: sync %s: %w", f.dir, serr)
 	}

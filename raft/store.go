@@ -410,30 +410,38 @@ func (s *Store) poll(ctx context.Context, done func() bool) error {
 // ApplyTimeout, whichever is sooner; when that passes first the outcome is
 // unknown too.
 func (s *Store) Apply(ctx context.Context, cmd Command) error {
+	_, err := s.ApplyIndex(ctx, cmd)
+	return err
+}
+
+// ApplyIndex is Apply that also returns the log index of the command, so a
+// follower that forwarded it can wait until it has applied that far
+// (read-your-writes).
+func (s *Store) ApplyIndex(ctx context.Context, cmd Command) (uint64, error) {
 	if s.closed.Load() {
-		return ErrClosed
+		return 0, ErrClosed
 	}
 	b, err := Encode(cmd)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if len(b) > MaxCommandBytes {
-		return fmt.Errorf("%w: command %d encodes to %d bytes, limit %d (batch manifests with BatchFiles)",
+		return 0, fmt.Errorf("%w: command %d encodes to %d bytes, limit %d (batch manifests with BatchFiles)",
 			ErrInvalid, cmd.Type(), len(b), MaxCommandBytes)
 	}
 	if !s.IsLeader() {
-		return s.notLeader(nil)
+		return 0, s.notLeader(nil)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ApplyTimeout)
 	defer cancel()
 	fut := s.raft.Apply(b, timeLeft(ctx))
 	if err := s.wait(ctx, fut); err != nil {
-		return err
+		return 0, err
 	}
 	if resp, ok := fut.Response().(error); ok {
-		return resp
+		return fut.Index(), resp
 	}
-	return nil
+	return fut.Index(), nil
 }
 
 // timeLeft returns how long ctx has left, at least 1ns (0 would mean no

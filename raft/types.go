@@ -115,6 +115,7 @@ const (
 	CmdPutNode       CommandType = 9
 	CmdRemoveNode    CommandType = 10
 	CmdSetAdminToken CommandType = 11
+	CmdSetReplicas   CommandType = 12
 )
 
 // CreateSite adds a site. Fails with ErrExists if the name is taken, or
@@ -193,6 +194,13 @@ type SetAdminToken struct {
 	Hash string `json:"hash"`
 }
 
+// SetReplicas sets the cluster's replication factor R: how many core nodes
+// own each blob. It is replicated so that every node computes the same
+// owners.
+type SetReplicas struct {
+	N int `json:"n"`
+}
+
 func (CreateSite) Type() CommandType    { return CmdCreateSite }
 func (UpdateSite) Type() CommandType    { return CmdUpdateSite }
 func (DeleteSite) Type() CommandType    { return CmdDeleteSite }
@@ -204,3 +212,4 @@ func (FailDeploy) Type() CommandType    { return CmdFailDeploy }
 func (PutNode) Type() CommandType       { return CmdPutNode }
 func (RemoveNode) Type() CommandType    { return CmdRemoveNode }
 func (SetAdminToken) Type() CommandType { return CmdSetAdminToken }
+func (SetReplicas) Type() CommandType   { return CmdSetReplicas }
