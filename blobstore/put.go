@@ -61,6 +61,7 @@ func (s *Store) Put(ctx context.Context, want string, r io.Reader) (Info, error)
 	// Under the lock: a concurrent Put of the same content that got here
 	// first has published and fsynced it.
 	if info, err := s.Stat(got); err == nil {
+		s.acct.touch(got)
 		return info, nil
 	} else if !errors.Is(err, ErrNotFound) {
 		return Info{}, fmt.Errorf("put blob %s: %w", got, err)
@@ -166,6 +167,7 @@ func (s *Store) publish(hash string, size int64, identityTmp string, variants []
 		s.cache.remove(hash) // a reader may have cached it meanwhile
 		return Info{}, err
 	}
+	s.acct.added(info)
 	return info, nil
 }
 

@@ -25,6 +25,10 @@ var (
 	ErrHashMismatch = errors.New("blob hash mismatch")
 	// ErrInvalidHash: the name is not 64 lowercase hex digits.
 	ErrInvalidHash = errors.New("invalid blob hash")
+	// ErrMalformed: a blob transfer (its header, or a body whose length is
+	// not the one the header gives) or a peer request is not well formed.
+	// Nothing of it is kept.
+	ErrMalformed = errors.New("malformed blob transfer")
 )
 
 // Encodings of the compressed variants, as named in HTTP Content-Encoding.
@@ -106,6 +110,7 @@ type Store struct {
 	log   *slog.Logger
 	locks hashLocks
 	cache infoCache
+	acct  *accounting // sizes and access times, for Usage and EvictLRU
 
 	// shardMu serializes the creation of shard folders; shardReady[i] is
 	// set once folder i exists and its entry in dir is durable.
@@ -131,6 +136,7 @@ func New(cfg Config) (*Store, error) {
 		tmp:   filepath.Join(cfg.Dir, "tmp"),
 		log:   logger.With("component", "blobstore"),
 		cache: newInfoCache(defaultCacheEntries),
+		acct:  newAccounting(),
 	}
 	s.locks.m = make(map[string]*hashLock)
 	if err := s.prepareDirs(); err != nil {
@@ -142,6 +148,7 @@ func New(cfg Config) (*Store, error) {
 	if err := s.sweepOrphans(); err != nil {
 		return nil, fmt.Errorf("blobstore: remove orphan variants: %w", err)
 	}
+	go s.loadAccounting()
 	return s, nil
 }
 
@@ -380,6 +387,7 @@ func (s *Store) Open(hash, encoding string) (*os.File, int64, error) {
 		f.Close()
 		return nil, 0, fmt.Errorf("open blob %s%s: %w", hash, ext, err)
 	}
+	s.acct.touch(hash)
 	return f, fi.Size(), nil
 }
 
@@ -394,7 +402,11 @@ func (s *Store) Delete(hash string) error {
 	}
 	unlock := s.locks.lock(hash)
 	defer unlock()
+	return s.deleteLocked(hash)
+}
 
+// deleteLocked is Delete for a valid hash whose write lock the caller holds.
+func (s *Store) deleteLocked(hash string) error {
 	base := s.path(hash)
 	removed := false
 	err := os.Remove(base)
@@ -408,6 +420,7 @@ func (s *Store) Delete(hash string) error {
 	// After the identity is gone, so a concurrent Stat cannot cache it
 	// again (see infoCache).
 	s.cache.remove(hash)
+	s.acct.removed(hash)
 	for _, e := range encodings {
 		err := os.Remove(base + e.ext)
 		switch {

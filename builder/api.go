@@ -31,6 +31,10 @@ type Meta interface {
 	Deploys(site string) ([]raft.Deploy, error) // newest first
 	Files(deployID string, fn func(raft.File) error) error
 	AdminTokenHash() string // SHA-256 hex of the cluster's admin token, "" if unset
+	// TokenByHash returns the deploy token whose secret hashes (SHA-256,
+	// lowercase hex) to hash, or an error wrapping raft.ErrNotFound.
+	TokenByHash(hash string) (raft.Token, error)
+	Tokens() ([]raft.Token, error) // every deploy token, by id
 }
 
 // Blobs stores file contents. node implements it by placing each blob on its
@@ -42,6 +46,10 @@ type Blobs interface {
 	Put(ctx context.Context, hash string, r io.Reader) (blobstore.Info, error)
 	// Stat reports a stored blob, or an error wrapping blobstore.ErrNotFound.
 	Stat(ctx context.Context, hash string) (blobstore.Info, error)
+	// StatMany returns the stored blobs among hashes, keyed by hash; the
+	// ones absent from the map are not stored. It lets node ask each owner
+	// once for many blobs instead of once per blob.
+	StatMany(ctx context.Context, hashes []string) (map[string]blobstore.Info, error)
 }
 
 // Config configures the API. Start from DefaultConfig.
@@ -131,66 +139,167 @@ func New(cfg Config, meta Meta, blobs Blobs) (*API, error) {
 	return &API{cfg: cfg, meta: meta, blobs: blobs, log: log.With("component", "builder")}, nil
 }
 
-// Register mounts every /v1/sites, /v1/deploys and /v1/blobs route on mux,
-// each behind RequireAuth.
+// Register mounts every /v1/sites, /v1/deploys, /v1/blobs and /v1/tokens
+// route on mux. Routes a deploy token may use are behind RequireToken and
+// check the token's site; all others are behind RequireAuth (admin only).
 func (a *API) Register(mux *http.ServeMux) {
+	// What a deploy token may do; see the package doc.
+	const (
+		admin  = iota // admin token only
+		inPath        // the {site} in the path must be the token's site
+		own           // the handler checks the site of what it touches
+	)
 	routes := []struct {
 		pattern string
 		handler http.HandlerFunc
+		scope   int
 	}{
-		{"POST /v1/sites", a.createSite},
-		{"GET /v1/sites", a.listSites},
-		{"GET /v1/sites/{site}", a.getSite},
-		{"PATCH /v1/sites/{site}", a.updateSite},
-		{"DELETE /v1/sites/{site}", a.deleteSite},
-		{"POST /v1/sites/{site}/deploys", a.createDeploy},
-		{"GET /v1/sites/{site}/deploys", a.listDeploys},
-		{"GET /v1/deploys/{id}", a.getDeploy},
-		{"POST /v1/deploys/{id}/finalize", a.finalize},
-		{"POST /v1/deploys/{id}/publish", a.publish},
-		{"PUT /v1/blobs/{hash}", a.putBlob},
+		{"POST /v1/sites", a.createSite, admin},
+		{"GET /v1/sites", a.listSites, admin},
+		{"GET /v1/sites/{site}", a.getSite, inPath},
+		{"PATCH /v1/sites/{site}", a.updateSite, admin},
+		{"DELETE /v1/sites/{site}", a.deleteSite, admin},
+		{"POST /v1/sites/{site}/deploys", a.createDeploy, inPath},
+		{"GET /v1/sites/{site}/deploys", a.listDeploys, inPath},
+		{"GET /v1/deploys/{id}", a.getDeploy, own},          // a.deploy checks the deploy's site
+		{"POST /v1/deploys/{id}/finalize", a.finalize, own}, // idem
+		{"POST /v1/deploys/{id}/publish", a.publish, own},   // idem
+		{"PUT /v1/blobs/{hash}", a.putBlob, own},            // content-addressed, never read back: any site may add
+		{"POST /v1/tokens", a.createToken, admin},
+		{"GET /v1/tokens", a.listTokens, admin},
+		{"DELETE /v1/tokens/{id}", a.revokeToken, admin},
 	}
 	for _, r := range routes {
-		mux.Handle(r.pattern, a.RequireAuth(r.handler))
+		var h http.Handler = r.handler
+		switch r.scope {
+		case admin:
+			h = a.RequireAuth(h)
+		case inPath:
+			h = a.RequireToken(sitePathScope(h))
+		case own:
+			h = a.RequireToken(h)
+		}
+		mux.Handle(r.pattern, h)
 	}
 }
 
-// RequireAuth lets a request through when it carries
-// "Authorization: Bearer <token>" with the configured AdminToken or a token
-// whose SHA-256 (hex) is the cluster's recorded hash; otherwise it answers
-// 401 with WWW-Authenticate. Both comparisons take constant time. With no
-// token configured anywhere every request is refused: an unconfigured
-// cluster is closed, not open.
+// Caller is who a request authenticated as: the admin, or a deploy token
+// scoped to one site. The zero Caller may do nothing.
+type Caller struct {
+	Admin   bool   // holds the admin token
+	Site    string // the deploy token's site; "" for the admin
+	TokenID string // the deploy token's id; "" for the admin
+}
+
+// mayTouch reports whether the caller may act on site.
+func (c Caller) mayTouch(site string) bool { return c.Admin || c.Site != "" && c.Site == site }
+
+type callerKey struct{}
+
+// CallerFrom returns the caller that RequireAuth or RequireToken
+// authenticated, and false outside those wrappers.
+func CallerFrom(ctx context.Context) (Caller, bool) {
+	c, ok := ctx.Value(callerKey{}).(Caller)
+	return c, ok
+}
+
+// RequireAuth lets a request through only when it carries the admin token
+// as "Authorization: Bearer <token>": the configured AdminToken or a token
+// whose SHA-256 (hex) is the cluster's recorded hash. A missing or unknown
+// token is a 401 with WWW-Authenticate; a valid deploy token is a 403, since
+// it is scoped to a site. Every comparison takes constant time, and with no
+// admin token configured anywhere every request is refused: an
+// unconfigured cluster is closed, not open. The handler finds the caller
+// with CallerFrom. node puts its own routes (/v1/status, /v1/nodes) behind
+// it.
 func (a *API) RequireAuth(next http.Handler) http.Handler {
+	return a.RequireToken(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c, _ := CallerFrom(r.Context()); !c.Admin {
+			forbidden(w, c)
+			return
+		}
+		next.ServeHTTP(w, r)
+	}))
+}
+
+// RequireToken is RequireAuth that also lets deploy tokens through: the
+// handler must check what the caller (CallerFrom) may touch.
+func (a *API) RequireToken(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		token, ok := bearer(r.Header.Get("Authorization"))
 		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="atoll"`)
-			WriteError(w, http.StatusUnauthorized, "missing token: send the admin token as \"Authorization: Bearer <token>\"")
+			WriteError(w, http.StatusUnauthorized, "missing token: send it as \"Authorization: Bearer <token>\"")
 			return
 		}
-		if !a.tokenOK(token) {
+		c, ok, err := a.authenticate(token)
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="atoll", error="invalid_token"`)
-			WriteError(w, http.StatusUnauthorized, "invalid token: check --token / ATOLL_TOKEN against the cluster's admin token")
+			WriteError(w, http.StatusUnauthorized, "invalid token: it is not the admin token nor a deploy token (revoked?); check --token / ATOLL_TOKEN")
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))
+	})
+}
+
+// authenticate finds who token belongs to. The admin token is compared in
+// constant time with the configured one and with the recorded hash. A
+// deploy token is looked up by the SHA-256 of what was sent (an index
+// lookup: what it reveals by its timing is about a hash, not the secret),
+// and the stored hash is then compared in constant time too. The token
+// itself never leaves this function: not in errors, not in logs.
+func (a *API) authenticate(token string) (Caller, bool, error) {
+	sum := sha256.Sum256([]byte(token))
+	got := hex.EncodeToString(sum[:])
+	admin := false
+	if a.cfg.AdminToken != "" && subtle.ConstantTimeCompare([]byte(token), []byte(a.cfg.AdminToken)) == 1 {
+		admin = true
+	}
+	if want := a.meta.AdminTokenHash(); want != "" && subtle.ConstantTimeCompare([]byte(got), []byte(strings.ToLower(want))) == 1 {
+		admin = true
+	}
+	if admin {
+		return Caller{Admin: true}, true, nil
+	}
+	t, err := a.meta.TokenByHash(got)
+	switch {
+	case errors.Is(err, raft.ErrNotFound):
+		return Caller{}, false, nil
+	case err != nil:
+		return Caller{}, false, fmt.Errorf("look up token: %w", err)
+	case t.Site == "" || subtle.ConstantTimeCompare([]byte(got), []byte(t.Hash)) != 1:
+		return Caller{}, false, nil
+	}
+	return Caller{Site: t.Site, TokenID: t.ID}, true, nil
+}
+
+// sitePathScope refuses a deploy token whose site is not the {site} of the
+// path, before the handler reads anything.
+func sitePathScope(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c, _ := CallerFrom(r.Context()); !c.mayTouch(r.PathValue("site")) {
+			forbidden(w, c)
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
 }
 
-func (a *API) tokenOK(token string) bool {
-	ok := false
-	if a.cfg.AdminToken != "" && subtle.ConstantTimeCompare([]byte(token), []byte(a.cfg.AdminToken)) == 1 {
-		ok = true
+// scopeError is the 403 for a deploy token used outside its site.
+func scopeError(c Caller) *apiError {
+	if c.Site == "" {
+		return errorf(http.StatusForbidden, "this call needs the admin token")
 	}
-	if want := a.meta.AdminTokenHash(); want != "" {
-		sum := sha256.Sum256([]byte(token))
-		got := hex.EncodeToString(sum[:])
-		if subtle.ConstantTimeCompare([]byte(got), []byte(strings.ToLower(want))) == 1 {
-			ok = true
-		}
-	}
-	return ok
+	return errorf(http.StatusForbidden, "this token is scoped to site %s", c.Site)
+}
+
+func forbidden(w http.ResponseWriter, c Caller) {
+	e := scopeError(c)
+	WriteJSON(w, e.status, e.body)
 }
 
 // bearer extracts the token of an "Authorization: Bearer <token>" header.

@@ -9,10 +9,8 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
-	"github.com/atoll-hosting/atoll/blobstore"
 	"github.com/atoll-hosting/atoll/raft"
 )
 
@@ -25,9 +23,6 @@ const deployIDLen = 10
 // is detached from the request so that a client hanging up halfway does not
 // leave a half-written manifest behind.
 const applyTimeout = 10 * time.Minute
-
-// statConcurrency bounds concurrent Blobs.Stat calls (node may ask peers).
-const statConcurrency = 8
 
 // createDeploy serves POST /v1/sites/{site}/deploys: a JSON manifest starts
 // the digest flow, a tar (optionally gzipped) is a one-shot upload.
@@ -184,7 +179,7 @@ func (a *API) listDeploys(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) getDeploy(w http.ResponseWriter, r *http.Request) {
-	d, err := a.deploy(r.PathValue("id"))
+	d, err := a.deploy(r, r.PathValue("id"))
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -196,7 +191,7 @@ func (a *API) getDeploy(w http.ResponseWriter, r *http.Request) {
 // manifest is stored, the deploy becomes ready. Finalizing a deploy that is
 // already ready (or published, or superseded) changes nothing.
 func (a *API) finalize(w http.ResponseWriter, r *http.Request) {
-	d, err := a.deploy(r.PathValue("id"))
+	d, err := a.deploy(r, r.PathValue("id"))
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -218,7 +213,7 @@ func (a *API) finalize(w http.ResponseWriter, r *http.Request) {
 // blobs are checked every time, so a deploy whose content is gone is never
 // put live.
 func (a *API) publish(w http.ResponseWriter, r *http.Request) {
-	d, err := a.deploy(r.PathValue("id"))
+	d, err := a.deploy(r, r.PathValue("id"))
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -306,57 +301,20 @@ func (a *API) checkManifest(ctx context.Context, d raft.Deploy) (int64, error) {
 	return total, nil
 }
 
-// statAll stats hashes (sorted, unique) with bounded concurrency. It returns
-// the ones not stored, in order, and the sizes of the others.
+// statAll checks hashes (sorted, unique). It returns the ones not stored,
+// in order, and the sizes of the others.
 func (a *API) statAll(ctx context.Context, hashes []string) ([]string, map[string]int64, error) {
-	sizes := make(map[string]int64, len(hashes))
-	isMissing := make([]bool, len(hashes))
-	var (
-		mu       sync.Mutex
-		firstErr error
-		wg       sync.WaitGroup
-	)
-	next := make(chan int)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	for range min(statConcurrency, len(hashes)) {
-		wg.Go(func() {
-			for i := range next {
-				info, err := a.blobs.Stat(ctx, hashes[i])
-				mu.Lock()
-				switch {
-				case err == nil:
-					sizes[hashes[i]] = info.Size
-				case errors.Is(err, blobstore.ErrNotFound):
-					isMissing[i] = true
-				case firstErr == nil:
-					firstErr = fmt.Errorf("stat blob %s: %w", hashes[i], err)
-					cancel()
-				}
-				mu.Unlock()
-			}
-		})
+	stored, err := a.blobs.StatMany(ctx, hashes)
+	if err != nil {
+		return nil, nil, fmt.Errorf("check stored blobs: %w", err)
 	}
-feed:
-	for i := range hashes {
-		select {
-		case next <- i:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(next)
-	wg.Wait()
-	if firstErr == nil && ctx.Err() != nil {
-		firstErr = ctx.Err()
-	}
-	if firstErr != nil {
-		return nil, nil, firstErr
-	}
+	sizes := make(map[string]int64, len(stored))
 	var missing []string
-	for i, m := range isMissing {
-		if m {
-			missing = append(missing, hashes[i])
+	for _, h := range hashes {
+		if info, ok := stored[h]; ok {
+			sizes[h] = info.Size
+		} else {
+			missing = append(missing, h)
 		}
 	}
 	return missing, sizes, nil
@@ -367,8 +325,10 @@ func (a *API) idInUse(id string) bool {
 	return !errors.Is(err, raft.ErrNotFound)
 }
 
-// deploy reads a deploy, turning "not found" into a 404 that names it.
-func (a *API) deploy(id string) (raft.Deploy, error) {
+// deploy reads a deploy for the caller of r, turning "not found" into a
+// 404 that names it, and a deploy of another site than a deploy token's
+// into a 403. Every /v1/deploys/{id} handler reads its deploy through here.
+func (a *API) deploy(r *http.Request, id string) (raft.Deploy, error) {
 	if !raft.ValidDeployID(id) {
 		return raft.Deploy{}, errorf(http.StatusNotFound, "deploy %q does not exist", id)
 	}
@@ -376,7 +336,13 @@ func (a *API) deploy(id string) (raft.Deploy, error) {
 	if errors.Is(err, raft.ErrNotFound) {
 		return raft.Deploy{}, errorf(http.StatusNotFound, "deploy %q does not exist", id)
 	}
-	return d, err
+	if err != nil {
+		return raft.Deploy{}, err
+	}
+	if c, _ := CallerFrom(r.Context()); !c.mayTouch(d.Site) {
+		return raft.Deploy{}, scopeError(c)
+	}
+	return d, nil
 }
 
 func (a *API) deployResponse(d raft.Deploy) DeployResponse {
@@ -395,16 +361,19 @@ func (a *API) url(label string) string {
 	return a.cfg.SiteURL(host)
 }
 
-// newDeployID draws deployIDLen characters of [a-z0-9] from crypto/rand,
-// without modulo bias.
-func newDeployID() string {
+// newDeployID draws a deploy id.
+func newDeployID() string { return randomID(deployIDLen) }
+
+// randomID draws n characters of [a-z0-9] from crypto/rand, without modulo
+// bias.
+func randomID(n int) string {
 	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-	id := make([]byte, 0, deployIDLen)
+	id := make([]byte, 0, n)
 	var buf [32]byte
-	for len(id) < deployIDLen {
+	for len(id) < n {
 		rand.Read(buf[:]) // never fails (crypto/rand documents a crash instead)
 		for _, b := range buf {
-			if b < 252 && len(id) < deployIDLen { // 252 = 7*36
+			if b < 252 && len(id) < n { // 252 = 7*36
 				id = append(id, alphabet[b%36])
 			}
 		}

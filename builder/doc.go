@@ -2,7 +2,8 @@
 // builders create sites, upload deploys, publish them and roll back, plus the
 // wire types (wire.go) that the API, node's own routes and the Go client in
 // builder/client share. node mounts it with Register next to its admin routes
-// (/v1/status, /v1/nodes), reusing RequireAuth, WriteJSON and WriteError.
+// (/v1/status, /v1/nodes), reusing RequireAuth (admin only), WriteJSON and
+// WriteError.
 //
 // The package reads and writes replicated metadata only through Meta (raft
 // commands in, FSM reads out) and file contents only through Blobs (node
@@ -12,11 +13,28 @@
 //
 // # Routes
 //
-// Every route answers JSON and needs "Authorization: Bearer <token>": the
-// token is accepted when it equals Config.AdminToken (if set) or when its
-// SHA-256 is the hash the cluster records (Meta.AdminTokenHash); both checks
-// take constant time, tokens are never logged, and with no token configured
-// anywhere every request is refused (401, WWW-Authenticate: Bearer).
+// Every route answers JSON and needs "Authorization: Bearer <token>", one of:
+//
+//   - the admin token: it equals Config.AdminToken (if set) or its SHA-256
+//     is the hash the cluster records (Meta.AdminTokenHash). It may do
+//     everything.
+//   - a deploy token ("atl_site_" and 64 hex digits), made with POST
+//     /v1/tokens and scoped to one site. The cluster stores only its
+//     SHA-256 (raft.Token); a request's token is hashed, looked up in the
+//     hash index (Meta.TokenByHash) and the stored hash compared in constant
+//     time. It may create deploys on its site (manifest or tar), upload
+//     blobs, get, finalize and publish (so roll back) its site's deploys,
+//     list them, and read its site. Anything else, including node's routes
+//     behind RequireAuth, is a 403 "this token is scoped to site X".
+//     Uploading blobs is open to it because blobs are content-addressed and
+//     no API route reads them back: a blob only serves where a deploy's
+//     manifest names it. Revoking the token, or deleting its site, locks it
+//     out on every node once applied (401).
+//
+// A missing or unknown token is a 401 (WWW-Authenticate: Bearer); every
+// comparison takes constant time; tokens are never logged (token ids are);
+// with no admin token configured anywhere every request is refused. The
+// handler of a route finds who called with CallerFrom.
 //
 //	POST   /v1/sites                   {"name","domains":[...],"retain":N} -> 201 raft.Site
 //	GET    /v1/sites                   -> 200 {"sites":[...]} by name
@@ -32,9 +50,13 @@
 //	GET    /v1/deploys/{id}            -> 200 DeployResponse
 //	POST   /v1/deploys/{id}/finalize   -> 200 DeployResponse (ready), or 409 {"error","missing":[...]}
 //	POST   /v1/deploys/{id}/publish    -> 200 DeployResponse (published), or 409 {"error","missing":[...]}
+//	POST   /v1/tokens                  {"site","name"} -> 201 {"id","site","name","created","token"} (admin)
+//	GET    /v1/tokens                  -> 200 {"tokens":[{"id","site","name","created"}]} by id (admin)
+//	DELETE /v1/tokens/{id}             -> 204 (admin)
 //
 // Errors are {"error": "<one line a user can act on>"} with a fitting status:
-// 400 bad input (names, paths, hashes, JSON, archives), 401 auth, 404 unknown
+// 400 bad input (names, paths, hashes, JSON, archives), 401 auth, 403 a
+// deploy token outside its site, 404 unknown
 // site or deploy, 409 name or domain taken and blobs missing, 413 over a
 // limit, 415 unsupported Content-Type, 503 (with Retry-After) when the
 // cluster has no leader, 500 for anything else (logged, not shown).

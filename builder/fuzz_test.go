@@ -133,3 +133,31 @@ func FuzzManifestJSON(f *testing.F) {
 		}
 	})
 }
+
+// FuzzBearer checks the Authorization header parser: it never panics, and a
+// token it accepts is non-empty, trimmed, and the header's own text after a
+// case-insensitive "Bearer" scheme.
+func FuzzBearer(f *testing.F) {
+	for _, s := range []string{
+		"Bearer atl_site_0123", "bearer x", "BEARER  x  ", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz",
+		"", " ", "Bearer\tx", "Bearer a b", "Token x", "Bearerx y", "\x00Bearer x", "Bearer \xff",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, h string) {
+		token, ok := bearer(h)
+		if !ok {
+			if token != "" {
+				t.Fatalf("bearer(%q) = %q with ok false", h, token)
+			}
+			return
+		}
+		if token == "" || token != strings.TrimSpace(token) || !strings.Contains(h, token) {
+			t.Fatalf("bearer(%q) = %q", h, token)
+		}
+		scheme, _, _ := strings.Cut(strings.TrimSpace(h), " ")
+		if !strings.EqualFold(scheme, "Bearer") {
+			t.Fatalf("bearer(%q) accepted scheme %q", h, scheme)
+		}
+	})
+}

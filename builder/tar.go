@@ -266,6 +266,14 @@ func corrupt(err error) error {
 func (a *API) ingestTar(r *http.Request, rd io.Reader, entries []tarEntry) error {
 	ctx := r.Context()
 	tr := tar.NewReader(rd)
+	hashes := make([]string, len(entries))
+	for i, e := range entries {
+		hashes[i] = e.Hash
+	}
+	stored, err := a.blobs.StatMany(ctx, hashes)
+	if err != nil {
+		return fmt.Errorf("check stored blobs: %w", err)
+	}
 	done := make(map[string]bool, len(entries))
 	i := 0
 	for {
@@ -288,7 +296,7 @@ func (a *API) ingestTar(r *http.Request, rd io.Reader, entries []tarEntry) error
 			continue
 		}
 		done[e.Hash] = true
-		if _, err := a.blobs.Stat(ctx, e.Hash); err == nil {
+		if _, ok := stored[e.Hash]; ok {
 			continue
 		}
 		if _, err := a.blobs.Put(ctx, e.Hash, tr); err != nil {

@@ -1,6 +1,10 @@
 package builder
 
-import "github.com/atoll-hosting/atoll/raft"
+import (
+	"time"
+
+	"github.com/atoll-hosting/atoll/raft"
+)
 
 // This file holds the JSON shapes of the admin API: what the builder routes
 // read and write, and the status types node fills for GET /v1/status and
@@ -89,14 +93,80 @@ type NodeList struct {
 // Status is the body of GET /v1/status. RaftState uses hashicorp/raft's
 // names: "Leader", "Follower", "Candidate", "Shutdown".
 type Status struct {
-	ID           string       `json:"id"`
-	Role         string       `json:"role"`
-	RaftState    string       `json:"raft_state"`
-	LeaderID     string       `json:"leader_id"`
-	LeaderAddr   string       `json:"leader_addr"`
-	AppliedIndex uint64       `json:"applied_index"`
-	CommitIndex  uint64       `json:"commit_index"`
-	Nodes        []NodeStatus `json:"nodes"`
-	Sites        int          `json:"sites"`
-	Version      string       `json:"version"`
+	ID           string        `json:"id"`
+	Role         string        `json:"role"`
+	RaftState    string        `json:"raft_state"`
+	LeaderID     string        `json:"leader_id"`
+	LeaderAddr   string        `json:"leader_addr"`
+	AppliedIndex uint64        `json:"applied_index"`
+	CommitIndex  uint64        `json:"commit_index"`
+	Nodes        []NodeStatus  `json:"nodes"`
+	Sites        int           `json:"sites"`
+	Version      string        `json:"version"`
+	Replicas     int           `json:"replicas"`         // R: copies kept of every blob
+	Repair       *RepairReport `json:"repair,omitempty"` // the leader's last repair census
+}
+
+// RepairReport is the result of a repair census (POST /v1/repair, and
+// Status.Repair): how many referenced blobs sit on fewer than R of their
+// owners, and how many are on no node at all.
+type RepairReport struct {
+	At              time.Time `json:"at"`
+	Took            string    `json:"took"`
+	Referenced      int       `json:"referenced"`       // distinct blobs referenced by retained deploys
+	UnderReplicated int       `json:"under_replicated"` // on fewer than R owners after the pulls
+	Missing         int       `json:"missing"`          // on no node at all
+	Pulled          int       `json:"pulled"`           // copies made by this census
+}
+
+// JoinRequest is the body of POST /v1/nodes: the node to add. A node
+// started with --join sends its own; `atoll node join` an operator's. Role
+// defaults to "core".
+type JoinRequest struct {
+	ID       string `json:"id"`
+	Role     string `json:"role"`
+	RaftAddr string `json:"raft_addr"`
+	APIAddr  string `json:"api_addr"`
+	HTTPAddr string `json:"http_addr,omitempty"`
+}
+
+// DrainStatus is the body of POST and GET /v1/nodes/{id}/drain. Left
+// counts the referenced blobs on the node not yet confirmed on their new
+// owners; -1 until the node has finished a pass since the drain began, or
+// while it cannot be reached. Done means the node holds nothing the
+// cluster still needs: `atoll node remove` is then safe.
+type DrainStatus struct {
+	ID    string `json:"id"`
+	State string `json:"state"`
+	Left  int    `json:"left"`
+	Done  bool   `json:"done"`
+}
+
+// CreateTokenRequest is the body of POST /v1/tokens: the site the deploy
+// token is scoped to (required) and an optional name saying what it is for.
+type CreateTokenRequest struct {
+	Site string `json:"site"`
+	Name string `json:"name,omitempty"`
+}
+
+// TokenInfo is a deploy token as GET /v1/tokens lists it. It never carries
+// the secret, nor its hash.
+type TokenInfo struct {
+	ID      string    `json:"id"`
+	Site    string    `json:"site"`
+	Name    string    `json:"name"`
+	Created time.Time `json:"created"`
+}
+
+// CreatedToken is the answer to POST /v1/tokens (201). Token is the secret,
+// "atl_site_" and 64 hex digits: this answer is the only time it is shown,
+// since the cluster stores only its SHA-256.
+type CreatedToken struct {
+	TokenInfo
+	Token string `json:"token"`
+}
+
+// TokenList is the body of GET /v1/tokens, ordered by id.
+type TokenList struct {
+	Tokens []TokenInfo `json:"tokens"`
 }

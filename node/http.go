@@ -7,14 +7,12 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/atoll-hosting/atoll/blobstore"
 	"github.com/atoll-hosting/atoll/builder"
 	"github.com/atoll-hosting/atoll/raft"
 	"github.com/atoll-hosting/atoll/serve"
@@ -41,7 +39,7 @@ func (n *Node) startAPI() error {
 	if n.cfg.MaxTarBytes > 0 {
 		bcfg.MaxTarBytes = n.cfg.MaxTarBytes
 	}
-	api, err := builder.New(bcfg, meta{n}, blobs{n})
+	api, err := builder.New(bcfg, meta{n.store, n}, blobs{n})
 	if err != nil {
 		return fmt.Errorf("builder api: %w", err)
 	}
@@ -50,6 +48,8 @@ func (n *Node) startAPI() error {
 	api.Register(mux)
 	mux.Handle("GET /v1/status", api.RequireAuth(http.HandlerFunc(n.handleStatus)))
 	mux.Handle("GET /v1/nodes", api.RequireAuth(http.HandlerFunc(n.handleNodes)))
+	n.registerMembership(mux, api.RequireAuth)
+	n.registerPeer(mux)
 	mux.HandleFunc("GET /healthz", n.handleHealth)
 	mux.HandleFunc("GET /readyz", n.handleReady)
 	mux.HandleFunc("GET /metrics", n.handleMetrics)
@@ -78,7 +78,7 @@ func (n *Node) startEdge() error {
 	scfg := serve.DefaultConfig()
 	scfg.Domain = n.cfg.Domain
 	scfg.Logger = n.cfg.Logger
-	edge, err := serve.New(scfg, n.store, blobs{n})
+	edge, err := serve.New(scfg, n.store, serveBlobs{blobs{n}})
 	if err != nil {
 		return fmt.Errorf("edge: %w", err)
 	}
@@ -109,41 +109,18 @@ func (n *Node) startEdge() error {
 	return nil
 }
 
-// meta implements builder.Meta on the node's Raft store.
-type meta struct{ n *Node }
+// meta implements builder.Meta: reads from the local replicated state,
+// writes through the leader.
+type meta struct {
+	*raft.Store
+	n *Node
+}
 
 var _ builder.Meta = meta{}
 
-func (m meta) Apply(ctx context.Context, cmd raft.Command) error { return m.n.store.Apply(ctx, cmd) }
-func (m meta) Site(name string) (raft.Site, error)               { return m.n.store.Site(name) }
-func (m meta) Sites() ([]raft.Site, error)                       { return m.n.store.Sites() }
-func (m meta) Deploy(id string) (raft.Deploy, error)             { return m.n.store.Deploy(id) }
-func (m meta) Deploys(site string) ([]raft.Deploy, error)        { return m.n.store.Deploys(site) }
-func (m meta) Files(id string, fn func(raft.File) error) error   { return m.n.store.Files(id, fn) }
-func (m meta) AdminTokenHash() string                            { return m.n.store.AdminTokenHash() }
+func (m meta) Apply(ctx context.Context, cmd raft.Command) error { return m.n.apply(ctx, cmd) }
 
-// blobs implements builder.Blobs and serve.Blobs. On a single node every
-// blob's only owner is the node itself.
-type blobs struct{ n *Node }
-
-var (
-	_ builder.Blobs = blobs{}
-	_ serve.Blobs   = blobs{}
-)
-
-func (b blobs) Put(ctx context.Context, hash string, r io.Reader) (blobstore.Info, error) {
-	return b.n.blobs.Put(ctx, hash, r)
-}
-
-func (b blobs) Stat(_ context.Context, hash string) (blobstore.Info, error) {
-	return b.n.blobs.Stat(hash)
-}
-
-func (b blobs) Open(_ context.Context, hash, encoding string) (*os.File, int64, error) {
-	return b.n.blobs.Open(hash, encoding)
-}
-
-func (n *Node) status() builder.Status {
+func (n *Node) status(ctx context.Context) builder.Status {
 	st := builder.Status{
 		ID:           n.cfg.ID,
 		Role:         n.cfg.Role,
@@ -152,63 +129,65 @@ func (n *Node) status() builder.Status {
 		AppliedIndex: n.store.AppliedIndex(),
 		CommitIndex:  n.store.CommitIndex(),
 		Version:      n.cfg.Version,
+		Replicas:     n.placement().replicas,
 	}
 	if sites, err := n.store.Sites(); err == nil {
 		st.Sites = len(sites)
 	}
-	st.Nodes = n.nodeStatuses()
+	st.Nodes = n.nodeStatuses(ctx)
 	for _, ns := range st.Nodes {
 		if ns.ID == st.LeaderID {
 			st.LeaderAddr = ns.APIAddr
 		}
 	}
+	st.Repair = n.lastReport(ctx)
 	return st
 }
 
-func (n *Node) nodeStatuses() []builder.NodeStatus {
-	nodes, err := n.store.Nodes()
-	if err != nil {
-		n.log.Error("read node table", "err", err)
+// lastReport returns the leader's last repair census, asking the leader
+// when this node is not it.
+func (n *Node) lastReport(ctx context.Context) *builder.RepairReport {
+	if n.store.IsLeader() {
+		return n.report.Load()
+	}
+	leader, ok := n.nodeByID(n.store.LeaderID())
+	if !ok {
 		return nil
 	}
-	out := make([]builder.NodeStatus, 0, len(nodes))
-	for _, nd := range nodes {
-		ns := builder.NodeStatus{Node: nd}
-		if nd.Role == raft.RoleCore {
-			ns.Suffrage = "voter"
-		} else {
-			ns.Suffrage = "nonvoter"
-		}
-		if nd.ID == n.cfg.ID {
-			ns.RaftState = n.store.State()
-			ns.Blobs, ns.Bytes = n.blobCount()
-		}
-		out = append(out, ns)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var st peerStats
+	if err := n.peerJSON(ctx, http.MethodGet, leader.APIAddr, "/v1/peer/stats", nil, &st); err != nil || st.Repair == nil {
+		return nil
+	}
+	return st.Repair
+}
+
+// nodeStatuses is the node table with what each node says of itself.
+func (n *Node) nodeStatuses(ctx context.Context) []builder.NodeStatus {
+	p := n.placement()
+	stats := n.fanOutStats(ctx, p.all)
+	out := make([]builder.NodeStatus, 0, len(p.all))
+	for _, nd := range p.all {
+		st := stats[nd.ID]
+		out = append(out, builder.NodeStatus{
+			Node:        nd,
+			Suffrage:    suffrage(nd.Role),
+			RaftState:   st.RaftState,
+			LastContact: st.LastContact,
+			Blobs:       st.Blobs,
+			Bytes:       st.Bytes,
+		})
 	}
 	return out
 }
 
-// blobCount walks the local blob store. It is an admin-path figure, not a
-// serving-path one.
-func (n *Node) blobCount() (count, bytes int64) {
-	ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
-	defer cancel()
-	_ = n.blobs.Walk(ctx, func(hash string) error {
-		if info, err := n.blobs.Stat(hash); err == nil {
-			count++
-			bytes += info.Size
-		}
-		return nil
-	})
-	return count, bytes
-}
-
 func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
-	builder.WriteJSON(w, http.StatusOK, n.status())
+	builder.WriteJSON(w, http.StatusOK, n.status(r.Context()))
 }
 
 func (n *Node) handleNodes(w http.ResponseWriter, r *http.Request) {
-	builder.WriteJSON(w, http.StatusOK, builder.NodeList{Nodes: n.nodeStatuses()})
+	builder.WriteJSON(w, http.StatusOK, builder.NodeList{Nodes: n.nodeStatuses(r.Context())})
 }
 
 func (n *Node) handleHealth(w http.ResponseWriter, r *http.Request) {

@@ -15,7 +15,10 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 
 	"github.com/valyala/fasthttp"
 
@@ -43,7 +46,25 @@ type Config struct {
 	Domain     string // sites answer at <site>.<Domain>
 	Replicas   int
 	AdminToken string // accepted in addition to the replicated token hash
+	ClusterKey string // shared secret of peer traffic; empty disables it (single node only)
 	Version    string
+
+	// CacheSize bounds the bytes of blobs this node keeps without owning
+	// them (read-through and prefetched copies); the least recently served
+	// go first.
+	CacheSize int64
+	// RepairInterval is how often the repair pass runs besides on every
+	// membership change.
+	RepairInterval time.Duration
+	// FetchTimeout bounds one attempt to fetch a blob from one peer before
+	// the next is tried.
+	FetchTimeout time.Duration
+	// GCGrace is how long a blob no deploy references is kept.
+	GCGrace time.Duration
+	// RaftTimeout is Raft's heartbeat and election timeout: how long
+	// followers wait for a silent leader before electing another. Zero
+	// keeps raft.DefaultConfig's.
+	RaftTimeout time.Duration
 
 	// Limits of the builder API; zero values take builder.DefaultConfig's.
 	MaxBlobBytes int64
@@ -65,6 +86,11 @@ func DefaultConfig() Config {
 		Domain:   "localhost",
 		Replicas: 3,
 		Version:  "dev",
+
+		CacheSize:      1 << 30,
+		RepairInterval: 5 * time.Minute,
+		FetchTimeout:   3 * time.Second,
+		GCGrace:        time.Hour,
 	}
 }
 
@@ -92,6 +118,12 @@ func (c *Config) validate() error {
 	if c.Bootstrap && c.Join != "" {
 		return fmt.Errorf("%w: --bootstrap and --join exclude each other", ErrConfig)
 	}
+	if c.Join != "" && c.ClusterKey == "" {
+		return fmt.Errorf("%w: --join needs --cluster-key (the secret every node of the cluster shares)", ErrConfig)
+	}
+	if c.CacheSize < 0 || c.RepairInterval <= 0 || c.FetchTimeout <= 0 || c.GCGrace < 0 {
+		return fmt.Errorf("%w: cache size, repair interval, fetch timeout and gc grace must be positive", ErrConfig)
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -118,6 +150,23 @@ type Node struct {
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
 
+	peer     *blobstore.Peer // blob transfer to and from other nodes
+	peerHTTP *http.Client    // other peer calls (apply, stats, fetch)
+	place    atomic.Pointer[placement]
+	fetches  singleflight.Group // one transfer per missing blob
+
+	confirmedMu sync.Mutex
+	confirmed   map[string]struct{} // non-owned copies whose owners hold them; see cache.go
+	evictWake   chan struct{}
+
+	repairWake chan struct{}
+	drainLeft  atomic.Int64 // referenced blobs held here, not yet confirmed on their owners
+	unrefMu    sync.Mutex
+	unrefSince map[string]time.Time // when a blob was first seen unreferenced
+	report     atomic.Pointer[RepairReport]
+
+	prefetched map[string]bool // deploys an edge has prefetched (watchState only)
+
 	closeOnce sync.Once
 	closeErr  error
 	wg        sync.WaitGroup
@@ -130,7 +179,19 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "node"), started: time.Now()}
+	n := &Node{
+		cfg:        cfg,
+		log:        cfg.Logger.With("component", "node"),
+		started:    time.Now(),
+		peer:       blobstore.NewPeer(cfg.ClusterKey),
+		peerHTTP:   &http.Client{Timeout: time.Minute},
+		confirmed:  make(map[string]struct{}),
+		evictWake:  make(chan struct{}, 1),
+		repairWake: make(chan struct{}, 1),
+		unrefSince: make(map[string]time.Time),
+		prefetched: make(map[string]bool),
+	}
+	n.drainLeft.Store(-1)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
@@ -163,11 +224,17 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	rcfg.Dir = filepath.Join(cfg.DataDir, "raft")
 	rcfg.BindAddr = cfg.RaftAddr
 	rcfg.Bootstrap = cfg.Bootstrap
+	if cfg.RaftTimeout > 0 {
+		rcfg.HeartbeatTimeout = cfg.RaftTimeout
+		rcfg.ElectionTimeout = cfg.RaftTimeout
+		rcfg.LeaderLeaseTimeout = cfg.RaftTimeout / 2
+	}
 	rcfg.Logger = cfg.Logger
 	if n.store, err = raft.Open(rcfg); err != nil {
 		return nil, fmt.Errorf("open raft store: %w", err)
 	}
 
+	n.refreshPlacement()
 	if err := n.startAPI(); err != nil {
 		return nil, err
 	}
@@ -175,65 +242,98 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	switch {
-	case cfg.Bootstrap:
-		if err := n.initCluster(ctx); err != nil {
-			return nil, err
-		}
 	case n.store.HasState():
-		// A restart: the node table and token are already replicated; refresh
-		// this node's own record (its addresses may have changed) once a
-		// leader is known, without holding up the start.
+		// A restart: the cluster already knows this node. Refresh its record
+		// (addresses may have changed) once a leader is known, without
+		// holding up the start.
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
 			ctx, cancel := context.WithTimeout(n.ctx, time.Minute)
 			defer cancel()
-			if err := n.initCluster(ctx); err != nil && n.ctx.Err() == nil {
+			if err := n.rejoin(ctx); err != nil && n.ctx.Err() == nil {
 				n.log.Warn("refresh node record", "err", err)
 			}
 		}()
+	case cfg.Bootstrap:
+		if err := n.initCluster(ctx); err != nil {
+			return nil, err
+		}
+	case cfg.Join != "":
+		if err := n.join(ctx); err != nil {
+			return nil, err
+		}
 	default:
 		n.log.Warn("no cluster state in the data dir: start with --bootstrap to create a cluster, or --join to join one")
 	}
+	n.wg.Add(3)
+	go n.watchState()
+	go n.repairLoop()
+	go n.evictLoop()
 	n.log.Info("node started", "id", n.cfg.ID, "role", cfg.Role,
 		"api", n.APIURL(), "edge", n.EdgeURL(), "raft", cfg.RaftAddr)
 	return n, nil
 }
 
-// initCluster waits for this node to lead the cluster it bootstrapped, then
-// records itself in the node table and makes sure an admin token exists.
-// Both steps are idempotent, so a restart repeats them harmlessly.
+// initCluster waits for this node to lead the cluster it just
+// bootstrapped, then records itself in the node table, the replication
+// factor and the admin token.
 func (n *Node) initCluster(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := n.store.WaitForLeader(ctx); err != nil {
 		return fmt.Errorf("wait for raft leader: %w", err)
 	}
-	if !n.store.IsLeader() {
-		return nil // an existing cluster elected someone else: it already holds this state
-	}
-	if err := n.registerSelf(ctx); err != nil {
+	if err := n.registerSelf(ctx, true); err != nil {
 		return err
+	}
+	if err := n.apply(ctx, raft.SetReplicas{N: n.cfg.Replicas}); err != nil {
+		return fmt.Errorf("record replicas: %w", err)
 	}
 	return n.ensureToken(ctx)
 }
 
-func (n *Node) registerSelf(ctx context.Context) error {
+// rejoin runs after a restart: once a leader is known, it updates this
+// node's record if its addresses changed, and the admin token if one was
+// given.
+func (n *Node) rejoin(ctx context.Context) error {
+	if err := n.store.WaitForLeader(ctx); err != nil {
+		return err
+	}
+	if err := n.registerSelf(ctx, false); err != nil {
+		return err
+	}
+	if n.cfg.AdminToken != "" || n.cfg.Bootstrap {
+		return n.ensureToken(ctx)
+	}
+	return nil
+}
+
+// registerSelf writes this node's record to the node table when its
+// addresses changed. Without create, a node missing from the table (it was
+// removed) is left out.
+func (n *Node) registerSelf(ctx context.Context, create bool) error {
 	nodes, err := n.store.Nodes()
 	if err != nil {
 		return err
 	}
 	self := n.self()
 	for _, nd := range nodes {
-		if nd.ID == self.ID && nd.RaftAddr == self.RaftAddr && nd.APIAddr == self.APIAddr &&
-			nd.HTTPAddr == self.HTTPAddr && nd.Role == self.Role && nd.State == self.State {
+		if nd.ID != self.ID {
+			continue
+		}
+		// Keep what the cluster decided (joined time, draining).
+		self.Joined, self.State = nd.Joined, nd.State
+		if nd == self {
 			return nil
 		}
-		if nd.ID == self.ID {
-			self.Joined = nd.Joined
-		}
+		create = true
 	}
-	if err := n.store.Apply(ctx, raft.PutNode{Node: self}); err != nil {
+	if !create {
+		n.log.Warn("this node is not in the cluster's node table (removed?); it serves nothing new until it joins again")
+		return nil
+	}
+	if err := n.apply(ctx, raft.PutNode{Node: self}); err != nil {
 		return fmt.Errorf("record node: %w", err)
 	}
 	return nil
@@ -282,7 +382,7 @@ func (n *Node) ensureToken(ctx context.Context) error {
 	if n.store.AdminTokenHash() == hash {
 		return nil
 	}
-	if err := n.store.Apply(ctx, raft.SetAdminToken{Hash: hash}); err != nil {
+	if err := n.apply(ctx, raft.SetAdminToken{Hash: hash}); err != nil {
 		return fmt.Errorf("record admin token: %w", err)
 	}
 	return nil
@@ -385,6 +485,24 @@ func (n *Node) ID() string { return n.cfg.ID }
 
 // Store returns the node's Raft store.
 func (n *Node) Store() *raft.Store { return n.store }
+
+// LocalBlobs returns the node's local blob store.
+func (n *Node) LocalBlobs() *blobstore.Store { return n.blobs }
+
+// InNodeTable reports whether the replicated node table lists this node.
+func (n *Node) InNodeTable() bool {
+	_, ok := n.nodeByID(n.cfg.ID)
+	return ok
+}
+
+// Owners returns the ids of the nodes that own hash, best first.
+func (n *Node) Owners(hash string) []string {
+	var ids []string
+	for _, o := range n.placement().owners(hash) {
+		ids = append(ids, o.ID)
+	}
+	return ids
+}
 
 // APIURL returns the base URL of the node's API.
 func (n *Node) APIURL() string { return "http://" + n.apiLn.Addr().String() }

@@ -88,6 +88,10 @@ func newCommand(t CommandType) any {
 		return new(SetAdminToken)
 	case CmdSetReplicas:
 		return new(SetReplicas)
+	case CmdCreateToken:
+		return new(CreateToken)
+	case CmdRevokeToken:
+		return new(RevokeToken)
 	}
 	return nil
 }
@@ -117,6 +121,10 @@ func deref(ptr any) Command {
 	case *SetAdminToken:
 		return *c
 	case *SetReplicas:
+		return *c
+	case *CreateToken:
+		return *c
+	case *RevokeToken:
 		return *c
 	}
 	panic(fmt.Sprintf("raft: deref of %T", ptr)) // unreachable: newCommand and deref list the same types

@@ -23,6 +23,8 @@ var allCommands = []Command{
 	RemoveNode{ID: "n1"},
 	SetAdminToken{Hash: hashOf("secret")},
 	SetReplicas{N: 3},
+	CreateToken{ID: "tok1", Site: "blog", Name: "ci", Hash: hashOf("secret"), Created: t0},
+	RevokeToken{ID: "tok1"},
 }
 
 func TestEncodeDecodeRoundTrip(t *testing.T) {
@@ -77,7 +79,7 @@ func TestDecodeRejects(t *testing.T) {
 		{"version 0", []byte("\x00\x01{}"), ErrUnknownCommand},
 		{"version 2", []byte("\x02\x01{}"), ErrUnknownCommand},
 		{"type 0", []byte("\x01\x00{}"), ErrUnknownCommand},
-		{"type 13", []byte("\x01\x0d{}"), ErrUnknownCommand},
+		{"type 15", []byte("\x01\x0f{}"), ErrUnknownCommand},
 		{"type 255", []byte("\x01\xff{}"), ErrUnknownCommand},
 		{"no body", []byte("\x01\x01"), ErrInvalid},
 		{"not json", []byte("\x01\x01hello"), ErrInvalid},

@@ -1,6 +1,6 @@
 // Package raft owns Atoll's replicated metadata: sites, deploys and their
-// manifests, the custom-domain index, the node table and the admin token
-// hash. It wraps hashicorp/raft (log and stable store in raft-boltdb,
+// manifests, the custom-domain index, the node table, the admin token hash
+// and the site-scoped deploy tokens (their hashes only). It wraps hashicorp/raft (log and stable store in raft-boltdb,
 // snapshots in files, a TCP transport) around an FSM whose state lives in
 // bbolt on disk, so a node holds millions of manifest entries without
 // holding them in memory.
@@ -18,17 +18,17 @@
 //
 // When Apply fails with leadership lost, or its context ends, the outcome
 // is unknown. Commands are made so that resending the same one is safe:
-// CreateSite, CreateDeploy, AddFiles, MarkReady, Publish and FailDeploy
-// treat an identical repeat as a no-op.
+// CreateSite, CreateDeploy, AddFiles, MarkReady, Publish, FailDeploy and
+// CreateToken treat an identical repeat as a no-op.
 //
 // # Reading
 //
 // Store embeds *FSM: Site, Sites, SiteByDomain, Deploy, Deploys, File,
-// Files, Nodes, AdminTokenHash. Each runs one short bbolt read transaction
-// and returns copies; File, on the serving path, is two lookups. Reads are
-// local: on a follower or an edge they may lag the leader by the
-// replication delay (compare AppliedIndex with the leader's CommitIndex, or
-// use WaitApplied).
+// Files, Nodes, AdminTokenHash, TokenByHash, Tokens. Each runs one short
+// bbolt read transaction and returns copies; File, on the serving path, is
+// two lookups. Reads are local: on a follower or an edge they may lag the
+// leader by the replication delay (compare AppliedIndex with the leader's
+// CommitIndex, or use WaitApplied).
 //
 // # What this package must never do
 //

@@ -24,16 +24,24 @@ const fsmFile = "fsm.db"
 // Buckets and keys of the FSM's bbolt file. The names are part of the
 // on-disk and snapshot format: never rename them.
 var (
-	bucketMeta        = []byte("meta")         // keyApplied, keyAdminToken
+	bucketMeta        = []byte("meta")         // keyApplied, keyAdminToken, keyReplicas
 	bucketSites       = []byte("sites")        // name -> Site JSON
 	bucketDomains     = []byte("domains")      // custom domain -> site name
 	bucketDeploys     = []byte("deploys")      // id -> deployRecord JSON
 	bucketSiteDeploys = []byte("site_deploys") // site 0x00 BE(creation index) -> deploy id
 	bucketManifests   = []byte("manifests")    // one nested bucket per deploy id: path -> 32 raw hash bytes
 	bucketNodes       = []byte("nodes")        // id -> Node JSON
+	bucketTokens      = []byte("tokens")       // token id -> Token JSON
+	bucketTokenHashes = []byte("token_hashes") // hex SHA-256 of the secret -> token id
 
-	allBuckets = [][]byte{bucketMeta, bucketSites, bucketDomains, bucketDeploys,
+	// baseBuckets are in every FSM file and snapshot, from the first
+	// format on; a restored snapshot must hold them.
+	baseBuckets = [][]byte{bucketMeta, bucketSites, bucketDomains, bucketDeploys,
 		bucketSiteDeploys, bucketManifests, bucketNodes}
+	// allBuckets adds those that later versions introduced: openBolt
+	// creates them when missing, so a file or snapshot written before they
+	// existed opens as an empty table.
+	allBuckets = append(baseBuckets[:len(baseBuckets):len(baseBuckets)], bucketTokens, bucketTokenHashes)
 
 	keyApplied    = []byte("applied")     // BE(index) BE(term) of the last applied log entry
 	keyAdminToken = []byte("admin_token") // hex SHA-256 of the admin token
@@ -467,8 +475,6 @@ func (f *FSM) Nodes() ([]Node, error) {
 	return out, nil
 }
 
-// AdminTokenHash returns the hex SHA-256 of the cluster's admin token, or ""
-// if none is set (or the FSM is closed).
 // Replicas returns the replication factor set by SetReplicas, or 0 if none
 // was set.
 func (f *FSM) Replicas() int {
@@ -502,6 +508,8 @@ func (f *FSM) notifyChanged() {
 	f.changeMu.Unlock()
 }
 
+// AdminTokenHash returns the hex SHA-256 of the cluster's admin token, or ""
+// if none is set (or the FSM is closed).
 func (f *FSM) AdminTokenHash() string {
 	var h string
 	_ = f.view(func(tx *bolt.Tx) error {
@@ -509,6 +517,67 @@ func (f *FSM) AdminTokenHash() string {
 		return nil
 	})
 	return h
+}
+
+// TokenByHash returns the deploy token whose secret has the SHA-256 hash
+// (lowercase hex), or an error wrapping ErrNotFound. It is one lookup in the
+// hash index and one in the token table, so checking a bearer token does not
+// grow with the number of tokens. The caller still compares the returned
+// Hash with its own in constant time.
+func (f *FSM) TokenByHash(hash string) (Token, error) {
+	var t Token
+	var found bool
+	err := f.view(func(tx *bolt.Tx) error {
+		id := tx.Bucket(bucketTokenHashes).Get([]byte(hash))
+		if id == nil {
+			return nil
+		}
+		var err error
+		t, found, err = getToken(tx, string(id))
+		if err == nil && !found {
+			err = fmt.Errorf("token hash index names missing token %q", id)
+		}
+		return err
+	})
+	if err != nil {
+		return Token{}, err
+	}
+	if !found {
+		return Token{}, fmt.Errorf("%w: token", ErrNotFound) // the hash stays out of messages
+	}
+	return t, nil
+}
+
+// Tokens returns every deploy token, ordered by id. Only hashes are stored:
+// no secret can be read back.
+func (f *FSM) Tokens() ([]Token, error) {
+	out := []Token{}
+	err := f.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketTokens).ForEach(func(k, v []byte) error {
+			var t Token
+			if err := json.Unmarshal(v, &t); err != nil {
+				return fmt.Errorf("decode token %q: %w", k, err)
+			}
+			out = append(out, t)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func getToken(tx *bolt.Tx, id string) (Token, bool, error) {
+	v := tx.Bucket(bucketTokens).Get([]byte(id))
+	if v == nil {
+		return Token{}, false, nil
+	}
+	var t Token
+	if err := json.Unmarshal(v, &t); err != nil {
+		return Token{}, false, fmt.Errorf("decode token %q: %w", id, err)
+	}
+	return t, true, nil
 }
 
 // deployRecord is a Deploy as stored: the public fields plus the log index

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -66,6 +67,10 @@ func (a *applier) apply(data []byte) error {
 		return a.setAdminToken(c)
 	case SetReplicas:
 		return a.setReplicas(c)
+	case CreateToken:
+		return a.createToken(c)
+	case RevokeToken:
+		return a.revokeToken(c)
 	}
 	return fmt.Errorf("%w: %T", ErrUnknownCommand, cmd) // unreachable: Decode knows the same types
 }
@@ -236,6 +241,9 @@ func (a *applier) deleteSite(c DeleteSite) error {
 		if err := a.deleteDeploy(e.key, e.id); err != nil {
 			return err
 		}
+	}
+	if err := a.revokeSiteTokens(c.Name); err != nil {
+		return err
 	}
 	return a.bucket(bucketSites).Delete([]byte(c.Name))
 }
@@ -563,4 +571,102 @@ func (a *applier) setReplicas(c SetReplicas) error {
 		return fmt.Errorf("%w: replicas %d: want 1-%d", ErrInvalid, c.N, maxReplicas)
 	}
 	return a.bucket(bucketMeta).Put(keyReplicas, []byte(strconv.Itoa(c.N)))
+}
+
+// createToken records a deploy token for an existing site, with its hash in
+// the hash index. The very same command again (same id, site, name, hash and
+// creation time) is a no-op, so a proposer that lost track of the outcome may
+// resend it.
+func (a *applier) createToken(c CreateToken) error {
+	if !ValidTokenID(c.ID) {
+		return fmt.Errorf("%w: token id %q: want 1-32 of a-z and 0-9", ErrInvalid, truncate(c.ID, 80))
+	}
+	if !ValidHash(c.Hash) {
+		return fmt.Errorf("%w: token %q: hash: want lowercase hex SHA-256", ErrInvalid, c.ID)
+	}
+	if err := checkTokenName(c.Name); err != nil {
+		return err
+	}
+	old, exists, err := getToken(a.tx, c.ID)
+	if err != nil {
+		return err
+	}
+	if exists {
+		if old.Site == c.Site && old.Name == c.Name && old.Hash == c.Hash && old.Created.Equal(c.Created) {
+			return nil
+		}
+		return fmt.Errorf("%w: token %q", ErrExists, c.ID)
+	}
+	if owner := a.bucket(bucketTokenHashes).Get([]byte(c.Hash)); owner != nil {
+		return fmt.Errorf("%w: token %q: this secret is already token %q's", ErrConflict, c.ID, owner)
+	}
+	if _, ok, err := getSite(a.tx, c.Site); err != nil {
+		return err
+	} else if !ok {
+		return fmt.Errorf("%w: site %q", ErrNotFound, truncate(c.Site, 80))
+	}
+
+	if err := a.bucket(bucketTokenHashes).Put([]byte(c.Hash), []byte(c.ID)); err != nil {
+		return err
+	}
+	return a.put(bucketTokens, c.ID, Token{ID: c.ID, Site: c.Site, Name: c.Name, Hash: c.Hash, Created: c.Created})
+}
+
+// checkTokenName allows up to MaxTokenNameLen bytes without control
+// characters: the name is shown in listings. (It is valid UTF-8: commands
+// are JSON, whose decoder replaces invalid bytes.)
+func checkTokenName(name string) error {
+	if len(name) > MaxTokenNameLen {
+		return fmt.Errorf("%w: token name of %d bytes, at most %d", ErrInvalid, len(name), MaxTokenNameLen)
+	}
+	for _, r := range name {
+		if unicode.IsControl(r) {
+			return fmt.Errorf("%w: token name %q has a control character", ErrInvalid, truncate(name, 80))
+		}
+	}
+	return nil
+}
+
+func (a *applier) revokeToken(c RevokeToken) error {
+	t, exists, err := getToken(a.tx, c.ID)
+	if err != nil {
+		return err
+	}
+	if !exists {
+		return fmt.Errorf("%w: token %q", ErrNotFound, truncate(c.ID, 80))
+	}
+	return a.deleteToken(t)
+}
+
+// deleteToken removes a token and its hash index entry.
+func (a *applier) deleteToken(t Token) error {
+	if err := a.bucket(bucketTokenHashes).Delete([]byte(t.Hash)); err != nil {
+		return err
+	}
+	return a.bucket(bucketTokens).Delete([]byte(t.ID))
+}
+
+// revokeSiteTokens deletes every token scoped to site. Tokens are few (a
+// handful per site), so a scan of the table is cheaper than keeping a
+// third index.
+func (a *applier) revokeSiteTokens(site string) error {
+	var drop []Token // collected first: bbolt cursors and deletes do not mix
+	if err := a.bucket(bucketTokens).ForEach(func(k, v []byte) error {
+		var t Token
+		if err := json.Unmarshal(v, &t); err != nil {
+			return fmt.Errorf("decode token %q: %w", k, err)
+		}
+		if t.Site == site {
+			drop = append(drop, t)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, t := range drop {
+		if err := a.deleteToken(t); err != nil {
+			return err
+		}
+	}
+	return nil
 }

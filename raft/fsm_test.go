@@ -17,7 +17,9 @@ import (
 //     live1 (published), rdy1 (ready, 2 files), up1 (uploading, 1 of 2 files),
 //     bad1 (failed);
 //   - site shop (shop.example.com), no deploys;
-//   - node n1.
+//   - node n1;
+//   - deploy tokens tok1 (blog, named "ci", secret "secret-blog") and tok2
+//     (shop, secret "secret-shop").
 func seed(h *fsmHarness) {
 	h.t.Helper()
 	h.must(
@@ -33,6 +35,8 @@ func seed(h *fsmHarness) {
 		CreateDeploy{ID: "bad1", Site: "blog", Files: 1, Created: t0},
 		FailDeploy{Deploy: "bad1", Reason: "upload abandoned"},
 		PutNode{Node: Node{ID: "n1", Role: RoleCore, RaftAddr: "10.0.0.1:7000", Joined: t0}},
+		CreateToken{ID: "tok1", Site: "blog", Name: "ci", Hash: hashOf("secret-blog"), Created: t0},
+		CreateToken{ID: "tok2", Site: "shop", Hash: hashOf("secret-shop"), Created: t0},
 	)
 }
 
@@ -112,6 +116,14 @@ func dump(t *testing.T, f *FSM) string {
 		t.Fatal(err)
 	}
 	fmt.Fprintf(&b, "nodes %+v\nadmin %q\nreplicas %d\n", nodes, f.AdminTokenHash(), f.Replicas())
+	tokens, err := f.Tokens()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tok := range tokens {
+		byHash, err := f.TokenByHash(tok.Hash)
+		fmt.Fprintf(&b, "token %+v\n  by hash -> %s %v\n", tok, byHash.ID, err)
+	}
 	return b.String()
 }
 
@@ -228,8 +240,17 @@ func TestDeleteSite(t *testing.T) {
 				if s, err := h.f.SiteByDomain("shop.example.com"); err != nil || s.Name != "shop" {
 					errs = append(errs, fmt.Errorf("other site's domain: %v %v", s.Name, err))
 				}
-				// The name and the deploy ids are free again.
+				// Its tokens are revoked with it; the other site's stay.
+				_, err = h.f.TokenByHash(hashOf("secret-blog"))
+				errs = append(errs, wantErr(err, ErrNotFound, "TokenByHash of the site's token"))
+				if toks, err := h.f.Tokens(); err != nil || len(toks) != 1 || toks[0].ID != "tok2" {
+					errs = append(errs, fmt.Errorf("Tokens = %+v, %v; want only tok2", toks, err))
+				}
+				// The name and the deploy ids are free again, and a site of
+				// the same name does not get the old tokens back.
 				h.must(CreateSite{Name: "blog", Created: t0}, CreateDeploy{ID: "live1", Site: "blog", Files: 9})
+				_, err = h.f.TokenByHash(hashOf("secret-blog"))
+				errs = append(errs, wantErr(err, ErrNotFound, "TokenByHash after the site is recreated"))
 				return errors.Join(errs...)
 			}},
 		{name: "unknown site", cmd: DeleteSite{Name: "nope"}, want: ErrNotFound},
@@ -448,6 +469,80 @@ func TestNodesAndAdminToken(t *testing.T) {
 		{name: "zero replicas", cmd: SetReplicas{N: 0}, want: ErrInvalid},
 		{name: "too many replicas", cmd: SetReplicas{N: 10}, want: ErrInvalid},
 	})
+}
+
+func TestTokens(t *testing.T) {
+	tok1 := Token{ID: "tok1", Site: "blog", Name: "ci", Hash: hashOf("secret-blog"), Created: t0}
+	create := func(id, site, name, secret string) CreateToken {
+		return CreateToken{ID: id, Site: site, Name: name, Hash: hashOf(secret), Created: t0}
+	}
+	runCommandCases(t, []commandCase{
+		{name: "new token", cmd: create("tok3", "shop", "deploy bot ✓", "secret-3"),
+			check: func(h *fsmHarness) error {
+				want := Token{ID: "tok3", Site: "shop", Name: "deploy bot ✓", Hash: hashOf("secret-3"), Created: t0}
+				got, err := h.f.TokenByHash(hashOf("secret-3"))
+				if err != nil || !reflect.DeepEqual(got, want) {
+					return fmt.Errorf("TokenByHash = %+v, %v; want %+v", got, err, want)
+				}
+				toks, err := h.f.Tokens()
+				if err != nil {
+					return err
+				}
+				var ids []string
+				for _, t := range toks {
+					ids = append(ids, t.ID)
+				}
+				if !slices.Equal(ids, []string{"tok1", "tok2", "tok3"}) {
+					return fmt.Errorf("Tokens ids = %v, want tok1 tok2 tok3 (by id)", ids)
+				}
+				return nil
+			}},
+		{name: "second token for the same site", cmd: create("a9", "blog", "", "secret-9")},
+		{name: "identical retry is a no-op", cmd: CreateToken{ID: tok1.ID, Site: tok1.Site, Name: tok1.Name, Hash: tok1.Hash, Created: t0},
+			check: func(h *fsmHarness) error {
+				got, err := h.f.TokenByHash(tok1.Hash)
+				if err != nil || !reflect.DeepEqual(got, tok1) {
+					return fmt.Errorf("TokenByHash = %+v, %v; want %+v", got, err, tok1)
+				}
+				return nil
+			}},
+		{name: "id taken, other secret", cmd: create("tok1", "blog", "ci", "other"), want: ErrExists},
+		{name: "id taken, other name", cmd: create("tok1", "blog", "cd", "secret-blog"), want: ErrExists},
+		{name: "id taken, other site", cmd: create("tok1", "shop", "ci", "secret-blog"), want: ErrExists},
+		{name: "id taken, other time", cmd: CreateToken{ID: tok1.ID, Site: tok1.Site, Name: tok1.Name, Hash: tok1.Hash, Created: t0.Add(time.Second)}, want: ErrExists},
+		{name: "secret of another token", cmd: create("tok3", "shop", "", "secret-blog"), want: ErrConflict},
+		{name: "unknown site", cmd: create("tok3", "nope", "", "secret-3"), want: ErrNotFound},
+		{name: "no site", cmd: create("tok3", "", "", "secret-3"), want: ErrNotFound},
+		{name: "uppercase id", cmd: create("Tok3", "shop", "", "secret-3"), want: ErrInvalid},
+		{name: "empty id", cmd: create("", "shop", "", "secret-3"), want: ErrInvalid},
+		{name: "long id", cmd: create(strings.Repeat("a", 33), "shop", "", "secret-3"), want: ErrInvalid},
+		{name: "hash not hex", cmd: CreateToken{ID: "tok3", Site: "shop", Hash: "atl_site_plaintext", Created: t0}, want: ErrInvalid},
+		{name: "hash uppercase", cmd: CreateToken{ID: "tok3", Site: "shop", Hash: strings.ToUpper(hashOf("x")), Created: t0}, want: ErrInvalid},
+		{name: "long name", cmd: create("tok3", "shop", strings.Repeat("n", MaxTokenNameLen+1), "secret-3"), want: ErrInvalid},
+		{name: "name with newline", cmd: create("tok3", "shop", "a\nb", "secret-3"), want: ErrInvalid},
+		{name: "revoke", cmd: RevokeToken{ID: "tok1"},
+			check: func(h *fsmHarness) error {
+				if _, err := h.f.TokenByHash(tok1.Hash); !errors.Is(err, ErrNotFound) {
+					return fmt.Errorf("TokenByHash of a revoked token: %v, want ErrNotFound", err)
+				}
+				if toks, _ := h.f.Tokens(); len(toks) != 1 || toks[0].ID != "tok2" {
+					return fmt.Errorf("Tokens = %+v, want only tok2", toks)
+				}
+				// Id and hash are free again: the index holds no leftover.
+				return h.apply(create("tok1", "shop", "", "secret-blog"))
+			}},
+		{name: "revoke unknown", cmd: RevokeToken{ID: "tok9"}, want: ErrNotFound},
+	})
+}
+
+func TestTokenByHashUnknown(t *testing.T) {
+	h := newFSM(t)
+	seed(h)
+	for _, hash := range []string{hashOf("nope"), "", "tok1", strings.ToUpper(hashOf("secret-blog"))} {
+		if tok, err := h.f.TokenByHash(hash); !errors.Is(err, ErrNotFound) {
+			t.Errorf("TokenByHash(%q) = %+v, %v; want ErrNotFound", hash, tok, err)
+		}
+	}
 }
 
 func TestChangedWakesWaiters(t *testing.T) {

@@ -89,6 +89,10 @@ func ValidDeployID(id string) bool {
 	return true
 }
 
+// ValidTokenID reports whether id is a token id: 1-32 of [a-z0-9], the same
+// alphabet as deploy ids.
+func ValidTokenID(id string) bool { return ValidDeployID(id) }
+
 // ValidHash reports whether h is a SHA-256 in lowercase hex.
 func ValidHash(h string) bool {
 	if len(h) != 64 {

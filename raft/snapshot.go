@@ -209,7 +209,7 @@ func writeRestoreFile(path string, r io.Reader, want indexTerm) error {
 	}
 	defer db.Close()
 	return db.View(func(tx *bolt.Tx) error {
-		for _, name := range allBuckets {
+		for _, name := range baseBuckets { // later ones are created by openBolt
 			if tx.Bucket(name) == nil {
 				return fmt.Errorf("restored state lacks bucket %q", name)
 			}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	hraft "github.com/hashicorp/raft"
+	bolt "go.etcd.io/bbolt"
 )
 
 // memSink is an in-memory hraft.SnapshotSink.
@@ -303,5 +304,51 @@ func TestRestoreWaitsForSnapshotsWithoutBlockingReaders(t *testing.T) {
 	}
 	if _, err := again.f.Site("blog"); err != nil {
 		t.Errorf("snapshot taken before the restore: %v", err)
+	}
+}
+
+// TestStateFromBeforeTokens opens a file and restores a snapshot written
+// before the token buckets existed (as a node of an older version leaves
+// them): both must work, with no tokens, and take new ones.
+func TestStateFromBeforeTokens(t *testing.T) {
+	old := newFSM(t)
+	seed(old)
+	old.must(RevokeToken{ID: "tok1"}, RevokeToken{ID: "tok2"})
+	if err := old.f.db.Update(func(tx *bolt.Tx) error {
+		return errors.Join(tx.DeleteBucket(bucketTokens), tx.DeleteBucket(bucketTokenHashes))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	snap := snapshotOf(t, old.f)
+	want := old.index
+
+	dst := newFSM(t)
+	if err := restore(dst.f, snap); err != nil {
+		t.Fatalf("restore a snapshot without token buckets: %v", err)
+	}
+	dst.index = want
+
+	dir := old.f.dir
+	old.f.Close()
+	reopened, err := OpenFSM(dir)
+	if err != nil {
+		t.Fatalf("open a file without token buckets: %v", err)
+	}
+	defer reopened.Close()
+
+	for name, f := range map[string]*FSM{"restored": dst.f, "reopened": reopened} {
+		if toks, err := f.Tokens(); err != nil || len(toks) != 0 {
+			t.Errorf("%s: Tokens = %v, %v; want none", name, toks, err)
+		}
+		if _, err := f.TokenByHash(hashOf("secret-blog")); !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s: TokenByHash = %v, want ErrNotFound", name, err)
+		}
+		if got := f.AppliedIndex(); got != want {
+			t.Errorf("%s: AppliedIndex = %d, want %d", name, got, want)
+		}
+	}
+	dst.must(CreateToken{ID: "tok9", Site: "blog", Hash: hashOf("new"), Created: t0})
+	if tok, err := dst.f.TokenByHash(hashOf("new")); err != nil || tok.ID != "tok9" {
+		t.Errorf("TokenByHash after CreateToken = %+v, %v", tok, err)
 	}
 }

@@ -327,6 +327,15 @@ func (s *Store) LeaderID() string {
 	return string(id)
 }
 
+// LastContact returns when this node last heard from the leader (zero on
+// the leader itself and before any contact).
+func (s *Store) LastContact() time.Time {
+	if s.IsLeader() {
+		return time.Time{}
+	}
+	return s.raft.LastContact()
+}
+
 // LeaderAddr returns the current leader's raft address, "" if unknown.
 func (s *Store) LeaderAddr() string {
 	addr, _ := s.raft.LeaderWithID()

@@ -116,6 +116,8 @@ const (
 	CmdRemoveNode    CommandType = 10
 	CmdSetAdminToken CommandType = 11
 	CmdSetReplicas   CommandType = 12
+	CmdCreateToken   CommandType = 13
+	CmdRevokeToken   CommandType = 14
 )
 
 // CreateSite adds a site. Fails with ErrExists if the name is taken, or
@@ -201,6 +203,39 @@ type SetReplicas struct {
 	N int `json:"n"`
 }
 
+// MaxTokenNameLen bounds a token's optional name, in bytes.
+const MaxTokenNameLen = 200
+
+// Token is a site-scoped API token as the replicated state records it. The
+// secret itself is never stored: only its SHA-256, which is how a bearer
+// token is looked up. The admin token is not a Token (see SetAdminToken).
+type Token struct {
+	ID      string    `json:"id"`             // ValidTokenID
+	Site    string    `json:"site"`           // the one site the token may act on
+	Name    string    `json:"name,omitempty"` // what it is for, e.g. "ci"
+	Hash    string    `json:"hash"`           // lowercase hex SHA-256 of the secret
+	Created time.Time `json:"created"`
+}
+
+// CreateToken records a deploy token scoped to one existing site. The id is
+// chosen by the proposer, so a retry of the very same command is a no-op;
+// any other CreateToken of an existing id is ErrExists, and a hash already
+// recorded for another token is ErrConflict.
+type CreateToken struct {
+	ID      string    `json:"id"`
+	Site    string    `json:"site"`
+	Name    string    `json:"name,omitempty"`
+	Hash    string    `json:"hash"`
+	Created time.Time `json:"created"`
+}
+
+// RevokeToken deletes a token; requests carrying it are refused from the
+// moment a node has applied this. ErrNotFound if there is no such token.
+// DeleteSite revokes the site's tokens itself.
+type RevokeToken struct {
+	ID string `json:"id"`
+}
+
 func (CreateSite) Type() CommandType    { return CmdCreateSite }
 func (UpdateSite) Type() CommandType    { return CmdUpdateSite }
 func (DeleteSite) Type() CommandType    { return CmdDeleteSite }
@@ -213,3 +248,5 @@ func (PutNode) Type() CommandType       { return CmdPutNode }
 func (RemoveNode) Type() CommandType    { return CmdRemoveNode }
 func (SetAdminToken) Type() CommandType { return CmdSetAdminToken }
 func (SetReplicas) Type() CommandType   { return CmdSetReplicas }
+func (CreateToken) Type() CommandType   { return CmdCreateToken }
+func (RevokeToken) Type() CommandType   { return CmdRevokeToken }

@@ -11,6 +11,8 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -83,6 +85,12 @@ type Config struct {
 	// Empty means DefaultCacheControl.
 	CacheControl string
 
+	// CacheBytes is the memory for the bytes of small files (up to 64 KiB
+	// each), which are then answered without touching the disk. 0 means
+	// DefaultCacheBytes; negative disables it. It only applies when the
+	// Catalog implements ChangeNotifier (see Handler).
+	CacheBytes int64
+
 	// Logger receives errors (level error, attribute component=serve); nil
 	// discards them. The normal serving path never logs.
 	Logger *slog.Logger
@@ -97,12 +105,25 @@ func DefaultConfig() Config {
 // Handler is the edge: it answers visitors' GET and HEAD requests with the
 // files of published deploys. See the package documentation for the rules.
 // A Handler is safe for concurrent use.
+//
+// When the Catalog implements ChangeNotifier (*raft.Store does), the Handler
+// keeps in memory what requests read: host -> deploy until the next change
+// of the Catalog, request path -> file per deploy (manifests of complete
+// deploys never change), blob infos, and the bytes of small files up to
+// Config.CacheBytes. cache.go explains why that is always current.
 type Handler struct {
 	domain       string
 	cacheControl string
+	cacheCtlB    []byte
 	log          *slog.Logger
 	cat          Catalog
 	blobs        Blobs
+
+	notify     ChangeNotifier // nil: nothing is cached
+	cacheBytes int64
+	genMu      sync.Mutex
+	gen        atomic.Pointer[generation]
+	blobCache  blobCache
 }
 
 // New checks cfg and returns a Handler reading metadata from cat and file
@@ -128,13 +149,24 @@ func New(cfg Config, cat Catalog, blobs Blobs) (*Handler, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{
+	cacheBytes := cfg.CacheBytes
+	if cacheBytes == 0 {
+		cacheBytes = DefaultCacheBytes
+	}
+	h := &Handler{
 		domain:       domain,
 		cacheControl: cc,
+		cacheCtlB:    []byte(cc),
 		log:          log.With("component", "serve"),
 		cat:          cat,
 		blobs:        blobs,
-	}, nil
+		cacheBytes:   cacheBytes,
+	}
+	if n, ok := cat.(ChangeNotifier); ok {
+		h.notify = n
+		h.blobCache = blobCache{m: make(map[string]*blobEntry), budget: max(cacheBytes, 0)}
+	}
+	return h, nil
 }
 
 // target is the deploy a request reads from. It is resolved once per
@@ -153,54 +185,27 @@ func (h *Handler) ServeHTTP(ctx *fasthttp.RequestCtx) {
 		ctx.Response.Header.Set(fasthttp.HeaderXContentTypeOptions, "nosniff")
 		return
 	}
-	t, ok, err := h.resolve(ctx.Host())
+	dv, err := h.deployFor(h.generation(), ctx.Host())
 	if err != nil {
 		h.failCatalog(ctx, "resolve host", err)
 		return
 	}
-	if !ok {
+	if dv == nil {
 		plainNotFound(ctx)
 		return
 	}
-	p, ok := requestPath(ctx.Path())
-	if !ok {
-		h.notFound(ctx, t)
+	r, failed, err := h.routeFor(dv, ctx.Path())
+	if err != nil {
+		h.failCatalog(ctx, "look up file", err, "deploy", dv.id, "path", failed)
 		return
 	}
-
-	if strings.HasSuffix(p, "/") {
-		h.serveFirst(ctx, t, p+indexFile)
-		return
-	}
-	switch hash, found, err := h.lookup(t, p); {
-	case err != nil:
-		h.failCatalog(ctx, "look up file", err, "deploy", t.id, "path", p)
-		return
-	case found:
-		h.serveFile(ctx, t, p, hash)
-		return
-	}
-	switch _, found, err := h.lookup(t, p+"/"+indexFile); {
-	case err != nil:
-		h.failCatalog(ctx, "look up file", err, "deploy", t.id, "path", p+"/"+indexFile)
-		return
-	case found:
-		h.redirectToDir(ctx, p)
-		return
-	}
-	h.serveFirst(ctx, t, p+".html")
-}
-
-// serveFirst serves file if the deploy has it, else the deploy's 404.
-func (h *Handler) serveFirst(ctx *fasthttp.RequestCtx, t target, file string) {
-	hash, found, err := h.lookup(t, file)
-	switch {
-	case err != nil:
-		h.failCatalog(ctx, "look up file", err, "deploy", t.id, "path", file)
-	case found:
-		h.serveFile(ctx, t, file, hash)
+	switch r.kind {
+	case routeFile:
+		h.serveFile(ctx, dv, r)
+	case routeRedirect:
+		h.redirectToDir(ctx, r.file)
 	default:
-		h.notFound(ctx, t)
+		h.notFound(ctx, dv)
 	}
 }
 
@@ -328,33 +333,33 @@ func safeQuery(q []byte) bool {
 
 // serveFile answers with a file of the deploy: a 200, 206, 304, 412 or 416
 // after content negotiation, conditional headers and ranges.
-func (h *Handler) serveFile(ctx *fasthttp.RequestCtx, t target, file, hash string) {
-	info, err := h.blobs.Stat(ctx, hash)
+func (h *Handler) serveFile(ctx *fasthttp.RequestCtx, dv *deployView, r *pathRoute) {
+	be, err := h.blobFor(ctx, r)
 	if err != nil {
-		h.failBlob(ctx, "stat blob", err, "deploy", t.id, "path", file, "hash", hash)
+		h.failBlob(ctx, "stat blob", err, "deploy", dv.id, "path", r.file, "hash", r.hash)
 		return
 	}
+	info := &be.info
 	req := &ctx.Request.Header
 	resp := &ctx.Response.Header
-	variants := hasVariants(info)
 
 	// A range is cut from the identity bytes, so a Range request that will
 	// be honoured selects the identity representation.
 	rng, rk := byteRange{}, rangeNone
 	if v := req.Peek(fasthttp.HeaderRange); len(v) > 0 &&
-		ifRangeHolds(req.Peek(fasthttp.HeaderIfRange), makeETag(hash, ""), t.modified) {
+		ifRangeHolds(req.Peek(fasthttp.HeaderIfRange), be.etag[0], dv.modified) {
 		rng, rk = parseRange(v, info.Size)
 	}
 	coding, size := "", info.Size
-	if rk == rangeNone {
-		coding, size = parseAcceptEncoding(req.PeekAll(fasthttp.HeaderAcceptEncoding)).choose(info)
+	if rk == rangeNone && be.variants {
+		coding, size = parseAcceptEncoding(req.PeekAll(fasthttp.HeaderAcceptEncoding)).choose(*info)
 	}
-	etag := makeETag(hash, coding)
+	repr := reprIndex(coding)
 
-	switch evalPreconditions(req, etag, t.modified) {
+	switch evalPreconditions(req, be.etag[repr], dv.modified) {
 	case preconditionNotModified:
 		ctx.SetStatusCode(fasthttp.StatusNotModified)
-		h.setValidators(resp, etag, t.modified, variants)
+		h.setValidators(resp, be.etagB[repr], dv.lastModified, be.variants)
 		return
 	case preconditionFailed:
 		ctx.Error("412 Precondition Failed", fasthttp.StatusPreconditionFailed)
@@ -367,7 +372,7 @@ func (h *Handler) serveFile(ctx *fasthttp.RequestCtx, t target, file, hash strin
 		resp.Set(fasthttp.HeaderContentRange, "bytes */"+strconv.FormatInt(info.Size, 10))
 		resp.Set(fasthttp.HeaderAcceptRanges, "bytes")
 		resp.Set(fasthttp.HeaderXContentTypeOptions, "nosniff")
-		if variants {
+		if be.variants {
 			resp.Set(fasthttp.HeaderVary, "Accept-Encoding")
 		}
 		return
@@ -376,48 +381,85 @@ func (h *Handler) serveFile(ctx *fasthttp.RequestCtx, t target, file, hash strin
 	if rk == rangeSingle {
 		if ctx.IsHead() {
 			setContentLength(ctx, rng.length)
+		} else if body, ok, err := h.cachedBody(ctx, be, "", info.Size); ok && err == nil {
+			ctx.Response.SetBodyRaw(body[rng.start : rng.start+rng.length])
 		} else {
-			f, n, err := h.blobs.Open(ctx, hash, "")
+			f, n, err := h.blobs.Open(ctx, r.hash, "")
 			if err != nil {
-				h.failBlob(ctx, "open blob", err, "deploy", t.id, "path", file, "hash", hash)
+				h.failOpen(ctx, r, be, err, "")
 				return
 			}
 			if n != info.Size {
 				_ = f.Close()
-				h.failBlob(ctx, "open blob", fmt.Errorf("size %d, stat said %d", n, info.Size),
-					"deploy", t.id, "path", file, "hash", hash)
+				h.failOpen(ctx, r, be, fmt.Errorf("size %d, stat said %d", n, info.Size), "")
 				return
 			}
 			if _, err := f.Seek(rng.start, io.SeekStart); err != nil {
 				_ = f.Close()
-				h.failBlob(ctx, "seek blob", err, "deploy", t.id, "path", file, "hash", hash)
+				h.failBlob(ctx, "seek blob", err, "deploy", dv.id, "path", r.file, "hash", r.hash)
 				return
 			}
 			setBodyStream(ctx, newFileSection(f, rng.length), rng.length)
 		}
 		ctx.SetStatusCode(fasthttp.StatusPartialContent)
 		resp.Set(fasthttp.HeaderContentRange, contentRange(rng, info.Size))
-		h.setRepresentation(resp, file, etag, "", t.modified, variants)
+		h.setRepresentation(resp, r.ctype, be.etagB[0], "", dv.lastModified, be.variants)
 		return
 	}
 
 	if ctx.IsHead() {
 		setContentLength(ctx, size)
-	} else {
-		f, n, err := h.blobs.Open(ctx, hash, coding)
-		if err != nil && coding != "" && errors.Is(err, blobstore.ErrNotFound) {
-			// The variant went away since Stat (evicted, or dropped by a
-			// scrub): the identity bytes are always a correct answer.
-			coding, etag = "", makeETag(hash, "")
-			f, n, err = h.blobs.Open(ctx, hash, "")
-		}
-		if err != nil {
-			h.failBlob(ctx, "open blob", err, "deploy", t.id, "path", file, "hash", hash, "encoding", coding)
-			return
-		}
-		setBodyStream(ctx, f, n)
+	} else if !h.sendBody(ctx, dv, r, be, &coding, size) {
+		return
 	}
-	h.setRepresentation(resp, file, etag, coding, t.modified, variants)
+	h.setRepresentation(resp, r.ctype, be.etagB[reprIndex(coding)], coding, dv.lastModified, be.variants)
+}
+
+// sendBody sets the body of a 200: representation *coding of the blob,
+// from memory for a small one, else streamed from its file. A variant that
+// cannot be had is replaced by the identity bytes, and *coding says so. It
+// reports false when it answered with an error instead.
+func (h *Handler) sendBody(ctx *fasthttp.RequestCtx, dv *deployView, r *pathRoute, be *blobEntry, coding *string, size int64) bool {
+	body, cached, err := h.cachedBody(ctx, be, *coding, size)
+	if cached && err != nil && *coding != "" {
+		// The variant went away since Stat, or is damaged: the identity
+		// bytes are always a correct answer.
+		if !errors.Is(err, blobstore.ErrNotFound) {
+			h.logError("read blob", err, "deploy", dv.id, "path", r.file, "hash", r.hash, "encoding", *coding)
+		}
+		h.forget(r, be)
+		*coding = ""
+		body, cached, err = h.cachedBody(ctx, be, "", be.info.Size)
+	}
+	if cached {
+		if err != nil {
+			h.failOpen(ctx, r, be, err, *coding)
+			return false
+		}
+		ctx.Response.SetBodyRaw(body)
+		return true
+	}
+	f, n, err := h.blobs.Open(ctx, r.hash, *coding)
+	if err != nil && *coding != "" && errors.Is(err, blobstore.ErrNotFound) {
+		// The variant went away since Stat (evicted, or dropped by a
+		// scrub): the identity bytes are always a correct answer.
+		h.forget(r, be)
+		*coding = ""
+		f, n, err = h.blobs.Open(ctx, r.hash, "")
+	}
+	if err != nil {
+		h.failOpen(ctx, r, be, err, *coding)
+		return false
+	}
+	setBodyStream(ctx, f, n)
+	return true
+}
+
+// failOpen answers 503 for a blob whose content cannot be read, and forgets
+// what the cache knew of it so that the next request asks Blobs again.
+func (h *Handler) failOpen(ctx *fasthttp.RequestCtx, r *pathRoute, be *blobEntry, err error, coding string) {
+	h.forget(r, be)
+	h.failBlob(ctx, "open blob", err, "path", r.file, "hash", r.hash, "encoding", coding)
 }
 
 // setContentLength announces the size of the body a HEAD answer leaves out.
@@ -438,30 +480,41 @@ func setBodyStream(ctx *fasthttp.RequestCtx, body io.ReadCloser, size int64) {
 	ctx.SetBodyStream(body, n)
 }
 
+var (
+	strCacheControl = []byte(fasthttp.HeaderCacheControl)
+	strVary         = []byte(fasthttp.HeaderVary)
+	strLastModified = []byte(fasthttp.HeaderLastModified)
+	strNosniffKey   = []byte(fasthttp.HeaderXContentTypeOptions)
+	strAcceptRanges = []byte(fasthttp.HeaderAcceptRanges)
+	strNosniff      = []byte("nosniff")
+	strBytes        = []byte("bytes")
+	strAcceptEnc    = []byte("Accept-Encoding")
+)
+
 // setValidators sets the header fields shared by 200, 206 and 304 answers.
-func (h *Handler) setValidators(resp *fasthttp.ResponseHeader, etag string, modified time.Time, variants bool) {
-	// SetCanonical keeps the conventional spelling "ETag" on the wire
-	// (Set would normalize it to "Etag"; header names are case-insensitive
-	// either way).
-	resp.SetCanonical(strETag, []byte(etag))
-	if !modified.IsZero() {
-		resp.SetLastModified(modified)
+// SetCanonical takes the names as written (Set would normalize "ETag" to
+// "Etag"; names are case-insensitive either way) without copying or
+// checking them again.
+func (h *Handler) setValidators(resp *fasthttp.ResponseHeader, etag, lastModified []byte, variants bool) {
+	resp.SetCanonical(strETag, etag)
+	if lastModified != nil {
+		resp.SetCanonical(strLastModified, lastModified)
 	}
-	resp.Set(fasthttp.HeaderCacheControl, h.cacheControl)
+	resp.SetCanonical(strCacheControl, h.cacheCtlB)
 	if variants {
-		resp.Set(fasthttp.HeaderVary, "Accept-Encoding")
+		resp.SetCanonical(strVary, strAcceptEnc)
 	}
 }
 
 // setRepresentation sets the header fields of a 200 or 206 answer.
-func (h *Handler) setRepresentation(resp *fasthttp.ResponseHeader, file, etag, coding string, modified time.Time, variants bool) {
-	resp.SetContentType(contentType(file))
-	resp.Set(fasthttp.HeaderXContentTypeOptions, "nosniff")
-	resp.Set(fasthttp.HeaderAcceptRanges, "bytes")
+func (h *Handler) setRepresentation(resp *fasthttp.ResponseHeader, ctype string, etag []byte, coding string, lastModified []byte, variants bool) {
+	resp.SetContentType(ctype)
+	resp.SetCanonical(strNosniffKey, strNosniff)
+	resp.SetCanonical(strAcceptRanges, strBytes)
 	if coding != "" {
 		resp.SetContentEncoding(coding)
 	}
-	h.setValidators(resp, etag, modified, variants)
+	h.setValidators(resp, etag, lastModified, variants)
 }
 
 func contentRange(r byteRange, size int64) string {
@@ -486,48 +539,71 @@ func hasVariants(info blobstore.Info) bool {
 
 // notFound answers 404 with the deploy's /404.html if it has one, else with
 // plain text. Conditional and Range headers do not apply to a 404.
-func (h *Handler) notFound(ctx *fasthttp.RequestCtx, t target) {
-	hash, found, err := h.lookup(t, notFoundPage)
-	if err != nil {
-		h.failCatalog(ctx, "look up file", err, "deploy", t.id, "path", notFoundPage)
-		return
+func (h *Handler) notFound(ctx *fasthttp.RequestCtx, dv *deployView) {
+	r, ok := dv.paths.get(notFoundKey)
+	if !ok {
+		var err error
+		if r, _, err = h.fileOrNotFound(dv.target, notFoundPage); err != nil {
+			h.failCatalog(ctx, "look up file", err, "deploy", dv.id, "path", notFoundPage)
+			return
+		}
+		r = dv.paths.put(notFoundKey, r, maxPaths)
 	}
-	if !found {
+	if r.kind != routeFile {
 		plainNotFound(ctx)
 		return
 	}
-	info, err := h.blobs.Stat(ctx, hash)
+	be, err := h.blobFor(ctx, r)
 	if err != nil {
 		// The page is only a nicer 404: degrade to the plain one.
-		h.logError("stat blob", err, "host", string(ctx.Host()), "deploy", t.id, "path", notFoundPage, "hash", hash)
+		h.logError("stat blob", err, "host", string(ctx.Host()), "deploy", dv.id, "path", notFoundPage, "hash", r.hash)
 		plainNotFound(ctx)
 		return
 	}
-	coding, size := parseAcceptEncoding(ctx.Request.Header.PeekAll(fasthttp.HeaderAcceptEncoding)).choose(info)
+	coding, size := "", be.info.Size
+	if be.variants {
+		coding, size = parseAcceptEncoding(ctx.Request.Header.PeekAll(fasthttp.HeaderAcceptEncoding)).choose(be.info)
+	}
 	if ctx.IsHead() {
 		setContentLength(ctx, size)
 	} else {
-		f, n, err := h.blobs.Open(ctx, hash, coding)
-		if err != nil && coding != "" && errors.Is(err, blobstore.ErrNotFound) {
+		body, cached, err := h.cachedBody(ctx, be, coding, size)
+		if cached && err != nil && coding != "" {
 			coding = ""
-			f, n, err = h.blobs.Open(ctx, hash, "")
+			body, cached, err = h.cachedBody(ctx, be, "", be.info.Size)
 		}
-		if err != nil {
-			h.logError("open blob", err, "host", string(ctx.Host()), "deploy", t.id, "path", notFoundPage, "hash", hash)
+		switch {
+		case cached && err != nil:
+			h.logError("open blob", err, "host", string(ctx.Host()), "deploy", dv.id, "path", notFoundPage, "hash", r.hash)
+			h.forget(r, be)
 			plainNotFound(ctx)
 			return
+		case cached:
+			ctx.Response.SetBodyRaw(body)
+		default:
+			f, n, err := h.blobs.Open(ctx, r.hash, coding)
+			if err != nil && coding != "" && errors.Is(err, blobstore.ErrNotFound) {
+				coding = ""
+				f, n, err = h.blobs.Open(ctx, r.hash, "")
+			}
+			if err != nil {
+				h.logError("open blob", err, "host", string(ctx.Host()), "deploy", dv.id, "path", notFoundPage, "hash", r.hash)
+				h.forget(r, be)
+				plainNotFound(ctx)
+				return
+			}
+			setBodyStream(ctx, f, n)
 		}
-		setBodyStream(ctx, f, n)
 	}
 	resp := &ctx.Response.Header
 	ctx.SetStatusCode(fasthttp.StatusNotFound)
-	resp.SetContentType(contentType(notFoundPage))
+	resp.SetContentType(r.ctype)
 	resp.Set(fasthttp.HeaderXContentTypeOptions, "nosniff")
 	resp.Set(fasthttp.HeaderCacheControl, notFoundCacheControl)
 	if coding != "" {
 		resp.SetContentEncoding(coding)
 	}
-	if hasVariants(info) {
+	if be.variants {
 		resp.Set(fasthttp.HeaderVary, "Accept-Encoding")
 	}
 }

@@ -46,6 +46,7 @@ type Meta struct {
 	seq       map[string]int               // deploy -> creation order, for "newest first"
 	files     map[string]map[string]string // deploy -> path -> hash
 	tokenHash string
+	tokens    map[string]raft.Token // id -> deploy token
 	calls     []raft.Command
 	next      int
 	// FailApply, when set, is consulted before each command is applied; a
@@ -62,6 +63,7 @@ func NewMeta() *Meta {
 		deploys: map[string]raft.Deploy{},
 		seq:     map[string]int{},
 		files:   map[string]map[string]string{},
+		tokens:  map[string]raft.Token{},
 	}
 }
 
@@ -113,6 +115,14 @@ func (m *Meta) Apply(ctx context.Context, cmd raft.Command) error {
 		return nil
 	case raft.SetAdminToken:
 		m.tokenHash = c.Hash
+		return nil
+	case raft.CreateToken:
+		return m.createToken(c)
+	case raft.RevokeToken:
+		if _, ok := m.tokens[c.ID]; !ok {
+			return fmt.Errorf("token %q: %w", c.ID, raft.ErrNotFound)
+		}
+		delete(m.tokens, c.ID)
 		return nil
 	case raft.PutNode, raft.RemoveNode:
 		return nil
@@ -185,7 +195,35 @@ func (m *Meta) deleteSite(c raft.DeleteSite) error {
 			m.dropDeploy(id)
 		}
 	}
+	for id, t := range m.tokens {
+		if t.Site == s.Name {
+			delete(m.tokens, id)
+		}
+	}
 	delete(m.sites, s.Name)
+	return nil
+}
+
+func (m *Meta) createToken(c raft.CreateToken) error {
+	if !raft.ValidTokenID(c.ID) || !raft.ValidHash(c.Hash) || len(c.Name) > raft.MaxTokenNameLen {
+		return fmt.Errorf("%w: token %q", raft.ErrInvalid, c.ID)
+	}
+	t := raft.Token{ID: c.ID, Site: c.Site, Name: c.Name, Hash: c.Hash, Created: c.Created}
+	if old, ok := m.tokens[c.ID]; ok {
+		if old == t {
+			return nil
+		}
+		return fmt.Errorf("token %q: %w", c.ID, raft.ErrExists)
+	}
+	for _, other := range m.tokens {
+		if other.Hash == c.Hash {
+			return fmt.Errorf("token %q: hash of %q: %w", c.ID, other.ID, raft.ErrConflict)
+		}
+	}
+	if _, ok := m.sites[c.Site]; !ok {
+		return fmt.Errorf("site %q: %w", c.Site, raft.ErrNotFound)
+	}
+	m.tokens[c.ID] = t
 	return nil
 }
 
@@ -388,8 +426,33 @@ func (m *Meta) AdminTokenHash() string {
 	return m.tokenHash
 }
 
+// TokenByHash implements builder.Meta.
+func (m *Meta) TokenByHash(hash string) (raft.Token, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, t := range m.tokens {
+		if t.Hash == hash {
+			return t, nil
+		}
+	}
+	return raft.Token{}, fmt.Errorf("token: %w", raft.ErrNotFound)
+}
+
+// Tokens implements builder.Meta.
+func (m *Meta) Tokens() ([]raft.Token, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]raft.Token, 0, len(m.tokens))
+	for _, t := range m.tokens {
+		out = append(out, t)
+	}
+	slices.SortFunc(out, func(a, b raft.Token) int { return cmp.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
 // State returns a canonical dump of everything Meta holds (sites, domains,
-// deploys, manifests, token hash), for before/after comparisons.
+// deploys, manifests, token hashes, deploy tokens), for before/after
+// comparisons.
 func (m *Meta) State() string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -399,7 +462,8 @@ func (m *Meta) State() string {
 		Deploys map[string]raft.Deploy
 		Files   map[string]map[string]string
 		Token   string
-	}{m.sites, m.domains, m.deploys, m.files, m.tokenHash})
+		Tokens  map[string]raft.Token
+	}{m.sites, m.domains, m.deploys, m.files, m.tokenHash, m.tokens})
 	if err != nil {
 		panic(err) // plain maps of plain structs always marshal
 	}
@@ -464,6 +528,17 @@ func (b *Blobs) Put(ctx context.Context, want string, r io.Reader) (blobstore.In
 }
 
 // Stat implements builder.Blobs.
+// StatMany returns the stored blobs among hashes.
+func (b *Blobs) StatMany(ctx context.Context, hashes []string) (map[string]blobstore.Info, error) {
+	out := make(map[string]blobstore.Info)
+	for _, h := range hashes {
+		if info, err := b.Stat(ctx, h); err == nil {
+			out[h] = info
+		}
+	}
+	return out, ctx.Err()
+}
+
 func (b *Blobs) Stat(ctx context.Context, hash string) (blobstore.Info, error) {
 	if !raft.ValidHash(hash) {
 		return blobstore.Info{}, fmt.Errorf("stat blob %q: %w", hash, blobstore.ErrInvalidHash)

@@ -414,6 +414,16 @@ func (b realBlobs) Stat(_ context.Context, hash string) (blobstore.Info, error) 
 	return b.s.Stat(hash)
 }
 
+func (b realBlobs) StatMany(_ context.Context, hashes []string) (map[string]blobstore.Info, error) {
+	out := make(map[string]blobstore.Info)
+	for _, h := range hashes {
+		if info, err := b.s.Stat(h); err == nil {
+			out[h] = info
+		}
+	}
+	return out, nil
+}
+
 // TestUploadTooLarge: the server refuses before reading the body; the
 // client still reports the server's 413, not a broken pipe.
 func TestUploadTooLarge(t *testing.T) {

@@ -23,6 +23,10 @@ Usage:
   atoll server [flags]                      run a node
   atoll status                              show the node and cluster state
   atoll node list                           list the cluster's nodes
+  atoll node join ID --raft-addr A --api-addr B [--http-addr C] [--role edge]
+                                            add a node to the cluster
+  atoll node drain ID                       move a node's blobs to their new owners
+  atoll node remove ID [--force]            take a node out of the cluster
   atoll site create NAME [--domain D]...    create a site
   atoll site list                           list sites
   atoll site delete NAME                    delete a site and its deploys
@@ -30,6 +34,9 @@ Usage:
                                             upload DIR and publish it
   atoll deploys --site NAME                 list a site's deploys
   atoll rollback --site NAME DEPLOY         publish an earlier deploy again
+  atoll token create --site NAME [--name N] make a deploy token for one site
+  atoll token list                          list deploy tokens (never their secrets)
+  atoll token revoke ID                     revoke a deploy token
   atoll version                             print the version
 
 Client commands talk to --api (env ATOLL_API, default http://127.0.0.1:9090)
@@ -77,6 +84,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runDeploys(ctx, env, rest)
 	case "rollback":
 		return runRollback(ctx, env, rest)
+	case "token":
+		return runToken(ctx, env, rest)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "atoll", version)
 		return nil

@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/atoll-hosting/atoll/node"
 )
@@ -26,6 +29,11 @@ func runServer(ctx context.Context, env *cliEnv, args []string) error {
 	str(&cfg.Join, "join", "API URL of a running node whose cluster this node joins")
 	str(&cfg.Domain, "domain", "sites answer at <site>.<domain>")
 	str(&cfg.AdminToken, "admin-token", "admin API token (default: generated at bootstrap into <data>/token)")
+	str(&cfg.ClusterKey, "cluster-key", "secret shared by every node of the cluster; gates peer traffic (required to --join)")
+	cacheSize := envOr("cache-size", "1GiB")
+	fs.StringVar(&cacheSize, "cache-size", cacheSize, "bytes of blobs kept without owning them (read-through cache), e.g. 512MiB, 10GiB")
+	repair := envOr("repair-interval", cfg.RepairInterval.String())
+	fs.StringVar(&repair, "repair-interval", repair, "how often repair runs besides on membership changes")
 	bootstrap, err := envBool("bootstrap")
 	if err != nil {
 		return err
@@ -40,6 +48,12 @@ func runServer(ctx context.Context, env *cliEnv, args []string) error {
 	fs.StringVar(&logLevel, "log-level", logLevel, "debug, info, warn or error")
 	if _, err := parseArgs(fs, args, 0, "no arguments"); err != nil {
 		return err
+	}
+	if cfg.CacheSize, err = parseBytes(cacheSize); err != nil {
+		return fmt.Errorf("%w: --cache-size: %v", errUsage, err)
+	}
+	if cfg.RepairInterval, err = time.ParseDuration(repair); err != nil {
+		return fmt.Errorf("%w: --repair-interval: %v", errUsage, err)
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
@@ -56,6 +70,27 @@ func runServer(ctx context.Context, env *cliEnv, args []string) error {
 		version, n.ID(), n.APIURL(), n.EdgeURL())
 	<-ctx.Done()
 	return n.Close()
+}
+
+// parseBytes reads a size such as 1048576, 512MiB, 10GiB or 2GB.
+func parseBytes(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+		{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1}}
+	num, mult := strings.TrimSpace(s), int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(num, u.suffix) {
+			num, mult = strings.TrimSpace(strings.TrimSuffix(num, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("%q is not a size such as 512MiB or 10GiB", s)
+	}
+	return n * mult, nil
 }
 
 func envBool(name string) (bool, error) {

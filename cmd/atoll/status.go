@@ -33,8 +33,13 @@ func runStatus(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(env.stdout, "node:     %s (%s, %s)\nleader:   %s\napplied:  %d (commit %d)\nsites:    %d\nversion:  %s\n\n",
-		st.ID, st.Role, st.RaftState, orDash(st.LeaderID), st.AppliedIndex, st.CommitIndex, st.Sites, st.Version)
+	fmt.Fprintf(env.stdout, "node:     %s (%s, %s)\nleader:   %s\napplied:  %d (commit %d)\nsites:    %d\nreplicas: %d\nversion:  %s\n",
+		st.ID, st.Role, st.RaftState, orDash(st.LeaderID), st.AppliedIndex, st.CommitIndex, st.Sites, st.Replicas, st.Version)
+	if r := st.Repair; r != nil {
+		fmt.Fprintf(env.stdout, "repair:   %d blobs referenced, %d under-replicated, %d missing (census %s ago, took %s)\n",
+			r.Referenced, r.UnderReplicated, r.Missing, time.Since(r.At).Round(time.Second), r.Took)
+	}
+	fmt.Fprintln(env.stdout)
 	return printNodes(env, st.Nodes)
 }
 
@@ -67,10 +72,10 @@ func waitReady(ctx context.Context, api string, d time.Duration) error {
 	}
 }
 
-// runNode handles `atoll node list`.
+// runNode handles `atoll node list|join|drain|remove`.
 func runNode(ctx context.Context, env *cliEnv, args []string) error {
 	if len(args) == 0 {
-		return fmt.Errorf("%w: atoll node list", errUsage)
+		return fmt.Errorf("%w: atoll node list|join|drain|remove", errUsage)
 	}
 	var cf clientFlags
 	switch sub, rest := args[0], args[1:]; sub {
@@ -85,8 +90,68 @@ func runNode(ctx context.Context, env *cliEnv, args []string) error {
 			return err
 		}
 		return printNodes(env, nodes)
+	case "join":
+		fs := newFlagSet(env, "node join", "node join ID --raft-addr A --api-addr B [--http-addr C] [--role edge]")
+		var req builder.JoinRequest
+		fs.StringVar(&req.RaftAddr, "raft-addr", "", "the node's Raft address (required)")
+		fs.StringVar(&req.APIAddr, "api-addr", "", "the node's API address (required)")
+		fs.StringVar(&req.HTTPAddr, "http-addr", "", "the node's edge address")
+		fs.StringVar(&req.Role, "role", "core", "core or edge")
+		pos, c, err := cf.parse(fs, rest, 1, "ID")
+		if err != nil {
+			return err
+		}
+		req.ID = pos[0]
+		nd, err := c.JoinNode(ctx, req)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(env.stdout, "node %s joined as %s (%s)\n", nd.ID, nd.Role, nd.Suffrage)
+		return nil
+	case "drain":
+		fs := newFlagSet(env, "node drain", "node drain ID [--no-wait]")
+		noWait := fs.Bool("no-wait", false, "start the drain and return without waiting for it")
+		pos, c, err := cf.parse(fs, rest, 1, "ID")
+		if err != nil {
+			return err
+		}
+		st, err := c.DrainNode(ctx, pos[0])
+		if err != nil {
+			return err
+		}
+		for !st.Done && !*noWait {
+			if st.Left >= 0 {
+				fmt.Fprintf(env.stderr, "draining %s: %d blobs left to hand over\n", st.ID, st.Left)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Second):
+			}
+			if st, err = c.DrainStatus(ctx, pos[0]); err != nil {
+				return err
+			}
+		}
+		if st.Done {
+			fmt.Fprintf(env.stdout, "node %s drained: its blobs are on their new owners; 'atoll node remove %s' is safe\n", st.ID, st.ID)
+		} else {
+			fmt.Fprintf(env.stdout, "node %s draining\n", st.ID)
+		}
+		return nil
+	case "remove":
+		fs := newFlagSet(env, "node remove", "node remove ID [--force]")
+		force := fs.Bool("force", false, "remove even if the node may hold the last copy of some blobs")
+		pos, c, err := cf.parse(fs, rest, 1, "ID")
+		if err != nil {
+			return err
+		}
+		if _, err := c.RemoveNode(ctx, pos[0], *force); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.stdout, "node %s removed\n", pos[0])
+		return nil
 	default:
-		return fmt.Errorf("%w: unknown node command %q", errUsage, sub)
+		return fmt.Errorf("%w: unknown node command %q (list, join, drain, remove)", errUsage, sub)
 	}
 }
 

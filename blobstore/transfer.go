@@ -1,0 +1,461 @@
+package blobstore
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/andybalholm/brotli"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+)
+
+// The transfer format moves one blob between nodes together with the
+// compressed variants its sender already made, so that the receiver never
+// compresses anything (Put's brotli pass costs seconds of CPU per MiB).
+//
+// A transfer is a header, which describes the parts, and a body, which is the
+// parts one after the other with nothing in between:
+//
+//	header: size=<n>[; br=<n>][; zstd=<n>][; gzip=<n>]
+//	body:   <identity bytes><br bytes><zstd bytes><gzip bytes>
+//
+// Each <n> is a length in bytes, in decimal. The rules, all enforced by
+// ParseBlobHeader:
+//
+//   - size comes first and may be 0; each variant length is at least 1;
+//   - variants appear at most once each, in the order br, zstd, gzip (that of
+//     Info.Variants), and the body holds them in the order listed;
+//   - parts are separated by exactly "; " (semicolon, one space); numbers
+//     have no sign and no leading zeros; no other key, space or character is
+//     accepted, and the header is at most MaxBlobHeaderLen bytes;
+//   - the total length fits in an int64.
+//
+// So a header that parses has exactly one spelling (BlobHeader.String gives
+// it back), and a receiver that does not know an encoding rejects the
+// transfer instead of misreading the body. Adding an encoding therefore needs
+// every node upgraded first, or a new header name.
+//
+// The hash is not part of the format: it names the blob in the request (the
+// URL path on the wire), and the receiver checks the bytes against it.
+//
+// On the peer protocol (see Peer) the header travels as the HTTP header
+// HeaderBlob and the body as the HTTP body, whose Content-Length is
+// BlobHeader.Length.
+
+// MaxBlobHeaderLen bounds the length of a transfer header. The longest valid
+// header, with four 19-digit numbers, is 87 bytes.
+const MaxBlobHeaderLen = 128
+
+// BlobHeader is the parsed transfer header: the length of each part of a
+// transfer body.
+type BlobHeader struct {
+	Size     int64     // length of the identity bytes
+	Variants []Variant // in order br, zstd, gzip; only those sent
+}
+
+// Length returns the length of the transfer body the header describes.
+func (h BlobHeader) Length() int64 {
+	n := h.Size
+	for _, v := range h.Variants {
+		n += v.Size
+	}
+	return n
+}
+
+// String returns the header in its only valid spelling, e.g.
+// "size=1234; br=300; zstd=310; gzip=400".
+func (h BlobHeader) String() string {
+	var b strings.Builder
+	b.WriteString("size=")
+	b.WriteString(strconv.FormatInt(h.Size, 10))
+	for _, v := range h.Variants {
+		b.WriteString("; ")
+		b.WriteString(v.Encoding)
+		b.WriteByte('=')
+		b.WriteString(strconv.FormatInt(v.Size, 10))
+	}
+	return b.String()
+}
+
+// ParseBlobHeader parses a transfer header (see the format above). Any
+// deviation is an error wrapping ErrMalformed.
+func ParseBlobHeader(s string) (BlobHeader, error) {
+	bad := func(why string) (BlobHeader, error) {
+		return BlobHeader{}, fmt.Errorf("blob transfer header %.*q: %s: %w", MaxBlobHeaderLen, s, why, ErrMalformed)
+	}
+	if len(s) > MaxBlobHeaderLen {
+		return bad("too long")
+	}
+	var h BlobHeader
+	next := 0 // index in encodings of the first variant still allowed
+	total := int64(0)
+	for i, part := range strings.Split(s, "; ") {
+		key, val, ok := strings.Cut(part, "=")
+		if !ok {
+			return bad(fmt.Sprintf("part %d is not key=length", i+1))
+		}
+		n, ok := parseLength(val)
+		if !ok {
+			return bad(fmt.Sprintf("bad length %q", val))
+		}
+		if total > (1<<63-1)-n {
+			return bad("total length overflows")
+		}
+		total += n
+		if i == 0 {
+			if key != "size" {
+				return bad("does not start with size=")
+			}
+			h.Size = n
+			continue
+		}
+		j := next
+		for j < len(encodings) && encodings[j].name != key {
+			j++
+		}
+		if j == len(encodings) {
+			return bad(fmt.Sprintf("unknown, repeated or misplaced part %q", key))
+		}
+		if n == 0 {
+			return bad(fmt.Sprintf("empty %s variant", key))
+		}
+		h.Variants = append(h.Variants, Variant{Encoding: key, Size: n})
+		next = j + 1
+	}
+	return h, nil
+}
+
+// parseLength parses a decimal int64 without sign or leading zeros.
+func parseLength(s string) (int64, bool) {
+	if s == "" || len(s) > 19 || (s[0] == '0' && len(s) > 1) {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	return n, err == nil
+}
+
+// Export opens a stored blob for sending to another node: header describes
+// the parts (see BlobHeader), body streams them (identity bytes, then every
+// stored variant in the order br, zstd, gzip) and length is the body's total
+// length. The caller closes body. The error wraps ErrNotFound when the blob is
+// not stored, ErrInvalidHash for a malformed name.
+//
+// Export reads what is on disk without verifying it: the receiver does
+// (Import). Lengths are those of the files opened, and an open file stays
+// readable even if the blob is deleted meanwhile, so the header always
+// matches the body. Export does not count as an access for EvictLRU:
+// replication traffic must not keep cached copies alive.
+func (s *Store) Export(hash string) (header string, body io.ReadCloser, length int64, err error) {
+	h, eb, err := s.export(hash)
+	if err != nil {
+		return "", nil, 0, err
+	}
+	return h.String(), eb, h.Length(), nil
+}
+
+// export is Export, with the header parsed.
+func (s *Store) export(hash string) (_ BlobHeader, _ *exportBody, err error) {
+	if !validHash(hash) {
+		return BlobHeader{}, nil, fmt.Errorf("export blob %q: %w", hash, ErrInvalidHash)
+	}
+	base := s.path(hash)
+	eb := &exportBody{}
+	defer func() {
+		if err != nil {
+			eb.Close()
+		}
+	}()
+	open := func(path string) (*os.File, int64, error) {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, 0, err
+		}
+		eb.files = append(eb.files, f)
+		fi, err := f.Stat()
+		if err != nil {
+			return nil, 0, err
+		}
+		return f, fi.Size(), nil
+	}
+	// The identity first: once it is open, every variant file present
+	// belongs to the blob (I1, I3), and stays complete.
+	f, size, err := open(base)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return BlobHeader{}, nil, fmt.Errorf("export blob %s: %w", hash, ErrNotFound)
+		}
+		return BlobHeader{}, nil, fmt.Errorf("export blob %s: %w", hash, err)
+	}
+	h := BlobHeader{Size: size}
+	readers := []io.Reader{io.LimitReader(f, size)}
+	for _, e := range encodings {
+		f, n, err := open(base + e.ext)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // not kept, or deleted meanwhile
+		}
+		if err != nil {
+			return BlobHeader{}, nil, fmt.Errorf("export blob %s variant %s: %w", hash, e.name, err)
+		}
+		if n == 0 {
+			continue // cannot be valid; the format has no empty variants
+		}
+		h.Variants = append(h.Variants, Variant{Encoding: e.name, Size: n})
+		readers = append(readers, io.LimitReader(f, n))
+	}
+	eb.r = io.MultiReader(readers...)
+	return h, eb, nil
+}
+
+// exportBody reads the parts of an Export and closes their files.
+type exportBody struct {
+	r     io.Reader
+	files []*os.File
+}
+
+func (b *exportBody) Read(p []byte) (int, error) { return b.r.Read(p) }
+
+func (b *exportBody) Close() error {
+	var errs []error
+	for _, f := range b.files {
+		errs = append(errs, f.Close())
+	}
+	b.files = nil
+	return errors.Join(errs...)
+}
+
+// Import stores a blob received from another node: header and body are what
+// the sender's Export returned. It makes the same promises as Put: when it
+// returns nil the blob is fsynced and visible; otherwise nothing of it is
+// kept. Import never compresses anything: it keeps the variants it received.
+//
+// Import streams the identity bytes into a temp file while hashing them, and
+// fails with an error wrapping
+//   - ErrInvalidHash if hash is not a valid name (before reading body);
+//   - ErrMalformed if header does not parse, or the body ends before or goes
+//     on after the length the header gives;
+//   - ErrHashMismatch if the identity bytes do not hash to hash;
+//
+// and with the read error if reading body fails. A variant that does not
+// decompress to exactly the identity bytes, or that is not smaller than
+// them, is dropped with a warning in the log and the rest of the blob is
+// stored: the identity bytes are the truth, and refusing the blob because of
+// one bad variant would keep a node from getting a copy the cluster needs
+// (the sender's own scrubber deals with its corrupt variant). The returned
+// Info lists the variants kept.
+//
+// If the blob is already stored, Import reads and discards the body (so an
+// HTTP connection can be reused) and returns the stored Info. Concurrent
+// Imports and Puts of one blob are safe: one stores it, the others return
+// its Info.
+func (s *Store) Import(ctx context.Context, hash, header string, body io.Reader) (Info, error) {
+	if !validHash(hash) {
+		return Info{}, fmt.Errorf("import blob %q: %w", hash, ErrInvalidHash)
+	}
+	hdr, err := ParseBlobHeader(header)
+	if err != nil {
+		return Info{}, fmt.Errorf("import blob %s: %w", hash, err)
+	}
+	if info, err := s.Stat(hash); err == nil {
+		s.acct.touch(hash)
+		io.CopyBuffer(io.Discard, io.LimitReader(ctxReader{ctx, body}, hdr.Length()+1), make([]byte, 32<<10))
+		return info, nil
+	}
+
+	// Temp files not renamed into place are removed on the way out.
+	var (
+		identityPath string
+		pending      []variantFile
+		files        []*os.File
+	)
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+		if identityPath != "" {
+			s.removeBestEffort(identityPath)
+		}
+		for _, v := range pending {
+			if v.path != "" {
+				s.removeBestEffort(v.path)
+			}
+		}
+	}()
+	buf := make([]byte, 128<<10)
+	receive := func(part string, n int64, hw io.Writer) (*os.File, error) {
+		f, err := os.CreateTemp(s.tmp, "import-*")
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, f)
+		var w io.Writer = f
+		if hw != nil {
+			w = io.MultiWriter(f, hw)
+		}
+		got, err := io.CopyBuffer(w, io.LimitReader(ctxReader{ctx, body}, n), buf)
+		if err != nil {
+			return f, fmt.Errorf("read %s: %w", part, err)
+		}
+		if got < n {
+			return f, fmt.Errorf("body ended after %d of the %d bytes of %s: %w (%w)", got, n, part, ErrMalformed, io.ErrUnexpectedEOF)
+		}
+		return f, nil
+	}
+
+	// 1. Receive every part, hashing the identity bytes on the way.
+	hasher := sha256.New()
+	identity, err := receive("the identity bytes", hdr.Size, hasher)
+	if identity != nil {
+		identityPath = identity.Name()
+	}
+	if err != nil {
+		return Info{}, fmt.Errorf("import blob %s: %w", hash, err)
+	}
+	if got := hex.EncodeToString(hasher.Sum(nil)); got != hash {
+		return Info{}, fmt.Errorf("import blob %s: got %s, want %s: %w", hash, got, hash, ErrHashMismatch)
+	}
+	variantFiles := make([]*os.File, 0, len(hdr.Variants))
+	for _, v := range hdr.Variants {
+		f, err := receive("variant "+v.Encoding, v.Size, nil)
+		if f != nil {
+			pending = append(pending, variantFile{encoding: v.Encoding, path: f.Name(), size: v.Size})
+			variantFiles = append(variantFiles, f)
+		}
+		if err != nil {
+			return Info{}, fmt.Errorf("import blob %s: %w", hash, err)
+		}
+	}
+	var extra [1]byte
+	switch n, err := io.ReadFull(ctxReader{ctx, body}, extra[:]); {
+	case n > 0:
+		return Info{}, fmt.Errorf("import blob %s: body longer than the %d bytes its header gives: %w", hash, hdr.Length(), ErrMalformed)
+	case !errors.Is(err, io.EOF):
+		return Info{}, fmt.Errorf("import blob %s: read body: %w", hash, err)
+	}
+
+	// 2. Check the variants (read back from the page cache) and make
+	// those kept durable; drop the others.
+	kept := make([]variantFile, 0, len(pending))
+	for i, v := range pending {
+		f := variantFiles[i]
+		var err error
+		if v.size >= hdr.Size {
+			err = fmt.Errorf("%d bytes for %d identity bytes: %w", v.size, hdr.Size, errVariantNotSmaller)
+		} else {
+			err = checkVariant(ctx, f, v.encoding, v.size, hash, hdr.Size)
+		}
+		if errors.Is(err, ErrHashMismatch) || errors.Is(err, errVariantNotSmaller) {
+			s.log.Warn("dropped a received variant", "blob", hash, "encoding", v.encoding, "err", err)
+			f.Close()
+			s.removeBestEffort(v.path)
+			pending[i].path = ""
+			continue
+		}
+		if err == nil {
+			err = f.Sync()
+		}
+		if err == nil {
+			err = f.Close()
+		}
+		if err != nil {
+			return Info{}, fmt.Errorf("import blob %s: variant %s: %w", hash, v.encoding, err)
+		}
+		kept = append(kept, v)
+	}
+	pending = kept
+
+	// 3. Publish, as Put does (DESIGN.md, I2 and I8).
+	unlock := s.locks.lock(hash)
+	defer unlock()
+	// Under the lock: a concurrent Put or Import may have stored it.
+	if info, err := s.Stat(hash); err == nil {
+		s.acct.touch(hash)
+		return info, nil
+	} else if !errors.Is(err, ErrNotFound) {
+		return Info{}, fmt.Errorf("import blob %s: %w", hash, err)
+	}
+	if err := identity.Sync(); err != nil {
+		return Info{}, fmt.Errorf("import blob %s: sync: %w", hash, err)
+	}
+	if err := identity.Close(); err != nil {
+		return Info{}, fmt.Errorf("import blob %s: %w", hash, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return Info{}, fmt.Errorf("import blob %s: %w", hash, err)
+	}
+	info, err := s.publish(hash, hdr.Size, identityPath, pending)
+	if err != nil {
+		return Info{}, fmt.Errorf("import blob %s: %w", hash, err)
+	}
+	identityPath = ""
+	s.cache.add(info)
+	return info, nil
+}
+
+// errVariantNotSmaller drops a received variant that is not smaller than its
+// identity bytes: serving it would cost more than serving the identity.
+var errVariantNotSmaller = errors.New("variant not smaller than the blob")
+
+// maxImportZstdWindow is the largest zstd window a received variant may
+// need: RFC 8878 lets HTTP clients refuse bigger ones, and Put never makes
+// them.
+const maxImportZstdWindow = 8 << 20
+
+// checkVariant reads the variant file f (n bytes) and returns nil if it
+// decompresses to exactly size bytes hashing to hash, an error wrapping
+// ErrHashMismatch if it does not, and other errors for read failures. At most size+1 bytes are
+// decompressed, so a decompression bomb costs no more than a valid variant.
+func checkVariant(ctx context.Context, f *os.File, encoding string, n int64, hash string, size int64) error {
+	src := &errTracker{r: ctxReader{ctx, io.NewSectionReader(f, 0, n)}}
+	var d io.Reader
+	switch encoding {
+	case EncodingBrotli:
+		d = brotli.NewReader(src)
+	case EncodingZstd:
+		zd, err := zstd.NewReader(src, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(maxImportZstdWindow))
+		if err != nil {
+			return err
+		}
+		defer zd.Close()
+		d = zd
+	case EncodingGzip:
+		zr, err := gzip.NewReader(src)
+		if err != nil {
+			if src.err != nil {
+				return src.err
+			}
+			return fmt.Errorf("%w: %v", ErrHashMismatch, err)
+		}
+		defer zr.Close()
+		d = zr
+	default:
+		return fmt.Errorf("unknown encoding %q", encoding)
+	}
+	h := sha256.New()
+	got, err := io.CopyBuffer(h, io.LimitReader(d, size+1), make([]byte, 64<<10))
+	switch {
+	case src.err != nil:
+		return src.err
+	case err != nil:
+		return fmt.Errorf("does not decompress: %v: %w", err, ErrHashMismatch)
+	case got > size:
+		return fmt.Errorf("decompresses to more than %d bytes: %w", size, ErrHashMismatch)
+	case got < size:
+		return fmt.Errorf("decompresses to %d bytes, want %d: %w", got, size, ErrHashMismatch)
+	}
+	if sum := hex.EncodeToString(h.Sum(nil)); sum != hash {
+		return fmt.Errorf("decompresses to %s: %w", sum, ErrHashMismatch)
+	}
+	return nil
+}

@@ -1,0 +1,262 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/atoll-hosting/atoll/blobstore"
+	"github.com/atoll-hosting/atoll/builder"
+	"github.com/atoll-hosting/atoll/raft"
+	"github.com/atoll-hosting/atoll/serve"
+)
+
+// ErrUnderReplicated is returned when an upload could not reach a majority
+// of its blob's owners.
+var ErrUnderReplicated = errors.New("blob not stored on a majority of its owners")
+
+// blobs implements builder.Blobs and serve.Blobs on top of placement: a
+// blob is written to its owners and counts as stored once a majority of
+// them hold it; reads are served from the local disk, fetching a missing
+// blob from its owners first (read-through).
+type blobs struct{ n *Node }
+
+var (
+	_ builder.Blobs = blobs{}
+	_ serve.Blobs   = blobs{}
+)
+
+// Put stores the blob locally (hash verified, variants computed once),
+// then pushes it to its other owners and returns once a majority of the
+// owners hold it fsynced. The pushes still in flight finish in the
+// background; repair covers any that fail.
+func (b blobs) Put(ctx context.Context, hash string, r io.Reader) (blobstore.Info, error) {
+	n := b.n
+	info, err := n.blobs.Put(ctx, hash, r)
+	if err != nil {
+		return info, err
+	}
+	p := n.placement()
+	owners := p.owners(info.Hash)
+	if len(owners) == 0 {
+		return info, fmt.Errorf("%w: the cluster has no active core node", ErrUnderReplicated)
+	}
+	stored := 0
+	var targets []raft.Node
+	for _, o := range owners {
+		if o.ID == n.cfg.ID {
+			stored++
+		} else {
+			targets = append(targets, o)
+		}
+	}
+	need := p.quorum()
+	if stored >= need && len(targets) == 0 {
+		return info, nil
+	}
+	results := make(chan error, len(targets))
+	for _, o := range targets {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			// Detached from the request: a push that outlives the answer
+			// still completes, bounded by the node's life and a timeout.
+			pctx, cancel := context.WithTimeout(n.ctx, 2*time.Minute)
+			defer cancel()
+			results <- n.peer.Push(pctx, n.blobs, "http://"+o.APIAddr, info.Hash)
+		}()
+	}
+	var errs []error
+	for range targets {
+		if stored >= need {
+			break
+		}
+		select {
+		case err := <-results:
+			if err == nil {
+				stored++
+			} else {
+				errs = append(errs, err)
+			}
+		case <-ctx.Done():
+			return info, ctx.Err()
+		}
+	}
+	if stored < need {
+		return info, fmt.Errorf("%w: %d of %d owners hold blob %s: %v", ErrUnderReplicated, stored, len(owners), info.Hash, errors.Join(errs...))
+	}
+	if !p.owns(n.cfg.ID, info.Hash) {
+		n.confirm(info.Hash) // the owners have it: this copy is only a cache
+		n.evictSoon()
+	}
+	return info, nil
+}
+
+// Stat reports a blob as stored when a majority of its owners hold it (the
+// same rule an upload is acknowledged by). On a single node that is the
+// local store.
+func (b blobs) Stat(ctx context.Context, hash string) (blobstore.Info, error) {
+	found, err := b.StatMany(ctx, []string{hash})
+	if err != nil {
+		return blobstore.Info{}, err
+	}
+	info, ok := found[hash]
+	if !ok {
+		return blobstore.Info{}, fmt.Errorf("blob %s: %w", hash, blobstore.ErrNotFound)
+	}
+	return info, nil
+}
+
+// StatMany returns the blobs among hashes that are stored on a majority of
+// their owners, with their sizes; it asks each owner once for all the
+// hashes it owns.
+func (b blobs) StatMany(ctx context.Context, hashes []string) (map[string]blobstore.Info, error) {
+	n := b.n
+	p := n.placement()
+	perNode := map[string][]string{} // owner id -> hashes to ask it about
+	for _, h := range hashes {
+		for _, o := range p.owners(h) {
+			if o.ID != n.cfg.ID {
+				perNode[o.ID] = append(perNode[o.ID], h)
+			}
+		}
+	}
+	var (
+		mu     sync.Mutex
+		copies = make(map[string]int, len(hashes))
+		sizes  = make(map[string]int64, len(hashes))
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	for id, list := range perNode {
+		nd, ok := n.nodeByID(id)
+		if !ok {
+			continue
+		}
+		g.Go(func() error {
+			present, err := n.peer.Has(gctx, "http://"+nd.APIAddr, list)
+			if err != nil {
+				n.log.Warn("ask owner for blobs", "node", id, "err", err)
+				return nil // an unreachable owner holds nothing we can count on
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for h, size := range present {
+				copies[h]++
+				sizes[h] = size
+			}
+			return nil
+		})
+	}
+	g.Wait()
+	out := make(map[string]blobstore.Info, len(hashes))
+	need := p.quorum()
+	for _, h := range hashes {
+		c := copies[h]
+		local, lerr := n.blobs.Stat(h)
+		if lerr == nil && p.owns(n.cfg.ID, h) {
+			c++
+		}
+		if c < need || len(p.cores) == 0 {
+			continue
+		}
+		if lerr == nil {
+			out[h] = local
+		} else {
+			out[h] = blobstore.Info{Hash: h, Size: sizes[h]}
+		}
+	}
+	return out, ctx.Err()
+}
+
+// Open opens a blob for serving, fetching it from its owners first when
+// this node lacks it.
+func (b blobs) Open(ctx context.Context, hash, encoding string) (*os.File, int64, error) {
+	f, size, err := b.n.blobs.Open(hash, encoding)
+	if errors.Is(err, blobstore.ErrNotFound) && !b.n.blobs.Has(hash) {
+		if _, ferr := b.n.fetch(ctx, hash); ferr != nil {
+			return nil, 0, ferr
+		}
+		f, size, err = b.n.blobs.Open(hash, encoding)
+	}
+	return f, size, err
+}
+
+// statForServe is serve's Stat: local first, then a fetch from the owners.
+func (b blobs) statForServe(ctx context.Context, hash string) (blobstore.Info, error) {
+	info, err := b.n.blobs.Stat(hash)
+	if errors.Is(err, blobstore.ErrNotFound) {
+		return b.n.fetch(ctx, hash)
+	}
+	return info, err
+}
+
+// serveBlobs adapts blobs to serve.Blobs, whose Stat is a local read (with
+// read-through), not the cluster-wide check builder wants.
+type serveBlobs struct{ blobs }
+
+var _ serve.Blobs = serveBlobs{}
+
+func (s serveBlobs) Stat(ctx context.Context, hash string) (blobstore.Info, error) {
+	return s.statForServe(ctx, hash)
+}
+
+// fetch brings a blob this node lacks from the first source that has it:
+// its owners in placement order, then any other node. Concurrent fetches of
+// one blob share one transfer. Each attempt is bounded by FetchTimeout; a
+// source that sends bytes not matching the hash is skipped.
+func (n *Node) fetch(ctx context.Context, hash string) (blobstore.Info, error) {
+	if !raft.ValidHash(hash) {
+		return blobstore.Info{}, fmt.Errorf("blob %q: %w", hash, blobstore.ErrInvalidHash)
+	}
+	ch := n.fetches.DoChan(hash, func() (any, error) {
+		// Not tied to the first caller's context: others may wait on it.
+		ctx, cancel := context.WithTimeout(n.ctx, time.Minute)
+		defer cancel()
+		return n.fetchFromSources(ctx, hash)
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return blobstore.Info{}, res.Err
+		}
+		return res.Val.(blobstore.Info), nil
+	case <-ctx.Done():
+		return blobstore.Info{}, ctx.Err()
+	}
+}
+
+func (n *Node) fetchFromSources(ctx context.Context, hash string) (blobstore.Info, error) {
+	if info, err := n.blobs.Stat(hash); err == nil {
+		return info, nil
+	}
+	p := n.placement()
+	var errs []error
+	for _, src := range p.sources(hash, n.cfg.ID) {
+		actx, cancel := context.WithTimeout(ctx, n.cfg.FetchTimeout)
+		info, err := n.peer.Fetch(actx, n.blobs, "http://"+src.APIAddr, hash)
+		cancel()
+		if err == nil {
+			if !p.owns(n.cfg.ID, hash) {
+				if p.owns(src.ID, hash) {
+					n.confirm(hash)
+				}
+				n.evictSoon()
+			}
+			return info, nil
+		}
+		if !errors.Is(err, blobstore.ErrNotFound) {
+			n.log.Warn("fetch blob", "blob", hash, "from", src.ID, "err", err)
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", src.ID, err))
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return blobstore.Info{}, fmt.Errorf("blob %s: %w: no source had it (%v)", hash, blobstore.ErrNotFound, errors.Join(errs...))
+}

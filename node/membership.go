@@ -1,0 +1,419 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/atoll-hosting/atoll/blobstore"
+	"github.com/atoll-hosting/atoll/builder"
+	"github.com/atoll-hosting/atoll/raft"
+)
+
+// JoinRequest and DrainStatus are the wire shapes of the membership
+// endpoints.
+type (
+	JoinRequest = builder.JoinRequest
+	DrainStatus = builder.DrainStatus
+)
+
+func (n *Node) registerMembership(mux *http.ServeMux, auth func(http.Handler) http.Handler) {
+	mux.Handle("POST /v1/nodes", n.adminOrPeer(auth, n.onLeader(n.handleJoin)))
+	mux.Handle("POST /v1/nodes/{id}/drain", auth(n.onLeader(n.handleDrain)))
+	mux.Handle("GET /v1/nodes/{id}/drain", auth(http.HandlerFunc(n.handleDrainStatus)))
+	mux.Handle("DELETE /v1/nodes/{id}", auth(n.onLeader(n.handleRemove)))
+	mux.Handle("POST /v1/repair", auth(n.onLeader(n.handleRepair)))
+}
+
+// adminOrPeer admits a request carrying the cluster key (a node joining by
+// itself) or else whatever auth admits (an operator's token).
+func (n *Node) adminOrPeer(auth func(http.Handler) http.Handler, next http.Handler) http.Handler {
+	withAuth := auth(next)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.clusterKeyOK(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		withAuth.ServeHTTP(w, r)
+	})
+}
+
+// onLeader runs h on the Raft leader: here if this node leads, else by
+// proxying the request, unchanged, to the leader's API.
+func (n *Node) onLeader(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if n.store.IsLeader() {
+			h(w, r)
+			return
+		}
+		leader, ok := n.nodeByID(n.store.LeaderID())
+		if !ok || leader.APIAddr == "" || r.Header.Get("X-Atoll-Forwarded") != "" {
+			w.Header().Set("Retry-After", "1")
+			builder.WriteError(w, http.StatusServiceUnavailable, "no raft leader known; retry shortly")
+			return
+		}
+		target := &url.URL{Scheme: "http", Host: leader.APIAddr}
+		proxy := httputil.NewSingleHostReverseProxy(target)
+		proxy.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
+			w.Header().Set("Retry-After", "1")
+			builder.WriteError(w, http.StatusServiceUnavailable, fmt.Sprintf("leader %s unreachable: %v", leader.ID, err))
+		}
+		r.Header.Set("X-Atoll-Forwarded", n.cfg.ID)
+		proxy.ServeHTTP(w, r)
+	}
+}
+
+func (n *Node) handleJoin(w http.ResponseWriter, r *http.Request) {
+	var req JoinRequest
+	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		builder.WriteError(w, http.StatusBadRequest, "malformed join request: "+err.Error())
+		return
+	}
+	nd, err := joinNode(req)
+	if err != nil {
+		builder.WriteError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := n.addNode(r.Context(), nd); err != nil {
+		writeApplyError(w, err)
+		return
+	}
+	builder.WriteJSON(w, http.StatusCreated, builder.NodeStatus{Node: nd, Suffrage: suffrage(nd.Role)})
+}
+
+func joinNode(req JoinRequest) (raft.Node, error) {
+	if req.Role == "" {
+		req.Role = raft.RoleCore
+	}
+	if !raft.ValidSiteName(req.ID) {
+		return raft.Node{}, fmt.Errorf("node id %q: use 1-63 of [a-z0-9-]", req.ID)
+	}
+	if req.Role != raft.RoleCore && req.Role != raft.RoleEdge {
+		return raft.Node{}, fmt.Errorf("role %q: want core or edge", req.Role)
+	}
+	for name, addr := range map[string]string{"raft_addr": req.RaftAddr, "api_addr": req.APIAddr} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return raft.Node{}, fmt.Errorf("%s %q: want host:port", name, addr)
+		}
+	}
+	if req.HTTPAddr != "" {
+		if _, _, err := net.SplitHostPort(req.HTTPAddr); err != nil {
+			return raft.Node{}, fmt.Errorf("http_addr %q: want host:port", req.HTTPAddr)
+		}
+	}
+	return raft.Node{ID: req.ID, Role: req.Role, RaftAddr: req.RaftAddr, APIAddr: req.APIAddr,
+		HTTPAddr: req.HTTPAddr, State: raft.NodeActive, Joined: time.Now().UTC()}, nil
+}
+
+func suffrage(role string) string {
+	if role == raft.RoleCore {
+		return "voter"
+	}
+	return "nonvoter"
+}
+
+// addNode makes nd a Raft member (voter for core, non-voter for edge) and
+// records it in the node table. Joining again with the same addresses is a
+// no-op, so a node may retry its join.
+func (n *Node) addNode(ctx context.Context, nd raft.Node) error {
+	if old, ok := n.nodeByID(nd.ID); ok {
+		if old.RaftAddr == nd.RaftAddr && old.Role == nd.Role && old.State != raft.NodeRemoved {
+			nd.Joined, nd.State = old.Joined, old.State
+			if old == nd {
+				return nil
+			}
+			return n.apply(ctx, raft.PutNode{Node: nd})
+		}
+		if old.Role != nd.Role {
+			return fmt.Errorf("%w: node %s is already a %s node; remove it first", raft.ErrConflict, nd.ID, old.Role)
+		}
+	}
+	var err error
+	if nd.Role == raft.RoleCore {
+		err = n.store.AddVoter(ctx, nd.ID, nd.RaftAddr)
+	} else {
+		err = n.store.AddNonvoter(ctx, nd.ID, nd.RaftAddr)
+	}
+	if err != nil {
+		return fmt.Errorf("add %s to raft: %w", nd.ID, err)
+	}
+	n.log.Info("node joined", "id", nd.ID, "role", nd.Role, "raft", nd.RaftAddr)
+	return n.apply(ctx, raft.PutNode{Node: nd})
+}
+
+func (n *Node) handleDrain(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	nd, ok := n.nodeByID(id)
+	if !ok {
+		builder.WriteError(w, http.StatusNotFound, fmt.Sprintf("no node %q in the cluster", id))
+		return
+	}
+	if nd.State != raft.NodeDraining {
+		nd.State = raft.NodeDraining
+		if err := n.apply(r.Context(), raft.PutNode{Node: nd}); err != nil {
+			writeApplyError(w, err)
+			return
+		}
+		n.log.Info("node draining", "id", id)
+	}
+	builder.WriteJSON(w, http.StatusAccepted, n.drainStatus(r.Context(), nd))
+}
+
+func (n *Node) handleDrainStatus(w http.ResponseWriter, r *http.Request) {
+	nd, ok := n.nodeByID(r.PathValue("id"))
+	if !ok {
+		builder.WriteError(w, http.StatusNotFound, fmt.Sprintf("no node %q in the cluster", r.PathValue("id")))
+		return
+	}
+	builder.WriteJSON(w, http.StatusOK, n.drainStatus(r.Context(), nd))
+}
+
+// drainStatus asks the node how many of its referenced blobs still wait
+// for their new owners.
+func (n *Node) drainStatus(ctx context.Context, nd raft.Node) DrainStatus {
+	st := DrainStatus{ID: nd.ID, State: nd.State, Left: -1}
+	if nd.State != raft.NodeDraining {
+		return st
+	}
+	stats, err := n.statsOf(ctx, nd)
+	if err == nil {
+		st.Left = stats.DrainLeft
+		st.Done = stats.DrainLeft == 0
+	}
+	return st
+}
+
+func (n *Node) statsOf(ctx context.Context, nd raft.Node) (peerStats, error) {
+	if nd.ID == n.cfg.ID {
+		return n.localStats(), nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var st peerStats
+	err := n.peerJSON(ctx, http.MethodGet, nd.APIAddr, "/v1/peer/stats", nil, &st)
+	return st, err
+}
+
+// handleRemove takes a node out of Raft and the node table. Unless
+// ?force=true it refuses while a referenced blob has no copy on any other
+// core node. Removing the leader hands leadership over first.
+func (n *Node) handleRemove(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	nd, ok := n.nodeByID(id)
+	if !ok {
+		builder.WriteError(w, http.StatusNotFound, fmt.Sprintf("no node %q in the cluster", id))
+		return
+	}
+	if !isTrue(r.URL.Query().Get("force")) {
+		only, err := n.lastCopies(r.Context(), id)
+		if err != nil {
+			builder.WriteError(w, http.StatusServiceUnavailable, "check copies: "+err.Error())
+			return
+		}
+		if only > 0 {
+			builder.WriteError(w, http.StatusConflict, fmt.Sprintf(
+				"node %s may hold the last copy of %d referenced blobs (no other core node has them); drain it first, or remove with --force to accept the loss", id, only))
+			return
+		}
+	}
+	if id == n.cfg.ID {
+		if err := n.handOver(r.Context()); err != nil {
+			builder.WriteError(w, http.StatusServiceUnavailable, err.Error())
+			return
+		}
+		r.Header.Del("X-Atoll-Forwarded")
+		n.onLeader(n.handleRemove)(w, r)
+		return
+	}
+	if err := n.store.RemoveServer(r.Context(), id); err != nil {
+		writeApplyError(w, fmt.Errorf("remove %s from raft: %w", id, err))
+		return
+	}
+	if err := n.apply(r.Context(), raft.RemoveNode{ID: id}); err != nil && !errors.Is(err, raft.ErrNotFound) {
+		writeApplyError(w, err)
+		return
+	}
+	n.log.Info("node removed", "id", id)
+	nd.State = raft.NodeRemoved
+	builder.WriteJSON(w, http.StatusOK, builder.NodeStatus{Node: nd, Suffrage: suffrage(nd.Role)})
+}
+
+func isTrue(s string) bool {
+	return s == "1" || strings.EqualFold(s, "true") || strings.EqualFold(s, "yes")
+}
+
+// handOver transfers leadership away from this node and waits until
+// another node leads.
+func (n *Node) handOver(ctx context.Context) error {
+	if err := n.store.LeadershipTransfer(); err != nil {
+		return fmt.Errorf("hand leadership over: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		if id := n.store.LeaderID(); id != "" && id != n.cfg.ID {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return errors.New("no new leader after handing leadership over")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// lastCopies counts referenced blobs that no core node other than id
+// holds.
+func (n *Node) lastCopies(ctx context.Context, id string) (int, error) {
+	ref, err := n.referenced(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if len(ref) == 0 {
+		return 0, nil
+	}
+	hashes := make([]string, 0, len(ref))
+	for h := range ref {
+		hashes = append(hashes, h)
+	}
+	var others []raft.Node
+	for _, nd := range n.placement().all {
+		if nd.ID != id && nd.Role == raft.RoleCore && nd.State != raft.NodeRemoved {
+			others = append(others, nd)
+		}
+	}
+	held, err := n.holders(ctx, others, hashes)
+	if err != nil {
+		return 0, err
+	}
+	only := 0
+	for _, h := range hashes {
+		if held[h] == 0 {
+			only++
+		}
+	}
+	return only, nil
+}
+
+// holders asks each node which of hashes it holds and returns, per hash,
+// how many of them do. Unreachable nodes count as holding nothing.
+func (n *Node) holders(ctx context.Context, nodes []raft.Node, hashes []string) (map[string]int, error) {
+	var mu sync.Mutex
+	held := make(map[string]int, len(hashes))
+	var wg sync.WaitGroup
+	for _, nd := range nodes {
+		wg.Go(func() {
+			present, err := n.has(ctx, nd, hashes)
+			if err != nil {
+				n.log.Warn("ask node for blobs", "node", nd.ID, "err", err)
+				return
+			}
+			mu.Lock()
+			for h := range present {
+				held[h]++
+			}
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return held, ctx.Err()
+}
+
+// has asks one node (possibly this one) which of hashes it holds.
+func (n *Node) has(ctx context.Context, nd raft.Node, hashes []string) (map[string]int64, error) {
+	if nd.ID == n.cfg.ID {
+		out := make(map[string]int64)
+		for _, h := range hashes {
+			if info, err := n.blobs.Stat(h); err == nil {
+				out[h] = info.Size
+			}
+		}
+		return out, nil
+	}
+	return n.peer.Has(ctx, "http://"+nd.APIAddr, hashes)
+}
+
+// writeApplyError maps a write's error to an API answer.
+func writeApplyError(w http.ResponseWriter, err error) {
+	status := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, raft.ErrNotFound):
+		status = http.StatusNotFound
+	case errors.Is(err, raft.ErrExists), errors.Is(err, raft.ErrConflict):
+		status = http.StatusConflict
+	case errors.Is(err, raft.ErrInvalid):
+		status = http.StatusBadRequest
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, ErrNoLeader):
+		w.Header().Set("Retry-After", "1")
+		status = http.StatusServiceUnavailable
+	}
+	builder.WriteError(w, status, err.Error())
+}
+
+// join asks the cluster at cfg.Join to add this node, retrying while the
+// cluster is unreachable or electing, for up to a minute.
+func (n *Node) join(ctx context.Context) error {
+	self := n.self()
+	body, _ := json.Marshal(JoinRequest{ID: self.ID, Role: self.Role, RaftAddr: self.RaftAddr, APIAddr: self.APIAddr, HTTPAddr: self.HTTPAddr})
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	url := strings.TrimRight(n.cfg.Join, "/") + "/v1/nodes"
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+		if err != nil {
+			return fmt.Errorf("join %s: %w", n.cfg.Join, err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set(blobstore.HeaderClusterKey, n.cfg.ClusterKey)
+		resp, err := n.peerHTTP.Do(req)
+		if err == nil {
+			msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+			resp.Body.Close()
+			switch {
+			case resp.StatusCode/100 == 2:
+				n.log.Info("joined cluster", "via", n.cfg.Join)
+				return nil
+			case resp.StatusCode != http.StatusServiceUnavailable:
+				return fmt.Errorf("join %s: %s: %s", n.cfg.Join, resp.Status, bytes.TrimSpace(msg))
+			}
+			err = fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(msg))
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("join %s: %v", n.cfg.Join, err)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// fanOutStats asks every node for its stats, concurrently.
+func (n *Node) fanOutStats(ctx context.Context, nodes []raft.Node) map[string]peerStats {
+	var mu sync.Mutex
+	out := make(map[string]peerStats, len(nodes))
+	var wg sync.WaitGroup
+	for _, nd := range nodes {
+		wg.Go(func() {
+			st, err := n.statsOf(ctx, nd)
+			if err != nil {
+				st = peerStats{ID: nd.ID, RaftState: "unreachable"}
+			}
+			mu.Lock()
+			out[nd.ID] = st
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return out
+}

@@ -1,0 +1,172 @@
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/atoll-hosting/atoll/blobstore"
+	"github.com/atoll-hosting/atoll/builder"
+	"github.com/atoll-hosting/atoll/raft"
+)
+
+// Peer endpoints: node-to-node traffic on the API listener, gated by the
+// cluster key (never by a builder token).
+func (n *Node) registerPeer(mux *http.ServeMux) {
+	mux.Handle("PUT /v1/peer/blobs/{hash}", n.requirePeer(n.handlePeerPutBlob))
+	mux.Handle("GET /v1/peer/blobs/{hash}", n.requirePeer(n.handlePeerGetBlob))
+	mux.Handle("POST /v1/peer/has", n.requirePeer(n.handlePeerHas))
+	mux.Handle("POST /v1/peer/apply", n.requirePeer(n.handlePeerApply))
+	mux.Handle("POST /v1/peer/fetch", n.requirePeer(n.handlePeerFetch))
+	mux.Handle("GET /v1/peer/stats", n.requirePeer(n.handlePeerStats))
+}
+
+// maxHasHashes bounds one has or fetch request.
+const maxHasHashes = 10000
+
+// handlePeerPutBlob stores a blob pushed by a peer (identity and variants,
+// verified) and answers after fsync.
+func (n *Node) handlePeerPutBlob(w http.ResponseWriter, r *http.Request) {
+	hash := r.PathValue("hash")
+	info, err := n.blobs.Import(r.Context(), hash, r.Header.Get(blobstore.HeaderBlob), r.Body)
+	if err != nil {
+		status := http.StatusInternalServerError
+		if errors.Is(err, blobstore.ErrHashMismatch) || errors.Is(err, blobstore.ErrInvalidHash) {
+			status = http.StatusBadRequest
+		}
+		builder.WriteError(w, status, err.Error())
+		return
+	}
+	builder.WriteJSON(w, http.StatusCreated, builder.BlobResponse{Hash: info.Hash, Size: info.Size})
+}
+
+// handlePeerGetBlob sends a local blob with its variants. It never fetches
+// from elsewhere: the asking node walks the sources itself.
+func (n *Node) handlePeerGetBlob(w http.ResponseWriter, r *http.Request) {
+	hdr, body, length, err := n.blobs.Export(r.PathValue("hash"))
+	switch {
+	case errors.Is(err, blobstore.ErrNotFound):
+		builder.WriteError(w, http.StatusNotFound, "blob not on this node")
+		return
+	case errors.Is(err, blobstore.ErrInvalidHash):
+		builder.WriteError(w, http.StatusBadRequest, err.Error())
+		return
+	case err != nil:
+		builder.WriteError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	defer body.Close()
+	w.Header().Set(blobstore.HeaderBlob, hdr)
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.FormatInt(length, 10))
+	w.WriteHeader(http.StatusOK)
+	io.Copy(w, body)
+}
+
+// handlePeerHas answers which of the given blobs this node holds.
+func (n *Node) handlePeerHas(w http.ResponseWriter, r *http.Request) {
+	hashes, err := blobstore.ParseHasRequest(r.Body, maxHasHashes)
+	if err != nil {
+		builder.WriteError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	present := make(map[string]int64)
+	for _, h := range hashes {
+		if info, err := n.blobs.Stat(h); err == nil {
+			present[h] = info.Size
+		}
+	}
+	builder.WriteJSON(w, http.StatusOK, blobstore.HasResponse{Present: present})
+}
+
+// fetchRequest asks a node to pull blobs it should hold (repair).
+type fetchRequest struct {
+	Hashes []string `json:"hashes"`
+}
+
+type fetchResponse struct {
+	Fetched int `json:"fetched"`
+	Failed  int `json:"failed"`
+}
+
+// handlePeerFetch pulls the given blobs from their sources, a few at a
+// time, and answers how many arrived.
+func (n *Node) handlePeerFetch(w http.ResponseWriter, r *http.Request) {
+	var req fetchRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 100*maxHasHashes)).Decode(&req); err != nil {
+		builder.WriteError(w, http.StatusBadRequest, "malformed fetch request: "+err.Error())
+		return
+	}
+	if len(req.Hashes) > maxHasHashes {
+		builder.WriteError(w, http.StatusRequestEntityTooLarge, "too many hashes in one fetch request")
+		return
+	}
+	for _, h := range req.Hashes {
+		if !raft.ValidHash(h) {
+			builder.WriteError(w, http.StatusBadRequest, "invalid hash "+strconv.Quote(h))
+			return
+		}
+	}
+	builder.WriteJSON(w, http.StatusOK, n.fetchAll(r, req.Hashes))
+}
+
+func (n *Node) fetchAll(r *http.Request, hashes []string) fetchResponse {
+	var g errgroup.Group
+	g.SetLimit(8)
+	results := make([]bool, len(hashes))
+	for i, h := range hashes {
+		g.Go(func() error {
+			_, err := n.fetch(r.Context(), h)
+			results[i] = err == nil
+			return nil
+		})
+	}
+	g.Wait()
+	var out fetchResponse
+	for _, ok := range results {
+		if ok {
+			out.Fetched++
+		} else {
+			out.Failed++
+		}
+	}
+	return out
+}
+
+// peerStats is what a node tells about itself for `atoll node list`.
+type peerStats struct {
+	ID           string        `json:"id"`
+	RaftState    string        `json:"raft_state"`
+	LastContact  string        `json:"last_contact,omitempty"`
+	AppliedIndex uint64        `json:"applied_index"`
+	Blobs        int64         `json:"blobs"`
+	Bytes        int64         `json:"bytes"`
+	DrainLeft    int           `json:"drain_left"`       // referenced blobs not yet confirmed on their owners
+	Repair       *RepairReport `json:"repair,omitempty"` // the leader's last census
+}
+
+func (n *Node) localStats() peerStats {
+	blobs, bytes := n.blobs.Usage()
+	st := peerStats{
+		ID:           n.cfg.ID,
+		RaftState:    n.store.State(),
+		AppliedIndex: n.store.AppliedIndex(),
+		Blobs:        int64(blobs),
+		Bytes:        bytes,
+		DrainLeft:    int(n.drainLeft.Load()),
+	}
+	st.Repair = n.report.Load()
+	if lc := n.store.LastContact(); !lc.IsZero() {
+		st.LastContact = time.Since(lc).Round(time.Millisecond).String()
+	}
+	return st
+}
+
+func (n *Node) handlePeerStats(w http.ResponseWriter, r *http.Request) {
+	builder.WriteJSON(w, http.StatusOK, n.localStats())
+}
