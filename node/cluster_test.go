@@ -335,3 +335,54 @@ func TestRemoveRefusesLastCopy(t *testing.T) {
 		t.Fatalf("nodes after forced remove: %+v %v, want only the leader", nodes, err)
 	}
 }
+
+func TestPeerEndpointsNeedTheClusterKey(t *testing.T) {
+	c := nodetest.New(t, 1, 0)
+	api := c.Members[0].Node.APIURL()
+	hash := sha("x")
+	tests := []struct {
+		name, method, path, header, value string
+		want                              int
+	}{
+		{"builder token on blob fetch", "GET", "/v1/peer/blobs/" + hash, "Authorization", "Bearer " + nodetest.Token, 403},
+		{"wrong key on blob fetch", "GET", "/v1/peer/blobs/" + hash, "X-Atoll-Cluster-Key", "nope", 403},
+		{"no key on apply", "POST", "/v1/peer/apply", "", "", 403},
+		{"builder token on has", "POST", "/v1/peer/has", "Authorization", "Bearer " + nodetest.Token, 403},
+		{"right key, absent blob", "GET", "/v1/peer/blobs/" + hash, "X-Atoll-Cluster-Key", nodetest.Key, 404},
+		{"wrong key on join", "POST", "/v1/nodes", "X-Atoll-Cluster-Key", "nope", 401},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tc.method, api+tc.path, strings.NewReader("{}"))
+			if tc.header != "" {
+				req.Header.Set(tc.header, tc.value)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Errorf("got %d, want %d", resp.StatusCode, tc.want)
+			}
+		})
+	}
+}
+
+func TestJoinNeedsTheClusterKey(t *testing.T) {
+	c := nodetest.New(t, 1, 0)
+	cfg := node.DefaultConfig()
+	cfg.ID, cfg.DataDir = "intruder", t.TempDir()
+	cfg.RaftAddr, cfg.APIAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Join, cfg.ClusterKey = c.Members[0].Node.APIURL(), "wrong-key"
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	n, err := node.Start(ctx, cfg)
+	if err == nil {
+		n.Close()
+		t.Fatal("a node with the wrong cluster key joined")
+	}
+	if !strings.Contains(err.Error(), "401") {
+		t.Errorf("join error %q, want the cluster's 401", err)
+	}
+}

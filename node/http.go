@@ -197,30 +197,41 @@ func (n *Node) handleHealth(w http.ResponseWriter, r *http.Request) {
 // handleReady answers 200 once the node is a member of a cluster with a
 // known leader and has applied everything the leader had committed.
 func (n *Node) handleReady(w http.ResponseWriter, r *http.Request) {
-	if why := n.notReady(); why != "" {
+	if why := n.notReady(r.Context()); why != "" {
 		builder.WriteError(w, http.StatusServiceUnavailable, why)
 		return
 	}
 	builder.WriteJSON(w, http.StatusOK, map[string]any{"status": "ready", "applied_index": n.store.AppliedIndex()})
 }
 
-func (n *Node) notReady() string {
-	if n.store.LeaderID() == "" {
+func (n *Node) notReady(ctx context.Context) string {
+	leaderID := n.store.LeaderID()
+	if leaderID == "" {
 		return "no raft leader known"
 	}
-	if applied, commit := n.store.AppliedIndex(), n.store.CommitIndex(); applied < commit {
+	if !n.InNodeTable() {
+		return "not in the node table yet"
+	}
+	commit := n.store.CommitIndex()
+	if leaderID != n.cfg.ID {
+		// A follower's own commit index lags the leader's until the next
+		// heartbeat: ask the leader.
+		leader, ok := n.nodeByID(leaderID)
+		if !ok {
+			return "leader not in the node table yet"
+		}
+		ctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		var st peerStats
+		if err := n.peerJSON(ctx, http.MethodGet, leader.APIAddr, "/v1/peer/stats", nil, &st); err != nil {
+			return "leader unreachable: " + err.Error()
+		}
+		commit = max(commit, st.CommitIndex)
+	}
+	if applied := n.store.AppliedIndex(); applied < commit {
 		return fmt.Sprintf("catching up: applied %d of %d", applied, commit)
 	}
-	nodes, err := n.store.Nodes()
-	if err != nil {
-		return "node table unreadable"
-	}
-	for _, nd := range nodes {
-		if nd.ID == n.cfg.ID {
-			return ""
-		}
-	}
-	return "not in the node table yet"
+	return ""
 }
 
 // handleMetrics writes a few gauges in the Prometheus text format.
@@ -231,7 +242,7 @@ func (n *Node) handleMetrics(w http.ResponseWriter, r *http.Request) {
 		leader = 1
 	}
 	ready := 0
-	if n.notReady() == "" {
+	if n.notReady(r.Context()) == "" {
 		ready = 1
 	}
 	var b strings.Builder

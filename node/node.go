@@ -264,7 +264,14 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			return nil, err
 		}
 	default:
-		n.log.Warn("no cluster state in the data dir: start with --bootstrap to create a cluster, or --join to join one")
+		n.log.Warn("no cluster state in the data dir: waiting to be added with 'atoll node join' (or start with --bootstrap or --join)")
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			if err := n.awaitJoin(); err != nil && n.ctx.Err() == nil {
+				n.log.Warn("refresh node record", "err", err)
+			}
+		}()
 	}
 	n.wg.Add(3)
 	go n.watchState()
@@ -291,6 +298,21 @@ func (n *Node) initCluster(ctx context.Context) error {
 		return fmt.Errorf("record replicas: %w", err)
 	}
 	return n.ensureToken(ctx)
+}
+
+// awaitJoin waits until an operator adds this node to a cluster ('atoll
+// node join'), then fills in the addresses the operator did not give.
+func (n *Node) awaitJoin() error {
+	for !n.InNodeTable() {
+		select {
+		case <-n.ctx.Done():
+			return nil
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, time.Minute)
+	defer cancel()
+	return n.registerSelf(ctx, false)
 }
 
 // rejoin runs after a restart: once a leader is known, it updates this
@@ -522,23 +544,49 @@ func (n *Node) SiteURL(host string) string {
 
 // Close stops serving and closes the stores. It is safe to call twice.
 func (n *Node) Close() error {
-	n.closeOnce.Do(func() {
-		n.cancel()
-		var errs []error
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if n.api != nil {
-			errs = append(errs, n.api.Shutdown(ctx))
-		}
-		if n.http != nil {
-			errs = append(errs, n.http.ShutdownWithContext(ctx))
-		}
-		n.wg.Wait()
-		if n.store != nil {
-			errs = append(errs, n.store.Close())
-		}
-		n.closeErr = errors.Join(errs...)
-		n.log.Info("node stopped", "id", n.cfg.ID)
-	})
+	n.closeOnce.Do(n.close)
 	return n.closeErr
+}
+
+// Shutdown stops the node the polite way: a leader with other voters
+// hands leadership over first, so writes resume without waiting for an
+// election timeout; then it closes like Close.
+func (n *Node) Shutdown() error {
+	if n.store != nil && n.store.IsLeader() {
+		if servers, err := n.store.Servers(); err == nil && countVoters(servers) > 1 {
+			if err := n.store.LeadershipTransfer(); err != nil {
+				n.log.Warn("hand leadership over before shutdown", "err", err)
+			}
+		}
+	}
+	return n.Close()
+}
+
+func countVoters(servers []raft.Server) int {
+	v := 0
+	for _, s := range servers {
+		if s.Voter {
+			v++
+		}
+	}
+	return v
+}
+
+func (n *Node) close() {
+	n.cancel()
+	var errs []error
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if n.api != nil {
+		errs = append(errs, n.api.Shutdown(ctx))
+	}
+	if n.http != nil {
+		errs = append(errs, n.http.ShutdownWithContext(ctx))
+	}
+	n.wg.Wait()
+	if n.store != nil {
+		errs = append(errs, n.store.Close())
+	}
+	n.closeErr = errors.Join(errs...)
+	n.log.Info("node stopped", "id", n.cfg.ID)
 }

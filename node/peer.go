@@ -144,6 +144,7 @@ type peerStats struct {
 	RaftState    string        `json:"raft_state"`
 	LastContact  string        `json:"last_contact,omitempty"`
 	AppliedIndex uint64        `json:"applied_index"`
+	CommitIndex  uint64        `json:"commit_index"`
 	Blobs        int64         `json:"blobs"`
 	Bytes        int64         `json:"bytes"`
 	DrainLeft    int           `json:"drain_left"`       // referenced blobs not yet confirmed on their owners
@@ -156,6 +157,7 @@ func (n *Node) localStats() peerStats {
 		ID:           n.cfg.ID,
 		RaftState:    n.store.State(),
 		AppliedIndex: n.store.AppliedIndex(),
+		CommitIndex:  n.store.CommitIndex(),
 		Blobs:        int64(blobs),
 		Bytes:        bytes,
 		DrainLeft:    int(n.drainLeft.Load()),

@@ -48,6 +48,10 @@ func TestMain(m *testing.M) {
 // server is one running `atoll server` process.
 type server struct {
 	t                           *testing.T
+	id                          string   // --id, default n1
+	flags                       []string // more server flags, e.g. --join
+	adminToken                  string   // --admin-token; "" lets bootstrap generate one
+	bootstrap                   bool     // pass --bootstrap (default true)
 	data                        string
 	raftAddr, apiAddr, httpAddr string
 	cmd                         *exec.Cmd
@@ -68,19 +72,32 @@ func freeAddr(t *testing.T) string {
 func newServer(t *testing.T) *server {
 	t.Helper()
 	return &server{
-		t: t, data: filepath.Join(t.TempDir(), "data"),
+		t: t, id: "n1", bootstrap: true, data: filepath.Join(t.TempDir(), "data"),
 		raftAddr: freeAddr(t), apiAddr: freeAddr(t), httpAddr: freeAddr(t),
 	}
 }
 
-// start runs the server with --bootstrap (a no-op once the data dir holds a
-// cluster) and waits until it answers /readyz.
+// start runs the server (with --bootstrap, a no-op once the data dir holds
+// a cluster) and waits until it answers /readyz.
 func (s *server) start() {
+	s.t.Helper()
+	s.launch("/readyz")
+}
+
+// launch starts the process and waits until path answers 200.
+func (s *server) launch(path string) {
 	t := s.t
 	t.Helper()
 	s.out = &bytes.Buffer{}
-	s.cmd = exec.Command(atollBin, "server", "--bootstrap", "--id", "n1", "--data", s.data,
-		"--raft-addr", s.raftAddr, "--api-addr", s.apiAddr, "--http-addr", s.httpAddr)
+	args := []string{"server", "--id", s.id, "--data", s.data,
+		"--raft-addr", s.raftAddr, "--api-addr", s.apiAddr, "--http-addr", s.httpAddr}
+	if s.bootstrap {
+		args = append(args, "--bootstrap")
+	}
+	if s.adminToken != "" {
+		args = append(args, "--admin-token", s.adminToken)
+	}
+	s.cmd = exec.Command(atollBin, append(args, s.flags...)...)
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -88,9 +105,16 @@ func (s *server) start() {
 	s.done = make(chan struct{})
 	go func() { s.cmd.Wait(); close(s.done) }()
 	t.Cleanup(func() { s.kill(syscall.SIGKILL) })
+	s.waitFor(path)
+}
+
+// waitFor waits until path on the API answers 200.
+func (s *server) waitFor(path string) {
+	t := s.t
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get("http://" + s.apiAddr + "/readyz")
+		resp, err := http.Get("http://" + s.apiAddr + path)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -124,6 +148,9 @@ func (s *server) kill(sig syscall.Signal) {
 
 func (s *server) token() string {
 	s.t.Helper()
+	if s.adminToken != "" {
+		return s.adminToken
+	}
 	b, err := os.ReadFile(filepath.Join(s.data, "token"))
 	if err != nil {
 		s.t.Fatalf("read token: %v", err)

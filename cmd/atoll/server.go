@@ -69,7 +69,7 @@ func runServer(ctx context.Context, env *cliEnv, args []string) error {
 	fmt.Fprintf(env.stdout, "atoll %s: node %s serving\n  api:  %s\n  edge: %s\n",
 		version, n.ID(), n.APIURL(), n.EdgeURL())
 	<-ctx.Done()
-	return n.Close()
+	return n.Shutdown()
 }
 
 // parseBytes reads a size such as 1048576, 512MiB, 10GiB or 2GB.

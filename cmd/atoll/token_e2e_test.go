@@ -5,10 +5,35 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
+
+// waitAdmin waits until the admin token works: /readyz may answer before a
+// bootstrapping node has written its token file and recorded its hash.
+func (s *server) waitAdmin() {
+	s.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if b, err := os.ReadFile(filepath.Join(s.data, "token")); err == nil {
+			req, _ := http.NewRequest("GET", "http://"+s.apiAddr+"/v1/status", nil)
+			req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(b)))
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("the admin token does not work 15s after start:\n%s", s.out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
 
 // cliAs runs an atoll client command against s with token as ATOLL_TOKEN,
 // the way a CI job holding a deploy token would.
@@ -58,6 +83,7 @@ func (s *server) failAs(token, want string, args ...string) {
 func TestEndToEndDeployToken(t *testing.T) {
 	s := newServer(t)
 	s.start()
+	s.waitAdmin()
 	s.mustCLI("site", "create", "blog")
 	s.mustCLI("site", "create", "shop")
 	dir := t.TempDir()
