@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,17 +12,25 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/atoll-hosting/atoll/builder"
 	"github.com/atoll-hosting/atoll/raft"
 )
 
-// Client calls one node's admin API. Its fields may be changed before the
-// first call; it is safe for concurrent use afterwards.
+// Client calls a cluster's API through one of its nodes. Its fields may be
+// changed before the first call; it is safe for concurrent use afterwards.
+//
+// When a node cannot be reached (the connection is refused or times out),
+// a call is tried on the next of Endpoints, and the client sticks to the
+// first one that answers. Only calls whose body can be sent again (JSON,
+// bytes) move on; a streamed upload fails and its caller retries it.
 type Client struct {
-	// BaseURL is the node's API address, e.g. "http://127.0.0.1:9090".
+	// BaseURL is the first node's API address, e.g. "http://127.0.0.1:9090".
 	BaseURL string
+	// Endpoints are the API addresses of the nodes to try, BaseURL first.
+	Endpoints []string
 	// Token is sent as "Authorization: Bearer <Token>".
 	Token string
 	// HTTP makes the requests. New sets one without an overall timeout
@@ -30,11 +39,75 @@ type Client struct {
 	HTTP *http.Client
 	// UserAgent is sent with every request.
 	UserAgent string
+
+	current atomic.Int64 // index in Endpoints of the node that answered last
 }
 
-// New returns a Client for the API at baseURL (a trailing slash is ignored)
-// using token.
+func (c *Client) endpoints() []string {
+	if len(c.Endpoints) == 0 {
+		return []string{c.BaseURL}
+	}
+	return c.Endpoints
+}
+
+func (c *Client) endpoint(i int) string {
+	eps := c.endpoints()
+	return eps[i%len(eps)]
+}
+
+// send sends req to the current node, moving on to the next endpoints
+// while nodes cannot be reached.
+func (c *Client) send(req *http.Request) (*http.Response, error) {
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	eps := c.endpoints()
+	start := int(c.current.Load())
+	res, err := hc.Do(req)
+	for i := 1; err != nil && unreachable(err) && i < len(eps); i++ {
+		if req.Body != nil && req.GetBody == nil {
+			break // a stream cannot be sent twice
+		}
+		next := (start + i) % len(eps)
+		u, perr := url.Parse(eps[next])
+		if perr != nil {
+			return nil, fmt.Errorf("endpoint %q: %w", eps[next], perr)
+		}
+		r := req.Clone(req.Context())
+		r.URL.Scheme, r.URL.Host, r.Host = u.Scheme, u.Host, ""
+		if req.GetBody != nil {
+			if r.Body, perr = req.GetBody(); perr != nil {
+				return nil, perr
+			}
+		}
+		if res, err = hc.Do(r); err == nil {
+			c.current.Store(int64(next))
+		}
+	}
+	return res, err
+}
+
+// unreachable reports whether err means the node could not be reached at
+// all (nothing was sent), as opposed to a failure mid-request.
+func unreachable(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// New returns a Client using token for the API at baseURL, which may list
+// several nodes separated by commas ("http://a:9090,http://b:9090"); a
+// trailing slash is ignored.
 func New(baseURL, token string) *Client {
+	var endpoints []string
+	for _, u := range strings.Split(baseURL, ",") {
+		if u = strings.TrimRight(strings.TrimSpace(u), "/"); u != "" {
+			endpoints = append(endpoints, u)
+		}
+	}
+	if len(endpoints) == 0 {
+		endpoints = []string{""}
+	}
 	tr := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -46,7 +119,8 @@ func New(baseURL, token string) *Client {
 		ForceAttemptHTTP2:     true,
 	}
 	return &Client{
-		BaseURL:   strings.TrimRight(baseURL, "/"),
+		BaseURL:   endpoints[0],
+		Endpoints: endpoints,
 		Token:     token,
 		HTTP:      &http.Client{Transport: tr},
 		UserAgent: "atoll-client",
@@ -223,7 +297,7 @@ func (c *Client) doJSON(ctx context.Context, method, path string, in, out any) e
 }
 
 func (c *Client) newRequest(ctx context.Context, method, path string, body io.Reader) (*http.Request, error) {
-	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, body)
+	req, err := http.NewRequestWithContext(ctx, method, c.endpoint(int(c.current.Load()))+path, body)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
@@ -241,11 +315,7 @@ func (c *Client) newRequest(ctx context.Context, method, path string, body io.Re
 const maxErrorBody = 1 << 20
 
 func (c *Client) do(req *http.Request, out any) error {
-	hc := c.HTTP
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	res, err := hc.Do(req)
+	res, err := c.send(req)
 	if err != nil {
 		// *url.Error already reads "Method "URL": cause".
 		return err

@@ -102,7 +102,8 @@ func TestEndToEndCluster(t *testing.T) {
 	writeTree(t, dir, files)
 	var out string
 	for {
-		o, _, code := alive.cli("deploy", dir, "--site", "shop")
+		// The dead leader comes first in --api: the client moves on.
+		o, _, code := alive.cli("deploy", dir, "--site", "shop", "--api", leader.apiAddr+","+alive.apiAddr)
 		if code == 0 {
 			out = o
 			break

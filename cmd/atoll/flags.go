@@ -85,7 +85,7 @@ type clientFlags struct {
 }
 
 func (c *clientFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.api, "api", envOr("api", "http://127.0.0.1:9090"), "API URL of any node (env ATOLL_API)")
+	fs.StringVar(&c.api, "api", envOr("api", "http://127.0.0.1:9090"), "API URL of any node, or a comma-separated list tried in turn (env ATOLL_API)")
 	fs.StringVar(&c.token, "token", envOr("token", ""), "API token (env ATOLL_TOKEN; default: the token file in $ATOLL_DATA or ./atoll-data)")
 }
 
@@ -122,11 +122,19 @@ func (c *clientFlags) client() (*client.Client, error) {
 	return client.New(normalizeAPI(c.api), token), nil
 }
 
-// normalizeAPI accepts "host:port" as well as a URL.
+// normalizeAPI accepts "host:port" as well as a URL, and a comma-separated
+// list of either (the client tries them in turn).
 func normalizeAPI(api string) string {
-	api = strings.TrimRight(api, "/")
-	if !strings.HasPrefix(api, "http://") && !strings.HasPrefix(api, "https://") {
-		api = "http://" + api
+	var out []string
+	for _, a := range strings.Split(api, ",") {
+		a = strings.TrimRight(strings.TrimSpace(a), "/")
+		if a == "" {
+			continue
+		}
+		if !strings.HasPrefix(a, "http://") && !strings.HasPrefix(a, "https://") {
+			a = "http://" + a
+		}
+		out = append(out, a)
 	}
-	return api
+	return strings.Join(out, ",")
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -47,7 +48,7 @@ func runStatus(ctx context.Context, env *cliEnv, args []string) error {
 func waitReady(ctx context.Context, api string, d time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	url := normalizeAPI(api) + "/readyz"
+	url := strings.Split(normalizeAPI(api), ",")[0] + "/readyz"
 	last := errors.New("no answer")
 	for {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
