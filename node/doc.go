@@ -1,6 +1,7 @@
 // Package node runs one Atoll node: it owns the node's configuration, the
 // start and stop order of its parts (blob store, Raft store, builder API,
-// edge), the admin HTTP handlers (status, health, metrics) and the glue that
+// edge), membership (join, drain, remove), placement, the repair, eviction
+// and prefetch loops, the admin and peer HTTP handlers, and the glue that
 // implements the small interfaces builder and serve declare.
 //
 // Data directory layout (Config.DataDir):
@@ -11,10 +12,43 @@
 //	blobs/       the content-addressed blob store
 //	tmp/         spool space for tar uploads
 //
-// A single node is the cluster of one: it bootstraps Raft with itself as the
-// only voter, owns every blob, and serves every site from its own disk.
+// # Cluster
 //
-// Node must never serve a visitor from anything but local state: the edge
-// reads the replicated metadata and local blobs only, so it keeps serving
-// when the Raft leader is gone.
+// Core nodes are Raft voters and own blobs; edge nodes are non-voters that
+// hold copies of what they serve. Placement (placement.go): the owners of a
+// blob are the top R active core nodes by rendezvous hashing, computed from
+// the replicated node table, so no location is stored per blob.
+//
+// Writes (cluster.go) go through the leader: a follower forwards the
+// encoded command to the leader's peer endpoint and then waits until it has
+// applied the result itself, so a client reads its own writes from any node.
+// Rejections keep their meaning across the hop (not found, conflict, ...).
+//
+// Blobs (blobs.go): an upload is stored locally, then pushed to the other
+// owners; it is acknowledged once a majority of the owners hold it fsynced.
+// The builder's "is it stored" check uses the same majority rule. Reads are
+// local; a missing blob is fetched from its owners in placement order, then
+// from any other node, each attempt bounded by FetchTimeout, the bytes
+// verified against the hash, one transfer for concurrent misses. Copies a
+// node keeps without owning them form its cache (cache.go), evicted least
+// recently served first once over CacheSize, and only after the owners were
+// seen to hold them.
+//
+// Repair (repair.go) runs on every membership change and every
+// RepairInterval: each node hands its non-owned blobs to owners that lack
+// them; the leader takes a census of what the owners really hold and has
+// each owner pull what it lacks. Unreferenced blobs are deleted after
+// GCGrace. Drain marks a node draining (no longer an owner) and waits for
+// the census and its own hand-over to move its blobs; remove is refused
+// while a referenced blob has no copy on another core node.
+//
+// Peer traffic (peer.go: blob push/fetch, has, apply, fetch, stats) needs
+// the cluster key; a builder token never opens it.
+//
+// A single node is the cluster of one: it bootstraps Raft with itself as
+// the only voter, owns every blob, and serves every site from its own disk.
+//
+// Node must never serve a visitor from anything but local state plus blobs
+// fetched from peers: the edge reads the replicated metadata locally, so it
+// keeps serving when the Raft leader is gone.
 package node
