@@ -15,7 +15,18 @@
 //     in-memory cache), Has, and Open of the identity bytes or of a variant;
 //   - Delete, Walk over every complete blob, and Verify (re-hash the identity
 //     bytes and every variant's decompressed bytes), the building blocks of
-//     garbage collection, repair and scrubbing.
+//     garbage collection, repair and scrubbing;
+//   - moving a blob between nodes with the variants its sender made: Export
+//     streams identity and variants with a header describing them (the
+//     transfer format, see BlobHeader); Import stores such a stream with
+//     Put's guarantees, verifying the identity bytes against the name and
+//     each variant against the identity as they arrive, and never
+//     compresses anything;
+//   - the peer transfer client, Peer (Push, Fetch, Has), with the wire
+//     constants and types of the peer endpoints that package node serves;
+//   - cache accounting: the bytes every blob takes and when it was last
+//     opened, kept in memory, so that Usage is cheap and EvictLRU can delete
+//     the least recently used copies a node does not need to keep.
 //
 // On disk, under Config.Dir:
 //
@@ -28,11 +39,14 @@
 // where ab is the first two hex digits of the hash. A shard folder is created
 // (and made durable) by the first Put that needs it.
 //
-// What the package must never do: know about HTTP (no handlers, no status
-// codes, no header parsing), about raft or the metadata it replicates, or
-// about placement, owners, peers and replication. Deciding which blobs a node
-// should hold, fetching missing ones and replacing corrupt ones belong to
-// package node; blobstore only reports what it holds and whether it is intact.
+// What the package must never do: serve HTTP (no handlers: the peer
+// endpoints are node's; blobstore only defines their paths, headers and
+// bodies and is their client), know about raft or the metadata it
+// replicates, or about placement, owners and replication policy. Deciding
+// which blobs a node should hold, which peer to push to or fetch from, which
+// copies are evictable, and replacing corrupt ones belong to package node;
+// blobstore reports what it holds and whether it is intact, and moves one
+// blob between two nodes when told to.
 //
 // A Store is safe for concurrent use by multiple goroutines, and by one
 // process per directory: two processes sharing a directory are not supported

@@ -3,6 +3,7 @@ package blobstore
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -288,5 +289,20 @@ func TestAccountingUnderConcurrency(t *testing.T) {
 	s.Walk(t.Context(), func(string) error { onDisk++; return nil })
 	if blobs != onDisk || size != bytesUnder(t, dir) {
 		t.Errorf("Usage = %d blobs, %d bytes; on disk: %d blobs, %d bytes", blobs, size, onDisk, bytesUnder(t, dir))
+	}
+}
+
+func TestAccKey(t *testing.T) {
+	// Not parallel: AllocsPerRun.
+	for _, b := range [][]byte{nil, []byte("x"), randomBlob(100, 1)} {
+		h := hashOf(b)
+		k := accKey(h)
+		if got := hex.EncodeToString(k[:]); got != h {
+			t.Errorf("accKey(%s) = %s", h, got)
+		}
+	}
+	h := hashOf(nil)
+	if n := testing.AllocsPerRun(100, func() { accKey(h) }); n != 0 {
+		t.Errorf("accKey allocates %v times", n)
 	}
 }

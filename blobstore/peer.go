@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -116,15 +117,16 @@ type PushResponse struct {
 
 // maxHasRequestBytes bounds the body of a HasRequest of max hashes: each
 // hash takes 64 bytes, its quotes and a comma, plus room for white space.
-func maxHasRequestBytes(max int) int64 { return int64(max)*80 + 1024 }
+func maxHasRequestBytes(maxHashes int) int64 { return int64(maxHashes)*80 + 1024 }
 
 // ParseHasRequest reads a HasRequest from r and returns its hashes, in the
 // order sent. It fails with an error wrapping ErrMalformed when the body is
 // not exactly one HasRequest JSON object (unknown fields included), is
-// bigger than max hashes can take, or lists more than max hashes; and with
-// ErrInvalidHash when a hash is not a valid name.
-func ParseHasRequest(r io.Reader, max int) ([]string, error) {
-	limit := maxHasRequestBytes(max)
+// bigger than maxHashes hashes can take, or lists more than maxHashes; and
+// with ErrInvalidHash when a hash is not a valid name. It reads at most
+// about 80 bytes per allowed hash from r.
+func ParseHasRequest(r io.Reader, maxHashes int) ([]string, error) {
+	limit := maxHasRequestBytes(maxHashes)
 	lr := &io.LimitedReader{R: r, N: limit + 1}
 	dec := json.NewDecoder(lr)
 	dec.DisallowUnknownFields()
@@ -139,8 +141,8 @@ func ParseHasRequest(r io.Reader, max int) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("has request: %v: %w", err, ErrMalformed)
 	}
-	if len(req.Hashes) > max {
-		return nil, fmt.Errorf("has request: %d hashes, at most %d allowed: %w", len(req.Hashes), max, ErrMalformed)
+	if len(req.Hashes) > maxHashes {
+		return nil, fmt.Errorf("has request: %d hashes, at most %d allowed: %w", len(req.Hashes), maxHashes, ErrMalformed)
 	}
 	for _, h := range req.Hashes {
 		if !validHash(h) {
@@ -174,8 +176,8 @@ func (e *StatusError) Error() string {
 	return fmt.Sprintf("%s %s: %d %s: %s", e.Method, e.URL, e.StatusCode, http.StatusText(e.StatusCode), e.Message)
 }
 
-// Peer is the client of the peer protocol. Its zero value is not usable:
-// HTTP must be set (NewPeer sets it). A Peer is safe for concurrent use.
+// Peer is the client of the peer protocol. A nil HTTP uses a client shared
+// by the process with NewPeer's settings. A Peer is safe for concurrent use.
 //
 // Every call sends Key as HeaderClusterKey. Transfers are bounded by the
 // ctx of each call; the client's own timeouts bound only connecting and the
@@ -213,6 +215,9 @@ func NewPeer(key string) *Peer {
 	return &Peer{HTTP: &http.Client{Transport: tr}, Key: key}
 }
 
+// defaultPeerClient serves Peers whose HTTP is nil.
+var defaultPeerClient = sync.OnceValue(func() *http.Client { return NewPeer("").HTTP })
+
 // blobURL returns the URL of a (valid) blob on the peer at baseURL.
 func blobURL(baseURL, hash string) string {
 	return strings.TrimSuffix(baseURL, "/") + strings.Replace(PeerBlobPath, "{hash}", hash, 1)
@@ -222,7 +227,11 @@ func blobURL(baseURL, hash string) string {
 // else a *StatusError (the body is read and closed).
 func (p *Peer) do(req *http.Request) (*http.Response, error) {
 	req.Header.Set(HeaderClusterKey, p.Key)
-	resp, err := p.HTTP.Do(req)
+	client := p.HTTP
+	if client == nil {
+		client = defaultPeerClient()
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -382,7 +391,7 @@ func (p *Peer) has(ctx context.Context, url string, hashes []string) (map[string
 	}
 	defer drainClose(resp.Body)
 	// An answer lists at most the hashes asked, each with a size.
-	limit := int64(len(hashes))*100 + 1024
+	limit := int64(len(hashes))*128 + 1024
 	var out HasResponse
 	if err := json.NewDecoder(io.LimitReader(resp.Body, limit)).Decode(&out); err != nil {
 		return nil, fmt.Errorf("read answer: %w", err)

@@ -28,7 +28,7 @@ var (
 	// ErrMalformed: a blob transfer (its header, or a body whose length is
 	// not the one the header gives) or a peer request is not well formed.
 	// Nothing of it is kept.
-	ErrMalformed = errors.New("malformed blob transfer")
+	ErrMalformed = errors.New("malformed transfer or peer request")
 )
 
 // Encodings of the compressed variants, as named in HTTP Content-Encoding.
@@ -402,11 +402,15 @@ func (s *Store) Delete(hash string) error {
 	}
 	unlock := s.locks.lock(hash)
 	defer unlock()
-	return s.deleteLocked(hash)
+	return s.deleteLocked(hash, true)
 }
 
 // deleteLocked is Delete for a valid hash whose write lock the caller holds.
-func (s *Store) deleteLocked(hash string) error {
+// Unless durable, it skips the folder fsync: after a crash the blob may be
+// back, whole or in part (fewer variants, or orphan variants New removes),
+// all valid states (EvictLRU uses that: a cached copy that comes back is
+// harmless, and a fsync per blob would make evicting thousands slow).
+func (s *Store) deleteLocked(hash string, durable bool) error {
 	base := s.path(hash)
 	removed := false
 	err := os.Remove(base)
@@ -431,7 +435,7 @@ func (s *Store) deleteLocked(hash string) error {
 			return fmt.Errorf("delete blob %s variant %s: %w", hash, e.name, err)
 		}
 	}
-	if removed {
+	if removed && durable {
 		if err := syncDir(filepath.Dir(base)); err != nil {
 			return fmt.Errorf("delete blob %s: %w", hash, err)
 		}

@@ -18,7 +18,8 @@ import (
 
 // The transfer format moves one blob between nodes together with the
 // compressed variants its sender already made, so that the receiver never
-// compresses anything (Put's brotli pass costs seconds of CPU per MiB).
+// compresses anything: the CPU of Put's three compression passes is spent
+// once per blob in the cluster, not once per copy.
 //
 // A transfer is a header, which describes the parts, and a body, which is the
 // parts one after the other with nothing in between:
@@ -414,8 +415,10 @@ const maxImportZstdWindow = 8 << 20
 
 // checkVariant reads the variant file f (n bytes) and returns nil if it
 // decompresses to exactly size bytes hashing to hash, an error wrapping
-// ErrHashMismatch if it does not, and other errors for read failures. At most size+1 bytes are
-// decompressed, so a decompression bomb costs no more than a valid variant.
+// ErrHashMismatch if it does not (including a zstd frame that needs a
+// window above maxImportZstdWindow), and other errors for read failures. At
+// most size+1 bytes are decompressed, so a decompression bomb costs no more
+// than a valid variant.
 func checkVariant(ctx context.Context, f *os.File, encoding string, n int64, hash string, size int64) error {
 	src := &errTracker{r: ctxReader{ctx, io.NewSectionReader(f, 0, n)}}
 	var d io.Reader

@@ -334,13 +334,7 @@ func (n *Node) holders(ctx context.Context, nodes []raft.Node, hashes []string) 
 // has asks one node (possibly this one) which of hashes it holds.
 func (n *Node) has(ctx context.Context, nd raft.Node, hashes []string) (map[string]int64, error) {
 	if nd.ID == n.cfg.ID {
-		out := make(map[string]int64)
-		for _, h := range hashes {
-			if info, err := n.blobs.Stat(h); err == nil {
-				out[h] = info.Size
-			}
-		}
-		return out, nil
+		return n.blobs.Present(hashes), nil
 	}
 	return n.peer.Has(ctx, "http://"+nd.APIAddr, hashes)
 }

@@ -18,16 +18,16 @@ import (
 // Peer endpoints: node-to-node traffic on the API listener, gated by the
 // cluster key (never by a builder token).
 func (n *Node) registerPeer(mux *http.ServeMux) {
-	mux.Handle("PUT /v1/peer/blobs/{hash}", n.requirePeer(n.handlePeerPutBlob))
-	mux.Handle("GET /v1/peer/blobs/{hash}", n.requirePeer(n.handlePeerGetBlob))
-	mux.Handle("POST /v1/peer/has", n.requirePeer(n.handlePeerHas))
+	mux.Handle("PUT "+blobstore.PeerBlobPath, n.requirePeer(n.handlePeerPutBlob))
+	mux.Handle("GET "+blobstore.PeerBlobPath, n.requirePeer(n.handlePeerGetBlob))
+	mux.Handle("POST "+blobstore.PeerHasPath, n.requirePeer(n.handlePeerHas))
 	mux.Handle("POST /v1/peer/apply", n.requirePeer(n.handlePeerApply))
 	mux.Handle("POST /v1/peer/fetch", n.requirePeer(n.handlePeerFetch))
 	mux.Handle("GET /v1/peer/stats", n.requirePeer(n.handlePeerStats))
 }
 
 // maxHasHashes bounds one has or fetch request.
-const maxHasHashes = 10000
+const maxHasHashes = blobstore.MaxHasHashes
 
 // handlePeerPutBlob stores a blob pushed by a peer (identity and variants,
 // verified) and answers after fsync.
@@ -36,7 +36,7 @@ func (n *Node) handlePeerPutBlob(w http.ResponseWriter, r *http.Request) {
 	info, err := n.blobs.Import(r.Context(), hash, r.Header.Get(blobstore.HeaderBlob), r.Body)
 	if err != nil {
 		status := http.StatusInternalServerError
-		if errors.Is(err, blobstore.ErrHashMismatch) || errors.Is(err, blobstore.ErrInvalidHash) {
+		if errors.Is(err, blobstore.ErrHashMismatch) || errors.Is(err, blobstore.ErrInvalidHash) || errors.Is(err, blobstore.ErrMalformed) {
 			status = http.StatusBadRequest
 		}
 		builder.WriteError(w, status, err.Error())
@@ -75,13 +75,7 @@ func (n *Node) handlePeerHas(w http.ResponseWriter, r *http.Request) {
 		builder.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	present := make(map[string]int64)
-	for _, h := range hashes {
-		if info, err := n.blobs.Stat(h); err == nil {
-			present[h] = info.Size
-		}
-	}
-	builder.WriteJSON(w, http.StatusOK, blobstore.HasResponse{Present: present})
+	builder.WriteJSON(w, http.StatusOK, blobstore.HasResponse{Present: n.blobs.Present(hashes)})
 }
 
 // fetchRequest asks a node to pull blobs it should hold (repair).
