@@ -386,3 +386,73 @@ func TestJoinNeedsTheClusterKey(t *testing.T) {
 		t.Errorf("join error %q, want the cluster's 401", err)
 	}
 }
+
+// Every acknowledged deploy survives the loss of any one core node at any
+// moment: each round deploys new content through a random node and kills
+// a random core node right after the acknowledgement; in the end, with one
+// core node down, every acknowledged deploy is served intact by every
+// running node.
+func TestAcknowledgedDeploysSurviveANodeLoss(t *testing.T) {
+	c := nodetest.New(t, 3, 1)
+	ctx := context.Background()
+	if _, err := c.Client(c.Leader()).CreateSite(ctx, "s", nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	type acked struct {
+		id    string
+		files map[string]string
+	}
+	var deploys []acked
+	var down *nodetest.Member
+	for round := range 6 {
+		running := c.Running()
+		via := running[round%len(running)]
+		dir := t.TempDir()
+		files := map[string]string{}
+		for i := range 5 {
+			name := fmt.Sprintf("r%d-%d.txt", round, i)
+			files[name] = fmt.Sprintf("round %d file %d %s", round, i, strings.Repeat("x", round*100+i))
+			os.WriteFile(filepath.Join(dir, name), []byte(files[name]), 0o644)
+		}
+		var id string
+		c.Eventually(30*time.Second, "an acknowledged deploy", func() bool {
+			d, err := c.Client(via).DeployDir(ctx, dir, "s", client.DeployOptions{Publish: true})
+			if err != nil {
+				t.Logf("round %d: deploy through %s: %v (retrying)", round, via.Cfg.ID, err)
+				return false
+			}
+			id = d.ID
+			return true
+		})
+		deploys = append(deploys, acked{id, files})
+		// Bring the previous victim back, then kill another core node.
+		if down != nil {
+			c.Restart(down)
+		}
+		cores := []*nodetest.Member{}
+		for _, m := range c.Running() {
+			if m.Cfg.Role == "core" {
+				cores = append(cores, m)
+			}
+		}
+		down = cores[(round*7+1)%len(cores)]
+		c.Kill(down)
+	}
+	for _, m := range c.Running() {
+		for _, d := range deploys {
+			for name, body := range d.files {
+				req, _ := http.NewRequest("GET", m.Node.EdgeURL()+"/"+name, nil)
+				req.Host = d.id + "--s.localhost"
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatalf("%s: %v", m.Cfg.ID, err)
+				}
+				got, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || string(got) != body {
+					t.Errorf("%s serves deploy %s /%s: %d %q, want the acknowledged bytes", m.Cfg.ID, d.id, name, resp.StatusCode, got)
+				}
+			}
+		}
+	}
+}
