@@ -4,7 +4,7 @@ BIN     := bin/atoll
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build run test lint bench fuzz clean
+.PHONY: build run test lint bench bench-quick bench-go fuzz clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/atoll
@@ -20,13 +20,28 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-bench:
+# Whole-system benchmarks against nginx (bench/README.md); they install
+# nginx and wrk with apt-get if missing. BENCHFLAGS passes more flags, e.g.
+# BENCHFLAGS='-only serve'.
+bench: build
+	$(GO) run ./bench/cmd/atoll-bench $(BENCHFLAGS)
+
+bench-quick: build
+	$(GO) run ./bench/cmd/atoll-bench -quick $(BENCHFLAGS)
+
+# Go micro-benchmarks (handler allocations, blob store, FSM).
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./serve/ ./blobstore/ ./raft/
 
+# Each native fuzz target of each package runs for FUZZTIME (go test takes one
+# -fuzz target per run); `make test` already runs their seed corpora.
+FUZZTIME ?= 20s
 fuzz:
-	@for t in $$(grep -rhoE '^func Fuzz[A-Za-z0-9_]+' --include='*_test.go' . | sed 's/func //' | sort -u); do \
-		pkg=$$(grep -rlE "^func $$t\(" --include='*_test.go' . | head -1 | xargs dirname); \
-		echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime 20s $$pkg || exit 1; \
+	@set -e; for file in $$(grep -rlE '^func Fuzz[A-Za-z0-9_]+\(' --include='*_test.go' . | sort); do \
+		pkg=$$(dirname $$file); \
+		for t in $$(grep -oE '^func Fuzz[A-Za-z0-9_]+' $$file | sed 's/^func //'); do \
+			echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
 	done
 
 clean:

@@ -20,7 +20,30 @@ import (
 )
 
 // Compression policy. Variants are computed once, at ingest, and served many
-// times, so Put spends CPU for the best ratios, within bounds:
+// times, but ingest must keep up with the disk (issue 4: a deploy at >= 50% of
+// R x bytes / disk bandwidth), so the levels are the best ones that cost at
+// most ~0.05 CPU-second per MB of text for all three variants together.
+//
+// Measured on the bench machine (AMD EPYC, one core, CPU time, HTML-like
+// text; ratio = compressed/identity), 16 KiB / 128 KiB / 1 MiB:
+//
+//	brotli q11      0.3 MB/s  ratio 0.254 / 0.216 / -      (a 1 MiB blob: ~4 s)
+//	brotli q9       0.6 / 8.8 MB/s          0.274 / 0.231
+//	brotli q6       24 / 17 / 23 MB/s       0.276 / 0.254 / 0.242
+//	brotli q5       33 / 24 / 33 MB/s       0.279 / 0.262 / 0.250
+//	brotli q4       38 / 47 / 46 MB/s       0.300 / 0.281 / 0.252
+//	zstd best       27 / 31 / 33 MB/s       0.279 / 0.242 / 0.221
+//	zstd better     170 / 93 / 157 MB/s     0.289 / 0.254 / 0.237
+//	gzip 9          28 / 14 / 13 MB/s       0.278 / 0.242 / 0.234
+//	gzip 6          93 / 153 / 164 MB/s     0.287 / 0.259 / 0.253
+//
+// So: brotli quality 5 up to brotliBestMaxSize and 4 above (q4 matches q5's
+// ratio on big blobs, 40% faster); zstd "better"; gzip level 6. That is
+// ~0.045 CPU-s/MB (about 22 MB/s of text per core for the three variants),
+// against ~3.5 CPU-s/MB with brotli 11 + zstd best + gzip 9. The price is
+// 2-10% bigger variants than the best levels. Quality 11 for brotli would
+// pay off for hot files: re-compressing them in the background after
+// ingest, and swapping the variant in atomically, is the way to get both.
 const (
 	// minCompressSize: below this, a variant saves less than a TCP
 	// segment and costs an extra file; not worth it.
@@ -28,15 +51,16 @@ const (
 	// minSavingsDivisor: a variant is kept only when it is at least
 	// size/minSavingsDivisor (5%) smaller than the identity bytes.
 	minSavingsDivisor = 20
-	// brotliBestMaxSize: brotli quality 11 is slow (about 250 KB/s on
-	// one core with andybalholm/brotli: a 1 MiB blob costs ~4 s of CPU,
-	// once), so it is used up to 1 MiB; bigger blobs get
-	// brotliBigQuality, tens of times faster and still ahead of gzip.
+	// brotliBestMaxSize: blobs up to this size get brotliBestQuality,
+	// bigger ones brotliBigQuality.
 	brotliBestMaxSize = 1 << 20
-	brotliBestQuality = 11
-	brotliBigQuality  = 6
+	brotliBestQuality = 5
+	brotliBigQuality  = 4
 	brotliMinLGWin    = 10
 	brotliMaxLGWin    = 22 // the library's default, a 4 MiB window
+	// zstdLevel and gzipLevel: see the table above.
+	zstdLevel = zstd.SpeedBetterCompression
+	gzipLevel = 6
 	// probeMinSize: blobs this big or bigger are first sampled (see
 	// worthCompressing) with fast zstd; when the sample saves under
 	// 1/probeSavingsDivisor (~3%), the blob is taken as incompressible
@@ -133,12 +157,22 @@ func (s *Store) compress(ctx context.Context, src *os.File, size int64) ([]varia
 // writeVariant compresses src into a fsynced temp file. kept is false, and
 // no file is left, when the result would not be small enough to keep.
 func (s *Store) writeVariant(ctx context.Context, src io.ReaderAt, size int64, encoding string) (v variantFile, kept bool, err error) {
+	// The slot bounds CPU, so it is held while compressing only, not
+	// during the fsync: holding it there left the cores idle while every
+	// slot waited on the disk (ingest ran at 4 MB/s on the bench machine).
 	select {
 	case compressSlots <- struct{}{}:
-		defer func() { <-compressSlots }()
 	case <-ctx.Done():
 		return variantFile{}, false, ctx.Err()
 	}
+	slot := true
+	release := func() {
+		if slot {
+			slot = false
+			<-compressSlots
+		}
+	}
+	defer release()
 
 	f, err := os.CreateTemp(s.tmp, "variant-*")
 	if err != nil {
@@ -165,6 +199,7 @@ func (s *Store) writeVariant(ctx context.Context, src io.ReaderAt, size int64, e
 	if err == nil {
 		err = bw.Flush()
 	}
+	release()
 	if lw.exceeded {
 		// Whatever error the compressor made of errNotSmaller.
 		return variantFile{}, false, nil
@@ -212,13 +247,13 @@ func newCompressor(ctx context.Context, encoding string, w io.Writer, size int64
 	return nil, fmt.Errorf("unknown encoding %q", encoding)
 }
 
-// A best-compression zstd encoder allocates ~34 MiB of match tables, which
-// took most of the time of a small Put when made per blob and is too big for
-// a sync.Pool (emptied by every other GC). So the process keeps at most
-// zstdEncoders of them, created on first use and reused forever after:
-// ~70 MiB once the node has ingested anything. zstd at this level is some
-// thirty times faster than brotli at quality 11, so two are not a
-// bottleneck. gzip's ~1 MiB writers are pooled the ordinary way.
+// A zstd encoder allocates megabytes of match tables (~34 MiB at the best
+// level, less at zstdLevel), which took most of the time of a small Put when
+// made per blob and is too big for a sync.Pool (emptied by every other GC).
+// So the process keeps at most zstdEncoders of them, created on first use
+// and reused forever after. zstd at zstdLevel is several times faster than
+// brotli at its level, so two are not a bottleneck. gzip's ~1 MiB writers
+// are pooled the ordinary way.
 const zstdEncoders = 2
 
 // zstdSlots holds zstdEncoders entries: idle encoders, or nil for one not
@@ -232,7 +267,7 @@ var zstdSlots = func() chan *zstd.Encoder {
 }()
 
 var gzipPool = sync.Pool{New: func() any {
-	gw, err := gzip.NewWriterLevel(nil, gzip.BestCompression)
+	gw, err := gzip.NewWriterLevel(nil, gzipLevel)
 	if err != nil {
 		panic(err) // only a bad level fails, and this one is constant
 	}
@@ -247,7 +282,7 @@ func getZstd(ctx context.Context) (*zstd.Encoder, error) {
 			return enc, nil
 		}
 		enc, err := zstd.NewWriter(nil,
-			zstd.WithEncoderLevel(zstd.SpeedBestCompression),
+			zstd.WithEncoderLevel(zstdLevel),
 			zstd.WithEncoderConcurrency(1),
 			zstd.WithWindowSize(zstdMaxWindow))
 		if err != nil {

@@ -32,7 +32,8 @@ import (
 // Errors are answered as {"error": "<message>"} with a 4xx/5xx status; Peer
 // returns them as a *StatusError. An Import error wrapping ErrInvalidHash,
 // ErrMalformed or ErrHashMismatch means the sender sent a bad request (400);
-// any other is the receiver's problem (500).
+// ErrNoSpace, that the receiver's disk is full (507, which Push wraps in
+// ErrNoSpace again); any other is the receiver's problem (500).
 //
 // A node's handlers, in full (writeJSON and writeError stand for whatever
 // writes a JSON answer):
@@ -48,6 +49,9 @@ import (
 //		case errors.Is(err, blobstore.ErrInvalidHash), errors.Is(err, blobstore.ErrMalformed),
 //			errors.Is(err, blobstore.ErrHashMismatch):
 //			writeError(w, http.StatusBadRequest, err.Error())
+//			return
+//		case errors.Is(err, blobstore.ErrNoSpace):
+//			writeError(w, http.StatusInsufficientStorage, err.Error())
 //			return
 //		case err != nil:
 //			writeError(w, http.StatusInternalServerError, err.Error())
@@ -264,7 +268,8 @@ func drainClose(body io.ReadCloser) {
 // that the blob is durable there. A peer that holds the blob already
 // answers success too (after reading the body). The error wraps ErrNotFound
 // when store does not hold the blob, and is a *StatusError when the peer
-// refuses it.
+// refuses it; when the peer's disk is full (507 Insufficient Storage) it
+// wraps ErrNoSpace too.
 func (p *Peer) Push(ctx context.Context, store *Store, baseURL, hash string) error {
 	hdr, body, err := store.export(hash)
 	if err != nil {
@@ -292,6 +297,9 @@ func (p *Peer) Push(ctx context.Context, store *Store, baseURL, hash string) err
 		return b, nil
 	}
 	resp, err := p.do(req)
+	if se := (*StatusError)(nil); errors.As(err, &se) && se.StatusCode == http.StatusInsufficientStorage {
+		return fmt.Errorf("push blob %s to %s: %w: %w", hash, baseURL, ErrNoSpace, err)
+	}
 	if err != nil {
 		return fmt.Errorf("push blob %s to %s: %w", hash, baseURL, err)
 	}

@@ -67,6 +67,9 @@ func (p *testPeer) put(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, ErrInvalidHash), errors.Is(err, ErrMalformed), errors.Is(err, ErrHashMismatch):
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
+	case errors.Is(err, ErrNoSpace):
+		writeError(w, http.StatusInsufficientStorage, err.Error())
+		return
 	case err != nil:
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return

@@ -30,9 +30,19 @@ import (
 //
 // Put reads r to EOF unless ctx is done or reading fails; limiting the size
 // of r is the caller's business.
-func (s *Store) Put(ctx context.Context, want string, r io.Reader) (Info, error) {
+//
+// A full disk fails Put with an error wrapping ErrNoSpace, before r is read
+// when the free space is already below Config.MinFreeBytes (unless want is
+// stored), and nothing is kept (see space.go).
+func (s *Store) Put(ctx context.Context, want string, r io.Reader) (_ Info, err error) {
 	if want != "" && !validHash(want) {
 		return Info{}, fmt.Errorf("put blob %q: %w", want, ErrInvalidHash)
+	}
+	defer func() { err = noSpace(err) }()
+	if want == "" || !s.Has(want) {
+		if err := s.checkSpace(); err != nil {
+			return Info{}, fmt.Errorf("put blob: %w", err)
+		}
 	}
 	tmp, err := os.CreateTemp(s.tmp, "put-*")
 	if err != nil {
@@ -64,6 +74,11 @@ func (s *Store) Put(ctx context.Context, want string, r io.Reader) (Info, error)
 		s.acct.touch(got)
 		return info, nil
 	} else if !errors.Is(err, ErrNotFound) {
+		return Info{}, fmt.Errorf("put blob %s: %w", got, err)
+	}
+	// Again, now that the body takes its room: the reserve must hold
+	// after this blob too.
+	if err := s.checkSpace(); err != nil {
 		return Info{}, fmt.Errorf("put blob %s: %w", got, err)
 	}
 	if err := tmp.Sync(); err != nil {

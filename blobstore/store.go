@@ -29,6 +29,10 @@ var (
 	// not the one the header gives) or a peer request is not well formed.
 	// Nothing of it is kept.
 	ErrMalformed = errors.New("malformed transfer or peer request")
+	// ErrNoSpace: the disk is full (the file system said ENOSPC or
+	// EDQUOT), or its free space is below Config.MinFreeBytes. Nothing of
+	// the refused write is kept; the store keeps serving what it holds.
+	ErrNoSpace = errors.New("not enough disk space")
 )
 
 // Encodings of the compressed variants, as named in HTTP Content-Encoding.
@@ -71,6 +75,10 @@ type Config struct {
 	// Logger receives the store's few log lines (startup cleanup, failed
 	// best-effort removals). Nil means slog.Default().
 	Logger *slog.Logger
+	// MinFreeBytes is the free space Put and Import leave on Dir's file
+	// system: below it they fail with ErrNoSpace (see space.go). 0 checks
+	// nothing beyond the file system's own ENOSPC.
+	MinFreeBytes int64
 }
 
 // DefaultConfig returns the configuration of a node started with the
@@ -111,6 +119,7 @@ type Store struct {
 	locks hashLocks
 	cache infoCache
 	acct  *accounting // sizes and access times, for Usage and EvictLRU
+	space spaceGuard  // the free space reserve (space.go)
 
 	// shardMu serializes the creation of shard folders; shardReady[i] is
 	// set once folder i exists and its entry in dir is durable.
@@ -137,6 +146,7 @@ func New(cfg Config) (*Store, error) {
 		log:   logger.With("component", "blobstore"),
 		cache: newInfoCache(defaultCacheEntries),
 		acct:  newAccounting(),
+		space: newSpaceGuard(cfg.MinFreeBytes),
 	}
 	s.locks.m = make(map[string]*hashLock)
 	if err := s.prepareDirs(); err != nil {

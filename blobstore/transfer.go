@@ -247,6 +247,8 @@ func (b *exportBody) Close() error {
 //   - ErrMalformed if header does not parse, or the body ends before or goes
 //     on after the length the header gives;
 //   - ErrHashMismatch if the identity bytes do not hash to hash;
+//   - ErrNoSpace if the disk is full or below Config.MinFreeBytes (before
+//     reading body when it already is);
 //
 // and with the read error if reading body fails. A variant that does not
 // decompress to exactly the identity bytes, or that is not smaller than
@@ -260,7 +262,7 @@ func (b *exportBody) Close() error {
 // HTTP connection can be reused) and returns the stored Info. Concurrent
 // Imports and Puts of one blob are safe: one stores it, the others return
 // its Info.
-func (s *Store) Import(ctx context.Context, hash, header string, body io.Reader) (Info, error) {
+func (s *Store) Import(ctx context.Context, hash, header string, body io.Reader) (_ Info, err error) {
 	if !validHash(hash) {
 		return Info{}, fmt.Errorf("import blob %q: %w", hash, ErrInvalidHash)
 	}
@@ -272,6 +274,12 @@ func (s *Store) Import(ctx context.Context, hash, header string, body io.Reader)
 		s.acct.touch(hash)
 		io.CopyBuffer(io.Discard, io.LimitReader(ctxReader{ctx, body}, hdr.Length()+1), make([]byte, 32<<10))
 		return info, nil
+	}
+	// A full disk (space.go): refused before the body is read, or wrapped
+	// in ErrNoSpace when a write finds it.
+	defer func() { err = noSpace(err) }()
+	if err := s.checkSpace(); err != nil {
+		return Info{}, fmt.Errorf("import blob %s: %w", hash, err)
 	}
 
 	// Temp files not renamed into place are removed on the way out.
@@ -384,6 +392,9 @@ func (s *Store) Import(ctx context.Context, hash, header string, body io.Reader)
 		s.acct.touch(hash)
 		return info, nil
 	} else if !errors.Is(err, ErrNotFound) {
+		return Info{}, fmt.Errorf("import blob %s: %w", hash, err)
+	}
+	if err := s.checkSpace(); err != nil {
 		return Info{}, fmt.Errorf("import blob %s: %w", hash, err)
 	}
 	if err := identity.Sync(); err != nil {

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"syscall"
 
 	"github.com/atoll-hosting/atoll/blobstore"
 	"github.com/atoll-hosting/atoll/raft"
@@ -168,6 +169,9 @@ func (a *API) Register(mux *http.ServeMux) {
 		{"POST /v1/tokens", a.createToken, admin},
 		{"GET /v1/tokens", a.listTokens, admin},
 		{"DELETE /v1/tokens/{id}", a.revokeToken, admin},
+		{"PUT /v1/sites/{site}/certs/{domain}", a.putCert, admin}, // certs.go
+		{"GET /v1/sites/{site}/certs", a.listCerts, admin},
+		{"DELETE /v1/sites/{site}/certs/{domain}", a.deleteCert, admin},
 	}
 	for _, r := range routes {
 		var h http.Handler = r.handler
@@ -360,6 +364,12 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status, msg := http.StatusInternalServerError, "internal error; the server log has details"
 	var mbe *http.MaxBytesError
 	switch {
+	case errors.Is(err, blobstore.ErrNoSpace), errors.Is(err, syscall.ENOSPC):
+		// A full disk, or one below the node's --min-free reserve.
+		status, msg = http.StatusInsufficientStorage, err.Error()
+	case errors.Is(err, ErrUnavailable):
+		status, msg = http.StatusServiceUnavailable, err.Error()
+		w.Header().Set("Retry-After", "1")
 	case errors.As(err, &mbe):
 		status, msg = http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than the limit of %d bytes", mbe.Limit)
 	case errors.Is(err, raft.ErrNotLeader):

@@ -53,6 +53,18 @@
 //	POST   /v1/tokens                  {"site","name"} -> 201 {"id","site","name","created","token"} (admin)
 //	GET    /v1/tokens                  -> 200 {"tokens":[{"id","site","name","created"}]} by id (admin)
 //	DELETE /v1/tokens/{id}             -> 204 (admin)
+//	PUT    /v1/sites/{site}/certs/{domain}
+//	                                   {"cert":"<PEM chain>","key":"<PEM key>"} -> 200 CertInfo (admin)
+//	GET    /v1/sites/{site}/certs      -> 200 {"certs":[CertInfo...]} by domain, never keys (admin)
+//	DELETE /v1/sites/{site}/certs/{domain} -> 204 (admin)
+//
+// Certificates (certs.go) are for a site's custom domains, served by every
+// edge's HTTPS listener by SNI. A PUT is refused unless the chain and key
+// parse, the key is the leaf's, the leaf covers the domain and has not
+// expired, and the domain is one of the site's (404 otherwise). They live
+// in the replicated state (raft.PutCert); removing the domain from the site
+// or deleting the site drops them. The routes need Meta to implement
+// CertMeta (501 otherwise).
 //
 // Errors are {"error": "<one line a user can act on>"} with a fitting status:
 // 400 bad input (names, paths, hashes, JSON, archives), 401 auth, 403 a

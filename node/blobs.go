@@ -18,8 +18,9 @@ import (
 )
 
 // ErrUnderReplicated is returned when an upload could not reach a majority
-// of its blob's owners.
-var ErrUnderReplicated = errors.New("blob not stored on a majority of its owners")
+// of its blob's owners. It wraps builder.ErrUnavailable (503); the error
+// also wraps blobstore.ErrNoSpace (507) when an owner's disk was full.
+var ErrUnderReplicated = fmt.Errorf("%w: blob not stored on a majority of its owners", builder.ErrUnavailable)
 
 // blobs implements builder.Blobs and serve.Blobs on top of placement: a
 // blob is written to its owners and counts as stored once a majority of
@@ -40,7 +41,7 @@ func (b blobs) Put(ctx context.Context, hash string, r io.Reader) (blobstore.Inf
 	n := b.n
 	info, err := n.blobs.Put(ctx, hash, r)
 	if err != nil {
-		return info, err
+		return info, n.noSpaceHere(err)
 	}
 	p := n.placement()
 	owners := p.owners(info.Hash)
@@ -69,7 +70,7 @@ func (b blobs) Put(ctx context.Context, hash string, r io.Reader) (blobstore.Inf
 			// still completes, bounded by the node's life and a timeout.
 			pctx, cancel := context.WithTimeout(n.ctx, 2*time.Minute)
 			defer cancel()
-			results <- n.peer.Push(pctx, n.blobs, "http://"+o.APIAddr, info.Hash)
+			results <- n.peer.Push(pctx, n.blobs, n.peerURL(o.APIAddr), info.Hash)
 		}()
 	}
 	var errs []error
@@ -89,7 +90,7 @@ func (b blobs) Put(ctx context.Context, hash string, r io.Reader) (blobstore.Inf
 		}
 	}
 	if stored < need {
-		return info, fmt.Errorf("%w: %d of %d owners hold blob %s: %v", ErrUnderReplicated, stored, len(owners), info.Hash, errors.Join(errs...))
+		return info, fmt.Errorf("%w: %d of %d owners hold blob %s: %w", ErrUnderReplicated, stored, len(owners), info.Hash, joinedErrors(errs))
 	}
 	if !p.owns(n.cfg.ID, info.Hash) {
 		n.confirm(info.Hash) // the owners have it: this copy is only a cache
@@ -139,7 +140,7 @@ func (b blobs) StatMany(ctx context.Context, hashes []string) (map[string]blobst
 			continue
 		}
 		g.Go(func() error {
-			present, err := n.peer.Has(gctx, "http://"+nd.APIAddr, list)
+			present, err := n.peer.Has(gctx, n.peerURL(nd.APIAddr), list)
 			if err != nil {
 				n.log.Warn("ask owner for blobs", "node", id, "err", err)
 				return nil // an unreachable owner holds nothing we can count on
@@ -239,7 +240,7 @@ func (n *Node) fetchFromSources(ctx context.Context, hash string) (blobstore.Inf
 	var errs []error
 	for _, src := range p.sources(hash, n.cfg.ID) {
 		actx, cancel := context.WithTimeout(ctx, n.cfg.FetchTimeout)
-		info, err := n.peer.Fetch(actx, n.blobs, "http://"+src.APIAddr, hash)
+		info, err := n.peer.Fetch(actx, n.blobs, n.peerURL(src.APIAddr), hash)
 		cancel()
 		if err == nil {
 			if !p.owns(n.cfg.ID, hash) {
@@ -252,6 +253,9 @@ func (n *Node) fetchFromSources(ctx context.Context, hash string) (blobstore.Inf
 		}
 		if !errors.Is(err, blobstore.ErrNotFound) {
 			n.log.Warn("fetch blob", "blob", hash, "from", src.ID, "err", err)
+		}
+		if errors.Is(err, blobstore.ErrHashMismatch) {
+			n.reportCorrupt(src, hash) // its copy is corrupt: have it check now (scrub.go)
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", src.ID, err))
 		if ctx.Err() != nil {

@@ -188,7 +188,7 @@ func (e *peerError) asRaftError() error {
 // peerJSON calls a peer endpoint at addr (host:port of its API) with the
 // cluster key and decodes a JSON answer into out (if not nil).
 func (n *Node) peerJSON(ctx context.Context, method, addr, path string, body io.Reader, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, body)
+	req, err := http.NewRequestWithContext(ctx, method, n.peerURL(addr)+path, body)
 	if err != nil {
 		return err
 	}
@@ -217,6 +217,10 @@ func (n *Node) requirePeer(next http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if n.cfg.ClusterKey == "" {
 			builder.WriteError(w, http.StatusForbidden, "peer traffic is disabled on this node: start it with --cluster-key")
+			return
+		}
+		if !n.peerCertOK(r) {
+			refusePeerCert(w)
 			return
 		}
 		if !n.clusterKeyOK(r) {

@@ -45,6 +45,16 @@
 // Peer traffic (peer.go: blob push/fetch, has, apply, fetch, stats) needs
 // the cluster key; a builder token never opens it.
 //
+// TLS (tls.go): with Config.TLSCert, TLSKey and TLSCA, Raft runs on mutual
+// TLS (raft.Config.TLS), the API serves HTTPS with optional client
+// certificates, and peer calls and joins by cluster key also require a
+// client certificate of the cluster CA; outgoing peer calls present the
+// node's certificate and go to https://<api addr> (peerURL). certs.go makes
+// a CA and node certificates (`atoll certs init`). The edge's optional
+// HTTPS listener (edgetls.go, Config.HTTPSAddr) picks certificates by SNI
+// from the replicated certificates of custom domains, parsed once and
+// cached until the replicated state changes.
+//
 // A single node is the cluster of one: it bootstraps Raft with itself as
 // the only voter, owns every blob, and serves every site from its own disk.
 //

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -26,6 +27,7 @@ func (n *Node) startAPI() error {
 		return fmt.Errorf("listen on --api-addr: %w", err)
 	}
 	n.apiLn = ln
+	ln = n.apiListener(ln) // TLS with cluster TLS (tls.go)
 
 	bcfg := builder.DefaultConfig()
 	bcfg.AdminToken = n.cfg.AdminToken
@@ -49,6 +51,7 @@ func (n *Node) startAPI() error {
 	mux.Handle("GET /v1/status", api.RequireAuth(http.HandlerFunc(n.handleStatus)))
 	mux.Handle("GET /v1/nodes", api.RequireAuth(http.HandlerFunc(n.handleNodes)))
 	n.registerMembership(mux, api.RequireAuth)
+	n.registerScrub(mux, api.RequireAuth)
 	n.registerPeer(mux)
 	mux.HandleFunc("GET /healthz", n.handleHealth)
 	mux.HandleFunc("GET /readyz", n.handleReady)
@@ -62,6 +65,7 @@ func (n *Node) startAPI() error {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn), // e.g. TLS handshake errors
 	}
 	n.wg.Add(1)
 	go func() {
@@ -106,7 +110,7 @@ func (n *Node) startEdge() error {
 			n.log.Error("edge server stopped", "err", err)
 		}
 	}()
-	return nil
+	return n.startEdgeTLS()
 }
 
 // meta implements builder.Meta: reads from the local replicated state,
@@ -254,5 +258,8 @@ func (n *Node) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	gauge("atoll_raft_leader", "1 if this node is the Raft leader.", leader)
 	gauge("atoll_ready", "1 if this node is a caught-up cluster member.", ready)
 	gauge("atoll_uptime_seconds", "Seconds since the node started.", int64(time.Since(n.started).Seconds()))
+	if free, err := n.blobs.FreeBytes(); err == nil {
+		gauge("atoll_blob_disk_free_bytes", "Bytes free on the blob store's disk (uploads get 507 below --min-free).", free)
+	}
 	io.WriteString(w, b.String())
 }

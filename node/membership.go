@@ -41,6 +41,10 @@ func (n *Node) adminOrPeer(auth func(http.Handler) http.Handler, next http.Handl
 	withAuth := auth(next)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if n.clusterKeyOK(r) {
+			if !n.peerCertOK(r) {
+				refusePeerCert(w)
+				return
+			}
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -62,8 +66,9 @@ func (n *Node) onLeader(h http.HandlerFunc) http.HandlerFunc {
 			builder.WriteError(w, http.StatusServiceUnavailable, "no raft leader known; retry shortly")
 			return
 		}
-		target := &url.URL{Scheme: "http", Host: leader.APIAddr}
+		target := &url.URL{Scheme: n.peerScheme(), Host: leader.APIAddr}
 		proxy := httputil.NewSingleHostReverseProxy(target)
+		proxy.Transport = n.peerTransport()
 		proxy.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
 			w.Header().Set("Retry-After", "1")
 			builder.WriteError(w, http.StatusServiceUnavailable, fmt.Sprintf("leader %s unreachable: %v", leader.ID, err))
@@ -336,7 +341,7 @@ func (n *Node) has(ctx context.Context, nd raft.Node, hashes []string) (map[stri
 	if nd.ID == n.cfg.ID {
 		return n.blobs.Present(hashes), nil
 	}
-	return n.peer.Has(ctx, "http://"+nd.APIAddr, hashes)
+	return n.peer.Has(ctx, n.peerURL(nd.APIAddr), hashes)
 }
 
 // writeApplyError maps a write's error to an API answer.
@@ -372,6 +377,9 @@ func (n *Node) join(ctx context.Context) error {
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set(blobstore.HeaderClusterKey, n.cfg.ClusterKey)
 		resp, err := n.peerHTTP.Do(req)
+		if isTLSRefusal(err) {
+			return fmt.Errorf("join %s: %w", n.cfg.Join, err) // retrying will not help
+		}
 		if err == nil {
 			msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
 			resp.Body.Close()

@@ -66,9 +66,35 @@ type Config struct {
 	// keeps raft.DefaultConfig's.
 	RaftTimeout time.Duration
 
+	// Cluster mutual TLS (tls.go): this node's certificate and key and the
+	// cluster CA, PEM files; all three or none. With them, Raft and every
+	// API call between nodes run on mutual TLS, and the API serves HTTPS.
+	TLSCert, TLSKey, TLSCA string
+	// HTTPSAddr is the host:port of the edge's HTTPS listener; empty means
+	// none. Certificates are chosen by SNI among those uploaded for custom
+	// domains (edgetls.go), else HTTPSCert/HTTPSKey (PEM files, optional).
+	HTTPSAddr           string
+	HTTPSCert, HTTPSKey string
+
 	// Limits of the builder API; zero values take builder.DefaultConfig's.
 	MaxBlobBytes int64
 	MaxTarBytes  int64
+
+	// ScrubRate bounds how fast the scrubber reads blobs back to check
+	// them, in bytes per second; a full background pass starts every
+	// ScrubInterval (scrub.go).
+	ScrubRate     int64
+	ScrubInterval time.Duration
+	// MinFreeBytes is the disk space the blob store leaves free: uploads
+	// and copies from peers are refused (HTTP 507) below it, so that the
+	// Raft log and state beside the blobs still have room. 0 only guards
+	// against a disk that is completely full.
+	MinFreeBytes int64
+	// Raft snapshot tuning, for tests that want frequent snapshots; zero
+	// keeps raft.DefaultConfig's.
+	RaftSnapshotThreshold uint64
+	RaftSnapshotInterval  time.Duration
+	RaftTrailingLogs      uint64
 
 	Logger *slog.Logger
 	// TokenOut receives the one-time notice of a generated admin token.
@@ -91,6 +117,10 @@ func DefaultConfig() Config {
 		RepairInterval: 5 * time.Minute,
 		FetchTimeout:   3 * time.Second,
 		GCGrace:        time.Hour,
+
+		ScrubRate:     32 << 20,
+		ScrubInterval: 24 * time.Hour,
+		MinFreeBytes:  1 << 30,
 	}
 }
 
@@ -124,6 +154,9 @@ func (c *Config) validate() error {
 	if c.CacheSize < 0 || c.RepairInterval <= 0 || c.FetchTimeout <= 0 || c.GCGrace < 0 {
 		return fmt.Errorf("%w: cache size, repair interval, fetch timeout and gc grace must be positive", ErrConfig)
 	}
+	if c.ScrubRate <= 0 || c.ScrubInterval <= 0 || c.MinFreeBytes < 0 {
+		return fmt.Errorf("%w: scrub rate and interval must be positive, min free bytes not negative", ErrConfig)
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -152,6 +185,10 @@ type Node struct {
 
 	peer     *blobstore.Peer // blob transfer to and from other nodes
 	peerHTTP *http.Client    // other peer calls (apply, stats, fetch)
+	tls      *clusterTLS     // nil without cluster TLS; see tls.go
+
+	httpsLn   net.Listener // the edge's HTTPS listener, nil without --https-addr
+	siteCerts *certCache   // certificates the HTTPS edge serves, by SNI
 	place    atomic.Pointer[placement]
 	fetches  singleflight.Group // one transfer per missing blob
 
@@ -166,6 +203,8 @@ type Node struct {
 	report     atomic.Pointer[RepairReport]
 
 	prefetched map[string]bool // deploys an edge has prefetched (watchState only)
+
+	scrub scrubber // see scrub.go
 
 	closeOnce sync.Once
 	closeErr  error
@@ -198,6 +237,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			n.Close()
 		}
 	}()
+	if err := n.setupTLS(); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
@@ -215,6 +257,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	bcfg := blobstore.DefaultConfig()
 	bcfg.Dir = filepath.Join(cfg.DataDir, "blobs")
 	bcfg.Logger = cfg.Logger
+	bcfg.MinFreeBytes = cfg.MinFreeBytes
 	if n.blobs, err = blobstore.New(bcfg); err != nil {
 		return nil, fmt.Errorf("open blob store: %w", err)
 	}
@@ -224,11 +267,13 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	rcfg.Dir = filepath.Join(cfg.DataDir, "raft")
 	rcfg.BindAddr = cfg.RaftAddr
 	rcfg.Bootstrap = cfg.Bootstrap
+	rcfg.TLS = n.tls.raftConfig()
 	if cfg.RaftTimeout > 0 {
 		rcfg.HeartbeatTimeout = cfg.RaftTimeout
 		rcfg.ElectionTimeout = cfg.RaftTimeout
 		rcfg.LeaderLeaseTimeout = cfg.RaftTimeout / 2
 	}
+	rcfg.SnapshotThreshold, rcfg.SnapshotInterval, rcfg.TrailingLogs = cfg.RaftSnapshotThreshold, cfg.RaftSnapshotInterval, cfg.RaftTrailingLogs
 	rcfg.Logger = cfg.Logger
 	if n.store, err = raft.Open(rcfg); err != nil {
 		return nil, fmt.Errorf("open raft store: %w", err)
@@ -277,6 +322,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	go n.watchState()
 	go n.repairLoop()
 	go n.evictLoop()
+	n.startScrubber()
 	n.log.Info("node started", "id", n.cfg.ID, "role", cfg.Role,
 		"api", n.APIURL(), "edge", n.EdgeURL(), "raft", cfg.RaftAddr)
 	return n, nil
@@ -527,7 +573,7 @@ func (n *Node) Owners(hash string) []string {
 }
 
 // APIURL returns the base URL of the node's API.
-func (n *Node) APIURL() string { return "http://" + n.apiLn.Addr().String() }
+func (n *Node) APIURL() string { return n.peerURL(n.apiLn.Addr().String()) }
 
 // EdgeURL returns the base URL of the node's edge.
 func (n *Node) EdgeURL() string { return "http://" + n.httpLn.Addr().String() }

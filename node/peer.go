@@ -38,6 +38,8 @@ func (n *Node) handlePeerPutBlob(w http.ResponseWriter, r *http.Request) {
 		status := http.StatusInternalServerError
 		if errors.Is(err, blobstore.ErrHashMismatch) || errors.Is(err, blobstore.ErrInvalidHash) || errors.Is(err, blobstore.ErrMalformed) {
 			status = http.StatusBadRequest
+		} else if errors.Is(err, blobstore.ErrNoSpace) {
+			status = http.StatusInsufficientStorage // disk full: Push reports ErrNoSpace
 		}
 		builder.WriteError(w, status, err.Error())
 		return

@@ -202,7 +202,7 @@ func (n *Node) handToOwners(ctx context.Context, p *placement, hashes []string) 
 		}
 		g.Go(func() error {
 			for _, o := range owners {
-				if err := n.peer.Push(ctx, n.blobs, "http://"+o.APIAddr, h); err != nil {
+				if err := n.peer.Push(ctx, n.blobs, n.peerURL(o.APIAddr), h); err != nil {
 					n.log.Warn("repair: push blob to owner", "blob", h, "owner", o.ID, "err", err)
 					mu.Lock()
 					left++

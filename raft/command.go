@@ -92,6 +92,10 @@ func newCommand(t CommandType) any {
 		return new(CreateToken)
 	case CmdRevokeToken:
 		return new(RevokeToken)
+	case CmdPutCert:
+		return new(PutCert)
+	case CmdDeleteCert:
+		return new(DeleteCert)
 	}
 	return nil
 }
@@ -125,6 +129,10 @@ func deref(ptr any) Command {
 	case *CreateToken:
 		return *c
 	case *RevokeToken:
+		return *c
+	case *PutCert:
+		return *c
+	case *DeleteCert:
 		return *c
 	}
 	panic(fmt.Sprintf("raft: deref of %T", ptr)) // unreachable: newCommand and deref list the same types

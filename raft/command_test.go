@@ -25,6 +25,8 @@ var allCommands = []Command{
 	SetReplicas{N: 3},
 	CreateToken{ID: "tok1", Site: "blog", Name: "ci", Hash: hashOf("secret"), Created: t0},
 	RevokeToken{ID: "tok1"},
+	PutCert{Site: "blog", Domain: "blog.example.com", CertPEM: "-----BEGIN CERTIFICATE-----", KeyPEM: "-----BEGIN EC PRIVATE KEY-----", NotAfter: t0, Updated: t0},
+	DeleteCert{Site: "blog", Domain: "blog.example.com"},
 }
 
 func TestEncodeDecodeRoundTrip(t *testing.T) {
@@ -79,7 +81,7 @@ func TestDecodeRejects(t *testing.T) {
 		{"version 0", []byte("\x00\x01{}"), ErrUnknownCommand},
 		{"version 2", []byte("\x02\x01{}"), ErrUnknownCommand},
 		{"type 0", []byte("\x01\x00{}"), ErrUnknownCommand},
-		{"type 15", []byte("\x01\x0f{}"), ErrUnknownCommand},
+		{"type 200", []byte("\x01\xc8{}"), ErrUnknownCommand}, // not yet a command
 		{"type 255", []byte("\x01\xff{}"), ErrUnknownCommand},
 		{"no body", []byte("\x01\x01"), ErrInvalid},
 		{"not json", []byte("\x01\x01hello"), ErrInvalid},

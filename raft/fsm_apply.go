@@ -71,6 +71,10 @@ func (a *applier) apply(data []byte) error {
 		return a.createToken(c)
 	case RevokeToken:
 		return a.revokeToken(c)
+	case PutCert:
+		return a.putCert(c)
+	case DeleteCert:
+		return a.deleteCert(c)
 	}
 	return fmt.Errorf("%w: %T", ErrUnknownCommand, cmd) // unreachable: Decode knows the same types
 }
@@ -198,6 +202,9 @@ func (a *applier) updateSite(c UpdateSite) error {
 			if err := b.Delete([]byte(d)); err != nil {
 				return err
 			}
+			if err := a.dropCert(d); err != nil {
+				return err
+			}
 		}
 	}
 	for _, d := range domains {
@@ -223,6 +230,9 @@ func (a *applier) deleteSite(c DeleteSite) error {
 
 	for _, d := range s.Domains {
 		if err := a.bucket(bucketDomains).Delete([]byte(d)); err != nil {
+			return err
+		}
+		if err := a.dropCert(d); err != nil {
 			return err
 		}
 	}

@@ -2,6 +2,7 @@ package raft
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -54,6 +55,13 @@ type Config struct {
 	ApplyTimeout     time.Duration // bound on Apply and membership changes when ctx has no earlier deadline
 	TransportTimeout time.Duration // raft RPC I/O timeout
 	MaxPool          int           // pooled connections per peer
+
+	// TLS, when set, puts the transport on mutual TLS (see tls.go):
+	// Certificates[0] is this node's certificate, presented both when
+	// accepting and when dialing; ClientCAs is the cluster CA, which every
+	// peer's certificate must chain to (client certificates are required).
+	// Nil keeps plain TCP.
+	TLS *tls.Config
 }
 
 // DefaultConfig returns production settings: hashicorp/raft's timing
@@ -123,8 +131,9 @@ func (c Config) raftConfig() *hraft.Config {
 }
 
 // Store is this node's member of the Raft cluster: hashicorp/raft with
-// raft-boltdb for the log, file snapshots, a TCP transport, and the FSM,
-// whose read methods it embeds. Writes go through Apply on the leader.
+// raft-boltdb for the log, file snapshots, a TCP (or mutual TLS) transport,
+// and the FSM, whose read methods it embeds. Writes go through Apply on the
+// leader.
 //
 // The FSM methods hashicorp/raft calls (ApplyBatch, Restore) are promoted
 // too; calling them on a Store bypasses the log: never do.
@@ -139,6 +148,12 @@ type Store struct {
 	logs  hraft.LogStore // bolt behind a cache
 
 	existing bool // the data dir held Raft state when the store opened
+
+	// writes is held for reading by Apply and membership changes, and for
+	// writing by RestoreBackup, which pauses them (backup.go); restoring
+	// lets one restore run at a time.
+	writes    sync.RWMutex
+	restoring sync.Mutex
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -223,7 +238,12 @@ func Open(cfg Config) (s *Store, err error) {
 			return nil, fmt.Errorf("%w: advertise address: %v", ErrInvalid, err)
 		}
 	}
-	trans, err := hraft.NewTCPTransportWithLogger(cfg.BindAddr, advertise, cfg.MaxPool, cfg.TransportTimeout, hlog.Named("transport"))
+	var trans *hraft.NetworkTransport
+	if cfg.TLS != nil {
+		trans, err = newTLSTransport(cfg, advertise, hlog.Named("transport"))
+	} else {
+		trans, err = hraft.NewTCPTransportWithLogger(cfg.BindAddr, advertise, cfg.MaxPool, cfg.TransportTimeout, hlog.Named("transport"))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("raft transport on %s: %w", cfg.BindAddr, err)
 	}
@@ -438,6 +458,8 @@ func (s *Store) ApplyIndex(ctx context.Context, cmd Command) (uint64, error) {
 		return 0, fmt.Errorf("%w: command %d encodes to %d bytes, limit %d (batch manifests with BatchFiles)",
 			ErrInvalid, cmd.Type(), len(b), MaxCommandBytes)
 	}
+	s.writes.RLock()
+	defer s.writes.RUnlock()
 	if !s.IsLeader() {
 		return 0, s.notLeader(nil)
 	}
@@ -551,6 +573,8 @@ func (s *Store) membership(ctx context.Context, change func(time.Duration) hraft
 	if s.closed.Load() {
 		return ErrClosed
 	}
+	s.writes.RLock()
+	defer s.writes.RUnlock()
 	if !s.IsLeader() {
 		return s.notLeader(nil)
 	}

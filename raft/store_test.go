@@ -123,6 +123,8 @@ func seedCommands() []Command {
 		AddFiles{Deploy: "up1", Files: manifest(1)},
 		SetAdminToken{Hash: hashA},
 		PutNode{Node: Node{ID: "n1", Role: RoleCore, RaftAddr: "10.0.0.1:7000", Joined: t0}},
+		CreateToken{ID: "tok1", Site: "blog", Name: "ci", Hash: hashOf("secret-blog"), Created: t0},
+		CreateToken{ID: "tok2", Site: "shop", Hash: hashOf("secret-shop"), Created: t0},
 	)
 }
 

@@ -118,6 +118,8 @@ const (
 	CmdSetReplicas   CommandType = 12
 	CmdCreateToken   CommandType = 13
 	CmdRevokeToken   CommandType = 14
+	CmdPutCert       CommandType = 15 // see certs.go
+	CmdDeleteCert    CommandType = 16
 )
 
 // CreateSite adds a site. Fails with ErrExists if the name is taken, or

@@ -230,6 +230,9 @@ func TestCacheRefusesCorruptBytes(t *testing.T) {
 	if got, want := cf.doCached(t, request{target: "/about"}).status, 503; got != want {
 		t.Errorf("corrupt identity bytes: got %d, want %d", got, want)
 	}
+	if got, want := cf.doCached(t, request{target: "/about", header: []string{"Range: bytes=0-3"}}).status, 503; got != want {
+		t.Errorf("range of corrupt identity bytes: got %d, want %d", got, want)
+	}
 	if err := os.WriteFile(about, []byte("about v2\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}

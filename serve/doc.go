@@ -138,15 +138,36 @@
 //
 // # Performance
 //
-// Bodies are streamed from the blob's file with fasthttp's SetBodyStream,
-// never loaded into memory. Over a plain TCP connection, whole files go out
-// with sendfile(2); so do ranges: the file is positioned at the range start
-// and handed to fasthttp as a fileSection, whose WriteTo gives fasthttp's
-// body writer an *io.LimitedReader around the *os.File, the shape
-// net.TCPConn turns into sendfile. (Behind in-process TLS, or for files
-// under fasthttp's small-file threshold of 8 KiB, the bytes are copied
-// through the connection's buffer instead.) fasthttp closes the file once
-// the answer is written.
+// When the Catalog announces its changes (ChangeNotifier, which *raft.Store
+// implements), the edge answers from memory what it has read before, and a
+// hot request costs no lookup in bbolt, no system call besides the socket's
+// and no allocation (BenchmarkEdge shows 0 allocs/op):
+//
+//   - Host -> deploy, per state of the Catalog: the cache is dropped as a
+//     whole when Changed fires (any applied Raft batch), so a publish or a
+//     rollback is visible to the next request, as without the cache.
+//   - Request path -> file (or redirect, or miss), per deploy id: the
+//     manifest of a complete deploy never changes, so these survive state
+//     changes for as long as the deploy resolves.
+//   - Blob infos, and the bytes of files (and variants) up to 64 KiB within
+//     Config.CacheBytes (default 64 MiB), by content hash. Bytes are checked
+//     against the content hash when they are read into memory (a variant is
+//     decompressed first), so memory never serves a corrupt copy; a copy that
+//     does not check out is not used, and the failure is logged.
+//
+// Every cache is bounded (hosts, paths per deploy, blobs, bytes) and a
+// lookup takes no lock once warm (see readMap). A Catalog without Changed is
+// read on every request, and nothing is cached.
+//
+// Bigger files are streamed from the blob's file with fasthttp's
+// SetBodyStream, never loaded into memory. Over a plain TCP connection,
+// whole files go out with sendfile(2); so do ranges: the file is positioned
+// at the range start and handed to fasthttp as a fileSection, whose WriteTo
+// gives fasthttp's body writer an *io.LimitedReader around the *os.File, the
+// shape net.TCPConn turns into sendfile. (Behind in-process TLS the bytes are
+// copied through the connection's buffer instead.) fasthttp closes the file
+// once the answer is written. A range of a file held in memory is cut from
+// the memory copy.
 //
 // # Security notes
 //

@@ -381,17 +381,21 @@ func (h *Handler) serveFile(ctx *fasthttp.RequestCtx, dv *deployView, r *pathRou
 	if rk == rangeSingle {
 		if ctx.IsHead() {
 			setContentLength(ctx, rng.length)
-		} else if body, ok, err := h.cachedBody(ctx, be, "", info.Size); ok && err == nil {
+		} else if body, cached, err := h.cachedBody(ctx, be, "", info.Size); cached {
+			if err != nil {
+				h.failOpen(ctx, dv, r, be, err, "")
+				return
+			}
 			ctx.Response.SetBodyRaw(body[rng.start : rng.start+rng.length])
 		} else {
 			f, n, err := h.blobs.Open(ctx, r.hash, "")
 			if err != nil {
-				h.failOpen(ctx, r, be, err, "")
+				h.failOpen(ctx, dv, r, be, err, "")
 				return
 			}
 			if n != info.Size {
 				_ = f.Close()
-				h.failOpen(ctx, r, be, fmt.Errorf("size %d, stat said %d", n, info.Size), "")
+				h.failOpen(ctx, dv, r, be, fmt.Errorf("size %d, stat said %d", n, info.Size), "")
 				return
 			}
 			if _, err := f.Seek(rng.start, io.SeekStart); err != nil {
@@ -433,7 +437,7 @@ func (h *Handler) sendBody(ctx *fasthttp.RequestCtx, dv *deployView, r *pathRout
 	}
 	if cached {
 		if err != nil {
-			h.failOpen(ctx, r, be, err, *coding)
+			h.failOpen(ctx, dv, r, be, err, *coding)
 			return false
 		}
 		ctx.Response.SetBodyRaw(body)
@@ -448,7 +452,7 @@ func (h *Handler) sendBody(ctx *fasthttp.RequestCtx, dv *deployView, r *pathRout
 		f, n, err = h.blobs.Open(ctx, r.hash, "")
 	}
 	if err != nil {
-		h.failOpen(ctx, r, be, err, *coding)
+		h.failOpen(ctx, dv, r, be, err, *coding)
 		return false
 	}
 	setBodyStream(ctx, f, n)
@@ -457,9 +461,9 @@ func (h *Handler) sendBody(ctx *fasthttp.RequestCtx, dv *deployView, r *pathRout
 
 // failOpen answers 503 for a blob whose content cannot be read, and forgets
 // what the cache knew of it so that the next request asks Blobs again.
-func (h *Handler) failOpen(ctx *fasthttp.RequestCtx, r *pathRoute, be *blobEntry, err error, coding string) {
+func (h *Handler) failOpen(ctx *fasthttp.RequestCtx, dv *deployView, r *pathRoute, be *blobEntry, err error, coding string) {
 	h.forget(r, be)
-	h.failBlob(ctx, "open blob", err, "path", r.file, "hash", r.hash, "encoding", coding)
+	h.failBlob(ctx, "open blob", err, "deploy", dv.id, "path", r.file, "hash", r.hash, "encoding", coding)
 }
 
 // setContentLength announces the size of the body a HEAD answer leaves out.

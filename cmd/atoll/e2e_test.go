@@ -9,6 +9,8 @@ import (
 	"bytes"
 	"compress/gzip"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -52,6 +54,8 @@ type server struct {
 	flags                       []string // more server flags, e.g. --join
 	adminToken                  string   // --admin-token; "" lets bootstrap generate one
 	bootstrap                   bool     // pass --bootstrap (default true)
+	ca                          string   // cluster CA file: the API is https, and clients trust this CA
+	hc                          *http.Client
 	data                        string
 	raftAddr, apiAddr, httpAddr string
 	cmd                         *exec.Cmd
@@ -114,7 +118,7 @@ func (s *server) waitFor(path string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get("http://" + s.apiAddr + path)
+		resp, err := s.httpClient().Get(s.apiURL() + path)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -131,6 +135,31 @@ func (s *server) waitFor(path string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// apiURL is the base URL of the API: https when the server has a CA.
+func (s *server) apiURL() string {
+	if s.ca != "" {
+		return "https://" + s.apiAddr
+	}
+	return "http://" + s.apiAddr
+}
+
+// httpClient returns a client for the API, trusting s.ca if set.
+func (s *server) httpClient() *http.Client {
+	if s.ca == "" {
+		return http.DefaultClient
+	}
+	if s.hc == nil {
+		pem, err := os.ReadFile(s.ca)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+		s.hc = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	}
+	return s.hc
 }
 
 func (s *server) kill(sig syscall.Signal) {
@@ -163,7 +192,7 @@ func (s *server) token() string {
 func (s *server) cli(args ...string) (stdout, stderr string, code int) {
 	s.t.Helper()
 	cmd := exec.Command(atollBin, args...)
-	cmd.Env = append(os.Environ(), "ATOLL_API=http://"+s.apiAddr, "ATOLL_TOKEN="+s.token(), "ATOLL_DATA="+s.data)
+	cmd.Env = append(os.Environ(), "ATOLL_API="+s.apiURL(), "ATOLL_TOKEN="+s.token(), "ATOLL_DATA="+s.data, "ATOLL_CA="+s.ca)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -227,7 +256,7 @@ func (s *server) get(method, host, path string, hdr ...string) (*http.Response, 
 // api calls the builder API directly.
 func (s *server) api(method, path, token, contentType string, body io.Reader) (int, map[string]any) {
 	s.t.Helper()
-	req, err := http.NewRequest(method, "http://"+s.apiAddr+path, body)
+	req, err := http.NewRequest(method, s.apiURL()+path, body)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -237,7 +266,7 @@ func (s *server) api(method, path, token, contentType string, body io.Reader) (i
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := s.httpClient().Do(req)
 	if err != nil {
 		s.t.Fatal(err)
 	}

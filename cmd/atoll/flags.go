@@ -1,10 +1,13 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -79,14 +82,15 @@ func envOr(name, def string) string {
 	return def
 }
 
-// clientFlags adds --api and --token to a client command's flag set.
+// clientFlags adds --api, --token and --ca to a client command's flag set.
 type clientFlags struct {
-	api, token string
+	api, token, ca string
 }
 
 func (c *clientFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.api, "api", envOr("api", "http://127.0.0.1:9090"), "API URL of any node, or a comma-separated list tried in turn (env ATOLL_API)")
 	fs.StringVar(&c.token, "token", envOr("token", ""), "API token (env ATOLL_TOKEN; default: the token file in $ATOLL_DATA or ./atoll-data)")
+	fs.StringVar(&c.ca, "ca", envOr("ca", ""), "CA certificate (PEM) to trust for an https --api, e.g. the cluster's ca.pem (env ATOLL_CA)")
 }
 
 // parse registers --api and --token on fs, parses args, checks that
@@ -119,7 +123,34 @@ func (c *clientFlags) client() (*client.Client, error) {
 	if token == "" {
 		return nil, errors.New("no API token: pass --token or set ATOLL_TOKEN")
 	}
-	return client.New(normalizeAPI(c.api), token), nil
+	cl := client.New(normalizeAPI(c.api), token)
+	if c.ca != "" {
+		pem, err := os.ReadFile(c.ca)
+		if err != nil {
+			return nil, fmt.Errorf("--ca: %w", err)
+		}
+		if err := cl.TrustCA(pem); err != nil {
+			return nil, fmt.Errorf("--ca %s: %w", c.ca, err)
+		}
+	}
+	return cl, nil
+}
+
+// httpClient returns a plain HTTP client that trusts --ca, for calls
+// outside the API client (readiness polls).
+func (c *clientFlags) httpClient() (*http.Client, error) {
+	if c.ca == "" {
+		return http.DefaultClient, nil
+	}
+	pem, err := os.ReadFile(c.ca)
+	if err != nil {
+		return nil, fmt.Errorf("--ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--ca %s: no PEM certificate", c.ca)
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}, nil
 }
 
 // normalizeAPI accepts "host:port" as well as a URL, and a comma-separated

@@ -27,6 +27,7 @@ Usage:
                                             add a node to the cluster
   atoll node drain ID                       move a node's blobs to their new owners
   atoll node remove ID [--force]            take a node out of the cluster
+  atoll node scrub ID                       check a node's blobs against their hashes now
   atoll site create NAME [--domain D]...    create a site
   atoll site list                           list sites
   atoll site delete NAME                    delete a site and its deploys
@@ -37,10 +38,17 @@ Usage:
   atoll token create --site NAME [--name N] make a deploy token for one site
   atoll token list                          list deploy tokens (never their secrets)
   atoll token revoke ID                     revoke a deploy token
+  atoll cert put --site S --domain D --cert F --key F
+                                            store a custom domain's TLS certificate
+  atoll cert list --site S                  list a site's certificates (never keys)
+  atoll cert delete --site S --domain D     delete a domain's certificate
+  atoll certs init --dir DIR --nodes A,B [--hosts H,...]
+                                            make a CA and node certificates for --tls-*
   atoll version                             print the version
 
 Client commands talk to --api (env ATOLL_API, default http://127.0.0.1:9090)
-with --token (env ATOLL_TOKEN; else the token file of ./atoll-data).
+with --token (env ATOLL_TOKEN; else the token file of ./atoll-data); for an
+https API of a cluster with its own CA, --ca FILE (env ATOLL_CA).
 Run 'atoll COMMAND -h' for a command's flags.
 `
 
@@ -86,6 +94,10 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runRollback(ctx, env, rest)
 	case "token":
 		return runToken(ctx, env, rest)
+	case "cert":
+		return runCert(ctx, env, rest)
+	case "certs":
+		return runCerts(ctx, env, rest)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "atoll", version)
 		return nil

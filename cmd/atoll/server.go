@@ -30,10 +30,17 @@ func runServer(ctx context.Context, env *cliEnv, args []string) error {
 	str(&cfg.Domain, "domain", "sites answer at <site>.<domain>")
 	str(&cfg.AdminToken, "admin-token", "admin API token (default: generated at bootstrap into <data>/token)")
 	str(&cfg.ClusterKey, "cluster-key", "secret shared by every node of the cluster; gates peer traffic (required to --join)")
+	str(&cfg.TLSCert, "tls-cert", "this node's certificate (PEM): with --tls-key and --tls-ca, Raft and node-to-node calls use mutual TLS and the API serves HTTPS")
+	str(&cfg.TLSKey, "tls-key", "this node's private key (PEM)")
+	str(&cfg.TLSCA, "tls-ca", "the cluster CA (PEM) every node's certificate must chain to")
+	str(&cfg.HTTPSAddr, "https-addr", "edge HTTPS address, host:port (default: none); certificates by SNI from 'atoll cert put'")
+	str(&cfg.HTTPSCert, "https-cert", "default edge certificate (PEM) for names without an uploaded one, e.g. *.<domain>")
+	str(&cfg.HTTPSKey, "https-key", "private key of --https-cert (PEM)")
 	cacheSize := envOr("cache-size", "1GiB")
 	fs.StringVar(&cacheSize, "cache-size", cacheSize, "bytes of blobs kept without owning them (read-through cache), e.g. 512MiB, 10GiB")
 	repair := envOr("repair-interval", cfg.RepairInterval.String())
 	fs.StringVar(&repair, "repair-interval", repair, "how often repair runs besides on membership changes")
+	storage := registerStorageFlags(fs, &cfg) // server_storage.go
 	bootstrap, err := envBool("bootstrap")
 	if err != nil {
 		return err
@@ -55,6 +62,9 @@ func runServer(ctx context.Context, env *cliEnv, args []string) error {
 	if cfg.RepairInterval, err = time.ParseDuration(repair); err != nil {
 		return fmt.Errorf("%w: --repair-interval: %v", errUsage, err)
 	}
+	if err := storage.apply(&cfg); err != nil {
+		return err
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 		return fmt.Errorf("%w: --log-level %q", errUsage, logLevel)
@@ -68,6 +78,9 @@ func runServer(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	fmt.Fprintf(env.stdout, "atoll %s: node %s serving\n  api:  %s\n  edge: %s\n",
 		version, n.ID(), n.APIURL(), n.EdgeURL())
+	if u := n.EdgeHTTPSURL(); u != "" {
+		fmt.Fprintf(env.stdout, "  edge: %s\n", u)
+	}
 	<-ctx.Done()
 	return n.Shutdown()
 }

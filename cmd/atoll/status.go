@@ -22,7 +22,7 @@ func runStatus(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	if *wait > 0 { // before the client: a starting node may not have written its token yet
-		if err := waitReady(ctx, cf.api, *wait); err != nil {
+		if err := waitReady(ctx, &cf, *wait); err != nil {
 			return err
 		}
 	}
@@ -45,9 +45,14 @@ func runStatus(ctx context.Context, env *cliEnv, args []string) error {
 }
 
 // waitReady polls the node's /readyz until it answers 200 or d passes.
-func waitReady(ctx context.Context, api string, d time.Duration) error {
+func waitReady(ctx context.Context, cf *clientFlags, d time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
+	api := cf.api
+	hc, err := cf.httpClient()
+	if err != nil {
+		return err
+	}
 	url := strings.Split(normalizeAPI(api), ",")[0] + "/readyz"
 	last := errors.New("no answer")
 	for {
@@ -55,7 +60,7 @@ func waitReady(ctx context.Context, api string, d time.Duration) error {
 		if err != nil {
 			return err
 		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := hc.Do(req)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -73,10 +78,10 @@ func waitReady(ctx context.Context, api string, d time.Duration) error {
 	}
 }
 
-// runNode handles `atoll node list|join|drain|remove`.
+// runNode handles `atoll node list|join|drain|remove|scrub`.
 func runNode(ctx context.Context, env *cliEnv, args []string) error {
 	if len(args) == 0 {
-		return fmt.Errorf("%w: atoll node list|join|drain|remove", errUsage)
+		return fmt.Errorf("%w: atoll node list|join|drain|remove|scrub", errUsage)
 	}
 	var cf clientFlags
 	switch sub, rest := args[0], args[1:]; sub {
@@ -151,8 +156,10 @@ func runNode(ctx context.Context, env *cliEnv, args []string) error {
 		}
 		fmt.Fprintf(env.stdout, "node %s removed\n", pos[0])
 		return nil
+	case "scrub":
+		return runNodeScrub(ctx, env, &cf, rest) // scrub.go
 	default:
-		return fmt.Errorf("%w: unknown node command %q (list, join, drain, remove)", errUsage, sub)
+		return fmt.Errorf("%w: unknown node command %q (list, join, drain, remove, scrub)", errUsage, sub)
 	}
 }
 

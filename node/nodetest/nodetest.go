@@ -41,7 +41,9 @@ type Member struct {
 	Node *node.Node
 }
 
-// Option adjusts every member's config before it starts.
+// Option adjusts every member's config before it starts. cfg.ID is set
+// already, so an option can give each member its own settings (WithTLS
+// gives each its certificate).
 type Option func(*node.Config)
 
 // New starts cores core nodes (the first bootstraps, the others join it)
@@ -197,9 +199,20 @@ func (c *Cluster) WaitReady() {
 	})
 }
 
-// Client returns an admin API client talking to m.
+// Client returns an admin API client talking to m (trusting the cluster
+// CA when the cluster runs on TLS).
 func (c *Cluster) Client(m *Member) *client.Client {
-	return client.New(m.Node.APIURL(), Token)
+	cl := client.New(m.Node.APIURL(), Token)
+	if m.Cfg.TLSCA != "" {
+		ca, err := os.ReadFile(m.Cfg.TLSCA)
+		if err == nil {
+			err = cl.TrustCA(ca)
+		}
+		if err != nil {
+			c.t.Fatalf("client of %s: %v", m.Cfg.ID, err)
+		}
+	}
+	return cl
 }
 
 // Eventually polls cond every 20 ms until it holds or d passes.

@@ -1,0 +1,313 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+// clusterResult is the cluster section's figures (3 core + 1 edge).
+type clusterResult struct {
+	Skipped string        `json:"skipped,omitempty"`
+	Deploy  *deployResult `json:"deploy,omitempty"`
+	// Publish propagation: from sending the publish to every node's edge
+	// serving the new deploy.
+	PropagationMs    []float64 `json:"propagation_ms,omitempty"`
+	PropagationP50Ms float64   `json:"propagation_p50_ms"`
+	PropagationP99Ms float64   `json:"propagation_p99_ms"`
+	PublishCallP50Ms float64   `json:"publish_call_p50_ms"`
+	// Cold miss on the edge: first request of a blob the edge lacks, and
+	// the same request again, sequential on one keep-alive connection.
+	ColdFiles       int     `json:"cold_files"`
+	ColdP50Ms       float64 `json:"cold_p50_ms"`
+	ColdP99Ms       float64 `json:"cold_p99_ms"`
+	HotP50Ms        float64 `json:"hot_p50_ms"`
+	HotP99Ms        float64 `json:"hot_p99_ms"`
+	ColdOverheadP50 float64 `json:"cold_overhead_p50_ms"`
+}
+
+const clusterKey = "bench-cluster-key-0123456789abcdef"
+
+// clusterFlags reports which cluster flags `atoll server --help` lists.
+func clusterFlags(bin string) (join, key, cache bool) {
+	out, _ := exec.Command(bin, "server", "--help").CombinedOutput()
+	s := string(out)
+	return strings.Contains(s, "-join"), strings.Contains(s, "-cluster-key"), strings.Contains(s, "-cache-size")
+}
+
+func benchCluster(ctx context.Context, cfg config, s *site, diskMBps float64) (*clusterResult, error) {
+	join, key, cache := clusterFlags(cfg.atollBin)
+	if !join || !key {
+		return nil, errSkip{"this atoll binary has no multi-node support yet (`atoll server --help` lists neither --join nor --cluster-key together)"}
+	}
+	dir := filepath.Join(cfg.workDir, "cluster")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	common := []string{"--cluster-key", clusterKey}
+	n1, err := startNode(ctx, cfg.atollBin, dir, "core1", nodeOpts{bootstrap: true, replicas: 3, extra: common})
+	if err != nil {
+		return nil, err
+	}
+	defer n1.stop()
+	if err := waitHTTP(ctx, n1.api+"/readyz", 30*time.Second); err != nil {
+		return nil, errSkip{fmt.Sprintf("bootstrap node not ready: %v", err)}
+	}
+	nodes := []*atollNode{n1}
+	for _, name := range []string{"core2", "core3", "edge1"} {
+		o := nodeOpts{join: n1.api, replicas: 3, extra: common}
+		if name == "edge1" {
+			o.role = "edge"
+			if cache {
+				o.extra = append(o.extra, "--cache-size", "1GiB")
+			}
+		}
+		n, err := startNode(ctx, cfg.atollBin, dir, name, o)
+		if err != nil {
+			return nil, errSkip{fmt.Sprintf("node %s did not start: %v", name, err)}
+		}
+		defer n.stop()
+		nodes = append(nodes, n)
+	}
+	for _, n := range nodes {
+		if err := waitHTTP(ctx, n.api+"/readyz", 60*time.Second); err != nil {
+			return nil, errSkip{fmt.Sprintf("cluster did not form: %v (logs in %s)", err, dir)}
+		}
+	}
+	if err := waitMembers(ctx, n1, 4, 60*time.Second); err != nil {
+		return nil, errSkip{fmt.Sprintf("cluster did not form: %v (logs in %s)", err, dir)}
+	}
+	edge := nodes[3]
+	log.Printf("cluster: 3 core + 1 edge ready")
+
+	r := &clusterResult{}
+	if r.Deploy, err = benchDeploy(ctx, cfg, n1, s, diskMBps, 3); err != nil {
+		return nil, fmt.Errorf("deploy at R=3: %w", err)
+	}
+	if err := propagation(ctx, cfg, n1, nodes, r); err != nil {
+		return nil, fmt.Errorf("propagation: %w", err)
+	}
+	if err := coldMiss(ctx, cfg, n1, edge, r); err != nil {
+		return nil, fmt.Errorf("cold miss: %w", err)
+	}
+	return r, nil
+}
+
+// waitMembers waits until the node table lists want active nodes.
+func waitMembers(ctx context.Context, n *atollNode, want int, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		var st struct {
+			Nodes []struct {
+				ID    string `json:"id"`
+				State string `json:"state"`
+			} `json:"nodes"`
+		}
+		err := n.call(ctx, "GET", "/v1/status", nil, &st)
+		active := 0
+		for _, nd := range st.Nodes {
+			if nd.State == "" || nd.State == "active" {
+				active++
+			}
+		}
+		if err == nil && active >= want {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d nodes active after %s (err %v)", active, want, limit, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// deployID reads the id from `atoll deploy` output ("deploy <id>: ...").
+func deployID(out string) string {
+	for line := range strings.Lines(out) {
+		if rest, ok := strings.CutPrefix(line, "deploy "); ok {
+			if id, _, ok := strings.Cut(rest, ":"); ok {
+				return id
+			}
+		}
+	}
+	return ""
+}
+
+// propagation publishes two deploys alternately and times how long until
+// every node's edge serves the one just published.
+func propagation(ctx context.Context, cfg config, leader *atollNode, nodes []*atollNode, r *clusterResult) error {
+	base := filepath.Join(cfg.workDir, "prop")
+	ids := map[string]string{}
+	if _, err := leader.cli(ctx, "site", "create", "prop"); err != nil {
+		return err
+	}
+	for i, v := range []string{"A", "B"} {
+		dir := filepath.Join(base, v)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "probe.txt"), []byte("version "+v+"\n"), 0o644); err != nil {
+			return err
+		}
+		args := []string{"deploy", dir, "--site", "prop"}
+		if i == 1 {
+			args = append(args, "--no-publish")
+		}
+		out, err := leader.cli(ctx, args...)
+		if err != nil {
+			return err
+		}
+		if ids[v] = deployID(out); ids[v] == "" {
+			return fmt.Errorf("no deploy id in %q", out)
+		}
+	}
+	var calls []float64
+	for i := range cfg.propagRuns {
+		v := []string{"B", "A"}[i%2]
+		want := "version " + v + "\n"
+		t0 := time.Now()
+		var wg sync.WaitGroup
+		seen := make([]time.Duration, len(nodes))
+		errs := make([]error, len(nodes))
+		pollCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		for j, n := range nodes {
+			wg.Go(func() {
+				seen[j], errs[j] = pollUntil(pollCtx, "http://"+n.edge+"/probe.txt", "prop.localhost", want, t0)
+			})
+		}
+		err := leader.call(ctx, "POST", "/v1/deploys/"+ids[v]+"/publish", nil, nil)
+		calls = append(calls, ms(time.Since(t0)))
+		wg.Wait()
+		cancel()
+		if err != nil {
+			return err
+		}
+		var worst time.Duration
+		for j := range nodes {
+			if errs[j] != nil {
+				return fmt.Errorf("node %s never served deploy %s: %w", nodes[j].data, v, errs[j])
+			}
+			worst = max(worst, seen[j])
+		}
+		r.PropagationMs = append(r.PropagationMs, ms(worst))
+	}
+	r.PropagationP50Ms = percentile(r.PropagationMs, 50)
+	r.PropagationP99Ms = percentile(r.PropagationMs, 99)
+	r.PublishCallP50Ms = percentile(calls, 50)
+	log.Printf("cluster: publish propagation to all %d nodes p50 %.1f ms, p99 %.1f ms over %d publishes (publish call p50 %.1f ms)",
+		len(nodes), r.PropagationP50Ms, r.PropagationP99Ms, len(r.PropagationMs), r.PublishCallP50Ms)
+	return nil
+}
+
+// pollUntil GETs url until the body is want, and returns when that was
+// first seen, relative to t0.
+func pollUntil(ctx context.Context, url, host, want string, t0 time.Time) (time.Duration, error) {
+	client := &http.Client{Timeout: 2 * time.Second}
+	var last string
+	for ctx.Err() == nil {
+		req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+		req.Host = host
+		resp, err := client.Do(req)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 && string(b) == want {
+				return time.Since(t0), nil
+			}
+			last = fmt.Sprintf("%d %q", resp.StatusCode, b)
+		} else {
+			last = err.Error()
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+	return 0, fmt.Errorf("%v (last answer %s)", ctx.Err(), last)
+}
+
+// coldMiss deploys files without publishing them (so no prefetch brings
+// them to the edge) and requests each through the edge's preview host,
+// twice: the first request makes the edge fetch the blob from its owners.
+func coldMiss(ctx context.Context, cfg config, leader, edge *atollNode, r *clusterResult) error {
+	dir := filepath.Join(cfg.workDir, "cold")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	rng := []byte("cold miss content ")
+	for i := range cfg.coldFiles {
+		b := make([]byte, 0, 16<<10)
+		for len(b) < 16<<10 {
+			b = append(b, fmt.Sprintf("%s%d-%d\n", rng, i, len(b))...)
+		}
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%04d.txt", i)), b[:16<<10], 0o644); err != nil {
+			return err
+		}
+	}
+	if _, err := leader.cli(ctx, "site", "create", "cold"); err != nil {
+		return err
+	}
+	out, err := leader.cli(ctx, "deploy", dir, "--site", "cold", "--no-publish")
+	if err != nil {
+		return err
+	}
+	id := deployID(out)
+	if id == "" {
+		return fmt.Errorf("no deploy id in %q", out)
+	}
+	host := id + "--cold.localhost"
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 1}}
+	get := func(path string) (time.Duration, error) {
+		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+edge.edge+path, nil)
+		req.Host = host
+		t0 := time.Now()
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		n, _ := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		d := time.Since(t0)
+		if resp.StatusCode != 200 || n != 16<<10 {
+			return d, fmt.Errorf("GET %s on the edge: %s, %d bytes", path, resp.Status, n)
+		}
+		return d, nil
+	}
+	// The first file doubles as the probe that the edge knows the deploy
+	// (its metadata arrives through Raft); it is not counted.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := get("/f0000.txt"); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			return fmt.Errorf("the edge does not serve deploy %s after 10s: %w", id, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var cold, hot []float64
+	for i := 1; i < cfg.coldFiles; i++ { // f0000 was the probe
+		d, err := get(fmt.Sprintf("/f%04d.txt", i))
+		if err != nil {
+			return err
+		}
+		cold = append(cold, ms(d))
+	}
+	for i := 1; i < cfg.coldFiles; i++ {
+		d, err := get(fmt.Sprintf("/f%04d.txt", i))
+		if err != nil {
+			return err
+		}
+		hot = append(hot, ms(d))
+	}
+	r.ColdFiles = len(cold)
+	r.ColdP50Ms, r.ColdP99Ms = percentile(cold, 50), percentile(cold, 99)
+	r.HotP50Ms, r.HotP99Ms = percentile(hot, 50), percentile(hot, 99)
+	r.ColdOverheadP50 = r.ColdP50Ms - r.HotP50Ms
+	log.Printf("cluster: edge cold miss p50 %.2f ms (p99 %.2f), hot p50 %.2f ms: +%.2f ms at p50",
+		r.ColdP50Ms, r.ColdP99Ms, r.HotP50Ms, r.ColdOverheadP50)
+	return nil
+}

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"log"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+)
+
+// diskBandwidth measures the file system's own durable write bandwidth in
+// MB/s (10^6 bytes): sequential 1 MiB writes, each followed by fdatasync,
+// like `dd bs=1M oflag=dsync`. Bounded by total bytes and 60 s.
+func diskBandwidth(ctx context.Context, dir string, quick bool) (float64, error) {
+	total := int64(256 << 20)
+	if quick {
+		total = 64 << 20
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	f, err := os.Create(filepath.Join(dir, "probe"))
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	for i := range buf {
+		buf[i] = byte(i*7 + i>>8) // not zeros, in case the device compresses
+	}
+	start := time.Now()
+	var written int64
+	for written < total && time.Since(start) < time.Minute && ctx.Err() == nil {
+		n, err := f.Write(buf)
+		if err != nil {
+			return 0, err
+		}
+		if err := f.Sync(); err != nil {
+			return 0, err
+		}
+		written += int64(n)
+	}
+	return float64(written) / 1e6 / time.Since(start).Seconds(), ctx.Err()
+}
+
+// deployResult is the deploy section's figures.
+type deployResult struct {
+	Replicas      int       `json:"replicas"`
+	Files         int       `json:"files"`
+	Bytes         int64     `json:"bytes"`
+	FullSeconds   float64   `json:"full_deploy_s"`
+	IngestMBps    float64   `json:"ingest_mb_s"`
+	DiskMBps      float64   `json:"disk_mb_s"`
+	IngestOfDisk  float64   `json:"ingest_of_disk"` // R x ingest / disk bandwidth
+	NoChangeMs    float64   `json:"redeploy_unchanged_ms"`
+	OneChangeMs   []float64 `json:"redeploy_one_change_ms"`
+	OneChangeMedM float64   `json:"redeploy_one_change_median_ms"`
+}
+
+// benchDeploy deploys the synthetic site through the CLI, end to end
+// (hashing, manifest, uploads, publish), then redeploys it unchanged and
+// with one file changed.
+func benchDeploy(ctx context.Context, cfg config, n *atollNode, s *site, diskMBps float64, replicas int) (*deployResult, error) {
+	if _, err := n.cli(ctx, "site", "create", "synth"); err != nil {
+		return nil, err
+	}
+	r := &deployResult{Replicas: replicas, Files: s.files, Bytes: s.bytes, DiskMBps: diskMBps}
+	t0 := time.Now()
+	out, err := n.cli(ctx, "deploy", s.dir, "--site", "synth")
+	if err != nil {
+		return nil, err
+	}
+	r.FullSeconds = time.Since(t0).Seconds()
+	r.IngestMBps = float64(s.bytes) / 1e6 / r.FullSeconds
+	if diskMBps > 0 {
+		r.IngestOfDisk = float64(replicas) * r.IngestMBps / diskMBps
+	}
+	log.Printf("deploy (R=%d): %d files, %s in %.2fs = %.1f MB/s (%.0f%% of R x bytes / disk bandwidth): %s",
+		replicas, s.files, human(s.bytes), r.FullSeconds, r.IngestMBps, 100*r.IngestOfDisk, firstLine(out))
+
+	t0 = time.Now()
+	if _, err := n.cli(ctx, "deploy", s.dir, "--site", "synth"); err != nil {
+		return nil, err
+	}
+	r.NoChangeMs = ms(time.Since(t0))
+	runs := 5
+	if cfg.quick {
+		runs = 3
+	}
+	for i := range runs {
+		if _, err := s.touch(i + 1); err != nil {
+			return nil, err
+		}
+		t0 = time.Now()
+		out, err := n.cli(ctx, "deploy", s.dir, "--site", "synth")
+		if err != nil {
+			return nil, err
+		}
+		r.OneChangeMs = append(r.OneChangeMs, ms(time.Since(t0)))
+		if i == 0 {
+			log.Printf("redeploy, one file changed: %s", firstLine(out))
+		}
+	}
+	r.OneChangeMedM = median(r.OneChangeMs)
+	log.Printf("redeploy: unchanged %.0f ms, one file changed %.0f ms (median of %d)", r.NoChangeMs, r.OneChangeMedM, runs)
+	return r, nil
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// percentile returns the p-th percentile (0-100) of v, nearest rank.
+func percentile(v []float64, p float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	i := int(float64(len(s))*p/100+0.5) - 1
+	return s[min(max(i, 0), len(s)-1)]
+}
+
+func firstLine(s string) string {
+	for i, c := range s {
+		if c == '\n' {
+			return s[:i]
+		}
+	}
+	return s
+}

@@ -1,0 +1,222 @@
+// Command atoll-bench runs Atoll's whole-system benchmarks, side by side
+// with nginx on the same machine and in the same run, and prints a table of
+// the figures (see bench/README.md for what it measures and how).
+//
+// It starts everything it measures itself, on loopback ports and in a
+// temporary folder: bin/atoll (one node, and a 3 core + 1 edge cluster when
+// the binary supports it), nginx with a tuned configuration, and wrk as the
+// load generator. Only 127.0.0.1 is ever contacted. Every loop is bounded in
+// time or count, and every process it starts is stopped by its pid when it
+// returns, also on Ctrl-C.
+//
+//	go run ./bench/cmd/atoll-bench            # the full run (make bench)
+//	go run ./bench/cmd/atoll-bench -quick     # under 3 minutes (make bench-quick)
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// config is what the flags set.
+type config struct {
+	quick      bool
+	atollBin   string
+	outDir     string
+	workDir    string
+	keep       bool
+	install    bool
+	sections   []string
+	rounds     int
+	duration   time.Duration
+	threads    int
+	conns      int
+	textFiles  int // synthetic site: 1-30 KiB text files
+	binFiles   int // synthetic site: 100 KiB-5 MiB binaries
+	metaFiles  int // entries of the big metadata deploy
+	propagRuns int // publishes timed for propagation
+	coldFiles  int // files requested cold on the edge
+	seed       uint64
+}
+
+var allSections = []string{"disk", "deploy", "serve", "meta", "cluster"}
+
+func main() {
+	log.SetFlags(log.Ltime)
+	log.SetPrefix("atoll-bench: ")
+	var cfg config
+	var sections string
+	flag.BoolVar(&cfg.quick, "quick", false, "smaller site, shorter runs: the whole run in under 3 minutes")
+	flag.StringVar(&cfg.atollBin, "atoll", "bin/atoll", "the atoll binary to measure")
+	flag.StringVar(&cfg.outDir, "out", "bench/out", "folder for results (JSON and markdown) and logs")
+	flag.StringVar(&cfg.workDir, "work", "", "folder for the site, data dirs and configs (default: a new temp folder)")
+	flag.BoolVar(&cfg.keep, "keep", false, "keep the work folder")
+	flag.BoolVar(&cfg.install, "install", true, "apt-get install nginx and wrk if missing")
+	flag.StringVar(&sections, "only", strings.Join(allSections, ","), "sections to run: "+strings.Join(allSections, ","))
+	flag.IntVar(&cfg.rounds, "rounds", 0, "alternating rounds per serving case (default 3, quick 2)")
+	flag.DurationVar(&cfg.duration, "duration", 0, "wrk duration per round (default 10s, quick 3s)")
+	flag.IntVar(&cfg.threads, "threads", 2, "wrk threads")
+	flag.IntVar(&cfg.conns, "conns", 64, "wrk connections (keep-alive)")
+	flag.IntVar(&cfg.metaFiles, "meta-files", 0, "manifest entries of the metadata-scale deploy (default 1000000, quick 200000)")
+	flag.Uint64Var(&cfg.seed, "seed", 1, "seed of the synthetic site")
+	flag.Parse()
+
+	cfg.sections = strings.Split(sections, ",")
+	for _, s := range cfg.sections {
+		if !slices.Contains(allSections, s) {
+			log.Fatalf("-only: unknown section %q (have %s)", s, strings.Join(allSections, ","))
+		}
+	}
+	defaults := func(v *int, full, quick int) {
+		if *v == 0 {
+			*v = full
+			if cfg.quick {
+				*v = quick
+			}
+		}
+	}
+	defaults(&cfg.rounds, 3, 2)
+	defaults(&cfg.textFiles, 4900, 950)
+	defaults(&cfg.binFiles, 100, 20)
+	defaults(&cfg.metaFiles, 1_000_000, 200_000)
+	defaults(&cfg.propagRuns, 50, 15)
+	defaults(&cfg.coldFiles, 200, 50)
+	if cfg.duration == 0 {
+		cfg.duration = 10 * time.Second
+		if cfg.quick {
+			cfg.duration = 3 * time.Second
+		}
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg); err != nil {
+		log.Print(err)
+		procs.stopAll()
+		os.Exit(1)
+	}
+}
+
+func (c config) has(section string) bool { return slices.Contains(c.sections, section) }
+
+func run(ctx context.Context, cfg config) (err error) {
+	defer procs.stopAll()
+	start := time.Now()
+	bin, err := filepath.Abs(cfg.atollBin)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(bin); err != nil {
+		return fmt.Errorf("atoll binary: %w (run make build)", err)
+	}
+	cfg.atollBin = bin
+	if err := os.MkdirAll(cfg.outDir, 0o755); err != nil {
+		return err
+	}
+	if cfg.workDir == "" {
+		if cfg.workDir, err = os.MkdirTemp("", "atoll-bench-"); err != nil {
+			return err
+		}
+		if !cfg.keep {
+			defer os.RemoveAll(cfg.workDir)
+		}
+	}
+	if err := os.MkdirAll(cfg.workDir, 0o755); err != nil {
+		return err
+	}
+	// nginx's workers run as nobody: they must be able to read the site.
+	if err := os.Chmod(cfg.workDir, 0o755); err != nil {
+		return err
+	}
+	if err := ensureTools(ctx, cfg.install); err != nil {
+		return err
+	}
+
+	res := &results{Started: start.UTC(), Quick: cfg.quick, Machine: machineInfo(), Commit: gitDescribe()}
+	res.Params = params{Rounds: cfg.rounds, Duration: cfg.duration.String(), Threads: cfg.threads, Conns: cfg.conns,
+		TextFiles: cfg.textFiles, BinFiles: cfg.binFiles, MetaFiles: cfg.metaFiles, Seed: cfg.seed}
+	log.Printf("machine: %d cores, %s, %s RAM; work folder %s", res.Machine.Cores, res.Machine.CPU, human(res.Machine.MemBytes), cfg.workDir)
+
+	site, err := generateSite(filepath.Join(cfg.workDir, "site"), cfg.textFiles, cfg.binFiles, cfg.seed)
+	if err != nil {
+		return fmt.Errorf("generate site: %w", err)
+	}
+	res.Site = site.summary()
+	log.Printf("site: %d files, %s (%d text, %d binary)", site.files, human(site.bytes), site.textFiles, site.binFiles)
+
+	if cfg.has("disk") || cfg.has("deploy") || cfg.has("cluster") {
+		bw, err := diskBandwidth(ctx, filepath.Join(cfg.workDir, "disk-probe"), cfg.quick)
+		if err != nil {
+			return fmt.Errorf("disk bandwidth: %w", err)
+		}
+		res.DiskMBps = bw
+		log.Printf("disk: %.1f MB/s with an fdatasync per 1 MiB write", bw)
+	}
+
+	needSingle := cfg.has("deploy") || cfg.has("serve") || cfg.has("meta")
+	if needSingle {
+		node, err := startSingle(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		if cfg.has("deploy") || cfg.has("serve") {
+			if res.Deploy, err = benchDeploy(ctx, cfg, node, site, res.DiskMBps, 1); err != nil {
+				return fmt.Errorf("deploy: %w", err)
+			}
+		}
+		if cfg.has("serve") {
+			if res.Serve, err = benchServe(ctx, cfg, node, site); err != nil {
+				return fmt.Errorf("serve: %w", err)
+			}
+		}
+		if cfg.has("meta") {
+			if res.Meta, err = benchMeta(ctx, cfg, node); err != nil {
+				return fmt.Errorf("metadata scale: %w", err)
+			}
+		}
+		node.stop()
+	}
+	if cfg.has("cluster") {
+		res.Cluster, err = benchCluster(ctx, cfg, site, res.DiskMBps)
+		if err != nil {
+			var skip errSkip
+			if !errors.As(err, &skip) {
+				return fmt.Errorf("cluster: %w", err)
+			}
+			log.Printf("cluster: skipped: %v", err)
+			res.Cluster = &clusterResult{Skipped: err.Error()}
+		}
+	}
+	res.Elapsed = time.Since(start).Round(time.Second).String()
+
+	stamp := start.UTC().Format("20060102-150405")
+	js, _ := json.MarshalIndent(res, "", "  ")
+	jsonPath := filepath.Join(cfg.outDir, "results-"+stamp+".json")
+	if err := os.WriteFile(jsonPath, append(js, '\n'), 0o644); err != nil {
+		return err
+	}
+	md := res.markdown()
+	mdPath := filepath.Join(cfg.outDir, "results-"+stamp+".md")
+	if err := os.WriteFile(mdPath, []byte(md), 0o644); err != nil {
+		return err
+	}
+	fmt.Print(md)
+	log.Printf("done in %s; results in %s and %s", res.Elapsed, jsonPath, mdPath)
+	return nil
+}
+
+// errSkip marks a section that cannot run with this binary or machine.
+type errSkip struct{ reason string }
+
+func (e errSkip) Error() string { return e.reason }

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// results is everything one run measured; it is written as JSON and as a
+// markdown table.
+type results struct {
+	Started  time.Time      `json:"started"`
+	Elapsed  string         `json:"elapsed"`
+	Quick    bool           `json:"quick"`
+	Commit   string         `json:"commit"`
+	Machine  machine        `json:"machine"`
+	Params   params         `json:"params"`
+	Site     siteSummary    `json:"site"`
+	DiskMBps float64        `json:"disk_mb_s"`
+	Deploy   *deployResult  `json:"deploy,omitempty"`
+	Serve    *serveResult   `json:"serve,omitempty"`
+	Meta     *metaResult    `json:"meta,omitempty"`
+	Cluster  *clusterResult `json:"cluster,omitempty"`
+}
+
+type params struct {
+	Rounds    int    `json:"rounds"`
+	Duration  string `json:"duration"`
+	Threads   int    `json:"threads"`
+	Conns     int    `json:"conns"`
+	TextFiles int    `json:"text_files"`
+	BinFiles  int    `json:"binary_files"`
+	MetaFiles int    `json:"meta_files"`
+	Seed      uint64 `json:"seed"`
+}
+
+// verdict says whether a target is met.
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "**missed**"
+}
+
+func (r *results) markdown() string {
+	var b strings.Builder
+	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	mode := "full"
+	if r.Quick {
+		mode = "quick"
+	}
+	p("## Atoll vs nginx, %s run of %s (%s)\n\n", mode, r.Started.Format("2006-01-02 15:04 MST"), r.Commit)
+	p("Machine: %d cores, %s, %s RAM, Linux %s, %s, nginx %s, wrk %s; load average at start %s.\n",
+		r.Machine.Cores, r.Machine.CPU, human(r.Machine.MemBytes), r.Machine.Kernel, r.Machine.Go, r.Machine.Nginx, r.Machine.Wrk, r.Machine.Load)
+	p("Site: %d files, %s (%d text files of 1-30 KiB, %d binaries of 100 KiB-5 MiB), seed %d. Disk: %.0f MB/s with fdatasync per 1 MiB write.\n\n",
+		r.Site.Files, human(r.Site.Bytes), r.Site.TextFiles, r.Site.BinFiles, r.Params.Seed, r.DiskMBps)
+
+	if s := r.Serve; s != nil {
+		p("### Hot serving (wrk -t%d -c%d, keep-alive, %s x %d alternating rounds, medians)\n\n", s.Threads, s.Conns, s.Duration, s.Rounds)
+		p("| case | Atoll req/s | nginx req/s | Atoll/nginx | Atoll p50 | nginx p50 | Atoll p99 | nginx p99 | encoding Atoll / nginx (bytes) |\n")
+		p("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")
+		for _, c := range s.Cases {
+			enc := func(e string) string {
+				if e == "" {
+					return "identity"
+				}
+				return e
+			}
+			p("| %s | %.0f | %.0f | **%.2fx** | %s | %s | %s | %s | %s (%d) / %s (%d) |\n", c.Name, c.AtollRPS, c.NginxRPS, c.Ratio,
+				us(c.AtollP50), us(c.NginxP50), us(c.AtollP99), us(c.NginxP99),
+				enc(c.Encoding.Atoll), c.BodyBytes.Atoll, enc(c.Encoding.Nginx), c.BodyBytes.Nginx)
+		}
+		p("\n")
+	}
+	if d := r.Deploy; d != nil {
+		p("### Deploy, one node (CLI end to end)\n\n")
+		deployTable(&b, d)
+	}
+	if m := r.Meta; m != nil {
+		p("### Metadata scale\n\n")
+		p("| figure | value |\n| --- | ---: |\n")
+		p("| deploy of %d entries (%s manifest JSON, %d distinct blobs): create + publish | %.1f s (create %.1f s) |\n", m.Entries, human(m.ManifestBytes), m.Blobs, m.DeploySeconds, m.CreateSeconds)
+		p("| node RSS before / after deploy / after lookups | %s / %s / %s |\n", human(m.RSSBefore), human(m.RSSAfter), human(m.RSSAfterLoad))
+		p("| node peak RSS (VmHWM) | %s |\n", human(m.RSSPeak))
+		p("| RSS after lookups: anonymous (heap) / file-backed (bbolt mmap) | %s / %s |\n", human(m.AnonAfterLoad), human(m.FileAfterLoad))
+		p("| edge latency p50 / p99, random paths, %d-entry site | %s / %s |\n", m.Entries, us(m.BigRandomP50), us(m.BigRandomP99))
+		p("| edge latency p50 / p99, random paths, 1,000-entry site | %s / %s |\n", us(m.SmallRandomP50), us(m.SmallRandomP99))
+		p("| ratio big/small, random paths (p50) | %.2fx |\n", m.RandomRatioP50)
+		p("| edge latency p50 / p99, one hot path, big / small | %s / %s vs %s / %s (%.2fx) |\n\n", us(m.BigHotP50), us(m.BigHotP99), us(m.SmallHotP50), us(m.SmallHotP99), m.HotRatioP50)
+	}
+	if c := r.Cluster; c != nil {
+		p("### Cluster, 3 core + 1 edge on loopback\n\n")
+		if c.Skipped != "" {
+			p("Skipped: %s.\n\n", c.Skipped)
+		} else {
+			if c.Deploy != nil {
+				deployTable(&b, c.Deploy)
+			}
+			p("| figure | value |\n| --- | ---: |\n")
+			p("| publish propagation to all 4 nodes, p50 / p99 (%d publishes) | %.1f ms / %.1f ms |\n", len(c.PropagationMs), c.PropagationP50Ms, c.PropagationP99Ms)
+			p("| publish API call p50 | %.1f ms |\n", c.PublishCallP50Ms)
+			p("| edge cold miss p50 / p99 (%d files of 16 KiB) | %.2f ms / %.2f ms |\n", c.ColdFiles, c.ColdP50Ms, c.ColdP99Ms)
+			p("| edge hot p50 / p99, same files | %.2f ms / %.2f ms |\n", c.HotP50Ms, c.HotP99Ms)
+			p("| cold-miss overhead at p50 | %.2f ms |\n\n", c.ColdOverheadP50)
+		}
+	}
+
+	p("### Targets (issue 4)\n\n| target | measured | verdict |\n| --- | --- | --- |\n")
+	if s := r.Serve; s != nil {
+		for _, c := range s.Cases[:2] {
+			p("| hot serving %s: req/s >= 1.0x nginx (aim 1.3x) | %.2fx | %s |\n", c.Name, c.Ratio, verdict(c.Ratio >= 1))
+			p("| hot serving %s: p99 no worse than nginx | %s vs %s | %s |\n", c.Name, us(c.AtollP99), us(c.NginxP99), verdict(c.AtollP99 <= c.NginxP99))
+		}
+		c := s.Cases[3]
+		p("| compressed serving (br vs gzip_static) >= 1.0x | %.2fx | %s |\n", c.Ratio, verdict(c.Ratio >= 1))
+	}
+	if c := r.Cluster; c != nil && c.Skipped == "" {
+		p("| edge cold miss < 2 ms added at p50 | %.2f ms | %s |\n", c.ColdOverheadP50, verdict(c.ColdOverheadP50 < 2))
+		p("| publish propagation p99 < 50 ms | %.1f ms | %s |\n", c.PropagationP99Ms, verdict(c.PropagationP99Ms < 50))
+		if d := c.Deploy; d != nil {
+			p("| redeploy of one changed file (%d files, R=3) < 300 ms | %.0f ms | %s |\n", d.Files, d.OneChangeMedM, verdict(d.OneChangeMedM < 300))
+			p("| ingest at R=3 >= 50%% of R x bytes / disk bandwidth | %.0f%% | %s |\n", 100*d.IngestOfDisk, verdict(d.IngestOfDisk >= 0.5))
+		}
+	} else if c != nil {
+		p("| cluster targets (cold miss, propagation, R=3 deploy) | skipped | not measured |\n")
+	}
+	if d := r.Deploy; d != nil {
+		p("| redeploy of one changed file (%d files, one node) < 300 ms | %.0f ms | %s |\n", d.Files, d.OneChangeMedM, verdict(d.OneChangeMedM < 300))
+		p("| ingest at R=1 >= 50%% of bytes / disk bandwidth | %.0f%% | %s |\n", 100*d.IngestOfDisk, verdict(d.IngestOfDisk >= 0.5))
+	}
+	if m := r.Meta; m != nil {
+		p("| %d-entry deploy: node RSS < 500 MB | %s (peak %s) | %s |\n", m.Entries, human(m.RSSAfterLoad), human(m.RSSPeak), verdict(m.RSSPeak < 500e6))
+		p("| %d-entry lookup latency within 1.2x of 1,000 entries (p50, random paths) | %.2fx | %s |\n", m.Entries, m.RandomRatioP50, verdict(m.RandomRatioP50 <= 1.2))
+	}
+	p("\nRun time %s.\n", r.Elapsed)
+	return b.String()
+}
+
+func deployTable(b *strings.Builder, d *deployResult) {
+	fmt.Fprintf(b, "| figure (R=%d) | value |\n| --- | ---: |\n", d.Replicas)
+	fmt.Fprintf(b, "| full deploy, %d files, %s | %.2f s |\n", d.Files, human(d.Bytes), d.FullSeconds)
+	fmt.Fprintf(b, "| ingest | %.1f MB/s |\n", d.IngestMBps)
+	fmt.Fprintf(b, "| R x ingest / disk bandwidth (%.0f MB/s) | %.0f%% |\n", d.DiskMBps, 100*d.IngestOfDisk)
+	fmt.Fprintf(b, "| redeploy, nothing changed | %.0f ms |\n", d.NoChangeMs)
+	fmt.Fprintf(b, "| redeploy, one file changed (median of %d) | %.0f ms |\n\n", len(d.OneChangeMs), d.OneChangeMedM)
+}
+
+// us formats microseconds.
+func us(v float64) string {
+	if v >= 10000 {
+		return fmt.Sprintf("%.1f ms", v/1000)
+	}
+	if v >= 1000 {
+		return fmt.Sprintf("%.2f ms", v/1000)
+	}
+	return fmt.Sprintf("%.0f µs", v)
+}

@@ -1,0 +1,328 @@
+package main
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/andybalholm/brotli"
+)
+
+// The wrk report script: one machine-readable line at the end of a run.
+const wrkReport = `
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("WRKJSON {\"requests\":%d,\"duration_us\":%d,\"bytes\":%d,\"errors\":%d,\"status_errors\":%d,\"p50_us\":%d,\"p90_us\":%d,\"p99_us\":%d,\"max_us\":%d}\n",
+    summary.requests, summary.duration, summary.bytes, e.connect + e.read + e.write + e.timeout, e.status,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
+end
+`
+
+// wrkRun is one wrk run's figures.
+type wrkRun struct {
+	Requests     int64   `json:"requests"`
+	DurationUs   int64   `json:"duration_us"`
+	Bytes        int64   `json:"bytes"`
+	Errors       int64   `json:"errors"`
+	StatusErrors int64   `json:"status_errors"`
+	P50Us        float64 `json:"p50_us"`
+	P90Us        float64 `json:"p90_us"`
+	P99Us        float64 `json:"p99_us"`
+	MaxUs        float64 `json:"max_us"`
+	RPS          float64 `json:"rps"`
+}
+
+// wrkOpts is one wrk invocation.
+type wrkOpts struct {
+	url      string
+	headers  []string
+	threads  int
+	conns    int
+	duration time.Duration
+	script   string // extra Lua (a request function), prepended to the report
+}
+
+func runWrk(ctx context.Context, work string, o wrkOpts) (wrkRun, error) {
+	script := filepath.Join(work, "wrk-report.lua")
+	if err := os.WriteFile(script, []byte(o.script+wrkReport), 0o644); err != nil {
+		return wrkRun{}, err
+	}
+	args := []string{"-t", strconv.Itoa(o.threads), "-c", strconv.Itoa(o.conns),
+		"-d", fmt.Sprintf("%ds", max(1, int(o.duration.Seconds()))), "--timeout", "5s", "-s", script}
+	for _, h := range o.headers {
+		args = append(args, "-H", h)
+	}
+	args = append(args, o.url)
+	ctx, cancel := context.WithTimeout(ctx, o.duration+30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "wrk", args...).CombinedOutput()
+	if err != nil {
+		return wrkRun{}, fmt.Errorf("wrk %s: %v: %s", strings.Join(args, " "), err, tail(out, 500))
+	}
+	for line := range strings.Lines(string(out)) {
+		if js, ok := strings.CutPrefix(line, "WRKJSON "); ok {
+			var r wrkRun
+			if err := json.Unmarshal([]byte(js), &r); err != nil {
+				return wrkRun{}, err
+			}
+			r.RPS = float64(r.Requests) / (float64(r.DurationUs) / 1e6)
+			if r.Errors > 0 || r.StatusErrors > 0 {
+				return r, fmt.Errorf("wrk %s: %d socket errors, %d non-2xx/3xx answers", o.url, r.Errors, r.StatusErrors)
+			}
+			return r, nil
+		}
+	}
+	return wrkRun{}, fmt.Errorf("wrk printed no report: %s", tail(out, 500))
+}
+
+// nginxServer is the reference: nginx serving the same files from a plain
+// folder.
+type nginxServer struct {
+	cmd  *exec.Cmd
+	addr string
+	conf string
+}
+
+const nginxConf = `# The reference configuration: what a hosting company would tune.
+worker_processes auto;
+daemon off;
+master_process on;
+pid {{dir}}/nginx.pid;
+error_log {{dir}}/error.log warn;
+events {
+    worker_connections 4096;
+}
+http {
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    open_file_cache max=200000 inactive=60s;
+    open_file_cache_valid 60s;
+    open_file_cache_min_uses 1;
+    open_file_cache_errors on;
+    keepalive_timeout 75s;
+    keepalive_requests 100000000;
+    etag on;
+    gzip_static on;
+    gzip_vary on;
+    client_body_temp_path {{dir}}/tmp-body;
+    proxy_temp_path {{dir}}/tmp-proxy;
+    fastcgi_temp_path {{dir}}/tmp-fastcgi;
+    uwsgi_temp_path {{dir}}/tmp-uwsgi;
+    scgi_temp_path {{dir}}/tmp-scgi;
+    server {
+        listen {{addr}} reuseport;
+        server_name _;
+        root {{root}};
+    }
+}
+`
+
+func startNginx(ctx context.Context, work string, s *site) (*nginxServer, error) {
+	dir := filepath.Join(work, "nginx")
+	root := filepath.Join(work, "www")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := s.nginxRoot(root); err != nil {
+		return nil, fmt.Errorf("nginx root: %w", err)
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	n := &nginxServer{addr: fmt.Sprintf("127.0.0.1:%d", port), conf: filepath.Join(dir, "nginx.conf")}
+	conf := strings.NewReplacer("{{dir}}", dir, "{{addr}}", n.addr, "{{root}}", root).Replace(nginxConf)
+	if err := os.WriteFile(n.conf, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	if n.cmd, err = start(filepath.Join(dir, "stderr.log"), "nginx", "-c", n.conf, "-p", dir); err != nil {
+		return nil, err
+	}
+	if err := waitHTTP(ctx, "http://"+n.addr+benchFiles[0].path, 15*time.Second); err != nil {
+		procs.stop(n.cmd)
+		return nil, fmt.Errorf("nginx: %w (see %s)", err, dir)
+	}
+	return n, nil
+}
+
+// serveCase is one serving measurement.
+type serveCase struct {
+	Name     string `json:"name"`
+	Path     string `json:"path"`
+	Accept   string `json:"accept_encoding,omitempty"`
+	Encoding struct {
+		Atoll string `json:"atoll"`
+		Nginx string `json:"nginx"`
+	} `json:"encoding"`
+	BodyBytes struct {
+		Atoll int `json:"atoll"`
+		Nginx int `json:"nginx"`
+	} `json:"body_bytes"`
+	Atoll []wrkRun `json:"atoll"`
+	Nginx []wrkRun `json:"nginx"`
+	// Medians over the rounds, and Atoll/nginx.
+	AtollRPS, NginxRPS, Ratio float64
+	AtollP50, NginxP50        float64 // µs
+	AtollP99, NginxP99        float64 // µs
+}
+
+type serveResult struct {
+	Threads  int          `json:"threads"`
+	Conns    int          `json:"conns"`
+	Duration string       `json:"duration"`
+	Rounds   int          `json:"rounds"`
+	Cases    []*serveCase `json:"cases"`
+}
+
+// benchServe measures hot serving of the same files by Atoll and nginx,
+// alternating within each round, with the same wrk settings.
+func benchServe(ctx context.Context, cfg config, n *atollNode, s *site) (*serveResult, error) {
+	ngx, err := startNginx(ctx, cfg.workDir, s)
+	if err != nil {
+		return nil, err
+	}
+	defer procs.stop(ngx.cmd)
+	host := "synth.localhost"
+	cases := []*serveCase{
+		{Name: "1 KiB", Path: "/bench/1k.css"},
+		{Name: "16 KiB", Path: "/bench/16k.js"},
+		{Name: "256 KiB", Path: "/bench/256k.js"},
+		{Name: "30 KiB HTML, br+gzip", Path: "/bench/30k.html", Accept: "br, gzip"},
+		{Name: "30 KiB HTML, gzip", Path: "/bench/30k.html", Accept: "gzip"},
+	}
+	want := map[string][]byte{}
+	for _, c := range cases {
+		b, err := os.ReadFile(filepath.Join(s.dir, filepath.FromSlash(c.Path)))
+		if err != nil {
+			return nil, err
+		}
+		want[c.Path] = b
+	}
+	// Check both answer right before timing anything.
+	for _, c := range cases {
+		var err error
+		if c.Encoding.Atoll, c.BodyBytes.Atoll, err = check("http://"+n.edge+c.Path, host, c.Accept, want[c.Path]); err != nil {
+			return nil, fmt.Errorf("atoll: %w", err)
+		}
+		if c.Encoding.Nginx, c.BodyBytes.Nginx, err = check("http://"+ngx.addr+c.Path, host, c.Accept, want[c.Path]); err != nil {
+			return nil, fmt.Errorf("nginx: %w", err)
+		}
+	}
+	opts := func(addr string, c *serveCase, d time.Duration) wrkOpts {
+		h := []string{"Host: " + host}
+		if c.Accept != "" {
+			h = append(h, "Accept-Encoding: "+c.Accept)
+		}
+		return wrkOpts{url: "http://" + addr + c.Path, headers: h, threads: cfg.threads, conns: cfg.conns, duration: d}
+	}
+	warm := 2 * time.Second
+	if cfg.quick {
+		warm = time.Second
+	}
+	for _, c := range cases {
+		for _, addr := range []string{n.edge, ngx.addr} {
+			if _, err := runWrk(ctx, cfg.workDir, opts(addr, c, warm)); err != nil {
+				return nil, fmt.Errorf("warm-up: %w", err)
+			}
+		}
+	}
+	for round := range cfg.rounds {
+		for _, c := range cases {
+			for _, who := range []string{"atoll", "nginx"} {
+				addr := n.edge
+				if who == "nginx" {
+					addr = ngx.addr
+				}
+				r, err := runWrk(ctx, cfg.workDir, opts(addr, c, cfg.duration))
+				if err != nil {
+					return nil, err
+				}
+				if who == "atoll" {
+					c.Atoll = append(c.Atoll, r)
+				} else {
+					c.Nginx = append(c.Nginx, r)
+				}
+				log.Printf("serve round %d %-22s %-5s %8.0f req/s  p50 %6.0f µs  p99 %6.0f µs", round+1, c.Name, who, r.RPS, r.P50Us, r.P99Us)
+			}
+		}
+	}
+	for _, c := range cases {
+		c.AtollRPS, c.AtollP50, c.AtollP99 = medians(c.Atoll)
+		c.NginxRPS, c.NginxP50, c.NginxP99 = medians(c.Nginx)
+		c.Ratio = c.AtollRPS / c.NginxRPS
+	}
+	return &serveResult{Threads: cfg.threads, Conns: cfg.conns, Duration: cfg.duration.String(), Rounds: cfg.rounds, Cases: cases}, nil
+}
+
+func medians(runs []wrkRun) (rps, p50, p99 float64) {
+	var a, b, c []float64
+	for _, r := range runs {
+		a, b, c = append(a, r.RPS), append(b, r.P50Us), append(c, r.P99Us)
+	}
+	return median(a), median(b), median(c)
+}
+
+// check fetches url once and compares the decoded body with want. It
+// returns the Content-Encoding and the size of the body on the wire.
+func check(url, host, accept string, want []byte) (string, int, error) {
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Host = host
+	if accept != "" {
+		req.Header.Set("Accept-Encoding", accept)
+	}
+	resp, err := rawClient.Do(req)
+	if err != nil {
+		return "", 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", 0, err
+	}
+	if resp.StatusCode != 200 {
+		return "", 0, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	enc := resp.Header.Get("Content-Encoding")
+	plain, err := decode(enc, body)
+	if err != nil {
+		return "", 0, fmt.Errorf("GET %s: %s body: %w", url, enc, err)
+	}
+	if !bytes.Equal(plain, want) {
+		return "", 0, fmt.Errorf("GET %s: body differs from the file (%d bytes, want %d)", url, len(plain), len(want))
+	}
+	return enc, len(body), nil
+}
+
+// rawClient leaves Content-Encoding alone.
+var rawClient = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableCompression: true}}
+
+func decode(enc string, b []byte) ([]byte, error) {
+	switch enc {
+	case "":
+		return b, nil
+	case "gzip":
+		zr, err := gzip.NewReader(bytes.NewReader(b))
+		if err != nil {
+			return nil, err
+		}
+		return io.ReadAll(zr)
+	case "br":
+		return io.ReadAll(brotli.NewReader(bytes.NewReader(b)))
+	}
+	return nil, fmt.Errorf("unexpected encoding %q", enc)
+}

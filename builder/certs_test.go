@@ -1,0 +1,209 @@
+package builder_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/atoll-hosting/atoll/builder"
+	"github.com/atoll-hosting/atoll/builder/buildertest"
+	"github.com/atoll-hosting/atoll/raft"
+)
+
+// certMeta adds the certificate table to buildertest.Meta, with the FSM's
+// rules (the domain must be the site's).
+type certMeta struct {
+	*buildertest.Meta
+	mu    sync.Mutex
+	certs map[string]raft.Cert
+}
+
+var _ builder.CertMeta = (*certMeta)(nil)
+
+func (m *certMeta) Apply(ctx context.Context, cmd raft.Command) error {
+	switch c := cmd.(type) {
+	case raft.PutCert:
+		s, err := m.Site(c.Site)
+		if err != nil {
+			return err
+		}
+		if !slices.Contains(s.Domains, c.Domain) {
+			return fmt.Errorf("%w: not a domain of the site", raft.ErrNotFound)
+		}
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		m.certs[c.Domain] = raft.Cert{Domain: c.Domain, Site: c.Site, CertPEM: c.CertPEM, KeyPEM: c.KeyPEM, NotAfter: c.NotAfter, Updated: c.Updated}
+		return nil
+	case raft.DeleteCert:
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if old, ok := m.certs[c.Domain]; !ok || old.Site != c.Site {
+			return raft.ErrNotFound
+		}
+		delete(m.certs, c.Domain)
+		return nil
+	}
+	return m.Meta.Apply(ctx, cmd)
+}
+
+func (m *certMeta) Certs(site string) ([]raft.Cert, error) {
+	if _, err := m.Site(site); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []raft.Cert
+	for _, c := range m.certs {
+		if c.Site == site {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+func newCertServer(t *testing.T) (*buildertest.Server, *certMeta) {
+	t.Helper()
+	inner := buildertest.NewMeta()
+	inner.SetToken(buildertest.Token)
+	meta := &certMeta{Meta: inner, certs: map[string]raft.Cert{}}
+	blobs := buildertest.NewBlobs(t.TempDir())
+	api, err := builder.New(builder.Config{TempDir: t.TempDir()}, meta, blobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	api.Register(mux)
+	hs := httptest.NewServer(mux)
+	t.Cleanup(hs.Close)
+	return &buildertest.Server{Server: hs, API: api, Meta: inner, Blobs: blobs}, meta
+}
+
+// selfSigned returns a certificate for names, valid until notAfter, and
+// its key, both PEM.
+func selfSigned(t *testing.T, notAfter time.Time, names ...string) (string, string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: names[0]},
+		NotBefore:    notAfter.Add(-48 * time.Hour),
+		NotAfter:     notAfter,
+		DNSNames:     names,
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
+		string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}))
+}
+
+func TestCertRoutes(t *testing.T) {
+	srv, meta := newCertServer(t)
+	createSite(t, srv, "blog", "blog.example.com", "www.example.com")
+	createSite(t, srv, "shop", "shop.example.com")
+	deployToken := newToken(t, srv, "blog", "ci").Token
+
+	later := time.Now().Add(90 * 24 * time.Hour)
+	cert, key := selfSigned(t, later, "blog.example.com")
+	wildcert, wildkey := selfSigned(t, later, "*.example.com")
+	_, otherKey := selfSigned(t, later, "blog.example.com")
+	oldCert, oldKey := selfSigned(t, time.Now().Add(-time.Hour), "blog.example.com")
+	body := func(c, k string) []byte { return jsonBody(t, builder.PutCertRequest{Cert: c, Key: k}) }
+	put := "/v1/sites/blog/certs/blog.example.com"
+
+	cases := []struct {
+		name    string
+		req     request
+		want    int
+		message string // in the error
+	}{
+		{"no token", request{method: "PUT", path: put, token: "-", body: body(cert, key)}, 401, "token"},
+		{"deploy token of the site", request{method: "PUT", path: put, token: deployToken, body: body(cert, key)}, 403, "scoped"},
+		{"unknown site", request{method: "PUT", path: "/v1/sites/ghost/certs/blog.example.com", body: body(cert, key)}, 404, "ghost"},
+		{"domain of another site", request{method: "PUT", path: "/v1/sites/blog/certs/shop.example.com", body: body(cert, key)}, 404, "not a domain"},
+		{"cert does not cover the domain", request{method: "PUT", path: "/v1/sites/blog/certs/www.example.com", body: body(cert, key)}, 400, "does not cover"},
+		{"key of another cert", request{method: "PUT", path: put, body: body(cert, otherKey)}, 400, "private key does not match"},
+		{"expired", request{method: "PUT", path: put, body: body(oldCert, oldKey)}, 400, "expired"},
+		{"not PEM", request{method: "PUT", path: put, body: body("hello", "world")}, 400, "certificate"},
+		{"missing key", request{method: "PUT", path: put, body: body(cert, "")}, 400, "required"},
+		{"unknown field", request{method: "PUT", path: put, body: []byte(`{"cert":"x","key":"y","chain":"z"}`)}, 400, "chain"},
+		{"too large", request{method: "PUT", path: put, body: body(cert+strings.Repeat("x", raft.MaxCertBytes), key)}, 413, "bytes"},
+		{"ok", request{method: "PUT", path: put, body: body(cert, key)}, 200, ""},
+		{"wildcard, upper case domain", request{method: "PUT", path: "/v1/sites/blog/certs/WWW.example.com", body: body(wildcert, wildkey)}, 200, ""},
+		{"delete unknown", request{method: "DELETE", path: "/v1/sites/shop/certs/shop.example.com"}, 404, "no certificate"},
+		{"delete by deploy token", request{method: "DELETE", path: "/v1/sites/blog/certs/www.example.com", token: deployToken}, 403, "scoped"},
+		{"list by deploy token", request{method: "GET", path: "/v1/sites/blog/certs", token: deployToken}, 403, "scoped"},
+		{"list unknown site", request{method: "GET", path: "/v1/sites/ghost/certs"}, 404, "ghost"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			res := do(t, srv, tc.req)
+			if res.status != tc.want {
+				t.Fatalf("got %d %s, want %d", res.status, res.body, tc.want)
+			}
+			if tc.message != "" {
+				if e := res.errorBody(t); !strings.Contains(e.Error, tc.message) {
+					t.Errorf("error %q, want it to mention %q", e.Error, tc.message)
+				}
+			}
+		})
+	}
+
+	stored := meta.certs["blog.example.com"]
+	if stored.CertPEM != cert || stored.KeyPEM != key || stored.Site != "blog" || stored.NotAfter.Unix() != later.Unix() {
+		t.Errorf("stored %+v, want the uploaded pair with its expiry", stored)
+	}
+	if _, ok := meta.certs["www.example.com"]; !ok {
+		t.Errorf("the wildcard certificate is not stored under www.example.com: %v", meta.certs)
+	}
+
+	res := do(t, srv, request{method: "GET", path: "/v1/sites/blog/certs"})
+	if res.status != 200 {
+		t.Fatalf("list: %d %s", res.status, res.body)
+	}
+	if bytes.Contains(res.body, []byte("PRIVATE KEY")) || bytes.Contains(res.body, []byte(`"key"`)) {
+		t.Errorf("list shows a key: %s", res.body)
+	}
+	var list builder.CertList
+	call(t, srv, request{method: "GET", path: "/v1/sites/blog/certs"}, 200, &list)
+	if len(list.Certs) != 2 {
+		t.Fatalf("list = %+v, want 2 certificates", list)
+	}
+
+	call(t, srv, request{method: "DELETE", path: "/v1/sites/blog/certs/www.example.com"}, http.StatusNoContent, nil)
+	call(t, srv, request{method: "DELETE", path: "/v1/sites/blog/certs/www.example.com"}, http.StatusNotFound, nil)
+}
+
+// Without a Meta that stores certificates, the routes say so.
+func TestCertRoutesNeedCertMeta(t *testing.T) {
+	srv := buildertest.NewServer(t, builder.Config{})
+	createSite(t, srv, "blog", "blog.example.com")
+	res := do(t, srv, request{method: "GET", path: "/v1/sites/blog/certs"})
+	if res.status != http.StatusNotImplemented {
+		t.Errorf("got %d %s, want 501", res.status, res.body)
+	}
+}

@@ -1,0 +1,45 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/atoll-hosting/atoll/blobstore"
+)
+
+// Disk full. The blob store refuses writes with blobstore.ErrNoSpace when
+// its disk is full or below MinFreeBytes (blobstore/space.go); what node
+// adds:
+//
+//   - an upload refused by this node's disk names the node (the builder
+//     API answers 507 Insufficient Storage with the message);
+//   - a push to an owner whose disk is full is answered 507 by the owner
+//     (peer.go) and counts as a failed copy; an upload that reaches fewer
+//     than a majority of its owners fails, with 507 when a full disk was
+//     among the reasons, else 503 (builder.ErrUnavailable);
+//   - reads never need space: the edge keeps serving what the node holds,
+//     and a full node recovers by itself when space returns (the check is
+//     made afresh for every write).
+
+// noSpaceHere names this node in a local blob store refusal.
+func (n *Node) noSpaceHere(err error) error {
+	if errors.Is(err, blobstore.ErrNoSpace) {
+		return fmt.Errorf("node %s: %w", n.cfg.ID, err)
+	}
+	return err
+}
+
+// joinedErrors is errors.Join on one line ("; "): its message reaches API
+// answers and the CLI's one-line errors.
+type joinedErrors []error
+
+func (j joinedErrors) Error() string {
+	msgs := make([]string, len(j))
+	for i, e := range j {
+		msgs[i] = e.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
+func (j joinedErrors) Unwrap() []error { return j }
