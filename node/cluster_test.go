@@ -438,6 +438,7 @@ func TestAcknowledgedDeploysSurviveANodeLoss(t *testing.T) {
 		down = cores[(round*7+1)%len(cores)]
 		c.Kill(down)
 	}
+	c.WaitReady() // a node restarted last must learn the latest deploys first
 	for _, m := range c.Running() {
 		for _, d := range deploys {
 			for name, body := range d.files {
