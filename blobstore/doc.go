@@ -13,9 +13,14 @@
 //     audio, video) is not recompressed;
 //   - reads for the serving path: Stat (answered from a small bounded
 //     in-memory cache), Has, and Open of the identity bytes or of a variant;
-//   - Delete, Walk over every complete blob, and Verify (re-hash the identity
-//     bytes and every variant's decompressed bytes), the building blocks of
-//     garbage collection, repair and scrubbing;
+//   - Delete, Walk over every complete blob, Verify (re-hash the identity
+//     bytes and every variant's decompressed bytes; VerifyPaced at a rate
+//     the caller sets) and Quarantine (move a corrupt copy out of service,
+//     keeping its bytes for inspection), the building blocks of garbage
+//     collection, repair and scrubbing;
+//   - a full disk: writes fail with ErrNoSpace, nothing half-written stays,
+//     and below Config.MinFreeBytes of free space writes are refused
+//     before they start, so the node's metadata keeps room (space.go);
 //   - moving a blob between nodes with the variants its sender made: Export
 //     streams identity and variants with a header describing them (the
 //     transfer format, see BlobHeader); Import stores such a stream with
@@ -35,6 +40,7 @@
 //	<dir>/ab/<hash>.zst   zstd variant
 //	<dir>/ab/<hash>.gz    gzip variant
 //	<dir>/tmp/            temp files; emptied by New
+//	<dir>/quarantine/     corrupt copies Quarantine took out of service
 //
 // where ab is the first two hex digits of the hash. A shard folder is created
 // (and made durable) by the first Put that needs it.

@@ -322,6 +322,17 @@ func (p *Peer) Push(ctx context.Context, store *Store, baseURL, hash string) err
 // does not hold the blob makes it fail with an error wrapping both
 // ErrNotFound and the *StatusError.
 func (p *Peer) Fetch(ctx context.Context, store *Store, baseURL, hash string) (Info, error) {
+	return p.fetch(ctx, store, baseURL, hash, true)
+}
+
+// FetchCache is Fetch for a copy this node keeps only as a cache: the blob
+// is verified alike but stored with ImportCache, without fsync before
+// returning (DESIGN.md, I11).
+func (p *Peer) FetchCache(ctx context.Context, store *Store, baseURL, hash string) (Info, error) {
+	return p.fetch(ctx, store, baseURL, hash, false)
+}
+
+func (p *Peer) fetch(ctx context.Context, store *Store, baseURL, hash string, durable bool) (Info, error) {
 	if !validHash(hash) {
 		return Info{}, fmt.Errorf("fetch blob %q: %w", hash, ErrInvalidHash)
 	}
@@ -344,7 +355,7 @@ func (p *Peer) Fetch(ctx context.Context, store *Store, baseURL, hash string) (I
 	if h, err := ParseBlobHeader(header); err == nil && resp.ContentLength >= 0 && resp.ContentLength != h.Length() {
 		return Info{}, fmt.Errorf("fetch blob %s from %s: Content-Length %d, header %q says %d: %w", hash, baseURL, resp.ContentLength, header, h.Length(), ErrMalformed)
 	}
-	info, err := store.Import(ctx, hash, header, resp.Body)
+	info, err := store.importBlob(ctx, hash, header, resp.Body, durable)
 	if err != nil {
 		return Info{}, fmt.Errorf("fetch blob %s from %s: %w", hash, baseURL, err)
 	}

@@ -125,6 +125,8 @@ type Store struct {
 	// set once folder i exists and its entry in dir is durable.
 	shardMu    sync.Mutex
 	shardReady [256]atomic.Bool
+
+	unsynced unsyncedCopies // cache copies not yet fsynced (cachecopy.go)
 }
 
 // New opens (creating if needed) the store in cfg.Dir. It removes what a
@@ -157,6 +159,9 @@ func New(cfg Config) (*Store, error) {
 	}
 	if err := s.sweepOrphans(); err != nil {
 		return nil, fmt.Errorf("blobstore: remove orphan variants: %w", err)
+	}
+	if err := s.recoverUnsynced(); err != nil {
+		return nil, fmt.Errorf("blobstore: check cache copies not synced before a crash: %w", err)
 	}
 	go s.loadAccounting()
 	return s, nil

@@ -136,11 +136,32 @@ func (a *API) recordDeploy(ctx context.Context, site string, files []raft.File, 
 		}
 		return raft.Deploy{}, fmt.Errorf("deploy %s: %s: %w", d.ID, step, err)
 	}
-	for _, batch := range raft.BatchFiles(d.ID, files) {
-		if err := a.meta.Apply(ctx, batch); err != nil {
+	batches := raft.BatchFiles(d.ID, files)
+	if len(batches) > 0 && len(batches) <= pipelineWindow && ready && !publish {
+		// The common small deploy: the manifest and MarkReady in one
+		// replication round (idempotent commands; see applyPipelined).
+		cmds := make([]raft.Command, 0, len(batches)+1)
+		for _, b := range batches {
+			cmds = append(cmds, b)
+		}
+		cmds = append(cmds, raft.MarkReady{Deploy: d.ID, Bytes: bytes})
+		if err := a.applyPipelined(ctx, cmds); err != nil {
 			return abort("record manifest", err)
 		}
-		d.Received += len(batch.Files)
+		d.Received, d.State, d.Bytes = len(files), raft.StateReady, bytes
+		return d, nil
+	}
+	for len(batches) > 0 {
+		n := min(len(batches), pipelineWindow)
+		cmds := make([]raft.Command, n)
+		for i, b := range batches[:n] {
+			cmds[i] = b
+			d.Received += len(b.Files)
+		}
+		if err := a.applyPipelined(ctx, cmds); err != nil {
+			return abort("record manifest", err)
+		}
+		batches = batches[n:]
 	}
 	if ready {
 		if err := a.meta.Apply(ctx, raft.MarkReady{Deploy: d.ID, Bytes: bytes}); err != nil {
@@ -219,6 +240,9 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if d.State == raft.StateUploading {
+		if ok := a.markReadyAndPublish(r.Context(), w, r, d); ok {
+			return
+		}
 		d, err = a.markReady(r.Context(), d)
 	} else if err = usable(d); err == nil {
 		_, err = a.checkManifest(r.Context(), d)

@@ -45,6 +45,18 @@
 // Peer traffic (peer.go: blob push/fetch, has, apply, fetch, stats) needs
 // the cluster key; a builder token never opens it.
 //
+// Scrub (scrub.go): every node re-hashes the blobs it holds, at most
+// ScrubRate bytes per second, a full pass every ScrubInterval (resumed
+// where it stopped after a restart) and on request (POST
+// /v1/nodes/{id}/scrub, forwarded to that node through its peer
+// endpoint). A corrupt copy is quarantined at once (blobstore.Quarantine),
+// forgotten by the edge (serve.Handler.Invalidate) and replaced from
+// another holder; a node that receives corrupt bytes from a peer asks that
+// peer to check its copy now (POST /v1/peer/verify). Disk full (space.go):
+// the blob store refuses writes below MinFreeBytes of free space or on
+// ENOSPC (blobstore.ErrNoSpace); uploads answer 507, a full owner answers
+// pushes with 507, and reads go on.
+//
 // TLS (tls.go): with Config.TLSCert, TLSKey and TLSCA, Raft runs on mutual
 // TLS (raft.Config.TLS), the API serves HTTPS with optional client
 // certificates, and peer calls and joins by cluster key also require a

@@ -41,6 +41,12 @@ func (n *Node) startAPI() error {
 	if n.cfg.MaxTarBytes > 0 {
 		bcfg.MaxTarBytes = n.cfg.MaxTarBytes
 	}
+	if n.cfg.MaxJSONBytes > 0 {
+		bcfg.MaxJSONBytes = n.cfg.MaxJSONBytes
+	}
+	if n.cfg.MaxFiles > 0 {
+		bcfg.MaxFiles = n.cfg.MaxFiles
+	}
 	api, err := builder.New(bcfg, meta{n.store, n}, blobs{n})
 	if err != nil {
 		return fmt.Errorf("builder api: %w", err)
@@ -52,6 +58,7 @@ func (n *Node) startAPI() error {
 	mux.Handle("GET /v1/nodes", api.RequireAuth(http.HandlerFunc(n.handleNodes)))
 	n.registerMembership(mux, api.RequireAuth)
 	n.registerScrub(mux, api.RequireAuth)
+	n.registerSnapshot(mux, api.RequireAuth) // snapshot.go
 	n.registerPeer(mux)
 	mux.HandleFunc("GET /healthz", n.handleHealth)
 	mux.HandleFunc("GET /readyz", n.handleReady)
@@ -61,10 +68,10 @@ func (n *Node) startAPI() error {
 	})
 
 	n.api = &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
+		Handler:           paced(n.cfg.HTTPLimits, mux), // body deadlines, limits.go
+		ReadHeaderTimeout: n.cfg.APIReadHeaderTimeout,
+		IdleTimeout:       n.cfg.APIIdleTimeout,
+		MaxHeaderBytes:    n.cfg.APIMaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn), // e.g. TLS handshake errors
 	}
 	n.wg.Add(1)
@@ -93,12 +100,16 @@ func (n *Node) startEdge() error {
 	}
 	n.httpLn = ln
 	n.http = &fasthttp.Server{
-		Handler:                       edge.ServeHTTP,
+		Handler:                       refuseBody(edge.ServeHTTP), // limits.go
+		ErrorHandler:                  edgeError,
 		Name:                          "atoll",
-		ReadTimeout:                   30 * time.Second,
-		WriteTimeout:                  5 * time.Minute,
-		IdleTimeout:                   2 * time.Minute,
-		ReadBufferSize:                8 << 10,
+		ReadTimeout:                   n.cfg.EdgeReadTimeout,
+		WriteTimeout:                  n.cfg.EdgeWriteTimeout,
+		IdleTimeout:                   n.cfg.EdgeIdleTimeout,
+		ReadBufferSize:                n.cfg.EdgeMaxHeaderBytes, // also the header limit
+		MaxRequestBodySize:            edgeMaxBodyBytes,
+		Concurrency:                   n.cfg.EdgeConcurrency,
+		MaxConnsPerIP:                 n.cfg.EdgeMaxConnsPerIP,
 		DisableHeaderNamesNormalizing: false,
 		NoDefaultDate:                 false,
 		CloseOnShutdown:               true,
@@ -215,6 +226,9 @@ func (n *Node) notReady(ctx context.Context) string {
 	}
 	if !n.InNodeTable() {
 		return "not in the node table yet"
+	}
+	if n.store.AdminTokenHash() == "" {
+		return "the cluster has no admin token yet"
 	}
 	commit := n.store.CommitIndex()
 	if leaderID != n.cfg.ID {

@@ -79,6 +79,12 @@ type Config struct {
 	// Limits of the builder API; zero values take builder.DefaultConfig's.
 	MaxBlobBytes int64
 	MaxTarBytes  int64
+	MaxJSONBytes int64 // a JSON request body, such as a deploy's manifest
+	MaxFiles     int   // files in one deploy
+
+	// HTTPLimits are the API's and the edge's timeouts and header limits
+	// (limits.go).
+	HTTPLimits
 
 	// ScrubRate bounds how fast the scrubber reads blobs back to check
 	// them, in bytes per second; a full background pass starts every
@@ -121,6 +127,8 @@ func DefaultConfig() Config {
 		ScrubRate:     32 << 20,
 		ScrubInterval: 24 * time.Hour,
 		MinFreeBytes:  1 << 30,
+
+		HTTPLimits: DefaultHTTPLimits(),
 	}
 }
 
@@ -157,6 +165,10 @@ func (c *Config) validate() error {
 	if c.ScrubRate <= 0 || c.ScrubInterval <= 0 || c.MinFreeBytes < 0 {
 		return fmt.Errorf("%w: scrub rate and interval must be positive, min free bytes not negative", ErrConfig)
 	}
+	var err error
+	if c.HTTPLimits, err = c.HTTPLimits.withDefaults(); err != nil {
+		return err
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -189,8 +201,9 @@ type Node struct {
 
 	httpsLn   net.Listener // the edge's HTTPS listener, nil without --https-addr
 	siteCerts *certCache   // certificates the HTTPS edge serves, by SNI
-	place    atomic.Pointer[placement]
-	fetches  singleflight.Group // one transfer per missing blob
+
+	place   atomic.Pointer[placement]
+	fetches singleflight.Group // one transfer per missing blob
 
 	confirmedMu sync.Mutex
 	confirmed   map[string]struct{} // non-owned copies whose owners hold them; see cache.go

@@ -76,9 +76,13 @@ func (n *Node) membershipChanged() {
 	n.repairSoon()
 }
 
-// referenced returns the distinct blobs of every retained deploy.
-func (n *Node) referenced(ctx context.Context) (map[string]struct{}, error) {
-	ref := make(map[string]struct{})
+// referenced returns the distinct blobs of every retained deploy that has
+// not failed. A blob maps to true when only uploads in progress (deploys
+// still uploading) name it: the client may not have sent it yet, or may
+// have given up (an abandoned upload stays uploading until someone fails
+// it), so its absence from every node is no loss.
+func (n *Node) referenced(ctx context.Context) (map[string]bool, error) {
+	ref := make(map[string]bool)
 	sites, err := n.store.Sites()
 	if err != nil {
 		return nil, err
@@ -95,8 +99,11 @@ func (n *Node) referenced(ctx context.Context) (map[string]struct{}, error) {
 			if d.State == raft.StateFailed {
 				continue
 			}
+			pending := d.State == raft.StateUploading
 			err := n.store.Files(d.ID, func(f raft.File) error {
-				ref[f.Hash] = struct{}{}
+				if onlyPending, seen := ref[f.Hash]; !seen || onlyPending {
+					ref[f.Hash] = pending
+				}
 				return ctx.Err()
 			})
 			if err != nil && !errors.Is(err, raft.ErrNotFound) {
@@ -259,7 +266,11 @@ func (n *Node) census(ctx context.Context) (RepairReport, error) {
 	}
 	wg.Wait()
 
-	// Blobs on no owner: are they anywhere at all?
+	// Blobs on no owner: are they anywhere at all? One that is nowhere and
+	// that only uploads in progress name was never uploaded (yet): there is
+	// nothing to copy and nothing was lost, so it is neither missing nor
+	// under-replicated, and no owner is asked to pull it.
+	notUploaded := map[string]bool{}
 	var orphans []string
 	for h := range ref {
 		if onOwners[h] == 0 {
@@ -272,7 +283,11 @@ func (n *Node) census(ctx context.Context) (RepairReport, error) {
 			return rep, err
 		}
 		for _, h := range orphans {
-			if held[h] == 0 {
+			switch {
+			case held[h] > 0:
+			case ref[h]:
+				notUploaded[h] = true
+			default:
 				rep.Missing++
 			}
 		}
@@ -280,6 +295,10 @@ func (n *Node) census(ctx context.Context) (RepairReport, error) {
 
 	// Have each owner pull what it lacks, then ask it again what it holds.
 	for id, list := range lacking {
+		list = slices.DeleteFunc(list, func(h string) bool { return notUploaded[h] })
+		if len(list) == 0 {
+			continue
+		}
 		nd, _ := n.nodeByID(id)
 		for chunk := range slices.Chunk(list, maxHasHashes) {
 			got, err := n.pull(ctx, nd, chunk)
@@ -296,14 +315,14 @@ func (n *Node) census(ctx context.Context) (RepairReport, error) {
 		}
 	}
 	for h := range ref {
-		if onOwners[h] < p.replicas {
+		if onOwners[h] < p.replicas && !notUploaded[h] {
 			rep.UnderReplicated++
 		}
 	}
 	rep.Took = time.Since(start).Round(time.Millisecond).String()
 	n.report.Store(&rep)
 	n.log.Info("repair census", "referenced", rep.Referenced, "under_replicated", rep.UnderReplicated,
-		"missing", rep.Missing, "pulled", rep.Pulled, "took", rep.Took)
+		"missing", rep.Missing, "pulled", rep.Pulled, "not_uploaded", len(notUploaded), "took", rep.Took)
 	return rep, ctx.Err()
 }
 

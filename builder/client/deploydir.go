@@ -35,6 +35,12 @@ type DeployOptions struct {
 	// Progress, if set, is called after each file is hashed and after each
 	// blob is uploaded, never concurrently with itself.
 	Progress func(Progress)
+	// HashCacheDir, if set, is a folder where DeployDir remembers the
+	// hashes of the files it deployed, by size, mtime, ctime and inode, so
+	// that a redeploy reads only the files that changed (hashcache.go; the
+	// CLI uses DefaultHashCacheDir). A cache that cannot be read or written
+	// is ignored. Empty: every file is hashed every time.
+	HashCacheDir string
 }
 
 // Progress phases.
@@ -55,10 +61,12 @@ type Progress struct {
 
 // localFile is a file of the directory being deployed.
 type localFile struct {
-	path string // manifest path, "/a/b.html"
-	disk string // where to read it
-	size int64
-	hash string
+	path    string // manifest path, "/a/b.html"
+	disk    string // where to read it
+	size    int64
+	hash    string
+	stamp   fileStamp // for the hash cache
+	stampOK bool
 }
 
 // DeployDir deploys the files under dir to site: it hashes every file
@@ -96,18 +104,30 @@ func (c *Client) DeployDir(ctx context.Context, dir, site string, opt DeployOpti
 		total += f.size
 	}
 	hashed := &progress{fn: opt.Progress, Progress: Progress{Phase: PhaseHash, FilesTotal: len(files), BytesTotal: total}}
+	root, _ := filepath.Abs(dir)
+	cache := openHashCache(opt.HashCacheDir, root)
 	err = forEach(ctx, opt.Concurrency, len(files), func(ctx context.Context, i int) error {
-		h, n, err := hashFile(ctx, files[i].disk)
+		f := &files[i]
+		if h, ok := cache.lookup(f.disk, f.stamp, f.stampOK); ok {
+			f.hash = h
+			hashed.add(f.size)
+			return nil
+		}
+		h, n, err := hashFile(ctx, f.disk)
 		if err != nil {
 			return err
 		}
-		files[i].hash, files[i].size = h, n
+		if n == f.size {
+			cache.store(f.disk, f.stamp, f.stampOK, h)
+		}
+		f.hash, f.size = h, n
 		hashed.add(n)
 		return nil
 	})
 	if err != nil {
 		return builder.DeployResponse{}, err
 	}
+	cache.save(root)
 
 	// Manifest.
 	manifest := make(map[string]string, len(files))
@@ -228,7 +248,11 @@ func scanDir(dir string) ([]localFile, error) {
 			}
 			return nil
 		}
-		var size int64
+		var (
+			size int64
+			st   fileStamp
+			stOK bool
+		)
 		switch {
 		case d.IsDir():
 			return nil
@@ -244,6 +268,7 @@ func scanDir(dir string) ([]localFile, error) {
 			if !fi.Mode().IsRegular() {
 				return nil // directories are not followed; specials skipped
 			}
+			st, stOK = stampFrom(fi)
 			if rel, err := filepath.Rel(root, target); err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
 				return fmt.Errorf("symlink %s points outside %s (to %s); copy the file in instead", path, dir, target)
 			}
@@ -254,6 +279,7 @@ func scanDir(dir string) ([]localFile, error) {
 				return err
 			}
 			size = fi.Size()
+			st, stOK = stampFrom(fi)
 		default:
 			return nil
 		}
@@ -265,7 +291,7 @@ func scanDir(dir string) ([]localFile, error) {
 		if err != nil {
 			return fmt.Errorf("cannot deploy %s: %w", path, err)
 		}
-		files = append(files, localFile{path: p, disk: path, size: size})
+		files = append(files, localFile{path: p, disk: path, size: size, stamp: st, stampOK: stOK})
 		return nil
 	})
 	if err != nil {

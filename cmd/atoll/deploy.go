@@ -17,6 +17,7 @@ func runDeploy(ctx context.Context, env *cliEnv, args []string) error {
 	site := fs.String("site", "", "site to deploy to (required)")
 	noPublish := fs.Bool("no-publish", false, "upload and finalize, but do not make it live")
 	concurrency := fs.Int("concurrency", client.DefaultConcurrency, "files hashed or uploaded at once")
+	noHashCache := fs.Bool("no-hash-cache", false, "hash every file, without the cache of file hashes kept in the user's cache folder")
 	pos, c, err := cf.parse(fs, args, 1, "DIR")
 	if err != nil {
 		return err
@@ -29,6 +30,8 @@ func runDeploy(ctx context.Context, env *cliEnv, args []string) error {
 	opt := client.DeployOptions{
 		Publish:     !*noPublish,
 		Concurrency: *concurrency,
+		// Redeploys hash only files whose size, times or inode changed.
+		HashCacheDir: client.DefaultHashCacheDir(),
 		Progress: func(p client.Progress) {
 			if p.Phase == client.PhaseUpload {
 				uploadedBytes = p.Bytes
@@ -38,6 +41,9 @@ func runDeploy(ctx context.Context, env *cliEnv, args []string) error {
 					humanBytes(p.Bytes), humanBytes(p.BytesTotal))
 			}
 		},
+	}
+	if *noHashCache {
+		opt.HashCacheDir = ""
 	}
 	start := time.Now()
 	d, err := c.DeployDir(ctx, pos[0], *site, opt)

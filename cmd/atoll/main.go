@@ -44,6 +44,8 @@ Usage:
   atoll cert delete --site S --domain D     delete a domain's certificate
   atoll certs init --dir DIR --nodes A,B [--hosts H,...]
                                             make a CA and node certificates for --tls-*
+  atoll snapshot save FILE                  back up the cluster's metadata to FILE
+  atoll snapshot restore FILE               put the whole cluster's metadata back to FILE's
   atoll version                             print the version
 
 Client commands talk to --api (env ATOLL_API, default http://127.0.0.1:9090)
@@ -98,6 +100,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runCert(ctx, env, rest)
 	case "certs":
 		return runCerts(ctx, env, rest)
+	case "snapshot":
+		return runSnapshot(ctx, env, rest)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "atoll", version)
 		return nil

@@ -41,6 +41,7 @@ func runServer(ctx context.Context, env *cliEnv, args []string) error {
 	repair := envOr("repair-interval", cfg.RepairInterval.String())
 	fs.StringVar(&repair, "repair-interval", repair, "how often repair runs besides on membership changes")
 	storage := registerStorageFlags(fs, &cfg) // server_storage.go
+	limits := registerLimitFlags(fs, &cfg)    // server_limits.go
 	bootstrap, err := envBool("bootstrap")
 	if err != nil {
 		return err
@@ -63,6 +64,9 @@ func runServer(ctx context.Context, env *cliEnv, args []string) error {
 		return fmt.Errorf("%w: --repair-interval: %v", errUsage, err)
 	}
 	if err := storage.apply(&cfg); err != nil {
+		return err
+	}
+	if err := limits.apply(); err != nil {
 		return err
 	}
 	var level slog.Level

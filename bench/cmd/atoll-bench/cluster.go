@@ -24,6 +24,8 @@ type clusterResult struct {
 	PropagationP50Ms float64   `json:"propagation_p50_ms"`
 	PropagationP99Ms float64   `json:"propagation_p99_ms"`
 	PublishCallP50Ms float64   `json:"publish_call_p50_ms"`
+	PublishCallP99Ms float64   `json:"publish_call_p99_ms"`
+	PublishCallsMs   []float64 `json:"publish_calls_ms,omitempty"`
 	// Cold miss on the edge: first request of a blob the edge lacks, and
 	// the same request again, sequential on one keep-alive connection.
 	ColdFiles       int     `json:"cold_files"`
@@ -201,8 +203,10 @@ func propagation(ctx context.Context, cfg config, leader *atollNode, nodes []*at
 	r.PropagationP50Ms = percentile(r.PropagationMs, 50)
 	r.PropagationP99Ms = percentile(r.PropagationMs, 99)
 	r.PublishCallP50Ms = percentile(calls, 50)
-	log.Printf("cluster: publish propagation to all %d nodes p50 %.1f ms, p99 %.1f ms over %d publishes (publish call p50 %.1f ms)",
-		len(nodes), r.PropagationP50Ms, r.PropagationP99Ms, len(r.PropagationMs), r.PublishCallP50Ms)
+	r.PublishCallP99Ms = percentile(calls, 99)
+	r.PublishCallsMs = calls
+	log.Printf("cluster: publish propagation to all %d nodes p50 %.1f ms, p99 %.1f ms over %d publishes (publish call p50 %.1f ms, p99 %.1f ms)",
+		len(nodes), r.PropagationP50Ms, r.PropagationP99Ms, len(r.PropagationMs), r.PublishCallP50Ms, r.PublishCallP99Ms)
 	return nil
 }
 

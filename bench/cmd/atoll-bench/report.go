@@ -98,7 +98,7 @@ func (r *results) markdown() string {
 			}
 			p("| figure | value |\n| --- | ---: |\n")
 			p("| publish propagation to all 4 nodes, p50 / p99 (%d publishes) | %.1f ms / %.1f ms |\n", len(c.PropagationMs), c.PropagationP50Ms, c.PropagationP99Ms)
-			p("| publish API call p50 | %.1f ms |\n", c.PublishCallP50Ms)
+			p("| publish API call p50 / p99 | %.1f ms / %.1f ms |\n", c.PublishCallP50Ms, c.PublishCallP99Ms)
 			p("| edge cold miss p50 / p99 (%d files of 16 KiB) | %.2f ms / %.2f ms |\n", c.ColdFiles, c.ColdP50Ms, c.ColdP99Ms)
 			p("| edge hot p50 / p99, same files | %.2f ms / %.2f ms |\n", c.HotP50Ms, c.HotP99Ms)
 			p("| cold-miss overhead at p50 | %.2f ms |\n\n", c.ColdOverheadP50)

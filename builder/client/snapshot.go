@@ -1,0 +1,145 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/atoll-hosting/atoll/builder"
+	"github.com/atoll-hosting/atoll/raft"
+)
+
+// SnapshotInfo describes a snapshot saved from a node.
+type SnapshotInfo struct {
+	Node         string // the node whose state it is
+	AppliedIndex uint64 // the Raft index that state reflects
+	Bytes        int64  // size of the snapshot file
+}
+
+// SaveSnapshot streams a snapshot of the cluster's metadata, as the
+// answering node holds it, into w. Needs the admin token. A stream the
+// node broke off fails; use SaveSnapshotFile to also check the data.
+func (c *Client) SaveSnapshot(ctx context.Context, w io.Writer) (SnapshotInfo, error) {
+	req, err := c.newRequest(ctx, http.MethodGet, "/v1/snapshot", nil)
+	if err != nil {
+		return SnapshotInfo{}, err
+	}
+	res, err := c.send(req)
+	if err != nil {
+		return SnapshotInfo{}, err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return SnapshotInfo{}, decodeError(res)
+	}
+	info := SnapshotInfo{Node: res.Header.Get(builder.HeaderNode)}
+	if info.AppliedIndex, err = strconv.ParseUint(res.Header.Get(builder.HeaderAppliedIndex), 10, 64); err != nil {
+		return SnapshotInfo{}, fmt.Errorf("GET /v1/snapshot: answer without a valid %s header", builder.HeaderAppliedIndex)
+	}
+	if info.Bytes, err = io.Copy(w, res.Body); err != nil {
+		return SnapshotInfo{}, fmt.Errorf("GET /v1/snapshot: download broken off after %d bytes: %w", info.Bytes, err)
+	}
+	return info, nil
+}
+
+// SaveSnapshotFile saves a snapshot to path the way a backup must be
+// written: into a temporary file next to it, fsynced, checked (its header
+// and its data's checksum, so a truncated or damaged download is never
+// kept), then renamed over path and the directory fsynced. On failure path
+// is left as it was.
+func (c *Client) SaveSnapshotFile(ctx context.Context, path string) (info SnapshotInfo, err error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return SnapshotInfo{}, err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if info, err = c.SaveSnapshot(ctx, f); err != nil {
+		return SnapshotInfo{}, err
+	}
+	if err := f.Sync(); err != nil {
+		return SnapshotInfo{}, fmt.Errorf("sync %s: %w", f.Name(), err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return SnapshotInfo{}, err
+	}
+	got, err := raft.VerifyBackup(f)
+	if err != nil {
+		return SnapshotInfo{}, fmt.Errorf("downloaded snapshot is damaged, not saved: %w", err)
+	}
+	if got.AppliedIndex != info.AppliedIndex {
+		return SnapshotInfo{}, fmt.Errorf("downloaded snapshot is at index %d, the node announced %d: not saved", got.AppliedIndex, info.AppliedIndex)
+	}
+	if err := f.Close(); err != nil {
+		return SnapshotInfo{}, err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return SnapshotInfo{}, err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return info, err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return info, fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return info, nil
+}
+
+// RestoreSnapshot replaces the whole cluster's metadata with a snapshot
+// made by SaveSnapshot (size bytes read from r). It runs on the leader
+// (the node proxies it there) and returns once a majority of the cluster
+// holds the restored state. Needs the admin token. A file that is not a
+// whole, valid snapshot is refused (*Error with Status 400) and nothing
+// changes.
+func (c *Client) RestoreSnapshot(ctx context.Context, r io.ReadSeeker, size int64) (builder.SnapshotRestored, error) {
+	req, err := c.newRequest(ctx, http.MethodPost, "/v1/snapshot/restore", io.NopCloser(r))
+	if err != nil {
+		return builder.SnapshotRestored{}, err
+	}
+	req.ContentLength = size
+	req.Header.Set("Content-Type", builder.SnapshotContentType)
+	req.GetBody = func() (io.ReadCloser, error) { // nothing was sent: see send
+		_, err := r.Seek(0, io.SeekStart)
+		return io.NopCloser(r), err
+	}
+	var out builder.SnapshotRestored
+	err = c.do(req, &out)
+	return out, err
+}
+
+// RestoreSnapshotFile checks the snapshot file at path (header and data
+// checksum, without uploading it) and then restores it with
+// RestoreSnapshot.
+func (c *Client) RestoreSnapshotFile(ctx context.Context, path string) (builder.SnapshotRestored, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return builder.SnapshotRestored{}, err
+	}
+	defer f.Close()
+	if _, err := raft.VerifyBackup(f); err != nil {
+		if errors.Is(err, raft.ErrInvalid) {
+			return builder.SnapshotRestored{}, fmt.Errorf("%s is not a usable Atoll snapshot, nothing restored: %w", path, err)
+		}
+		return builder.SnapshotRestored{}, fmt.Errorf("read %s: %w", path, err)
+	}
+	size, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return builder.SnapshotRestored{}, err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return builder.SnapshotRestored{}, err
+	}
+	return c.RestoreSnapshot(ctx, f, size)
+}

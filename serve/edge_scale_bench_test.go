@@ -1,0 +1,68 @@
+package serve
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/atoll-hosting/atoll/raft"
+)
+
+// BenchmarkEdgeRandomPaths serves random paths of a deploy with n manifest
+// entries (all the same 1 KiB blob): with 1,000 entries every route is
+// cached after the first round; with 200,000 most requests miss the route
+// cache (maxPaths) and read the manifest in bbolt, as bench's metadata
+// section does with 1M entries.
+//
+//	go test -run '^$' -bench EdgeRandomPaths -benchmem ./serve/
+func BenchmarkEdgeRandomPaths(b *testing.B) {
+	for _, n := range []int{1_000, 200_000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			e := newRealEdge(b)
+			hash, err := e.fsm.File("dep1", "/1k.bin")
+			if err != nil {
+				b.Fatal(err)
+			}
+			files := make([]raft.File, n)
+			paths := make([][]byte, n)
+			for i := range files {
+				p := fmt.Sprintf("/docs/section-%d/file-%07d.bin", i%97, i)
+				files[i] = raft.File{Path: p, Hash: hash}
+				paths[i] = []byte(p)
+			}
+			slices.SortFunc(files, func(a, b raft.File) int { return strings.Compare(a.Path, b.Path) })
+			at := time.Date(2025, 1, 2, 0, 0, 0, 0, time.UTC)
+			e.apply(b, raft.CreateDeploy{ID: "big", Site: "bench", Files: n, Created: at})
+			for _, c := range raft.BatchFiles("big", files) {
+				e.apply(b, c)
+			}
+			e.apply(b, raft.MarkReady{Deploy: "big"}, raft.Publish{Deploy: "big", At: at})
+			if d, err := e.fsm.Deploy("big"); err != nil || d.State != raft.StatePublished {
+				b.Fatalf("Deploy: %+v %v", d, err)
+			}
+			if _, err := e.fsm.File("big", files[0].Path); err != nil {
+				b.Fatalf("File: %v", err)
+			}
+			var req fasthttp.Request
+			host := "big--bench." + testDomain // the deploy's preview host
+			var ctx fasthttp.RequestCtx
+			ctx.Init(&req, nil, nil)
+			rng := rand.New(rand.NewPCG(1, 2))
+			b.ReportAllocs()
+			for b.Loop() {
+				ctx.Request.SetRequestURIBytes(paths[rng.IntN(n)])
+				ctx.Request.SetHost(host)
+				e.h.ServeHTTP(&ctx)
+				if sc := ctx.Response.StatusCode(); sc != 200 {
+					b.Fatalf("status %d for %s %s", sc, ctx.Request.Host(), ctx.Request.RequestURI())
+				}
+				ctx.Response.Reset()
+			}
+		})
+	}
+}
