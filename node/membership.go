@@ -56,6 +56,7 @@ func (n *Node) adminOrPeer(auth func(http.Handler) http.Handler, next http.Handl
 // proxying the request, unchanged, to the leader's API.
 func (n *Node) onLeader(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		n.awaitLeader(r.Context(), 5*time.Second) // ride out an election
 		if n.store.IsLeader() {
 			h(w, r)
 			return
@@ -75,6 +76,22 @@ func (n *Node) onLeader(h http.HandlerFunc) http.HandlerFunc {
 		}
 		r.Header.Set("X-Atoll-Forwarded", n.cfg.ID)
 		proxy.ServeHTTP(w, r)
+	}
+}
+
+// awaitLeader waits up to d for a leader this node can reach through the
+// node table.
+func (n *Node) awaitLeader(ctx context.Context, d time.Duration) {
+	deadline := time.Now().Add(d)
+	for {
+		if _, ok := n.nodeByID(n.store.LeaderID()); ok || time.Now().After(deadline) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
 

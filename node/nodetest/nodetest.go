@@ -65,7 +65,7 @@ func New(t testing.TB, cores, edges int, opts ...Option) *Cluster {
 		cfg.RaftAddr, cfg.APIAddr, cfg.HTTPAddr = freeAddr(t), freeAddr(t), freeAddr(t)
 		cfg.ClusterKey = Key
 		cfg.AdminToken = Token
-		cfg.RaftTimeout = 300 * time.Millisecond
+		cfg.RaftTimeout = 500 * time.Millisecond
 		cfg.FetchTimeout = time.Second
 		if i == 0 {
 			cfg.Bootstrap = true
