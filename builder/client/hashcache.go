@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 )
@@ -25,10 +26,12 @@ import (
 // leave the stamp unchanged: git's "racy" case). On systems where the
 // inode and ctime are not available the cache is off. The cache file is
 // written to a temp file and renamed; one that does not parse is ignored.
+// One file per deployed folder; files unused for 30 days are removed.
 // A cache that cannot be read or written only costs the hashing: it never
-// fails a deploy. Even a wrong entry could not publish wrong bytes: the
-// server refuses an upload whose bytes do not hash to the name, though it
-// would keep a blob it already holds under that hash.
+// fails a deploy. A stale entry (only if a change kept the size, both
+// times and the inode) would deploy the content its hash names, the file's
+// previous version: never another file's bytes, since the server refuses
+// an upload whose bytes do not hash to its name.
 
 // racyWindow: files modified this recently are hashed but not cached.
 const racyWindow = 2 * time.Second
@@ -151,6 +154,27 @@ func (c *hashCache) save(root string) {
 	}
 	if os.Rename(tmp.Name(), c.path) != nil {
 		os.Remove(tmp.Name())
+	}
+	pruneHashCaches(filepath.Dir(c.path))
+}
+
+// hashCacheMaxAge: caches of folders not deployed for this long are
+// removed (best effort), so that deploys of many temporary folders do
+// not pile up files in the cache folder.
+const hashCacheMaxAge = 30 * 24 * time.Hour
+
+func pruneHashCaches(dir string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), "hashes-") && !strings.HasPrefix(e.Name(), ".hashes-") {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > hashCacheMaxAge {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
 	}
 }
 
