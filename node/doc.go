@@ -67,6 +67,14 @@
 // from the replicated certificates of custom domains, parsed once and
 // cached until the replicated state changes.
 //
+// Backups (snapshot.go): GET /v1/snapshot streams this node's metadata in
+// the Raft snapshot format; POST /v1/snapshot/restore, on the leader,
+// replaces the cluster's metadata with such a file (raft's Store.RestoreBackup).
+//
+// Limits (limits.go): the API and the edge run with header, idle and body
+// timeouts and size limits from Config.HTTPLimits; API bodies must keep a
+// minimum rate both ways instead of a whole-request timeout.
+//
 // A single node is the cluster of one: it bootstraps Raft with itself as
 // the only voter, owns every blob, and serves every site from its own disk.
 //
