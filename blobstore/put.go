@@ -69,17 +69,11 @@ func (s *Store) Put(ctx context.Context, want string, r io.Reader) (_ Info, err 
 	unlock := s.locks.lock(got)
 	defer unlock()
 	// Under the lock: a concurrent Put of the same content that got here
-	// first has published and fsynced it.
-	if info, err := s.Stat(got); err == nil {
-		s.acct.touch(got)
-		return info, nil
-	} else if !errors.Is(err, ErrNotFound) {
-		return Info{}, fmt.Errorf("put blob %s: %w", got, err)
-	}
-	// Again, now that the body takes its room: the reserve must hold
-	// after this blob too.
-	if err := s.checkSpace(); err != nil {
-		return Info{}, fmt.Errorf("put blob %s: %w", got, err)
+	// first has published and fsynced it. Else the space check runs again,
+	// now that the body takes its room: the reserve must hold after this
+	// blob too.
+	if info, stored, err := s.storedOrRoom(got); err != nil || stored {
+		return info, wrapErr("put blob "+got, err)
 	}
 	// The identity's fsync runs while the variants are compressed (and
 	// fsynced): one disk round trip less per blob; both are done before
@@ -238,4 +232,25 @@ func (c ctxReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.r.Read(p)
+}
+
+// storedOrRoom runs under hash's lock before a blob is published: it
+// returns the stored Info when the blob already exists (a concurrent Put
+// or Import won), else checks that the space reserve still holds.
+func (s *Store) storedOrRoom(hash string) (info Info, stored bool, err error) {
+	if info, err := s.Stat(hash); err == nil {
+		s.acct.touch(hash)
+		return info, true, nil
+	} else if !errors.Is(err, ErrNotFound) {
+		return Info{}, false, err
+	}
+	return Info{}, false, s.checkSpace()
+}
+
+// wrapErr prefixes err with what was being done; nil stays nil.
+func wrapErr(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", what, err)
 }

@@ -404,14 +404,8 @@ func (s *Store) importBlob(ctx context.Context, hash, header string, body io.Rea
 	unlock := s.locks.lock(hash)
 	defer unlock()
 	// Under the lock: a concurrent Put or Import may have stored it.
-	if info, err := s.Stat(hash); err == nil {
-		s.acct.touch(hash)
-		return info, nil
-	} else if !errors.Is(err, ErrNotFound) {
-		return Info{}, fmt.Errorf("import blob %s: %w", hash, err)
-	}
-	if err := s.checkSpace(); err != nil {
-		return Info{}, fmt.Errorf("import blob %s: %w", hash, err)
+	if info, stored, err := s.storedOrRoom(hash); err != nil || stored {
+		return info, wrapErr("import blob "+hash, err)
 	}
 	if err := identity.Close(); err != nil {
 		return Info{}, fmt.Errorf("import blob %s: %w", hash, err)
