@@ -17,6 +17,10 @@ import (
 	"github.com/atoll-hosting/atoll/serve"
 )
 
+// peerAskTimeout bounds one "which of these blobs do you hold" question
+// (per started batch of maxHasHashes) to a peer on the write path.
+const peerAskTimeout = 3 * time.Second
+
 // ErrUnderReplicated is returned when an upload could not reach a majority
 // of its blob's owners. It wraps builder.ErrUnavailable (503); the error
 // also wraps blobstore.ErrNoSpace (507) when an owner's disk was full.
@@ -140,7 +144,11 @@ func (b blobs) StatMany(ctx context.Context, hashes []string) (map[string]blobst
 			continue
 		}
 		g.Go(func() error {
-			present, err := n.peer.Has(gctx, n.peerURL(nd.APIAddr), list)
+			// A stopped owner must not hold the whole check up: it counts
+			// as holding nothing after peerAskTimeout.
+			actx, cancel := context.WithTimeout(gctx, peerAskTimeout*time.Duration(1+len(list)/maxHasHashes))
+			defer cancel()
+			present, err := n.peer.Has(actx, n.peerURL(nd.APIAddr), list)
 			if err != nil {
 				n.log.Warn("ask owner for blobs", "node", id, "err", err)
 				return nil // an unreachable owner holds nothing we can count on

@@ -296,19 +296,24 @@ func (n *Node) handOver(ctx context.Context) error {
 	}
 }
 
-// lastCopies counts referenced blobs that no core node other than id
-// holds.
+// lastCopies counts blobs of complete deploys that no core node other than
+// id holds. Blobs named only by uploads still in progress do not count: a
+// deploy that never finished uploading holds nothing anyone can lose (its
+// publish would ask for the blob again), and an upload abandoned halfway
+// must not block a removal forever.
 func (n *Node) lastCopies(ctx context.Context, id string) (int, error) {
 	ref, err := n.referenced(ctx)
 	if err != nil {
 		return 0, err
 	}
-	if len(ref) == 0 {
-		return 0, nil
-	}
 	hashes := make([]string, 0, len(ref))
-	for h := range ref {
-		hashes = append(hashes, h)
+	for h, pendingOnly := range ref {
+		if !pendingOnly {
+			hashes = append(hashes, h)
+		}
+	}
+	if len(hashes) == 0 {
+		return 0, nil
 	}
 	var others []raft.Node
 	for _, nd := range n.placement().all {
