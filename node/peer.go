@@ -80,8 +80,9 @@ func (n *Node) handlePeerHas(w http.ResponseWriter, r *http.Request) {
 	builder.WriteJSON(w, http.StatusOK, blobstore.HasResponse{Present: n.blobs.Present(hashes)})
 }
 
-// fetchRequest asks a node to pull blobs it should hold (repair).
-type fetchRequest struct {
+// hashList is the body of the peer fetch and verify requests: the blobs
+// to pull (repair) or to check now (a peer received a bad copy).
+type hashList struct {
 	Hashes []string `json:"hashes"`
 }
 
@@ -93,22 +94,33 @@ type fetchResponse struct {
 // handlePeerFetch pulls the given blobs from their sources, a few at a
 // time, and answers how many arrived.
 func (n *Node) handlePeerFetch(w http.ResponseWriter, r *http.Request) {
-	var req fetchRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, 100*maxHasHashes)).Decode(&req); err != nil {
-		builder.WriteError(w, http.StatusBadRequest, "malformed fetch request: "+err.Error())
+	hashes, ok := readHashList(w, r, maxHasHashes, "fetch")
+	if !ok {
 		return
 	}
-	if len(req.Hashes) > maxHasHashes {
-		builder.WriteError(w, http.StatusRequestEntityTooLarge, "too many hashes in one fetch request")
-		return
+	builder.WriteJSON(w, http.StatusOK, n.fetchAll(r, hashes))
+}
+
+// readHashList reads a peer request body {"hashes": [...]} of at most max
+// valid hashes. On a bad body it answers the error itself and returns
+// false.
+func readHashList(w http.ResponseWriter, r *http.Request, max int, what string) ([]string, bool) {
+	var req hashList
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, int64(100*max))).Decode(&req); err != nil {
+		builder.WriteError(w, http.StatusBadRequest, "malformed "+what+" request: "+err.Error())
+		return nil, false
+	}
+	if len(req.Hashes) > max {
+		builder.WriteError(w, http.StatusRequestEntityTooLarge, "too many hashes in one "+what+" request")
+		return nil, false
 	}
 	for _, h := range req.Hashes {
 		if !raft.ValidHash(h) {
 			builder.WriteError(w, http.StatusBadRequest, "invalid hash "+strconv.Quote(h))
-			return
+			return nil, false
 		}
 	}
-	builder.WriteJSON(w, http.StatusOK, n.fetchAll(r, req.Hashes))
+	return req.Hashes, true
 }
 
 func (n *Node) fetchAll(r *http.Request, hashes []string) fetchResponse {

@@ -339,7 +339,7 @@ func (n *Node) pull(ctx context.Context, nd raft.Node, hashes []string) (int, er
 		return got, nil
 	}
 	var out fetchResponse
-	err := n.peerJSON(ctx, http.MethodPost, nd.APIAddr, "/v1/peer/fetch", jsonBody(fetchRequest{Hashes: hashes}), &out)
+	err := n.peerJSON(ctx, http.MethodPost, nd.APIAddr, "/v1/peer/fetch", jsonBody(hashList{Hashes: hashes}), &out)
 	return out.Fetched, err
 }
 

@@ -406,16 +406,11 @@ func (n *Node) reportCorrupt(src raft.Node, hash string) {
 		defer n.wg.Done()
 		ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
 		defer cancel()
-		err := n.peerJSON(ctx, http.MethodPost, src.APIAddr, "/v1/peer/verify", jsonBody(verifyRequest{Hashes: []string{hash}}), nil)
+		err := n.peerJSON(ctx, http.MethodPost, src.APIAddr, "/v1/peer/verify", jsonBody(hashList{Hashes: []string{hash}}), nil)
 		if err != nil {
 			n.log.Warn("scrub: report a corrupt copy to its holder", "blob", hash, "node", src.ID, "err", err)
 		}
 	}()
-}
-
-// verifyRequest is the body of POST /v1/peer/verify.
-type verifyRequest struct {
-	Hashes []string `json:"hashes"`
 }
 
 func (n *Node) registerScrub(mux *http.ServeMux, auth func(http.Handler) http.Handler) {
@@ -506,20 +501,9 @@ func scrubWait(r *http.Request) (time.Duration, error) {
 // handlePeerVerify checks the given blobs now, in the background: a peer
 // received bytes from this node that did not match their hash.
 func (n *Node) handlePeerVerify(w http.ResponseWriter, r *http.Request) {
-	var req verifyRequest
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 100*maxVerifyHashes)).Decode(&req); err != nil {
-		builder.WriteError(w, http.StatusBadRequest, "malformed verify request: "+err.Error())
+	hashes, ok := readHashList(w, r, maxVerifyHashes, "verify")
+	if !ok {
 		return
-	}
-	if len(req.Hashes) > maxVerifyHashes {
-		builder.WriteError(w, http.StatusRequestEntityTooLarge, "too many hashes in one verify request")
-		return
-	}
-	for _, h := range req.Hashes {
-		if !raft.ValidHash(h) {
-			builder.WriteError(w, http.StatusBadRequest, "invalid hash "+strconv.Quote(h))
-			return
-		}
 	}
 	if n.ctx.Err() != nil {
 		builder.WriteError(w, http.StatusServiceUnavailable, "node shutting down")
@@ -529,7 +513,7 @@ func (n *Node) handlePeerVerify(w http.ResponseWriter, r *http.Request) {
 	go func() {
 		defer n.wg.Done()
 		pace := &pacer{ctx: n.ctx, rate: float64(n.cfg.ScrubRate)}
-		for _, h := range req.Hashes {
+		for _, h := range hashes {
 			if res := n.checkBlob(n.ctx, h, pace.wait); res.corrupt {
 				n.log.Warn("scrub: a peer reported a corrupt copy, and it was", "blob", h, "repaired", res.repaired)
 			}

@@ -2,7 +2,6 @@ package raft
 
 import (
 	"context"
-	"fmt"
 
 	hraft "github.com/hashicorp/raft"
 )
@@ -25,13 +24,9 @@ func (s *Store) ApplyAll(ctx context.Context, cmds []Command) (uint64, error) {
 	}
 	data := make([][]byte, len(cmds))
 	for i, cmd := range cmds {
-		b, err := Encode(cmd)
+		b, err := encodeBounded(cmd)
 		if err != nil {
 			return 0, err
-		}
-		if len(b) > MaxCommandBytes {
-			return 0, fmt.Errorf("%w: command %d encodes to %d bytes, limit %d (batch manifests with BatchFiles)",
-				ErrInvalid, cmd.Type(), len(b), MaxCommandBytes)
 		}
 		data[i] = b
 	}

@@ -454,6 +454,19 @@ func (s *Store) Apply(ctx context.Context, cmd Command) error {
 	return err
 }
 
+// encodeBounded encodes cmd and refuses it over MaxCommandBytes.
+func encodeBounded(cmd Command) ([]byte, error) {
+	b, err := Encode(cmd)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxCommandBytes {
+		return nil, fmt.Errorf("%w: command %d encodes to %d bytes, limit %d (batch manifests with BatchFiles)",
+			ErrInvalid, cmd.Type(), len(b), MaxCommandBytes)
+	}
+	return b, nil
+}
+
 // ApplyIndex is Apply that also returns the log index of the command, so a
 // follower that forwarded it can wait until it has applied that far
 // (read-your-writes).
@@ -461,13 +474,9 @@ func (s *Store) ApplyIndex(ctx context.Context, cmd Command) (uint64, error) {
 	if s.closed.Load() {
 		return 0, ErrClosed
 	}
-	b, err := Encode(cmd)
+	b, err := encodeBounded(cmd)
 	if err != nil {
 		return 0, err
-	}
-	if len(b) > MaxCommandBytes {
-		return 0, fmt.Errorf("%w: command %d encodes to %d bytes, limit %d (batch manifests with BatchFiles)",
-			ErrInvalid, cmd.Type(), len(b), MaxCommandBytes)
 	}
 	s.writes.RLock()
 	defer s.writes.RUnlock()
