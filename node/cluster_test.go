@@ -206,23 +206,10 @@ func TestLeaderFailoverKeepsServingAndWriting(t *testing.T) {
 
 func TestEdgeSkipsPeerWithCorruptCopy(t *testing.T) {
 	c := nodetest.New(t, 3, 1, func(cfg *node.Config) { cfg.Replicas = 2 })
-	ctx := context.Background()
-	cl := c.Client(c.Leader())
-	if _, err := cl.CreateSite(ctx, "s", nil, 0); err != nil {
-		t.Fatal(err)
-	}
 	body := strings.Repeat("precious bytes ", 100)
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "f.txt"), []byte(body), 0o644)
-	deploy(t, cl, "s", dir)
-	h := sha(body)
-	edge := c.Member("edge1")
-	c.Eventually(10*time.Second, "edge prefetch", func() bool { return edge.Node.LocalBlobs().Has(h) })
-	// Drop the edge's copy, corrupt the first owner's: the edge must skip it.
-	if err := edge.Node.LocalBlobs().Delete(h); err != nil {
-		t.Fatal(err)
-	}
-	first := c.Member(edge.Node.Owners(h)[0])
+	h, edge, first := oneFileBehindEdge(t, c, body)
+	// The edge lacks the blob; corrupt the first owner's copy: the edge
+	// must skip it.
 	var corrupted bool
 	filepath.WalkDir(first.Cfg.DataDir, func(p string, d os.DirEntry, err error) error {
 		if err == nil && d.Name() == h {
@@ -456,4 +443,26 @@ func TestAcknowledgedDeploysSurviveANodeLoss(t *testing.T) {
 			}
 		}
 	}
+}
+
+// oneFileBehindEdge publishes body as /f.txt of site "s", waits for edge1
+// to prefetch it, then deletes the edge's copy, so that the next read
+// through the edge fetches it from the owners. It returns the blob's hash,
+// the edge and the blob's first owner.
+func oneFileBehindEdge(t *testing.T, c *nodetest.Cluster, body string) (hash string, edge, first *nodetest.Member) {
+	t.Helper()
+	cl := c.Client(c.Leader())
+	if _, err := cl.CreateSite(context.Background(), "s", nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "f.txt"), []byte(body), 0o644)
+	deploy(t, cl, "s", dir)
+	hash = sha(body)
+	edge = c.Member("edge1")
+	c.Eventually(10*time.Second, "edge prefetch", func() bool { return edge.Node.LocalBlobs().Has(hash) })
+	if err := edge.Node.LocalBlobs().Delete(hash); err != nil {
+		t.Fatal(err)
+	}
+	return hash, edge, c.Member(edge.Node.Owners(hash)[0])
 }

@@ -257,22 +257,8 @@ func TestScrubReplacesCorruptCopies(t *testing.T) {
 // without waiting for a scrub pass.
 func TestCorruptCopySentToAPeerIsReplaced(t *testing.T) {
 	c := nodetest.New(t, 3, 1, func(cfg *node.Config) { cfg.Replicas = 2 })
-	ctx := context.Background()
-	cl := c.Client(c.Leader())
-	if _, err := cl.CreateSite(ctx, "s", nil, 0); err != nil {
-		t.Fatal(err)
-	}
 	body := textOf(30<<10, 4)
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "f.txt"), []byte(body), 0o644)
-	deploy(t, cl, "s", dir)
-	h := sha(body)
-	edge := c.Member("edge1")
-	c.Eventually(10*time.Second, "edge prefetch", func() bool { return edge.Node.LocalBlobs().Has(h) })
-	if err := edge.Node.LocalBlobs().Delete(h); err != nil {
-		t.Fatal(err)
-	}
-	first := c.Member(edge.Node.Owners(h)[0])
+	h, edge, first := oneFileBehindEdge(t, c, body)
 	flip(t, blobPath(first, h, ""))
 
 	status, got, err := get(edge.Node.EdgeURL(), "s", "/f.txt")
