@@ -23,6 +23,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/atoll-hosting/atoll/blobstore"
+	"github.com/atoll-hosting/atoll/builder"
 	"github.com/atoll-hosting/atoll/raft"
 	"github.com/atoll-hosting/atoll/serve"
 )
@@ -109,6 +110,7 @@ type Config struct {
 
 // DefaultConfig returns the documented defaults of `atoll server`.
 func DefaultConfig() Config {
+	limits := builder.DefaultConfig()
 	return Config{
 		DataDir:  "./atoll-data",
 		Role:     raft.RoleCore,
@@ -127,6 +129,11 @@ func DefaultConfig() Config {
 		ScrubRate:     32 << 20,
 		ScrubInterval: 24 * time.Hour,
 		MinFreeBytes:  1 << 30,
+
+		MaxBlobBytes: limits.MaxBlobBytes,
+		MaxTarBytes:  limits.MaxTarBytes,
+		MaxJSONBytes: limits.MaxJSONBytes,
+		MaxFiles:     limits.MaxFiles,
 
 		HTTPLimits: DefaultHTTPLimits(),
 	}

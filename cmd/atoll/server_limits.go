@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/atoll-hosting/atoll/builder"
 	"github.com/atoll-hosting/atoll/node"
 )
 
@@ -18,20 +17,6 @@ type limitFlags struct {
 }
 
 func registerLimitFlags(fs *flag.FlagSet, cfg *node.Config) *limitFlags {
-	b := builder.DefaultConfig()
-	if cfg.MaxBlobBytes == 0 {
-		cfg.MaxBlobBytes = b.MaxBlobBytes
-	}
-	if cfg.MaxTarBytes == 0 {
-		cfg.MaxTarBytes = b.MaxTarBytes
-	}
-	if cfg.MaxJSONBytes == 0 {
-		cfg.MaxJSONBytes = b.MaxJSONBytes
-	}
-	if cfg.MaxFiles == 0 {
-		cfg.MaxFiles = b.MaxFiles
-	}
-
 	f := &limitFlags{}
 	size := func(p *int64, name, usage string) {
 		v := fs.String(name, envOr(name, formatBytes(*p)), usage)
