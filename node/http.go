@@ -59,6 +59,7 @@ func (n *Node) startAPI() error {
 	n.registerMembership(mux, api.RequireAuth)
 	n.registerScrub(mux, api.RequireAuth)
 	n.registerSnapshot(mux, api.RequireAuth) // snapshot.go
+	registerDebug(mux, api.RequireAuth)      // debug.go
 	n.registerPeer(mux)
 	mux.HandleFunc("GET /healthz", n.handleHealth)
 	mux.HandleFunc("GET /readyz", n.handleReady)
