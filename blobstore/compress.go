@@ -98,60 +98,26 @@ type variantFile struct {
 	size     int64
 }
 
-// compress writes the variants of src (the size identity bytes) worth
-// keeping, in the order of encodings. The three passes run in parallel. On
-// error, no temp file is left.
-func (s *Store) compress(ctx context.Context, src *os.File, size int64) ([]variantFile, error) {
+// worthTrying reports whether the compression passes are worth running on
+// src (the size identity bytes): not for tiny blobs, content that sniffs as
+// compressed already, or (from probeMinSize up) a sample that fast zstd
+// does not shrink.
+func (s *Store) worthTrying(src *os.File, size int64) (bool, error) {
 	if size < minCompressSize {
-		return nil, nil
+		return false, nil
 	}
 	head := make([]byte, 512)
 	n, err := src.ReadAt(head, 0)
 	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, err
+		return false, err
 	}
 	if alreadyCompressed(head[:n]) {
-		return nil, nil
+		return false, nil
 	}
 	if size >= probeMinSize {
-		ok, err := worthCompressing(src, size)
-		if err != nil || !ok {
-			return nil, err
-		}
+		return worthCompressing(src, size)
 	}
-
-	type result struct {
-		v    variantFile
-		kept bool
-		err  error
-	}
-	results := make([]result, len(encodings))
-	var wg sync.WaitGroup
-	for i, e := range encodings {
-		wg.Go(func() {
-			v, kept, err := s.writeVariant(ctx, src, size, e.name)
-			results[i] = result{v, kept, err}
-		})
-	}
-	wg.Wait()
-
-	var variants []variantFile
-	var errs []error
-	for _, r := range results {
-		switch {
-		case r.err != nil:
-			errs = append(errs, r.err)
-		case r.kept:
-			variants = append(variants, r.v)
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		for _, v := range variants {
-			s.removeBestEffort(v.path)
-		}
-		return nil, err
-	}
-	return variants, nil
+	return true, nil
 }
 
 // writeVariant compresses src into a fsynced temp file. kept is false, and

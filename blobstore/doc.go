@@ -5,12 +5,16 @@
 //
 //   - atomic, durable writes: a blob is streamed into a temp file while it is
 //     hashed, rejected when the hash is not the one the caller expected, and
-//     made visible by a rename only once it and its compressed variants are
-//     fsynced (see DESIGN.md in this folder for the exact order);
-//   - compressed variants, computed once at ingest: brotli ("br"), zstd
-//     ("zstd") and gzip ("gzip"), each kept only when it saves at least ~5%;
-//     content that is tiny or already compressed (images, archives, fonts,
-//     audio, video) is not recompressed;
+//     made visible by a rename only once it is fsynced (see DESIGN.md in
+//     this folder for the exact order);
+//   - compressed variants, computed once per stored copy by background
+//     workers after Put (or an Import without variants) has answered:
+//     brotli ("br"), zstd ("zstd") and gzip ("gzip"), each kept only when
+//     it saves at least ~5%; content that is tiny or already compressed
+//     (images, archives, fonts, audio, video) is not recompressed. Until
+//     they exist the blob has only its identity bytes; a pending marker
+//     makes sure a crash does not leave it so (background.go, DESIGN.md
+//     I14), and Config.OnVariants tells the caller when they appear;
 //   - reads for the serving path: Stat (answered from a small bounded
 //     in-memory cache), Has, and Open of the identity bytes or of a variant;
 //   - Delete, Walk over every complete blob, Verify (re-hash the identity
@@ -39,6 +43,7 @@
 //	<dir>/ab/<hash>.br    brotli variant
 //	<dir>/ab/<hash>.zst   zstd variant
 //	<dir>/ab/<hash>.gz    gzip variant
+//	<dir>/ab/<hash>.pending  the variants are still to be made
 //	<dir>/tmp/            temp files; emptied by New
 //	<dir>/quarantine/     corrupt copies Quarantine took out of service
 //

@@ -28,6 +28,9 @@ func newTestStore(t *testing.T) (*Store, string) {
 func openTestStore(t *testing.T, dir string) *Store {
 	t.Helper()
 	s, err := New(Config{Dir: dir, Logger: slog.New(slog.DiscardHandler)})
+	if err == nil {
+		t.Cleanup(func() { s.Close() })
+	}
 	if err != nil {
 		t.Fatalf("New(%s): %v", dir, err)
 	}
@@ -60,12 +63,27 @@ func hashOf(b []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// put stores b, failing the test on error.
+// put stores b and waits for its background compression, failing the test
+// on error; it returns the blob's Info with the variants made.
 func put(t *testing.T, s *Store, b []byte) Info {
 	t.Helper()
 	info, err := s.Put(t.Context(), "", bytes.NewReader(b))
 	if err != nil {
 		t.Fatalf("Put(%d bytes): %v", len(b), err)
+	}
+	return compressed(t, s, info.Hash)
+}
+
+// compressed waits for the background compression and returns the blob's
+// Info.
+func compressed(t *testing.T, s *Store, hash string) Info {
+	t.Helper()
+	if err := s.WaitCompressed(t.Context()); err != nil {
+		t.Fatalf("WaitCompressed: %v", err)
+	}
+	info, err := s.Stat(hash)
+	if err != nil {
+		t.Fatalf("Stat(%s): %v", hash, err)
 	}
 	return info
 }

@@ -339,27 +339,40 @@ func (p *Peer) fetch(ctx context.Context, store *Store, baseURL, hash string, du
 	if info, err := store.Stat(hash); err == nil {
 		return info, nil
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, blobURL(baseURL, hash), nil)
+	resp, header, err := p.get(ctx, baseURL, hash)
 	if err != nil {
-		return Info{}, fmt.Errorf("fetch blob %s: %w", hash, err)
-	}
-	resp, err := p.do(req)
-	if se := (*StatusError)(nil); errors.As(err, &se) && se.StatusCode == http.StatusNotFound {
-		return Info{}, fmt.Errorf("fetch blob %s from %s: %w: %w", hash, baseURL, ErrNotFound, err)
-	}
-	if err != nil {
-		return Info{}, fmt.Errorf("fetch blob %s from %s: %w", hash, baseURL, err)
+		return Info{}, err
 	}
 	defer drainClose(resp.Body)
-	header := resp.Header.Get(HeaderBlob)
-	if h, err := ParseBlobHeader(header); err == nil && resp.ContentLength >= 0 && resp.ContentLength != h.Length() {
-		return Info{}, fmt.Errorf("fetch blob %s from %s: Content-Length %d, header %q says %d: %w", hash, baseURL, resp.ContentLength, header, h.Length(), ErrMalformed)
-	}
 	info, err := store.importBlob(ctx, hash, header, resp.Body, durable)
 	if err != nil {
 		return Info{}, fmt.Errorf("fetch blob %s from %s: %w", hash, baseURL, err)
 	}
 	return info, nil
+}
+
+// get asks the peer at baseURL for a (valid) blob and returns its answer,
+// whose body the caller closes, and its transfer header. The error wraps
+// ErrNotFound when the peer does not hold the blob, and ErrMalformed when
+// the answer's Content-Length contradicts the header.
+func (p *Peer) get(ctx context.Context, baseURL, hash string) (*http.Response, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, blobURL(baseURL, hash), nil)
+	if err != nil {
+		return nil, "", fmt.Errorf("fetch blob %s: %w", hash, err)
+	}
+	resp, err := p.do(req)
+	if se := (*StatusError)(nil); errors.As(err, &se) && se.StatusCode == http.StatusNotFound {
+		return nil, "", fmt.Errorf("fetch blob %s from %s: %w: %w", hash, baseURL, ErrNotFound, err)
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("fetch blob %s from %s: %w", hash, baseURL, err)
+	}
+	header := resp.Header.Get(HeaderBlob)
+	if h, err := ParseBlobHeader(header); err == nil && resp.ContentLength >= 0 && resp.ContentLength != h.Length() {
+		drainClose(resp.Body)
+		return nil, "", fmt.Errorf("fetch blob %s from %s: Content-Length %d, header %q says %d: %w", hash, baseURL, resp.ContentLength, header, h.Length(), ErrMalformed)
+	}
+	return resp, header, nil
 }
 
 // Has asks the peer at baseURL which of hashes it holds and returns them

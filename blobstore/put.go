@@ -22,9 +22,12 @@ import (
 //
 // The body is streamed to a temp file while it is hashed. If the blob is
 // already stored, Put returns its Info and changes nothing (Put is
-// idempotent). Otherwise it computes the compressed variants worth keeping,
-// and makes the blob visible with the durability order of DESIGN.md: when Put
-// returns nil, the blob and its variants are fsynced and survive a crash.
+// idempotent). Otherwise it makes the blob visible with the durability order
+// of DESIGN.md: when Put returns nil, the identity bytes are fsynced and
+// survive a crash. The compressed variants worth keeping are made in the
+// background (see background.go): the returned Info has none yet, and a
+// crash before they are made leaves the blob queued for them at the next
+// New.
 // Concurrent Puts of the same content are safe: one stores it, the others
 // return its Info.
 //
@@ -75,24 +78,17 @@ func (s *Store) Put(ctx context.Context, want string, r io.Reader) (_ Info, err 
 	if info, stored, err := s.storedOrRoom(got); err != nil || stored {
 		return info, wrapErr("put blob "+got, err)
 	}
-	// The identity's fsync runs while the variants are compressed (and
-	// fsynced): one disk round trip less per blob; both are done before
-	// publish renames anything (I2).
-	synced := make(chan error, 1)
-	go func() { synced <- tmp.Sync() }()
-	variants, err := s.compress(ctx, tmp, size)
-	defer func() {
-		for _, v := range variants {
-			if v.path != "" {
-				s.removeBestEffort(v.path)
-			}
-		}
-	}()
-	if serr := <-synced; serr != nil && err == nil {
-		err = fmt.Errorf("sync: %w", serr)
-	}
-	if err != nil {
+	// Only the identity bytes are made durable before the answer; the
+	// variants are made in the background (background.go), and the
+	// pending marker, durable with the identity, says they are due.
+	head := make([]byte, 512)
+	n, err := tmp.ReadAt(head, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
 		return Info{}, fmt.Errorf("put blob %s: %w", got, err)
+	}
+	pending := mayCompress(head[:n], size)
+	if err := tmp.Sync(); err != nil {
+		return Info{}, fmt.Errorf("put blob %s: sync: %w", got, err)
 	}
 	if err := ctx.Err(); err != nil {
 		return Info{}, fmt.Errorf("put blob %s: %w", got, err)
@@ -100,13 +96,27 @@ func (s *Store) Put(ctx context.Context, want string, r io.Reader) (_ Info, err 
 	if err := tmp.Close(); err != nil {
 		return Info{}, fmt.Errorf("put blob %s: %w", got, err)
 	}
+	if pending {
+		if err := s.ensureShard(got); err != nil {
+			return Info{}, fmt.Errorf("put blob %s: %w", got, err)
+		}
+		if err := s.markPending(got); err != nil {
+			return Info{}, fmt.Errorf("put blob %s: %w", got, err)
+		}
+	}
 
-	info, err := s.publish(got, size, tmp.Name(), variants)
+	info, err := s.publish(got, size, tmp.Name(), nil)
 	if err != nil {
+		if pending {
+			s.clearPending(got)
+		}
 		return Info{}, fmt.Errorf("put blob %s: %w", got, err)
 	}
 	tmp = nil
 	s.cache.add(info)
+	if pending {
+		s.enqueue(got)
+	}
 	return info, nil
 }
 

@@ -66,6 +66,7 @@ func (s *Store) Quarantine(hash string) (string, error) {
 			s.log.Warn("quarantine: variant left in place", "blob", hash, "encoding", e.name, "err", err)
 		}
 	}
+	s.clearPending(hash) // nothing left to compress
 	for _, d := range []string{filepath.Dir(base), dst, root} {
 		if err := syncDir(d); err != nil {
 			return dst, fmt.Errorf("quarantine blob %s: %w", hash, err)

@@ -23,6 +23,7 @@ func openReserved(t *testing.T, dir string, minFree int64) *Store {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { s.Close() }) // before a tmpfs is unmounted: no file open
 	return s
 }
 
@@ -97,6 +98,9 @@ func TestReserveRecoversWhenSpaceReturns(t *testing.T) {
 	}
 	if got := readBlob(t, s, info.Hash, ""); !bytes.Equal(got, b) {
 		t.Error("blob stored after recovery does not read back")
+	}
+	if err := s.WaitCompressed(t.Context()); err != nil {
+		t.Fatal(err)
 	}
 	if got := tmpFiles(t, dir); len(got) != 0 {
 		t.Errorf("temp files left: %v", got)

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -79,6 +80,17 @@ type Config struct {
 	// system: below it they fail with ErrNoSpace (see space.go). 0 checks
 	// nothing beyond the file system's own ENOSPC.
 	MinFreeBytes int64
+	// CompressWorkers is the number of background workers that make the
+	// compressed variants of new blobs, one pass at a time each; 0 means
+	// half the CPUs (at least one). Negative means none: blobs stay
+	// pending (and are served without variants) until a store with
+	// workers is opened on the folder.
+	CompressWorkers int
+	// OnVariants, if set, is called (from a background worker, after the
+	// files are durable and the Stat cache knows them) with the hash of a
+	// blob whose variants were just published, so that caches above the
+	// store can forget the variant-less Info they hold.
+	OnVariants func(hash string)
 }
 
 // DefaultConfig returns the configuration of a node started with the
@@ -127,6 +139,9 @@ type Store struct {
 	shardReady [256]atomic.Bool
 
 	unsynced unsyncedCopies // cache copies not yet fsynced (cachecopy.go)
+
+	comp       compressor // background compression (background.go)
+	onVariants func(hash string)
 }
 
 // New opens (creating if needed) the store in cfg.Dir. It removes what a
@@ -149,6 +164,8 @@ func New(cfg Config) (*Store, error) {
 		cache: newInfoCache(defaultCacheEntries),
 		acct:  newAccounting(),
 		space: newSpaceGuard(cfg.MinFreeBytes),
+
+		onVariants: cfg.OnVariants,
 	}
 	s.locks.m = make(map[string]*hashLock)
 	if err := s.prepareDirs(); err != nil {
@@ -157,13 +174,15 @@ func New(cfg Config) (*Store, error) {
 	if err := s.cleanTemp(); err != nil {
 		return nil, fmt.Errorf("blobstore: clean temp folder: %w", err)
 	}
-	if err := s.sweepOrphans(); err != nil {
+	pending, err := s.sweepOrphans()
+	if err != nil {
 		return nil, fmt.Errorf("blobstore: remove orphan variants: %w", err)
 	}
 	if err := s.recoverUnsynced(); err != nil {
 		return nil, fmt.Errorf("blobstore: check cache copies not synced before a crash: %w", err)
 	}
 	go s.loadAccounting()
+	s.startCompressor(compressWorkers(cfg), pending)
 	return s, nil
 }
 
@@ -257,16 +276,18 @@ func (s *Store) cleanTemp() error {
 	return nil
 }
 
-// sweepOrphans removes variant files whose identity file is missing: what a
-// crash between a Put's variant renames and its identity rename, or inside a
-// Delete, leaves behind. They are invisible to readers either way.
-func (s *Store) sweepOrphans() error {
+// sweepOrphans removes variant files and pending markers whose identity file
+// is missing: what a crash between a Put's variant renames and its identity
+// rename, or inside a Delete, leaves behind. They are invisible to readers
+// either way. It returns the blobs whose pending marker is there with the
+// identity: acknowledged blobs whose variants are still to be made.
+func (s *Store) sweepOrphans() (pending []string, err error) {
 	removed := 0
 	for _, name := range s.shards() {
 		shard := filepath.Join(s.dir, name)
 		names, err := readNames(shard)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		present := make(map[string]bool, len(names))
 		for _, n := range names {
@@ -277,25 +298,35 @@ func (s *Store) sweepOrphans() error {
 		changed := false
 		for _, n := range names {
 			base, _, ok := splitVariantName(n)
-			if !ok || present[base] {
+			if !ok {
+				base, ok = strings.CutSuffix(n, pendingExt)
+				if !ok || !validHash(base) {
+					continue
+				}
+				if present[base] {
+					pending = append(pending, base)
+					continue
+				}
+			}
+			if present[base] {
 				continue
 			}
 			if err := os.Remove(filepath.Join(shard, n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return err
+				return nil, err
 			}
 			removed++
 			changed = true
 		}
 		if changed {
 			if err := syncDir(shard); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}
 	if removed > 0 {
 		s.log.Info("removed orphan variants", "count", removed)
 	}
-	return nil
+	return pending, nil
 }
 
 // splitVariantName splits "<hash>.br" (or .zst, .gz) into the hash and the
@@ -440,6 +471,11 @@ func (s *Store) deleteLocked(hash string, durable bool) error {
 	// again (see infoCache).
 	s.cache.remove(hash)
 	s.acct.removed(hash)
+	if err := os.Remove(base + pendingExt); err == nil {
+		removed = true
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("delete blob %s pending marker: %w", hash, err)
+	}
 	for _, e := range encodings {
 		err := os.Remove(base + e.ext)
 		switch {

@@ -407,18 +407,41 @@ func (s *Store) importBlob(ctx context.Context, hash, header string, body io.Rea
 	if info, stored, err := s.storedOrRoom(hash); err != nil || stored {
 		return info, wrapErr("import blob "+hash, err)
 	}
+	// A blob received without variants (its sender had not made them
+	// yet, background.go) gets them here: each node compresses the blobs
+	// that reach it bare.
+	head := make([]byte, 512)
+	n, err := identity.ReadAt(head, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return Info{}, fmt.Errorf("import blob %s: %w", hash, err)
+	}
+	markPending := len(pending) == 0 && mayCompress(head[:n], hdr.Size)
 	if err := identity.Close(); err != nil {
 		return Info{}, fmt.Errorf("import blob %s: %w", hash, err)
 	}
 	if err := ctx.Err(); err != nil {
 		return Info{}, fmt.Errorf("import blob %s: %w", hash, err)
 	}
+	if markPending {
+		if err := s.ensureShard(hash); err != nil {
+			return Info{}, fmt.Errorf("import blob %s: %w", hash, err)
+		}
+		if err := s.markPending(hash); err != nil {
+			return Info{}, fmt.Errorf("import blob %s: %w", hash, err)
+		}
+	}
 	info, err := s.publishFiles(hash, hdr.Size, identityPath, pending, durable)
 	if err != nil {
+		if markPending {
+			s.clearPending(hash)
+		}
 		return Info{}, fmt.Errorf("import blob %s: %w", hash, err)
 	}
 	identityPath = ""
 	s.cache.add(info)
+	if markPending {
+		s.enqueue(hash)
+	}
 	return info, nil
 }
 

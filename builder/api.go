@@ -102,6 +102,8 @@ type API struct {
 	meta  Meta
 	blobs Blobs
 	log   *slog.Logger
+	// confirmed remembers create-time blob checks (confirmed.go).
+	confirmed *confirmations
 }
 
 // New checks cfg and returns the API. Zero limits take DefaultConfig's
@@ -137,7 +139,7 @@ func New(cfg Config, meta Meta, blobs Blobs) (*API, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &API{cfg: cfg, meta: meta, blobs: blobs, log: log.With("component", "builder")}, nil
+	return &API{cfg: cfg, meta: meta, blobs: blobs, log: log.With("component", "builder"), confirmed: newConfirmations()}, nil
 }
 
 // Register mounts every /v1/sites, /v1/deploys, /v1/blobs and /v1/tokens

@@ -60,7 +60,10 @@ func (a *API) createDeploy(w http.ResponseWriter, r *http.Request) {
 }
 
 // createDigestDeploy records a manifest and answers which blobs are still
-// needed. Everything is checked before the first command is applied.
+// needed. The request is checked before the first command is applied; the
+// blobs are checked while the manifest is being recorded (both wait on
+// other nodes, and only the answer needs the result), and a failed check
+// marks the new deploy failed.
 func (a *API) createDigestDeploy(w http.ResponseWriter, r *http.Request, site raft.Site) {
 	if r.ContentLength > a.cfg.MaxJSONBytes {
 		a.fail(w, r, errorf(http.StatusRequestEntityTooLarge, "manifest larger than the limit of %d bytes", a.cfg.MaxJSONBytes))
@@ -78,37 +81,53 @@ func (a *API) createDigestDeploy(w http.ResponseWriter, r *http.Request, site ra
 	}
 	slices.Sort(hashes)
 	hashes = slices.Compact(hashes)
-	missing, sizes, err := a.statAll(r.Context(), hashes)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	ready := len(missing) == 0
-	var total int64
-	if ready {
+	membership := a.membership() // before the check: a change during it invalidates the answer
+	checked := make(chan blobCheck, 1)
+	go func() {
+		missing, sizes, err := a.statAll(r.Context(), hashes)
+		c := blobCheck{missing: missing, err: err}
 		for _, f := range files {
-			total += sizes[f.Hash]
+			c.bytes += sizes[f.Hash]
 		}
-	}
-	d, err := a.recordDeploy(r.Context(), site.Name, files, ready, total, false)
+		checked <- c
+	}()
+	d, check, err := a.recordDeploy(r.Context(), site.Name, files, checked, false)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	a.log.Info("deploy created", "site", site.Name, "deploy", d.ID, "files", len(files), "required", len(missing))
+	a.confirmed.remember(d.ID, membership, check.missing, check.bytes)
+	a.log.Info("deploy created", "site", site.Name, "deploy", d.ID, "files", len(files), "required", len(check.missing))
 	resp := a.deployResponse(d)
-	resp.Required = missing
+	resp.Required = check.missing
 	if resp.Required == nil {
 		resp.Required = []string{} // "required": [] tells the client there is nothing to upload
 	}
 	WriteJSON(w, http.StatusCreated, resp)
 }
 
+// blobCheck is the outcome of checking a manifest's blobs: the ones not
+// stored (sorted), and the total size of the files whose blobs are stored
+// (all of them when none is missing).
+type blobCheck struct {
+	missing []string
+	bytes   int64
+	err     error
+}
+
+// checkDone wraps a check already made.
+func checkDone(c blobCheck) <-chan blobCheck {
+	ch := make(chan blobCheck, 1)
+	ch <- c
+	return ch
+}
+
 // recordDeploy applies CreateDeploy, the manifest in raft.BatchFiles batches,
-// and then MarkReady and Publish as asked. files must be sorted by path. If
-// a command fails after the deploy exists, the deploy is marked failed (best
-// effort) so it is never mistaken for a complete one.
-func (a *API) recordDeploy(ctx context.Context, site string, files []raft.File, ready bool, bytes int64, publish bool) (raft.Deploy, error) {
+// and then, once check delivers and nothing is missing, MarkReady, and
+// Publish if asked. files must be sorted by path. If a command or the check
+// fails after the deploy exists, the deploy is marked failed (best effort) so
+// it is never mistaken for a complete one. It returns the check's outcome.
+func (a *API) recordDeploy(ctx context.Context, site string, files []raft.File, check <-chan blobCheck, publish bool) (raft.Deploy, blobCheck, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), applyTimeout)
 	defer cancel()
 	d := raft.Deploy{Site: site, State: raft.StateUploading, Created: time.Now().UTC(), Files: len(files)}
@@ -127,29 +146,39 @@ func (a *API) recordDeploy(ctx context.Context, site string, files []raft.File, 
 		}
 	}
 	if err != nil {
-		return raft.Deploy{}, fmt.Errorf("create deploy: %w", err)
+		return raft.Deploy{}, blobCheck{}, fmt.Errorf("create deploy: %w", err)
 	}
-	abort := func(step string, err error) (raft.Deploy, error) {
+	var c blobCheck
+	abort := func(step string, err error) (raft.Deploy, blobCheck, error) {
 		reason := fmt.Sprintf("%s: %v", step, err)
 		if ferr := a.meta.Apply(ctx, raft.FailDeploy{Deploy: d.ID, Reason: reason}); ferr != nil {
 			a.log.Warn("cannot mark deploy failed", "deploy", d.ID, "err", ferr)
 		}
-		return raft.Deploy{}, fmt.Errorf("deploy %s: %s: %w", d.ID, step, err)
+		return raft.Deploy{}, c, fmt.Errorf("deploy %s: %s: %w", d.ID, step, err)
 	}
 	batches := raft.BatchFiles(d.ID, files)
-	if len(batches) > 0 && len(batches) <= pipelineWindow && ready && !publish {
+	checked := false
+	select {
+	case c = <-check:
+		checked = true
+	default: // still asking the owners: record the manifest meanwhile
+	}
+	if checked && c.err != nil {
+		return abort("check stored blobs", c.err)
+	}
+	if checked && len(c.missing) == 0 && len(batches) > 0 && len(batches) <= pipelineWindow && !publish {
 		// The common small deploy: the manifest and MarkReady in one
 		// replication round (idempotent commands; see applyPipelined).
 		cmds := make([]raft.Command, 0, len(batches)+1)
 		for _, b := range batches {
 			cmds = append(cmds, b)
 		}
-		cmds = append(cmds, raft.MarkReady{Deploy: d.ID, Bytes: bytes})
+		cmds = append(cmds, raft.MarkReady{Deploy: d.ID, Bytes: c.bytes})
 		if err := a.applyPipelined(ctx, cmds); err != nil {
 			return abort("record manifest", err)
 		}
-		d.Received, d.State, d.Bytes = len(files), raft.StateReady, bytes
-		return d, nil
+		d.Received, d.State, d.Bytes = len(files), raft.StateReady, c.bytes
+		return d, c, nil
 	}
 	for len(batches) > 0 {
 		n := min(len(batches), pipelineWindow)
@@ -163,22 +192,28 @@ func (a *API) recordDeploy(ctx context.Context, site string, files []raft.File, 
 		}
 		batches = batches[n:]
 	}
-	if ready {
-		if err := a.meta.Apply(ctx, raft.MarkReady{Deploy: d.ID, Bytes: bytes}); err != nil {
-			return abort("mark ready", err)
+	if !checked {
+		if c = <-check; c.err != nil {
+			return abort("check stored blobs", c.err)
 		}
-		d.State, d.Bytes = raft.StateReady, bytes
 	}
+	if len(c.missing) > 0 {
+		return d, c, nil
+	}
+	if err := a.meta.Apply(ctx, raft.MarkReady{Deploy: d.ID, Bytes: c.bytes}); err != nil {
+		return abort("mark ready", err)
+	}
+	d.State, d.Bytes = raft.StateReady, c.bytes
 	if publish {
 		at := time.Now().UTC()
 		if err := a.meta.Apply(ctx, raft.Publish{Deploy: d.ID, At: at}); err != nil {
 			// The deploy is complete and stays ready: publishing it again is
 			// a valid retry, so it is not marked failed.
-			return raft.Deploy{}, fmt.Errorf("deploy %s is ready but publishing failed: %w", d.ID, err)
+			return raft.Deploy{}, c, fmt.Errorf("deploy %s is ready but publishing failed: %w", d.ID, err)
 		}
 		d.State, d.PublishedAt = raft.StatePublished, at
 	}
-	return d, nil
+	return d, c, nil
 }
 
 func (a *API) listDeploys(w http.ResponseWriter, r *http.Request) {
@@ -232,7 +267,8 @@ func (a *API) finalize(w http.ResponseWriter, r *http.Request) {
 // publish serves POST /v1/deploys/{id}/publish: it makes the deploy its
 // site's live one. Publishing an older retained deploy is the rollback. The
 // blobs are checked every time, so a deploy whose content is gone is never
-// put live.
+// put live (right after this node created the deploy, only the blobs its
+// create step did not find: checkManifest).
 func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 	d, err := a.deploy(r, r.PathValue("id"))
 	if err != nil {
@@ -289,8 +325,10 @@ func (a *API) markReady(ctx context.Context, d raft.Deploy) (raft.Deploy, error)
 	return d, nil
 }
 
-// checkManifest stats every blob of d's manifest. It answers 409 with the
-// missing hashes, or the deploy's total identity bytes.
+// checkManifest stats every blob of d's manifest, or, when this node created
+// d moments ago under the same membership, only the blobs its create step
+// did not find stored (confirmed.go). It answers 409 with the missing
+// hashes, or the deploy's total identity bytes.
 func (a *API) checkManifest(ctx context.Context, d raft.Deploy) (int64, error) {
 	if d.Received < d.Files {
 		w := errorf(http.StatusServiceUnavailable,
@@ -308,7 +346,19 @@ func (a *API) checkManifest(ctx context.Context, d raft.Deploy) (int64, error) {
 	hashes := slices.Clone(perFile)
 	slices.Sort(hashes)
 	hashes = slices.Compact(hashes)
-	missing, sizes, err := a.statAll(ctx, hashes)
+	ask, known := hashes, int64(0)
+	if c, ok := a.confirmed.lookup(d.ID, a.membership()); ok {
+		// Every hash of the manifest was either found stored at create
+		// time (its files' bytes are in c.bytes) or is in c.missing.
+		ask = make([]string, 0, len(c.missing))
+		for _, h := range c.missing {
+			if _, found := slices.BinarySearch(hashes, h); found {
+				ask = append(ask, h)
+			}
+		}
+		known = c.bytes
+	}
+	missing, sizes, err := a.statAll(ctx, ask)
 	if err != nil {
 		return 0, err
 	}
@@ -318,9 +368,9 @@ func (a *API) checkManifest(ctx context.Context, d raft.Deploy) (int64, error) {
 		e.body.Missing = missing
 		return 0, e
 	}
-	var total int64
+	total := known
 	for _, h := range perFile {
-		total += sizes[h]
+		total += sizes[h] // 0 for the hashes not asked: they are in known
 	}
 	return total, nil
 }

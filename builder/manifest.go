@@ -1,7 +1,6 @@
 package builder
 
 import (
-	"cmp"
 	"encoding/json"
 	"errors"
 	"io"
@@ -77,6 +76,10 @@ func typeName(t string) string {
 // names of the same path (also "/a" and "a", or a key repeated in the JSON)
 // are refused, and more than maxFiles entries is a 413. It returns the
 // entries sorted by normalized path.
+//
+// Memory: a million entries are a million paths and hashes, held once, in
+// the slice returned (sorted in place); the rare names sent in another form
+// than their clean path are kept on the side, only to name duplicates.
 func parseManifest(r io.Reader, maxFiles int) ([]raft.File, error) {
 	dec := json.NewDecoder(r)
 	if err := expectDelim(dec, '{', "the body must be a JSON object"); err != nil {
@@ -89,12 +92,9 @@ func parseManifest(r io.Reader, maxFiles int) ([]raft.File, error) {
 		}
 		return jsonError(err)
 	}
-	type entry struct {
-		raft.File
-		sent string // the name as sent when it differs from Path, to name duplicates
-	}
 	var (
-		entries   []entry
+		entries   []raft.File
+		renamed   []raft.File // {Path, the name as sent} where they differ
 		seenFiles bool
 	)
 	for dec.More() {
@@ -139,11 +139,10 @@ func parseManifest(r io.Reader, maxFiles int) ([]raft.File, error) {
 			if !raft.ValidHash(hash) {
 				return nil, errorf(http.StatusBadRequest, "file %q: %q is not a SHA-256 in lowercase hex (64 characters of 0-9a-f)", name, hash)
 			}
-			e := entry{File: raft.File{Path: p, Hash: hash}}
 			if name != p {
-				e.sent = name
+				renamed = append(renamed, raft.File{Path: p, Hash: name})
 			}
-			entries = append(entries, e)
+			entries = append(entries, raft.File{Path: p, Hash: hash})
 		}
 		if _, err := dec.Token(); err != nil { // the closing '}'
 			return nil, tokenError(err)
@@ -162,17 +161,23 @@ func parseManifest(r io.Reader, maxFiles int) ([]raft.File, error) {
 		return nil, errorf(http.StatusBadRequest, `a deploy needs at least one file: send {"files": {"/index.html": "<sha256>", ...}}`)
 	}
 	// Sorting finds duplicates without a second index of every path.
-	slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.Path, b.Path) })
-	files := make([]raft.File, len(entries))
-	for i, e := range entries {
-		if i > 0 && entries[i-1].Path == e.Path {
-			prev := entries[i-1]
-			return nil, errorf(http.StatusBadRequest, "duplicate path: %q and %q are the same file %q",
-				cmp.Or(prev.sent, prev.Path), cmp.Or(e.sent, e.Path), e.Path)
+	slices.SortFunc(entries, func(a, b raft.File) int { return strings.Compare(a.Path, b.Path) })
+	for i := 1; i < len(entries); i++ {
+		if p := entries[i].Path; entries[i-1].Path == p {
+			// Name two of the entries as they were sent: the renamed ones
+			// first, then the path itself (sent as is at least once
+			// unless two or more were renamed).
+			var names []string
+			for _, r := range renamed {
+				if r.Path == p {
+					names = append(names, r.Hash)
+				}
+			}
+			names = append(names, p, p)
+			return nil, errorf(http.StatusBadRequest, "duplicate path: %q and %q are the same file %q", names[0], names[1], p)
 		}
-		files[i] = e.File
 	}
-	return files, nil
+	return entries, nil
 }
 
 func expectDelim(dec *json.Decoder, want json.Delim, msg string) error {

@@ -85,7 +85,7 @@ func (a *API) createTarDeploy(w http.ResponseWriter, r *http.Request, site raft.
 		files[i] = e.File
 	}
 	slices.SortFunc(files, func(a, b raft.File) int { return strings.Compare(a.Path, b.Path) })
-	d, err := a.recordDeploy(r.Context(), site.Name, files, true, total, publish)
+	d, _, err := a.recordDeploy(r.Context(), site.Name, files, checkDone(blobCheck{bytes: total}), publish)
 	if err != nil {
 		a.fail(w, r, err)
 		return

@@ -196,11 +196,12 @@ func (b blobs) Open(ctx context.Context, hash, encoding string) (*os.File, int64
 	return f, size, err
 }
 
-// statForServe is serve's Stat: local first, then a fetch from the owners.
+// statForServe is serve's Stat: local first, then a fetch from the owners
+// that returns as soon as the blob is in memory (fetchForServe).
 func (b blobs) statForServe(ctx context.Context, hash string) (blobstore.Info, error) {
 	info, err := b.n.blobs.Stat(hash)
 	if errors.Is(err, blobstore.ErrNotFound) {
-		return b.n.fetch(ctx, hash)
+		return b.n.fetchForServe(ctx, hash)
 	}
 	return info, err
 }
@@ -213,69 +214,4 @@ var _ serve.Blobs = serveBlobs{}
 
 func (s serveBlobs) Stat(ctx context.Context, hash string) (blobstore.Info, error) {
 	return s.statForServe(ctx, hash)
-}
-
-// fetch brings a blob this node lacks from the first source that has it:
-// its owners in placement order, then any other node. Concurrent fetches of
-// one blob share one transfer. Each attempt is bounded by FetchTimeout; a
-// source that sends bytes not matching the hash is skipped.
-func (n *Node) fetch(ctx context.Context, hash string) (blobstore.Info, error) {
-	if !raft.ValidHash(hash) {
-		return blobstore.Info{}, fmt.Errorf("blob %q: %w", hash, blobstore.ErrInvalidHash)
-	}
-	ch := n.fetches.DoChan(hash, func() (any, error) {
-		// Not tied to the first caller's context: others may wait on it.
-		ctx, cancel := context.WithTimeout(n.ctx, time.Minute)
-		defer cancel()
-		return n.fetchFromSources(ctx, hash)
-	})
-	select {
-	case res := <-ch:
-		if res.Err != nil {
-			return blobstore.Info{}, res.Err
-		}
-		return res.Val.(blobstore.Info), nil
-	case <-ctx.Done():
-		return blobstore.Info{}, ctx.Err()
-	}
-}
-
-func (n *Node) fetchFromSources(ctx context.Context, hash string) (blobstore.Info, error) {
-	if info, err := n.blobs.Stat(hash); err == nil {
-		return info, nil
-	}
-	p := n.placement()
-	var errs []error
-	// A copy this node does not own is a cache: stored without fsync
-	// before the answer (blobstore DESIGN.md, I11), so a cold miss costs a
-	// round trip to the owner rather than ~6 fsyncs.
-	fetch := n.peer.Fetch
-	if !p.owns(n.cfg.ID, hash) {
-		fetch = n.peer.FetchCache
-	}
-	for _, src := range p.sources(hash, n.cfg.ID) {
-		actx, cancel := context.WithTimeout(ctx, n.cfg.FetchTimeout)
-		info, err := fetch(actx, n.blobs, n.peerURL(src.APIAddr), hash)
-		cancel()
-		if err == nil {
-			if !p.owns(n.cfg.ID, hash) {
-				if p.owns(src.ID, hash) {
-					n.confirm(hash)
-				}
-				n.evictSoon()
-			}
-			return info, nil
-		}
-		if !errors.Is(err, blobstore.ErrNotFound) {
-			n.log.Warn("fetch blob", "blob", hash, "from", src.ID, "err", err)
-		}
-		if errors.Is(err, blobstore.ErrHashMismatch) {
-			n.reportCorrupt(src, hash) // its copy is corrupt: have it check now (scrub.go)
-		}
-		errs = append(errs, fmt.Errorf("%s: %w", src.ID, err))
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	return blobstore.Info{}, fmt.Errorf("blob %s: %w: no source had it (%v)", hash, blobstore.ErrNotFound, errors.Join(errs...))
 }

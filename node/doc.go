@@ -29,7 +29,10 @@
 // The builder's "is it stored" check uses the same majority rule. Reads are
 // local; a missing blob is fetched from its owners in placement order, then
 // from any other node, each attempt bounded by FetchTimeout, the bytes
-// verified against the hash, one transfer for concurrent misses. Copies a
+// verified against the hash, one transfer for concurrent misses (fetch.go).
+// A small cache copy is received into memory and the edge answers from
+// those bytes (checking the variant it serves) while the copy is written
+// in the background. Copies a
 // node keeps without owning them form its cache (cache.go), evicted least
 // recently served first once over CacheSize, and only after the owners were
 // seen to hold them.

@@ -95,6 +95,7 @@ func (n *Node) startEdge() error {
 		return fmt.Errorf("edge: %w", err)
 	}
 	n.edge = edge
+	n.edgeReady.Store(edge)
 	ln, err := net.Listen("tcp", n.cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen on --http-addr: %w", err)

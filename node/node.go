@@ -97,6 +97,10 @@ type Config struct {
 	// Raft log and state beside the blobs still have room. 0 only guards
 	// against a disk that is completely full.
 	MinFreeBytes int64
+	// CompressWorkers is blobstore.Config.CompressWorkers: the background
+	// workers that make the compressed variants of new blobs (0: half the
+	// CPUs; negative: none, blobs are served uncompressed).
+	CompressWorkers int
 	// Raft snapshot tuning, for tests that want frequent snapshots; zero
 	// keeps raft.DefaultConfig's.
 	RaftSnapshotThreshold uint64
@@ -192,6 +196,9 @@ type Node struct {
 	blobs *blobstore.Store
 	store *raft.Store
 	edge  *serve.Handler
+	// edgeReady is edge once it exists, for the blob store's background
+	// workers, which start before it (variantsMade).
+	edgeReady atomic.Pointer[serve.Handler]
 
 	apiLn   net.Listener
 	httpLn  net.Listener
@@ -211,6 +218,7 @@ type Node struct {
 
 	place   atomic.Pointer[placement]
 	fetches singleflight.Group // one transfer per missing blob
+	staged  stagedCopies       // small cache copies held in memory while written (fetch.go)
 
 	confirmedMu sync.Mutex
 	confirmed   map[string]struct{} // non-owned copies whose owners hold them; see cache.go
@@ -278,6 +286,8 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	bcfg.Dir = filepath.Join(cfg.DataDir, "blobs")
 	bcfg.Logger = cfg.Logger
 	bcfg.MinFreeBytes = cfg.MinFreeBytes
+	bcfg.OnVariants = n.variantsMade
+	bcfg.CompressWorkers = cfg.CompressWorkers
 	if n.blobs, err = blobstore.New(bcfg); err != nil {
 		return nil, fmt.Errorf("open blob store: %w", err)
 	}
@@ -650,6 +660,9 @@ func (n *Node) close() {
 		errs = append(errs, n.http.ShutdownWithContext(ctx))
 	}
 	n.wg.Wait()
+	if n.blobs != nil {
+		errs = append(errs, n.blobs.Close())
+	}
 	if n.store != nil {
 		errs = append(errs, n.store.Close())
 	}

@@ -379,10 +379,16 @@ func (f *FSM) Deploys(site string) ([]Deploy, error) {
 	return out, nil
 }
 
+// errNoFile is File's answer to a miss. It names neither the deploy nor the
+// path: a miss is an ordinary outcome on the serving path (the edge tries
+// p, p/index.html and p.html for an extensionless request), and formatting
+// an error for each cost allocations on every one of them.
+var errNoFile = fmt.Errorf("%w: no such file in the deploy", ErrNotFound)
+
 // File returns the content hash (lowercase hex SHA-256) of path in a deploy's
 // manifest, or an error wrapping ErrNotFound if the deploy or the path is
 // unknown. path must be in CleanPath form. This is the serving hot path: one
-// short read transaction and two lookups.
+// short read transaction and two lookups; a miss allocates nothing here.
 func (f *FSM) File(deployID, path string) (string, error) {
 	var sum [32]byte
 	found := false
@@ -401,7 +407,7 @@ func (f *FSM) File(deployID, path string) (string, error) {
 		return "", err
 	}
 	if !found {
-		return "", fmt.Errorf("%w: %s in deploy %q", ErrNotFound, truncate(path, 80), deployID)
+		return "", errNoFile
 	}
 	return hex.EncodeToString(sum[:]), nil
 }

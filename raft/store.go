@@ -238,10 +238,7 @@ func Open(cfg Config) (s *Store, err error) {
 		return nil, fmt.Errorf("raft log: %w", err)
 	}
 	closers = append(closers, boltStore.Close)
-	logs, err := hraft.NewLogCache(512, boltStore)
-	if err != nil {
-		return nil, fmt.Errorf("raft log cache: %w", err)
-	}
+	logs := newLogCache(boltStore, logCacheEntries, logCacheBytes)
 
 	var advertise net.Addr
 	if cfg.AdvertiseAddr != "" {

@@ -236,6 +236,9 @@ type blobEntry struct {
 	etag     [numReprs]string
 	etagB    [numReprs][]byte
 	body     [numReprs]atomic.Pointer[[]byte] // memory copies of small representations
+	// dropped is set by blobCache.drop: routes holding the entry ask
+	// Blobs again instead of serving from it (blobFor).
+	dropped atomic.Bool
 }
 
 func newBlobEntry(info blobstore.Info) *blobEntry {
@@ -293,6 +296,7 @@ func (c *blobCache) drop(be *blobEntry) {
 	if c.m[be.info.Hash] == be {
 		delete(c.m, be.info.Hash)
 	}
+	be.dropped.Store(true)
 	for i := range be.body {
 		be.body[i].Store(nil) // the bytes are freed when their FIFO slot is
 	}
@@ -448,7 +452,7 @@ func fileRoute(file, hash string) *pathRoute {
 // blobFor returns what is known of the blob a route serves, asking Blobs
 // (which, on an edge, may fetch it) the first time.
 func (h *Handler) blobFor(ctx context.Context, r *pathRoute) (*blobEntry, error) {
-	if be := r.blob.Load(); be != nil {
+	if be := r.blob.Load(); be != nil && !be.dropped.Load() {
 		return be, nil
 	}
 	if h.notify != nil {
@@ -491,17 +495,20 @@ func (h *Handler) cachedBody(ctx context.Context, be *blobEntry, coding string, 
 	if b := be.body[repr].Load(); b != nil {
 		return *b, true, nil
 	}
-	f, n, err := h.blobs.Open(ctx, be.info.Hash, coding)
-	if err != nil {
-		return nil, true, err
-	}
-	defer f.Close()
-	if n != size {
-		return nil, true, fmt.Errorf("size %d, stat said %d", n, size)
-	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(f, b); err != nil {
-		return nil, true, err
+	b := h.fetchedBytes(be.info.Hash, coding, size) // fetched.go
+	if b == nil {
+		f, n, err := h.blobs.Open(ctx, be.info.Hash, coding)
+		if err != nil {
+			return nil, true, err
+		}
+		defer f.Close()
+		if n != size {
+			return nil, true, fmt.Errorf("size %d, stat said %d", n, size)
+		}
+		b = make([]byte, n)
+		if _, err := io.ReadFull(f, b); err != nil {
+			return nil, true, err
+		}
 	}
 	if err := checkContent(be.info, coding, b); err != nil {
 		return nil, true, err

@@ -461,6 +461,9 @@ func checkCrashedDir(t *testing.T, data string) (leftovers []string) {
 				leftovers = append(leftovers, filepath.Join(shard, n)) // invisible: no identity file
 				continue
 			}
+			if ext == "pending" {
+				continue // empty marker: the variants are still to be made (blobstore I14)
+			}
 			if got, err := crashHashFile(filepath.Join(shard, n), ext); err != nil || got != hash {
 				t.Errorf("blobs/%s/%s: visible but does not hash to its name (got %s, %v): a partial or corrupt blob", name, n, got, err)
 			}

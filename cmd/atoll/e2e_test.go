@@ -339,6 +339,18 @@ func TestEndToEndSingleNode(t *testing.T) {
 		t.Errorf("first deploy output:\n%s\nwant 6 files, 6 uploaded", out)
 	}
 
+	// Variants are made in the background after the upload is
+	// acknowledged: identity bytes until then, br moments later.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		resp, _ := s.get("GET", "blog.localhost", "/app.js", "Accept-Encoding", "br")
+		if resp.Header.Get("Content-Encoding") == "br" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("app.js never served as br after the deploy (Content-Encoding %q)", resp.Header.Get("Content-Encoding"))
+		}
+	}
+
 	t.Run("serving rules", func(t *testing.T) {
 		cases := []struct {
 			name, method, host, path string

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestScrubEndToEnd runs `atoll node scrub` on a single node whose disk
@@ -26,6 +27,15 @@ func TestScrubEndToEnd(t *testing.T) {
 	sum := sha256.Sum256([]byte(page))
 	hash := hex.EncodeToString(sum[:])
 	file := filepath.Join(s.data, "blobs", hash[:2], hash)
+	// The variants are made in the background after the upload.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat(file + ".gz"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no gzip variant of %s after the deploy", hash)
+		}
+	}
 	rot := func(path string) {
 		t.Helper()
 		b, err := os.ReadFile(path)

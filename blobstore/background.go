@@ -1,0 +1,340 @@
+package blobstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+)
+
+// Background compression (DESIGN.md, I2 and I14). Put acknowledges a blob
+// once its identity bytes are durable; its variants are made afterwards by
+// a few background workers, so an upload waits for the disk, not for three
+// compression passes. What must hold:
+//
+//   - a blob acknowledged but not yet compressed is compressed later, even
+//     across a crash: its pending marker <dir>/ab/<hash>.pending is created
+//     before the identity file is renamed into place, and the folder fsync
+//     that makes the identity durable makes the marker durable too. New
+//     queues every blob that has a marker;
+//   - a variant becomes visible only complete and fsynced (temp file,
+//     fsync, rename, folder fsync), and only then is the marker removed;
+//   - readers notice new variants: the Stat cache entry is replaced, and
+//     Config.OnVariants is called so that memory caches above the store
+//     (the edge's) drop what they learned of the blob without them.
+
+// pendingExt is the suffix of a blob's pending marker: an empty file in the
+// blob's shard folder saying its variants are still to be made.
+const pendingExt = ".pending"
+
+// compressor is the queue of blobs waiting for their variants and the
+// workers that make them.
+type compressor struct {
+	mu      sync.Mutex
+	cond    *sync.Cond // signalled when the queue grows, shrinks or closes
+	queue   []string
+	state   map[string]uint8 // queuedState, busyState or busyAgain; absent: neither
+	busy    int              // blobs being compressed
+	closed  bool
+	ctx     context.Context
+	cancel  context.CancelFunc
+	workers sync.WaitGroup
+}
+
+// States of a blob in compressor.state. busyAgain: queued again while
+// being compressed (a Delete and a new Put meanwhile), so compressed again.
+const (
+	queuedState = 1 + iota
+	busyState
+	busyAgain
+)
+
+// compressWorkers returns the number of background workers for cfg: half
+// the CPUs by default, so compression never takes every core from serving
+// and ingest; each worker runs one compression pass at a time.
+func compressWorkers(cfg Config) int {
+	switch {
+	case cfg.CompressWorkers > 0:
+		return cfg.CompressWorkers
+	case cfg.CompressWorkers < 0:
+		return 0
+	}
+	return max(1, runtime.GOMAXPROCS(0)/2)
+}
+
+// startCompressor starts the workers and queues the blobs found pending.
+func (s *Store) startCompressor(workers int, pending []string) {
+	c := &s.comp
+	c.cond = sync.NewCond(&c.mu)
+	c.state = make(map[string]uint8)
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	for _, h := range pending {
+		s.enqueue(h)
+	}
+	if len(pending) > 0 {
+		s.log.Info("queued blobs whose variants were not made before the last stop", "count", len(pending))
+	}
+	for range workers {
+		c.workers.Go(func() { s.compressLoop() })
+	}
+}
+
+// enqueue queues a blob for background compression, once.
+func (s *Store) enqueue(hash string) {
+	c := &s.comp
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	switch c.state[hash] {
+	case 0:
+		c.state[hash] = queuedState
+		c.queue = append(c.queue, hash)
+		c.cond.Broadcast()
+	case busyState:
+		c.state[hash] = busyAgain
+	}
+}
+
+func (s *Store) compressLoop() {
+	c := &s.comp
+	for {
+		c.mu.Lock()
+		for len(c.queue) == 0 && !c.closed {
+			c.cond.Wait()
+		}
+		if c.closed {
+			c.mu.Unlock()
+			return
+		}
+		hash := c.queue[0]
+		c.queue[0] = ""
+		c.queue = c.queue[1:]
+		c.busy++
+		c.state[hash] = busyState
+		c.mu.Unlock()
+
+		if err := s.compressPending(c.ctx, hash); err != nil && c.ctx.Err() == nil {
+			// The marker stays: the next New tries again.
+			s.log.Warn("compress blob in the background", "blob", hash, "err", err)
+		}
+
+		c.mu.Lock()
+		c.busy--
+		if c.state[hash] == busyAgain {
+			c.state[hash] = queuedState
+			c.queue = append(c.queue, hash)
+		} else {
+			delete(c.state, hash)
+		}
+		c.cond.Broadcast()
+		c.mu.Unlock()
+	}
+}
+
+// WaitCompressed waits until no blob is queued for background compression
+// or being compressed, or ctx is done. Blobs put meanwhile are waited for
+// too. With Config.CompressWorkers < 0 it returns at once.
+func (s *Store) WaitCompressed(ctx context.Context) error {
+	c := &s.comp
+	stop := context.AfterFunc(ctx, func() {
+		c.mu.Lock()
+		c.cond.Broadcast()
+		c.mu.Unlock()
+	})
+	defer stop()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for (len(c.queue) > 0 || c.busy > 0) && !c.closed && c.workersRunning() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		c.cond.Wait()
+	}
+	return ctx.Err()
+}
+
+// workersRunning reports whether a store has workers; c.mu is held.
+func (c *compressor) workersRunning() bool { return c.cancel != nil && c.ctx.Err() == nil }
+
+// Close stops the background compression: a pass in progress is abandoned
+// (its temp files removed), and blobs still pending keep their markers, so
+// the next New queues them again. Reads and writes still work after Close,
+// but new blobs are only compressed by the next store opened on the folder.
+func (s *Store) Close() error {
+	c := &s.comp
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.cancel()
+	c.cond.Broadcast()
+	c.mu.Unlock()
+	c.workers.Wait()
+	return nil
+}
+
+// Compress makes the variants of a pending blob now, in the caller's
+// goroutine, as a background worker would (and calls Config.OnVariants
+// likewise). A blob that is not pending (compressed already, or not
+// stored) is left as it is. It is how a store opened with no workers
+// (Config.CompressWorkers < 0) gets variants made.
+func (s *Store) Compress(ctx context.Context, hash string) error {
+	if !validHash(hash) {
+		return fmt.Errorf("compress blob %q: %w", hash, ErrInvalidHash)
+	}
+	if _, err := os.Lstat(s.path(hash) + pendingExt); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err := s.compressPending(ctx, hash); err != nil {
+		return fmt.Errorf("compress blob %s: %w", hash, err)
+	}
+	return nil
+}
+
+// markPending creates the pending marker of a blob about to be published;
+// the caller holds its lock and has made sure its shard folder exists. The
+// marker is empty: the folder fsync of publish makes it durable.
+func (s *Store) markPending(hash string) error {
+	f, err := os.OpenFile(s.path(hash)+pendingExt, os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("create pending marker: %w", err)
+	}
+	return f.Close()
+}
+
+// mayCompress reports whether the variants of a blob of size bytes whose
+// first bytes are head are worth trying: what compress skips at once
+// (tiny, or already compressed) gets no marker.
+func mayCompress(head []byte, size int64) bool {
+	return size >= minCompressSize && !alreadyCompressed(head)
+}
+
+// compressPending makes the variants of a pending blob and publishes them:
+// each variant is complete and fsynced before its rename, the folder is
+// fsynced before the marker is removed, so a crash at any point leaves the
+// blob whole, with the variants published so far (each complete), and its
+// marker if any variant may be missing.
+func (s *Store) compressPending(ctx context.Context, hash string) error {
+	base := s.path(hash)
+	f, err := os.Open(base)
+	if errors.Is(err, fs.ErrNotExist) {
+		s.clearPending(hash) // deleted meanwhile
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	variants, err := s.compressSerial(ctx, f, fi.Size())
+	defer func() {
+		for _, v := range variants {
+			if v.path != "" {
+				s.removeBestEffort(v.path)
+			}
+		}
+	}()
+	if err != nil {
+		return err
+	}
+
+	unlock := s.locks.lock(hash)
+	defer unlock()
+	if _, err := os.Lstat(base + pendingExt); errors.Is(err, fs.ErrNotExist) {
+		return nil // deleted (and maybe stored again, with variants) meanwhile
+	}
+	if _, err := os.Lstat(base); errors.Is(err, fs.ErrNotExist) {
+		s.clearPending(hash)
+		return nil
+	}
+	dir := filepath.Dir(base)
+	changed := false
+	kept := make(map[string]bool, len(variants))
+	for i := range variants {
+		v := &variants[i]
+		ext, _ := extFor(v.encoding)
+		if err := os.Rename(v.path, base+ext); err != nil {
+			return fmt.Errorf("publish variant %s: %w", v.encoding, err)
+		}
+		v.path = ""
+		kept[v.encoding] = true
+		changed = true
+	}
+	for _, e := range encodings {
+		if kept[e.name] {
+			continue
+		}
+		// Left by an earlier pass with another outcome: the variants
+		// are those of this pass only.
+		if err := os.Remove(base + e.ext); err == nil {
+			changed = true
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove stale variant %s: %w", e.name, err)
+		}
+	}
+	if changed {
+		if err := syncDir(dir); err != nil {
+			return err
+		}
+	}
+	// The variants are durable: the marker may go. Its removal needs no
+	// fsync; if a crash brings it back, the blob is compressed again.
+	if err := os.Remove(base + pendingExt); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove pending marker: %w", err)
+	}
+	if !changed {
+		return nil
+	}
+	info, err := s.statDisk(hash)
+	if err != nil {
+		return err
+	}
+	// remove bumps the generation: a Stat that read the disk before the
+	// renames cannot put its variant-less Info back (I6).
+	s.cache.remove(hash)
+	s.cache.add(info)
+	s.acct.added(info)
+	if s.onVariants != nil {
+		s.onVariants(hash)
+	}
+	return nil
+}
+
+// clearPending removes a marker whose blob is gone.
+func (s *Store) clearPending(hash string) {
+	s.removeBestEffort(s.path(hash) + pendingExt)
+}
+
+// compressSerial is compress with the passes one after the other: a
+// background worker takes one core at most.
+func (s *Store) compressSerial(ctx context.Context, src *os.File, size int64) ([]variantFile, error) {
+	ok, err := s.worthTrying(src, size)
+	if err != nil || !ok {
+		return nil, err
+	}
+	var variants []variantFile
+	for _, e := range encodings {
+		v, kept, err := s.writeVariant(ctx, src, size, e.name)
+		if err != nil {
+			for _, v := range variants {
+				s.removeBestEffort(v.path)
+			}
+			return nil, err
+		}
+		if kept {
+			variants = append(variants, v)
+		}
+	}
+	return variants, nil
+}
