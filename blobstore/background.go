@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // Background compression (DESIGN.md, I2 and I14). Put acknowledges a blob
@@ -36,14 +38,33 @@ const pendingExt = ".pending"
 type compressor struct {
 	mu      sync.Mutex
 	cond    *sync.Cond // signalled when the queue grows, shrinks or closes
-	queue   []string
+	queue   []queuedBlob
 	state   map[string]uint8 // queuedState, busyState or busyAgain; absent: neither
+	// lastQueued is when a blob was last queued (Unix ns): a sign that
+	// uploads are coming in, which workers give way to (compressLoop).
+	lastQueued atomic.Int64
 	busy    int              // blobs being compressed
 	closed  bool
 	ctx     context.Context
 	cancel  context.CancelFunc
 	workers sync.WaitGroup
 }
+
+// queuedBlob is a blob waiting for its variants, since at.
+type queuedBlob struct {
+	hash string
+	at   time.Time
+}
+
+// Workers give way to ingest: while blobs keep being queued (an upload is
+// under way), a worker waits until none was queued for ingestQuiet, so that
+// uploads get the CPU and the disk first and a deploy is acknowledged
+// sooner; but it never lets the oldest queued blob wait longer than
+// maxDeferral, so a node that ingests without pause still compresses.
+const (
+	ingestQuiet = 250 * time.Millisecond
+	maxDeferral = 30 * time.Second
+)
 
 // States of a blob in compressor.state. busyAgain: queued again while
 // being compressed (a Delete and a new Put meanwhile), so compressed again.
@@ -91,10 +112,12 @@ func (s *Store) enqueue(hash string) {
 	if c.closed {
 		return
 	}
+	now := time.Now()
+	c.lastQueued.Store(now.UnixNano())
 	switch c.state[hash] {
 	case 0:
 		c.state[hash] = queuedState
-		c.queue = append(c.queue, hash)
+		c.queue = append(c.queue, queuedBlob{hash, now})
 		c.cond.Broadcast()
 	case busyState:
 		c.state[hash] = busyAgain
@@ -112,8 +135,13 @@ func (s *Store) compressLoop() {
 			c.mu.Unlock()
 			return
 		}
-		hash := c.queue[0]
-		c.queue[0] = ""
+		if wait := c.deferral(); wait > 0 {
+			c.mu.Unlock()
+			time.Sleep(wait)
+			continue
+		}
+		hash := c.queue[0].hash
+		c.queue[0] = queuedBlob{}
 		c.queue = c.queue[1:]
 		c.busy++
 		c.state[hash] = busyState
@@ -128,13 +156,32 @@ func (s *Store) compressLoop() {
 		c.busy--
 		if c.state[hash] == busyAgain {
 			c.state[hash] = queuedState
-			c.queue = append(c.queue, hash)
+			c.queue = append(c.queue, queuedBlob{hash, time.Now()})
 		} else {
 			delete(c.state, hash)
 		}
 		c.cond.Broadcast()
 		c.mu.Unlock()
 	}
+}
+
+// deferral is how long a worker should wait before it takes the head of
+// the queue (see ingestQuiet); c.mu is held and the queue is not empty.
+func (c *compressor) deferral() time.Duration {
+	quiet := ingestQuiet - time.Since(time.Unix(0, c.lastQueued.Load()))
+	if quiet <= 0 || time.Since(c.queue[0].at) >= maxDeferral {
+		return 0
+	}
+	return quiet
+}
+
+// PendingCompression returns the number of blobs queued for background
+// compression or being compressed.
+func (s *Store) PendingCompression() int {
+	c := &s.comp
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.queue) + c.busy
 }
 
 // WaitCompressed waits until no blob is queued for background compression

@@ -105,6 +105,10 @@ type Status struct {
 	Version      string        `json:"version"`
 	Replicas     int           `json:"replicas"`         // R: copies kept of every blob
 	Repair       *RepairReport `json:"repair,omitempty"` // the leader's last repair census
+	// CompressPending counts this node's blobs whose compressed variants
+	// are still being made in the background (served uncompressed
+	// meanwhile).
+	CompressPending int `json:"compress_pending"`
 }
 
 // RepairReport is the result of a repair census (POST /v1/repair, and

@@ -147,6 +147,8 @@ func (n *Node) status(ctx context.Context) builder.Status {
 		CommitIndex:  n.store.CommitIndex(),
 		Version:      n.cfg.Version,
 		Replicas:     n.placement().replicas,
+
+		CompressPending: n.blobs.PendingCompression(),
 	}
 	if sites, err := n.store.Sites(); err == nil {
 		st.Sites = len(sites)
@@ -274,6 +276,7 @@ func (n *Node) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	gauge("atoll_raft_leader", "1 if this node is the Raft leader.", leader)
 	gauge("atoll_ready", "1 if this node is a caught-up cluster member.", ready)
 	gauge("atoll_uptime_seconds", "Seconds since the node started.", int64(time.Since(n.started).Seconds()))
+	gauge("atoll_blobs_compress_pending", "Blobs whose compressed variants are still to be made (background compression).", n.blobs.PendingCompression())
 	if free, err := n.blobs.FreeBytes(); err == nil {
 		gauge("atoll_blob_disk_free_bytes", "Bytes free on the blob store's disk (uploads get 507 below --min-free).", free)
 	}

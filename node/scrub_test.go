@@ -201,6 +201,10 @@ func TestScrubReplacesCorruptCopies(t *testing.T) {
 			t.Fatalf("%s lacks blob %s after reading it through its edge", target.Cfg.ID, h[:8])
 		}
 	}
+	// The variants are made in the background (blobstore, I14).
+	if err := target.Node.LocalBlobs().WaitCompressed(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 	flip(t, blobPath(target, big, ""))
 	flip(t, blobPath(target, index, ""))
 	flip(t, blobPath(target, css, ".gz"))

@@ -36,6 +36,9 @@ func runStatus(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	fmt.Fprintf(env.stdout, "node:     %s (%s, %s)\nleader:   %s\napplied:  %d (commit %d)\nsites:    %d\nreplicas: %d\nversion:  %s\n",
 		st.ID, st.Role, st.RaftState, orDash(st.LeaderID), st.AppliedIndex, st.CommitIndex, st.Sites, st.Replicas, st.Version)
+	if st.CompressPending > 0 {
+		fmt.Fprintf(env.stdout, "compress: %d blobs waiting for their compressed variants (served uncompressed meanwhile)\n", st.CompressPending)
+	}
 	if r := st.Repair; r != nil {
 		fmt.Fprintf(env.stdout, "repair:   %d blobs referenced, %d under-replicated, %d missing (census %s ago, took %s)\n",
 			r.Referenced, r.UnderReplicated, r.Missing, time.Since(r.At).Round(time.Second), r.Took)

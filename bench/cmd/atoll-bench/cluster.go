@@ -91,7 +91,7 @@ func benchCluster(ctx context.Context, cfg config, s *site, diskMBps float64) (*
 	log.Printf("cluster: 3 core + 1 edge ready")
 
 	r := &clusterResult{}
-	if r.Deploy, err = benchDeploy(ctx, cfg, n1, s, diskMBps, 3); err != nil {
+	if r.Deploy, err = benchDeploy(ctx, cfg, n1, nodes, s, diskMBps, 3); err != nil {
 		return nil, fmt.Errorf("deploy at R=3: %w", err)
 	}
 	if err := propagation(ctx, cfg, n1, nodes, r); err != nil {

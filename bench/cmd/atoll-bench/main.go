@@ -171,7 +171,7 @@ func run(ctx context.Context, cfg config) (err error) {
 			return err
 		}
 		if cfg.has("deploy") || cfg.has("serve") {
-			if res.Deploy, err = benchDeploy(ctx, cfg, node, site, res.DiskMBps, 1); err != nil {
+			if res.Deploy, err = benchDeploy(ctx, cfg, node, []*atollNode{node}, site, res.DiskMBps, 1); err != nil {
 				return fmt.Errorf("deploy: %w", err)
 			}
 		}
