@@ -36,18 +36,18 @@ const pendingExt = ".pending"
 // compressor is the queue of blobs waiting for their variants and the
 // workers that make them.
 type compressor struct {
-	mu      sync.Mutex
-	cond    *sync.Cond // signalled when the queue grows, shrinks or closes
-	queue   []queuedBlob
-	state   map[string]uint8 // queuedState, busyState or busyAgain; absent: neither
+	mu    sync.Mutex
+	cond  *sync.Cond // signalled when the queue grows, shrinks or closes
+	queue []queuedBlob
+	state map[string]uint8 // queuedState, busyState or busyAgain; absent: neither
 	// lastQueued is when a blob was last queued (Unix ns): a sign that
 	// uploads are coming in, which workers give way to (compressLoop).
 	lastQueued atomic.Int64
-	busy    int              // blobs being compressed
-	closed  bool
-	ctx     context.Context
-	cancel  context.CancelFunc
-	workers sync.WaitGroup
+	busy       int // blobs being compressed
+	closed     bool
+	ctx        context.Context
+	cancel     context.CancelFunc
+	workers    sync.WaitGroup
 }
 
 // queuedBlob is a blob waiting for its variants, since at.

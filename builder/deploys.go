@@ -335,17 +335,22 @@ func (a *API) checkManifest(ctx context.Context, d raft.Deploy) (int64, error) {
 			"deploy %s: only %d of %d manifest entries are on this node yet; retry in a moment", d.ID, d.Received, d.Files)
 		return 0, w
 	}
-	var perFile []string
+	// Files per distinct blob: a manifest of a million entries often names
+	// far fewer blobs, and one string per entry would be the biggest
+	// allocation of the whole publish.
+	uses := make(map[string]int64)
 	err := a.meta.Files(d.ID, func(f raft.File) error {
-		perFile = append(perFile, f.Hash)
+		uses[f.Hash]++
 		return nil
 	})
 	if err != nil {
 		return 0, fmt.Errorf("read manifest of %s: %w", d.ID, err)
 	}
-	hashes := slices.Clone(perFile)
+	hashes := make([]string, 0, len(uses))
+	for h := range uses {
+		hashes = append(hashes, h)
+	}
 	slices.Sort(hashes)
-	hashes = slices.Compact(hashes)
 	ask, known := hashes, int64(0)
 	if c, ok := a.confirmed.lookup(d.ID, a.membership()); ok {
 		// Every hash of the manifest was either found stored at create
@@ -369,8 +374,8 @@ func (a *API) checkManifest(ctx context.Context, d raft.Deploy) (int64, error) {
 		return 0, e
 	}
 	total := known
-	for _, h := range perFile {
-		total += sizes[h] // 0 for the hashes not asked: they are in known
+	for h, n := range uses {
+		total += n * sizes[h] // 0 for the hashes not asked: they are in known
 	}
 	return total, nil
 }

@@ -70,6 +70,9 @@ func typeName(t string) string {
 	return "an object"
 }
 
+// maxInterned bounds the distinct hashes parseManifest shares strings for.
+const maxInterned = 1 << 16
+
 // parseManifest reads {"files": {"/path": "<sha256>", ...}} as a stream, so
 // a million-entry manifest never sits in memory twice, and checks every
 // entry: paths go through raft.CleanPath, hashes through raft.ValidHash, two
@@ -96,6 +99,10 @@ func parseManifest(r io.Reader, maxFiles int) ([]raft.File, error) {
 		entries   []raft.File
 		renamed   []raft.File // {Path, the name as sent} where they differ
 		seenFiles bool
+		// interned shares one string per distinct hash among the entries
+		// (sites repeat content: the same icon or page in many folders),
+		// up to maxInterned hashes so that it stays small when they do not.
+		interned = make(map[string]string)
 	)
 	for dec.More() {
 		key, err := dec.Token()
@@ -141,6 +148,11 @@ func parseManifest(r io.Reader, maxFiles int) ([]raft.File, error) {
 			}
 			if name != p {
 				renamed = append(renamed, raft.File{Path: p, Hash: name})
+			}
+			if h, ok := interned[hash]; ok {
+				hash = h
+			} else if len(interned) < maxInterned {
+				interned[hash] = hash
 			}
 			entries = append(entries, raft.File{Path: p, Hash: hash})
 		}

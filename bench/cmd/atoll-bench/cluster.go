@@ -97,7 +97,7 @@ func benchCluster(ctx context.Context, cfg config, s *site, diskMBps float64) (*
 	if err := propagation(ctx, cfg, n1, nodes, r); err != nil {
 		return nil, fmt.Errorf("propagation: %w", err)
 	}
-	if err := coldMiss(ctx, cfg, n1, edge, r); err != nil {
+	if err := coldMiss(ctx, cfg, n1, edge, nodes, r); err != nil {
 		return nil, fmt.Errorf("cold miss: %w", err)
 	}
 	return r, nil
@@ -237,7 +237,7 @@ func pollUntil(ctx context.Context, url, host, want string, t0 time.Time) (time.
 // coldMiss deploys files without publishing them (so no prefetch brings
 // them to the edge) and requests each through the edge's preview host,
 // twice: the first request makes the edge fetch the blob from its owners.
-func coldMiss(ctx context.Context, cfg config, leader, edge *atollNode, r *clusterResult) error {
+func coldMiss(ctx context.Context, cfg config, leader, edge *atollNode, all []*atollNode, r *clusterResult) error {
 	dir := filepath.Join(cfg.workDir, "cold")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -262,6 +262,12 @@ func coldMiss(ctx context.Context, cfg config, leader, edge *atollNode, r *clust
 	id := deployID(out)
 	if id == "" {
 		return fmt.Errorf("no deploy id in %q", out)
+	}
+	// The owners make the variants of the new files in the background;
+	// a cold miss is timed against a settled cluster, as it would happen
+	// minutes after a deploy, not against compression on the same cores.
+	if _, err := waitCompressed(ctx, all); err != nil {
+		return err
 	}
 	host := id + "--cold.localhost"
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 1}}
