@@ -211,7 +211,8 @@ func (c *compressor) workersRunning() bool { return c.cancel != nil && c.ctx.Err
 
 // Close stops the background compression: a pass in progress is abandoned
 // (its temp files removed), and blobs still pending keep their markers, so
-// the next New queues them again. Reads and writes still work after Close,
+// the next New queues them again. It also waits for the syncer of cache
+// copies to finish its round. Reads and writes still work after Close,
 // but new blobs are only compressed by the next store opened on the folder.
 func (s *Store) Close() error {
 	c := &s.comp
@@ -225,6 +226,7 @@ func (s *Store) Close() error {
 	c.cond.Broadcast()
 	c.mu.Unlock()
 	c.workers.Wait()
+	s.unsynced.close()
 	return nil
 }
 

@@ -47,6 +47,8 @@ type unsyncedCopies struct {
 	files    []string // renamed without fsync, not yet synced
 	dirs     map[string]bool
 	syncing  bool // a syncer goroutine is running
+	closed   bool // Store.Close: no new syncer starts
+	loops    sync.WaitGroup
 	// markerAt is the time in the marker (Unix ns), 0 if none written.
 	markerAt atomic.Int64
 }
@@ -65,10 +67,27 @@ func (u *unsyncedCopies) durablePublished(s *Store) {
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if !u.syncing {
-		u.syncing = true
-		go u.syncLoop(s)
+	u.startSyncer(s)
+}
+
+// startSyncer starts the syncer goroutine unless it runs or the store is
+// closed; u.mu is held.
+func (u *unsyncedCopies) startSyncer(s *Store) {
+	if u.syncing || u.closed {
+		return
 	}
+	u.syncing = true
+	u.loops.Go(func() { u.syncLoop(s) })
+}
+
+// close waits for the syncer to finish its round (the copies renamed so
+// far are then durable) and starts no other: copies published after it
+// are left to the crash recovery of the next New (I11).
+func (u *unsyncedCopies) close() {
+	u.mu.Lock()
+	u.closed = true
+	u.mu.Unlock()
+	u.loops.Wait()
 }
 
 // ImportCache stores a blob received from another node, like Import, as a
@@ -111,10 +130,7 @@ func (u *unsyncedCopies) done(s *Store, dir string, files []string) {
 		u.dirs = make(map[string]bool)
 	}
 	u.dirs[dir] = true
-	if !u.syncing {
-		u.syncing = true
-		go u.syncLoop(s)
-	}
+	u.startSyncer(s)
 }
 
 // syncLoop fsyncs the unsynced copies in batches until none is left, then

@@ -3,6 +3,7 @@ package blobstore
 import (
 	"bytes"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -141,5 +142,30 @@ func TestRecoverUnsyncedSkipsOlderCopies(t *testing.T) {
 	re := openTestStore(t, dir)
 	if !re.Has(info.Hash) {
 		t.Error("New checked a blob written before the marker's time")
+	}
+}
+
+// Close lets the syncer finish its round: once Close returns, the copies
+// imported before it are durable and nothing writes in the store's
+// folder any more (a caller may remove it).
+func TestCloseWaitsForTheSyncer(t *testing.T) {
+	t.Parallel()
+	src, _ := newTestStore(t)
+	dir := t.TempDir()
+	dst, err := New(Config{Dir: dir, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := put(t, src, textBlob(16<<10, 43))
+	header, body := export(t, src, info.Hash)
+	if _, err := dst.ImportCache(t.Context(), info.Hash, header, bytes.NewReader(body)); err != nil {
+		t.Fatalf("ImportCache: %v", err)
+	}
+	dst.Close()
+	dst.unsynced.mu.Lock()
+	syncing, unsynced := dst.unsynced.syncing, len(dst.unsynced.files)
+	dst.unsynced.mu.Unlock()
+	if syncing || unsynced > 0 {
+		t.Errorf("after Close: syncer running %v, %d copies not synced; want none", syncing, unsynced)
 	}
 }
