@@ -23,18 +23,29 @@ import (
 // published deploy and retained deploys, and the deploy tokens.
 func metaState(t *testing.T, cl *client.Client) string {
 	t.Helper()
+	state, err := readMetaState(cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return state
+}
+
+// readMetaState is metaState for polling: the state may change between
+// its calls (a site listed, then gone by the time its deploys are asked
+// for), which is an error to retry, not a failure.
+func readMetaState(cl *client.Client) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	sites, err := cl.Sites(ctx)
 	if err != nil {
-		t.Fatalf("sites: %v", err)
+		return "", fmt.Errorf("sites: %w", err)
 	}
 	var b strings.Builder
 	for _, s := range sites {
 		fmt.Fprintf(&b, "site %s domains %v published %s\n", s.Name, s.Domains, s.Published)
 		ds, err := cl.Deploys(ctx, s.Name)
 		if err != nil {
-			t.Fatalf("deploys of %s: %v", s.Name, err)
+			return "", fmt.Errorf("deploys of %s: %w", s.Name, err)
 		}
 		for _, d := range ds {
 			fmt.Fprintf(&b, "  deploy %s %s files %d\n", d.ID, d.State, d.Files)
@@ -42,12 +53,12 @@ func metaState(t *testing.T, cl *client.Client) string {
 	}
 	toks, err := cl.Tokens(ctx)
 	if err != nil {
-		t.Fatalf("tokens: %v", err)
+		return "", fmt.Errorf("tokens: %w", err)
 	}
 	for _, tk := range toks {
 		fmt.Fprintf(&b, "token %s site %s\n", tk.ID, tk.Site)
 	}
-	return b.String()
+	return b.String(), nil
 }
 
 // everyNodeHas waits until every running member's API reports want.
@@ -57,8 +68,9 @@ func everyNodeHas(t *testing.T, c *nodetest.Cluster, want string) {
 		cl := c.Client(m)
 		var got string
 		c.Eventually(15*time.Second, m.Cfg.ID+" to hold the restored state", func() bool {
-			got = metaState(t, cl)
-			return got == want
+			state, err := readMetaState(cl)
+			got = state
+			return err == nil && got == want
 		})
 	}
 }
