@@ -14,7 +14,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -25,6 +24,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/atoll-hosting/atoll/node/nodetest"
 )
 
 var atollBin string
@@ -63,15 +64,9 @@ type server struct {
 	done                        chan struct{}
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+// freeAddr returns a free loopback address below the ephemeral port range
+// (see nodetest.FreeAddr).
+func freeAddr(t *testing.T) string { return nodetest.FreeAddr(t) }
 
 func newServer(t *testing.T) *server {
 	t.Helper()

@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -62,7 +63,7 @@ func New(t testing.TB, cores, edges int, opts ...Option) *Cluster {
 			cfg.Role = raft.RoleEdge
 		}
 		cfg.DataDir = filepath.Join(t.TempDir(), cfg.ID)
-		cfg.RaftAddr, cfg.APIAddr, cfg.HTTPAddr = freeAddr(t), freeAddr(t), freeAddr(t)
+		cfg.RaftAddr, cfg.APIAddr, cfg.HTTPAddr = FreeAddr(t), FreeAddr(t), FreeAddr(t)
 		cfg.ClusterKey = Key
 		cfg.AdminToken = Token
 		cfg.RaftTimeout = 500 * time.Millisecond
@@ -97,14 +98,26 @@ func (c *Cluster) start(m *Member) {
 	m.Node = n
 }
 
-func freeAddr(t testing.TB) string {
+// FreeAddr returns a loopback address that was free a moment ago. It picks
+// ports below the kernel's ephemeral range (32768-60999 on Linux): a port
+// the kernel hands out with ":0" can be taken again, between this check and
+// the node's bind, by the local end of any outgoing connection of the test
+// process (the peers' HTTP clients make many), which made cluster tests fail
+// with "address already in use" now and then.
+func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 100 {
+		port := 20000 + rand.IntN(12000)
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		return addr
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no free port below the ephemeral range after 100 tries")
+	return ""
 }
 
 // Close stops every running member.
