@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -259,11 +260,19 @@ func (s *Store) markPending(hash string) error {
 	return f.Close()
 }
 
-// mayCompress reports whether the variants of a blob of size bytes whose
-// first bytes are head are worth trying: what compress skips at once
-// (tiny, or already compressed) gets no marker.
-func mayCompress(head []byte, size int64) bool {
-	return size >= minCompressSize && !alreadyCompressed(head)
+// mayCompress reports whether the variants of src, a blob of size bytes,
+// are worth trying: what compression skips at once (tiny, or content that
+// sniffs as compressed already) gets no marker.
+func mayCompress(src io.ReaderAt, size int64) (bool, error) {
+	if size < minCompressSize {
+		return false, nil
+	}
+	head := make([]byte, 512)
+	n, err := src.ReadAt(head, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return false, err
+	}
+	return !alreadyCompressed(head[:n]), nil
 }
 
 // compressPending makes the variants of a pending blob and publishes them:

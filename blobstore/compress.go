@@ -103,16 +103,8 @@ type variantFile struct {
 // compressed already, or (from probeMinSize up) a sample that fast zstd
 // does not shrink.
 func (s *Store) worthTrying(src *os.File, size int64) (bool, error) {
-	if size < minCompressSize {
-		return false, nil
-	}
-	head := make([]byte, 512)
-	n, err := src.ReadAt(head, 0)
-	if err != nil && !errors.Is(err, io.EOF) {
+	if ok, err := mayCompress(src, size); err != nil || !ok {
 		return false, err
-	}
-	if alreadyCompressed(head[:n]) {
-		return false, nil
 	}
 	if size >= probeMinSize {
 		return worthCompressing(src, size)

@@ -81,12 +81,10 @@ func (s *Store) Put(ctx context.Context, want string, r io.Reader) (_ Info, err 
 	// Only the identity bytes are made durable before the answer; the
 	// variants are made in the background (background.go), and the
 	// pending marker, durable with the identity, says they are due.
-	head := make([]byte, 512)
-	n, err := tmp.ReadAt(head, 0)
-	if err != nil && !errors.Is(err, io.EOF) {
+	pending, err := mayCompress(tmp, size)
+	if err != nil {
 		return Info{}, fmt.Errorf("put blob %s: %w", got, err)
 	}
-	pending := mayCompress(head[:n], size)
 	if err := tmp.Sync(); err != nil {
 		return Info{}, fmt.Errorf("put blob %s: sync: %w", got, err)
 	}

@@ -410,12 +410,12 @@ func (s *Store) importBlob(ctx context.Context, hash, header string, body io.Rea
 	// A blob received without variants (its sender had not made them
 	// yet, background.go) gets them here: each node compresses the blobs
 	// that reach it bare.
-	head := make([]byte, 512)
-	n, err := identity.ReadAt(head, 0)
-	if err != nil && !errors.Is(err, io.EOF) {
-		return Info{}, fmt.Errorf("import blob %s: %w", hash, err)
+	markPending := false
+	if len(pending) == 0 {
+		if markPending, err = mayCompress(identity, hdr.Size); err != nil {
+			return Info{}, fmt.Errorf("import blob %s: %w", hash, err)
+		}
 	}
-	markPending := len(pending) == 0 && mayCompress(head[:n], hdr.Size)
 	if err := identity.Close(); err != nil {
 		return Info{}, fmt.Errorf("import blob %s: %w", hash, err)
 	}
