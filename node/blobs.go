@@ -121,6 +121,12 @@ func (b blobs) Stat(ctx context.Context, hash string) (blobstore.Info, error) {
 // StatMany returns the blobs among hashes that are stored on a majority of
 // their owners, with their sizes; it asks each owner once for all the
 // hashes it owns.
+//
+// A blob held by fewer than a majority but by somebody is copied to the
+// owners that answered without it before it is counted (heal). An upload
+// acknowledged by two of three owners stays acknowledged when one of the
+// two stops and the third has not been repaired yet: the publish that
+// follows completes the copy instead of refusing the deploy.
 func (b blobs) StatMany(ctx context.Context, hashes []string) (map[string]blobstore.Info, error) {
 	n := b.n
 	p := n.placement()
@@ -133,9 +139,10 @@ func (b blobs) StatMany(ctx context.Context, hashes []string) (map[string]blobst
 		}
 	}
 	var (
-		mu     sync.Mutex
-		copies = make(map[string]int, len(hashes))
-		sizes  = make(map[string]int64, len(hashes))
+		mu      sync.Mutex
+		copies  = make(map[string]int, len(hashes))
+		sizes   = make(map[string]int64, len(hashes))
+		lacking = map[string][]raft.Node{} // hash -> owners that answered without it
 	)
 	g, gctx := errgroup.WithContext(ctx)
 	for id, list := range perNode {
@@ -155,7 +162,12 @@ func (b blobs) StatMany(ctx context.Context, hashes []string) (map[string]blobst
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			for h, size := range present {
+			for _, h := range list {
+				size, ok := present[h]
+				if !ok {
+					lacking[h] = append(lacking[h], nd)
+					continue
+				}
 				copies[h]++
 				sizes[h] = size
 			}
@@ -164,23 +176,79 @@ func (b blobs) StatMany(ctx context.Context, hashes []string) (map[string]blobst
 	}
 	g.Wait()
 	out := make(map[string]blobstore.Info, len(hashes))
+	if len(p.cores) == 0 {
+		return out, ctx.Err()
+	}
 	need := p.quorum()
+	var short []string // held somewhere, but by fewer than need owners
 	for _, h := range hashes {
 		c := copies[h]
 		local, lerr := n.blobs.Stat(h)
-		if lerr == nil && p.owns(n.cfg.ID, h) {
-			c++
-		}
-		if c < need || len(p.cores) == 0 {
-			continue
-		}
 		if lerr == nil {
+			sizes[h] = local.Size
+			if p.owns(n.cfg.ID, h) {
+				c++
+			}
+		}
+		switch {
+		case c >= need && lerr == nil:
 			out[h] = local
-		} else {
+		case c >= need:
 			out[h] = blobstore.Info{Hash: h, Size: sizes[h]}
+		case (c > 0 || lerr == nil) && c+len(lacking[h]) >= need:
+			copies[h] = c
+			short = append(short, h)
 		}
 	}
+	for h, size := range n.heal(ctx, short, copies, lacking, need) {
+		out[h] = blobstore.Info{Hash: h, Size: size}
+	}
 	return out, ctx.Err()
+}
+
+// heal copies each of hashes (held by copies[h] owners, fewer than need)
+// to the owners in lacking[h] until need of them hold it, fetching it
+// first when this node has no copy. It returns the sizes of the blobs that
+// reached need owners.
+func (n *Node) heal(ctx context.Context, hashes []string, copies map[string]int, lacking map[string][]raft.Node, need int) map[string]int64 {
+	var (
+		mu     sync.Mutex
+		healed = map[string]int64{}
+	)
+	var g errgroup.Group
+	g.SetLimit(4)
+	for _, h := range hashes {
+		g.Go(func() error {
+			info, err := n.blobs.Stat(h)
+			if errors.Is(err, blobstore.ErrNotFound) {
+				info, err = n.fetch(ctx, h)
+			}
+			if err != nil {
+				n.log.Warn("complete a blob's copies", "blob", h, "err", err)
+				return nil
+			}
+			c := copies[h]
+			for _, o := range lacking[h] {
+				if c >= need {
+					break
+				}
+				if err := n.peer.Push(ctx, n.blobs, n.peerURL(o.APIAddr), h); err != nil {
+					n.log.Warn("complete a blob's copies", "blob", h, "node", o.ID, "err", err)
+					continue
+				}
+				c++
+			}
+			if c >= need {
+				n.log.Info("completed a blob's copies to a majority of its owners", "blob", h, "copies", c)
+				mu.Lock()
+				healed[h] = info.Size
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	g.Wait()
+	return healed
 }
 
 // Open opens a blob for serving, fetching it from its owners first when

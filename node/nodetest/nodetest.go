@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -106,18 +107,41 @@ func (c *Cluster) start(m *Member) {
 // with "address already in use" now and then.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	for range 100 {
-		port := 20000 + rand.IntN(12000)
+	ports.Lock()
+	defer ports.Unlock()
+	if ports.given == nil {
+		ports.given = map[int]bool{}
+		ports.next = rand.IntN(portSpan)
+	}
+	for range portSpan {
+		port := portBase + ports.next
+		ports.next = (ports.next + 1) % portSpan
+		if ports.given[port] {
+			continue
+		}
 		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
 			continue
 		}
-		addr := ln.Addr().String()
 		ln.Close()
-		return addr
+		ports.given[port] = true
+		return ln.Addr().String()
 	}
-	t.Fatal("no free port below the ephemeral range after 100 tries")
+	t.Fatal("no free port below the ephemeral range")
 	return ""
+}
+
+const portBase, portSpan = 20000, 12000
+
+// ports remembers every port FreeAddr handed out in this process. A port is
+// never handed out twice: a stopped node keeps its addresses for its
+// restart, and its port is free in between, so a second node picking it
+// would collide with the first one coming back. Ports are walked in order
+// from a random start, so parallel test processes rarely meet.
+var ports struct {
+	sync.Mutex
+	given map[int]bool
+	next  int
 }
 
 // Close stops every running member.
