@@ -564,6 +564,13 @@ func (b *Blobs) Hashes() []string {
 	return out
 }
 
+// Lose removes a stored blob, as a node that lost its copy would.
+func (b *Blobs) Lose(hash string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return os.Remove(filepath.Join(b.dir, hash))
+}
+
 // Puts reports how many Put calls stored new content.
 func (b *Blobs) Puts() int {
 	b.mu.Lock()

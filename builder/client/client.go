@@ -196,7 +196,9 @@ func (c *Client) CreateDeploy(ctx context.Context, site string, files map[string
 }
 
 // UploadBlob stores size bytes read from r as the blob hash. The server
-// refuses content that does not hash to hash. r is not closed.
+// refuses content that does not hash to hash. r is not closed. When r is an
+// io.ReadSeeker (a file), the upload moves on to the next node listed when
+// the current one cannot be reached, as JSON calls do.
 func (c *Client) UploadBlob(ctx context.Context, hash string, r io.Reader, size int64) (builder.BlobResponse, error) {
 	req, err := c.newRequest(ctx, "PUT", "/v1/blobs/"+url.PathEscape(hash), io.NopCloser(r))
 	if err != nil {
@@ -205,6 +207,17 @@ func (c *Client) UploadBlob(ctx context.Context, hash string, r io.Reader, size 
 	req.ContentLength = size
 	if size == 0 {
 		req.Body = http.NoBody
+	} else if rs, ok := r.(io.ReadSeeker); ok {
+		// A file can be sent again: to the next node when this one
+		// cannot be reached (send), or on a fresh connection.
+		if start, err := rs.Seek(0, io.SeekCurrent); err == nil {
+			req.GetBody = func() (io.ReadCloser, error) {
+				if _, err := rs.Seek(start, io.SeekStart); err != nil {
+					return nil, err
+				}
+				return io.NopCloser(rs), nil
+			}
+		}
 	}
 	req.Header.Set("Content-Type", "application/octet-stream")
 	var out builder.BlobResponse

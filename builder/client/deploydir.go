@@ -84,9 +84,12 @@ type localFile struct {
 // is outside, so a deploy never publishes a file from elsewhere on the
 // machine. Other kinds of files (sockets, devices) are skipped.
 //
-// A failed upload is retried once. If a file changes between hashing and
-// upload the server refuses it (hash mismatch) and DeployDir fails: run it
-// again once the build is done.
+// A failed upload is retried once, on the next node listed when its node
+// cannot be reached. A publish or finalize refused with 409 because blobs
+// uploaded a moment ago are no longer counted (the nodes that acknowledged
+// them stopped) uploads those blobs again, once, and repeats the call. If a
+// file changes between hashing and upload the server refuses it (hash
+// mismatch) and DeployDir fails: run it again once the build is done.
 func (c *Client) DeployDir(ctx context.Context, dir, site string, opt DeployOptions) (builder.DeployResponse, error) {
 	if opt.Concurrency <= 0 {
 		opt.Concurrency = DefaultConcurrency
@@ -157,30 +160,54 @@ func (c *Client) DeployDir(ctx context.Context, dir, site string, opt DeployOpti
 	}
 	uploaded := &progress{fn: opt.Progress, Progress: Progress{Phase: PhaseUpload, FilesTotal: len(todo), BytesTotal: todoBytes}}
 	uploaded.add(-1)
-	err = forEach(ctx, opt.Concurrency, len(todo), func(ctx context.Context, i int) error {
-		f := todo[i]
-		if err := c.uploadFile(ctx, f); err != nil {
-			return fmt.Errorf("upload %s: %w", f.path, err)
-		}
-		uploaded.add(f.size)
-		return nil
-	})
-	if err != nil {
+	if err := c.uploadAll(ctx, opt.Concurrency, todo, uploaded); err != nil {
 		return created, fmt.Errorf("deploy %s: %w", created.ID, err)
 	}
 
-	// Finish.
-	var final builder.DeployResponse
-	if opt.Publish {
-		final, err = c.Publish(ctx, created.ID)
-	} else {
-		final, err = c.Finalize(ctx, created.ID)
+	// Finish. A 409 listing blobs means copies acknowledged a moment ago
+	// cannot be counted any more (their nodes stopped): they are uploaded
+	// again, once, and the call repeated.
+	finish := func() (builder.DeployResponse, error) {
+		if opt.Publish {
+			return c.Publish(ctx, created.ID)
+		}
+		return c.Finalize(ctx, created.ID)
+	}
+	final, err := finish()
+	var ae *Error
+	if errors.As(err, &ae) && ae.Status == http.StatusConflict && len(ae.Missing) > 0 {
+		var again []*localFile
+		for _, h := range ae.Missing {
+			if f, ok := byHash[h]; ok {
+				again = append(again, f)
+			}
+		}
+		if len(again) == len(ae.Missing) {
+			if err = c.uploadAll(ctx, opt.Concurrency, again, nil); err == nil {
+				final, err = finish()
+			}
+		}
 	}
 	if err != nil {
 		return created, fmt.Errorf("deploy %s: %w", created.ID, err)
 	}
 	final.Required = created.Required
 	return final, nil
+}
+
+// uploadAll uploads files, concurrency at a time, counting them in done
+// (which may be nil).
+func (c *Client) uploadAll(ctx context.Context, concurrency int, files []*localFile, done *progress) error {
+	return forEach(ctx, concurrency, len(files), func(ctx context.Context, i int) error {
+		f := files[i]
+		if err := c.uploadFile(ctx, f); err != nil {
+			return fmt.Errorf("upload %s: %w", f.path, err)
+		}
+		if done != nil {
+			done.add(f.size)
+		}
+		return nil
+	})
 }
 
 // uploadFile streams a file from disk, retrying once after a failure that a

@@ -1,6 +1,8 @@
 package client_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"net"
 	"os"
 	"path/filepath"
@@ -9,6 +11,7 @@ import (
 	"github.com/atoll-hosting/atoll/builder"
 	"github.com/atoll-hosting/atoll/builder/buildertest"
 	"github.com/atoll-hosting/atoll/builder/client"
+	"github.com/atoll-hosting/atoll/raft"
 )
 
 // deadURL returns the URL of a port nothing listens on.
@@ -50,5 +53,60 @@ func TestClientAllNodesDown(t *testing.T) {
 	c := client.New(deadURL(t)+","+deadURL(t), buildertest.Token)
 	if _, err := c.Sites(ctx(t)); err == nil {
 		t.Fatal("Sites with every node down succeeded")
+	}
+}
+
+// An upload from a file goes to the next node listed when the current one
+// cannot be reached, like the JSON calls: a node that stops in the middle
+// of a deploy must not fail the rest of its uploads.
+func TestUploadFromAFileTriesTheNextNode(t *testing.T) {
+	srv := buildertest.NewServer(t, builder.Config{})
+	c := client.New(deadURL(t)+","+srv.URL, buildertest.Token)
+	body := "uploaded through the second node"
+	f := filepath.Join(t.TempDir(), "blob")
+	os.WriteFile(f, []byte(body), 0o644)
+	fh, err := os.Open(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	sum := sha256.Sum256([]byte(body))
+	hash := hex.EncodeToString(sum[:])
+	if _, err := c.UploadBlob(ctx(t), hash, fh, int64(len(body))); err != nil {
+		t.Fatalf("UploadBlob with the first node down: %v", err)
+	}
+	if got := srv.Blobs.Hashes(); len(got) != 1 || got[0] != hash {
+		t.Errorf("stored blobs %v, want %s", got, hash)
+	}
+}
+
+// A publish refused because a blob uploaded a moment ago is no longer
+// counted (its copies' nodes stopped) uploads that blob again and
+// publishes.
+func TestDeployDirUploadsAgainWhatPublishFindsMissing(t *testing.T) {
+	srv := buildertest.NewServer(t, builder.Config{})
+	c := client.New(srv.URL, buildertest.Token)
+	if _, err := c.CreateSite(ctx(t), "blog", nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "index.html"), []byte("<h1>lost once</h1>"), 0o644)
+	os.WriteFile(filepath.Join(dir, "kept.css"), []byte("body{}"), 0o644)
+	sum := sha256.Sum256([]byte("<h1>lost once</h1>"))
+	lost := hex.EncodeToString(sum[:])
+	var lostOnce bool
+	d, err := c.DeployDir(ctx(t), dir, "blog", client.DeployOptions{Publish: true, Concurrency: 1, Progress: func(p client.Progress) {
+		if p.Phase == client.PhaseUpload && p.Files == p.FilesTotal && !lostOnce {
+			lostOnce = true
+			if err := srv.Blobs.Lose(lost); err != nil {
+				t.Error(err)
+			}
+		}
+	}})
+	if err != nil {
+		t.Fatalf("DeployDir with a blob lost before the publish: %v", err)
+	}
+	if !lostOnce || d.State != raft.StatePublished || srv.Blobs.Puts() != 3 {
+		t.Errorf("lost=%v state=%s puts=%d; want the lost blob uploaded again and the deploy published", lostOnce, d.State, srv.Blobs.Puts())
 	}
 }
