@@ -271,6 +271,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
+	if err := removeWriteLeftovers(cfg.DataDir); err != nil {
+		return nil, err
+	}
 	if n.cfg.ID, err = loadID(cfg.DataDir, cfg.ID); err != nil {
 		return nil, err
 	}
@@ -544,7 +547,8 @@ func sanitizeID(s string) string {
 }
 
 // writeFileSync writes a small file atomically: temp file, fsync, rename,
-// fsync of the directory.
+// fsync of the directory. A crash can leave the temp file, which
+// removeWriteLeftovers finds by its name.
 func writeFileSync(path string, data []byte, perm os.FileMode) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
@@ -658,6 +662,10 @@ func (n *Node) close() {
 	}
 	if n.http != nil {
 		errs = append(errs, n.http.ShutdownWithContext(ctx))
+		// fasthttp closes only the listeners Serve has registered: a
+		// Close right after Start could come first and leave Serve
+		// accepting forever.
+		n.httpLn.Close()
 	}
 	n.wg.Wait()
 	if n.blobs != nil {
@@ -668,4 +676,20 @@ func (n *Node) close() {
 	}
 	n.closeErr = errors.Join(errs...)
 	n.log.Info("node stopped", "id", n.cfg.ID)
+}
+
+// removeWriteLeftovers removes the temp files of writeFileSync calls in dir
+// that a crash cut short (".token.tmp123"): the file they were to replace is
+// intact, and nothing else in a data dir is named so.
+func removeWriteLeftovers(dir string) error {
+	names, err := filepath.Glob(filepath.Join(dir, ".*.tmp*"))
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if err := os.Remove(name); err != nil {
+			return fmt.Errorf("remove a leftover of an interrupted write: %w", err)
+		}
+	}
+	return nil
 }

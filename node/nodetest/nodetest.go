@@ -54,6 +54,10 @@ type Option func(*node.Config)
 func New(t testing.TB, cores, edges int, opts ...Option) *Cluster {
 	t.Helper()
 	c := &Cluster{t: t}
+	// The test's temp dir is made (and its removal registered) before
+	// Close is: cleanups run last first, so the nodes stop before their
+	// data dirs are removed.
+	base := t.TempDir()
 	t.Cleanup(c.Close)
 	for i := range cores + edges {
 		cfg := node.DefaultConfig()
@@ -63,7 +67,7 @@ func New(t testing.TB, cores, edges int, opts ...Option) *Cluster {
 			cfg.ID = fmt.Sprintf("edge%d", i-cores+1)
 			cfg.Role = raft.RoleEdge
 		}
-		cfg.DataDir = filepath.Join(t.TempDir(), cfg.ID)
+		cfg.DataDir = filepath.Join(base, cfg.ID)
 		cfg.RaftAddr, cfg.APIAddr, cfg.HTTPAddr = FreeAddr(t), FreeAddr(t), FreeAddr(t)
 		cfg.ClusterKey = Key
 		cfg.AdminToken = Token
