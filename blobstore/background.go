@@ -2,6 +2,8 @@ package blobstore
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -28,7 +30,10 @@ import (
 //     fsync, rename, folder fsync), and only then is the marker removed;
 //   - readers notice new variants: the Stat cache entry is replaced, and
 //     Config.OnVariants is called so that memory caches above the store
-//     (the edge's) drop what they learned of the blob without them.
+//     (the edge's) drop what they learned of the blob without them;
+//   - variants are made only of intact bytes: before they are published
+//     the identity file is hashed again, and on a mismatch none is
+//     published and Config.OnCorrupt is called.
 
 // pendingExt is the suffix of a blob's pending marker: an empty file in the
 // blob's shard folder saying its variants are still to be made.
@@ -306,6 +311,18 @@ func (s *Store) compressPending(ctx context.Context, hash string) error {
 	if err != nil {
 		return err
 	}
+	if len(variants) > 0 {
+		// Variants carry whatever the identity bytes are now: rot since
+		// the upload must not spread into them. (Checked once there is
+		// something to publish, so that a blob not worth compressing is
+		// not read twice.)
+		if err := checkIdentity(f, fi.Size(), hash); err != nil {
+			if errors.Is(err, ErrHashMismatch) && s.onCorrupt != nil {
+				s.onCorrupt(hash)
+			}
+			return err
+		}
+	}
 
 	unlock := s.locks.lock(hash)
 	defer unlock()
@@ -365,6 +382,18 @@ func (s *Store) compressPending(ctx context.Context, hash string) error {
 	s.acct.added(info)
 	if s.onVariants != nil {
 		s.onVariants(hash)
+	}
+	return nil
+}
+
+// checkIdentity hashes the size bytes of src, the identity file of hash.
+func checkIdentity(src io.ReaderAt, size int64, hash string) error {
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(src, 0, size)); err != nil {
+		return fmt.Errorf("check blob %s: %w", hash, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != hash {
+		return fmt.Errorf("check blob %s before compressing: identity bytes hash to %s: %w", hash, got, ErrHashMismatch)
 	}
 	return nil
 }

@@ -2,10 +2,15 @@ package blobstore
 
 import (
 	"bytes"
+	"errors"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
+	"time"
 )
 
 // TestCompressionInterruptedByCrash: a blob acknowledged by Put whose
@@ -92,5 +97,63 @@ func TestStatSeesVariantsMadeLater(t *testing.T) {
 	}
 	if _, _, err := s.Open(info.Hash, EncodingBrotli); err != nil {
 		t.Errorf("Open br: %v", err)
+	}
+}
+
+// Bytes that rot on disk between the upload and the compression must not
+// spread into variants (which the edge would then serve, checked or not):
+// the identity is hashed again before variants are published; on a
+// mismatch none is, the marker stays, and OnCorrupt is told.
+func TestCompressionRefusesRottenBytes(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	content := textBlob(40<<10, 32)
+	s, err := New(Config{Dir: dir, Logger: slog.New(slog.DiscardHandler), CompressWorkers: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Put(t.Context(), "", bytes.NewReader(content))
+	if err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	s.Close()
+	path := filepath.Join(dir, info.Hash[:2], info.Hash)
+	rotten := bytes.Clone(content)
+	rotten[1234] ^= 0x20
+	if err := os.WriteFile(path, rotten, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	corrupt := make(chan string, 1)
+	s2, err := New(Config{Dir: dir, Logger: slog.New(slog.DiscardHandler), OnCorrupt: func(h string) { corrupt <- h }})
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	t.Cleanup(func() { s2.Close() })
+	select {
+	case h := <-corrupt:
+		if h != info.Hash {
+			t.Errorf("OnCorrupt(%s), want %s", h, info.Hash)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("OnCorrupt was not called for a blob whose bytes rotted")
+	}
+	if err := s2.WaitCompressed(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s2.Stat(info.Hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if enc := encodingsOf(got); len(enc) != 0 {
+		t.Errorf("variants of rotten bytes published: %v", enc)
+	}
+	for _, ext := range []string{".br", ".zst", ".gz"} {
+		if _, err := os.Lstat(path + ext); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s%s exists (%v), want no variant", info.Hash, ext, err)
+		}
+	}
+	if _, err := os.Lstat(path + pendingExt); err != nil {
+		t.Errorf("pending marker: %v, want it kept", err)
 	}
 }

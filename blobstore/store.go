@@ -91,6 +91,12 @@ type Config struct {
 	// blob whose variants were just published, so that caches above the
 	// store can forget the variant-less Info they hold.
 	OnVariants func(hash string)
+	// OnCorrupt, if set, is called (from a background worker, which waits
+	// for it) with the hash of a blob whose identity bytes were found not
+	// to match their hash while its variants were made. No variant is
+	// published; the store keeps the blob as it is, for the caller to
+	// quarantine and replace (as a scrub would).
+	OnCorrupt func(hash string)
 }
 
 // DefaultConfig returns the configuration of a node started with the
@@ -142,6 +148,7 @@ type Store struct {
 
 	comp       compressor // background compression (background.go)
 	onVariants func(hash string)
+	onCorrupt  func(hash string)
 }
 
 // New opens (creating if needed) the store in cfg.Dir. It removes what a
@@ -166,6 +173,7 @@ func New(cfg Config) (*Store, error) {
 		space: newSpaceGuard(cfg.MinFreeBytes),
 
 		onVariants: cfg.OnVariants,
+		onCorrupt:  cfg.OnCorrupt,
 	}
 	s.locks.m = make(map[string]*hashLock)
 	if err := s.prepareDirs(); err != nil {

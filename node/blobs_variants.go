@@ -1,11 +1,39 @@
 package node
 
+import "time"
+
+// Hooks of the blob store's background compression (blobstore DESIGN.md
+// I14).
+
 // variantsMade is the blob store's OnVariants: the store made the variants
 // of a blob in the background after its upload was acknowledged (or after
 // it arrived from a peer without them). The edge forgets what it learned of
 // the blob without them, as after a scrub replaced it, so the next request
 // sees the variants.
-func (n *Node) variantsMade(hash string) {
+func (n *Node) variantsMade(hash string) { n.invalidateEdge(hash) }
+
+// corruptBeforeCompressing is the blob store's OnCorrupt: the identity
+// bytes of a local copy no longer hash to its name (they rotted on disk
+// after the upload), found while its variants were being made. The copy
+// is checked, quarantined and replaced now, as a scrub would, rather than
+// at the next scrub pass. A worker can find one while the node is still
+// starting (New queues the blobs a crash left uncompressed): it waits
+// until the node is up (the edge started last), or stops.
+func (n *Node) corruptBeforeCompressing(hash string) {
+	for n.edgeReady.Load() == nil {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	res := n.checkBlob(n.ctx, hash, nil)
+	n.log.Warn("corrupt copy found while compressing", "blob", hash, "corrupt", res.corrupt, "repaired", res.repaired)
+}
+
+// invalidateEdge makes the edge, once started, forget what it knows of a
+// blob.
+func (n *Node) invalidateEdge(hash string) {
 	if e := n.edgeReady.Load(); e != nil {
 		e.Invalidate(hash)
 	}

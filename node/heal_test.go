@@ -2,10 +2,13 @@ package node_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/atoll-hosting/atoll/node"
 	"github.com/atoll-hosting/atoll/node/nodetest"
 )
 
@@ -59,4 +62,45 @@ func TestPublishCompletesCopiesOfAnAcknowledgedUpload(t *testing.T) {
 		code, got, err := get(behind.Node.EdgeURL(), "s", "/f.txt")
 		return err == nil && code == 200 && got == body
 	})
+}
+
+// A copy whose bytes rot on disk before the node made its compressed
+// variants is not compressed (the variants would carry the rot): the node
+// quarantines it and fetches an intact copy from another owner at once,
+// as its scrubber would later. Here core1 had not compressed its copy
+// when it stopped, and finds the rot right after its restart.
+func TestRotFoundWhileCompressingIsReplaced(t *testing.T) {
+	c := nodetest.New(t, 3, 0, func(cfg *node.Config) {
+		if cfg.ID == "core1" {
+			cfg.CompressWorkers = -1
+		}
+	})
+	ctx := context.Background()
+	m := c.Member("core1")
+	body := strings.Repeat("<p>a page that compresses well</p>\n", 600)
+	hash := sha(body)
+	if _, err := c.Client(m).UploadBlob(ctx, hash, strings.NewReader(body), int64(len(body))); err != nil {
+		t.Fatal(err)
+	}
+	c.Eventually(10*time.Second, "the blob on its 3 owners", func() bool {
+		n, _ := copies(c, hash)
+		return n == 3
+	})
+	dir := m.Cfg.DataDir
+	c.Kill(m)
+	path := filepath.Join(dir, "blobs", hash[:2], hash)
+	rotten := []byte(body)
+	rotten[100] ^= 0x01
+	if err := os.WriteFile(path, rotten, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m.Cfg.CompressWorkers = 1
+	c.Restart(m)
+	c.Eventually(20*time.Second, "an intact copy with its variants on core1", func() bool {
+		info, err := m.Node.LocalBlobs().Stat(hash)
+		return err == nil && len(info.Variants) > 0 && m.Node.LocalBlobs().Verify(hash) == nil
+	})
+	if q, _ := filepath.Glob(filepath.Join(dir, "blobs", "quarantine", hash+".*")); len(q) != 1 {
+		t.Errorf("quarantined copies %v, want the rotten one", q)
+	}
 }

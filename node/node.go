@@ -290,6 +290,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	bcfg.Logger = cfg.Logger
 	bcfg.MinFreeBytes = cfg.MinFreeBytes
 	bcfg.OnVariants = n.variantsMade
+	bcfg.OnCorrupt = n.corruptBeforeCompressing
 	bcfg.CompressWorkers = cfg.CompressWorkers
 	if n.blobs, err = blobstore.New(bcfg); err != nil {
 		return nil, fmt.Errorf("open blob store: %w", err)

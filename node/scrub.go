@@ -344,8 +344,8 @@ func (n *Node) replaceCorrupt(ctx context.Context, hash string) bool {
 			return false
 		}
 	}
-	n.edge.Invalidate(hash)
-	defer n.edge.Invalidate(hash) // what the edge learned meanwhile was of the fresh copy; make sure
+	n.invalidateEdge(hash)
+	defer n.invalidateEdge(hash) // what the edge learned meanwhile was of the fresh copy; make sure
 	_, ferr := n.fetch(ctx, hash)
 	if ferr == nil {
 		n.log.Info("scrub: corrupt copy replaced from another node", "blob", hash, "quarantine", dir)
