@@ -21,19 +21,7 @@ func TestCompressionInterruptedByCrash(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	content := textBlob(40<<10, 31)
-	// No workers: the compression cannot run before the "crash".
-	s, err := New(Config{Dir: dir, Logger: slog.New(slog.DiscardHandler), CompressWorkers: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Put(t.Context(), "", bytes.NewReader(content))
-	if err != nil {
-		t.Fatalf("Put: %v", err)
-	}
-	if got := encodingsOf(info); len(got) != 0 {
-		t.Fatalf("variants before the compression ran = %v, want none", got)
-	}
-	s.Close()
+	info := putUncompressed(t, dir, content)
 
 	var mu sync.Mutex
 	var notified []string
@@ -108,15 +96,7 @@ func TestCompressionRefusesRottenBytes(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	content := textBlob(40<<10, 32)
-	s, err := New(Config{Dir: dir, Logger: slog.New(slog.DiscardHandler), CompressWorkers: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Put(t.Context(), "", bytes.NewReader(content))
-	if err != nil {
-		t.Fatalf("Put: %v", err)
-	}
-	s.Close()
+	info := putUncompressed(t, dir, content)
 	path := filepath.Join(dir, info.Hash[:2], info.Hash)
 	rotten := bytes.Clone(content)
 	rotten[1234] ^= 0x20
@@ -156,4 +136,24 @@ func TestCompressionRefusesRottenBytes(t *testing.T) {
 	if _, err := os.Lstat(path + pendingExt); err != nil {
 		t.Errorf("pending marker: %v, want it kept", err)
 	}
+}
+
+// putUncompressed puts content in a store on dir that has no compression
+// workers, and closes it: the blob is left pending, as after a crash right
+// after its Put was acknowledged.
+func putUncompressed(t *testing.T, dir string, content []byte) Info {
+	t.Helper()
+	s, err := New(Config{Dir: dir, Logger: slog.New(slog.DiscardHandler), CompressWorkers: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	info, err := s.Put(t.Context(), "", bytes.NewReader(content))
+	if err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	if got := encodingsOf(info); len(got) != 0 {
+		t.Fatalf("variants before the compression ran = %v, want none", got)
+	}
+	return info
 }

@@ -21,13 +21,7 @@ import (
 func TestPublishCompletesCopiesOfAnAcknowledgedUpload(t *testing.T) {
 	c := nodetest.New(t, 3, 0)
 	ctx := context.Background()
-	leader := c.Leader()
-	var followers []*nodetest.Member
-	for _, m := range c.Members {
-		if m != leader {
-			followers = append(followers, m)
-		}
-	}
+	leader, followers := c.Leader(), c.Followers()
 	behind, stopped := followers[0], followers[1]
 	cl := c.Client(leader)
 	if _, err := cl.CreateSite(ctx, "s", nil, 0); err != nil {

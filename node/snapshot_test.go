@@ -82,13 +82,7 @@ func everyNodeHas(t *testing.T, c *nodetest.Cluster, want string) {
 func TestSnapshotSaveRestore(t *testing.T) {
 	c := nodetest.New(t, 3, 1)
 	ctx := context.Background()
-	leader := c.Leader()
-	var followers []*nodetest.Member
-	for _, m := range c.Members {
-		if m != leader {
-			followers = append(followers, m)
-		}
-	}
+	followers := c.Followers()
 	cl := c.Client(followers[0])
 	for _, s := range []string{"blog", "shop"} {
 		if _, err := cl.CreateSite(ctx, s, nil, 0); err != nil {

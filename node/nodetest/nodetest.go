@@ -197,6 +197,18 @@ func (c *Cluster) Leader() *Member {
 	return m
 }
 
+// Followers returns the running members other than the leader, in order.
+func (c *Cluster) Followers() []*Member {
+	leader := c.Leader()
+	var out []*Member
+	for _, m := range c.Running() {
+		if m != leader {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 // Kill stops a member abruptly (no leadership hand-over).
 func (c *Cluster) Kill(m *Member) {
 	c.t.Helper()
