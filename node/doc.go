@@ -26,16 +26,19 @@
 //
 // Blobs (blobs.go): an upload is stored locally, then pushed to the other
 // owners; it is acknowledged once a majority of the owners hold it fsynced.
-// The builder's "is it stored" check uses the same majority rule. Reads are
-// local; a missing blob is fetched from its owners in placement order, then
-// from any other node, each attempt bounded by FetchTimeout, the bytes
-// verified against the hash, one transfer for concurrent misses (fetch.go).
-// A small cache copy is received into memory and the edge answers from
-// those bytes (checking the variant it serves) while the copy is written
-// in the background. Copies a
-// node keeps without owning them form its cache (cache.go), evicted least
+// The builder's "is it stored" check uses the same majority rule; a blob
+// held by some owners but fewer than a majority (one that acknowledged it
+// stopped before the last had its copy) is first copied to the reachable
+// owners that lack it (heal). Reads are local; a missing blob is fetched
+// from its owners in placement order, then from any other node, each
+// attempt bounded by FetchTimeout, the bytes verified against the hash, one
+// transfer for concurrent misses (fetch.go). A small cache copy is received
+// into memory and the edge answers from those bytes (checking the variant
+// it serves) while the copy is written in the background. Copies a node
+// keeps without owning them form its cache (cache.go), evicted least
 // recently served first once over CacheSize, and only after the owners were
-// seen to hold them.
+// seen to hold them. A copy the background compression finds rotten is
+// quarantined and replaced as the scrubber does (blobs_variants.go).
 //
 // Repair (repair.go) runs on every membership change and every
 // RepairInterval: each node hands its non-owned blobs to owners that lack
