@@ -190,17 +190,21 @@ func (b blobs) StatMany(ctx context.Context, hashes []string) (map[string]blobst
 				c++
 			}
 		}
+		candidates := len(lacking[h]) // owners that can be given a copy
+		if lerr != nil && p.owns(n.cfg.ID, h) {
+			candidates++ // this one, by fetching it
+		}
 		switch {
 		case c >= need && lerr == nil:
 			out[h] = local
 		case c >= need:
 			out[h] = blobstore.Info{Hash: h, Size: sizes[h]}
-		case (c > 0 || lerr == nil) && c+len(lacking[h]) >= need:
+		case (c > 0 || lerr == nil) && c+candidates >= need:
 			copies[h] = c
 			short = append(short, h)
 		}
 	}
-	for h, size := range n.heal(ctx, short, copies, lacking, need) {
+	for h, size := range n.heal(ctx, p, short, copies, lacking, need) {
 		out[h] = blobstore.Info{Hash: h, Size: size}
 	}
 	return out, ctx.Err()
@@ -208,9 +212,10 @@ func (b blobs) StatMany(ctx context.Context, hashes []string) (map[string]blobst
 
 // heal copies each of hashes (held by copies[h] owners, fewer than need)
 // to the owners in lacking[h] until need of them hold it, fetching it
-// first when this node has no copy. It returns the sizes of the blobs that
-// reached need owners.
-func (n *Node) heal(ctx context.Context, hashes []string, copies map[string]int, lacking map[string][]raft.Node, need int) map[string]int64 {
+// first when this node has no copy (which, on an owner, stores a durable
+// copy that counts). It returns the sizes of the blobs that reached need
+// owners.
+func (n *Node) heal(ctx context.Context, p *placement, hashes []string, copies map[string]int, lacking map[string][]raft.Node, need int) map[string]int64 {
 	var (
 		mu     sync.Mutex
 		healed = map[string]int64{}
@@ -219,15 +224,17 @@ func (n *Node) heal(ctx context.Context, hashes []string, copies map[string]int,
 	g.SetLimit(4)
 	for _, h := range hashes {
 		g.Go(func() error {
+			c := copies[h]
 			info, err := n.blobs.Stat(h)
 			if errors.Is(err, blobstore.ErrNotFound) {
-				info, err = n.fetch(ctx, h)
+				if info, err = n.fetch(ctx, h); err == nil && p.owns(n.cfg.ID, h) {
+					c++
+				}
 			}
 			if err != nil {
 				n.log.Warn("complete a blob's copies", "blob", h, "err", err)
 				return nil
 			}
-			c := copies[h]
 			for _, o := range lacking[h] {
 				if c >= need {
 					break
