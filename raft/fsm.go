@@ -75,10 +75,6 @@ type FSM struct {
 	// applied mirrors the index stored under keyApplied.
 	applied atomic.Uint64
 
-	// snapshots counts snapshots not yet released (each holds a read
-	// transaction, which Restore must not wait for under mu).
-	snapshots sync.WaitGroup
-
 	changeMu sync.Mutex
 	change   chan struct{} // closed on the next change; see Changed
 }

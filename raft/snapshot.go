@@ -77,14 +77,12 @@ func (f *FSM) Snapshot() (hraft.FSMSnapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("begin snapshot: %w", err)
 	}
-	f.snapshots.Add(1)
-	return &fsmSnapshot{tx: tx, applied: getApplied(tx), done: f.snapshots.Done}, nil
+	return &fsmSnapshot{tx: tx, applied: getApplied(tx)}, nil
 }
 
 type fsmSnapshot struct {
 	tx      *bolt.Tx
 	applied indexTerm
-	done    func()
 	release sync.Once
 }
 
@@ -118,17 +116,17 @@ func (s *fsmSnapshot) writeTo(w io.Writer) error {
 func (s *fsmSnapshot) Release() {
 	s.release.Do(func() {
 		_ = s.tx.Rollback()
-		s.done()
 	})
 }
 
 // Restore replaces the whole state with a snapshot made by Persist. It
 // decompresses into a new file next to fsm.db, fsyncs it and checks it, and
-// only then swaps it in: close the current file, rename over it, fsync the
-// directory, reopen. A failure before the rename leaves the old state in
-// place, untouched; there is never a half-restored state. Readers wait only
-// for the swap itself (they hold the read side of the FSM's lock), not for
-// the decompression nor for snapshots still being persisted.
+// only then swaps it in: rename over the current file, fsync the directory,
+// open it, close the old one once its last snapshot is released. A failure
+// before the rename leaves the old state in place, untouched; there is
+// never a half-restored state. Readers wait only for the swap itself (they
+// hold the read side of the FSM's lock), not for the decompression nor for
+// snapshots still being persisted.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	it, r, err := peekSnapshotIndex(rc)
@@ -144,30 +142,31 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("restore snapshot at index %d: %w", it.index, err)
 	}
 
-	// Closing the file waits for every read transaction. Wait for the
-	// snapshots being persisted first, without holding the lock, so that
-	// readers are not stalled behind them. No new snapshot can start: raft
-	// calls Snapshot and Restore from the same goroutine.
-	f.snapshots.Wait()
+	// The swap, under the lock: readers hold its read side for each
+	// transaction, so they see the old state or the new one. The old file
+	// is renamed over while still open: it stays readable through its
+	// descriptor, so a snapshot still being persisted from it completes,
+	// and it is closed once that snapshot is released (bbolt's Close waits
+	// for open read transactions). Restore must not wait for that release
+	// itself: hashicorp/raft persists snapshots in another goroutine which,
+	// before releasing one, asks raft's main loop for the configuration,
+	// while the main loop waits for this Restore (InstallSnapshot). That
+	// wait once left a restarted follower stuck for good.
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.db != nil {
-		if err := f.db.Close(); err != nil {
-			os.Remove(tmp)
-			return fmt.Errorf("restore: close current state: %w", err)
-		}
-		f.db = nil
-	}
 	if err := os.Rename(tmp, f.path); err != nil {
 		os.Remove(tmp)
-		db, oerr := openBolt(f.path) // the old state, untouched
-		f.db = db
-		return errors.Join(fmt.Errorf("restore: %w", err), oerr)
+		return fmt.Errorf("restore: %w", err)
 	}
 	serr := syncDir(f.dir)
 	db, err := openBolt(f.path)
 	if err != nil {
+		// The restored file is in place for the next start; until then
+		// the old state keeps answering.
 		return fmt.Errorf("restore: reopen: %w", err)
+	}
+	if old := f.db; old != nil {
+		go old.Close()
 	}
 	f.db = db
 	f.applied.Store(it.index)
