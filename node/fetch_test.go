@@ -68,7 +68,7 @@ func TestEdgeChecksAFetchedVariantBeforeServingIt(t *testing.T) {
 	}
 
 	for i := range 2 {
-		status, got := getCoded(t, edge.Node.EdgeURL(), "s.localhost", "/f.txt", "br")
+		status, got, _ := getCoded(t, edge.Node.EdgeURL(), "s.localhost", "/f.txt", "br")
 		if status != 200 || got != body {
 			t.Fatalf("request %d with Accept-Encoding br after the owner's variant went bad: %d, %q...; want 200 and the original %d bytes",
 				i+1, status, got[:min(len(got), 40)], len(body))

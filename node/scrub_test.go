@@ -41,8 +41,8 @@ func textOf(n int, seed uint64) string {
 var codings = []string{"", "gzip", "br", "zstd"}
 
 // getCoded fetches path of host from an edge with Accept-Encoding coding
-// and returns the status and the decoded body.
-func getCoded(t *testing.T, edgeURL, host, path, coding string) (int, string) {
+// and returns the status, the decoded body and the Content-Encoding.
+func getCoded(t *testing.T, edgeURL, host, path, coding string) (status int, body, encoding string) {
 	t.Helper()
 	req, err := http.NewRequest("GET", edgeURL+path, nil)
 	if err != nil {
@@ -59,19 +59,20 @@ func getCoded(t *testing.T, edgeURL, host, path, coding string) (int, string) {
 		t.Fatalf("GET %s%s: %v", host, path, err)
 	}
 	defer resp.Body.Close()
+	ce := resp.Header.Get("Content-Encoding")
 	var r io.Reader = resp.Body
-	switch ce := resp.Header.Get("Content-Encoding"); ce {
+	switch ce {
 	case "":
 	case "gzip":
 		if r, err = gzip.NewReader(resp.Body); err != nil {
-			return resp.StatusCode, "undecodable gzip: " + err.Error()
+			return resp.StatusCode, "undecodable gzip: " + err.Error(), ce
 		}
 	case "br":
 		r = brotli.NewReader(resp.Body)
 	case "zstd":
 		d, err := zstd.NewReader(resp.Body)
 		if err != nil {
-			return resp.StatusCode, "undecodable zstd: " + err.Error()
+			return resp.StatusCode, "undecodable zstd: " + err.Error(), ce
 		}
 		defer d.Close()
 		r = d
@@ -80,9 +81,9 @@ func getCoded(t *testing.T, edgeURL, host, path, coding string) (int, string) {
 	}
 	b, err := io.ReadAll(r)
 	if err != nil {
-		return resp.StatusCode, "undecodable body: " + err.Error()
+		return resp.StatusCode, "undecodable body: " + err.Error(), ce
 	}
-	return resp.StatusCode, string(b)
+	return resp.StatusCode, string(b), ce
 }
 
 // checkEverywhere reads every file through every running member's edge in
@@ -92,7 +93,7 @@ func checkEverywhere(t *testing.T, c *nodetest.Cluster, host string, files map[s
 	for _, m := range c.Running() {
 		for name, want := range files {
 			for _, coding := range codings {
-				status, got := getCoded(t, m.Node.EdgeURL(), host, "/"+name, coding)
+				status, got, _ := getCoded(t, m.Node.EdgeURL(), host, "/"+name, coding)
 				if status != 200 || got != want {
 					t.Errorf("%s /%s (Accept-Encoding %q): %d, %d bytes (%q...); want 200 and the original %d bytes",
 						m.Cfg.ID, name, coding, status, len(got), got[:min(len(got), 20)], len(want))
@@ -211,7 +212,7 @@ func TestScrubReplacesCorruptCopies(t *testing.T) {
 
 	// The test can see corruption: before the scrub, the target's edge
 	// streams the flipped bytes of big.js from its disk.
-	if status, got := getCoded(t, target.Node.EdgeURL(), host, "/big.js", ""); status != 200 || got == files["big.js"] {
+	if status, got, _ := getCoded(t, target.Node.EdgeURL(), host, "/big.js", ""); status != 200 || got == files["big.js"] {
 		t.Fatalf("before the scrub, %s served big.js intact (%d); the flip is not observable, the test proves nothing", target.Cfg.ID, status)
 	}
 
