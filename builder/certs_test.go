@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"math/big"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -85,11 +84,7 @@ func newCertServer(t *testing.T) (*buildertest.Server, *certMeta) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mux := http.NewServeMux()
-	api.Register(mux)
-	hs := httptest.NewServer(mux)
-	t.Cleanup(hs.Close)
-	return &buildertest.Server{Server: hs, API: api, Meta: inner, Blobs: blobs}, meta
+	return &buildertest.Server{Server: buildertest.Serve(t, api), API: api, Meta: inner, Blobs: blobs}, meta
 }
 
 // selfSigned returns a certificate for names, valid until notAfter, and

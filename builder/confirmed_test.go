@@ -3,7 +3,6 @@ package builder_test
 import (
 	"context"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"sync"
 	"testing"
@@ -64,11 +63,7 @@ func newWatchedServer(t *testing.T) (*buildertest.Server, *watchedBlobs) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mux := http.NewServeMux()
-	api.Register(mux)
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	return &buildertest.Server{Server: srv, API: api, Meta: meta, Blobs: blobs.Blobs}, blobs
+	return &buildertest.Server{Server: buildertest.Serve(t, api), API: api, Meta: meta, Blobs: blobs.Blobs}, blobs
 }
 
 // TestPublishAsksOnlyAboutUploadedBlobs: right after the create step, the

@@ -612,9 +612,15 @@ func NewServer(t testing.TB, cfg builder.Config) *Server {
 	if err != nil {
 		t.Fatalf("builder.New: %v", err)
 	}
+	return &Server{Server: Serve(t, api), API: api, Meta: meta, Blobs: blobs}
+}
+
+// Serve starts api on a loopback listener, closed when the test ends.
+func Serve(t testing.TB, api *builder.API) *httptest.Server {
+	t.Helper()
 	mux := http.NewServeMux()
 	api.Register(mux)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	return &Server{Server: srv, API: api, Meta: meta, Blobs: blobs}
+	return srv
 }

@@ -370,11 +370,7 @@ func TestAgainstRealStores(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mux := http.NewServeMux()
-	api.Register(mux)
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	c := client.New(srv.URL, buildertest.Token)
+	c := client.New(buildertest.Serve(t, api).URL, buildertest.Token)
 	if _, err := c.CreateSite(ctx(t), "demo", []string{"www.example.com"}, 0); err != nil {
 		t.Fatal(err)
 	}
