@@ -17,7 +17,7 @@ test:
 	$(GO) test -race -count=1 -timeout 9m ./...
 
 lint:
-	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	./scripts/check-tree.sh
 	$(GO) vet ./...
 
 # Whole-system benchmarks against nginx (bench/README.md); they install

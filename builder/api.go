@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/atoll-hosting/atoll"
 	"github.com/atoll-hosting/atoll/blobstore"
 	"github.com/atoll-hosting/atoll/raft"
 )
@@ -22,20 +23,20 @@ import (
 // Meta is the replicated metadata the API reads and writes. node implements
 // it with the raft store, forwarding Apply to the leader.
 type Meta interface {
-	// Apply replicates cmd. FSM rejections come back wrapping raft.ErrNotFound,
+	// Apply replicates cmd. FSM rejections come back wrapping atoll.ErrNotFound,
 	// ErrExists, ErrInvalid or ErrConflict; raft.ErrNotLeader when no leader
 	// can take the write.
 	Apply(ctx context.Context, cmd raft.Command) error
-	Site(name string) (raft.Site, error)
-	Sites() ([]raft.Site, error)
-	Deploy(id string) (raft.Deploy, error)
-	Deploys(site string) ([]raft.Deploy, error) // newest first
-	Files(deployID string, fn func(raft.File) error) error
+	Site(name string) (atoll.Site, error)
+	Sites() ([]atoll.Site, error)
+	Deploy(id string) (atoll.Deploy, error)
+	Deploys(site string) ([]atoll.Deploy, error) // newest first
+	Files(deployID string, fn func(atoll.File) error) error
 	AdminTokenHash() string // SHA-256 hex of the cluster's admin token, "" if unset
 	// TokenByHash returns the deploy token whose secret hashes (SHA-256,
-	// lowercase hex) to hash, or an error wrapping raft.ErrNotFound.
-	TokenByHash(hash string) (raft.Token, error)
-	Tokens() ([]raft.Token, error) // every deploy token, by id
+	// lowercase hex) to hash, or an error wrapping atoll.ErrNotFound.
+	TokenByHash(hash string) (atoll.Token, error)
+	Tokens() ([]atoll.Token, error) // every deploy token, by id
 }
 
 // Blobs stores file contents. node implements it by placing each blob on its
@@ -273,7 +274,7 @@ func (a *API) authenticate(token string) (Caller, bool, error) {
 	}
 	t, err := a.meta.TokenByHash(got)
 	switch {
-	case errors.Is(err, raft.ErrNotFound):
+	case errors.Is(err, atoll.ErrNotFound):
 		return Caller{}, false, nil
 	case err != nil:
 		return Caller{}, false, fmt.Errorf("look up token: %w", err)
@@ -336,19 +337,19 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 
 // WriteError writes {"error": msg} with the given status.
 func WriteError(w http.ResponseWriter, status int, msg string) {
-	WriteJSON(w, status, ErrorResponse{Error: msg})
+	WriteJSON(w, status, atoll.ErrorResponse{Error: msg})
 }
 
 // apiError is an error with the status and body the API answers it with.
 type apiError struct {
 	status int
-	body   ErrorResponse
+	body   atoll.ErrorResponse
 }
 
 func (e *apiError) Error() string { return e.body.Error }
 
 func errorf(status int, format string, args ...any) *apiError {
-	return &apiError{status: status, body: ErrorResponse{Error: fmt.Sprintf(format, args...)}}
+	return &apiError{status: status, body: atoll.ErrorResponse{Error: fmt.Sprintf(format, args...)}}
 }
 
 // fail answers err. An *apiError carries its own status and body; other
@@ -377,11 +378,11 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, raft.ErrNotLeader):
 		status, msg = http.StatusServiceUnavailable, "the cluster has no leader right now; retry in a moment"
 		w.Header().Set("Retry-After", "1")
-	case errors.Is(err, raft.ErrNotFound), errors.Is(err, blobstore.ErrNotFound):
+	case errors.Is(err, atoll.ErrNotFound), errors.Is(err, blobstore.ErrNotFound):
 		status, msg = http.StatusNotFound, err.Error()
-	case errors.Is(err, raft.ErrExists), errors.Is(err, raft.ErrConflict):
+	case errors.Is(err, atoll.ErrExists), errors.Is(err, atoll.ErrConflict):
 		status, msg = http.StatusConflict, err.Error()
-	case errors.Is(err, raft.ErrInvalid), errors.Is(err, blobstore.ErrHashMismatch), errors.Is(err, blobstore.ErrInvalidHash):
+	case errors.Is(err, atoll.ErrInvalid), errors.Is(err, blobstore.ErrHashMismatch), errors.Is(err, blobstore.ErrInvalidHash):
 		status, msg = http.StatusBadRequest, err.Error()
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		// The client went away; nobody reads this answer.

@@ -10,9 +10,9 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/atoll-hosting/atoll"
 	"github.com/atoll-hosting/atoll/builder"
 	"github.com/atoll-hosting/atoll/builder/buildertest"
-	"github.com/atoll-hosting/atoll/raft"
 )
 
 // syncBuffer is a log sink safe for the server's goroutines.
@@ -34,10 +34,10 @@ func (b *syncBuffer) String() string {
 }
 
 // newToken creates a deploy token through the API with the admin token.
-func newToken(t *testing.T, srv *buildertest.Server, site, name string) builder.CreatedToken {
+func newToken(t *testing.T, srv *buildertest.Server, site, name string) atoll.CreatedToken {
 	t.Helper()
-	var tok builder.CreatedToken
-	call(t, srv, request{method: "POST", path: "/v1/tokens", body: jsonBody(t, builder.CreateTokenRequest{Site: site, Name: name})}, http.StatusCreated, &tok)
+	var tok atoll.CreatedToken
+	call(t, srv, request{method: "POST", path: "/v1/tokens", body: jsonBody(t, atoll.CreateTokenRequest{Site: site, Name: name})}, http.StatusCreated, &tok)
 	return tok
 }
 
@@ -51,11 +51,11 @@ func TestDeployToken(t *testing.T) {
 	createSite(t, srv, "other")
 
 	tok := newToken(t, srv, "demo", "ci")
-	if !raft.ValidTokenID(tok.ID) || tok.Site != "demo" || tok.Name != "ci" || tok.Created.IsZero() {
+	if !atoll.ValidTokenID(tok.ID) || tok.Site != "demo" || tok.Name != "ci" || tok.Created.IsZero() {
 		t.Errorf("created token = %+v", tok.TokenInfo)
 	}
-	if !strings.HasPrefix(tok.Token, builder.SiteTokenPrefix) || len(tok.Token) != len(builder.SiteTokenPrefix)+64 {
-		t.Errorf("secret %q: want %s and 64 hex digits", tok.Token, builder.SiteTokenPrefix)
+	if !strings.HasPrefix(tok.Token, atoll.SiteTokenPrefix) || len(tok.Token) != len(atoll.SiteTokenPrefix)+64 {
+		t.Errorf("secret %q: want %s and 64 hex digits", tok.Token, atoll.SiteTokenPrefix)
 	}
 	if tok.Token == newToken(t, srv, "demo", "").Token {
 		t.Error("two tokens got the same secret")
@@ -69,25 +69,25 @@ func TestDeployToken(t *testing.T) {
 	}
 
 	// Another site's deploy, made by the admin.
-	var otherDeploy builder.DeployResponse
+	var otherDeploy atoll.DeployResponse
 	call(t, srv, request{method: "POST", path: "/v1/sites/other/deploys", body: manifest(map[string]string{"/o.html": sha("o")})}, 201, &otherDeploy)
 
 	t.Run("allowed on its site", func(t *testing.T) {
-		var d builder.DeployResponse
+		var d atoll.DeployResponse
 		call(t, srv, as("POST", "/v1/sites/demo/deploys", "", manifest(map[string]string{"/index.html": sha("hi")})), 201, &d)
 		call(t, srv, as("PUT", "/v1/blobs/"+sha("hi"), "application/octet-stream", []byte("hi")), 201, nil)
 		call(t, srv, as("POST", "/v1/deploys/"+d.ID+"/finalize", "", nil), 200, nil)
 		call(t, srv, as("POST", "/v1/deploys/"+d.ID+"/publish", "", nil), 200, nil)
 		call(t, srv, as("GET", "/v1/deploys/"+d.ID, "", nil), 200, &d)
-		if d.State != raft.StatePublished || d.Site != "demo" {
+		if d.State != atoll.StatePublished || d.Site != "demo" {
 			t.Errorf("deploy = %+v, want published on demo", d.Deploy)
 		}
-		var list builder.DeployList
+		var list atoll.DeployList
 		call(t, srv, as("GET", "/v1/sites/demo/deploys", "", nil), 200, &list)
 		if len(list.Deploys) != 1 {
 			t.Errorf("deploys of demo = %d, want 1", len(list.Deploys))
 		}
-		var site raft.Site
+		var site atoll.Site
 		call(t, srv, as("GET", "/v1/sites/demo", "", nil), 200, &site)
 		if site.Published != d.ID {
 			t.Errorf("site = %+v, want %s live", site, d.ID)
@@ -113,7 +113,7 @@ func TestDeployToken(t *testing.T) {
 			as("GET", od, "", nil),
 			as("POST", od+"/finalize", "", nil),
 			as("POST", od+"/publish", "", nil),
-			as("POST", "/v1/tokens", "", jsonBody(t, builder.CreateTokenRequest{Site: "demo"})),
+			as("POST", "/v1/tokens", "", jsonBody(t, atoll.CreateTokenRequest{Site: "demo"})),
 			as("GET", "/v1/tokens", "", nil),
 			as("DELETE", "/v1/tokens/"+tok.ID, "", nil),
 		} {
@@ -164,7 +164,7 @@ func TestDeployToken(t *testing.T) {
 		if bytes.Contains(res.body, []byte(tok.Token)) || bytes.Contains(res.body, []byte(sha(tok.Token))) {
 			t.Errorf("token list shows a secret or its hash: %s", res.body)
 		}
-		var list builder.TokenList
+		var list atoll.TokenList
 		if err := json.Unmarshal(res.body, &list); err != nil {
 			t.Fatal(err)
 		}
@@ -199,7 +199,7 @@ func TestDeployToken(t *testing.T) {
 		call(t, srv, request{method: "GET", path: "/v1/sites/other", token: ot.Token}, 401, nil)
 	})
 
-	if l := logs.String(); strings.Contains(l, tok.Token) || strings.Contains(l, builder.SiteTokenPrefix) {
+	if l := logs.String(); strings.Contains(l, tok.Token) || strings.Contains(l, atoll.SiteTokenPrefix) {
 		t.Errorf("a token reached the log:\n%s", l)
 	}
 	if l := logs.String(); !strings.Contains(l, tok.ID) {
@@ -217,7 +217,7 @@ func TestTokenRequestsRejected(t *testing.T) {
 	}{
 		{"no site", "POST", "/v1/tokens", `{"name":"ci"}`, 400, "site"},
 		{"unknown site", "POST", "/v1/tokens", `{"site":"nosuch"}`, 404, "nosuch"},
-		{"long name", "POST", "/v1/tokens", `{"site":"demo","name":"` + strings.Repeat("n", raft.MaxTokenNameLen+1) + `"}`, 400, "name"},
+		{"long name", "POST", "/v1/tokens", `{"site":"demo","name":"` + strings.Repeat("n", atoll.MaxTokenNameLen+1) + `"}`, 400, "name"},
 		{"control character in name", "POST", "/v1/tokens", `{"site":"demo","name":"a\u001bb"}`, 400, "control"},
 		{"unknown field", "POST", "/v1/tokens", `{"site":"demo","scope":"all"}`, 400, "scope"},
 		{"malformed", "POST", "/v1/tokens", `{"site":`, 400, "malformed"},

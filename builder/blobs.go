@@ -8,8 +8,8 @@ import (
 	"io"
 	"net/http"
 
+	"github.com/atoll-hosting/atoll"
 	"github.com/atoll-hosting/atoll/blobstore"
-	"github.com/atoll-hosting/atoll/raft"
 )
 
 // putBlob serves PUT /v1/blobs/{hash}: the body is the file's bytes, stored
@@ -17,7 +17,7 @@ import (
 // cluster already held it (the body is still read and checked).
 func (a *API) putBlob(w http.ResponseWriter, r *http.Request) {
 	want := r.PathValue("hash")
-	if !raft.ValidHash(want) {
+	if !atoll.ValidHash(want) {
 		a.fail(w, r, errorf(http.StatusBadRequest, "%q is not a SHA-256 in lowercase hex (64 characters of 0-9a-f)", want))
 		return
 	}
@@ -51,7 +51,7 @@ func (a *API) putBlob(w http.ResponseWriter, r *http.Request) {
 	if existed {
 		status = http.StatusOK
 	}
-	WriteJSON(w, status, BlobResponse{Hash: want, Size: info.Size})
+	WriteJSON(w, status, atoll.BlobResponse{Hash: want, Size: info.Size})
 }
 
 type countingHash struct {

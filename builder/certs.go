@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/atoll-hosting/atoll"
 	"github.com/atoll-hosting/atoll/raft"
 )
 
@@ -21,31 +22,8 @@ import (
 // routes answer 501 when the API's Meta does not implement it. node's does.
 type CertMeta interface {
 	// Certs returns a site's certificates by domain, or an error wrapping
-	// raft.ErrNotFound if there is no such site.
-	Certs(site string) ([]raft.Cert, error)
-}
-
-// PutCertRequest is the body of PUT /v1/sites/{site}/certs/{domain}: the
-// certificate chain (leaf first) and the leaf's private key, both PEM.
-type PutCertRequest struct {
-	Cert string `json:"cert"`
-	Key  string `json:"key"`
-}
-
-// CertInfo is a domain's certificate as the API shows it: never the key.
-// Names are the leaf's DNS names, Issuer its issuer's distinguished name.
-type CertInfo struct {
-	Domain   string    `json:"domain"`
-	Site     string    `json:"site"`
-	NotAfter time.Time `json:"not_after"`
-	Updated  time.Time `json:"updated"`
-	Names    []string  `json:"names,omitempty"`
-	Issuer   string    `json:"issuer,omitempty"`
-}
-
-// CertList is the body of GET /v1/sites/{site}/certs, by domain.
-type CertList struct {
-	Certs []CertInfo `json:"certs"`
+	// atoll.ErrNotFound if there is no such site.
+	Certs(site string) ([]atoll.Cert, error)
 }
 
 // putCert serves PUT /v1/sites/{site}/certs/{domain} (admin only). It
@@ -59,7 +37,7 @@ func (a *API) putCert(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	site, domain := r.PathValue("site"), cleanDomain(r.PathValue("domain"))
-	var req PutCertRequest
+	var req atoll.PutCertRequest
 	if err := a.decodeCert(w, r, &req); err != nil {
 		a.fail(w, r, err)
 		return
@@ -76,14 +54,14 @@ func (a *API) putCert(w http.ResponseWriter, r *http.Request) {
 	cmd := raft.PutCert{Site: site, Domain: domain, CertPEM: req.Cert, KeyPEM: req.Key,
 		NotAfter: leaf.NotAfter.UTC(), Updated: time.Now().UTC()}
 	if err := a.meta.Apply(r.Context(), cmd); err != nil {
-		if errors.Is(err, raft.ErrNotFound) { // the domain left the site meanwhile
+		if errors.Is(err, atoll.ErrNotFound) { // the domain left the site meanwhile
 			err = errorf(http.StatusNotFound, "%q is not a domain of site %q", domain, site)
 		}
 		a.fail(w, r, err)
 		return
 	}
 	a.log.Info("certificate stored", "site", site, "domain", domain, "not_after", cmd.NotAfter)
-	WriteJSON(w, http.StatusOK, certInfo(raft.Cert{Domain: domain, Site: site, CertPEM: req.Cert,
+	WriteJSON(w, http.StatusOK, certInfo(atoll.Cert{Domain: domain, Site: site, CertPEM: req.Cert,
 		NotAfter: cmd.NotAfter, Updated: cmd.Updated}))
 }
 
@@ -96,14 +74,14 @@ func (a *API) listCerts(w http.ResponseWriter, r *http.Request) {
 	}
 	site := r.PathValue("site")
 	certs, err := cm.Certs(site)
-	if errors.Is(err, raft.ErrNotFound) {
+	if errors.Is(err, atoll.ErrNotFound) {
 		err = errorf(http.StatusNotFound, "site %q does not exist", site)
 	}
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	list := CertList{Certs: make([]CertInfo, 0, len(certs))}
+	list := atoll.CertList{Certs: make([]atoll.CertInfo, 0, len(certs))}
 	for _, c := range certs {
 		list.Certs = append(list.Certs, certInfo(c))
 	}
@@ -118,7 +96,7 @@ func (a *API) deleteCert(w http.ResponseWriter, r *http.Request) {
 	}
 	site, domain := r.PathValue("site"), cleanDomain(r.PathValue("domain"))
 	err := a.meta.Apply(r.Context(), raft.DeleteCert{Site: site, Domain: domain})
-	if errors.Is(err, raft.ErrNotFound) {
+	if errors.Is(err, atoll.ErrNotFound) {
 		err = errorf(http.StatusNotFound, "site %q has no certificate for %q", site, domain)
 	}
 	if err != nil {
@@ -134,9 +112,9 @@ var errCertsUnsupported = errorf(http.StatusNotImplemented, "this server does no
 func cleanDomain(d string) string { return strings.TrimSuffix(strings.ToLower(d), ".") }
 
 // decodeCert reads a PutCertRequest of at most a little more than
-// raft.MaxCertBytes.
-func (a *API) decodeCert(w http.ResponseWriter, r *http.Request, req *PutCertRequest) error {
-	const limit = 2*raft.MaxCertBytes + 1024 // JSON escaping of PEM newlines
+// atoll.MaxCertBytes.
+func (a *API) decodeCert(w http.ResponseWriter, r *http.Request, req *atoll.PutCertRequest) error {
+	const limit = 2*atoll.MaxCertBytes + 1024 // JSON escaping of PEM newlines
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(req); err != nil {
@@ -148,8 +126,8 @@ func (a *API) decodeCert(w http.ResponseWriter, r *http.Request, req *PutCertReq
 	if req.Cert == "" || req.Key == "" {
 		return errorf(http.StatusBadRequest, `"cert" (PEM chain, leaf first) and "key" (PEM private key) are both required`)
 	}
-	if n := len(req.Cert) + len(req.Key); n > raft.MaxCertBytes {
-		return errorf(http.StatusRequestEntityTooLarge, "certificate and key are %d bytes of PEM, at most %d", n, raft.MaxCertBytes)
+	if n := len(req.Cert) + len(req.Key); n > atoll.MaxCertBytes {
+		return errorf(http.StatusRequestEntityTooLarge, "certificate and key are %d bytes of PEM, at most %d", n, atoll.MaxCertBytes)
 	}
 	return nil
 }
@@ -169,7 +147,7 @@ func (a *API) checkSiteDomain(site, domain string) error {
 
 // checkCert parses a certificate and key and returns the leaf if the key
 // is the leaf's, the leaf covers domain and it has not expired at now.
-func checkCert(req PutCertRequest, domain string, now time.Time) (*x509.Certificate, error) {
+func checkCert(req atoll.PutCertRequest, domain string, now time.Time) (*x509.Certificate, error) {
 	pair, err := tls.X509KeyPair([]byte(req.Cert), []byte(req.Key))
 	if err != nil {
 		return nil, errorf(http.StatusBadRequest, "certificate and key: %v", err)
@@ -201,8 +179,8 @@ func leafNames(c *x509.Certificate) []string {
 }
 
 // certInfo describes a stored certificate without its key.
-func certInfo(c raft.Cert) CertInfo {
-	info := CertInfo{Domain: c.Domain, Site: c.Site, NotAfter: c.NotAfter, Updated: c.Updated}
+func certInfo(c atoll.Cert) atoll.CertInfo {
+	info := atoll.CertInfo{Domain: c.Domain, Site: c.Site, NotAfter: c.NotAfter, Updated: c.Updated}
 	if block, _ := pem.Decode([]byte(c.CertPEM)); block != nil {
 		if leaf, err := x509.ParseCertificate(block.Bytes); err == nil {
 			info.Names = leaf.DNSNames

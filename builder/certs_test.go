@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atoll-hosting/atoll"
 	"github.com/atoll-hosting/atoll/builder"
 	"github.com/atoll-hosting/atoll/builder/buildertest"
 	"github.com/atoll-hosting/atoll/raft"
@@ -28,7 +29,7 @@ import (
 type certMeta struct {
 	*buildertest.Meta
 	mu    sync.Mutex
-	certs map[string]raft.Cert
+	certs map[string]atoll.Cert
 }
 
 var _ builder.CertMeta = (*certMeta)(nil)
@@ -41,17 +42,17 @@ func (m *certMeta) Apply(ctx context.Context, cmd raft.Command) error {
 			return err
 		}
 		if !slices.Contains(s.Domains, c.Domain) {
-			return fmt.Errorf("%w: not a domain of the site", raft.ErrNotFound)
+			return fmt.Errorf("%w: not a domain of the site", atoll.ErrNotFound)
 		}
 		m.mu.Lock()
 		defer m.mu.Unlock()
-		m.certs[c.Domain] = raft.Cert{Domain: c.Domain, Site: c.Site, CertPEM: c.CertPEM, KeyPEM: c.KeyPEM, NotAfter: c.NotAfter, Updated: c.Updated}
+		m.certs[c.Domain] = atoll.Cert{Domain: c.Domain, Site: c.Site, CertPEM: c.CertPEM, KeyPEM: c.KeyPEM, NotAfter: c.NotAfter, Updated: c.Updated}
 		return nil
 	case raft.DeleteCert:
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		if old, ok := m.certs[c.Domain]; !ok || old.Site != c.Site {
-			return raft.ErrNotFound
+			return atoll.ErrNotFound
 		}
 		delete(m.certs, c.Domain)
 		return nil
@@ -59,13 +60,13 @@ func (m *certMeta) Apply(ctx context.Context, cmd raft.Command) error {
 	return m.Meta.Apply(ctx, cmd)
 }
 
-func (m *certMeta) Certs(site string) ([]raft.Cert, error) {
+func (m *certMeta) Certs(site string) ([]atoll.Cert, error) {
 	if _, err := m.Site(site); err != nil {
 		return nil, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var out []raft.Cert
+	var out []atoll.Cert
 	for _, c := range m.certs {
 		if c.Site == site {
 			out = append(out, c)
@@ -78,7 +79,7 @@ func newCertServer(t *testing.T) (*buildertest.Server, *certMeta) {
 	t.Helper()
 	inner := buildertest.NewMeta()
 	inner.SetToken(buildertest.Token)
-	meta := &certMeta{Meta: inner, certs: map[string]raft.Cert{}}
+	meta := &certMeta{Meta: inner, certs: map[string]atoll.Cert{}}
 	blobs := buildertest.NewBlobs(t.TempDir())
 	api, err := builder.New(builder.Config{TempDir: t.TempDir()}, meta, blobs)
 	if err != nil {
@@ -127,7 +128,7 @@ func TestCertRoutes(t *testing.T) {
 	wildcert, wildkey := selfSigned(t, later, "*.example.com")
 	_, otherKey := selfSigned(t, later, "blog.example.com")
 	oldCert, oldKey := selfSigned(t, time.Now().Add(-time.Hour), "blog.example.com")
-	body := func(c, k string) []byte { return jsonBody(t, builder.PutCertRequest{Cert: c, Key: k}) }
+	body := func(c, k string) []byte { return jsonBody(t, atoll.PutCertRequest{Cert: c, Key: k}) }
 	put := "/v1/sites/blog/certs/blog.example.com"
 
 	cases := []struct {
@@ -146,7 +147,7 @@ func TestCertRoutes(t *testing.T) {
 		{"not PEM", request{method: "PUT", path: put, body: body("hello", "world")}, 400, "certificate"},
 		{"missing key", request{method: "PUT", path: put, body: body(cert, "")}, 400, "required"},
 		{"unknown field", request{method: "PUT", path: put, body: []byte(`{"cert":"x","key":"y","chain":"z"}`)}, 400, "chain"},
-		{"too large", request{method: "PUT", path: put, body: body(cert+strings.Repeat("x", raft.MaxCertBytes), key)}, 413, "bytes"},
+		{"too large", request{method: "PUT", path: put, body: body(cert+strings.Repeat("x", atoll.MaxCertBytes), key)}, 413, "bytes"},
 		{"ok", request{method: "PUT", path: put, body: body(cert, key)}, 200, ""},
 		{"wildcard, upper case domain", request{method: "PUT", path: "/v1/sites/blog/certs/WWW.example.com", body: body(wildcert, wildkey)}, 200, ""},
 		{"delete unknown", request{method: "DELETE", path: "/v1/sites/shop/certs/shop.example.com"}, 404, "no certificate"},
@@ -183,7 +184,7 @@ func TestCertRoutes(t *testing.T) {
 	if bytes.Contains(res.body, []byte("PRIVATE KEY")) || bytes.Contains(res.body, []byte(`"key"`)) {
 		t.Errorf("list shows a key: %s", res.body)
 	}
-	var list builder.CertList
+	var list atoll.CertList
 	call(t, srv, request{method: "GET", path: "/v1/sites/blog/certs"}, 200, &list)
 	if len(list.Certs) != 2 {
 		t.Fatalf("list = %+v, want 2 certificates", list)

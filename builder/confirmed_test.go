@@ -7,10 +7,10 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/atoll-hosting/atoll"
 	"github.com/atoll-hosting/atoll/blobstore"
 	"github.com/atoll-hosting/atoll/builder"
 	"github.com/atoll-hosting/atoll/builder/buildertest"
-	"github.com/atoll-hosting/atoll/raft"
 )
 
 // watchedBlobs is a buildertest.Blobs that records which hashes each
@@ -75,7 +75,7 @@ func TestPublishAsksOnlyAboutUploadedBlobs(t *testing.T) {
 	a, b, c := "<h1>a</h1>", "body{}", "new content"
 	putBlob(t, srv, a)
 	putBlob(t, srv, b)
-	var d builder.DeployResponse
+	var d atoll.DeployResponse
 	call(t, srv, request{method: "POST", path: "/v1/sites/demo/deploys", body: manifest(map[string]string{
 		"/a.html": sha(a), "/b.css": sha(b), "/c.txt": sha(c), "/d.txt": sha(c),
 	})}, 201, &d)
@@ -88,7 +88,7 @@ func TestPublishAsksOnlyAboutUploadedBlobs(t *testing.T) {
 		t.Errorf("publish asked about %v, want only the uploaded %v", got, want)
 	}
 	call(t, srv, request{method: "GET", path: "/v1/deploys/" + d.ID}, 200, &d)
-	if want := int64(len(a) + len(b) + 2*len(c)); d.State != raft.StatePublished || d.Bytes != want {
+	if want := int64(len(a) + len(b) + 2*len(c)); d.State != atoll.StatePublished || d.Bytes != want {
 		t.Errorf("deploy = %s, %d bytes; want published, %d bytes", d.State, d.Bytes, want)
 	}
 }
@@ -102,11 +102,11 @@ func TestPublishRechecksEverythingAfterMembershipChange(t *testing.T) {
 	a, b := "<h1>a</h1>", "body{}"
 	putBlob(t, srv, a)
 	putBlob(t, srv, b)
-	var d builder.DeployResponse
+	var d atoll.DeployResponse
 	call(t, srv, request{method: "POST", path: "/v1/sites/demo/deploys", body: manifest(map[string]string{
 		"/a.html": sha(a), "/b.css": sha(b),
 	})}, 201, &d)
-	if len(d.Required) != 0 || d.State != raft.StateReady {
+	if len(d.Required) != 0 || d.State != atoll.StateReady {
 		t.Fatalf("created deploy: %s, required %v; want ready, nothing required", d.State, d.Required)
 	}
 	blobs.set(func() {

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/atoll-hosting/atoll"
 	"github.com/atoll-hosting/atoll/raft"
 )
 
@@ -64,7 +65,7 @@ func (a *API) createDeploy(w http.ResponseWriter, r *http.Request) {
 // blobs are checked while the manifest is being recorded (both wait on
 // other nodes, and only the answer needs the result), and a failed check
 // marks the new deploy failed.
-func (a *API) createDigestDeploy(w http.ResponseWriter, r *http.Request, site raft.Site) {
+func (a *API) createDigestDeploy(w http.ResponseWriter, r *http.Request, site atoll.Site) {
 	if r.ContentLength > a.cfg.MaxJSONBytes {
 		a.fail(w, r, errorf(http.StatusRequestEntityTooLarge, "manifest larger than the limit of %d bytes", a.cfg.MaxJSONBytes))
 		return
@@ -127,10 +128,10 @@ func checkDone(c blobCheck) <-chan blobCheck {
 // Publish if asked. files must be sorted by path. If a command or the check
 // fails after the deploy exists, the deploy is marked failed (best effort) so
 // it is never mistaken for a complete one. It returns the check's outcome.
-func (a *API) recordDeploy(ctx context.Context, site string, files []raft.File, check <-chan blobCheck, publish bool) (raft.Deploy, blobCheck, error) {
+func (a *API) recordDeploy(ctx context.Context, site string, files []atoll.File, check <-chan blobCheck, publish bool) (atoll.Deploy, blobCheck, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), applyTimeout)
 	defer cancel()
-	d := raft.Deploy{Site: site, State: raft.StateUploading, Created: time.Now().UTC(), Files: len(files)}
+	d := atoll.Deploy{Site: site, State: atoll.StateUploading, Created: time.Now().UTC(), Files: len(files)}
 	var err error
 	for range 3 {
 		// The FSM takes a CreateDeploy repeating an existing id, site and
@@ -141,20 +142,20 @@ func (a *API) recordDeploy(ctx context.Context, site string, files []raft.File, 
 			continue
 		}
 		err = a.meta.Apply(ctx, raft.CreateDeploy{ID: d.ID, Site: site, Files: d.Files, Created: d.Created})
-		if !errors.Is(err, raft.ErrExists) {
+		if !errors.Is(err, atoll.ErrExists) {
 			break
 		}
 	}
 	if err != nil {
-		return raft.Deploy{}, blobCheck{}, fmt.Errorf("create deploy: %w", err)
+		return atoll.Deploy{}, blobCheck{}, fmt.Errorf("create deploy: %w", err)
 	}
 	var c blobCheck
-	abort := func(step string, err error) (raft.Deploy, blobCheck, error) {
+	abort := func(step string, err error) (atoll.Deploy, blobCheck, error) {
 		reason := fmt.Sprintf("%s: %v", step, err)
 		if ferr := a.meta.Apply(ctx, raft.FailDeploy{Deploy: d.ID, Reason: reason}); ferr != nil {
 			a.log.Warn("cannot mark deploy failed", "deploy", d.ID, "err", ferr)
 		}
-		return raft.Deploy{}, c, fmt.Errorf("deploy %s: %s: %w", d.ID, step, err)
+		return atoll.Deploy{}, c, fmt.Errorf("deploy %s: %s: %w", d.ID, step, err)
 	}
 	batches := raft.BatchFiles(d.ID, files)
 	checked := false
@@ -177,7 +178,7 @@ func (a *API) recordDeploy(ctx context.Context, site string, files []raft.File, 
 		if err := a.applyPipelined(ctx, cmds); err != nil {
 			return abort("record manifest", err)
 		}
-		d.Received, d.State, d.Bytes = len(files), raft.StateReady, c.bytes
+		d.Received, d.State, d.Bytes = len(files), atoll.StateReady, c.bytes
 		return d, c, nil
 	}
 	for len(batches) > 0 {
@@ -203,15 +204,15 @@ func (a *API) recordDeploy(ctx context.Context, site string, files []raft.File, 
 	if err := a.meta.Apply(ctx, raft.MarkReady{Deploy: d.ID, Bytes: c.bytes}); err != nil {
 		return abort("mark ready", err)
 	}
-	d.State, d.Bytes = raft.StateReady, c.bytes
+	d.State, d.Bytes = atoll.StateReady, c.bytes
 	if publish {
 		at := time.Now().UTC()
 		if err := a.meta.Apply(ctx, raft.Publish{Deploy: d.ID, At: at}); err != nil {
 			// The deploy is complete and stays ready: publishing it again is
 			// a valid retry, so it is not marked failed.
-			return raft.Deploy{}, c, fmt.Errorf("deploy %s is ready but publishing failed: %w", d.ID, err)
+			return atoll.Deploy{}, c, fmt.Errorf("deploy %s is ready but publishing failed: %w", d.ID, err)
 		}
-		d.State, d.PublishedAt = raft.StatePublished, at
+		d.State, d.PublishedAt = atoll.StatePublished, at
 	}
 	return d, c, nil
 }
@@ -227,7 +228,7 @@ func (a *API) listDeploys(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	list := DeployList{Deploys: make([]DeployResponse, 0, len(deploys))}
+	list := atoll.DeployList{Deploys: make([]atoll.DeployResponse, 0, len(deploys))}
 	for _, d := range deploys {
 		list.Deploys = append(list.Deploys, a.deployResponse(d))
 	}
@@ -252,7 +253,7 @@ func (a *API) finalize(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	if d.State == raft.StateUploading {
+	if d.State == atoll.StateUploading {
 		if d, err = a.markReady(r.Context(), d); err != nil {
 			a.fail(w, r, err)
 			return
@@ -275,7 +276,7 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	if d.State == raft.StateUploading {
+	if d.State == atoll.StateUploading {
 		if ok := a.markReadyAndPublish(r.Context(), w, r, d); ok {
 			return
 		}
@@ -292,23 +293,23 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	if d.State != raft.StatePublished { // publishing the live deploy again changes nothing
-		d.State, d.PublishedAt = raft.StatePublished, at
+	if d.State != atoll.StatePublished { // publishing the live deploy again changes nothing
+		d.State, d.PublishedAt = atoll.StatePublished, at
 	}
 	a.log.Info("deploy published", "site", d.Site, "deploy", d.ID)
 	WriteJSON(w, http.StatusOK, a.deployResponse(d))
 }
 
 // usable refuses deploys that can never go live.
-func usable(d raft.Deploy) error {
-	if d.State == raft.StateFailed {
+func usable(d atoll.Deploy) error {
+	if d.State == atoll.StateFailed {
 		return errorf(http.StatusConflict, "deploy %s failed; create a new deploy", d.ID)
 	}
 	return nil
 }
 
 // markReady checks an uploading deploy's blobs and applies MarkReady.
-func (a *API) markReady(ctx context.Context, d raft.Deploy) (raft.Deploy, error) {
+func (a *API) markReady(ctx context.Context, d atoll.Deploy) (atoll.Deploy, error) {
 	total, err := a.checkManifest(ctx, d)
 	if err != nil {
 		return d, err
@@ -316,12 +317,12 @@ func (a *API) markReady(ctx context.Context, d raft.Deploy) (raft.Deploy, error)
 	if err := a.meta.Apply(ctx, raft.MarkReady{Deploy: d.ID, Bytes: total}); err != nil {
 		// A concurrent finalize or publish may have won the race; that is
 		// success too.
-		if now, rerr := a.meta.Deploy(d.ID); rerr == nil && now.State != raft.StateUploading && now.State != raft.StateFailed {
+		if now, rerr := a.meta.Deploy(d.ID); rerr == nil && now.State != atoll.StateUploading && now.State != atoll.StateFailed {
 			return now, nil
 		}
 		return d, err
 	}
-	d.State, d.Bytes = raft.StateReady, total
+	d.State, d.Bytes = atoll.StateReady, total
 	return d, nil
 }
 
@@ -329,7 +330,7 @@ func (a *API) markReady(ctx context.Context, d raft.Deploy) (raft.Deploy, error)
 // d moments ago under the same membership, only the blobs its create step
 // did not find stored (confirmed.go). It answers 409 with the missing
 // hashes, or the deploy's total identity bytes.
-func (a *API) checkManifest(ctx context.Context, d raft.Deploy) (int64, error) {
+func (a *API) checkManifest(ctx context.Context, d atoll.Deploy) (int64, error) {
 	if d.Received < d.Files {
 		w := errorf(http.StatusServiceUnavailable,
 			"deploy %s: only %d of %d manifest entries are on this node yet; retry in a moment", d.ID, d.Received, d.Files)
@@ -339,7 +340,7 @@ func (a *API) checkManifest(ctx context.Context, d raft.Deploy) (int64, error) {
 	// far fewer blobs, and one string per entry would be the biggest
 	// allocation of the whole publish.
 	uses := make(map[string]int64)
-	err := a.meta.Files(d.ID, func(f raft.File) error {
+	err := a.meta.Files(d.ID, func(f atoll.File) error {
 		uses[f.Hash]++
 		return nil
 	})
@@ -401,31 +402,31 @@ func (a *API) statAll(ctx context.Context, hashes []string) ([]string, map[strin
 
 func (a *API) idInUse(id string) bool {
 	_, err := a.meta.Deploy(id)
-	return !errors.Is(err, raft.ErrNotFound)
+	return !errors.Is(err, atoll.ErrNotFound)
 }
 
 // deploy reads a deploy for the caller of r, turning "not found" into a
 // 404 that names it, and a deploy of another site than a deploy token's
 // into a 403. Every /v1/deploys/{id} handler reads its deploy through here.
-func (a *API) deploy(r *http.Request, id string) (raft.Deploy, error) {
-	if !raft.ValidDeployID(id) {
-		return raft.Deploy{}, errorf(http.StatusNotFound, "deploy %q does not exist", id)
+func (a *API) deploy(r *http.Request, id string) (atoll.Deploy, error) {
+	if !atoll.ValidDeployID(id) {
+		return atoll.Deploy{}, errorf(http.StatusNotFound, "deploy %q does not exist", id)
 	}
 	d, err := a.meta.Deploy(id)
-	if errors.Is(err, raft.ErrNotFound) {
-		return raft.Deploy{}, errorf(http.StatusNotFound, "deploy %q does not exist", id)
+	if errors.Is(err, atoll.ErrNotFound) {
+		return atoll.Deploy{}, errorf(http.StatusNotFound, "deploy %q does not exist", id)
 	}
 	if err != nil {
-		return raft.Deploy{}, err
+		return atoll.Deploy{}, err
 	}
 	if c, _ := CallerFrom(r.Context()); !c.mayTouch(d.Site) {
-		return raft.Deploy{}, scopeError(c)
+		return atoll.Deploy{}, scopeError(c)
 	}
 	return d, nil
 }
 
-func (a *API) deployResponse(d raft.Deploy) DeployResponse {
-	return DeployResponse{Deploy: d, URL: a.url(d.Site), PreviewURL: a.url(d.ID + "--" + d.Site)}
+func (a *API) deployResponse(d atoll.Deploy) atoll.DeployResponse {
+	return atoll.DeployResponse{Deploy: d, URL: a.url(d.Site), PreviewURL: a.url(d.ID + "--" + d.Site)}
 }
 
 // url is the edge URL of a host label under the cluster domain.

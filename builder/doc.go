@@ -1,7 +1,7 @@
 // Package builder is Atoll's builder API: the net/http handlers through which
-// builders create sites, upload deploys, publish them and roll back, plus the
-// wire types (wire.go) that the API, node's own routes and the Go client in
-// builder/client share. node mounts it with Register next to its admin routes
+// builders create sites, upload deploys, publish them and roll back. Their
+// JSON shapes are the atoll package's wire types, which node's own routes
+// and the Go client in builder/client share. node mounts it with Register next to its admin routes
 // (/v1/status, /v1/nodes), reusing RequireAuth (admin only), WriteJSON and
 // WriteError.
 //
@@ -20,7 +20,7 @@
 //     everything.
 //   - a deploy token ("atl_site_" and 64 hex digits), made with POST
 //     /v1/tokens and scoped to one site. The cluster stores only its
-//     SHA-256 (raft.Token); a request's token is hashed, looked up in the
+//     SHA-256 (atoll.Token); a request's token is hashed, looked up in the
 //     hash index (Meta.TokenByHash) and the stored hash compared in constant
 //     time. It may create deploys on its site (manifest or tar), upload
 //     blobs, get, finalize and publish (so roll back) its site's deploys,
@@ -36,10 +36,10 @@
 // with no admin token configured anywhere every request is refused. The
 // handler of a route finds who called with CallerFrom.
 //
-//	POST   /v1/sites                   {"name","domains":[...],"retain":N} -> 201 raft.Site
+//	POST   /v1/sites                   {"name","domains":[...],"retain":N} -> 201 atoll.Site
 //	GET    /v1/sites                   -> 200 {"sites":[...]} by name
-//	GET    /v1/sites/{site}            -> 200 raft.Site
-//	PATCH  /v1/sites/{site}            {"domains":[...],"retain":N}, both optional -> 200 raft.Site
+//	GET    /v1/sites/{site}            -> 200 atoll.Site
+//	PATCH  /v1/sites/{site}            {"domains":[...],"retain":N}, both optional -> 200 atoll.Site
 //	DELETE /v1/sites/{site}            -> 204
 //	POST   /v1/sites/{site}/deploys    application/json {"files":{"/path":"<sha256>"}}
 //	                                   -> 201 DeployResponse with "required"
@@ -76,8 +76,8 @@
 // # Deploys
 //
 // Digest flow: the manifest is parsed as a stream (a million entries never
-// sit in memory twice), and every path goes through raft.CleanPath, every
-// hash through raft.ValidHash, duplicates after normalization ("/a" and "a",
+// sit in memory twice), and every path goes through atoll.CleanPath, every
+// hash through atoll.ValidHash, duplicates after normalization ("/a" and "a",
 // or a JSON key given twice) are refused, and the file count is bounded, all
 // before the first command is applied: a bad request leaves nothing behind.
 // The answer's "required" lists (sorted, unique) the hashes Blobs.Stat does

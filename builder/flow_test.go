@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/atoll-hosting/atoll"
 	"github.com/atoll-hosting/atoll/builder"
 	"github.com/atoll-hosting/atoll/builder/buildertest"
 	"github.com/atoll-hosting/atoll/raft"
@@ -19,14 +20,14 @@ import (
 func TestSiteLifecycle(t *testing.T) {
 	srv := buildertest.NewServer(t, builder.Config{})
 
-	var site raft.Site
+	var site atoll.Site
 	call(t, srv, request{method: "POST", path: "/v1/sites", body: []byte(`{"name":"demo","domains":["WWW.Example.com.","www.example.com"]}`)}, 201, &site)
-	if site.Name != "demo" || !slices.Equal(site.Domains, []string{"www.example.com"}) || site.Retain != raft.DefaultRetain || site.Created.IsZero() {
-		t.Errorf("created site = %+v; want demo with [www.example.com], retain %d, a creation time", site, raft.DefaultRetain)
+	if site.Name != "demo" || !slices.Equal(site.Domains, []string{"www.example.com"}) || site.Retain != atoll.DefaultRetain || site.Created.IsZero() {
+		t.Errorf("created site = %+v; want demo with [www.example.com], retain %d, a creation time", site, atoll.DefaultRetain)
 	}
 	call(t, srv, request{method: "POST", path: "/v1/sites", body: []byte(`{"name":"blog","retain":3}`)}, 201, nil)
 
-	var list builder.SiteList
+	var list atoll.SiteList
 	call(t, srv, request{method: "GET", path: "/v1/sites"}, 200, &list)
 	var names []string
 	for _, s := range list.Sites {
@@ -67,13 +68,13 @@ func TestDigestFlow(t *testing.T) {
 	index, css := "<h1>hi</h1>", "body{}"
 	putBlob(t, srv, css) // already stored: not required
 
-	var d builder.DeployResponse
+	var d atoll.DeployResponse
 	call(t, srv, request{method: "POST", path: "/v1/sites/demo/deploys", body: manifest(map[string]string{
 		"/index.html":      sha(index),
 		"about/index.html": sha(index), // same content twice: required once
 		"/css/site.css":    sha(css),
 	})}, 201, &d)
-	if d.State != raft.StateUploading || d.Files != 3 || d.Site != "demo" || len(d.ID) != 10 {
+	if d.State != atoll.StateUploading || d.Files != 3 || d.Site != "demo" || len(d.ID) != 10 {
 		t.Errorf("created deploy = %+v; want 10-char id, uploading, 3 files", d.Deploy)
 	}
 	if !slices.Equal(d.Required, []string{sha(index)}) {
@@ -98,12 +99,12 @@ func TestDigestFlow(t *testing.T) {
 
 	putBlob(t, srv, index)
 	call(t, srv, request{method: "POST", path: "/v1/deploys/" + d.ID + "/publish"}, 200, &d)
-	if d.State != raft.StatePublished || d.PublishedAt.IsZero() {
+	if d.State != atoll.StatePublished || d.PublishedAt.IsZero() {
 		t.Errorf("published deploy = %+v", d.Deploy)
 	}
 	wantBytes := int64(2*len(index) + len(css))
 	call(t, srv, request{method: "GET", path: "/v1/deploys/" + d.ID}, 200, &d)
-	if d.State != raft.StatePublished || d.Bytes != wantBytes || d.Received != 3 {
+	if d.State != atoll.StatePublished || d.Bytes != wantBytes || d.Received != 3 {
 		t.Errorf("stored deploy = %+v; want published, %d bytes, 3 received", d.Deploy, wantBytes)
 	}
 	if s, _ := srv.Meta.Site("demo"); s.Published != d.ID {
@@ -114,7 +115,7 @@ func TestDigestFlow(t *testing.T) {
 	}
 	// Finalizing a published deploy changes nothing.
 	call(t, srv, request{method: "POST", path: "/v1/deploys/" + d.ID + "/finalize"}, 200, &d)
-	if d.State != raft.StatePublished {
+	if d.State != atoll.StatePublished {
 		t.Errorf("state after late finalize = %s", d.State)
 	}
 	// A second upload of a stored blob is fine.
@@ -124,15 +125,15 @@ func TestDigestFlow(t *testing.T) {
 func TestFinalizeThenPublish(t *testing.T) {
 	srv := buildertest.NewServer(t, builder.Config{})
 	createSite(t, srv, "demo")
-	var d builder.DeployResponse
+	var d atoll.DeployResponse
 	call(t, srv, request{method: "POST", path: "/v1/sites/demo/deploys", body: manifest(map[string]string{"/a": sha("a")})}, 201, &d)
 	putBlob(t, srv, "a")
 	call(t, srv, request{method: "POST", path: "/v1/deploys/" + d.ID + "/finalize"}, 200, &d)
-	if d.State != raft.StateReady || d.Bytes != 1 {
+	if d.State != atoll.StateReady || d.Bytes != 1 {
 		t.Errorf("finalized = %+v; want ready with 1 byte", d.Deploy)
 	}
 	call(t, srv, request{method: "POST", path: "/v1/deploys/" + d.ID + "/publish"}, 200, &d)
-	if d.State != raft.StatePublished {
+	if d.State != atoll.StatePublished {
 		t.Errorf("state = %s, want published", d.State)
 	}
 }
@@ -142,11 +143,11 @@ func TestDeployWithAllBlobsStoredIsReady(t *testing.T) {
 	createSite(t, srv, "demo")
 	putBlob(t, srv, "a")
 	res := do(t, srv, request{method: "POST", path: "/v1/sites/demo/deploys", body: manifest(map[string]string{"/a": sha("a"), "/b": sha("a")})})
-	var d builder.DeployResponse
+	var d atoll.DeployResponse
 	if err := json.Unmarshal(res.body, &d); err != nil || res.status != 201 {
 		t.Fatalf("got %d %s", res.status, res.body)
 	}
-	if d.State != raft.StateReady || d.Bytes != 2 || !strings.Contains(string(res.body), `"required":[]`) {
+	if d.State != atoll.StateReady || d.Bytes != 2 || !strings.Contains(string(res.body), `"required":[]`) {
 		t.Errorf("deploy = %s; want ready, 2 bytes, \"required\": []", res.body)
 	}
 	// Other answers leave "required" out.
@@ -167,7 +168,7 @@ func TestRedeployRequiresOnlyChanges(t *testing.T) {
 		files[fmt.Sprintf("/f%02d.html", i)] = sha(content)
 		putBlob(t, srv, content)
 	}
-	var d builder.DeployResponse
+	var d atoll.DeployResponse
 	call(t, srv, request{method: "POST", path: "/v1/sites/demo/deploys", body: manifest(files)}, 201, &d)
 	call(t, srv, request{method: "POST", path: "/v1/deploys/" + d.ID + "/publish"}, 200, nil)
 
@@ -183,31 +184,31 @@ func TestRollback(t *testing.T) {
 	srv := buildertest.NewServer(t, builder.Config{})
 	createSite(t, srv, "demo")
 	deploy := func(content string) string {
-		var d builder.DeployResponse
+		var d atoll.DeployResponse
 		call(t, srv, request{method: "POST", path: "/v1/sites/demo/deploys?publish=true", contentType: "application/x-tar",
 			body: makeTar(t, false, member{name: "index.html", body: content})}, 201, &d)
 		return d.ID
 	}
 	v1, v2 := deploy("v1"), deploy("v2")
 
-	var list builder.DeployList
+	var list atoll.DeployList
 	call(t, srv, request{method: "GET", path: "/v1/sites/demo/deploys"}, 200, &list)
 	if len(list.Deploys) != 2 || list.Deploys[0].ID != v2 || list.Deploys[1].ID != v1 {
 		t.Fatalf("deploys = %+v; want [%s %s], newest first", list.Deploys, v2, v1)
 	}
-	if list.Deploys[1].State != raft.StateSuperseded || list.Deploys[1].PreviewURL == "" {
+	if list.Deploys[1].State != atoll.StateSuperseded || list.Deploys[1].PreviewURL == "" {
 		t.Errorf("older deploy = %+v; want superseded with a preview url", list.Deploys[1])
 	}
 
-	var d builder.DeployResponse
+	var d atoll.DeployResponse
 	call(t, srv, request{method: "POST", path: "/v1/deploys/" + v1 + "/publish"}, 200, &d)
-	if d.State != raft.StatePublished {
+	if d.State != atoll.StatePublished {
 		t.Errorf("rolled back deploy state = %s", d.State)
 	}
 	if s, _ := srv.Meta.Site("demo"); s.Published != v1 {
 		t.Errorf("site.Published = %s, want %s after rollback", s.Published, v1)
 	}
-	if now, _ := srv.Meta.Deploy(v2); now.State != raft.StateSuperseded {
+	if now, _ := srv.Meta.Deploy(v2); now.State != atoll.StateSuperseded {
 		t.Errorf("newer deploy state = %s, want superseded", now.State)
 	}
 }
@@ -226,16 +227,16 @@ func TestTarUpload(t *testing.T) {
 		member{name: "copy.html", body: "<h1>home</h1>"},
 		member{name: "./" + strings.Repeat("long/", 30) + "deep.txt", body: "deep"}, // > 100 bytes: pax/GNU name
 	)
-	var d builder.DeployResponse
+	var d atoll.DeployResponse
 	call(t, srv, request{method: "POST", path: "/v1/sites/demo/deploys?publish=true", contentType: "application/gzip", body: body}, 201, &d)
-	if d.State != raft.StatePublished || d.Files != 4 || d.Bytes != int64(2*13+6+4) || d.URL == "" {
+	if d.State != atoll.StatePublished || d.Files != 4 || d.Bytes != int64(2*13+6+4) || d.URL == "" {
 		t.Errorf("deploy = %+v url=%q; want published, 4 files, %d bytes, a url", d.Deploy, d.URL, 2*13+6+4)
 	}
 	if s, _ := srv.Meta.Site("demo"); s.Published != d.ID {
 		t.Errorf("site.Published = %q, want %q", s.Published, d.ID)
 	}
 	var paths []string
-	srv.Meta.Files(d.ID, func(f raft.File) error { paths = append(paths, f.Path); return nil })
+	srv.Meta.Files(d.ID, func(f atoll.File) error { paths = append(paths, f.Path); return nil })
 	want := []string{"/" + strings.Repeat("long/", 30) + "deep.txt", "/copy.html", "/css/site.css", "/index.html"}
 	sort.Strings(want)
 	if !slices.Equal(paths, want) {
@@ -246,10 +247,10 @@ func TestTarUpload(t *testing.T) {
 	}
 
 	// Plain tar, not published: ready, and the site keeps its live deploy.
-	var d2 builder.DeployResponse
+	var d2 atoll.DeployResponse
 	call(t, srv, request{method: "POST", path: "/v1/sites/demo/deploys", contentType: "application/x-tar",
 		body: makeTar(t, false, member{name: "index.html", body: "<h1>next</h1>"})}, 201, &d2)
-	if d2.State != raft.StateReady {
+	if d2.State != atoll.StateReady {
 		t.Errorf("state = %s, want ready", d2.State)
 	}
 	if s, _ := srv.Meta.Site("demo"); s.Published != d.ID {
@@ -267,7 +268,7 @@ func TestLargeManifestIsBatched(t *testing.T) {
 	for i := range n {
 		files[fmt.Sprintf("/assets/img/%06d/picture.webp", i)] = sha(fmt.Sprint(i % 100))
 	}
-	var d builder.DeployResponse
+	var d atoll.DeployResponse
 	call(t, srv, request{method: "POST", path: "/v1/sites/demo/deploys", body: manifest(files)}, 201, &d)
 	if len(d.Required) != 100 {
 		t.Errorf("required %d hashes, want 100", len(d.Required))
@@ -306,7 +307,7 @@ func TestApplyFailures(t *testing.T) {
 		t.Errorf("got %d %q; want 500 without internal detail", res.status, e.Error)
 	}
 	deploys, _ := srv.Meta.Deploys("demo")
-	if len(deploys) != 1 || deploys[0].State != raft.StateFailed {
+	if len(deploys) != 1 || deploys[0].State != atoll.StateFailed {
 		t.Fatalf("deploys = %+v; want one failed", deploys)
 	}
 	putBlob(t, srv, "a")

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/atoll-hosting/atoll/raft"
+	"github.com/atoll-hosting/atoll"
 )
 
 func fuzzTar(f *testing.F, entries ...tar.Header) []byte {
@@ -33,7 +33,7 @@ func fuzzTar(f *testing.F, entries ...tar.Header) []byte {
 // is already normalized, and nothing in it can climb out of the deploy.
 func checkAccepted(t *testing.T, p string) {
 	t.Helper()
-	if c, err := raft.CleanPath(p); err != nil || c != p {
+	if c, err := atoll.CleanPath(p); err != nil || c != p {
 		t.Fatalf("accepted path %q is not normalized (CleanPath = %q, %v)", p, c, err)
 	}
 	if !strings.HasPrefix(p, "/") || strings.Contains(p, "\\") || strings.Contains(p, "//") {
@@ -86,7 +86,7 @@ func FuzzTarManifest(f *testing.F) {
 				t.Fatalf("accepted duplicate path %q", e.Path)
 			}
 			seen[e.Path] = true
-			if !raft.ValidHash(e.Hash) {
+			if !atoll.ValidHash(e.Hash) {
 				t.Fatalf("entry %q has hash %q", e.Path, e.Hash)
 			}
 		}
@@ -124,7 +124,7 @@ func FuzzManifestJSON(f *testing.F) {
 		}
 		for i, f := range files {
 			checkAccepted(t, f.Path)
-			if !raft.ValidHash(f.Hash) {
+			if !atoll.ValidHash(f.Hash) {
 				t.Fatalf("accepted hash %q", f.Hash)
 			}
 			if i > 0 && files[i-1].Path >= f.Path {

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/atoll-hosting/atoll/builder"
+	"github.com/atoll-hosting/atoll"
 	"github.com/atoll-hosting/atoll/builder/buildertest"
 	"github.com/atoll-hosting/atoll/raft"
 )
@@ -34,9 +34,9 @@ type response struct {
 	body   []byte
 }
 
-func (r response) errorBody(t *testing.T) builder.ErrorResponse {
+func (r response) errorBody(t *testing.T) atoll.ErrorResponse {
 	t.Helper()
-	var e builder.ErrorResponse
+	var e atoll.ErrorResponse
 	if err := json.Unmarshal(r.body, &e); err != nil {
 		t.Fatalf("error body %q is not JSON: %v", r.body, err)
 	}
@@ -175,7 +175,7 @@ func makeTar(t testing.TB, gz bool, members ...member) []byte {
 }
 
 func manifest(files map[string]string) []byte {
-	b, _ := json.Marshal(builder.CreateDeployRequest{Files: files})
+	b, _ := json.Marshal(atoll.CreateDeployRequest{Files: files})
 	return b
 }
 

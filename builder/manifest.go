@@ -8,7 +8,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/atoll-hosting/atoll/raft"
+	"github.com/atoll-hosting/atoll"
 )
 
 // decodeJSON reads one JSON object of at most MaxJSONBytes into v, refusing
@@ -75,7 +75,7 @@ const maxInterned = 1 << 16
 
 // parseManifest reads {"files": {"/path": "<sha256>", ...}} as a stream, so
 // a million-entry manifest never sits in memory twice, and checks every
-// entry: paths go through raft.CleanPath, hashes through raft.ValidHash, two
+// entry: paths go through atoll.CleanPath, hashes through atoll.ValidHash, two
 // names of the same path (also "/a" and "a", or a key repeated in the JSON)
 // are refused, and more than maxFiles entries is a 413. It returns the
 // entries sorted by normalized path.
@@ -83,7 +83,7 @@ const maxInterned = 1 << 16
 // Memory: a million entries are a million paths and hashes, held once, in
 // the slice returned (sorted in place); the rare names sent in another form
 // than their clean path are kept on the side, only to name duplicates.
-func parseManifest(r io.Reader, maxFiles int) ([]raft.File, error) {
+func parseManifest(r io.Reader, maxFiles int) ([]atoll.File, error) {
 	dec := json.NewDecoder(r)
 	if err := expectDelim(dec, '{', "the body must be a JSON object"); err != nil {
 		return nil, err
@@ -96,8 +96,8 @@ func parseManifest(r io.Reader, maxFiles int) ([]raft.File, error) {
 		return jsonError(err)
 	}
 	var (
-		entries   []raft.File
-		renamed   []raft.File // {Path, the name as sent} where they differ
+		entries   []atoll.File
+		renamed   []atoll.File // {Path, the name as sent} where they differ
 		seenFiles bool
 		// interned shares one string per distinct hash among the entries
 		// (sites repeat content: the same icon or page in many folders),
@@ -139,22 +139,22 @@ func parseManifest(r io.Reader, maxFiles int) ([]raft.File, error) {
 			if len(entries) >= maxFiles {
 				return nil, errorf(http.StatusRequestEntityTooLarge, "too many files: a deploy holds at most %d", maxFiles)
 			}
-			p, err := raft.CleanPath(name)
+			p, err := atoll.CleanPath(name)
 			if err != nil {
 				return nil, errorf(http.StatusBadRequest, "invalid file %s", pathProblem(err))
 			}
-			if !raft.ValidHash(hash) {
+			if !atoll.ValidHash(hash) {
 				return nil, errorf(http.StatusBadRequest, "file %q: %q is not a SHA-256 in lowercase hex (64 characters of 0-9a-f)", name, hash)
 			}
 			if name != p {
-				renamed = append(renamed, raft.File{Path: p, Hash: name})
+				renamed = append(renamed, atoll.File{Path: p, Hash: name})
 			}
 			if h, ok := interned[hash]; ok {
 				hash = h
 			} else if len(interned) < maxInterned {
 				interned[hash] = hash
 			}
-			entries = append(entries, raft.File{Path: p, Hash: hash})
+			entries = append(entries, atoll.File{Path: p, Hash: hash})
 		}
 		if _, err := dec.Token(); err != nil { // the closing '}'
 			return nil, tokenError(err)
@@ -173,7 +173,7 @@ func parseManifest(r io.Reader, maxFiles int) ([]raft.File, error) {
 		return nil, errorf(http.StatusBadRequest, `a deploy needs at least one file: send {"files": {"/index.html": "<sha256>", ...}}`)
 	}
 	// Sorting finds duplicates without a second index of every path.
-	slices.SortFunc(entries, func(a, b raft.File) int { return strings.Compare(a.Path, b.Path) })
+	slices.SortFunc(entries, func(a, b atoll.File) int { return strings.Compare(a.Path, b.Path) })
 	for i := 1; i < len(entries); i++ {
 		if p := entries[i].Path; entries[i-1].Path == p {
 			// Name two of the entries as they were sent: the renamed ones
@@ -203,8 +203,8 @@ func expectDelim(dec *json.Decoder, want json.Delim, msg string) error {
 	return nil
 }
 
-// pathProblem is raft.CleanPath's complaint without its sentinel prefix:
+// pathProblem is atoll.CleanPath's complaint without its sentinel prefix:
 // `path "/a/../b": dot segment`.
 func pathProblem(err error) string {
-	return strings.TrimPrefix(err.Error(), raft.ErrInvalid.Error()+": ")
+	return strings.TrimPrefix(err.Error(), atoll.ErrInvalid.Error()+": ")
 }

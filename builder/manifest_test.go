@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/atoll-hosting/atoll/raft"
+	"github.com/atoll-hosting/atoll"
 )
 
 // TestParseManifestLarge: every entry of a large manifest comes back once,
@@ -21,7 +21,7 @@ func TestParseManifestLarge(t *testing.T) {
 			name = name[1:] // sent without the leading slash
 		}
 		h := fmt.Sprintf("%064x", i%300)
-		p, err := raft.CleanPath(name)
+		p, err := atoll.CleanPath(name)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/atoll-hosting/atoll"
 	"github.com/atoll-hosting/atoll/raft"
 )
 
@@ -44,7 +45,7 @@ func (a *API) applyPipelined(ctx context.Context, cmds []raft.Command) error {
 // (missing blobs, 409); it returns false, having written nothing, when the
 // pipelined apply failed, and the caller takes the one-command-at-a-time
 // path, which sorts out races with a concurrent finalize or publish.
-func (a *API) markReadyAndPublish(ctx context.Context, w http.ResponseWriter, r *http.Request, d raft.Deploy) bool {
+func (a *API) markReadyAndPublish(ctx context.Context, w http.ResponseWriter, r *http.Request, d atoll.Deploy) bool {
 	if _, ok := a.meta.(pipelinedApplier); !ok {
 		return false
 	}
@@ -57,7 +58,7 @@ func (a *API) markReadyAndPublish(ctx context.Context, w http.ResponseWriter, r 
 	if err := a.applyPipelined(ctx, []raft.Command{raft.MarkReady{Deploy: d.ID, Bytes: total}, raft.Publish{Deploy: d.ID, At: at}}); err != nil {
 		return false
 	}
-	d.State, d.Bytes, d.PublishedAt = raft.StatePublished, total, at
+	d.State, d.Bytes, d.PublishedAt = atoll.StatePublished, total, at
 	a.log.Info("deploy published", "site", d.Site, "deploy", d.ID)
 	WriteJSON(w, http.StatusOK, a.deployResponse(d))
 	return true

@@ -2,44 +2,43 @@ package builder
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
 
+	"github.com/atoll-hosting/atoll"
 	"github.com/atoll-hosting/atoll/raft"
 )
-
-// MaxRetain bounds a site's retention setting.
-const MaxRetain = 1000
 
 const siteNameRule = "a site name is a DNS label: 1-63 lowercase letters, digits and hyphens, " +
 	"not starting or ending with a hyphen and without \"--\" (reserved for preview hosts)"
 
 func (a *API) createSite(w http.ResponseWriter, r *http.Request) {
-	var req CreateSiteRequest
+	var req atoll.CreateSiteRequest
 	if err := a.decodeJSON(w, r, &req); err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	if !raft.ValidSiteName(req.Name) {
+	if !atoll.ValidSiteName(req.Name) {
 		a.fail(w, r, errorf(http.StatusBadRequest, "invalid site name %q: %s", req.Name, siteNameRule))
 		return
 	}
-	domains, err := a.cleanDomains(req.Domains)
+	domains, err := a.checkDomains(req.Domains)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	if err := checkRetain(req.Retain); err != nil {
+	if err := atoll.CheckRetain(req.Retain); err != nil {
 		a.fail(w, r, err)
 		return
 	}
 	cmd := raft.CreateSite{Name: req.Name, Domains: domains, Retain: req.Retain, Created: time.Now().UTC()}
 	if err := a.meta.Apply(r.Context(), cmd); err != nil {
 		switch {
-		case errors.Is(err, raft.ErrExists):
+		case errors.Is(err, atoll.ErrExists):
 			err = errorf(http.StatusConflict, "site %q already exists", req.Name)
-		case errors.Is(err, raft.ErrConflict):
+		case errors.Is(err, atoll.ErrConflict):
 			err = errorf(http.StatusConflict, "a domain is already used by another site: %v", err)
 		}
 		a.fail(w, r, err)
@@ -47,9 +46,9 @@ func (a *API) createSite(w http.ResponseWriter, r *http.Request) {
 	}
 	// Answer from the command rather than a read: this node may not have
 	// applied it yet when the write went through another leader.
-	site := raft.Site{Name: cmd.Name, Domains: domains, Created: cmd.Created, Retain: cmd.Retain}
+	site := atoll.Site{Name: cmd.Name, Domains: domains, Created: cmd.Created, Retain: cmd.Retain}
 	if site.Retain == 0 {
-		site.Retain = raft.DefaultRetain
+		site.Retain = atoll.DefaultRetain
 	}
 	a.log.Info("site created", "site", site.Name, "domains", len(domains))
 	WriteJSON(w, http.StatusCreated, site)
@@ -62,12 +61,12 @@ func (a *API) listSites(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if sites == nil {
-		sites = []raft.Site{}
+		sites = []atoll.Site{}
 	}
 	for i := range sites {
 		sites[i] = withDomains(sites[i])
 	}
-	WriteJSON(w, http.StatusOK, SiteList{Sites: sites})
+	WriteJSON(w, http.StatusOK, atoll.SiteList{Sites: sites})
 }
 
 func (a *API) getSite(w http.ResponseWriter, r *http.Request) {
@@ -85,31 +84,31 @@ func (a *API) updateSite(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	var req UpdateSiteRequest
+	var req atoll.UpdateSiteRequest
 	if err := a.decodeJSON(w, r, &req); err != nil {
 		a.fail(w, r, err)
 		return
 	}
 	cmd := raft.UpdateSite{Name: site.Name, Domains: site.Domains}
 	if req.Domains != nil {
-		if cmd.Domains, err = a.cleanDomains(*req.Domains); err != nil {
+		if cmd.Domains, err = a.checkDomains(*req.Domains); err != nil {
 			a.fail(w, r, err)
 			return
 		}
 	}
 	if req.Retain != nil {
 		if *req.Retain == 0 {
-			a.fail(w, r, errorf(http.StatusBadRequest, "retain must be between 1 and %d", MaxRetain))
+			a.fail(w, r, fmt.Errorf("%w retain 0: must be between 1 and %d", atoll.ErrInvalid, atoll.MaxRetain))
 			return
 		}
-		if err := checkRetain(*req.Retain); err != nil {
+		if err := atoll.CheckRetain(*req.Retain); err != nil {
 			a.fail(w, r, err)
 			return
 		}
 		cmd.Retain = *req.Retain
 	}
 	if err := a.meta.Apply(r.Context(), cmd); err != nil {
-		if errors.Is(err, raft.ErrConflict) {
+		if errors.Is(err, atoll.ErrConflict) {
 			err = errorf(http.StatusConflict, "a domain is already used by another site: %v", err)
 		}
 		a.fail(w, r, err)
@@ -137,46 +136,31 @@ func (a *API) deleteSite(w http.ResponseWriter, r *http.Request) {
 }
 
 // site reads a site, turning "not found" into a 404 that names it.
-func (a *API) site(name string) (raft.Site, error) {
+func (a *API) site(name string) (atoll.Site, error) {
 	site, err := a.meta.Site(name)
-	if errors.Is(err, raft.ErrNotFound) {
-		return raft.Site{}, errorf(http.StatusNotFound, "site %q does not exist", name)
+	if errors.Is(err, atoll.ErrNotFound) {
+		return atoll.Site{}, errorf(http.StatusNotFound, "site %q does not exist", name)
 	}
 	return site, err
 }
 
-// cleanDomains lowercases, checks and de-duplicates custom domains, keeping
-// their order. A trailing dot (the DNS root) is dropped.
-func (a *API) cleanDomains(in []string) ([]string, error) {
-	out := make([]string, 0, len(in))
-	seen := make(map[string]bool, len(in))
-	for _, d := range in {
-		d = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(d)), ".")
-		if !raft.ValidDomain(d) {
+// checkDomains normalizes what a user typed (NormalizeDomain), applies the
+// state machine's rule (CheckDomains) and refuses names under the cluster
+// domain, where sites already answer as <site>.<domain>.
+func (a *API) checkDomains(in []string) ([]string, error) {
+	norm := make([]string, len(in))
+	for i, d := range in {
+		norm[i] = atoll.NormalizeDomain(d)
+		if a.cfg.Domain != "" && strings.HasSuffix(norm[i], "."+a.cfg.Domain) {
 			return nil, errorf(http.StatusBadRequest,
-				"invalid domain %q: use a host name such as www.example.com, without scheme, port or path", d)
-		}
-		if a.cfg.Domain != "" && strings.HasSuffix(d, "."+a.cfg.Domain) {
-			return nil, errorf(http.StatusBadRequest,
-				"domain %q is under the cluster domain %q, where sites already answer as <site>.%s", d, a.cfg.Domain, a.cfg.Domain)
-		}
-		if !seen[d] {
-			seen[d] = true
-			out = append(out, d)
+				"domain %q is under the cluster domain %q, where sites already answer as <site>.%s", norm[i], a.cfg.Domain, a.cfg.Domain)
 		}
 	}
-	return out, nil
-}
-
-func checkRetain(n int) error {
-	if n < 0 || n > MaxRetain {
-		return errorf(http.StatusBadRequest, "retain must be between 1 and %d (0 or absent means %d)", MaxRetain, raft.DefaultRetain)
-	}
-	return nil
+	return atoll.CheckDomains(norm)
 }
 
 // withDomains makes an empty domain list encode as [] rather than null.
-func withDomains(s raft.Site) raft.Site {
+func withDomains(s atoll.Site) atoll.Site {
 	if s.Domains == nil {
 		s.Domains = []string{}
 	}

@@ -15,13 +15,13 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/atoll-hosting/atoll/raft"
+	"github.com/atoll-hosting/atoll"
 )
 
 // tarEntry is one regular file of an archive that passed scanTar.
 type tarEntry struct {
 	name string // the member name as in the archive
-	raft.File
+	atoll.File
 	size int64
 }
 
@@ -36,7 +36,7 @@ type tarLimits struct {
 // file, the whole archive is checked (and every file hashed) before anything
 // is stored, then the blobs are stored, the deploy recorded as ready and,
 // when asked, published.
-func (a *API) createTarDeploy(w http.ResponseWriter, r *http.Request, site raft.Site, gzipped, publish bool) {
+func (a *API) createTarDeploy(w http.ResponseWriter, r *http.Request, site atoll.Site, gzipped, publish bool) {
 	if r.ContentLength > a.cfg.MaxTarBytes {
 		a.fail(w, r, errorf(http.StatusRequestEntityTooLarge, "archive larger than the limit of %d bytes", a.cfg.MaxTarBytes))
 		return
@@ -80,11 +80,11 @@ func (a *API) createTarDeploy(w http.ResponseWriter, r *http.Request, site raft.
 		return
 	}
 
-	files := make([]raft.File, len(entries))
+	files := make([]atoll.File, len(entries))
 	for i, e := range entries {
 		files[i] = e.File
 	}
-	slices.SortFunc(files, func(a, b raft.File) int { return strings.Compare(a.Path, b.Path) })
+	slices.SortFunc(files, func(a, b atoll.File) int { return strings.Compare(a.Path, b.Path) })
 	d, _, err := a.recordDeploy(r.Context(), site.Name, files, checkDone(blobCheck{bytes: total}), publish)
 	if err != nil {
 		a.fail(w, r, err)
@@ -154,7 +154,7 @@ func readArchive(f *os.File, gzipped bool, fn func(io.Reader) error) error {
 // archive order. It accepts only regular files and directories (pax and GNU
 // long-name headers are handled by archive/tar; pax global headers are
 // skipped). A leading "./" is stripped from names, then every name must pass
-// raft.CleanPath; absolute names, "..", duplicates (also "a" and "./a"),
+// atoll.CleanPath; absolute names, "..", duplicates (also "a" and "./a"),
 // links, devices, FIFOs and sparse files are refused, naming the member.
 // Every error is an *apiError (400, or 413 past a limit).
 func scanTar(r io.Reader, lim tarLimits) ([]tarEntry, error) {
@@ -217,7 +217,7 @@ func scanTar(r io.Reader, lim tarLimits) ([]tarEntry, error) {
 		if n != hdr.Size { // archive/tar guarantees this; keep sizes honest regardless
 			return nil, corrupt(io.ErrUnexpectedEOF)
 		}
-		entries = append(entries, tarEntry{name: hdr.Name, File: raft.File{Path: p, Hash: hex.EncodeToString(h.Sum(nil))}, size: n})
+		entries = append(entries, tarEntry{name: hdr.Name, File: atoll.File{Path: p, Hash: hex.EncodeToString(h.Sum(nil))}, size: n})
 	}
 	if len(entries) == 0 {
 		return nil, errorf(http.StatusBadRequest, "the archive contains no files")
@@ -246,7 +246,7 @@ func memberPath(name string, dir bool) (string, error) {
 			return "", nil
 		}
 	}
-	p, err := raft.CleanPath(name)
+	p, err := atoll.CleanPath(name)
 	if err != nil {
 		return "", errors.New(pathProblem(err))
 	}

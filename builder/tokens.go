@@ -7,15 +7,10 @@ import (
 	"errors"
 	"net/http"
 	"time"
-	"unicode"
 
+	"github.com/atoll-hosting/atoll"
 	"github.com/atoll-hosting/atoll/raft"
 )
-
-// SiteTokenPrefix starts every deploy token, so that one is recognizable in
-// a config file or a secret scanner, and is never mistaken for the admin
-// token ("atl_" alone).
-const SiteTokenPrefix = "atl_site_"
 
 // tokenIDLen is the length of a token id, drawn like deploy ids.
 const tokenIDLen = 10
@@ -23,7 +18,7 @@ const tokenIDLen = 10
 // createToken serves POST /v1/tokens (admin only): it draws an id and a
 // secret, records only the secret's SHA-256, and answers the secret once.
 func (a *API) createToken(w http.ResponseWriter, r *http.Request) {
-	var req CreateTokenRequest
+	var req atoll.CreateTokenRequest
 	if err := a.decodeJSON(w, r, &req); err != nil {
 		a.fail(w, r, err)
 		return
@@ -32,7 +27,7 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, errorf(http.StatusBadRequest, "\"site\" is required: a deploy token is scoped to one site"))
 		return
 	}
-	if err := checkTokenName(req.Name); err != nil {
+	if err := atoll.CheckTokenName(req.Name); err != nil {
 		a.fail(w, r, err)
 		return
 	}
@@ -48,20 +43,20 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request) {
 		// An id in use is ErrExists (the FSM only takes the very same
 		// command again as a retry): draw another.
 		cmd.ID = randomID(tokenIDLen)
-		if err = a.meta.Apply(r.Context(), cmd); !errors.Is(err, raft.ErrExists) {
+		if err = a.meta.Apply(r.Context(), cmd); !errors.Is(err, atoll.ErrExists) {
 			break
 		}
 	}
 	if err != nil {
-		if errors.Is(err, raft.ErrNotFound) { // deleted since the check above
+		if errors.Is(err, atoll.ErrNotFound) { // deleted since the check above
 			err = errorf(http.StatusNotFound, "site %q does not exist", req.Site)
 		}
 		a.fail(w, r, err)
 		return
 	}
 	a.log.Info("token created", "token_id", cmd.ID, "site", cmd.Site) // never the secret
-	WriteJSON(w, http.StatusCreated, CreatedToken{
-		TokenInfo: TokenInfo{ID: cmd.ID, Site: cmd.Site, Name: cmd.Name, Created: cmd.Created},
+	WriteJSON(w, http.StatusCreated, atoll.CreatedToken{
+		TokenInfo: atoll.TokenInfo{ID: cmd.ID, Site: cmd.Site, Name: cmd.Name, Created: cmd.Created},
 		Token:     secret,
 	})
 }
@@ -74,9 +69,9 @@ func (a *API) listTokens(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	list := TokenList{Tokens: make([]TokenInfo, 0, len(tokens))}
+	list := atoll.TokenList{Tokens: make([]atoll.TokenInfo, 0, len(tokens))}
 	for _, t := range tokens {
-		list.Tokens = append(list.Tokens, TokenInfo{ID: t.ID, Site: t.Site, Name: t.Name, Created: t.Created})
+		list.Tokens = append(list.Tokens, atoll.TokenInfo{ID: t.ID, Site: t.Site, Name: t.Name, Created: t.Created})
 	}
 	WriteJSON(w, http.StatusOK, list)
 }
@@ -86,9 +81,9 @@ func (a *API) listTokens(w http.ResponseWriter, r *http.Request) {
 func (a *API) revokeToken(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	var err error = errorf(http.StatusNotFound, "token %q does not exist", id)
-	if raft.ValidTokenID(id) {
+	if atoll.ValidTokenID(id) {
 		err = a.meta.Apply(r.Context(), raft.RevokeToken{ID: id})
-		if errors.Is(err, raft.ErrNotFound) {
+		if errors.Is(err, atoll.ErrNotFound) {
 			err = errorf(http.StatusNotFound, "token %q does not exist (already revoked?)", id)
 		}
 	}
@@ -100,23 +95,10 @@ func (a *API) revokeToken(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// checkTokenName applies the FSM's rule with a 400 a user can act on.
-func checkTokenName(name string) error {
-	if len(name) > raft.MaxTokenNameLen {
-		return errorf(http.StatusBadRequest, "token name of %d bytes: at most %d", len(name), raft.MaxTokenNameLen)
-	}
-	for _, c := range name {
-		if unicode.IsControl(c) {
-			return errorf(http.StatusBadRequest, "token name %q has a control character", name)
-		}
-	}
-	return nil
-}
-
 // newSecret returns SiteTokenPrefix and 32 random bytes in hex: 256 bits,
 // beyond guessing, so one unsalted SHA-256 is a safe way to store it.
 func newSecret() string {
 	var b [32]byte
 	rand.Read(b[:]) // never fails (crypto/rand documents a crash instead)
-	return SiteTokenPrefix + hex.EncodeToString(b[:])
+	return atoll.SiteTokenPrefix + hex.EncodeToString(b[:])
 }

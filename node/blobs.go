@@ -9,11 +9,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/atoll-hosting/atoll"
+
 	"golang.org/x/sync/errgroup"
 
 	"github.com/atoll-hosting/atoll/blobstore"
 	"github.com/atoll-hosting/atoll/builder"
-	"github.com/atoll-hosting/atoll/raft"
 	"github.com/atoll-hosting/atoll/serve"
 )
 
@@ -53,7 +54,7 @@ func (b blobs) Put(ctx context.Context, hash string, r io.Reader) (blobstore.Inf
 		return info, fmt.Errorf("%w: the cluster has no active core node", ErrUnderReplicated)
 	}
 	stored := 0
-	var targets []raft.Node
+	var targets []atoll.Node
 	for _, o := range owners {
 		if o.ID == n.cfg.ID {
 			stored++
@@ -142,7 +143,7 @@ func (b blobs) StatMany(ctx context.Context, hashes []string) (map[string]blobst
 		mu      sync.Mutex
 		copies  = make(map[string]int, len(hashes))
 		sizes   = make(map[string]int64, len(hashes))
-		lacking = map[string][]raft.Node{} // hash -> owners that answered without it
+		lacking = map[string][]atoll.Node{} // hash -> owners that answered without it
 	)
 	g, gctx := errgroup.WithContext(ctx)
 	for id, list := range perNode {
@@ -215,7 +216,7 @@ func (b blobs) StatMany(ctx context.Context, hashes []string) (map[string]blobst
 // first when this node has no copy (which, on an owner, stores a durable
 // copy that counts). It returns the sizes of the blobs that reached need
 // owners.
-func (n *Node) heal(ctx context.Context, p *placement, hashes []string, copies map[string]int, lacking map[string][]raft.Node, need int) map[string]int64 {
+func (n *Node) heal(ctx context.Context, p *placement, hashes []string, copies map[string]int, lacking map[string][]atoll.Node, need int) map[string]int64 {
 	var (
 		mu     sync.Mutex
 		healed = map[string]int64{}

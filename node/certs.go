@@ -15,7 +15,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/atoll-hosting/atoll/raft"
+	"github.com/atoll-hosting/atoll"
 )
 
 // Validity of what CertAuthority makes.
@@ -190,7 +190,7 @@ func InitCerts(dir string, nodes, hosts []string) ([]string, error) {
 	}
 	seen := map[string]bool{"ca": true}
 	for _, name := range nodes {
-		if !raft.ValidSiteName(name) || seen[name] {
+		if !atoll.ValidSiteName(name) || seen[name] {
 			return nil, fmt.Errorf("%w: node name %q: want distinct names of 1-63 of [a-z0-9-] (and not \"ca\")", ErrConfig, name)
 		}
 		seen[name] = true

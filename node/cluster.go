@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/atoll-hosting/atoll"
+
 	"golang.org/x/sync/errgroup"
 
 	"github.com/atoll-hosting/atoll/blobstore"
@@ -30,7 +32,7 @@ func (n *Node) watchState() {
 	for {
 		changed := n.store.Changed()
 		n.refreshPlacement()
-		if n.cfg.Role == raft.RoleEdge {
+		if n.cfg.Role == atoll.RoleEdge {
 			n.prefetchPublished()
 		}
 		if key := n.placementKey(); key != lastNodes {
@@ -75,13 +77,13 @@ func (n *Node) refreshPlacement() {
 func (n *Node) placement() *placement { return n.place.Load() }
 
 // nodeByID returns the node table entry of id.
-func (n *Node) nodeByID(id string) (raft.Node, bool) {
+func (n *Node) nodeByID(id string) (atoll.Node, bool) {
 	for _, nd := range n.placement().all {
 		if nd.ID == id {
 			return nd, true
 		}
 	}
-	return raft.Node{}, false
+	return atoll.Node{}, false
 }
 
 // apply replicates cmd through the leader: directly when this node leads,
@@ -150,10 +152,10 @@ type applyResponse struct {
 // write's rejection keeps its meaning (404, 409, 400) on the forwarding
 // node.
 var applyErrorKinds = map[string]error{
-	"not_found":  raft.ErrNotFound,
-	"exists":     raft.ErrExists,
-	"conflict":   raft.ErrConflict,
-	"invalid":    raft.ErrInvalid,
+	"not_found":  atoll.ErrNotFound,
+	"exists":     atoll.ErrExists,
+	"conflict":   atoll.ErrConflict,
+	"invalid":    atoll.ErrInvalid,
 	"not_leader": raft.ErrNotLeader,
 	"unknown":    raft.ErrUnknownCommand,
 }
@@ -292,7 +294,7 @@ func (n *Node) prefetchPublished() {
 func (n *Node) prefetch(id string) {
 	var missing []string
 	var bytes int64
-	err := n.store.Files(id, func(f raft.File) error {
+	err := n.store.Files(id, func(f atoll.File) error {
 		if !n.blobs.Has(f.Hash) {
 			missing = append(missing, f.Hash)
 		}

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/atoll-hosting/atoll"
 	"github.com/atoll-hosting/atoll/builder"
-	"github.com/atoll-hosting/atoll/raft"
 )
 
 // Edge HTTPS. With Config.HTTPSAddr set, the edge also serves sites over
@@ -94,7 +94,7 @@ const maxCachedNames = 10000
 // change: parsing is the expensive part, and resets happen after every
 // applied batch.
 type certCache struct {
-	load     func(domain string) (raft.Cert, error)
+	load     func(domain string) (atoll.Cert, error)
 	fallback *tls.Certificate
 
 	mu      sync.Mutex
@@ -108,7 +108,7 @@ type certEntry struct {
 	cert            *tls.Certificate // nil: the name has no certificate
 }
 
-func newCertCache(load func(string) (raft.Cert, error), fallback *tls.Certificate) *certCache {
+func newCertCache(load func(string) (atoll.Cert, error), fallback *tls.Certificate) *certCache {
 	return &certCache{load: load, fallback: fallback, entries: map[string]certEntry{}, parsed: map[string]certEntry{}}
 }
 
@@ -145,7 +145,7 @@ func (c *certCache) get(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 }
 
 func (c *certCache) lookup(name string) (*tls.Certificate, error) {
-	if !raft.ValidDomain(name) {
+	if !atoll.ValidDomain(name) {
 		return nil, nil // no SNI, an IP address, or garbage
 	}
 	c.mu.Lock()
@@ -159,7 +159,7 @@ func (c *certCache) lookup(name string) (*tls.Certificate, error) {
 
 	rec, err := c.load(name)
 	switch {
-	case errors.Is(err, raft.ErrNotFound):
+	case errors.Is(err, atoll.ErrNotFound):
 		e = certEntry{}
 	case err != nil:
 		return nil, err // not cached: the next handshake tries again

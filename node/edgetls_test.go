@@ -5,7 +5,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/atoll-hosting/atoll/raft"
+	"github.com/atoll-hosting/atoll"
 )
 
 // certCache serves the certificate recorded for a name, the default one
@@ -16,24 +16,24 @@ func TestCertCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	issue := func(name string) raft.Cert {
+	issue := func(name string) atoll.Cert {
 		c, k, err := ca.Issue(name, []string{name})
 		if err != nil {
 			t.Fatal(err)
 		}
-		return raft.Cert{Domain: name, CertPEM: string(c), KeyPEM: string(k)}
+		return atoll.Cert{Domain: name, CertPEM: string(c), KeyPEM: string(k)}
 	}
 	var mu sync.Mutex
-	records := map[string]raft.Cert{"a.example.com": issue("a.example.com")}
+	records := map[string]atoll.Cert{"a.example.com": issue("a.example.com")}
 	loads := 0
-	load := func(d string) (raft.Cert, error) {
+	load := func(d string) (atoll.Cert, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		loads++
 		if c, ok := records[d]; ok {
 			return c, nil
 		}
-		return raft.Cert{}, raft.ErrNotFound
+		return atoll.Cert{}, atoll.ErrNotFound
 	}
 	def := issue("default.example.com")
 	defPair, err := tls.X509KeyPair([]byte(def.CertPEM), []byte(def.KeyPEM))

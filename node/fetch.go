@@ -7,8 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/atoll-hosting/atoll"
 	"github.com/atoll-hosting/atoll/blobstore"
-	"github.com/atoll-hosting/atoll/raft"
 	"github.com/atoll-hosting/atoll/serve"
 )
 
@@ -149,7 +149,7 @@ func (n *Node) fetchForServe(ctx context.Context, hash string) (blobstore.Info, 
 }
 
 func (n *Node) fetchShared(ctx context.Context, hash string) (fetchResult, error) {
-	if !raft.ValidHash(hash) {
+	if !atoll.ValidHash(hash) {
 		return fetchResult{}, fmt.Errorf("blob %q: %w", hash, blobstore.ErrInvalidHash)
 	}
 	ch := n.fetches.DoChan(hash, func() (any, error) {
@@ -204,7 +204,7 @@ func (n *Node) fetchFromSources(ctx context.Context, hash string) (fetchResult, 
 // fetchFrom asks one source for the blob. A copy this node owns is stored
 // durably before it returns; a cache copy is stored without fsync (I11),
 // and a small one is held in memory while it is written.
-func (n *Node) fetchFrom(ctx context.Context, src raft.Node, hash string, owned bool) (fetchResult, error) {
+func (n *Node) fetchFrom(ctx context.Context, src atoll.Node, hash string, owned bool) (fetchResult, error) {
 	url := n.peerURL(src.APIAddr)
 	if owned {
 		info, err := n.peer.Fetch(ctx, n.blobs, url, hash)

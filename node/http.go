@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/atoll-hosting/atoll"
+
 	"github.com/valyala/fasthttp"
 
 	"github.com/atoll-hosting/atoll/builder"
@@ -137,8 +139,8 @@ var _ builder.Meta = meta{}
 
 func (m meta) Apply(ctx context.Context, cmd raft.Command) error { return m.n.apply(ctx, cmd) }
 
-func (n *Node) status(ctx context.Context) builder.Status {
-	st := builder.Status{
+func (n *Node) status(ctx context.Context) atoll.Status {
+	st := atoll.Status{
 		ID:           n.cfg.ID,
 		Role:         n.cfg.Role,
 		RaftState:    n.store.State(),
@@ -165,7 +167,7 @@ func (n *Node) status(ctx context.Context) builder.Status {
 
 // lastReport returns the leader's last repair census, asking the leader
 // when this node is not it.
-func (n *Node) lastReport(ctx context.Context) *builder.RepairReport {
+func (n *Node) lastReport(ctx context.Context) *atoll.RepairReport {
 	if n.store.IsLeader() {
 		return n.report.Load()
 	}
@@ -183,13 +185,13 @@ func (n *Node) lastReport(ctx context.Context) *builder.RepairReport {
 }
 
 // nodeStatuses is the node table with what each node says of itself.
-func (n *Node) nodeStatuses(ctx context.Context) []builder.NodeStatus {
+func (n *Node) nodeStatuses(ctx context.Context) []atoll.NodeStatus {
 	p := n.placement()
 	stats := n.fanOutStats(ctx, p.all)
-	out := make([]builder.NodeStatus, 0, len(p.all))
+	out := make([]atoll.NodeStatus, 0, len(p.all))
 	for _, nd := range p.all {
 		st := stats[nd.ID]
-		out = append(out, builder.NodeStatus{
+		out = append(out, atoll.NodeStatus{
 			Node:        nd,
 			Suffrage:    suffrage(nd.Role),
 			RaftState:   st.RaftState,
@@ -206,7 +208,7 @@ func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 func (n *Node) handleNodes(w http.ResponseWriter, r *http.Request) {
-	builder.WriteJSON(w, http.StatusOK, builder.NodeList{Nodes: n.nodeStatuses(r.Context())})
+	builder.WriteJSON(w, http.StatusOK, atoll.NodeList{Nodes: n.nodeStatuses(r.Context())})
 }
 
 func (n *Node) handleHealth(w http.ResponseWriter, r *http.Request) {

@@ -15,16 +15,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/atoll-hosting/atoll"
 	"github.com/atoll-hosting/atoll/blobstore"
 	"github.com/atoll-hosting/atoll/builder"
 	"github.com/atoll-hosting/atoll/raft"
-)
-
-// JoinRequest and DrainStatus are the wire shapes of the membership
-// endpoints.
-type (
-	JoinRequest = builder.JoinRequest
-	DrainStatus = builder.DrainStatus
 )
 
 func (n *Node) registerMembership(mux *http.ServeMux, auth func(http.Handler) http.Handler) {
@@ -96,7 +90,7 @@ func (n *Node) awaitLeader(ctx context.Context, d time.Duration) {
 }
 
 func (n *Node) handleJoin(w http.ResponseWriter, r *http.Request) {
-	var req JoinRequest
+	var req atoll.JoinRequest
 	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
@@ -112,35 +106,35 @@ func (n *Node) handleJoin(w http.ResponseWriter, r *http.Request) {
 		writeApplyError(w, err)
 		return
 	}
-	builder.WriteJSON(w, http.StatusCreated, builder.NodeStatus{Node: nd, Suffrage: suffrage(nd.Role)})
+	builder.WriteJSON(w, http.StatusCreated, atoll.NodeStatus{Node: nd, Suffrage: suffrage(nd.Role)})
 }
 
-func joinNode(req JoinRequest) (raft.Node, error) {
+func joinNode(req atoll.JoinRequest) (atoll.Node, error) {
 	if req.Role == "" {
-		req.Role = raft.RoleCore
+		req.Role = atoll.RoleCore
 	}
-	if !raft.ValidSiteName(req.ID) {
-		return raft.Node{}, fmt.Errorf("node id %q: use 1-63 of [a-z0-9-]", req.ID)
+	if !atoll.ValidSiteName(req.ID) {
+		return atoll.Node{}, fmt.Errorf("node id %q: use 1-63 of [a-z0-9-]", req.ID)
 	}
-	if req.Role != raft.RoleCore && req.Role != raft.RoleEdge {
-		return raft.Node{}, fmt.Errorf("role %q: want core or edge", req.Role)
+	if req.Role != atoll.RoleCore && req.Role != atoll.RoleEdge {
+		return atoll.Node{}, fmt.Errorf("role %q: want core or edge", req.Role)
 	}
 	for name, addr := range map[string]string{"raft_addr": req.RaftAddr, "api_addr": req.APIAddr} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
-			return raft.Node{}, fmt.Errorf("%s %q: want host:port", name, addr)
+			return atoll.Node{}, fmt.Errorf("%s %q: want host:port", name, addr)
 		}
 	}
 	if req.HTTPAddr != "" {
 		if _, _, err := net.SplitHostPort(req.HTTPAddr); err != nil {
-			return raft.Node{}, fmt.Errorf("http_addr %q: want host:port", req.HTTPAddr)
+			return atoll.Node{}, fmt.Errorf("http_addr %q: want host:port", req.HTTPAddr)
 		}
 	}
-	return raft.Node{ID: req.ID, Role: req.Role, RaftAddr: req.RaftAddr, APIAddr: req.APIAddr,
-		HTTPAddr: req.HTTPAddr, State: raft.NodeActive, Joined: time.Now().UTC()}, nil
+	return atoll.Node{ID: req.ID, Role: req.Role, RaftAddr: req.RaftAddr, APIAddr: req.APIAddr,
+		HTTPAddr: req.HTTPAddr, State: atoll.NodeActive, Joined: time.Now().UTC()}, nil
 }
 
 func suffrage(role string) string {
-	if role == raft.RoleCore {
+	if role == atoll.RoleCore {
 		return "voter"
 	}
 	return "nonvoter"
@@ -149,9 +143,9 @@ func suffrage(role string) string {
 // addNode makes nd a Raft member (voter for core, non-voter for edge) and
 // records it in the node table. Joining again with the same addresses is a
 // no-op, so a node may retry its join.
-func (n *Node) addNode(ctx context.Context, nd raft.Node) error {
+func (n *Node) addNode(ctx context.Context, nd atoll.Node) error {
 	if old, ok := n.nodeByID(nd.ID); ok {
-		if old.RaftAddr == nd.RaftAddr && old.Role == nd.Role && old.State != raft.NodeRemoved {
+		if old.RaftAddr == nd.RaftAddr && old.Role == nd.Role && old.State != atoll.NodeRemoved {
 			nd.Joined, nd.State = old.Joined, old.State
 			if old == nd {
 				return nil
@@ -159,11 +153,11 @@ func (n *Node) addNode(ctx context.Context, nd raft.Node) error {
 			return n.apply(ctx, raft.PutNode{Node: nd})
 		}
 		if old.Role != nd.Role {
-			return fmt.Errorf("%w: node %s is already a %s node; remove it first", raft.ErrConflict, nd.ID, old.Role)
+			return fmt.Errorf("%w: node %s is already a %s node; remove it first", atoll.ErrConflict, nd.ID, old.Role)
 		}
 	}
 	var err error
-	if nd.Role == raft.RoleCore {
+	if nd.Role == atoll.RoleCore {
 		err = n.store.AddVoter(ctx, nd.ID, nd.RaftAddr)
 	} else {
 		err = n.store.AddNonvoter(ctx, nd.ID, nd.RaftAddr)
@@ -182,8 +176,8 @@ func (n *Node) handleDrain(w http.ResponseWriter, r *http.Request) {
 		builder.WriteError(w, http.StatusNotFound, fmt.Sprintf("no node %q in the cluster", id))
 		return
 	}
-	if nd.State != raft.NodeDraining {
-		nd.State = raft.NodeDraining
+	if nd.State != atoll.NodeDraining {
+		nd.State = atoll.NodeDraining
 		if err := n.apply(r.Context(), raft.PutNode{Node: nd}); err != nil {
 			writeApplyError(w, err)
 			return
@@ -204,9 +198,9 @@ func (n *Node) handleDrainStatus(w http.ResponseWriter, r *http.Request) {
 
 // drainStatus asks the node how many of its referenced blobs still wait
 // for their new owners.
-func (n *Node) drainStatus(ctx context.Context, nd raft.Node) DrainStatus {
-	st := DrainStatus{ID: nd.ID, State: nd.State, Left: -1}
-	if nd.State != raft.NodeDraining {
+func (n *Node) drainStatus(ctx context.Context, nd atoll.Node) atoll.DrainStatus {
+	st := atoll.DrainStatus{ID: nd.ID, State: nd.State, Left: -1}
+	if nd.State != atoll.NodeDraining {
 		return st
 	}
 	stats, err := n.statsOf(ctx, nd)
@@ -217,7 +211,7 @@ func (n *Node) drainStatus(ctx context.Context, nd raft.Node) DrainStatus {
 	return st
 }
 
-func (n *Node) statsOf(ctx context.Context, nd raft.Node) (peerStats, error) {
+func (n *Node) statsOf(ctx context.Context, nd atoll.Node) (peerStats, error) {
 	if nd.ID == n.cfg.ID {
 		return n.localStats(), nil
 	}
@@ -263,13 +257,13 @@ func (n *Node) handleRemove(w http.ResponseWriter, r *http.Request) {
 		writeApplyError(w, fmt.Errorf("remove %s from raft: %w", id, err))
 		return
 	}
-	if err := n.apply(r.Context(), raft.RemoveNode{ID: id}); err != nil && !errors.Is(err, raft.ErrNotFound) {
+	if err := n.apply(r.Context(), raft.RemoveNode{ID: id}); err != nil && !errors.Is(err, atoll.ErrNotFound) {
 		writeApplyError(w, err)
 		return
 	}
 	n.log.Info("node removed", "id", id)
-	nd.State = raft.NodeRemoved
-	builder.WriteJSON(w, http.StatusOK, builder.NodeStatus{Node: nd, Suffrage: suffrage(nd.Role)})
+	nd.State = atoll.NodeRemoved
+	builder.WriteJSON(w, http.StatusOK, atoll.NodeStatus{Node: nd, Suffrage: suffrage(nd.Role)})
 }
 
 func isTrue(s string) bool {
@@ -315,9 +309,9 @@ func (n *Node) lastCopies(ctx context.Context, id string) (int, error) {
 	if len(hashes) == 0 {
 		return 0, nil
 	}
-	var others []raft.Node
+	var others []atoll.Node
 	for _, nd := range n.placement().all {
-		if nd.ID != id && nd.Role == raft.RoleCore && nd.State != raft.NodeRemoved {
+		if nd.ID != id && nd.Role == atoll.RoleCore && nd.State != atoll.NodeRemoved {
 			others = append(others, nd)
 		}
 	}
@@ -336,7 +330,7 @@ func (n *Node) lastCopies(ctx context.Context, id string) (int, error) {
 
 // holders asks each node which of hashes it holds and returns, per hash,
 // how many of them do. Unreachable nodes count as holding nothing.
-func (n *Node) holders(ctx context.Context, nodes []raft.Node, hashes []string) (map[string]int, error) {
+func (n *Node) holders(ctx context.Context, nodes []atoll.Node, hashes []string) (map[string]int, error) {
 	var mu sync.Mutex
 	held := make(map[string]int, len(hashes))
 	var wg sync.WaitGroup
@@ -359,7 +353,7 @@ func (n *Node) holders(ctx context.Context, nodes []raft.Node, hashes []string) 
 }
 
 // has asks one node (possibly this one) which of hashes it holds.
-func (n *Node) has(ctx context.Context, nd raft.Node, hashes []string) (map[string]int64, error) {
+func (n *Node) has(ctx context.Context, nd atoll.Node, hashes []string) (map[string]int64, error) {
 	if nd.ID == n.cfg.ID {
 		return n.blobs.Present(hashes), nil
 	}
@@ -370,11 +364,11 @@ func (n *Node) has(ctx context.Context, nd raft.Node, hashes []string) (map[stri
 func writeApplyError(w http.ResponseWriter, err error) {
 	status := http.StatusInternalServerError
 	switch {
-	case errors.Is(err, raft.ErrNotFound):
+	case errors.Is(err, atoll.ErrNotFound):
 		status = http.StatusNotFound
-	case errors.Is(err, raft.ErrExists), errors.Is(err, raft.ErrConflict):
+	case errors.Is(err, atoll.ErrExists), errors.Is(err, atoll.ErrConflict):
 		status = http.StatusConflict
-	case errors.Is(err, raft.ErrInvalid):
+	case errors.Is(err, atoll.ErrInvalid):
 		status = http.StatusBadRequest
 	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, ErrNoLeader):
 		w.Header().Set("Retry-After", "1")
@@ -387,7 +381,7 @@ func writeApplyError(w http.ResponseWriter, err error) {
 // cluster is unreachable or electing, for up to a minute.
 func (n *Node) join(ctx context.Context) error {
 	self := n.self()
-	body, _ := json.Marshal(JoinRequest{ID: self.ID, Role: self.Role, RaftAddr: self.RaftAddr, APIAddr: self.APIAddr, HTTPAddr: self.HTTPAddr})
+	body, _ := json.Marshal(atoll.JoinRequest{ID: self.ID, Role: self.Role, RaftAddr: self.RaftAddr, APIAddr: self.APIAddr, HTTPAddr: self.HTTPAddr})
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	url := strings.TrimRight(n.cfg.Join, "/") + "/v1/nodes"
@@ -423,7 +417,7 @@ func (n *Node) join(ctx context.Context) error {
 }
 
 // fanOutStats asks every node for its stats, concurrently.
-func (n *Node) fanOutStats(ctx context.Context, nodes []raft.Node) map[string]peerStats {
+func (n *Node) fanOutStats(ctx context.Context, nodes []atoll.Node) map[string]peerStats {
 	var mu sync.Mutex
 	out := make(map[string]peerStats, len(nodes))
 	var wg sync.WaitGroup

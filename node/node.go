@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/atoll-hosting/atoll"
+
 	"golang.org/x/sync/singleflight"
 
 	"github.com/valyala/fasthttp"
@@ -38,7 +40,7 @@ var (
 type Config struct {
 	ID         string // node id; generated and stored in the data dir when empty
 	DataDir    string
-	Role       string // raft.RoleCore or raft.RoleEdge
+	Role       string // atoll.RoleCore or atoll.RoleEdge
 	RaftAddr   string // host:port Raft listens on and advertises
 	APIAddr    string // host:port of the builder/admin API
 	HTTPAddr   string // host:port of the edge
@@ -117,7 +119,7 @@ func DefaultConfig() Config {
 	limits := builder.DefaultConfig()
 	return Config{
 		DataDir:  "./atoll-data",
-		Role:     raft.RoleCore,
+		Role:     atoll.RoleCore,
 		RaftAddr: "127.0.0.1:7000",
 		APIAddr:  "127.0.0.1:9090",
 		HTTPAddr: "127.0.0.1:8080",
@@ -147,7 +149,7 @@ func (c *Config) validate() error {
 	if c.DataDir == "" {
 		return fmt.Errorf("%w: empty data dir", ErrConfig)
 	}
-	if c.Role != raft.RoleCore && c.Role != raft.RoleEdge {
+	if c.Role != atoll.RoleCore && c.Role != atoll.RoleEdge {
 		return fmt.Errorf("%w: role %q: want core or edge", ErrConfig, c.Role)
 	}
 	for name, addr := range map[string]string{"raft-addr": c.RaftAddr, "api-addr": c.APIAddr, "http-addr": c.HTTPAddr} {
@@ -155,7 +157,7 @@ func (c *Config) validate() error {
 			return fmt.Errorf("%w: --%s %q: %v", ErrConfig, name, addr, err)
 		}
 	}
-	if c.ID != "" && !raft.ValidSiteName(c.ID) {
+	if c.ID != "" && !atoll.ValidSiteName(c.ID) {
 		return fmt.Errorf("%w: node id %q: use 1-63 of [a-z0-9-]", ErrConfig, c.ID)
 	}
 	if c.Domain == "" || strings.ContainsAny(c.Domain, ":/ ") {
@@ -228,7 +230,7 @@ type Node struct {
 	drainLeft  atomic.Int64 // referenced blobs held here, not yet confirmed on their owners
 	unrefMu    sync.Mutex
 	unrefSince map[string]time.Time // when a blob was first seen unreferenced
-	report     atomic.Pointer[RepairReport]
+	report     atomic.Pointer[atoll.RepairReport]
 
 	prefetched map[string]bool // deploys an edge has prefetched (watchState only)
 
@@ -441,14 +443,14 @@ func (n *Node) registerSelf(ctx context.Context, create bool) error {
 	return nil
 }
 
-func (n *Node) self() raft.Node {
-	return raft.Node{
+func (n *Node) self() atoll.Node {
+	return atoll.Node{
 		ID:       n.cfg.ID,
 		Role:     n.cfg.Role,
 		RaftAddr: n.cfg.RaftAddr,
 		APIAddr:  n.apiLn.Addr().String(),
 		HTTPAddr: n.httpLn.Addr().String(),
-		State:    raft.NodeActive,
+		State:    atoll.NodeActive,
 		Joined:   time.Now().UTC(),
 	}
 }

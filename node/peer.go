@@ -8,11 +8,12 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/atoll-hosting/atoll"
+
 	"golang.org/x/sync/errgroup"
 
 	"github.com/atoll-hosting/atoll/blobstore"
 	"github.com/atoll-hosting/atoll/builder"
-	"github.com/atoll-hosting/atoll/raft"
 )
 
 // Peer endpoints: node-to-node traffic on the API listener, gated by the
@@ -44,7 +45,7 @@ func (n *Node) handlePeerPutBlob(w http.ResponseWriter, r *http.Request) {
 		builder.WriteError(w, status, err.Error())
 		return
 	}
-	builder.WriteJSON(w, http.StatusCreated, builder.BlobResponse{Hash: info.Hash, Size: info.Size})
+	builder.WriteJSON(w, http.StatusCreated, atoll.BlobResponse{Hash: info.Hash, Size: info.Size})
 }
 
 // handlePeerGetBlob sends a local blob with its variants. It never fetches
@@ -115,7 +116,7 @@ func readHashList(w http.ResponseWriter, r *http.Request, max int, what string) 
 		return nil, false
 	}
 	for _, h := range req.Hashes {
-		if !raft.ValidHash(h) {
+		if !atoll.ValidHash(h) {
 			builder.WriteError(w, http.StatusBadRequest, "invalid hash "+strconv.Quote(h))
 			return nil, false
 		}
@@ -148,15 +149,15 @@ func (n *Node) fetchAll(r *http.Request, hashes []string) fetchResponse {
 
 // peerStats is what a node tells about itself for `atoll node list`.
 type peerStats struct {
-	ID           string        `json:"id"`
-	RaftState    string        `json:"raft_state"`
-	LastContact  string        `json:"last_contact,omitempty"`
-	AppliedIndex uint64        `json:"applied_index"`
-	CommitIndex  uint64        `json:"commit_index"`
-	Blobs        int64         `json:"blobs"`
-	Bytes        int64         `json:"bytes"`
-	DrainLeft    int           `json:"drain_left"`       // referenced blobs not yet confirmed on their owners
-	Repair       *RepairReport `json:"repair,omitempty"` // the leader's last census
+	ID           string              `json:"id"`
+	RaftState    string              `json:"raft_state"`
+	LastContact  string              `json:"last_contact,omitempty"`
+	AppliedIndex uint64              `json:"applied_index"`
+	CommitIndex  uint64              `json:"commit_index"`
+	Blobs        int64               `json:"blobs"`
+	Bytes        int64               `json:"bytes"`
+	DrainLeft    int                 `json:"drain_left"`       // referenced blobs not yet confirmed on their owners
+	Repair       *atoll.RepairReport `json:"repair,omitempty"` // the leader's last census
 }
 
 func (n *Node) localStats() peerStats {

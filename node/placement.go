@@ -4,7 +4,7 @@ import (
 	"hash/fnv"
 	"slices"
 
-	"github.com/atoll-hosting/atoll/raft"
+	"github.com/atoll-hosting/atoll"
 )
 
 // Placement: the owners of a blob are the top R active core nodes by
@@ -15,17 +15,17 @@ import (
 
 // placement is an immutable view of the node table for computing owners.
 type placement struct {
-	replicas int         // R, already capped at len(cores)
-	cores    []raft.Node // active core nodes, by id
-	all      []raft.Node // every node in the table, by id
+	replicas int          // R, already capped at len(cores)
+	cores    []atoll.Node // active core nodes, by id
+	all      []atoll.Node // every node in the table, by id
 }
 
 // newPlacement builds a placement from the node table and the configured
 // replication factor.
-func newPlacement(nodes []raft.Node, replicas int) *placement {
+func newPlacement(nodes []atoll.Node, replicas int) *placement {
 	p := &placement{all: slices.Clone(nodes)}
 	for _, n := range nodes {
-		if n.Role == raft.RoleCore && n.State == raft.NodeActive {
+		if n.Role == atoll.RoleCore && n.State == atoll.NodeActive {
 			p.cores = append(p.cores, n)
 		}
 	}
@@ -52,9 +52,9 @@ func score(id, hash string) uint64 {
 }
 
 // owners returns the R owners of hash, best first.
-func (p *placement) owners(hash string) []raft.Node {
+func (p *placement) owners(hash string) []atoll.Node {
 	type scored struct {
-		n raft.Node
+		n atoll.Node
 		s uint64
 	}
 	ranked := make([]scored, len(p.cores))
@@ -70,7 +70,7 @@ func (p *placement) owners(hash string) []raft.Node {
 		}
 		return 0
 	})
-	out := make([]raft.Node, p.replicas)
+	out := make([]atoll.Node, p.replicas)
 	for i := range out {
 		out[i] = ranked[i].n
 	}
@@ -94,16 +94,16 @@ func (p *placement) quorum() int { return p.replicas/2 + 1 }
 // sources returns the nodes to fetch hash from, in order: its owners by
 // rank, then every other node (a draining node, or one that holds a copy
 // from before a membership change), never self.
-func (p *placement) sources(hash, self string) []raft.Node {
+func (p *placement) sources(hash, self string) []atoll.Node {
 	owners := p.owners(hash)
-	out := make([]raft.Node, 0, len(p.all))
+	out := make([]atoll.Node, 0, len(p.all))
 	for _, n := range owners {
 		if n.ID != self {
 			out = append(out, n)
 		}
 	}
 	for _, n := range p.all {
-		if n.ID != self && n.State != raft.NodeRemoved && !slices.ContainsFunc(owners, func(o raft.Node) bool { return o.ID == n.ID }) {
+		if n.ID != self && n.State != atoll.NodeRemoved && !slices.ContainsFunc(owners, func(o atoll.Node) bool { return o.ID == n.ID }) {
 			out = append(out, n)
 		}
 	}

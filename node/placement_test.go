@@ -4,13 +4,13 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/atoll-hosting/atoll/raft"
+	"github.com/atoll-hosting/atoll"
 )
 
-func coreNodes(ids ...string) []raft.Node {
-	out := make([]raft.Node, len(ids))
+func coreNodes(ids ...string) []atoll.Node {
+	out := make([]atoll.Node, len(ids))
 	for i, id := range ids {
-		out[i] = raft.Node{ID: id, Role: raft.RoleCore, State: raft.NodeActive}
+		out[i] = atoll.Node{ID: id, Role: atoll.RoleCore, State: atoll.NodeActive}
 	}
 	return out
 }
@@ -19,8 +19,8 @@ func blobHash(i int) string { return fmt.Sprintf("%064x", i*7919+1) }
 
 func TestPlacementOwners(t *testing.T) {
 	nodes := append(coreNodes("a", "b", "c", "d"),
-		raft.Node{ID: "e", Role: raft.RoleEdge, State: raft.NodeActive},
-		raft.Node{ID: "f", Role: raft.RoleCore, State: raft.NodeDraining})
+		atoll.Node{ID: "e", Role: atoll.RoleEdge, State: atoll.NodeActive},
+		atoll.Node{ID: "f", Role: atoll.RoleCore, State: atoll.NodeDraining})
 	tests := []struct {
 		name       string
 		replicas   int
@@ -45,7 +45,7 @@ func TestPlacementOwners(t *testing.T) {
 				}
 				seen := map[string]bool{}
 				for _, o := range owners {
-					if o.Role != raft.RoleCore || o.State != raft.NodeActive {
+					if o.Role != atoll.RoleCore || o.State != atoll.NodeActive {
 						t.Errorf("owner %+v is not an active core node", o)
 					}
 					if seen[o.ID] {
@@ -101,8 +101,8 @@ func TestPlacementStableAndBalanced(t *testing.T) {
 }
 
 func TestPlacementSources(t *testing.T) {
-	nodes := append(coreNodes("a", "b", "c"), raft.Node{ID: "e", Role: raft.RoleEdge, State: raft.NodeActive},
-		raft.Node{ID: "d", Role: raft.RoleCore, State: raft.NodeDraining})
+	nodes := append(coreNodes("a", "b", "c"), atoll.Node{ID: "e", Role: atoll.RoleEdge, State: atoll.NodeActive},
+		atoll.Node{ID: "d", Role: atoll.RoleCore, State: atoll.NodeDraining})
 	p := newPlacement(nodes, 2)
 	h := blobHash(1)
 	owners := p.owners(h)

@@ -11,10 +11,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/atoll-hosting/atoll"
+
 	"golang.org/x/sync/errgroup"
 
 	"github.com/atoll-hosting/atoll/builder"
-	"github.com/atoll-hosting/atoll/raft"
 )
 
 // Repair (anti-entropy) keeps every referenced blob at R copies on its
@@ -29,9 +30,6 @@ import (
 //     owns it really holds (not what it should hold), and tells each owner
 //     that lacks some to pull them from the other holders. The census is
 //     what `atoll status` reports as under-replicated and missing counts.
-
-// RepairReport is the result of a census.
-type RepairReport = builder.RepairReport
 
 // repairLoop runs the repair pass periodically and when woken.
 func (n *Node) repairLoop() {
@@ -89,24 +87,24 @@ func (n *Node) referenced(ctx context.Context) (map[string]bool, error) {
 	}
 	for _, s := range sites {
 		deploys, err := n.store.Deploys(s.Name)
-		if errors.Is(err, raft.ErrNotFound) {
+		if errors.Is(err, atoll.ErrNotFound) {
 			continue // deleted meanwhile
 		}
 		if err != nil {
 			return nil, err
 		}
 		for _, d := range deploys {
-			if d.State == raft.StateFailed {
+			if d.State == atoll.StateFailed {
 				continue
 			}
-			pending := d.State == raft.StateUploading
-			err := n.store.Files(d.ID, func(f raft.File) error {
+			pending := d.State == atoll.StateUploading
+			err := n.store.Files(d.ID, func(f atoll.File) error {
 				if onlyPending, seen := ref[f.Hash]; !seen || onlyPending {
 					ref[f.Hash] = pending
 				}
 				return ctx.Err()
 			})
-			if err != nil && !errors.Is(err, raft.ErrNotFound) {
+			if err != nil && !errors.Is(err, atoll.ErrNotFound) {
 				return nil, err
 			}
 		}
@@ -181,7 +179,7 @@ func (n *Node) handToOwners(ctx context.Context, p *placement, hashes []string) 
 			perOwner[o.ID] = append(perOwner[o.ID], h)
 		}
 	}
-	lacking := make(map[string][]raft.Node) // blob -> owners without it
+	lacking := make(map[string][]atoll.Node) // blob -> owners without it
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for id, list := range perOwner {
@@ -227,14 +225,14 @@ func (n *Node) handToOwners(ctx context.Context, p *placement, hashes []string) 
 
 // census (leader only) asks every owner what it really holds and has the
 // owners that lack blobs pull them.
-func (n *Node) census(ctx context.Context) (RepairReport, error) {
+func (n *Node) census(ctx context.Context) (atoll.RepairReport, error) {
 	start := time.Now()
 	ref, err := n.referenced(ctx)
 	if err != nil {
-		return RepairReport{}, err
+		return atoll.RepairReport{}, err
 	}
 	p := n.placement()
-	rep := RepairReport{At: start.UTC(), Referenced: len(ref)}
+	rep := atoll.RepairReport{At: start.UTC(), Referenced: len(ref)}
 	perOwner := map[string][]string{}
 	for h := range ref {
 		for _, o := range p.owners(h) {
@@ -278,7 +276,7 @@ func (n *Node) census(ctx context.Context) (RepairReport, error) {
 		}
 	}
 	if len(orphans) > 0 {
-		held, err := n.holders(ctx, slices.DeleteFunc(slices.Clone(p.all), func(nd raft.Node) bool { return nd.State == raft.NodeRemoved }), orphans)
+		held, err := n.holders(ctx, slices.DeleteFunc(slices.Clone(p.all), func(nd atoll.Node) bool { return nd.State == atoll.NodeRemoved }), orphans)
 		if err != nil {
 			return rep, err
 		}
@@ -328,7 +326,7 @@ func (n *Node) census(ctx context.Context) (RepairReport, error) {
 
 // pull has node nd fetch hashes from their holders; it returns how many
 // arrived.
-func (n *Node) pull(ctx context.Context, nd raft.Node, hashes []string) (int, error) {
+func (n *Node) pull(ctx context.Context, nd atoll.Node, hashes []string) (int, error) {
 	if nd.ID == n.cfg.ID {
 		got := 0
 		for _, h := range hashes {

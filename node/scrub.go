@@ -13,11 +13,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/atoll-hosting/atoll"
+
 	"golang.org/x/sync/singleflight"
 
 	"github.com/atoll-hosting/atoll/blobstore"
 	"github.com/atoll-hosting/atoll/builder"
-	"github.com/atoll-hosting/atoll/raft"
 )
 
 // Scrub: every node re-reads the blobs it holds and checks them against
@@ -47,9 +48,6 @@ import (
 // A background pass resumes after a restart where it stopped: the last blob
 // it reached and the end of the last full pass are kept in
 // <data>/scrub.json.
-
-// ScrubStatus is the wire shape of the scrub endpoints.
-type ScrubStatus = builder.ScrubStatus
 
 // Scrub triggers, as ScrubStatus.Trigger reports them.
 const (
@@ -81,7 +79,7 @@ const (
 // startScrubber has run.
 type scrubber struct {
 	mu     sync.Mutex
-	status ScrubStatus        // the running pass, or the last one
+	status atoll.ScrubStatus  // the running pass, or the last one
 	cancel context.CancelFunc // cancels the running pass
 	done   chan struct{}      // closed when the running pass ends; nil when none runs
 	wake   chan struct{}      // makes the background loop read its schedule again
@@ -123,7 +121,7 @@ func (n *Node) saveScrubState(st scrubState) {
 // startScrubber starts the background scrub loop.
 func (n *Node) startScrubber() {
 	n.scrub.wake = make(chan struct{}, 1)
-	n.scrub.status = ScrubStatus{ID: n.cfg.ID, Rate: n.cfg.ScrubRate}
+	n.scrub.status = atoll.ScrubStatus{ID: n.cfg.ID, Rate: n.cfg.ScrubRate}
 	n.wg.Add(1)
 	go n.scrubLoop()
 }
@@ -203,7 +201,7 @@ func (n *Node) beginPassLocked(trigger, from string) chan struct{} {
 	ctx, cancel := context.WithCancel(n.ctx)
 	done := make(chan struct{})
 	s.cancel, s.done = cancel, done
-	s.status = ScrubStatus{ID: n.cfg.ID, Running: true, Trigger: trigger, Started: time.Now().UTC(),
+	s.status = atoll.ScrubStatus{ID: n.cfg.ID, Running: true, Trigger: trigger, Started: time.Now().UTC(),
 		Rate: n.cfg.ScrubRate, LastPass: s.status.LastPass}
 	lastPass := s.status.LastPass
 	n.log.Info("scrub: pass started", "trigger", trigger, "rate", n.cfg.ScrubRate, "resume_after", from)
@@ -236,7 +234,7 @@ func (n *Node) beginPassLocked(trigger, from string) chan struct{} {
 }
 
 // scrubStatus returns the running or last pass.
-func (n *Node) scrubStatus() ScrubStatus {
+func (n *Node) scrubStatus() atoll.ScrubStatus {
 	n.scrub.mu.Lock()
 	defer n.scrub.mu.Unlock()
 	return n.scrub.status
@@ -397,7 +395,7 @@ func (p *pacer) wait(n int) error {
 // reportCorrupt tells node src that the copy of hash it sent did not match
 // the hash, so that it checks (and replaces) its copy now rather than at
 // its next pass. Best effort, in the background.
-func (n *Node) reportCorrupt(src raft.Node, hash string) {
+func (n *Node) reportCorrupt(src atoll.Node, hash string) {
 	if n.ctx.Err() != nil {
 		return
 	}
@@ -437,11 +435,11 @@ func (n *Node) handleScrub(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	nd, ok := n.nodeByID(id)
-	if !ok || nd.State == raft.NodeRemoved {
+	if !ok || nd.State == atoll.NodeRemoved {
 		builder.WriteError(w, http.StatusNotFound, fmt.Sprintf("no node %q in the cluster", id))
 		return
 	}
-	var st ScrubStatus
+	var st atoll.ScrubStatus
 	path := "/v1/peer/scrub?wait=" + wait.String()
 	if err := n.peerJSON(r.Context(), r.Method, nd.APIAddr, path, nil, &st); err != nil {
 		var pe *peerError
@@ -478,7 +476,7 @@ func (n *Node) serveScrub(w http.ResponseWriter, r *http.Request, wait time.Dura
 	writeScrubStatus(w, n.scrubStatus())
 }
 
-func writeScrubStatus(w http.ResponseWriter, st ScrubStatus) {
+func writeScrubStatus(w http.ResponseWriter, st atoll.ScrubStatus) {
 	status := http.StatusOK
 	if st.Running {
 		status = http.StatusAccepted

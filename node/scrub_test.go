@@ -14,11 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atoll-hosting/atoll"
+
 	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/atoll-hosting/atoll/blobstore"
-	"github.com/atoll-hosting/atoll/builder"
 	"github.com/atoll-hosting/atoll/builder/client"
 	"github.com/atoll-hosting/atoll/node"
 	"github.com/atoll-hosting/atoll/node/nodetest"
@@ -147,7 +148,7 @@ func quarantined(t *testing.T, m *nodetest.Member) []string {
 	return out
 }
 
-func scrub(t *testing.T, cl *client.Client, id string) builder.ScrubStatus {
+func scrub(t *testing.T, cl *client.Client, id string) atoll.ScrubStatus {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

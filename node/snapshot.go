@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/atoll-hosting/atoll"
 	"github.com/atoll-hosting/atoll/builder"
 	"github.com/atoll-hosting/atoll/raft"
 )
@@ -52,12 +53,12 @@ func (n *Node) handleSnapshotSave(w http.ResponseWriter, r *http.Request) {
 	defer b.Close()
 	idx := b.AppliedIndex()
 	h := w.Header()
-	h.Set("Content-Type", builder.SnapshotContentType)
+	h.Set("Content-Type", atoll.SnapshotContentType)
 	h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="atoll-%s-%d.snap"`, n.cfg.ID, idx))
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set(builder.HeaderNode, n.cfg.ID)
-	h.Set(builder.HeaderAppliedIndex, strconv.FormatUint(idx, 10))
+	h.Set(atoll.HeaderNode, n.cfg.ID)
+	h.Set(atoll.HeaderAppliedIndex, strconv.FormatUint(idx, 10))
 	start := time.Now()
 	size, err := b.WriteTo(stopWriter{ctx: n.ctx, w: w})
 	if err != nil {
@@ -88,9 +89,9 @@ func (n *Node) handleSnapshotRestore(w http.ResponseWriter, r *http.Request) {
 		status := http.StatusInternalServerError
 		var mbe *http.MaxBytesError
 		switch {
-		case errors.Is(err, raft.ErrInvalid):
+		case errors.Is(err, atoll.ErrInvalid):
 			status = http.StatusBadRequest
-		case errors.Is(err, raft.ErrConflict):
+		case errors.Is(err, atoll.ErrConflict):
 			status = http.StatusConflict
 		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrClosed):
 			w.Header().Set("Retry-After", "1")
@@ -111,7 +112,7 @@ func (n *Node) handleSnapshotRestore(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n.repairSoon()
-	builder.WriteJSON(w, http.StatusOK, builder.SnapshotRestored{
+	builder.WriteJSON(w, http.StatusOK, atoll.SnapshotRestored{
 		BackupIndex:  res.BackupIndex,
 		AppliedIndex: res.Index,
 		Sites:        res.Sites,

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/atoll-hosting/atoll"
 )
 
 func TestApplyAllInOrder(t *testing.T) {
@@ -28,13 +30,13 @@ func TestApplyAllInOrder(t *testing.T) {
 		t.Fatalf("Site = %+v, %v; want d1 published", site, err)
 	}
 	d, err := s.Deploy("d1")
-	if err != nil || d.Received != len(files) || d.State != StatePublished {
+	if err != nil || d.Received != len(files) || d.State != atoll.StatePublished {
 		t.Fatalf("Deploy = %+v, %v; want %d files, published", d, err, len(files))
 	}
 
 	// The first failure is returned; later commands are still applied.
 	_, err = s.ApplyAll(ctx, []Command{Publish{Deploy: "nope"}, CreateSite{Name: "docs"}})
-	if !errors.Is(err, ErrNotFound) {
+	if !errors.Is(err, atoll.ErrNotFound) {
 		t.Errorf("ApplyAll with a failing first command: %v, want ErrNotFound", err)
 	}
 	if _, err := s.Site("docs"); err != nil {

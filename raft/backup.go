@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/atoll-hosting/atoll"
+
 	hraft "github.com/hashicorp/raft"
 	"github.com/klauspost/compress/zstd"
 	bolt "go.etcd.io/bbolt"
@@ -110,7 +112,7 @@ type BackupInfo struct {
 func VerifyBackup(r io.Reader) (BackupInfo, error) {
 	it, br, err := peekSnapshotIndex(r)
 	if err != nil {
-		return BackupInfo{}, fmt.Errorf("%w: not an Atoll snapshot: %v", ErrInvalid, err)
+		return BackupInfo{}, fmt.Errorf("%w: not an Atoll snapshot: %v", atoll.ErrInvalid, err)
 	}
 	br.Discard(snapshotHeader)
 	dec, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
@@ -120,10 +122,10 @@ func VerifyBackup(r io.Reader) (BackupInfo, error) {
 	defer dec.Close()
 	n, err := io.Copy(io.Discard, dec)
 	if err != nil {
-		return BackupInfo{}, fmt.Errorf("%w: snapshot data is corrupt or truncated: %v", ErrInvalid, err)
+		return BackupInfo{}, fmt.Errorf("%w: snapshot data is corrupt or truncated: %v", atoll.ErrInvalid, err)
 	}
 	if n == 0 {
-		return BackupInfo{}, fmt.Errorf("%w: snapshot holds no state", ErrInvalid)
+		return BackupInfo{}, fmt.Errorf("%w: snapshot holds no state", atoll.ErrInvalid)
 	}
 	return BackupInfo{AppliedIndex: it.index, StateBytes: n}, nil
 }
@@ -165,7 +167,7 @@ func (s *Store) RestoreBackup(ctx context.Context, r io.Reader) (RestoreResult, 
 		return RestoreResult{}, ErrClosed
 	}
 	if !s.restoring.TryLock() {
-		return RestoreResult{}, fmt.Errorf("%w: another restore is running", ErrConflict)
+		return RestoreResult{}, fmt.Errorf("%w: another restore is running", atoll.ErrConflict)
 	}
 	defer s.restoring.Unlock()
 	if !s.IsLeader() {
@@ -252,7 +254,7 @@ func unpackBackup(dir string, r io.Reader) (_ *unpacked, err error) {
 		if src.err != nil {
 			return nil, fmt.Errorf("read snapshot: %w", src.err)
 		}
-		return nil, fmt.Errorf("%w: not an Atoll snapshot: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: not an Atoll snapshot: %v", atoll.ErrInvalid, err)
 	}
 	br.Discard(snapshotHeader)
 
@@ -283,19 +285,19 @@ func unpackBackup(dir string, r io.Reader) (_ *unpacked, err error) {
 	case dst.err != nil:
 		return nil, fmt.Errorf("write unpacked snapshot: %w", dst.err)
 	case err != nil:
-		return nil, fmt.Errorf("%w: snapshot data is corrupt or truncated: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: snapshot data is corrupt or truncated: %v", atoll.ErrInvalid, err)
 	case u.size == 0:
-		return nil, fmt.Errorf("%w: snapshot holds no state", ErrInvalid)
+		return nil, fmt.Errorf("%w: snapshot holds no state", atoll.ErrInvalid)
 	}
 
 	u.db, err = bolt.Open(u.path, 0o600, &bolt.Options{
 		Timeout: 5 * time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: snapshot does not hold an Atoll state file: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: snapshot does not hold an Atoll state file: %v", atoll.ErrInvalid, err)
 	}
 	if err := checkState(u.db, it); err != nil {
-		return nil, fmt.Errorf("%w: snapshot state: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: snapshot state: %v", atoll.ErrInvalid, err)
 	}
 	return u, nil
 }
@@ -394,7 +396,7 @@ func (u *unpacked) rebase(live *FSM, at indexTerm) (RestoreResult, error) {
 			return err
 		}
 		for _, e := range tokens {
-			var t Token
+			var t atoll.Token
 			if err := json.Unmarshal(e.v, &t); err != nil {
 				return fmt.Errorf("decode token %q: %w", e.k, err)
 			}

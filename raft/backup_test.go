@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atoll-hosting/atoll"
+
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -50,7 +52,7 @@ func afterBackup() []Command {
 		CreateSite{Name: "later", Created: t0},
 		DeleteSite{Name: "shop"},
 		Publish{Deploy: "rdy1", At: t0.Add(time.Hour)},
-		PutNode{Node: Node{ID: "n2", Role: RoleEdge, RaftAddr: "10.0.0.2:7000", Joined: t0}},
+		PutNode{Node: atoll.Node{ID: "n2", Role: atoll.RoleEdge, RaftAddr: "10.0.0.2:7000", Joined: t0}},
 		SetAdminToken{Hash: hashB},
 		RevokeToken{ID: "tok1"},
 		CreateToken{ID: "tok3", Site: "blog", Name: "new", Hash: hashOf("secret-3"), Created: t0},
@@ -66,7 +68,7 @@ func restoredWant(t *testing.T) string {
 	h := newFSM(t)
 	h.must(seedCommands()...)
 	h.must(
-		PutNode{Node: Node{ID: "n2", Role: RoleEdge, RaftAddr: "10.0.0.2:7000", Joined: t0}},
+		PutNode{Node: atoll.Node{ID: "n2", Role: atoll.RoleEdge, RaftAddr: "10.0.0.2:7000", Joined: t0}},
 		SetAdminToken{Hash: hashB},
 		RevokeToken{ID: "tok1"},
 		RevokeToken{ID: "tok2"},
@@ -221,7 +223,7 @@ func TestRestoreBackupRejectsBadFiles(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			before, idx, snap := dump(t, s.FSM), s.FSM.AppliedIndex(), s.lastSnapshotIndex()
 			_, err := s.RestoreBackup(ctxT(t, 10*time.Second), bytes.NewReader(tt.in))
-			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tt.msg) {
+			if !errors.Is(err, atoll.ErrInvalid) || !strings.Contains(err.Error(), tt.msg) {
 				t.Fatalf("RestoreBackup = %v, want ErrInvalid saying %q", err, tt.msg)
 			}
 			t.Logf("rejected: %v", err)
@@ -244,7 +246,7 @@ func TestRestoreBackupRejectsBadFiles(t *testing.T) {
 	t.Run("failing source is not invalid", func(t *testing.T) {
 		r := io.MultiReader(bytes.NewReader(good[:len(good)/2]), failingReader{})
 		_, err := s.RestoreBackup(ctxT(t, 10*time.Second), r)
-		if err == nil || errors.Is(err, ErrInvalid) || !errors.Is(err, errBrokenPipe) {
+		if err == nil || errors.Is(err, atoll.ErrInvalid) || !errors.Is(err, errBrokenPipe) {
 			t.Errorf("RestoreBackup = %v, want the source's error, not ErrInvalid", err)
 		}
 	})
@@ -266,7 +268,7 @@ func TestRestoreBackupCluster(t *testing.T) {
 	c.converged()
 	backup := backupOf(t, c.followers()[0].FSM) // any node can save one
 	c.apply(afterBackup()...)
-	c.apply(PutNode{Node: Node{ID: "n3", Role: RoleCore, RaftAddr: "10.0.0.3:7000", Joined: t0}})
+	c.apply(PutNode{Node: atoll.Node{ID: "n3", Role: atoll.RoleCore, RaftAddr: "10.0.0.3:7000", Joined: t0}})
 
 	for _, f := range c.followers() {
 		if _, err := f.RestoreBackup(ctxT(t, 10*time.Second), bytes.NewReader(backup)); !errors.Is(err, ErrNotLeader) {

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/atoll-hosting/atoll"
+
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -13,24 +15,6 @@ import (
 // JSON. A domain belongs to at most one site (the domain index), so the
 // domain alone is the key. Part of the on-disk and snapshot format.
 var bucketCerts = []byte("certs")
-
-// MaxCertBytes bounds the PEM certificate chain plus the PEM key of one
-// Cert, far below MaxCommandBytes.
-const MaxCertBytes = 64 << 10
-
-// Cert is a TLS certificate for one custom domain of a site, as the
-// replicated state records it: every edge serves it for that domain (by
-// SNI). The private key is part of the replicated state, like everything
-// else in it: protect the data directories and put the Raft transport on
-// TLS. The API never shows KeyPEM.
-type Cert struct {
-	Domain   string    `json:"domain"`
-	Site     string    `json:"site"`
-	CertPEM  string    `json:"cert"`      // leaf first, then intermediates
-	KeyPEM   string    `json:"key"`       // the leaf's private key
-	NotAfter time.Time `json:"not_after"` // the leaf's expiry, as the proposer parsed it
-	Updated  time.Time `json:"updated"`
-}
 
 // PutCert stores (or replaces) the certificate of a custom domain. The
 // domain must belong to the site when the command applies, else
@@ -60,8 +44,8 @@ func (DeleteCert) Type() CommandType { return CmdDeleteCert }
 
 // Cert returns the certificate (with its key) of a custom domain, or an
 // error wrapping ErrNotFound. The edge calls it during TLS handshakes.
-func (f *FSM) Cert(domain string) (Cert, error) {
-	var c Cert
+func (f *FSM) Cert(domain string) (atoll.Cert, error) {
+	var c atoll.Cert
 	var found bool
 	err := f.view(func(tx *bolt.Tx) error {
 		var err error
@@ -69,18 +53,18 @@ func (f *FSM) Cert(domain string) (Cert, error) {
 		return err
 	})
 	if err != nil {
-		return Cert{}, err
+		return atoll.Cert{}, err
 	}
 	if !found {
-		return Cert{}, fmt.Errorf("%w: certificate for %q", ErrNotFound, truncate(domain, 80))
+		return atoll.Cert{}, fmt.Errorf("%w: certificate for %q", atoll.ErrNotFound, atoll.Truncate(domain, 80))
 	}
 	return c, nil
 }
 
 // Certs returns the certificates of a site's domains, ordered by domain,
 // or an error wrapping ErrNotFound if there is no such site.
-func (f *FSM) Certs(site string) ([]Cert, error) {
-	out := []Cert{}
+func (f *FSM) Certs(site string) ([]atoll.Cert, error) {
+	out := []atoll.Cert{}
 	var found bool
 	err := f.view(func(tx *bolt.Tx) error {
 		s, ok, err := getSite(tx, site)
@@ -107,42 +91,42 @@ func (f *FSM) Certs(site string) ([]Cert, error) {
 		return nil, err
 	}
 	if !found {
-		return nil, fmt.Errorf("%w: site %q", ErrNotFound, truncate(site, 80))
+		return nil, fmt.Errorf("%w: site %q", atoll.ErrNotFound, atoll.Truncate(site, 80))
 	}
 	return out, nil
 }
 
-func getCert(tx *bolt.Tx, domain string) (Cert, bool, error) {
+func getCert(tx *bolt.Tx, domain string) (atoll.Cert, bool, error) {
 	b := tx.Bucket(bucketCerts)
 	if b == nil {
-		return Cert{}, false, nil
+		return atoll.Cert{}, false, nil
 	}
 	v := b.Get([]byte(domain))
 	if v == nil {
-		return Cert{}, false, nil
+		return atoll.Cert{}, false, nil
 	}
-	var c Cert
+	var c atoll.Cert
 	if err := json.Unmarshal(v, &c); err != nil {
-		return Cert{}, false, fmt.Errorf("decode certificate %q: %w", domain, err)
+		return atoll.Cert{}, false, fmt.Errorf("decode certificate %q: %w", domain, err)
 	}
 	return c, true, nil
 }
 
 // putCert validates, then stores.
 func (a *applier) putCert(c PutCert) error {
-	if !ValidDomain(c.Domain) {
-		return fmt.Errorf("%w: domain %q: want a lowercase host name without port", ErrInvalid, truncate(c.Domain, 80))
+	if !atoll.ValidDomain(c.Domain) {
+		return fmt.Errorf("%w: domain %q: want a lowercase host name without port", atoll.ErrInvalid, atoll.Truncate(c.Domain, 80))
 	}
 	if c.CertPEM == "" || c.KeyPEM == "" {
-		return fmt.Errorf("%w: certificate for %q: empty certificate or key", ErrInvalid, c.Domain)
+		return fmt.Errorf("%w: certificate for %q: empty certificate or key", atoll.ErrInvalid, c.Domain)
 	}
-	if n := len(c.CertPEM) + len(c.KeyPEM); n > MaxCertBytes {
-		return fmt.Errorf("%w: certificate for %q: %d bytes of PEM, at most %d", ErrInvalid, c.Domain, n, MaxCertBytes)
+	if n := len(c.CertPEM) + len(c.KeyPEM); n > atoll.MaxCertBytes {
+		return fmt.Errorf("%w: certificate for %q: %d bytes of PEM, at most %d", atoll.ErrInvalid, c.Domain, n, atoll.MaxCertBytes)
 	}
 	if err := a.checkDomainOf(c.Site, c.Domain); err != nil {
 		return err
 	}
-	return a.put(bucketCerts, c.Domain, Cert{Domain: c.Domain, Site: c.Site, CertPEM: c.CertPEM, KeyPEM: c.KeyPEM,
+	return a.put(bucketCerts, c.Domain, atoll.Cert{Domain: c.Domain, Site: c.Site, CertPEM: c.CertPEM, KeyPEM: c.KeyPEM,
 		NotAfter: c.NotAfter, Updated: c.Updated})
 }
 
@@ -153,7 +137,7 @@ func (a *applier) deleteCert(c DeleteCert) error {
 		return err
 	}
 	if !ok || old.Site != c.Site {
-		return fmt.Errorf("%w: site %q has no certificate for %q", ErrNotFound, truncate(c.Site, 80), truncate(c.Domain, 80))
+		return fmt.Errorf("%w: site %q has no certificate for %q", atoll.ErrNotFound, atoll.Truncate(c.Site, 80), atoll.Truncate(c.Domain, 80))
 	}
 	return a.dropCert(c.Domain)
 }
@@ -163,10 +147,10 @@ func (a *applier) checkDomainOf(site, domain string) error {
 	if _, ok, err := getSite(a.tx, site); err != nil {
 		return err
 	} else if !ok {
-		return fmt.Errorf("%w: site %q", ErrNotFound, truncate(site, 80))
+		return fmt.Errorf("%w: site %q", atoll.ErrNotFound, atoll.Truncate(site, 80))
 	}
 	if owner := a.bucket(bucketDomains).Get([]byte(domain)); string(owner) != site {
-		return fmt.Errorf("%w: %q is not a domain of site %q", ErrNotFound, domain, site)
+		return fmt.Errorf("%w: %q is not a domain of site %q", atoll.ErrNotFound, domain, site)
 	}
 	return nil
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/atoll-hosting/atoll"
 )
 
 func putCert(site, domain, tag string) PutCert {
@@ -25,15 +27,15 @@ func TestCertCommands(t *testing.T) {
 		{name: "put again (retry)", cmd: putCert("blog", "blog.example.com", "1")},
 		{name: "replace", cmd: putCert("blog", "blog.example.com", "2")},
 		{name: "second domain", cmd: putCert("blog", "www.example.com", "1")},
-		{name: "other site's domain", cmd: putCert("blog", "shop.example.com", "1"), want: ErrNotFound},
-		{name: "unknown domain", cmd: putCert("blog", "nope.example.com", "1"), want: ErrNotFound},
-		{name: "unknown site", cmd: putCert("ghost", "blog.example.com", "1"), want: ErrNotFound},
-		{name: "bad domain", cmd: putCert("blog", "Blog.Example.com", "1"), want: ErrInvalid},
-		{name: "empty key", cmd: PutCert{Site: "blog", Domain: "blog.example.com", CertPEM: "x"}, want: ErrInvalid},
-		{name: "too big", cmd: PutCert{Site: "blog", Domain: "blog.example.com", CertPEM: strings.Repeat("x", MaxCertBytes), KeyPEM: "k"}, want: ErrInvalid},
-		{name: "delete other site's", cmd: DeleteCert{Site: "shop", Domain: "www.example.com"}, want: ErrNotFound},
+		{name: "other site's domain", cmd: putCert("blog", "shop.example.com", "1"), want: atoll.ErrNotFound},
+		{name: "unknown domain", cmd: putCert("blog", "nope.example.com", "1"), want: atoll.ErrNotFound},
+		{name: "unknown site", cmd: putCert("ghost", "blog.example.com", "1"), want: atoll.ErrNotFound},
+		{name: "bad domain", cmd: putCert("blog", "Blog.Example.com", "1"), want: atoll.ErrInvalid},
+		{name: "empty key", cmd: PutCert{Site: "blog", Domain: "blog.example.com", CertPEM: "x"}, want: atoll.ErrInvalid},
+		{name: "too big", cmd: PutCert{Site: "blog", Domain: "blog.example.com", CertPEM: strings.Repeat("x", atoll.MaxCertBytes), KeyPEM: "k"}, want: atoll.ErrInvalid},
+		{name: "delete other site's", cmd: DeleteCert{Site: "shop", Domain: "www.example.com"}, want: atoll.ErrNotFound},
 		{name: "delete", cmd: DeleteCert{Site: "blog", Domain: "www.example.com"}},
-		{name: "delete again", cmd: DeleteCert{Site: "blog", Domain: "www.example.com"}, want: ErrNotFound},
+		{name: "delete again", cmd: DeleteCert{Site: "blog", Domain: "www.example.com"}, want: atoll.ErrNotFound},
 	}
 	for _, tc := range cases {
 		if err := h.apply(tc.cmd); !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
@@ -47,14 +49,14 @@ func TestCertCommands(t *testing.T) {
 	if c.CertPEM != "cert 2" || c.KeyPEM != "key 2" || c.Site != "blog" || !c.NotAfter.Equal(t0) {
 		t.Errorf("Cert = %+v, want the replaced certificate of blog", c)
 	}
-	if _, err := h.f.Cert("www.example.com"); !errors.Is(err, ErrNotFound) {
+	if _, err := h.f.Cert("www.example.com"); !errors.Is(err, atoll.ErrNotFound) {
 		t.Errorf("deleted certificate: got %v, want ErrNotFound", err)
 	}
 	list, err := h.f.Certs("blog")
 	if err != nil || len(list) != 1 || list[0].Domain != "blog.example.com" {
 		t.Errorf("Certs(blog) = %+v, %v; want blog.example.com only", list, err)
 	}
-	if _, err := h.f.Certs("ghost"); !errors.Is(err, ErrNotFound) {
+	if _, err := h.f.Certs("ghost"); !errors.Is(err, atoll.ErrNotFound) {
 		t.Errorf("Certs(ghost): got %v, want ErrNotFound", err)
 	}
 }
@@ -70,7 +72,7 @@ func TestCertsFollowTheirDomain(t *testing.T) {
 		putCert("blog", "b.example.com", "b"),
 		UpdateSite{Name: "blog", Domains: []string{"b.example.com"}},
 	)
-	if _, err := h.f.Cert("a.example.com"); !errors.Is(err, ErrNotFound) {
+	if _, err := h.f.Cert("a.example.com"); !errors.Is(err, atoll.ErrNotFound) {
 		t.Errorf("after removing the domain: got %v, want ErrNotFound", err)
 	}
 	if _, err := h.f.Cert("b.example.com"); err != nil {
@@ -80,7 +82,7 @@ func TestCertsFollowTheirDomain(t *testing.T) {
 		DeleteSite{Name: "blog"},
 		CreateSite{Name: "new", Domains: []string{"b.example.com"}, Created: t0},
 	)
-	if _, err := h.f.Cert("b.example.com"); !errors.Is(err, ErrNotFound) {
+	if _, err := h.f.Cert("b.example.com"); !errors.Is(err, atoll.ErrNotFound) {
 		t.Errorf("after deleting the site: got %v, want ErrNotFound", err)
 	}
 	if list, err := h.f.Certs("new"); err != nil || len(list) != 0 {

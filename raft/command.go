@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+
+	"github.com/atoll-hosting/atoll"
 )
 
 // commandVersion is the first byte of every encoded command. A change to the
@@ -20,10 +22,10 @@ const MaxCommandBytes = 512 << 10
 // byte, then the command as JSON.
 func Encode(cmd Command) ([]byte, error) {
 	if cmd == nil {
-		return nil, fmt.Errorf("%w: nil command", ErrInvalid)
+		return nil, fmt.Errorf("%w: nil command", atoll.ErrInvalid)
 	}
 	if v := reflect.ValueOf(cmd); v.Kind() == reflect.Pointer && v.IsNil() {
-		return nil, fmt.Errorf("%w: nil %T", ErrInvalid, cmd)
+		return nil, fmt.Errorf("%w: nil %T", atoll.ErrInvalid, cmd)
 	}
 	t := cmd.Type()
 	if newCommand(t) == nil {
@@ -31,7 +33,7 @@ func Encode(cmd Command) ([]byte, error) {
 	}
 	body, err := json.Marshal(cmd)
 	if err != nil {
-		return nil, fmt.Errorf("%w: encode command %d: %v", ErrInvalid, t, err)
+		return nil, fmt.Errorf("%w: encode command %d: %v", atoll.ErrInvalid, t, err)
 	}
 	b := make([]byte, 0, 2+len(body))
 	b = append(b, commandVersion, byte(t))
@@ -44,7 +46,7 @@ func Encode(cmd Command) ([]byte, error) {
 // returned as a value (CreateSite, not *CreateSite).
 func Decode(b []byte) (Command, error) {
 	if len(b) < 2 {
-		return nil, fmt.Errorf("%w: command of %d bytes", ErrInvalid, len(b))
+		return nil, fmt.Errorf("%w: command of %d bytes", atoll.ErrInvalid, len(b))
 	}
 	if b[0] != commandVersion {
 		return nil, fmt.Errorf("%w: version %d", ErrUnknownCommand, b[0])
@@ -55,7 +57,7 @@ func Decode(b []byte) (Command, error) {
 		return nil, fmt.Errorf("%w: type %d", ErrUnknownCommand, t)
 	}
 	if err := json.Unmarshal(b[2:], ptr); err != nil {
-		return nil, fmt.Errorf("%w: command %d: %v", ErrInvalid, t, err)
+		return nil, fmt.Errorf("%w: command %d: %v", atoll.ErrInvalid, t, err)
 	}
 	return deref(ptr), nil
 }
@@ -143,7 +145,7 @@ func deref(ptr any) Command {
 // It returns nil for no files. It does not validate: a file whose encoding
 // alone exceeds the limit (only possible with a path over MaxPathLen, which
 // the FSM rejects anyway) gets a batch of its own.
-func BatchFiles(deploy string, files []File) []AddFiles {
+func BatchFiles(deploy string, files []atoll.File) []AddFiles {
 	if len(files) == 0 {
 		return nil
 	}
@@ -173,7 +175,7 @@ func BatchFiles(deploy string, files []File) []AddFiles {
 
 // fileJSONLen returns len(json.Marshal(f)), without marshaling in the
 // common case of plain ASCII that encoding/json copies as is.
-func fileJSONLen(f File) int {
+func fileJSONLen(f atoll.File) int {
 	if jsonPlain(f.Path) && jsonPlain(f.Hash) {
 		return len(`{"path":"","hash":""}`) + len(f.Path) + len(f.Hash)
 	}

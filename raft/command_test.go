@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"reflect"
 	"testing"
+
+	"github.com/atoll-hosting/atoll"
 )
 
 // allCommands has one populated command of every type.
@@ -15,11 +17,11 @@ var allCommands = []Command{
 	UpdateSite{Name: "blog", Domains: []string{"www.example.com"}, Retain: 5},
 	DeleteSite{Name: "blog"},
 	CreateDeploy{ID: "abc123", Site: "blog", Files: 2, Created: t0},
-	AddFiles{Deploy: "abc123", Files: []File{{Path: "/index.html", Hash: hashOf("a")}}},
+	AddFiles{Deploy: "abc123", Files: []atoll.File{{Path: "/index.html", Hash: hashOf("a")}}},
 	MarkReady{Deploy: "abc123", Bytes: 42},
 	Publish{Deploy: "abc123", At: t0},
 	FailDeploy{Deploy: "abc123", Reason: "blob missing"},
-	PutNode{Node: Node{ID: "n1", Role: RoleCore, RaftAddr: "10.0.0.1:7000", State: NodeActive, Joined: t0}},
+	PutNode{Node: atoll.Node{ID: "n1", Role: atoll.RoleCore, RaftAddr: "10.0.0.1:7000", State: atoll.NodeActive, Joined: t0}},
 	RemoveNode{ID: "n1"},
 	SetAdminToken{Hash: hashOf("secret")},
 	SetReplicas{N: 3},
@@ -62,10 +64,10 @@ func TestEncodePointer(t *testing.T) {
 	if !bytes.Equal(a, b) {
 		t.Errorf("pointer encodes as %q, value as %q", a, b)
 	}
-	if _, err := Encode((*DeleteSite)(nil)); !errors.Is(err, ErrInvalid) {
+	if _, err := Encode((*DeleteSite)(nil)); !errors.Is(err, atoll.ErrInvalid) {
 		t.Errorf("Encode(typed nil) = %v, want ErrInvalid", err)
 	}
-	if _, err := Encode(nil); !errors.Is(err, ErrInvalid) {
+	if _, err := Encode(nil); !errors.Is(err, atoll.ErrInvalid) {
 		t.Errorf("Encode(nil) = %v, want ErrInvalid", err)
 	}
 }
@@ -76,18 +78,18 @@ func TestDecodeRejects(t *testing.T) {
 		in   []byte
 		want error
 	}{
-		{"empty", nil, ErrInvalid},
-		{"one byte", []byte{1}, ErrInvalid},
+		{"empty", nil, atoll.ErrInvalid},
+		{"one byte", []byte{1}, atoll.ErrInvalid},
 		{"version 0", []byte("\x00\x01{}"), ErrUnknownCommand},
 		{"version 2", []byte("\x02\x01{}"), ErrUnknownCommand},
 		{"type 0", []byte("\x01\x00{}"), ErrUnknownCommand},
 		{"type 200", []byte("\x01\xc8{}"), ErrUnknownCommand}, // not yet a command
 		{"type 255", []byte("\x01\xff{}"), ErrUnknownCommand},
-		{"no body", []byte("\x01\x01"), ErrInvalid},
-		{"not json", []byte("\x01\x01hello"), ErrInvalid},
-		{"trailing garbage", []byte("\x01\x03{\"name\":\"a\"}x"), ErrInvalid},
-		{"wrong field type", []byte("\x01\x04{\"files\":\"many\"}"), ErrInvalid},
-		{"array body", []byte("\x01\x03[]"), ErrInvalid},
+		{"no body", []byte("\x01\x01"), atoll.ErrInvalid},
+		{"not json", []byte("\x01\x01hello"), atoll.ErrInvalid},
+		{"trailing garbage", []byte("\x01\x03{\"name\":\"a\"}x"), atoll.ErrInvalid},
+		{"wrong field type", []byte("\x01\x04{\"files\":\"many\"}"), atoll.ErrInvalid},
+		{"array body", []byte("\x01\x03[]"), atoll.ErrInvalid},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -118,7 +120,7 @@ func TestBatchFiles(t *testing.T) {
 		if len(batches) < 2 {
 			t.Fatalf("%d batches, want several", len(batches))
 		}
-		var all []File
+		var all []atoll.File
 		for i, b := range batches {
 			enc, err := Encode(b)
 			if err != nil {
@@ -143,7 +145,7 @@ func TestBatchFiles(t *testing.T) {
 	})
 	t.Run("size estimate is exact", func(t *testing.T) {
 		for _, p := range []string{"/a", "/a b~", "/<&>", "/\"q\"", "/\\", "/caf\u00e9", "/\u2028", "/\xff", "/\x01\x7f"} {
-			f := File{Path: p, Hash: hashOf(p)}
+			f := atoll.File{Path: p, Hash: hashOf(p)}
 			b, _ := json.Marshal(f)
 			if got, want := fileJSONLen(f), len(b); got != want {
 				t.Errorf("fileJSONLen(%q) = %d, want %d", p, got, want)
@@ -152,10 +154,10 @@ func TestBatchFiles(t *testing.T) {
 	})
 	t.Run("escaped characters count", func(t *testing.T) {
 		// '<' and '&' become \u003c and \u0026 in JSON: six bytes each.
-		var files []File
+		var files []atoll.File
 		for i := range 3000 {
 			p := fmt.Sprintf("/<&>/%c/%05d.html", 'a'+i%26, i)
-			files = append(files, File{Path: p, Hash: hashOf(p)})
+			files = append(files, atoll.File{Path: p, Hash: hashOf(p)})
 		}
 		for i, b := range BatchFiles("d1", files) {
 			if enc, _ := Encode(b); len(enc) > MaxBatchBytes {

@@ -1,5 +1,5 @@
 // Package raft owns Atoll's replicated metadata: sites, deploys and their
-// manifests, the custom-domain index, the node table, the admin token hash
+// manifests (the types of package atoll), the custom-domain index, the node table, the admin token hash
 // and the site-scoped deploy tokens (their hashes only). It wraps hashicorp/raft (log and stable store in raft-boltdb,
 // snapshots in files, a TCP transport) around an FSM whose state lives in
 // bbolt on disk, so a node holds millions of manifest entries without

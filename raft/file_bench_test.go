@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/atoll-hosting/atoll"
+
 	hraft "github.com/hashicorp/raft"
 )
 
@@ -79,14 +81,14 @@ func TestFileLargeDeploy(t *testing.T) {
 		}
 	}
 	for i, p := range []string{"/f/0000", "/f/00001.htm", "/f/00001.html/index.html", "/f", "/g/00001.html", "/f/99999.htmm"} {
-		if got, err := h.f.File("big", p); !errors.Is(err, ErrNotFound) {
+		if got, err := h.f.File("big", p); !errors.Is(err, atoll.ErrNotFound) {
 			t.Errorf("miss %d: File(big, %s) = %q, %v; want ErrNotFound", i, p, got, err)
 		}
 	}
-	if got, err := h.f.File("small", files[10].Path); !errors.Is(err, ErrNotFound) {
+	if got, err := h.f.File("small", files[10].Path); !errors.Is(err, atoll.ErrNotFound) {
 		t.Errorf("File(small, %s) = %q, %v; want ErrNotFound: the path is another deploy's", files[10].Path, got, err)
 	}
-	if got, err := h.f.File("nope", files[0].Path); !errors.Is(err, ErrNotFound) {
+	if got, err := h.f.File("nope", files[0].Path); !errors.Is(err, atoll.ErrNotFound) {
 		t.Errorf("File(nope, ...) = %q, %v; want ErrNotFound", got, err)
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/atoll-hosting/atoll"
+
 	hraft "github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
 )
@@ -245,7 +247,7 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 // isRejection reports whether err is a command's deterministic rejection, as
 // opposed to a storage failure.
 func isRejection(err error) bool {
-	for _, s := range []error{ErrInvalid, ErrNotFound, ErrExists, ErrConflict, ErrUnknownCommand} {
+	for _, s := range []error{atoll.ErrInvalid, atoll.ErrNotFound, atoll.ErrExists, atoll.ErrConflict, ErrUnknownCommand} {
 		if errors.Is(err, s) {
 			return true
 		}
@@ -266,8 +268,8 @@ func (f *FSM) view(fn func(tx *bolt.Tx) error) error {
 }
 
 // Site returns the named site, or an error wrapping ErrNotFound.
-func (f *FSM) Site(name string) (Site, error) {
-	var s Site
+func (f *FSM) Site(name string) (atoll.Site, error) {
+	var s atoll.Site
 	var found bool
 	err := f.view(func(tx *bolt.Tx) error {
 		var err error
@@ -275,20 +277,20 @@ func (f *FSM) Site(name string) (Site, error) {
 		return err
 	})
 	if err != nil {
-		return Site{}, err
+		return atoll.Site{}, err
 	}
 	if !found {
-		return Site{}, fmt.Errorf("%w: site %q", ErrNotFound, name)
+		return atoll.Site{}, fmt.Errorf("%w: site %q", atoll.ErrNotFound, name)
 	}
 	return s, nil
 }
 
 // Sites returns every site, ordered by name.
-func (f *FSM) Sites() ([]Site, error) {
-	out := []Site{} // never nil: callers encode it as a JSON list
+func (f *FSM) Sites() ([]atoll.Site, error) {
+	out := []atoll.Site{} // never nil: callers encode it as a JSON list
 	err := f.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketSites).ForEach(func(k, v []byte) error {
-			var s Site
+			var s atoll.Site
 			if err := json.Unmarshal(v, &s); err != nil {
 				return fmt.Errorf("decode site %q: %w", k, err)
 			}
@@ -304,8 +306,8 @@ func (f *FSM) Sites() ([]Site, error) {
 
 // SiteByDomain returns the site that claims custom domain host (lowercase,
 // no port, as ValidDomain accepts), or an error wrapping ErrNotFound.
-func (f *FSM) SiteByDomain(host string) (Site, error) {
-	var s Site
+func (f *FSM) SiteByDomain(host string) (atoll.Site, error) {
+	var s atoll.Site
 	var found bool
 	err := f.view(func(tx *bolt.Tx) error {
 		name := tx.Bucket(bucketDomains).Get([]byte(host))
@@ -317,17 +319,17 @@ func (f *FSM) SiteByDomain(host string) (Site, error) {
 		return err
 	})
 	if err != nil {
-		return Site{}, err
+		return atoll.Site{}, err
 	}
 	if !found {
-		return Site{}, fmt.Errorf("%w: domain %q", ErrNotFound, host)
+		return atoll.Site{}, fmt.Errorf("%w: domain %q", atoll.ErrNotFound, host)
 	}
 	return s, nil
 }
 
 // Deploy returns the deploy with the given id, or an error wrapping
 // ErrNotFound.
-func (f *FSM) Deploy(id string) (Deploy, error) {
+func (f *FSM) Deploy(id string) (atoll.Deploy, error) {
 	var d deployRecord
 	var found bool
 	err := f.view(func(tx *bolt.Tx) error {
@@ -336,18 +338,18 @@ func (f *FSM) Deploy(id string) (Deploy, error) {
 		return err
 	})
 	if err != nil {
-		return Deploy{}, err
+		return atoll.Deploy{}, err
 	}
 	if !found {
-		return Deploy{}, fmt.Errorf("%w: deploy %q", ErrNotFound, id)
+		return atoll.Deploy{}, fmt.Errorf("%w: deploy %q", atoll.ErrNotFound, id)
 	}
 	return d.Deploy, nil
 }
 
 // Deploys returns a site's retained deploys, newest (by creation) first, or
 // an error wrapping ErrNotFound if there is no such site.
-func (f *FSM) Deploys(site string) ([]Deploy, error) {
-	out := []Deploy{}
+func (f *FSM) Deploys(site string) ([]atoll.Deploy, error) {
+	out := []atoll.Deploy{}
 	var found bool
 	err := f.view(func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketSites).Get([]byte(site)) == nil {
@@ -370,7 +372,7 @@ func (f *FSM) Deploys(site string) ([]Deploy, error) {
 		return nil, err
 	}
 	if !found {
-		return nil, fmt.Errorf("%w: site %q", ErrNotFound, site)
+		return nil, fmt.Errorf("%w: site %q", atoll.ErrNotFound, site)
 	}
 	return out, nil
 }
@@ -379,7 +381,7 @@ func (f *FSM) Deploys(site string) ([]Deploy, error) {
 // path: a miss is an ordinary outcome on the serving path (the edge tries
 // p, p/index.html and p.html for an extensionless request), and formatting
 // an error for each cost allocations on every one of them.
-var errNoFile = fmt.Errorf("%w: no such file in the deploy", ErrNotFound)
+var errNoFile = fmt.Errorf("%w: no such file in the deploy", atoll.ErrNotFound)
 
 // File returns the content hash (lowercase hex SHA-256) of path in a deploy's
 // manifest, or an error wrapping ErrNotFound if the deploy or the path is
@@ -416,9 +418,9 @@ const filesChunk = 1024
 // stops at fn's first error, which it returns. It returns an error wrapping
 // ErrNotFound if the deploy does not exist, also if it is deleted (pruned)
 // while the listing runs. fn runs outside any transaction: it may be slow.
-func (f *FSM) Files(deployID string, fn func(File) error) error {
+func (f *FSM) Files(deployID string, fn func(atoll.File) error) error {
 	var after []byte // last path handed to fn
-	buf := make([]File, 0, filesChunk)
+	buf := make([]atoll.File, 0, filesChunk)
 	for {
 		buf = buf[:0]
 		var found bool
@@ -436,7 +438,7 @@ func (f *FSM) Files(deployID string, fn func(File) error) error {
 				k, v = c.Next()
 			}
 			for ; k != nil && len(buf) < filesChunk; k, v = c.Next() {
-				buf = append(buf, File{Path: string(k), Hash: hex.EncodeToString(v)})
+				buf = append(buf, atoll.File{Path: string(k), Hash: hex.EncodeToString(v)})
 			}
 			return nil
 		})
@@ -444,7 +446,7 @@ func (f *FSM) Files(deployID string, fn func(File) error) error {
 			return err
 		}
 		if !found {
-			return fmt.Errorf("%w: deploy %q", ErrNotFound, deployID)
+			return fmt.Errorf("%w: deploy %q", atoll.ErrNotFound, deployID)
 		}
 		for _, file := range buf {
 			if err := fn(file); err != nil {
@@ -459,11 +461,11 @@ func (f *FSM) Files(deployID string, fn func(File) error) error {
 }
 
 // Nodes returns the node table, ordered by id.
-func (f *FSM) Nodes() ([]Node, error) {
-	out := []Node{}
+func (f *FSM) Nodes() ([]atoll.Node, error) {
+	out := []atoll.Node{}
 	err := f.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketNodes).ForEach(func(k, v []byte) error {
-			var n Node
+			var n atoll.Node
 			if err := json.Unmarshal(v, &n); err != nil {
 				return fmt.Errorf("decode node %q: %w", k, err)
 			}
@@ -526,8 +528,8 @@ func (f *FSM) AdminTokenHash() string {
 // hash index and one in the token table, so checking a bearer token does not
 // grow with the number of tokens. The caller still compares the returned
 // Hash with its own in constant time.
-func (f *FSM) TokenByHash(hash string) (Token, error) {
-	var t Token
+func (f *FSM) TokenByHash(hash string) (atoll.Token, error) {
+	var t atoll.Token
 	var found bool
 	err := f.view(func(tx *bolt.Tx) error {
 		id := tx.Bucket(bucketTokenHashes).Get([]byte(hash))
@@ -542,21 +544,21 @@ func (f *FSM) TokenByHash(hash string) (Token, error) {
 		return err
 	})
 	if err != nil {
-		return Token{}, err
+		return atoll.Token{}, err
 	}
 	if !found {
-		return Token{}, fmt.Errorf("%w: token", ErrNotFound) // the hash stays out of messages
+		return atoll.Token{}, fmt.Errorf("%w: token", atoll.ErrNotFound) // the hash stays out of messages
 	}
 	return t, nil
 }
 
 // Tokens returns every deploy token, ordered by id. Only hashes are stored:
 // no secret can be read back.
-func (f *FSM) Tokens() ([]Token, error) {
-	out := []Token{}
+func (f *FSM) Tokens() ([]atoll.Token, error) {
+	out := []atoll.Token{}
 	err := f.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketTokens).ForEach(func(k, v []byte) error {
-			var t Token
+			var t atoll.Token
 			if err := json.Unmarshal(v, &t); err != nil {
 				return fmt.Errorf("decode token %q: %w", k, err)
 			}
@@ -570,14 +572,14 @@ func (f *FSM) Tokens() ([]Token, error) {
 	return out, nil
 }
 
-func getToken(tx *bolt.Tx, id string) (Token, bool, error) {
+func getToken(tx *bolt.Tx, id string) (atoll.Token, bool, error) {
 	v := tx.Bucket(bucketTokens).Get([]byte(id))
 	if v == nil {
-		return Token{}, false, nil
+		return atoll.Token{}, false, nil
 	}
-	var t Token
+	var t atoll.Token
 	if err := json.Unmarshal(v, &t); err != nil {
-		return Token{}, false, fmt.Errorf("decode token %q: %w", id, err)
+		return atoll.Token{}, false, fmt.Errorf("decode token %q: %w", id, err)
 	}
 	return t, true, nil
 }
@@ -585,18 +587,18 @@ func getToken(tx *bolt.Tx, id string) (Token, bool, error) {
 // deployRecord is a Deploy as stored: the public fields plus the log index
 // of its creation, which keys the site's deploy order index.
 type deployRecord struct {
-	Deploy
+	atoll.Deploy
 	Seq uint64 `json:"seq"`
 }
 
-func getSite(tx *bolt.Tx, name string) (Site, bool, error) {
+func getSite(tx *bolt.Tx, name string) (atoll.Site, bool, error) {
 	v := tx.Bucket(bucketSites).Get([]byte(name))
 	if v == nil {
-		return Site{}, false, nil
+		return atoll.Site{}, false, nil
 	}
-	var s Site
+	var s atoll.Site
 	if err := json.Unmarshal(v, &s); err != nil {
-		return Site{}, false, fmt.Errorf("decode site %q: %w", name, err)
+		return atoll.Site{}, false, fmt.Errorf("decode site %q: %w", name, err)
 	}
 	return s, true, nil
 }

@@ -8,7 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"unicode"
+
+	"github.com/atoll-hosting/atoll"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -16,8 +17,6 @@ import (
 // Limits the FSM enforces on commands, so that no command can make a record
 // unreasonably large.
 const (
-	maxRetain     = 1000 // deploys a site may keep
-	maxDomains    = 100  // custom domains per site
 	maxReasonLen  = 1024 // bytes of FailDeploy.Reason kept
 	maxNodeIDLen  = 128
 	maxNodeAddrLn = 256
@@ -91,26 +90,7 @@ func (a *applier) put(bucket []byte, key string, v any) error {
 
 func invalidSiteName(name string) error {
 	return fmt.Errorf("%w: site name %q: want 1-63 of a-z, 0-9 and '-', not at either end, no \"--\"",
-		ErrInvalid, truncate(name, 80))
-}
-
-// cleanDomains validates a site's custom domains and drops repeats, keeping
-// the first occurrence's position.
-func cleanDomains(domains []string) ([]string, error) {
-	if len(domains) > maxDomains {
-		return nil, fmt.Errorf("%w: %d domains, at most %d", ErrInvalid, len(domains), maxDomains)
-	}
-	out := make([]string, 0, len(domains))
-	for _, d := range domains {
-		if !ValidDomain(d) {
-			return nil, fmt.Errorf("%w: domain %q: want a lowercase host name such as www.example.com, without port",
-				ErrInvalid, truncate(d, 80))
-		}
-		if !slices.Contains(out, d) {
-			out = append(out, d)
-		}
-	}
-	return out, nil
+		atoll.ErrInvalid, atoll.Truncate(name, 80))
 }
 
 // checkDomainsFree rejects domains that another site than site claims.
@@ -118,15 +98,8 @@ func (a *applier) checkDomainsFree(site string, domains []string) error {
 	b := a.bucket(bucketDomains)
 	for _, d := range domains {
 		if owner := b.Get([]byte(d)); owner != nil && string(owner) != site {
-			return fmt.Errorf("%w: domain %q belongs to site %q", ErrConflict, d, owner)
+			return fmt.Errorf("%w: domain %q belongs to site %q", atoll.ErrConflict, d, owner)
 		}
-	}
-	return nil
-}
-
-func checkRetain(n int) error {
-	if n < 0 || n > maxRetain {
-		return fmt.Errorf("%w: retain %d: want 1-%d (0 for the default)", ErrInvalid, n, maxRetain)
 	}
 	return nil
 }
@@ -136,17 +109,17 @@ func checkRetain(n int) error {
 // the outcome may resend it; any other CreateSite of an existing name is
 // ErrExists.
 func (a *applier) createSite(c CreateSite) error {
-	if !ValidSiteName(c.Name) {
+	if !atoll.ValidSiteName(c.Name) {
 		return invalidSiteName(c.Name)
 	}
-	if err := checkRetain(c.Retain); err != nil {
+	if err := atoll.CheckRetain(c.Retain); err != nil {
 		return err
 	}
 	retain := c.Retain
 	if retain == 0 {
-		retain = DefaultRetain
+		retain = atoll.DefaultRetain
 	}
-	domains, err := cleanDomains(c.Domains)
+	domains, err := atoll.CheckDomains(c.Domains)
 	if err != nil {
 		return err
 	}
@@ -158,7 +131,7 @@ func (a *applier) createSite(c CreateSite) error {
 		if slices.Equal(old.Domains, domains) && old.Retain == retain && old.Created.Equal(c.Created) {
 			return nil
 		}
-		return fmt.Errorf("%w: site %q", ErrExists, c.Name)
+		return fmt.Errorf("%w: site %q", atoll.ErrExists, c.Name)
 	}
 	if err := a.checkDomainsFree(c.Name, domains); err != nil {
 		return err
@@ -169,19 +142,19 @@ func (a *applier) createSite(c CreateSite) error {
 			return err
 		}
 	}
-	return a.put(bucketSites, c.Name, Site{Name: c.Name, Domains: domains, Created: c.Created, Retain: retain})
+	return a.put(bucketSites, c.Name, atoll.Site{Name: c.Name, Domains: domains, Created: c.Created, Retain: retain})
 }
 
 // updateSite replaces the custom domains and, when Retain > 0, the
 // retention. A lower retention takes effect at the site's next publish.
 func (a *applier) updateSite(c UpdateSite) error {
-	if !ValidSiteName(c.Name) {
+	if !atoll.ValidSiteName(c.Name) {
 		return invalidSiteName(c.Name)
 	}
-	if err := checkRetain(c.Retain); err != nil {
+	if err := atoll.CheckRetain(c.Retain); err != nil {
 		return err
 	}
-	domains, err := cleanDomains(c.Domains)
+	domains, err := atoll.CheckDomains(c.Domains)
 	if err != nil {
 		return err
 	}
@@ -190,7 +163,7 @@ func (a *applier) updateSite(c UpdateSite) error {
 		return err
 	}
 	if !exists {
-		return fmt.Errorf("%w: site %q", ErrNotFound, c.Name)
+		return fmt.Errorf("%w: site %q", atoll.ErrNotFound, c.Name)
 	}
 	if err := a.checkDomainsFree(c.Name, domains); err != nil {
 		return err
@@ -225,7 +198,7 @@ func (a *applier) deleteSite(c DeleteSite) error {
 		return err
 	}
 	if !exists {
-		return fmt.Errorf("%w: site %q", ErrNotFound, c.Name)
+		return fmt.Errorf("%w: site %q", atoll.ErrNotFound, c.Name)
 	}
 
 	for _, d := range s.Domains {
@@ -275,11 +248,11 @@ func (a *applier) deleteDeploy(orderKey []byte, id string) error {
 // createDeploy: the same id for the same site and file count is a no-op
 // (a retry); any other reuse of an id is ErrExists.
 func (a *applier) createDeploy(c CreateDeploy) error {
-	if !ValidDeployID(c.ID) {
-		return fmt.Errorf("%w: deploy id %q: want 1-32 of a-z and 0-9", ErrInvalid, truncate(c.ID, 80))
+	if !atoll.ValidDeployID(c.ID) {
+		return fmt.Errorf("%w: deploy id %q: want 1-32 of a-z and 0-9", atoll.ErrInvalid, atoll.Truncate(c.ID, 80))
 	}
 	if c.Files < 0 {
-		return fmt.Errorf("%w: deploy %q declares %d files", ErrInvalid, c.ID, c.Files)
+		return fmt.Errorf("%w: deploy %q declares %d files", atoll.ErrInvalid, c.ID, c.Files)
 	}
 	old, exists, err := getDeploy(a.tx, c.ID)
 	if err != nil {
@@ -289,16 +262,16 @@ func (a *applier) createDeploy(c CreateDeploy) error {
 		if old.Site == c.Site && old.Files == c.Files {
 			return nil
 		}
-		return fmt.Errorf("%w: deploy %q", ErrExists, c.ID)
+		return fmt.Errorf("%w: deploy %q", atoll.ErrExists, c.ID)
 	}
 	if _, ok, err := getSite(a.tx, c.Site); err != nil {
 		return err
 	} else if !ok {
-		return fmt.Errorf("%w: site %q", ErrNotFound, c.Site)
+		return fmt.Errorf("%w: site %q", atoll.ErrNotFound, c.Site)
 	}
 
 	rec := deployRecord{
-		Deploy: Deploy{ID: c.ID, Site: c.Site, State: StateUploading, Created: c.Created, Files: c.Files},
+		Deploy: atoll.Deploy{ID: c.ID, Site: c.Site, State: atoll.StateUploading, Created: c.Created, Files: c.Files},
 		Seq:    a.index,
 	}
 	if _, err := a.bucket(bucketManifests).CreateBucket([]byte(c.ID)); err != nil {
@@ -317,7 +290,7 @@ func (a *applier) mustDeploy(id string) (deployRecord, error) {
 		return deployRecord{}, err
 	}
 	if !ok {
-		return deployRecord{}, fmt.Errorf("%w: deploy %q", ErrNotFound, truncate(id, 80))
+		return deployRecord{}, fmt.Errorf("%w: deploy %q", atoll.ErrNotFound, atoll.Truncate(id, 80))
 	}
 	return d, nil
 }
@@ -332,8 +305,8 @@ func (a *applier) addFiles(c AddFiles) error {
 	if err != nil {
 		return err
 	}
-	if d.State != StateUploading {
-		return fmt.Errorf("%w: deploy %q is %s, files can only be added while uploading", ErrConflict, c.Deploy, d.State)
+	if d.State != atoll.StateUploading {
+		return fmt.Errorf("%w: deploy %q is %s, files can only be added while uploading", atoll.ErrConflict, c.Deploy, d.State)
 	}
 	m := a.bucket(bucketManifests).Bucket([]byte(c.Deploy))
 	if m == nil {
@@ -342,26 +315,26 @@ func (a *applier) addFiles(c AddFiles) error {
 	batch := make(map[string]string, len(c.Files))
 	added := 0
 	for _, f := range c.Files {
-		clean, err := CleanPath(f.Path)
+		clean, err := atoll.CleanPath(f.Path)
 		if err != nil {
 			return err
 		}
 		if clean != f.Path {
-			return fmt.Errorf("%w: path %q is not normalized, want %q", ErrInvalid, truncate(f.Path, 80), truncate(clean, 80))
+			return fmt.Errorf("%w: path %q is not normalized, want %q", atoll.ErrInvalid, atoll.Truncate(f.Path, 80), atoll.Truncate(clean, 80))
 		}
-		if !ValidHash(f.Hash) {
-			return fmt.Errorf("%w: hash %q of %s: want lowercase hex SHA-256", ErrInvalid, truncate(f.Hash, 80), truncate(f.Path, 80))
+		if !atoll.ValidHash(f.Hash) {
+			return fmt.Errorf("%w: hash %q of %s: want lowercase hex SHA-256", atoll.ErrInvalid, atoll.Truncate(f.Hash, 80), atoll.Truncate(f.Path, 80))
 		}
 		if prev, ok := batch[f.Path]; ok {
 			if prev != f.Hash {
-				return fmt.Errorf("%w: %s listed twice with different hashes", ErrConflict, truncate(f.Path, 80))
+				return fmt.Errorf("%w: %s listed twice with different hashes", atoll.ErrConflict, atoll.Truncate(f.Path, 80))
 			}
 			continue
 		}
 		batch[f.Path] = f.Hash
 		if v := m.Get([]byte(f.Path)); v != nil {
 			if hex.EncodeToString(v) != f.Hash {
-				return fmt.Errorf("%w: %s already has hash %x in deploy %q", ErrConflict, truncate(f.Path, 80), v, c.Deploy)
+				return fmt.Errorf("%w: %s already has hash %x in deploy %q", atoll.ErrConflict, atoll.Truncate(f.Path, 80), v, c.Deploy)
 			}
 			continue
 		}
@@ -369,7 +342,7 @@ func (a *applier) addFiles(c AddFiles) error {
 	}
 	if d.Received+added > d.Files {
 		return fmt.Errorf("%w: deploy %q declared %d files, this batch would make %d",
-			ErrInvalid, c.Deploy, d.Files, d.Received+added)
+			atoll.ErrInvalid, c.Deploy, d.Files, d.Received+added)
 	}
 	if added == 0 {
 		return nil
@@ -393,22 +366,22 @@ func (a *applier) addFiles(c AddFiles) error {
 // repeat on a ready deploy with the same byte count is a no-op.
 func (a *applier) markReady(c MarkReady) error {
 	if c.Bytes < 0 {
-		return fmt.Errorf("%w: deploy %q: %d bytes", ErrInvalid, c.Deploy, c.Bytes)
+		return fmt.Errorf("%w: deploy %q: %d bytes", atoll.ErrInvalid, c.Deploy, c.Bytes)
 	}
 	d, err := a.mustDeploy(c.Deploy)
 	if err != nil {
 		return err
 	}
 	switch {
-	case d.State == StateReady && d.Bytes == c.Bytes:
+	case d.State == atoll.StateReady && d.Bytes == c.Bytes:
 		return nil
-	case d.State != StateUploading:
-		return fmt.Errorf("%w: deploy %q is %s, not uploading", ErrConflict, c.Deploy, d.State)
+	case d.State != atoll.StateUploading:
+		return fmt.Errorf("%w: deploy %q is %s, not uploading", atoll.ErrConflict, c.Deploy, d.State)
 	case d.Received != d.Files:
-		return fmt.Errorf("%w: deploy %q has %d of %d manifest entries", ErrConflict, c.Deploy, d.Received, d.Files)
+		return fmt.Errorf("%w: deploy %q has %d of %d manifest entries", atoll.ErrConflict, c.Deploy, d.Received, d.Files)
 	}
 
-	d.State = StateReady
+	d.State = atoll.StateReady
 	d.Bytes = c.Bytes
 	return a.put(bucketDeploys, d.ID, d)
 }
@@ -421,15 +394,15 @@ func (a *applier) publish(c Publish) error {
 	if err != nil {
 		return err
 	}
-	if d.State == StateUploading || d.State == StateFailed {
-		return fmt.Errorf("%w: deploy %q is %s, only ready deploys can be published", ErrConflict, c.Deploy, d.State)
+	if d.State == atoll.StateUploading || d.State == atoll.StateFailed {
+		return fmt.Errorf("%w: deploy %q is %s, only ready deploys can be published", atoll.ErrConflict, c.Deploy, d.State)
 	}
 	s, ok, err := getSite(a.tx, d.Site)
 	if err != nil {
 		return err
 	}
 	if !ok {
-		return fmt.Errorf("%w: site %q of deploy %q", ErrNotFound, d.Site, d.ID)
+		return fmt.Errorf("%w: site %q of deploy %q", atoll.ErrNotFound, d.Site, d.ID)
 	}
 	if s.Published == d.ID {
 		return nil
@@ -440,14 +413,14 @@ func (a *applier) publish(c Publish) error {
 		if err != nil {
 			return err
 		}
-		if ok && prev.State == StatePublished {
-			prev.State = StateSuperseded
+		if ok && prev.State == atoll.StatePublished {
+			prev.State = atoll.StateSuperseded
 			if err := a.put(bucketDeploys, prev.ID, prev); err != nil {
 				return err
 			}
 		}
 	}
-	d.State = StatePublished
+	d.State = atoll.StatePublished
 	d.PublishedAt = c.At
 	if err := a.put(bucketDeploys, d.ID, d); err != nil {
 		return err
@@ -464,7 +437,7 @@ func (a *applier) publish(c Publish) error {
 // deploy, and never an uploading one: those neither count nor go, so a
 // publish cannot pull a manifest from under an upload in progress; an
 // abandoned upload goes once someone fails it (FailDeploy).
-func (a *applier) prune(s Site) error {
+func (a *applier) prune(s atoll.Site) error {
 	type entry struct {
 		key []byte
 		id  string
@@ -480,7 +453,7 @@ func (a *applier) prune(s Site) error {
 			return fmt.Errorf("deploy index of site %q names missing deploy %q", s.Name, id)
 		}
 		switch {
-		case d.State == StateUploading:
+		case d.State == atoll.StateUploading:
 		case kept < s.Retain:
 			kept++
 		case id == s.Published:
@@ -507,14 +480,14 @@ func (a *applier) failDeploy(c FailDeploy) error {
 		return err
 	}
 	switch d.State {
-	case StateFailed:
+	case atoll.StateFailed:
 		return nil
-	case StateUploading:
+	case atoll.StateUploading:
 	default:
-		return fmt.Errorf("%w: deploy %q is %s, only uploading deploys can fail", ErrConflict, c.Deploy, d.State)
+		return fmt.Errorf("%w: deploy %q is %s, only uploading deploys can fail", atoll.ErrConflict, c.Deploy, d.State)
 	}
 
-	d.State = StateFailed
+	d.State = atoll.StateFailed
 	d.Reason = c.Reason
 	if len(d.Reason) > maxReasonLen {
 		d.Reason = strings.ToValidUTF8(d.Reason[:maxReasonLen], "")
@@ -540,20 +513,20 @@ func validNodeID(id string) bool {
 func (a *applier) putNode(c PutNode) error {
 	n := c.Node
 	if !validNodeID(n.ID) {
-		return fmt.Errorf("%w: node id %q: want 1-%d of A-Z, a-z, 0-9, '.', '_', ':', '-'", ErrInvalid, truncate(n.ID, 80), maxNodeIDLen)
+		return fmt.Errorf("%w: node id %q: want 1-%d of A-Z, a-z, 0-9, '.', '_', ':', '-'", atoll.ErrInvalid, atoll.Truncate(n.ID, 80), maxNodeIDLen)
 	}
-	if n.Role != RoleCore && n.Role != RoleEdge {
-		return fmt.Errorf("%w: node %q: role %q, want %q or %q", ErrInvalid, n.ID, truncate(n.Role, 80), RoleCore, RoleEdge)
+	if n.Role != atoll.RoleCore && n.Role != atoll.RoleEdge {
+		return fmt.Errorf("%w: node %q: role %q, want %q or %q", atoll.ErrInvalid, n.ID, atoll.Truncate(n.Role, 80), atoll.RoleCore, atoll.RoleEdge)
 	}
 	if n.State == "" {
-		n.State = NodeActive
+		n.State = atoll.NodeActive
 	}
-	if n.State != NodeActive && n.State != NodeDraining && n.State != NodeRemoved {
-		return fmt.Errorf("%w: node %q: state %q", ErrInvalid, n.ID, truncate(n.State, 80))
+	if n.State != atoll.NodeActive && n.State != atoll.NodeDraining && n.State != atoll.NodeRemoved {
+		return fmt.Errorf("%w: node %q: state %q", atoll.ErrInvalid, n.ID, atoll.Truncate(n.State, 80))
 	}
 	for _, addr := range []string{n.RaftAddr, n.APIAddr, n.HTTPAddr} {
 		if len(addr) > maxNodeAddrLn {
-			return fmt.Errorf("%w: node %q: address of %d bytes", ErrInvalid, n.ID, len(addr))
+			return fmt.Errorf("%w: node %q: address of %d bytes", atoll.ErrInvalid, n.ID, len(addr))
 		}
 	}
 	return a.put(bucketNodes, n.ID, n)
@@ -561,14 +534,14 @@ func (a *applier) putNode(c PutNode) error {
 
 func (a *applier) removeNode(c RemoveNode) error {
 	if a.bucket(bucketNodes).Get([]byte(c.ID)) == nil {
-		return fmt.Errorf("%w: node %q", ErrNotFound, truncate(c.ID, 80))
+		return fmt.Errorf("%w: node %q", atoll.ErrNotFound, atoll.Truncate(c.ID, 80))
 	}
 	return a.bucket(bucketNodes).Delete([]byte(c.ID))
 }
 
 func (a *applier) setAdminToken(c SetAdminToken) error {
-	if !ValidHash(c.Hash) {
-		return fmt.Errorf("%w: admin token hash: want lowercase hex SHA-256", ErrInvalid)
+	if !atoll.ValidHash(c.Hash) {
+		return fmt.Errorf("%w: admin token hash: want lowercase hex SHA-256", atoll.ErrInvalid)
 	}
 	return a.bucket(bucketMeta).Put(keyAdminToken, []byte(c.Hash))
 }
@@ -578,7 +551,7 @@ const maxReplicas = 9
 
 func (a *applier) setReplicas(c SetReplicas) error {
 	if c.N < 1 || c.N > maxReplicas {
-		return fmt.Errorf("%w: replicas %d: want 1-%d", ErrInvalid, c.N, maxReplicas)
+		return fmt.Errorf("%w: replicas %d: want 1-%d", atoll.ErrInvalid, c.N, maxReplicas)
 	}
 	return a.bucket(bucketMeta).Put(keyReplicas, []byte(strconv.Itoa(c.N)))
 }
@@ -588,13 +561,13 @@ func (a *applier) setReplicas(c SetReplicas) error {
 // creation time) is a no-op, so a proposer that lost track of the outcome may
 // resend it.
 func (a *applier) createToken(c CreateToken) error {
-	if !ValidTokenID(c.ID) {
-		return fmt.Errorf("%w: token id %q: want 1-32 of a-z and 0-9", ErrInvalid, truncate(c.ID, 80))
+	if !atoll.ValidTokenID(c.ID) {
+		return fmt.Errorf("%w: token id %q: want 1-32 of a-z and 0-9", atoll.ErrInvalid, atoll.Truncate(c.ID, 80))
 	}
-	if !ValidHash(c.Hash) {
-		return fmt.Errorf("%w: token %q: hash: want lowercase hex SHA-256", ErrInvalid, c.ID)
+	if !atoll.ValidHash(c.Hash) {
+		return fmt.Errorf("%w: token %q: hash: want lowercase hex SHA-256", atoll.ErrInvalid, c.ID)
 	}
-	if err := checkTokenName(c.Name); err != nil {
+	if err := atoll.CheckTokenName(c.Name); err != nil {
 		return err
 	}
 	old, exists, err := getToken(a.tx, c.ID)
@@ -605,36 +578,21 @@ func (a *applier) createToken(c CreateToken) error {
 		if old.Site == c.Site && old.Name == c.Name && old.Hash == c.Hash && old.Created.Equal(c.Created) {
 			return nil
 		}
-		return fmt.Errorf("%w: token %q", ErrExists, c.ID)
+		return fmt.Errorf("%w: token %q", atoll.ErrExists, c.ID)
 	}
 	if owner := a.bucket(bucketTokenHashes).Get([]byte(c.Hash)); owner != nil {
-		return fmt.Errorf("%w: token %q: this secret is already token %q's", ErrConflict, c.ID, owner)
+		return fmt.Errorf("%w: token %q: this secret is already token %q's", atoll.ErrConflict, c.ID, owner)
 	}
 	if _, ok, err := getSite(a.tx, c.Site); err != nil {
 		return err
 	} else if !ok {
-		return fmt.Errorf("%w: site %q", ErrNotFound, truncate(c.Site, 80))
+		return fmt.Errorf("%w: site %q", atoll.ErrNotFound, atoll.Truncate(c.Site, 80))
 	}
 
 	if err := a.bucket(bucketTokenHashes).Put([]byte(c.Hash), []byte(c.ID)); err != nil {
 		return err
 	}
-	return a.put(bucketTokens, c.ID, Token{ID: c.ID, Site: c.Site, Name: c.Name, Hash: c.Hash, Created: c.Created})
-}
-
-// checkTokenName allows up to MaxTokenNameLen bytes without control
-// characters: the name is shown in listings. (It is valid UTF-8: commands
-// are JSON, whose decoder replaces invalid bytes.)
-func checkTokenName(name string) error {
-	if len(name) > MaxTokenNameLen {
-		return fmt.Errorf("%w: token name of %d bytes, at most %d", ErrInvalid, len(name), MaxTokenNameLen)
-	}
-	for _, r := range name {
-		if unicode.IsControl(r) {
-			return fmt.Errorf("%w: token name %q has a control character", ErrInvalid, truncate(name, 80))
-		}
-	}
-	return nil
+	return a.put(bucketTokens, c.ID, atoll.Token{ID: c.ID, Site: c.Site, Name: c.Name, Hash: c.Hash, Created: c.Created})
 }
 
 func (a *applier) revokeToken(c RevokeToken) error {
@@ -643,13 +601,13 @@ func (a *applier) revokeToken(c RevokeToken) error {
 		return err
 	}
 	if !exists {
-		return fmt.Errorf("%w: token %q", ErrNotFound, truncate(c.ID, 80))
+		return fmt.Errorf("%w: token %q", atoll.ErrNotFound, atoll.Truncate(c.ID, 80))
 	}
 	return a.deleteToken(t)
 }
 
 // deleteToken removes a token and its hash index entry.
-func (a *applier) deleteToken(t Token) error {
+func (a *applier) deleteToken(t atoll.Token) error {
 	if err := a.bucket(bucketTokenHashes).Delete([]byte(t.Hash)); err != nil {
 		return err
 	}
@@ -660,9 +618,9 @@ func (a *applier) deleteToken(t Token) error {
 // handful per site), so a scan of the table is cheaper than keeping a
 // third index.
 func (a *applier) revokeSiteTokens(site string) error {
-	var drop []Token // collected first: bbolt cursors and deletes do not mix
+	var drop []atoll.Token // collected first: bbolt cursors and deletes do not mix
 	if err := a.bucket(bucketTokens).ForEach(func(k, v []byte) error {
-		var t Token
+		var t atoll.Token
 		if err := json.Unmarshal(v, &t); err != nil {
 			return fmt.Errorf("decode token %q: %w", k, err)
 		}

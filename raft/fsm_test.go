@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atoll-hosting/atoll"
+
 	hraft "github.com/hashicorp/raft"
 )
 
@@ -34,7 +36,7 @@ func seed(h *fsmHarness) {
 		AddFiles{Deploy: "up1", Files: manifest(1)},
 		CreateDeploy{ID: "bad1", Site: "blog", Files: 1, Created: t0},
 		FailDeploy{Deploy: "bad1", Reason: "upload abandoned"},
-		PutNode{Node: Node{ID: "n1", Role: RoleCore, RaftAddr: "10.0.0.1:7000", Joined: t0}},
+		PutNode{Node: atoll.Node{ID: "n1", Role: atoll.RoleCore, RaftAddr: "10.0.0.1:7000", Joined: t0}},
 		CreateToken{ID: "tok1", Site: "blog", Name: "ci", Hash: hashOf("secret-blog"), Created: t0},
 		CreateToken{ID: "tok2", Site: "shop", Hash: hashOf("secret-shop"), Created: t0},
 	)
@@ -103,7 +105,7 @@ func dump(t *testing.T, f *FSM) string {
 		}
 		for _, d := range deploys {
 			fmt.Fprintf(&b, "  deploy %+v\n", d)
-			if err := f.Files(d.ID, func(file File) error {
+			if err := f.Files(d.ID, func(file atoll.File) error {
 				fmt.Fprintf(&b, "    %s %s\n", file.Path, file.Hash[:8])
 				return nil
 			}); err != nil {
@@ -139,7 +141,7 @@ func TestCreateSite(t *testing.T) {
 		{name: "new site with domains", cmd: CreateSite{Name: "docs", Domains: []string{"docs.example.com", "www.docs.example.com"}, Created: t0},
 			check: func(h *fsmHarness) error {
 				s := h.site("docs")
-				want := Site{Name: "docs", Domains: []string{"docs.example.com", "www.docs.example.com"}, Created: t0, Retain: DefaultRetain}
+				want := atoll.Site{Name: "docs", Domains: []string{"docs.example.com", "www.docs.example.com"}, Created: t0, Retain: atoll.DefaultRetain}
 				if !reflect.DeepEqual(s, want) {
 					return fmt.Errorf("site = %+v, want %+v", s, want)
 				}
@@ -166,21 +168,21 @@ func TestCreateSite(t *testing.T) {
 				return nil
 			}},
 		{name: "identical retry is a no-op", cmd: CreateSite{Name: "blog", Domains: []string{"blog.example.com"}, Created: t0}},
-		{name: "name taken", cmd: CreateSite{Name: "blog", Created: t0.Add(time.Second)}, want: ErrExists},
-		{name: "uppercase name", cmd: CreateSite{Name: "Blog"}, want: ErrInvalid},
-		{name: "double dash name", cmd: CreateSite{Name: "a--b"}, want: ErrInvalid},
-		{name: "leading dash name", cmd: CreateSite{Name: "-ab"}, want: ErrInvalid},
-		{name: "empty name", cmd: CreateSite{}, want: ErrInvalid},
-		{name: "long name", cmd: CreateSite{Name: strings.Repeat("a", 64)}, want: ErrInvalid},
-		{name: "uppercase domain", cmd: CreateSite{Name: "docs", Domains: []string{"Docs.example.com"}}, want: ErrInvalid},
-		{name: "domain with port", cmd: CreateSite{Name: "docs", Domains: []string{"docs.example.com:80"}}, want: ErrInvalid},
-		{name: "single label domain", cmd: CreateSite{Name: "docs", Domains: []string{"localhost"}}, want: ErrInvalid},
-		{name: "domain of another site", cmd: CreateSite{Name: "docs", Domains: []string{"ok.example.com", "shop.example.com"}}, want: ErrConflict,
+		{name: "name taken", cmd: CreateSite{Name: "blog", Created: t0.Add(time.Second)}, want: atoll.ErrExists},
+		{name: "uppercase name", cmd: CreateSite{Name: "Blog"}, want: atoll.ErrInvalid},
+		{name: "double dash name", cmd: CreateSite{Name: "a--b"}, want: atoll.ErrInvalid},
+		{name: "leading dash name", cmd: CreateSite{Name: "-ab"}, want: atoll.ErrInvalid},
+		{name: "empty name", cmd: CreateSite{}, want: atoll.ErrInvalid},
+		{name: "long name", cmd: CreateSite{Name: strings.Repeat("a", 64)}, want: atoll.ErrInvalid},
+		{name: "uppercase domain", cmd: CreateSite{Name: "docs", Domains: []string{"Docs.example.com"}}, want: atoll.ErrInvalid},
+		{name: "domain with port", cmd: CreateSite{Name: "docs", Domains: []string{"docs.example.com:80"}}, want: atoll.ErrInvalid},
+		{name: "single label domain", cmd: CreateSite{Name: "docs", Domains: []string{"localhost"}}, want: atoll.ErrInvalid},
+		{name: "domain of another site", cmd: CreateSite{Name: "docs", Domains: []string{"ok.example.com", "shop.example.com"}}, want: atoll.ErrConflict,
 			check: func(h *fsmHarness) error {
-				return wantErr(func() error { _, err := h.f.SiteByDomain("ok.example.com"); return err }(), ErrNotFound, "first domain")
+				return wantErr(func() error { _, err := h.f.SiteByDomain("ok.example.com"); return err }(), atoll.ErrNotFound, "first domain")
 			}},
-		{name: "negative retain", cmd: CreateSite{Name: "docs", Retain: -1}, want: ErrInvalid},
-		{name: "huge retain", cmd: CreateSite{Name: "docs", Retain: maxRetain + 1}, want: ErrInvalid},
+		{name: "negative retain", cmd: CreateSite{Name: "docs", Retain: -1}, want: atoll.ErrInvalid},
+		{name: "huge retain", cmd: CreateSite{Name: "docs", Retain: atoll.MaxRetain + 1}, want: atoll.ErrInvalid},
 	})
 }
 
@@ -188,13 +190,13 @@ func TestUpdateSite(t *testing.T) {
 	runCommandCases(t, []commandCase{
 		{name: "replace domains", cmd: UpdateSite{Name: "blog", Domains: []string{"www.blog.example.com"}},
 			check: func(h *fsmHarness) error {
-				if _, err := h.f.SiteByDomain("blog.example.com"); !errors.Is(err, ErrNotFound) {
+				if _, err := h.f.SiteByDomain("blog.example.com"); !errors.Is(err, atoll.ErrNotFound) {
 					return fmt.Errorf("old domain still resolves: %v", err)
 				}
 				if s, err := h.f.SiteByDomain("www.blog.example.com"); err != nil || s.Name != "blog" {
 					return fmt.Errorf("new domain: %v %v", s.Name, err)
 				}
-				if got := h.site("blog").Retain; got != DefaultRetain {
+				if got := h.site("blog").Retain; got != atoll.DefaultRetain {
 					return fmt.Errorf("retain changed to %d", got)
 				}
 				return nil
@@ -211,12 +213,12 @@ func TestUpdateSite(t *testing.T) {
 		{name: "clear domains", cmd: UpdateSite{Name: "blog"},
 			check: func(h *fsmHarness) error {
 				_, err := h.f.SiteByDomain("blog.example.com")
-				return wantErr(err, ErrNotFound, "cleared domain")
+				return wantErr(err, atoll.ErrNotFound, "cleared domain")
 			}},
-		{name: "unknown site", cmd: UpdateSite{Name: "nope"}, want: ErrNotFound},
-		{name: "domain of another site", cmd: UpdateSite{Name: "blog", Domains: []string{"shop.example.com"}}, want: ErrConflict},
-		{name: "invalid domain", cmd: UpdateSite{Name: "blog", Domains: []string{"bad domain"}}, want: ErrInvalid},
-		{name: "invalid retain", cmd: UpdateSite{Name: "blog", Retain: -2}, want: ErrInvalid},
+		{name: "unknown site", cmd: UpdateSite{Name: "nope"}, want: atoll.ErrNotFound},
+		{name: "domain of another site", cmd: UpdateSite{Name: "blog", Domains: []string{"shop.example.com"}}, want: atoll.ErrConflict},
+		{name: "invalid domain", cmd: UpdateSite{Name: "blog", Domains: []string{"bad domain"}}, want: atoll.ErrInvalid},
+		{name: "invalid retain", cmd: UpdateSite{Name: "blog", Retain: -2}, want: atoll.ErrInvalid},
 	})
 }
 
@@ -226,23 +228,23 @@ func TestDeleteSite(t *testing.T) {
 			check: func(h *fsmHarness) error {
 				var errs []error
 				_, err := h.f.Site("blog")
-				errs = append(errs, wantErr(err, ErrNotFound, "Site"))
+				errs = append(errs, wantErr(err, atoll.ErrNotFound, "Site"))
 				_, err = h.f.SiteByDomain("blog.example.com")
-				errs = append(errs, wantErr(err, ErrNotFound, "SiteByDomain"))
+				errs = append(errs, wantErr(err, atoll.ErrNotFound, "SiteByDomain"))
 				_, err = h.f.Deploys("blog")
-				errs = append(errs, wantErr(err, ErrNotFound, "Deploys"))
+				errs = append(errs, wantErr(err, atoll.ErrNotFound, "Deploys"))
 				for _, id := range []string{"live1", "rdy1", "up1", "bad1"} {
 					_, err = h.f.Deploy(id)
-					errs = append(errs, wantErr(err, ErrNotFound, "Deploy "+id))
+					errs = append(errs, wantErr(err, atoll.ErrNotFound, "Deploy "+id))
 					_, err = h.f.File(id, "/f/00000.html")
-					errs = append(errs, wantErr(err, ErrNotFound, "File in "+id))
+					errs = append(errs, wantErr(err, atoll.ErrNotFound, "File in "+id))
 				}
 				if s, err := h.f.SiteByDomain("shop.example.com"); err != nil || s.Name != "shop" {
 					errs = append(errs, fmt.Errorf("other site's domain: %v %v", s.Name, err))
 				}
 				// Its tokens are revoked with it; the other site's stay.
 				_, err = h.f.TokenByHash(hashOf("secret-blog"))
-				errs = append(errs, wantErr(err, ErrNotFound, "TokenByHash of the site's token"))
+				errs = append(errs, wantErr(err, atoll.ErrNotFound, "TokenByHash of the site's token"))
 				if toks, err := h.f.Tokens(); err != nil || len(toks) != 1 || toks[0].ID != "tok2" {
 					errs = append(errs, fmt.Errorf("Tokens = %+v, %v; want only tok2", toks, err))
 				}
@@ -250,10 +252,10 @@ func TestDeleteSite(t *testing.T) {
 				// the same name does not get the old tokens back.
 				h.must(CreateSite{Name: "blog", Created: t0}, CreateDeploy{ID: "live1", Site: "blog", Files: 9})
 				_, err = h.f.TokenByHash(hashOf("secret-blog"))
-				errs = append(errs, wantErr(err, ErrNotFound, "TokenByHash after the site is recreated"))
+				errs = append(errs, wantErr(err, atoll.ErrNotFound, "TokenByHash after the site is recreated"))
 				return errors.Join(errs...)
 			}},
-		{name: "unknown site", cmd: DeleteSite{Name: "nope"}, want: ErrNotFound},
+		{name: "unknown site", cmd: DeleteSite{Name: "nope"}, want: atoll.ErrNotFound},
 	})
 }
 
@@ -261,12 +263,12 @@ func TestCreateDeploy(t *testing.T) {
 	runCommandCases(t, []commandCase{
 		{name: "new deploy", cmd: CreateDeploy{ID: "new1", Site: "shop", Files: 5, Created: t0},
 			check: func(h *fsmHarness) error {
-				want := Deploy{ID: "new1", Site: "shop", State: StateUploading, Created: t0, Files: 5}
+				want := atoll.Deploy{ID: "new1", Site: "shop", State: atoll.StateUploading, Created: t0, Files: 5}
 				if got := h.deploy("new1"); !reflect.DeepEqual(got, want) {
 					return fmt.Errorf("deploy = %+v, want %+v", got, want)
 				}
 				n := 0
-				if err := h.f.Files("new1", func(File) error { n++; return nil }); err != nil || n != 0 {
+				if err := h.f.Files("new1", func(atoll.File) error { n++; return nil }); err != nil || n != 0 {
 					return fmt.Errorf("Files = %d, %v; want empty manifest", n, err)
 				}
 				return nil
@@ -279,14 +281,14 @@ func TestCreateDeploy(t *testing.T) {
 				}
 				return nil
 			}},
-		{name: "id taken with other files", cmd: CreateDeploy{ID: "up1", Site: "blog", Files: 3}, want: ErrExists},
-		{name: "id taken by other site", cmd: CreateDeploy{ID: "up1", Site: "shop", Files: 2}, want: ErrExists},
-		{name: "unknown site", cmd: CreateDeploy{ID: "new1", Site: "nope", Files: 1}, want: ErrNotFound},
-		{name: "uppercase id", cmd: CreateDeploy{ID: "New1", Site: "shop"}, want: ErrInvalid},
-		{name: "dash in id", cmd: CreateDeploy{ID: "new-1", Site: "shop"}, want: ErrInvalid},
-		{name: "empty id", cmd: CreateDeploy{Site: "shop"}, want: ErrInvalid},
-		{name: "long id", cmd: CreateDeploy{ID: strings.Repeat("a", 33), Site: "shop"}, want: ErrInvalid},
-		{name: "negative files", cmd: CreateDeploy{ID: "new1", Site: "shop", Files: -1}, want: ErrInvalid},
+		{name: "id taken with other files", cmd: CreateDeploy{ID: "up1", Site: "blog", Files: 3}, want: atoll.ErrExists},
+		{name: "id taken by other site", cmd: CreateDeploy{ID: "up1", Site: "shop", Files: 2}, want: atoll.ErrExists},
+		{name: "unknown site", cmd: CreateDeploy{ID: "new1", Site: "nope", Files: 1}, want: atoll.ErrNotFound},
+		{name: "uppercase id", cmd: CreateDeploy{ID: "New1", Site: "shop"}, want: atoll.ErrInvalid},
+		{name: "dash in id", cmd: CreateDeploy{ID: "new-1", Site: "shop"}, want: atoll.ErrInvalid},
+		{name: "empty id", cmd: CreateDeploy{Site: "shop"}, want: atoll.ErrInvalid},
+		{name: "long id", cmd: CreateDeploy{ID: strings.Repeat("a", 33), Site: "shop"}, want: atoll.ErrInvalid},
+		{name: "negative files", cmd: CreateDeploy{ID: "new1", Site: "shop", Files: -1}, want: atoll.ErrInvalid},
 	})
 }
 
@@ -301,7 +303,7 @@ func TestAddFiles(t *testing.T) {
 	}
 	existing := manifest(1)[0]
 	runCommandCases(t, []commandCase{
-		{name: "completes the manifest", cmd: AddFiles{Deploy: "up1", Files: []File{{Path: "/b.css", Hash: hashB}}},
+		{name: "completes the manifest", cmd: AddFiles{Deploy: "up1", Files: []atoll.File{{Path: "/b.css", Hash: hashB}}},
 			check: func(h *fsmHarness) error {
 				if err := received("up1", 2)(h); err != nil {
 					return err
@@ -312,47 +314,47 @@ func TestAddFiles(t *testing.T) {
 				}
 				return nil
 			}},
-		{name: "same path same hash is a no-op", cmd: AddFiles{Deploy: "up1", Files: []File{existing}}, check: received("up1", 1)},
-		{name: "same path twice in a batch counts once", cmd: AddFiles{Deploy: "up1", Files: []File{{"/b", hashB}, {"/b", hashB}}}, check: received("up1", 2)},
+		{name: "same path same hash is a no-op", cmd: AddFiles{Deploy: "up1", Files: []atoll.File{existing}}, check: received("up1", 1)},
+		{name: "same path twice in a batch counts once", cmd: AddFiles{Deploy: "up1", Files: []atoll.File{{Path: "/b", Hash: hashB}, {Path: "/b", Hash: hashB}}}, check: received("up1", 2)},
 		{name: "empty batch", cmd: AddFiles{Deploy: "up1"}, check: received("up1", 1)},
-		{name: "same path other hash", cmd: AddFiles{Deploy: "up1", Files: []File{{Path: existing.Path, Hash: hashA}}}, want: ErrConflict},
-		{name: "same path other hash in a batch", cmd: AddFiles{Deploy: "up1", Files: []File{{"/b", hashA}, {"/b", hashB}}}, want: ErrConflict},
-		{name: "beyond declared files", cmd: AddFiles{Deploy: "up1", Files: []File{{"/b", hashB}, {"/c", hashA}}}, want: ErrInvalid,
+		{name: "same path other hash", cmd: AddFiles{Deploy: "up1", Files: []atoll.File{{Path: existing.Path, Hash: hashA}}}, want: atoll.ErrConflict},
+		{name: "same path other hash in a batch", cmd: AddFiles{Deploy: "up1", Files: []atoll.File{{Path: "/b", Hash: hashA}, {Path: "/b", Hash: hashB}}}, want: atoll.ErrConflict},
+		{name: "beyond declared files", cmd: AddFiles{Deploy: "up1", Files: []atoll.File{{Path: "/b", Hash: hashB}, {Path: "/c", Hash: hashA}}}, want: atoll.ErrInvalid,
 			check: func(h *fsmHarness) error {
 				_, err := h.f.File("up1", "/b")
-				return wantErr(err, ErrNotFound, "file of a rejected batch")
+				return wantErr(err, atoll.ErrNotFound, "file of a rejected batch")
 			}},
-		{name: "path without leading slash", cmd: AddFiles{Deploy: "up1", Files: []File{{"b.css", hashB}}}, want: ErrInvalid},
-		{name: "dot segment", cmd: AddFiles{Deploy: "up1", Files: []File{{"/a/../b", hashB}}}, want: ErrInvalid},
-		{name: "trailing slash", cmd: AddFiles{Deploy: "up1", Files: []File{{"/a/", hashB}}}, want: ErrInvalid},
-		{name: "uppercase hash", cmd: AddFiles{Deploy: "up1", Files: []File{{"/b", strings.ToUpper(hashB)}}}, want: ErrInvalid},
-		{name: "short hash", cmd: AddFiles{Deploy: "up1", Files: []File{{"/b", hashB[:10]}}}, want: ErrInvalid},
-		{name: "invalid file after a valid one", cmd: AddFiles{Deploy: "up1", Files: []File{{"/ok", hashA}, {"/a//b", hashB}}}, want: ErrInvalid},
-		{name: "ready deploy", cmd: AddFiles{Deploy: "rdy1", Files: []File{{"/b", hashB}}}, want: ErrConflict},
-		{name: "failed deploy", cmd: AddFiles{Deploy: "bad1", Files: []File{{"/b", hashB}}}, want: ErrConflict},
-		{name: "unknown deploy", cmd: AddFiles{Deploy: "nope", Files: []File{{"/b", hashB}}}, want: ErrNotFound},
+		{name: "path without leading slash", cmd: AddFiles{Deploy: "up1", Files: []atoll.File{{Path: "b.css", Hash: hashB}}}, want: atoll.ErrInvalid},
+		{name: "dot segment", cmd: AddFiles{Deploy: "up1", Files: []atoll.File{{Path: "/a/../b", Hash: hashB}}}, want: atoll.ErrInvalid},
+		{name: "trailing slash", cmd: AddFiles{Deploy: "up1", Files: []atoll.File{{Path: "/a/", Hash: hashB}}}, want: atoll.ErrInvalid},
+		{name: "uppercase hash", cmd: AddFiles{Deploy: "up1", Files: []atoll.File{{Path: "/b", Hash: strings.ToUpper(hashB)}}}, want: atoll.ErrInvalid},
+		{name: "short hash", cmd: AddFiles{Deploy: "up1", Files: []atoll.File{{Path: "/b", Hash: hashB[:10]}}}, want: atoll.ErrInvalid},
+		{name: "invalid file after a valid one", cmd: AddFiles{Deploy: "up1", Files: []atoll.File{{Path: "/ok", Hash: hashA}, {Path: "/a//b", Hash: hashB}}}, want: atoll.ErrInvalid},
+		{name: "ready deploy", cmd: AddFiles{Deploy: "rdy1", Files: []atoll.File{{Path: "/b", Hash: hashB}}}, want: atoll.ErrConflict},
+		{name: "failed deploy", cmd: AddFiles{Deploy: "bad1", Files: []atoll.File{{Path: "/b", Hash: hashB}}}, want: atoll.ErrConflict},
+		{name: "unknown deploy", cmd: AddFiles{Deploy: "nope", Files: []atoll.File{{Path: "/b", Hash: hashB}}}, want: atoll.ErrNotFound},
 	})
 }
 
 func TestMarkReady(t *testing.T) {
 	runCommandCases(t, []commandCase{
-		{name: "complete deploy", cmd: AddFiles{Deploy: "up1", Files: []File{{"/b", hashB}}},
+		{name: "complete deploy", cmd: AddFiles{Deploy: "up1", Files: []atoll.File{{Path: "/b", Hash: hashB}}},
 			check: func(h *fsmHarness) error {
 				if err := h.apply(MarkReady{Deploy: "up1", Bytes: 99}); err != nil {
 					return err
 				}
-				if d := h.deploy("up1"); d.State != StateReady || d.Bytes != 99 {
+				if d := h.deploy("up1"); d.State != atoll.StateReady || d.Bytes != 99 {
 					return fmt.Errorf("deploy = %+v, want ready with 99 bytes", d)
 				}
 				return nil
 			}},
 		{name: "repeat is a no-op", cmd: MarkReady{Deploy: "rdy1", Bytes: 2}},
-		{name: "repeat with other bytes", cmd: MarkReady{Deploy: "rdy1", Bytes: 3}, want: ErrConflict},
-		{name: "incomplete manifest", cmd: MarkReady{Deploy: "up1", Bytes: 1}, want: ErrConflict},
-		{name: "published deploy", cmd: MarkReady{Deploy: "live1", Bytes: 1}, want: ErrConflict},
-		{name: "failed deploy", cmd: MarkReady{Deploy: "bad1"}, want: ErrConflict},
-		{name: "negative bytes", cmd: MarkReady{Deploy: "up1", Bytes: -1}, want: ErrInvalid},
-		{name: "unknown deploy", cmd: MarkReady{Deploy: "nope"}, want: ErrNotFound},
+		{name: "repeat with other bytes", cmd: MarkReady{Deploy: "rdy1", Bytes: 3}, want: atoll.ErrConflict},
+		{name: "incomplete manifest", cmd: MarkReady{Deploy: "up1", Bytes: 1}, want: atoll.ErrConflict},
+		{name: "published deploy", cmd: MarkReady{Deploy: "live1", Bytes: 1}, want: atoll.ErrConflict},
+		{name: "failed deploy", cmd: MarkReady{Deploy: "bad1"}, want: atoll.ErrConflict},
+		{name: "negative bytes", cmd: MarkReady{Deploy: "up1", Bytes: -1}, want: atoll.ErrInvalid},
+		{name: "unknown deploy", cmd: MarkReady{Deploy: "nope"}, want: atoll.ErrNotFound},
 	})
 }
 
@@ -364,17 +366,17 @@ func TestPublish(t *testing.T) {
 				if got := h.site("blog").Published; got != "rdy1" {
 					return fmt.Errorf("Published = %q, want rdy1", got)
 				}
-				if d := h.deploy("rdy1"); d.State != StatePublished || !d.PublishedAt.Equal(t1) {
+				if d := h.deploy("rdy1"); d.State != atoll.StatePublished || !d.PublishedAt.Equal(t1) {
 					return fmt.Errorf("rdy1 = %+v", d)
 				}
-				if d := h.deploy("live1"); d.State != StateSuperseded || !d.PublishedAt.Equal(t0) {
+				if d := h.deploy("live1"); d.State != atoll.StateSuperseded || !d.PublishedAt.Equal(t0) {
 					return fmt.Errorf("live1 = %+v, want superseded", d)
 				}
 				// Rollback: publish the superseded one again.
 				if err := h.apply(Publish{Deploy: "live1", At: t1.Add(time.Hour)}); err != nil {
 					return err
 				}
-				if d := h.deploy("rdy1"); d.State != StateSuperseded {
+				if d := h.deploy("rdy1"); d.State != atoll.StateSuperseded {
 					return fmt.Errorf("after rollback rdy1 is %s", d.State)
 				}
 				if got := h.site("blog").Published; got != "live1" {
@@ -389,9 +391,9 @@ func TestPublish(t *testing.T) {
 				}
 				return nil
 			}},
-		{name: "uploading deploy", cmd: Publish{Deploy: "up1", At: t1}, want: ErrConflict},
-		{name: "failed deploy", cmd: Publish{Deploy: "bad1", At: t1}, want: ErrConflict},
-		{name: "unknown deploy", cmd: Publish{Deploy: "nope", At: t1}, want: ErrNotFound},
+		{name: "uploading deploy", cmd: Publish{Deploy: "up1", At: t1}, want: atoll.ErrConflict},
+		{name: "failed deploy", cmd: Publish{Deploy: "bad1", At: t1}, want: atoll.ErrConflict},
+		{name: "unknown deploy", cmd: Publish{Deploy: "nope", At: t1}, want: atoll.ErrNotFound},
 	})
 }
 
@@ -400,7 +402,7 @@ func TestFailDeploy(t *testing.T) {
 		{name: "uploading deploy fails", cmd: FailDeploy{Deploy: "up1", Reason: strings.Repeat("é", maxReasonLen)},
 			check: func(h *fsmHarness) error {
 				d := h.deploy("up1")
-				if d.State != StateFailed || len(d.Reason) > maxReasonLen || !strings.HasPrefix(d.Reason, "éé") {
+				if d.State != atoll.StateFailed || len(d.Reason) > maxReasonLen || !strings.HasPrefix(d.Reason, "éé") {
 					return fmt.Errorf("deploy = %s, reason of %d bytes", d.State, len(d.Reason))
 				}
 				return nil
@@ -412,37 +414,37 @@ func TestFailDeploy(t *testing.T) {
 				}
 				return nil
 			}},
-		{name: "ready deploy", cmd: FailDeploy{Deploy: "rdy1"}, want: ErrConflict},
-		{name: "published deploy", cmd: FailDeploy{Deploy: "live1"}, want: ErrConflict},
-		{name: "unknown deploy", cmd: FailDeploy{Deploy: "nope"}, want: ErrNotFound},
+		{name: "ready deploy", cmd: FailDeploy{Deploy: "rdy1"}, want: atoll.ErrConflict},
+		{name: "published deploy", cmd: FailDeploy{Deploy: "live1"}, want: atoll.ErrConflict},
+		{name: "unknown deploy", cmd: FailDeploy{Deploy: "nope"}, want: atoll.ErrNotFound},
 	})
 }
 
 func TestNodesAndAdminToken(t *testing.T) {
 	runCommandCases(t, []commandCase{
-		{name: "add edge node", cmd: PutNode{Node: Node{ID: "edge-2.example", Role: RoleEdge, HTTPAddr: ":8080"}},
+		{name: "add edge node", cmd: PutNode{Node: atoll.Node{ID: "edge-2.example", Role: atoll.RoleEdge, HTTPAddr: ":8080"}},
 			check: func(h *fsmHarness) error {
 				nodes, err := h.f.Nodes()
 				if err != nil {
 					return err
 				}
-				if len(nodes) != 2 || nodes[0].ID != "edge-2.example" || nodes[0].State != NodeActive || nodes[1].ID != "n1" {
+				if len(nodes) != 2 || nodes[0].ID != "edge-2.example" || nodes[0].State != atoll.NodeActive || nodes[1].ID != "n1" {
 					return fmt.Errorf("nodes = %+v", nodes)
 				}
 				return nil
 			}},
-		{name: "update node", cmd: PutNode{Node: Node{ID: "n1", Role: RoleCore, State: NodeDraining}},
+		{name: "update node", cmd: PutNode{Node: atoll.Node{ID: "n1", Role: atoll.RoleCore, State: atoll.NodeDraining}},
 			check: func(h *fsmHarness) error {
 				nodes, _ := h.f.Nodes()
-				if len(nodes) != 1 || nodes[0].State != NodeDraining {
+				if len(nodes) != 1 || nodes[0].State != atoll.NodeDraining {
 					return fmt.Errorf("nodes = %+v", nodes)
 				}
 				return nil
 			}},
-		{name: "bad role", cmd: PutNode{Node: Node{ID: "n2", Role: "leader"}}, want: ErrInvalid},
-		{name: "bad state", cmd: PutNode{Node: Node{ID: "n2", Role: RoleCore, State: "gone"}}, want: ErrInvalid},
-		{name: "empty id", cmd: PutNode{Node: Node{Role: RoleCore}}, want: ErrInvalid},
-		{name: "id with slash", cmd: PutNode{Node: Node{ID: "a/b", Role: RoleCore}}, want: ErrInvalid},
+		{name: "bad role", cmd: PutNode{Node: atoll.Node{ID: "n2", Role: "leader"}}, want: atoll.ErrInvalid},
+		{name: "bad state", cmd: PutNode{Node: atoll.Node{ID: "n2", Role: atoll.RoleCore, State: "gone"}}, want: atoll.ErrInvalid},
+		{name: "empty id", cmd: PutNode{Node: atoll.Node{Role: atoll.RoleCore}}, want: atoll.ErrInvalid},
+		{name: "id with slash", cmd: PutNode{Node: atoll.Node{ID: "a/b", Role: atoll.RoleCore}}, want: atoll.ErrInvalid},
 		{name: "remove node", cmd: RemoveNode{ID: "n1"},
 			check: func(h *fsmHarness) error {
 				if nodes, _ := h.f.Nodes(); len(nodes) != 0 {
@@ -450,7 +452,7 @@ func TestNodesAndAdminToken(t *testing.T) {
 				}
 				return nil
 			}},
-		{name: "remove unknown node", cmd: RemoveNode{ID: "n9"}, want: ErrNotFound},
+		{name: "remove unknown node", cmd: RemoveNode{ID: "n9"}, want: atoll.ErrNotFound},
 		{name: "set admin token", cmd: SetAdminToken{Hash: hashA},
 			check: func(h *fsmHarness) error {
 				if got := h.f.AdminTokenHash(); got != hashA {
@@ -458,7 +460,7 @@ func TestNodesAndAdminToken(t *testing.T) {
 				}
 				return nil
 			}},
-		{name: "admin token not a hash", cmd: SetAdminToken{Hash: "secret"}, want: ErrInvalid},
+		{name: "admin token not a hash", cmd: SetAdminToken{Hash: "secret"}, want: atoll.ErrInvalid},
 		{name: "set replicas", cmd: SetReplicas{N: 3},
 			check: func(h *fsmHarness) error {
 				if got := h.f.Replicas(); got != 3 {
@@ -466,20 +468,20 @@ func TestNodesAndAdminToken(t *testing.T) {
 				}
 				return nil
 			}},
-		{name: "zero replicas", cmd: SetReplicas{N: 0}, want: ErrInvalid},
-		{name: "too many replicas", cmd: SetReplicas{N: 10}, want: ErrInvalid},
+		{name: "zero replicas", cmd: SetReplicas{N: 0}, want: atoll.ErrInvalid},
+		{name: "too many replicas", cmd: SetReplicas{N: 10}, want: atoll.ErrInvalid},
 	})
 }
 
 func TestTokens(t *testing.T) {
-	tok1 := Token{ID: "tok1", Site: "blog", Name: "ci", Hash: hashOf("secret-blog"), Created: t0}
+	tok1 := atoll.Token{ID: "tok1", Site: "blog", Name: "ci", Hash: hashOf("secret-blog"), Created: t0}
 	create := func(id, site, name, secret string) CreateToken {
 		return CreateToken{ID: id, Site: site, Name: name, Hash: hashOf(secret), Created: t0}
 	}
 	runCommandCases(t, []commandCase{
 		{name: "new token", cmd: create("tok3", "shop", "deploy bot ✓", "secret-3"),
 			check: func(h *fsmHarness) error {
-				want := Token{ID: "tok3", Site: "shop", Name: "deploy bot ✓", Hash: hashOf("secret-3"), Created: t0}
+				want := atoll.Token{ID: "tok3", Site: "shop", Name: "deploy bot ✓", Hash: hashOf("secret-3"), Created: t0}
 				got, err := h.f.TokenByHash(hashOf("secret-3"))
 				if err != nil || !reflect.DeepEqual(got, want) {
 					return fmt.Errorf("TokenByHash = %+v, %v; want %+v", got, err, want)
@@ -506,23 +508,23 @@ func TestTokens(t *testing.T) {
 				}
 				return nil
 			}},
-		{name: "id taken, other secret", cmd: create("tok1", "blog", "ci", "other"), want: ErrExists},
-		{name: "id taken, other name", cmd: create("tok1", "blog", "cd", "secret-blog"), want: ErrExists},
-		{name: "id taken, other site", cmd: create("tok1", "shop", "ci", "secret-blog"), want: ErrExists},
-		{name: "id taken, other time", cmd: CreateToken{ID: tok1.ID, Site: tok1.Site, Name: tok1.Name, Hash: tok1.Hash, Created: t0.Add(time.Second)}, want: ErrExists},
-		{name: "secret of another token", cmd: create("tok3", "shop", "", "secret-blog"), want: ErrConflict},
-		{name: "unknown site", cmd: create("tok3", "nope", "", "secret-3"), want: ErrNotFound},
-		{name: "no site", cmd: create("tok3", "", "", "secret-3"), want: ErrNotFound},
-		{name: "uppercase id", cmd: create("Tok3", "shop", "", "secret-3"), want: ErrInvalid},
-		{name: "empty id", cmd: create("", "shop", "", "secret-3"), want: ErrInvalid},
-		{name: "long id", cmd: create(strings.Repeat("a", 33), "shop", "", "secret-3"), want: ErrInvalid},
-		{name: "hash not hex", cmd: CreateToken{ID: "tok3", Site: "shop", Hash: "atl_site_plaintext", Created: t0}, want: ErrInvalid},
-		{name: "hash uppercase", cmd: CreateToken{ID: "tok3", Site: "shop", Hash: strings.ToUpper(hashOf("x")), Created: t0}, want: ErrInvalid},
-		{name: "long name", cmd: create("tok3", "shop", strings.Repeat("n", MaxTokenNameLen+1), "secret-3"), want: ErrInvalid},
-		{name: "name with newline", cmd: create("tok3", "shop", "a\nb", "secret-3"), want: ErrInvalid},
+		{name: "id taken, other secret", cmd: create("tok1", "blog", "ci", "other"), want: atoll.ErrExists},
+		{name: "id taken, other name", cmd: create("tok1", "blog", "cd", "secret-blog"), want: atoll.ErrExists},
+		{name: "id taken, other site", cmd: create("tok1", "shop", "ci", "secret-blog"), want: atoll.ErrExists},
+		{name: "id taken, other time", cmd: CreateToken{ID: tok1.ID, Site: tok1.Site, Name: tok1.Name, Hash: tok1.Hash, Created: t0.Add(time.Second)}, want: atoll.ErrExists},
+		{name: "secret of another token", cmd: create("tok3", "shop", "", "secret-blog"), want: atoll.ErrConflict},
+		{name: "unknown site", cmd: create("tok3", "nope", "", "secret-3"), want: atoll.ErrNotFound},
+		{name: "no site", cmd: create("tok3", "", "", "secret-3"), want: atoll.ErrNotFound},
+		{name: "uppercase id", cmd: create("Tok3", "shop", "", "secret-3"), want: atoll.ErrInvalid},
+		{name: "empty id", cmd: create("", "shop", "", "secret-3"), want: atoll.ErrInvalid},
+		{name: "long id", cmd: create(strings.Repeat("a", 33), "shop", "", "secret-3"), want: atoll.ErrInvalid},
+		{name: "hash not hex", cmd: CreateToken{ID: "tok3", Site: "shop", Hash: "atl_site_plaintext", Created: t0}, want: atoll.ErrInvalid},
+		{name: "hash uppercase", cmd: CreateToken{ID: "tok3", Site: "shop", Hash: strings.ToUpper(hashOf("x")), Created: t0}, want: atoll.ErrInvalid},
+		{name: "long name", cmd: create("tok3", "shop", strings.Repeat("n", atoll.MaxTokenNameLen+1), "secret-3"), want: atoll.ErrInvalid},
+		{name: "name with newline", cmd: create("tok3", "shop", "a\nb", "secret-3"), want: atoll.ErrInvalid},
 		{name: "revoke", cmd: RevokeToken{ID: "tok1"},
 			check: func(h *fsmHarness) error {
-				if _, err := h.f.TokenByHash(tok1.Hash); !errors.Is(err, ErrNotFound) {
+				if _, err := h.f.TokenByHash(tok1.Hash); !errors.Is(err, atoll.ErrNotFound) {
 					return fmt.Errorf("TokenByHash of a revoked token: %v, want ErrNotFound", err)
 				}
 				if toks, _ := h.f.Tokens(); len(toks) != 1 || toks[0].ID != "tok2" {
@@ -531,7 +533,7 @@ func TestTokens(t *testing.T) {
 				// Id and hash are free again: the index holds no leftover.
 				return h.apply(create("tok1", "shop", "", "secret-blog"))
 			}},
-		{name: "revoke unknown", cmd: RevokeToken{ID: "tok9"}, want: ErrNotFound},
+		{name: "revoke unknown", cmd: RevokeToken{ID: "tok9"}, want: atoll.ErrNotFound},
 	})
 }
 
@@ -539,7 +541,7 @@ func TestTokenByHashUnknown(t *testing.T) {
 	h := newFSM(t)
 	seed(h)
 	for _, hash := range []string{hashOf("nope"), "", "tok1", strings.ToUpper(hashOf("secret-blog"))} {
-		if tok, err := h.f.TokenByHash(hash); !errors.Is(err, ErrNotFound) {
+		if tok, err := h.f.TokenByHash(hash); !errors.Is(err, atoll.ErrNotFound) {
 			t.Errorf("TokenByHash(%q) = %+v, %v; want ErrNotFound", hash, tok, err)
 		}
 	}
@@ -605,7 +607,7 @@ func TestPruneKeepsRetainedAndLive(t *testing.T) {
 		t.Fatalf("deploys = %v, want %v", got, want)
 	}
 	for _, id := range []string{"d1", "d2"} {
-		if _, err := h.f.File(id, files[0].Path); !errors.Is(err, ErrNotFound) {
+		if _, err := h.f.File(id, files[0].Path); !errors.Is(err, atoll.ErrNotFound) {
 			t.Errorf("manifest of pruned %s: %v, want ErrNotFound", id, err)
 		}
 	}
@@ -623,7 +625,7 @@ func TestPruneKeepsRetainedAndLive(t *testing.T) {
 	if _, err := h.f.File("d5", files[0].Path); err != nil {
 		t.Errorf("live deploy's manifest: %v", err)
 	}
-	if _, err := h.f.Deploy("d4"); !errors.Is(err, ErrNotFound) {
+	if _, err := h.f.Deploy("d4"); !errors.Is(err, atoll.ErrNotFound) {
 		t.Errorf("d4: %v, want pruned", err)
 	}
 }
@@ -651,7 +653,7 @@ func TestDeploysPerSite(t *testing.T) {
 			t.Errorf("Deploys(%q) = %v, want %v", site, got, want)
 		}
 	}
-	if _, err := h.f.Deploys("b"); !errors.Is(err, ErrNotFound) {
+	if _, err := h.f.Deploys("b"); !errors.Is(err, atoll.ErrNotFound) {
 		t.Errorf("Deploys of unknown site: %v", err)
 	}
 }
@@ -663,34 +665,34 @@ func TestFilesListing(t *testing.T) {
 	slices.Reverse(files) // arrival order does not matter
 	h.readyDeploy("blog", "d1", files)
 
-	var got []File
-	if err := h.f.Files("d1", func(f File) error { got = append(got, f); return nil }); err != nil {
+	var got []atoll.File
+	if err := h.f.Files("d1", func(f atoll.File) error { got = append(got, f); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	want := slices.Clone(files)
-	slices.SortFunc(want, func(a, b File) int { return strings.Compare(a.Path, b.Path) })
+	slices.SortFunc(want, func(a, b atoll.File) int { return strings.Compare(a.Path, b.Path) })
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("Files returned %d entries, want %d in path order", len(got), len(want))
 	}
 
 	stop := errors.New("stop")
 	n := 0
-	if err := h.f.Files("d1", func(File) error { n++; return stop }); err != stop || n != 1 {
+	if err := h.f.Files("d1", func(atoll.File) error { n++; return stop }); err != stop || n != 1 {
 		t.Errorf("Files with failing fn = %v after %d calls, want stop after 1", err, n)
 	}
 
 	// Deleted in the middle of a listing (between chunks).
 	n = 0
-	err := h.f.Files("d1", func(File) error {
+	err := h.f.Files("d1", func(atoll.File) error {
 		if n++; n == filesChunk {
 			h.must(DeleteSite{Name: "blog"})
 		}
 		return nil
 	})
-	if !errors.Is(err, ErrNotFound) || n != filesChunk {
+	if !errors.Is(err, atoll.ErrNotFound) || n != filesChunk {
 		t.Errorf("Files of a deploy deleted while listing = %v after %d, want ErrNotFound after %d", err, n, filesChunk)
 	}
-	if err := h.f.Files("nope", func(File) error { return nil }); !errors.Is(err, ErrNotFound) {
+	if err := h.f.Files("nope", func(atoll.File) error { return nil }); !errors.Is(err, atoll.ErrNotFound) {
 		t.Errorf("Files of unknown deploy: %v", err)
 	}
 }
@@ -749,7 +751,7 @@ func TestReplayIsIdempotent(t *testing.T) {
 			t.Errorf("%s: AppliedIndex = %d, want %d", r.name, got, len(logs))
 		}
 	}
-	if d := h.deploy("d1"); d.Received != 3 || d.State != StateSuperseded {
+	if d := h.deploy("d1"); d.Received != 3 || d.State != atoll.StateSuperseded {
 		t.Errorf("d1 = %+v, want 3 received, superseded", d)
 	}
 
@@ -759,7 +761,7 @@ func TestReplayIsIdempotent(t *testing.T) {
 	if resp[0] != nil || resp[1] != nil || resp[2] != nil {
 		t.Errorf("straddling batch answered %v", resp)
 	}
-	if _, err := h.f.Site("blog"); !errors.Is(err, ErrNotFound) {
+	if _, err := h.f.Site("blog"); !errors.Is(err, atoll.ErrNotFound) {
 		t.Errorf("new entry of a straddling batch not applied: %v", err)
 	}
 }
@@ -825,7 +827,7 @@ func TestFileHotPath(t *testing.T) {
 		t.Fatalf("File = %q, %v; want %q", got, err, want.Hash)
 	}
 	for _, tc := range []struct{ deploy, path string }{{"live1", "/missing"}, {"nope", want.Path}, {"live1", ""}} {
-		if _, err := h.f.File(tc.deploy, tc.path); !errors.Is(err, ErrNotFound) {
+		if _, err := h.f.File(tc.deploy, tc.path); !errors.Is(err, atoll.ErrNotFound) {
 			t.Errorf("File(%q, %q) = %v, want ErrNotFound", tc.deploy, tc.path, err)
 		}
 	}

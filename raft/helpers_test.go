@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atoll-hosting/atoll"
+
 	hraft "github.com/hashicorp/raft"
 )
 
@@ -21,17 +23,17 @@ func hashOf(s string) string {
 }
 
 // manifest returns n files /f/00000.html ... with distinct hashes.
-func manifest(n int) []File {
-	files := make([]File, n)
+func manifest(n int) []atoll.File {
+	files := make([]atoll.File, n)
 	for i := range files {
 		p := fmt.Sprintf("/f/%05d.html", i)
-		files[i] = File{Path: p, Hash: hashOf(p)}
+		files[i] = atoll.File{Path: p, Hash: hashOf(p)}
 	}
 	return files
 }
 
 // manifest100k is manifest(100_000), built once: tests must not modify it.
-var manifest100k = sync.OnceValue(func() []File { return manifest(100_000) })
+var manifest100k = sync.OnceValue(func() []atoll.File { return manifest(100_000) })
 
 // fsmHarness applies commands to an FSM directly, as raft would, with
 // consecutive log indexes.
@@ -88,7 +90,7 @@ func (h *fsmHarness) must(cmds ...Command) {
 }
 
 // readyDeploy creates deploy id of site with files, uploaded and ready.
-func (h *fsmHarness) readyDeploy(site, id string, files []File) {
+func (h *fsmHarness) readyDeploy(site, id string, files []atoll.File) {
 	h.t.Helper()
 	h.must(CreateDeploy{ID: id, Site: site, Files: len(files), Created: t0})
 	for _, b := range BatchFiles(id, files) {
@@ -97,7 +99,7 @@ func (h *fsmHarness) readyDeploy(site, id string, files []File) {
 	h.must(MarkReady{Deploy: id, Bytes: int64(len(files))})
 }
 
-func (h *fsmHarness) deploy(id string) Deploy {
+func (h *fsmHarness) deploy(id string) atoll.Deploy {
 	h.t.Helper()
 	d, err := h.f.Deploy(id)
 	if err != nil {
@@ -106,7 +108,7 @@ func (h *fsmHarness) deploy(id string) Deploy {
 	return d
 }
 
-func (h *fsmHarness) site(name string) Site {
+func (h *fsmHarness) site(name string) atoll.Site {
 	h.t.Helper()
 	s, err := h.f.Site(name)
 	if err != nil {

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atoll-hosting/atoll"
+
 	hraft "github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
 )
@@ -151,7 +153,7 @@ func TestReadersDuringRestore(t *testing.T) {
 				case err == nil && got != hash:
 					errc <- errors.New("File returned a wrong hash")
 					return
-				case err != nil && !errors.Is(err, ErrNotFound):
+				case err != nil && !errors.Is(err, atoll.ErrNotFound):
 					errc <- err
 					return
 				}
@@ -160,7 +162,7 @@ func TestReadersDuringRestore(t *testing.T) {
 					errc <- errors.New("torn site record")
 					return
 				}
-				if err != nil && !errors.Is(err, ErrNotFound) {
+				if err != nil && !errors.Is(err, atoll.ErrNotFound) {
 					errc <- err
 					return
 				}
@@ -345,7 +347,7 @@ func TestStateFromBeforeTokens(t *testing.T) {
 		if toks, err := f.Tokens(); err != nil || len(toks) != 0 {
 			t.Errorf("%s: Tokens = %v, %v; want none", name, toks, err)
 		}
-		if _, err := f.TokenByHash(hashOf("secret-blog")); !errors.Is(err, ErrNotFound) {
+		if _, err := f.TokenByHash(hashOf("secret-blog")); !errors.Is(err, atoll.ErrNotFound) {
 			t.Errorf("%s: TokenByHash = %v, want ErrNotFound", name, err)
 		}
 		if got := f.AppliedIndex(); got != want {

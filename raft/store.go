@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/atoll-hosting/atoll"
+
 	"github.com/hashicorp/go-hclog"
 	hraft "github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
@@ -178,11 +180,11 @@ func Open(cfg Config) (s *Store, err error) {
 	cfg = cfg.withDefaults()
 	switch {
 	case cfg.ID == "":
-		return nil, fmt.Errorf("%w: raft config: empty ID", ErrInvalid)
+		return nil, fmt.Errorf("%w: raft config: empty ID", atoll.ErrInvalid)
 	case cfg.Dir == "":
-		return nil, fmt.Errorf("%w: raft config: empty Dir", ErrInvalid)
+		return nil, fmt.Errorf("%w: raft config: empty Dir", atoll.ErrInvalid)
 	case cfg.BindAddr == "":
-		return nil, fmt.Errorf("%w: raft config: empty BindAddr", ErrInvalid)
+		return nil, fmt.Errorf("%w: raft config: empty BindAddr", atoll.ErrInvalid)
 	}
 	logger := slog.New(slog.DiscardHandler)
 	var hlog hclog.Logger = hclog.NewNullLogger()
@@ -193,7 +195,7 @@ func Open(cfg Config) (s *Store, err error) {
 	rc := cfg.raftConfig()
 	rc.Logger = hlog
 	if err := hraft.ValidateConfig(rc); err != nil {
-		return nil, fmt.Errorf("%w: raft config: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: raft config: %v", atoll.ErrInvalid, err)
 	}
 
 	var closers []func() error
@@ -243,7 +245,7 @@ func Open(cfg Config) (s *Store, err error) {
 	var advertise net.Addr
 	if cfg.AdvertiseAddr != "" {
 		if advertise, err = net.ResolveTCPAddr("tcp", cfg.AdvertiseAddr); err != nil {
-			return nil, fmt.Errorf("%w: advertise address: %v", ErrInvalid, err)
+			return nil, fmt.Errorf("%w: advertise address: %v", atoll.ErrInvalid, err)
 		}
 	}
 	var trans *hraft.NetworkTransport
@@ -459,7 +461,7 @@ func encodeBounded(cmd Command) ([]byte, error) {
 	}
 	if len(b) > MaxCommandBytes {
 		return nil, fmt.Errorf("%w: command %d encodes to %d bytes, limit %d (batch manifests with BatchFiles)",
-			ErrInvalid, cmd.Type(), len(b), MaxCommandBytes)
+			atoll.ErrInvalid, cmd.Type(), len(b), MaxCommandBytes)
 	}
 	return b, nil
 }

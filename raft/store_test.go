@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/atoll-hosting/atoll"
 )
 
 // testLogger sends warnings from the store and hashicorp/raft to t.Log
@@ -104,7 +106,7 @@ func mustApply(t *testing.T, s *Store, cmds ...Command) {
 // seedCommands is the scenario of seed() as a command list.
 func seedCommands() []Command {
 	var cmds []Command
-	ready := func(site, id string, files []File) {
+	ready := func(site, id string, files []atoll.File) {
 		cmds = append(cmds, CreateDeploy{ID: id, Site: site, Files: len(files), Created: t0})
 		for _, b := range BatchFiles(id, files) {
 			cmds = append(cmds, b)
@@ -122,7 +124,7 @@ func seedCommands() []Command {
 		CreateDeploy{ID: "up1", Site: "blog", Files: 2, Created: t0},
 		AddFiles{Deploy: "up1", Files: manifest(1)},
 		SetAdminToken{Hash: hashA},
-		PutNode{Node: Node{ID: "n1", Role: RoleCore, RaftAddr: "10.0.0.1:7000", Joined: t0}},
+		PutNode{Node: atoll.Node{ID: "n1", Role: atoll.RoleCore, RaftAddr: "10.0.0.1:7000", Joined: t0}},
 		CreateToken{ID: "tok1", Site: "blog", Name: "ci", Hash: hashOf("secret-blog"), Created: t0},
 		CreateToken{ID: "tok2", Site: "shop", Hash: hashOf("secret-shop"), Created: t0},
 	)
@@ -145,7 +147,7 @@ func TestStoreSingleNode(t *testing.T) {
 	}
 
 	mustApply(t, s, seedCommands()...)
-	if d, err := s.Deploy("rdy1"); err != nil || d.State != StateReady {
+	if d, err := s.Deploy("rdy1"); err != nil || d.State != atoll.StateReady {
 		t.Errorf("Deploy(rdy1) = %+v, %v", d, err)
 	}
 	if got := s.AdminTokenHash(); got != hashA {
@@ -157,10 +159,10 @@ func TestStoreSingleNode(t *testing.T) {
 		cmd  Command
 		want error
 	}{
-		{"FSM rejection comes back wrapped", CreateSite{Name: "blog", Created: t0.Add(time.Hour)}, ErrExists},
-		{"invalid command", CreateSite{Name: "Not Valid"}, ErrInvalid},
-		{"nil command", nil, ErrInvalid},
-		{"oversized command", AddFiles{Deploy: "up1", Files: manifest(6000)}, ErrInvalid},
+		{"FSM rejection comes back wrapped", CreateSite{Name: "blog", Created: t0.Add(time.Hour)}, atoll.ErrExists},
+		{"invalid command", CreateSite{Name: "Not Valid"}, atoll.ErrInvalid},
+		{"nil command", nil, atoll.ErrInvalid},
+		{"oversized command", AddFiles{Deploy: "up1", Files: manifest(6000)}, atoll.ErrInvalid},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -259,7 +261,7 @@ func TestStoreRestartReplay(t *testing.T) {
 	if got := dump(t, s.FSM); got != want {
 		t.Fatalf("state after restart:\nwant %s\ngot  %s", want, got)
 	}
-	if d, _ := s.Deploy("live1"); d.State != StateSuperseded || d.Received != 3 {
+	if d, _ := s.Deploy("live1"); d.State != atoll.StateSuperseded || d.Received != 3 {
 		t.Errorf("live1 after replay = %+v, want superseded with 3 files", d)
 	}
 	servers, _ := s.Servers()
@@ -267,7 +269,7 @@ func TestStoreRestartReplay(t *testing.T) {
 		t.Errorf("Servers = %+v, want just n1", servers)
 	}
 	mustApply(t, s, DeleteSite{Name: "shop"})
-	if _, err := s.Site("shop"); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Site("shop"); !errors.Is(err, atoll.ErrNotFound) {
 		t.Errorf("write after restart not applied: %v", err)
 	}
 }
@@ -335,13 +337,13 @@ func TestStoreManifest100k(t *testing.T) {
 	mustApply(t, s, MarkReady{Deploy: "big1", Bytes: 1 << 30}, Publish{Deploy: "big1", At: t0})
 
 	n := 0
-	if err := s.Files("big1", func(File) error { n++; return nil }); err != nil || n != len(files) {
+	if err := s.Files("big1", func(atoll.File) error { n++; return nil }); err != nil || n != len(files) {
 		t.Fatalf("Files listed %d, %v; want %d", n, err, len(files))
 	}
 	check := func(s *Store) {
 		t.Helper()
 		d, err := s.Deploy("big1")
-		if err != nil || d.Received != len(files) || d.State != StatePublished {
+		if err != nil || d.Received != len(files) || d.State != atoll.StatePublished {
 			t.Fatalf("deploy = %+v, %v", d, err)
 		}
 		for _, i := range []int{0, 4242, len(files) - 1} {

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/atoll-hosting/atoll"
+
 	"github.com/hashicorp/go-hclog"
 	hraft "github.com/hashicorp/raft"
 )
@@ -31,10 +33,10 @@ var _ hraft.StreamLayer = (*tlsStreamLayer)(nil)
 // of the transport's mutual TLS.
 func clusterTLS(c *tls.Config) (server, client *tls.Config, err error) {
 	if len(c.Certificates) == 0 {
-		return nil, nil, fmt.Errorf("%w: raft TLS config has no certificate", ErrInvalid)
+		return nil, nil, fmt.Errorf("%w: raft TLS config has no certificate", atoll.ErrInvalid)
 	}
 	if c.ClientCAs == nil {
-		return nil, nil, fmt.Errorf("%w: raft TLS config has no ClientCAs (the cluster CA)", ErrInvalid)
+		return nil, nil, fmt.Errorf("%w: raft TLS config has no ClientCAs (the cluster CA)", atoll.ErrInvalid)
 	}
 	server = c.Clone()
 	server.ClientAuth = tls.RequireAndVerifyClientCert
@@ -62,7 +64,7 @@ func newTLSTransport(cfg Config, advertise net.Addr, logger hclog.Logger) (*hraf
 	// able to dial the address this node advertises.
 	if addr, ok := stream.Addr().(*net.TCPAddr); !ok || addr.IP == nil || addr.IP.IsUnspecified() {
 		ln.Close()
-		return nil, fmt.Errorf("%w: raft address %s is not advertisable (set AdvertiseAddr)", ErrInvalid, stream.Addr())
+		return nil, fmt.Errorf("%w: raft address %s is not advertisable (set AdvertiseAddr)", atoll.ErrInvalid, stream.Addr())
 	}
 	return hraft.NewNetworkTransportWithLogger(stream, cfg.MaxPool, cfg.TransportTimeout, logger), nil
 }

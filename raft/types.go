@@ -3,93 +3,23 @@ package raft
 import (
 	"errors"
 	"time"
+
+	"github.com/atoll-hosting/atoll"
 )
 
-// Sentinel errors. Commands rejected by the FSM come back from Store.Apply as
-// one of these (wrapped with detail); callers use errors.Is.
+// Sentinel errors of the store. Commands the FSM rejects come back from
+// Store.Apply wrapping one of atoll's (ErrInvalid, ErrNotFound, ErrExists,
+// ErrConflict) with detail; callers use errors.Is.
 var (
-	ErrNotFound       = errors.New("not found")
-	ErrExists         = errors.New("already exists")
-	ErrInvalid        = errors.New("invalid")
-	ErrConflict       = errors.New("conflict")
 	ErrNotLeader      = errors.New("not the raft leader")
 	ErrUnknownCommand = errors.New("unknown command")
 	ErrClosed         = errors.New("store closed")
 )
 
-// DefaultRetain is how many deploys a site keeps for rollback unless its
-// settings say otherwise.
-const DefaultRetain = 10
-
 // MaxBatchBytes bounds the encoded size of one AddFiles command, so that a
 // large manifest goes through the log as many small entries (hashicorp/raft's
 // SuggestedMaxDataSize is 512 KiB).
 const MaxBatchBytes = 256 << 10
-
-// Site is a hosted website.
-type Site struct {
-	Name      string    `json:"name"`
-	Domains   []string  `json:"domains"`             // custom domains, lowercase, no port
-	Published string    `json:"published,omitempty"` // id of the live deploy, "" if none
-	Created   time.Time `json:"created"`
-	Retain    int       `json:"retain"` // deploys kept for rollback
-}
-
-// DeployState is where a deploy is in its life.
-type DeployState string
-
-// Deploy states: uploading -> ready -> published -> superseded (and back to
-// published on rollback), or failed.
-const (
-	StateUploading  DeployState = "uploading"
-	StateReady      DeployState = "ready"
-	StatePublished  DeployState = "published"
-	StateSuperseded DeployState = "superseded"
-	StateFailed     DeployState = "failed"
-)
-
-// Deploy is one immutable version of a site.
-type Deploy struct {
-	ID          string      `json:"id"`
-	Site        string      `json:"site"`
-	State       DeployState `json:"state"`
-	Created     time.Time   `json:"created"`
-	PublishedAt time.Time   `json:"published_at,omitzero"` // last time it went live
-	Files       int         `json:"files"`                 // manifest size declared at creation
-	Received    int         `json:"received"`              // manifest entries stored so far
-	Bytes       int64       `json:"bytes"`                 // total identity bytes, known once ready
-	Reason      string      `json:"reason,omitempty"`      // why it failed, from FailDeploy
-}
-
-// File is one manifest entry: a normalized path (see CleanPath) and the
-// SHA-256 of its content in lowercase hex. Size, content type and encodings
-// are properties of the content and the path's extension: the blob store
-// and the edge derive them, so the manifest stays 32 bytes of hash per path.
-type File struct {
-	Path string `json:"path"`
-	Hash string `json:"hash"`
-}
-
-// Node roles and states.
-const (
-	RoleCore = "core"
-	RoleEdge = "edge"
-
-	NodeActive   = "active"
-	NodeDraining = "draining"
-	NodeRemoved  = "removed"
-)
-
-// Node is a member of the cluster as the node table records it.
-type Node struct {
-	ID       string    `json:"id"`
-	Role     string    `json:"role"`
-	RaftAddr string    `json:"raft_addr"`
-	APIAddr  string    `json:"api_addr"`
-	HTTPAddr string    `json:"http_addr"`
-	State    string    `json:"state"`
-	Joined   time.Time `json:"joined"`
-}
 
 // Command is a replicated state change. Every command carries the values it
 // needs (ids, timestamps) so that applying it is deterministic, and applying
@@ -157,8 +87,8 @@ type CreateDeploy struct {
 // with the same hash is a no-op (so a retried batch is safe); with another
 // hash it is ErrConflict.
 type AddFiles struct {
-	Deploy string `json:"deploy"`
-	Files  []File `json:"files"`
+	Deploy string       `json:"deploy"`
+	Files  []atoll.File `json:"files"`
 }
 
 // MarkReady moves a complete uploading deploy to ready once the proposer has
@@ -184,7 +114,7 @@ type FailDeploy struct {
 
 // PutNode adds a node to the node table or updates it.
 type PutNode struct {
-	Node Node `json:"node"`
+	Node atoll.Node `json:"node"`
 }
 
 // RemoveNode takes a node out of the node table.
@@ -203,20 +133,6 @@ type SetAdminToken struct {
 // owners.
 type SetReplicas struct {
 	N int `json:"n"`
-}
-
-// MaxTokenNameLen bounds a token's optional name, in bytes.
-const MaxTokenNameLen = 200
-
-// Token is a site-scoped API token as the replicated state records it. The
-// secret itself is never stored: only its SHA-256, which is how a bearer
-// token is looked up. The admin token is not a Token (see SetAdminToken).
-type Token struct {
-	ID      string    `json:"id"`             // ValidTokenID
-	Site    string    `json:"site"`           // the one site the token may act on
-	Name    string    `json:"name,omitempty"` // what it is for, e.g. "ci"
-	Hash    string    `json:"hash"`           // lowercase hex SHA-256 of the secret
-	Created time.Time `json:"created"`
 }
 
 // CreateToken records a deploy token scoped to one existing site. The id is

@@ -175,7 +175,7 @@
 //     hash. No request byte reaches a file system path, and ".." (plain or
 //     percent-encoded) is resolved before the lookup, so a request cannot
 //     name anything outside its deploy. Manifests hold no backslashes, NUL
-//     or dot segments (raft.CleanPath), so such requests simply miss.
+//     or dot segments (atoll.CleanPath), so such requests simply miss.
 //   - Preview hosts serve complete deploys to anyone who knows the deploy
 //     id. Deploy ids must be unguessable if previews are meant to stay
 //     private; uploading and failed deploys are never reachable.

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atoll-hosting/atoll"
+
 	hraft "github.com/hashicorp/raft"
 	"github.com/valyala/fasthttp"
 
@@ -84,13 +86,13 @@ func newRealEdge(tb testing.TB) *realEdge {
 		"/index.html": textOf(4 << 10),
 	}
 	content["/16k.bin"] = append([]byte("x"), content["/16k.bin"][1:]...) // distinct from the 1k prefix
-	var files []raft.File
+	var files []atoll.File
 	for p, c := range content {
 		info, err := bs.Put(context.Background(), "", bytes.NewReader(c))
 		if err != nil {
 			tb.Fatal(err)
 		}
-		files = append(files, raft.File{Path: p, Hash: info.Hash})
+		files = append(files, atoll.File{Path: p, Hash: info.Hash})
 	}
 	at := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	e.apply(tb, raft.CreateSite{Name: "bench", Created: at})

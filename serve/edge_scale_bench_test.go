@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atoll-hosting/atoll"
+
 	"github.com/valyala/fasthttp"
 
 	"github.com/atoll-hosting/atoll/raft"
@@ -28,21 +30,21 @@ func BenchmarkEdgeRandomPaths(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			files := make([]raft.File, n)
+			files := make([]atoll.File, n)
 			paths := make([][]byte, n)
 			for i := range files {
 				p := fmt.Sprintf("/docs/section-%d/file-%07d.bin", i%97, i)
-				files[i] = raft.File{Path: p, Hash: hash}
+				files[i] = atoll.File{Path: p, Hash: hash}
 				paths[i] = []byte(p)
 			}
-			slices.SortFunc(files, func(a, b raft.File) int { return strings.Compare(a.Path, b.Path) })
+			slices.SortFunc(files, func(a, b atoll.File) int { return strings.Compare(a.Path, b.Path) })
 			at := time.Date(2025, 1, 2, 0, 0, 0, 0, time.UTC)
 			e.apply(b, raft.CreateDeploy{ID: "big", Site: "bench", Files: n, Created: at})
 			for _, c := range raft.BatchFiles("big", files) {
 				e.apply(b, c)
 			}
 			e.apply(b, raft.MarkReady{Deploy: "big"}, raft.Publish{Deploy: "big", At: at})
-			if d, err := e.fsm.Deploy("big"); err != nil || d.State != raft.StatePublished {
+			if d, err := e.fsm.Deploy("big"); err != nil || d.State != atoll.StatePublished {
 				b.Fatalf("Deploy: %+v %v", d, err)
 			}
 			if _, err := e.fsm.File("big", files[0].Path); err != nil {

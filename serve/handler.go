@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/atoll-hosting/atoll"
+
 	"github.com/valyala/fasthttp"
 
 	"github.com/atoll-hosting/atoll/blobstore"
@@ -51,17 +53,17 @@ const (
 var strETag = []byte(fasthttp.HeaderETag)
 
 // maxRequestPath bounds the request paths that are looked up at all: a
-// manifest path is at most raft.MaxPathLen bytes, and the edge appends at
+// manifest path is at most atoll.MaxPathLen bytes, and the edge appends at
 // most "/index.html" to a request path.
-const maxRequestPath = raft.MaxPathLen
+const maxRequestPath = atoll.MaxPathLen
 
 // Catalog is the replicated metadata the edge reads: sites, deploys and
 // manifests. *raft.Store and *raft.FSM implement it. Each method is one
-// short, local read; not-found answers wrap raft.ErrNotFound.
+// short, local read; not-found answers wrap atoll.ErrNotFound.
 type Catalog interface {
-	Site(name string) (raft.Site, error)
-	SiteByDomain(host string) (raft.Site, error)
-	Deploy(id string) (raft.Deploy, error)
+	Site(name string) (atoll.Site, error)
+	SiteByDomain(host string) (atoll.Site, error)
+	Deploy(id string) (atoll.Deploy, error)
 	File(deployID, path string) (string, error)
 }
 
@@ -219,7 +221,7 @@ func (h *Handler) resolve(host []byte) (t target, ok bool, err error) {
 		return target{}, false, nil
 	}
 	kind, siteName, deployID := route(name, h.domain)
-	var site raft.Site
+	var site atoll.Site
 	switch kind {
 	case hostInvalid:
 		return target{}, false, nil
@@ -229,7 +231,7 @@ func (h *Handler) resolve(host []byte) (t target, ok bool, err error) {
 			return target{}, false, notFoundIsFalse(err)
 		}
 		switch d.State {
-		case raft.StateReady, raft.StatePublished, raft.StateSuperseded:
+		case atoll.StateReady, atoll.StatePublished, atoll.StateSuperseded:
 		default:
 			return target{}, false, nil
 		}
@@ -264,7 +266,7 @@ func (h *Handler) resolve(host []byte) (t target, ok bool, err error) {
 // (a preview): after a rollback to an older deploy the date moves forward,
 // so a cache that revalidates with If-Modified-Since alone still sees the
 // change. HTTP dates have one-second precision.
-func targetOf(d raft.Deploy) target {
+func targetOf(d atoll.Deploy) target {
 	mod := d.Created
 	if d.PublishedAt.After(mod) {
 		mod = d.PublishedAt
@@ -276,7 +278,7 @@ func targetOf(d raft.Deploy) target {
 }
 
 func notFoundIsFalse(err error) error {
-	if errors.Is(err, raft.ErrNotFound) {
+	if errors.Is(err, atoll.ErrNotFound) {
 		return nil
 	}
 	return err

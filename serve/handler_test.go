@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atoll-hosting/atoll"
 	"github.com/atoll-hosting/atoll/blobstore"
 	"github.com/atoll-hosting/atoll/raft"
 )
@@ -144,7 +145,7 @@ func TestPaths(t *testing.T) {
 
 func TestRedirectLocationIsEscaped(t *testing.T) {
 	fx := newFixture(t)
-	fx.cat.addDeploy(raft.Deploy{ID: "d7", Site: "blog", State: raft.StateReady, Created: t0},
+	fx.cat.addDeploy(atoll.Deploy{ID: "d7", Site: "blog", State: atoll.StateReady, Created: t0},
 		map[string]string{"/my docs/index.html": fx.hash["docs"]})
 	resp := fx.do(t, request{host: "d7--blog.atoll.test", target: "/my%20docs"})
 	if got, want := resp.status, 301; got != want {

@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atoll-hosting/atoll"
+
 	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/zstd"
 	"github.com/valyala/fasthttp"
@@ -44,9 +46,9 @@ var (
 // request read.
 type fakeCatalog struct {
 	mu      sync.Mutex
-	sites   map[string]raft.Site
+	sites   map[string]atoll.Site
 	domains map[string]string // custom domain -> site
-	deploys map[string]raft.Deploy
+	deploys map[string]atoll.Deploy
 	files   map[string]map[string]string // deploy -> path -> hash
 
 	siteErr, domainErr, deployErr, fileErr error
@@ -56,14 +58,14 @@ type fakeCatalog struct {
 
 func newFakeCatalog() *fakeCatalog {
 	return &fakeCatalog{
-		sites:   map[string]raft.Site{},
+		sites:   map[string]atoll.Site{},
 		domains: map[string]string{},
-		deploys: map[string]raft.Deploy{},
+		deploys: map[string]atoll.Deploy{},
 		files:   map[string]map[string]string{},
 	}
 }
 
-func (c *fakeCatalog) addSite(s raft.Site) {
+func (c *fakeCatalog) addSite(s atoll.Site) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.sites[s.Name] = s
@@ -72,7 +74,7 @@ func (c *fakeCatalog) addSite(s raft.Site) {
 	}
 }
 
-func (c *fakeCatalog) addDeploy(d raft.Deploy, files map[string]string) {
+func (c *fakeCatalog) addDeploy(d atoll.Deploy, files map[string]string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.deploys[d.ID] = d
@@ -86,25 +88,25 @@ func (c *fakeCatalog) publish(id string, at time.Time) {
 	d := c.deploys[id]
 	s := c.sites[d.Site]
 	if old, ok := c.deploys[s.Published]; ok {
-		old.State = raft.StateSuperseded
+		old.State = atoll.StateSuperseded
 		c.deploys[old.ID] = old
 	}
-	d.State, d.PublishedAt = raft.StatePublished, at
+	d.State, d.PublishedAt = atoll.StatePublished, at
 	c.deploys[id] = d
 	s.Published = id
 	c.sites[s.Name] = s
 }
 
-func (c *fakeCatalog) Site(name string) (raft.Site, error) {
+func (c *fakeCatalog) Site(name string) (atoll.Site, error) {
 	c.mu.Lock()
 	s, ok := c.sites[name]
 	err, hook := c.siteErr, c.afterSite
 	c.mu.Unlock()
 	if err != nil {
-		return raft.Site{}, err
+		return atoll.Site{}, err
 	}
 	if !ok {
-		return raft.Site{}, fmt.Errorf("site %q: %w", name, raft.ErrNotFound)
+		return atoll.Site{}, fmt.Errorf("site %q: %w", name, atoll.ErrNotFound)
 	}
 	if hook != nil {
 		hook(name)
@@ -112,28 +114,28 @@ func (c *fakeCatalog) Site(name string) (raft.Site, error) {
 	return s, nil
 }
 
-func (c *fakeCatalog) SiteByDomain(host string) (raft.Site, error) {
+func (c *fakeCatalog) SiteByDomain(host string) (atoll.Site, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.domainErr != nil {
-		return raft.Site{}, c.domainErr
+		return atoll.Site{}, c.domainErr
 	}
 	name, ok := c.domains[host]
 	if !ok {
-		return raft.Site{}, fmt.Errorf("domain %q: %w", host, raft.ErrNotFound)
+		return atoll.Site{}, fmt.Errorf("domain %q: %w", host, atoll.ErrNotFound)
 	}
 	return c.sites[name], nil
 }
 
-func (c *fakeCatalog) Deploy(id string) (raft.Deploy, error) {
+func (c *fakeCatalog) Deploy(id string) (atoll.Deploy, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.deployErr != nil {
-		return raft.Deploy{}, c.deployErr
+		return atoll.Deploy{}, c.deployErr
 	}
 	d, ok := c.deploys[id]
 	if !ok {
-		return raft.Deploy{}, fmt.Errorf("deploy %q: %w", id, raft.ErrNotFound)
+		return atoll.Deploy{}, fmt.Errorf("deploy %q: %w", id, atoll.ErrNotFound)
 	}
 	return d, nil
 }
@@ -147,7 +149,7 @@ func (c *fakeCatalog) File(deployID, path string) (string, error) {
 	}
 	h, ok := c.files[deployID][path]
 	if !ok {
-		return "", fmt.Errorf("file %s %q: %w", deployID, path, raft.ErrNotFound)
+		return "", fmt.Errorf("file %s %q: %w", deployID, path, atoll.ErrNotFound)
 	}
 	return h, nil
 }
@@ -355,13 +357,13 @@ var (
 	// Deploys of site "blog": d1 was live and is superseded, d2 is live,
 	// d3 is a complete preview, d4 still uploading, d5 failed, d6 ready to
 	// be published by the atomic-publish test.
-	d1 = raft.Deploy{ID: "d1", Site: "blog", State: raft.StateSuperseded, Created: t0, PublishedAt: t0.Add(time.Hour)}
-	d2 = raft.Deploy{ID: "d2", Site: "blog", State: raft.StatePublished, Created: t0.Add(24 * time.Hour), PublishedAt: t0.Add(25 * time.Hour)}
-	d3 = raft.Deploy{ID: "d3", Site: "blog", State: raft.StateReady, Created: t0.Add(48 * time.Hour)}
-	d4 = raft.Deploy{ID: "d4", Site: "blog", State: raft.StateUploading, Created: t0.Add(49 * time.Hour)}
-	d5 = raft.Deploy{ID: "d5", Site: "blog", State: raft.StateFailed, Created: t0.Add(50 * time.Hour)}
-	d6 = raft.Deploy{ID: "d6", Site: "blog", State: raft.StateReady, Created: t0.Add(51 * time.Hour)}
-	o1 = raft.Deploy{ID: "o1", Site: "other", State: raft.StatePublished, Created: t0}
+	d1 = atoll.Deploy{ID: "d1", Site: "blog", State: atoll.StateSuperseded, Created: t0, PublishedAt: t0.Add(time.Hour)}
+	d2 = atoll.Deploy{ID: "d2", Site: "blog", State: atoll.StatePublished, Created: t0.Add(24 * time.Hour), PublishedAt: t0.Add(25 * time.Hour)}
+	d3 = atoll.Deploy{ID: "d3", Site: "blog", State: atoll.StateReady, Created: t0.Add(48 * time.Hour)}
+	d4 = atoll.Deploy{ID: "d4", Site: "blog", State: atoll.StateUploading, Created: t0.Add(49 * time.Hour)}
+	d5 = atoll.Deploy{ID: "d5", Site: "blog", State: atoll.StateFailed, Created: t0.Add(50 * time.Hour)}
+	d6 = atoll.Deploy{ID: "d6", Site: "blog", State: atoll.StateReady, Created: t0.Add(51 * time.Hour)}
+	o1 = atoll.Deploy{ID: "o1", Site: "other", State: atoll.StatePublished, Created: t0}
 )
 
 // content of the fixture's files.
@@ -431,9 +433,9 @@ func newFixtureConfig(t testing.TB, cfg Config) *fixture {
 	} {
 		files[p] = tiny
 	}
-	fx.cat.addSite(raft.Site{Name: "blog", Domains: []string{"blog.example.com", "www.blog.example.com"}, Published: "d2", Created: t0})
-	fx.cat.addSite(raft.Site{Name: "other", Domains: []string{"other.example.net"}, Published: "o1", Created: t0})
-	fx.cat.addSite(raft.Site{Name: "empty", Domains: []string{"empty.example.org"}, Created: t0})
+	fx.cat.addSite(atoll.Site{Name: "blog", Domains: []string{"blog.example.com", "www.blog.example.com"}, Published: "d2", Created: t0})
+	fx.cat.addSite(atoll.Site{Name: "other", Domains: []string{"other.example.net"}, Published: "o1", Created: t0})
+	fx.cat.addSite(atoll.Site{Name: "empty", Domains: []string{"empty.example.org"}, Created: t0})
 	fx.cat.addDeploy(d1, map[string]string{
 		"/index.html": put("indexV1", []byte("blog v1\n")),
 		"/about.html": put("aboutV1", []byte("about v1\n")),

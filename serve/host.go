@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"strings"
 
-	"github.com/atoll-hosting/atoll/raft"
+	"github.com/atoll-hosting/atoll"
 )
 
 // maxHostLen is the longest DNS name (RFC 1035), without a trailing dot.
@@ -69,12 +69,12 @@ func route(host, domain string) (kind hostKind, site, deploy string) {
 		return hostCustom, "", ""
 	}
 	if id, name, ok := strings.Cut(label, "--"); ok {
-		if !raft.ValidDeployID(id) || !raft.ValidSiteName(name) {
+		if !atoll.ValidDeployID(id) || !atoll.ValidSiteName(name) {
 			return hostInvalid, "", ""
 		}
 		return hostPreview, name, id
 	}
-	if !raft.ValidSiteName(label) {
+	if !atoll.ValidSiteName(label) {
 		return hostInvalid, "", ""
 	}
 	return hostSite, label, ""

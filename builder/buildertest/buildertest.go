@@ -27,6 +27,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/atoll-hosting/atoll"
 	"github.com/atoll-hosting/atoll/blobstore"
 	"github.com/atoll-hosting/atoll/builder"
 	"github.com/atoll-hosting/atoll/raft"
@@ -40,13 +41,13 @@ var (
 // Meta is a map-backed builder.Meta.
 type Meta struct {
 	mu        sync.Mutex
-	sites     map[string]raft.Site
+	sites     map[string]atoll.Site
 	domains   map[string]string // custom domain -> site
-	deploys   map[string]raft.Deploy
+	deploys   map[string]atoll.Deploy
 	seq       map[string]int               // deploy -> creation order, for "newest first"
 	files     map[string]map[string]string // deploy -> path -> hash
 	tokenHash string
-	tokens    map[string]raft.Token // id -> deploy token
+	tokens    map[string]atoll.Token // id -> deploy token
 	calls     []raft.Command
 	next      int
 	// FailApply, when set, is consulted before each command is applied; a
@@ -58,12 +59,12 @@ type Meta struct {
 // NewMeta returns an empty Meta.
 func NewMeta() *Meta {
 	return &Meta{
-		sites:   map[string]raft.Site{},
+		sites:   map[string]atoll.Site{},
 		domains: map[string]string{},
-		deploys: map[string]raft.Deploy{},
+		deploys: map[string]atoll.Deploy{},
 		seq:     map[string]int{},
 		files:   map[string]map[string]string{},
-		tokens:  map[string]raft.Token{},
+		tokens:  map[string]atoll.Token{},
 	}
 }
 
@@ -105,12 +106,12 @@ func (m *Meta) Apply(ctx context.Context, cmd raft.Command) error {
 	case raft.FailDeploy:
 		d, ok := m.deploys[c.Deploy]
 		if !ok {
-			return fmt.Errorf("deploy %q: %w", c.Deploy, raft.ErrNotFound)
+			return fmt.Errorf("deploy %q: %w", c.Deploy, atoll.ErrNotFound)
 		}
-		if d.State != raft.StateUploading {
-			return fmt.Errorf("deploy %s is %s: %w", d.ID, d.State, raft.ErrConflict)
+		if d.State != atoll.StateUploading {
+			return fmt.Errorf("deploy %s is %s: %w", d.ID, d.State, atoll.ErrConflict)
 		}
-		d.State = raft.StateFailed
+		d.State = atoll.StateFailed
 		m.deploys[d.ID] = d
 		return nil
 	case raft.SetAdminToken:
@@ -120,7 +121,7 @@ func (m *Meta) Apply(ctx context.Context, cmd raft.Command) error {
 		return m.createToken(c)
 	case raft.RevokeToken:
 		if _, ok := m.tokens[c.ID]; !ok {
-			return fmt.Errorf("token %q: %w", c.ID, raft.ErrNotFound)
+			return fmt.Errorf("token %q: %w", c.ID, atoll.ErrNotFound)
 		}
 		delete(m.tokens, c.ID)
 		return nil
@@ -132,27 +133,27 @@ func (m *Meta) Apply(ctx context.Context, cmd raft.Command) error {
 
 func (m *Meta) checkDomains(site string, domains []string) error {
 	for _, d := range domains {
-		if !raft.ValidDomain(d) {
-			return fmt.Errorf("%w: domain %q", raft.ErrInvalid, d)
+		if !atoll.ValidDomain(d) {
+			return fmt.Errorf("%w: domain %q", atoll.ErrInvalid, d)
 		}
 		if owner, ok := m.domains[d]; ok && owner != site {
-			return fmt.Errorf("domain %q belongs to site %q: %w", d, owner, raft.ErrConflict)
+			return fmt.Errorf("domain %q belongs to site %q: %w", d, owner, atoll.ErrConflict)
 		}
 	}
 	return nil
 }
 
 func (m *Meta) createSite(c raft.CreateSite) error {
-	if !raft.ValidSiteName(c.Name) || c.Retain < 0 {
-		return fmt.Errorf("%w: site %q", raft.ErrInvalid, c.Name)
+	if !atoll.ValidSiteName(c.Name) || c.Retain < 0 {
+		return fmt.Errorf("%w: site %q", atoll.ErrInvalid, c.Name)
 	}
 	if _, ok := m.sites[c.Name]; ok {
-		return fmt.Errorf("site %q: %w", c.Name, raft.ErrExists)
+		return fmt.Errorf("site %q: %w", c.Name, atoll.ErrExists)
 	}
 	if err := m.checkDomains(c.Name, c.Domains); err != nil {
 		return err
 	}
-	s := raft.Site{Name: c.Name, Domains: slices.Clone(c.Domains), Created: c.Created, Retain: cmp.Or(c.Retain, raft.DefaultRetain)}
+	s := atoll.Site{Name: c.Name, Domains: slices.Clone(c.Domains), Created: c.Created, Retain: cmp.Or(c.Retain, atoll.DefaultRetain)}
 	for _, d := range s.Domains {
 		m.domains[d] = s.Name
 	}
@@ -163,7 +164,7 @@ func (m *Meta) createSite(c raft.CreateSite) error {
 func (m *Meta) updateSite(c raft.UpdateSite) error {
 	s, ok := m.sites[c.Name]
 	if !ok {
-		return fmt.Errorf("site %q: %w", c.Name, raft.ErrNotFound)
+		return fmt.Errorf("site %q: %w", c.Name, atoll.ErrNotFound)
 	}
 	if err := m.checkDomains(c.Name, c.Domains); err != nil {
 		return err
@@ -185,7 +186,7 @@ func (m *Meta) updateSite(c raft.UpdateSite) error {
 func (m *Meta) deleteSite(c raft.DeleteSite) error {
 	s, ok := m.sites[c.Name]
 	if !ok {
-		return fmt.Errorf("site %q: %w", c.Name, raft.ErrNotFound)
+		return fmt.Errorf("site %q: %w", c.Name, atoll.ErrNotFound)
 	}
 	for _, d := range s.Domains {
 		delete(m.domains, d)
@@ -205,23 +206,23 @@ func (m *Meta) deleteSite(c raft.DeleteSite) error {
 }
 
 func (m *Meta) createToken(c raft.CreateToken) error {
-	if !raft.ValidTokenID(c.ID) || !raft.ValidHash(c.Hash) || len(c.Name) > raft.MaxTokenNameLen {
-		return fmt.Errorf("%w: token %q", raft.ErrInvalid, c.ID)
+	if !atoll.ValidTokenID(c.ID) || !atoll.ValidHash(c.Hash) || len(c.Name) > atoll.MaxTokenNameLen {
+		return fmt.Errorf("%w: token %q", atoll.ErrInvalid, c.ID)
 	}
-	t := raft.Token{ID: c.ID, Site: c.Site, Name: c.Name, Hash: c.Hash, Created: c.Created}
+	t := atoll.Token{ID: c.ID, Site: c.Site, Name: c.Name, Hash: c.Hash, Created: c.Created}
 	if old, ok := m.tokens[c.ID]; ok {
 		if old.Site == t.Site && old.Name == t.Name && old.Hash == t.Hash && old.Created.Equal(t.Created) {
 			return nil
 		}
-		return fmt.Errorf("token %q: %w", c.ID, raft.ErrExists)
+		return fmt.Errorf("token %q: %w", c.ID, atoll.ErrExists)
 	}
 	for _, other := range m.tokens {
 		if other.Hash == c.Hash {
-			return fmt.Errorf("token %q: hash of %q: %w", c.ID, other.ID, raft.ErrConflict)
+			return fmt.Errorf("token %q: hash of %q: %w", c.ID, other.ID, atoll.ErrConflict)
 		}
 	}
 	if _, ok := m.sites[c.Site]; !ok {
-		return fmt.Errorf("site %q: %w", c.Site, raft.ErrNotFound)
+		return fmt.Errorf("site %q: %w", c.Site, atoll.ErrNotFound)
 	}
 	m.tokens[c.ID] = t
 	return nil
@@ -234,16 +235,16 @@ func (m *Meta) dropDeploy(id string) {
 }
 
 func (m *Meta) createDeploy(c raft.CreateDeploy) error {
-	if !raft.ValidDeployID(c.ID) || c.Files < 1 {
-		return fmt.Errorf("%w: deploy %q with %d files", raft.ErrInvalid, c.ID, c.Files)
+	if !atoll.ValidDeployID(c.ID) || c.Files < 1 {
+		return fmt.Errorf("%w: deploy %q with %d files", atoll.ErrInvalid, c.ID, c.Files)
 	}
 	if _, ok := m.sites[c.Site]; !ok {
-		return fmt.Errorf("site %q: %w", c.Site, raft.ErrNotFound)
+		return fmt.Errorf("site %q: %w", c.Site, atoll.ErrNotFound)
 	}
 	if _, ok := m.deploys[c.ID]; ok {
-		return fmt.Errorf("deploy %q: %w", c.ID, raft.ErrExists)
+		return fmt.Errorf("deploy %q: %w", c.ID, atoll.ErrExists)
 	}
-	m.deploys[c.ID] = raft.Deploy{ID: c.ID, Site: c.Site, State: raft.StateUploading, Created: c.Created, Files: c.Files}
+	m.deploys[c.ID] = atoll.Deploy{ID: c.ID, Site: c.Site, State: atoll.StateUploading, Created: c.Created, Files: c.Files}
 	m.files[c.ID] = map[string]string{}
 	m.next++
 	m.seq[c.ID] = m.next
@@ -253,30 +254,30 @@ func (m *Meta) createDeploy(c raft.CreateDeploy) error {
 func (m *Meta) addFiles(c raft.AddFiles) error {
 	d, ok := m.deploys[c.Deploy]
 	if !ok {
-		return fmt.Errorf("deploy %q: %w", c.Deploy, raft.ErrNotFound)
+		return fmt.Errorf("deploy %q: %w", c.Deploy, atoll.ErrNotFound)
 	}
-	if d.State != raft.StateUploading {
-		return fmt.Errorf("deploy %s is %s: %w", d.ID, d.State, raft.ErrConflict)
+	if d.State != atoll.StateUploading {
+		return fmt.Errorf("deploy %s is %s: %w", d.ID, d.State, atoll.ErrConflict)
 	}
 	have := m.files[d.ID]
 	added := map[string]string{}
 	for _, f := range c.Files {
-		if p, err := raft.CleanPath(f.Path); err != nil || p != f.Path || !raft.ValidHash(f.Hash) {
-			return fmt.Errorf("%w: file %q %q", raft.ErrInvalid, f.Path, f.Hash)
+		if p, err := atoll.CleanPath(f.Path); err != nil || p != f.Path || !atoll.ValidHash(f.Hash) {
+			return fmt.Errorf("%w: file %q %q", atoll.ErrInvalid, f.Path, f.Hash)
 		}
 		old, ok := have[f.Path]
 		if !ok {
 			old, ok = added[f.Path]
 		}
 		if ok && old != f.Hash {
-			return fmt.Errorf("file %q already has another hash: %w", f.Path, raft.ErrConflict)
+			return fmt.Errorf("file %q already has another hash: %w", f.Path, atoll.ErrConflict)
 		}
 		if !ok {
 			added[f.Path] = f.Hash
 		}
 	}
 	if d.Received+len(added) > d.Files {
-		return fmt.Errorf("%w: deploy %s declared %d files", raft.ErrInvalid, d.ID, d.Files)
+		return fmt.Errorf("%w: deploy %s declared %d files", atoll.ErrInvalid, d.ID, d.Files)
 	}
 	for p, h := range added {
 		have[p] = h
@@ -289,12 +290,12 @@ func (m *Meta) addFiles(c raft.AddFiles) error {
 func (m *Meta) markReady(c raft.MarkReady) error {
 	d, ok := m.deploys[c.Deploy]
 	if !ok {
-		return fmt.Errorf("deploy %q: %w", c.Deploy, raft.ErrNotFound)
+		return fmt.Errorf("deploy %q: %w", c.Deploy, atoll.ErrNotFound)
 	}
-	if d.State != raft.StateUploading || d.Received != d.Files {
-		return fmt.Errorf("deploy %s is %s with %d of %d files: %w", d.ID, d.State, d.Received, d.Files, raft.ErrConflict)
+	if d.State != atoll.StateUploading || d.Received != d.Files {
+		return fmt.Errorf("deploy %s is %s with %d of %d files: %w", d.ID, d.State, d.Received, d.Files, atoll.ErrConflict)
 	}
-	d.State, d.Bytes = raft.StateReady, c.Bytes
+	d.State, d.Bytes = atoll.StateReady, c.Bytes
 	m.deploys[d.ID] = d
 	return nil
 }
@@ -302,26 +303,26 @@ func (m *Meta) markReady(c raft.MarkReady) error {
 func (m *Meta) publish(c raft.Publish) error {
 	d, ok := m.deploys[c.Deploy]
 	if !ok {
-		return fmt.Errorf("deploy %q: %w", c.Deploy, raft.ErrNotFound)
+		return fmt.Errorf("deploy %q: %w", c.Deploy, atoll.ErrNotFound)
 	}
 	switch d.State {
-	case raft.StateReady, raft.StatePublished, raft.StateSuperseded:
+	case atoll.StateReady, atoll.StatePublished, atoll.StateSuperseded:
 	default:
-		return fmt.Errorf("deploy %s is %s: %w", d.ID, d.State, raft.ErrConflict)
+		return fmt.Errorf("deploy %s is %s: %w", d.ID, d.State, atoll.ErrConflict)
 	}
 	s := m.sites[d.Site]
 	if prev, ok := m.deploys[s.Published]; ok && prev.ID != d.ID {
-		prev.State = raft.StateSuperseded
+		prev.State = atoll.StateSuperseded
 		m.deploys[prev.ID] = prev
 	}
-	d.State, d.PublishedAt = raft.StatePublished, c.At
+	d.State, d.PublishedAt = atoll.StatePublished, c.At
 	m.deploys[d.ID] = d
 	s.Published = d.ID
 	m.sites[s.Name] = s
 	// Retention: keep the newest Retain finished deploys and the live one.
-	var finished []raft.Deploy
+	var finished []atoll.Deploy
 	for _, x := range m.deploys {
-		if x.Site == s.Name && x.State != raft.StateUploading {
+		if x.Site == s.Name && x.State != atoll.StateUploading {
 			finished = append(finished, x)
 		}
 	}
@@ -335,49 +336,49 @@ func (m *Meta) publish(c raft.Publish) error {
 }
 
 // Site implements builder.Meta.
-func (m *Meta) Site(name string) (raft.Site, error) {
+func (m *Meta) Site(name string) (atoll.Site, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s, ok := m.sites[name]
 	if !ok {
-		return raft.Site{}, fmt.Errorf("site %q: %w", name, raft.ErrNotFound)
+		return atoll.Site{}, fmt.Errorf("site %q: %w", name, atoll.ErrNotFound)
 	}
 	s.Domains = slices.Clone(s.Domains)
 	return s, nil
 }
 
 // Sites implements builder.Meta: every site, by name.
-func (m *Meta) Sites() ([]raft.Site, error) {
+func (m *Meta) Sites() ([]atoll.Site, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var out []raft.Site
+	var out []atoll.Site
 	for _, s := range m.sites {
 		s.Domains = slices.Clone(s.Domains)
 		out = append(out, s)
 	}
-	slices.SortFunc(out, func(a, b raft.Site) int { return cmp.Compare(a.Name, b.Name) })
+	slices.SortFunc(out, func(a, b atoll.Site) int { return cmp.Compare(a.Name, b.Name) })
 	return out, nil
 }
 
 // Deploy implements builder.Meta.
-func (m *Meta) Deploy(id string) (raft.Deploy, error) {
+func (m *Meta) Deploy(id string) (atoll.Deploy, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	d, ok := m.deploys[id]
 	if !ok {
-		return raft.Deploy{}, fmt.Errorf("deploy %q: %w", id, raft.ErrNotFound)
+		return atoll.Deploy{}, fmt.Errorf("deploy %q: %w", id, atoll.ErrNotFound)
 	}
 	return d, nil
 }
 
 // Deploys implements builder.Meta: a site's deploys, newest first.
-func (m *Meta) Deploys(site string) ([]raft.Deploy, error) {
+func (m *Meta) Deploys(site string) ([]atoll.Deploy, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.sites[site]; !ok {
-		return nil, fmt.Errorf("site %q: %w", site, raft.ErrNotFound)
+		return nil, fmt.Errorf("site %q: %w", site, atoll.ErrNotFound)
 	}
-	var out []raft.Deploy
+	var out []atoll.Deploy
 	for _, d := range m.deploys {
 		if d.Site == site {
 			out = append(out, d)
@@ -388,18 +389,18 @@ func (m *Meta) Deploys(site string) ([]raft.Deploy, error) {
 }
 
 // Files implements builder.Meta: a deploy's manifest in path order.
-func (m *Meta) Files(deployID string, fn func(raft.File) error) error {
+func (m *Meta) Files(deployID string, fn func(atoll.File) error) error {
 	m.mu.Lock()
 	files, ok := m.files[deployID]
-	var list []raft.File
+	var list []atoll.File
 	for p, h := range files {
-		list = append(list, raft.File{Path: p, Hash: h})
+		list = append(list, atoll.File{Path: p, Hash: h})
 	}
 	m.mu.Unlock()
 	if !ok {
-		return fmt.Errorf("deploy %q: %w", deployID, raft.ErrNotFound)
+		return fmt.Errorf("deploy %q: %w", deployID, atoll.ErrNotFound)
 	}
-	slices.SortFunc(list, func(a, b raft.File) int { return cmp.Compare(a.Path, b.Path) })
+	slices.SortFunc(list, func(a, b atoll.File) int { return cmp.Compare(a.Path, b.Path) })
 	for _, f := range list {
 		if err := fn(f); err != nil {
 			return err
@@ -414,7 +415,7 @@ func (m *Meta) File(deployID, path string) (string, error) {
 	defer m.mu.Unlock()
 	h, ok := m.files[deployID][path]
 	if !ok {
-		return "", fmt.Errorf("file %q of deploy %q: %w", path, deployID, raft.ErrNotFound)
+		return "", fmt.Errorf("file %q of deploy %q: %w", path, deployID, atoll.ErrNotFound)
 	}
 	return h, nil
 }
@@ -427,7 +428,7 @@ func (m *Meta) AdminTokenHash() string {
 }
 
 // TokenByHash implements builder.Meta.
-func (m *Meta) TokenByHash(hash string) (raft.Token, error) {
+func (m *Meta) TokenByHash(hash string) (atoll.Token, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, t := range m.tokens {
@@ -435,18 +436,18 @@ func (m *Meta) TokenByHash(hash string) (raft.Token, error) {
 			return t, nil
 		}
 	}
-	return raft.Token{}, fmt.Errorf("token: %w", raft.ErrNotFound)
+	return atoll.Token{}, fmt.Errorf("token: %w", atoll.ErrNotFound)
 }
 
 // Tokens implements builder.Meta.
-func (m *Meta) Tokens() ([]raft.Token, error) {
+func (m *Meta) Tokens() ([]atoll.Token, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make([]raft.Token, 0, len(m.tokens))
+	out := make([]atoll.Token, 0, len(m.tokens))
 	for _, t := range m.tokens {
 		out = append(out, t)
 	}
-	slices.SortFunc(out, func(a, b raft.Token) int { return cmp.Compare(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b atoll.Token) int { return cmp.Compare(a.ID, b.ID) })
 	return out, nil
 }
 
@@ -457,12 +458,12 @@ func (m *Meta) State() string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	b, err := json.Marshal(struct {
-		Sites   map[string]raft.Site
+		Sites   map[string]atoll.Site
 		Domains map[string]string
-		Deploys map[string]raft.Deploy
+		Deploys map[string]atoll.Deploy
 		Files   map[string]map[string]string
 		Token   string
-		Tokens  map[string]raft.Token
+		Tokens  map[string]atoll.Token
 	}{m.sites, m.domains, m.deploys, m.files, m.tokenHash, m.tokens})
 	if err != nil {
 		panic(err) // plain maps of plain structs always marshal
@@ -493,7 +494,7 @@ func NewBlobs(dir string) *Blobs { return &Blobs{dir: dir} }
 
 // Put implements builder.Blobs.
 func (b *Blobs) Put(ctx context.Context, want string, r io.Reader) (blobstore.Info, error) {
-	if want != "" && !raft.ValidHash(want) {
+	if want != "" && !atoll.ValidHash(want) {
 		return blobstore.Info{}, fmt.Errorf("put blob %q: %w", want, blobstore.ErrInvalidHash)
 	}
 	tmp, err := os.CreateTemp(b.dir, ".put-*")
@@ -540,7 +541,7 @@ func (b *Blobs) StatMany(ctx context.Context, hashes []string) (map[string]blobs
 }
 
 func (b *Blobs) Stat(ctx context.Context, hash string) (blobstore.Info, error) {
-	if !raft.ValidHash(hash) {
+	if !atoll.ValidHash(hash) {
 		return blobstore.Info{}, fmt.Errorf("stat blob %q: %w", hash, blobstore.ErrInvalidHash)
 	}
 	fi, err := os.Stat(filepath.Join(b.dir, hash))
@@ -557,7 +558,7 @@ func (b *Blobs) Hashes() []string {
 	ents, _ := os.ReadDir(b.dir)
 	var out []string
 	for _, e := range ents {
-		if raft.ValidHash(e.Name()) {
+		if atoll.ValidHash(e.Name()) {
 			out = append(out, e.Name())
 		}
 	}

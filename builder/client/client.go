@@ -15,8 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/atoll-hosting/atoll/builder"
-	"github.com/atoll-hosting/atoll/raft"
+	"github.com/atoll-hosting/atoll"
 )
 
 // Client calls a cluster's API through one of its nodes. Its fields may be
@@ -145,22 +144,22 @@ func (e *Error) Error() string {
 
 // CreateSite creates a site with optional custom domains. retain 0 keeps the
 // default number of deploys for rollback.
-func (c *Client) CreateSite(ctx context.Context, name string, domains []string, retain int) (raft.Site, error) {
-	var site raft.Site
-	err := c.doJSON(ctx, "POST", "/v1/sites", builder.CreateSiteRequest{Name: name, Domains: domains, Retain: retain}, &site)
+func (c *Client) CreateSite(ctx context.Context, name string, domains []string, retain int) (atoll.Site, error) {
+	var site atoll.Site
+	err := c.doJSON(ctx, "POST", "/v1/sites", atoll.CreateSiteRequest{Name: name, Domains: domains, Retain: retain}, &site)
 	return site, err
 }
 
 // Sites lists every site, by name.
-func (c *Client) Sites(ctx context.Context) ([]raft.Site, error) {
-	var list builder.SiteList
+func (c *Client) Sites(ctx context.Context) ([]atoll.Site, error) {
+	var list atoll.SiteList
 	err := c.doJSON(ctx, "GET", "/v1/sites", nil, &list)
 	return list.Sites, err
 }
 
 // Site returns one site.
-func (c *Client) Site(ctx context.Context, name string) (raft.Site, error) {
-	var site raft.Site
+func (c *Client) Site(ctx context.Context, name string) (atoll.Site, error) {
+	var site atoll.Site
 	err := c.doJSON(ctx, "GET", "/v1/sites/"+url.PathEscape(name), nil, &site)
 	return site, err
 }
@@ -168,15 +167,15 @@ func (c *Client) Site(ctx context.Context, name string) (raft.Site, error) {
 // UpdateSite changes a site's settings: domains replaces its custom domains
 // unless nil (an empty, non-nil slice removes them all); retain changes its
 // retention unless 0.
-func (c *Client) UpdateSite(ctx context.Context, name string, domains []string, retain int) (raft.Site, error) {
-	var req builder.UpdateSiteRequest
+func (c *Client) UpdateSite(ctx context.Context, name string, domains []string, retain int) (atoll.Site, error) {
+	var req atoll.UpdateSiteRequest
 	if domains != nil {
 		req.Domains = &domains
 	}
 	if retain != 0 {
 		req.Retain = &retain
 	}
-	var site raft.Site
+	var site atoll.Site
 	err := c.doJSON(ctx, "PATCH", "/v1/sites/"+url.PathEscape(name), req, &site)
 	return site, err
 }
@@ -189,9 +188,9 @@ func (c *Client) DeleteSite(ctx context.Context, name string) error {
 // CreateDeploy starts a digest-based deploy of files (path -> SHA-256 hex).
 // The answer's Required lists the blobs to upload with UploadBlob before
 // Finalize or Publish.
-func (c *Client) CreateDeploy(ctx context.Context, site string, files map[string]string) (builder.DeployResponse, error) {
-	var d builder.DeployResponse
-	err := c.doJSON(ctx, "POST", "/v1/sites/"+url.PathEscape(site)+"/deploys", builder.CreateDeployRequest{Files: files}, &d)
+func (c *Client) CreateDeploy(ctx context.Context, site string, files map[string]string) (atoll.DeployResponse, error) {
+	var d atoll.DeployResponse
+	err := c.doJSON(ctx, "POST", "/v1/sites/"+url.PathEscape(site)+"/deploys", atoll.CreateDeployRequest{Files: files}, &d)
 	return d, err
 }
 
@@ -199,10 +198,10 @@ func (c *Client) CreateDeploy(ctx context.Context, site string, files map[string
 // refuses content that does not hash to hash. r is not closed. When r is an
 // io.ReadSeeker (a file), the upload moves on to the next node listed when
 // the current one cannot be reached, as JSON calls do.
-func (c *Client) UploadBlob(ctx context.Context, hash string, r io.Reader, size int64) (builder.BlobResponse, error) {
+func (c *Client) UploadBlob(ctx context.Context, hash string, r io.Reader, size int64) (atoll.BlobResponse, error) {
 	req, err := c.newRequest(ctx, "PUT", "/v1/blobs/"+url.PathEscape(hash), io.NopCloser(r))
 	if err != nil {
-		return builder.BlobResponse{}, err
+		return atoll.BlobResponse{}, err
 	}
 	req.ContentLength = size
 	if size == 0 {
@@ -220,37 +219,37 @@ func (c *Client) UploadBlob(ctx context.Context, hash string, r io.Reader, size 
 		}
 	}
 	req.Header.Set("Content-Type", "application/octet-stream")
-	var out builder.BlobResponse
+	var out atoll.BlobResponse
 	err = c.do(req, &out)
 	return out, err
 }
 
 // Finalize marks a deploy ready once all its blobs are stored; an *Error
 // with Status 409 lists the Missing ones.
-func (c *Client) Finalize(ctx context.Context, id string) (builder.DeployResponse, error) {
-	var d builder.DeployResponse
+func (c *Client) Finalize(ctx context.Context, id string) (atoll.DeployResponse, error) {
+	var d atoll.DeployResponse
 	err := c.doJSON(ctx, "POST", "/v1/deploys/"+url.PathEscape(id)+"/finalize", nil, &d)
 	return d, err
 }
 
 // Publish makes a deploy its site's live one. Publishing an older deploy is
 // a rollback.
-func (c *Client) Publish(ctx context.Context, id string) (builder.DeployResponse, error) {
-	var d builder.DeployResponse
+func (c *Client) Publish(ctx context.Context, id string) (atoll.DeployResponse, error) {
+	var d atoll.DeployResponse
 	err := c.doJSON(ctx, "POST", "/v1/deploys/"+url.PathEscape(id)+"/publish", nil, &d)
 	return d, err
 }
 
 // Deploy returns one deploy.
-func (c *Client) Deploy(ctx context.Context, id string) (builder.DeployResponse, error) {
-	var d builder.DeployResponse
+func (c *Client) Deploy(ctx context.Context, id string) (atoll.DeployResponse, error) {
+	var d atoll.DeployResponse
 	err := c.doJSON(ctx, "GET", "/v1/deploys/"+url.PathEscape(id), nil, &d)
 	return d, err
 }
 
 // Deploys lists a site's retained deploys, newest first.
-func (c *Client) Deploys(ctx context.Context, site string) ([]builder.DeployResponse, error) {
-	var list builder.DeployList
+func (c *Client) Deploys(ctx context.Context, site string) ([]atoll.DeployResponse, error) {
+	var list atoll.DeployList
 	err := c.doJSON(ctx, "GET", "/v1/sites/"+url.PathEscape(site)+"/deploys", nil, &list)
 	return list.Deploys, err
 }
@@ -258,32 +257,32 @@ func (c *Client) Deploys(ctx context.Context, site string) ([]builder.DeployResp
 // UploadTar deploys a whole site in one request: r is a tar archive
 // (gzip-compressed if gzipped) of the site's files relative to its root. The
 // deploy is ready when this returns, and live if publish is set.
-func (c *Client) UploadTar(ctx context.Context, site string, r io.Reader, gzipped, publish bool) (builder.DeployResponse, error) {
+func (c *Client) UploadTar(ctx context.Context, site string, r io.Reader, gzipped, publish bool) (atoll.DeployResponse, error) {
 	path := "/v1/sites/" + url.PathEscape(site) + "/deploys?publish=" + strconv.FormatBool(publish)
 	req, err := c.newRequest(ctx, "POST", path, io.NopCloser(r))
 	if err != nil {
-		return builder.DeployResponse{}, err
+		return atoll.DeployResponse{}, err
 	}
 	if gzipped {
 		req.Header.Set("Content-Type", "application/gzip")
 	} else {
 		req.Header.Set("Content-Type", "application/x-tar")
 	}
-	var d builder.DeployResponse
+	var d atoll.DeployResponse
 	err = c.do(req, &d)
 	return d, err
 }
 
 // Status returns the answering node's view of the cluster.
-func (c *Client) Status(ctx context.Context) (builder.Status, error) {
-	var st builder.Status
+func (c *Client) Status(ctx context.Context) (atoll.Status, error) {
+	var st atoll.Status
 	err := c.doJSON(ctx, "GET", "/v1/status", nil, &st)
 	return st, err
 }
 
 // Nodes returns the node table.
-func (c *Client) Nodes(ctx context.Context) ([]builder.NodeStatus, error) {
-	var list builder.NodeList
+func (c *Client) Nodes(ctx context.Context) ([]atoll.NodeStatus, error) {
+	var list atoll.NodeList
 	err := c.doJSON(ctx, "GET", "/v1/nodes", nil, &list)
 	return list.Nodes, err
 }
@@ -352,7 +351,7 @@ func (c *Client) do(req *http.Request, out any) error {
 func decodeError(res *http.Response) error {
 	body, _ := io.ReadAll(io.LimitReader(res.Body, maxErrorBody))
 	e := &Error{Status: res.StatusCode}
-	var wire builder.ErrorResponse
+	var wire atoll.ErrorResponse
 	if json.Unmarshal(body, &wire) == nil && wire.Error != "" {
 		e.Message, e.Missing = wire.Error, wire.Missing
 		return e

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atoll-hosting/atoll"
 	"github.com/atoll-hosting/atoll/blobstore"
 	"github.com/atoll-hosting/atoll/builder"
 	"github.com/atoll-hosting/atoll/builder/buildertest"
@@ -65,7 +66,7 @@ func setup(t *testing.T) (*buildertest.Server, *client.Client) {
 func manifestOf(t *testing.T, srv *buildertest.Server, id string) map[string]string {
 	t.Helper()
 	got := map[string]string{}
-	if err := srv.Meta.Files(id, func(f raft.File) error { got[f.Path] = f.Hash; return nil }); err != nil {
+	if err := srv.Meta.Files(id, func(f atoll.File) error { got[f.Path] = f.Hash; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	return got
@@ -110,7 +111,7 @@ func TestDeployDir(t *testing.T) {
 	if err != nil {
 		t.Fatalf("DeployDir: %v", err)
 	}
-	if d.State != raft.StatePublished {
+	if d.State != atoll.StatePublished {
 		t.Errorf("state = %s, want published", d.State)
 	}
 	want := map[string]string{
@@ -151,7 +152,7 @@ func TestDeployDir(t *testing.T) {
 		t.Errorf("after redeploy %d blobs stored, want 6: exactly one uploaded", n)
 	}
 	old, err := c.Deploy(ctx(t), d.ID)
-	if err != nil || old.State != raft.StateSuperseded {
+	if err != nil || old.State != atoll.StateSuperseded {
 		t.Errorf("first deploy = %+v, %v; want superseded", old.Deploy, err)
 	}
 
@@ -160,7 +161,7 @@ func TestDeployDir(t *testing.T) {
 	if err != nil {
 		t.Fatalf("third deploy: %v", err)
 	}
-	if d3.State != raft.StateReady || len(d3.Required) != 0 || srv.Blobs.Puts() != 6 {
+	if d3.State != atoll.StateReady || len(d3.Required) != 0 || srv.Blobs.Puts() != 6 {
 		t.Errorf("unchanged deploy = %+v required=%v puts=%d; want ready, nothing uploaded", d3.Deploy, d3.Required, srv.Blobs.Puts())
 	}
 	if site, _ := c.Site(ctx(t), "demo"); site.Published != d2.ID {
@@ -223,7 +224,7 @@ func TestDeployDirRetriesUpload(t *testing.T) {
 	if err != nil {
 		t.Fatalf("DeployDir: %v", err)
 	}
-	if !failed.Load() || d.State != raft.StatePublished || srv.Blobs.Puts() != 2 {
+	if !failed.Load() || d.State != atoll.StatePublished || srv.Blobs.Puts() != 2 {
 		t.Errorf("failed once=%v state=%s puts=%d; want a retried upload and a published deploy", failed.Load(), d.State, srv.Blobs.Puts())
 	}
 }
@@ -272,10 +273,10 @@ func TestClientCalls(t *testing.T) {
 	if !errors.As(err, &ae) || ae.Status != 400 || !strings.Contains(ae.Message, "does not match") {
 		t.Errorf("mismatched upload err = %v, want 400 mismatch", err)
 	}
-	if d, err = c.Finalize(cx, d.ID); err != nil || d.State != raft.StateReady {
+	if d, err = c.Finalize(cx, d.ID); err != nil || d.State != atoll.StateReady {
 		t.Fatalf("Finalize = %+v, %v", d.Deploy, err)
 	}
-	if d, err = c.Publish(cx, d.ID); err != nil || d.State != raft.StatePublished || d.URL != "http://blog.localhost:8080/" {
+	if d, err = c.Publish(cx, d.ID); err != nil || d.State != atoll.StatePublished || d.URL != "http://blog.localhost:8080/" {
 		t.Fatalf("Publish = %+v, %v", d, err)
 	}
 
@@ -288,11 +289,11 @@ func TestClientCalls(t *testing.T) {
 	tw.Close()
 	zw.Close()
 	td, err := c.UploadTar(cx, "blog", &buf, true, true)
-	if err != nil || td.State != raft.StatePublished || td.Files != 1 {
+	if err != nil || td.State != atoll.StatePublished || td.Files != 1 {
 		t.Fatalf("UploadTar = %+v, %v", td.Deploy, err)
 	}
 	list, err := c.Deploys(cx, "blog")
-	if err != nil || len(list) != 2 || list[0].ID != td.ID || list[1].State != raft.StateSuperseded {
+	if err != nil || len(list) != 2 || list[0].ID != td.ID || list[1].State != atoll.StateSuperseded {
 		t.Errorf("Deploys = %+v, %v", list, err)
 	}
 	if got, err := c.Deploy(cx, td.ID); err != nil || got.PreviewURL != "http://"+td.ID+"--blog.localhost:8080/" {
@@ -318,11 +319,11 @@ func TestClientCalls(t *testing.T) {
 func TestStatusAndNodes(t *testing.T) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
-		builder.WriteJSON(w, 200, builder.Status{ID: "n1", Role: "core", RaftState: "Leader", LeaderID: "n1", AppliedIndex: 42,
-			Nodes: []builder.NodeStatus{{Node: raft.Node{ID: "n1", Role: "core"}, Suffrage: "voter"}}})
+		builder.WriteJSON(w, 200, atoll.Status{ID: "n1", Role: "core", RaftState: "Leader", LeaderID: "n1", AppliedIndex: 42,
+			Nodes: []atoll.NodeStatus{{Node: atoll.Node{ID: "n1", Role: "core"}, Suffrage: "voter"}}})
 	})
 	mux.HandleFunc("GET /v1/nodes", func(w http.ResponseWriter, r *http.Request) {
-		builder.WriteJSON(w, 200, builder.NodeList{Nodes: []builder.NodeStatus{{Node: raft.Node{ID: "n1"}, Suffrage: "voter", Blobs: 3}}})
+		builder.WriteJSON(w, 200, atoll.NodeList{Nodes: []atoll.NodeStatus{{Node: atoll.Node{ID: "n1"}, Suffrage: "voter", Blobs: 3}}})
 	})
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
@@ -378,7 +379,7 @@ func TestAgainstRealStores(t *testing.T) {
 	dir := t.TempDir()
 	writeTree(t, dir, map[string]string{"index.html": strings.Repeat("<p>compressible</p>", 200), "a.txt": "a"})
 	d1, err := c.DeployDir(ctx(t), dir, "demo", client.DeployOptions{Publish: true})
-	if err != nil || d1.State != raft.StatePublished || d1.Bytes != int64(19*200+1) || len(d1.Required) != 2 {
+	if err != nil || d1.State != atoll.StatePublished || d1.Bytes != int64(19*200+1) || len(d1.Required) != 2 {
 		t.Fatalf("DeployDir = %+v, %v", d1, err)
 	}
 	writeTree(t, dir, map[string]string{"a.txt": "b"})
@@ -390,7 +391,7 @@ func TestAgainstRealStores(t *testing.T) {
 		t.Fatalf("rollback: %v", err)
 	}
 	list, err := c.Deploys(ctx(t), "demo")
-	if err != nil || len(list) != 2 || list[0].ID != d2.ID || list[0].State != raft.StateSuperseded || list[1].State != raft.StatePublished {
+	if err != nil || len(list) != 2 || list[0].ID != d2.ID || list[0].State != atoll.StateSuperseded || list[1].State != atoll.StatePublished {
 		t.Errorf("deploys after rollback = %+v, %v", list, err)
 	}
 	if site, err := c.Site(ctx(t), "demo"); err != nil || site.Published != d1.ID {

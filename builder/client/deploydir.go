@@ -16,8 +16,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/atoll-hosting/atoll/builder"
-	"github.com/atoll-hosting/atoll/raft"
+	"github.com/atoll-hosting/atoll"
 )
 
 // DefaultConcurrency is how many files DeployDir hashes or uploads at once
@@ -90,16 +89,16 @@ type localFile struct {
 // them stopped) uploads those blobs again, once, and repeats the call. If a
 // file changes between hashing and upload the server refuses it (hash
 // mismatch) and DeployDir fails: run it again once the build is done.
-func (c *Client) DeployDir(ctx context.Context, dir, site string, opt DeployOptions) (builder.DeployResponse, error) {
+func (c *Client) DeployDir(ctx context.Context, dir, site string, opt DeployOptions) (atoll.DeployResponse, error) {
 	if opt.Concurrency <= 0 {
 		opt.Concurrency = DefaultConcurrency
 	}
 	files, err := scanDir(dir)
 	if err != nil {
-		return builder.DeployResponse{}, err
+		return atoll.DeployResponse{}, err
 	}
 	if len(files) == 0 {
-		return builder.DeployResponse{}, fmt.Errorf("deploy %s: no files to deploy", dir)
+		return atoll.DeployResponse{}, fmt.Errorf("deploy %s: no files to deploy", dir)
 	}
 	// Hash.
 	var total int64
@@ -128,7 +127,7 @@ func (c *Client) DeployDir(ctx context.Context, dir, site string, opt DeployOpti
 		return nil
 	})
 	if err != nil {
-		return builder.DeployResponse{}, err
+		return atoll.DeployResponse{}, err
 	}
 	cache.save(root)
 
@@ -144,7 +143,7 @@ func (c *Client) DeployDir(ctx context.Context, dir, site string, opt DeployOpti
 	}
 	created, err := c.CreateDeploy(ctx, site, manifest)
 	if err != nil {
-		return builder.DeployResponse{}, fmt.Errorf("create deploy: %w", err)
+		return atoll.DeployResponse{}, fmt.Errorf("create deploy: %w", err)
 	}
 
 	// Upload what is required.
@@ -167,7 +166,7 @@ func (c *Client) DeployDir(ctx context.Context, dir, site string, opt DeployOpti
 	// Finish. A 409 listing blobs means copies acknowledged a moment ago
 	// cannot be counted any more (their nodes stopped): they are uploaded
 	// again, once, and the call repeated.
-	finish := func() (builder.DeployResponse, error) {
+	finish := func() (atoll.DeployResponse, error) {
 		if opt.Publish {
 			return c.Publish(ctx, created.ID)
 		}
@@ -314,7 +313,7 @@ func scanDir(dir string) ([]localFile, error) {
 		if err != nil {
 			return err
 		}
-		p, err := raft.CleanPath("/" + filepath.ToSlash(rel))
+		p, err := atoll.CleanPath("/" + filepath.ToSlash(rel))
 		if err != nil {
 			return fmt.Errorf("cannot deploy %s: %w", path, err)
 		}

@@ -8,10 +8,10 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/atoll-hosting/atoll"
 	"github.com/atoll-hosting/atoll/builder"
 	"github.com/atoll-hosting/atoll/builder/buildertest"
 	"github.com/atoll-hosting/atoll/builder/client"
-	"github.com/atoll-hosting/atoll/raft"
 )
 
 // deadURL returns the URL of a port nothing listens on.
@@ -106,7 +106,7 @@ func TestDeployDirUploadsAgainWhatPublishFindsMissing(t *testing.T) {
 	if err != nil {
 		t.Fatalf("DeployDir with a blob lost before the publish: %v", err)
 	}
-	if !lostOnce || d.State != raft.StatePublished || srv.Blobs.Puts() != 3 {
+	if !lostOnce || d.State != atoll.StatePublished || srv.Blobs.Puts() != 3 {
 		t.Errorf("lost=%v state=%s puts=%d; want the lost blob uploaded again and the deploy published", lostOnce, d.State, srv.Blobs.Puts())
 	}
 }

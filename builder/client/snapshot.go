@@ -10,9 +10,15 @@ import (
 	"path/filepath"
 	"strconv"
 
-	"github.com/atoll-hosting/atoll/builder"
-	"github.com/atoll-hosting/atoll/raft"
+	"github.com/atoll-hosting/atoll"
 )
+
+// CheckSnapshot reads a whole snapshot file and returns the Raft index its
+// state stands at, or an error if the file is damaged, truncated or not a
+// snapshot. The client does not link the store that writes snapshots; a
+// caller that does passes its check (the atoll CLI passes one built on
+// raft.VerifyBackup).
+type CheckSnapshot func(r io.Reader) (appliedIndex uint64, err error)
 
 // SnapshotInfo describes a snapshot saved from a node.
 type SnapshotInfo struct {
@@ -37,9 +43,9 @@ func (c *Client) SaveSnapshot(ctx context.Context, w io.Writer) (SnapshotInfo, e
 	if res.StatusCode != http.StatusOK {
 		return SnapshotInfo{}, decodeError(res)
 	}
-	info := SnapshotInfo{Node: res.Header.Get(builder.HeaderNode)}
-	if info.AppliedIndex, err = strconv.ParseUint(res.Header.Get(builder.HeaderAppliedIndex), 10, 64); err != nil {
-		return SnapshotInfo{}, fmt.Errorf("GET /v1/snapshot: answer without a valid %s header", builder.HeaderAppliedIndex)
+	info := SnapshotInfo{Node: res.Header.Get(atoll.HeaderNode)}
+	if info.AppliedIndex, err = strconv.ParseUint(res.Header.Get(atoll.HeaderAppliedIndex), 10, 64); err != nil {
+		return SnapshotInfo{}, fmt.Errorf("GET /v1/snapshot: answer without a valid %s header", atoll.HeaderAppliedIndex)
 	}
 	if info.Bytes, err = io.Copy(w, res.Body); err != nil {
 		return SnapshotInfo{}, fmt.Errorf("GET /v1/snapshot: download broken off after %d bytes: %w", info.Bytes, err)
@@ -48,11 +54,11 @@ func (c *Client) SaveSnapshot(ctx context.Context, w io.Writer) (SnapshotInfo, e
 }
 
 // SaveSnapshotFile saves a snapshot to path the way a backup must be
-// written: into a temporary file next to it, fsynced, checked (its header
-// and its data's checksum, so a truncated or damaged download is never
-// kept), then renamed over path and the directory fsynced. On failure path
-// is left as it was.
-func (c *Client) SaveSnapshotFile(ctx context.Context, path string) (info SnapshotInfo, err error) {
+// written: into a temporary file next to it, fsynced, checked with check
+// when it is not nil (so a truncated or damaged download is never kept),
+// then renamed over path and the directory fsynced. On failure path is
+// left as it was.
+func (c *Client) SaveSnapshotFile(ctx context.Context, path string, check CheckSnapshot) (info SnapshotInfo, err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {
@@ -70,15 +76,17 @@ func (c *Client) SaveSnapshotFile(ctx context.Context, path string) (info Snapsh
 	if err := f.Sync(); err != nil {
 		return SnapshotInfo{}, fmt.Errorf("sync %s: %w", f.Name(), err)
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return SnapshotInfo{}, err
-	}
-	got, err := raft.VerifyBackup(f)
-	if err != nil {
-		return SnapshotInfo{}, fmt.Errorf("downloaded snapshot is damaged, not saved: %w", err)
-	}
-	if got.AppliedIndex != info.AppliedIndex {
-		return SnapshotInfo{}, fmt.Errorf("downloaded snapshot is at index %d, the node announced %d: not saved", got.AppliedIndex, info.AppliedIndex)
+	if check != nil {
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return SnapshotInfo{}, err
+		}
+		got, err := check(f)
+		if err != nil {
+			return SnapshotInfo{}, fmt.Errorf("downloaded snapshot is damaged, not saved: %w", err)
+		}
+		if got != info.AppliedIndex {
+			return SnapshotInfo{}, fmt.Errorf("downloaded snapshot is at index %d, the node announced %d: not saved", got, info.AppliedIndex)
+		}
 	}
 	if err := f.Close(); err != nil {
 		return SnapshotInfo{}, err
@@ -103,43 +111,46 @@ func (c *Client) SaveSnapshotFile(ctx context.Context, path string) (info Snapsh
 // holds the restored state. Needs the admin token. A file that is not a
 // whole, valid snapshot is refused (*Error with Status 400) and nothing
 // changes.
-func (c *Client) RestoreSnapshot(ctx context.Context, r io.ReadSeeker, size int64) (builder.SnapshotRestored, error) {
+func (c *Client) RestoreSnapshot(ctx context.Context, r io.ReadSeeker, size int64) (atoll.SnapshotRestored, error) {
 	req, err := c.newRequest(ctx, http.MethodPost, "/v1/snapshot/restore", io.NopCloser(r))
 	if err != nil {
-		return builder.SnapshotRestored{}, err
+		return atoll.SnapshotRestored{}, err
 	}
 	req.ContentLength = size
-	req.Header.Set("Content-Type", builder.SnapshotContentType)
+	req.Header.Set("Content-Type", atoll.SnapshotContentType)
 	req.GetBody = func() (io.ReadCloser, error) { // nothing was sent: see send
 		_, err := r.Seek(0, io.SeekStart)
 		return io.NopCloser(r), err
 	}
-	var out builder.SnapshotRestored
+	var out atoll.SnapshotRestored
 	err = c.do(req, &out)
 	return out, err
 }
 
-// RestoreSnapshotFile checks the snapshot file at path (header and data
-// checksum, without uploading it) and then restores it with
-// RestoreSnapshot.
-func (c *Client) RestoreSnapshotFile(ctx context.Context, path string) (builder.SnapshotRestored, error) {
+// RestoreSnapshotFile checks the snapshot file at path with check, when it
+// is not nil (without uploading it; the leader checks it again in any
+// case), and then restores it with RestoreSnapshot. A file check refuses
+// is an error wrapping atoll.ErrInvalid.
+func (c *Client) RestoreSnapshotFile(ctx context.Context, path string, check CheckSnapshot) (atoll.SnapshotRestored, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return builder.SnapshotRestored{}, err
+		return atoll.SnapshotRestored{}, err
 	}
 	defer f.Close()
-	if _, err := raft.VerifyBackup(f); err != nil {
-		if errors.Is(err, raft.ErrInvalid) {
-			return builder.SnapshotRestored{}, fmt.Errorf("%s is not a usable Atoll snapshot, nothing restored: %w", path, err)
+	if check != nil {
+		if _, err := check(f); err != nil {
+			if errors.Is(err, atoll.ErrInvalid) {
+				return atoll.SnapshotRestored{}, fmt.Errorf("%s is not a usable Atoll snapshot, nothing restored: %w", path, err)
+			}
+			return atoll.SnapshotRestored{}, fmt.Errorf("read %s: %w", path, err)
 		}
-		return builder.SnapshotRestored{}, fmt.Errorf("read %s: %w", path, err)
 	}
 	size, err := f.Seek(0, io.SeekEnd)
 	if err != nil {
-		return builder.SnapshotRestored{}, err
+		return atoll.SnapshotRestored{}, err
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return builder.SnapshotRestored{}, err
+		return atoll.SnapshotRestored{}, err
 	}
 	return c.RestoreSnapshot(ctx, f, size)
 }

@@ -4,22 +4,22 @@ import (
 	"context"
 	"net/url"
 
-	"github.com/atoll-hosting/atoll/builder"
+	"github.com/atoll-hosting/atoll"
 )
 
 // CreateToken creates a deploy token scoped to site, with an optional name
 // saying what it is for. The answer's Token is the secret: it is shown this
 // once, the cluster keeps only its hash. Needs the admin token.
-func (c *Client) CreateToken(ctx context.Context, site, name string) (builder.CreatedToken, error) {
-	var t builder.CreatedToken
-	err := c.doJSON(ctx, "POST", "/v1/tokens", builder.CreateTokenRequest{Site: site, Name: name}, &t)
+func (c *Client) CreateToken(ctx context.Context, site, name string) (atoll.CreatedToken, error) {
+	var t atoll.CreatedToken
+	err := c.doJSON(ctx, "POST", "/v1/tokens", atoll.CreateTokenRequest{Site: site, Name: name}, &t)
 	return t, err
 }
 
 // Tokens lists the deploy tokens, by id, without their secrets. Needs the
 // admin token.
-func (c *Client) Tokens(ctx context.Context) ([]builder.TokenInfo, error) {
-	var list builder.TokenList
+func (c *Client) Tokens(ctx context.Context) ([]atoll.TokenInfo, error) {
+	var list atoll.TokenList
 	err := c.doJSON(ctx, "GET", "/v1/tokens", nil, &list)
 	return list.Tokens, err
 }

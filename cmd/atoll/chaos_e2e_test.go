@@ -96,10 +96,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atoll-hosting/atoll"
+
 	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/zstd"
-
-	"github.com/atoll-hosting/atoll/builder"
 )
 
 const (
@@ -1082,7 +1082,7 @@ func (c *chaos) killRestart(ctx context.Context, n *chaosNode, down time.Duratio
 // chaosRepair is how the cluster came back to R copies.
 type chaosRepair struct {
 	secs        float64 // from the end of the faults to the first census with none under-replicated or missing
-	first, last builder.RepairReport
+	first, last atoll.RepairReport
 	censuses    int
 	err         error
 }
@@ -1098,7 +1098,7 @@ func (c *chaos) awaitRepair(ctx context.Context, since time.Time) chaosRepair {
 			rctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 			status, body, err := c.apiCall(rctx, lead, "POST", "/v1/repair", nil)
 			cancel()
-			var rep builder.RepairReport
+			var rep atoll.RepairReport
 			switch {
 			case err != nil:
 				last = err
@@ -1152,7 +1152,7 @@ func (c *chaos) verifyDeploys(ctx context.Context) (lost, files int, detail []st
 			lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			status, body, err := c.apiCall(lctx, n, "GET", "/v1/sites/"+site+"/deploys", nil)
 			cancel()
-			var list builder.DeployList
+			var list atoll.DeployList
 			if err == nil && status == http.StatusOK {
 				err = json.Unmarshal(body, &list)
 			} else if err == nil {
@@ -1182,7 +1182,7 @@ func (c *chaos) verifyDeploys(ctx context.Context) (lost, files int, detail []st
 				gctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 				status, body, err := c.apiCall(gctx, n, "GET", "/v1/deploys/"+d.id, nil)
 				cancel()
-				var got builder.DeployResponse
+				var got atoll.DeployResponse
 				if err == nil && status == http.StatusOK {
 					err = json.Unmarshal(body, &got)
 				}

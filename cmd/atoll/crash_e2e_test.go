@@ -46,12 +46,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atoll-hosting/atoll"
+
 	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/zstd"
 
-	"github.com/atoll-hosting/atoll/builder"
 	"github.com/atoll-hosting/atoll/builder/client"
-	"github.com/atoll-hosting/atoll/raft"
 )
 
 const crashToken = "crash-test-token"
@@ -98,7 +98,7 @@ func crashBudget(t *testing.T, normal time.Duration) time.Duration {
 // crashDeploy is a deploy the test knows the content of: acknowledged, or
 // adopted (its publish was in flight at a kill, and it went live).
 type crashDeploy struct {
-	rec   raft.Deploy       // as acknowledged (adopted: as first seen)
+	rec   atoll.Deploy      // as acknowledged (adopted: as first seen)
 	files map[string]string // manifest path -> content
 }
 
@@ -154,7 +154,7 @@ func newCrashRun(t *testing.T, s *server, seed uint64, sites ...string) *crashRu
 		stats: map[string]int{}, edges: []*server{s},
 	}
 	for i, name := range sites {
-		if _, err := r.cl.CreateSite(context.Background(), name, nil, builder.MaxRetain); err != nil {
+		if _, err := r.cl.CreateSite(context.Background(), name, nil, atoll.MaxRetain); err != nil {
 			t.Fatalf("create site %s: %v", name, err)
 		}
 		r.sites = append(r.sites, &crashSite{
@@ -227,7 +227,7 @@ func (r *crashRun) work(ctx context.Context, cs *crashSite) {
 			files := cs.nextFiles()
 			pend = &crashPending{op: "tar", publish: true, files: files}
 			cs.pending = pend
-			var d builder.DeployResponse
+			var d atoll.DeployResponse
 			if d, err = r.cl.UploadTar(ctx, cs.name, crashTar(files), false, true); err == nil {
 				cs.acked(d.Deploy, files, true)
 			}
@@ -274,7 +274,7 @@ func (r *crashRun) deployDir(ctx context.Context, cs *crashSite, files map[strin
 	return err
 }
 
-func (cs *crashSite) acked(d raft.Deploy, files map[string]string, live bool) {
+func (cs *crashSite) acked(d atoll.Deploy, files map[string]string, live bool) {
 	cs.deploys[d.ID] = &crashDeploy{rec: d, files: files}
 	cs.order = append(cs.order, d.ID)
 	if live {
@@ -552,7 +552,7 @@ func (r *crashRun) checkAcknowledged() {
 	t := r.t
 	t.Helper()
 	ctx := context.Background()
-	var st builder.Status
+	var st atoll.Status
 	if code, body := r.s.api("GET", "/v1/status", crashToken, "", nil); code == 200 {
 		st.AppliedIndex = uint64(body["applied_index"].(float64))
 	}
@@ -570,7 +570,7 @@ func (r *crashRun) checkAcknowledged() {
 		if err != nil {
 			t.Fatalf("deploys of %s after restart: %v", cs.name, err)
 		}
-		server := map[string]raft.Deploy{}
+		server := map[string]atoll.Deploy{}
 		for _, d := range list {
 			server[d.ID] = d.Deploy
 		}
@@ -614,7 +614,7 @@ func (r *crashRun) checkAcknowledged() {
 		var latest time.Time
 		published := 0
 		for _, d := range server {
-			if d.State == raft.StatePublished {
+			if d.State == atoll.StatePublished {
 				published++
 			}
 			if d.PublishedAt.After(latest) {
@@ -636,9 +636,9 @@ func (r *crashRun) checkAcknowledged() {
 			case got.Site != want.Site || !got.Created.Equal(want.Created) || got.Files != want.Files ||
 				got.Received != want.Received || got.Bytes != want.Bytes:
 				t.Errorf("site %s: deploy %s changed across the crash:\n got  %+v\n want %+v", cs.name, id, got, want)
-			case got.State == raft.StatePublished && id != cs.live, got.State != raft.StatePublished && id == cs.live:
+			case got.State == atoll.StatePublished && id != cs.live, got.State != atoll.StatePublished && id == cs.live:
 				t.Errorf("site %s: deploy %s in state %s, live is %s", cs.name, id, got.State, cs.live)
-			case got.State != raft.StateReady && got.State != raft.StatePublished && got.State != raft.StateSuperseded:
+			case got.State != atoll.StateReady && got.State != atoll.StatePublished && got.State != atoll.StateSuperseded:
 				t.Errorf("site %s: acknowledged deploy %s in state %s", cs.name, id, got.State)
 			}
 		}

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/atoll-hosting/atoll/builder"
+	"github.com/atoll-hosting/atoll"
 )
 
 // runNodeScrub handles `atoll node scrub ID [--no-wait]`: a scrub pass on
@@ -48,7 +48,7 @@ func runNodeScrub(ctx context.Context, env *cliEnv, cf *clientFlags, args []stri
 	return nil
 }
 
-func scrubCounts(st builder.ScrubStatus) string {
+func scrubCounts(st atoll.ScrubStatus) string {
 	s := fmt.Sprintf("%d blobs (%s) checked, %d corrupt, %d repaired", st.Checked, humanBytes(st.Bytes), st.Corrupt, st.Repaired)
 	if st.Unread > 0 {
 		s += fmt.Sprintf(", %d unreadable", st.Unread)

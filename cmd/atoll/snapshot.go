@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+
+	"github.com/atoll-hosting/atoll/raft"
 )
 
 // runSnapshot handles `atoll snapshot save|restore FILE`: backups of the
@@ -20,7 +23,7 @@ func runSnapshot(ctx context.Context, env *cliEnv, args []string) error {
 		if err != nil {
 			return err
 		}
-		info, err := c.SaveSnapshotFile(ctx, pos[0])
+		info, err := c.SaveSnapshotFile(ctx, pos[0], checkSnapshot)
 		if err != nil {
 			return err
 		}
@@ -33,7 +36,7 @@ func runSnapshot(ctx context.Context, env *cliEnv, args []string) error {
 		if err != nil {
 			return err
 		}
-		res, err := c.RestoreSnapshotFile(ctx, pos[0])
+		res, err := c.RestoreSnapshotFile(ctx, pos[0], checkSnapshot)
 		if err != nil {
 			return err
 		}
@@ -43,4 +46,11 @@ func runSnapshot(ctx context.Context, env *cliEnv, args []string) error {
 	default:
 		return fmt.Errorf("%w: unknown snapshot command %q (save, restore)", errUsage, sub)
 	}
+}
+
+// checkSnapshot checks a whole snapshot file (header, zstd checksum) before
+// it is kept or sent.
+func checkSnapshot(r io.Reader) (uint64, error) {
+	info, err := raft.VerifyBackup(r)
+	return info.AppliedIndex, err
 }

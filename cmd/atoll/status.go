@@ -9,7 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/atoll-hosting/atoll/builder"
+	"github.com/atoll-hosting/atoll"
 )
 
 // runStatus handles `atoll status [--wait D]`.
@@ -101,7 +101,7 @@ func runNode(ctx context.Context, env *cliEnv, args []string) error {
 		return printNodes(env, nodes)
 	case "join":
 		fs := newFlagSet(env, "node join", "node join ID --raft-addr A --api-addr B [--http-addr C] [--role edge]")
-		var req builder.JoinRequest
+		var req atoll.JoinRequest
 		fs.StringVar(&req.RaftAddr, "raft-addr", "", "the node's Raft address (required)")
 		fs.StringVar(&req.APIAddr, "api-addr", "", "the node's API address (required)")
 		fs.StringVar(&req.HTTPAddr, "http-addr", "", "the node's edge address")
@@ -166,7 +166,7 @@ func runNode(ctx context.Context, env *cliEnv, args []string) error {
 	}
 }
 
-func printNodes(env *cliEnv, nodes []builder.NodeStatus) error {
+func printNodes(env *cliEnv, nodes []atoll.NodeStatus) error {
 	tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tROLE\tSTATE\tRAFT\tLAST CONTACT\tBLOBS\tBYTES\tAPI")
 	for _, n := range nodes {

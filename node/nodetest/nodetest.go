@@ -20,9 +20,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atoll-hosting/atoll"
 	"github.com/atoll-hosting/atoll/builder/client"
 	"github.com/atoll-hosting/atoll/node"
-	"github.com/atoll-hosting/atoll/raft"
 )
 
 // Key and Token are the cluster key and admin token of every test cluster.
@@ -62,10 +62,10 @@ func New(t testing.TB, cores, edges int, opts ...Option) *Cluster {
 	for i := range cores + edges {
 		cfg := node.DefaultConfig()
 		cfg.ID = fmt.Sprintf("core%d", i+1)
-		cfg.Role = raft.RoleCore
+		cfg.Role = atoll.RoleCore
 		if i >= cores {
 			cfg.ID = fmt.Sprintf("edge%d", i-cores+1)
-			cfg.Role = raft.RoleEdge
+			cfg.Role = atoll.RoleEdge
 		}
 		cfg.DataDir = filepath.Join(base, cfg.ID)
 		cfg.RaftAddr, cfg.APIAddr, cfg.HTTPAddr = FreeAddr(t), FreeAddr(t), FreeAddr(t)

@@ -1,15 +1,12 @@
-package builder
+package atoll
 
-import (
-	"time"
+import "time"
 
-	"github.com/atoll-hosting/atoll/raft"
-)
-
-// This file holds the JSON shapes of the admin API: what the builder routes
+// This file holds the JSON shapes of the HTTP API: what the builder routes
 // read and write, and the status types node fills for GET /v1/status and
 // GET /v1/nodes. The Go client in builder/client decodes into the same
-// types, so a field changed here changes both ends at once.
+// types, so a field changed here changes both ends at once. docs/API.md is
+// the reference a user reads; keep the two in step.
 
 // ErrorResponse is the body of every non-2xx answer. Error is one line a user
 // can act on. Missing lists the blobs a finalize or publish still needs
@@ -23,7 +20,7 @@ type ErrorResponse struct {
 }
 
 // CreateSiteRequest is the body of POST /v1/sites. Retain 0 means
-// raft.DefaultRetain.
+// DefaultRetain.
 type CreateSiteRequest struct {
 	Name    string   `json:"name"`
 	Domains []string `json:"domains,omitempty"`
@@ -39,7 +36,7 @@ type UpdateSiteRequest struct {
 
 // SiteList is the body of GET /v1/sites, sites ordered by name.
 type SiteList struct {
-	Sites []raft.Site `json:"sites"`
+	Sites []Site `json:"sites"`
 }
 
 // CreateDeployRequest is the JSON body of POST /v1/sites/{site}/deploys:
@@ -55,7 +52,7 @@ type CreateDeployRequest struct {
 // the site's live address and PreviewURL this deploy's own address
 // (<id>--<site>); both are empty when the node has no SiteURL configured.
 type DeployResponse struct {
-	raft.Deploy
+	Deploy
 	Required   []string `json:"required,omitzero"`
 	URL        string   `json:"url,omitempty"`
 	PreviewURL string   `json:"preview_url,omitempty"`
@@ -77,7 +74,7 @@ type BlobResponse struct {
 // api_addr, http_addr, state, joined) plus what the answering node knows of
 // it right now.
 type NodeStatus struct {
-	raft.Node
+	Node
 	Suffrage    string `json:"suffrage"`               // "voter" or "nonvoter"
 	RaftState   string `json:"raft_state,omitempty"`   // "Leader", "Follower", ... when known
 	LastContact string `json:"last_contact,omitempty"` // e.g. "120ms", as the leader sees it
@@ -173,4 +170,87 @@ type CreatedToken struct {
 // TokenList is the body of GET /v1/tokens, ordered by id.
 type TokenList struct {
 	Tokens []TokenInfo `json:"tokens"`
+}
+
+// PutCertRequest is the body of PUT /v1/sites/{site}/certs/{domain}: the
+// certificate chain (leaf first) and the leaf's private key, both PEM.
+type PutCertRequest struct {
+	Cert string `json:"cert"`
+	Key  string `json:"key"`
+}
+
+// CertInfo is a domain's certificate as the API shows it: never the key.
+// Names are the leaf's DNS names, Issuer its issuer's distinguished name.
+type CertInfo struct {
+	Domain   string    `json:"domain"`
+	Site     string    `json:"site"`
+	NotAfter time.Time `json:"not_after"`
+	Updated  time.Time `json:"updated"`
+	Names    []string  `json:"names,omitempty"`
+	Issuer   string    `json:"issuer,omitempty"`
+}
+
+// CertList is the body of GET /v1/sites/{site}/certs, by domain.
+type CertList struct {
+	Certs []CertInfo `json:"certs"`
+}
+
+// ScrubStatus is the body of POST and GET /v1/nodes/{id}/scrub: a node's
+// scrub pass, running or the last one, which re-reads every blob the node
+// holds and checks it against its hash. A corrupt copy is quarantined (never
+// served again) and replaced from another node; Corrupt - Repaired copies
+// found corrupt could not be replaced (no healthy copy reachable).
+type ScrubStatus struct {
+	ID       string    `json:"id"`                 // the node
+	Running  bool      `json:"running"`            // the pass has not finished
+	Trigger  string    `json:"trigger,omitempty"`  // "background" or "request"; "" if no pass ran since the node started
+	Started  time.Time `json:"started,omitzero"`   // when the pass began
+	Finished time.Time `json:"finished,omitzero"`  // when it ended, zero while running
+	Rate     int64     `json:"rate"`               // the read limit, bytes per second
+	Checked  int       `json:"checked"`            // blobs verified so far
+	Bytes    int64     `json:"bytes"`              // bytes read so far (identity and variants)
+	Corrupt  int       `json:"corrupt"`            // copies found corrupt, and quarantined
+	Repaired int       `json:"repaired"`           // of those, copies replaced by a healthy one
+	Unread   int       `json:"unread"`             // blobs that could not be read (I/O errors other than corruption)
+	Error    string    `json:"error,omitempty"`    // why the pass stopped early, if it did
+	LastPass time.Time `json:"last_pass,omitzero"` // when the last complete pass ended (it schedules the next)
+}
+
+// The wire shapes of the metadata backup endpoints, which node serves:
+//
+//	GET  /v1/snapshot          (admin) the answering node's state, in the
+//	                           Raft snapshot format, streamed; headers
+//	                           HeaderNode and HeaderAppliedIndex say which
+//	                           node's state at which index it is
+//	POST /v1/snapshot/restore  (admin, run on the leader) body: such a
+//	                           file; answers SnapshotRestored, or 400 for a
+//	                           file that is not a whole, valid snapshot
+//	                           (nothing is changed then)
+
+// Headers of a GET /v1/snapshot answer.
+const (
+	HeaderNode         = "X-Atoll-Node"
+	HeaderAppliedIndex = "X-Atoll-Applied-Index"
+)
+
+// SnapshotContentType is the media type of a snapshot file.
+const SnapshotContentType = "application/vnd.atoll.snapshot"
+
+// SnapshotRestored is the body of a successful POST /v1/snapshot/restore.
+type SnapshotRestored struct {
+	// BackupIndex is the applied index recorded in the file: the metadata
+	// is now what the saving node held at that index.
+	BackupIndex uint64 `json:"backup_index"`
+	// AppliedIndex is the Raft index the restored state stands at in this
+	// cluster: a node whose applied index reached it serves the restored
+	// state.
+	AppliedIndex uint64 `json:"applied_index"`
+	Sites        int    `json:"sites"`
+	Deploys      int    `json:"deploys"`
+	// TokensKept counts the deploy tokens kept from before the restore:
+	// the node table, admin token, replication factor and deploy tokens
+	// (of sites the file has) are the cluster's current ones, not the
+	// file's.
+	TokensKept int    `json:"tokens_kept"`
+	Took       string `json:"took"`
 }

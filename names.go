@@ -1,4 +1,4 @@
-package raft
+package atoll
 
 import (
 	"fmt"
@@ -18,7 +18,7 @@ const MaxPathLen = 1024
 // UTF-8, and paths over MaxPathLen bytes.
 func CleanPath(p string) (string, error) {
 	bad := func(why string) (string, error) {
-		return "", fmt.Errorf("%w: path %q: %s", ErrInvalid, truncate(p, 80), why)
+		return "", fmt.Errorf("%w: path %q: %s", ErrInvalid, Truncate(p, 80), why)
 	}
 	if p == "" || p == "/" {
 		return bad("empty")
@@ -131,7 +131,9 @@ func ValidDomain(d string) bool {
 	return true
 }
 
-func truncate(s string, n int) string {
+// Truncate shortens s to n bytes and "..." for an error message that
+// quotes user input.
+func Truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}

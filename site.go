@@ -1,0 +1,96 @@
+package atoll
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Retention and domain bounds of a site.
+const (
+	DefaultRetain = 10   // deploys a site keeps for rollback unless it says otherwise
+	MaxRetain     = 1000 // the most deploys a site may keep
+	MaxDomains    = 100  // custom domains per site
+)
+
+// Site is a hosted website.
+type Site struct {
+	Name      string    `json:"name"`
+	Domains   []string  `json:"domains"`             // custom domains, lowercase, no port
+	Published string    `json:"published,omitempty"` // id of the live deploy, "" if none
+	Created   time.Time `json:"created"`
+	Retain    int       `json:"retain"` // deploys kept for rollback
+}
+
+// DeployState is where a deploy is in its life.
+type DeployState string
+
+// Deploy states: uploading -> ready -> published -> superseded (and back to
+// published on rollback), or failed.
+const (
+	StateUploading  DeployState = "uploading"
+	StateReady      DeployState = "ready"
+	StatePublished  DeployState = "published"
+	StateSuperseded DeployState = "superseded"
+	StateFailed     DeployState = "failed"
+)
+
+// Deploy is one immutable version of a site.
+type Deploy struct {
+	ID          string      `json:"id"`
+	Site        string      `json:"site"`
+	State       DeployState `json:"state"`
+	Created     time.Time   `json:"created"`
+	PublishedAt time.Time   `json:"published_at,omitzero"` // last time it went live
+	Files       int         `json:"files"`                 // manifest size declared at creation
+	Received    int         `json:"received"`              // manifest entries stored so far
+	Bytes       int64       `json:"bytes"`                 // total identity bytes, known once ready
+	Reason      string      `json:"reason,omitempty"`      // why it failed, from FailDeploy
+}
+
+// File is one manifest entry: a normalized path (see CleanPath) and the
+// SHA-256 of its content in lowercase hex. Size, content type and encodings
+// are properties of the content and the path's extension: the blob store
+// and the edge derive them, so the manifest stays 32 bytes of hash per path.
+type File struct {
+	Path string `json:"path"`
+	Hash string `json:"hash"`
+}
+
+// CheckRetain accepts a retention setting: 1 to MaxRetain, or 0 for
+// DefaultRetain.
+func CheckRetain(n int) error {
+	if n < 0 || n > MaxRetain {
+		return fmt.Errorf("%w retain %d: must be between 1 and %d (0 or absent means %d)", ErrInvalid, n, MaxRetain, DefaultRetain)
+	}
+	return nil
+}
+
+// CheckDomains validates a site's custom domains (see ValidDomain; at most
+// MaxDomains) and drops repeats, keeping the first occurrence's position.
+// It does not rewrite a domain: NormalizeDomain does, before the check, for
+// what a user typed.
+func CheckDomains(domains []string) ([]string, error) {
+	if len(domains) > MaxDomains {
+		return nil, fmt.Errorf("%w: %d domains, at most %d", ErrInvalid, len(domains), MaxDomains)
+	}
+	out := make([]string, 0, len(domains))
+	for _, d := range domains {
+		if !ValidDomain(d) {
+			return nil, fmt.Errorf("%w domain %q: use a host name such as www.example.com, without scheme, port or path",
+				ErrInvalid, Truncate(d, 80))
+		}
+		if !slices.Contains(out, d) {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+// NormalizeDomain turns a domain as a user may type it into the form
+// CheckDomains accepts: trimmed, lowercase, without the DNS root's trailing
+// dot.
+func NormalizeDomain(d string) string {
+	return strings.TrimSuffix(strings.ToLower(strings.TrimSpace(d)), ".")
+}
