@@ -4,10 +4,13 @@ import "errors"
 
 // Sentinel errors: why a request or command was refused. Every layer wraps
 // them with detail (fmt.Errorf("%w ...")); callers test with errors.Is, and
-// the API maps them to 404, 409, 409 and 400.
+// the API and the edge map them to 404, 409, 409, 400 and 503.
 var (
 	ErrNotFound = errors.New("not found")
 	ErrExists   = errors.New("already exists")
 	ErrConflict = errors.New("conflict")
 	ErrInvalid  = errors.New("invalid")
+	// ErrUnavailable: the answer cannot be had right now but may be on a
+	// retry (a store closing while the node shuts down).
+	ErrUnavailable = errors.New("unavailable")
 )

@@ -1,7 +1,5 @@
 package node
 
-import "time"
-
 // Hooks of the blob store's background compression (blobstore DESIGN.md
 // I14).
 
@@ -20,12 +18,10 @@ func (n *Node) variantsMade(hash string) { n.invalidateEdge(hash) }
 // starting (New queues the blobs a crash left uncompressed): it waits
 // until the node is up (the edge started last), or stops.
 func (n *Node) corruptBeforeCompressing(hash string) {
-	for n.edgeReady.Load() == nil {
-		select {
-		case <-n.ctx.Done():
-			return
-		case <-time.After(50 * time.Millisecond):
-		}
+	select {
+	case <-n.ctx.Done():
+		return
+	case <-n.edgeUp:
 	}
 	res := n.checkBlob(n.ctx, hash, nil)
 	n.log.Warn("corrupt copy found while compressing", "blob", hash, "corrupt", res.corrupt, "repaired", res.repaired)

@@ -98,6 +98,7 @@ func (n *Node) startEdge() error {
 	}
 	n.edge = edge
 	n.edgeReady.Store(edge)
+	close(n.edgeUp)
 	ln, err := net.Listen("tcp", n.cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen on --http-addr: %w", err)
@@ -135,7 +136,10 @@ type meta struct {
 	n *Node
 }
 
-var _ builder.Meta = meta{}
+var (
+	_ builder.Meta         = meta{}
+	_ serve.ChangeNotifier = (*raft.Store)(nil) // the edge caches what it reads
+)
 
 func (m meta) Apply(ctx context.Context, cmd raft.Command) error { return m.n.apply(ctx, cmd) }
 
@@ -218,14 +222,18 @@ func (n *Node) handleHealth(w http.ResponseWriter, r *http.Request) {
 // handleReady answers 200 once the node is a member of a cluster with a
 // known leader and has applied everything the leader had committed.
 func (n *Node) handleReady(w http.ResponseWriter, r *http.Request) {
-	if why := n.notReady(r.Context()); why != "" {
+	if why := n.notReady(r.Context(), true); why != "" {
 		builder.WriteError(w, http.StatusServiceUnavailable, why)
 		return
 	}
 	builder.WriteJSON(w, http.StatusOK, map[string]any{"status": "ready", "applied_index": n.store.AppliedIndex()})
 }
 
-func (n *Node) notReady(ctx context.Context) string {
+// notReady says why the node is not ready, or "" if it is. With askLeader
+// a follower asks the leader for its commit index (its own lags the
+// leader's until the next heartbeat); without, it judges from local state
+// alone, which is what a metrics scrape may afford: no network call.
+func (n *Node) notReady(ctx context.Context, askLeader bool) string {
 	leaderID := n.store.LeaderID()
 	if leaderID == "" {
 		return "no raft leader known"
@@ -237,7 +245,7 @@ func (n *Node) notReady(ctx context.Context) string {
 		return "the cluster has no admin token yet"
 	}
 	commit := n.store.CommitIndex()
-	if leaderID != n.cfg.ID {
+	if leaderID != n.cfg.ID && askLeader {
 		// A follower's own commit index lags the leader's until the next
 		// heartbeat: ask the leader.
 		leader, ok := n.nodeByID(leaderID)
@@ -266,7 +274,7 @@ func (n *Node) handleMetrics(w http.ResponseWriter, r *http.Request) {
 		leader = 1
 	}
 	ready := 0
-	if n.notReady(r.Context()) == "" {
+	if n.notReady(r.Context(), false) == "" {
 		ready = 1
 	}
 	var b strings.Builder
@@ -276,7 +284,7 @@ func (n *Node) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	gauge("atoll_raft_applied_index", "Last Raft log index applied to the local state.", n.store.AppliedIndex())
 	gauge("atoll_raft_commit_index", "Last Raft log index known committed.", n.store.CommitIndex())
 	gauge("atoll_raft_leader", "1 if this node is the Raft leader.", leader)
-	gauge("atoll_ready", "1 if this node is a caught-up cluster member.", ready)
+	gauge("atoll_ready", "1 if this node is a caught-up cluster member (judged from local state; /readyz also asks the leader).", ready)
 	gauge("atoll_uptime_seconds", "Seconds since the node started.", int64(time.Since(n.started).Seconds()))
 	gauge("atoll_blobs_compress_pending", "Blobs whose compressed variants are still to be made (background compression).", n.blobs.PendingCompression())
 	if free, err := n.blobs.FreeBytes(); err == nil {

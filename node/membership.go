@@ -76,15 +76,27 @@ func (n *Node) onLeader(h http.HandlerFunc) http.HandlerFunc {
 // awaitLeader waits up to d for a leader this node can reach through the
 // node table.
 func (n *Node) awaitLeader(ctx context.Context, d time.Duration) {
-	deadline := time.Now().Add(d)
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	n.awaitState(ctx, func() bool {
+		_, ok := n.nodeByID(n.store.LeaderID())
+		return ok
+	})
+}
+
+// awaitState returns once ok() holds or ctx ends, re-checking whenever the
+// known leader or the replicated state (the node table) changes.
+func (n *Node) awaitState(ctx context.Context, ok func() bool) bool {
 	for {
-		if _, ok := n.nodeByID(n.store.LeaderID()); ok || time.Now().After(deadline) {
-			return
+		leader, state := n.store.LeaderChanged(), n.store.Changed()
+		if ok() {
+			return true
 		}
 		select {
 		case <-ctx.Done():
-			return
-		case <-time.After(50 * time.Millisecond):
+			return false
+		case <-leader:
+		case <-state:
 		}
 	}
 }
@@ -278,16 +290,13 @@ func (n *Node) handOver(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	for {
-		if id := n.store.LeaderID(); id != "" && id != n.cfg.ID {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return errors.New("no new leader after handing leadership over")
-		case <-time.After(50 * time.Millisecond):
-		}
+	if !n.awaitState(ctx, func() bool {
+		id := n.store.LeaderID()
+		return id != "" && id != n.cfg.ID
+	}) {
+		return errors.New("no new leader after handing leadership over")
 	}
+	return nil
 }
 
 // lastCopies counts blobs of complete deploys that no core node other than

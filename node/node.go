@@ -199,8 +199,10 @@ type Node struct {
 	store *raft.Store
 	edge  *serve.Handler
 	// edgeReady is edge once it exists, for the blob store's background
-	// workers, which start before it (variantsMade).
+	// workers, which start before it (variantsMade); edgeUp is closed
+	// then.
 	edgeReady atomic.Pointer[serve.Handler]
+	edgeUp    chan struct{}
 
 	apiLn   net.Listener
 	httpLn  net.Listener
@@ -252,6 +254,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		cfg:        cfg,
 		log:        cfg.Logger.With("component", "node"),
 		started:    time.Now(),
+		edgeUp:     make(chan struct{}),
 		peer:       blobstore.NewPeer(cfg.ClusterKey),
 		peerHTTP:   &http.Client{Timeout: time.Minute},
 		confirmed:  make(map[string]struct{}),
@@ -385,12 +388,8 @@ func (n *Node) initCluster(ctx context.Context) error {
 // awaitJoin waits until an operator adds this node to a cluster ('atoll
 // node join'), then fills in the addresses the operator did not give.
 func (n *Node) awaitJoin() error {
-	for !n.InNodeTable() {
-		select {
-		case <-n.ctx.Done():
-			return nil
-		case <-time.After(200 * time.Millisecond):
-		}
+	if !n.awaitState(n.ctx, n.InNodeTable) {
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, time.Minute)
 	defer cancel()

@@ -165,7 +165,10 @@ type Store struct {
 	writes    sync.RWMutex
 	restoring sync.Mutex
 
+	leader leaderWatch // wakes waiters when the known leader changes
+
 	closed    atomic.Bool
+	done      chan struct{} // closed by Close: wakes every waiter
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -282,7 +285,9 @@ func Open(cfg Config) (s *Store, err error) {
 	}
 	logger.Info("raft started", "addr", trans.LocalAddr(), "applied_index", fsm.AppliedIndex(), "existing_state", existing)
 
-	return &Store{FSM: fsm, cfg: cfg, log: logger, raft: r, trans: trans, bolt: boltStore, logs: logs, existing: existing}, nil
+	st := &Store{FSM: fsm, cfg: cfg, log: logger, raft: r, trans: trans, bolt: boltStore, logs: logs, existing: existing, done: make(chan struct{})}
+	st.leader.start(r, st.done)
+	return st, nil
 }
 
 // catchUpWithSnapshot restores the newest snapshot if the FSM on disk holds
@@ -409,34 +414,54 @@ func (s *Store) lastFSMEntry(upTo, after uint64) uint64 {
 // CommitIndex returns the highest log index this node knows to be committed.
 func (s *Store) CommitIndex() uint64 { return s.raft.CommitIndex() }
 
-// pollInterval paces the Wait methods.
-const pollInterval = 5 * time.Millisecond
+// backstop bounds how long a Wait method sleeps without a notification. An
+// entry the FSM never sees (a no-op or barrier) moves AppliedIndex without
+// a state change; the waits re-check at least this often so that they see
+// it too.
+const backstop = 250 * time.Millisecond
+
+// LeaderChanged returns a channel that is closed the next time this node
+// learns of a new leader, or of having none, or when the store closes.
+// Wait on it, then call LeaderChanged again; no subscription to cancel.
+func (s *Store) LeaderChanged() <-chan struct{} { return s.leader.changed() }
 
 // WaitForLeader blocks until the cluster has a known leader or ctx ends.
 func (s *Store) WaitForLeader(ctx context.Context) error {
-	return s.poll(ctx, func() bool { return s.LeaderID() != "" })
+	return s.waitFor(ctx, func() bool { return s.LeaderID() != "" })
 }
 
 // WaitApplied blocks until AppliedIndex reaches index (reads on this node
 // then see every write up to that index) or ctx ends.
 func (s *Store) WaitApplied(ctx context.Context, index uint64) error {
-	return s.poll(ctx, func() bool { return s.AppliedIndex() >= index })
+	return s.waitFor(ctx, func() bool { return s.AppliedIndex() >= index })
 }
 
-func (s *Store) poll(ctx context.Context, done func() bool) error {
-	t := time.NewTicker(pollInterval)
+// waitFor returns once done() holds, re-checking it whenever the state or
+// the leader changes (and at least every backstop).
+func (s *Store) waitFor(ctx context.Context, done func() bool) error {
+	t := time.NewTimer(backstop)
 	defer t.Stop()
-	for !done() {
+	for {
+		// Take the channels before checking, so that a change between the
+		// check and the select still wakes this waiter.
+		changed, leader := s.Changed(), s.LeaderChanged()
+		if done() {
+			return nil
+		}
 		if s.closed.Load() {
 			return ErrClosed
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-s.done:
+			return ErrClosed
+		case <-changed:
+		case <-leader:
 		case <-t.C:
+			t.Reset(backstop)
 		}
 	}
-	return nil
 }
 
 // Apply replicates cmd and applies it. It must be called on the leader,
@@ -631,6 +656,8 @@ func (s *Store) Snapshot() error {
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
+		close(s.done)
+		s.leader.stop(s.raft)
 		var errs []error
 		if err := s.raft.Shutdown().Error(); err != nil {
 			errs = append(errs, fmt.Errorf("shutdown raft: %w", err))

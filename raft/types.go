@@ -2,6 +2,7 @@ package raft
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/atoll-hosting/atoll"
@@ -13,7 +14,7 @@ import (
 var (
 	ErrNotLeader      = errors.New("not the raft leader")
 	ErrUnknownCommand = errors.New("unknown command")
-	ErrClosed         = errors.New("store closed")
+	ErrClosed         = fmt.Errorf("store closed: %w", atoll.ErrUnavailable)
 )
 
 // MaxBatchBytes bounds the encoded size of one AddFiles command, so that a

@@ -18,7 +18,6 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/atoll-hosting/atoll/blobstore"
-	"github.com/atoll-hosting/atoll/raft"
 )
 
 // ChangeNotifier is implemented by a Catalog that announces its changes:
@@ -29,11 +28,6 @@ import (
 type ChangeNotifier interface {
 	Changed() <-chan struct{}
 }
-
-var (
-	_ ChangeNotifier = (*raft.FSM)(nil)
-	_ ChangeNotifier = (*raft.Store)(nil)
-)
 
 // Cache bounds. The memory cache holds what requests read, so every bound
 // is on entries a request can create: hosts, paths per deploy, blobs, and

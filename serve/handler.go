@@ -20,7 +20,6 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/atoll-hosting/atoll/blobstore"
-	"github.com/atoll-hosting/atoll/raft"
 )
 
 // ErrInvalidConfig is returned, wrapped with detail, by New for a Config or a
@@ -622,10 +621,10 @@ func plainNotFound(ctx *fasthttp.RequestCtx) {
 }
 
 // failCatalog answers a request whose metadata read failed: 500, or 503
-// when the store is closing or the server shutting down.
+// when the store is unavailable (closing) or the server shutting down.
 func (h *Handler) failCatalog(ctx *fasthttp.RequestCtx, op string, err error, attrs ...any) {
 	status := fasthttp.StatusInternalServerError
-	if errors.Is(err, raft.ErrClosed) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, atoll.ErrUnavailable) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		status = fasthttp.StatusServiceUnavailable
 	}
 	h.fail(ctx, status, op, err, attrs...)
