@@ -338,81 +338,23 @@ func checkState(db *bolt.DB, want indexTerm) (err error) {
 // replication factor, admin token and deploy tokens (of sites the backup
 // has) replace the backup's, and its applied index becomes at.
 func (u *unpacked) rebase(live *FSM, at indexTerm) (RestoreResult, error) {
-	type kv struct{ k, v []byte }
-	var nodes, tokens []kv
-	var admin, replicas []byte
-	err := live.view(func(tx *bolt.Tx) error {
-		copyAll := func(bucket []byte, out *[]kv) error {
-			b := tx.Bucket(bucket)
-			if b == nil {
-				return nil
-			}
-			return b.ForEach(func(k, v []byte) error {
-				*out = append(*out, kv{append([]byte(nil), k...), append([]byte(nil), v...)})
-				return nil
-			})
-		}
-		if err := copyAll(bucketNodes, &nodes); err != nil {
-			return err
-		}
-		if err := copyAll(bucketTokens, &tokens); err != nil {
-			return err
-		}
-		meta := tx.Bucket(bucketMeta)
-		admin = append([]byte(nil), meta.Get(keyAdminToken)...)
-		replicas = append([]byte(nil), meta.Get(keyReplicas)...)
-		return nil
-	})
+	kept, err := readKept(live)
 	if err != nil {
 		return RestoreResult{}, fmt.Errorf("read current state: %w", err)
 	}
-
 	var res RestoreResult
 	err = u.db.Update(func(tx *bolt.Tx) error {
-		fresh := func(name []byte) (*bolt.Bucket, error) {
-			if err := tx.DeleteBucket(name); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
-				return nil, err
-			}
-			return tx.CreateBucket(name)
-		}
-		nb, err := fresh(bucketNodes)
-		if err != nil {
+		if err := replaceBucket(tx, bucketNodes, kept.nodes); err != nil {
 			return err
 		}
-		for _, e := range nodes {
-			if err := nb.Put(e.k, e.v); err != nil {
-				return err
-			}
-		}
-		sites := tx.Bucket(bucketSites)
-		res.Sites = sites.Stats().KeyN
+		res.Sites = tx.Bucket(bucketSites).Stats().KeyN
 		res.Deploys = tx.Bucket(bucketDeploys).Stats().KeyN
-		tb, err := fresh(bucketTokens)
-		if err != nil {
+		var err error
+		if res.TokensKept, err = keepTokens(tx, kept.tokens); err != nil {
 			return err
-		}
-		hb, err := fresh(bucketTokenHashes)
-		if err != nil {
-			return err
-		}
-		for _, e := range tokens {
-			var t atoll.Token
-			if err := json.Unmarshal(e.v, &t); err != nil {
-				return fmt.Errorf("decode token %q: %w", e.k, err)
-			}
-			if sites.Get([]byte(t.Site)) == nil {
-				continue // its site is not in the backup: nothing to deploy to
-			}
-			if err := tb.Put(e.k, e.v); err != nil {
-				return err
-			}
-			if err := hb.Put([]byte(t.Hash), e.k); err != nil {
-				return err
-			}
-			res.TokensKept++
 		}
 		meta := tx.Bucket(bucketMeta)
-		for k, v := range map[string][]byte{string(keyAdminToken): admin, string(keyReplicas): replicas} {
+		for k, v := range map[string][]byte{string(keyAdminToken): kept.admin, string(keyReplicas): kept.replicas} {
 			if len(v) == 0 {
 				continue // unset here: keep the backup's
 			}
@@ -426,6 +368,97 @@ func (u *unpacked) rebase(live *FSM, at indexTerm) (RestoreResult, error) {
 		return RestoreResult{}, fmt.Errorf("prepare restore: %w", err)
 	}
 	return res, nil
+}
+
+// kv is one key and value of a bucket, copied out of its transaction.
+type kv struct{ k, v []byte }
+
+// keptState is what a restore takes from the live state rather than from
+// the backup.
+type keptState struct {
+	nodes, tokens   []kv
+	admin, replicas []byte
+}
+
+// readKept copies out of the live FSM what a restore keeps.
+func readKept(live *FSM) (keptState, error) {
+	var st keptState
+	err := live.view(func(tx *bolt.Tx) error {
+		copyAll := func(bucket []byte, out *[]kv) error {
+			b := tx.Bucket(bucket)
+			if b == nil {
+				return nil
+			}
+			return b.ForEach(func(k, v []byte) error {
+				*out = append(*out, kv{append([]byte(nil), k...), append([]byte(nil), v...)})
+				return nil
+			})
+		}
+		if err := copyAll(bucketNodes, &st.nodes); err != nil {
+			return err
+		}
+		if err := copyAll(bucketTokens, &st.tokens); err != nil {
+			return err
+		}
+		meta := tx.Bucket(bucketMeta)
+		st.admin = append([]byte(nil), meta.Get(keyAdminToken)...)
+		st.replicas = append([]byte(nil), meta.Get(keyReplicas)...)
+		return nil
+	})
+	return st, err
+}
+
+// replaceBucket empties bucket name (creating it if needed) and fills it
+// with entries.
+func replaceBucket(tx *bolt.Tx, name []byte, entries []kv) error {
+	b, err := freshBucket(tx, name)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := b.Put(e.k, e.v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func freshBucket(tx *bolt.Tx, name []byte) (*bolt.Bucket, error) {
+	if err := tx.DeleteBucket(name); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+		return nil, err
+	}
+	return tx.CreateBucket(name)
+}
+
+// keepTokens replaces the backup's deploy tokens and their hash index with
+// the live ones whose site the backup has, and counts them.
+func keepTokens(tx *bolt.Tx, tokens []kv) (int, error) {
+	tb, err := freshBucket(tx, bucketTokens)
+	if err != nil {
+		return 0, err
+	}
+	hb, err := freshBucket(tx, bucketTokenHashes)
+	if err != nil {
+		return 0, err
+	}
+	sites, kept := tx.Bucket(bucketSites), 0
+	for _, e := range tokens {
+		var t atoll.Token
+		if err := json.Unmarshal(e.v, &t); err != nil {
+			return 0, fmt.Errorf("decode token %q: %w", e.k, err)
+		}
+		if sites.Get([]byte(t.Site)) == nil {
+			continue // its site is not in the backup: nothing to deploy to
+		}
+		if err := tb.Put(e.k, e.v); err != nil {
+			return 0, err
+		}
+		if err := hb.Put([]byte(t.Hash), e.k); err != nil {
+			return 0, err
+		}
+		kept++
+	}
+	return kept, nil
 }
 
 // encode writes the unpacked state as a snapshot (header at, zstd data)

@@ -209,30 +209,65 @@ func Open(cfg Config) (s *Store, err error) {
 			}
 		}
 	}()
+	st := &Store{cfg: cfg, log: logger, done: make(chan struct{})}
+	snaps, err := st.openState(hlog, &closers)
+	if err != nil {
+		return nil, err
+	}
+	if st.trans, err = newTransport(cfg, hlog); err != nil {
+		return nil, err
+	}
+	closers = append(closers, st.trans.Close)
+	if st.existing, err = hraft.HasExistingState(st.logs, st.bolt, snaps); err != nil {
+		return nil, fmt.Errorf("raft state: %w", err)
+	}
+	if st.raft, err = hraft.NewRaft(rc, st.FSM, st.logs, st.bolt, snaps, st.trans); err != nil {
+		return nil, fmt.Errorf("start raft: %w", err)
+	}
+	closers = append(closers, func() error { return st.raft.Shutdown().Error() })
+	if cfg.Bootstrap && !st.existing {
+		boot := hraft.Configuration{Servers: []hraft.Server{{
+			Suffrage: hraft.Voter,
+			ID:       rc.LocalID,
+			Address:  st.trans.LocalAddr(),
+		}}}
+		if err := st.raft.BootstrapCluster(boot).Error(); err != nil {
+			return nil, fmt.Errorf("bootstrap: %w", err)
+		}
+		logger.Info("bootstrapped new cluster", "addr", st.trans.LocalAddr())
+	}
+	logger.Info("raft started", "addr", st.trans.LocalAddr(), "applied_index", st.FSM.AppliedIndex(), "existing_state", st.existing)
+	st.leader.start(st.raft, st.done)
+	return st, nil
+}
 
-	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+// openState opens what is on disk: the FSM (brought up to the newest
+// snapshot if it is behind), the snapshot store and the Raft log behind
+// its cache. Each opened part's Close is added to closers.
+func (s *Store) openState(hlog hclog.Logger, closers *[]func() error) (hraft.SnapshotStore, error) {
+	dir := s.cfg.Dir
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("raft dir: %w", err)
 	}
-	fsm, err := OpenFSM(cfg.Dir)
+	fsm, err := OpenFSM(dir)
 	if err != nil {
 		return nil, err
 	}
-	closers = append(closers, fsm.Close)
-
-	if err := removeUnfinishedSnapshots(cfg.Dir, logger); err != nil { // snapshot_tmp.go
+	*closers = append(*closers, fsm.Close)
+	s.FSM = fsm
+	if err := removeUnfinishedSnapshots(dir, s.log); err != nil { // snapshot_tmp.go
 		return nil, fmt.Errorf("snapshot store: %w", err)
 	}
-	snaps, err := hraft.NewFileSnapshotStoreWithLogger(cfg.Dir, cfg.SnapshotRetain, hlog.Named("snapshot"))
+	snaps, err := hraft.NewFileSnapshotStoreWithLogger(dir, s.cfg.SnapshotRetain, hlog.Named("snapshot"))
 	if err != nil {
 		return nil, fmt.Errorf("snapshot store: %w", err)
 	}
-	if err := catchUpWithSnapshot(fsm, snaps, logger); err != nil {
+	if err := catchUpWithSnapshot(fsm, snaps, s.log); err != nil {
 		return nil, err
 	}
-
 	// The raft log gets the FSM's freelist settings (see openBolt).
-	boltStore, err := raftboltdb.New(raftboltdb.Options{
-		Path: filepath.Join(cfg.Dir, "raft.db"),
+	s.bolt, err = raftboltdb.New(raftboltdb.Options{
+		Path: filepath.Join(dir, "raft.db"),
 		BoltOptions: &bolt.Options{
 			Timeout:        5 * time.Second,
 			NoFreelistSync: true,
@@ -242,16 +277,23 @@ func Open(cfg Config) (s *Store, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("raft log: %w", err)
 	}
-	closers = append(closers, boltStore.Close)
-	logs := newLogCache(boltStore, logCacheEntries, logCacheBytes)
+	*closers = append(*closers, s.bolt.Close)
+	s.logs = newLogCache(s.bolt, logCacheEntries, logCacheBytes)
+	return snaps, nil
+}
 
+// newTransport starts the Raft transport on cfg.BindAddr: plain TCP, or
+// mutual TLS when cfg.TLS is set.
+func newTransport(cfg Config, hlog hclog.Logger) (*hraft.NetworkTransport, error) {
 	var advertise net.Addr
 	if cfg.AdvertiseAddr != "" {
+		var err error
 		if advertise, err = net.ResolveTCPAddr("tcp", cfg.AdvertiseAddr); err != nil {
 			return nil, fmt.Errorf("%w: advertise address: %v", atoll.ErrInvalid, err)
 		}
 	}
 	var trans *hraft.NetworkTransport
+	var err error
 	if cfg.TLS != nil {
 		trans, err = newTLSTransport(cfg, advertise, hlog.Named("transport"))
 	} else {
@@ -260,34 +302,7 @@ func Open(cfg Config) (s *Store, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("raft transport on %s: %w", cfg.BindAddr, err)
 	}
-	closers = append(closers, trans.Close)
-
-	existing, err := hraft.HasExistingState(logs, boltStore, snaps)
-	if err != nil {
-		return nil, fmt.Errorf("raft state: %w", err)
-	}
-	r, err := hraft.NewRaft(rc, fsm, logs, boltStore, snaps, trans)
-	if err != nil {
-		return nil, fmt.Errorf("start raft: %w", err)
-	}
-	closers = append(closers, func() error { return r.Shutdown().Error() })
-
-	if cfg.Bootstrap && !existing {
-		boot := hraft.Configuration{Servers: []hraft.Server{{
-			Suffrage: hraft.Voter,
-			ID:       rc.LocalID,
-			Address:  trans.LocalAddr(),
-		}}}
-		if err := r.BootstrapCluster(boot).Error(); err != nil {
-			return nil, fmt.Errorf("bootstrap: %w", err)
-		}
-		logger.Info("bootstrapped new cluster", "addr", trans.LocalAddr())
-	}
-	logger.Info("raft started", "addr", trans.LocalAddr(), "applied_index", fsm.AppliedIndex(), "existing_state", existing)
-
-	st := &Store{FSM: fsm, cfg: cfg, log: logger, raft: r, trans: trans, bolt: boltStore, logs: logs, existing: existing, done: make(chan struct{})}
-	st.leader.start(r, st.done)
-	return st, nil
+	return trans, nil
 }
 
 // catchUpWithSnapshot restores the newest snapshot if the FSM on disk holds
