@@ -50,6 +50,9 @@ func (w *leaderWatch) start(r *hraft.Raft, done <-chan struct{}) {
 // stop deregisters the observer and waits for the goroutine, which exits
 // once done is closed.
 func (w *leaderWatch) stop(r *hraft.Raft) {
+	if w.obs == nil {
+		return // never started
+	}
 	r.DeregisterObserver(w.obs)
 	<-w.exited
 }
