@@ -368,47 +368,12 @@ func (h *Handler) serveFile(ctx *fasthttp.RequestCtx, dv *deployView, r *pathRou
 		return
 	}
 
-	if rk == rangeUnsatisfiable {
-		ctx.Error("416 Range Not Satisfiable", fasthttp.StatusRequestedRangeNotSatisfiable)
-		resp.Set(fasthttp.HeaderContentRange, "bytes */"+strconv.FormatInt(info.Size, 10))
-		resp.Set(fasthttp.HeaderAcceptRanges, "bytes")
-		resp.Set(fasthttp.HeaderXContentTypeOptions, "nosniff")
-		if be.variants {
-			resp.Set(fasthttp.HeaderVary, "Accept-Encoding")
-		}
+	switch rk {
+	case rangeUnsatisfiable:
+		unsatisfiable(ctx, info.Size, be.variants)
 		return
-	}
-
-	if rk == rangeSingle {
-		if ctx.IsHead() {
-			setContentLength(ctx, rng.length)
-		} else if body, cached, err := h.cachedBody(ctx, be, "", info.Size); cached {
-			if err != nil {
-				h.failOpen(ctx, dv, r, be, err, "")
-				return
-			}
-			ctx.Response.SetBodyRaw(body[rng.start : rng.start+rng.length])
-		} else {
-			f, n, err := h.blobs.Open(ctx, r.hash, "")
-			if err != nil {
-				h.failOpen(ctx, dv, r, be, err, "")
-				return
-			}
-			if n != info.Size {
-				_ = f.Close()
-				h.failOpen(ctx, dv, r, be, fmt.Errorf("size %d, stat said %d", n, info.Size), "")
-				return
-			}
-			if _, err := f.Seek(rng.start, io.SeekStart); err != nil {
-				_ = f.Close()
-				h.failBlob(ctx, "seek blob", err, "deploy", dv.id, "path", r.file, "hash", r.hash)
-				return
-			}
-			setBodyStream(ctx, newFileSection(f, rng.length), rng.length)
-		}
-		ctx.SetStatusCode(fasthttp.StatusPartialContent)
-		resp.Set(fasthttp.HeaderContentRange, contentRange(rng, info.Size))
-		h.setRepresentation(resp, r.ctype, be.etagB[0], "", dv.lastModified, be.variants)
+	case rangeSingle:
+		h.serveRange(ctx, dv, r, be, rng)
 		return
 	}
 
@@ -418,6 +383,54 @@ func (h *Handler) serveFile(ctx *fasthttp.RequestCtx, dv *deployView, r *pathRou
 		return
 	}
 	h.setRepresentation(resp, r.ctype, be.etagB[reprIndex(coding)], coding, dv.lastModified, be.variants)
+}
+
+// unsatisfiable answers 416 for a blob of size bytes.
+func unsatisfiable(ctx *fasthttp.RequestCtx, size int64, variants bool) {
+	resp := &ctx.Response.Header
+	ctx.Error("416 Range Not Satisfiable", fasthttp.StatusRequestedRangeNotSatisfiable)
+	resp.Set(fasthttp.HeaderContentRange, "bytes */"+strconv.FormatInt(size, 10))
+	resp.Set(fasthttp.HeaderAcceptRanges, "bytes")
+	resp.Set(fasthttp.HeaderXContentTypeOptions, "nosniff")
+	if variants {
+		resp.Set(fasthttp.HeaderVary, "Accept-Encoding")
+	}
+}
+
+// serveRange answers a 206 with bytes rng of the identity representation,
+// from memory when the blob is cached there, else from its file.
+func (h *Handler) serveRange(ctx *fasthttp.RequestCtx, dv *deployView, r *pathRoute, be *blobEntry, rng byteRange) {
+	info := &be.info
+	if ctx.IsHead() {
+		setContentLength(ctx, rng.length)
+	} else if body, cached, err := h.cachedBody(ctx, be, "", info.Size); cached {
+		if err != nil {
+			h.failOpen(ctx, dv, r, be, err, "")
+			return
+		}
+		ctx.Response.SetBodyRaw(body[rng.start : rng.start+rng.length])
+	} else {
+		f, n, err := h.blobs.Open(ctx, r.hash, "")
+		if err != nil {
+			h.failOpen(ctx, dv, r, be, err, "")
+			return
+		}
+		if n != info.Size {
+			_ = f.Close()
+			h.failOpen(ctx, dv, r, be, fmt.Errorf("size %d, stat said %d", n, info.Size), "")
+			return
+		}
+		if _, err := f.Seek(rng.start, io.SeekStart); err != nil {
+			_ = f.Close()
+			h.failBlob(ctx, "seek blob", err, "deploy", dv.id, "path", r.file, "hash", r.hash)
+			return
+		}
+		setBodyStream(ctx, newFileSection(f, rng.length), rng.length)
+	}
+	ctx.SetStatusCode(fasthttp.StatusPartialContent)
+	resp := &ctx.Response.Header
+	resp.Set(fasthttp.HeaderContentRange, contentRange(rng, info.Size))
+	h.setRepresentation(resp, r.ctype, be.etagB[0], "", dv.lastModified, be.variants)
 }
 
 // sendBody sets the body of a 200: representation *coding of the blob,
