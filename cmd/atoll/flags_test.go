@@ -193,11 +193,11 @@ func TestServerFlagsAllowedZero(t *testing.T) {
 
 func TestClientFlagsEnv(t *testing.T) {
 	tests := []struct {
-		name                    string
-		env                     map[string]string
-		args                    []string
+		name                   string
+		env                    map[string]string
+		args                   []string
 		wantAPI, wantToken, ca string
-		wantSite                string
+		wantSite               string
 	}{
 		{name: "defaults", wantAPI: "http://127.0.0.1:9090"},
 		{name: "from the environment", env: map[string]string{"ATOLL_API": "10.0.0.1:9090", "ATOLL_TOKEN": "t0k", "ATOLL_CA": "/ca.pem"},
