@@ -31,8 +31,8 @@ func runCertPut(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *site == "" || *domain == "" || *certFile == "" || *keyFile == "" {
-		return fmt.Errorf("%w: --site, --domain, --cert and --key are required", errUsage)
+	if err := requireFlags(fs, "site", "domain", "cert", "key"); err != nil {
+		return err
 	}
 	certPEM, err := os.ReadFile(*certFile)
 	if err != nil {
@@ -60,8 +60,8 @@ func runCertList(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *site == "" {
-		return fmt.Errorf("%w: --site is required", errUsage)
+	if err := requireFlags(fs, "site"); err != nil {
+		return err
 	}
 	certs, err := c.Certs(ctx, *site)
 	if err != nil {
@@ -86,8 +86,8 @@ func runCertDelete(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *site == "" || *domain == "" {
-		return fmt.Errorf("%w: --site and --domain are required", errUsage)
+	if err := requireFlags(fs, "site", "domain"); err != nil {
+		return err
 	}
 	if err := c.DeleteCert(ctx, *site, *domain); err != nil {
 		return err

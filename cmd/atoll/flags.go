@@ -192,6 +192,26 @@ func formatBytes(n int64) string {
 	return strconv.FormatInt(n, 10)
 }
 
+// requireFlags returns a usage error unless every flag of names has a
+// non-empty value, e.g. "--site and --domain are required".
+func requireFlags(fs *flag.FlagSet, names ...string) error {
+	for _, name := range names {
+		if fs.Lookup(name).Value.String() != "" {
+			continue
+		}
+		list := make([]string, len(names))
+		for i, n := range names {
+			list[i] = "--" + n
+		}
+		if len(list) == 1 {
+			return fmt.Errorf("%w: %s is required", errUsage, list[0])
+		}
+		last := len(list) - 1
+		return fmt.Errorf("%w: %s and %s are required", errUsage, strings.Join(list[:last], ", "), list[last])
+	}
+	return nil
+}
+
 // checkPositive returns a one-line usage error naming the first of the
 // numeric flags names whose value is not above zero, e.g.
 // "--max-files 0: want a positive number".

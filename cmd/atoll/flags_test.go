@@ -298,3 +298,36 @@ func TestServerUsageListsEveryFlag(t *testing.T) {
 		t.Errorf("%d server flags declared, want the 40 or more of the README", n)
 	}
 }
+
+func TestRequireFlags(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		required []string
+		want     string // the error, "" for none
+	}{
+		{name: "one given", args: []string{"--site", "blog"}, required: []string{"site"}},
+		{name: "one missing", required: []string{"site"}, want: "usage: --site is required"},
+		{name: "two, one missing", args: []string{"--site", "blog"}, required: []string{"site", "domain"}, want: "usage: --site and --domain are required"},
+		{name: "four, all missing", required: []string{"site", "domain", "cert", "key"}, want: "usage: --site, --domain, --cert and --key are required"},
+		{name: "an empty value counts as missing", args: []string{"--site="}, required: []string{"site"}, want: "usage: --site is required"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := flag.NewFlagSet("test", flag.ContinueOnError)
+			for _, name := range []string{"site", "domain", "cert", "key"} {
+				fs.String(name, "", name)
+			}
+			if err := fs.Parse(tt.args); err != nil {
+				t.Fatal(err)
+			}
+			got := ""
+			if err := requireFlags(fs, tt.required...); err != nil {
+				got = err.Error()
+			}
+			if got != tt.want {
+				t.Errorf("requireFlags(%q) after %q: got %q, want %q", tt.required, tt.args, got, tt.want)
+			}
+		})
+	}
+}

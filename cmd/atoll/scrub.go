@@ -25,10 +25,8 @@ func runNodeScrub(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	for st.Running && !*noWait {
 		fmt.Fprintf(env.stderr, "scrubbing %s: %d blobs (%s) checked, %d corrupt\n", st.ID, st.Checked, humanBytes(st.Bytes), st.Corrupt)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Second):
+		if err := sleep(ctx, time.Second); err != nil {
+			return err
 		}
 		if st, err = c.ScrubStatus(ctx, pos[0]); err != nil {
 			return err

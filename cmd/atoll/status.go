@@ -72,11 +72,21 @@ func waitReady(ctx context.Context, cf *clientFlags, d time.Duration) error {
 		} else {
 			last = err
 		}
-		select {
-		case <-ctx.Done():
+		if sleep(ctx, 100*time.Millisecond) != nil {
 			return fmt.Errorf("node at %s not ready after %s: %v", api, d, last)
-		case <-time.After(100 * time.Millisecond):
 		}
+	}
+}
+
+// sleep waits d, or until ctx is done and then returns its error.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 
@@ -146,10 +156,8 @@ func runNodeDrain(ctx context.Context, env *cliEnv, args []string) error {
 		if st.Left >= 0 {
 			fmt.Fprintf(env.stderr, "draining %s: %d blobs left to hand over\n", st.ID, st.Left)
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Second):
+		if err := sleep(ctx, time.Second); err != nil {
+			return err
 		}
 		if st, err = c.DrainStatus(ctx, pos[0]); err != nil {
 			return err

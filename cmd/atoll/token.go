@@ -26,8 +26,8 @@ func runTokenCreate(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *site == "" {
-		return fmt.Errorf("%w: --site is required", errUsage)
+	if err := requireFlags(fs, "site"); err != nil {
+		return err
 	}
 	tok, err := c.CreateToken(ctx, *site, *name)
 	if err != nil {
