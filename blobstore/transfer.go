@@ -322,7 +322,7 @@ func (in *incoming) store(ctx context.Context, body io.Reader, durable bool) (In
 	if err := in.sync(durable); err != nil {
 		return Info{}, err
 	}
-	return in.publish(ctx, durable)
+	return in.commit(ctx, durable)
 }
 
 // cleanup closes the temp files and removes those not published.
@@ -447,12 +447,12 @@ func (in *incoming) sync(durable bool) error {
 	return nil
 }
 
-// publish is steps 3 and 4: under the per-hash lock, unless a concurrent
+// commit is steps 3 and 4: under the per-hash lock, unless a concurrent
 // Put or Import stored the blob first, it is committed as Put commits
 // (I2). A blob received without variants (its sender had not made them
 // yet, background.go) and that may compress gets its pending marker: each
 // node compresses the blobs that reach it bare.
-func (in *incoming) publish(ctx context.Context, durable bool) (Info, error) {
+func (in *incoming) commit(ctx context.Context, durable bool) (Info, error) {
 	unlock := in.s.locks.lock(in.hash)
 	defer unlock()
 	if info, stored, err := in.s.storedOrRoom(in.hash); err != nil || stored {

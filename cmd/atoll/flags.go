@@ -193,7 +193,8 @@ func formatBytes(n int64) string {
 }
 
 // requireFlags returns a usage error unless every flag of names has a
-// non-empty value, e.g. "--site and --domain are required".
+// non-empty value, e.g. "--site and --domain are required". Not for secret
+// flags: their String is always empty.
 func requireFlags(fs *flag.FlagSet, names ...string) error {
 	for _, name := range names {
 		if fs.Lookup(name).Value.String() != "" {
