@@ -9,7 +9,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -280,14 +279,13 @@ func mayCompress(src io.ReaderAt, size int64) (bool, error) {
 	return !alreadyCompressed(head[:n]), nil
 }
 
-// compressPending makes the variants of a pending blob and publishes them:
-// each variant is complete and fsynced before its rename, the folder is
-// fsynced before the marker is removed, so a crash at any point leaves the
-// blob whole, with the variants published so far (each complete), and its
-// marker if any variant may be missing.
+// compressPending makes the variants of a pending blob and publishes them
+// (DESIGN.md, I14): each variant is complete and fsynced before its
+// rename, the folder is fsynced before the marker is removed, so a crash
+// at any point leaves the blob whole, with the variants published so far
+// (each complete), and its marker if any variant may be missing.
 func (s *Store) compressPending(ctx context.Context, hash string) error {
-	base := s.path(hash)
-	f, err := os.Open(base)
+	f, err := os.Open(s.path(hash))
 	if errors.Is(err, fs.ErrNotExist) {
 		s.clearPending(hash) // deleted meanwhile
 		return nil
@@ -296,36 +294,48 @@ func (s *Store) compressPending(ctx context.Context, hash string) error {
 		return err
 	}
 	defer f.Close()
+	variants, err := s.makeVariants(ctx, f, hash)
+	defer s.removeTemps(variants)
+	if err != nil {
+		return err
+	}
+	return s.installVariants(hash, variants)
+}
+
+// makeVariants is step 1 of I14: it writes the variants of f, the identity
+// file of hash, worth keeping to fsynced temp files, with no lock held.
+// Variants carry whatever the identity bytes are now, so when there is
+// something to publish the identity is hashed again: rot since the upload
+// must not spread into them (and a blob not worth compressing is not read
+// twice). On a mismatch Config.OnCorrupt is called. The temp files are the
+// caller's to remove, also on error.
+func (s *Store) makeVariants(ctx context.Context, f *os.File, hash string) ([]variantFile, error) {
 	fi, err := f.Stat()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	variants, err := s.compressSerial(ctx, f, fi.Size())
-	defer func() {
-		for _, v := range variants {
-			if v.path != "" {
-				s.removeBestEffort(v.path)
-			}
-		}
-	}()
-	if err != nil {
-		return err
+	if err != nil || len(variants) == 0 {
+		return variants, err
 	}
-	if len(variants) > 0 {
-		// Variants carry whatever the identity bytes are now: rot since
-		// the upload must not spread into them. (Checked once there is
-		// something to publish, so that a blob not worth compressing is
-		// not read twice.)
-		if err := checkIdentity(f, fi.Size(), hash); err != nil {
-			if errors.Is(err, ErrHashMismatch) && s.onCorrupt != nil {
-				s.onCorrupt(hash)
-			}
-			return err
+	if err := checkIdentity(f, fi.Size(), hash); err != nil {
+		if errors.Is(err, ErrHashMismatch) && s.onCorrupt != nil {
+			s.onCorrupt(hash)
 		}
+		return variants, err
 	}
+	return variants, nil
+}
 
+// installVariants is steps 2 and 3 of I14, under the per-hash lock: unless
+// the marker is gone (a Delete, Quarantine or an earlier pass won), it
+// publishes variants as the blob's only variant files, removes the marker
+// once they are durable, and tells the readers (Stat cache, accounting,
+// Config.OnVariants) when anything changed.
+func (s *Store) installVariants(hash string, variants []variantFile) error {
 	unlock := s.locks.lock(hash)
 	defer unlock()
+	base := s.path(hash)
 	if _, err := os.Lstat(base + pendingExt); errors.Is(err, fs.ErrNotExist) {
 		return nil // deleted (and maybe stored again, with variants) meanwhile
 	}
@@ -333,35 +343,9 @@ func (s *Store) compressPending(ctx context.Context, hash string) error {
 		s.clearPending(hash)
 		return nil
 	}
-	dir := filepath.Dir(base)
-	changed := false
-	kept := make(map[string]bool, len(variants))
-	for i := range variants {
-		v := &variants[i]
-		ext, _ := extFor(v.encoding)
-		if err := os.Rename(v.path, base+ext); err != nil {
-			return fmt.Errorf("publish variant %s: %w", v.encoding, err)
-		}
-		v.path = ""
-		kept[v.encoding] = true
-		changed = true
-	}
-	for _, e := range encodings {
-		if kept[e.name] {
-			continue
-		}
-		// Left by an earlier pass with another outcome: the variants
-		// are those of this pass only.
-		if err := os.Remove(base + e.ext); err == nil {
-			changed = true
-		} else if !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("remove stale variant %s: %w", e.name, err)
-		}
-	}
-	if changed {
-		if err := syncDir(dir); err != nil {
-			return err
-		}
+	_, changed, err := publishVariants(base, variants, true)
+	if err != nil {
+		return err
 	}
 	// The variants are durable: the marker may go. Its removal needs no
 	// fsync; if a crash brings it back, the blob is compressed again.
@@ -414,9 +398,7 @@ func (s *Store) compressSerial(ctx context.Context, src *os.File, size int64) ([
 	for _, e := range encodings {
 		v, kept, err := s.writeVariant(ctx, src, size, e.name)
 		if err != nil {
-			for _, v := range variants {
-				s.removeBestEffort(v.path)
-			}
+			s.removeTemps(variants)
 			return nil, err
 		}
 		if kept {

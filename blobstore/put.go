@@ -94,52 +94,61 @@ func (s *Store) Put(ctx context.Context, want string, r io.Reader) (_ Info, err 
 	if err := tmp.Close(); err != nil {
 		return Info{}, fmt.Errorf("put blob %s: %w", got, err)
 	}
-	if pending {
-		if err := s.ensureShard(got); err != nil {
-			return Info{}, fmt.Errorf("put blob %s: %w", got, err)
-		}
-		if err := s.markPending(got); err != nil {
-			return Info{}, fmt.Errorf("put blob %s: %w", got, err)
-		}
-	}
-
-	info, err := s.publish(got, size, tmp.Name(), nil)
+	info, err := s.commit(got, size, tmp.Name(), nil, pending, true)
 	if err != nil {
-		if pending {
-			s.clearPending(got)
-		}
 		return Info{}, fmt.Errorf("put blob %s: %w", got, err)
 	}
 	tmp = nil
+	return info, nil
+}
+
+// commit makes a blob whose temp files are complete (and fsynced when
+// durable) visible, under hash's lock, which the caller holds: the pending
+// marker first when its variants are still to be made (I2 step 4), then
+// publish, then the Stat cache and the compression queue. On error
+// nothing of the blob is visible and the temp files are the caller's.
+func (s *Store) commit(hash string, size int64, identityTmp string, variants []variantFile, pending, durable bool) (Info, error) {
+	if pending {
+		if err := s.ensureShard(hash); err != nil {
+			return Info{}, err
+		}
+		if err := s.markPending(hash); err != nil {
+			return Info{}, err
+		}
+	}
+	info, err := s.publish(hash, size, identityTmp, variants, durable)
+	if err != nil {
+		if pending {
+			s.clearPending(hash)
+		}
+		return Info{}, err
+	}
 	s.cache.add(info)
 	if pending {
-		s.enqueue(got)
+		s.enqueue(hash)
 	}
 	return info, nil
 }
 
-// publish moves a blob's fsynced temp files into place: variants first, then
-// a directory fsync, then the identity file, then a directory fsync. Variant
-// files of this hash that are not in variants (crash leftovers) are removed
-// before the identity appears, so a blob never shows a variant Put did not
-// make for it. On error, nothing is visible and publish removes what it
-// renamed (best effort: what remains is invisible garbage that New or the
-// next Put removes). Renamed entries of variants get path "".
-func (s *Store) publish(hash string, size int64, identityTmp string, variants []variantFile) (Info, error) {
-	return s.publishFiles(hash, size, identityTmp, variants, true)
-}
-
-// publishFiles is publish; with durable false (a cache copy, cachecopy.go)
-// it skips the folder fsyncs and hands the renamed files to the background
-// syncer instead, under the unsynced marker (DESIGN.md, I11).
-func (s *Store) publishFiles(hash string, size int64, identityTmp string, variants []variantFile, durable bool) (_ Info, err error) {
+// publish moves a blob's complete temp files into place: variants first
+// (publishVariants, which also removes variant files of this hash that are
+// not in variants, crash leftovers, so a blob never shows a variant not made
+// for it), then a directory fsync, then the identity file, then a directory
+// fsync. On error, nothing is visible and publish removes what it renamed
+// (best effort: what remains is invisible garbage that New or the next Put
+// removes). Renamed entries of variants get path "".
+//
+// With durable false (a cache copy, cachecopy.go) publish skips the folder
+// fsyncs and hands the renamed files to the background syncer instead,
+// under the unsynced marker (DESIGN.md, I11).
+func (s *Store) publish(hash string, size int64, identityTmp string, variants []variantFile, durable bool) (_ Info, err error) {
 	if err := s.ensureShard(hash); err != nil {
 		return Info{}, err
 	}
 	base := s.path(hash)
 	dir := filepath.Dir(base)
 	info := Info{Hash: hash, Size: size}
-	var renamed []string
+	var renamed []string // files renamed into place, for the syncer or undo
 	if !durable {
 		if err := s.unsynced.begin(s); err != nil {
 			return Info{}, err
@@ -161,40 +170,15 @@ func (s *Store) publishFiles(hash string, size int64, identityTmp string, varian
 		}
 	}
 
-	kept := make(map[string]bool, len(variants))
-	for i := range variants {
-		v := &variants[i]
-		ext, _ := extFor(v.encoding)
-		if err := os.Rename(v.path, base+ext); err != nil {
-			undo()
-			return Info{}, fmt.Errorf("publish variant %s: %w", v.encoding, err)
-		}
-		v.path = ""
-		renamed = append(renamed, base+ext)
-		kept[v.encoding] = true
+	for _, v := range variants {
 		info.Variants = append(info.Variants, Variant{Encoding: v.encoding, Size: v.size})
 	}
-	changed := len(renamed) > 0
-	for _, e := range encodings {
-		if kept[e.name] {
-			continue
-		}
-		err := os.Remove(base + e.ext)
-		switch {
-		case err == nil:
-			changed = true
-		case !errors.Is(err, fs.ErrNotExist):
-			undo()
-			return Info{}, fmt.Errorf("remove stale variant %s: %w", e.name, err)
-		}
-	}
-	if changed && durable {
-		// The variants must be durable before the identity file that
-		// vouches for them can be.
-		if err := syncDir(dir); err != nil {
-			undo()
-			return Info{}, err
-		}
+	// The variants must be durable before the identity file that vouches
+	// for them can be.
+	renamed, _, err = publishVariants(base, variants, durable)
+	if err != nil {
+		undo()
+		return Info{}, err
 	}
 
 	if err := os.Rename(identityTmp, base); err != nil {
@@ -218,6 +202,57 @@ func (s *Store) publishFiles(hash string, size int64, identityTmp string, varian
 	s.acct.added(info)
 	s.unsynced.durablePublished(s) // keeps the cache copies' marker recent (I11)
 	return info, nil
+}
+
+// publishVariants makes variants the variant files of the blob whose
+// identity path is base: it renames each complete temp file into place
+// (setting its path to ""), then removes the variant files of the other
+// encodings (crash leftovers of an earlier copy, or an earlier pass with
+// another outcome), and, when sync is set and the shard folder changed,
+// fsyncs the folder. It returns the paths renamed, also on error, so that
+// a caller may take them back, and whether the folder changed (false on
+// error).
+func publishVariants(base string, variants []variantFile, sync bool) (renamed []string, changed bool, err error) {
+	kept := make(map[string]bool, len(variants))
+	for i := range variants {
+		v := &variants[i]
+		ext, _ := extFor(v.encoding)
+		if err := os.Rename(v.path, base+ext); err != nil {
+			return renamed, false, fmt.Errorf("publish variant %s: %w", v.encoding, err)
+		}
+		v.path = ""
+		renamed = append(renamed, base+ext)
+		kept[v.encoding] = true
+	}
+	changed = len(renamed) > 0
+	for _, e := range encodings {
+		if kept[e.name] {
+			continue
+		}
+		err := os.Remove(base + e.ext)
+		switch {
+		case err == nil:
+			changed = true
+		case !errors.Is(err, fs.ErrNotExist):
+			return renamed, false, fmt.Errorf("remove stale variant %s: %w", e.name, err)
+		}
+	}
+	if changed && sync {
+		if err := syncDir(filepath.Dir(base)); err != nil {
+			return renamed, false, err
+		}
+	}
+	return renamed, changed, nil
+}
+
+// removeTemps removes the temp files of variants not renamed into place
+// (path not "").
+func (s *Store) removeTemps(variants []variantFile) {
+	for _, v := range variants {
+		if v.path != "" {
+			s.removeBestEffort(v.path)
+		}
+	}
 }
 
 // removeBestEffort removes a file whose removal only tidies up; a failure

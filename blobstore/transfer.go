@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -288,160 +289,193 @@ func (s *Store) importBlob(ctx context.Context, hash, header string, body io.Rea
 	if err := s.checkSpace(); err != nil {
 		return Info{}, fmt.Errorf("import blob %s: %w", hash, err)
 	}
-
-	// Temp files not renamed into place are removed on the way out.
-	var (
-		identityPath string
-		pending      []variantFile
-		files        []*os.File
-	)
-	defer func() {
-		for _, f := range files {
-			f.Close()
-		}
-		if identityPath != "" {
-			s.removeBestEffort(identityPath)
-		}
-		for _, v := range pending {
-			if v.path != "" {
-				s.removeBestEffort(v.path)
-			}
-		}
-	}()
-	buf := make([]byte, 128<<10)
-	receive := func(part string, n int64, hw io.Writer) (*os.File, error) {
-		f, err := os.CreateTemp(s.tmp, "import-*")
-		if err != nil {
-			return nil, err
-		}
-		files = append(files, f)
-		var w io.Writer = f
-		if hw != nil {
-			w = io.MultiWriter(f, hw)
-		}
-		got, err := io.CopyBuffer(w, io.LimitReader(ctxReader{ctx, body}, n), buf)
-		if err != nil {
-			return f, fmt.Errorf("read %s: %w", part, err)
-		}
-		if got < n {
-			return f, fmt.Errorf("body ended after %d of the %d bytes of %s: %w (%w)", got, n, part, ErrMalformed, io.ErrUnexpectedEOF)
-		}
-		return f, nil
-	}
-
-	// 1. Receive every part, hashing the identity bytes on the way.
-	hasher := sha256.New()
-	identity, err := receive("the identity bytes", hdr.Size, hasher)
-	if identity != nil {
-		identityPath = identity.Name()
-	}
+	in := &incoming{s: s, hash: hash, hdr: hdr}
+	defer in.cleanup()
+	info, err := in.store(ctx, ctxReader{ctx, body}, durable)
 	if err != nil {
 		return Info{}, fmt.Errorf("import blob %s: %w", hash, err)
 	}
-	if got := hex.EncodeToString(hasher.Sum(nil)); got != hash {
-		return Info{}, fmt.Errorf("import blob %s: got %s, want %s: %w", hash, got, hash, ErrHashMismatch)
+	return info, nil
+}
+
+// incoming is one Import under way: the temp files of its parts, until
+// they are published or cleanup removes them.
+type incoming struct {
+	s    *Store
+	hash string
+	hdr  BlobHeader
+
+	identity     *os.File
+	identityPath string        // "" once published
+	variants     []variantFile // path "" once published or dropped
+	files        []*os.File    // the open temp files of variants, index for index
+}
+
+// store runs the steps of DESIGN.md I8 once the space check has passed.
+func (in *incoming) store(ctx context.Context, body io.Reader, durable bool) (Info, error) {
+	if err := in.receive(body); err != nil {
+		return Info{}, err
 	}
-	variantFiles := make([]*os.File, 0, len(hdr.Variants))
-	for _, v := range hdr.Variants {
-		f, err := receive("variant "+v.Encoding, v.Size, nil)
+	if err := in.dropBadVariants(ctx); err != nil {
+		return Info{}, err
+	}
+	if err := in.sync(durable); err != nil {
+		return Info{}, err
+	}
+	return in.commit(ctx, durable)
+}
+
+// cleanup closes the temp files and removes those not published.
+func (in *incoming) cleanup() {
+	if in.identity != nil {
+		in.identity.Close()
+	}
+	for _, f := range in.files {
+		f.Close()
+	}
+	if in.identityPath != "" {
+		in.s.removeBestEffort(in.identityPath)
+	}
+	in.s.removeTemps(in.variants)
+}
+
+// receive is step 1: it streams every part of body to its own temp file,
+// hashing the identity bytes on the way, and checks that the identity
+// bytes hash to the name and that body ends where the header says.
+func (in *incoming) receive(body io.Reader) error {
+	buf := make([]byte, 128<<10)
+	hasher := sha256.New()
+	f, err := in.receivePart(body, buf, "the identity bytes", in.hdr.Size, hasher)
+	if f != nil {
+		in.identity, in.identityPath = f, f.Name()
+	}
+	if err != nil {
+		return err
+	}
+	if got := hex.EncodeToString(hasher.Sum(nil)); got != in.hash {
+		return fmt.Errorf("got %s, want %s: %w", got, in.hash, ErrHashMismatch)
+	}
+	for _, v := range in.hdr.Variants {
+		f, err := in.receivePart(body, buf, "variant "+v.Encoding, v.Size, nil)
 		if f != nil {
-			pending = append(pending, variantFile{encoding: v.Encoding, path: f.Name(), size: v.Size})
-			variantFiles = append(variantFiles, f)
+			in.variants = append(in.variants, variantFile{encoding: v.Encoding, path: f.Name(), size: v.Size})
+			in.files = append(in.files, f)
 		}
 		if err != nil {
-			return Info{}, fmt.Errorf("import blob %s: %w", hash, err)
+			return err
 		}
 	}
 	var extra [1]byte
-	switch n, err := io.ReadFull(ctxReader{ctx, body}, extra[:]); {
+	switch n, err := io.ReadFull(body, extra[:]); {
 	case n > 0:
-		return Info{}, fmt.Errorf("import blob %s: body longer than the %d bytes its header gives: %w", hash, hdr.Length(), ErrMalformed)
+		return fmt.Errorf("body longer than the %d bytes its header gives: %w", in.hdr.Length(), ErrMalformed)
 	case !errors.Is(err, io.EOF):
-		return Info{}, fmt.Errorf("import blob %s: read body: %w", hash, err)
+		return fmt.Errorf("read body: %w", err)
 	}
+	return nil
+}
 
-	// 2. Check the variants (read back from the page cache) and make
-	// those kept durable; drop the others.
-	kept := make([]variantFile, 0, len(pending))
-	var toSync []*os.File
-	for i, v := range pending {
-		f := variantFiles[i]
+// receivePart copies the next n bytes of body, named part, into a new temp
+// file, and into hw too unless it is nil. It returns the file whenever it
+// was created, also with an error, so that cleanup removes it.
+func (in *incoming) receivePart(body io.Reader, buf []byte, part string, n int64, hw io.Writer) (*os.File, error) {
+	f, err := os.CreateTemp(in.s.tmp, "import-*")
+	if err != nil {
+		return nil, err
+	}
+	var w io.Writer = f
+	if hw != nil {
+		w = io.MultiWriter(f, hw)
+	}
+	got, err := io.CopyBuffer(w, io.LimitReader(body, n), buf)
+	if err != nil {
+		return f, fmt.Errorf("read %s: %w", part, err)
+	}
+	if got < n {
+		return f, fmt.Errorf("body ended after %d of the %d bytes of %s: %w (%w)", got, n, part, ErrMalformed, io.ErrUnexpectedEOF)
+	}
+	return f, nil
+}
+
+// dropBadVariants is the first half of step 2: it checks every received
+// variant, read back from the page cache (I9), and drops with a warning
+// those not smaller than the identity bytes or not decompressing to them.
+func (in *incoming) dropBadVariants(ctx context.Context) error {
+	kept := make([]variantFile, 0, len(in.variants))
+	keptFiles := make([]*os.File, 0, len(in.files))
+	for i, v := range in.variants {
+		f := in.files[i]
 		var err error
-		if v.size >= hdr.Size {
-			err = fmt.Errorf("%d bytes for %d identity bytes: %w", v.size, hdr.Size, errVariantNotSmaller)
+		if v.size >= in.hdr.Size {
+			err = fmt.Errorf("%d bytes for %d identity bytes: %w", v.size, in.hdr.Size, errVariantNotSmaller)
 		} else {
-			err = checkVariant(ctx, f, v.encoding, v.size, hash, hdr.Size)
+			err = checkVariant(ctx, f, v.encoding, v.size, in.hash, in.hdr.Size)
 		}
 		if errors.Is(err, ErrHashMismatch) || errors.Is(err, errVariantNotSmaller) {
-			s.log.Warn("dropped a received variant", "blob", hash, "encoding", v.encoding, "err", err)
+			in.s.log.Warn("dropped a received variant", "blob", in.hash, "encoding", v.encoding, "err", err)
 			f.Close()
-			s.removeBestEffort(v.path)
-			pending[i].path = ""
+			in.s.removeBestEffort(v.path)
+			in.variants[i].path = ""
 			continue
 		}
 		if err != nil {
-			return Info{}, fmt.Errorf("import blob %s: variant %s: %w", hash, v.encoding, err)
+			return fmt.Errorf("variant %s: %w", v.encoding, err)
 		}
 		kept = append(kept, v)
-		toSync = append(toSync, f)
+		keptFiles = append(keptFiles, f)
 	}
-	pending = kept
-	// The kept variants and the identity are fsynced together, one disk
-	// round trip instead of one per file (the rename order of I2 is
-	// unchanged: nothing is renamed before all of them are durable).
-	if durable {
-		if err := syncFiles(append(toSync, identity)); err != nil {
-			return Info{}, fmt.Errorf("import blob %s: sync: %w", hash, err)
-		}
-	}
-	for _, f := range toSync {
-		if err := f.Close(); err != nil {
-			return Info{}, fmt.Errorf("import blob %s: %w", hash, err)
-		}
-	}
+	in.variants, in.files = kept, keptFiles
+	return nil
+}
 
-	// 3. Publish, as Put does (DESIGN.md, I2 and I8).
-	unlock := s.locks.lock(hash)
-	defer unlock()
-	// Under the lock: a concurrent Put or Import may have stored it.
-	if info, stored, err := s.storedOrRoom(hash); err != nil || stored {
-		return info, wrapErr("import blob "+hash, err)
-	}
-	// A blob received without variants (its sender had not made them
-	// yet, background.go) gets them here: each node compresses the blobs
-	// that reach it bare.
-	markPending := false
-	if len(pending) == 0 {
-		if markPending, err = mayCompress(identity, hdr.Size); err != nil {
-			return Info{}, fmt.Errorf("import blob %s: %w", hash, err)
+// sync is the second half of step 2: the kept variants and the identity
+// are fsynced together, one disk round trip instead of one per file (the
+// rename order of I2 is unchanged: nothing is renamed before all of them
+// are durable). A cache copy skips the fsync (I11). The variant files are
+// closed either way.
+func (in *incoming) sync(durable bool) error {
+	if durable {
+		if err := syncFiles(slices.Concat(in.files, []*os.File{in.identity})); err != nil {
+			return fmt.Errorf("sync: %w", err)
 		}
 	}
-	if err := identity.Close(); err != nil {
-		return Info{}, fmt.Errorf("import blob %s: %w", hash, err)
+	for _, f := range in.files {
+		if err := f.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// commit is steps 3 and 4: under the per-hash lock, unless a concurrent
+// Put or Import stored the blob first, it is committed as Put commits
+// (I2). A blob received without variants (its sender had not made them
+// yet, background.go) and that may compress gets its pending marker: each
+// node compresses the blobs that reach it bare.
+func (in *incoming) commit(ctx context.Context, durable bool) (Info, error) {
+	unlock := in.s.locks.lock(in.hash)
+	defer unlock()
+	if info, stored, err := in.s.storedOrRoom(in.hash); err != nil || stored {
+		return info, err
+	}
+	pending := false
+	if len(in.variants) == 0 {
+		var err error
+		if pending, err = mayCompress(in.identity, in.hdr.Size); err != nil {
+			return Info{}, err
+		}
+	}
+	if err := in.identity.Close(); err != nil {
+		return Info{}, err
 	}
 	if err := ctx.Err(); err != nil {
-		return Info{}, fmt.Errorf("import blob %s: %w", hash, err)
+		return Info{}, err
 	}
-	if markPending {
-		if err := s.ensureShard(hash); err != nil {
-			return Info{}, fmt.Errorf("import blob %s: %w", hash, err)
-		}
-		if err := s.markPending(hash); err != nil {
-			return Info{}, fmt.Errorf("import blob %s: %w", hash, err)
-		}
-	}
-	info, err := s.publishFiles(hash, hdr.Size, identityPath, pending, durable)
+	info, err := in.s.commit(in.hash, in.hdr.Size, in.identityPath, in.variants, pending, durable)
 	if err != nil {
-		if markPending {
-			s.clearPending(hash)
-		}
-		return Info{}, fmt.Errorf("import blob %s: %w", hash, err)
+		return Info{}, err
 	}
-	identityPath = ""
-	s.cache.add(info)
-	if markPending {
-		s.enqueue(hash)
-	}
+	in.identityPath = ""
 	return info, nil
 }
 

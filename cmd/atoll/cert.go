@@ -13,77 +13,85 @@ import (
 // custom domains, served by every edge's HTTPS listener. Needs the admin
 // token.
 func runCert(ctx context.Context, env *cliEnv, args []string) error {
-	if len(args) == 0 {
-		return fmt.Errorf("%w: atoll cert put|list|delete", errUsage)
-	}
+	return runGroup(ctx, env, "cert", args,
+		subcommand{"put", runCertPut},
+		subcommand{"list", runCertList},
+		subcommand{"delete", runCertDelete})
+}
+
+// runCertPut handles `atoll cert put --site S --domain D --cert FILE --key FILE`.
+func runCertPut(ctx context.Context, env *cliEnv, args []string) error {
 	var cf clientFlags
-	switch sub, rest := args[0], args[1:]; sub {
-	case "put":
-		fs := newFlagSet(env, "cert put", "cert put --site S --domain D --cert FILE --key FILE")
-		site := fs.String("site", "", "site the domain belongs to (required)")
-		domain := fs.String("domain", "", "custom domain of the site (required)")
-		certFile := fs.String("cert", "", "PEM certificate chain, leaf first (required)")
-		keyFile := fs.String("key", "", "PEM private key of the leaf (required)")
-		_, c, err := cf.parse(fs, rest, 0, "no arguments")
-		if err != nil {
-			return err
-		}
-		if *site == "" || *domain == "" || *certFile == "" || *keyFile == "" {
-			return fmt.Errorf("%w: --site, --domain, --cert and --key are required", errUsage)
-		}
-		certPEM, err := os.ReadFile(*certFile)
-		if err != nil {
-			return err
-		}
-		keyPEM, err := os.ReadFile(*keyFile)
-		if err != nil {
-			return err
-		}
-		info, err := c.PutCert(ctx, *site, *domain, string(certPEM), string(keyPEM))
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(env.stdout, "stored certificate for %s (site %s), valid until %s\n",
-			info.Domain, info.Site, info.NotAfter.Local().Format(time.DateTime))
-		return nil
-	case "list":
-		fs := newFlagSet(env, "cert list", "cert list --site S")
-		site := fs.String("site", "", "site whose certificates to list (required)")
-		_, c, err := cf.parse(fs, rest, 0, "no arguments")
-		if err != nil {
-			return err
-		}
-		if *site == "" {
-			return fmt.Errorf("%w: --site is required", errUsage)
-		}
-		certs, err := c.Certs(ctx, *site)
-		if err != nil {
-			return err
-		}
-		tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "DOMAIN\tNOT AFTER\tUPDATED\tNAMES")
-		for _, ci := range certs {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", ci.Domain, ci.NotAfter.Local().Format(time.DateTime),
-				ci.Updated.Local().Format(time.DateTime), orDash(strings.Join(ci.Names, ",")))
-		}
-		return tw.Flush()
-	case "delete":
-		fs := newFlagSet(env, "cert delete", "cert delete --site S --domain D")
-		site := fs.String("site", "", "site the domain belongs to (required)")
-		domain := fs.String("domain", "", "domain whose certificate to delete (required)")
-		_, c, err := cf.parse(fs, rest, 0, "no arguments")
-		if err != nil {
-			return err
-		}
-		if *site == "" || *domain == "" {
-			return fmt.Errorf("%w: --site and --domain are required", errUsage)
-		}
-		if err := c.DeleteCert(ctx, *site, *domain); err != nil {
-			return err
-		}
-		fmt.Fprintf(env.stdout, "deleted certificate for %s\n", *domain)
-		return nil
-	default:
-		return fmt.Errorf("%w: unknown cert command %q (put, list, delete)", errUsage, sub)
+	fs := newFlagSet(env, "cert put", "cert put --site S --domain D --cert FILE --key FILE")
+	site := fs.String("site", "", "site the domain belongs to (required)")
+	domain := fs.String("domain", "", "custom domain of the site (required)")
+	certFile := fs.String("cert", "", "PEM certificate chain, leaf first (required)")
+	keyFile := fs.String("key", "", "PEM private key of the leaf (required)")
+	_, c, err := cf.parse(fs, args, 0, "no arguments")
+	if err != nil {
+		return err
 	}
+	if err := requireFlags(fs, "site", "domain", "cert", "key"); err != nil {
+		return err
+	}
+	certPEM, err := os.ReadFile(*certFile)
+	if err != nil {
+		return err
+	}
+	keyPEM, err := os.ReadFile(*keyFile)
+	if err != nil {
+		return err
+	}
+	info, err := c.PutCert(ctx, *site, *domain, string(certPEM), string(keyPEM))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "stored certificate for %s (site %s), valid until %s\n",
+		info.Domain, info.Site, info.NotAfter.Local().Format(time.DateTime))
+	return nil
+}
+
+// runCertList handles `atoll cert list --site S`.
+func runCertList(ctx context.Context, env *cliEnv, args []string) error {
+	var cf clientFlags
+	fs := newFlagSet(env, "cert list", "cert list --site S")
+	site := fs.String("site", "", "site whose certificates to list (required)")
+	_, c, err := cf.parse(fs, args, 0, "no arguments")
+	if err != nil {
+		return err
+	}
+	if err := requireFlags(fs, "site"); err != nil {
+		return err
+	}
+	certs, err := c.Certs(ctx, *site)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "DOMAIN\tNOT AFTER\tUPDATED\tNAMES")
+	for _, ci := range certs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", ci.Domain, ci.NotAfter.Local().Format(time.DateTime),
+			ci.Updated.Local().Format(time.DateTime), orDash(strings.Join(ci.Names, ",")))
+	}
+	return tw.Flush()
+}
+
+// runCertDelete handles `atoll cert delete --site S --domain D`.
+func runCertDelete(ctx context.Context, env *cliEnv, args []string) error {
+	var cf clientFlags
+	fs := newFlagSet(env, "cert delete", "cert delete --site S --domain D")
+	site := fs.String("site", "", "site the domain belongs to (required)")
+	domain := fs.String("domain", "", "domain whose certificate to delete (required)")
+	_, c, err := cf.parse(fs, args, 0, "no arguments")
+	if err != nil {
+		return err
+	}
+	if err := requireFlags(fs, "site", "domain"); err != nil {
+		return err
+	}
+	if err := c.DeleteCert(ctx, *site, *domain); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "deleted certificate for %s\n", *domain)
+	return nil
 }

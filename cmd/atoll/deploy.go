@@ -22,8 +22,8 @@ func runDeploy(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *site == "" {
-		return fmt.Errorf("%w: --site is required", errUsage)
+	if err := requireFlags(fs, "site"); err != nil {
+		return err
 	}
 	var uploadedBytes int64
 	tty := isTerminal(env.stderr)
@@ -72,8 +72,8 @@ func runDeploys(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *site == "" {
-		return fmt.Errorf("%w: --site is required", errUsage)
+	if err := requireFlags(fs, "site"); err != nil {
+		return err
 	}
 	deploys, err := c.Deploys(ctx, *site)
 	if err != nil {
@@ -97,8 +97,8 @@ func runRollback(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *site == "" {
-		return fmt.Errorf("%w: --site is required", errUsage)
+	if err := requireFlags(fs, "site"); err != nil {
+		return err
 	}
 	d, err := c.Deploy(ctx, pos[0])
 	if err != nil {

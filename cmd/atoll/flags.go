@@ -1,19 +1,26 @@
 package main
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
+	"math"
 	"os"
-	"path/filepath"
+	"strconv"
 	"strings"
-
-	"github.com/atoll-hosting/atoll/builder/client"
+	"time"
 )
+
+// The one flag idiom of cmd/atoll: every flag is declared on the command's
+// flag.FlagSet with its real type (StringVar, IntVar, DurationVar, BoolVar,
+// TextVar, and the byteSize and secret values below); the command line is
+// parsed; then applyEnv applies ATOLL_<NAME> with fs.Set to each flag the
+// command line did not set, so an environment value is parsed and checked
+// exactly as the flag, with the same error. Ranges the types do not express
+// (positive sizes, caps) are checked last with checkPositive and checkRange,
+// whose errors name the flag. Secret flags never show a value in the usage
+// text.
 
 // cliEnv carries the output streams of one command line.
 type cliEnv struct {
@@ -68,104 +75,178 @@ func parseArgs(fs *flag.FlagSet, args []string, n int, what string) ([]string, e
 	return pos, nil
 }
 
+// envName returns the environment variable that stands for flag name:
+// ATOLL_ and the name in upper case, '-' as '_' (--raft-addr:
+// ATOLL_RAFT_ADDR).
+func envName(name string) string {
+	return "ATOLL_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// envValue returns the value of flag name's environment variable. An empty
+// variable counts as unset: ATOLL_CA= means no CA, as no --ca does.
+func envValue(name string) (string, bool) {
+	v := os.Getenv(envName(name))
+	return v, v != ""
+}
+
+// applyEnv is the environment pass, run once the command line is parsed:
+// each flag of names (every flag of fs when names is empty) that the
+// command line did not set takes its environment variable (envName), if
+// set, through fs.Set. An invalid value fails like the flag would, naming
+// the variable too.
+func applyEnv(fs *flag.FlagSet, names ...string) error {
+	onCommandLine := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
+	if len(names) == 0 {
+		fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+	}
+	for _, name := range names {
+		v, ok := envValue(name)
+		if !ok || onCommandLine[name] {
+			continue
+		}
+		if err := fs.Set(name, v); err != nil {
+			return fmt.Errorf("%w: invalid value %q for flag -%s (from %s): %v", errUsage, v, name, envName(name), err)
+		}
+	}
+	return nil
+}
+
 // stringList is a repeatable string flag.
 type stringList []string
 
 func (s *stringList) String() string     { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
-// envOr returns the environment variable ATOLL_<NAME> if set, else def.
-func envOr(name, def string) string {
-	if v, ok := os.LookupEnv("ATOLL_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))); ok {
-		return v
+// secret is a string flag whose value the usage text never shows: String is
+// always empty, so flag.PrintDefaults prints no default for it, whatever
+// the field held when the flag was declared.
+type secret string
+
+func (s *secret) String() string     { return "" }
+func (s *secret) Set(v string) error { *s = secret(v); return nil }
+
+// byteSize is a size flag held in an int or int64 field: it reads a size
+// as parseBytes does (1048576, 512MiB, 10GiB, 2GB) and prints one as
+// formatBytes does.
+type byteSize[T ~int | ~int64] struct{ p *T }
+
+// sizeVar declares a size flag writing into p, whose value is the default.
+func sizeVar[T ~int | ~int64](fs *flag.FlagSet, p *T, name, usage string) {
+	fs.Var(byteSize[T]{p}, name, usage)
+}
+
+func (b byteSize[T]) String() string {
+	if b.p == nil { // the zero Value flag.PrintDefaults makes
+		return "0"
 	}
-	return def
+	return formatBytes(int64(*b.p))
 }
 
-// clientFlags adds --api, --token and --ca to a client command's flag set.
-type clientFlags struct {
-	api, token, ca string
-}
-
-func (c *clientFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.api, "api", envOr("api", "http://127.0.0.1:9090"), "API URL of any node, or a comma-separated list tried in turn (env ATOLL_API)")
-	fs.StringVar(&c.token, "token", envOr("token", ""), "API token (env ATOLL_TOKEN; default: the token file in $ATOLL_DATA or ./atoll-data)")
-	fs.StringVar(&c.ca, "ca", envOr("ca", ""), "CA certificate (PEM) to trust for an https --api, e.g. the cluster's ca.pem (env ATOLL_CA)")
-}
-
-// parse registers --api and --token on fs, parses args, checks that
-// exactly n positional arguments (described by what) remain, and returns
-// them with a client.
-func (c *clientFlags) parse(fs *flag.FlagSet, args []string, n int, what string) ([]string, *client.Client, error) {
-	c.register(fs)
-	pos, err := parseArgs(fs, args, n, what)
+func (b byteSize[T]) Set(s string) error {
+	n, err := parseBytes(s)
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
-	cl, err := c.client()
-	if err != nil {
-		return nil, nil, err
+	if int64(T(n)) != n {
+		return fmt.Errorf("%s is too large", s)
 	}
-	return pos, cl, nil
+	*b.p = T(n)
+	return nil
 }
 
-// client returns an API client. Without a token it falls back to the token
-// file a local node wrote at bootstrap, which is what a developer running
-// `make run` on the same machine wants.
-func (c *clientFlags) client() (*client.Client, error) {
-	token := c.token
-	if token == "" {
-		path := filepath.Join(envOr("data", "./atoll-data"), "token")
-		if b, err := os.ReadFile(path); err == nil {
-			token = strings.TrimSpace(string(b))
+func (b byteSize[T]) Get() any { return int64(*b.p) }
+
+// parseBytes reads a size such as 1048576, 512MiB, 10GiB or 2GB.
+func parseBytes(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+		{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1}}
+	num, mult := strings.TrimSpace(s), int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(num, u.suffix) {
+			num, mult = strings.TrimSpace(strings.TrimSuffix(num, u.suffix)), u.mult
+			break
 		}
 	}
-	if token == "" {
-		return nil, errors.New("no API token: pass --token or set ATOLL_TOKEN")
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("%q is not a size such as 512MiB or 10GiB", s)
 	}
-	cl := client.New(normalizeAPI(c.api), token)
-	if c.ca != "" {
-		pem, err := os.ReadFile(c.ca)
-		if err != nil {
-			return nil, fmt.Errorf("--ca: %w", err)
-		}
-		if err := cl.TrustCA(pem); err != nil {
-			return nil, fmt.Errorf("--ca %s: %w", c.ca, err)
-		}
-	}
-	return cl, nil
+	return n * mult, nil
 }
 
-// httpClient returns a plain HTTP client that trusts --ca, for calls
-// outside the API client (readiness polls).
-func (c *clientFlags) httpClient() (*http.Client, error) {
-	if c.ca == "" {
-		return http.DefaultClient, nil
+// formatBytes writes a size the way parseBytes reads it, in the largest
+// binary unit that divides it.
+func formatBytes(n int64) string {
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n >= u.mult && n%u.mult == 0 {
+			return strconv.FormatInt(n/u.mult, 10) + u.suffix
+		}
 	}
-	pem, err := os.ReadFile(c.ca)
-	if err != nil {
-		return nil, fmt.Errorf("--ca: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("--ca %s: no PEM certificate", c.ca)
-	}
-	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}, nil
+	return strconv.FormatInt(n, 10)
 }
 
-// normalizeAPI accepts "host:port" as well as a URL, and a comma-separated
-// list of either (the client tries them in turn).
-func normalizeAPI(api string) string {
-	var out []string
-	for _, a := range strings.Split(api, ",") {
-		a = strings.TrimRight(strings.TrimSpace(a), "/")
-		if a == "" {
+// requireFlags returns a usage error unless every flag of names has a
+// non-empty value, e.g. "--site and --domain are required". Not for secret
+// flags: their String is always empty.
+func requireFlags(fs *flag.FlagSet, names ...string) error {
+	for _, name := range names {
+		if fs.Lookup(name).Value.String() != "" {
 			continue
 		}
-		if !strings.HasPrefix(a, "http://") && !strings.HasPrefix(a, "https://") {
-			a = "http://" + a
+		list := make([]string, len(names))
+		for i, n := range names {
+			list[i] = "--" + n
 		}
-		out = append(out, a)
+		if len(list) == 1 {
+			return fmt.Errorf("%w: %s is required", errUsage, list[0])
+		}
+		last := len(list) - 1
+		return fmt.Errorf("%w: %s and %s are required", errUsage, strings.Join(list[:last], ", "), list[last])
 	}
-	return strings.Join(out, ",")
+	return nil
+}
+
+// checkPositive returns a one-line usage error naming the first of the
+// numeric flags names whose value is not above zero, e.g.
+// "--max-files 0: want a positive number".
+func checkPositive(fs *flag.FlagSet, names ...string) error {
+	for _, name := range names {
+		n, kind := numberOf(fs.Lookup(name).Value)
+		if err := checkRange(fs, name, n > 0, "a positive "+kind); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkRange returns a one-line usage error naming flag name when its
+// value is not ok; want says what would be.
+func checkRange(fs *flag.FlagSet, name string, ok bool, want string) error {
+	if ok {
+		return nil
+	}
+	return fmt.Errorf("%w: --%s %s: want %s", errUsage, name, fs.Lookup(name).Value, want)
+}
+
+// numberOf returns the value of a numeric flag, and what kind of number it
+// is with an example, for messages.
+func numberOf(v flag.Value) (int64, string) {
+	switch x := v.(flag.Getter).Get().(type) {
+	case time.Duration:
+		return int64(x), "duration such as 30s"
+	case uint64:
+		return int64(min(x, math.MaxInt64)), "number"
+	case int:
+		return int64(x), "number"
+	case int64: // byteSize
+		return x, "size such as 64KiB"
+	}
+	panic(fmt.Sprintf("flag value %T is not a number", v))
 }

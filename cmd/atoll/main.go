@@ -1,6 +1,14 @@
 // Command atoll is the Atoll binary: `atoll server` runs a node, every other
 // subcommand is a client of a node's API. This package only parses flags and
 // wires packages; the logic lives in node, builder and their clients.
+//
+// Flags follow one idiom (flags.go): typed declarations on the command's
+// flag set, the command line, then one pass that applies ATOLL_<NAME>
+// through the same parsers, then range checks naming the flag. The package
+// must never read the environment elsewhere (except ATOLL_DATA, where a
+// client finds a local node's token), never print a secret (usage text
+// shows no value of a secret flag), and never exit but in main, which turns
+// Run's error into an exit code and one line on stderr.
 package main
 
 import (

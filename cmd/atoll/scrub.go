@@ -11,7 +11,8 @@ import (
 // runNodeScrub handles `atoll node scrub ID [--no-wait]`: a scrub pass on
 // one node now, with its progress on stderr and its counts on stdout. It
 // fails when corrupt copies could not be replaced.
-func runNodeScrub(ctx context.Context, env *cliEnv, cf *clientFlags, args []string) error {
+func runNodeScrub(ctx context.Context, env *cliEnv, args []string) error {
+	var cf clientFlags
 	fs := newFlagSet(env, "node scrub", "node scrub ID [--no-wait]")
 	noWait := fs.Bool("no-wait", false, "start the pass and return without waiting for it")
 	pos, c, err := cf.parse(fs, args, 1, "ID")
@@ -24,10 +25,8 @@ func runNodeScrub(ctx context.Context, env *cliEnv, cf *clientFlags, args []stri
 	}
 	for st.Running && !*noWait {
 		fmt.Fprintf(env.stderr, "scrubbing %s: %d blobs (%s) checked, %d corrupt\n", st.ID, st.Checked, humanBytes(st.Bytes), st.Corrupt)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Second):
+		if err := sleep(ctx, time.Second); err != nil {
+			return err
 		}
 		if st, err = c.ScrubStatus(ctx, pos[0]); err != nil {
 			return err

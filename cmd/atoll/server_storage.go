@@ -2,75 +2,41 @@ package main
 
 import (
 	"flag"
-	"fmt"
-	"strconv"
-	"time"
 
 	"github.com/atoll-hosting/atoll/node"
 )
 
-// storageFlags are the `atoll server` flags of disk safety (scrub, free
-// space reserve) and the advanced Raft tuning that tests use to force
-// frequent snapshots and quick elections.
-type storageFlags struct {
-	scrubRate, scrubInterval, minFree                  string
-	snapThreshold, snapInterval, trailingLogs, timeout string
+// declareStorageFlags declares the `atoll server` flags of disk safety
+// (scrub, free space reserve) and the advanced Raft tuning that tests use
+// to force frequent snapshots and quick elections. A Raft flag left at 0
+// keeps node's default.
+func declareStorageFlags(fs *flag.FlagSet, cfg *node.Config) {
+	sizeVar(fs, &cfg.ScrubRate, "scrub-rate", "`bytes` per second the scrubber reads back to check blobs against their hash, e.g. 32MiB")
+	fs.DurationVar(&cfg.ScrubInterval, "scrub-interval", cfg.ScrubInterval, "how often a full scrub pass starts ('atoll node scrub ID' runs one now)")
+	sizeVar(fs, &cfg.MinFreeBytes, "min-free", "disk `space` kept free for Raft: uploads are refused (507) below it; 0 only guards a full disk")
+	fs.Uint64Var(&cfg.RaftSnapshotThreshold, "raft-snapshot-threshold", cfg.RaftSnapshotThreshold, "advanced: log entries that trigger a Raft snapshot (default 4096)")
+	fs.DurationVar(&cfg.RaftSnapshotInterval, "raft-snapshot-interval", cfg.RaftSnapshotInterval, "advanced: how often Raft checks the snapshot threshold (default 2m)")
+	fs.Uint64Var(&cfg.RaftTrailingLogs, "raft-trailing-logs", cfg.RaftTrailingLogs, "advanced: log entries kept after a snapshot (default 10240)")
+	fs.DurationVar(&cfg.RaftTimeout, "raft-timeout", cfg.RaftTimeout, "advanced: Raft heartbeat and election timeout (default 1s)")
 }
 
-func registerStorageFlags(fs *flag.FlagSet, cfg *node.Config) *storageFlags {
-	f := &storageFlags{
-		scrubRate:     envOr("scrub-rate", "32MiB"),
-		scrubInterval: envOr("scrub-interval", cfg.ScrubInterval.String()),
-		minFree:       envOr("min-free", "1GiB"),
-		snapThreshold: envOr("raft-snapshot-threshold", ""),
-		snapInterval:  envOr("raft-snapshot-interval", ""),
-		trailingLogs:  envOr("raft-trailing-logs", ""),
-		timeout:       envOr("raft-timeout", ""),
-	}
-	fs.StringVar(&f.scrubRate, "scrub-rate", f.scrubRate, "bytes per second the scrubber reads back to check blobs against their hash, e.g. 32MiB")
-	fs.StringVar(&f.scrubInterval, "scrub-interval", f.scrubInterval, "how often a full scrub pass starts ('atoll node scrub ID' runs one now)")
-	fs.StringVar(&f.minFree, "min-free", f.minFree, "disk space kept free for Raft: uploads are refused (507) below it; 0 only guards a full disk")
-	fs.StringVar(&f.snapThreshold, "raft-snapshot-threshold", f.snapThreshold, "advanced: log entries that trigger a Raft snapshot (default 4096)")
-	fs.StringVar(&f.snapInterval, "raft-snapshot-interval", f.snapInterval, "advanced: how often Raft checks the snapshot threshold (default 2m)")
-	fs.StringVar(&f.trailingLogs, "raft-trailing-logs", f.trailingLogs, "advanced: log entries kept after a snapshot (default 10240)")
-	fs.StringVar(&f.timeout, "raft-timeout", f.timeout, "advanced: Raft heartbeat and election timeout (default 1s)")
-	return f
-}
+// raftFlags are the storage flags whose 0 means node's default: a value
+// given for them must be positive.
+var raftFlags = []string{"raft-snapshot-threshold", "raft-snapshot-interval", "raft-trailing-logs", "raft-timeout"}
 
-// apply parses the flags into cfg.
-func (f *storageFlags) apply(cfg *node.Config) error {
-	var err error
-	if cfg.ScrubRate, err = parseBytes(f.scrubRate); err != nil || cfg.ScrubRate == 0 {
-		return fmt.Errorf("%w: --scrub-rate %q: want a positive size per second such as 32MiB", errUsage, f.scrubRate)
+// checkStorageFlags checks the ranges of the storage flags once the command
+// line and the environment are applied.
+func checkStorageFlags(fs *flag.FlagSet) error {
+	if err := checkPositive(fs, "scrub-rate", "scrub-interval"); err != nil {
+		return err
 	}
-	if cfg.ScrubInterval, err = time.ParseDuration(f.scrubInterval); err != nil || cfg.ScrubInterval <= 0 {
-		return fmt.Errorf("%w: --scrub-interval %q: want a positive duration such as 24h", errUsage, f.scrubInterval)
-	}
-	if cfg.MinFreeBytes, err = parseBytes(f.minFree); err != nil {
-		return fmt.Errorf("%w: --min-free: %v", errUsage, err)
-	}
-	uints := []struct {
-		name, v string
-		p       *uint64
-	}{{"raft-snapshot-threshold", f.snapThreshold, &cfg.RaftSnapshotThreshold}, {"raft-trailing-logs", f.trailingLogs, &cfg.RaftTrailingLogs}}
-	for _, u := range uints {
-		if u.v == "" {
-			continue
-		}
-		if *u.p, err = strconv.ParseUint(u.v, 10, 64); err != nil || *u.p == 0 {
-			return fmt.Errorf("%w: --%s %q: want a positive number", errUsage, u.name, u.v)
-		}
-	}
-	durations := []struct {
-		name, v string
-		p       *time.Duration
-	}{{"raft-snapshot-interval", f.snapInterval, &cfg.RaftSnapshotInterval}, {"raft-timeout", f.timeout, &cfg.RaftTimeout}}
-	for _, d := range durations {
-		if d.v == "" {
-			continue
-		}
-		if *d.p, err = time.ParseDuration(d.v); err != nil || *d.p <= 0 {
-			return fmt.Errorf("%w: --%s %q: want a positive duration", errUsage, d.name, d.v)
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	for _, name := range raftFlags {
+		if given[name] {
+			if err := checkPositive(fs, name); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

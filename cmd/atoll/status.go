@@ -17,8 +17,7 @@ func runStatus(ctx context.Context, env *cliEnv, args []string) error {
 	var cf clientFlags
 	fs := newFlagSet(env, "status", "status [--wait DURATION]")
 	wait := fs.Duration("wait", 0, "keep asking until the node is ready, up to this long")
-	cf.register(fs)
-	if _, err := parseArgs(fs, args, 0, "no arguments"); err != nil {
+	if _, err := cf.parseFlags(fs, args, 0, "no arguments"); err != nil {
 		return err
 	}
 	if *wait > 0 { // before the client: a starting node may not have written its token yet
@@ -73,97 +72,119 @@ func waitReady(ctx context.Context, cf *clientFlags, d time.Duration) error {
 		} else {
 			last = err
 		}
-		select {
-		case <-ctx.Done():
+		if sleep(ctx, 100*time.Millisecond) != nil {
 			return fmt.Errorf("node at %s not ready after %s: %v", api, d, last)
-		case <-time.After(100 * time.Millisecond):
 		}
+	}
+}
+
+// sleep waits d, or until ctx is done and then returns its error.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 
 // runNode handles `atoll node list|join|drain|remove|scrub`.
 func runNode(ctx context.Context, env *cliEnv, args []string) error {
-	if len(args) == 0 {
-		return fmt.Errorf("%w: atoll node list|join|drain|remove|scrub", errUsage)
-	}
+	return runGroup(ctx, env, "node", args,
+		subcommand{"list", runNodeList},
+		subcommand{"join", runNodeJoin},
+		subcommand{"drain", runNodeDrain},
+		subcommand{"remove", runNodeRemove},
+		subcommand{"scrub", runNodeScrub}) // scrub.go
+}
+
+// runNodeList handles `atoll node list`.
+func runNodeList(ctx context.Context, env *cliEnv, args []string) error {
 	var cf clientFlags
-	switch sub, rest := args[0], args[1:]; sub {
-	case "list":
-		fs := newFlagSet(env, "node list", "node list")
-		_, c, err := cf.parse(fs, rest, 0, "no arguments")
-		if err != nil {
-			return err
-		}
-		nodes, err := c.Nodes(ctx)
-		if err != nil {
-			return err
-		}
-		return printNodes(env, nodes)
-	case "join":
-		fs := newFlagSet(env, "node join", "node join ID --raft-addr A --api-addr B [--http-addr C] [--role edge]")
-		var req atoll.JoinRequest
-		fs.StringVar(&req.RaftAddr, "raft-addr", "", "the node's Raft address (required)")
-		fs.StringVar(&req.APIAddr, "api-addr", "", "the node's API address (required)")
-		fs.StringVar(&req.HTTPAddr, "http-addr", "", "the node's edge address")
-		fs.StringVar(&req.Role, "role", "core", "core or edge")
-		pos, c, err := cf.parse(fs, rest, 1, "ID")
-		if err != nil {
-			return err
-		}
-		req.ID = pos[0]
-		nd, err := c.JoinNode(ctx, req)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(env.stdout, "node %s joined as %s (%s)\n", nd.ID, nd.Role, nd.Suffrage)
-		return nil
-	case "drain":
-		fs := newFlagSet(env, "node drain", "node drain ID [--no-wait]")
-		noWait := fs.Bool("no-wait", false, "start the drain and return without waiting for it")
-		pos, c, err := cf.parse(fs, rest, 1, "ID")
-		if err != nil {
-			return err
-		}
-		st, err := c.DrainNode(ctx, pos[0])
-		if err != nil {
-			return err
-		}
-		for !st.Done && !*noWait {
-			if st.Left >= 0 {
-				fmt.Fprintf(env.stderr, "draining %s: %d blobs left to hand over\n", st.ID, st.Left)
-			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(time.Second):
-			}
-			if st, err = c.DrainStatus(ctx, pos[0]); err != nil {
-				return err
-			}
-		}
-		if st.Done {
-			fmt.Fprintf(env.stdout, "node %s drained: its blobs are on their new owners; 'atoll node remove %s' is safe\n", st.ID, st.ID)
-		} else {
-			fmt.Fprintf(env.stdout, "node %s draining\n", st.ID)
-		}
-		return nil
-	case "remove":
-		fs := newFlagSet(env, "node remove", "node remove ID [--force]")
-		force := fs.Bool("force", false, "remove even if the node may hold the last copy of some blobs")
-		pos, c, err := cf.parse(fs, rest, 1, "ID")
-		if err != nil {
-			return err
-		}
-		if _, err := c.RemoveNode(ctx, pos[0], *force); err != nil {
-			return err
-		}
-		fmt.Fprintf(env.stdout, "node %s removed\n", pos[0])
-		return nil
-	case "scrub":
-		return runNodeScrub(ctx, env, &cf, rest) // scrub.go
-	default:
-		return fmt.Errorf("%w: unknown node command %q (list, join, drain, remove, scrub)", errUsage, sub)
+	fs := newFlagSet(env, "node list", "node list")
+	_, c, err := cf.parse(fs, args, 0, "no arguments")
+	if err != nil {
+		return err
 	}
+	nodes, err := c.Nodes(ctx)
+	if err != nil {
+		return err
+	}
+	return printNodes(env, nodes)
+}
+
+// runNodeJoin handles `atoll node join ID --raft-addr A --api-addr B
+// [--http-addr C] [--role edge]`.
+func runNodeJoin(ctx context.Context, env *cliEnv, args []string) error {
+	var cf clientFlags
+	fs := newFlagSet(env, "node join", "node join ID --raft-addr A --api-addr B [--http-addr C] [--role edge]")
+	var req atoll.JoinRequest
+	fs.StringVar(&req.RaftAddr, "raft-addr", "", "the node's Raft address (required)")
+	fs.StringVar(&req.APIAddr, "api-addr", "", "the node's API address (required)")
+	fs.StringVar(&req.HTTPAddr, "http-addr", "", "the node's edge address")
+	fs.StringVar(&req.Role, "role", "core", "core or edge")
+	pos, c, err := cf.parse(fs, args, 1, "ID")
+	if err != nil {
+		return err
+	}
+	req.ID = pos[0]
+	nd, err := c.JoinNode(ctx, req)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "node %s joined as %s (%s)\n", nd.ID, nd.Role, nd.Suffrage)
+	return nil
+}
+
+// runNodeDrain handles `atoll node drain ID [--no-wait]`, with its
+// progress on stderr until the node's blobs are on their new owners.
+func runNodeDrain(ctx context.Context, env *cliEnv, args []string) error {
+	var cf clientFlags
+	fs := newFlagSet(env, "node drain", "node drain ID [--no-wait]")
+	noWait := fs.Bool("no-wait", false, "start the drain and return without waiting for it")
+	pos, c, err := cf.parse(fs, args, 1, "ID")
+	if err != nil {
+		return err
+	}
+	st, err := c.DrainNode(ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	for !st.Done && !*noWait {
+		if st.Left >= 0 {
+			fmt.Fprintf(env.stderr, "draining %s: %d blobs left to hand over\n", st.ID, st.Left)
+		}
+		if err := sleep(ctx, time.Second); err != nil {
+			return err
+		}
+		if st, err = c.DrainStatus(ctx, pos[0]); err != nil {
+			return err
+		}
+	}
+	if st.Done {
+		fmt.Fprintf(env.stdout, "node %s drained: its blobs are on their new owners; 'atoll node remove %s' is safe\n", st.ID, st.ID)
+	} else {
+		fmt.Fprintf(env.stdout, "node %s draining\n", st.ID)
+	}
+	return nil
+}
+
+// runNodeRemove handles `atoll node remove ID [--force]`.
+func runNodeRemove(ctx context.Context, env *cliEnv, args []string) error {
+	var cf clientFlags
+	fs := newFlagSet(env, "node remove", "node remove ID [--force]")
+	force := fs.Bool("force", false, "remove even if the node may hold the last copy of some blobs")
+	pos, c, err := cf.parse(fs, args, 1, "ID")
+	if err != nil {
+		return err
+	}
+	if _, err := c.RemoveNode(ctx, pos[0], *force); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "node %s removed\n", pos[0])
+	return nil
 }
 
 func printNodes(env *cliEnv, nodes []atoll.NodeStatus) error {
