@@ -105,7 +105,7 @@ func (r *results) markdown() string {
 		}
 	}
 
-	p("### Targets (issue 4)\n\n| target | measured | verdict |\n| --- | --- | --- |\n")
+	p("### Targets\n\n| target | measured | verdict |\n| --- | --- | --- |\n")
 	if s := r.Serve; s != nil {
 		for _, c := range s.Cases[:2] {
 			p("| hot serving %s: req/s >= 1.0x nginx (aim 1.3x) | %.2fx | %s |\n", c.Name, c.Ratio, verdict(c.Ratio >= 1))
