@@ -20,8 +20,8 @@ import (
 )
 
 // Compression policy. Variants are computed once, at ingest, and served many
-// times, but ingest must keep up with the disk (issue 4: a deploy at >= 50% of
-// R x bytes / disk bandwidth), so the levels are the best ones that cost at
+// times, but ingest must keep up with the disk (bench/RESULTS.md's ingest
+// target: a deploy at >= 50% of R x bytes / disk bandwidth), so the levels are the best ones that cost at
 // most ~0.05 CPU-second per MB of text for all three variants together.
 //
 // Measured on the bench machine (AMD EPYC, one core, CPU time, HTML-like

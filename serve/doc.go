@@ -196,6 +196,6 @@
 //
 // # Not yet
 //
-// Netlify-style _redirects and _headers files (DESIGN.md) are not
-// interpreted yet: they are served like any other file.
+// Netlify-style _redirects and _headers files are not interpreted: they
+// are served like any other file.
 package serve

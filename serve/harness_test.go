@@ -31,9 +31,8 @@ import (
 	"github.com/atoll-hosting/atoll/raft"
 )
 
-// Interface guards: raft's store is the Catalog node wires in (as
-// docs/CONTRACTS.md says), and the fakes stand in for it and for node's
-// Blobs.
+// Interface guards: raft's store is the Catalog node wires in, and the
+// fakes stand in for it and for node's Blobs.
 var (
 	_ Catalog = (*raft.Store)(nil)
 	_ Catalog = (*raft.FSM)(nil)

@@ -10,7 +10,7 @@ import (
 
 // runSnapshot handles `atoll snapshot save|restore FILE`: backups of the
 // cluster's metadata (sites, deploys, manifests, domains, certificates).
-// Blobs are not in it; see "Operating Atoll" in the README.
+// Blobs are not in it; see docs/OPERATIONS.md, "Backups".
 func runSnapshot(ctx context.Context, env *cliEnv, args []string) error {
 	return runGroup(ctx, env, "snapshot", args,
 		subcommand{"save", runSnapshotSave},
