@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/atoll-hosting/atoll/internal/durable"
 )
 
 // Cache copies: blobs an edge (or any node) keeps only because it serves
@@ -154,7 +156,7 @@ func (u *unsyncedCopies) syncLoop(s *Store) {
 			}
 		}
 		for d := range dirs {
-			if err := syncDir(d); err != nil {
+			if err := durable.SyncDir(d); err != nil {
 				s.log.Warn("sync cache folder", "dir", d, "err", err)
 				ok = false
 			}
@@ -190,26 +192,8 @@ func markCopyTime(path string) error {
 
 // writeMarker durably replaces the marker with one holding t.
 func (s *Store) writeMarker(t time.Time) error {
-	f, err := os.CreateTemp(s.tmp, "marker-*")
-	if err != nil {
-		return err
-	}
-	defer s.removeBestEffort(f.Name())
-	if _, err := f.WriteString(strconv.FormatInt(t.UnixNano(), 10) + "\n"); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), filepath.Join(s.dir, unsyncedMarker)); err != nil {
-		return err
-	}
-	if err := syncDir(s.dir); err != nil {
+	data := []byte(strconv.FormatInt(t.UnixNano(), 10) + "\n")
+	if err := durable.WriteFileVia(s.tmp, "marker-*", filepath.Join(s.dir, unsyncedMarker), data, 0o644); err != nil {
 		return err
 	}
 	s.unsynced.markerAt.Store(t.UnixNano())
@@ -269,7 +253,7 @@ func (s *Store) recoverUnsynced() error {
 			synced = true
 		}
 		if synced {
-			if err := syncDir(dir); err != nil {
+			if err := durable.SyncDir(dir); err != nil {
 				return err
 			}
 		}

@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+
+	"github.com/atoll-hosting/atoll/internal/durable"
 )
 
 // Put stores the bytes read from r until EOF and returns the blob's Info.
@@ -103,11 +105,11 @@ func (s *Store) Put(ctx context.Context, want string, r io.Reader) (_ Info, err 
 }
 
 // commit makes a blob whose temp files are complete (and fsynced when
-// durable) visible, under hash's lock, which the caller holds: the pending
+// synced) visible, under hash's lock, which the caller holds: the pending
 // marker first when its variants are still to be made (I2 step 4), then
 // publish, then the Stat cache and the compression queue. On error
 // nothing of the blob is visible and the temp files are the caller's.
-func (s *Store) commit(hash string, size int64, identityTmp string, variants []variantFile, pending, durable bool) (Info, error) {
+func (s *Store) commit(hash string, size int64, identityTmp string, variants []variantFile, pending, synced bool) (Info, error) {
 	if pending {
 		if err := s.ensureShard(hash); err != nil {
 			return Info{}, err
@@ -116,7 +118,7 @@ func (s *Store) commit(hash string, size int64, identityTmp string, variants []v
 			return Info{}, err
 		}
 	}
-	info, err := s.publish(hash, size, identityTmp, variants, durable)
+	info, err := s.publish(hash, size, identityTmp, variants, synced)
 	if err != nil {
 		if pending {
 			s.clearPending(hash)
@@ -138,10 +140,10 @@ func (s *Store) commit(hash string, size int64, identityTmp string, variants []v
 // (best effort: what remains is invisible garbage that New or the next Put
 // removes). Renamed entries of variants get path "".
 //
-// With durable false (a cache copy, cachecopy.go) publish skips the folder
+// With synced false (a cache copy, cachecopy.go) publish skips the folder
 // fsyncs and hands the renamed files to the background syncer instead,
 // under the unsynced marker (DESIGN.md, I11).
-func (s *Store) publish(hash string, size int64, identityTmp string, variants []variantFile, durable bool) (_ Info, err error) {
+func (s *Store) publish(hash string, size int64, identityTmp string, variants []variantFile, synced bool) (_ Info, err error) {
 	if err := s.ensureShard(hash); err != nil {
 		return Info{}, err
 	}
@@ -149,7 +151,7 @@ func (s *Store) publish(hash string, size int64, identityTmp string, variants []
 	dir := filepath.Dir(base)
 	info := Info{Hash: hash, Size: size}
 	var renamed []string // files renamed into place, for the syncer or undo
-	if !durable {
+	if !synced {
 		if err := s.unsynced.begin(s); err != nil {
 			return Info{}, err
 		}
@@ -175,7 +177,7 @@ func (s *Store) publish(hash string, size int64, identityTmp string, variants []
 	}
 	// The variants must be durable before the identity file that vouches
 	// for them can be.
-	renamed, _, err = publishVariants(base, variants, durable)
+	renamed, _, err = publishVariants(base, variants, synced)
 	if err != nil {
 		undo()
 		return Info{}, err
@@ -185,12 +187,12 @@ func (s *Store) publish(hash string, size int64, identityTmp string, variants []
 		undo()
 		return Info{}, fmt.Errorf("publish: %w", err)
 	}
-	if !durable {
+	if !synced {
 		renamed = append(renamed, base)
 		s.acct.added(info)
 		return info, nil
 	}
-	if err := syncDir(dir); err != nil {
+	if err := durable.SyncDir(dir); err != nil {
 		// Not known to be durable: take it back so that a retry
 		// stores it again rather than trusting it.
 		renamed = append(renamed, base)
@@ -238,7 +240,7 @@ func publishVariants(base string, variants []variantFile, sync bool) (renamed []
 		}
 	}
 	if changed && sync {
-		if err := syncDir(filepath.Dir(base)); err != nil {
+		if err := durable.SyncDir(filepath.Dir(base)); err != nil {
 			return renamed, false, err
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/atoll-hosting/atoll/internal/durable"
 )
 
 // QuarantineFolder is the folder, under Config.Dir, that holds the blobs
@@ -41,7 +43,7 @@ func (s *Store) Quarantine(hash string) (string, error) {
 	}
 	root := filepath.Join(s.dir, QuarantineFolder)
 	if err := os.Mkdir(root, 0o755); err == nil {
-		if err := syncDir(s.dir); err != nil {
+		if err := durable.SyncDir(s.dir); err != nil {
 			return "", fmt.Errorf("quarantine blob %s: %w", hash, err)
 		}
 	} else if !errors.Is(err, fs.ErrExist) {
@@ -68,7 +70,7 @@ func (s *Store) Quarantine(hash string) (string, error) {
 	}
 	s.clearPending(hash) // nothing left to compress
 	for _, d := range []string{filepath.Dir(base), dst, root} {
-		if err := syncDir(d); err != nil {
+		if err := durable.SyncDir(d); err != nil {
 			return dst, fmt.Errorf("quarantine blob %s: %w", hash, err)
 		}
 	}

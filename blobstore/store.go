@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/atoll-hosting/atoll/internal/durable"
 )
 
 // Errors returned by the Store. They are wrapped with the blob's hash and the
@@ -206,7 +208,7 @@ func (s *Store) prepareDirs() error {
 	}
 	if created {
 		// Make the new store folder's own entry durable too.
-		if err := syncDir(filepath.Dir(filepath.Clean(s.dir))); err != nil {
+		if err := durable.SyncDir(filepath.Dir(filepath.Clean(s.dir))); err != nil {
 			return err
 		}
 	}
@@ -221,7 +223,7 @@ func (s *Store) prepareDirs() error {
 			}
 		}
 	}
-	return syncDir(s.dir)
+	return durable.SyncDir(s.dir)
 }
 
 // ensureShard makes sure the shard folder of hash exists and is durable
@@ -239,7 +241,7 @@ func (s *Store) ensureShard(hash string) error {
 	if err := os.Mkdir(filepath.Join(s.dir, hash[:2]), 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 		return err
 	}
-	if err := syncDir(s.dir); err != nil {
+	if err := durable.SyncDir(s.dir); err != nil {
 		return err
 	}
 	s.shardReady[i].Store(true)
@@ -326,7 +328,7 @@ func (s *Store) sweepOrphans() (pending []string, err error) {
 			changed = true
 		}
 		if changed {
-			if err := syncDir(shard); err != nil {
+			if err := durable.SyncDir(shard); err != nil {
 				return nil, err
 			}
 		}
@@ -460,11 +462,11 @@ func (s *Store) Delete(hash string) error {
 }
 
 // deleteLocked is Delete for a valid hash whose write lock the caller holds.
-// Unless durable, it skips the folder fsync: after a crash the blob may be
+// Unless synced, it skips the folder fsync: after a crash the blob may be
 // back, whole or in part (fewer variants, or orphan variants New removes),
 // all valid states (EvictLRU uses that: a cached copy that comes back is
 // harmless, and a fsync per blob would make evicting thousands slow).
-func (s *Store) deleteLocked(hash string, durable bool) error {
+func (s *Store) deleteLocked(hash string, synced bool) error {
 	base := s.path(hash)
 	removed := false
 	err := os.Remove(base)
@@ -494,8 +496,8 @@ func (s *Store) deleteLocked(hash string, durable bool) error {
 			return fmt.Errorf("delete blob %s variant %s: %w", hash, e.name, err)
 		}
 	}
-	if removed && durable {
-		if err := syncDir(filepath.Dir(base)); err != nil {
+	if removed && synced {
+		if err := durable.SyncDir(filepath.Dir(base)); err != nil {
 			return fmt.Errorf("delete blob %s: %w", hash, err)
 		}
 	}
@@ -563,23 +565,6 @@ func readNames(dir string) ([]string, error) {
 	}
 	defer f.Close()
 	return f.Readdirnames(-1)
-}
-
-// syncDir fsyncs a folder, making the entries created, renamed or removed in
-// it durable.
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("sync folder %s: %w", dir, err)
-	}
-	return nil
 }
 
 // hashLocks serializes the writers (Put's publish step, Delete) of one hash;

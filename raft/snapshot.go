@@ -13,6 +13,8 @@ import (
 	hraft "github.com/hashicorp/raft"
 	"github.com/klauspost/compress/zstd"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/atoll-hosting/atoll/internal/durable"
 )
 
 // A snapshot is a fixed header followed by the zstd-compressed bytes of a
@@ -158,7 +160,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		os.Remove(tmp)
 		return fmt.Errorf("restore: %w", err)
 	}
-	serr := syncDir(f.dir)
+	serr := durable.SyncDir(f.dir)
 	db, err := openBolt(f.path)
 	if err != nil {
 		// The restored file is in place for the next start; until then
@@ -219,16 +221,4 @@ func writeRestoreFile(path string, r io.Reader, want indexTerm) error {
 		}
 		return nil
 	})
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

@@ -11,6 +11,7 @@ import (
 	"strconv"
 
 	"github.com/atoll-hosting/atoll"
+	"github.com/atoll-hosting/atoll/internal/durable"
 )
 
 // CheckSnapshot reads a whole snapshot file and returns the Raft index its
@@ -54,10 +55,10 @@ func (c *Client) SaveSnapshot(ctx context.Context, w io.Writer) (SnapshotInfo, e
 }
 
 // SaveSnapshotFile saves a snapshot to path the way a backup must be
-// written: into a temporary file next to it, fsynced, checked with check
-// when it is not nil (so a truncated or damaged download is never kept),
-// then renamed over path and the directory fsynced. On failure path is
-// left as it was.
+// written: into a temporary file next to it, checked with check when it is
+// not nil (so a truncated or damaged download is never kept), fsynced,
+// renamed over path and the directory fsynced. On failure path is left as
+// it was.
 func (c *Client) SaveSnapshotFile(ctx context.Context, path string, check CheckSnapshot) (info SnapshotInfo, err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
@@ -73,9 +74,6 @@ func (c *Client) SaveSnapshotFile(ctx context.Context, path string, check CheckS
 	if info, err = c.SaveSnapshot(ctx, f); err != nil {
 		return SnapshotInfo{}, err
 	}
-	if err := f.Sync(); err != nil {
-		return SnapshotInfo{}, fmt.Errorf("sync %s: %w", f.Name(), err)
-	}
 	if check != nil {
 		if _, err := f.Seek(0, io.SeekStart); err != nil {
 			return SnapshotInfo{}, err
@@ -88,19 +86,8 @@ func (c *Client) SaveSnapshotFile(ctx context.Context, path string, check CheckS
 			return SnapshotInfo{}, fmt.Errorf("downloaded snapshot is at index %d, the node announced %d: not saved", got, info.AppliedIndex)
 		}
 	}
-	if err := f.Close(); err != nil {
+	if err := durable.Commit(f, path); err != nil {
 		return SnapshotInfo{}, err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return SnapshotInfo{}, err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return info, err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return info, fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return info, nil
 }
