@@ -5,6 +5,7 @@
 // states, manifest completeness, retention, tokens, certificates). Blobs
 // keeps blobs as files named by their hash in a folder and counts the
 // uploads that stored something new. Both are safe for concurrent use.
+// Its functions take a rafttest.TB: a *testing.T, or an Example's own.
 //
 // It holds no rules of its own: what the cluster accepts is decided by
 // raft's FSM and the builder API, never here.
@@ -21,7 +22,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"testing"
 
 	"github.com/atoll-hosting/atoll"
 	"github.com/atoll-hosting/atoll/blobstore"
@@ -47,7 +47,7 @@ type Meta struct {
 
 // NewMeta opens a single-node store (rafttest.Open) that records the hash
 // of Token as the cluster's admin token, as a real cluster would.
-func NewMeta(t testing.TB) *Meta {
+func NewMeta(t rafttest.TB) *Meta {
 	t.Helper()
 	s := rafttest.Open(t)
 	rafttest.Apply(t, s, raft.SetAdminToken{Hash: hashOf(Token)})
@@ -78,7 +78,7 @@ func (m *Meta) Apply(ctx context.Context, cmd raft.Command) error {
 
 // State renders everything a reader of the store can see (rafttest.Dump),
 // for before/after comparisons.
-func (m *Meta) State(t testing.TB) string {
+func (m *Meta) State(t rafttest.TB) string {
 	t.Helper()
 	return rafttest.Dump(t, m.Store.FSM)
 }
@@ -196,7 +196,7 @@ type Server struct {
 
 // NewServer starts the API with cfg over NewMeta and a Blobs in a temp
 // folder (see Start).
-func NewServer(t testing.TB, cfg builder.Config) *Server {
+func NewServer(t rafttest.TB, cfg builder.Config) *Server {
 	t.Helper()
 	return Start(t, cfg, NewMeta(t), NewBlobs(t.TempDir()))
 }
@@ -206,7 +206,7 @@ func NewServer(t testing.TB, cfg builder.Config) *Server {
 // t.TempDir(), Domain "localhost" and SiteURL "http://<host>:8080/". The
 // admin token is Token. Several servers may share one meta and blobs, as
 // the nodes of a cluster share its state.
-func Start(t testing.TB, cfg builder.Config, meta *Meta, blobs *Blobs) *Server {
+func Start(t rafttest.TB, cfg builder.Config, meta *Meta, blobs *Blobs) *Server {
 	t.Helper()
 	if cfg.TempDir == "" {
 		cfg.TempDir = t.TempDir()
@@ -225,7 +225,7 @@ func Start(t testing.TB, cfg builder.Config, meta *Meta, blobs *Blobs) *Server {
 }
 
 // Serve starts api on a loopback listener, closed when the test ends.
-func Serve(t testing.TB, api *builder.API) *httptest.Server {
+func Serve(t rafttest.TB, api *builder.API) *httptest.Server {
 	t.Helper()
 	mux := http.NewServeMux()
 	api.Register(mux)

@@ -15,18 +15,28 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/atoll-hosting/atoll"
 	"github.com/atoll-hosting/atoll/raft"
 )
 
+// TB is what this package needs of a test. *testing.T and *testing.B
+// have it; so can an Example, which has no testing.TB, by keeping its own
+// temp dirs and cleanups. Fatalf must not return.
+type TB interface {
+	Helper()
+	TempDir() string
+	Cleanup(func())
+	Fatalf(format string, args ...any)
+	Log(args ...any)
+}
+
 // Config returns a loopback configuration for server id with its data in
 // a fresh t.TempDir() and the short timings of hashicorp/raft's own test
 // harness (a single node cannot lose its leadership to anyone, so short
 // timeouts only make the election quick). Warnings reach t.Log.
-func Config(t testing.TB, id string) raft.Config {
+func Config(t TB, id string) raft.Config {
 	t.Helper()
 	cfg := raft.DefaultConfig()
 	cfg.ID = id
@@ -45,7 +55,7 @@ func Config(t testing.TB, id string) raft.Config {
 // waits until it leads, and closes it when the test ends. Its
 // AppliedIndex moves once more by itself, for the leader's no-op entry;
 // after the test's first command it moves only with the test's commands.
-func Open(t testing.TB) *raft.Store {
+func Open(t TB) *raft.Store {
 	t.Helper()
 	cfg := Config(t, "n1")
 	cfg.Bootstrap = true
@@ -64,7 +74,7 @@ func Open(t testing.TB) *raft.Store {
 }
 
 // Apply applies cmds in order and fails the test on the first error.
-func Apply(t testing.TB, s *raft.Store, cmds ...raft.Command) {
+func Apply(t TB, s *raft.Store, cmds ...raft.Command) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -82,7 +92,7 @@ func Apply(t testing.TB, s *raft.Store, cmds ...raft.Command) {
 // states apart. Tests compare a dump before and after a request to assert
 // that it changed nothing, even when the FSM judged (and rejected) a
 // command.
-func Dump(t testing.TB, f *raft.FSM) string {
+func Dump(t TB, f *raft.FSM) string {
 	t.Helper()
 	var b strings.Builder
 	if err := dumpSites(&b, f); err != nil {
@@ -142,7 +152,7 @@ func dumpSites(b *strings.Builder, f *raft.FSM) error {
 // Logger returns a logger that sends warnings and errors to t.Log until
 // the test ends (raft's goroutines may log after a failed test returns,
 // when t.Log would panic).
-func Logger(t testing.TB) *slog.Logger {
+func Logger(t TB) *slog.Logger {
 	t.Helper()
 	w := &logWriter{t: t}
 	t.Cleanup(func() { w.mu.Lock(); w.done = true; w.mu.Unlock() })
@@ -151,7 +161,7 @@ func Logger(t testing.TB) *slog.Logger {
 
 type logWriter struct {
 	mu   sync.Mutex
-	t    testing.TB
+	t    TB
 	done bool
 }
 
