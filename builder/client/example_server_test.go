@@ -57,7 +57,6 @@ func newExampleTB() *exampleTB {
 }
 
 func (e *exampleTB) Helper()          {}
-func (e *exampleTB) Log(...any)       {}
 func (e *exampleTB) Cleanup(f func()) { e.cleanups = append(e.cleanups, f) }
 
 func (e *exampleTB) Fatalf(format string, args ...any) { panic(fmt.Sprintf(format, args...)) }

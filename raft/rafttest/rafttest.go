@@ -9,12 +9,9 @@
 package rafttest
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/atoll-hosting/atoll"
@@ -29,20 +26,18 @@ type TB interface {
 	TempDir() string
 	Cleanup(func())
 	Fatalf(format string, args ...any)
-	Log(args ...any)
 }
 
 // Config returns a loopback configuration for server id with its data in
 // a fresh t.TempDir() and the short timings of hashicorp/raft's own test
 // harness (a single node cannot lose its leadership to anyone, so short
-// timeouts only make the election quick). Warnings reach t.Log.
+// timeouts only make the election quick). It logs nothing.
 func Config(t TB, id string) raft.Config {
 	t.Helper()
 	cfg := raft.DefaultConfig()
 	cfg.ID = id
 	cfg.Dir = t.TempDir()
 	cfg.BindAddr = "127.0.0.1:0"
-	cfg.Logger = Logger(t)
 	cfg.HeartbeatTimeout = 50 * time.Millisecond
 	cfg.ElectionTimeout = 50 * time.Millisecond
 	cfg.LeaderLeaseTimeout = 50 * time.Millisecond
@@ -147,29 +142,4 @@ func dumpSites(b *strings.Builder, f *raft.FSM) error {
 		}
 	}
 	return nil
-}
-
-// Logger returns a logger that sends warnings and errors to t.Log until
-// the test ends (raft's goroutines may log after a failed test returns,
-// when t.Log would panic).
-func Logger(t TB) *slog.Logger {
-	t.Helper()
-	w := &logWriter{t: t}
-	t.Cleanup(func() { w.mu.Lock(); w.done = true; w.mu.Unlock() })
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-type logWriter struct {
-	mu   sync.Mutex
-	t    TB
-	done bool
-}
-
-func (w *logWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(string(bytes.TrimRight(p, "\n")))
-	}
-	return len(p), nil
 }
