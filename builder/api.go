@@ -39,6 +39,13 @@ type Meta interface {
 	Tokens() ([]atoll.Token, error) // every deploy token, by id
 }
 
+// The replicated store is a Meta and a CertMeta as it is: tests run the
+// API over it directly, and node only puts its forwarding Apply in front.
+var (
+	_ Meta     = (*raft.Store)(nil)
+	_ CertMeta = (*raft.Store)(nil)
+)
+
 // Blobs stores file contents. node implements it by placing each blob on its
 // owners; a single node is the cluster of one.
 type Blobs interface {

@@ -118,7 +118,7 @@ func TestDeployToken(t *testing.T) {
 			as("DELETE", "/v1/tokens/"+tok.ID, "", nil),
 		} {
 			t.Run(req.method+" "+req.path, func(t *testing.T) {
-				before, calls := srv.Meta.State(), len(srv.Meta.Calls())
+				before, applied := srv.Meta.State(t), srv.Meta.AppliedIndex()
 				res := do(t, srv, req)
 				if res.status != http.StatusForbidden {
 					t.Fatalf("got %d %s, want 403", res.status, res.body)
@@ -126,8 +126,8 @@ func TestDeployToken(t *testing.T) {
 				if got, want := res.errorBody(t).Error, "this token is scoped to site demo"; got != want {
 					t.Errorf("error %q, want %q", got, want)
 				}
-				if n := len(srv.Meta.Calls()); n != calls || srv.Meta.State() != before {
-					t.Errorf("a refused request applied %d commands", n-calls)
+				if n := srv.Meta.AppliedIndex(); n != applied || srv.Meta.State(t) != before {
+					t.Errorf("a refused request applied %d commands", n-applied)
 				}
 			})
 		}
@@ -226,7 +226,7 @@ func TestTokenRequestsRejected(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			before := srv.Meta.State()
+			before := srv.Meta.State(t)
 			var body []byte
 			if tc.body != "" {
 				body = []byte(tc.body)
@@ -238,7 +238,7 @@ func TestTokenRequestsRejected(t *testing.T) {
 			if e := res.errorBody(t).Error; !strings.Contains(e, tc.errContains) {
 				t.Errorf("error %q does not mention %q", e, tc.errContains)
 			}
-			if srv.Meta.State() != before {
+			if srv.Meta.State(t) != before {
 				t.Error("a rejected request changed the state")
 			}
 		})

@@ -2,91 +2,22 @@ package builder_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"fmt"
 	"math/big"
 	"net/http"
-	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/atoll-hosting/atoll"
 	"github.com/atoll-hosting/atoll/builder"
 	"github.com/atoll-hosting/atoll/builder/buildertest"
-	"github.com/atoll-hosting/atoll/raft"
 )
-
-// certMeta adds the certificate table to buildertest.Meta, with the FSM's
-// rules (the domain must be the site's).
-type certMeta struct {
-	*buildertest.Meta
-	mu    sync.Mutex
-	certs map[string]atoll.Cert
-}
-
-var _ builder.CertMeta = (*certMeta)(nil)
-
-func (m *certMeta) Apply(ctx context.Context, cmd raft.Command) error {
-	switch c := cmd.(type) {
-	case raft.PutCert:
-		s, err := m.Site(c.Site)
-		if err != nil {
-			return err
-		}
-		if !slices.Contains(s.Domains, c.Domain) {
-			return fmt.Errorf("%w: not a domain of the site", atoll.ErrNotFound)
-		}
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		m.certs[c.Domain] = atoll.Cert{Domain: c.Domain, Site: c.Site, CertPEM: c.CertPEM, KeyPEM: c.KeyPEM, NotAfter: c.NotAfter, Updated: c.Updated}
-		return nil
-	case raft.DeleteCert:
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		if old, ok := m.certs[c.Domain]; !ok || old.Site != c.Site {
-			return atoll.ErrNotFound
-		}
-		delete(m.certs, c.Domain)
-		return nil
-	}
-	return m.Meta.Apply(ctx, cmd)
-}
-
-func (m *certMeta) Certs(site string) ([]atoll.Cert, error) {
-	if _, err := m.Site(site); err != nil {
-		return nil, err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []atoll.Cert
-	for _, c := range m.certs {
-		if c.Site == site {
-			out = append(out, c)
-		}
-	}
-	return out, nil
-}
-
-func newCertServer(t *testing.T) (*buildertest.Server, *certMeta) {
-	t.Helper()
-	inner := buildertest.NewMeta()
-	inner.SetToken(buildertest.Token)
-	meta := &certMeta{Meta: inner, certs: map[string]atoll.Cert{}}
-	blobs := buildertest.NewBlobs(t.TempDir())
-	api, err := builder.New(builder.Config{TempDir: t.TempDir()}, meta, blobs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &buildertest.Server{Server: buildertest.Serve(t, api), API: api, Meta: inner, Blobs: blobs}, meta
-}
 
 // selfSigned returns a certificate for names, valid until notAfter, and
 // its key, both PEM.
@@ -118,7 +49,7 @@ func selfSigned(t *testing.T, notAfter time.Time, names ...string) (string, stri
 }
 
 func TestCertRoutes(t *testing.T) {
-	srv, meta := newCertServer(t)
+	srv := buildertest.NewServer(t, builder.Config{})
 	createSite(t, srv, "blog", "blog.example.com", "www.example.com")
 	createSite(t, srv, "shop", "shop.example.com")
 	deployToken := newToken(t, srv, "blog", "ci").Token
@@ -169,12 +100,12 @@ func TestCertRoutes(t *testing.T) {
 		})
 	}
 
-	stored := meta.certs["blog.example.com"]
-	if stored.CertPEM != cert || stored.KeyPEM != key || stored.Site != "blog" || stored.NotAfter.Unix() != later.Unix() {
-		t.Errorf("stored %+v, want the uploaded pair with its expiry", stored)
+	stored, err := srv.Meta.Cert("blog.example.com")
+	if err != nil || stored.CertPEM != cert || stored.KeyPEM != key || stored.Site != "blog" || stored.NotAfter.Unix() != later.Unix() {
+		t.Errorf("stored %+v, %v; want the uploaded pair with its expiry", stored, err)
 	}
-	if _, ok := meta.certs["www.example.com"]; !ok {
-		t.Errorf("the wildcard certificate is not stored under www.example.com: %v", meta.certs)
+	if _, err := srv.Meta.Cert("www.example.com"); err != nil {
+		t.Errorf("the wildcard certificate is not stored under www.example.com: %v", err)
 	}
 
 	res := do(t, srv, request{method: "GET", path: "/v1/sites/blog/certs"})
@@ -196,7 +127,13 @@ func TestCertRoutes(t *testing.T) {
 
 // Without a Meta that stores certificates, the routes say so.
 func TestCertRoutesNeedCertMeta(t *testing.T) {
-	srv := buildertest.NewServer(t, builder.Config{})
+	meta := buildertest.NewMeta(t)
+	// Only builder.Meta's methods: the store's Certs is hidden.
+	api, err := builder.New(builder.Config{TempDir: t.TempDir()}, struct{ builder.Meta }{meta}, buildertest.NewBlobs(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &buildertest.Server{Server: buildertest.Serve(t, api), API: api, Meta: meta}
 	createSite(t, srv, "blog", "blog.example.com")
 	res := do(t, srv, request{method: "GET", path: "/v1/sites/blog/certs"})
 	if res.status != http.StatusNotImplemented {

@@ -56,8 +56,7 @@ func (b *watchedBlobs) lastAsked() []string {
 
 func newWatchedServer(t *testing.T) (*buildertest.Server, *watchedBlobs) {
 	t.Helper()
-	meta := buildertest.NewMeta()
-	meta.SetToken(buildertest.Token)
+	meta := buildertest.NewMeta(t)
 	blobs := &watchedBlobs{Blobs: buildertest.NewBlobs(t.TempDir()), membership: "3,core1,core2,core3"}
 	api, err := builder.New(builder.Config{TempDir: t.TempDir(), Domain: "localhost"}, meta, blobs)
 	if err != nil {

@@ -131,7 +131,54 @@ func checkDone(c blobCheck) <-chan blobCheck {
 func (a *API) recordDeploy(ctx context.Context, site string, files []atoll.File, check <-chan blobCheck, publish bool) (atoll.Deploy, blobCheck, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), applyTimeout)
 	defer cancel()
-	d := atoll.Deploy{Site: site, State: atoll.StateUploading, Created: time.Now().UTC(), Files: len(files)}
+	d, err := a.proposeDeploy(ctx, site, len(files))
+	if err != nil {
+		return atoll.Deploy{}, blobCheck{}, fmt.Errorf("create deploy: %w", err)
+	}
+	batches := raft.BatchFiles(d.ID, files)
+	var c blobCheck
+	checked := false
+	select {
+	case c = <-check:
+		checked = true
+	default: // still asking the owners: record the manifest meanwhile
+	}
+	if checked && c.err != nil {
+		return a.abortDeploy(ctx, d.ID, c, "check stored blobs", c.err)
+	}
+	if checked && len(c.missing) == 0 && len(batches) > 0 && len(batches) <= pipelineWindow && !publish {
+		// The common small deploy: the manifest and MarkReady in one
+		// replication round (idempotent commands; see applyPipelined).
+		cmds := make([]raft.Command, 0, len(batches)+1)
+		for _, b := range batches {
+			cmds = append(cmds, b)
+		}
+		cmds = append(cmds, raft.MarkReady{Deploy: d.ID, Bytes: c.bytes})
+		if err := a.applyPipelined(ctx, cmds); err != nil {
+			return a.abortDeploy(ctx, d.ID, c, "record manifest", err)
+		}
+		d.Received, d.State, d.Bytes = len(files), atoll.StateReady, c.bytes
+		return d, c, nil
+	}
+	if err := a.recordManifest(ctx, batches); err != nil {
+		return a.abortDeploy(ctx, d.ID, c, "record manifest", err)
+	}
+	d.Received = len(files)
+	if !checked {
+		if c = <-check; c.err != nil {
+			return a.abortDeploy(ctx, d.ID, c, "check stored blobs", c.err)
+		}
+	}
+	if len(c.missing) > 0 {
+		return d, c, nil
+	}
+	return a.completeDeploy(ctx, d, c, publish)
+}
+
+// proposeDeploy applies CreateDeploy for a new deploy of site with n files
+// under a freshly drawn id, and returns the deploy as recorded.
+func (a *API) proposeDeploy(ctx context.Context, site string, n int) (atoll.Deploy, error) {
+	d := atoll.Deploy{Site: site, State: atoll.StateUploading, Created: time.Now().UTC(), Files: n}
 	var err error
 	for range 3 {
 		// The FSM takes a CreateDeploy repeating an existing id, site and
@@ -146,63 +193,30 @@ func (a *API) recordDeploy(ctx context.Context, site string, files []atoll.File,
 			break
 		}
 	}
-	if err != nil {
-		return atoll.Deploy{}, blobCheck{}, fmt.Errorf("create deploy: %w", err)
-	}
-	var c blobCheck
-	abort := func(step string, err error) (atoll.Deploy, blobCheck, error) {
-		reason := fmt.Sprintf("%s: %v", step, err)
-		if ferr := a.meta.Apply(ctx, raft.FailDeploy{Deploy: d.ID, Reason: reason}); ferr != nil {
-			a.log.Warn("cannot mark deploy failed", "deploy", d.ID, "err", ferr)
-		}
-		return atoll.Deploy{}, c, fmt.Errorf("deploy %s: %s: %w", d.ID, step, err)
-	}
-	batches := raft.BatchFiles(d.ID, files)
-	checked := false
-	select {
-	case c = <-check:
-		checked = true
-	default: // still asking the owners: record the manifest meanwhile
-	}
-	if checked && c.err != nil {
-		return abort("check stored blobs", c.err)
-	}
-	if checked && len(c.missing) == 0 && len(batches) > 0 && len(batches) <= pipelineWindow && !publish {
-		// The common small deploy: the manifest and MarkReady in one
-		// replication round (idempotent commands; see applyPipelined).
-		cmds := make([]raft.Command, 0, len(batches)+1)
-		for _, b := range batches {
-			cmds = append(cmds, b)
-		}
-		cmds = append(cmds, raft.MarkReady{Deploy: d.ID, Bytes: c.bytes})
-		if err := a.applyPipelined(ctx, cmds); err != nil {
-			return abort("record manifest", err)
-		}
-		d.Received, d.State, d.Bytes = len(files), atoll.StateReady, c.bytes
-		return d, c, nil
-	}
+	return d, err
+}
+
+// recordManifest applies the manifest's batches, pipelineWindow at a time.
+func (a *API) recordManifest(ctx context.Context, batches []raft.AddFiles) error {
 	for len(batches) > 0 {
 		n := min(len(batches), pipelineWindow)
 		cmds := make([]raft.Command, n)
 		for i, b := range batches[:n] {
 			cmds[i] = b
-			d.Received += len(b.Files)
 		}
 		if err := a.applyPipelined(ctx, cmds); err != nil {
-			return abort("record manifest", err)
+			return err
 		}
 		batches = batches[n:]
 	}
-	if !checked {
-		if c = <-check; c.err != nil {
-			return abort("check stored blobs", c.err)
-		}
-	}
-	if len(c.missing) > 0 {
-		return d, c, nil
-	}
+	return nil
+}
+
+// completeDeploy applies MarkReady for the complete deploy d, then Publish if
+// asked.
+func (a *API) completeDeploy(ctx context.Context, d atoll.Deploy, c blobCheck, publish bool) (atoll.Deploy, blobCheck, error) {
 	if err := a.meta.Apply(ctx, raft.MarkReady{Deploy: d.ID, Bytes: c.bytes}); err != nil {
-		return abort("mark ready", err)
+		return a.abortDeploy(ctx, d.ID, c, "mark ready", err)
 	}
 	d.State, d.Bytes = atoll.StateReady, c.bytes
 	if publish {
@@ -215,6 +229,16 @@ func (a *API) recordDeploy(ctx context.Context, site string, files []atoll.File,
 		d.State, d.PublishedAt = atoll.StatePublished, at
 	}
 	return d, c, nil
+}
+
+// abortDeploy marks deploy id failed (best effort: it is logged when even
+// that fails) because step failed with err, and returns err.
+func (a *API) abortDeploy(ctx context.Context, id string, c blobCheck, step string, err error) (atoll.Deploy, blobCheck, error) {
+	reason := fmt.Sprintf("%s: %v", step, err)
+	if ferr := a.meta.Apply(ctx, raft.FailDeploy{Deploy: id, Reason: reason}); ferr != nil {
+		a.log.Warn("cannot mark deploy failed", "deploy", id, "err", ferr)
+	}
+	return atoll.Deploy{}, c, fmt.Errorf("deploy %s: %s: %w", id, step, err)
 }
 
 func (a *API) listDeploys(w http.ResponseWriter, r *http.Request) {

@@ -9,12 +9,14 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/atoll-hosting/atoll"
 	"github.com/atoll-hosting/atoll/builder"
 	"github.com/atoll-hosting/atoll/builder/buildertest"
 	"github.com/atoll-hosting/atoll/raft"
+	"github.com/atoll-hosting/atoll/raft/rafttest"
 )
 
 func TestSiteLifecycle(t *testing.T) {
@@ -263,6 +265,18 @@ func TestTarUpload(t *testing.T) {
 func TestLargeManifestIsBatched(t *testing.T) {
 	srv := buildertest.NewServer(t, builder.Config{})
 	createSite(t, srv, "demo")
+	var (
+		mu    sync.Mutex
+		added []raft.AddFiles
+	)
+	srv.Meta.BeforeApply(func(cmd raft.Command) error {
+		if af, ok := cmd.(raft.AddFiles); ok {
+			mu.Lock()
+			added = append(added, af)
+			mu.Unlock()
+		}
+		return nil
+	})
 	const n = 20000
 	files := make(map[string]string, n)
 	for i := range n {
@@ -273,14 +287,13 @@ func TestLargeManifestIsBatched(t *testing.T) {
 	if len(d.Required) != 100 {
 		t.Errorf("required %d hashes, want 100", len(d.Required))
 	}
-	batches, total := 0, 0
-	for _, c := range srv.Meta.Calls() {
-		if af, ok := c.(raft.AddFiles); ok {
-			batches++
-			total += len(af.Files)
-			if b, err := raft.Encode(af); err != nil || len(b) > raft.MaxBatchBytes {
-				t.Errorf("batch encodes to %d bytes (err %v), over %d", len(b), err, raft.MaxBatchBytes)
-			}
+	mu.Lock()
+	defer mu.Unlock()
+	batches, total := len(added), 0
+	for _, af := range added {
+		total += len(af.Files)
+		if b, err := raft.Encode(af); err != nil || len(b) > raft.MaxBatchBytes {
+			t.Errorf("batch encodes to %d bytes (err %v), over %d", len(b), err, raft.MaxBatchBytes)
 		}
 	}
 	if batches < 2 || total != n {
@@ -296,12 +309,12 @@ func TestLargeManifestIsBatched(t *testing.T) {
 func TestApplyFailures(t *testing.T) {
 	srv := buildertest.NewServer(t, builder.Config{})
 	createSite(t, srv, "demo")
-	srv.Meta.FailApply = func(cmd raft.Command) error {
+	srv.Meta.BeforeApply(func(cmd raft.Command) error {
 		if _, ok := cmd.(raft.AddFiles); ok {
 			return errors.New("disk on fire")
 		}
 		return nil
-	}
+	})
 	res := do(t, srv, request{method: "POST", path: "/v1/sites/demo/deploys", body: manifest(map[string]string{"/a": sha("a")})})
 	if e := res.errorBody(t); res.status != 500 || strings.Contains(e.Error, "fire") {
 		t.Errorf("got %d %q; want 500 without internal detail", res.status, e.Error)
@@ -313,7 +326,7 @@ func TestApplyFailures(t *testing.T) {
 	putBlob(t, srv, "a")
 	call(t, srv, request{method: "POST", path: "/v1/deploys/" + deploys[0].ID + "/publish"}, 409, nil)
 
-	srv.Meta.FailApply = func(raft.Command) error { return fmt.Errorf("apply: %w", raft.ErrNotLeader) }
+	srv.Meta.BeforeApply(func(raft.Command) error { return fmt.Errorf("apply: %w", raft.ErrNotLeader) })
 	res = do(t, srv, request{method: "POST", path: "/v1/sites", body: []byte(`{"name":"other"}`)})
 	if res.errorBody(t); res.status != 503 || res.header.Get("Retry-After") == "" {
 		t.Errorf("no leader: got %d Retry-After=%q; want 503 with Retry-After", res.status, res.header.Get("Retry-After"))
@@ -331,14 +344,13 @@ func TestConfiguredAdminToken(t *testing.T) {
 }
 
 func TestNoTokenConfiguredRefusesAll(t *testing.T) {
-	meta, blobs := buildertest.NewMeta(), buildertest.NewBlobs(t.TempDir())
-	api, err := builder.New(builder.Config{TempDir: t.TempDir()}, meta, blobs)
+	store := rafttest.Open(t) // no admin token recorded
+	blobs := buildertest.NewBlobs(t.TempDir())
+	api, err := builder.New(builder.Config{TempDir: t.TempDir()}, store, blobs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	mux := http.NewServeMux()
-	api.Register(mux)
-	srv := &buildertest.Server{Server: newServer(t, mux), Meta: meta, Blobs: blobs}
+	srv := &buildertest.Server{Server: buildertest.Serve(t, api), API: api, Blobs: blobs}
 	call(t, srv, request{method: "GET", path: "/v1/sites", token: "anything"}, 401, nil)
 	call(t, srv, request{method: "GET", path: "/v1/sites", token: ""}, 401, nil)
 }
@@ -347,7 +359,7 @@ func TestNewValidates(t *testing.T) {
 	if _, err := builder.New(builder.Config{}, nil, nil); err == nil {
 		t.Error("New without meta and blobs succeeded")
 	}
-	_, err := builder.New(builder.Config{MaxFiles: -1, TempDir: t.TempDir()}, buildertest.NewMeta(), buildertest.NewBlobs(t.TempDir()))
+	_, err := builder.New(builder.Config{MaxFiles: -1, TempDir: t.TempDir()}, rafttest.Open(t), buildertest.NewBlobs(t.TempDir()))
 	if err == nil {
 		t.Error("New with a negative limit succeeded")
 	}

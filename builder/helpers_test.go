@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -177,11 +176,4 @@ func makeTar(t testing.TB, gz bool, members ...member) []byte {
 func manifest(files map[string]string) []byte {
 	b, _ := json.Marshal(atoll.CreateDeployRequest{Files: files})
 	return b
-}
-
-func newServer(t *testing.T, h http.Handler) *httptest.Server {
-	t.Helper()
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	return srv
 }

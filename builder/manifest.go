@@ -84,112 +84,152 @@ const maxInterned = 1 << 16
 // the slice returned (sorted in place); the rare names sent in another form
 // than their clean path are kept on the side, only to name duplicates.
 func parseManifest(r io.Reader, maxFiles int) ([]atoll.File, error) {
-	dec := json.NewDecoder(r)
-	if err := expectDelim(dec, '{', "the body must be a JSON object"); err != nil {
+	m := &manifestParser{dec: json.NewDecoder(r), maxFiles: maxFiles, interned: make(map[string]string)}
+	if err := m.readBody(); err != nil {
 		return nil, err
 	}
-	// From here on, the end of the body is the middle of the object.
-	tokenError := func(err error) error {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
-		return jsonError(err)
+	return m.sorted()
+}
+
+// manifestParser holds what parseManifest has read so far.
+type manifestParser struct {
+	dec      *json.Decoder
+	maxFiles int
+	entries  []atoll.File
+	renamed  []atoll.File // {Path, the name as sent} where they differ
+	// interned shares one string per distinct hash among the entries (sites
+	// repeat content: the same icon or page in many folders), up to
+	// maxInterned hashes so that it stays small when they do not.
+	interned map[string]string
+}
+
+// readBody reads the whole body: one object whose only field, "files",
+// appears once, and nothing after it.
+func (m *manifestParser) readBody() error {
+	if err := expectDelim(m.dec, '{', "the body must be a JSON object"); err != nil {
+		return err
 	}
-	var (
-		entries   []atoll.File
-		renamed   []atoll.File // {Path, the name as sent} where they differ
-		seenFiles bool
-		// interned shares one string per distinct hash among the entries
-		// (sites repeat content: the same icon or page in many folders),
-		// up to maxInterned hashes so that it stays small when they do not.
-		interned = make(map[string]string)
-	)
-	for dec.More() {
-		key, err := dec.Token()
+	seenFiles := false
+	for m.dec.More() {
+		key, err := m.dec.Token()
 		if err != nil {
-			return nil, tokenError(err)
+			return tokenError(err)
 		}
 		if key != "files" {
-			return nil, errorf(http.StatusBadRequest, "invalid JSON request: unknown field %q (only \"files\" is accepted)", key)
+			return errorf(http.StatusBadRequest, "invalid JSON request: unknown field %q (only \"files\" is accepted)", key)
 		}
 		if seenFiles {
-			return nil, errorf(http.StatusBadRequest, "invalid JSON request: field \"files\" appears twice")
+			return errorf(http.StatusBadRequest, "invalid JSON request: field \"files\" appears twice")
 		}
 		seenFiles = true
-		if err := expectDelim(dec, '{', `"files" must be an object of path -> sha256`); err != nil {
-			if errors.Is(err, errEmptyBody) {
-				return nil, tokenError(io.EOF)
-			}
-			return nil, err
-		}
-		for dec.More() {
-			tok, err := dec.Token()
-			if err != nil {
-				return nil, tokenError(err)
-			}
-			name := tok.(string) // object keys are always strings
-			tok, err = dec.Token()
-			if err != nil {
-				return nil, tokenError(err)
-			}
-			hash, ok := tok.(string)
-			if !ok {
-				return nil, errorf(http.StatusBadRequest, "file %q: the value must be the file's SHA-256 as a hex string", name)
-			}
-			if len(entries) >= maxFiles {
-				return nil, errorf(http.StatusRequestEntityTooLarge, "too many files: a deploy holds at most %d", maxFiles)
-			}
-			p, err := atoll.CleanPath(name)
-			if err != nil {
-				return nil, errorf(http.StatusBadRequest, "invalid file %s", pathProblem(err))
-			}
-			if !atoll.ValidHash(hash) {
-				return nil, errorf(http.StatusBadRequest, "file %q: %q is not a SHA-256 in lowercase hex (64 characters of 0-9a-f)", name, hash)
-			}
-			if name != p {
-				renamed = append(renamed, atoll.File{Path: p, Hash: name})
-			}
-			if h, ok := interned[hash]; ok {
-				hash = h
-			} else if len(interned) < maxInterned {
-				interned[hash] = hash
-			}
-			entries = append(entries, atoll.File{Path: p, Hash: hash})
-		}
-		if _, err := dec.Token(); err != nil { // the closing '}'
-			return nil, tokenError(err)
+		if err := m.readFiles(); err != nil {
+			return err
 		}
 	}
-	if _, err := dec.Token(); err != nil { // the closing '}'
-		return nil, tokenError(err)
+	if _, err := m.dec.Token(); err != nil { // the closing '}'
+		return tokenError(err)
 	}
-	if _, err := dec.Token(); err != io.EOF {
+	if _, err := m.dec.Token(); err != io.EOF {
 		if err != nil {
-			return nil, tokenError(err)
+			return tokenError(err)
 		}
-		return nil, errorf(http.StatusBadRequest, "malformed JSON: unexpected data after the object")
+		return errorf(http.StatusBadRequest, "malformed JSON: unexpected data after the object")
 	}
-	if len(entries) == 0 {
+	return nil
+}
+
+// readFiles reads the "files" object, entry by entry.
+func (m *manifestParser) readFiles() error {
+	if err := expectDelim(m.dec, '{', `"files" must be an object of path -> sha256`); err != nil {
+		if errors.Is(err, errEmptyBody) {
+			return tokenError(io.EOF)
+		}
+		return err
+	}
+	for m.dec.More() {
+		tok, err := m.dec.Token()
+		if err != nil {
+			return tokenError(err)
+		}
+		name := tok.(string) // object keys are always strings
+		if tok, err = m.dec.Token(); err != nil {
+			return tokenError(err)
+		}
+		hash, ok := tok.(string)
+		if !ok {
+			return errorf(http.StatusBadRequest, "file %q: the value must be the file's SHA-256 as a hex string", name)
+		}
+		if err := m.add(name, hash); err != nil {
+			return err
+		}
+	}
+	if _, err := m.dec.Token(); err != nil { // the closing '}'
+		return tokenError(err)
+	}
+	return nil
+}
+
+// add checks one entry as sent and keeps it under its clean path.
+func (m *manifestParser) add(name, hash string) error {
+	if len(m.entries) >= m.maxFiles {
+		return errorf(http.StatusRequestEntityTooLarge, "too many files: a deploy holds at most %d", m.maxFiles)
+	}
+	p, err := atoll.CleanPath(name)
+	if err != nil {
+		return errorf(http.StatusBadRequest, "invalid file %s", pathProblem(err))
+	}
+	if !atoll.ValidHash(hash) {
+		return errorf(http.StatusBadRequest, "file %q: %q is not a SHA-256 in lowercase hex (64 characters of 0-9a-f)", name, hash)
+	}
+	if name != p {
+		m.renamed = append(m.renamed, atoll.File{Path: p, Hash: name})
+	}
+	if h, ok := m.interned[hash]; ok {
+		hash = h
+	} else if len(m.interned) < maxInterned {
+		m.interned[hash] = hash
+	}
+	m.entries = append(m.entries, atoll.File{Path: p, Hash: hash})
+	return nil
+}
+
+// sorted returns the entries sorted by path, refusing an empty manifest and
+// two entries of the same path. Sorting finds duplicates without a second
+// index of every path.
+func (m *manifestParser) sorted() ([]atoll.File, error) {
+	if len(m.entries) == 0 {
 		return nil, errorf(http.StatusBadRequest, `a deploy needs at least one file: send {"files": {"/index.html": "<sha256>", ...}}`)
 	}
-	// Sorting finds duplicates without a second index of every path.
-	slices.SortFunc(entries, func(a, b atoll.File) int { return strings.Compare(a.Path, b.Path) })
-	for i := 1; i < len(entries); i++ {
-		if p := entries[i].Path; entries[i-1].Path == p {
-			// Name two of the entries as they were sent: the renamed ones
-			// first, then the path itself (sent as is at least once
-			// unless two or more were renamed).
-			var names []string
-			for _, r := range renamed {
-				if r.Path == p {
-					names = append(names, r.Hash)
-				}
-			}
-			names = append(names, p, p)
-			return nil, errorf(http.StatusBadRequest, "duplicate path: %q and %q are the same file %q", names[0], names[1], p)
+	slices.SortFunc(m.entries, func(a, b atoll.File) int { return strings.Compare(a.Path, b.Path) })
+	for i := 1; i < len(m.entries); i++ {
+		if p := m.entries[i].Path; m.entries[i-1].Path == p {
+			return nil, m.duplicate(p)
 		}
 	}
-	return entries, nil
+	return m.entries, nil
+}
+
+// duplicate names two of the entries of path p as they were sent: the
+// renamed ones first, then the path itself (sent as is at least once
+// unless two or more were renamed).
+func (m *manifestParser) duplicate(p string) error {
+	var names []string
+	for _, r := range m.renamed {
+		if r.Path == p {
+			names = append(names, r.Hash)
+		}
+	}
+	names = append(names, p, p)
+	return errorf(http.StatusBadRequest, "duplicate path: %q and %q are the same file %q", names[0], names[1], p)
+}
+
+// tokenError is jsonError for a failure inside the object, where the end
+// of the body is the middle of a value.
+func tokenError(err error) error {
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return jsonError(err)
 }
 
 func expectDelim(dec *json.Decoder, want json.Delim, msg string) error {

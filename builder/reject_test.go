@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -45,7 +46,7 @@ func TestRejectsBadInput(t *testing.T) {
 		body        func(t *testing.T) []byte // overrides req.body
 		status      int
 		errContains string
-		fsmDecides  bool // Apply may be called (the FSM is the judge), but state must not change
+		fsmDecides  bool // commands may reach the log (the FSM is the judge), but state must not change
 	}{
 		// Auth.
 		{name: "missing token", req: request{method: "GET", path: "/v1/sites", token: "-"}, status: 401, errContains: "missing token"},
@@ -144,13 +145,16 @@ func TestRejectsBadInput(t *testing.T) {
 		{name: "finalize unknown deploy", req: request{method: "POST", path: "/v1/deploys/nosuch/finalize"}, status: 404},
 		{name: "publish unknown deploy", req: request{method: "POST", path: "/v1/deploys/nosuch/publish"}, status: 404},
 	}
+	// One store for every row: each row's API (its own limits) runs over
+	// it, and the rows take turns, each checking that it changed nothing.
+	meta, blobs := buildertest.NewMeta(t), buildertest.NewBlobs(t.TempDir())
+	setup := buildertest.Start(t, builder.Config{}, meta, blobs)
+	createSite(t, setup, "demo", "www.example.com")
+	createSite(t, setup, "second")
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			srv := buildertest.NewServer(t, tt.cfg)
-			createSite(t, srv, "demo", "www.example.com")
-			createSite(t, srv, "second")
-			before, calls := srv.Meta.State(), len(srv.Meta.Calls())
+			srv := buildertest.Start(t, tt.cfg, meta, blobs)
+			before, applied, stored := srv.Meta.State(t), srv.Meta.AppliedIndex(), srv.Blobs.Hashes()
 
 			req := tt.req
 			if tt.body != nil {
@@ -165,14 +169,14 @@ func TestRejectsBadInput(t *testing.T) {
 			if !strings.Contains(e.Error, tt.errContains) {
 				t.Errorf("error %q does not mention %q", e.Error, tt.errContains)
 			}
-			if got := srv.Meta.State(); got != before {
+			if got := srv.Meta.State(t); got != before {
 				t.Errorf("metadata changed:\n got %s\nwant %s", got, before)
 			}
-			if got := len(srv.Meta.Calls()); got != calls && !tt.fsmDecides {
-				t.Errorf("Apply called %d times; want none before validation passes", got-calls)
+			if got := srv.Meta.AppliedIndex(); got != applied && !tt.fsmDecides {
+				t.Errorf("%d commands reached the log; want none before validation passes", got-applied)
 			}
-			if got := srv.Blobs.Hashes(); len(got) != 0 {
-				t.Errorf("blobs stored: %v", got)
+			if got := srv.Blobs.Hashes(); !slices.Equal(got, stored) {
+				t.Errorf("blobs stored: %v, want %v", got, stored)
 			}
 			if tt.status == http.StatusUnauthorized && !strings.HasPrefix(res.header.Get("WWW-Authenticate"), "Bearer") {
 				t.Errorf("WWW-Authenticate = %q, want a Bearer challenge", res.header.Get("WWW-Authenticate"))

@@ -24,7 +24,6 @@ import (
 	"github.com/atoll-hosting/atoll/builder"
 	"github.com/atoll-hosting/atoll/builder/buildertest"
 	"github.com/atoll-hosting/atoll/builder/client"
-	"github.com/atoll-hosting/atoll/raft"
 )
 
 func ctx(t *testing.T) context.Context {
@@ -185,12 +184,12 @@ func TestDeployDirRefusesSymlinkOutside(t *testing.T) {
 	if err := os.Symlink(filepath.Join(outside, "secret.txt"), filepath.Join(dir, "leak.txt")); err != nil {
 		t.Fatal(err)
 	}
-	before := srv.Meta.State()
+	before := srv.Meta.State(t)
 	_, err := c.DeployDir(ctx(t), dir, "demo", client.DeployOptions{Publish: true})
 	if err == nil || !strings.Contains(err.Error(), "outside") {
 		t.Fatalf("err = %v, want a symlink-outside error", err)
 	}
-	if srv.Meta.State() != before || srv.Blobs.Puts() != 0 {
+	if srv.Meta.State(t) != before || srv.Blobs.Puts() != 0 {
 		t.Error("a refused directory changed the cluster")
 	}
 }
@@ -343,31 +342,14 @@ func TestStatusAndNodes(t *testing.T) {
 	}
 }
 
-// TestAgainstRealStores runs DeployDir, a redeploy and a rollback against
-// a one-node raft store and the real blob store.
-func TestAgainstRealStores(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a raft node")
-	}
+// TestAgainstRealBlobStore runs DeployDir, a redeploy and a rollback over
+// the real blob store (the other tests keep blobs in a plain folder).
+func TestAgainstRealBlobStore(t *testing.T) {
 	store, err := blobstore.New(blobstore.Config{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rcfg := raft.DefaultConfig()
-	rcfg.ID, rcfg.Dir, rcfg.BindAddr, rcfg.Bootstrap = "n1", t.TempDir(), "127.0.0.1:0", true
-	rcfg.HeartbeatTimeout, rcfg.ElectionTimeout, rcfg.LeaderLeaseTimeout = 100*time.Millisecond, 100*time.Millisecond, 50*time.Millisecond
-	rs, err := raft.Open(rcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rs.Close() })
-	if err := rs.WaitForLeader(ctx(t)); err != nil {
-		t.Fatal(err)
-	}
-	if err := rs.Apply(ctx(t), raft.SetAdminToken{Hash: sha(buildertest.Token)}); err != nil {
-		t.Fatal(err)
-	}
-	api, err := builder.New(builder.Config{TempDir: t.TempDir()}, rs, realBlobs{store})
+	api, err := builder.New(builder.Config{TempDir: t.TempDir()}, buildertest.NewMeta(t), realBlobs{store})
 	if err != nil {
 		t.Fatal(err)
 	}

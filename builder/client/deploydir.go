@@ -93,14 +93,42 @@ func (c *Client) DeployDir(ctx context.Context, dir, site string, opt DeployOpti
 	if opt.Concurrency <= 0 {
 		opt.Concurrency = DefaultConcurrency
 	}
-	files, err := scanDir(dir)
+	files, err := hashDir(ctx, dir, opt)
 	if err != nil {
 		return atoll.DeployResponse{}, err
 	}
-	if len(files) == 0 {
-		return atoll.DeployResponse{}, fmt.Errorf("deploy %s: no files to deploy", dir)
+	created, err := c.CreateDeploy(ctx, site, files.manifest())
+	if err != nil {
+		return atoll.DeployResponse{}, fmt.Errorf("create deploy: %w", err)
 	}
-	// Hash.
+	if err := c.uploadRequired(ctx, created, files, opt); err != nil {
+		return created, fmt.Errorf("deploy %s: %w", created.ID, err)
+	}
+	final, err := c.finish(ctx, created.ID, files, opt)
+	if err != nil {
+		return created, fmt.Errorf("deploy %s: %w", created.ID, err)
+	}
+	final.Required = created.Required
+	return final, nil
+}
+
+// dirFiles are the hashed files of one DeployDir.
+type dirFiles struct {
+	list   []localFile
+	byHash map[string]*localFile // the first file of each content
+}
+
+// hashDir lists the files under dir that DeployDir deploys (scanDir) and
+// hashes them, opt.Concurrency at a time, reading only the files the hash
+// cache does not know unchanged.
+func hashDir(ctx context.Context, dir string, opt DeployOptions) (dirFiles, error) {
+	files, err := scanDir(dir)
+	if err != nil {
+		return dirFiles{}, err
+	}
+	if len(files) == 0 {
+		return dirFiles{}, fmt.Errorf("deploy %s: no files to deploy", dir)
+	}
 	var total int64
 	for _, f := range files {
 		total += f.size
@@ -109,89 +137,104 @@ func (c *Client) DeployDir(ctx context.Context, dir, site string, opt DeployOpti
 	root, _ := filepath.Abs(dir)
 	cache := openHashCache(opt.HashCacheDir, root)
 	err = forEach(ctx, opt.Concurrency, len(files), func(ctx context.Context, i int) error {
-		f := &files[i]
-		if h, ok := cache.lookup(f.disk, f.stamp, f.stampOK); ok {
-			f.hash = h
-			hashed.add(f.size)
-			return nil
-		}
-		h, n, err := hashFile(ctx, f.disk)
-		if err != nil {
-			return err
-		}
-		if n == f.size {
-			cache.store(f.disk, f.stamp, f.stampOK, h)
-		}
-		f.hash, f.size = h, n
-		hashed.add(n)
-		return nil
+		return files[i].fillHash(ctx, cache, hashed)
 	})
 	if err != nil {
-		return atoll.DeployResponse{}, err
+		return dirFiles{}, err
 	}
 	cache.save(root)
-
-	// Manifest.
-	manifest := make(map[string]string, len(files))
 	byHash := make(map[string]*localFile, len(files))
 	for i := range files {
-		f := &files[i]
-		manifest[f.path] = f.hash
-		if _, ok := byHash[f.hash]; !ok {
-			byHash[f.hash] = f
+		if _, ok := byHash[files[i].hash]; !ok {
+			byHash[files[i].hash] = &files[i]
 		}
 	}
-	created, err := c.CreateDeploy(ctx, site, manifest)
-	if err != nil {
-		return atoll.DeployResponse{}, fmt.Errorf("create deploy: %w", err)
-	}
+	return dirFiles{list: files, byHash: byHash}, nil
+}
 
-	// Upload what is required.
-	var todo []*localFile
-	var todoBytes int64
-	for _, h := range created.Required {
-		f, ok := byHash[h]
+// fillHash sets f.hash (and f.size to the length read), from the cache when
+// it knows the file unchanged, and counts the file in done.
+func (f *localFile) fillHash(ctx context.Context, cache *hashCache, done *progress) error {
+	if h, ok := cache.lookup(f.disk, f.stamp, f.stampOK); ok {
+		f.hash = h
+		done.add(f.size)
+		return nil
+	}
+	h, n, err := hashFile(ctx, f.disk)
+	if err != nil {
+		return err
+	}
+	if n == f.size {
+		cache.store(f.disk, f.stamp, f.stampOK, h)
+	}
+	f.hash, f.size = h, n
+	done.add(n)
+	return nil
+}
+
+// manifest is the deploy's path -> hash map.
+func (d dirFiles) manifest() map[string]string {
+	m := make(map[string]string, len(d.list))
+	for _, f := range d.list {
+		m[f.path] = f.hash
+	}
+	return m
+}
+
+// pick returns a file of each content in hashes, and the first hash no
+// file has ("" when every one is there).
+func (d dirFiles) pick(hashes []string) (files []*localFile, unknown string) {
+	for _, h := range hashes {
+		f, ok := d.byHash[h]
 		if !ok {
-			return created, fmt.Errorf("deploy %s: server requires blob %s that is not in the manifest", created.ID, h)
+			if unknown == "" {
+				unknown = h
+			}
+			continue
 		}
-		todo = append(todo, f)
+		files = append(files, f)
+	}
+	return files, unknown
+}
+
+// uploadRequired uploads the blobs created.Required lists, reporting
+// PhaseUpload progress from the totals on.
+func (c *Client) uploadRequired(ctx context.Context, created atoll.DeployResponse, files dirFiles, opt DeployOptions) error {
+	todo, unknown := files.pick(created.Required)
+	if unknown != "" {
+		return fmt.Errorf("server requires blob %s that is not in the manifest", unknown)
+	}
+	var todoBytes int64
+	for _, f := range todo {
 		todoBytes += f.size
 	}
 	uploaded := &progress{fn: opt.Progress, Progress: Progress{Phase: PhaseUpload, FilesTotal: len(todo), BytesTotal: todoBytes}}
 	uploaded.add(-1)
-	if err := c.uploadAll(ctx, opt.Concurrency, todo, uploaded); err != nil {
-		return created, fmt.Errorf("deploy %s: %w", created.ID, err)
-	}
+	return c.uploadAll(ctx, opt.Concurrency, todo, uploaded)
+}
 
-	// Finish. A 409 listing blobs means copies acknowledged a moment ago
-	// cannot be counted any more (their nodes stopped): they are uploaded
-	// again, once, and the call repeated.
-	finish := func() (atoll.DeployResponse, error) {
-		if opt.Publish {
-			return c.Publish(ctx, created.ID)
-		}
-		return c.Finalize(ctx, created.ID)
+// finish publishes the deploy (or, without opt.Publish, finalizes it). A
+// 409 listing blobs means copies acknowledged a moment ago cannot be
+// counted any more (their nodes stopped): when they are all files of this
+// deploy they are uploaded again, once, and the call repeated.
+func (c *Client) finish(ctx context.Context, id string, files dirFiles, opt DeployOptions) (atoll.DeployResponse, error) {
+	call := c.Finalize
+	if opt.Publish {
+		call = c.Publish
 	}
-	final, err := finish()
+	final, err := call(ctx, id)
 	var ae *Error
-	if errors.As(err, &ae) && ae.Status == http.StatusConflict && len(ae.Missing) > 0 {
-		var again []*localFile
-		for _, h := range ae.Missing {
-			if f, ok := byHash[h]; ok {
-				again = append(again, f)
-			}
-		}
-		if len(again) == len(ae.Missing) {
-			if err = c.uploadAll(ctx, opt.Concurrency, again, nil); err == nil {
-				final, err = finish()
-			}
-		}
+	if !errors.As(err, &ae) || ae.Status != http.StatusConflict || len(ae.Missing) == 0 {
+		return final, err
 	}
-	if err != nil {
-		return created, fmt.Errorf("deploy %s: %w", created.ID, err)
+	again, unknown := files.pick(ae.Missing)
+	if unknown != "" {
+		return final, err
 	}
-	final.Required = created.Required
-	return final, nil
+	if err := c.uploadAll(ctx, opt.Concurrency, again, nil); err != nil {
+		return final, err
+	}
+	return call(ctx, id)
 }
 
 // uploadAll uploads files, concurrency at a time, counting them in done
@@ -247,18 +290,9 @@ func retryable(ctx context.Context, err error) bool {
 // scanDir lists the files DeployDir deploys (see its documentation), sorted
 // by path, with sizes from the file system; hashes come later.
 func scanDir(dir string) ([]localFile, error) {
-	abs, err := filepath.Abs(dir)
+	root, err := deployRoot(dir)
 	if err != nil {
 		return nil, err
-	}
-	root, err := filepath.EvalSymlinks(abs) // dir itself may be a link
-	if err != nil {
-		return nil, fmt.Errorf("deploy %s: %w", dir, err)
-	}
-	if fi, err := os.Stat(root); err != nil {
-		return nil, err
-	} else if !fi.IsDir() {
-		return nil, fmt.Errorf("deploy %s: not a directory", dir)
 	}
 	var files []localFile
 	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
@@ -274,57 +308,88 @@ func scanDir(dir string) ([]localFile, error) {
 			}
 			return nil
 		}
-		var (
-			size int64
-			st   fileStamp
-			stOK bool
-		)
-		switch {
-		case d.IsDir():
-			return nil
-		case d.Type()&fs.ModeSymlink != 0:
-			target, err := filepath.EvalSymlinks(path)
-			if err != nil {
-				return fmt.Errorf("symlink %s: %w", path, err)
-			}
-			fi, err := os.Stat(target)
-			if err != nil {
-				return err
-			}
-			if !fi.Mode().IsRegular() {
-				return nil // directories are not followed; specials skipped
-			}
-			st, stOK = stampFrom(fi)
-			if rel, err := filepath.Rel(root, target); err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-				return fmt.Errorf("symlink %s points outside %s (to %s); copy the file in instead", path, dir, target)
-			}
-			size = fi.Size()
-		case d.Type().IsRegular():
-			fi, err := d.Info()
-			if err != nil {
-				return err
-			}
-			size = fi.Size()
-			st, stOK = stampFrom(fi)
-		default:
-			return nil
+		f, ok, err := scanEntry(root, dir, path, d)
+		if ok {
+			files = append(files, f)
 		}
-		rel, err := filepath.Rel(root, path)
-		if err != nil {
-			return err
-		}
-		p, err := atoll.CleanPath("/" + filepath.ToSlash(rel))
-		if err != nil {
-			return fmt.Errorf("cannot deploy %s: %w", path, err)
-		}
-		files = append(files, localFile{path: p, disk: path, size: size, stamp: st, stampOK: stOK})
-		return nil
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	slices.SortFunc(files, func(a, b localFile) int { return strings.Compare(a.path, b.path) })
 	return files, nil
+}
+
+// deployRoot returns the directory dir names, with every symbolic link on
+// the way resolved (dir itself may be a link).
+func deployRoot(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	root, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		return "", fmt.Errorf("deploy %s: %w", dir, err)
+	}
+	if fi, err := os.Stat(root); err != nil {
+		return "", err
+	} else if !fi.IsDir() {
+		return "", fmt.Errorf("deploy %s: not a directory", dir)
+	}
+	return root, nil
+}
+
+// scanEntry returns the file to deploy for an entry of the walk under root
+// (the resolved dir), or false for one DeployDir skips: directories, links
+// to anything but a regular file, other kinds of files.
+func scanEntry(root, dir, path string, d fs.DirEntry) (localFile, bool, error) {
+	var (
+		fi  fs.FileInfo
+		err error
+	)
+	switch {
+	case d.IsDir():
+		return localFile{}, false, nil
+	case d.Type()&fs.ModeSymlink != 0:
+		fi, err = followLink(root, dir, path)
+	case d.Type().IsRegular():
+		fi, err = d.Info()
+	}
+	if fi == nil || err != nil {
+		return localFile{}, false, err
+	}
+	rel, err := filepath.Rel(root, path)
+	if err != nil {
+		return localFile{}, false, err
+	}
+	p, err := atoll.CleanPath("/" + filepath.ToSlash(rel))
+	if err != nil {
+		return localFile{}, false, fmt.Errorf("cannot deploy %s: %w", path, err)
+	}
+	st, stOK := stampFrom(fi)
+	return localFile{path: p, disk: path, size: fi.Size(), stamp: st, stampOK: stOK}, true, nil
+}
+
+// followLink returns what the link at path leads to when it is a regular
+// file inside root, nil when it is anything else (directories are not
+// followed, specials skipped), and an error when it leads outside root.
+func followLink(root, dir, path string) (fs.FileInfo, error) {
+	target, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return nil, fmt.Errorf("symlink %s: %w", path, err)
+	}
+	fi, err := os.Stat(target)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, nil
+	}
+	if rel, err := filepath.Rel(root, target); err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return nil, fmt.Errorf("symlink %s points outside %s (to %s); copy the file in instead", path, dir, target)
+	}
+	return fi, nil
 }
 
 // hashFile returns the SHA-256 (hex) and length of a file's content.

@@ -1,16 +1,35 @@
 // Package client is the Go client of Atoll's admin API, used by the atoll
-// CLI and by anything that deploys sites programmatically.
+// CLI and by anything that deploys sites programmatically. It imports only
+// the standard library and the vocabulary package atoll, never the server.
 //
-//	c := client.New("http://127.0.0.1:9090", token)
-//	d, err := c.DeployDir(ctx, "./public", "blog", client.DeployOptions{Publish: true})
+//	c := client.New("http://10.0.0.1:9090,http://10.0.0.2:9090", token)
+//	if _, err := c.CreateSite(ctx, "blog", []string{"blog.example.com"}, 0); err != nil {
+//		return err
+//	}
+//	d, err := c.DeployDir(ctx, "./public", "blog", client.DeployOptions{
+//		Publish:      true,                         // false: only finalize (preview URL)
+//		Concurrency:  8,                            // files hashed or uploaded at once
+//		HashCacheDir: client.DefaultHashCacheDir(), // a redeploy re-reads only changed files
+//		Progress: func(p client.Progress) {         // PhaseHash, then PhaseUpload
+//			fmt.Printf("\r%s %d/%d files", p.Phase, p.Files, p.FilesTotal)
+//		},
+//	})
+//	var ae *client.Error
+//	switch {
+//	case errors.As(err, &ae) && ae.Status == http.StatusConflict:
+//		return fmt.Errorf("%s; blobs missing: %v", ae.Message, ae.Missing)
+//	case errors.As(err, &ae):
+//		return fmt.Errorf("HTTP %d: %s", ae.Status, ae.Message)
+//	case err != nil:
+//		return err // no node reachable, or a local file could not be read
+//	}
+//	fmt.Println(d.ID, d.State, d.URL, len(d.Required), "blobs uploaded")
 //
 // Every method takes a context first and maps one API route; see package
 // builder for the routes and their JSON. A non-2xx answer comes back as an
 // *Error carrying the status, the server's one-line message and, for a
-// refused finalize or publish, the missing blob hashes:
-//
-//	var ae *client.Error
-//	if errors.As(err, &ae) && ae.Status == http.StatusConflict { ... ae.Missing ... }
+// refused finalize or publish, the missing blob hashes. The package's
+// Example runs the same calls against a real API.
 //
 // DeployDir is the digest-based deploy the CLI's "atoll deploy DIR" runs:
 // hash every file locally, send the manifest, upload only the blobs the
