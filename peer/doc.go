@@ -23,8 +23,9 @@
 //	POST /v1/peer/apply   body: an encoded raft.Command, forwarded by a
 //	     follower to the leader
 //	     -> 200 ApplyResponse (the log index to wait for); 503 kind
-//	        not_leader on a node that does not lead; 409 or 400 with the
-//	        kind of the state machine's rejection
+//	        not_leader on a node that does not lead; 409 with the kind of
+//	        the state machine's rejection; 400 (kind invalid or unknown)
+//	        for a command it cannot decode; 500 for any other failure
 //	POST /v1/peer/fetch   body: HashList -> 200 FetchResponse: the node
 //	     pulls the blobs from their holders (repair)
 //	GET  /v1/peer/stats   -> 200 Stats: what the node says of itself
