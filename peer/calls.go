@@ -14,7 +14,7 @@ import (
 
 // Apply forwards cmd to the leader at baseURL and returns the log index to
 // wait for. A rejection by the leader's state machine, or a leader that no
-// longer leads, comes back wrapping the sentinel it had there (Kinds:
+// longer leads, comes back wrapping the sentinel it had there (KindOf:
 // atoll.ErrNotFound, raft.ErrNotLeader...), with the leader's message; an
 // answer without a kind is an *Error; no answer, ErrUnreachable.
 func (c *Client) Apply(ctx context.Context, baseURL string, cmd raft.Command) (uint64, error) {
@@ -23,10 +23,10 @@ func (c *Client) Apply(ctx context.Context, baseURL string, cmd raft.Command) (u
 		return 0, err
 	}
 	var out ApplyResponse
-	err = c.call(ctx, http.MethodPost, baseURL, ApplyPath, data, &out)
+	err = c.call(ctx, http.MethodPost, baseURL, ApplyPath, data, "application/octet-stream", &out)
 	var e *Error
 	if errors.As(err, &e) {
-		if s, ok := Kinds[e.Kind]; ok {
+		if s, ok := kinds[e.Kind]; ok {
 			return 0, fmt.Errorf("%w: %s", s, e.Message)
 		}
 	}
@@ -36,7 +36,7 @@ func (c *Client) Apply(ctx context.Context, baseURL string, cmd raft.Command) (u
 // Stats asks the node at baseURL what it says of itself.
 func (c *Client) Stats(ctx context.Context, baseURL string) (Stats, error) {
 	var st Stats
-	err := c.call(ctx, http.MethodGet, baseURL, StatsPath, nil, &st)
+	err := c.call(ctx, http.MethodGet, baseURL, StatsPath, nil, "", &st)
 	return st, err
 }
 
@@ -60,7 +60,7 @@ func (c *Client) Verify(ctx context.Context, baseURL string, hashes []string) er
 // running or last pass.
 func (c *Client) Scrub(ctx context.Context, method, baseURL string, wait time.Duration) (atoll.ScrubStatus, error) {
 	var st atoll.ScrubStatus
-	err := c.call(ctx, method, baseURL, ScrubPath+"?wait="+wait.String(), nil, &st)
+	err := c.call(ctx, method, baseURL, ScrubPath+"?wait="+wait.String(), nil, "", &st)
 	return st, err
 }
 
@@ -78,5 +78,5 @@ func (c *Client) callJSON(ctx context.Context, method, baseURL, path string, in,
 	if err != nil {
 		return err
 	}
-	return c.call(ctx, method, baseURL, path, body, out)
+	return c.call(ctx, method, baseURL, path, body, "application/json", out)
 }

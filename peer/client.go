@@ -101,9 +101,9 @@ func (c *Client) rpc() *http.Client {
 	return defaultClient().RPC
 }
 
-// call sends body (nil: none) to path on the peer at baseURL and decodes
-// the JSON answer into out (if not nil).
-func (c *Client) call(ctx context.Context, method, baseURL, path string, body []byte, out any) error {
+// call sends body (nil: none) of contentType to path on the peer at
+// baseURL and decodes the JSON answer into out (if not nil).
+func (c *Client) call(ctx context.Context, method, baseURL, path string, body []byte, contentType string, out any) error {
 	var r io.Reader
 	if body != nil {
 		r = bytes.NewReader(body)
@@ -111,6 +111,9 @@ func (c *Client) call(ctx context.Context, method, baseURL, path string, body []
 	req, err := http.NewRequestWithContext(ctx, method, endpoint(baseURL, path), r)
 	if err != nil {
 		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", contentType)
 	}
 	resp, err := c.do(c.rpc(), req)
 	if err != nil {

@@ -51,7 +51,7 @@
 // # Errors
 //
 // A non-2xx answer has the body {"error": "<message>"}, plus "kind" on
-// /v1/peer/apply naming the rejection (Kinds). Client returns it as an
+// /v1/peer/apply naming the rejection (KindOf). Client returns it as an
 // *Error, which matches with errors.Is the sentinel its kind names or, for
 // answers without a kind, the one of its status: 404 atoll.ErrNotFound and
 // blobstore.ErrNotFound, 409 atoll.ErrConflict, 400 atoll.ErrInvalid, 507

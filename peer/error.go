@@ -27,7 +27,7 @@ type Error struct {
 	URL        string
 	StatusCode int
 	Message    string // the answer's "error" message, else the start of its body
-	Kind       string // the answer's "kind" (Kinds), "" when it has none
+	Kind       string // the answer's "kind" (KindOf), "" when it has none
 }
 
 func (e *Error) Error() string {
@@ -37,7 +37,7 @@ func (e *Error) Error() string {
 // Is matches the sentinel the answer's kind names or, without a kind, the
 // sentinels of its status (see the package doc).
 func (e *Error) Is(target error) bool {
-	if s, ok := Kinds[e.Kind]; ok {
+	if s, ok := kinds[e.Kind]; ok {
 		return target == s
 	}
 	switch e.StatusCode {
@@ -53,10 +53,10 @@ func (e *Error) Is(target error) bool {
 	return false
 }
 
-// Kinds names on the wire the sentinels a forwarded write can be rejected
+// kinds names on the wire the sentinels a forwarded write can be rejected
 // with, so that the rejection keeps its meaning (404, 409, 400, 503) on the
 // forwarding node.
-var Kinds = map[string]error{
+var kinds = map[string]error{
 	"not_found":  atoll.ErrNotFound,
 	"exists":     atoll.ErrExists,
 	"conflict":   atoll.ErrConflict,
@@ -65,9 +65,12 @@ var Kinds = map[string]error{
 	"unknown":    raft.ErrUnknownCommand,
 }
 
-// KindOf returns the kind of err (a key of Kinds), or "".
+// KindOf returns the name on the wire of the sentinel err wraps, for the
+// "kind" of an ErrorBody: "not_found" (atoll.ErrNotFound), "exists",
+// "conflict", "invalid", "not_leader" (raft.ErrNotLeader) or "unknown"
+// (raft.ErrUnknownCommand); "" for any other error.
 func KindOf(err error) string {
-	for k, s := range Kinds {
+	for k, s := range kinds {
 		if errors.Is(err, s) {
 			return k
 		}

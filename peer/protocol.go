@@ -85,7 +85,7 @@ type Stats struct {
 }
 
 // ErrorBody is the body of every non-2xx answer: the error's message and,
-// on ApplyPath, the kind of rejection (see Kinds).
+// on ApplyPath, the kind of rejection (see KindOf).
 type ErrorBody struct {
 	Error string `json:"error"`
 	Kind  string `json:"kind,omitempty"`
