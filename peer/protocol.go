@@ -134,4 +134,4 @@ func blobURL(baseURL, hash string) string {
 }
 
 // endpoint returns the URL of path on the peer at baseURL.
-func endpoint(baseURL, path string) string { return strings.TrimSuffix(baseURL, "/") + path }
+func endpoint(baseURL, path string) string { return strings.TrimRight(baseURL, "/") + path }
