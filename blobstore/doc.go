@@ -31,8 +31,9 @@
 //     Put's guarantees, verifying the identity bytes against the name and
 //     each variant against the identity as they arrive, and never
 //     compresses anything;
-//   - the peer transfer client, Peer (Push, Fetch, Has), with the wire
-//     constants and types of the peer endpoints that package node serves;
+//   - ImportSmall, for a small blob a node wants in memory at once
+//     (Received), and Present, what a node answers a peer asking which
+//     blobs it holds;
 //   - cache accounting: the bytes every blob takes and when it was last
 //     opened, kept in memory, so that Usage is cheap and EvictLRU can delete
 //     the least recently used copies a node does not need to keep.
@@ -50,14 +51,14 @@
 // where ab is the first two hex digits of the hash. A shard folder is created
 // (and made durable) by the first Put that needs it.
 //
-// What the package must never do: serve HTTP (no handlers: the peer
-// endpoints are node's; blobstore only defines their paths, headers and
-// bodies and is their client), know about raft or the metadata it
-// replicates, or about placement, owners and replication policy. Deciding
-// which blobs a node should hold, which peer to push to or fetch from, which
-// copies are evictable, and replacing corrupt ones belong to package node;
-// blobstore reports what it holds and whether it is intact, and moves one
-// blob between two nodes when told to.
+// What the package must never do: speak HTTP, as a server or a client (the
+// peer protocol that moves blobs between nodes is package peer, built on
+// Export, Import, ImportCache, ImportSmall and Present), know about raft or
+// the metadata it replicates, or about placement, owners and replication
+// policy. Deciding which blobs a node should hold, which peer to push to or
+// fetch from, which copies are evictable, and replacing corrupt ones belong
+// to package node; blobstore reports what it holds and whether it is
+// intact, and stores or exports one blob's transfer when told to.
 //
 // A Store is safe for concurrent use by multiple goroutines, and by one
 // process per directory: two processes sharing a directory are not supported

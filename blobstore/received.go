@@ -11,7 +11,7 @@ import (
 )
 
 // Received is a small blob fetched whole into memory from a peer
-// (Peer.FetchSmall), not yet stored: its transfer header and body. The
+// (ImportSmall), not yet stored: its transfer header and body. The
 // identity bytes have been checked against Hash; the variants have not (a
 // reader checks a variant before serving it, and Store checks them all as
 // Import does). Nothing modifies it once returned.
@@ -55,50 +55,38 @@ func (r *Received) Info() Info {
 // Import: a variant that does not decompress to the identity bytes is
 // dropped, so the Info returned may list fewer variants than r.Info.
 func (r *Received) Store(ctx context.Context, store *Store) (Info, error) {
-	return store.importBlob(ctx, r.Hash, r.Header.String(), bytes.NewReader(r.Body), false)
+	return store.ImportCache(ctx, r.Hash, r.Header.String(), bytes.NewReader(r.Body))
 }
 
-// FetchSmall is FetchCache for a blob its caller wants in memory at once:
-// when the peer's blob has at most maxSize identity bytes (and its answer
-// at most 4*maxSize bytes), the whole answer is read into memory, the
-// identity bytes are checked against hash, and it is returned as a
-// Received without storing anything (the caller stores it, e.g. in the
-// background, with Received.Store). A bigger blob is stored as FetchCache
-// stores it and the Received is nil; so is one the store holds already,
-// whose Info is returned without asking the peer.
+// ImportSmall takes a transfer, as Import does, of a blob its caller wants
+// in memory at once: when the blob has at most maxSize identity bytes (and
+// the transfer at most 4*maxSize bytes), the whole body is read into
+// memory, the identity bytes are checked against hash, and it is returned
+// as a Received without storing anything (the caller stores it, e.g. in
+// the background, with Received.Store). A bigger blob is stored as
+// ImportCache stores it and the Received is nil.
 //
-// The errors are those of FetchCache: ErrNotFound when the peer does not
-// hold the blob, ErrHashMismatch when its identity bytes do not hash to
-// hash, ErrMalformed when its answer does not match its header.
-func (p *Peer) FetchSmall(ctx context.Context, store *Store, baseURL, hash string, maxSize int64) (Info, *Received, error) {
+// The errors are those of ImportCache: ErrInvalidHash for an invalid name,
+// ErrHashMismatch when the identity bytes do not hash to hash, ErrMalformed
+// when the body does not match its header.
+func (s *Store) ImportSmall(ctx context.Context, hash, header string, body io.Reader, maxSize int64) (Info, *Received, error) {
 	if !validHash(hash) {
-		return Info{}, nil, fmt.Errorf("fetch blob %q: %w", hash, ErrInvalidHash)
+		return Info{}, nil, fmt.Errorf("import blob %q: %w", hash, ErrInvalidHash)
 	}
-	if info, err := store.Stat(hash); err == nil {
-		return info, nil, nil
-	}
-	resp, header, err := p.get(ctx, baseURL, hash)
+	hdr, err := ParseBlobHeader(header)
 	if err != nil {
 		return Info{}, nil, err
 	}
-	defer drainClose(resp.Body)
-	hdr, err := ParseBlobHeader(header)
-	if err != nil {
-		return Info{}, nil, fmt.Errorf("fetch blob %s from %s: %w", hash, baseURL, err)
-	}
-	// The variants' lengths come from the peer: one that is not smaller
+	// The variants' lengths come from the sender: one that is not smaller
 	// than the identity bytes is useless but could be huge, so such a
 	// transfer is streamed to disk, never allocated.
 	if hdr.Size > maxSize || hdr.Length() > int64(1+len(encodings))*maxSize {
-		info, err := store.importBlob(ctx, hash, header, resp.Body, false)
-		if err != nil {
-			return Info{}, nil, fmt.Errorf("fetch blob %s from %s: %w", hash, baseURL, err)
-		}
-		return info, nil, nil
+		info, err := s.ImportCache(ctx, hash, header, body)
+		return info, nil, err
 	}
-	r, err := receive(ctx, hash, hdr, resp.Body)
+	r, err := receive(ctx, hash, hdr, body)
 	if err != nil {
-		return Info{}, nil, fmt.Errorf("fetch blob %s from %s: %w", hash, baseURL, err)
+		return Info{}, nil, err
 	}
 	return Info{}, r, nil
 }

@@ -3,13 +3,27 @@ package blobstore
 import (
 	"bytes"
 	"errors"
-	"net/http"
-	"net/http/httptest"
+	"io"
 	"slices"
 	"testing"
 )
 
-func TestFetchSmallHoldsTheBlobInMemory(t *testing.T) {
+// exported returns the transfer of a blob of s, as a peer sends it.
+func exported(t *testing.T, s *Store, hash string) (string, io.Reader) {
+	t.Helper()
+	header, body, _, err := s.Export(hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer body.Close()
+	b, err := io.ReadAll(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return header, bytes.NewReader(b)
+}
+
+func TestImportSmallHoldsTheBlobInMemory(t *testing.T) {
 	src, _ := newTestStore(t)
 	dst, _ := newTestStore(t)
 	body := textBlob(16<<10, 1)
@@ -17,15 +31,14 @@ func TestFetchSmallHoldsTheBlobInMemory(t *testing.T) {
 	if len(info.Variants) == 0 {
 		t.Fatalf("source blob has no variants: %+v", info)
 	}
-	peer := newTestPeer(t, src)
-	client := NewPeer(testKey)
+	header, transfer := exported(t, src, info.Hash)
 
-	_, rec, err := client.FetchSmall(t.Context(), dst, peer.url, info.Hash, 64<<10)
+	_, rec, err := dst.ImportSmall(t.Context(), info.Hash, header, transfer, 64<<10)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if rec == nil {
-		t.Fatal("FetchSmall of a 16 KiB blob with a 64 KiB limit: no Received")
+		t.Fatal("ImportSmall of a 16 KiB blob with a 64 KiB limit: no Received")
 	}
 	if !bytes.Equal(rec.Identity(), body) {
 		t.Errorf("Identity: %d bytes, want the blob's %d", len(rec.Identity()), len(body))
@@ -40,7 +53,7 @@ func TestFetchSmallHoldsTheBlobInMemory(t *testing.T) {
 		t.Errorf("Info variants %v, want %v", got, want)
 	}
 	if dst.Has(info.Hash) {
-		t.Fatal("FetchSmall stored the blob; it must leave that to Received.Store")
+		t.Fatal("ImportSmall stored the blob; it must leave that to Received.Store")
 	}
 
 	stored, err := rec.Store(t.Context(), dst)
@@ -55,14 +68,14 @@ func TestFetchSmallHoldsTheBlobInMemory(t *testing.T) {
 	}
 }
 
-func TestFetchSmallStoresBigBlobs(t *testing.T) {
+func TestImportSmallStoresBigBlobs(t *testing.T) {
 	src, _ := newTestStore(t)
 	dst, _ := newTestStore(t)
 	body := textBlob(100<<10, 2)
 	info := put(t, src, body)
-	peer := newTestPeer(t, src)
+	header, transfer := exported(t, src, info.Hash)
 
-	got, rec, err := NewPeer(testKey).FetchSmall(t.Context(), dst, peer.url, info.Hash, 64<<10)
+	got, rec, err := dst.ImportSmall(t.Context(), info.Hash, header, transfer, 64<<10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,56 +83,39 @@ func TestFetchSmallStoresBigBlobs(t *testing.T) {
 		t.Error("a 100 KiB blob was held in memory with a 64 KiB limit")
 	}
 	if got.Size != int64(len(body)) || !dst.Has(info.Hash) {
-		t.Errorf("FetchSmall of a big blob: %+v, stored %v; want it stored", got, dst.Has(info.Hash))
+		t.Errorf("ImportSmall of a big blob: %+v, stored %v; want it stored", got, dst.Has(info.Hash))
 	}
 }
 
-func TestFetchSmallRefusesBadAnswers(t *testing.T) {
-	src, _ := newTestStore(t)
+func TestImportSmallRefusesBadTransfers(t *testing.T) {
 	body := textBlob(8<<10, 3)
-	info := put(t, src, body)
-	hash := info.Hash
-
-	corrupt := newTestPeer(t, src)
-	corrupt.corrupt.Store(true) // flips a byte of the identity bytes
-
-	// A header whose variant is far bigger than the limit: it must not be
-	// allocated, only streamed (and here refused, the body being short).
-	huge := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set(HeaderBlob, "size=8192; br=1000000000000")
-		w.Write(body)
-	}))
-	t.Cleanup(huge.Close)
-	short := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set(HeaderBlob, "size=8192")
-		w.Write(body[:100])
-	}))
-	t.Cleanup(short.Close)
-	long := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set(HeaderBlob, "size=8192")
-		w.Write(append(append([]byte(nil), body...), 'x'))
-	}))
-	t.Cleanup(long.Close)
+	hash := hashOf(body)
+	corrupt := slices.Clone(body)
+	corrupt[100] ^= 1
 
 	tests := []struct {
-		name string
-		url  string
-		want error
+		name, hash, header string
+		body               []byte
+		want               error
 	}{
-		{"corrupt identity bytes", corrupt.url, ErrHashMismatch},
-		{"variant length beyond the limit", huge.URL, ErrMalformed},
-		{"body shorter than its header", short.URL, ErrMalformed},
-		{"body longer than its header", long.URL, ErrMalformed},
+		{"corrupt identity bytes", hash, "size=8192", corrupt, ErrHashMismatch},
+		// A variant far bigger than the limit must not be allocated, only
+		// streamed (and here refused, the body being short).
+		{"variant length beyond the limit", hash, "size=8192; br=1000000000000", body, ErrMalformed},
+		{"body shorter than its header", hash, "size=8192", body[:100], ErrMalformed},
+		{"body longer than its header", hash, "size=8192", append(slices.Clone(body), 'x'), ErrMalformed},
+		{"header not a transfer header", hash, "eight kilobytes", body, ErrMalformed},
+		{"invalid name", "../etc", "size=8192", body, ErrInvalidHash},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dst, _ := newTestStore(t)
-			_, rec, err := NewPeer(testKey).FetchSmall(t.Context(), dst, tc.url, hash, 64<<10)
+			_, rec, err := dst.ImportSmall(t.Context(), tc.hash, tc.header, bytes.NewReader(tc.body), 64<<10)
 			if !errors.Is(err, tc.want) {
 				t.Errorf("err %v, want %v", err, tc.want)
 			}
 			if rec != nil || dst.Has(hash) {
-				t.Errorf("after a bad answer: Received %v, stored %v; want neither", rec != nil, dst.Has(hash))
+				t.Errorf("after a bad transfer: Received %v, stored %v; want neither", rec != nil, dst.Has(hash))
 			}
 		})
 	}

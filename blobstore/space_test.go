@@ -145,19 +145,6 @@ func TestNoSpaceWrapsTheFileSystemsError(t *testing.T) {
 	}
 }
 
-func TestPushToAFullPeer(t *testing.T) {
-	t.Parallel()
-	local, _ := newTestStore(t)
-	full := openReserved(t, t.TempDir(), fullReserve)
-	peer := newTestPeer(t, full)
-	info := put(t, local, textBlob(8<<10, 24))
-	err := NewPeer(testKey).Push(t.Context(), local, peer.url, info.Hash)
-	var se *StatusError
-	if !errors.Is(err, ErrNoSpace) || !errors.As(err, &se) || se.StatusCode != 507 {
-		t.Errorf("Push to a full peer: %v, want ErrNoSpace and a 507 StatusError", err)
-	}
-}
-
 // TestRealDiskFull fills a real (tmpfs) file system: the write fails with
 // ENOSPC, mapped to ErrNoSpace, with no temp file left, and the store takes
 // writes again once space is freed. It needs root (mount); skipped

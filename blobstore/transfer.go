@@ -48,7 +48,7 @@ import (
 // The hash is not part of the format: it names the blob in the request (the
 // URL path on the wire), and the receiver checks the bytes against it.
 //
-// On the peer protocol (see Peer) the header travels as the HTTP header
+// On the peer protocol (package peer) the header travels as the HTTP header
 // HeaderBlob and the body as the HTTP body, whose Content-Length is
 // BlobHeader.Length.
 

@@ -150,50 +150,90 @@ func New(cfg Config, meta Meta, blobs Blobs) (*API, error) {
 	return &API{cfg: cfg, meta: meta, blobs: blobs, log: log.With("component", "builder"), confirmed: newConfirmations()}, nil
 }
 
-// Register mounts every /v1/sites, /v1/deploys, /v1/blobs and /v1/tokens
-// route on mux. Routes a deploy token may use are behind RequireToken and
-// check the token's site; all others are behind RequireAuth (admin only).
-func (a *API) Register(mux *http.ServeMux) {
-	// What a deploy token may do; see the package doc.
-	const (
-		admin  = iota // admin token only
-		inPath        // the {site} in the path must be the token's site
-		own           // the handler checks the site of what it touches
-	)
-	routes := []struct {
-		pattern string
-		handler http.HandlerFunc
-		scope   int
-	}{
-		{"POST /v1/sites", a.createSite, admin},
-		{"GET /v1/sites", a.listSites, admin},
-		{"GET /v1/sites/{site}", a.getSite, inPath},
-		{"PATCH /v1/sites/{site}", a.updateSite, admin},
-		{"DELETE /v1/sites/{site}", a.deleteSite, admin},
-		{"POST /v1/sites/{site}/deploys", a.createDeploy, inPath},
-		{"GET /v1/sites/{site}/deploys", a.listDeploys, inPath},
-		{"GET /v1/deploys/{id}", a.getDeploy, own},          // a.deploy checks the deploy's site
-		{"POST /v1/deploys/{id}/finalize", a.finalize, own}, // idem
-		{"POST /v1/deploys/{id}/publish", a.publish, own},   // idem
-		{"PUT /v1/blobs/{hash}", a.putBlob, own},            // content-addressed, never read back: any site may add
-		{"POST /v1/tokens", a.createToken, admin},
-		{"GET /v1/tokens", a.listTokens, admin},
-		{"DELETE /v1/tokens/{id}", a.revokeToken, admin},
-		{"PUT /v1/sites/{site}/certs/{domain}", a.putCert, admin}, // certs.go
-		{"GET /v1/sites/{site}/certs", a.listCerts, admin},
-		{"DELETE /v1/sites/{site}/certs/{domain}", a.deleteCert, admin},
+// Scope is who may call a route of a node's API. The table of routes
+// (Routes here, node's for the whole listener) names one for each route,
+// and the function that registers the table puts the scope's guard in
+// front of the handler. The zero Scope is no scope: registering it panics,
+// so a route cannot be left open by omission.
+type Scope int
+
+// Scopes. Builder's routes use Admin, Site and Token; node's own routes add
+// Public, Peer and AdminOrPeer, whose guards are node's (see Guard).
+const (
+	Public      Scope = iota + 1 // anyone (health, readiness, metrics)
+	Admin                        // the admin token only (RequireAuth)
+	Site                         // a deploy token whose site is the {site} of the path, or the admin (RequireSite)
+	Token                        // any valid token; the handler checks the site of what it touches (RequireToken)
+	Peer                         // another node: the cluster key (and a cluster TLS certificate)
+	AdminOrPeer                  // the admin token, or the cluster key of a node joining by itself
+)
+
+var scopeNames = [...]string{Public: "public", Admin: "admin", Site: "site", Token: "token", Peer: "peer", AdminOrPeer: "admin-or-peer"}
+
+func (s Scope) String() string {
+	if s > 0 && int(s) < len(scopeNames) {
+		return scopeNames[s]
 	}
-	for _, r := range routes {
-		var h http.Handler = r.handler
-		switch r.scope {
-		case admin:
-			h = a.RequireAuth(h)
-		case inPath:
-			h = a.RequireToken(sitePathScope(h))
-		case own:
-			h = a.RequireToken(h)
-		}
-		mux.Handle(r.pattern, h)
+	return fmt.Sprintf("Scope(%d)", int(s))
+}
+
+// Route is one endpoint: a request with Method whose path matches Pattern
+// (a net/http pattern path) goes to Handler, behind Scope's guard.
+type Route struct {
+	Method  string
+	Pattern string
+	Scope   Scope
+	Handler http.Handler
+}
+
+// Routes returns every /v1/sites, /v1/deploys, /v1/blobs and /v1/tokens
+// route, each with the scope it needs (what a deploy token may do: see the
+// package doc). It registers nothing: node mounts them in its table,
+// Register alone.
+func (a *API) Routes() []Route {
+	return []Route{
+		{"POST", "/v1/sites", Admin, http.HandlerFunc(a.createSite)},
+		{"GET", "/v1/sites", Admin, http.HandlerFunc(a.listSites)},
+		{"GET", "/v1/sites/{site}", Site, http.HandlerFunc(a.getSite)},
+		{"PATCH", "/v1/sites/{site}", Admin, http.HandlerFunc(a.updateSite)},
+		{"DELETE", "/v1/sites/{site}", Admin, http.HandlerFunc(a.deleteSite)},
+		{"POST", "/v1/sites/{site}/deploys", Site, http.HandlerFunc(a.createDeploy)},
+		{"GET", "/v1/sites/{site}/deploys", Site, http.HandlerFunc(a.listDeploys)},
+		{"GET", "/v1/deploys/{id}", Token, http.HandlerFunc(a.getDeploy)},          // a.deploy checks the deploy's site
+		{"POST", "/v1/deploys/{id}/finalize", Token, http.HandlerFunc(a.finalize)}, // idem
+		{"POST", "/v1/deploys/{id}/publish", Token, http.HandlerFunc(a.publish)},   // idem
+		{"PUT", "/v1/blobs/{hash}", Token, http.HandlerFunc(a.putBlob)},            // content-addressed, never read back: any site may add
+		{"POST", "/v1/tokens", Admin, http.HandlerFunc(a.createToken)},
+		{"GET", "/v1/tokens", Admin, http.HandlerFunc(a.listTokens)},
+		{"DELETE", "/v1/tokens/{id}", Admin, http.HandlerFunc(a.revokeToken)},
+		{"PUT", "/v1/sites/{site}/certs/{domain}", Admin, http.HandlerFunc(a.putCert)}, // certs.go
+		{"GET", "/v1/sites/{site}/certs", Admin, http.HandlerFunc(a.listCerts)},
+		{"DELETE", "/v1/sites/{site}/certs/{domain}", Admin, http.HandlerFunc(a.deleteCert)},
+	}
+}
+
+// Guard returns h behind the guard of s, for the scopes the API checks
+// itself: Public (none), Admin, Site and Token. It panics on any other:
+// their guards belong to whoever registers such routes (node).
+func (a *API) Guard(s Scope, h http.Handler) http.Handler {
+	switch s {
+	case Public:
+		return h
+	case Admin:
+		return a.RequireAuth(h)
+	case Site:
+		return a.RequireSite(h)
+	case Token:
+		return a.RequireToken(h)
+	}
+	panic(fmt.Sprintf("builder: no guard for scope %v", s))
+}
+
+// Register mounts Routes on mux, each behind Guard: the builder API on its
+// own, as tests serve it. A node mounts them in its own table instead.
+func (a *API) Register(mux *http.ServeMux) {
+	for _, r := range a.Routes() {
+		mux.Handle(r.Method+" "+r.Pattern, a.Guard(r.Scope, r.Handler))
 	}
 }
 
@@ -291,16 +331,16 @@ func (a *API) authenticate(token string) (Caller, bool, error) {
 	return Caller{Site: t.Site, TokenID: t.ID}, true, nil
 }
 
-// sitePathScope refuses a deploy token whose site is not the {site} of the
-// path, before the handler reads anything.
-func sitePathScope(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// RequireSite is RequireToken that refuses, with a 403 before the handler
+// reads anything, a deploy token whose site is not the {site} of the path.
+func (a *API) RequireSite(next http.Handler) http.Handler {
+	return a.RequireToken(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if c, _ := CallerFrom(r.Context()); !c.mayTouch(r.PathValue("site")) {
 			forbidden(w, c)
 			return
 		}
 		next.ServeHTTP(w, r)
-	})
+	}))
 }
 
 // scopeError is the 403 for a deploy token used outside its site.

@@ -1,9 +1,11 @@
 // Package builder is Atoll's builder API: the net/http handlers through which
 // builders create sites, upload deploys, publish them and roll back. Their
 // JSON shapes are the atoll package's wire types, which node's own routes
-// and the Go client in builder/client share. node mounts it with Register next to its admin routes
-// (/v1/status, /v1/nodes), reusing RequireAuth (admin only), WriteJSON and
-// WriteError.
+// and the Go client in builder/client share. The API exports its routes as
+// data (Routes: method, pattern, Scope, handler); node mounts them in its
+// one route table next to its admin and peer routes, putting each behind
+// its scope's guard (Guard, RequireAuth, RequireSite, RequireToken), and
+// reuses WriteJSON and WriteError. Register mounts them alone, for tests.
 //
 // The package reads and writes replicated metadata only through Meta (raft
 // commands in, FSM reads out) and file contents only through Blobs (node

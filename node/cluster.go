@@ -3,8 +3,6 @@ package node
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,8 +14,8 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/atoll-hosting/atoll/blobstore"
 	"github.com/atoll-hosting/atoll/builder"
+	"github.com/atoll-hosting/atoll/peer"
 	"github.com/atoll-hosting/atoll/raft"
 )
 
@@ -86,6 +84,9 @@ func (n *Node) nodeByID(id string) (atoll.Node, bool) {
 	return atoll.Node{}, false
 }
 
+// applyBackoff paces the retries of a write while there is no leader.
+var applyBackoff = peer.Backoff{First: 50 * time.Millisecond, Max: 500 * time.Millisecond}
+
 // apply replicates cmd through the leader: directly when this node leads,
 // else forwarded to the leader's peer endpoint. While there is no leader
 // (an election) it retries until ctx ends or 15 s pass; commands are
@@ -95,27 +96,23 @@ func (n *Node) nodeByID(id string) (atoll.Node, bool) {
 func (n *Node) apply(ctx context.Context, cmd raft.Command) error {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	var last error
-	for {
-		index, err := n.applyOnce(ctx, cmd)
-		if err == nil {
-			if index > 0 {
-				if err := n.store.WaitApplied(ctx, index); err != nil {
-					return fmt.Errorf("wait for own write: %w", err)
-				}
-			}
-			return nil
-		}
-		if !errors.Is(err, raft.ErrNotLeader) && !errors.Is(err, ErrNoLeader) {
-			return err
-		}
-		last = err
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w: %v", raft.ErrNotLeader, last)
-		case <-time.After(100 * time.Millisecond):
+	noLeader := func(err error) bool { return errors.Is(err, raft.ErrNotLeader) || errors.Is(err, ErrNoLeader) }
+	var index uint64
+	err := applyBackoff.Retry(ctx, noLeader, func(ctx context.Context) (err error) {
+		index, err = n.applyOnce(ctx, cmd)
+		return err
+	})
+	switch {
+	case err != nil && noLeader(err):
+		return fmt.Errorf("%w: %v", raft.ErrNotLeader, err)
+	case err != nil:
+		return err
+	case index > 0:
+		if err := n.store.WaitApplied(ctx, index); err != nil {
+			return fmt.Errorf("wait for own write: %w", err)
 		}
 	}
+	return nil
 }
 
 // applyOnce makes one attempt; it returns the index to wait for when the
@@ -129,113 +126,11 @@ func (n *Node) applyOnce(ctx context.Context, cmd raft.Command) (uint64, error) 
 	if !ok || leader.APIAddr == "" {
 		return 0, fmt.Errorf("%w: leader %q not in the node table", ErrNoLeader, n.store.LeaderID())
 	}
-	data, err := raft.Encode(cmd)
-	if err != nil {
-		return 0, err
-	}
-	var out applyResponse
-	if err := n.peerJSON(ctx, http.MethodPost, leader.APIAddr, "/v1/peer/apply", bytes.NewReader(data), &out); err != nil {
-		var pe *peerError
-		if errors.As(err, &pe) {
-			return 0, pe.asRaftError()
-		}
+	index, err := n.peer.Apply(ctx, n.peerURL(leader.APIAddr), cmd)
+	if errors.Is(err, peer.ErrUnreachable) {
 		return 0, fmt.Errorf("%w: forward to %s: %v", ErrNoLeader, leader.ID, err)
 	}
-	return out.Index, nil
-}
-
-type applyResponse struct {
-	Index uint64 `json:"index"`
-}
-
-// applyErrorKinds names the raft sentinels on the wire, so a forwarded
-// write's rejection keeps its meaning (404, 409, 400) on the forwarding
-// node.
-var applyErrorKinds = map[string]error{
-	"not_found":  atoll.ErrNotFound,
-	"exists":     atoll.ErrExists,
-	"conflict":   atoll.ErrConflict,
-	"invalid":    atoll.ErrInvalid,
-	"not_leader": raft.ErrNotLeader,
-	"unknown":    raft.ErrUnknownCommand,
-}
-
-func errorKind(err error) string {
-	for k, s := range applyErrorKinds {
-		if errors.Is(err, s) {
-			return k
-		}
-	}
-	return ""
-}
-
-// peerError is a non-2xx answer of a peer endpoint.
-type peerError struct {
-	Status  int    `json:"-"`
-	Message string `json:"error"`
-	Kind    string `json:"kind,omitempty"`
-}
-
-func (e *peerError) Error() string { return fmt.Sprintf("peer answered %d: %s", e.Status, e.Message) }
-
-// asRaftError turns a forwarded rejection back into the raft sentinel it
-// was on the leader.
-func (e *peerError) asRaftError() error {
-	if s, ok := applyErrorKinds[e.Kind]; ok {
-		return fmt.Errorf("%w: %s", s, e.Message)
-	}
-	return e
-}
-
-// peerJSON calls a peer endpoint at addr (host:port of its API) with the
-// cluster key and decodes a JSON answer into out (if not nil).
-func (n *Node) peerJSON(ctx context.Context, method, addr, path string, body io.Reader, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, n.peerURL(addr)+path, body)
-	if err != nil {
-		return err
-	}
-	req.Header.Set(blobstore.HeaderClusterKey, n.cfg.ClusterKey)
-	resp, err := n.peerHTTP.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		pe := &peerError{Status: resp.StatusCode}
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		if json.Unmarshal(b, pe) != nil || pe.Message == "" {
-			pe.Message = string(bytes.TrimSpace(b))
-		}
-		return pe
-	}
-	if out == nil {
-		return nil
-	}
-	return json.NewDecoder(resp.Body).Decode(out)
-}
-
-// requirePeer lets a request through only with the cluster key.
-func (n *Node) requirePeer(next http.HandlerFunc) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if n.cfg.ClusterKey == "" {
-			builder.WriteError(w, http.StatusForbidden, "peer traffic is disabled on this node: start it with --cluster-key")
-			return
-		}
-		if !n.peerCertOK(r) {
-			refusePeerCert(w)
-			return
-		}
-		if !n.clusterKeyOK(r) {
-			builder.WriteError(w, http.StatusForbidden, "missing or wrong cluster key")
-			return
-		}
-		next(w, r)
-	})
-}
-
-func (n *Node) clusterKeyOK(r *http.Request) bool {
-	got := r.Header.Get(blobstore.HeaderClusterKey)
-	return n.cfg.ClusterKey != "" && subtle.ConstantTimeCompare([]byte(got), []byte(n.cfg.ClusterKey)) == 1
+	return index, err
 }
 
 // handlePeerApply applies a command forwarded by another node. It must
@@ -248,7 +143,7 @@ func (n *Node) handlePeerApply(w http.ResponseWriter, r *http.Request) {
 	}
 	cmd, err := raft.Decode(data)
 	if err != nil {
-		writePeerError(w, http.StatusBadRequest, err)
+		peer.WriteError(w, http.StatusBadRequest, err)
 		return
 	}
 	index, err := n.store.ApplyIndex(r.Context(), cmd)
@@ -256,17 +151,13 @@ func (n *Node) handlePeerApply(w http.ResponseWriter, r *http.Request) {
 		status := http.StatusConflict
 		if errors.Is(err, raft.ErrNotLeader) {
 			status = http.StatusServiceUnavailable
-		} else if errorKind(err) == "" {
+		} else if peer.KindOf(err) == "" {
 			status = http.StatusInternalServerError
 		}
-		writePeerError(w, status, err)
+		peer.WriteError(w, status, err)
 		return
 	}
-	builder.WriteJSON(w, http.StatusOK, applyResponse{Index: index})
-}
-
-func writePeerError(w http.ResponseWriter, status int, err error) {
-	builder.WriteJSON(w, status, peerError{Message: err.Error(), Kind: errorKind(err)})
+	builder.WriteJSON(w, http.StatusOK, peer.ApplyResponse{Index: index})
 }
 
 // prefetchPublished starts a background prefetch of every newly published

@@ -48,8 +48,12 @@
 // the census and its own hand-over to move its blobs; remove is refused
 // while a referenced blob has no copy on another core node.
 //
-// Peer traffic (peer.go: blob push/fetch, has, apply, fetch, stats) needs
-// the cluster key; a builder token never opens it.
+// Routes (routes.go): one table names every endpoint of the API listener
+// (builder's routes, the admin routes, the peer protocol, profiles and
+// probes) with its scope; mount puts each scope's guard in front of its
+// handlers. Peer traffic (package peer: blob push/fetch, has, apply,
+// fetch, stats, scrub, verify) needs the cluster key; a builder token
+// never opens it. Every call to another node goes through peer.Client.
 //
 // Scrub (scrub.go): every node re-hashes the blobs it holds, at most
 // ScrubRate bytes per second, a full pass every ScrubInterval (resumed

@@ -21,8 +21,9 @@ import (
 	"github.com/atoll-hosting/atoll/serve"
 )
 
-// startAPI binds the API listener and serves the builder API plus the
-// node's own admin routes on it.
+// startAPI binds the API listener and serves on it the table of routes
+// (routes.go): the builder API, the node's own admin routes, the peer
+// protocol, profiles and probes.
 func (n *Node) startAPI() error {
 	ln, err := net.Listen("tcp", n.cfg.APIAddr)
 	if err != nil {
@@ -54,21 +55,9 @@ func (n *Node) startAPI() error {
 		return fmt.Errorf("builder api: %w", err)
 	}
 
+	n.table = n.routes(api) // routes.go
 	mux := http.NewServeMux()
-	api.Register(mux)
-	mux.Handle("GET /v1/status", api.RequireAuth(http.HandlerFunc(n.handleStatus)))
-	mux.Handle("GET /v1/nodes", api.RequireAuth(http.HandlerFunc(n.handleNodes)))
-	n.registerMembership(mux, api.RequireAuth)
-	n.registerScrub(mux, api.RequireAuth)
-	n.registerSnapshot(mux, api.RequireAuth) // snapshot.go
-	registerDebug(mux, api.RequireAuth)      // debug.go
-	n.registerPeer(mux)
-	mux.HandleFunc("GET /healthz", n.handleHealth)
-	mux.HandleFunc("GET /readyz", n.handleReady)
-	mux.HandleFunc("GET /metrics", n.handleMetrics)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		builder.WriteError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
-	})
+	n.mount(mux, api, n.table)
 
 	n.api = &http.Server{
 		Handler:           paced(n.cfg.HTTPLimits, mux), // body deadlines, limits.go
@@ -181,8 +170,8 @@ func (n *Node) lastReport(ctx context.Context) *atoll.RepairReport {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	var st peerStats
-	if err := n.peerJSON(ctx, http.MethodGet, leader.APIAddr, "/v1/peer/stats", nil, &st); err != nil || st.Repair == nil {
+	st, err := n.peer.Stats(ctx, n.peerURL(leader.APIAddr))
+	if err != nil || st.Repair == nil {
 		return nil
 	}
 	return st.Repair
@@ -254,8 +243,8 @@ func (n *Node) notReady(ctx context.Context, askLeader bool) string {
 		}
 		ctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
-		var st peerStats
-		if err := n.peerJSON(ctx, http.MethodGet, leader.APIAddr, "/v1/peer/stats", nil, &st); err != nil {
+		st, err := n.peer.Stats(ctx, n.peerURL(leader.APIAddr))
+		if err != nil {
 			return "leader unreachable: " + err.Error()
 		}
 		commit = max(commit, st.CommitIndex)

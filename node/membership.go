@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,35 +15,10 @@ import (
 	"time"
 
 	"github.com/atoll-hosting/atoll"
-	"github.com/atoll-hosting/atoll/blobstore"
 	"github.com/atoll-hosting/atoll/builder"
+	"github.com/atoll-hosting/atoll/peer"
 	"github.com/atoll-hosting/atoll/raft"
 )
-
-func (n *Node) registerMembership(mux *http.ServeMux, auth func(http.Handler) http.Handler) {
-	mux.Handle("POST /v1/nodes", n.adminOrPeer(auth, n.onLeader(n.handleJoin)))
-	mux.Handle("POST /v1/nodes/{id}/drain", auth(n.onLeader(n.handleDrain)))
-	mux.Handle("GET /v1/nodes/{id}/drain", auth(http.HandlerFunc(n.handleDrainStatus)))
-	mux.Handle("DELETE /v1/nodes/{id}", auth(n.onLeader(n.handleRemove)))
-	mux.Handle("POST /v1/repair", auth(n.onLeader(n.handleRepair)))
-}
-
-// adminOrPeer admits a request carrying the cluster key (a node joining by
-// itself) or else whatever auth admits (an operator's token).
-func (n *Node) adminOrPeer(auth func(http.Handler) http.Handler, next http.Handler) http.Handler {
-	withAuth := auth(next)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if n.clusterKeyOK(r) {
-			if !n.peerCertOK(r) {
-				refusePeerCert(w)
-				return
-			}
-			next.ServeHTTP(w, r)
-			return
-		}
-		withAuth.ServeHTTP(w, r)
-	})
-}
 
 // onLeader runs h on the Raft leader: here if this node leads, else by
 // proxying the request, unchanged, to the leader's API.
@@ -223,15 +197,13 @@ func (n *Node) drainStatus(ctx context.Context, nd atoll.Node) atoll.DrainStatus
 	return st
 }
 
-func (n *Node) statsOf(ctx context.Context, nd atoll.Node) (peerStats, error) {
+func (n *Node) statsOf(ctx context.Context, nd atoll.Node) (peer.Stats, error) {
 	if nd.ID == n.cfg.ID {
 		return n.localStats(), nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	var st peerStats
-	err := n.peerJSON(ctx, http.MethodGet, nd.APIAddr, "/v1/peer/stats", nil, &st)
-	return st, err
+	return n.peer.Stats(ctx, n.peerURL(nd.APIAddr))
 }
 
 // handleRemove takes a node out of Raft and the node table. Unless
@@ -386,55 +358,45 @@ func writeApplyError(w http.ResponseWriter, err error) {
 	builder.WriteError(w, status, err.Error())
 }
 
+// joinBackoff paces a node's attempts to join while the cluster is
+// unreachable or electing.
+var joinBackoff = peer.Backoff{First: 250 * time.Millisecond, Max: 2 * time.Second}
+
 // join asks the cluster at cfg.Join to add this node, retrying while the
-// cluster is unreachable or electing, for up to a minute.
+// cluster is unreachable or electing, for up to a minute. A certificate
+// refused either way is not retried: it is a setup error.
 func (n *Node) join(ctx context.Context) error {
 	self := n.self()
-	body, _ := json.Marshal(atoll.JoinRequest{ID: self.ID, Role: self.Role, RaftAddr: self.RaftAddr, APIAddr: self.APIAddr, HTTPAddr: self.HTTPAddr})
+	req := atoll.JoinRequest{ID: self.ID, Role: self.Role, RaftAddr: self.RaftAddr, APIAddr: self.APIAddr, HTTPAddr: self.HTTPAddr}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	url := strings.TrimRight(n.cfg.Join, "/") + "/v1/nodes"
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-		if err != nil {
-			return fmt.Errorf("join %s: %w", n.cfg.Join, err)
+	retryable := func(err error) bool {
+		var e *peer.Error
+		if errors.As(err, &e) {
+			return e.StatusCode == http.StatusServiceUnavailable
 		}
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set(blobstore.HeaderClusterKey, n.cfg.ClusterKey)
-		resp, err := n.peerHTTP.Do(req)
-		if isTLSRefusal(err) {
-			return fmt.Errorf("join %s: %w", n.cfg.Join, err) // retrying will not help
-		}
-		if err == nil {
-			msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-			resp.Body.Close()
-			switch {
-			case resp.StatusCode/100 == 2:
-				n.log.Info("joined cluster", "via", n.cfg.Join)
-				return nil
-			case resp.StatusCode != http.StatusServiceUnavailable:
-				return fmt.Errorf("join %s: %s: %s", n.cfg.Join, resp.Status, bytes.TrimSpace(msg))
-			}
-			err = fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(msg))
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("join %s: %v", n.cfg.Join, err)
-		case <-time.After(500 * time.Millisecond):
-		}
+		return errors.Is(err, peer.ErrUnreachable) && !isTLSRefusal(err)
 	}
+	err := joinBackoff.Retry(ctx, retryable, func(ctx context.Context) error {
+		return n.peer.Join(ctx, n.cfg.Join, req)
+	})
+	if err != nil {
+		return fmt.Errorf("join %s: %w", n.cfg.Join, err)
+	}
+	n.log.Info("joined cluster", "via", n.cfg.Join)
+	return nil
 }
 
 // fanOutStats asks every node for its stats, concurrently.
-func (n *Node) fanOutStats(ctx context.Context, nodes []atoll.Node) map[string]peerStats {
+func (n *Node) fanOutStats(ctx context.Context, nodes []atoll.Node) map[string]peer.Stats {
 	var mu sync.Mutex
-	out := make(map[string]peerStats, len(nodes))
+	out := make(map[string]peer.Stats, len(nodes))
 	var wg sync.WaitGroup
 	for _, nd := range nodes {
 		wg.Go(func() {
 			st, err := n.statsOf(ctx, nd)
 			if err != nil {
-				st = peerStats{ID: nd.ID, RaftState: "unreachable"}
+				st = peer.Stats{ID: nd.ID, RaftState: "unreachable"}
 			}
 			mu.Lock()
 			out[nd.ID] = st

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/atoll-hosting/atoll/blobstore"
 	"github.com/atoll-hosting/atoll/builder"
+	"github.com/atoll-hosting/atoll/peer"
 	"github.com/atoll-hosting/atoll/raft"
 	"github.com/atoll-hosting/atoll/serve"
 )
@@ -207,15 +209,16 @@ type Node struct {
 	apiLn   net.Listener
 	httpLn  net.Listener
 	api     *http.Server
+	table   []builder.Route // every route of api, with its scope (routes.go)
 	http    *fasthttp.Server
 	started time.Time
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
 
-	peer     *blobstore.Peer // blob transfer to and from other nodes
-	peerHTTP *http.Client    // other peer calls (apply, stats, fetch)
-	tls      *clusterTLS     // nil without cluster TLS; see tls.go
+	peer     *peer.Client // calls to other nodes (peer)
+	peerHTTP *http.Client // peer.RPC: calls other than blob transfers
+	tls      *clusterTLS  // nil without cluster TLS; see tls.go
 
 	httpsLn   net.Listener // the edge's HTTPS listener, nil without --https-addr
 	siteCerts *certCache   // certificates the HTTPS edge serves, by SNI
@@ -255,14 +258,14 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		log:        cfg.Logger.With("component", "node"),
 		started:    time.Now(),
 		edgeUp:     make(chan struct{}),
-		peer:       blobstore.NewPeer(cfg.ClusterKey),
-		peerHTTP:   &http.Client{Timeout: time.Minute},
+		peer:       peer.New(cfg.ClusterKey),
 		confirmed:  make(map[string]struct{}),
 		evictWake:  make(chan struct{}, 1),
 		repairWake: make(chan struct{}, 1),
 		unrefSince: make(map[string]time.Time),
 		prefetched: make(map[string]bool),
 	}
+	n.peerHTTP = n.peer.RPC // setupTLS puts it on the cluster's TLS
 	n.drainLeft.Store(-1)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	defer func() {
@@ -592,6 +595,11 @@ func (n *Node) Store() *raft.Store { return n.store }
 
 // LocalBlobs returns the node's local blob store.
 func (n *Node) LocalBlobs() *blobstore.Store { return n.blobs }
+
+// Routes returns the table of the API listener's routes (routes.go), with
+// their scopes: what a security review reads, and what tests walk to
+// check every guard.
+func (n *Node) Routes() []builder.Route { return slices.Clone(n.table) }
 
 // InNodeTable reports whether the replicated node table lists this node.
 func (n *Node) InNodeTable() bool {

@@ -1,11 +1,8 @@
 package node
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"slices"
 	"sync"
@@ -336,17 +333,8 @@ func (n *Node) pull(ctx context.Context, nd atoll.Node, hashes []string) (int, e
 		}
 		return got, nil
 	}
-	var out fetchResponse
-	err := n.peerJSON(ctx, http.MethodPost, nd.APIAddr, "/v1/peer/fetch", jsonBody(hashList{Hashes: hashes}), &out)
+	out, err := n.peer.Pull(ctx, n.peerURL(nd.APIAddr), hashes)
 	return out.Fetched, err
-}
-
-func jsonBody(v any) io.Reader {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(err) // only plain structs are passed
-	}
-	return bytes.NewReader(b)
 }
 
 // handleRepair runs a census now and answers its report.

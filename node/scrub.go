@@ -19,6 +19,7 @@ import (
 
 	"github.com/atoll-hosting/atoll/blobstore"
 	"github.com/atoll-hosting/atoll/builder"
+	"github.com/atoll-hosting/atoll/peer"
 )
 
 // Scrub: every node re-reads the blobs it holds and checks them against
@@ -404,19 +405,10 @@ func (n *Node) reportCorrupt(src atoll.Node, hash string) {
 		defer n.wg.Done()
 		ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
 		defer cancel()
-		err := n.peerJSON(ctx, http.MethodPost, src.APIAddr, "/v1/peer/verify", jsonBody(hashList{Hashes: []string{hash}}), nil)
-		if err != nil {
+		if err := n.peer.Verify(ctx, n.peerURL(src.APIAddr), []string{hash}); err != nil {
 			n.log.Warn("scrub: report a corrupt copy to its holder", "blob", hash, "node", src.ID, "err", err)
 		}
 	}()
-}
-
-func (n *Node) registerScrub(mux *http.ServeMux, auth func(http.Handler) http.Handler) {
-	mux.Handle("POST /v1/nodes/{id}/scrub", auth(http.HandlerFunc(n.handleScrub)))
-	mux.Handle("GET /v1/nodes/{id}/scrub", auth(http.HandlerFunc(n.handleScrub)))
-	mux.Handle("POST /v1/peer/scrub", n.requirePeer(n.handlePeerScrub))
-	mux.Handle("GET /v1/peer/scrub", n.requirePeer(n.handlePeerScrub))
-	mux.Handle("POST /v1/peer/verify", n.requirePeer(n.handlePeerVerify))
 }
 
 // handleScrub serves POST (start a pass, wait up to ?wait=, default 20s)
@@ -439,12 +431,11 @@ func (n *Node) handleScrub(w http.ResponseWriter, r *http.Request) {
 		builder.WriteError(w, http.StatusNotFound, fmt.Sprintf("no node %q in the cluster", id))
 		return
 	}
-	var st atoll.ScrubStatus
-	path := "/v1/peer/scrub?wait=" + wait.String()
-	if err := n.peerJSON(r.Context(), r.Method, nd.APIAddr, path, nil, &st); err != nil {
-		var pe *peerError
+	st, err := n.peer.Scrub(r.Context(), r.Method, n.peerURL(nd.APIAddr), wait)
+	if err != nil {
+		var pe *peer.Error
 		if errors.As(err, &pe) {
-			builder.WriteError(w, pe.Status, fmt.Sprintf("node %s: %s", id, pe.Message))
+			builder.WriteError(w, pe.StatusCode, fmt.Sprintf("node %s: %s", id, pe.Message))
 			return
 		}
 		builder.WriteError(w, http.StatusBadGateway, fmt.Sprintf("node %s unreachable: %v", id, err))

@@ -38,11 +38,6 @@ import (
 // pass is woken so the census reports any blob the restored deploys need
 // and no node holds.
 
-func (n *Node) registerSnapshot(mux *http.ServeMux, auth func(http.Handler) http.Handler) {
-	mux.Handle("GET /v1/snapshot", auth(http.HandlerFunc(n.handleSnapshotSave)))
-	mux.Handle("POST /v1/snapshot/restore", auth(n.onLeader(n.handleSnapshotRestore)))
-}
-
 func (n *Node) handleSnapshotSave(w http.ResponseWriter, r *http.Request) {
 	b, err := n.store.Backup()
 	if err != nil {

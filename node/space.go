@@ -15,7 +15,7 @@ import (
 //   - an upload refused by this node's disk names the node (the builder
 //     API answers 507 Insufficient Storage with the message);
 //   - a push to an owner whose disk is full is answered 507 by the owner
-//     (peer.go) and counts as a failed copy; an upload that reaches fewer
+//     (peer.PutBlobHandler) and counts as a failed copy; an upload that reaches fewer
 //     than a majority of its owners fails, with 507 when a full disk was
 //     among the reasons, else 503 (builder.ErrUnavailable);
 //   - reads never need space: the edge keeps serving what the node holds,

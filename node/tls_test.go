@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/atoll-hosting/atoll/blobstore"
 	"github.com/atoll-hosting/atoll/node"
 	"github.com/atoll-hosting/atoll/node/nodetest"
+	"github.com/atoll-hosting/atoll/peer"
 )
 
 // httpsGet fetches path from an HTTPS edge with SNI and Host set to host,
@@ -158,7 +158,7 @@ func TestTLSPeerCallsNeedAClientCertificate(t *testing.T) {
 		{"key without cert: blob fetch", none, "GET", blob, nodetest.Key, "", 403, "client certificate"},
 		{"key without cert: apply", none, "POST", "/v1/peer/apply", nodetest.Key, "", 403, "client certificate"},
 		{"key without cert: stats", none, "GET", "/v1/peer/stats", nodetest.Key, "", 403, "client certificate"},
-		{"key without cert: has", none, "POST", blobstore.PeerHasPath, nodetest.Key, "", 403, "client certificate"},
+		{"key without cert: has", none, "POST", peer.HasPath, nodetest.Key, "", 403, "client certificate"},
 		{"key without cert: join", none, "POST", "/v1/nodes", nodetest.Key, "", 403, "client certificate"},
 		{"foreign cert: blob fetch", foreign, "GET", blob, nodetest.Key, "", 0, ""},
 		{"foreign cert: join", foreign, "POST", "/v1/nodes", nodetest.Key, "", 0, ""},
@@ -170,7 +170,7 @@ func TestTLSPeerCallsNeedAClientCertificate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			req, _ := http.NewRequest(tc.method, api+tc.path, strings.NewReader("{}"))
 			if tc.key != "" {
-				req.Header.Set(blobstore.HeaderClusterKey, tc.key)
+				req.Header.Set(peer.HeaderClusterKey, tc.key)
 			}
 			if tc.token != "" {
 				req.Header.Set("Authorization", "Bearer "+tc.token)

@@ -1,0 +1,137 @@
+package peer
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Client is the client of the peer protocol. A Client is safe for
+// concurrent use.
+//
+// Every call sends Key as HeaderClusterKey. Blob transfers (Push, Fetch,
+// FetchCache, FetchSmall, Has) go through HTTP and are bounded by the ctx
+// of each call; the client's own timeouts bound only connecting and the
+// wait for an answer's header. The other calls go through RPC, whose
+// answers may come only after long work on the peer (a repair pull, a
+// scrub pass). A nil HTTP or RPC uses a client shared by the process with
+// New's settings.
+type Client struct {
+	HTTP *http.Client
+	RPC  *http.Client
+	Key  string
+}
+
+// Timeouts of New's clients.
+const (
+	dialTimeout           = 2 * time.Second
+	responseHeaderTimeout = 10 * time.Second
+	idleConnsPerHost      = 32
+	rpcTimeout            = time.Minute
+)
+
+// New returns a Client that sends key. Its HTTP client dials with a 2 s
+// timeout, waits at most 10 s for an answer's header (which a PUT gets only
+// after the receiver fsynced the blob), uses no proxy from the environment
+// (peer traffic stays inside the cluster) and keeps up to 32 idle
+// connections per peer, since repair pushes many blobs to few peers at
+// once; it has no overall timeout: bound each call with its ctx. Its RPC
+// client gives each call a minute.
+func New(key string) *Client {
+	dialer := &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
+	tr := &http.Transport{
+		DialContext:           dialer.DialContext,
+		ForceAttemptHTTP2:     false,
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   idleConnsPerHost,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   5 * time.Second,
+		ResponseHeaderTimeout: responseHeaderTimeout,
+		ExpectContinueTimeout: time.Second,
+	}
+	return &Client{HTTP: &http.Client{Transport: tr}, RPC: &http.Client{Timeout: rpcTimeout}, Key: key}
+}
+
+// defaultClient serves Clients whose HTTP or RPC is nil.
+var defaultClient = sync.OnceValue(func() *Client { return New("") })
+
+// KeyOK reports whether r carries key as its cluster key. An empty key
+// admits nothing. It takes constant time.
+func KeyOK(r *http.Request, key string) bool {
+	got := r.Header.Get(HeaderClusterKey)
+	return key != "" && subtle.ConstantTimeCompare([]byte(got), []byte(key)) == 1
+}
+
+// do sends req with the cluster key through hc and returns the answer if it
+// is 2xx, else an *Error (the body is read and closed). An error of the
+// transport wraps ErrUnreachable.
+func (c *Client) do(hc *http.Client, req *http.Request) (*http.Response, error) {
+	req.Header.Set(HeaderClusterKey, c.Key)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
+	}
+	if resp.StatusCode/100 == 2 {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	return nil, readError(req, resp)
+}
+
+// blobs is the client of blob transfers.
+func (c *Client) blobs() *http.Client {
+	if c.HTTP != nil {
+		return c.HTTP
+	}
+	return defaultClient().HTTP
+}
+
+// rpc is the client of the other calls.
+func (c *Client) rpc() *http.Client {
+	if c.RPC != nil {
+		return c.RPC
+	}
+	return defaultClient().RPC
+}
+
+// call sends body (nil: none) of contentType to path on the peer at
+// baseURL and decodes the JSON answer into out (if not nil).
+func (c *Client) call(ctx context.Context, method, baseURL, path string, body []byte, contentType string, out any) error {
+	var r io.Reader
+	if body != nil {
+		r = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, endpoint(baseURL, path), r)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := c.do(c.rpc(), req)
+	if err != nil {
+		return err
+	}
+	defer drainClose(resp.Body)
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("%s %s: read answer: %w", method, req.URL, err)
+	}
+	return nil
+}
+
+// drainClose reads a little of what is left of an answer (so the connection
+// can be reused) and closes it.
+func drainClose(body io.ReadCloser) {
+	io.Copy(io.Discard, io.LimitReader(body, 64<<10))
+	body.Close()
+}

@@ -1,0 +1,137 @@
+package peer
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/atoll-hosting/atoll"
+	"github.com/atoll-hosting/atoll/blobstore"
+)
+
+// Headers of the protocol.
+const (
+	// HeaderBlob carries a transfer header (blobstore.BlobHeader) on a PUT
+	// request and a GET answer of BlobPath.
+	HeaderBlob = "X-Atoll-Blob"
+	// HeaderClusterKey carries the cluster's shared key on every peer
+	// request.
+	HeaderClusterKey = "X-Atoll-Cluster-Key"
+)
+
+// Paths of the endpoints, as net/http patterns (see the package doc).
+const (
+	BlobPath   = "/v1/peer/blobs/{hash}" // PathValue("hash") is the blob's name
+	HasPath    = "/v1/peer/has"
+	ApplyPath  = "/v1/peer/apply"
+	FetchPath  = "/v1/peer/fetch"
+	StatsPath  = "/v1/peer/stats"
+	ScrubPath  = "/v1/peer/scrub"
+	VerifyPath = "/v1/peer/verify"
+	JoinPath   = "/v1/nodes" // also an admin route: the cluster key stands in for the token
+)
+
+// MaxHasHashes bounds the hashes of one HasRequest or fetch HashList;
+// Client.Has splits longer lists.
+const MaxHasHashes = 10000
+
+// HasRequest is the body of a POST to HasPath.
+type HasRequest struct {
+	Hashes []string `json:"hashes"`
+}
+
+// HasResponse answers a HasRequest: the blobs among those asked for that the
+// node holds, with their sizes (of the identity bytes).
+type HasResponse struct {
+	Present map[string]int64 `json:"present"`
+}
+
+// PushResponse answers a PUT to BlobPath once the blob is durable. It is
+// the same JSON as atoll.BlobResponse.
+type PushResponse = atoll.BlobResponse
+
+// HashList is the body of a POST to FetchPath or VerifyPath: the blobs to
+// pull (repair) or to check now (a peer received a bad copy).
+type HashList struct {
+	Hashes []string `json:"hashes"`
+}
+
+// FetchResponse answers a POST to FetchPath: how many of the blobs arrived.
+type FetchResponse struct {
+	Fetched int `json:"fetched"`
+	Failed  int `json:"failed"`
+}
+
+// ApplyResponse answers a POST to ApplyPath: the index of the command in
+// the Raft log, which the forwarding node waits to have applied.
+type ApplyResponse struct {
+	Index uint64 `json:"index"`
+}
+
+// Stats answers a GET of StatsPath: what a node tells about itself for
+// `atoll node list`, drain progress and readiness.
+type Stats struct {
+	ID           string              `json:"id"`
+	RaftState    string              `json:"raft_state"`
+	LastContact  string              `json:"last_contact,omitempty"`
+	AppliedIndex uint64              `json:"applied_index"`
+	CommitIndex  uint64              `json:"commit_index"`
+	Blobs        int64               `json:"blobs"`
+	Bytes        int64               `json:"bytes"`
+	DrainLeft    int                 `json:"drain_left"`       // referenced blobs not yet confirmed on their owners
+	Repair       *atoll.RepairReport `json:"repair,omitempty"` // the leader's last census
+}
+
+// ErrorBody is the body of every non-2xx answer: the error's message and,
+// on ApplyPath, the kind of rejection (see KindOf).
+type ErrorBody struct {
+	Error string `json:"error"`
+	Kind  string `json:"kind,omitempty"`
+}
+
+// maxHasRequestBytes bounds the body of a HasRequest of max hashes: each
+// hash takes 64 bytes, its quotes and a comma, plus room for white space.
+func maxHasRequestBytes(maxHashes int) int64 { return int64(maxHashes)*80 + 1024 }
+
+// ParseHasRequest reads a HasRequest from r and returns its hashes, in the
+// order sent. It fails with an error wrapping blobstore.ErrMalformed when
+// the body is not exactly one HasRequest JSON object (unknown fields
+// included), is bigger than maxHashes hashes can take, or lists more than
+// maxHashes; and with blobstore.ErrInvalidHash when a hash is not a valid
+// name. It reads at most about 80 bytes per allowed hash from r.
+func ParseHasRequest(r io.Reader, maxHashes int) ([]string, error) {
+	limit := maxHasRequestBytes(maxHashes)
+	lr := &io.LimitedReader{R: r, N: limit + 1}
+	dec := json.NewDecoder(lr)
+	dec.DisallowUnknownFields()
+	var req HasRequest
+	err := dec.Decode(&req)
+	if err == nil && dec.Decode(&struct{}{}) != io.EOF {
+		err = errors.New("data after the request object")
+	}
+	if lr.N <= 0 {
+		return nil, fmt.Errorf("has request: more than %d bytes: %w", limit, blobstore.ErrMalformed)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("has request: %v: %w", err, blobstore.ErrMalformed)
+	}
+	if len(req.Hashes) > maxHashes {
+		return nil, fmt.Errorf("has request: %d hashes, at most %d allowed: %w", len(req.Hashes), maxHashes, blobstore.ErrMalformed)
+	}
+	for _, h := range req.Hashes {
+		if !atoll.ValidHash(h) {
+			return nil, fmt.Errorf("has request: %.80q: %w", h, blobstore.ErrInvalidHash)
+		}
+	}
+	return req.Hashes, nil
+}
+
+// blobURL returns the URL of a (valid) blob on the peer at baseURL.
+func blobURL(baseURL, hash string) string {
+	return endpoint(baseURL, strings.Replace(BlobPath, "{hash}", hash, 1))
+}
+
+// endpoint returns the URL of path on the peer at baseURL.
+func endpoint(baseURL, path string) string { return strings.TrimRight(baseURL, "/") + path }
