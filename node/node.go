@@ -24,8 +24,10 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/atoll-hosting/atoll/atomicfile"
 	"github.com/atoll-hosting/atoll/blobstore"
 	"github.com/atoll-hosting/atoll/builder"
+	"github.com/atoll-hosting/atoll/pki"
 	"github.com/atoll-hosting/atoll/raft"
 	"github.com/atoll-hosting/atoll/serve"
 )
@@ -213,7 +215,7 @@ type Node struct {
 
 	peer     *blobstore.Peer // blob transfer to and from other nodes
 	peerHTTP *http.Client    // other peer calls (apply, stats, fetch)
-	tls      *clusterTLS     // nil without cluster TLS; see tls.go
+	tls      *pki.Cluster    // nil without cluster TLS; see tls.go
 
 	httpsLn   net.Listener // the edge's HTTPS listener, nil without --https-addr
 	siteCerts *certCache   // certificates the HTTPS edge serves, by SNI
@@ -273,7 +275,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
-	if err := removeWriteLeftovers(cfg.DataDir); err != nil {
+	if err := atomicfile.RemoveLeftovers(cfg.DataDir); err != nil {
 		return nil, err
 	}
 	if n.cfg.ID, err = loadID(cfg.DataDir, cfg.ID); err != nil {
@@ -303,7 +305,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	rcfg.Dir = filepath.Join(cfg.DataDir, "raft")
 	rcfg.BindAddr = cfg.RaftAddr
 	rcfg.Bootstrap = cfg.Bootstrap
-	rcfg.TLS = n.tls.raftConfig()
+	rcfg.TLS = n.tls.RaftConfig()
 	if cfg.RaftTimeout > 0 {
 		rcfg.HeartbeatTimeout = cfg.RaftTimeout
 		rcfg.ElectionTimeout = cfg.RaftTimeout
@@ -473,7 +475,7 @@ func (n *Node) ensureToken(ctx context.Context) error {
 			if token, err = newToken(); err != nil {
 				return err
 			}
-			if err := writeFileSync(path, []byte(token+"\n"), 0o600); err != nil {
+			if err := atomicfile.Write(path, []byte(token+"\n"), 0o600); err != nil {
 				return fmt.Errorf("write admin token: %w", err)
 			}
 			fmt.Fprintf(n.cfg.TokenOut, "atoll: generated admin token %s (saved in %s)\n", token, path)
@@ -524,7 +526,7 @@ func loadID(dir, want string) (string, error) {
 		}
 		want = sanitizeID(host) + "-" + hex.EncodeToString(b[:])
 	}
-	if err := writeFileSync(path, []byte(want+"\n"), 0o640); err != nil {
+	if err := atomicfile.Write(path, []byte(want+"\n"), 0o640); err != nil {
 		return "", fmt.Errorf("write node id: %w", err)
 	}
 	return want, nil
@@ -547,42 +549,6 @@ func sanitizeID(s string) string {
 		out = "node"
 	}
 	return out
-}
-
-// writeFileSync writes a small file atomically: temp file, fsync, rename,
-// fsync of the directory. A crash can leave the temp file, which
-// removeWriteLeftovers finds by its name.
-func writeFileSync(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // ID returns the node's id.
@@ -679,20 +645,4 @@ func (n *Node) close() {
 	}
 	n.closeErr = errors.Join(errs...)
 	n.log.Info("node stopped", "id", n.cfg.ID)
-}
-
-// removeWriteLeftovers removes the temp files of writeFileSync calls in dir
-// that a crash cut short (".token.tmp123"): the file they were to replace is
-// intact, and nothing else in a data dir is named so.
-func removeWriteLeftovers(dir string) error {
-	names, err := filepath.Glob(filepath.Join(dir, ".*.tmp*"))
-	if err != nil {
-		return err
-	}
-	for _, name := range names {
-		if err := os.Remove(name); err != nil {
-			return fmt.Errorf("remove a leftover of an interrupted write: %w", err)
-		}
-	}
-	return nil
 }

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
+	"github.com/atoll-hosting/atoll/atomicfile"
 	"github.com/atoll-hosting/atoll/blobstore"
 	"github.com/atoll-hosting/atoll/builder"
 )
@@ -113,7 +114,7 @@ func (n *Node) loadScrubState() scrubState {
 
 func (n *Node) saveScrubState(st scrubState) {
 	b, _ := json.Marshal(st)
-	if err := writeFileSync(n.scrubStatePath(), append(b, '\n'), 0o640); err != nil {
+	if err := atomicfile.Write(n.scrubStatePath(), append(b, '\n'), 0o640); err != nil {
 		n.log.Warn("scrub: save schedule", "err", err)
 	}
 }
