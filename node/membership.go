@@ -310,7 +310,7 @@ func (n *Node) lastCopies(ctx context.Context, id string) (int, error) {
 		return 0, nil
 	}
 	var others []atoll.Node
-	for _, nd := range n.placement().all {
+	for _, nd := range n.placement().All() {
 		if nd.ID != id && nd.Role == atoll.RoleCore && nd.State != atoll.NodeRemoved {
 			others = append(others, nd)
 		}

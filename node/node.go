@@ -28,6 +28,7 @@ import (
 	"github.com/atoll-hosting/atoll/blobstore"
 	"github.com/atoll-hosting/atoll/builder"
 	"github.com/atoll-hosting/atoll/pki"
+	"github.com/atoll-hosting/atoll/placement"
 	"github.com/atoll-hosting/atoll/raft"
 	"github.com/atoll-hosting/atoll/serve"
 )
@@ -220,7 +221,7 @@ type Node struct {
 	httpsLn   net.Listener // the edge's HTTPS listener, nil without --https-addr
 	siteCerts *certCache   // certificates the HTTPS edge serves, by SNI
 
-	place   atomic.Pointer[placement]
+	place   atomic.Pointer[placement.View]
 	fetches singleflight.Group // one transfer per missing blob
 	staged  stagedCopies       // small cache copies held in memory while written (fetch.go)
 
@@ -569,7 +570,7 @@ func (n *Node) InNodeTable() bool {
 // Owners returns the ids of the nodes that own hash, best first.
 func (n *Node) Owners(hash string) []string {
 	var ids []string
-	for _, o := range n.placement().owners(hash) {
+	for _, o := range n.placement().Owners(hash) {
 		ids = append(ids, o.ID)
 	}
 	return ids

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/atoll-hosting/atoll/builder"
+	"github.com/atoll-hosting/atoll/placement"
 )
 
 // Repair (anti-entropy) keeps every referenced blob at R copies on its
@@ -130,7 +131,7 @@ func (n *Node) localPass(ctx context.Context) error {
 		n.unrefMu.Lock()
 		delete(n.unrefSince, h)
 		n.unrefMu.Unlock()
-		if !p.owns(n.cfg.ID, h) {
+		if !p.Owns(n.cfg.ID, h) {
 			notOwned = append(notOwned, h)
 		}
 		return nil
@@ -169,13 +170,13 @@ func (n *Node) collectGarbage(h string, now time.Time) {
 
 // handToOwners pushes each blob to the owners lacking it and confirms the
 // ones all owners hold. It returns how many are still not confirmed.
-func (n *Node) handToOwners(ctx context.Context, p *placement, hashes []string) int {
+func (n *Node) handToOwners(ctx context.Context, p *placement.View, hashes []string) int {
 	if len(hashes) == 0 {
 		return 0
 	}
 	perOwner := map[string][]string{}
 	for _, h := range hashes {
-		for _, o := range p.owners(h) {
+		for _, o := range p.Owners(h) {
 			perOwner[o.ID] = append(perOwner[o.ID], h)
 		}
 	}
@@ -235,7 +236,7 @@ func (n *Node) census(ctx context.Context) (atoll.RepairReport, error) {
 	rep := atoll.RepairReport{At: start.UTC(), Referenced: len(ref)}
 	perOwner := map[string][]string{}
 	for h := range ref {
-		for _, o := range p.owners(h) {
+		for _, o := range p.Owners(h) {
 			perOwner[o.ID] = append(perOwner[o.ID], h)
 		}
 	}
@@ -276,7 +277,7 @@ func (n *Node) census(ctx context.Context) (atoll.RepairReport, error) {
 		}
 	}
 	if len(orphans) > 0 {
-		held, err := n.holders(ctx, slices.DeleteFunc(slices.Clone(p.all), func(nd atoll.Node) bool { return nd.State == atoll.NodeRemoved }), orphans)
+		held, err := n.holders(ctx, slices.DeleteFunc(slices.Clone(p.All()), func(nd atoll.Node) bool { return nd.State == atoll.NodeRemoved }), orphans)
 		if err != nil {
 			return rep, err
 		}
@@ -313,7 +314,7 @@ func (n *Node) census(ctx context.Context) (atoll.RepairReport, error) {
 		}
 	}
 	for h := range ref {
-		if onOwners[h] < p.replicas && !notUploaded[h] {
+		if onOwners[h] < p.Replicas() && !notUploaded[h] {
 			rep.UnderReplicated++
 		}
 	}
