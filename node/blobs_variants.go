@@ -27,8 +27,8 @@ func (n *Node) corruptBeforeCompressing(hash string) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	res := n.checkBlob(n.ctx, hash, nil)
-	n.log.Warn("corrupt copy found while compressing", "blob", hash, "corrupt", res.corrupt, "repaired", res.repaired)
+	res := n.scrub.Check(n.ctx, hash)
+	n.log.Warn("corrupt copy found while compressing", "blob", hash, "corrupt", res.Corrupt, "repaired", res.Repaired)
 }
 
 // invalidateEdge makes the edge, once started, forget what it knows of a

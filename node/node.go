@@ -30,6 +30,7 @@ import (
 	"github.com/atoll-hosting/atoll/pki"
 	"github.com/atoll-hosting/atoll/placement"
 	"github.com/atoll-hosting/atoll/raft"
+	"github.com/atoll-hosting/atoll/scrub"
 	"github.com/atoll-hosting/atoll/serve"
 )
 
@@ -237,7 +238,7 @@ type Node struct {
 
 	prefetched map[string]bool // deploys an edge has prefetched (watchState only)
 
-	scrub scrubber // see scrub.go
+	scrub *scrub.Scrubber // see scrub.go
 
 	closeOnce sync.Once
 	closeErr  error
@@ -300,6 +301,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if n.blobs, err = blobstore.New(bcfg); err != nil {
 		return nil, fmt.Errorf("open blob store: %w", err)
 	}
+	if n.scrub, err = n.newScrubber(); err != nil {
+		return nil, err
+	}
 
 	rcfg := raft.DefaultConfig()
 	rcfg.ID = n.cfg.ID
@@ -361,7 +365,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	go n.watchState()
 	go n.repairLoop()
 	go n.evictLoop()
-	n.startScrubber()
+	n.scrub.Start()
 	n.log.Info("node started", "id", n.cfg.ID, "role", cfg.Role,
 		"api", n.APIURL(), "edge", n.EdgeURL(), "raft", cfg.RaftAddr)
 	return n, nil
@@ -638,6 +642,9 @@ func (n *Node) close() {
 		n.httpLn.Close()
 	}
 	n.wg.Wait()
+	if n.scrub != nil {
+		n.scrub.Close()
+	}
 	if n.blobs != nil {
 		errs = append(errs, n.blobs.Close())
 	}
