@@ -169,7 +169,7 @@ func (n *Node) status(ctx context.Context) atoll.Status {
 // when this node is not it.
 func (n *Node) lastReport(ctx context.Context) *atoll.RepairReport {
 	if n.store.IsLeader() {
-		return n.report.Load()
+		return n.repair.LastReport()
 	}
 	leader, ok := n.nodeByID(n.store.LeaderID())
 	if !ok {

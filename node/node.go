@@ -30,6 +30,7 @@ import (
 	"github.com/atoll-hosting/atoll/pki"
 	"github.com/atoll-hosting/atoll/placement"
 	"github.com/atoll-hosting/atoll/raft"
+	"github.com/atoll-hosting/atoll/repair"
 	"github.com/atoll-hosting/atoll/scrub"
 	"github.com/atoll-hosting/atoll/serve"
 )
@@ -230,11 +231,7 @@ type Node struct {
 	confirmed   map[string]struct{} // non-owned copies whose owners hold them; see cache.go
 	evictWake   chan struct{}
 
-	repairWake chan struct{}
-	drainLeft  atomic.Int64 // referenced blobs held here, not yet confirmed on their owners
-	unrefMu    sync.Mutex
-	unrefSince map[string]time.Time // when a blob was first seen unreferenced
-	report     atomic.Pointer[atoll.RepairReport]
+	repair *repair.Repairer // see repair.go
 
 	prefetched map[string]bool // deploys an edge has prefetched (watchState only)
 
@@ -260,11 +257,8 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		peerHTTP:   &http.Client{Timeout: time.Minute},
 		confirmed:  make(map[string]struct{}),
 		evictWake:  make(chan struct{}, 1),
-		repairWake: make(chan struct{}, 1),
-		unrefSince: make(map[string]time.Time),
 		prefetched: make(map[string]bool),
 	}
-	n.drainLeft.Store(-1)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
@@ -320,6 +314,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	rcfg.Logger = cfg.Logger
 	if n.store, err = raft.Open(rcfg); err != nil {
 		return nil, fmt.Errorf("open raft store: %w", err)
+	}
+	if n.repair, err = n.newRepairer(); err != nil {
+		return nil, err
 	}
 
 	n.refreshPlacement()
