@@ -96,7 +96,7 @@ type Config struct {
 
 	// ScrubRate bounds how fast the scrubber reads blobs back to check
 	// them, in bytes per second; a full background pass starts every
-	// ScrubInterval (scrub.go).
+	// ScrubInterval (package scrub).
 	ScrubRate     int64
 	ScrubInterval time.Duration
 	// MinFreeBytes is the disk space the blob store leaves free: uploads

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -219,5 +220,31 @@ func TestCheckLaterAfterClose(t *testing.T) {
 	f.s.Close()
 	if err := f.s.CheckLater([]string{hashOf([]byte("x"))}); !errors.Is(err, scrub.ErrClosed) {
 		t.Errorf("CheckLater after Close: %v, want ErrClosed", err)
+	}
+}
+
+// A background pass interrupted by a restart resumes after the last blob
+// it reached (scrub.json's cursor), once a full pass is due.
+func TestBackgroundPassResumesAfterCursor(t *testing.T) {
+	f := newFixture(t)
+	var hashes []string
+	for i := range 5 {
+		hashes = append(hashes, f.put(t, text(200+i)))
+	}
+	slices.Sort(hashes)
+	cursor := hashes[1]
+	state := fmt.Sprintf(`{"last_pass":%q,"cursor":%q}`, time.Now().Add(-2*time.Hour).UTC().Format(time.RFC3339Nano), cursor)
+	if err := os.WriteFile(filepath.Join(f.dir, "scrub.json"), []byte(state), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	f.s.Start()
+	deadline := time.Now().Add(time.Minute)
+	st := f.s.Status()
+	for st.Finished.IsZero() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+		st = f.s.Status()
+	}
+	if st.Trigger != scrub.TriggerBackground || st.Checked != 3 || st.Error != "" {
+		t.Errorf("status %+v, want a background pass over the 3 blobs after the cursor", st)
 	}
 }
