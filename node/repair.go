@@ -8,7 +8,9 @@ import (
 	"net/http"
 
 	"github.com/atoll-hosting/atoll"
+	"github.com/atoll-hosting/atoll/blobstore"
 	"github.com/atoll-hosting/atoll/builder"
+	"github.com/atoll-hosting/atoll/raft"
 	"github.com/atoll-hosting/atoll/repair"
 )
 
@@ -77,6 +79,8 @@ func (c repairCache) Confirm(hash string) { c.n.confirm(hash) }
 func (c repairCache) EvictSoon()          { c.n.evictSoon() }
 
 var (
+	_ repair.Meta  = (*raft.Store)(nil)
+	_ repair.Local = (*blobstore.Store)(nil)
 	_ repair.Peers = repairPeers{}
 	_ repair.Cache = repairCache{}
 )

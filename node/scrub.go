@@ -11,6 +11,7 @@ import (
 
 	"github.com/atoll-hosting/atoll"
 
+	"github.com/atoll-hosting/atoll/blobstore"
 	"github.com/atoll-hosting/atoll/builder"
 	"github.com/atoll-hosting/atoll/scrub"
 )
@@ -56,6 +57,7 @@ type scrubEdge struct{ n *Node }
 func (e scrubEdge) Invalidate(hash string) { e.n.invalidateEdge(hash) }
 
 var (
+	_ scrub.Blobs   = (*blobstore.Store)(nil)
 	_ scrub.Holders = scrubHolders{}
 	_ scrub.Edge    = scrubEdge{}
 )

@@ -71,8 +71,6 @@ type Edge interface {
 	Invalidate(hash string)
 }
 
-var _ Blobs = (*blobstore.Store)(nil)
-
 // Scrubber runs a node's scrub passes. Start the background schedule with
 // Start; Close stops every pass and check it runs.
 type Scrubber struct {
