@@ -32,6 +32,8 @@ func (s *Scrubber) Check(ctx context.Context, hash string) Result {
 // bytes of them from this node that did not match their hash. It returns
 // ErrClosed once the Scrubber is closed.
 func (s *Scrubber) CheckLater(hashes []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.ctx.Err() != nil {
 		return ErrClosed
 	}

@@ -117,8 +117,11 @@ func (s *Scrubber) Start() {
 }
 
 // Close stops the schedule and every pass and check, and waits for them.
+// Nothing starts after it: a later Request returns a closed channel.
 func (s *Scrubber) Close() {
-	s.cancel()
+	s.mu.Lock()
+	s.cancel() // under mu: beginPassLocked and CheckLater see it before they add to wg
+	s.mu.Unlock()
 	s.wg.Wait()
 }
 
@@ -196,10 +199,15 @@ func (s *Scrubber) Request() <-chan struct{} {
 }
 
 // beginPassLocked starts a pass over the blobs after from (all of them for
-// ""), with s.mu held, and returns the channel closed when it ends.
+// ""), with s.mu held, and returns the channel closed when it ends (at
+// once when the Scrubber is closed).
 func (s *Scrubber) beginPassLocked(trigger, from string) chan struct{} {
-	ctx, stop := context.WithCancel(s.ctx)
 	done := make(chan struct{})
+	if s.ctx.Err() != nil {
+		close(done)
+		return done
+	}
+	ctx, stop := context.WithCancel(s.ctx)
 	s.stop, s.done = stop, done
 	s.status = atoll.ScrubStatus{ID: s.cfg.Self, Running: true, Trigger: trigger, Started: time.Now().UTC(),
 		Rate: s.cfg.Rate, LastPass: s.status.LastPass}

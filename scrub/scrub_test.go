@@ -214,12 +214,22 @@ func TestRequestedPass(t *testing.T) {
 	}
 }
 
-// CheckLater refuses work once the scrubber is closed.
-func TestCheckLaterAfterClose(t *testing.T) {
+// Nothing starts once the scrubber is closed: CheckLater refuses, and a
+// requested pass ends at once without checking anything.
+func TestNothingStartsAfterClose(t *testing.T) {
 	f := newFixture(t)
+	f.put(t, text(300))
 	f.s.Close()
 	if err := f.s.CheckLater([]string{hashOf([]byte("x"))}); !errors.Is(err, scrub.ErrClosed) {
 		t.Errorf("CheckLater after Close: %v, want ErrClosed", err)
+	}
+	select {
+	case <-f.s.Request():
+	default:
+		t.Fatal("a pass requested after Close is not over at once")
+	}
+	if st := f.s.Status(); st.Running || st.Checked != 0 {
+		t.Errorf("status after a request on a closed scrubber: %+v, want nothing checked", st)
 	}
 }
 
