@@ -24,9 +24,9 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/atoll-hosting/atoll/atomicfile"
 	"github.com/atoll-hosting/atoll/blobstore"
 	"github.com/atoll-hosting/atoll/builder"
+	"github.com/atoll-hosting/atoll/internal/durable"
 	"github.com/atoll-hosting/atoll/pki"
 	"github.com/atoll-hosting/atoll/placement"
 	"github.com/atoll-hosting/atoll/raft"
@@ -271,7 +271,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
-	if err := atomicfile.RemoveLeftovers(cfg.DataDir); err != nil {
+	if err := removeWriteLeftovers(cfg.DataDir); err != nil {
 		return nil, err
 	}
 	if n.cfg.ID, err = loadID(cfg.DataDir, cfg.ID); err != nil {
@@ -477,7 +477,7 @@ func (n *Node) ensureToken(ctx context.Context) error {
 			if token, err = newToken(); err != nil {
 				return err
 			}
-			if err := atomicfile.Write(path, []byte(token+"\n"), 0o600); err != nil {
+			if err := durable.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
 				return fmt.Errorf("write admin token: %w", err)
 			}
 			fmt.Fprintf(n.cfg.TokenOut, "atoll: generated admin token %s (saved in %s)\n", token, path)
@@ -528,7 +528,7 @@ func loadID(dir, want string) (string, error) {
 		}
 		want = sanitizeID(host) + "-" + hex.EncodeToString(b[:])
 	}
-	if err := atomicfile.Write(path, []byte(want+"\n"), 0o640); err != nil {
+	if err := durable.WriteFile(path, []byte(want+"\n"), 0o640); err != nil {
 		return "", fmt.Errorf("write node id: %w", err)
 	}
 	return want, nil
@@ -650,4 +650,20 @@ func (n *Node) close() {
 	}
 	n.closeErr = errors.Join(errs...)
 	n.log.Info("node stopped", "id", n.cfg.ID)
+}
+
+// removeWriteLeftovers removes the temp files of durable.WriteFile calls in
+// dir that a crash cut short (".token.tmp123"): the file they were to
+// replace is intact, and nothing else in a data dir is named so.
+func removeWriteLeftovers(dir string) error {
+	names, err := filepath.Glob(filepath.Join(dir, ".*.tmp*"))
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if err := os.Remove(name); err != nil {
+			return fmt.Errorf("remove a leftover of an interrupted write: %w", err)
+		}
+	}
+	return nil
 }

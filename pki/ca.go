@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/atoll-hosting/atoll"
-	"github.com/atoll-hosting/atoll/atomicfile"
+	"github.com/atoll-hosting/atoll/internal/durable"
 )
 
 // Validity of what a CA makes.
@@ -222,10 +222,10 @@ func Init(dir string, nodes, hosts []string) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := atomicfile.Write(caKey, kp, 0o600); err != nil {
+		if err := durable.WriteFile(caKey, kp, 0o600); err != nil {
 			return nil, err
 		}
-		if err := atomicfile.Write(caCert, ca.CertPEM(), 0o644); err != nil {
+		if err := durable.WriteFile(caCert, ca.CertPEM(), 0o644); err != nil {
 			return nil, err
 		}
 		written = append(written, caCert, caKey)
@@ -238,10 +238,10 @@ func Init(dir string, nodes, hosts []string) ([]string, error) {
 			return written, err
 		}
 		certFile, keyFile := filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem")
-		if err := atomicfile.Write(keyFile, kp, 0o600); err != nil {
+		if err := durable.WriteFile(keyFile, kp, 0o600); err != nil {
 			return written, err
 		}
-		if err := atomicfile.Write(certFile, cp, 0o644); err != nil {
+		if err := durable.WriteFile(certFile, cp, 0o644); err != nil {
 			return written, err
 		}
 		written = append(written, certFile, keyFile)

@@ -6,7 +6,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/atoll-hosting/atoll/atomicfile"
+	"github.com/atoll-hosting/atoll/internal/durable"
 )
 
 // state is what Config.StateFile (scrub.json) keeps across restarts. Its
@@ -34,7 +34,7 @@ func (s *Scrubber) loadState() state {
 
 func (s *Scrubber) saveState(st state) {
 	b, _ := json.Marshal(st)
-	if err := atomicfile.Write(s.cfg.StateFile, append(b, '\n'), 0o640); err != nil {
+	if err := durable.WriteFile(s.cfg.StateFile, append(b, '\n'), 0o640); err != nil {
 		s.log.Warn("scrub: save schedule", "err", err)
 	}
 }
