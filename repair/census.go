@@ -53,7 +53,7 @@ func (r *Repairer) gather(ctx context.Context, view *placement.View, ref map[str
 	}
 	alive := slices.DeleteFunc(slices.Clone(view.All()), func(nd atoll.Node) bool { return nd.State == atoll.NodeRemoved })
 	var err error
-	h.Elsewhere, err = r.Holders(ctx, alive, lost)
+	h.Elsewhere, err = r.holders(ctx, alive, lost)
 	return h, err
 }
 
@@ -94,9 +94,9 @@ func (r *Repairer) askOwners(ctx context.Context, view *placement.View, hashes [
 	return r.ask(ctx, slices.Collect(maps.Values(owners)), func(nd atoll.Node) []string { return lists[nd.ID] })
 }
 
-// Holders asks each of nodes which of hashes it holds and returns, per
+// holders asks each of nodes which of hashes it holds and returns, per
 // hash, how many of them do. Unreachable nodes count as holding nothing.
-func (r *Repairer) Holders(ctx context.Context, nodes []atoll.Node, hashes []string) (map[string]int, error) {
+func (r *Repairer) holders(ctx context.Context, nodes []atoll.Node, hashes []string) (map[string]int, error) {
 	held := make(map[string]int, len(hashes))
 	for id, a := range r.ask(ctx, nodes, func(atoll.Node) []string { return hashes }) {
 		if a.Err != nil {
@@ -158,7 +158,7 @@ func (r *Repairer) LastCopies(ctx context.Context, id string) (int, error) {
 			others = append(others, nd)
 		}
 	}
-	held, err := r.Holders(ctx, others, hashes)
+	held, err := r.holders(ctx, others, hashes)
 	if err != nil {
 		return 0, err
 	}
