@@ -15,6 +15,7 @@ import (
 
 	"github.com/atoll-hosting/atoll/blobstore"
 	"github.com/atoll-hosting/atoll/builder"
+	"github.com/atoll-hosting/atoll/placement"
 	"github.com/atoll-hosting/atoll/serve"
 )
 
@@ -49,7 +50,7 @@ func (b blobs) Put(ctx context.Context, hash string, r io.Reader) (blobstore.Inf
 		return info, n.noSpaceHere(err)
 	}
 	p := n.placement()
-	owners := p.owners(info.Hash)
+	owners := p.Owners(info.Hash)
 	if len(owners) == 0 {
 		return info, fmt.Errorf("%w: the cluster has no active core node", ErrUnderReplicated)
 	}
@@ -62,7 +63,7 @@ func (b blobs) Put(ctx context.Context, hash string, r io.Reader) (blobstore.Inf
 			targets = append(targets, o)
 		}
 	}
-	need := p.quorum()
+	need := p.Quorum()
 	if stored >= need && len(targets) == 0 {
 		return info, nil
 	}
@@ -97,7 +98,7 @@ func (b blobs) Put(ctx context.Context, hash string, r io.Reader) (blobstore.Inf
 	if stored < need {
 		return info, fmt.Errorf("%w: %d of %d owners hold blob %s: %w", ErrUnderReplicated, stored, len(owners), info.Hash, joinedErrors(errs))
 	}
-	if !p.owns(n.cfg.ID, info.Hash) {
+	if !p.Owns(n.cfg.ID, info.Hash) {
 		n.confirm(info.Hash) // the owners have it: this copy is only a cache
 		n.evictSoon()
 	}
@@ -133,7 +134,7 @@ func (b blobs) StatMany(ctx context.Context, hashes []string) (map[string]blobst
 	p := n.placement()
 	perNode := map[string][]string{} // owner id -> hashes to ask it about
 	for _, h := range hashes {
-		for _, o := range p.owners(h) {
+		for _, o := range p.Owners(h) {
 			if o.ID != n.cfg.ID {
 				perNode[o.ID] = append(perNode[o.ID], h)
 			}
@@ -177,22 +178,22 @@ func (b blobs) StatMany(ctx context.Context, hashes []string) (map[string]blobst
 	}
 	g.Wait()
 	out := make(map[string]blobstore.Info, len(hashes))
-	if len(p.cores) == 0 {
+	if len(p.Cores()) == 0 {
 		return out, ctx.Err()
 	}
-	need := p.quorum()
+	need := p.Quorum()
 	var short []string // held somewhere, but by fewer than need owners
 	for _, h := range hashes {
 		c := copies[h]
 		local, lerr := n.blobs.Stat(h)
 		if lerr == nil {
 			sizes[h] = local.Size
-			if p.owns(n.cfg.ID, h) {
+			if p.Owns(n.cfg.ID, h) {
 				c++
 			}
 		}
 		candidates := len(lacking[h]) // owners that can be given a copy
-		if lerr != nil && p.owns(n.cfg.ID, h) {
+		if lerr != nil && p.Owns(n.cfg.ID, h) {
 			candidates++ // this one, by fetching it
 		}
 		switch {
@@ -216,7 +217,7 @@ func (b blobs) StatMany(ctx context.Context, hashes []string) (map[string]blobst
 // first when this node has no copy (which, on an owner, stores a durable
 // copy that counts). It returns the sizes of the blobs that reached need
 // owners.
-func (n *Node) heal(ctx context.Context, p *placement, hashes []string, copies map[string]int, lacking map[string][]atoll.Node, need int) map[string]int64 {
+func (n *Node) heal(ctx context.Context, p *placement.View, hashes []string, copies map[string]int, lacking map[string][]atoll.Node, need int) map[string]int64 {
 	var (
 		mu     sync.Mutex
 		healed = map[string]int64{}
@@ -228,7 +229,7 @@ func (n *Node) heal(ctx context.Context, p *placement, hashes []string, copies m
 			c := copies[h]
 			info, err := n.blobs.Stat(h)
 			if errors.Is(err, blobstore.ErrNotFound) {
-				if info, err = n.fetch(ctx, h); err == nil && p.owns(n.cfg.ID, h) {
+				if info, err = n.fetch(ctx, h); err == nil && p.Owns(n.cfg.ID, h) {
 					c++
 				}
 			}

@@ -23,8 +23,8 @@ func (n *Node) corruptBeforeCompressing(hash string) {
 		return
 	case <-n.edgeUp:
 	}
-	res := n.checkBlob(n.ctx, hash, nil)
-	n.log.Warn("corrupt copy found while compressing", "blob", hash, "corrupt", res.corrupt, "repaired", res.repaired)
+	res := n.scrub.Check(n.ctx, hash)
+	n.log.Warn("corrupt copy found while compressing", "blob", hash, "corrupt", res.Corrupt, "repaired", res.Repaired)
 }
 
 // invalidateEdge makes the edge, once started, forget what it knows of a

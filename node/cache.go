@@ -29,7 +29,7 @@ func (n *Node) forgetConfirmations() {
 
 // evictable reports whether this node may delete its copy of hash.
 func (n *Node) evictable(hash string) bool {
-	if n.placement().owns(n.cfg.ID, hash) {
+	if n.placement().Owns(n.cfg.ID, hash) {
 		return false
 	}
 	n.confirmedMu.Lock()

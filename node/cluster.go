@@ -16,6 +16,7 @@ import (
 
 	"github.com/atoll-hosting/atoll/builder"
 	"github.com/atoll-hosting/atoll/peer"
+	"github.com/atoll-hosting/atoll/placement"
 	"github.com/atoll-hosting/atoll/raft"
 )
 
@@ -51,8 +52,8 @@ func (n *Node) watchState() {
 func (n *Node) placementKey() string {
 	p := n.place.Load()
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "%d", p.replicas)
-	for _, c := range p.cores {
+	fmt.Fprintf(&b, "%d", p.Replicas())
+	for _, c := range p.Cores() {
 		b.WriteString("," + c.ID)
 	}
 	return b.String()
@@ -68,15 +69,15 @@ func (n *Node) refreshPlacement() {
 	if r == 0 {
 		r = n.cfg.Replicas
 	}
-	n.place.Store(newPlacement(nodes, r))
+	n.place.Store(placement.New(nodes, r))
 }
 
 // placement returns the current placement view.
-func (n *Node) placement() *placement { return n.place.Load() }
+func (n *Node) placement() *placement.View { return n.place.Load() }
 
 // nodeByID returns the node table entry of id.
 func (n *Node) nodeByID(id string) (atoll.Node, bool) {
-	for _, nd := range n.placement().all {
+	for _, nd := range n.placement().All() {
 		if nd.ID == id {
 			return nd, true
 		}

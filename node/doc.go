@@ -1,8 +1,9 @@
 // Package node runs one Atoll node: it owns the node's configuration, the
 // start and stop order of its parts (blob store, Raft store, builder API,
-// edge), membership (join, drain, remove), placement, the repair, eviction
-// and prefetch loops, the admin and peer HTTP handlers, and the glue that
-// implements the small interfaces builder and serve declare.
+// edge, repair, scrub), membership (join, drain, remove), the eviction and
+// prefetch loops, the admin and peer HTTP handlers, and the glue that
+// implements the small interfaces builder, serve, repair and scrub
+// declare.
 //
 // Data directory layout (Config.DataDir):
 //
@@ -15,9 +16,9 @@
 // # Cluster
 //
 // Core nodes are Raft voters and own blobs; edge nodes are non-voters that
-// hold copies of what they serve. Placement (placement.go): the owners of a
-// blob are the top R active core nodes by rendezvous hashing, computed from
-// the replicated node table, so no location is stored per blob.
+// hold copies of what they serve. Placement (package placement): the owners
+// of a blob are the top R active core nodes by rendezvous hashing, computed
+// from the replicated node table, so no location is stored per blob.
 //
 // Writes (cluster.go) go through the leader: a follower forwards the
 // encoded command to the leader's peer endpoint and then waits until it has
@@ -40,13 +41,14 @@
 // seen to hold them. A copy the background compression finds rotten is
 // quarantined and replaced as the scrubber does (blobs_variants.go).
 //
-// Repair (repair.go) runs on every membership change and every
-// RepairInterval: each node hands its non-owned blobs to owners that lack
-// them; the leader takes a census of what the owners really hold and has
-// each owner pull what it lacks. Unreferenced blobs are deleted after
-// GCGrace. Drain marks a node draining (no longer an owner) and waits for
-// the census and its own hand-over to move its blobs; remove is refused
-// while a referenced blob has no copy on another core node.
+// Repair (package repair, wired in repair.go) runs on every membership
+// change and every RepairInterval: each node hands its non-owned blobs to
+// owners that lack them; the leader takes a census of what the owners
+// really hold and has each owner pull what it lacks. Unreferenced blobs
+// are deleted after GCGrace. Drain marks a node draining (no longer an
+// owner) and waits for the census and its own hand-over to move its blobs;
+// remove is refused while a referenced blob has no copy on another core
+// node.
 //
 // Routes (routes.go): one table names every endpoint of the API listener
 // (builder's routes, the admin routes, the peer protocol, profiles and
@@ -55,10 +57,10 @@
 // fetch, stats, scrub, verify) needs the cluster key; a builder token
 // never opens it. Every call to another node goes through peer.Client.
 //
-// Scrub (scrub.go): every node re-hashes the blobs it holds, at most
-// ScrubRate bytes per second, a full pass every ScrubInterval (resumed
-// where it stopped after a restart) and on request (POST
-// /v1/nodes/{id}/scrub, forwarded to that node through its peer
+// Scrub (package scrub, wired in scrub.go): every node re-hashes the blobs
+// it holds, at most ScrubRate bytes per second, a full pass every
+// ScrubInterval (resumed where it stopped after a restart) and on request
+// (POST /v1/nodes/{id}/scrub, forwarded to that node through its peer
 // endpoint). A corrupt copy is quarantined at once (blobstore.Quarantine),
 // forgotten by the edge (serve.Handler.Invalidate) and replaced from
 // another holder; a node that receives corrupt bytes from a peer asks that
@@ -71,11 +73,12 @@
 // TLS (raft.Config.TLS), the API serves HTTPS with optional client
 // certificates, and peer calls and joins by cluster key also require a
 // client certificate of the cluster CA; outgoing peer calls present the
-// node's certificate and go to https://<api addr> (peerURL). certs.go makes
-// a CA and node certificates (`atoll certs init`). The edge's optional
-// HTTPS listener (edgetls.go, Config.HTTPSAddr) picks certificates by SNI
-// from the replicated certificates of custom domains, parsed once and
-// cached until the replicated state changes.
+// node's certificate and go to https://<api addr> (peerURL). Package pki
+// loads the node's certificate and makes a CA and node certificates
+// (`atoll certs init`). The edge's optional HTTPS listener (edgetls.go,
+// Config.HTTPSAddr) picks certificates by SNI from the replicated
+// certificates of custom domains, parsed once and cached until the
+// replicated state changes.
 //
 // Backups (snapshot.go): GET /v1/snapshot streams this node's metadata in
 // the Raft snapshot format; POST /v1/snapshot/restore, on the leader,

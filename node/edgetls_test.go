@@ -6,13 +6,14 @@ import (
 	"testing"
 
 	"github.com/atoll-hosting/atoll"
+	"github.com/atoll-hosting/atoll/pki"
 )
 
 // certCache serves the certificate recorded for a name, the default one
 // for any other name (or none), sees changes only after a reset, and
 // parses an unchanged record only once.
 func TestCertCache(t *testing.T) {
-	ca, err := NewCertAuthority("test")
+	ca, err := pki.NewCA("test")
 	if err != nil {
 		t.Fatal(err)
 	}

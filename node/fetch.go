@@ -178,9 +178,9 @@ func (n *Node) fetchFromSources(ctx context.Context, hash string) (fetchResult, 
 		return fetchResult{info: info}, nil
 	}
 	p := n.placement()
-	owned := p.owns(n.cfg.ID, hash)
+	owned := p.Owns(n.cfg.ID, hash)
 	var errs []error
-	for _, src := range p.sources(hash, n.cfg.ID) {
+	for _, src := range p.Sources(hash, n.cfg.ID) {
 		actx, cancel := context.WithTimeout(ctx, n.cfg.FetchTimeout)
 		res, err := n.fetchFrom(actx, src, hash, owned)
 		cancel()
@@ -211,7 +211,7 @@ func (n *Node) fetchFrom(ctx context.Context, src atoll.Node, hash string, owned
 		return fetchResult{info: info}, err
 	}
 	stored := func() {
-		if n.placement().owns(src.ID, hash) {
+		if n.placement().Owns(src.ID, hash) {
 			n.confirm(hash)
 		}
 		n.evictSoon()

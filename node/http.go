@@ -141,7 +141,7 @@ func (n *Node) status(ctx context.Context) atoll.Status {
 		AppliedIndex: n.store.AppliedIndex(),
 		CommitIndex:  n.store.CommitIndex(),
 		Version:      n.cfg.Version,
-		Replicas:     n.placement().replicas,
+		Replicas:     n.placement().Replicas(),
 
 		CompressPending: n.blobs.PendingCompression(),
 	}
@@ -162,7 +162,7 @@ func (n *Node) status(ctx context.Context) atoll.Status {
 // when this node is not it.
 func (n *Node) lastReport(ctx context.Context) *atoll.RepairReport {
 	if n.store.IsLeader() {
-		return n.report.Load()
+		return n.repair.LastReport()
 	}
 	leader, ok := n.nodeByID(n.store.LeaderID())
 	if !ok {
@@ -180,9 +180,9 @@ func (n *Node) lastReport(ctx context.Context) *atoll.RepairReport {
 // nodeStatuses is the node table with what each node says of itself.
 func (n *Node) nodeStatuses(ctx context.Context) []atoll.NodeStatus {
 	p := n.placement()
-	stats := n.fanOutStats(ctx, p.all)
-	out := make([]atoll.NodeStatus, 0, len(p.all))
-	for _, nd := range p.all {
+	stats := n.fanOutStats(ctx, p.All())
+	out := make([]atoll.NodeStatus, 0, len(p.All()))
+	for _, nd := range p.All() {
 		st := stats[nd.ID]
 		out = append(out, atoll.NodeStatus{
 			Node:        nd,

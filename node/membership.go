@@ -217,7 +217,7 @@ func (n *Node) handleRemove(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !isTrue(r.URL.Query().Get("force")) {
-		only, err := n.lastCopies(r.Context(), id)
+		only, err := n.repair.LastCopies(r.Context(), id)
 		if err != nil {
 			builder.WriteError(w, http.StatusServiceUnavailable, "check copies: "+err.Error())
 			return
@@ -269,68 +269,6 @@ func (n *Node) handOver(ctx context.Context) error {
 		return errors.New("no new leader after handing leadership over")
 	}
 	return nil
-}
-
-// lastCopies counts blobs of complete deploys that no core node other than
-// id holds. Blobs named only by uploads still in progress do not count: a
-// deploy that never finished uploading holds nothing anyone can lose (its
-// publish would ask for the blob again), and an upload abandoned halfway
-// must not block a removal forever.
-func (n *Node) lastCopies(ctx context.Context, id string) (int, error) {
-	ref, err := n.referenced(ctx)
-	if err != nil {
-		return 0, err
-	}
-	hashes := make([]string, 0, len(ref))
-	for h, pendingOnly := range ref {
-		if !pendingOnly {
-			hashes = append(hashes, h)
-		}
-	}
-	if len(hashes) == 0 {
-		return 0, nil
-	}
-	var others []atoll.Node
-	for _, nd := range n.placement().all {
-		if nd.ID != id && nd.Role == atoll.RoleCore && nd.State != atoll.NodeRemoved {
-			others = append(others, nd)
-		}
-	}
-	held, err := n.holders(ctx, others, hashes)
-	if err != nil {
-		return 0, err
-	}
-	only := 0
-	for _, h := range hashes {
-		if held[h] == 0 {
-			only++
-		}
-	}
-	return only, nil
-}
-
-// holders asks each node which of hashes it holds and returns, per hash,
-// how many of them do. Unreachable nodes count as holding nothing.
-func (n *Node) holders(ctx context.Context, nodes []atoll.Node, hashes []string) (map[string]int, error) {
-	var mu sync.Mutex
-	held := make(map[string]int, len(hashes))
-	var wg sync.WaitGroup
-	for _, nd := range nodes {
-		wg.Go(func() {
-			present, err := n.has(ctx, nd, hashes)
-			if err != nil {
-				n.log.Warn("ask node for blobs", "node", nd.ID, "err", err)
-				return
-			}
-			mu.Lock()
-			for h := range present {
-				held[h]++
-			}
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
-	return held, ctx.Err()
 }
 
 // has asks one node (possibly this one) which of hashes it holds.

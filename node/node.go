@@ -27,8 +27,13 @@ import (
 
 	"github.com/atoll-hosting/atoll/blobstore"
 	"github.com/atoll-hosting/atoll/builder"
+	"github.com/atoll-hosting/atoll/internal/durable"
 	"github.com/atoll-hosting/atoll/peer"
+	"github.com/atoll-hosting/atoll/pki"
+	"github.com/atoll-hosting/atoll/placement"
 	"github.com/atoll-hosting/atoll/raft"
+	"github.com/atoll-hosting/atoll/repair"
+	"github.com/atoll-hosting/atoll/scrub"
 	"github.com/atoll-hosting/atoll/serve"
 )
 
@@ -93,7 +98,7 @@ type Config struct {
 
 	// ScrubRate bounds how fast the scrubber reads blobs back to check
 	// them, in bytes per second; a full background pass starts every
-	// ScrubInterval (scrub.go).
+	// ScrubInterval (package scrub).
 	ScrubRate     int64
 	ScrubInterval time.Duration
 	// MinFreeBytes is the disk space the blob store leaves free: uploads
@@ -218,12 +223,12 @@ type Node struct {
 
 	peer     *peer.Client // calls to other nodes (peer)
 	peerHTTP *http.Client // peer.RPC: calls other than blob transfers
-	tls      *clusterTLS  // nil without cluster TLS; see tls.go
+	tls      *pki.Cluster // nil without cluster TLS; see tls.go
 
 	httpsLn   net.Listener // the edge's HTTPS listener, nil without --https-addr
 	siteCerts *certCache   // certificates the HTTPS edge serves, by SNI
 
-	place   atomic.Pointer[placement]
+	place   atomic.Pointer[placement.View]
 	fetches singleflight.Group // one transfer per missing blob
 	staged  stagedCopies       // small cache copies held in memory while written (fetch.go)
 
@@ -231,15 +236,11 @@ type Node struct {
 	confirmed   map[string]struct{} // non-owned copies whose owners hold them; see cache.go
 	evictWake   chan struct{}
 
-	repairWake chan struct{}
-	drainLeft  atomic.Int64 // referenced blobs held here, not yet confirmed on their owners
-	unrefMu    sync.Mutex
-	unrefSince map[string]time.Time // when a blob was first seen unreferenced
-	report     atomic.Pointer[atoll.RepairReport]
+	repair *repair.Repairer // see repair.go
 
 	prefetched map[string]bool // deploys an edge has prefetched (watchState only)
 
-	scrub scrubber // see scrub.go
+	scrub *scrub.Scrubber // see scrub.go
 
 	closeOnce sync.Once
 	closeErr  error
@@ -261,12 +262,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		peer:       peer.New(cfg.ClusterKey),
 		confirmed:  make(map[string]struct{}),
 		evictWake:  make(chan struct{}, 1),
-		repairWake: make(chan struct{}, 1),
-		unrefSince: make(map[string]time.Time),
 		prefetched: make(map[string]bool),
 	}
 	n.peerHTTP = n.peer.RPC // setupTLS puts it on the cluster's TLS
-	n.drainLeft.Store(-1)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
@@ -303,13 +301,16 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if n.blobs, err = blobstore.New(bcfg); err != nil {
 		return nil, fmt.Errorf("open blob store: %w", err)
 	}
+	if n.scrub, err = n.newScrubber(); err != nil {
+		return nil, err
+	}
 
 	rcfg := raft.DefaultConfig()
 	rcfg.ID = n.cfg.ID
 	rcfg.Dir = filepath.Join(cfg.DataDir, "raft")
 	rcfg.BindAddr = cfg.RaftAddr
 	rcfg.Bootstrap = cfg.Bootstrap
-	rcfg.TLS = n.tls.raftConfig()
+	rcfg.TLS = n.tls.RaftConfig()
 	if cfg.RaftTimeout > 0 {
 		rcfg.HeartbeatTimeout = cfg.RaftTimeout
 		rcfg.ElectionTimeout = cfg.RaftTimeout
@@ -319,6 +320,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	rcfg.Logger = cfg.Logger
 	if n.store, err = raft.Open(rcfg); err != nil {
 		return nil, fmt.Errorf("open raft store: %w", err)
+	}
+	if n.repair, err = n.newRepairer(); err != nil {
+		return nil, err
 	}
 
 	n.refreshPlacement()
@@ -364,7 +368,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	go n.watchState()
 	go n.repairLoop()
 	go n.evictLoop()
-	n.startScrubber()
+	n.scrub.Start()
 	n.log.Info("node started", "id", n.cfg.ID, "role", cfg.Role,
 		"api", n.APIURL(), "edge", n.EdgeURL(), "raft", cfg.RaftAddr)
 	return n, nil
@@ -475,7 +479,7 @@ func (n *Node) ensureToken(ctx context.Context) error {
 			if token, err = newToken(); err != nil {
 				return err
 			}
-			if err := writeFileSync(path, []byte(token+"\n"), 0o600); err != nil {
+			if err := durable.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
 				return fmt.Errorf("write admin token: %w", err)
 			}
 			fmt.Fprintf(n.cfg.TokenOut, "atoll: generated admin token %s (saved in %s)\n", token, path)
@@ -526,7 +530,7 @@ func loadID(dir, want string) (string, error) {
 		}
 		want = sanitizeID(host) + "-" + hex.EncodeToString(b[:])
 	}
-	if err := writeFileSync(path, []byte(want+"\n"), 0o640); err != nil {
+	if err := durable.WriteFile(path, []byte(want+"\n"), 0o640); err != nil {
 		return "", fmt.Errorf("write node id: %w", err)
 	}
 	return want, nil
@@ -549,42 +553,6 @@ func sanitizeID(s string) string {
 		out = "node"
 	}
 	return out
-}
-
-// writeFileSync writes a small file atomically: temp file, fsync, rename,
-// fsync of the directory. A crash can leave the temp file, which
-// removeWriteLeftovers finds by its name.
-func writeFileSync(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // ID returns the node's id.
@@ -610,7 +578,7 @@ func (n *Node) InNodeTable() bool {
 // Owners returns the ids of the nodes that own hash, best first.
 func (n *Node) Owners(hash string) []string {
 	var ids []string
-	for _, o := range n.placement().owners(hash) {
+	for _, o := range n.placement().Owners(hash) {
 		ids = append(ids, o.ID)
 	}
 	return ids
@@ -678,6 +646,9 @@ func (n *Node) close() {
 		n.httpLn.Close()
 	}
 	n.wg.Wait()
+	if n.scrub != nil {
+		n.scrub.Close()
+	}
 	if n.blobs != nil {
 		errs = append(errs, n.blobs.Close())
 	}
@@ -688,9 +659,9 @@ func (n *Node) close() {
 	n.log.Info("node stopped", "id", n.cfg.ID)
 }
 
-// removeWriteLeftovers removes the temp files of writeFileSync calls in dir
-// that a crash cut short (".token.tmp123"): the file they were to replace is
-// intact, and nothing else in a data dir is named so.
+// removeWriteLeftovers removes the temp files of durable.WriteFile calls in
+// dir that a crash cut short (".token.tmp123"): the file they were to
+// replace is intact, and nothing else in a data dir is named so.
 func removeWriteLeftovers(dir string) error {
 	names, err := filepath.Glob(filepath.Join(dir, ".*.tmp*"))
 	if err != nil {

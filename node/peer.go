@@ -82,9 +82,9 @@ func (n *Node) localStats() peer.Stats {
 		CommitIndex:  n.store.CommitIndex(),
 		Blobs:        int64(blobs),
 		Bytes:        bytes,
-		DrainLeft:    int(n.drainLeft.Load()),
+		DrainLeft:    n.repair.DrainLeft(),
 	}
-	st.Repair = n.report.Load()
+	st.Repair = n.repair.LastReport()
 	if lc := n.store.LastContact(); !lc.IsZero() {
 		st.LastContact = time.Since(lc).Round(time.Millisecond).String()
 	}

@@ -106,7 +106,7 @@ func (n *Node) handleSnapshotRestore(w http.ResponseWriter, r *http.Request) {
 		builder.WriteError(w, status, "restore: "+err.Error())
 		return
 	}
-	n.repairSoon()
+	n.repair.Soon()
 	builder.WriteJSON(w, http.StatusOK, atoll.SnapshotRestored{
 		BackupIndex:  res.BackupIndex,
 		AppliedIndex: res.Index,

@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 
 	"github.com/atoll-hosting/atoll/builder"
+	"github.com/atoll-hosting/atoll/pki"
 )
 
 // Cluster TLS. With Config.TLSCert, TLSKey and TLSCA set, every
@@ -33,17 +33,9 @@ import (
 // All nodes of a cluster must agree: the node table holds host:port, and
 // the scheme is https for everyone or for no one.
 
-// clusterTLS is this node's identity in the cluster's mutual TLS.
-type clusterTLS struct {
-	cert tls.Certificate
-	pool *x509.CertPool // the cluster CA
-}
-
-// loadClusterTLS reads the files of Config.TLSCert, TLSKey and TLSCA, or
-// returns nil when none is set. It checks that the certificate chains to
-// the CA for both server and client use, so a mix-up of files fails at
-// start rather than as handshake errors on every peer.
-func loadClusterTLS(cfg *Config) (*clusterTLS, error) {
+// loadClusterTLS reads the files of Config.TLSCert, TLSKey and TLSCA
+// (pki.LoadCluster), or returns nil when none is set.
+func loadClusterTLS(cfg *Config) (*pki.Cluster, error) {
 	n := 0
 	for _, f := range []string{cfg.TLSCert, cfg.TLSKey, cfg.TLSCA} {
 		if f != "" {
@@ -57,74 +49,15 @@ func loadClusterTLS(cfg *Config) (*clusterTLS, error) {
 	default:
 		return nil, fmt.Errorf("%w: --tls-cert, --tls-key and --tls-ca go together", ErrConfig)
 	}
-	cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+	c, err := pki.LoadCluster(cfg.TLSCert, cfg.TLSKey, cfg.TLSCA)
 	if err != nil {
-		return nil, fmt.Errorf("%w: --tls-cert/--tls-key: %v", ErrConfig, err)
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	caPEM, err := os.ReadFile(cfg.TLSCA)
-	if err != nil {
-		return nil, fmt.Errorf("%w: --tls-ca: %v", ErrConfig, err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return nil, fmt.Errorf("%w: --tls-ca %s: no PEM certificate", ErrConfig, cfg.TLSCA)
-	}
-	leaf := cert.Leaf
-	if leaf == nil {
-		if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
-			return nil, fmt.Errorf("%w: --tls-cert: %v", ErrConfig, err)
-		}
-	}
-	inter := x509.NewCertPool()
-	for _, der := range cert.Certificate[1:] {
-		if c, err := x509.ParseCertificate(der); err == nil {
-			inter.AddCert(c)
-		}
-	}
-	for _, usage := range []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth} {
-		if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{usage}}); err != nil {
-			return nil, fmt.Errorf("%w: --tls-cert %s does not verify against --tls-ca %s for server and client use: %v",
-				ErrConfig, cfg.TLSCert, cfg.TLSCA, err)
-		}
-	}
-	if host, _, err := net.SplitHostPort(cfg.RaftAddr); err == nil && leaf.VerifyHostname(host) != nil {
+	if host, _, err := net.SplitHostPort(cfg.RaftAddr); err == nil && !c.Covers(host) {
 		cfg.Logger.Warn("the node certificate does not cover the host of --raft-addr: peers will refuse its TLS connections",
-			"component", "node", "host", host, "cert_names", append(leaf.DNSNames, ipStrings(leaf.IPAddresses)...))
+			"component", "node", "host", host, "cert_names", c.Names())
 	}
-	return &clusterTLS{cert: cert, pool: pool}, nil
-}
-
-func ipStrings(ips []net.IP) []string {
-	out := make([]string, len(ips))
-	for i, ip := range ips {
-		out[i] = ip.String()
-	}
-	return out
-}
-
-// raftConfig is raft.Config.TLS: nil without cluster TLS.
-func (c *clusterTLS) raftConfig() *tls.Config {
-	if c == nil {
-		return nil
-	}
-	return &tls.Config{Certificates: []tls.Certificate{c.cert}, ClientCAs: c.pool, MinVersion: tls.VersionTLS12}
-}
-
-// serverConfig is the API listener's: a client certificate is optional,
-// but verified when given.
-func (c *clusterTLS) serverConfig() *tls.Config {
-	return &tls.Config{
-		Certificates: []tls.Certificate{c.cert},
-		ClientCAs:    c.pool,
-		ClientAuth:   tls.VerifyClientCertIfGiven,
-		MinVersion:   tls.VersionTLS12,
-		NextProtos:   []string{"http/1.1"},
-	}
-}
-
-// clientConfig is for outgoing peer calls.
-func (c *clusterTLS) clientConfig() *tls.Config {
-	return &tls.Config{Certificates: []tls.Certificate{c.cert}, RootCAs: c.pool, MinVersion: tls.VersionTLS12}
+	return c, nil
 }
 
 // setupTLS loads the cluster TLS files, if any, and puts the node's peer
@@ -139,11 +72,11 @@ func (n *Node) setupTLS() error {
 	if !ok {
 		return fmt.Errorf("peer client transport is a %T", n.peer.HTTP.Transport)
 	}
-	tr.TLSClientConfig = t.clientConfig()
+	tr.TLSClientConfig = t.ClientConfig()
 	other := http.DefaultTransport.(*http.Transport).Clone()
 	other.Proxy = nil // peer traffic stays inside the cluster
 	other.ForceAttemptHTTP2 = false
-	other.TLSClientConfig = t.clientConfig()
+	other.TLSClientConfig = t.ClientConfig()
 	n.peerHTTP.Transport = other
 	return nil
 }
@@ -187,7 +120,7 @@ func (n *Node) apiListener(ln net.Listener) net.Listener {
 	if n.tls == nil {
 		return ln
 	}
-	return tls.NewListener(ln, n.tls.serverConfig())
+	return tls.NewListener(ln, n.tls.ServerConfig())
 }
 
 // isTLSRefusal reports whether err is a TLS handshake that failed on a

@@ -16,6 +16,7 @@ import (
 	"github.com/atoll-hosting/atoll/node"
 	"github.com/atoll-hosting/atoll/node/nodetest"
 	"github.com/atoll-hosting/atoll/peer"
+	"github.com/atoll-hosting/atoll/pki"
 )
 
 // httpsGet fetches path from an HTTPS edge with SNI and Host set to host,
@@ -37,7 +38,7 @@ func httpsGet(edgeURL, host, path string, roots *x509.CertPool) (int, string, er
 	return resp.StatusCode, string(b), err
 }
 
-func pool(ca *node.CertAuthority) *x509.CertPool {
+func pool(ca *pki.CA) *x509.CertPool {
 	p := x509.NewCertPool()
 	p.AddCert(ca.Cert)
 	return p
@@ -90,7 +91,7 @@ func TestTLSClusterDeploysAndServesHTTPS(t *testing.T) {
 	}
 
 	// A certificate for the custom domain, from some public CA.
-	siteCA, err := node.NewCertAuthority("public CA")
+	siteCA, err := pki.NewCA("public CA")
 	if err != nil {
 		t.Fatal(err)
 	}

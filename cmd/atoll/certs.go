@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/atoll-hosting/atoll/node"
+	"github.com/atoll-hosting/atoll/pki"
 )
 
 // runCerts handles `atoll certs init`: a CA and node certificates for a
@@ -17,14 +17,14 @@ func runCerts(ctx context.Context, env *cliEnv, args []string) error {
 	fs := newFlagSet(env, "certs init", "certs init --dir DIR --nodes core1,core2,edge1 [--hosts 127.0.0.1,localhost]")
 	dir := fs.String("dir", "", "directory for ca.pem, ca-key.pem and NAME.pem, NAME-key.pem (required; a CA already there is reused)")
 	nodes := fs.String("nodes", "", "comma-separated node names, one certificate each (required)")
-	hosts := fs.String("hosts", strings.Join(node.DefaultCertHosts, ","), "comma-separated IP addresses and DNS names every node certificate covers")
+	hosts := fs.String("hosts", strings.Join(pki.DefaultHosts, ","), "comma-separated IP addresses and DNS names every node certificate covers")
 	if _, err := parseArgs(fs, args[1:], 0, "no arguments"); err != nil {
 		return err
 	}
 	if *dir == "" || *nodes == "" {
 		return fmt.Errorf("%w: --dir and --nodes are required", errUsage)
 	}
-	written, err := node.InitCerts(*dir, splitList(*nodes), splitList(*hosts))
+	written, err := pki.Init(*dir, splitList(*nodes), splitList(*hosts))
 	for _, f := range written {
 		fmt.Fprintln(env.stdout, "wrote", f)
 	}

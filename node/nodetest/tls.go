@@ -7,20 +7,21 @@ import (
 	"testing"
 
 	"github.com/atoll-hosting/atoll/node"
+	"github.com/atoll-hosting/atoll/pki"
 )
 
 // TLS is a test cluster's certificate authority, made with the generator
 // behind `atoll certs init`, and the directory of its files.
 type TLS struct {
 	t   testing.TB
-	CA  *node.CertAuthority
+	CA  *pki.CA
 	Dir string // ca.pem, and NAME.pem / NAME-key.pem of every issued name
 }
 
 // NewTLS makes a CA in a temporary directory.
 func NewTLS(t testing.TB) *TLS {
 	t.Helper()
-	ca, err := node.NewCertAuthority("nodetest CA")
+	ca, err := pki.NewCA("nodetest CA")
 	if err != nil {
 		t.Fatal(err)
 	}

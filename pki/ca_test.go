@@ -1,4 +1,4 @@
-package node_test
+package pki_test
 
 import (
 	"crypto/tls"
@@ -7,18 +7,18 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/atoll-hosting/atoll/node"
+	"github.com/atoll-hosting/atoll/pki"
 )
 
-// InitCerts makes node certificates that verify against its CA for both
+// Init makes node certificates that verify against its CA for both
 // server and client use, for every host given; keys are private to their
 // owner; a second run reuses the CA and never overwrites a certificate.
-func TestInitCerts(t *testing.T) {
+func TestInit(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "certs")
-	if _, err := node.InitCerts(dir, []string{"core1", "edge1"}, []string{"10.0.0.1", "node.example.com"}); err != nil {
+	if _, err := pki.Init(dir, []string{"core1", "edge1"}, []string{"10.0.0.1", "node.example.com"}); err != nil {
 		t.Fatal(err)
 	}
-	ca, err := node.LoadCertAuthority(filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca-key.pem"))
+	ca, err := pki.LoadCA(filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca-key.pem"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func TestInitCerts(t *testing.T) {
 	}
 
 	// A later run adds a node with the same CA and default hosts.
-	if _, err := node.InitCerts(dir, []string{"core2"}, nil); err != nil {
+	if _, err := pki.Init(dir, []string{"core2"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, "core2.pem"), filepath.Join(dir, "core2-key.pem"))
@@ -65,8 +65,8 @@ func TestInitCerts(t *testing.T) {
 		t.Errorf("core2 with default hosts: %v", err)
 	}
 	before, _ := os.ReadFile(filepath.Join(dir, "core1.pem"))
-	if _, err := node.InitCerts(dir, []string{"core3", "core1"}, nil); err == nil {
-		t.Error("InitCerts overwrote core1's certificate")
+	if _, err := pki.Init(dir, []string{"core3", "core1"}, nil); err == nil {
+		t.Error("Init overwrote core1's certificate")
 	}
 	if after, _ := os.ReadFile(filepath.Join(dir, "core1.pem")); string(after) != string(before) {
 		t.Error("core1.pem changed")
@@ -74,7 +74,7 @@ func TestInitCerts(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "core3.pem")); err == nil {
 		t.Error("a refused run still wrote core3.pem")
 	}
-	if _, err := node.InitCerts(dir, []string{"Bad_Name"}, nil); err == nil {
-		t.Error("InitCerts accepted a node name that is no file-safe id")
+	if _, err := pki.Init(dir, []string{"Bad_Name"}, nil); err == nil {
+		t.Error("Init accepted a node name that is no file-safe id")
 	}
 }

@@ -1,4 +1,4 @@
-package node
+package pki
 
 import (
 	"crypto/ecdsa"
@@ -16,31 +16,32 @@ import (
 	"time"
 
 	"github.com/atoll-hosting/atoll"
+	"github.com/atoll-hosting/atoll/internal/durable"
 )
 
-// Validity of what CertAuthority makes.
+// Validity of what a CA makes.
 const (
 	caValidity   = 10 * 365 * 24 * time.Hour
 	nodeValidity = 2 * 365 * 24 * time.Hour
 )
 
-// DefaultCertHosts are the names a node certificate covers when none are
+// DefaultHosts are the names a node certificate covers when none are
 // given: loopback, for a test cluster on one machine.
-var DefaultCertHosts = []string{"127.0.0.1", "::1", "localhost"}
+var DefaultHosts = []string{"127.0.0.1", "::1", "localhost"}
 
-// CertAuthority signs the certificates of a cluster's mutual TLS (Config
+// CA signs the certificates of a cluster's mutual TLS (node.Config
 // TLSCert, TLSKey, TLSCA): an ECDSA P-256 CA made with the standard library
 // only. It is what `atoll certs init` uses; a production cluster may use
 // any CA instead, as long as each node's certificate is valid for both
 // server and client authentication and covers the host of its raft and API
 // addresses.
-type CertAuthority struct {
+type CA struct {
 	Cert *x509.Certificate
 	Key  *ecdsa.PrivateKey
 }
 
-// NewCertAuthority makes a self-signed CA named name, valid for ten years.
-func NewCertAuthority(name string) (*CertAuthority, error) {
+// NewCA makes a self-signed CA named name, valid for ten years.
+func NewCA(name string) (*CA, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -68,12 +69,12 @@ func NewCertAuthority(name string) (*CertAuthority, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &CertAuthority{Cert: cert, Key: key}, nil
+	return &CA{Cert: cert, Key: key}, nil
 }
 
-// LoadCertAuthority reads a CA written by WriteFiles (or any PEM ECDSA CA
+// LoadCA reads a CA written by WriteFiles (or any PEM ECDSA CA
 // certificate and PKCS#8 or SEC 1 key).
-func LoadCertAuthority(certFile, keyFile string) (*CertAuthority, error) {
+func LoadCA(certFile, keyFile string) (*CA, error) {
 	cb, err := os.ReadFile(certFile)
 	if err != nil {
 		return nil, err
@@ -106,25 +107,25 @@ func LoadCertAuthority(certFile, keyFile string) (*CertAuthority, error) {
 	if key == nil || !key.PublicKey.Equal(cert.PublicKey) {
 		return nil, fmt.Errorf("%s: not the ECDSA key of %s", keyFile, certFile)
 	}
-	return &CertAuthority{Cert: cert, Key: key}, nil
+	return &CA{Cert: cert, Key: key}, nil
 }
 
 // CertPEM returns the CA certificate in PEM: the --tls-ca file of every
 // node and the --ca file of clients.
-func (ca *CertAuthority) CertPEM() []byte {
+func (ca *CA) CertPEM() []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Cert.Raw})
 }
 
 // KeyPEM returns the CA key in PEM (PKCS#8).
-func (ca *CertAuthority) KeyPEM() ([]byte, error) { return keyPEM(ca.Key) }
+func (ca *CA) KeyPEM() ([]byte, error) { return keyPEM(ca.Key) }
 
 // Issue makes a certificate for node name, valid for two years for both
 // server and client authentication, covering hosts (IP addresses or DNS
-// names; DefaultCertHosts if empty) and name itself as a DNS name. It
+// names; DefaultHosts if empty) and name itself as a DNS name. It
 // returns the certificate and its new ECDSA P-256 key, both PEM.
-func (ca *CertAuthority) Issue(name string, hosts []string) (certPEM, keyPEMBytes []byte, err error) {
+func (ca *CA) Issue(name string, hosts []string) (certPEM, keyPEMBytes []byte, err error) {
 	if len(hosts) == 0 {
-		hosts = DefaultCertHosts
+		hosts = DefaultHosts
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -178,20 +179,20 @@ func newSerial() (*big.Int, error) {
 	return rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 }
 
-// InitCerts writes a CA and node certificates into dir, as `atoll certs
+// Init writes a CA and node certificates into dir, as `atoll certs
 // init` does: ca.pem and ca-key.pem, then NAME.pem and NAME-key.pem for
-// each of nodes, covering hosts (DefaultCertHosts if empty). Keys are
+// each of nodes, covering hosts (DefaultHosts if empty). Keys are
 // written with mode 0600. A CA already in dir is reused, so that nodes can
 // be added later; an existing node certificate is never overwritten (the
 // call fails before writing anything). It returns the files written.
-func InitCerts(dir string, nodes, hosts []string) ([]string, error) {
+func Init(dir string, nodes, hosts []string) ([]string, error) {
 	if len(nodes) == 0 {
-		return nil, fmt.Errorf("%w: no node names", ErrConfig)
+		return nil, fmt.Errorf("%w: no node names", ErrInvalid)
 	}
 	seen := map[string]bool{"ca": true}
 	for _, name := range nodes {
 		if !atoll.ValidSiteName(name) || seen[name] {
-			return nil, fmt.Errorf("%w: node name %q: want distinct names of 1-63 of [a-z0-9-] (and not \"ca\")", ErrConfig, name)
+			return nil, fmt.Errorf("%w: node name %q: want distinct names of 1-63 of [a-z0-9-] (and not \"ca\")", ErrInvalid, name)
 		}
 		seen[name] = true
 		for _, f := range []string{name + ".pem", name + "-key.pem"} {
@@ -205,7 +206,7 @@ func InitCerts(dir string, nodes, hosts []string) ([]string, error) {
 	}
 	caCert, caKey := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca-key.pem")
 	var written []string
-	ca, err := LoadCertAuthority(caCert, caKey)
+	ca, err := LoadCA(caCert, caKey)
 	switch {
 	case err == nil:
 	case errors.Is(err, os.ErrNotExist):
@@ -214,17 +215,17 @@ func InitCerts(dir string, nodes, hosts []string) ([]string, error) {
 				return nil, fmt.Errorf("%s exists without its pair (ca.pem, ca-key.pem): refusing to make a new CA over it", f)
 			}
 		}
-		if ca, err = NewCertAuthority("Atoll cluster CA"); err != nil {
+		if ca, err = NewCA("Atoll cluster CA"); err != nil {
 			return nil, err
 		}
 		kp, err := ca.KeyPEM()
 		if err != nil {
 			return nil, err
 		}
-		if err := writeFileSync(caKey, kp, 0o600); err != nil {
+		if err := durable.WriteFile(caKey, kp, 0o600); err != nil {
 			return nil, err
 		}
-		if err := writeFileSync(caCert, ca.CertPEM(), 0o644); err != nil {
+		if err := durable.WriteFile(caCert, ca.CertPEM(), 0o644); err != nil {
 			return nil, err
 		}
 		written = append(written, caCert, caKey)
@@ -237,10 +238,10 @@ func InitCerts(dir string, nodes, hosts []string) ([]string, error) {
 			return written, err
 		}
 		certFile, keyFile := filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem")
-		if err := writeFileSync(keyFile, kp, 0o600); err != nil {
+		if err := durable.WriteFile(keyFile, kp, 0o600); err != nil {
 			return written, err
 		}
-		if err := writeFileSync(certFile, cp, 0o644); err != nil {
+		if err := durable.WriteFile(certFile, cp, 0o644); err != nil {
 			return written, err
 		}
 		written = append(written, certFile, keyFile)

@@ -1,10 +1,11 @@
-package node
+package placement_test
 
 import (
 	"fmt"
 	"testing"
 
 	"github.com/atoll-hosting/atoll"
+	"github.com/atoll-hosting/atoll/placement"
 )
 
 func coreNodes(ids ...string) []atoll.Node {
@@ -34,12 +35,12 @@ func TestPlacementOwners(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p := newPlacement(nodes, tc.replicas)
-			if got := p.quorum(); got != tc.wantQuorum {
+			p := placement.New(nodes, tc.replicas)
+			if got := p.Quorum(); got != tc.wantQuorum {
 				t.Errorf("quorum = %d, want %d", got, tc.wantQuorum)
 			}
 			for i := range 200 {
-				owners := p.owners(blobHash(i))
+				owners := p.Owners(blobHash(i))
 				if len(owners) != tc.wantR {
 					t.Fatalf("owners of blob %d: %d nodes, want %d", i, len(owners), tc.wantR)
 				}
@@ -62,27 +63,27 @@ func TestPlacementOwners(t *testing.T) {
 // table, load spreads evenly, and adding a node moves only the blobs it
 // takes over.
 func TestPlacementStableAndBalanced(t *testing.T) {
-	p1 := newPlacement(coreNodes("n1", "n2", "n3", "n4"), 2)
-	p2 := newPlacement(coreNodes("n4", "n3", "n2", "n1"), 2)
-	grown := newPlacement(coreNodes("n1", "n2", "n3", "n4", "n5"), 2)
+	p1 := placement.New(coreNodes("n1", "n2", "n3", "n4"), 2)
+	p2 := placement.New(coreNodes("n4", "n3", "n2", "n1"), 2)
+	grown := placement.New(coreNodes("n1", "n2", "n3", "n4", "n5"), 2)
 	const blobs = 4000
 	count := map[string]int{}
 	moved := 0
 	for i := range blobs {
 		h := blobHash(i)
-		a, b := p1.owners(h), p2.owners(h)
+		a, b := p1.Owners(h), p2.Owners(h)
 		for j := range a {
 			if a[j].ID != b[j].ID {
 				t.Fatalf("blob %d: owners differ with node order: %v vs %v", i, a, b)
 			}
 			count[a[j].ID]++
 		}
-		g := grown.owners(h)
+		g := grown.Owners(h)
 		for _, o := range g {
 			if o.ID == "n5" {
 				continue
 			}
-			if !p1.owns(o.ID, h) {
+			if !p1.Owns(o.ID, h) {
 				t.Fatalf("blob %d: adding n5 gave it to %s, which did not own it before", i, o.ID)
 			}
 		}
@@ -103,10 +104,10 @@ func TestPlacementStableAndBalanced(t *testing.T) {
 func TestPlacementSources(t *testing.T) {
 	nodes := append(coreNodes("a", "b", "c"), atoll.Node{ID: "e", Role: atoll.RoleEdge, State: atoll.NodeActive},
 		atoll.Node{ID: "d", Role: atoll.RoleCore, State: atoll.NodeDraining})
-	p := newPlacement(nodes, 2)
+	p := placement.New(nodes, 2)
 	h := blobHash(1)
-	owners := p.owners(h)
-	src := p.sources(h, owners[0].ID)
+	owners := p.Owners(h)
+	src := p.Sources(h, owners[0].ID)
 	if len(src) != 4 {
 		t.Fatalf("sources = %v, want the other owner, then the 3 non-owners", src)
 	}
