@@ -132,6 +132,29 @@ func (b blobs) Stat(ctx context.Context, hash string) (blobstore.Info, error) {
 func (b blobs) StatMany(ctx context.Context, hashes []string) (map[string]blobstore.Info, error) {
 	n := b.n
 	p := n.placement()
+	held := n.askOwners(ctx, p, hashes)
+	if len(p.Cores()) == 0 {
+		return map[string]blobstore.Info{}, ctx.Err()
+	}
+	out, short := n.countStored(p, hashes, held)
+	for h, size := range n.heal(ctx, p, short, held.copies, held.lacking, p.Quorum()) {
+		out[h] = blobstore.Info{Hash: h, Size: size}
+	}
+	return out, ctx.Err()
+}
+
+// ownerHoldings is what the other owners of some blobs answered: how many
+// hold each, its size, and which owners answered without it.
+type ownerHoldings struct {
+	copies  map[string]int
+	sizes   map[string]int64
+	lacking map[string][]atoll.Node
+}
+
+// askOwners asks every other owner of hashes, once and concurrently, which
+// of them it holds. An owner that does not answer within peerAskTimeout
+// (per maxHasHashes hashes) counts as holding nothing.
+func (n *Node) askOwners(ctx context.Context, p *placement.View, hashes []string) ownerHoldings {
 	perNode := map[string][]string{} // owner id -> hashes to ask it about
 	for _, h := range hashes {
 		for _, o := range p.Owners(h) {
@@ -140,59 +163,61 @@ func (b blobs) StatMany(ctx context.Context, hashes []string) (map[string]blobst
 			}
 		}
 	}
-	var (
-		mu      sync.Mutex
-		copies  = make(map[string]int, len(hashes))
-		sizes   = make(map[string]int64, len(hashes))
-		lacking = map[string][]atoll.Node{} // hash -> owners that answered without it
-	)
-	g, gctx := errgroup.WithContext(ctx)
+	held := ownerHoldings{
+		copies:  make(map[string]int, len(hashes)),
+		sizes:   make(map[string]int64, len(hashes)),
+		lacking: map[string][]atoll.Node{},
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
 	for id, list := range perNode {
 		nd, ok := n.nodeByID(id)
 		if !ok {
 			continue
 		}
-		g.Go(func() error {
-			// A stopped owner must not hold the whole check up: it counts
-			// as holding nothing after peerAskTimeout.
-			actx, cancel := context.WithTimeout(gctx, peerAskTimeout*time.Duration(1+len(list)/maxHasHashes))
+		wg.Go(func() {
+			actx, cancel := context.WithTimeout(ctx, peerAskTimeout*time.Duration(1+len(list)/maxHasHashes))
 			defer cancel()
 			present, err := n.peer.Has(actx, n.peerURL(nd.APIAddr), list)
 			if err != nil {
 				n.log.Warn("ask owner for blobs", "node", id, "err", err)
-				return nil // an unreachable owner holds nothing we can count on
+				return // an unreachable owner holds nothing we can count on
 			}
 			mu.Lock()
 			defer mu.Unlock()
 			for _, h := range list {
 				size, ok := present[h]
 				if !ok {
-					lacking[h] = append(lacking[h], nd)
+					held.lacking[h] = append(held.lacking[h], nd)
 					continue
 				}
-				copies[h]++
-				sizes[h] = size
+				held.copies[h]++
+				held.sizes[h] = size
 			}
-			return nil
 		})
 	}
-	g.Wait()
+	wg.Wait()
+	return held
+}
+
+// countStored adds this node's own copies to what the other owners hold
+// and returns the blobs stored on a quorum of owners, and those held
+// somewhere by fewer that enough reachable owners could still complete
+// (short: heal's work, with held.copies updated to count this node).
+func (n *Node) countStored(p *placement.View, hashes []string, held ownerHoldings) (map[string]blobstore.Info, []string) {
 	out := make(map[string]blobstore.Info, len(hashes))
-	if len(p.Cores()) == 0 {
-		return out, ctx.Err()
-	}
 	need := p.Quorum()
-	var short []string // held somewhere, but by fewer than need owners
+	var short []string
 	for _, h := range hashes {
-		c := copies[h]
+		c := held.copies[h]
 		local, lerr := n.blobs.Stat(h)
 		if lerr == nil {
-			sizes[h] = local.Size
+			held.sizes[h] = local.Size
 			if p.Owns(n.cfg.ID, h) {
 				c++
 			}
 		}
-		candidates := len(lacking[h]) // owners that can be given a copy
+		candidates := len(held.lacking[h]) // owners that can be given a copy
 		if lerr != nil && p.Owns(n.cfg.ID, h) {
 			candidates++ // this one, by fetching it
 		}
@@ -200,16 +225,13 @@ func (b blobs) StatMany(ctx context.Context, hashes []string) (map[string]blobst
 		case c >= need && lerr == nil:
 			out[h] = local
 		case c >= need:
-			out[h] = blobstore.Info{Hash: h, Size: sizes[h]}
+			out[h] = blobstore.Info{Hash: h, Size: held.sizes[h]}
 		case (c > 0 || lerr == nil) && c+candidates >= need:
-			copies[h] = c
+			held.copies[h] = c
 			short = append(short, h)
 		}
 	}
-	for h, size := range n.heal(ctx, p, short, copies, lacking, need) {
-		out[h] = blobstore.Info{Hash: h, Size: size}
-	}
-	return out, ctx.Err()
+	return out, short
 }
 
 // heal copies each of hashes (held by copies[h] owners, fewer than need)

@@ -274,23 +274,59 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := n.setupTLS(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
-		return nil, fmt.Errorf("create data dir: %w", err)
-	}
-	if err := removeWriteLeftovers(cfg.DataDir); err != nil {
+	if err := n.prepareDataDir(); err != nil {
 		return nil, err
 	}
-	if n.cfg.ID, err = loadID(cfg.DataDir, cfg.ID); err != nil {
+	if err := n.openStores(); err != nil {
 		return nil, err
 	}
-	tmp := filepath.Join(cfg.DataDir, "tmp")
+	n.refreshPlacement()
+	if err := n.startAPI(); err != nil {
+		return nil, err
+	}
+	if err := n.startEdge(); err != nil {
+		return nil, err
+	}
+	if err := n.enterCluster(ctx); err != nil {
+		return nil, err
+	}
+	n.wg.Add(3)
+	go n.watchState()
+	go n.repairLoop()
+	go n.evictLoop()
+	n.scrub.Start()
+	n.log.Info("node started", "id", n.cfg.ID, "role", cfg.Role,
+		"api", n.APIURL(), "edge", n.EdgeURL(), "raft", cfg.RaftAddr)
+	return n, nil
+}
+
+// prepareDataDir creates the data dir, removes what interrupted writes
+// left, settles the node id and empties the upload spool (tmp/).
+func (n *Node) prepareDataDir() (err error) {
+	dir := n.cfg.DataDir
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	if err := removeWriteLeftovers(dir); err != nil {
+		return err
+	}
+	if n.cfg.ID, err = loadID(dir, n.cfg.ID); err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, "tmp")
 	if err := os.RemoveAll(tmp); err != nil {
-		return nil, fmt.Errorf("clear spool dir: %w", err)
+		return fmt.Errorf("clear spool dir: %w", err)
 	}
 	if err := os.MkdirAll(tmp, 0o750); err != nil {
-		return nil, fmt.Errorf("create spool dir: %w", err)
+		return fmt.Errorf("create spool dir: %w", err)
 	}
+	return nil
+}
 
+// openStores opens the blob store (blobs/) and the Raft store (raft/), and
+// the parts built on them: scrub and repair.
+func (n *Node) openStores() (err error) {
+	cfg := n.cfg
 	bcfg := blobstore.DefaultConfig()
 	bcfg.Dir = filepath.Join(cfg.DataDir, "blobs")
 	bcfg.Logger = cfg.Logger
@@ -299,14 +335,13 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	bcfg.OnCorrupt = n.corruptBeforeCompressing
 	bcfg.CompressWorkers = cfg.CompressWorkers
 	if n.blobs, err = blobstore.New(bcfg); err != nil {
-		return nil, fmt.Errorf("open blob store: %w", err)
+		return fmt.Errorf("open blob store: %w", err)
 	}
 	if n.scrub, err = n.newScrubber(); err != nil {
-		return nil, err
+		return err
 	}
-
 	rcfg := raft.DefaultConfig()
-	rcfg.ID = n.cfg.ID
+	rcfg.ID = cfg.ID
 	rcfg.Dir = filepath.Join(cfg.DataDir, "raft")
 	rcfg.BindAddr = cfg.RaftAddr
 	rcfg.Bootstrap = cfg.Bootstrap
@@ -319,59 +354,53 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	rcfg.SnapshotThreshold, rcfg.SnapshotInterval, rcfg.TrailingLogs = cfg.RaftSnapshotThreshold, cfg.RaftSnapshotInterval, cfg.RaftTrailingLogs
 	rcfg.Logger = cfg.Logger
 	if n.store, err = raft.Open(rcfg); err != nil {
-		return nil, fmt.Errorf("open raft store: %w", err)
+		return fmt.Errorf("open raft store: %w", err)
 	}
 	if n.repair, err = n.newRepairer(); err != nil {
-		return nil, err
+		return err
 	}
+	return nil
+}
 
-	n.refreshPlacement()
-	if err := n.startAPI(); err != nil {
-		return nil, err
-	}
-	if err := n.startEdge(); err != nil {
-		return nil, err
-	}
+// enterCluster takes the node into its cluster: on a restart it refreshes
+// its record in the background; otherwise it bootstraps a new cluster,
+// joins through --join, or waits in the background to be added by an
+// operator.
+func (n *Node) enterCluster(ctx context.Context) error {
 	switch {
 	case n.store.HasState():
-		// A restart: the cluster already knows this node. Refresh its record
+		// The cluster already knows this node. Refresh its record
 		// (addresses may have changed) once a leader is known, without
 		// holding up the start.
-		n.wg.Add(1)
-		go func() {
-			defer n.wg.Done()
+		n.background(func() {
 			ctx, cancel := context.WithTimeout(n.ctx, time.Minute)
 			defer cancel()
 			if err := n.rejoin(ctx); err != nil && n.ctx.Err() == nil {
 				n.log.Warn("refresh node record", "err", err)
 			}
-		}()
-	case cfg.Bootstrap:
-		if err := n.initCluster(ctx); err != nil {
-			return nil, err
-		}
-	case cfg.Join != "":
-		if err := n.join(ctx); err != nil {
-			return nil, err
-		}
+		})
+	case n.cfg.Bootstrap:
+		return n.initCluster(ctx)
+	case n.cfg.Join != "":
+		return n.join(ctx)
 	default:
 		n.log.Warn("no cluster state in the data dir: waiting to be added with 'atoll node join' (or start with --bootstrap or --join)")
-		n.wg.Add(1)
-		go func() {
-			defer n.wg.Done()
+		n.background(func() {
 			if err := n.awaitJoin(); err != nil && n.ctx.Err() == nil {
 				n.log.Warn("refresh node record", "err", err)
 			}
-		}()
+		})
 	}
-	n.wg.Add(3)
-	go n.watchState()
-	go n.repairLoop()
-	go n.evictLoop()
-	n.scrub.Start()
-	n.log.Info("node started", "id", n.cfg.ID, "role", cfg.Role,
-		"api", n.APIURL(), "edge", n.EdgeURL(), "raft", cfg.RaftAddr)
-	return n, nil
+	return nil
+}
+
+// background runs f in a goroutine that Close waits for.
+func (n *Node) background(f func()) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		f()
+	}()
 }
 
 // initCluster waits for this node to lead the cluster it just
