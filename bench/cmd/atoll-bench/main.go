@@ -27,6 +27,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/atoll-hosting/atoll/atolltest"
 )
 
 // config is what the flags set.
@@ -103,7 +105,7 @@ func main() {
 	defer stop()
 	if err := run(ctx, cfg); err != nil {
 		log.Print(err)
-		procs.stopAll()
+		procs.Close()
 		os.Exit(1)
 	}
 }
@@ -111,7 +113,7 @@ func main() {
 func (c config) has(section string) bool { return slices.Contains(c.sections, section) }
 
 func run(ctx context.Context, cfg config) (err error) {
-	defer procs.stopAll()
+	defer procs.Close()
 	start := time.Now()
 	bin, err := filepath.Abs(cfg.atollBin)
 	if err != nil {
@@ -171,7 +173,7 @@ func run(ctx context.Context, cfg config) (err error) {
 			return err
 		}
 		if cfg.has("deploy") || cfg.has("serve") {
-			if res.Deploy, err = benchDeploy(ctx, cfg, node, []*atollNode{node}, site, res.DiskMBps, 1); err != nil {
+			if res.Deploy, err = benchDeploy(ctx, cfg, node, []*atolltest.Node{node}, site, res.DiskMBps, 1); err != nil {
 				return fmt.Errorf("deploy: %w", err)
 			}
 		}
@@ -185,7 +187,7 @@ func run(ctx context.Context, cfg config) (err error) {
 				return fmt.Errorf("metadata scale: %w", err)
 			}
 		}
-		node.stop()
+		node.Close()
 	}
 	if cfg.has("cluster") {
 		res.Cluster, err = benchCluster(ctx, cfg, site, res.DiskMBps)
