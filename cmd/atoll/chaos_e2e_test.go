@@ -162,6 +162,8 @@ type chaos struct {
 
 	shutdownOnce sync.Once
 
+	ackc chan struct{} // a deploy was acknowledged (buffered, one pending signal)
+
 	mu          sync.Mutex
 	acked       []*chaosDeploy
 	ackedBySite map[string][]*chaosDeploy
@@ -221,7 +223,7 @@ func (r chaosRead) failed() bool { return r.err != "" || r.status != http.Status
 
 func newChaos(t *testing.T, seed int64) *chaos {
 	c := &chaos{
-		t: t, seed: seed, tmp: t.TempDir(), begin: time.Now(),
+		t: t, seed: seed, tmp: t.TempDir(), begin: time.Now(), ackc: make(chan struct{}, 1),
 		ackedBySite: map[string][]*chaosDeploy{},
 		attempted:   map[string]map[string]map[string]bool{},
 		failMsgs:    map[string]int{},
@@ -601,6 +603,10 @@ func (c *chaos) deployer(ctx context.Context, k int, site string, until time.Tim
 			c.acked = append(c.acked, d)
 			c.ackedBySite[site] = append(c.ackedBySite[site], d)
 			c.mu.Unlock()
+			select {
+			case c.ackc <- struct{}{}:
+			default: // a signal is pending already
+			}
 			continue
 		}
 		msg := strings.TrimSpace(res.Stderr)
@@ -784,8 +790,8 @@ func (c *chaos) faultLoop(ctx context.Context, until time.Time) {
 	}
 	plan := slices.Clone(kinds)
 	rng.Shuffle(len(plan), func(i, j int) { plan[i], plan[j] = plan[j], plan[i] })
-	// A quiet start: let the deployers acknowledge a few deploys.
-	sleepCtx(ctx, 1500*time.Millisecond)
+	// A quiet start: the deployers acknowledge a few deploys first.
+	c.awaitAcks(ctx, 3, until)
 	for i := 0; i < 10_000 && (i < len(plan) || time.Now().Before(until)) && ctx.Err() == nil && !c.failed(); i++ {
 		kind := kinds[rng.IntN(len(kinds))]
 		if i < len(plan) {
@@ -793,6 +799,26 @@ func (c *chaos) faultLoop(ctx context.Context, until time.Time) {
 		}
 		c.inject(ctx, rng, kind)
 		sleepCtx(ctx, time.Duration(300+rng.IntN(1200))*time.Millisecond)
+	}
+}
+
+// awaitAcks waits until n deploys have been acknowledged, ctx ends or
+// until passes.
+func (c *chaos) awaitAcks(ctx context.Context, n int, until time.Time) {
+	for {
+		c.mu.Lock()
+		k := len(c.acked)
+		c.mu.Unlock()
+		if k >= n {
+			return
+		}
+		select {
+		case <-c.ackc:
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Until(until)):
+			return
+		}
 	}
 }
 
