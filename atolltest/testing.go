@@ -52,7 +52,9 @@ func Main(m *testing.M) int {
 func Bin() string { return builtBin }
 
 // Server is a Node driven by a test: its methods fail the test instead of
-// returning an error, and its process is killed when the test ends.
+// returning an error, and its process is killed when the test ends. Its API
+// is the test form of Node.API (no context, the answer decoded as JSON);
+// every other Node method stays reachable as is.
 type Server struct {
 	*Node
 	t        testing.TB

@@ -1,8 +1,8 @@
 package main
 
 import (
+	"context"
 	"fmt"
-	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -66,21 +66,19 @@ func TestEndToEndCluster(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		c := &http.Client{Timeout: 5 * time.Second}
 		for i := 0; ; i++ {
 			select {
 			case <-stop:
 				return
 			default:
 			}
-			req, _ := http.NewRequest("GET", fmt.Sprintf("http://%s/p/%d.html", edge.HTTPAddr, i%20), nil)
-			req.Host = "shop.localhost"
-			resp, err := c.Do(req)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			resp, _, err := edge.Fetch(ctx, "GET", "shop.localhost", fmt.Sprintf("/p/%d.html", i%20))
+			cancel()
 			if err != nil {
 				failed.Add(1)
 				continue
 			}
-			resp.Body.Close()
 			if resp.StatusCode != 200 {
 				failed.Add(1)
 			} else {

@@ -6,10 +6,10 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -159,22 +159,17 @@ func TestEndToEndSingleNode(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		c := &http.Client{}
 		for {
 			select {
 			case <-stop:
 				return
 			default:
 			}
-			req, _ := http.NewRequest("GET", "http://"+s.HTTPAddr+"/", nil)
-			req.Host = "blog.localhost"
-			resp, err := c.Do(req)
+			resp, b, err := s.Fetch(context.Background(), "GET", "blog.localhost", "/")
 			if err != nil {
 				mixed = append(mixed, err.Error())
 				return
 			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
 			if got := string(b); got != "<h1>home v1</h1>" && got != "<h1>home v2!</h1>" {
 				mixed = append(mixed, fmt.Sprintf("%d %q", resp.StatusCode, got))
 			}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -8,7 +9,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"io"
 	"math/big"
 	"net/http"
 	"os"
@@ -95,12 +95,8 @@ func TestEndToEndTLS(t *testing.T) {
 	var body string
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		req, _ := http.NewRequest("GET", "https://"+httpsAddr+"/a/b", nil)
-		req.Host = "shop.example.com"
-		resp, err := hc.Do(req)
+		resp, b, err := atolltest.Fetch(context.Background(), hc, "GET", "https://"+httpsAddr+"/a/b", "shop.example.com")
 		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
 			if body = string(b); resp.StatusCode == 200 && body == "<p>b</p>" {
 				break
 			}
