@@ -5,8 +5,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -14,6 +12,7 @@ import (
 	"time"
 
 	"github.com/atoll-hosting/atoll"
+	"github.com/atoll-hosting/atoll/atolltest"
 	"github.com/atoll-hosting/atoll/builder/buildertest"
 	"github.com/atoll-hosting/atoll/raft"
 )
@@ -104,10 +103,8 @@ func jsonBody(t *testing.T, v any) []byte {
 	return b
 }
 
-func sha(s string) string {
-	sum := sha256.Sum256([]byte(s))
-	return hex.EncodeToString(sum[:])
-}
+// sha is the content address of s.
+var sha = atolltest.SHA256Hex[string]
 
 // createSite makes a site through Meta directly.
 func createSite(t *testing.T, srv *buildertest.Server, name string, domains ...string) {

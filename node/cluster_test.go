@@ -2,8 +2,6 @@ package node_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atoll-hosting/atoll/atolltest"
 	"github.com/atoll-hosting/atoll/builder/client"
 	"github.com/atoll-hosting/atoll/node"
 	"github.com/atoll-hosting/atoll/node/nodetest"
@@ -67,10 +66,8 @@ func get(edgeURL, siteName, path string) (int, string, error) {
 	return resp.StatusCode, string(b), err
 }
 
-func sha(s string) string {
-	sum := sha256.Sum256([]byte(s))
-	return hex.EncodeToString(sum[:])
-}
+// sha is the content address of s.
+var sha = atolltest.SHA256Hex[string]
 
 // copies counts the members holding hash locally.
 func copies(c *nodetest.Cluster, hash string) (n int, on []string) {

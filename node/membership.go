@@ -238,6 +238,15 @@ func (n *Node) handleRemove(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := n.store.RemoveServer(r.Context(), id); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) && r.Header.Get(headerRemoveRetry) == "" {
+			// Leadership moved while the change was in flight (its outcome
+			// is unknown). Taking a server out of the configuration is
+			// idempotent, so the request goes once more to the leader now.
+			r.Header.Set(headerRemoveRetry, n.cfg.ID)
+			r.Header.Del("X-Atoll-Forwarded")
+			n.onLeader(n.handleRemove)(w, r)
+			return
+		}
 		writeApplyError(w, fmt.Errorf("remove %s from raft: %w", id, err))
 		return
 	}
@@ -249,6 +258,10 @@ func (n *Node) handleRemove(w http.ResponseWriter, r *http.Request) {
 	nd.State = atoll.NodeRemoved
 	builder.WriteJSON(w, http.StatusOK, atoll.NodeStatus{Node: nd, Suffrage: suffrage(nd.Role)})
 }
+
+// headerRemoveRetry marks a node removal sent again after the leader lost
+// its leadership during the first try; it is retried once, not again.
+const headerRemoveRetry = "X-Atoll-Remove-Retry"
 
 func isTrue(s string) bool {
 	return s == "1" || strings.EqualFold(s, "true") || strings.EqualFold(s, "yes")

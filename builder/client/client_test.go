@@ -5,8 +5,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"io"
 	"net/http"
@@ -20,6 +18,7 @@ import (
 	"time"
 
 	"github.com/atoll-hosting/atoll"
+	"github.com/atoll-hosting/atoll/atolltest"
 	"github.com/atoll-hosting/atoll/blobstore"
 	"github.com/atoll-hosting/atoll/builder"
 	"github.com/atoll-hosting/atoll/builder/buildertest"
@@ -33,10 +32,8 @@ func ctx(t *testing.T) context.Context {
 	return c
 }
 
-func sha(s string) string {
-	sum := sha256.Sum256([]byte(s))
-	return hex.EncodeToString(sum[:])
-}
+// sha is the content address of s.
+var sha = atolltest.SHA256Hex[string]
 
 // writeTree creates files (relative path -> content) under dir.
 func writeTree(t *testing.T, dir string, files map[string]string) {

@@ -2,7 +2,7 @@
 
 package main
 
-// TestChaos is the fault test of issue 5: the real binary as 3 core and 2
+// TestChaos is the fault test: the real binary as 3 core and 2
 // edge processes under continuous deploys and reads, while a seeded fault
 // loop kills (-9) and restarts random nodes, pauses one (SIGSTOP, SIGCONT)
 // and cuts the Raft leader off the network.
@@ -63,32 +63,19 @@ package main
 // owner (failed reads from live nodes; edges run with a 256KiB cache so
 // that reads keep going through that path), a site retention of 3 (lost
 // deploys, no longer listed), and the census counting blobs that an
-// abandoned upload never sent (repair never converging: the bug this test
-// found, fixed in node/repair.go).
+// abandoned upload never sent (repair never converging).
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"maps"
-	"math"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"regexp"
-	"runtime"
-	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -96,10 +83,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/atoll-hosting/atoll"
-
-	"github.com/andybalholm/brotli"
-	"github.com/klauspost/compress/zstd"
+	"github.com/atoll-hosting/atoll/atolltest"
 )
 
 const (
@@ -107,8 +91,6 @@ const (
 	chaosEdges   = 2
 	chaosKey     = "chaos-cluster-key"
 	chaosToken   = "chaos-admin-token"
-	chaosSubnet  = "10.213.0."
-	chaosClient  = 100 // last byte of the client namespace's address
 	chaosReaders = 4
 	chaosSites   = 2   // one deployer per site
 	chaosMaxSeq  = 950 // deploys per site, under the site's retention (1000)
@@ -162,7 +144,7 @@ func TestChaos(t *testing.T) {
 type chaos struct {
 	t     *testing.T
 	seed  int64
-	net   *chaosNet
+	net   *atolltest.Net
 	nodes []*chaosNode
 	sites []string
 	tmp   string
@@ -172,6 +154,8 @@ type chaos struct {
 	read *http.Client // edge reads from the client namespace
 
 	shutdownOnce sync.Once
+
+	ackc chan struct{} // a deploy was acknowledged (buffered, one pending signal)
 
 	mu          sync.Mutex
 	acked       []*chaosDeploy
@@ -190,12 +174,9 @@ type chaos struct {
 }
 
 type chaosNode struct {
-	*server        // id, data dir, addresses, flags; cmd and done of the current process
-	idx     int    // 1-based; also the last byte of its address in a namespace
-	role    string // core or edge
-	ns      string // its network namespace, "" on loopback
-	log     *os.File
-	logPath string
+	*atolltest.Node        // id, data dir, addresses, flags, namespace, log; the current process
+	idx             int    // 1-based; also the last byte of its address in a namespace
+	role            string // core or edge
 }
 
 type chaosDeploy struct {
@@ -235,27 +216,31 @@ func (r chaosRead) failed() bool { return r.err != "" || r.status != http.Status
 
 func newChaos(t *testing.T, seed int64) *chaos {
 	c := &chaos{
-		t: t, seed: seed, tmp: t.TempDir(), begin: time.Now(),
+		t: t, seed: seed, tmp: t.TempDir(), begin: time.Now(), ackc: make(chan struct{}, 1),
 		ackedBySite: map[string][]*chaosDeploy{},
 		attempted:   map[string]map[string]map[string]bool{},
 		failMsgs:    map[string]int{},
 		faults:      map[int][]chaosInterval{},
 		faultCount:  map[string]int{},
 	}
-	c.net = newChaosNet(chaosCores + chaosEdges)
-	// Last in, first out: the namespaces go after the processes in them.
-	t.Cleanup(c.net.close)
-	if c.net.netns {
-		t.Logf("chaos: seed %d (ATOLL_CHAOS_SEED=%d replays it); network namespaces %s-*, bridge %s0/24", seed, seed, c.net.prefix, chaosSubnet)
+	if v := os.Getenv("ATOLL_CHAOS_NETNS"); v == "off" || v == "0" {
+		c.net = atolltest.Loopback("ATOLL_CHAOS_NETNS=" + v)
 	} else {
-		t.Logf("chaos: seed %d (ATOLL_CHAOS_SEED=%d replays it); NO NETWORK NAMESPACES (%s): nodes on loopback, the partition fault is left out", seed, seed, c.net.reason)
+		c.net = atolltest.NewNet(chaosCores + chaosEdges)
 	}
-	c.api = &http.Client{Timeout: 30 * time.Second, Transport: c.net.transport()}
+	// Last in, first out: the namespaces go after the processes in them.
+	t.Cleanup(c.closeNet)
+	if c.net.Enabled() {
+		t.Logf("chaos: seed %d (ATOLL_CHAOS_SEED=%d replays it); network namespaces %s-*, bridge %s0/24", seed, seed, c.net.Prefix(), atolltest.Subnet)
+	} else {
+		t.Logf("chaos: seed %d (ATOLL_CHAOS_SEED=%d replays it); NO NETWORK NAMESPACES (%s): nodes on loopback, the partition fault is left out", seed, seed, c.net.Reason())
+	}
+	c.api = &http.Client{Timeout: 30 * time.Second, Transport: c.net.Transport()}
 	c.read = &http.Client{
 		// A fetch tries each source for up to FetchTimeout (3s): a read
 		// through a node whose first source is cut off still fits.
 		Timeout:       15 * time.Second,
-		Transport:     c.net.transport(),
+		Transport:     c.net.Transport(),
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 
@@ -287,14 +272,18 @@ func newChaos(t *testing.T, seed int64) *chaos {
 func (c *chaos) shutdown() {
 	c.shutdownOnce.Do(func() {
 		for _, n := range c.nodes {
-			if n.cmd != nil && n.cmd.Process != nil {
-				n.cmd.Process.Signal(syscall.SIGCONT)
-			}
-			n.kill(syscall.SIGKILL)
-			n.log.Close()
+			n.Signal(syscall.SIGCONT) // a paused process would not die before it runs again
+			n.Stop(syscall.SIGKILL, 15*time.Second)
 		}
-		c.net.close()
+		c.closeNet()
 	})
+}
+
+// closeNet deletes the namespaces (once; later calls do nothing).
+func (c *chaos) closeNet() {
+	if err := c.net.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, "chaos: cleanup:", err)
+	}
 }
 
 func (c *chaos) elapsed() string {
@@ -335,48 +324,48 @@ func (c *chaos) failed() bool {
 func (c *chaos) startCluster() {
 	t := c.t
 	for i := 1; i <= chaosCores+chaosEdges; i++ {
-		n := &chaosNode{idx: i, role: "core", server: &server{t: t, data: filepath.Join(c.tmp, fmt.Sprintf("node%d", i))}}
-		if i > chaosCores {
-			n.role = "edge"
-			n.id = fmt.Sprintf("edge%d", i-chaosCores)
-		} else {
-			n.id = fmt.Sprintf("core%d", i)
+		cfg := atolltest.NodeConfig{
+			ID: fmt.Sprintf("core%d", i), Data: filepath.Join(c.tmp, fmt.Sprintf("node%d", i)), Bootstrap: i == 1,
+			AdminToken: chaosToken,
+			// Repair runs during the faults too, not only at the end.
+			Flags: []string{"--cluster-key", chaosKey, "--repair-interval", "10s"},
+			Net:   c.net, NS: c.net.NodeNS(i), APIClient: c.api, EdgeClient: c.read,
 		}
-		if c.net.netns {
-			n.ns = c.net.nodeNS(i)
-			host := chaosSubnet + strconv.Itoa(i)
-			n.raftAddr, n.apiAddr, n.httpAddr = host+":7000", host+":9090", host+":8080"
-		} else {
-			n.raftAddr, n.apiAddr, n.httpAddr = freeAddr(t), freeAddr(t), freeAddr(t)
+		role := "core"
+		if i > chaosCores {
+			role, cfg.ID = "edge", fmt.Sprintf("edge%d", i-chaosCores)
+		}
+		if c.net.Enabled() {
+			host := atolltest.Subnet + strconv.Itoa(i)
+			cfg.RaftAddr, cfg.APIAddr, cfg.HTTPAddr = host+":7000", host+":9090", host+":8080"
 		}
 		switch {
 		case i == 1:
-			n.flags = []string{"--bootstrap"}
-		case n.role == "edge":
+		case role == "edge":
 			// A small cache: edges keep evicting and fetching again, so reads
 			// go through the fetch path (owners in order, the next on
 			// failure) while owners are down, not only from local disk.
-			n.flags = []string{"--join", "http://" + c.nodes[0].apiAddr, "--role", "edge", "--cache-size", "256KiB"}
+			cfg.Flags = append(cfg.Flags, "--join", "http://"+c.nodes[0].APIAddr, "--role", "edge", "--cache-size", "256KiB")
 		default:
-			n.flags = []string{"--join", "http://" + c.nodes[0].apiAddr}
+			cfg.Flags = append(cfg.Flags, "--join", "http://"+c.nodes[0].APIAddr)
 		}
-		n.logPath = filepath.Join(c.tmp, n.id+".log")
-		f, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		cfg.LogPath = filepath.Join(c.tmp, cfg.ID+".log")
+		node, err := atolltest.NewNode(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
-		n.log = f
+		n := &chaosNode{Node: node, idx: i, role: role}
 		c.nodes = append(c.nodes, n)
 		c.obs = append(c.obs, nil)
 		if err := c.launch(n); err != nil {
-			t.Fatalf("start %s: %v", n.id, err)
+			t.Fatalf("start %s: %v", n.ID, err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		err = c.waitReady(ctx, n)
+		err = n.WaitReady(ctx, "/readyz")
 		cancel()
 		if err != nil {
 			c.dumpLogs()
-			t.Fatalf("start %s: %v", n.id, err)
+			t.Fatalf("start %s: %v", n.ID, err)
 		}
 	}
 	for _, s := range []string{"chaos-a", "chaos-b"}[:chaosSites] {
@@ -393,75 +382,32 @@ func (c *chaos) startCluster() {
 }
 
 // launch starts n's process (with the same flags every time: --bootstrap
-// and --join are no-ops once the data dir holds a cluster).
+// and --join are no-ops once the data dir holds a cluster), after a line in
+// its log that says when.
 func (c *chaos) launch(n *chaosNode) error {
-	args := []string{"server", "--id", n.id, "--data", n.data,
-		"--raft-addr", n.raftAddr, "--api-addr", n.apiAddr, "--http-addr", n.httpAddr,
-		"--admin-token", chaosToken, "--cluster-key", chaosKey,
-		// Repair runs during the faults too, not only at the end.
-		"--repair-interval", "10s"}
-	args = append(args, n.flags...)
-	fmt.Fprintf(n.log, "=== chaos %s: start %s\n", c.elapsed(), n.id)
-	cmd := c.net.command(context.Background(), n.ns, atollBin, args...)
-	cmd.Stdout, cmd.Stderr = n.log, n.log
-	// If the test process dies, so do the nodes.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	f, err := os.OpenFile(n.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
 		return err
 	}
-	done := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		close(done)
-	}()
-	n.cmd, n.done = cmd, done
-	return nil
+	fmt.Fprintf(f, "=== chaos %s: start %s\n", c.elapsed(), n.ID)
+	f.Close()
+	return n.Launch()
 }
 
 // waitReady waits until n answers /readyz with 200: a cluster member with a
 // known leader that has applied everything the leader committed.
 func (c *chaos) waitReady(ctx context.Context, n *chaosNode) error {
-	last := "no answer"
-	for i := 0; ; i++ {
-		rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		status, body, err := c.apiCall(rctx, n, "GET", "/readyz", nil)
-		cancel()
-		if err == nil && status == http.StatusOK {
-			return nil
-		}
-		if err != nil {
-			last = err.Error()
-		} else {
-			last = fmt.Sprintf("%d %s", status, bytes.TrimSpace(body))
-		}
-		select {
-		case <-n.done:
-			return fmt.Errorf("%s exited (see its log %s)", n.id, n.logPath)
-		case <-ctx.Done():
-			return fmt.Errorf("%s not ready: %s", n.id, last)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	return n.WaitReady(ctx, "/readyz")
 }
 
-// apiCall calls n's API with the admin token and returns the status and
-// body.
+// apiCall calls n's API with the admin token (a body as JSON) and returns
+// the status and body.
 func (c *chaos) apiCall(ctx context.Context, n *chaosNode, method, path string, body io.Reader) (int, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+n.apiAddr+path, body)
-	if err != nil {
-		return 0, nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+chaosToken)
+	ctype := ""
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		ctype = "application/json"
 	}
-	resp, err := c.api.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	return resp.StatusCode, b, err
+	return n.API(ctx, method, path, chaosToken, ctype, body)
 }
 
 // metrics reads n's applied index and whether it leads from /metrics.
@@ -525,10 +471,10 @@ func (c *chaos) run(dur time.Duration) {
 	// node it could not restart is a finding, reported below).
 	for _, n := range c.nodes {
 		select {
-		case <-n.done:
-			c.harnessError("%s is not running after the faults", n.id)
+		case <-n.Done():
+			c.harnessError("%s is not running after the faults", n.ID)
 			if err := c.launch(n); err != nil {
-				c.harnessError("restart %s: %v", n.id, err)
+				c.harnessError("restart %s: %v", n.ID, err)
 				continue
 			}
 		default:
@@ -599,11 +545,6 @@ func deployFiles(rng *rand.Rand, site string, seq int) map[string][]byte {
 	}
 }
 
-func sha(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
-}
-
 // deployer deploys to site with the CLI, back to back, through the nodes in
 // a random order (the CLI moves on when one is unreachable), until until.
 func (c *chaos) deployer(ctx context.Context, k int, site string, until time.Time) {
@@ -618,45 +559,50 @@ func (c *chaos) deployer(ctx context.Context, k int, site string, until time.Tim
 		}
 		for name, b := range files {
 			p := "/" + name
-			manifest[p] = sha(b)
+			manifest[p] = atolltest.SHA256Hex(b)
 			if c.attempted[site][p] == nil {
 				c.attempted[site][p] = map[string]bool{}
 			}
 			c.attempted[site][p][manifest[p]] = true
 		}
 		c.mu.Unlock()
-		if err := writeFiles(dir, files); err != nil {
+		if err := atolltest.WriteTree(dir, files); err != nil {
 			c.harnessError("write deploy dir: %v", err)
 			return
 		}
 		var apis []string
 		for _, i := range rng.Perm(len(c.nodes)) {
-			apis = append(apis, "http://"+c.nodes[i].apiAddr)
+			apis = append(apis, "http://"+c.nodes[i].APIAddr)
 		}
 		dctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-		cmd := c.net.command(dctx, c.net.clientNS, atollBin, "deploy", dir, "--site", site, "--api", strings.Join(apis, ","))
+		cmd := c.net.Command(dctx, c.net.ClientNS(), atolltest.Bin(), "deploy", dir, "--site", site, "--api", strings.Join(apis, ","))
 		cmd.Env = append(os.Environ(), "ATOLL_TOKEN="+chaosToken, "ATOLL_DATA="+c.tmp, "NO_PROXY=*", "no_proxy=*")
-		var out, errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errb
 		began := time.Now()
-		err := cmd.Run()
+		res, err := atolltest.RunCommand(cmd)
 		ackedAt := time.Now()
 		cancel()
 		os.RemoveAll(dir)
 		if err == nil {
-			m := deployIDRe.FindStringSubmatch(out.String())
-			if m == nil {
-				c.harnessError("deploy exited 0 without a deploy id: %q", out.String())
+			err = res.Err()
+		}
+		if err == nil {
+			id := atolltest.DeployID(res.Stdout)
+			if id == "" {
+				c.harnessError("deploy exited 0 without a deploy id: %q", res.Stdout)
 				return
 			}
-			d := &chaosDeploy{id: m[1], site: site, seq: seq, files: manifest, began: began, ackedAt: ackedAt}
+			d := &chaosDeploy{id: id, site: site, seq: seq, files: manifest, began: began, ackedAt: ackedAt}
 			c.mu.Lock()
 			c.acked = append(c.acked, d)
 			c.ackedBySite[site] = append(c.ackedBySite[site], d)
 			c.mu.Unlock()
+			select {
+			case c.ackc <- struct{}{}:
+			default: // a signal is pending already
+			}
 			continue
 		}
-		msg := strings.TrimSpace(errb.String())
+		msg := strings.TrimSpace(res.Stderr)
 		if msg == "" {
 			msg = err.Error()
 		}
@@ -693,19 +639,6 @@ func deployFailKind(msg string) string {
 		msg = msg[:160] + "..."
 	}
 	return msg
-}
-
-func writeFiles(dir string, files map[string][]byte) error {
-	for name, b := range files {
-		p := filepath.Join(dir, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return err
-		}
-		if err := os.WriteFile(p, b, 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // reader reads files of acknowledged deploys from random nodes (edges
@@ -760,13 +693,13 @@ func (c *chaos) reader(ctx context.Context, k int, stop <-chan struct{}) {
 		switch {
 		case errors.Is(err, errBadEncoding):
 			r.wrong = true
-			c.wrong(fmt.Sprintf("%s %s%s (%s): %v", n.id, host, path, orDash(enc), err))
+			c.wrong(fmt.Sprintf("%s %s%s (%s): %v", n.ID, host, path, orDash(enc), err))
 		case err != nil:
 			r.err = err.Error()
 		case status == http.StatusOK:
-			if !c.expected(d.site, d, live, path, sha(body)) {
+			if !c.expected(d.site, d, live, path, atolltest.SHA256Hex(body)) {
 				r.wrong = true
-				c.wrong(fmt.Sprintf("%s %s%s (%s): %d bytes, sha256 %s, not what was deployed there", n.id, host, path, orDash(enc), len(body), sha(body)[:16]))
+				c.wrong(fmt.Sprintf("%s %s%s (%s): %d bytes, sha256 %s, not what was deployed there", n.ID, host, path, orDash(enc), len(body), atolltest.SHA256Hex(body)[:16]))
 			}
 		}
 		mine = append(mine, r)
@@ -806,22 +739,12 @@ var errBadEncoding = errors.New("answer not decodable as its Content-Encoding")
 // Content-Encoding. A transport error or timeout is returned as is; an
 // encoding that was not asked for or does not decode wraps errBadEncoding.
 func (c *chaos) get(ctx context.Context, n *chaosNode, host, path, enc string) (int, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+n.httpAddr+path, nil)
+	resp, raw, err := n.Fetch(ctx, "GET", host, path, "Accept-Encoding", enc)
 	if err != nil {
+		if resp != nil {
+			return resp.StatusCode, nil, err
+		}
 		return 0, nil, err
-	}
-	req.Host = host
-	if enc != "" {
-		req.Header.Set("Accept-Encoding", enc)
-	}
-	resp, err := c.read.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	if err != nil {
-		return resp.StatusCode, nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
 		return resp.StatusCode, raw, nil
@@ -830,909 +753,9 @@ func (c *chaos) get(ctx context.Context, n *chaosNode, host, path, enc string) (
 	if ce != "" && ce != enc {
 		return resp.StatusCode, nil, fmt.Errorf("%w: Content-Encoding %q for Accept-Encoding %q", errBadEncoding, ce, enc)
 	}
-	var r io.Reader
-	switch ce {
-	case "":
-		return resp.StatusCode, raw, nil
-	case "gzip":
-		zr, err := gzip.NewReader(bytes.NewReader(raw))
-		if err != nil {
-			return resp.StatusCode, nil, fmt.Errorf("%w: %v", errBadEncoding, err)
-		}
-		r = zr
-	case "br":
-		r = brotli.NewReader(bytes.NewReader(raw))
-	case "zstd":
-		zr, err := zstd.NewReader(bytes.NewReader(raw), zstd.WithDecoderConcurrency(1))
-		if err != nil {
-			return resp.StatusCode, nil, fmt.Errorf("%w: %v", errBadEncoding, err)
-		}
-		defer zr.Close()
-		r = zr
-	}
-	body, err := io.ReadAll(io.LimitReader(r, 16<<20))
+	body, err := atolltest.Decode(ce, raw)
 	if err != nil {
 		return resp.StatusCode, nil, fmt.Errorf("%w: %s: %v", errBadEncoding, ce, err)
 	}
 	return resp.StatusCode, body, nil
-}
-
-// Faults.
-
-type chaosFault string
-
-const (
-	faultKillCore  chaosFault = "kill -9 core"
-	faultKillEdge  chaosFault = "kill -9 edge"
-	faultPause     chaosFault = "pause"
-	faultPartition chaosFault = "partition leader"
-)
-
-// faultLoop injects one fault at a time, from a seeded schedule: first every
-// kind once in a shuffled order (even if that outlasts until, so that a
-// short run still has each), then at random. At most one core node is
-// under a fault at any moment (a partition may come with an edge kill).
-func (c *chaos) faultLoop(ctx context.Context, until time.Time) {
-	rng := rand.New(rand.NewPCG(uint64(c.seed), 1))
-	kinds := []chaosFault{faultKillCore, faultKillEdge, faultPause, faultPartition}
-	if !c.net.netns {
-		kinds = kinds[:3]
-	}
-	plan := slices.Clone(kinds)
-	rng.Shuffle(len(plan), func(i, j int) { plan[i], plan[j] = plan[j], plan[i] })
-	// A quiet start: let the deployers acknowledge a few deploys.
-	sleepCtx(ctx, 1500*time.Millisecond)
-	for i := 0; i < 10_000 && (i < len(plan) || time.Now().Before(until)) && ctx.Err() == nil && !c.failed(); i++ {
-		kind := kinds[rng.IntN(len(kinds))]
-		if i < len(plan) {
-			kind = plan[i]
-		}
-		c.inject(ctx, rng, kind)
-		sleepCtx(ctx, time.Duration(300+rng.IntN(1200))*time.Millisecond)
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	select {
-	case <-time.After(d):
-	case <-ctx.Done():
-	}
-}
-
-func (c *chaos) cores() []*chaosNode { return c.nodes[:chaosCores] }
-func (c *chaos) edges() []*chaosNode { return c.nodes[chaosCores:] }
-
-// leader asks the cores' /metrics which one leads; nil if none answers so.
-func (c *chaos) leader(ctx context.Context) *chaosNode {
-	for range 50 {
-		for _, n := range c.cores() {
-			mctx, cancel := context.WithTimeout(ctx, time.Second)
-			_, lead, err := c.metrics(mctx, n)
-			cancel()
-			if err == nil && lead {
-				return n
-			}
-		}
-		sleepCtx(ctx, 100*time.Millisecond)
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	return nil
-}
-
-// faultOn marks n as under a fault from now; the returned function ends
-// the fault once n answers /readyz again.
-func (c *chaos) faultOn(n *chaosNode, what string) (end func(ctx context.Context)) {
-	c.mu.Lock()
-	c.faults[n.idx] = append(c.faults[n.idx], chaosInterval{from: time.Now(), what: what})
-	k := len(c.faults[n.idx]) - 1
-	c.faultCount[what]++
-	c.mu.Unlock()
-	return func(ctx context.Context) {
-		rctx, cancel := context.WithTimeout(ctx, 90*time.Second)
-		defer cancel()
-		if err := c.waitReady(rctx, n); err != nil {
-			c.harnessError("after %s: %v", what, err)
-		}
-		c.mu.Lock()
-		c.faults[n.idx][k].to = time.Now()
-		c.mu.Unlock()
-	}
-}
-
-// newLeader waits until a core other than old leads, and says how long
-// that took from since.
-func (c *chaos) newLeader(ctx context.Context, old *chaosNode, since time.Time, hold time.Duration) (string, time.Duration) {
-	deadline := time.Now().Add(hold)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		for _, n := range c.cores() {
-			if n == old {
-				continue
-			}
-			mctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-			_, lead, err := c.metrics(mctx, n)
-			cancel()
-			if err == nil && lead {
-				d := time.Since(since)
-				c.mu.Lock()
-				c.elections = append(c.elections, d)
-				c.mu.Unlock()
-				return n.id, d
-			}
-		}
-		sleepCtx(ctx, 100*time.Millisecond)
-	}
-	return "", 0
-}
-
-func (c *chaos) inject(ctx context.Context, rng *rand.Rand, kind chaosFault) {
-	lead := c.leader(ctx)
-	switch kind {
-	case faultKillCore, faultKillEdge:
-		pool := c.edges()
-		if kind == faultKillCore {
-			pool = c.cores()
-		}
-		n := pool[rng.IntN(len(pool))]
-		if kind == faultKillCore && lead != nil && rng.IntN(2) == 0 {
-			n = lead
-		}
-		down := time.Duration(500+rng.IntN(2500)) * time.Millisecond
-		c.killRestart(ctx, n, down, n == lead)
-	case faultPause:
-		n := c.nodes[rng.IntN(len(c.nodes))]
-		if lead != nil && rng.IntN(3) == 0 {
-			n = lead
-		}
-		hold := time.Duration(2000+rng.IntN(3000)) * time.Millisecond
-		role := ""
-		if n == lead {
-			role = " (leader)"
-		}
-		end := c.faultOn(n, string(faultPause))
-		start := time.Now()
-		n.cmd.Process.Signal(syscall.SIGSTOP)
-		elected := ""
-		if n == lead {
-			if id, d := c.newLeader(ctx, n, start, hold); id != "" {
-				elected = fmt.Sprintf("; %s leads after %s", id, d.Round(10*time.Millisecond))
-			}
-		}
-		sleepCtx(ctx, time.Until(start.Add(hold)))
-		n.cmd.Process.Signal(syscall.SIGCONT)
-		end(ctx)
-		c.logAt(start, "pause %s%s for %s (SIGSTOP, SIGCONT)%s; ready again %s after SIGCONT", n.id, role, hold.Round(10*time.Millisecond), elected, time.Since(start.Add(hold)).Round(10*time.Millisecond))
-	case faultPartition:
-		if lead == nil {
-			c.logf("partition: no leader found; skipped")
-			return
-		}
-		hold := time.Duration(3000+rng.IntN(5000)) * time.Millisecond
-		var edge *chaosNode
-		if rng.IntN(3) == 0 {
-			edge = c.edges()[rng.IntN(chaosEdges)]
-		}
-		end := c.faultOn(lead, string(faultPartition))
-		start := time.Now()
-		if err := c.net.cut(lead.idx); err != nil {
-			c.harnessError("cut %s: %v", lead.id, err)
-			end(ctx)
-			return
-		}
-		var also sync.WaitGroup
-		if edge != nil {
-			after, down := time.Duration(rng.IntN(1000))*time.Millisecond, time.Duration(500+rng.IntN(1500))*time.Millisecond
-			also.Go(func() {
-				sleepCtx(ctx, after)
-				c.killRestart(ctx, edge, down, false)
-			})
-		}
-		elected := ""
-		if id, d := c.newLeader(ctx, lead, start, hold); id != "" {
-			elected = fmt.Sprintf("; %s leads after %s", id, d.Round(10*time.Millisecond))
-		}
-		sleepCtx(ctx, time.Until(start.Add(hold)))
-		if err := c.net.heal(lead.idx); err != nil {
-			c.harnessError("heal %s: %v", lead.id, err)
-		}
-		healed := time.Now()
-		end(ctx)
-		also.Wait()
-		with := ""
-		if edge != nil {
-			with = " (with an edge kill meanwhile)"
-		}
-		c.logAt(start, "partition %s (leader) from the others for %s%s%s; ready again %s after healing", lead.id, hold.Round(10*time.Millisecond), with, elected, time.Since(healed).Round(10*time.Millisecond))
-	}
-}
-
-// killRestart kill -9s n, keeps it down for down, restarts it and waits
-// until it is ready.
-func (c *chaos) killRestart(ctx context.Context, n *chaosNode, down time.Duration, wasLeader bool) {
-	what := string(faultKillEdge)
-	if n.role == "core" {
-		what = string(faultKillCore)
-	}
-	end := c.faultOn(n, what)
-	start := time.Now()
-	n.kill(syscall.SIGKILL)
-	elected := ""
-	if wasLeader {
-		if id, d := c.newLeader(ctx, n, start, down+10*time.Second); id != "" {
-			elected = fmt.Sprintf("; %s leads after %s", id, d.Round(10*time.Millisecond))
-		}
-	}
-	sleepCtx(ctx, time.Until(start.Add(down)))
-	restarted := time.Now()
-	if err := c.launch(n); err != nil {
-		c.harnessError("restart %s: %v", n.id, err)
-		return
-	}
-	end(ctx)
-	role := ""
-	if wasLeader {
-		role = " (leader)"
-	}
-	c.logAt(start, "kill -9 %s%s, down %s%s; restarted, ready after %s", n.id, role, restarted.Sub(start).Round(10*time.Millisecond), elected, time.Since(restarted).Round(10*time.Millisecond))
-}
-
-// End of the run.
-
-// chaosRepair is how the cluster came back to R copies.
-type chaosRepair struct {
-	secs        float64 // from the end of the faults to the first census with none under-replicated or missing
-	first, last atoll.RepairReport
-	censuses    int
-	err         error
-}
-
-// awaitRepair runs a census on the leader once a second until every
-// referenced blob is on its R owners (for at most 3 minutes).
-func (c *chaos) awaitRepair(ctx context.Context, since time.Time) chaosRepair {
-	var r chaosRepair
-	deadline := time.Now().Add(3 * time.Minute)
-	var last error
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		if lead := c.leader(ctx); lead != nil {
-			rctx, cancel := context.WithTimeout(ctx, 90*time.Second)
-			status, body, err := c.apiCall(rctx, lead, "POST", "/v1/repair", nil)
-			cancel()
-			var rep atoll.RepairReport
-			switch {
-			case err != nil:
-				last = err
-			case status != http.StatusOK:
-				last = fmt.Errorf("POST /v1/repair on %s: %d %s", lead.id, status, bytes.TrimSpace(body))
-			default:
-				if err := json.Unmarshal(body, &rep); err != nil {
-					last = err
-					break
-				}
-				if r.censuses == 0 {
-					r.first = rep
-				}
-				r.censuses++
-				r.last = rep
-				if rep.UnderReplicated == 0 && rep.Missing == 0 {
-					r.secs = time.Since(since).Seconds()
-					return r
-				}
-				last = fmt.Errorf("%d referenced, %d under-replicated, %d missing", rep.Referenced, rep.UnderReplicated, rep.Missing)
-			}
-		}
-		sleepCtx(ctx, time.Second)
-	}
-	r.secs = time.Since(since).Seconds()
-	r.err = fmt.Errorf("not back to R copies %.0fs after the faults stopped: %v", r.secs, last)
-	return r
-}
-
-// verifyDeploys checks every acknowledged deploy on every node: listed,
-// and every file served at its preview host with the deployed bytes. It
-// returns how many deploys fail that, how many file reads were checked, and
-// the first failures.
-func (c *chaos) verifyDeploys(ctx context.Context) (lost, files int, detail []string) {
-	c.mu.Lock()
-	acked := slices.Clone(c.acked)
-	c.mu.Unlock()
-	bad := map[string]bool{}
-	var mu sync.Mutex
-	fail := func(d *chaosDeploy, format string, args ...any) {
-		mu.Lock()
-		defer mu.Unlock()
-		bad[d.id] = true
-		if len(detail) < 20 {
-			detail = append(detail, fmt.Sprintf("deploy %s (%s #%d): ", d.id, d.site, d.seq)+fmt.Sprintf(format, args...))
-		}
-	}
-	// Listed in each site's history on every node.
-	for _, n := range c.nodes {
-		for _, site := range c.sites {
-			lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			status, body, err := c.apiCall(lctx, n, "GET", "/v1/sites/"+site+"/deploys", nil)
-			cancel()
-			var list atoll.DeployList
-			if err == nil && status == http.StatusOK {
-				err = json.Unmarshal(body, &list)
-			} else if err == nil {
-				err = fmt.Errorf("status %d", status)
-			}
-			listed := map[string]bool{}
-			for _, d := range list.Deploys {
-				listed[d.ID] = true
-			}
-			for _, d := range acked {
-				if d.site == site && !listed[d.id] {
-					fail(d, "not in the deploy list of %s on %s (%v)", site, n.id, err)
-				}
-			}
-		}
-	}
-	type job struct {
-		d *chaosDeploy
-		n *chaosNode
-	}
-	jobs := make(chan job)
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Go(func() {
-			for j := range jobs {
-				d, n := j.d, j.n
-				gctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-				status, body, err := c.apiCall(gctx, n, "GET", "/v1/deploys/"+d.id, nil)
-				cancel()
-				var got atoll.DeployResponse
-				if err == nil && status == http.StatusOK {
-					err = json.Unmarshal(body, &got)
-				}
-				switch {
-				case err != nil || status != http.StatusOK:
-					fail(d, "GET /v1/deploys/%s on %s: %d %v", d.id, n.id, status, err)
-				case got.State != "published" && got.State != "superseded":
-					fail(d, "state %q on %s", got.State, n.id)
-				case got.Files != len(d.files):
-					fail(d, "%d files on %s, want %d", got.Files, n.id, len(d.files))
-				}
-				for p, want := range d.files {
-					fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-					status, body, err := c.get(fctx, n, d.id+"--"+d.site+".localhost", p, "")
-					cancel()
-					mu.Lock()
-					files++
-					mu.Unlock()
-					switch {
-					case err != nil:
-						fail(d, "%s on %s: %v", p, n.id, err)
-					case status != http.StatusOK:
-						fail(d, "%s on %s: status %d", p, n.id, status)
-					case sha(body) != want:
-						fail(d, "%s on %s: wrong bytes", p, n.id)
-						c.wrong(fmt.Sprintf("final check: %s %s--%s%s: sha256 %s, want %s", n.id, d.id, d.site, p, sha(body)[:16], want[:16]))
-					}
-				}
-			}
-		})
-	}
-	for _, d := range acked {
-		for _, n := range c.nodes {
-			jobs <- job{d, n}
-		}
-	}
-	close(jobs)
-	wg.Wait()
-	return len(bad), files, detail
-}
-
-// verifyLive checks that every node serves the same live deploy of each
-// site, made of bytes a deploy of the site put there.
-func (c *chaos) verifyLive(ctx context.Context) (detail []string) {
-	for _, site := range c.sites {
-		var first string
-		for _, n := range c.nodes {
-			gctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			status, body, err := c.get(gctx, n, site+".localhost", "/index.html", "")
-			cancel()
-			switch {
-			case err != nil || status != http.StatusOK:
-				detail = append(detail, fmt.Sprintf("%s.localhost on %s: %d %v", site, n.id, status, err))
-			case !c.expected(site, nil, true, "/index.html", sha(body)):
-				detail = append(detail, fmt.Sprintf("%s.localhost on %s: bytes no deploy put there", site, n.id))
-			case first == "":
-				first = string(body)
-			case string(body) != first:
-				detail = append(detail, fmt.Sprintf("%s.localhost: %s serves %q, another node %q", site, n.id, body, first))
-			}
-		}
-	}
-	return detail
-}
-
-// faultedDuring reports whether node i was under a fault at some moment of
-// [a, b].
-func (c *chaos) faultedDuring(i int, a, b time.Time) bool {
-	for _, f := range c.faults[i] {
-		if f.from.Before(b) && (f.to.IsZero() || f.to.After(a)) {
-			return true
-		}
-	}
-	return false
-}
-
-// ackIndexes sets each acknowledged deploy's ackIndex: the highest applied
-// index any node showed in its first sample taken after the
-// acknowledgement. The node that answered the publish had applied it by
-// then, and applied indexes never go back (the FSM keeps its own across
-// restarts), so this bounds the publish's index from above. A node never
-// sampled after the acknowledgement makes it unknown (MaxUint64: no read of
-// that deploy counts).
-func (c *chaos) ackIndexes() {
-	for _, d := range c.acked {
-		d.ackIndex = 0
-		for i := range c.nodes {
-			obs := c.obs[i]
-			k := sort.Search(len(obs), func(k int) bool { return obs[k].start.After(d.ackedAt) })
-			if k == len(obs) {
-				d.ackIndex = math.MaxUint64
-				break
-			}
-			d.ackIndex = max(d.ackIndex, obs[k].applied)
-		}
-	}
-}
-
-// classify says whether a read counts (see the package comment's rule) and,
-// if not, why.
-func (c *chaos) classify(r chaosRead) (counts bool, excuse string) {
-	if c.faultedDuring(r.node+1, r.start, r.end) {
-		return false, "the node read was under a fault"
-	}
-	obs := c.obs[r.node]
-	k := sort.Search(len(obs), func(k int) bool { return !obs[k].start.Before(r.start) })
-	applied := false
-	for k--; k >= 0; k-- {
-		if obs[k].end.After(r.start) {
-			continue
-		}
-		applied = obs[k].applied >= r.deploy.ackIndex && !c.faultedDuring(r.node+1, obs[k].end, r.end)
-		break
-	}
-	if !applied {
-		return false, "the node had not been seen to apply the deploy yet"
-	}
-	for _, n := range c.cores() {
-		if !c.faultedDuring(n.idx, r.start, r.end) {
-			return true, ""
-		}
-	}
-	return false, "no owner was up"
-}
-
-func (c *chaos) report(dur time.Duration, repair chaosRepair, lost, files int, lostDetail, liveDetail []string) {
-	t := c.t
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.ackIndexes()
-
-	var ok, failed, wrong, counted, countedFailed int
-	excused := map[string]int{}
-	var countedDetail []string
-	perNode := make([]int, len(c.nodes))
-	for _, r := range c.reads {
-		perNode[r.node]++
-		switch {
-		case r.wrong:
-			wrong++
-		case r.failed():
-			failed++
-		default:
-			ok++
-		}
-		counts, why := c.classify(r)
-		if !counts {
-			if r.failed() {
-				excused[why]++
-			}
-			continue
-		}
-		counted++
-		if r.failed() {
-			countedFailed++
-			if len(countedDetail) < 20 {
-				host := r.deploy.id + "--" + r.deploy.site
-				if r.live {
-					host = r.deploy.site
-				}
-				what := r.err
-				if what == "" {
-					what = fmt.Sprintf("status %d", r.status)
-				}
-				countedDetail = append(countedDetail, fmt.Sprintf("at %.1fs %s %s.localhost%s (%s), took %s: %s",
-					r.start.Sub(c.begin).Seconds(), c.nodes[r.node].id, host, r.path, orDash(r.enc), r.end.Sub(r.start).Round(time.Millisecond), what))
-			}
-		}
-	}
-	mode := "network namespaces " + chaosSubnet + "0/24"
-	if !c.net.netns {
-		mode = "LOOPBACK, no partition fault (" + c.net.reason + ")"
-	}
-	var lines []string
-	add := func(format string, args ...any) { lines = append(lines, fmt.Sprintf(format, args...)) }
-	add("seed %d, %s of faults, %s", c.seed, dur, mode)
-	var fk []string
-	for _, k := range []chaosFault{faultKillCore, faultKillEdge, faultPause, faultPartition} {
-		fk = append(fk, fmt.Sprintf("%d %s", c.faultCount[string(k)], k))
-	}
-	add("faults: %s", strings.Join(fk, ", "))
-	if len(c.elections) > 0 {
-		lo, hi := slices.Min(c.elections), slices.Max(c.elections)
-		add("leader lost %d times; another core led after %s to %s", len(c.elections), lo.Round(10*time.Millisecond), hi.Round(10*time.Millisecond))
-	}
-	add("deploys: %d acknowledged, %d failed (%d files each, 3 new)", len(c.acked), c.deployFails, len(chaosPaths)-1)
-	var calm, faulted []time.Duration // deploy times without and with a core under a fault
-	for _, d := range c.acked {
-		hit := false
-		for _, n := range c.cores() {
-			hit = hit || c.faultedDuring(n.idx, d.began, d.ackedAt)
-		}
-		if hit {
-			faulted = append(faulted, d.ackedAt.Sub(d.began))
-		} else {
-			calm = append(calm, d.ackedAt.Sub(d.began))
-		}
-	}
-	for _, g := range []struct {
-		what string
-		ts   []time.Duration
-	}{{"no core under a fault", calm}, {"a core under a fault", faulted}} {
-		if n := len(g.ts); n > 0 {
-			slices.Sort(g.ts)
-			add("  acknowledged deploys with %s: %d, took min %s, median %s, max %s", g.what, n,
-				g.ts[0].Round(time.Millisecond), g.ts[n/2].Round(time.Millisecond), g.ts[n-1].Round(time.Millisecond))
-		}
-	}
-	kinds := make([]string, 0, len(c.failMsgs))
-	for k := range c.failMsgs {
-		kinds = append(kinds, k)
-	}
-	sort.Slice(kinds, func(i, j int) bool { return c.failMsgs[kinds[i]] > c.failMsgs[kinds[j]] })
-	for i, k := range kinds {
-		if i == maxFailKinds {
-			add("  ... %d more kinds", len(kinds)-maxFailKinds)
-			break
-		}
-		add("  %4d × %s", c.failMsgs[k], k)
-	}
-	var pn []string
-	for i, n := range c.nodes {
-		pn = append(pn, fmt.Sprintf("%s %d", n.id, perNode[i]))
-	}
-	add("reads: %d (%s): %d right bytes, %d wrong bytes, %d failed", len(c.reads), strings.Join(pn, ", "), ok, wrong, failed)
-	add("  reads that count (node live, connected, had applied the deploy): %d, of which failed: %d", counted, countedFailed)
-	for _, why := range slices.Sorted(maps.Keys(excused)) {
-		add("  failed but excused: %d (%s)", excused[why], why)
-	}
-	add("INVARIANT acknowledged deploys lost: %d of %d (each listed and %d file reads checked on %d nodes)", lost, len(c.acked), files, len(c.nodes))
-	add("INVARIANT wrong bytes served: %d", len(c.wrongs))
-	add("INVARIANT failed reads of published content from a live, connected node with an owner up: %d", countedFailed)
-	if repair.err == nil {
-		add("INVARIANT back to R copies %.1fs after the faults stopped (%d referenced blobs; first census: %d under-replicated, %d missing, %d pulled; %d censuses)",
-			repair.secs, repair.last.Referenced, repair.first.UnderReplicated, repair.first.Missing, repair.first.Pulled, repair.censuses)
-	} else {
-		add("INVARIANT back to R copies: NO: %v", repair.err)
-	}
-	t.Log("chaos figures:\n  " + strings.Join(lines, "\n  "))
-
-	failedRun := false
-	if lost > 0 {
-		t.Errorf("%d acknowledged deploys lost:\n  %s", lost, strings.Join(lostDetail, "\n  "))
-		failedRun = true
-	}
-	if len(c.wrongs) > 0 {
-		t.Errorf("%d answers with wrong bytes:\n  %s", len(c.wrongs), strings.Join(c.wrongs[:min(20, len(c.wrongs))], "\n  "))
-		failedRun = true
-	}
-	if countedFailed > 0 {
-		t.Errorf("%d failed reads from live, connected nodes that had applied the deploy, with an owner up:\n  %s", countedFailed, strings.Join(countedDetail, "\n  "))
-		failedRun = true
-	}
-	if repair.err != nil {
-		t.Errorf("repair: %v", repair.err)
-		failedRun = true
-	}
-	if len(liveDetail) > 0 {
-		t.Errorf("live sites after recovery:\n  %s", strings.Join(liveDetail, "\n  "))
-		failedRun = true
-	}
-	if len(c.harnessErrs) > 0 {
-		t.Errorf("the run did not go as planned:\n  %s", strings.Join(c.harnessErrs, "\n  "))
-		failedRun = true
-	}
-	// The nodes run the race-enabled binary: a data race or a panic in one
-	// of them is a finding even if every answer was right.
-	for _, n := range c.nodes {
-		b, err := os.ReadFile(n.logPath)
-		if err != nil {
-			continue
-		}
-		for _, bad := range []string{"WARNING: DATA RACE", "panic: ", "fatal error: "} {
-			if k := bytes.Count(b, []byte(bad)); k > 0 {
-				t.Errorf("%s's log has %d × %q", n.id, k, bad)
-				failedRun = true
-			}
-		}
-	}
-	// A run that did nothing proves nothing.
-	if len(c.acked) == 0 || counted == 0 || len(c.faults) == 0 {
-		t.Errorf("too little happened: %d acknowledged deploys, %d reads that count, faults on %d nodes", len(c.acked), counted, len(c.faults))
-		failedRun = true
-	}
-	if failedRun {
-		c.dumpLogsLocked()
-	}
-}
-
-func (c *chaos) dumpLogs() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.dumpLogsLocked()
-}
-
-// dumpLogsLocked keeps the node logs in a directory that outlives the test
-// and prints their tails.
-func (c *chaos) dumpLogsLocked() {
-	keep, err := os.MkdirTemp("", fmt.Sprintf("atoll-chaos-%d-", c.seed))
-	if err != nil {
-		return
-	}
-	for _, n := range c.nodes {
-		b, err := os.ReadFile(n.logPath)
-		if err != nil {
-			continue
-		}
-		os.WriteFile(filepath.Join(keep, n.id+".log"), b, 0o644)
-		lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-		c.t.Logf("--- %s log, last lines:\n%s", n.id, strings.Join(lines[max(0, len(lines)-25):], "\n"))
-	}
-	os.WriteFile(filepath.Join(keep, "faults.log"), []byte(strings.Join(c.faultLog, "\n")+"\n"), 0o644)
-	c.t.Logf("node logs and the fault log kept in %s", keep)
-}
-
-// The network.
-
-// chaosNet is the namespaces of a run, or loopback when they cannot be
-// made.
-type chaosNet struct {
-	netns    bool
-	reason   string // why not, on loopback
-	prefix   string // namespace names: <prefix>-br, -cl, -n1...
-	clientNS string
-	created  []string
-	self     *os.File // this process's own network namespace
-	client   *os.File // the client namespace
-
-	closeOnce sync.Once
-}
-
-func newChaosNet(nodes int) *chaosNet {
-	cn := &chaosNet{prefix: fmt.Sprintf("atollc%d", os.Getpid())}
-	if err := cn.setup(nodes); err != nil {
-		cn.close()
-		*cn = chaosNet{prefix: cn.prefix, reason: err.Error()}
-	}
-	return cn
-}
-
-func (cn *chaosNet) nodeNS(i int) string { return fmt.Sprintf("%s-n%d", cn.prefix, i) }
-func (cn *chaosNet) bridgeNS() string    { return cn.prefix + "-br" }
-
-func runIP(args ...string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "ip", args...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
-	}
-	return nil
-}
-
-// setup makes a bridge in a namespace of its own, and one namespace per
-// node plus one for the clients, each with a veth pair to the bridge,
-// 10.213.0.N/24 and loopback up.
-func (cn *chaosNet) setup(nodes int) error {
-	if v := os.Getenv("ATOLL_CHAOS_NETNS"); v == "off" || v == "0" {
-		return errors.New("ATOLL_CHAOS_NETNS=" + v)
-	}
-	if os.Geteuid() != 0 {
-		return errors.New("not root")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		return errors.New("no ip command (iproute2)")
-	}
-	if setnsTrap[runtime.GOARCH] == 0 {
-		return fmt.Errorf("setns(2) number unknown on %s", runtime.GOARCH)
-	}
-	removeStaleChaosNamespaces()
-	self, err := os.Open("/proc/self/ns/net")
-	if err != nil {
-		return err
-	}
-	cn.self = self
-	br := cn.bridgeNS()
-	if err := cn.addNS(br); err != nil {
-		return err
-	}
-	for _, args := range [][]string{
-		{"-n", br, "link", "set", "lo", "up"},
-		{"-n", br, "link", "add", "br0", "type", "bridge"},
-		{"-n", br, "link", "set", "br0", "up"},
-	} {
-		if err := runIP(args...); err != nil {
-			return err
-		}
-	}
-	for i := 1; i <= nodes; i++ {
-		if err := cn.attach(cn.nodeNS(i), i); err != nil {
-			return err
-		}
-	}
-	cn.clientNS = cn.prefix + "-cl"
-	if err := cn.attach(cn.clientNS, chaosClient); err != nil {
-		return err
-	}
-	if cn.client, err = os.Open("/run/netns/" + cn.clientNS); err != nil {
-		return err
-	}
-	cn.netns = true
-	return nil
-}
-
-func (cn *chaosNet) addNS(name string) error {
-	if err := runIP("netns", "add", name); err != nil {
-		return err
-	}
-	cn.created = append(cn.created, name)
-	return nil
-}
-
-// attach creates namespace ns with eth0 = 10.213.0.host/24, whose peer vN
-// is a port of the bridge.
-func (cn *chaosNet) attach(ns string, host int) error {
-	if err := cn.addNS(ns); err != nil {
-		return err
-	}
-	br, port := cn.bridgeNS(), fmt.Sprintf("v%d", host)
-	for _, args := range [][]string{
-		{"-n", br, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns},
-		{"-n", br, "link", "set", port, "master", "br0", "up"},
-		{"-n", ns, "addr", "add", chaosSubnet + strconv.Itoa(host) + "/24", "dev", "eth0"},
-		{"-n", ns, "link", "set", "eth0", "up"},
-		{"-n", ns, "link", "set", "lo", "up"},
-	} {
-		if err := runIP(args...); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// cut drops every packet of node i: its port on the bridge goes down.
-func (cn *chaosNet) cut(i int) error {
-	return runIP("-n", cn.bridgeNS(), "link", "set", fmt.Sprintf("v%d", i), "down")
-}
-
-func (cn *chaosNet) heal(i int) error {
-	return runIP("-n", cn.bridgeNS(), "link", "set", fmt.Sprintf("v%d", i), "up")
-}
-
-// close deletes the namespaces (their veth pairs and the bridge go with
-// them).
-func (cn *chaosNet) close() {
-	cn.closeOnce.Do(func() {
-		for _, ns := range slices.Backward(cn.created) {
-			if err := runIP("netns", "del", ns); err != nil {
-				fmt.Fprintln(os.Stderr, "chaos: cleanup:", err)
-			}
-		}
-		if cn.client != nil {
-			cn.client.Close()
-		}
-		if cn.self != nil {
-			cn.self.Close()
-		}
-	})
-}
-
-var staleNSRe = regexp.MustCompile(`^atollc(\d+)-`)
-
-// removeStaleChaosNamespaces deletes the namespaces of chaos runs whose
-// process is gone (killed before its cleanup ran).
-func removeStaleChaosNamespaces() {
-	out, err := exec.Command("ip", "netns", "list").Output()
-	if err != nil {
-		return
-	}
-	for _, line := range strings.Split(string(out), "\n") {
-		f := strings.Fields(line)
-		if len(f) == 0 {
-			continue
-		}
-		m := staleNSRe.FindStringSubmatch(f[0])
-		if m == nil {
-			continue
-		}
-		pid, _ := strconv.Atoi(m[1])
-		if pid == os.Getpid() || syscall.Kill(pid, 0) != syscall.ESRCH {
-			continue
-		}
-		runIP("netns", "del", f[0])
-	}
-}
-
-// command runs name in namespace ns (ip netns exec, which execs it: the
-// pid is name's own, so signals reach it), or directly on loopback.
-func (cn *chaosNet) command(ctx context.Context, ns, name string, args ...string) *exec.Cmd {
-	if !cn.netns || ns == "" {
-		return exec.CommandContext(ctx, name, args...)
-	}
-	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns, name}, args...)...)
-}
-
-// transport is an HTTP transport whose connections start in the client
-// namespace.
-func (cn *chaosNet) transport() *http.Transport {
-	return &http.Transport{
-		DialContext:         cn.dial,
-		MaxIdleConnsPerHost: 16,
-		IdleConnTimeout:     30 * time.Second,
-		DisableCompression:  true,
-	}
-}
-
-// setnsTrap is the number of setns(2) by architecture (the frozen syscall
-// package lacks it); on others the test runs on loopback.
-var setnsTrap = map[string]uintptr{"amd64": 308, "arm64": 268, "riscv64": 268, "386": 346, "arm": 375, "ppc64le": 350, "s390x": 339}
-
-func setns(f *os.File) error {
-	if _, _, e := syscall.Syscall(setnsTrap[runtime.GOARCH], f.Fd(), syscall.CLONE_NEWNET, 0); e != 0 {
-		return e
-	}
-	return nil
-}
-
-// dial opens a TCP connection from the client namespace: a goroutine locked
-// to its thread enters the namespace, creates and connects the socket
-// (which stays in the namespace it was made in), and leaves again. Should
-// leaving fail, the thread stays locked and ends with the goroutine, so
-// nothing else ever runs in the wrong namespace.
-func (cn *chaosNet) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	d := net.Dialer{Timeout: 3 * time.Second}
-	if !cn.netns {
-		return d.DialContext(ctx, network, addr)
-	}
-	type result struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := setns(cn.client); err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{nil, fmt.Errorf("enter the client namespace: %w", err)}
-			return
-		}
-		c, err := d.DialContext(ctx, network, addr)
-		if berr := setns(cn.self); berr != nil {
-			if c != nil {
-				c.Close()
-			}
-			ch <- result{nil, fmt.Errorf("leave the client namespace: %w", berr)}
-			return
-		}
-		runtime.UnlockOSThread()
-		ch <- result{c, err}
-	}()
-	r := <-ch
-	return r.c, r.err
 }

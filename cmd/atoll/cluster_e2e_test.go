@@ -1,14 +1,16 @@
 package main
 
 import (
+	"context"
 	"fmt"
-	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/atoll-hosting/atoll/atolltest"
 )
 
 // TestEndToEndCluster runs real atoll processes: 3 core nodes and 1 edge,
@@ -20,26 +22,23 @@ func TestEndToEndCluster(t *testing.T) {
 		t.Skip("starts four processes")
 	}
 	const key, token = "e2e-cluster-key", "e2e-admin-token"
-	mk := func(id string) *server {
-		s := newServer(t)
-		s.id, s.adminToken, s.bootstrap = id, token, false
-		s.flags = []string{"--cluster-key", key}
-		return s
+	mk := func(id string, flags ...string) *atolltest.Server {
+		return atolltest.NewServer(t, atolltest.NodeConfig{ID: id, AdminToken: token, Flags: append([]string{"--cluster-key", key}, flags...)})
 	}
-	core1, core2, core3, edge := mk("core1"), mk("core2"), mk("core3"), mk("edge1")
-	core1.bootstrap = true
-	core1.start()
-	core2.flags = append(core2.flags, "--join", "http://"+core1.apiAddr)
-	core2.start()
+	core1, core3 := mk("core1"), mk("core3")
+	core1.Bootstrap = true
+	core1.Start()
+	core2 := mk("core2", "--join", "http://"+core1.APIAddr)
+	core2.Start()
 	// core3 waits to be added by an operator.
-	core3.launch("/healthz")
-	core1.mustCLI("node", "join", "core3", "--raft-addr", core3.raftAddr, "--api-addr", core3.apiAddr, "--http-addr", core3.httpAddr)
-	core3.waitFor("/readyz")
-	edge.flags = append(edge.flags, "--join", "http://"+core2.apiAddr, "--role", "edge")
-	edge.start()
-	cores := []*server{core1, core2, core3}
+	core3.StartUntil("/healthz")
+	core1.MustCLI("node", "join", "core3", "--raft-addr", core3.RaftAddr, "--api-addr", core3.APIAddr, "--http-addr", core3.HTTPAddr)
+	core3.WaitFor("/readyz")
+	edge := mk("edge1", "--join", "http://"+core2.APIAddr, "--role", "edge")
+	edge.Start()
+	cores := []*atolltest.Server{core1, core2, core3}
 
-	list := core2.mustCLI("node", "list")
+	list := core2.MustCLI("node", "list")
 	for _, id := range []string{"core1", "core2", "core3", "edge1"} {
 		if !strings.Contains(list, id) {
 			t.Fatalf("node list lacks %s:\n%s", id, list)
@@ -53,10 +52,10 @@ func TestEndToEndCluster(t *testing.T) {
 		files[fmt.Sprintf("p/%d.html", i)] = fmt.Sprintf("<p>page %d</p>", i)
 	}
 	writeTree(t, dir, files)
-	core2.mustCLI("site", "create", "shop")
-	core2.mustCLI("deploy", dir, "--site", "shop")
+	core2.MustCLI("site", "create", "shop")
+	core2.MustCLI("deploy", dir, "--site", "shop")
 	for name, body := range files {
-		if _, got := edge.get("GET", "shop.localhost", "/"+name); got != body {
+		if _, got := edge.Get("GET", "shop.localhost", "/"+name); got != body {
 			t.Fatalf("edge /%s: got %q, want %q", name, got, body)
 		}
 	}
@@ -67,21 +66,19 @@ func TestEndToEndCluster(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		c := &http.Client{Timeout: 5 * time.Second}
 		for i := 0; ; i++ {
 			select {
 			case <-stop:
 				return
 			default:
 			}
-			req, _ := http.NewRequest("GET", fmt.Sprintf("http://%s/p/%d.html", edge.httpAddr, i%20), nil)
-			req.Host = "shop.localhost"
-			resp, err := c.Do(req)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			resp, _, err := edge.Fetch(ctx, "GET", "shop.localhost", fmt.Sprintf("/p/%d.html", i%20))
+			cancel()
 			if err != nil {
 				failed.Add(1)
 				continue
 			}
-			resp.Body.Close()
 			if resp.StatusCode != 200 {
 				failed.Add(1)
 			} else {
@@ -90,8 +87,8 @@ func TestEndToEndCluster(t *testing.T) {
 		}
 	})
 	killed := time.Now()
-	leader.kill(syscall.SIGKILL)
-	var alive *server
+	leader.Kill(syscall.SIGKILL)
+	var alive *atolltest.Server
 	for _, s := range cores {
 		if s != leader {
 			alive = s
@@ -103,7 +100,7 @@ func TestEndToEndCluster(t *testing.T) {
 	var out string
 	for {
 		// The dead leader comes first in --api: the client moves on.
-		o, _, code := alive.cli("deploy", dir, "--site", "shop", "--api", leader.apiAddr+","+alive.apiAddr)
+		o, _, code := alive.CLI("deploy", dir, "--site", "shop", "--api", leader.APIAddr+","+alive.APIAddr)
 		if code == 0 {
 			out = o
 			break
@@ -113,25 +110,28 @@ func TestEndToEndCluster(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	t.Logf("leader %s killed; a deploy through %s succeeded %s later", leader.id, alive.id, time.Since(killed).Round(time.Millisecond))
+	t.Logf("leader %s killed; a deploy through %s succeeded %s later", leader.ID, alive.ID, time.Since(killed).Round(time.Millisecond))
 	if !strings.Contains(out, "1 uploaded") {
 		t.Errorf("redeploy after failover:\n%s\nwant exactly one upload", out)
 	}
-	time.Sleep(500 * time.Millisecond) // keep reading a little after the deploy
+	// Keep reading a little after the deploy: 20 more reads.
+	for after := served.Load() + failed.Load(); served.Load()+failed.Load() < after+20; {
+		time.Sleep(10 * time.Millisecond)
+	}
 	close(stop)
 	wg.Wait()
 	if failed.Load() != 0 {
 		t.Errorf("%d of %d edge reads failed with one core node down", failed.Load(), failed.Load()+served.Load())
 	}
-	if _, got := edge.get("GET", "shop.localhost", "/"); got != "<h1>v2</h1>" {
+	if _, got := edge.Get("GET", "shop.localhost", "/"); got != "<h1>v2</h1>" {
 		t.Errorf("edge after failover: %q, want v2", got)
 	}
 
 	// The old leader restarts and catches up.
-	leader.bootstrap = false
-	leader.start()
-	if _, got := leader.get("GET", "shop.localhost", "/"); got != "<h1>v2</h1>" {
-		t.Errorf("restarted %s serves %q, want v2", leader.id, got)
+	leader.Bootstrap = false
+	leader.Start()
+	if _, got := leader.Get("GET", "shop.localhost", "/"); got != "<h1>v2</h1>" {
+		t.Errorf("restarted %s serves %q, want v2", leader.ID, got)
 	}
 
 	// Drain and remove a core node; every blob is back at R copies.
@@ -143,32 +143,32 @@ func TestEndToEndCluster(t *testing.T) {
 	if other == victim {
 		other = core2
 	}
-	other.mustCLI("node", "drain", victim.id)
-	other.mustCLI("node", "remove", victim.id)
-	victim.kill(syscall.SIGKILL)
-	status, rep := other.api("POST", "/v1/repair", token, "", nil)
+	other.MustCLI("node", "drain", victim.ID)
+	other.MustCLI("node", "remove", victim.ID)
+	victim.Kill(syscall.SIGKILL)
+	status, rep := other.API("POST", "/v1/repair", token, "", nil)
 	if status != 200 || rep["under_replicated"].(float64) != 0 || rep["missing"].(float64) != 0 || rep["referenced"].(float64) != 22 {
 		t.Errorf("repair after drain+remove: %d %v, want 22 referenced, none under-replicated or missing", status, rep)
 	}
-	st := other.mustCLI("status")
-	if !strings.Contains(st, "0 under-replicated, 0 missing") || strings.Contains(st, victim.id) {
-		t.Errorf("status after remove:\n%s\nwant no under-replicated or missing blobs and no %s", st, victim.id)
+	st := other.MustCLI("status")
+	if !strings.Contains(st, "0 under-replicated, 0 missing") || strings.Contains(st, victim.ID) {
+		t.Errorf("status after remove:\n%s\nwant no under-replicated or missing blobs and no %s", st, victim.ID)
 	}
 	for name, body := range files {
-		if _, got := edge.get("GET", "shop.localhost", "/"+name); got != body {
+		if _, got := edge.Get("GET", "shop.localhost", "/"+name); got != body {
 			t.Errorf("edge /%s after remove: got %q, want %q", name, got, body)
 		}
 	}
 }
 
 // leaderOf asks s which of cores leads.
-func leaderOf(t *testing.T, s *server, cores []*server) *server {
+func leaderOf(t *testing.T, s *atolltest.Server, cores []*atolltest.Server) *atolltest.Server {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
-		_, st := s.api("GET", "/v1/status", s.token(), "", nil)
+		_, st := s.API("GET", "/v1/status", s.Token(), "", nil)
 		for _, c := range cores {
-			if st["leader_id"] == c.id {
+			if st["leader_id"] == c.ID {
 				return c
 			}
 		}

@@ -24,20 +24,14 @@ package main
 // ATOLL_SOAK=1 with -short=false runs it for ATOLL_SOAK_TIME (default 10m).
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,9 +42,7 @@ import (
 
 	"github.com/atoll-hosting/atoll"
 
-	"github.com/andybalholm/brotli"
-	"github.com/klauspost/compress/zstd"
-
+	"github.com/atoll-hosting/atoll/atolltest"
 	"github.com/atoll-hosting/atoll/builder/client"
 )
 
@@ -126,8 +118,8 @@ type crashSite struct {
 // crashRun is one crash test: a server, its sites, and the kill schedule.
 type crashRun struct {
 	t       *testing.T
-	s       *server   // the node the workload talks to
-	edges   []*server // the nodes whose edge must serve every known deploy
+	s       *atolltest.Server   // the node the workload talks to
+	edges   []*atolltest.Server // the nodes whose edge must serve every known deploy
 	cl      *client.Client
 	rng     *rand.Rand
 	sites   []*crashSite
@@ -146,12 +138,12 @@ func (r *crashRun) count(what string) {
 	r.statsMu.Unlock()
 }
 
-func newCrashRun(t *testing.T, s *server, seed uint64, sites ...string) *crashRun {
+func newCrashRun(t *testing.T, s *atolltest.Server, seed uint64, sites ...string) *crashRun {
 	r := &crashRun{
 		t: t, s: s, rng: rand.New(rand.NewPCG(seed, 1)),
-		cl:     client.New("http://"+s.apiAddr, crashToken),
+		cl:     client.New(s.APIURL(), crashToken),
 		upload: make(chan struct{}, 1), publish: make(chan struct{}, 1),
-		stats: map[string]int{}, edges: []*server{s},
+		stats: map[string]int{}, edges: []*atolltest.Server{s},
 	}
 	for i, name := range sites {
 		if _, err := r.cl.CreateSite(context.Background(), name, nil, atoll.MaxRetain); err != nil {
@@ -282,25 +274,13 @@ func (cs *crashSite) acked(d atoll.Deploy, files map[string]string, live bool) {
 	}
 }
 
+// crashTar is a tar of files (manifest path -> content), named "./path".
 func crashTar(files map[string]string) io.Reader {
-	var b bytes.Buffer
-	tw := tar.NewWriter(&b)
-	for _, p := range slices.Sorted(mapsKeys(files)) {
-		tw.WriteHeader(&tar.Header{Name: "." + p, Mode: 0o644, Size: int64(len(files[p])), Typeflag: tar.TypeReg})
-		tw.Write([]byte(files[p]))
+	named := map[string]string{}
+	for p, body := range files {
+		named["."+p] = body
 	}
-	tw.Close()
-	return &b
-}
-
-func mapsKeys(m map[string]string) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
+	return bytes.NewReader(atolltest.Tar(named))
 }
 
 // cycle runs the workload, kills the server at a point chosen by mode,
@@ -340,10 +320,10 @@ func (r *crashRun) cycle(n int, modes []string) {
 			hit = false
 		}
 	case "snapshot":
-		hit = waitForSnapshot(filepath.Join(r.s.data, "raft", "snapshots"), 3*time.Second)
+		hit = waitForSnapshot(filepath.Join(r.s.Data, "raft", "snapshots"), 3*time.Second)
 	}
 	r.killed.Store(true)
-	r.s.kill(syscall.SIGKILL)
+	r.s.Kill(syscall.SIGKILL)
 	cancel()
 	wg.Wait()
 	r.count("kill during " + mode)
@@ -353,13 +333,13 @@ func (r *crashRun) cycle(n int, modes []string) {
 	t.Logf("cycle %d: SIGKILL aiming at %s (+%s, hit %v); in flight: %s", n, mode, delay, hit, r.inFlight())
 
 	t0 := time.Now()
-	leftovers := checkCrashedDir(t, r.s.data)
+	leftovers := checkCrashedDir(t, r.s.Data)
 	r.countLeftovers(leftovers)
 	t1 := time.Now()
-	r.s.start()
+	r.s.Start()
 	t2 := time.Now()
-	checkLeftoversGone(t, r.s.data, leftovers)
-	checkCrashedDir(t, r.s.data)
+	checkLeftoversGone(t, r.s.Data, leftovers)
+	checkCrashedDir(t, r.s.Data)
 	r.checkAcknowledged()
 	t.Logf("cycle %d: disk check %s, restart %s, checks after restart %s", n, t1.Sub(t0).Round(time.Millisecond),
 		t2.Sub(t1).Round(time.Millisecond), time.Since(t2).Round(time.Millisecond))
@@ -513,37 +493,18 @@ func checkLeftoversGone(t *testing.T, data string, leftovers []string) {
 // crashHashFile returns the SHA-256 of a blob file's content, decompressed
 // for a variant ("br", "zst", "gz").
 func crashHashFile(path, ext string) (string, error) {
-	f, err := os.Open(path)
+	enc, ok := map[string]string{"": "", "gz": "gzip", "br": "br", "zst": "zstd"}[ext]
+	if !ok {
+		return "", fmt.Errorf("unknown variant %q", ext)
+	}
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return "", err
 	}
-	defer f.Close()
-	var r io.Reader = f
-	switch ext {
-	case "":
-	case "gz":
-		gr, err := gzip.NewReader(f)
-		if err != nil {
-			return "", err
-		}
-		r = gr
-	case "br":
-		r = brotli.NewReader(f)
-	case "zst":
-		d, err := zstd.NewReader(f)
-		if err != nil {
-			return "", err
-		}
-		defer d.Close()
-		r = d
-	default:
-		return "", fmt.Errorf("unknown variant %q", ext)
-	}
-	h := sha256.New()
-	if _, err := io.Copy(h, r); err != nil {
+	if b, err = atolltest.Decode(enc, b); err != nil {
 		return "", err
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return atolltest.SHA256Hex(b), nil
 }
 
 // checkAcknowledged checks every site against what was acknowledged, and
@@ -553,7 +514,7 @@ func (r *crashRun) checkAcknowledged() {
 	t.Helper()
 	ctx := context.Background()
 	var st atoll.Status
-	if code, body := r.s.api("GET", "/v1/status", crashToken, "", nil); code == 200 {
+	if code, body := r.s.API("GET", "/v1/status", crashToken, "", nil); code == 200 {
 		st.AppliedIndex = uint64(body["applied_index"].(float64))
 	}
 	if float64(st.AppliedIndex) < r.applied {
@@ -663,10 +624,10 @@ func (r *crashRun) checkServed(cs *crashSite) {
 			for _, host := range hosts {
 				for path, want := range d.files {
 					for _, enc := range []string{"", encodings[r.rng.IntN(len(encodings))]} {
-						status, got, err := crashGet(edge.httpAddr, host, path, enc)
+						status, got, err := crashGet(edge, host, path, enc)
 						if err != nil || status != 200 || got != want {
 							t.Errorf("%s: %s%s (Accept-Encoding %q): %d, %d bytes, %v; want 200 and the acknowledged %d bytes",
-								edge.id, host, path, enc, status, len(got), err, len(want))
+								edge.ID, host, path, enc, status, len(got), err, len(want))
 						}
 					}
 				}
@@ -675,66 +636,22 @@ func (r *crashRun) checkServed(cs *crashSite) {
 	}
 }
 
-// crashGet reads path of host from the edge at addr, asking for encoding
-// enc, and returns the decoded body.
-func crashGet(addr, host, path, enc string) (int, string, error) {
-	req, err := http.NewRequest("GET", "http://"+addr+path, nil)
+// crashGet reads path of host from edge, asking for encoding enc, and
+// returns the decoded body.
+func crashGet(edge *atolltest.Server, host, path, enc string) (int, string, error) {
+	resp, body, err := edge.Fetch(context.Background(), "GET", host, path, "Accept-Encoding", enc)
 	if err != nil {
 		return 0, "", err
 	}
-	req.Host = host
-	if enc != "" {
-		req.Header.Set("Accept-Encoding", enc)
-	}
-	resp, err := crashHTTP.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	var body io.Reader = resp.Body
-	switch resp.Header.Get("Content-Encoding") {
-	case "gzip":
-		if body, err = gzip.NewReader(resp.Body); err != nil {
-			return resp.StatusCode, "", err
-		}
-	case "br":
-		body = brotli.NewReader(resp.Body)
-	case "zstd":
-		d, err := zstd.NewReader(resp.Body)
-		if err != nil {
-			return resp.StatusCode, "", err
-		}
-		defer d.Close()
-		body = d
-	}
-	b, err := io.ReadAll(body)
-	return resp.StatusCode, string(b), err
+	body, err = atolltest.Decode(resp.Header.Get("Content-Encoding"), body)
+	return resp.StatusCode, string(body), err
 }
-
-// dumpOnFailure logs the end of each server's output if the test fails.
-func dumpOnFailure(t *testing.T, servers ...*server) {
-	t.Cleanup(func() {
-		if !t.Failed() {
-			return
-		}
-		for _, s := range servers {
-			s.kill(syscall.SIGKILL) // its output is complete once it exited
-			lines := strings.Split(strings.TrimSpace(s.out.String()), "\n")
-			t.Logf("last lines of %s's output:\n%s", s.id, strings.Join(lines[max(0, len(lines)-40):], "\n"))
-		}
-	})
-}
-
-var crashHTTP = &http.Client{Transport: &http.Transport{DisableCompression: true}, Timeout: 30 * time.Second}
 
 func TestCrashRecovery(t *testing.T) {
 	seed := crashSeed(t)
 	budget := crashBudget(t, 25*time.Second)
-	s := newServer(t)
-	s.adminToken = crashToken
-	s.flags = crashFlags
-	s.start()
-	dumpOnFailure(t, s)
+	s := atolltest.NewServer(t, atolltest.NodeConfig{Bootstrap: true, AdminToken: crashToken, Flags: crashFlags})
+	s.Start()
 	r := newCrashRun(t, s, seed, "alpha", "beta")
 	modes := []string{"random", "upload", "publish", "snapshot"}
 	start := time.Now()
@@ -743,7 +660,7 @@ func TestCrashRecovery(t *testing.T) {
 		cycles++
 		r.cycle(cycles, modes)
 	}
-	snaps, _ := os.ReadDir(filepath.Join(s.data, "raft", "snapshots"))
+	snaps, _ := os.ReadDir(filepath.Join(s.Data, "raft", "snapshots"))
 	deploys := 0
 	for _, cs := range r.sites {
 		deploys += len(cs.order)
@@ -768,21 +685,17 @@ func TestCrashRecoveryDuringRepair(t *testing.T) {
 	}
 	seed := crashSeed(t)
 	budget := crashBudget(t, 15*time.Second)
-	mk := func(id string) *server {
-		s := newServer(t)
-		s.id, s.adminToken, s.bootstrap = id, crashToken, false
-		s.flags = append([]string{"--cluster-key", "crash-cluster-key"}, crashFlags...)
-		return s
+	mk := func(id string, flags ...string) *atolltest.Server {
+		flags = append(append([]string{"--cluster-key", "crash-cluster-key"}, crashFlags...), flags...)
+		return atolltest.NewServer(t, atolltest.NodeConfig{ID: id, AdminToken: crashToken, Flags: flags})
 	}
-	core1, core2, core3 := mk("core1"), mk("core2"), mk("core3")
-	core1.bootstrap = true
-	core1.start()
-	for _, s := range []*server{core2, core3} {
-		s.flags = append(s.flags, "--join", "http://"+core1.apiAddr)
-		s.start()
-	}
-	cores := []*server{core1, core2, core3}
-	dumpOnFailure(t, cores...)
+	core1 := mk("core1")
+	core1.Bootstrap = true
+	core1.Start()
+	core2, core3 := mk("core2", "--join", "http://"+core1.APIAddr), mk("core3", "--join", "http://"+core1.APIAddr)
+	core2.Start()
+	core3.Start()
+	cores := []*atolltest.Server{core1, core2, core3}
 	r := newCrashRun(t, core1, seed, "gamma", "delta")
 	r.edges = cores
 
@@ -796,7 +709,7 @@ func TestCrashRecoveryDuringRepair(t *testing.T) {
 	victim := core2
 	for time.Since(start) < budget && !t.Failed() {
 		if leaderOf(t, core1, cores) == victim || r.rng.IntN(2) == 0 {
-			victim = map[*server]*server{core2: core3, core3: core2}[victim]
+			victim = map[*atolltest.Server]*atolltest.Server{core2: core3, core3: core2}[victim]
 		}
 		if leaderOf(t, core1, cores) == victim {
 			continue
@@ -811,16 +724,16 @@ func TestCrashRecoveryDuringRepair(t *testing.T) {
 			time.Sleep(time.Duration(r.rng.IntN(250)) * time.Millisecond)
 		}
 		r.count("kill aiming at " + aim)
-		victim.kill(syscall.SIGKILL)
+		victim.Kill(syscall.SIGKILL)
 		kills++
-		leftovers := checkCrashedDir(t, victim.data)
+		leftovers := checkCrashedDir(t, victim.Data)
 		r.countLeftovers(leftovers)
 		time.Sleep(time.Duration(r.rng.IntN(800)) * time.Millisecond) // uploads go on with 2 of 3 owners
 		t0 := time.Now()
-		victim.start()
-		checkLeftoversGone(t, victim.data, leftovers)
-		checkCrashedDir(t, victim.data)
-		t.Logf("kill %d: %s, restarted in %s", kills, victim.id, time.Since(t0).Round(time.Millisecond))
+		victim.Start()
+		checkLeftoversGone(t, victim.Data, leftovers)
+		checkCrashedDir(t, victim.Data)
+		t.Logf("kill %d: %s, restarted in %s", kills, victim.ID, time.Since(t0).Round(time.Millisecond))
 	}
 	cancel()
 	wg.Wait()
@@ -833,8 +746,7 @@ func TestCrashRecoveryDuringRepair(t *testing.T) {
 	for _, cs := range r.sites {
 		for _, d := range cs.deploys {
 			for _, body := range d.files {
-				sum := sha256.Sum256([]byte(body))
-				want = append(want, hex.EncodeToString(sum[:]))
+				want = append(want, atolltest.SHA256Hex(body))
 			}
 		}
 	}
@@ -842,18 +754,18 @@ func TestCrashRecoveryDuringRepair(t *testing.T) {
 	for _, s := range cores {
 		for _, h := range want {
 			for {
-				if _, err := os.Stat(filepath.Join(s.data, "blobs", h[:2], h)); err == nil {
+				if _, err := os.Stat(filepath.Join(s.Data, "blobs", h[:2], h)); err == nil {
 					break
 				}
 				if time.Now().After(deadline) {
-					t.Fatalf("%s still lacks blob %s 30s after the last kill", s.id, h[:12])
+					t.Fatalf("%s still lacks blob %s 30s after the last kill", s.ID, h[:12])
 				}
 				time.Sleep(100 * time.Millisecond)
 			}
 		}
 	}
 	for _, s := range cores {
-		checkCrashedDir(t, s.data)
+		checkCrashedDir(t, s.Data)
 	}
 	r.checkAcknowledged()
 	deploys := 0

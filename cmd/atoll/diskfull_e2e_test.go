@@ -1,11 +1,8 @@
 package main
 
 import (
-	"archive/tar"
 	"bytes"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"io/fs"
 	"net/http"
 	"os"
@@ -14,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/atoll-hosting/atoll/atolltest"
 )
 
 // tempFiles lists what writes in progress leave under the data dir: files
@@ -45,26 +44,11 @@ func tempFiles(t *testing.T, data string) []string {
 
 // putBlob uploads content through the API and returns the status and
 // error message.
-func (s *server) putBlob(content []byte) (int, string) {
-	s.t.Helper()
-	sum := sha256.Sum256(content)
-	status, body := s.api("PUT", "/v1/blobs/"+hex.EncodeToString(sum[:]), s.token(), "", bytes.NewReader(content))
+func putBlob(t *testing.T, s *atolltest.Server, content []byte) (int, string) {
+	t.Helper()
+	status, body := s.API("PUT", "/v1/blobs/"+atolltest.SHA256Hex(content), s.Token(), "", bytes.NewReader(content))
 	msg, _ := body["error"].(string)
 	return status, msg
-}
-
-func tarOf(t *testing.T, files map[string]string) *bytes.Buffer {
-	t.Helper()
-	var b bytes.Buffer
-	tw := tar.NewWriter(&b)
-	for name, body := range files {
-		tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg})
-		tw.Write([]byte(body))
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return &b
 }
 
 // TestDiskFullEndToEnd runs a node whose free space is below its reserve
@@ -73,48 +57,48 @@ func tarOf(t *testing.T, files map[string]string) *bytes.Buffer {
 // is still served; with a normal reserve the same deploy goes through.
 func TestDiskFullEndToEnd(t *testing.T) {
 	s := newServer(t)
-	s.start()
+	s.Start()
 	site := t.TempDir()
 	writeTree(t, site, map[string]string{"index.html": "<h1>v1</h1>"})
-	s.mustCLI("site", "create", "blog")
-	s.mustCLI("deploy", site, "--site", "blog")
+	s.MustCLI("site", "create", "blog")
+	s.MustCLI("deploy", site, "--site", "blog")
 
-	s.kill(syscall.SIGTERM)
-	s.flags = []string{"--min-free", "1048576TiB"}
-	s.start()
+	s.Kill(syscall.SIGTERM)
+	s.Flags = []string{"--min-free", "1048576TiB"}
+	s.Start()
 	big := make([]byte, 300<<10)
 	rand.Read(big)
 	writeTree(t, site, map[string]string{"index.html": "<h1>v2</h1>", "photo.bin": string(big)})
-	if errOut := s.failCLI("deploy", site, "--site", "blog"); !strings.Contains(errOut, "disk space") {
+	if errOut := s.FailCLI("deploy", site, "--site", "blog"); !strings.Contains(errOut, "disk space") {
 		t.Errorf("deploy on a full node: stderr %q, want a line about disk space", errOut)
 	}
-	if status, msg := s.putBlob(big); status != http.StatusInsufficientStorage || !strings.Contains(msg, "disk space") {
+	if status, msg := putBlob(t, s, big); status != http.StatusInsufficientStorage || !strings.Contains(msg, "disk space") {
 		t.Errorf("PUT blob on a full node: %d %q, want 507 about disk space", status, msg)
 	}
-	status, body := s.api("POST", "/v1/sites/blog/deploys?publish=true", s.token(), "application/x-tar",
-		tarOf(t, map[string]string{"index.html": "<h1>from tar</h1>", "photo.bin": string(big)}))
+	status, body := s.API("POST", "/v1/sites/blog/deploys?publish=true", s.Token(), "application/x-tar",
+		bytes.NewReader(atolltest.Tar(map[string]string{"index.html": "<h1>from tar</h1>", "photo.bin": string(big)})))
 	if msg, _ := body["error"].(string); status != http.StatusInsufficientStorage || !strings.Contains(msg, "disk space") {
 		t.Errorf("tar upload on a full node: %d %v, want 507 about disk space", status, body)
 	}
-	if left := tempFiles(t, s.data); len(left) != 0 {
+	if left := tempFiles(t, s.Data); len(left) != 0 {
 		t.Errorf("temp files left after refused uploads: %v", left)
 	}
-	if resp, got := s.get("GET", "blog.localhost", "/"); resp.StatusCode != 200 || got != "<h1>v1</h1>" {
+	if resp, got := s.Get("GET", "blog.localhost", "/"); resp.StatusCode != 200 || got != "<h1>v1</h1>" {
 		t.Errorf("published site on a full node: %d %q, want v1", resp.StatusCode, got)
 	}
-	if resp, _ := s.get("GET", "blog.localhost", "/photo.bin"); resp.StatusCode != 404 {
+	if resp, _ := s.Get("GET", "blog.localhost", "/photo.bin"); resp.StatusCode != 404 {
 		t.Errorf("a refused file is served: %d", resp.StatusCode)
 	}
 
 	// Space returns: the same deploy succeeds.
-	s.kill(syscall.SIGTERM)
-	s.flags = nil
-	s.start()
-	s.mustCLI("deploy", site, "--site", "blog")
-	if _, got := s.get("GET", "blog.localhost", "/"); got != "<h1>v2</h1>" {
+	s.Kill(syscall.SIGTERM)
+	s.Flags = nil
+	s.Start()
+	s.MustCLI("deploy", site, "--site", "blog")
+	if _, got := s.Get("GET", "blog.localhost", "/"); got != "<h1>v2</h1>" {
 		t.Errorf("after recovery: got %q, want v2", got)
 	}
-	if _, got := s.get("GET", "blog.localhost", "/photo.bin"); got != string(big) {
+	if _, got := s.Get("GET", "blog.localhost", "/photo.bin"); got != string(big) {
 		t.Errorf("after recovery: photo.bin is %d bytes, want the uploaded %d", len(got), len(big))
 	}
 }
@@ -128,7 +112,7 @@ func TestRealDiskFullEndToEnd(t *testing.T) {
 		t.Skip("needs root to mount a small tmpfs")
 	}
 	s := newServer(t)
-	blobs := filepath.Join(s.data, "blobs")
+	blobs := filepath.Join(s.Data, "blobs")
 	if err := os.MkdirAll(blobs, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -140,13 +124,13 @@ func TestRealDiskFullEndToEnd(t *testing.T) {
 			t.Errorf("umount %s: %v: %s", blobs, err, out)
 		}
 	})
-	s.flags = []string{"--min-free", "0"}
-	s.start() // after the umount cleanup: it is killed first
+	s.Flags = []string{"--min-free", "0"}
+	s.Start() // after the umount cleanup: it is killed first
 
 	site := t.TempDir()
 	writeTree(t, site, map[string]string{"index.html": "<h1>v1</h1>"})
-	s.mustCLI("site", "create", "blog")
-	s.mustCLI("deploy", site, "--site", "blog")
+	s.MustCLI("site", "create", "blog")
+	s.MustCLI("deploy", site, "--site", "blog")
 
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(blobs, &st); err != nil {
@@ -159,24 +143,24 @@ func TestRealDiskFullEndToEnd(t *testing.T) {
 	big := make([]byte, 1<<20)
 	rand.Read(big)
 	writeTree(t, site, map[string]string{"index.html": "<h1>v2</h1>", "photo.bin": string(big)})
-	if errOut := s.failCLI("deploy", site, "--site", "blog"); !strings.Contains(errOut, "disk space") {
+	if errOut := s.FailCLI("deploy", site, "--site", "blog"); !strings.Contains(errOut, "disk space") {
 		t.Errorf("deploy on a full disk: stderr %q, want a line about disk space", errOut)
 	}
-	if status, msg := s.putBlob(big); status != http.StatusInsufficientStorage || !strings.Contains(msg, "no space left") {
+	if status, msg := putBlob(t, s, big); status != http.StatusInsufficientStorage || !strings.Contains(msg, "no space left") {
 		t.Errorf("PUT blob on a full disk: %d %q, want 507 saying no space is left", status, msg)
 	}
-	if left := tempFiles(t, s.data); len(left) != 0 {
+	if left := tempFiles(t, s.Data); len(left) != 0 {
 		t.Errorf("temp files left on the full disk: %v", left)
 	}
-	if _, got := s.get("GET", "blog.localhost", "/"); got != "<h1>v1</h1>" {
+	if _, got := s.Get("GET", "blog.localhost", "/"); got != "<h1>v1</h1>" {
 		t.Errorf("published site on a full disk: got %q, want v1", got)
 	}
 
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	s.mustCLI("deploy", site, "--site", "blog")
-	if _, got := s.get("GET", "blog.localhost", "/photo.bin"); got != string(big) {
+	s.MustCLI("deploy", site, "--site", "blog")
+	if _, got := s.Get("GET", "blog.localhost", "/photo.bin"); got != string(big) {
 		t.Errorf("once space returned: photo.bin is %d bytes, want %d", len(got), len(big))
 	}
 }

@@ -1,7 +1,7 @@
 package main
 
 import (
-	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"io"
 	"math/big"
 	"net/http"
 	"os"
@@ -18,6 +17,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/atoll-hosting/atoll/atolltest"
 )
 
 // TestEndToEndTLS runs a cluster the way the README's TLS section says:
@@ -30,11 +31,9 @@ func TestEndToEndTLS(t *testing.T) {
 		t.Skip("starts two processes")
 	}
 	certs := filepath.Join(t.TempDir(), "certs")
-	var out bytes.Buffer
-	initCmd := exec.Command(atollBin, "certs", "init", "--dir", certs, "--nodes", "core1,core2")
-	initCmd.Stdout, initCmd.Stderr = &out, &out
-	if err := initCmd.Run(); err != nil {
-		t.Fatalf("atoll certs init: %v\n%s", err, out.String())
+	initCmd := exec.Command(atolltest.Bin(), "certs", "init", "--dir", certs, "--nodes", "core1,core2")
+	if out, err := initCmd.CombinedOutput(); err != nil {
+		t.Fatalf("atoll certs init: %v\n%s", err, out)
 	}
 	for _, f := range []string{"ca.pem", "ca-key.pem", "core1.pem", "core1-key.pem", "core2.pem", "core2-key.pem"} {
 		fi, err := os.Stat(filepath.Join(certs, f))
@@ -48,32 +47,32 @@ func TestEndToEndTLS(t *testing.T) {
 
 	const key, token = "e2e-cluster-key", "e2e-admin-token"
 	ca := filepath.Join(certs, "ca.pem")
-	mk := func(id string) *server {
-		s := newServer(t)
-		s.id, s.adminToken, s.bootstrap, s.ca = id, token, false, ca
-		s.flags = []string{"--cluster-key", key,
-			"--tls-cert", filepath.Join(certs, id+".pem"), "--tls-key", filepath.Join(certs, id+"-key.pem"), "--tls-ca", ca}
-		return s
+	mk := func(id string, flags ...string) *atolltest.Server {
+		return atolltest.NewServer(t, atolltest.NodeConfig{ID: id, AdminToken: token, CA: ca, Flags: append([]string{"--cluster-key", key,
+			"--tls-cert", filepath.Join(certs, id+".pem"), "--tls-key", filepath.Join(certs, id+"-key.pem"), "--tls-ca", ca}, flags...)})
 	}
-	core1, core2 := mk("core1"), mk("core2")
-	core1.bootstrap = true
-	core1.start()
-	httpsAddr := freeAddr(t)
-	core2.flags = append(core2.flags, "--join", "https://"+core1.apiAddr, "--https-addr", httpsAddr)
-	core2.start()
-	if list := core1.mustCLI("node", "list"); !strings.Contains(list, "core2") {
+	core1 := mk("core1")
+	core1.Bootstrap = true
+	core1.Start()
+	httpsAddr, err := atolltest.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	core2 := mk("core2", "--join", "https://"+core1.APIAddr, "--https-addr", httpsAddr)
+	core2.Start()
+	if list := core1.MustCLI("node", "list"); !strings.Contains(list, "core2") {
 		t.Fatalf("node list lacks core2:\n%s", list)
 	}
 
 	// Without the cluster CA the CLI refuses the server's certificate.
-	if errOut := core1.failCLI("site", "list", "--ca="); !strings.Contains(errOut, "certificate") {
+	if errOut := core1.FailCLI("site", "list", "--ca="); !strings.Contains(errOut, "certificate") {
 		t.Errorf("CLI without --ca: %q, want a certificate error", errOut)
 	}
 
 	dir := t.TempDir()
 	writeTree(t, dir, map[string]string{"index.html": "<h1>secure</h1>", "a/b.html": "<p>b</p>"})
-	core2.mustCLI("site", "create", "shop", "--domain", "shop.example.com")
-	core2.mustCLI("deploy", dir, "--site", "shop")
+	core2.MustCLI("site", "create", "shop", "--domain", "shop.example.com")
+	core2.MustCLI("deploy", dir, "--site", "shop")
 
 	// A certificate for the custom domain from some other CA, uploaded
 	// through core1 and served by core2's HTTPS edge.
@@ -85,8 +84,8 @@ func TestEndToEndTLS(t *testing.T) {
 	if err := os.WriteFile(keyFile, siteKey, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	core1.mustCLI("cert", "put", "--site", "shop", "--domain", "shop.example.com", "--cert", certFile, "--key", keyFile)
-	if list := core1.mustCLI("cert", "list", "--site", "shop"); !strings.Contains(list, "shop.example.com") || strings.Contains(list, "PRIVATE") {
+	core1.MustCLI("cert", "put", "--site", "shop", "--domain", "shop.example.com", "--cert", certFile, "--key", keyFile)
+	if list := core1.MustCLI("cert", "list", "--site", "shop"); !strings.Contains(list, "shop.example.com") || strings.Contains(list, "PRIVATE") {
 		t.Errorf("cert list:\n%s\nwant shop.example.com and no key", list)
 	}
 
@@ -96,12 +95,8 @@ func TestEndToEndTLS(t *testing.T) {
 	var body string
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		req, _ := http.NewRequest("GET", "https://"+httpsAddr+"/a/b", nil)
-		req.Host = "shop.example.com"
-		resp, err := hc.Do(req)
+		resp, b, err := atolltest.Fetch(context.Background(), hc, "GET", "https://"+httpsAddr+"/a/b", "shop.example.com")
 		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
 			if body = string(b); resp.StatusCode == 200 && body == "<p>b</p>" {
 				break
 			}
@@ -115,9 +110,9 @@ func TestEndToEndTLS(t *testing.T) {
 	}
 
 	// Node-to-node endpoints want a client certificate besides the key.
-	req, _ := http.NewRequest("GET", core1.apiURL()+"/v1/peer/stats", nil)
+	req, _ := http.NewRequest("GET", core1.APIURL()+"/v1/peer/stats", nil)
 	req.Header.Set("X-Atoll-Cluster-Key", key)
-	resp, err := core1.httpClient().Do(req)
+	resp, err := core1.APIClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,15 +12,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/atoll-hosting/atoll"
+	"github.com/atoll-hosting/atoll/atolltest"
 	"github.com/atoll-hosting/atoll/builder/client"
 	"github.com/atoll-hosting/atoll/node"
 )
@@ -103,49 +101,15 @@ func (c *Cluster) start(m *Member) {
 	m.Node = n
 }
 
-// FreeAddr returns a loopback address that was free a moment ago. It picks
-// ports below the kernel's ephemeral range (32768-60999 on Linux): a port
-// the kernel hands out with ":0" can be taken again, between this check and
-// the node's bind, by the local end of any outgoing connection of the test
-// process (the peers' HTTP clients make many), which made cluster tests fail
-// with "address already in use" now and then.
+// FreeAddr returns a free loopback address below the ephemeral port
+// range, never the same twice in this process (atolltest.FreeAddr).
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ports.Lock()
-	defer ports.Unlock()
-	if ports.given == nil {
-		ports.given = map[int]bool{}
-		ports.next = rand.IntN(portSpan)
+	addr, err := atolltest.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
 	}
-	for range portSpan {
-		port := portBase + ports.next
-		ports.next = (ports.next + 1) % portSpan
-		if ports.given[port] {
-			continue
-		}
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err != nil {
-			continue
-		}
-		ln.Close()
-		ports.given[port] = true
-		return ln.Addr().String()
-	}
-	t.Fatal("no free port below the ephemeral range")
-	return ""
-}
-
-const portBase, portSpan = 20000, 12000
-
-// ports remembers every port FreeAddr handed out in this process. A port is
-// never handed out twice: a stopped node keeps its addresses for its
-// restart, and its port is free in between, so a second node picking it
-// would collide with the first one coming back. Ports are walked in order
-// from a random start, so parallel test processes rarely meet.
-var ports struct {
-	sync.Mutex
-	given map[int]bool
-	next  int
+	return addr
 }
 
 // Close stops every running member.

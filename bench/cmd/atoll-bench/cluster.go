@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/atoll-hosting/atoll/atolltest"
 )
 
 // clusterResult is the cluster section's figures (3 core + 1 edge).
@@ -59,13 +61,13 @@ func benchCluster(ctx context.Context, cfg config, s *site, diskMBps float64) (*
 	if err != nil {
 		return nil, err
 	}
-	defer n1.stop()
-	if err := waitHTTP(ctx, n1.api+"/readyz", 30*time.Second); err != nil {
+	defer n1.Close()
+	if err := waitReady(ctx, n1, "/readyz", 30*time.Second); err != nil {
 		return nil, errSkip{fmt.Sprintf("bootstrap node not ready: %v", err)}
 	}
-	nodes := []*atollNode{n1}
+	nodes := []*atolltest.Node{n1}
 	for _, name := range []string{"core2", "core3", "edge1"} {
-		o := nodeOpts{join: n1.api, replicas: 3, extra: common}
+		o := nodeOpts{join: n1.APIURL(), replicas: 3, extra: common}
 		if name == "edge1" {
 			o.role = "edge"
 			if cache {
@@ -76,11 +78,11 @@ func benchCluster(ctx context.Context, cfg config, s *site, diskMBps float64) (*
 		if err != nil {
 			return nil, errSkip{fmt.Sprintf("node %s did not start: %v", name, err)}
 		}
-		defer n.stop()
+		defer n.Close()
 		nodes = append(nodes, n)
 	}
 	for _, n := range nodes {
-		if err := waitHTTP(ctx, n.api+"/readyz", 60*time.Second); err != nil {
+		if err := waitReady(ctx, n, "/readyz", 60*time.Second); err != nil {
 			return nil, errSkip{fmt.Sprintf("cluster did not form: %v (logs in %s)", err, dir)}
 		}
 	}
@@ -104,7 +106,7 @@ func benchCluster(ctx context.Context, cfg config, s *site, diskMBps float64) (*
 }
 
 // waitMembers waits until the node table lists want active nodes.
-func waitMembers(ctx context.Context, n *atollNode, want int, limit time.Duration) error {
+func waitMembers(ctx context.Context, n *atolltest.Node, want int, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for {
 		var st struct {
@@ -113,7 +115,7 @@ func waitMembers(ctx context.Context, n *atollNode, want int, limit time.Duratio
 				State string `json:"state"`
 			} `json:"nodes"`
 		}
-		err := n.call(ctx, "GET", "/v1/status", nil, &st)
+		err := n.Call(ctx, "GET", "/v1/status", nil, &st)
 		active := 0
 		for _, nd := range st.Nodes {
 			if nd.State == "" || nd.State == "active" {
@@ -130,24 +132,12 @@ func waitMembers(ctx context.Context, n *atollNode, want int, limit time.Duratio
 	}
 }
 
-// deployID reads the id from `atoll deploy` output ("deploy <id>: ...").
-func deployID(out string) string {
-	for line := range strings.Lines(out) {
-		if rest, ok := strings.CutPrefix(line, "deploy "); ok {
-			if id, _, ok := strings.Cut(rest, ":"); ok {
-				return id
-			}
-		}
-	}
-	return ""
-}
-
 // propagation publishes two deploys alternately and times how long until
 // every node's edge serves the one just published.
-func propagation(ctx context.Context, cfg config, leader *atollNode, nodes []*atollNode, r *clusterResult) error {
+func propagation(ctx context.Context, cfg config, leader *atolltest.Node, nodes []*atolltest.Node, r *clusterResult) error {
 	base := filepath.Join(cfg.workDir, "prop")
 	ids := map[string]string{}
-	if _, err := leader.cli(ctx, "site", "create", "prop"); err != nil {
+	if _, err := cli(ctx, leader, "site", "create", "prop"); err != nil {
 		return err
 	}
 	for i, v := range []string{"A", "B"} {
@@ -162,11 +152,11 @@ func propagation(ctx context.Context, cfg config, leader *atollNode, nodes []*at
 		if i == 1 {
 			args = append(args, "--no-publish")
 		}
-		out, err := leader.cli(ctx, args...)
+		out, err := cli(ctx, leader, args...)
 		if err != nil {
 			return err
 		}
-		if ids[v] = deployID(out); ids[v] == "" {
+		if ids[v] = atolltest.DeployID(out); ids[v] == "" {
 			return fmt.Errorf("no deploy id in %q", out)
 		}
 	}
@@ -181,10 +171,10 @@ func propagation(ctx context.Context, cfg config, leader *atollNode, nodes []*at
 		pollCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		for j, n := range nodes {
 			wg.Go(func() {
-				seen[j], errs[j] = pollUntil(pollCtx, "http://"+n.edge+"/probe.txt", "prop.localhost", want, t0)
+				seen[j], errs[j] = pollUntil(pollCtx, "http://"+n.HTTPAddr+"/probe.txt", "prop.localhost", want, t0)
 			})
 		}
-		err := leader.call(ctx, "POST", "/v1/deploys/"+ids[v]+"/publish", nil, nil)
+		err := leader.Call(ctx, "POST", "/v1/deploys/"+ids[v]+"/publish", nil, nil)
 		calls = append(calls, ms(time.Since(t0)))
 		wg.Wait()
 		cancel()
@@ -194,7 +184,7 @@ func propagation(ctx context.Context, cfg config, leader *atollNode, nodes []*at
 		var worst time.Duration
 		for j := range nodes {
 			if errs[j] != nil {
-				return fmt.Errorf("node %s never served deploy %s: %w", nodes[j].data, v, errs[j])
+				return fmt.Errorf("node %s never served deploy %s: %w", nodes[j].ID, v, errs[j])
 			}
 			worst = max(worst, seen[j])
 		}
@@ -216,12 +206,8 @@ func pollUntil(ctx context.Context, url, host, want string, t0 time.Time) (time.
 	client := &http.Client{Timeout: 2 * time.Second}
 	var last string
 	for ctx.Err() == nil {
-		req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
-		req.Host = host
-		resp, err := client.Do(req)
+		resp, b, err := atolltest.Fetch(ctx, client, "GET", url, host)
 		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
 			if resp.StatusCode == 200 && string(b) == want {
 				return time.Since(t0), nil
 			}
@@ -237,7 +223,7 @@ func pollUntil(ctx context.Context, url, host, want string, t0 time.Time) (time.
 // coldMiss deploys files without publishing them (so no prefetch brings
 // them to the edge) and requests each through the edge's preview host,
 // twice: the first request makes the edge fetch the blob from its owners.
-func coldMiss(ctx context.Context, cfg config, leader, edge *atollNode, all []*atollNode, r *clusterResult) error {
+func coldMiss(ctx context.Context, cfg config, leader, edge *atolltest.Node, all []*atolltest.Node, r *clusterResult) error {
 	dir := filepath.Join(cfg.workDir, "cold")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -252,14 +238,14 @@ func coldMiss(ctx context.Context, cfg config, leader, edge *atollNode, all []*a
 			return err
 		}
 	}
-	if _, err := leader.cli(ctx, "site", "create", "cold"); err != nil {
+	if _, err := cli(ctx, leader, "site", "create", "cold"); err != nil {
 		return err
 	}
-	out, err := leader.cli(ctx, "deploy", dir, "--site", "cold", "--no-publish")
+	out, err := cli(ctx, leader, "deploy", dir, "--site", "cold", "--no-publish")
 	if err != nil {
 		return err
 	}
-	id := deployID(out)
+	id := atolltest.DeployID(out)
 	if id == "" {
 		return fmt.Errorf("no deploy id in %q", out)
 	}
@@ -272,7 +258,7 @@ func coldMiss(ctx context.Context, cfg config, leader, edge *atollNode, all []*a
 	host := id + "--cold.localhost"
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 1}}
 	get := func(path string) (time.Duration, error) {
-		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+edge.edge+path, nil)
+		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+edge.HTTPAddr+path, nil)
 		req.Host = host
 		t0 := time.Now()
 		resp, err := client.Do(req)

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/atoll-hosting/atoll/atolltest"
 )
 
 // diskBandwidth measures the file system's own durable write bandwidth in
@@ -70,13 +72,13 @@ type deployResult struct {
 // after the deploy is acknowledged, and would otherwise take CPU from the
 // figures that follow), then redeploys it unchanged and with one file
 // changed.
-func benchDeploy(ctx context.Context, cfg config, n *atollNode, all []*atollNode, s *site, diskMBps float64, replicas int) (*deployResult, error) {
-	if _, err := n.cli(ctx, "site", "create", "synth"); err != nil {
+func benchDeploy(ctx context.Context, cfg config, n *atolltest.Node, all []*atolltest.Node, s *site, diskMBps float64, replicas int) (*deployResult, error) {
+	if _, err := cli(ctx, n, "site", "create", "synth"); err != nil {
 		return nil, err
 	}
 	r := &deployResult{Replicas: replicas, Files: s.files, Bytes: s.bytes, DiskMBps: diskMBps}
 	t0 := time.Now()
-	out, err := n.cli(ctx, "deploy", s.dir, "--site", "synth")
+	out, err := cli(ctx, n, "deploy", s.dir, "--site", "synth")
 	if err != nil {
 		return nil, err
 	}
@@ -95,7 +97,7 @@ func benchDeploy(ctx context.Context, cfg config, n *atollNode, all []*atollNode
 	log.Printf("deploy (R=%d): compressed variants made on every node %.2fs after the deploy", replicas, r.VariantsSeconds)
 
 	t0 = time.Now()
-	if _, err := n.cli(ctx, "deploy", s.dir, "--site", "synth"); err != nil {
+	if _, err := cli(ctx, n, "deploy", s.dir, "--site", "synth"); err != nil {
 		return nil, err
 	}
 	r.NoChangeMs = ms(time.Since(t0))
@@ -108,7 +110,7 @@ func benchDeploy(ctx context.Context, cfg config, n *atollNode, all []*atollNode
 			return nil, err
 		}
 		t0 = time.Now()
-		out, err := n.cli(ctx, "deploy", s.dir, "--site", "synth")
+		out, err := cli(ctx, n, "deploy", s.dir, "--site", "synth")
 		if err != nil {
 			return nil, err
 		}
@@ -124,7 +126,7 @@ func benchDeploy(ctx context.Context, cfg config, n *atollNode, all []*atollNode
 
 // waitCompressed polls every node's status until none has blobs waiting
 // for background compression, and returns how long that took.
-func waitCompressed(ctx context.Context, nodes []*atollNode) (time.Duration, error) {
+func waitCompressed(ctx context.Context, nodes []*atolltest.Node) (time.Duration, error) {
 	t0 := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
@@ -133,7 +135,7 @@ func waitCompressed(ctx context.Context, nodes []*atollNode) (time.Duration, err
 			var st struct {
 				CompressPending *int `json:"compress_pending"`
 			}
-			if err := n.call(ctx, "GET", "/v1/status", nil, &st); err != nil {
+			if err := n.Call(ctx, "GET", "/v1/status", nil, &st); err != nil {
 				return 0, fmt.Errorf("wait for compression: %w", err)
 			}
 			if st.CompressPending == nil || *st.CompressPending == 0 {
@@ -141,7 +143,7 @@ func waitCompressed(ctx context.Context, nodes []*atollNode) (time.Duration, err
 			}
 			select {
 			case <-ctx.Done():
-				return 0, fmt.Errorf("wait for compression: %w (%d blobs still pending on %s)", ctx.Err(), *st.CompressPending, n.api)
+				return 0, fmt.Errorf("wait for compression: %w (%d blobs still pending on %s)", ctx.Err(), *st.CompressPending, n.ID)
 			case <-time.After(100 * time.Millisecond):
 			}
 		}

@@ -27,6 +27,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/atoll-hosting/atoll/atolltest"
 )
 
 // config is what the flags set.
@@ -103,7 +105,7 @@ func main() {
 	defer stop()
 	if err := run(ctx, cfg); err != nil {
 		log.Print(err)
-		procs.stopAll()
+		procs.Close()
 		os.Exit(1)
 	}
 }
@@ -111,35 +113,11 @@ func main() {
 func (c config) has(section string) bool { return slices.Contains(c.sections, section) }
 
 func run(ctx context.Context, cfg config) (err error) {
-	defer procs.stopAll()
+	defer procs.Close()
 	start := time.Now()
-	bin, err := filepath.Abs(cfg.atollBin)
+	cleanup, err := prepare(ctx, &cfg)
+	defer cleanup()
 	if err != nil {
-		return err
-	}
-	if _, err := os.Stat(bin); err != nil {
-		return fmt.Errorf("atoll binary: %w (run make build)", err)
-	}
-	cfg.atollBin = bin
-	if err := os.MkdirAll(cfg.outDir, 0o755); err != nil {
-		return err
-	}
-	if cfg.workDir == "" {
-		if cfg.workDir, err = os.MkdirTemp("", "atoll-bench-"); err != nil {
-			return err
-		}
-		if !cfg.keep {
-			defer os.RemoveAll(cfg.workDir)
-		}
-	}
-	if err := os.MkdirAll(cfg.workDir, 0o755); err != nil {
-		return err
-	}
-	// nginx's workers run as nobody: they must be able to read the site.
-	if err := os.Chmod(cfg.workDir, 0o755); err != nil {
-		return err
-	}
-	if err := ensureTools(ctx, cfg.install); err != nil {
 		return err
 	}
 
@@ -171,7 +149,7 @@ func run(ctx context.Context, cfg config) (err error) {
 			return err
 		}
 		if cfg.has("deploy") || cfg.has("serve") {
-			if res.Deploy, err = benchDeploy(ctx, cfg, node, []*atollNode{node}, site, res.DiskMBps, 1); err != nil {
+			if res.Deploy, err = benchDeploy(ctx, cfg, node, []*atolltest.Node{node}, site, res.DiskMBps, 1); err != nil {
 				return fmt.Errorf("deploy: %w", err)
 			}
 		}
@@ -185,7 +163,7 @@ func run(ctx context.Context, cfg config) (err error) {
 				return fmt.Errorf("metadata scale: %w", err)
 			}
 		}
-		node.stop()
+		node.Close()
 	}
 	if cfg.has("cluster") {
 		res.Cluster, err = benchCluster(ctx, cfg, site, res.DiskMBps)
@@ -199,15 +177,55 @@ func run(ctx context.Context, cfg config) (err error) {
 		}
 	}
 	res.Elapsed = time.Since(start).Round(time.Second).String()
+	return save(res, cfg.outDir, start)
+}
 
+// prepare makes cfg.atollBin absolute, creates the output and work
+// folders and installs the tools; cleanup removes a temporary work folder
+// unless -keep.
+func prepare(ctx context.Context, cfg *config) (cleanup func(), err error) {
+	cleanup = func() {}
+	bin, err := filepath.Abs(cfg.atollBin)
+	if err != nil {
+		return cleanup, err
+	}
+	if _, err := os.Stat(bin); err != nil {
+		return cleanup, fmt.Errorf("atoll binary: %w (run make build)", err)
+	}
+	cfg.atollBin = bin
+	if err := os.MkdirAll(cfg.outDir, 0o755); err != nil {
+		return cleanup, err
+	}
+	if cfg.workDir == "" {
+		if cfg.workDir, err = os.MkdirTemp("", "atoll-bench-"); err != nil {
+			return cleanup, err
+		}
+		if !cfg.keep {
+			dir := cfg.workDir
+			cleanup = func() { os.RemoveAll(dir) }
+		}
+	}
+	if err := os.MkdirAll(cfg.workDir, 0o755); err != nil {
+		return cleanup, err
+	}
+	// nginx's workers run as nobody: they must be able to read the site.
+	if err := os.Chmod(cfg.workDir, 0o755); err != nil {
+		return cleanup, err
+	}
+	return cleanup, ensureTools(ctx, cfg.install)
+}
+
+// save writes the results as JSON and markdown into outDir and prints the
+// markdown.
+func save(res *results, outDir string, start time.Time) error {
 	stamp := start.UTC().Format("20060102-150405")
 	js, _ := json.MarshalIndent(res, "", "  ")
-	jsonPath := filepath.Join(cfg.outDir, "results-"+stamp+".json")
+	jsonPath := filepath.Join(outDir, "results-"+stamp+".json")
 	if err := os.WriteFile(jsonPath, append(js, '\n'), 0o644); err != nil {
 		return err
 	}
 	md := res.markdown()
-	mdPath := filepath.Join(cfg.outDir, "results-"+stamp+".md")
+	mdPath := filepath.Join(outDir, "results-"+stamp+".md")
 	if err := os.WriteFile(mdPath, []byte(md), 0o644); err != nil {
 		return err
 	}

@@ -10,6 +10,8 @@ import (
 	"io"
 	"log"
 	"time"
+
+	"github.com/atoll-hosting/atoll/atolltest"
 )
 
 // metaResult is the metadata-scale section's figures.
@@ -45,8 +47,8 @@ func metaPath(i int) string { return fmt.Sprintf("/p/%04d/%03d.html", i/1000, i%
 
 // metaDeploy creates and publishes a deploy of n entries over metaBlobs
 // small blobs, through the API: the manifest is streamed as one JSON body.
-func metaDeploy(ctx context.Context, n *atollNode, siteName string, entries int, hashes []string) (create, total time.Duration, size int64, err error) {
-	if err := n.call(ctx, "POST", "/v1/sites", bytes.NewReader([]byte(`{"name":"`+siteName+`"}`)), nil); err != nil {
+func metaDeploy(ctx context.Context, n *atolltest.Node, siteName string, entries int, hashes []string) (create, total time.Duration, size int64, err error) {
+	if err := n.Call(ctx, "POST", "/v1/sites", bytes.NewReader([]byte(`{"name":"`+siteName+`"}`)), nil); err != nil {
 		return 0, 0, 0, err
 	}
 	pr, pw := io.Pipe()
@@ -68,14 +70,14 @@ func metaDeploy(ctx context.Context, n *atollNode, siteName string, entries int,
 		Required []string `json:"required"`
 	}
 	t0 := time.Now()
-	if err := n.call(ctx, "POST", "/v1/sites/"+siteName+"/deploys", pr, &d); err != nil {
+	if err := n.Call(ctx, "POST", "/v1/sites/"+siteName+"/deploys", pr, &d); err != nil {
 		return 0, 0, 0, err
 	}
 	create = time.Since(t0)
 	if len(d.Required) > 0 {
 		return 0, 0, 0, fmt.Errorf("deploy %s requires %d blobs that were uploaded", d.ID, len(d.Required))
 	}
-	if err := n.call(ctx, "POST", "/v1/deploys/"+d.ID+"/publish", nil, nil); err != nil {
+	if err := n.Call(ctx, "POST", "/v1/deploys/"+d.ID+"/publish", nil, nil); err != nil {
 		return 0, 0, 0, err
 	}
 	return create, time.Since(t0), counter.n, nil
@@ -97,7 +99,7 @@ end
 `, n-1)
 }
 
-func benchMeta(ctx context.Context, cfg config, n *atollNode) (*metaResult, error) {
+func benchMeta(ctx context.Context, cfg config, n *atolltest.Node) (*metaResult, error) {
 	r := &metaResult{Entries: cfg.metaFiles, Blobs: metaBlobs}
 	// The blobs: small, distinct, uploaded once; every entry points at one.
 	var hashes []string
@@ -105,18 +107,18 @@ func benchMeta(ctx context.Context, cfg config, n *atollNode) (*metaResult, erro
 		b := []byte(fmt.Sprintf("<!doctype html><title>metadata scale %d</title>\n", i))
 		sum := sha256.Sum256(b)
 		h := hex.EncodeToString(sum[:])
-		if err := n.call(ctx, "PUT", "/v1/blobs/"+h, bytes.NewReader(b), nil); err != nil {
+		if err := n.Call(ctx, "PUT", "/v1/blobs/"+h, bytes.NewReader(b), nil); err != nil {
 			return nil, err
 		}
 		hashes = append(hashes, h)
 	}
-	r.RSSBefore, _ = rss(n.pid())
+	r.RSSBefore, _ = rss(n.Pid())
 	create, total, size, err := metaDeploy(ctx, n, "meta-big", cfg.metaFiles, hashes)
 	if err != nil {
 		return nil, err
 	}
 	r.CreateSeconds, r.DeploySeconds, r.ManifestBytes = create.Seconds(), total.Seconds(), size
-	r.RSSAfter, r.RSSPeak = rss(n.pid())
+	r.RSSAfter, r.RSSPeak = rss(n.Pid())
 	log.Printf("metadata: %d entries (%s of JSON) deployed in %.1fs (create %.1fs); RSS %s, peak %s",
 		cfg.metaFiles, human(size), r.DeploySeconds, r.CreateSeconds, human(r.RSSAfter), human(r.RSSPeak))
 	if _, _, _, err := metaDeploy(ctx, n, "meta-small", 1000, hashes); err != nil {
@@ -139,13 +141,13 @@ func benchMeta(ctx context.Context, cfg config, n *atollNode) (*metaResult, erro
 			{"meta-small.localhost", 1000, &r.SmallRandom, &r.SmallHot},
 		} {
 			// Latency, not throughput: a light load (4 connections).
-			o := wrkOpts{url: "http://" + n.edge + "/", headers: []string{"Host: " + c.host}, threads: 1, conns: 4, duration: d, script: randomPaths(c.entries)}
+			o := wrkOpts{url: "http://" + n.HTTPAddr + "/", headers: []string{"Host: " + c.host}, threads: 1, conns: 4, duration: d, script: randomPaths(c.entries)}
 			run, err := runWrk(ctx, cfg.workDir, o)
 			if err != nil {
 				return nil, err
 			}
 			*c.random = append(*c.random, run)
-			o.script, o.url = "", "http://"+n.edge+metaPath(c.entries/2)
+			o.script, o.url = "", "http://"+n.HTTPAddr+metaPath(c.entries/2)
 			hot, err := runWrk(ctx, cfg.workDir, o)
 			if err != nil {
 				return nil, err
@@ -161,8 +163,8 @@ func benchMeta(ctx context.Context, cfg config, n *atollNode) (*metaResult, erro
 	_, r.SmallHotP50, r.SmallHotP99 = medians(r.SmallHot)
 	r.RandomRatioP50 = r.BigRandomP50 / r.SmallRandomP50
 	r.HotRatioP50 = r.BigHotP50 / r.SmallHotP50
-	r.RSSAfterLoad, r.RSSPeak = rss(n.pid())
-	st := procStatus(n.pid())
+	r.RSSAfterLoad, r.RSSPeak = rss(n.Pid())
+	st := procStatus(n.Pid())
 	r.AnonAfterLoad, r.FileAfterLoad = st["RssAnon:"], st["RssFile:"]
 	return r, nil
 }

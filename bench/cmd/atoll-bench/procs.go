@@ -2,13 +2,9 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"log"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,106 +12,33 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
+
+	"github.com/atoll-hosting/atoll/atolltest"
 )
 
-// procs tracks every process the benchmark starts, so that they are all
-// stopped, by pid, whatever happens.
-var procs processes
+// procs is every process the benchmark starts, so that they are all
+// stopped, by pid, whatever happens (run closes it on return, main on an
+// error).
+var procs atolltest.Group
 
-type processes struct {
-	mu   sync.Mutex
-	list []*exec.Cmd
-}
-
-func (p *processes) add(c *exec.Cmd) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.list = append(p.list, c)
-}
-
-// stop ends one process: SIGTERM, then SIGKILL after 5 s. The process runs
-// in its own process group (Setpgid), so nginx's workers go with it.
-func (p *processes) stop(c *exec.Cmd) {
-	if c == nil || c.Process == nil {
-		return
-	}
-	p.mu.Lock()
-	for i, x := range p.list {
-		if x == c {
-			p.list = append(p.list[:i], p.list[i+1:]...)
-			break
-		}
-	}
-	p.mu.Unlock()
-	pgid := c.Process.Pid
-	_ = syscall.Kill(-pgid, syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = c.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		<-done
-	}
-}
-
-func (p *processes) stopAll() {
-	p.mu.Lock()
-	list := append([]*exec.Cmd(nil), p.list...)
-	p.mu.Unlock()
-	for i := len(list) - 1; i >= 0; i-- {
-		p.stop(list[i])
-	}
-}
-
-// start runs a command in its own process group, output to logPath.
-func start(logPath string, name string, args ...string) (*exec.Cmd, error) {
+// startProcess runs name with args in its own process group (so that a
+// stop reaches nginx's workers too), output to logPath, and adds it to
+// procs.
+func startProcess(logPath string, name string, args ...string) (*atolltest.Process, error) {
 	out, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
+	defer out.Close() // the child has its own descriptor
 	c := exec.Command(name, args...)
 	c.Stdout, c.Stderr = out, out
-	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := c.Start(); err != nil {
-		out.Close()
+	p, err := atolltest.StartProcess(c)
+	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	out.Close() // the child has its own descriptor
-	procs.add(c)
-	return c, nil
-}
-
-// freePort returns a loopback port that was free a moment ago.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
-func freePorts(n int) ([]int, error) {
-	var out []int
-	seen := map[int]bool{}
-	for tries := 0; len(out) < n && tries < 100; tries++ {
-		p, err := freePort()
-		if err != nil {
-			return nil, err
-		}
-		if !seen[p] {
-			seen[p] = true
-			out = append(out, p)
-		}
-	}
-	if len(out) < n {
-		return nil, fmt.Errorf("could not find %d free ports", n)
-	}
-	return out, nil
+	procs.Add(p)
+	return p, nil
 }
 
 // ensureTools installs nginx and wrk from Debian when they are missing.
@@ -205,18 +128,7 @@ func gitDescribe() string {
 	return strings.TrimSpace(string(out))
 }
 
-// atollNode is one running `atoll server`.
-type atollNode struct {
-	cmd     *exec.Cmd
-	data    string
-	api     string // http://127.0.0.1:port
-	edge    string // 127.0.0.1:port
-	raft    string
-	token   string
-	bin     string
-	logPath string
-}
-
+// nodeOpts is how one node of the benchmark runs.
 type nodeOpts struct {
 	bootstrap bool
 	join      string
@@ -227,92 +139,57 @@ type nodeOpts struct {
 
 const benchToken = "atl_bench_token_0123456789abcdef"
 
-func startNode(ctx context.Context, bin, dir, name string, o nodeOpts) (*atollNode, error) {
-	ports, err := freePorts(3)
+// apiClient allows long API calls: the metadata-scale deploy streams a
+// manifest of a million entries in one request.
+var apiClient = &http.Client{Timeout: 10 * time.Minute}
+
+// startNode starts `atoll server` with id name, its data dir and log under
+// dir, adds it to procs and waits until it answers /healthz.
+func startNode(ctx context.Context, bin, dir, name string, o nodeOpts) (*atolltest.Node, error) {
+	flags := []string{"--log-level", "warn"}
+	if o.join != "" {
+		flags = append(flags, "--join", o.join)
+	}
+	if o.role != "" {
+		flags = append(flags, "--role", o.role)
+	}
+	if o.replicas > 0 {
+		flags = append(flags, "--replicas", strconv.Itoa(o.replicas))
+	}
+	n, err := atolltest.NewNode(atolltest.NodeConfig{
+		Bin: bin, ID: name, Data: filepath.Join(dir, name), Bootstrap: o.bootstrap, AdminToken: benchToken,
+		Flags: append(flags, o.extra...), LogPath: filepath.Join(dir, name+".log"), APIClient: apiClient,
+	})
 	if err != nil {
 		return nil, err
 	}
-	n := &atollNode{
-		data:    filepath.Join(dir, name),
-		api:     fmt.Sprintf("http://127.0.0.1:%d", ports[0]),
-		edge:    fmt.Sprintf("127.0.0.1:%d", ports[1]),
-		raft:    fmt.Sprintf("127.0.0.1:%d", ports[2]),
-		token:   benchToken,
-		bin:     bin,
-		logPath: filepath.Join(dir, name+".log"),
-	}
-	args := []string{"server", "--id", name, "--data", n.data,
-		"--api-addr", strings.TrimPrefix(n.api, "http://"), "--http-addr", n.edge, "--raft-addr", n.raft,
-		"--admin-token", n.token, "--log-level", "warn"}
-	if o.bootstrap {
-		args = append(args, "--bootstrap")
-	}
-	if o.join != "" {
-		args = append(args, "--join", o.join)
-	}
-	if o.role != "" {
-		args = append(args, "--role", o.role)
-	}
-	if o.replicas > 0 {
-		args = append(args, "--replicas", strconv.Itoa(o.replicas))
-	}
-	args = append(args, o.extra...)
-	if n.cmd, err = start(n.logPath, bin, args...); err != nil {
+	if err := n.Launch(); err != nil {
 		return nil, err
 	}
-	if err := waitHTTP(ctx, n.api+"/healthz", 30*time.Second); err != nil {
-		n.stop()
-		return nil, fmt.Errorf("node %s: %w (log: %s)", name, err, n.logPath)
+	procs.Add(n)
+	if err := waitReady(ctx, n, "/healthz", 30*time.Second); err != nil {
+		n.Close()
+		return nil, fmt.Errorf("node %s: %w (log: %s)", name, err, n.LogPath)
 	}
 	return n, nil
 }
 
-func (n *atollNode) stop() { procs.stop(n.cmd) }
-
-// pid is the server's process id, for /proc.
-func (n *atollNode) pid() int { return n.cmd.Process.Pid }
-
-// cli runs an atoll client command against this node.
-func (n *atollNode) cli(ctx context.Context, args ...string) (string, error) {
-	c := exec.CommandContext(ctx, n.bin, args...)
-	c.Env = append(os.Environ(), "ATOLL_API="+n.api, "ATOLL_TOKEN="+n.token)
-	out, err := c.CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("atoll %s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
-	}
-	return string(out), nil
+// waitReady waits at most limit until path on n's API answers 200.
+func waitReady(ctx context.Context, n *atolltest.Node, path string, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	return n.WaitReady(ctx, path)
 }
 
-// call makes one API call with the bench token and decodes a JSON answer
-// into out (when not nil).
-func (n *atollNode) call(ctx context.Context, method, path string, body io.Reader, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, n.api+path, body)
+// cli runs an atoll client command against n with the admin token and
+// returns its stdout.
+func cli(ctx context.Context, n *atolltest.Node, args ...string) (string, error) {
+	res, err := n.RunCLI(ctx, n.AdminToken, args...)
 	if err != nil {
-		return err
+		return "", err
 	}
-	req.Header.Set("Authorization", "Bearer "+n.token)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := apiClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode >= 300 {
-		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(tail(b, 500)))
-	}
-	if out != nil {
-		return json.Unmarshal(b, out)
-	}
-	return nil
+	return res.Stdout, res.Err()
 }
-
-var apiClient = &http.Client{Timeout: 10 * time.Minute}
 
 // rss reads a process's resident and peak resident memory from /proc.
 func rss(pid int) (cur, peak int64) {
@@ -341,51 +218,23 @@ func procStatus(pid int) map[string]int64 {
 	return out
 }
 
-// waitHTTP polls url until it answers 200, for at most limit.
-func waitHTTP(ctx context.Context, url string, limit time.Duration) error {
-	deadline := time.Now().Add(limit)
-	var last error
-	for time.Now().Before(deadline) {
-		req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
-		resp, err := quickClient.Do(req)
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return nil
-			}
-			last = fmt.Errorf("%s: %s", url, resp.Status)
-		} else {
-			last = err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	return fmt.Errorf("not ready after %s: %v", limit, last)
-}
-
-var quickClient = &http.Client{Timeout: 5 * time.Second}
-
 // startSingle starts the one-node cluster of the single-node sections.
-func startSingle(ctx context.Context, cfg config) (*atollNode, error) {
+func startSingle(ctx context.Context, cfg config) (*atolltest.Node, error) {
 	n, err := startNode(ctx, cfg.atollBin, cfg.workDir, "single", nodeOpts{bootstrap: true})
 	if err != nil {
 		return nil, err
 	}
-	if err := waitHTTP(ctx, n.api+"/readyz", 30*time.Second); err != nil {
-		n.stop()
+	if err := waitReady(ctx, n, "/readyz", 30*time.Second); err != nil {
+		n.Close()
 		return nil, err
 	}
 	// The token is applied through Raft after the leader is elected.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if err := n.call(ctx, "GET", "/v1/sites", nil, nil); err == nil {
+		if err := n.Call(ctx, "GET", "/v1/sites", nil, nil); err == nil {
 			break
 		} else if time.Now().After(deadline) {
-			n.stop()
+			n.Close()
 			return nil, fmt.Errorf("single node API: %w", err)
 		}
 		time.Sleep(50 * time.Millisecond)

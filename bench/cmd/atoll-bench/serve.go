@@ -2,11 +2,9 @@ package main
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log"
 	"net/http"
 	"os"
@@ -16,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/andybalholm/brotli"
+	"github.com/atoll-hosting/atoll/atolltest"
 )
 
 // The wrk report script: one machine-readable line at the end of a run.
@@ -89,7 +87,7 @@ func runWrk(ctx context.Context, work string, o wrkOpts) (wrkRun, error) {
 // nginxServer is the reference: nginx serving the same files from a plain
 // folder.
 type nginxServer struct {
-	cmd  *exec.Cmd
+	proc *atolltest.Process
 	addr string
 	conf string
 }
@@ -141,20 +139,22 @@ func startNginx(ctx context.Context, work string, s *site) (*nginxServer, error)
 	if err := s.nginxRoot(root); err != nil {
 		return nil, fmt.Errorf("nginx root: %w", err)
 	}
-	port, err := freePort()
+	addr, err := atolltest.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	n := &nginxServer{addr: fmt.Sprintf("127.0.0.1:%d", port), conf: filepath.Join(dir, "nginx.conf")}
+	n := &nginxServer{addr: addr, conf: filepath.Join(dir, "nginx.conf")}
 	conf := strings.NewReplacer("{{dir}}", dir, "{{addr}}", n.addr, "{{root}}", root).Replace(nginxConf)
 	if err := os.WriteFile(n.conf, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
-	if n.cmd, err = start(filepath.Join(dir, "stderr.log"), "nginx", "-c", n.conf, "-p", dir); err != nil {
+	if n.proc, err = startProcess(filepath.Join(dir, "stderr.log"), "nginx", "-c", n.conf, "-p", dir); err != nil {
 		return nil, err
 	}
-	if err := waitHTTP(ctx, "http://"+n.addr+benchFiles[0].path, 15*time.Second); err != nil {
-		procs.stop(n.cmd)
+	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := atolltest.WaitOK(wctx, http.DefaultClient, "http://"+n.addr+benchFiles[0].path); err != nil {
+		n.proc.Close()
 		return nil, fmt.Errorf("nginx: %w (see %s)", err, dir)
 	}
 	return n, nil
@@ -191,12 +191,12 @@ type serveResult struct {
 
 // benchServe measures hot serving of the same files by Atoll and nginx,
 // alternating within each round, with the same wrk settings.
-func benchServe(ctx context.Context, cfg config, n *atollNode, s *site) (*serveResult, error) {
+func benchServe(ctx context.Context, cfg config, n *atolltest.Node, s *site) (*serveResult, error) {
 	ngx, err := startNginx(ctx, cfg.workDir, s)
 	if err != nil {
 		return nil, err
 	}
-	defer procs.stop(ngx.cmd)
+	defer ngx.proc.Close()
 	host := "synth.localhost"
 	cases := []*serveCase{
 		{Name: "1 KiB", Path: "/bench/1k.css"},
@@ -216,7 +216,7 @@ func benchServe(ctx context.Context, cfg config, n *atollNode, s *site) (*serveR
 	// Check both answer right before timing anything.
 	for _, c := range cases {
 		var err error
-		if c.Encoding.Atoll, c.BodyBytes.Atoll, err = check("http://"+n.edge+c.Path, host, c.Accept, want[c.Path]); err != nil {
+		if c.Encoding.Atoll, c.BodyBytes.Atoll, err = check("http://"+n.HTTPAddr+c.Path, host, c.Accept, want[c.Path]); err != nil {
 			return nil, fmt.Errorf("atoll: %w", err)
 		}
 		if c.Encoding.Nginx, c.BodyBytes.Nginx, err = check("http://"+ngx.addr+c.Path, host, c.Accept, want[c.Path]); err != nil {
@@ -235,7 +235,7 @@ func benchServe(ctx context.Context, cfg config, n *atollNode, s *site) (*serveR
 		warm = time.Second
 	}
 	for _, c := range cases {
-		for _, addr := range []string{n.edge, ngx.addr} {
+		for _, addr := range []string{n.HTTPAddr, ngx.addr} {
 			if _, err := runWrk(ctx, cfg.workDir, opts(addr, c, warm)); err != nil {
 				return nil, fmt.Errorf("warm-up: %w", err)
 			}
@@ -244,7 +244,7 @@ func benchServe(ctx context.Context, cfg config, n *atollNode, s *site) (*serveR
 	for round := range cfg.rounds {
 		for _, c := range cases {
 			for _, who := range []string{"atoll", "nginx"} {
-				addr := n.edge
+				addr := n.HTTPAddr
 				if who == "nginx" {
 					addr = ngx.addr
 				}
@@ -280,17 +280,7 @@ func medians(runs []wrkRun) (rps, p50, p99 float64) {
 // check fetches url once and compares the decoded body with want. It
 // returns the Content-Encoding and the size of the body on the wire.
 func check(url, host, accept string, want []byte) (string, int, error) {
-	req, _ := http.NewRequest("GET", url, nil)
-	req.Host = host
-	if accept != "" {
-		req.Header.Set("Accept-Encoding", accept)
-	}
-	resp, err := rawClient.Do(req)
-	if err != nil {
-		return "", 0, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	resp, body, err := atolltest.Fetch(context.Background(), rawClient, "GET", url, host, "Accept-Encoding", accept)
 	if err != nil {
 		return "", 0, err
 	}
@@ -298,7 +288,7 @@ func check(url, host, accept string, want []byte) (string, int, error) {
 		return "", 0, fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	enc := resp.Header.Get("Content-Encoding")
-	plain, err := decode(enc, body)
+	plain, err := atolltest.Decode(enc, body)
 	if err != nil {
 		return "", 0, fmt.Errorf("GET %s: %s body: %w", url, enc, err)
 	}
@@ -310,19 +300,3 @@ func check(url, host, accept string, want []byte) (string, int, error) {
 
 // rawClient leaves Content-Encoding alone.
 var rawClient = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableCompression: true}}
-
-func decode(enc string, b []byte) ([]byte, error) {
-	switch enc {
-	case "":
-		return b, nil
-	case "gzip":
-		zr, err := gzip.NewReader(bytes.NewReader(b))
-		if err != nil {
-			return nil, err
-		}
-		return io.ReadAll(zr)
-	case "br":
-		return io.ReadAll(brotli.NewReader(bytes.NewReader(b)))
-	}
-	return nil, fmt.Errorf("unexpected encoding %q", enc)
-}
