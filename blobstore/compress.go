@@ -17,6 +17,8 @@ import (
 	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/atoll-hosting/atoll/internal/ctxio"
 )
 
 // Compression policy. Variants are computed once, at ingest, and served many
@@ -149,7 +151,7 @@ func (s *Store) writeVariant(ctx context.Context, src io.ReaderAt, size int64, e
 	if err != nil {
 		return variantFile{}, false, err
 	}
-	in := ctxReader{ctx, io.NewSectionReader(src, 0, size)}
+	in := ctxio.NewReader(ctx, io.NewSectionReader(src, 0, size))
 	_, err = io.CopyBuffer(zw, in, make([]byte, compressCopyBufferLen))
 	if cerr := zw.Close(); err == nil {
 		err = cerr

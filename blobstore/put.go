@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/atoll-hosting/atoll/internal/ctxio"
 	"github.com/atoll-hosting/atoll/internal/durable"
 )
 
@@ -62,7 +63,7 @@ func (s *Store) Put(ctx context.Context, want string, r io.Reader) (_ Info, err 
 	}()
 
 	h := sha256.New()
-	size, err := io.CopyBuffer(io.MultiWriter(tmp, h), ctxReader{ctx, r}, make([]byte, 128<<10))
+	size, err := io.CopyBuffer(io.MultiWriter(tmp, h), ctxio.NewReader(ctx, r), make([]byte, 128<<10))
 	if err != nil {
 		return Info{}, fmt.Errorf("put blob: read body: %w", err)
 	}
@@ -263,20 +264,6 @@ func (s *Store) removeBestEffort(path string) {
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		s.log.Warn("remove file", "path", path, "err", err)
 	}
-}
-
-// ctxReader stops reading once ctx is done, so that a cancelled upload or
-// compression stops at the next buffer.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // storedOrRoom runs under hash's lock before a blob is published: it

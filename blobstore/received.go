@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/atoll-hosting/atoll/internal/ctxio"
 )
 
 // Received is a small blob fetched whole into memory from a peer
@@ -96,7 +98,7 @@ func (s *Store) ImportSmall(ctx context.Context, hash, header string, body io.Re
 func receive(ctx context.Context, hash string, hdr BlobHeader, body io.Reader) (*Received, error) {
 	n := hdr.Length()
 	b := make([]byte, n+1) // one more, to notice a body that goes on
-	got, err := io.ReadFull(ctxReader{ctx, body}, b)
+	got, err := io.ReadFull(ctxio.NewReader(ctx, body), b)
 	switch {
 	case err == nil:
 		return nil, fmt.Errorf("body longer than the %d bytes its header gives: %w", n, ErrMalformed)

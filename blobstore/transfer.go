@@ -16,6 +16,8 @@ import (
 	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/atoll-hosting/atoll/internal/ctxio"
 )
 
 // The transfer format moves one blob between nodes together with the
@@ -280,7 +282,7 @@ func (s *Store) importBlob(ctx context.Context, hash, header string, body io.Rea
 	}
 	if info, err := s.Stat(hash); err == nil {
 		s.acct.touch(hash)
-		io.CopyBuffer(io.Discard, io.LimitReader(ctxReader{ctx, body}, hdr.Length()+1), make([]byte, 32<<10))
+		io.CopyBuffer(io.Discard, io.LimitReader(ctxio.NewReader(ctx, body), hdr.Length()+1), make([]byte, 32<<10))
 		return info, nil
 	}
 	// A full disk (space.go): refused before the body is read, or wrapped
@@ -291,7 +293,7 @@ func (s *Store) importBlob(ctx context.Context, hash, header string, body io.Rea
 	}
 	in := &incoming{s: s, hash: hash, hdr: hdr}
 	defer in.cleanup()
-	info, err := in.store(ctx, ctxReader{ctx, body}, durable)
+	info, err := in.store(ctx, ctxio.NewReader(ctx, body), durable)
 	if err != nil {
 		return Info{}, fmt.Errorf("import blob %s: %w", hash, err)
 	}
@@ -495,7 +497,7 @@ const maxImportZstdWindow = 8 << 20
 // most size+1 bytes are decompressed, so a decompression bomb costs no more
 // than a valid variant.
 func checkVariant(ctx context.Context, f *os.File, encoding string, n int64, hash string, size int64) error {
-	src := &errTracker{r: ctxReader{ctx, io.NewSectionReader(f, 0, n)}}
+	src := &errTracker{r: ctxio.NewReader(ctx, io.NewSectionReader(f, 0, n))}
 	var d io.Reader
 	switch encoding {
 	case EncodingBrotli:
