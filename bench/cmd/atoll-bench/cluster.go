@@ -224,9 +224,62 @@ func pollUntil(ctx context.Context, url, host, want string, t0 time.Time) (time.
 // them to the edge) and requests each through the edge's preview host,
 // twice: the first request makes the edge fetch the blob from its owners.
 func coldMiss(ctx context.Context, cfg config, leader, edge *atolltest.Node, all []*atolltest.Node, r *clusterResult) error {
+	id, err := deployColdFiles(ctx, cfg, leader)
+	if err != nil {
+		return err
+	}
+	// The owners make the variants of the new files in the background;
+	// a cold miss is timed against a settled cluster, as it would happen
+	// minutes after a deploy, not against compression on the same cores.
+	if _, err := waitCompressed(ctx, all); err != nil {
+		return err
+	}
+	get := timedGetter(ctx, edge, id+"--cold.localhost")
+	// The first file doubles as the probe that the edge knows the deploy
+	// (its metadata arrives through Raft); it is not counted.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := get("/f0000.txt"); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			return fmt.Errorf("the edge does not serve deploy %s after 10s: %w", id, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	timeAll := func() ([]float64, error) {
+		var out []float64
+		for i := 1; i < cfg.coldFiles; i++ { // f0000 was the probe
+			d, err := get(fmt.Sprintf("/f%04d.txt", i))
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, ms(d))
+		}
+		return out, nil
+	}
+	cold, err := timeAll()
+	if err != nil {
+		return err
+	}
+	hot, err := timeAll()
+	if err != nil {
+		return err
+	}
+	r.ColdFiles = len(cold)
+	r.ColdP50Ms, r.ColdP99Ms = percentile(cold, 50), percentile(cold, 99)
+	r.HotP50Ms, r.HotP99Ms = percentile(hot, 50), percentile(hot, 99)
+	r.ColdOverheadP50 = r.ColdP50Ms - r.HotP50Ms
+	log.Printf("cluster: edge cold miss p50 %.2f ms (p99 %.2f), hot p50 %.2f ms: +%.2f ms at p50",
+		r.ColdP50Ms, r.ColdP99Ms, r.HotP50Ms, r.ColdOverheadP50)
+	return nil
+}
+
+// deployColdFiles writes cfg.coldFiles files of 16 KiB and deploys them
+// to site "cold" without publishing; it returns the deploy's id.
+func deployColdFiles(ctx context.Context, cfg config, leader *atolltest.Node) (string, error) {
 	dir := filepath.Join(cfg.workDir, "cold")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
+		return "", err
 	}
 	rng := []byte("cold miss content ")
 	for i := range cfg.coldFiles {
@@ -235,29 +288,28 @@ func coldMiss(ctx context.Context, cfg config, leader, edge *atolltest.Node, all
 			b = append(b, fmt.Sprintf("%s%d-%d\n", rng, i, len(b))...)
 		}
 		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%04d.txt", i)), b[:16<<10], 0o644); err != nil {
-			return err
+			return "", err
 		}
 	}
 	if _, err := cli(ctx, leader, "site", "create", "cold"); err != nil {
-		return err
+		return "", err
 	}
 	out, err := cli(ctx, leader, "deploy", dir, "--site", "cold", "--no-publish")
 	if err != nil {
-		return err
+		return "", err
 	}
 	id := atolltest.DeployID(out)
 	if id == "" {
-		return fmt.Errorf("no deploy id in %q", out)
+		return "", fmt.Errorf("no deploy id in %q", out)
 	}
-	// The owners make the variants of the new files in the background;
-	// a cold miss is timed against a settled cluster, as it would happen
-	// minutes after a deploy, not against compression on the same cores.
-	if _, err := waitCompressed(ctx, all); err != nil {
-		return err
-	}
-	host := id + "--cold.localhost"
+	return id, nil
+}
+
+// timedGetter returns a function that GETs a 16 KiB file of host from the
+// edge, one connection kept alive, and times it.
+func timedGetter(ctx context.Context, edge *atolltest.Node, host string) func(path string) (time.Duration, error) {
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 1}}
-	get := func(path string) (time.Duration, error) {
+	return func(path string) (time.Duration, error) {
 		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+edge.HTTPAddr+path, nil)
 		req.Host = host
 		t0 := time.Now()
@@ -273,37 +325,4 @@ func coldMiss(ctx context.Context, cfg config, leader, edge *atolltest.Node, all
 		}
 		return d, nil
 	}
-	// The first file doubles as the probe that the edge knows the deploy
-	// (its metadata arrives through Raft); it is not counted.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := get("/f0000.txt"); err == nil {
-			break
-		} else if time.Now().After(deadline) {
-			return fmt.Errorf("the edge does not serve deploy %s after 10s: %w", id, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	var cold, hot []float64
-	for i := 1; i < cfg.coldFiles; i++ { // f0000 was the probe
-		d, err := get(fmt.Sprintf("/f%04d.txt", i))
-		if err != nil {
-			return err
-		}
-		cold = append(cold, ms(d))
-	}
-	for i := 1; i < cfg.coldFiles; i++ {
-		d, err := get(fmt.Sprintf("/f%04d.txt", i))
-		if err != nil {
-			return err
-		}
-		hot = append(hot, ms(d))
-	}
-	r.ColdFiles = len(cold)
-	r.ColdP50Ms, r.ColdP99Ms = percentile(cold, 50), percentile(cold, 99)
-	r.HotP50Ms, r.HotP99Ms = percentile(hot, 50), percentile(hot, 99)
-	r.ColdOverheadP50 = r.ColdP50Ms - r.HotP50Ms
-	log.Printf("cluster: edge cold miss p50 %.2f ms (p99 %.2f), hot p50 %.2f ms: +%.2f ms at p50",
-		r.ColdP50Ms, r.ColdP99Ms, r.HotP50Ms, r.ColdOverheadP50)
-	return nil
 }

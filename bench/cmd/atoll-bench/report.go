@@ -44,7 +44,16 @@ func verdict(ok bool) string {
 
 func (r *results) markdown() string {
 	var b strings.Builder
-	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	r.writeHeader(&b)
+	r.writeSections(&b)
+	r.writeTargets(&b)
+	fmt.Fprintf(&b, "\nRun time %s.\n", r.Elapsed)
+	return b.String()
+}
+
+// writeHeader writes the title, the machine and the site.
+func (r *results) writeHeader(b *strings.Builder) {
+	p := func(format string, a ...any) { fmt.Fprintf(b, format, a...) }
 	mode := "full"
 	if r.Quick {
 		mode = "quick"
@@ -54,7 +63,11 @@ func (r *results) markdown() string {
 		r.Machine.Cores, r.Machine.CPU, human(r.Machine.MemBytes), r.Machine.Kernel, r.Machine.Go, r.Machine.Nginx, r.Machine.Wrk, r.Machine.Load)
 	p("Site: %d files, %s (%d text files of 1-30 KiB, %d binaries of 100 KiB-5 MiB), seed %d. Disk: %.0f MB/s with fdatasync per 1 MiB write.\n\n",
 		r.Site.Files, human(r.Site.Bytes), r.Site.TextFiles, r.Site.BinFiles, r.Params.Seed, r.DiskMBps)
+}
 
+// writeSections writes the figures of each section that ran.
+func (r *results) writeSections(b *strings.Builder) {
+	p := func(format string, a ...any) { fmt.Fprintf(b, format, a...) }
 	if s := r.Serve; s != nil {
 		p("### Hot serving (wrk -t%d -c%d, keep-alive, %s x %d alternating rounds, medians)\n\n", s.Threads, s.Conns, s.Duration, s.Rounds)
 		p("| case | Atoll req/s | nginx req/s | Atoll/nginx | Atoll p50 | nginx p50 | Atoll p99 | nginx p99 | encoding Atoll / nginx (bytes) |\n")
@@ -74,7 +87,7 @@ func (r *results) markdown() string {
 	}
 	if d := r.Deploy; d != nil {
 		p("### Deploy, one node (CLI end to end)\n\n")
-		deployTable(&b, d)
+		deployTable(b, d)
 	}
 	if m := r.Meta; m != nil {
 		p("### Metadata scale\n\n")
@@ -94,7 +107,7 @@ func (r *results) markdown() string {
 			p("Skipped: %s.\n\n", c.Skipped)
 		} else {
 			if c.Deploy != nil {
-				deployTable(&b, c.Deploy)
+				deployTable(b, c.Deploy)
 			}
 			p("| figure | value |\n| --- | ---: |\n")
 			p("| publish propagation to all 4 nodes, p50 / p99 (%d publishes) | %.1f ms / %.1f ms |\n", len(c.PropagationMs), c.PropagationP50Ms, c.PropagationP99Ms)
@@ -104,7 +117,11 @@ func (r *results) markdown() string {
 			p("| cold-miss overhead at p50 | %.2f ms |\n\n", c.ColdOverheadP50)
 		}
 	}
+}
 
+// writeTargets writes the verdict of every target the run measured.
+func (r *results) writeTargets(b *strings.Builder) {
+	p := func(format string, a ...any) { fmt.Fprintf(b, format, a...) }
 	p("### Targets\n\n| target | measured | verdict |\n| --- | --- | --- |\n")
 	if s := r.Serve; s != nil {
 		for _, c := range s.Cases[:2] {
@@ -132,8 +149,6 @@ func (r *results) markdown() string {
 		p("| %d-entry deploy: node RSS < 500 MB | %s (peak %s) | %s |\n", m.Entries, human(m.RSSAfterLoad), human(m.RSSPeak), verdict(m.RSSPeak < 500e6))
 		p("| %d-entry lookup latency within 1.2x of 1,000 entries (p50, random paths) | %.2fx | %s |\n", m.Entries, m.RandomRatioP50, verdict(m.RandomRatioP50 <= 1.2))
 	}
-	p("\nRun time %s.\n", r.Elapsed)
-	return b.String()
 }
 
 func deployTable(b *strings.Builder, d *deployResult) {
