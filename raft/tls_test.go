@@ -9,12 +9,16 @@ import (
 	"crypto/x509/pkix"
 	"math/big"
 	"net"
+	"sync"
 	"testing"
 	"time"
+
+	hraft "github.com/hashicorp/raft"
 )
 
-// testCA is a throwaway certificate authority. (package node has the real
-// generator behind `atoll certs init`; raft cannot import it.)
+// testCA is a throwaway certificate authority. (package pki has the real
+// generator behind `atoll certs init`; raft's tests keep their own so that
+// raft depends on no other part of Atoll.)
 type testCA struct {
 	t    *testing.T
 	cert *x509.Certificate
@@ -106,11 +110,16 @@ func TestTLSCluster(t *testing.T) {
 			t.Fatalf("add %s: %v", in.id, err)
 		}
 	}
+	// Watch the leader's heartbeats to the intruders: once each has failed
+	// a few times after the write below, the leader has tried to send them
+	// the entry and could not. A member with a valid certificate catches up
+	// at its first heartbeat.
+	failed := watchFailedHeartbeats(t, c.leader())
 	c.apply(CreateSite{Name: "after-intruders", Created: t0})
 	want := c.leader().CommitIndex()
-	// A member with a valid certificate catches up in a few heartbeats
-	// (100 ms here); give the intruders many more.
-	time.Sleep(1500 * time.Millisecond)
+	for _, in := range intruders {
+		failed.await(t, in.id, 3)
+	}
 	for i, s := range stores {
 		if got := s.FSM.AppliedIndex(); got != 0 {
 			t.Errorf("%s applied up to %d of %d: it got entries without a certificate of the cluster CA", intruders[i].id, got, want)
@@ -164,6 +173,68 @@ func TestTLSConfigChecked(t *testing.T) {
 		if s, err := Open(cfg); err == nil {
 			s.Close()
 			t.Errorf("%s: Open succeeded, want an error", tc.name)
+		}
+	}
+}
+
+// heartbeatFailures counts the leader's failed heartbeats per peer.
+type heartbeatFailures struct {
+	mu     sync.Mutex
+	counts map[string]int
+	wake   chan struct{}
+}
+
+// watchFailedHeartbeats counts, from now on, the failed heartbeats of
+// leader s to each peer (hashicorp/raft's FailedHeartbeatObservation).
+func watchFailedHeartbeats(t *testing.T, s *Store) *heartbeatFailures {
+	h := &heartbeatFailures{counts: map[string]int{}, wake: make(chan struct{}, 1)}
+	ch := make(chan hraft.Observation, 64)
+	obs := hraft.NewObserver(ch, false, func(o *hraft.Observation) bool {
+		_, ok := o.Data.(hraft.FailedHeartbeatObservation)
+		return ok
+	})
+	s.raft.RegisterObserver(obs)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case o := <-ch:
+				f := o.Data.(hraft.FailedHeartbeatObservation)
+				h.mu.Lock()
+				h.counts[string(f.PeerID)]++
+				h.mu.Unlock()
+				select {
+				case h.wake <- struct{}{}:
+				default:
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		s.raft.DeregisterObserver(obs)
+		close(done)
+	})
+	return h
+}
+
+// await returns once peer id has failed n heartbeats since the watch
+// began.
+func (h *heartbeatFailures) await(t *testing.T, id string, n int) {
+	t.Helper()
+	timeout := time.After(30 * time.Second)
+	for {
+		h.mu.Lock()
+		got := h.counts[id]
+		h.mu.Unlock()
+		if got >= n {
+			return
+		}
+		select {
+		case <-h.wake:
+		case <-timeout:
+			t.Fatalf("the leader failed %d heartbeats to %s, want %d", got, id, n)
 		}
 	}
 }
