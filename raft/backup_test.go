@@ -284,20 +284,27 @@ func TestRestoreBackupCluster(t *testing.T) {
 		mu      sync.Mutex
 		restore time.Time // when RestoreBackup returned
 		acked   = map[string]time.Time{}
+		acks    = make(chan time.Time, 1024) // when each write was acknowledged
 	)
 	wg.Go(func() {
 		for i := 0; !stop.Load(); i++ {
 			name := fmt.Sprintf("w%d", i)
 			l := c.leader()
 			if err := l.Apply(ctxT(t, 10*time.Second), CreateSite{Name: name, Created: t0}); err == nil {
+				at := time.Now()
 				mu.Lock()
-				acked[name] = time.Now()
+				acked[name] = at
 				mu.Unlock()
+				select {
+				case acks <- at:
+				default:
+				}
 			}
 			time.Sleep(2 * time.Millisecond)
 		}
 	})
-	time.Sleep(50 * time.Millisecond)
+	// Writes are going on before the restore, and after it (below).
+	awaitAcks(t, acks, 5, time.Time{})
 	var res RestoreResult
 	var err error
 	for attempt := 1; attempt <= 3; attempt++ {
@@ -311,7 +318,9 @@ func TestRestoreBackupCluster(t *testing.T) {
 	mu.Lock()
 	restore = time.Now()
 	mu.Unlock()
-	time.Sleep(100 * time.Millisecond)
+	if err == nil {
+		awaitAcks(t, acks, 5, restore)
+	}
 	stop.Store(true)
 	wg.Wait()
 	if err != nil {
@@ -347,4 +356,20 @@ func TestRestoreBackupCluster(t *testing.T) {
 	}
 	c.apply(CreateSite{Name: "end", Created: t0})
 	c.converged()
+}
+
+// awaitAcks waits until n writes acknowledged after since arrive on acks.
+func awaitAcks(t *testing.T, acks <-chan time.Time, n int, since time.Time) {
+	t.Helper()
+	timeout := time.After(30 * time.Second)
+	for got := 0; got < n; {
+		select {
+		case at := <-acks:
+			if at.After(since) {
+				got++
+			}
+		case <-timeout:
+			t.Fatalf("only %d writes acknowledged after %v within 30s, want %d", got, since, n)
+		}
+	}
 }
