@@ -9,9 +9,13 @@
 //
 //	node-id      this node's id, fixed at first start
 //	token        the generated admin token (mode 0600), when none was given
+//	scrub.json   the scrubber's schedule and cursor (package scrub)
 //	raft/        Raft log, stable store, snapshots and the FSM's bbolt file
 //	blobs/       the content-addressed blob store
-//	tmp/         spool space for tar uploads
+//	tmp/         spool space for tar uploads, emptied at start
+//
+// Small files are written through internal/durable (temp file, fsync,
+// rename); Start removes the temp files an interrupted write left.
 //
 // # Cluster
 //
