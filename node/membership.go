@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -357,3 +358,69 @@ func (n *Node) fanOutStats(ctx context.Context, nodes []atoll.Node) map[string]p
 	wg.Wait()
 	return out
 }
+
+// ErrRemoved is why a node removed from the cluster serves no site and is
+// not ready.
+var ErrRemoved = errors.New("this node was removed from the cluster: it serves no site; wipe its data dir and join it again to bring it back")
+
+// membershipSeen is what watchRemoval has seen of this node's membership.
+type membershipSeen struct {
+	inConfig, inTable bool // this node was in the Raft configuration, in the node table
+}
+
+// removedFrom decides whether this node has been removed from the cluster:
+// it was in the Raft configuration and is no longer, or in the node table
+// and is no longer; or the node table marks it removed; or the node table
+// lists it and the configuration does not (a member joins the
+// configuration before the table, and leaves it first, so this holds only
+// between the two steps of a removal, including after a restart of a node
+// that heard of only the first). A node that never was a member (joining)
+// is not removed. It updates seen.
+func removedFrom(seen *membershipSeen, id string, servers []raft.Server, table []atoll.Node) bool {
+	inConfig := slices.ContainsFunc(servers, func(s raft.Server) bool { return s.ID == id })
+	idx := slices.IndexFunc(table, func(nd atoll.Node) bool { return nd.ID == id })
+	inTable := idx >= 0 && table[idx].State != atoll.NodeRemoved
+	removed := (seen.inConfig && !inConfig) || (seen.inTable && !inTable) ||
+		(idx >= 0 && !inTable) || (idx >= 0 && len(servers) > 0 && !inConfig)
+	seen.inConfig = seen.inConfig || inConfig
+	seen.inTable = seen.inTable || inTable
+	if inConfig && inTable {
+		// Back in both (added again): a member like any other.
+		seen.inConfig, seen.inTable, removed = true, true, false
+	}
+	return removed
+}
+
+// watchRemoval keeps n.removed current: it re-decides after every change of
+// the replicated state and of the known leader. A removed node hears of
+// its removal through the Raft configuration the leader sends it last,
+// and its leader becomes unknown once the heartbeats stop: either wakes
+// it.
+func (n *Node) watchRemoval() {
+	defer n.wg.Done()
+	var seen membershipSeen
+	for {
+		leader, state := n.store.LeaderChanged(), n.store.Changed()
+		servers, err := n.store.Servers()
+		nodes, terr := n.store.Nodes()
+		if err == nil && terr == nil {
+			removed := removedFrom(&seen, n.cfg.ID, servers, nodes)
+			if n.removed.Swap(removed) != removed {
+				if removed {
+					n.log.Error("this node was removed from the cluster: it no longer serves sites and reports not ready", "id", n.cfg.ID)
+				} else {
+					n.log.Info("this node is a cluster member again", "id", n.cfg.ID)
+				}
+			}
+		}
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-leader:
+		case <-state:
+		}
+	}
+}
+
+// Removed reports whether this node knows it was removed from the cluster.
+func (n *Node) Removed() bool { return n.removed.Load() }
