@@ -11,6 +11,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -238,12 +239,12 @@ func (n *Node) handleRemove(w http.ResponseWriter, r *http.Request) {
 		n.onLeader(n.handleRemove)(w, r)
 		return
 	}
-	if err := n.store.RemoveServer(r.Context(), id); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) && r.Header.Get(headerRemoveRetry) == "" {
+	if err := n.removeFromRaft(r.Context(), id); err != nil {
+		if resent, _ := strconv.Atoi(r.Header.Get(headerRemoveRetry)); errors.Is(err, raft.ErrNotLeader) && resent < maxRemoveResends {
 			// Leadership moved while the change was in flight (its outcome
-			// is unknown). Taking a server out of the configuration is
-			// idempotent, so the request goes once more to the leader now.
-			r.Header.Set(headerRemoveRetry, n.cfg.ID)
+			// is unknown): the request goes to the new leader, where
+			// removeFromRaft completes it or finds it done.
+			r.Header.Set(headerRemoveRetry, strconv.Itoa(resent+1))
 			r.Header.Del("X-Atoll-Forwarded")
 			n.onLeader(n.handleRemove)(w, r)
 			return
@@ -260,22 +261,47 @@ func (n *Node) handleRemove(w http.ResponseWriter, r *http.Request) {
 	builder.WriteJSON(w, http.StatusOK, atoll.NodeStatus{Node: nd, Suffrage: suffrage(nd.Role)})
 }
 
-// headerRemoveRetry marks a node removal sent again after the leader lost
-// its leadership during the first try; it is retried once, not again.
-const headerRemoveRetry = "X-Atoll-Remove-Retry"
+// headerRemoveRetry counts the times a node removal was sent again to a
+// new leader after the leader lost its leadership during the Raft change;
+// it is resent at most maxRemoveResends times.
+const (
+	headerRemoveRetry = "X-Atoll-Remove-Retry"
+	maxRemoveResends  = 3
+)
+
+// removeFromRaft takes id out of the Raft configuration (leader only). It
+// is idempotent: a server the leader's configuration no longer lists (a
+// removal whose answer was lost with a change of leader) is not removed
+// again.
+func (n *Node) removeFromRaft(ctx context.Context, id string) error {
+	servers, err := n.store.Servers()
+	if err == nil && !slices.ContainsFunc(servers, func(s raft.Server) bool { return s.ID == id }) {
+		return nil
+	}
+	return n.store.RemoveServer(ctx, id)
+}
 
 func isTrue(s string) bool {
 	return s == "1" || strings.EqualFold(s, "true") || strings.EqualFold(s, "yes")
 }
 
 // handOver transfers leadership away from this node and waits until
-// another node leads.
+// another node leads. A transfer that fails while this node still leads
+// (a transfer already in progress, a follower that did not catch up in
+// time) is tried again, for up to 15 s.
 func (n *Node) handOver(ctx context.Context) error {
-	if err := n.store.LeadershipTransfer(); err != nil {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	stillLeads := func(error) bool { return n.store.IsLeader() }
+	err := applyBackoff.Retry(ctx, stillLeads, func(context.Context) error {
+		if !n.store.IsLeader() {
+			return nil // handed over already
+		}
+		return n.store.LeadershipTransfer()
+	})
+	if err != nil && n.store.IsLeader() {
 		return fmt.Errorf("hand leadership over: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
 	if !n.awaitState(ctx, func() bool {
 		id := n.store.LeaderID()
 		return id != "" && id != n.cfg.ID
