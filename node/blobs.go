@@ -15,6 +15,7 @@ import (
 
 	"github.com/atoll-hosting/atoll/blobstore"
 	"github.com/atoll-hosting/atoll/builder"
+	"github.com/atoll-hosting/atoll/peer"
 	"github.com/atoll-hosting/atoll/placement"
 	"github.com/atoll-hosting/atoll/serve"
 )
@@ -153,7 +154,8 @@ type ownerHoldings struct {
 
 // askOwners asks every other owner of hashes, once and concurrently, which
 // of them it holds. An owner that does not answer within peerAskTimeout
-// (per maxHasHashes hashes) counts as holding nothing.
+// (per maxHasHashes hashes) counts as holding nothing, and so does one
+// marked down after an earlier timeout (peer.Health), which is not asked.
 func (n *Node) askOwners(ctx context.Context, p *placement.View, hashes []string) ownerHoldings {
 	perNode := map[string][]string{} // owner id -> hashes to ask it about
 	for _, h := range hashes {
@@ -180,7 +182,9 @@ func (n *Node) askOwners(ctx context.Context, p *placement.View, hashes []string
 			defer cancel()
 			present, err := n.peer.Has(actx, n.peerURL(nd.APIAddr), list)
 			if err != nil {
-				n.log.Warn("ask owner for blobs", "node", id, "err", err)
+				if !errors.Is(err, peer.ErrDown) { // logged once when marked down
+					n.log.Warn("ask owner for blobs", "node", id, "err", err)
+				}
 				return // an unreachable owner holds nothing we can count on
 			}
 			mu.Lock()

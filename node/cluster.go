@@ -72,6 +72,26 @@ func (n *Node) refreshPlacement() {
 	n.place.Store(placement.New(nodes, r))
 }
 
+// newPeerHealth returns the view of which peers answer that every call of
+// n.peer consults (peer.Health): a peer that does not answer one call is
+// skipped until a probe of its /healthz answers.
+func (n *Node) newPeerHealth() *peer.Health {
+	cfg := peer.DefaultHealthConfig()
+	cfg.Probe = n.peer.Ping
+	cfg.OnChange = func(host string, up bool, why error) {
+		if up {
+			n.log.Info("peer answers again", "peer", host)
+		} else {
+			n.log.Warn("peer marked down: its calls are skipped until it answers a probe", "peer", host, "err", why)
+		}
+	}
+	h, err := peer.NewHealth(cfg)
+	if err != nil {
+		panic(err) // the configuration above is valid
+	}
+	return h
+}
+
 // placement returns the current placement view.
 func (n *Node) placement() *placement.View { return n.place.Load() }
 

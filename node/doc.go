@@ -59,7 +59,14 @@
 // probes) with its scope; mount puts each scope's guard in front of its
 // handlers. Peer traffic (package peer: blob push/fetch, has, apply,
 // fetch, stats, scrub, verify) needs the cluster key; a builder token
-// never opens it. Every call to another node goes through peer.Client.
+// never opens it. Every call to another node goes through peer.Client,
+// whose peer.Health (cluster.go, newPeerHealth) skips a peer that did not
+// answer one call until a probe of its /healthz answers: a frozen node
+// costs one timeout, not one per blob.
+//
+// Removal (membership.go, watchRemoval): a node that learns it was removed
+// (the Raft configuration or the node table no longer lists it) answers
+// every edge request 503 with ErrRemoved, fails /readyz and logs it once.
 //
 // Scrub (package scrub, wired in scrub.go): every node re-hashes the blobs
 // it holds, at most ScrubRate bytes per second, a full pass every

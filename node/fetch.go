@@ -9,6 +9,7 @@ import (
 
 	"github.com/atoll-hosting/atoll"
 	"github.com/atoll-hosting/atoll/blobstore"
+	"github.com/atoll-hosting/atoll/peer"
 	"github.com/atoll-hosting/atoll/serve"
 )
 
@@ -125,7 +126,7 @@ type fetchResult struct {
 // fetch brings a blob this node lacks and returns once it is stored.
 // Concurrent fetches of one blob share one transfer. Each attempt is
 // bounded by FetchTimeout; a source that sends bytes not matching the hash
-// is skipped.
+// is skipped, and so is one marked down (peer.Health) without a wait.
 func (n *Node) fetch(ctx context.Context, hash string) (blobstore.Info, error) {
 	res, err := n.fetchShared(ctx, hash)
 	if err != nil || res.staged == nil {
@@ -187,7 +188,7 @@ func (n *Node) fetchFromSources(ctx context.Context, hash string) (fetchResult, 
 		if err == nil {
 			return res, nil
 		}
-		if !errors.Is(err, blobstore.ErrNotFound) {
+		if !errors.Is(err, blobstore.ErrNotFound) && !errors.Is(err, peer.ErrDown) {
 			n.log.Warn("fetch blob", "blob", hash, "from", src.ID, "err", err)
 		}
 		if errors.Is(err, blobstore.ErrHashMismatch) {

@@ -94,7 +94,7 @@ func (n *Node) startEdge() error {
 	}
 	n.httpLn = ln
 	n.http = &fasthttp.Server{
-		Handler:                       refuseBody(edge.ServeHTTP), // limits.go
+		Handler:                       n.unlessRemoved(refuseBody(edge.ServeHTTP)), // limits.go
 		ErrorHandler:                  edgeError,
 		Name:                          "atoll",
 		ReadTimeout:                   n.cfg.EdgeReadTimeout,
@@ -116,6 +116,19 @@ func (n *Node) startEdge() error {
 		}
 	}()
 	return n.startEdgeTLS()
+}
+
+// unlessRemoved answers 503 with ErrRemoved's one line instead of next
+// once this node knows it was removed from the cluster: what it holds is
+// no longer kept current.
+func (n *Node) unlessRemoved(next fasthttp.RequestHandler) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		if n.Removed() {
+			ctx.Error(ErrRemoved.Error()+"\n", fasthttp.StatusServiceUnavailable)
+			return
+		}
+		next(ctx)
+	}
 }
 
 // meta implements builder.Meta: reads from the local replicated state,
@@ -223,6 +236,9 @@ func (n *Node) handleReady(w http.ResponseWriter, r *http.Request) {
 // leader's until the next heartbeat); without, it judges from local state
 // alone, which is what a metrics scrape may afford: no network call.
 func (n *Node) notReady(ctx context.Context, askLeader bool) string {
+	if n.Removed() {
+		return ErrRemoved.Error()
+	}
 	leaderID := n.store.LeaderID()
 	if leaderID == "" {
 		return "no raft leader known"

@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -237,12 +239,12 @@ func (n *Node) handleRemove(w http.ResponseWriter, r *http.Request) {
 		n.onLeader(n.handleRemove)(w, r)
 		return
 	}
-	if err := n.store.RemoveServer(r.Context(), id); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) && r.Header.Get(headerRemoveRetry) == "" {
+	if err := n.removeFromRaft(r.Context(), id); err != nil {
+		if resent, _ := strconv.Atoi(r.Header.Get(headerRemoveRetry)); errors.Is(err, raft.ErrNotLeader) && resent < maxRemoveResends {
 			// Leadership moved while the change was in flight (its outcome
-			// is unknown). Taking a server out of the configuration is
-			// idempotent, so the request goes once more to the leader now.
-			r.Header.Set(headerRemoveRetry, n.cfg.ID)
+			// is unknown): the request goes to the new leader, where
+			// removeFromRaft completes it or finds it done.
+			r.Header.Set(headerRemoveRetry, strconv.Itoa(resent+1))
 			r.Header.Del("X-Atoll-Forwarded")
 			n.onLeader(n.handleRemove)(w, r)
 			return
@@ -259,22 +261,47 @@ func (n *Node) handleRemove(w http.ResponseWriter, r *http.Request) {
 	builder.WriteJSON(w, http.StatusOK, atoll.NodeStatus{Node: nd, Suffrage: suffrage(nd.Role)})
 }
 
-// headerRemoveRetry marks a node removal sent again after the leader lost
-// its leadership during the first try; it is retried once, not again.
-const headerRemoveRetry = "X-Atoll-Remove-Retry"
+// headerRemoveRetry counts the times a node removal was sent again to a
+// new leader after the leader lost its leadership during the Raft change;
+// it is resent at most maxRemoveResends times.
+const (
+	headerRemoveRetry = "X-Atoll-Remove-Retry"
+	maxRemoveResends  = 3
+)
+
+// removeFromRaft takes id out of the Raft configuration (leader only). It
+// is idempotent: a server the leader's configuration no longer lists (a
+// removal whose answer was lost with a change of leader) is not removed
+// again.
+func (n *Node) removeFromRaft(ctx context.Context, id string) error {
+	servers, err := n.store.Servers()
+	if err == nil && !slices.ContainsFunc(servers, func(s raft.Server) bool { return s.ID == id }) {
+		return nil
+	}
+	return n.store.RemoveServer(ctx, id)
+}
 
 func isTrue(s string) bool {
 	return s == "1" || strings.EqualFold(s, "true") || strings.EqualFold(s, "yes")
 }
 
 // handOver transfers leadership away from this node and waits until
-// another node leads.
+// another node leads. A transfer that fails while this node still leads
+// (a transfer already in progress, a follower that did not catch up in
+// time) is tried again, for up to 15 s.
 func (n *Node) handOver(ctx context.Context) error {
-	if err := n.store.LeadershipTransfer(); err != nil {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	stillLeads := func(error) bool { return n.store.IsLeader() }
+	err := applyBackoff.Retry(ctx, stillLeads, func(context.Context) error {
+		if !n.store.IsLeader() {
+			return nil // handed over already
+		}
+		return n.store.LeadershipTransfer()
+	})
+	if err != nil && n.store.IsLeader() {
 		return fmt.Errorf("hand leadership over: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
 	if !n.awaitState(ctx, func() bool {
 		id := n.store.LeaderID()
 		return id != "" && id != n.cfg.ID
@@ -357,3 +384,69 @@ func (n *Node) fanOutStats(ctx context.Context, nodes []atoll.Node) map[string]p
 	wg.Wait()
 	return out
 }
+
+// ErrRemoved is why a node removed from the cluster serves no site and is
+// not ready.
+var ErrRemoved = errors.New("this node was removed from the cluster: it serves no site; wipe its data dir and join it again to bring it back")
+
+// membershipSeen is what watchRemoval has seen of this node's membership.
+type membershipSeen struct {
+	inConfig, inTable bool // this node was in the Raft configuration, in the node table
+}
+
+// removedFrom decides whether this node has been removed from the cluster:
+// it was in the Raft configuration and is no longer, or in the node table
+// and is no longer; or the node table marks it removed; or the node table
+// lists it and the configuration does not (a member joins the
+// configuration before the table, and leaves it first, so this holds only
+// between the two steps of a removal, including after a restart of a node
+// that heard of only the first). A node that never was a member (joining)
+// is not removed. It updates seen.
+func removedFrom(seen *membershipSeen, id string, servers []raft.Server, table []atoll.Node) bool {
+	inConfig := slices.ContainsFunc(servers, func(s raft.Server) bool { return s.ID == id })
+	idx := slices.IndexFunc(table, func(nd atoll.Node) bool { return nd.ID == id })
+	inTable := idx >= 0 && table[idx].State != atoll.NodeRemoved
+	removed := (seen.inConfig && !inConfig) || (seen.inTable && !inTable) ||
+		(idx >= 0 && !inTable) || (idx >= 0 && len(servers) > 0 && !inConfig)
+	seen.inConfig = seen.inConfig || inConfig
+	seen.inTable = seen.inTable || inTable
+	if inConfig && inTable {
+		// Back in both (added again): a member like any other.
+		seen.inConfig, seen.inTable, removed = true, true, false
+	}
+	return removed
+}
+
+// watchRemoval keeps n.removed current: it re-decides after every change of
+// the replicated state and of the known leader. A removed node hears of
+// its removal through the Raft configuration the leader sends it last,
+// and its leader becomes unknown once the heartbeats stop: either wakes
+// it.
+func (n *Node) watchRemoval() {
+	defer n.wg.Done()
+	var seen membershipSeen
+	for {
+		leader, state := n.store.LeaderChanged(), n.store.Changed()
+		servers, err := n.store.Servers()
+		nodes, terr := n.store.Nodes()
+		if err == nil && terr == nil {
+			removed := removedFrom(&seen, n.cfg.ID, servers, nodes)
+			if n.removed.Swap(removed) != removed {
+				if removed {
+					n.log.Error("this node was removed from the cluster: it no longer serves sites and reports not ready", "id", n.cfg.ID)
+				} else {
+					n.log.Info("this node is a cluster member again", "id", n.cfg.ID)
+				}
+			}
+		}
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-leader:
+		case <-state:
+		}
+	}
+}
+
+// Removed reports whether this node knows it was removed from the cluster.
+func (n *Node) Removed() bool { return n.removed.Load() }

@@ -242,6 +242,8 @@ type Node struct {
 
 	scrub *scrub.Scrubber // see scrub.go
 
+	removed atomic.Bool // this node knows it was removed from the cluster (watchRemoval)
+
 	closeOnce sync.Once
 	closeErr  error
 	wg        sync.WaitGroup
@@ -266,6 +268,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	n.peerHTTP = n.peer.RPC // setupTLS puts it on the cluster's TLS
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.peer.Health = n.newPeerHealth()
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -290,8 +293,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := n.enterCluster(ctx); err != nil {
 		return nil, err
 	}
-	n.wg.Add(3)
+	n.wg.Add(4)
 	go n.watchState()
+	go n.watchRemoval()
 	go n.repairLoop()
 	go n.evictLoop()
 	n.scrub.Start()
@@ -675,6 +679,7 @@ func (n *Node) close() {
 		n.httpLn.Close()
 	}
 	n.wg.Wait()
+	n.peer.Health.Close()
 	if n.scrub != nil {
 		n.scrub.Close()
 	}

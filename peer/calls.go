@@ -69,6 +69,8 @@ func (c *Client) Scrub(ctx context.Context, method, baseURL string, wait time.Du
 // retry with Backoff.Retry while the cluster elects (a 503) or cannot be
 // reached.
 func (c *Client) Join(ctx context.Context, baseURL string, req atoll.JoinRequest) error {
+	// Not a member yet: Health tracks the cluster's members only.
+	ctx = context.WithValue(ctx, unchecked{}, true)
 	return c.callJSON(ctx, http.MethodPost, baseURL, JoinPath, req, nil)
 }
 

@@ -23,10 +23,15 @@ import (
 // answers may come only after long work on the peer (a repair pull, a
 // scrub pass). A nil HTTP or RPC uses a client shared by the process with
 // New's settings.
+//
+// With Health set, a call to a peer marked down fails at once with
+// ErrDown, and a call that gets no answer marks its peer down (see
+// Health); Join and Ping are never skipped.
 type Client struct {
-	HTTP *http.Client
-	RPC  *http.Client
-	Key  string
+	HTTP   *http.Client
+	RPC    *http.Client
+	Key    string
+	Health *Health
 }
 
 // Timeouts of New's clients.
@@ -71,12 +76,25 @@ func KeyOK(r *http.Request, key string) bool {
 
 // do sends req with the cluster key through hc and returns the answer if it
 // is 2xx, else an *Error (the body is read and closed). An error of the
-// transport wraps ErrUnreachable.
+// transport wraps ErrUnreachable; a peer marked down (Health) is not
+// asked, and the error wraps ErrDown too.
 func (c *Client) do(hc *http.Client, req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	health := c.Health
+	if ctx.Value(unchecked{}) != nil {
+		health = nil
+	}
+	if err := health.skip(req.URL.Host); err != nil {
+		return nil, err
+	}
 	req.Header.Set(HeaderClusterKey, c.Key)
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
+		err = fmt.Errorf("%w: %w", ErrUnreachable, err)
+		if health != nil {
+			health.Observe(ctx, req.URL.Scheme, req.URL.Host, err)
+		}
+		return nil, err
 	}
 	if resp.StatusCode/100 == 2 {
 		return resp, nil

@@ -72,8 +72,18 @@
 // the serving side (a blob pushed twice, a command applied twice, a node
 // joining twice), so a retry after an unknown outcome is safe.
 //
+// # Down peers
+//
+// A Client with a Health remembers which peers did not answer: the first
+// call to a peer that times out (or cannot be dialled) marks it down, the
+// calls after it fail at once with ErrDown (which wraps ErrUnreachable, so
+// callers treat them as today's unreachable peer) instead of each waiting
+// for its own timeout, and a background probe (Ping: GET /healthz, any
+// answer counts) marks it up again once it answers. A frozen node thus
+// costs one timeout, not one per call.
+//
 // What the package must never do: decide which node to call or which blob
 // to move (placement, repair and scrub are node's), hold state across
-// calls beyond its HTTP connections, or read a store other than through
+// calls beyond its HTTP connections and its Health view, or read a store other than through
 // the small interfaces its functions take.
 package peer
