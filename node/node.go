@@ -242,6 +242,8 @@ type Node struct {
 
 	scrub *scrub.Scrubber // see scrub.go
 
+	seen lastSeen // what each node last said of itself; see http.go
+
 	closeOnce sync.Once
 	closeErr  error
 	wg        sync.WaitGroup
