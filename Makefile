@@ -35,7 +35,9 @@ bench-go:
 
 # Fault tests (cmd/atoll/chaos_e2e_test.go): 3 core + 2 edge real processes
 # under deploys and reads while a seeded loop kills, pauses and partitions
-# nodes; prints the figures and checks the invariants. `make test` runs the
+# nodes and floods them (a visitor's idle connections on one edge, a tenant's
+# abandoned manifests and stalled tar); prints the figures and checks the
+# invariants. `make test` runs the
 # same test for 20s. Partitions need root and iproute2 (network namespaces);
 # without them it runs on loopback without the partition fault. Replay a
 # schedule with ATOLL_CHAOS_SEED=<seed printed by a run>.

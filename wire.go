@@ -72,14 +72,23 @@ type BlobResponse struct {
 // NodeStatus is one row of GET /v1/nodes and of Status.Nodes: the node
 // table entry (its fields appear inline in the JSON: id, role, raft_addr,
 // api_addr, http_addr, state, joined) plus what the answering node knows of
-// it right now.
+// it right now. RaftState is "unreachable" when the node did not answer;
+// its indexes are then the last it gave the answering node, LastSeen says
+// how long ago, and Lag is measured from them (a frozen node's lag grows).
 type NodeStatus struct {
 	Node
-	Suffrage    string `json:"suffrage"`               // "voter" or "nonvoter"
-	RaftState   string `json:"raft_state,omitempty"`   // "Leader", "Follower", ... when known
-	LastContact string `json:"last_contact,omitempty"` // e.g. "120ms", as the leader sees it
-	Blobs       int64  `json:"blobs"`                  // blobs stored on the node, when known
-	Bytes       int64  `json:"bytes"`                  // their identity size in bytes
+	Suffrage     string `json:"suffrage"`                // "voter" or "nonvoter"
+	RaftState    string `json:"raft_state,omitempty"`    // "Leader", "Follower", ... when known
+	LastContact  string `json:"last_contact,omitempty"`  // e.g. "120ms", as the leader sees it
+	Blobs        int64  `json:"blobs"`                   // blobs stored on the node, when known
+	Bytes        int64  `json:"bytes"`                   // their identity size in bytes
+	AppliedIndex uint64 `json:"applied_index,omitempty"` // last Raft index the node applied
+	CommitIndex  uint64 `json:"commit_index,omitempty"`  // last Raft index it knows committed
+	// Lag is how many entries the node's applied index is behind
+	// Status.LeaderCommit; -1 when the node never answered the answering
+	// node.
+	Lag      int64  `json:"lag"`
+	LastSeen string `json:"last_seen,omitempty"` // when unreachable: e.g. "4s" since it last answered
 }
 
 // NodeList is the body of GET /v1/nodes.
@@ -97,11 +106,12 @@ type Status struct {
 	LeaderAddr   string        `json:"leader_addr"`
 	AppliedIndex uint64        `json:"applied_index"`
 	CommitIndex  uint64        `json:"commit_index"`
+	LeaderCommit uint64        `json:"leader_commit"` // highest commit index any node gave: the leader's, when it answered
 	Nodes        []NodeStatus  `json:"nodes"`
 	Sites        int           `json:"sites"`
 	Version      string        `json:"version"`
 	Replicas     int           `json:"replicas"`         // R: copies kept of every blob
-	Repair       *RepairReport `json:"repair,omitempty"` // the leader's last repair census
+	Repair       *RepairReport `json:"repair,omitempty"` // the leader's last repair census; absent before the first
 	// CompressPending counts this node's blobs whose compressed variants
 	// are still being made in the background (served uncompressed
 	// meanwhile).

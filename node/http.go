@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/atoll-hosting/atoll"
@@ -161,7 +162,7 @@ func (n *Node) status(ctx context.Context) atoll.Status {
 	if sites, err := n.store.Sites(); err == nil {
 		st.Sites = len(sites)
 	}
-	st.Nodes = n.nodeStatuses(ctx)
+	st.Nodes, st.LeaderCommit = n.nodeStatuses(ctx)
 	for _, ns := range st.Nodes {
 		if ns.ID == st.LeaderID {
 			st.LeaderAddr = ns.APIAddr
@@ -190,23 +191,74 @@ func (n *Node) lastReport(ctx context.Context) *atoll.RepairReport {
 	return st.Repair
 }
 
-// nodeStatuses is the node table with what each node says of itself.
-func (n *Node) nodeStatuses(ctx context.Context) []atoll.NodeStatus {
+// nodeStatuses is the node table with what each node says of itself, and
+// the leader's commit index (the highest any node gave) each node's lag is
+// measured from. A node that does not answer keeps the indexes it last gave
+// this node, so a frozen node shows how far behind it has fallen.
+func (n *Node) nodeStatuses(ctx context.Context) ([]atoll.NodeStatus, uint64) {
 	p := n.placement()
 	stats := n.fanOutStats(ctx, p.All())
+	now := time.Now()
+	commit := n.store.CommitIndex()
+	for _, st := range stats {
+		commit = max(commit, st.CommitIndex)
+	}
 	out := make([]atoll.NodeStatus, 0, len(p.All()))
 	for _, nd := range p.All() {
 		st := stats[nd.ID]
-		out = append(out, atoll.NodeStatus{
-			Node:        nd,
-			Suffrage:    suffrage(nd.Role),
-			RaftState:   st.RaftState,
-			LastContact: st.LastContact,
-			Blobs:       st.Blobs,
-			Bytes:       st.Bytes,
-		})
+		ns := atoll.NodeStatus{
+			Node:         nd,
+			Suffrage:     suffrage(nd.Role),
+			RaftState:    st.RaftState,
+			LastContact:  st.LastContact,
+			Blobs:        st.Blobs,
+			Bytes:        st.Bytes,
+			AppliedIndex: st.AppliedIndex,
+			CommitIndex:  st.CommitIndex,
+			Lag:          -1,
+		}
+		if st.RaftState == unreachable {
+			if last, ok := n.seen.get(nd.ID); ok {
+				ns.AppliedIndex, ns.CommitIndex = last.applied, last.commit
+				ns.LastSeen = now.Sub(last.at).Round(time.Second).String()
+			}
+		} else {
+			n.seen.put(nd.ID, seenStats{applied: st.AppliedIndex, commit: st.CommitIndex, at: now})
+		}
+		if ns.AppliedIndex > 0 || st.RaftState != unreachable {
+			ns.Lag = int64(commit - min(commit, ns.AppliedIndex))
+		}
+		out = append(out, ns)
 	}
-	return out
+	return out, commit
+}
+
+// lastSeen remembers, per node ID, the indexes a node last gave in its
+// stats and when. The zero value is ready to use.
+type lastSeen struct {
+	mu sync.Mutex
+	m  map[string]seenStats
+}
+
+type seenStats struct {
+	applied, commit uint64
+	at              time.Time
+}
+
+func (l *lastSeen) get(id string) (seenStats, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s, ok := l.m[id]
+	return s, ok
+}
+
+func (l *lastSeen) put(id string, s seenStats) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.m == nil {
+		l.m = make(map[string]seenStats)
+	}
+	l.m[id] = s
 }
 
 func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
@@ -214,7 +266,8 @@ func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 func (n *Node) handleNodes(w http.ResponseWriter, r *http.Request) {
-	builder.WriteJSON(w, http.StatusOK, atoll.NodeList{Nodes: n.nodeStatuses(r.Context())})
+	nodes, _ := n.nodeStatuses(r.Context())
+	builder.WriteJSON(w, http.StatusOK, atoll.NodeList{Nodes: nodes})
 }
 
 func (n *Node) handleHealth(w http.ResponseWriter, r *http.Request) {

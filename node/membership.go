@@ -365,6 +365,9 @@ func (n *Node) join(ctx context.Context) error {
 	return nil
 }
 
+// unreachable is the RaftState fanOutStats gives a node that did not answer.
+const unreachable = "unreachable"
+
 // fanOutStats asks every node for its stats, concurrently.
 func (n *Node) fanOutStats(ctx context.Context, nodes []atoll.Node) map[string]peer.Stats {
 	var mu sync.Mutex
@@ -374,7 +377,7 @@ func (n *Node) fanOutStats(ctx context.Context, nodes []atoll.Node) map[string]p
 		wg.Go(func() {
 			st, err := n.statsOf(ctx, nd)
 			if err != nil {
-				st = peer.Stats{ID: nd.ID, RaftState: "unreachable"}
+				st = peer.Stats{ID: nd.ID, RaftState: unreachable}
 			}
 			mu.Lock()
 			out[nd.ID] = st

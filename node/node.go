@@ -243,6 +243,7 @@ type Node struct {
 	scrub *scrub.Scrubber // see scrub.go
 
 	removed atomic.Bool // this node knows it was removed from the cluster (watchRemoval)
+	seen    lastSeen    // what each node last said of itself; see http.go
 
 	closeOnce sync.Once
 	closeErr  error

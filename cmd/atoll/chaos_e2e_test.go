@@ -4,8 +4,13 @@ package main
 
 // TestChaos is the fault test: the real binary as 3 core and 2
 // edge processes under continuous deploys and reads, while a seeded fault
-// loop kills (-9) and restarts random nodes, pauses one (SIGSTOP, SIGCONT)
-// and cuts the Raft leader off the network.
+// loop kills (-9) and restarts random nodes, pauses one (SIGSTOP, SIGCONT),
+// cuts the Raft leader off the network, and floods: a visitor holds more
+// idle connections on one edge than it has descriptors (its soft limit
+// lowered for the flood; the edge is under a fault until it is ready
+// again), and a tenant with a deploy token creates deploys of thousands of
+// hashes it never uploads and stalls a tar upload (no node under a fault:
+// all must keep serving). See chaos_floods_e2e_test.go for their bounds.
 //
 // Network: each node runs in its own network namespace (ip netns exec), on
 // a bridge that lives in a namespace of its own; addresses are 10.213.0.N/24
@@ -168,7 +173,9 @@ type chaos struct {
 	faultCount  map[string]int
 	elections   []time.Duration // partition or kill of the leader -> another core leads
 	harnessErrs []string
-	obs         [][]chaosObs // per node index, in time order
+	knownIssues map[string]int // what went wrong that a fix in progress will end, excused
+	floodTok    string         // the tenant flood's deploy token, once made
+	obs         [][]chaosObs   // per node index, in time order
 	reads       []chaosRead
 	wrongs      []string
 }
@@ -222,6 +229,7 @@ func newChaos(t *testing.T, seed int64) *chaos {
 		failMsgs:    map[string]int{},
 		faults:      map[int][]chaosInterval{},
 		faultCount:  map[string]int{},
+		knownIssues: map[string]int{},
 	}
 	if v := os.Getenv("ATOLL_CHAOS_NETNS"); v == "off" || v == "0" {
 		c.net = atolltest.Loopback("ATOLL_CHAOS_NETNS=" + v)

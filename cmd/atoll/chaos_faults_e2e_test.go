@@ -21,17 +21,25 @@ const (
 	faultKillEdge  chaosFault = "kill -9 edge"
 	faultPause     chaosFault = "pause"
 	faultPartition chaosFault = "partition leader"
+	// Floods (chaos_floods_e2e_test.go): a visitor's idle connections on
+	// one edge, a tenant's abandoned manifests and stalled tar upload.
+	faultVisitorFlood chaosFault = "visitor flood"
+	faultTenantFlood  chaosFault = "tenant flood"
 )
+
+// chaosFaults are the kinds of fault, in the order the figures list them.
+var chaosFaults = []chaosFault{faultKillCore, faultKillEdge, faultPause, faultPartition, faultVisitorFlood, faultTenantFlood}
 
 // faultLoop injects one fault at a time, from a seeded schedule: first every
 // kind once in a shuffled order (even if that outlasts until, so that a
 // short run still has each), then at random. At most one core node is
-// under a fault at any moment (a partition may come with an edge kill).
+// under a fault at any moment (a partition may come with an edge kill; a
+// tenant flood puts no node under a fault).
 func (c *chaos) faultLoop(ctx context.Context, until time.Time) {
 	rng := rand.New(rand.NewPCG(uint64(c.seed), 1))
-	kinds := []chaosFault{faultKillCore, faultKillEdge, faultPause, faultPartition}
+	kinds := slices.Clone(chaosFaults)
 	if !c.net.Enabled() {
-		kinds = kinds[:3]
+		kinds = slices.DeleteFunc(kinds, func(k chaosFault) bool { return k == faultPartition })
 	}
 	plan := slices.Clone(kinds)
 	rng.Shuffle(len(plan), func(i, j int) { plan[i], plan[j] = plan[j], plan[i] })
@@ -219,6 +227,10 @@ func (c *chaos) inject(ctx context.Context, rng *rand.Rand, kind chaosFault) {
 			with = " (with an edge kill meanwhile)"
 		}
 		c.logAt(start, "partition %s (leader) from the others for %s%s%s; ready again %s after healing", lead.ID, hold.Round(10*time.Millisecond), with, elected, time.Since(healed).Round(10*time.Millisecond))
+	case faultVisitorFlood:
+		c.visitorFlood(ctx, rng)
+	case faultTenantFlood:
+		c.tenantFlood(ctx, rng)
 	}
 }
 

@@ -326,7 +326,7 @@ func (c *chaos) figures(dur time.Duration, repair chaosRepair, lost, files int, 
 	add := func(format string, args ...any) { lines = append(lines, fmt.Sprintf(format, args...)) }
 	add("seed %d, %s of faults, %s", c.seed, dur, mode)
 	var fk []string
-	for _, k := range []chaosFault{faultKillCore, faultKillEdge, faultPause, faultPartition} {
+	for _, k := range chaosFaults {
 		fk = append(fk, fmt.Sprintf("%d %s", c.faultCount[string(k)], k))
 	}
 	add("faults: %s", strings.Join(fk, ", "))
@@ -377,6 +377,9 @@ func (c *chaos) figures(dur time.Duration, repair chaosRepair, lost, files int, 
 	add("  reads that count (node live, connected, had applied the deploy): %d, of which failed: %d", y.counted, y.countedFailed)
 	for _, why := range slices.Sorted(maps.Keys(y.excused)) {
 		add("  failed but excused: %d (%s)", y.excused[why], why)
+	}
+	for _, what := range slices.Sorted(maps.Keys(c.knownIssues)) {
+		add("KNOWN ISSUE, excused: %d × %s", c.knownIssues[what], what)
 	}
 	add("INVARIANT acknowledged deploys lost: %d of %d (each listed and %d file reads checked on %d nodes)", lost, len(c.acked), files, len(c.nodes))
 	add("INVARIANT wrong bytes served: %d", len(c.wrongs))

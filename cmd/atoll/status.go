@@ -12,12 +12,19 @@ import (
 	"github.com/atoll-hosting/atoll"
 )
 
-// runStatus handles `atoll status [--wait D]`.
+// runStatus handles `atoll status [--wait D] [--quiet] [--max-lag N]`. It
+// prints the status with one line per problem it finds (see diagnose) and
+// fails when there is any, so a script or a monitor can run it as a check.
 func runStatus(ctx context.Context, env *cliEnv, args []string) error {
 	var cf clientFlags
-	fs := newFlagSet(env, "status", "status [--wait DURATION]")
+	fs := newFlagSet(env, "status", "status [--wait DURATION] [--quiet] [--max-lag N]")
 	wait := fs.Duration("wait", 0, "keep asking until the node is ready, up to this long")
+	quiet := fs.Bool("quiet", false, "print only the problems, one a line, and nothing when there is none")
+	maxLag := fs.Int64("max-lag", 10, "entries a node may stay behind the leader's commit index")
 	if _, err := cf.parseFlags(fs, args, 0, "no arguments"); err != nil {
+		return err
+	}
+	if err := checkRange(fs, "max-lag", *maxLag >= 0, "0 or more entries"); err != nil {
 		return err
 	}
 	if *wait > 0 { // before the client: a starting node may not have written its token yet
@@ -29,21 +36,157 @@ func runStatus(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	st, err := c.Status(ctx)
+	first, err := c.Status(ctx)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(env.stdout, "node:     %s (%s, %s)\nleader:   %s\napplied:  %d (commit %d)\nsites:    %d\nreplicas: %d\nversion:  %s\n",
-		st.ID, st.Role, st.RaftState, orDash(st.LeaderID), st.AppliedIndex, st.CommitIndex, st.Sites, st.Replicas, st.Version)
+	st, before := &first, (*atoll.Status)(nil)
+	if behind(st, *maxLag) {
+		// A follower may be behind for the moment an entry takes to reach
+		// it: ask again and count only the nodes that did not catch up.
+		if err := sleep(ctx, lagRecheck); err != nil {
+			return err
+		}
+		second, err := c.Status(ctx)
+		if err != nil {
+			return err
+		}
+		st, before = &second, st
+	}
+	problems := diagnose(st, before, *maxLag)
+	if *quiet {
+		for _, p := range problems {
+			fmt.Fprintln(env.stdout, p)
+		}
+	} else if err := printStatus(env, st, problems); err != nil {
+		return err
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("cluster degraded: %d %s", len(problems), plural(len(problems), "problem"))
+	}
+	return nil
+}
+
+// lagRecheck is how long status waits before asking again when a node is
+// more than --max-lag entries behind.
+const lagRecheck = time.Second
+
+// printStatus writes the status, the node table and the problems.
+func printStatus(env *cliEnv, st *atoll.Status, problems []string) error {
+	fmt.Fprintf(env.stdout, "node:     %s (%s, %s)\nleader:   %s\napplied:  %d (commit %d, leader's commit %d)\nsites:    %d\nreplicas: %d\nversion:  %s\n",
+		st.ID, st.Role, st.RaftState, orDash(st.LeaderID), st.AppliedIndex, st.CommitIndex, st.LeaderCommit, st.Sites, st.Replicas, st.Version)
 	if st.CompressPending > 0 {
 		fmt.Fprintf(env.stdout, "compress: %d blobs waiting for their compressed variants (served uncompressed meanwhile)\n", st.CompressPending)
 	}
 	if r := st.Repair; r != nil {
 		fmt.Fprintf(env.stdout, "repair:   %d blobs referenced, %d under-replicated, %d missing (census %s ago, took %s)\n",
 			r.Referenced, r.UnderReplicated, r.Missing, time.Since(r.At).Round(time.Second), r.Took)
+	} else {
+		fmt.Fprintln(env.stdout, "repair:   no census yet")
 	}
 	fmt.Fprintln(env.stdout)
-	return printNodes(env, st.Nodes)
+	if err := printNodes(env, st.Nodes); err != nil {
+		return err
+	}
+	fmt.Fprintln(env.stdout)
+	if len(problems) == 0 {
+		fmt.Fprintln(env.stdout, "no problems")
+		return nil
+	}
+	fmt.Fprintf(env.stdout, "%d %s:\n", len(problems), plural(len(problems), "problem"))
+	for _, p := range problems {
+		fmt.Fprintln(env.stdout, "  "+p)
+	}
+	return nil
+}
+
+// behind reports whether a node that answered is more than maxLag entries
+// behind the leader's commit index.
+func behind(st *atoll.Status, maxLag int64) bool {
+	for _, n := range st.Nodes {
+		if n.RaftState != "unreachable" && n.Lag > maxLag {
+			return true
+		}
+	}
+	return false
+}
+
+// diagnose returns one line per problem in st, saying what is wrong: no
+// leader, a node that does not answer (with how far behind it was when it
+// last did), a node lagging, a Raft state other than Leader or Follower,
+// no repair census yet, blobs under-replicated or missing in the last one.
+// A node counts as lagging when it is more than maxLag entries behind in st
+// and, if before (an earlier sample) is given, was already in before and
+// has not since applied what the leader had committed then: a follower
+// that is merely busy keeps up.
+func diagnose(st, before *atoll.Status, maxLag int64) []string {
+	var out []string
+	if st.LeaderID == "" {
+		out = append(out, fmt.Sprintf("no leader known to %s: writes fail until a majority of the core nodes are up and in contact", st.ID))
+	}
+	earlier := map[string]atoll.NodeStatus{}
+	if before != nil {
+		for _, n := range before.Nodes {
+			earlier[n.ID] = n
+		}
+	}
+	for _, n := range st.Nodes {
+		switch {
+		case n.RaftState == "unreachable":
+			out = append(out, "node "+n.ID+" does not answer at "+n.APIAddr+lastSeen(n, st.LeaderCommit))
+		case n.Lag > maxLag && lagging(n, earlier, before, maxLag):
+			out = append(out, fmt.Sprintf("node %s is %d entries behind the leader's commit index %d (applied %d; --max-lag %d)",
+				n.ID, n.Lag, st.LeaderCommit, n.AppliedIndex, maxLag))
+		case n.RaftState != "" && n.RaftState != "Leader" && n.RaftState != "Follower":
+			out = append(out, fmt.Sprintf("node %s is %s in Raft: it has no leader", n.ID, n.RaftState))
+		}
+	}
+	r := st.Repair
+	switch {
+	case r == nil:
+		out = append(out, "no repair census yet: the leader runs one every --repair-interval and on membership changes; POST /v1/repair runs one now")
+	default:
+		if r.UnderReplicated > 0 {
+			out = append(out, fmt.Sprintf("%d blobs had fewer than %d copies at the last census (%s ago): repair copies them; POST /v1/repair checks again",
+				r.UnderReplicated, st.Replicas, time.Since(r.At).Round(time.Second)))
+		}
+		if r.Missing > 0 {
+			out = append(out, fmt.Sprintf("%d blobs were on no node at the last census (%s ago): the files using them answer 503 until a node holding them is back or they are deployed again",
+				r.Missing, time.Since(r.At).Round(time.Second)))
+		}
+	}
+	return out
+}
+
+// lagging reports whether n, behind now, was also more than maxLag entries
+// behind in before and has not applied what the leader had committed then.
+// Without before, being behind is enough.
+func lagging(n atoll.NodeStatus, earlier map[string]atoll.NodeStatus, before *atoll.Status, maxLag int64) bool {
+	if before == nil {
+		return true
+	}
+	e, ok := earlier[n.ID]
+	return ok && e.Lag > maxLag && n.AppliedIndex < before.LeaderCommit
+}
+
+// lastSeen says when an unreachable node last answered and how far behind
+// the leader's commit index it was then.
+func lastSeen(n atoll.NodeStatus, commit uint64) string {
+	switch {
+	case n.LastSeen == "" || n.Lag < 0:
+		return " (it has not answered the node asked since that one started)"
+	case n.Lag == 0:
+		return fmt.Sprintf(" (last answered %s ago, up to date then)", n.LastSeen)
+	}
+	return fmt.Sprintf(" (last answered %s ago at applied index %d: %d entries behind the leader's commit index %d)",
+		n.LastSeen, n.AppliedIndex, n.Lag, commit)
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return word
+	}
+	return word + "s"
 }
 
 // waitReady polls the node's /readyz until it answers 200 or d passes.
@@ -189,10 +332,14 @@ func runNodeRemove(ctx context.Context, env *cliEnv, args []string) error {
 
 func printNodes(env *cliEnv, nodes []atoll.NodeStatus) error {
 	tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tROLE\tSTATE\tRAFT\tLAST CONTACT\tBLOBS\tBYTES\tAPI")
+	fmt.Fprintln(tw, "ID\tROLE\tSTATE\tRAFT\tLAST CONTACT\tAPPLIED\tLAG\tBLOBS\tBYTES\tAPI")
 	for _, n := range nodes {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", n.ID, n.Role, n.State, orDash(n.RaftState),
-			orDash(n.LastContact), n.Blobs, humanBytes(n.Bytes), n.APIAddr)
+		lag := "-"
+		if n.Lag >= 0 {
+			lag = fmt.Sprint(n.Lag)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%d\t%s\t%s\n", n.ID, n.Role, n.State, orDash(n.RaftState),
+			orDash(n.LastContact), n.AppliedIndex, lag, n.Blobs, humanBytes(n.Bytes), n.APIAddr)
 	}
 	return tw.Flush()
 }
