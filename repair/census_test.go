@@ -21,6 +21,7 @@ func (m meta) Sites() ([]atoll.Site, error)           { return []atoll.Site{{Nam
 func (m meta) Deploys(string) ([]atoll.Deploy, error) { return m.deploys, nil }
 func (m meta) IsLeader() bool                         { return true }
 func (m meta) LeaderID() string                       { return "a" }
+func (m meta) LeaderChanged() <-chan struct{}         { return nil }
 func (m meta) Files(id string, fn func(atoll.File) error) error {
 	for _, h := range m.files[id] {
 		if err := fn(atoll.File{Hash: h}); err != nil {

@@ -37,6 +37,10 @@ type Meta interface {
 	Files(deployID string, fn func(atoll.File) error) error
 	IsLeader() bool
 	LeaderID() string
+	// LeaderChanged returns a channel closed at the next change of leader
+	// (raft.Store's): a node that takes office takes a census at once, so
+	// that the cluster's health is known without waiting for Interval.
+	LeaderChanged() <-chan struct{}
 }
 
 // Local is this node's blob store (*blobstore.Store).
@@ -102,18 +106,27 @@ func New(cfg Config, meta Meta, local Local, peers Peers, cache Cache, view func
 	return r, nil
 }
 
-// Run runs a pass every Interval and when woken (Soon), until ctx ends:
-// the local pass on every node, the census on the leader. It skips passes
-// while no leader is known.
+// Run runs a pass every Interval, when woken (Soon) and when this node
+// takes office as leader, until ctx ends: the local pass on every node,
+// the census on the leader. It skips passes while no leader is known.
 func (r *Repairer) Run(ctx context.Context) {
 	tick := time.NewTicker(r.cfg.Interval)
 	defer tick.Stop()
+	leader := r.meta.LeaderChanged()
+	if r.meta.IsLeader() {
+		r.Soon() // took office before Run started (a bootstrap)
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		case <-r.wake:
+		case <-leader:
+			leader = r.meta.LeaderChanged()
+			if !r.meta.IsLeader() {
+				continue
+			}
 		}
 		if r.meta.LeaderID() == "" {
 			continue

@@ -222,10 +222,10 @@ func TestEndToEndSingleNode(t *testing.T) {
 	if b, a := statusBefore["applied_index"].(float64), statusAfter["applied_index"].(float64); a < b {
 		t.Errorf("applied index went back across restart: %v -> %v", b, a)
 	}
-	// No census since the restart: status fails, saying so, and still
-	// shows the node.
-	if got, _, _ := s.CLI("status"); !strings.Contains(got, "Leader") || !strings.Contains(got, "no repair census yet") {
-		t.Errorf("status after restart:\n%s\nwant the node as Leader and no census yet", got)
+	// The restarted node took office again and with it a census: status
+	// (waiting for it) shows the node and no problem.
+	if got, errOut, code := s.CLI("status", "--wait", "20s"); code != 0 || !strings.Contains(got, "Leader") || !strings.Contains(got, "no problems") {
+		t.Errorf("status after restart: exit %d\n%s%s\nwant the node as Leader and no problems", code, got, errOut)
 	}
 
 	// One-shot tar.gz upload with ?publish=true.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/atoll-hosting/atoll"
+	"github.com/atoll-hosting/atoll/builder/client"
 )
 
 // runStatus handles `atoll status [--wait D] [--quiet] [--max-lag N]`. It
@@ -18,7 +19,7 @@ import (
 func runStatus(ctx context.Context, env *cliEnv, args []string) error {
 	var cf clientFlags
 	fs := newFlagSet(env, "status", "status [--wait DURATION] [--quiet] [--max-lag N]")
-	wait := fs.Duration("wait", 0, "keep asking until the node is ready, up to this long")
+	wait := fs.Duration("wait", 0, "keep asking until the node is ready and the first census is in, up to this long")
 	quiet := fs.Bool("quiet", false, "print only the problems, one a line, and nothing when there is none")
 	maxLag := fs.Int64("max-lag", 10, "entries a node may stay behind the leader's commit index")
 	if _, err := cf.parseFlags(fs, args, 0, "no arguments"); err != nil {
@@ -27,6 +28,7 @@ func runStatus(ctx context.Context, env *cliEnv, args []string) error {
 	if err := checkRange(fs, "max-lag", *maxLag >= 0, "0 or more entries"); err != nil {
 		return err
 	}
+	deadline := time.Now().Add(*wait)
 	if *wait > 0 { // before the client: a starting node may not have written its token yet
 		if err := waitReady(ctx, &cf, *wait); err != nil {
 			return err
@@ -36,7 +38,7 @@ func runStatus(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	first, err := c.Status(ctx)
+	first, err := firstCensus(ctx, c, deadline)
 	if err != nil {
 		return err
 	}
@@ -187,6 +189,20 @@ func plural(n int, word string) string {
 		return word
 	}
 	return word + "s"
+}
+
+// firstCensus returns the status, asking again until it carries a census
+// report (a leader takes one as it takes office) or deadline passes.
+func firstCensus(ctx context.Context, c *client.Client, deadline time.Time) (atoll.Status, error) {
+	for {
+		st, err := c.Status(ctx)
+		if err != nil || st.Repair != nil || !time.Now().Before(deadline) {
+			return st, err
+		}
+		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+			return st, err
+		}
+	}
 }
 
 // waitReady polls the node's /readyz until it answers 200 or d passes.
