@@ -121,6 +121,35 @@ func TestEndToEndAdminTokenRotation(t *testing.T) {
 	core3.MustCLI("site", "create", "after-rotation")
 }
 
+// TestEndToEndRotateGeneratedToken is `make run` after a rotation: a
+// single node that generated its admin token into <data>/token rotates it
+// (a token of the operator's, --from-file); the node rewrites the file, so
+// that clients reading it keep working, also after a restart with
+// --bootstrap; the token printed at bootstrap is refused.
+func TestEndToEndRotateGeneratedToken(t *testing.T) {
+	s := atolltest.NewServer(t, atolltest.NodeConfig{Bootstrap: true})
+	s.Start()
+	waitAdmin(t, s)
+	generated := s.Token()
+	const next = "e2e-operator-chosen-admin-token"
+	out, errOut, code := s.CLIAs(generated, "token", "rotate-admin", "--from-file", writeSecret(t, "new-token", next))
+	if code != 0 || out != "" {
+		t.Fatalf("token rotate-admin --from-file: exit %d, stdout %q (want none), stderr %s", code, out, errOut)
+	}
+	if got := s.Token(); got != next {
+		t.Fatalf("<data>/token holds %q after the rotation, want the new token", got)
+	}
+	s.Kill(syscall.SIGTERM)
+	s.Start()
+	waitAdmin(t, s)
+	if got := adminStatus(t, s, generated); got != http.StatusUnauthorized {
+		t.Errorf("the generated token after the rotation and a restart: %d, want 401", got)
+	}
+	if errOut := s.FailAs(next, "token", "rotate-admin", "--from-file", writeSecret(t, "weak", "short")); !strings.Contains(errOut, "24 to 256") {
+		t.Errorf("rotate-admin to a short token: %q, want the bounds", errOut)
+	}
+}
+
 // TestEndToEndSecretFiles starts a node with --admin-token-file and
 // --cluster-key-file: neither secret is in its /proc/<pid>/cmdline nor in
 // /debug/pprof/cmdline. A node given both as flags has them redacted from

@@ -123,10 +123,10 @@ func (f *secretFiles) read() error {
 		}
 		b, err := os.ReadFile(s.file)
 		if err != nil {
-			return fmt.Errorf("--%s-file: %w", s.flag, err)
+			return fmt.Errorf("%w: --%s-file: %v", errUsage, s.flag, err)
 		}
 		if *s.dst = strings.TrimSpace(string(b)); *s.dst == "" {
-			return fmt.Errorf("--%s-file %s: the file is empty", s.flag, s.file)
+			return fmt.Errorf("%w: --%s-file %s: the file is empty", errUsage, s.flag, s.file)
 		}
 	}
 	return nil
