@@ -8,8 +8,7 @@
 // Data directory layout (Config.DataDir):
 //
 //	node-id      this node's id, fixed at first start
-//	token        the generated admin token (mode 0600), when none was given;
-//	             rewritten by a rotation through this node (PUT /v1/admin-token)
+//	token        the generated admin token (mode 0600), when none was given
 //	raft/        Raft log, stable store, snapshots and the FSM's bbolt file
 //	blobs/       the content-addressed blob store
 //	tmp/         spool space for tar uploads
@@ -85,7 +84,8 @@
 // The admin token (node.go) lives in the replicated state alone:
 // Config.AdminToken, else the token file, seeds it at bootstrap only; a
 // restart checks the given token against the cluster's once caught up and
-// warns when they differ, never writing it (a rotation stands).
+// warns when they differ, never writing it (a rotation stands). A rotation
+// through this node (PUT /v1/admin-token) rewrites its token file, if any.
 //
 // Backups (snapshot.go): GET /v1/snapshot streams this node's metadata in
 // the Raft snapshot format; POST /v1/snapshot/restore, on the leader,
