@@ -2,6 +2,7 @@ package atoll
 
 import (
 	"fmt"
+	"strings"
 	"time"
 	"unicode"
 )
@@ -35,6 +36,32 @@ func CheckTokenName(name string) error {
 		if unicode.IsControl(r) {
 			return fmt.Errorf("%w token name %q: it has a control character", ErrInvalid, Truncate(name, 80))
 		}
+	}
+	return nil
+}
+
+// Bounds of an admin token chosen by an operator (PUT /v1/admin-token).
+// The lower bound keeps a guessable secret out; the generated ones
+// ("atl_" and 48 hex digits) are 52 bytes.
+const (
+	MinAdminTokenLen = 24
+	MaxAdminTokenLen = 256
+)
+
+// CheckAdminToken allows MinAdminTokenLen to MaxAdminTokenLen bytes of
+// printable ASCII without spaces, which a bearer header carries as is; a
+// deploy token's prefix is refused, so that the two are never confused.
+func CheckAdminToken(token string) error {
+	if n := len(token); n < MinAdminTokenLen || n > MaxAdminTokenLen {
+		return fmt.Errorf("%w admin token of %d bytes: want %d to %d", ErrInvalid, n, MinAdminTokenLen, MaxAdminTokenLen)
+	}
+	for _, c := range []byte(token) {
+		if c <= ' ' || c > '~' {
+			return fmt.Errorf("%w admin token: only printable ASCII without spaces", ErrInvalid)
+		}
+	}
+	if strings.HasPrefix(token, SiteTokenPrefix) {
+		return fmt.Errorf("%w admin token: it starts like a deploy token (%s)", ErrInvalid, SiteTokenPrefix)
 	}
 	return nil
 }

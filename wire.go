@@ -160,6 +160,13 @@ type CreateTokenRequest struct {
 	Name string `json:"name,omitempty"`
 }
 
+// AdminTokenRequest is the body of PUT /v1/admin-token: the new admin
+// token (CheckAdminToken). Once the cluster has applied it, every node
+// takes the new token and refuses the old one.
+type AdminTokenRequest struct {
+	Token string `json:"token"`
+}
+
 // TokenInfo is a deploy token as GET /v1/tokens lists it. It never carries
 // the secret, nor its hash.
 type TokenInfo struct {

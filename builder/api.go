@@ -63,9 +63,14 @@ type Blobs interface {
 
 // Config configures the API. Start from DefaultConfig.
 type Config struct {
-	// AdminToken, when set, is accepted as a bearer token in addition to the
-	// token whose hash the cluster records (Meta.AdminTokenHash).
-	AdminToken string
+	// AdminTokenRotated, when set, is called with the new admin token after
+	// PUT /v1/admin-token applied it (node rewrites its token file). An
+	// error is logged; the rotation stands.
+	AdminTokenRotated func(token string) error
+	// SealCertKey, when set, turns a certificate's PEM private key into
+	// what the replicated state records (node seals it with a key derived
+	// from the cluster key, raft.SealCertKey); nil records the PEM itself.
+	SealCertKey func(domain, keyPEM string) (string, error)
 	// Domain is the serving domain: sites answer at <site>.<Domain> and a
 	// deploy's preview at <id>--<site>.<Domain>. It is the host passed to
 	// SiteURL; custom domains under it are refused, since they would shadow
@@ -206,6 +211,7 @@ func (a *API) Routes() []Route {
 		{"POST", "/v1/tokens", Admin, http.HandlerFunc(a.createToken)},
 		{"GET", "/v1/tokens", Admin, http.HandlerFunc(a.listTokens)},
 		{"DELETE", "/v1/tokens/{id}", Admin, http.HandlerFunc(a.revokeToken)},
+		{"PUT", "/v1/admin-token", Admin, http.HandlerFunc(a.rotateAdminToken)},
 		{"PUT", "/v1/sites/{site}/certs/{domain}", Admin, http.HandlerFunc(a.putCert)}, // certs.go
 		{"GET", "/v1/sites/{site}/certs", Admin, http.HandlerFunc(a.listCerts)},
 		{"DELETE", "/v1/sites/{site}/certs/{domain}", Admin, http.HandlerFunc(a.deleteCert)},
@@ -258,8 +264,9 @@ func CallerFrom(ctx context.Context) (Caller, bool) {
 }
 
 // RequireAuth lets a request through only when it carries the admin token
-// as "Authorization: Bearer <token>": the configured AdminToken or a token
-// whose SHA-256 (hex) is the cluster's recorded hash. A missing or unknown
+// as "Authorization: Bearer <token>": a token whose SHA-256 (hex) is the
+// cluster's recorded hash (the replicated state is the only source of the
+// admin token: PUT /v1/admin-token rotates it everywhere). A missing or unknown
 // token is a 401 with WWW-Authenticate; a valid deploy token is a 403, since
 // it is scoped to a site. Every comparison takes constant time, and with no
 // admin token configured anywhere every request is refused: an
@@ -300,8 +307,8 @@ func (a *API) RequireToken(next http.Handler) http.Handler {
 	})
 }
 
-// authenticate finds who token belongs to. The admin token is compared in
-// constant time with the configured one and with the recorded hash. A
+// authenticate finds who token belongs to. The admin token's hash is
+// compared in constant time with the recorded hash. A
 // deploy token is looked up by the SHA-256 of what was sent (an index
 // lookup: what it reveals by its timing is about a hash, not the secret),
 // and the stored hash is then compared in constant time too. The token
@@ -309,14 +316,7 @@ func (a *API) RequireToken(next http.Handler) http.Handler {
 func (a *API) authenticate(token string) (Caller, bool, error) {
 	sum := sha256.Sum256([]byte(token))
 	got := hex.EncodeToString(sum[:])
-	admin := false
-	if a.cfg.AdminToken != "" && subtle.ConstantTimeCompare([]byte(token), []byte(a.cfg.AdminToken)) == 1 {
-		admin = true
-	}
 	if want := a.meta.AdminTokenHash(); want != "" && subtle.ConstantTimeCompare([]byte(got), []byte(strings.ToLower(want))) == 1 {
-		admin = true
-	}
-	if admin {
 		return Caller{Admin: true}, true, nil
 	}
 	t, err := a.meta.TokenByHash(got)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -51,7 +52,12 @@ func (a *API) putCert(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	cmd := raft.PutCert{Site: site, Domain: domain, CertPEM: req.Cert, KeyPEM: req.Key,
+	key, err := a.sealCertKey(domain, req)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	cmd := raft.PutCert{Site: site, Domain: domain, CertPEM: req.Cert, KeyPEM: key,
 		NotAfter: leaf.NotAfter.UTC(), Updated: time.Now().UTC()}
 	if err := a.meta.Apply(r.Context(), cmd); err != nil {
 		if errors.Is(err, atoll.ErrNotFound) { // the domain left the site meanwhile
@@ -105,6 +111,23 @@ func (a *API) deleteCert(w http.ResponseWriter, r *http.Request) {
 	}
 	a.log.Info("certificate deleted", "site", site, "domain", domain)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// sealCertKey returns the private key as the replicated state records it:
+// sealed by Config.SealCertKey when set, and still within
+// atoll.MaxCertBytes with the chain.
+func (a *API) sealCertKey(domain string, req atoll.PutCertRequest) (string, error) {
+	if a.cfg.SealCertKey == nil {
+		return req.Key, nil
+	}
+	key, err := a.cfg.SealCertKey(domain, req.Key)
+	if err != nil {
+		return "", fmt.Errorf("seal the private key of %q: %w", domain, err)
+	}
+	if n := len(req.Cert) + len(key); n > atoll.MaxCertBytes {
+		return "", errorf(http.StatusRequestEntityTooLarge, "certificate and sealed key are %d bytes, at most %d: send a shorter chain", n, atoll.MaxCertBytes)
+	}
+	return key, nil
 }
 
 var errCertsUnsupported = errorf(http.StatusNotImplemented, "this server does not store certificates")

@@ -17,6 +17,7 @@ import (
 	"github.com/atoll-hosting/atoll"
 	"github.com/atoll-hosting/atoll/builder"
 	"github.com/atoll-hosting/atoll/builder/buildertest"
+	"github.com/atoll-hosting/atoll/raft"
 )
 
 // selfSigned returns a certificate for names, valid until notAfter, and
@@ -138,5 +139,28 @@ func TestCertRoutesNeedCertMeta(t *testing.T) {
 	res := do(t, srv, request{method: "GET", path: "/v1/sites/blog/certs"})
 	if res.status != http.StatusNotImplemented {
 		t.Errorf("got %d %s, want 501", res.status, res.body)
+	}
+}
+
+// With Config.SealCertKey the state records the sealed key, never the PEM,
+// and the answer is the same.
+func TestCertKeySealed(t *testing.T) {
+	const clusterKey = "cluster-key"
+	srv := buildertest.NewServer(t, builder.Config{SealCertKey: func(domain, keyPEM string) (string, error) {
+		return raft.SealCertKey(clusterKey, domain, keyPEM)
+	}})
+	createSite(t, srv, "blog", "blog.example.com")
+	cert, key := selfSigned(t, time.Now().Add(time.Hour), "blog.example.com")
+	call(t, srv, request{method: "PUT", path: "/v1/sites/blog/certs/blog.example.com",
+		body: jsonBody(t, atoll.PutCertRequest{Cert: cert, Key: key})}, 200, nil)
+	stored, err := srv.Meta.Cert("blog.example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !raft.IsSealedKey(stored.KeyPEM) || strings.Contains(stored.KeyPEM, "PRIVATE KEY") {
+		t.Fatalf("stored key %.60q, want it sealed", stored.KeyPEM)
+	}
+	if got, err := raft.OpenCertKey(clusterKey, "blog.example.com", stored.KeyPEM); err != nil || got != key {
+		t.Errorf("the stored key opens to %.40q, %v; want the uploaded PEM", got, err)
 	}
 }

@@ -17,9 +17,10 @@
 //
 // Every route answers JSON and needs "Authorization: Bearer <token>", one of:
 //
-//   - the admin token: it equals Config.AdminToken (if set) or its SHA-256
-//     is the hash the cluster records (Meta.AdminTokenHash). It may do
-//     everything.
+//   - the admin token: its SHA-256 is the hash the cluster records
+//     (Meta.AdminTokenHash), the only place it lives; PUT /v1/admin-token
+//     replaces it, and every node refuses the old one once applied. It may
+//     do everything.
 //   - a deploy token ("atl_site_" and 64 hex digits), made with POST
 //     /v1/tokens and scoped to one site. The cluster stores only its
 //     SHA-256 (atoll.Token); a request's token is hashed, looked up in the
@@ -55,6 +56,7 @@
 //	POST   /v1/tokens                  {"site","name"} -> 201 {"id","site","name","created","token"} (admin)
 //	GET    /v1/tokens                  -> 200 {"tokens":[{"id","site","name","created"}]} by id (admin)
 //	DELETE /v1/tokens/{id}             -> 204 (admin)
+//	PUT    /v1/admin-token             {"token"} -> 204 (admin)
 //	PUT    /v1/sites/{site}/certs/{domain}
 //	                                   {"cert":"<PEM chain>","key":"<PEM key>"} -> 200 CertInfo (admin)
 //	GET    /v1/sites/{site}/certs      -> 200 {"certs":[CertInfo...]} by domain, never keys (admin)
@@ -65,8 +67,10 @@
 // parse, the key is the leaf's, the leaf covers the domain and has not
 // expired, and the domain is one of the site's (404 otherwise). They live
 // in the replicated state (raft.PutCert); removing the domain from the site
-// or deleting the site drops them. The routes need Meta to implement
-// CertMeta (501 otherwise).
+// or deleting the site drops them. With Config.SealCertKey the private key
+// is sealed before it is applied, so the log and the state never hold it
+// in the clear; the reader opens it (node's edge). The routes need Meta to
+// implement CertMeta (501 otherwise).
 //
 // Errors are {"error": "<one line a user can act on>"} with a fitting status:
 // 400 bad input (names, paths, hashes, JSON, archives), 401 auth, 403 a

@@ -333,14 +333,32 @@ func TestApplyFailures(t *testing.T) {
 	}
 }
 
-// TestConfiguredAdminToken: Config.AdminToken is accepted besides the
-// cluster's recorded hash.
-func TestConfiguredAdminToken(t *testing.T) {
-	srv := buildertest.NewServer(t, builder.Config{AdminToken: "from-flag"})
-	for _, tok := range []string{"from-flag", buildertest.Token} {
-		call(t, srv, request{method: "GET", path: "/v1/sites", token: tok}, 200, nil)
+// TestRotateAdminToken: PUT /v1/admin-token replaces the recorded hash:
+// the old token is refused from then on, the new one works, the hook sees
+// the new secret, and a weak or deploy-looking token is refused first.
+func TestRotateAdminToken(t *testing.T) {
+	var rotated []string
+	srv := buildertest.NewServer(t, builder.Config{AdminTokenRotated: func(tok string) error {
+		rotated = append(rotated, tok)
+		return nil
+	}})
+	const next = "a-new-admin-token-of-some-length"
+	for _, tc := range []struct{ name, body string }{
+		{"too short", `{"token":"short"}`},
+		{"with a space", `{"token":"a new admin token of some length"}`},
+		{"deploy token prefix", `{"token":"atl_site_0123456789abcdef0123456789"}`},
+		{"empty", `{}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			call(t, srv, request{method: "PUT", path: "/v1/admin-token", body: []byte(tc.body)}, 400, nil)
+		})
 	}
-	call(t, srv, request{method: "GET", path: "/v1/sites", token: "from-flag-not"}, 401, nil)
+	call(t, srv, request{method: "PUT", path: "/v1/admin-token", body: jsonBody(t, atoll.AdminTokenRequest{Token: next})}, 204, nil)
+	call(t, srv, request{method: "GET", path: "/v1/sites", token: buildertest.Token}, 401, nil)
+	call(t, srv, request{method: "GET", path: "/v1/sites", token: next}, 200, nil)
+	if len(rotated) != 1 || rotated[0] != next {
+		t.Errorf("AdminTokenRotated saw %q, want [%q]", rotated, next)
+	}
 }
 
 func TestNoTokenConfiguredRefusesAll(t *testing.T) {

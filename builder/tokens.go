@@ -102,3 +102,31 @@ func newSecret() string {
 	rand.Read(b[:]) // never fails (crypto/rand documents a crash instead)
 	return atoll.SiteTokenPrefix + hex.EncodeToString(b[:])
 }
+
+// rotateAdminToken serves PUT /v1/admin-token (admin only): it records the
+// SHA-256 of the new admin token (atoll.AdminTokenRequest). Every node
+// takes the new token and refuses the old one once it has applied the
+// command; the secret is never logged nor answered back.
+func (a *API) rotateAdminToken(w http.ResponseWriter, r *http.Request) {
+	var req atoll.AdminTokenRequest
+	if err := a.decodeJSON(w, r, &req); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if err := atoll.CheckAdminToken(req.Token); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	sum := sha256.Sum256([]byte(req.Token))
+	if err := a.meta.Apply(r.Context(), raft.SetAdminToken{Hash: hex.EncodeToString(sum[:])}); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.log.Info("admin token rotated")
+	if a.cfg.AdminTokenRotated != nil {
+		if err := a.cfg.AdminTokenRotated(req.Token); err != nil {
+			a.log.Error("admin token rotated, but this node's token file was not updated", "err", err)
+		}
+	}
+	w.WriteHeader(http.StatusNoContent)
+}

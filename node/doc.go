@@ -89,7 +89,14 @@
 // (`atoll certs init`). The edge's optional HTTPS listener (edgetls.go,
 // Config.HTTPSAddr) picks certificates by SNI from the replicated
 // certificates of custom domains, parsed once and cached until the
-// replicated state changes.
+// replicated state changes; their private keys are sealed with the cluster
+// key on the way in (builder.Config.SealCertKey) and opened here.
+//
+// The admin token (node.go) lives in the replicated state alone:
+// Config.AdminToken, else the token file, seeds it at bootstrap only; a
+// restart checks the given token against the cluster's once caught up and
+// warns when they differ, never writing it (a rotation stands). A rotation
+// through this node (PUT /v1/admin-token) rewrites its token file, if any.
 //
 // Backups (snapshot.go): GET /v1/snapshot streams this node's metadata in
 // the Raft snapshot format; POST /v1/snapshot/restore, on the leader,

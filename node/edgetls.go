@@ -10,6 +10,7 @@ import (
 
 	"github.com/atoll-hosting/atoll"
 	"github.com/atoll-hosting/atoll/builder"
+	"github.com/atoll-hosting/atoll/raft"
 )
 
 // Edge HTTPS. With Config.HTTPSAddr set, the edge also serves sites over
@@ -33,7 +34,7 @@ func (n *Node) startEdgeTLS() error {
 		}
 		def = &c
 	}
-	n.siteCerts = newCertCache(n.store.Cert, def)
+	n.siteCerts = newCertCache(n.siteCert, def)
 	ln, err := net.Listen("tcp", n.cfg.HTTPSAddr)
 	if err != nil {
 		return fmt.Errorf("listen on --https-addr: %w", err)
@@ -73,6 +74,49 @@ func (n *Node) watchCerts(ln net.Listener) {
 			return
 		}
 	}
+}
+
+// siteCert returns the certificate of a custom domain with its private
+// key opened: the state records it sealed with a key derived from the
+// cluster key (raft.SealCertKey), or as PEM when it was put on a node
+// without one. A key that does not open (the cluster key changed) is an
+// error, logged, and the handshake fails until the certificate is put
+// again.
+func (n *Node) siteCert(domain string) (atoll.Cert, error) {
+	c, err := n.store.Cert(domain)
+	if err != nil {
+		return c, err
+	}
+	sealed := c.KeyPEM
+	if c.KeyPEM, err = raft.OpenCertKey(n.cfg.ClusterKey, domain, sealed); err != nil {
+		if n.sealWarned.first(domain + "\x00" + sealed) {
+			n.log.Error("edge https: certificate not served", "domain", domain, "err", err)
+		}
+		return atoll.Cert{}, err
+	}
+	return c, nil
+}
+
+// onceSet remembers keys it has seen, up to maxCachedNames (then it starts
+// over), so that a failure any client can trigger with its SNI is logged
+// once, not at every handshake.
+type onceSet struct {
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+// first reports whether key was not seen before, and remembers it.
+func (o *onceSet) first(key string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.seen[key] {
+		return false
+	}
+	if o.seen == nil || len(o.seen) >= maxCachedNames {
+		o.seen = map[string]bool{}
+	}
+	o.seen[key] = true
+	return true
 }
 
 // EdgeHTTPSURL returns the base URL of the edge's HTTPS listener, "" when

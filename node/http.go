@@ -34,7 +34,12 @@ func (n *Node) startAPI() error {
 	ln = n.apiListener(ln) // TLS with cluster TLS (tls.go)
 
 	bcfg := builder.DefaultConfig()
-	bcfg.AdminToken = n.cfg.AdminToken
+	bcfg.AdminTokenRotated = n.rewriteTokenFile
+	if n.cfg.ClusterKey != "" {
+		bcfg.SealCertKey = func(domain, keyPEM string) (string, error) {
+			return raft.SealCertKey(n.cfg.ClusterKey, domain, keyPEM)
+		}
+	}
 	bcfg.Domain = n.cfg.Domain
 	bcfg.SiteURL = n.SiteURL
 	bcfg.TempDir = filepath.Join(n.cfg.DataDir, "tmp")

@@ -55,7 +55,7 @@ type Config struct {
 	Join       string // API URL of a running node to join through
 	Domain     string // sites answer at <site>.<Domain>
 	Replicas   int
-	AdminToken string // accepted in addition to the replicated token hash
+	AdminToken string // seeds the replicated admin token at bootstrap; never written after
 	ClusterKey string // shared secret of peer traffic; empty disables it (single node only)
 	Version    string
 
@@ -225,8 +225,9 @@ type Node struct {
 	peerHTTP *http.Client // peer.RPC: calls other than blob transfers
 	tls      *pki.Cluster // nil without cluster TLS; see tls.go
 
-	httpsLn   net.Listener // the edge's HTTPS listener, nil without --https-addr
-	siteCerts *certCache   // certificates the HTTPS edge serves, by SNI
+	httpsLn    net.Listener // the edge's HTTPS listener, nil without --https-addr
+	siteCerts  *certCache   // certificates the HTTPS edge serves, by SNI
+	sealWarned onceSet      // sealed certificate keys that did not open, logged once
 
 	place   atomic.Pointer[placement.View]
 	fetches singleflight.Group // one transfer per missing blob
@@ -438,8 +439,8 @@ func (n *Node) awaitJoin() error {
 }
 
 // rejoin runs after a restart: once a leader is known, it updates this
-// node's record if its addresses changed, and the admin token if one was
-// given.
+// node's record if its addresses changed, and checks the admin token it
+// was given against the cluster's (checkToken).
 func (n *Node) rejoin(ctx context.Context) error {
 	if err := n.store.WaitForLeader(ctx); err != nil {
 		return err
@@ -447,10 +448,7 @@ func (n *Node) rejoin(ctx context.Context) error {
 	if err := n.registerSelf(ctx, false); err != nil {
 		return err
 	}
-	if n.cfg.AdminToken != "" || n.cfg.Bootstrap {
-		return n.ensureToken(ctx)
-	}
-	return nil
+	return n.checkToken(ctx)
 }
 
 // registerSelf writes this node's record to the node table when its
@@ -495,41 +493,120 @@ func (n *Node) self() atoll.Node {
 	}
 }
 
-// ensureToken makes sure the replicated state holds an admin token hash. The
-// token comes from --admin-token, else from the data dir's token file, else
-// it is generated, written there with mode 0600 and announced once.
+// The admin token lives in the replicated state alone (its SHA-256):
+// PUT /v1/admin-token rotates it cluster-wide. --admin-token (or the data
+// dir's token file) only seeds it when the cluster has none, at bootstrap;
+// a restart never writes it back, so a node restarted with an old token
+// cannot undo a rotation.
+
+// ensureToken seeds the replicated state's admin token hash when it has
+// none. The token comes from --admin-token, else from the data dir's token
+// file, else it is generated, written there with mode 0600 and announced
+// once. The caller has made sure this node's state is current (it just
+// bootstrapped it, or checkToken's barrier).
 func (n *Node) ensureToken(ctx context.Context) error {
-	token := n.cfg.AdminToken
-	path := filepath.Join(n.cfg.DataDir, "token")
-	if token == "" {
-		b, err := os.ReadFile(path)
-		switch {
-		case err == nil:
-			token = strings.TrimSpace(string(b))
-		case errors.Is(err, os.ErrNotExist):
-			if n.store.AdminTokenHash() != "" {
-				return nil // the cluster has a token; this node was not given it
-			}
-			if token, err = newToken(); err != nil {
-				return err
-			}
-			if err := durable.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
-				return fmt.Errorf("write admin token: %w", err)
-			}
-			fmt.Fprintf(n.cfg.TokenOut, "atoll: generated admin token %s (saved in %s)\n", token, path)
-		default:
-			return fmt.Errorf("read admin token: %w", err)
-		}
-	}
-	sum := sha256.Sum256([]byte(token))
-	hash := hex.EncodeToString(sum[:])
-	if n.store.AdminTokenHash() == hash {
+	if n.store.AdminTokenHash() != "" {
 		return nil
 	}
-	if err := n.apply(ctx, raft.SetAdminToken{Hash: hash}); err != nil {
+	token, err := n.givenToken()
+	if err != nil {
+		return err
+	}
+	if token == "" {
+		if token, err = newToken(); err != nil {
+			return err
+		}
+		path := n.tokenPath()
+		if err := durable.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
+			return fmt.Errorf("write admin token: %w", err)
+		}
+		fmt.Fprintf(n.cfg.TokenOut, "atoll: generated admin token %s (saved in %s)\n", token, path)
+	}
+	if err := n.apply(ctx, raft.SetAdminToken{Hash: tokenHash(token)}); err != nil {
 		return fmt.Errorf("record admin token: %w", err)
 	}
 	return nil
+}
+
+// checkToken runs after a restart. Once this node's state is current, a
+// cluster without an admin token (its bootstrap stopped before recording
+// one) is seeded by its bootstrap node when that node leads; a token given
+// to this node (--admin-token, the token file) that is not the cluster's
+// is ignored with a warning: the cluster's token was rotated since.
+func (n *Node) checkToken(ctx context.Context) error {
+	if err := n.catchUp(ctx); err != nil {
+		return fmt.Errorf("catch up before checking the admin token: %w", err)
+	}
+	want := n.store.AdminTokenHash()
+	if want == "" {
+		if n.cfg.Bootstrap && n.store.IsLeader() {
+			return n.ensureToken(ctx)
+		}
+		return nil
+	}
+	token, err := n.givenToken()
+	if err != nil || token == "" {
+		return err
+	}
+	if tokenHash(token) != want {
+		n.log.Warn("the admin token this node was given (--admin-token, --admin-token-file or <data>/token) is not the cluster's: it was rotated since; the given one is ignored and refused",
+			"token_file", n.tokenPath())
+	}
+	return nil
+}
+
+// catchUp waits until this node has applied what the cluster had committed
+// when it was called: on the leader a Raft barrier; on a follower, the
+// leader's commit index.
+func (n *Node) catchUp(ctx context.Context) error {
+	if n.store.IsLeader() {
+		return n.store.Barrier(ctx)
+	}
+	leader, ok := n.nodeByID(n.store.LeaderID())
+	if !ok {
+		return fmt.Errorf("%w: leader %q not in the node table", ErrNoLeader, n.store.LeaderID())
+	}
+	st, err := n.peer.Stats(ctx, n.peerURL(leader.APIAddr))
+	if err != nil {
+		return err
+	}
+	return n.store.WaitApplied(ctx, st.CommitIndex)
+}
+
+// givenToken returns the admin token this node was given: --admin-token,
+// else the data dir's token file, else "".
+func (n *Node) givenToken() (string, error) {
+	if n.cfg.AdminToken != "" {
+		return n.cfg.AdminToken, nil
+	}
+	b, err := os.ReadFile(n.tokenPath())
+	switch {
+	case err == nil:
+		return strings.TrimSpace(string(b)), nil
+	case errors.Is(err, os.ErrNotExist):
+		return "", nil
+	}
+	return "", fmt.Errorf("read admin token: %w", err)
+}
+
+// rewriteTokenFile is builder.Config.AdminTokenRotated: after a rotation
+// through this node, the data dir's token file, if there is one (a node
+// that generated its token at bootstrap; what `atoll` run beside it reads),
+// holds the new token. Other nodes' token files keep the old one, which
+// their next restart reports (checkToken).
+func (n *Node) rewriteTokenFile(token string) error {
+	path := n.tokenPath()
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return durable.WriteFile(path, []byte(token+"\n"), 0o600)
+}
+
+func (n *Node) tokenPath() string { return filepath.Join(n.cfg.DataDir, "token") }
+
+func tokenHash(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
 }
 
 func newToken() (string, error) {

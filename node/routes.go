@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/pprof"
+	"os"
+	"slices"
+	"strings"
 
 	"github.com/atoll-hosting/atoll/builder"
 	"github.com/atoll-hosting/atoll/peer"
@@ -58,7 +61,7 @@ func (n *Node) routes(api *builder.API) []builder.Route {
 		//	  'http://127.0.0.1:8081/debug/pprof/profile?seconds=20'
 		//	go tool pprof -top cpu.pprof
 		row("GET", "/debug/pprof/", admin, h(pprof.Index)),
-		row("GET", "/debug/pprof/cmdline", admin, h(pprof.Cmdline)),
+		row("GET", "/debug/pprof/cmdline", admin, h(n.handleCmdline)), // secrets redacted
 		row("GET", "/debug/pprof/profile", admin, h(pprof.Profile)),
 		row("GET", "/debug/pprof/symbol", admin, h(pprof.Symbol)),
 		row("GET", "/debug/pprof/trace", admin, h(pprof.Trace)),
@@ -130,6 +133,30 @@ func (n *Node) adminOrPeer(withAuth, next http.Handler) http.Handler {
 		}
 		withAuth.ServeHTTP(w, r)
 	})
+}
+
+// handleCmdline is pprof.Cmdline with the node's secrets (the admin token
+// and the cluster key, when given as flags) replaced by "[redacted]"
+// wherever they appear in an argument: the profile is for operators, who
+// need the flags, not the secrets.
+func (n *Node) handleCmdline(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprint(w, strings.Join(redactArgs(os.Args, n.cfg.AdminToken, n.cfg.ClusterKey), "\x00"))
+}
+
+// redactArgs returns args with every occurrence of each non-empty secret
+// replaced by "[redacted]".
+func redactArgs(args []string, secrets ...string) []string {
+	out := slices.Clone(args)
+	for i := range out {
+		for _, s := range secrets {
+			if s != "" {
+				out[i] = strings.ReplaceAll(out[i], s, "[redacted]")
+			}
+		}
+	}
+	return out
 }
 
 // noSuchEndpoint answers a request no route matches.

@@ -451,6 +451,19 @@ func (s *Store) WaitApplied(ctx context.Context, index uint64) error {
 	return s.waitFor(ctx, func() bool { return s.AppliedIndex() >= index })
 }
 
+// Barrier blocks, on the leader, until every entry committed before the
+// call is applied to this node's FSM: reads then see the whole committed
+// state (after a restart the FSM lags the log until then). Elsewhere it
+// returns an error wrapping ErrNotLeader.
+func (s *Store) Barrier(ctx context.Context) error {
+	if !s.IsLeader() {
+		return s.notLeader(nil)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ApplyTimeout)
+	defer cancel()
+	return s.wait(ctx, s.raft.Barrier(timeLeft(ctx)))
+}
+
 // waitFor returns once done() holds, re-checking it whenever the state or
 // the leader changes (and at least every backstop).
 func (s *Store) waitFor(ctx context.Context, done func() bool) error {

@@ -29,3 +29,11 @@ func (c *Client) Tokens(ctx context.Context) ([]atoll.TokenInfo, error) {
 func (c *Client) RevokeToken(ctx context.Context, id string) error {
 	return c.doJSON(ctx, "DELETE", "/v1/tokens/"+url.PathEscape(id), nil, nil)
 }
+
+// RotateAdminToken makes token the cluster's admin token: every node
+// refuses the one this client holds once it has applied the change (this
+// client keeps sending the old one: make another with the new token).
+// Needs the admin token.
+func (c *Client) RotateAdminToken(ctx context.Context, token string) error {
+	return c.doJSON(ctx, "PUT", "/v1/admin-token", atoll.AdminTokenRequest{Token: token}, nil)
+}

@@ -58,7 +58,7 @@ func TestConfigDocumentsEveryFlag(t *testing.T) {
 
 // commandWord matches a word of a command's name, as opposed to an
 // argument (ID, DIR), a flag or an option ([flags]).
-var commandWord = regexp.MustCompile(`^[a-z]+$`)
+var commandWord = regexp.MustCompile(`^[a-z]+(-[a-z]+)*$`)
 
 // columnGap separates a synopsis from its description in `atoll help`.
 var columnGap = regexp.MustCompile(`\s{2,}`)

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"flag"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -327,6 +329,48 @@ func TestRequireFlags(t *testing.T) {
 			}
 			if got != tt.want {
 				t.Errorf("requireFlags(%q) after %q: got %q, want %q", tt.required, tt.args, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestServerSecretFiles: --admin-token-file and --cluster-key-file (or
+// their variables) fill the secrets, trimmed; a secret given both ways, an
+// empty file or a missing one is a one-line usage error naming the flag.
+func TestServerSecretFiles(t *testing.T) {
+	dir := t.TempDir()
+	file := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	token, key, empty := file("token", "  s3cret-token\n"), file("key", "k3y\n"), file("empty", "\n")
+
+	cfg, _, err := parseServer(t, map[string]string{"ATOLL_CLUSTER_KEY_FILE": key}, "--admin-token-file", token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.AdminToken != "s3cret-token" || cfg.ClusterKey != "k3y" {
+		t.Errorf("got admin token %q, cluster key %q; want the files' trimmed content", cfg.AdminToken, cfg.ClusterKey)
+	}
+	for _, tt := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{name: "both ways", args: []string{"--admin-token", "x", "--admin-token-file", token}, want: "give --admin-token or --admin-token-file, not both"},
+		{name: "both ways, one from the environment", env: map[string]string{"ATOLL_CLUSTER_KEY": "x"}, args: []string{"--cluster-key-file", key},
+			want: "give --cluster-key or --cluster-key-file, not both"},
+		{name: "an empty file", args: []string{"--cluster-key-file", empty}, want: "--cluster-key-file " + empty + ": the file is empty"},
+		{name: "a missing file", args: []string{"--admin-token-file", filepath.Join(dir, "none")}, want: "--admin-token-file: open"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := parseServer(t, tt.env, tt.args...)
+			if err == nil || !strings.Contains(err.Error(), tt.want) || !errors.Is(err, errUsage) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error %v, want one usage line containing %q", err, tt.want)
 			}
 		})
 	}

@@ -46,6 +46,7 @@ Usage:
   atoll token create --site NAME [--name N] make a deploy token for one site
   atoll token list                          list deploy tokens (never their secrets)
   atoll token revoke ID                     revoke a deploy token
+  atoll token rotate-admin [--from-file F]  replace the admin token on every node (prints a generated one)
   atoll cert put --site S --domain D --cert F --key F
                                             store a custom domain's TLS certificate
   atoll cert list --site S                  list a site's certificates (never keys)

@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"os"
+	"strings"
 
 	"github.com/atoll-hosting/atoll/node"
 )
@@ -38,12 +40,16 @@ func parseServerFlags(env *cliEnv, args []string) (node.Config, error) {
 	fs := newFlagSet(env, "server", "server [flags]  (each flag also as env ATOLL_<NAME>)")
 	level := slog.LevelInfo
 	declareNodeFlags(fs, &cfg, &level)
+	files := declareSecretFiles(fs, &cfg)
 	declareStorageFlags(fs, &cfg) // server_storage.go
 	declareLimitFlags(fs, &cfg)   // server_limits.go
 	if _, err := parseArgs(fs, args, 0, "no arguments"); err != nil {
 		return node.Config{}, err
 	}
 	if err := applyEnv(fs); err != nil {
+		return node.Config{}, err
+	}
+	if err := files.read(); err != nil {
 		return node.Config{}, err
 	}
 	if err := checkStorageFlags(fs); err != nil {
@@ -68,8 +74,8 @@ func declareNodeFlags(fs *flag.FlagSet, cfg *node.Config, level *slog.Level) {
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "edge (site serving) address, host:port")
 	fs.StringVar(&cfg.Join, "join", cfg.Join, "API URL of a running node whose cluster this node joins")
 	fs.StringVar(&cfg.Domain, "domain", cfg.Domain, "sites answer at <site>.<domain>")
-	fs.Var((*secret)(&cfg.AdminToken), "admin-token", "admin API `token` (default: generated at bootstrap into <data>/token)")
-	fs.Var((*secret)(&cfg.ClusterKey), "cluster-key", "`secret` shared by every node of the cluster; gates peer traffic (required to --join)")
+	fs.Var((*secret)(&cfg.AdminToken), "admin-token", "admin API `token` seeding the cluster's at bootstrap (default: generated into <data>/token); prefer --admin-token-file or env, a flag shows in ps")
+	fs.Var((*secret)(&cfg.ClusterKey), "cluster-key", "`secret` shared by every node of the cluster; gates peer traffic (required to --join); prefer --cluster-key-file or env, a flag shows in ps")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "this node's certificate (PEM): with --tls-key and --tls-ca, Raft and node-to-node calls use mutual TLS and the API serves HTTPS")
 	fs.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "this node's private key (PEM)")
 	fs.StringVar(&cfg.TLSCA, "tls-ca", cfg.TLSCA, "the cluster CA (PEM) every node's certificate must chain to")
@@ -81,4 +87,47 @@ func declareNodeFlags(fs *flag.FlagSet, cfg *node.Config, level *slog.Level) {
 	fs.BoolVar(&cfg.Bootstrap, "bootstrap", cfg.Bootstrap, "start a new cluster if the data dir is empty")
 	fs.IntVar(&cfg.Replicas, "replicas", cfg.Replicas, "copies kept of every blob (capped by the number of core nodes)")
 	fs.TextVar(level, "log-level", *level, "log `level`: debug, info, warn or error")
+}
+
+// secretFiles are the --*-file forms of the secret flags: a path on the
+// command line instead of the secret, which `ps` and /proc/<pid>/cmdline
+// would show.
+type secretFiles struct {
+	adminToken, clusterKey string
+	cfg                    *node.Config
+}
+
+func declareSecretFiles(fs *flag.FlagSet, cfg *node.Config) *secretFiles {
+	f := &secretFiles{cfg: cfg}
+	fs.StringVar(&f.adminToken, "admin-token-file", "", "`file` holding --admin-token (surrounding whitespace ignored)")
+	fs.StringVar(&f.clusterKey, "cluster-key-file", "", "`file` holding --cluster-key (surrounding whitespace ignored)")
+	return f
+}
+
+// read fills the secrets from their files, once the command line and the
+// environment are parsed. A secret given both ways is a usage error, as is
+// an unreadable or empty file.
+func (f *secretFiles) read() error {
+	for _, s := range []struct {
+		flag, file string
+		dst        *string
+	}{
+		{"admin-token", f.adminToken, &f.cfg.AdminToken},
+		{"cluster-key", f.clusterKey, &f.cfg.ClusterKey},
+	} {
+		if s.file == "" {
+			continue
+		}
+		if *s.dst != "" {
+			return fmt.Errorf("%w: give --%s or --%s-file, not both", errUsage, s.flag, s.flag)
+		}
+		b, err := os.ReadFile(s.file)
+		if err != nil {
+			return fmt.Errorf("%w: --%s-file: %v", errUsage, s.flag, err)
+		}
+		if *s.dst = strings.TrimSpace(string(b)); *s.dst == "" {
+			return fmt.Errorf("%w: --%s-file %s: the file is empty", errUsage, s.flag, s.file)
+		}
+	}
+	return nil
 }
