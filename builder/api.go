@@ -83,8 +83,14 @@ type Config struct {
 	// MaxJSONBytes bounds a JSON request body (a manifest of a million files
 	// is ~100 MiB).
 	MaxJSONBytes int64
-	// MaxFiles bounds the files of one deploy.
+	// MaxFiles bounds the files of one deploy, unless the site has its own
+	// limit (atoll.Site.MaxFiles).
 	MaxFiles int
+	// SiteMaxBytes bounds the total identity bytes of one deploy, and
+	// SiteMaxUploading the deploys a site may have uploading at once,
+	// unless the site has its own (atoll.Site.MaxBytes, MaxUploading).
+	SiteMaxBytes     int64
+	SiteMaxUploading int
 	// TempDir holds tar uploads while they are checked; created if missing.
 	TempDir string
 	// Logger receives server-side failures; tokens are never logged.
@@ -100,6 +106,9 @@ func DefaultConfig() Config {
 		MaxJSONBytes: 128 << 20,
 		MaxFiles:     1_000_000,
 		TempDir:      os.TempDir(),
+
+		SiteMaxBytes:     4 << 30,
+		SiteMaxUploading: 8,
 	}
 }
 
@@ -121,7 +130,7 @@ func New(cfg Config, meta Meta, blobs Blobs) (*API, error) {
 		return nil, errors.New("builder: meta and blobs are required")
 	}
 	def := DefaultConfig()
-	if cfg.MaxBlobBytes < 0 || cfg.MaxTarBytes < 0 || cfg.MaxJSONBytes < 0 || cfg.MaxFiles < 0 {
+	if cfg.MaxBlobBytes < 0 || cfg.MaxTarBytes < 0 || cfg.MaxJSONBytes < 0 || cfg.MaxFiles < 0 || cfg.SiteMaxBytes < 0 || cfg.SiteMaxUploading < 0 {
 		return nil, errors.New("builder: limits must not be negative")
 	}
 	if cfg.MaxBlobBytes == 0 {
@@ -135,6 +144,12 @@ func New(cfg Config, meta Meta, blobs Blobs) (*API, error) {
 	}
 	if cfg.MaxFiles == 0 {
 		cfg.MaxFiles = def.MaxFiles
+	}
+	if cfg.SiteMaxBytes == 0 {
+		cfg.SiteMaxBytes = def.SiteMaxBytes
+	}
+	if cfg.SiteMaxUploading == 0 {
+		cfg.SiteMaxUploading = def.SiteMaxUploading
 	}
 	if cfg.TempDir == "" {
 		cfg.TempDir = def.TempDir

@@ -1,0 +1,78 @@
+package builder
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	"github.com/atoll-hosting/atoll"
+	"github.com/atoll-hosting/atoll/raft"
+)
+
+// A site's deploys are held to atoll.SiteLimits: the cluster defaults of
+// Config (SiteMaxBytes, SiteMaxUploading, MaxFiles), or the site's own where
+// an admin set them (PATCH /v1/sites/{site}). Each refusal names the limit,
+// its value and how to raise it.
+
+// limits returns the limits site's deploys are held to.
+func (a *API) limits(site atoll.Site) atoll.SiteLimits {
+	return site.Limits(atoll.SiteLimits{
+		MaxBytes:     a.cfg.SiteMaxBytes,
+		MaxUploading: a.cfg.SiteMaxUploading,
+		MaxFiles:     a.cfg.MaxFiles,
+	})
+}
+
+// checkUploading refuses a new deploy (429) while the site has as many
+// deploys uploading as its limit allows. Concurrent creates through
+// different nodes may each pass before the others are applied, so the limit
+// holds up to that race; every deploy over it still expires.
+func (a *API) checkUploading(site atoll.Site, lim atoll.SiteLimits) error {
+	deploys, err := a.meta.Deploys(site.Name)
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, d := range deploys {
+		if d.State == atoll.StateUploading {
+			n++
+		}
+	}
+	if n >= lim.MaxUploading {
+		return errorf(http.StatusTooManyRequests,
+			"site %q already has %d deploys uploading, its limit (--site-max-uploading, or per site: atoll site update %s --max-uploading N): "+
+				"finish or publish them, or wait until they expire (--deploy-expiry)", site.Name, n, site.Name)
+	}
+	return nil
+}
+
+// tooManyFiles is the 413 of a deploy over its site's file limit.
+func tooManyFiles(site string, max int) *apiError {
+	return errorf(http.StatusRequestEntityTooLarge,
+		"too many files: a deploy of site %q holds at most %d (--max-files, or per site: atoll site update %s --max-files N)", site, max, site)
+}
+
+// tooManyBytes is the 413 of a deploy over its site's byte limit.
+func tooManyBytes(site string, max int64) *apiError {
+	return errorf(http.StatusRequestEntityTooLarge,
+		"the deploy's files add up to more than %d bytes, the limit of site %q (--site-max-bytes, or per site: atoll site update %s --max-bytes SIZE)",
+		max, site, site)
+}
+
+// checkBytes fails deploy d (best effort) and answers 413 when its total
+// identity bytes are over its site's limit.
+func (a *API) checkBytes(ctx context.Context, d atoll.Deploy, total int64) error {
+	site, err := a.site(d.Site)
+	if err != nil {
+		return err
+	}
+	lim := a.limits(site)
+	if total <= lim.MaxBytes {
+		return nil
+	}
+	e := tooManyBytes(site.Name, lim.MaxBytes)
+	if ferr := a.meta.Apply(ctx, raft.FailDeploy{Deploy: d.ID, Reason: e.Error()}); ferr != nil {
+		a.log.Warn("cannot mark deploy failed", "deploy", d.ID, "err", ferr)
+	}
+	return fmt.Errorf("deploy %s: %w", d.ID, e)
+}
