@@ -121,6 +121,9 @@ type API struct {
 	log   *slog.Logger
 	// confirmed remembers create-time blob checks (confirmed.go).
 	confirmed *confirmations
+	// creating counts, per site, the deploy creates this node is serving
+	// (limits.go).
+	creating *inFlight
 }
 
 // New checks cfg and returns the API. Zero limits take DefaultConfig's
@@ -162,7 +165,7 @@ func New(cfg Config, meta Meta, blobs Blobs) (*API, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &API{cfg: cfg, meta: meta, blobs: blobs, log: log.With("component", "builder"), confirmed: newConfirmations()}, nil
+	return &API{cfg: cfg, meta: meta, blobs: blobs, log: log.With("component", "builder"), confirmed: newConfirmations(), creating: newInFlight()}, nil
 }
 
 // Scope is who may call a route of a node's API. The table of routes

@@ -40,10 +40,12 @@ func (a *API) createDeploy(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if err := a.checkUploading(site, a.limits(site)); err != nil {
+	release, err := a.admit(site, a.limits(site))
+	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
+	defer release()
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	switch mt {
 	case "application/json":

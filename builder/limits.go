@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"sync"
 
 	"github.com/atoll-hosting/atoll"
 	"github.com/atoll-hosting/atoll/raft"
@@ -23,14 +24,19 @@ func (a *API) limits(site atoll.Site) atoll.SiteLimits {
 	})
 }
 
-// checkUploading refuses a new deploy (429) while the site has as many
-// deploys uploading as its limit allows. Concurrent creates through
-// different nodes may each pass before the others are applied, so the limit
-// holds up to that race; every deploy over it still expires.
-func (a *API) checkUploading(site atoll.Site, lim atoll.SiteLimits) error {
+// admit lets a deploy create for site in, or refuses it (429) while the
+// site has as many deploys in progress as its limit allows: deploys
+// uploading in the replicated state, and creates this node is serving (a
+// tar upload is spooled and checked before its deploy exists; a create
+// whose deploy is already recorded counts twice for that moment, which
+// errs on the side of the limit). The caller calls release when the
+// create is over. Concurrent creates through different nodes may each
+// pass before the others are recorded, so across nodes the limit holds up
+// to that race; every deploy over it still expires.
+func (a *API) admit(site atoll.Site, lim atoll.SiteLimits) (release func(), err error) {
 	deploys, err := a.meta.Deploys(site.Name)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	n := 0
 	for _, d := range deploys {
@@ -38,12 +44,40 @@ func (a *API) checkUploading(site atoll.Site, lim atoll.SiteLimits) error {
 			n++
 		}
 	}
-	if n >= lim.MaxUploading {
-		return errorf(http.StatusTooManyRequests,
-			"site %q already has %d deploys uploading, its limit (--site-max-uploading, or per site: atoll site update %s --max-uploading N): "+
-				"finish or publish them, or wait until they expire (--deploy-expiry)", site.Name, n, site.Name)
+	if !a.creating.add(site.Name, lim.MaxUploading-n) {
+		return nil, errorf(http.StatusTooManyRequests,
+			"site %q already has %d deploys in progress, its limit (--site-max-uploading, or per site: atoll site update %s --max-uploading N): "+
+				"let them finish, or wait until they expire (--deploy-expiry)", site.Name, lim.MaxUploading, site.Name)
 	}
-	return nil
+	return func() { a.creating.done(site.Name) }, nil
+}
+
+// inFlight counts work in progress per key.
+type inFlight struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func newInFlight() *inFlight { return &inFlight{n: make(map[string]int)} }
+
+// add counts one more for key, unless key already counts room or more.
+func (f *inFlight) add(key string, room int) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n[key] >= room {
+		return false
+	}
+	f.n[key]++
+	return true
+}
+
+// done counts one less for key.
+func (f *inFlight) done(key string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n[key]--; f.n[key] <= 0 {
+		delete(f.n, key)
+	}
 }
 
 // tooManyFiles is the 413 of a deploy over its site's file limit.

@@ -57,3 +57,25 @@ func TestScanTarLimits(t *testing.T) {
 		})
 	}
 }
+
+// TestInFlight: a site's creates in progress on this node are admitted up
+// to the room left, and released.
+func TestInFlight(t *testing.T) {
+	f := newInFlight()
+	if !f.add("blog", 2) || !f.add("blog", 2) {
+		t.Fatal("the first two creates were refused with room for 2")
+	}
+	if f.add("blog", 2) {
+		t.Fatal("a third create was admitted with room for 2")
+	}
+	if !f.add("shop", 1) {
+		t.Fatal("another site's create was refused")
+	}
+	f.done("blog")
+	if !f.add("blog", 2) {
+		t.Fatal("a create was refused after one finished")
+	}
+	if f.add("docs", 0) {
+		t.Fatal("a create was admitted with no room")
+	}
+}
