@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -241,5 +242,51 @@ func wantError(t *testing.T, s *atolltest.Server, token, contentType string, bod
 	if msg, _ := resp["error"].(string); got != status || !strings.Contains(msg, limit) {
 		b, _ := json.Marshal(resp)
 		t.Errorf("deploy (%s): %d %s, want %d naming %s", contentType, got, b, status, limit)
+	}
+}
+
+// TestEndToEndStalledTarCounts: a tar upload that stalls halfway counts as
+// a deploy in progress of its site, so a tenant cannot open uploads
+// without end; once it is cut, the site may deploy again.
+func TestEndToEndStalledTarCounts(t *testing.T) {
+	s := atolltest.NewServer(t, atolltest.NodeConfig{Bootstrap: true, Flags: []string{"--site-max-uploading", "1"}})
+	s.Start()
+	waitAdmin(t, s)
+	s.MustCLI("site", "create", "blog")
+
+	conn, err := net.Dial("tcp", s.APIAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /v1/sites/blog/deploys HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"+
+		"Content-Type: application/x-tar\r\nContent-Length: %d\r\n\r\n", s.Token(), 1<<20)
+	conn.Write(make([]byte, 4096)) // and then nothing
+
+	// A malformed manifest is admitted (then refused, 400, recording
+	// nothing) or refused at admission (429): the answer tells which.
+	probe := func() (int, string) {
+		status, body := s.API("POST", "/v1/sites/blog/deploys", s.Token(), "application/json", strings.NewReader(`{"files": {}}`))
+		msg, _ := body["error"].(string)
+		return status, msg
+	}
+	waitStatus(t, probe, http.StatusTooManyRequests, "while a tar upload stalls")
+	conn.Close()
+	waitStatus(t, probe, http.StatusBadRequest, "once the stalled upload is cut")
+}
+
+// waitStatus polls probe until it answers want (30s at most).
+func waitStatus(t *testing.T, probe func() (int, string), want int, when string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		status, msg := probe()
+		if status == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d %q, want %d", when, status, msg, want)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
