@@ -46,7 +46,7 @@ func (a *API) admit(site atoll.Site, lim atoll.SiteLimits) (release func(), err 
 	}
 	if !a.creating.add(site.Name, lim.MaxUploading-n) {
 		return nil, errorf(http.StatusTooManyRequests,
-			"site %q already has %d deploys in progress, its limit (--site-max-uploading, or per site: atoll site update %s --max-uploading N): "+
+			"site %q already has %d deploys in progress, its limit (--site-max-uploading; an admin raises it for the site with: atoll site update %s --max-uploading N): "+
 				"let them finish, or wait until they expire (--deploy-expiry)", site.Name, lim.MaxUploading, site.Name)
 	}
 	return func() { a.creating.done(site.Name) }, nil
@@ -83,13 +83,13 @@ func (f *inFlight) done(key string) {
 // tooManyFiles is the 413 of a deploy over its site's file limit.
 func tooManyFiles(site string, max int) *apiError {
 	return errorf(http.StatusRequestEntityTooLarge,
-		"too many files: a deploy of site %q holds at most %d (--max-files, or per site: atoll site update %s --max-files N)", site, max, site)
+		"too many files: a deploy of site %q holds at most %d (--max-files; an admin raises it for the site with: atoll site update %s --max-files N)", site, max, site)
 }
 
 // tooManyBytes is the 413 of a deploy over its site's byte limit.
 func tooManyBytes(site string, max int64) *apiError {
 	return errorf(http.StatusRequestEntityTooLarge,
-		"the deploy's files add up to more than %d bytes, the limit of site %q (--site-max-bytes, or per site: atoll site update %s --max-bytes SIZE)",
+		"the deploy's files add up to more than %d bytes, the limit of site %q (--site-max-bytes; an admin raises it for the site with: atoll site update %s --max-bytes SIZE)",
 		max, site, site)
 }
 
