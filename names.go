@@ -56,6 +56,21 @@ func CleanPath(p string) (string, error) {
 	return p, nil
 }
 
+// Published reports whether a manifest path (CleanPath's form, or a
+// relative path with "/" separators) is published: no segment may start
+// with a dot, except ".well-known" (RFC 8615). Dot-files and dot-directories
+// (.env, .git/config, .DS_Store) are a build's or an editor's, not the
+// site's: `atoll deploy` and the tar upload both leave them out and count
+// them, and a JSON manifest naming one has it dropped the same way.
+func Published(p string) bool {
+	for _, seg := range strings.Split(strings.TrimPrefix(p, "/"), "/") {
+		if strings.HasPrefix(seg, ".") && seg != ".well-known" {
+			return false
+		}
+	}
+	return true
+}
+
 // ValidSiteName reports whether name is a DNS label: 1-63 of [a-z0-9-],
 // not starting or ending with '-', and without "--" (reserved for preview
 // hosts "<deploy>--<site>").

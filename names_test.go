@@ -61,3 +61,27 @@ func FuzzCleanPath(f *testing.F) {
 		}
 	})
 }
+
+func TestPublished(t *testing.T) {
+	for _, tc := range []struct {
+		path string
+		want bool
+	}{
+		{"/index.html", true},
+		{"index.html", true},
+		{"/.well-known/security.txt", true},
+		{"/a/.well-known/x", true},
+		{"/a.b/c..d", true},
+		{"/.env", false},
+		{".env", false},
+		{"/.git/config", false},
+		{"/assets/.DS_Store", false},
+		{"/a/.hidden/b.html", false},
+		{"/.well-known-not/x", false},
+		{"/.well-known/.secret", false},
+	} {
+		if got := Published(tc.path); got != tc.want {
+			t.Errorf("Published(%q) = %v, want %v", tc.path, got, tc.want)
+		}
+	}
+}

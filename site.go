@@ -21,6 +21,57 @@ type Site struct {
 	Published string    `json:"published,omitempty"` // id of the live deploy, "" if none
 	Created   time.Time `json:"created"`
 	Retain    int       `json:"retain"` // deploys kept for rollback
+	// Per-site limits set by an admin; 0 (and a record written before
+	// they existed) means the cluster's default (EffectiveLimits).
+	MaxBytes     int64 `json:"max_bytes,omitempty"`     // identity bytes of one deploy
+	MaxUploading int   `json:"max_uploading,omitempty"` // deploys in state uploading at once
+	MaxFiles     int   `json:"max_files,omitempty"`     // files of one deploy
+}
+
+// SiteLimits are the limits a site's deploys are held to: the cluster's
+// defaults (flags of `atoll server`), or the site's own where an admin set
+// them.
+type SiteLimits struct {
+	MaxBytes     int64 `json:"max_bytes"`     // total identity bytes of one deploy (413 beyond)
+	MaxUploading int   `json:"max_uploading"` // deploys uploading at once (429 beyond)
+	MaxFiles     int   `json:"max_files"`     // files of one deploy (413 beyond)
+}
+
+// Limits returns the limits s is held to: its own where set, else def's.
+func (s Site) Limits(def SiteLimits) SiteLimits {
+	if s.MaxBytes > 0 {
+		def.MaxBytes = s.MaxBytes
+	}
+	if s.MaxUploading > 0 {
+		def.MaxUploading = s.MaxUploading
+	}
+	if s.MaxFiles > 0 {
+		def.MaxFiles = s.MaxFiles
+	}
+	return def
+}
+
+// CheckSiteLimits accepts per-site limits as an update gives them: nil
+// keeps the site's, 0 means the cluster default, negative is refused.
+func CheckSiteLimits(maxBytes *int64, maxUploading, maxFiles *int) error {
+	if maxBytes != nil && *maxBytes < 0 || maxUploading != nil && *maxUploading < 0 || maxFiles != nil && *maxFiles < 0 {
+		return fmt.Errorf("%w: site limits must not be negative (0 means the cluster default)", ErrInvalid)
+	}
+	return nil
+}
+
+// SetLimits applies limits CheckSiteLimits accepted: each one not nil
+// replaces the site's.
+func (s *Site) SetLimits(maxBytes *int64, maxUploading, maxFiles *int) {
+	if maxBytes != nil {
+		s.MaxBytes = *maxBytes
+	}
+	if maxUploading != nil {
+		s.MaxUploading = *maxUploading
+	}
+	if maxFiles != nil {
+		s.MaxFiles = *maxFiles
+	}
 }
 
 // DeployState is where a deploy is in its life.

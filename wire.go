@@ -28,10 +28,14 @@ type CreateSiteRequest struct {
 }
 
 // UpdateSiteRequest is the body of PATCH /v1/sites/{site}. A field left out
-// keeps its value; "domains": [] removes every custom domain.
+// keeps its value; "domains": [] removes every custom domain. The limits
+// (Site.MaxBytes, MaxUploading, MaxFiles) take 0 for "the cluster default".
 type UpdateSiteRequest struct {
-	Domains *[]string `json:"domains,omitempty"`
-	Retain  *int      `json:"retain,omitempty"`
+	Domains      *[]string `json:"domains,omitempty"`
+	Retain       *int      `json:"retain,omitempty"`
+	MaxBytes     *int64    `json:"max_bytes,omitempty"`
+	MaxUploading *int      `json:"max_uploading,omitempty"`
+	MaxFiles     *int      `json:"max_files,omitempty"`
 }
 
 // SiteList is the body of GET /v1/sites, sites ordered by name.
@@ -51,9 +55,13 @@ type CreateDeployRequest struct {
 // PUT /v1/blobs/{hash}. URL is
 // the site's live address and PreviewURL this deploy's own address
 // (<id>--<site>); both are empty when the node has no SiteURL configured.
+// Skipped, in the answer to a create, counts the files left out because
+// they are not Published (dot-files and dot-directories); `atoll deploy`
+// adds those it left out itself.
 type DeployResponse struct {
 	Deploy
 	Required   []string `json:"required,omitzero"`
+	Skipped    int      `json:"skipped,omitempty"`
 	URL        string   `json:"url,omitempty"`
 	PreviewURL string   `json:"preview_url,omitempty"`
 }

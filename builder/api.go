@@ -88,8 +88,14 @@ type Config struct {
 	// MaxJSONBytes bounds a JSON request body (a manifest of a million files
 	// is ~100 MiB).
 	MaxJSONBytes int64
-	// MaxFiles bounds the files of one deploy.
+	// MaxFiles bounds the files of one deploy, unless the site has its own
+	// limit (atoll.Site.MaxFiles).
 	MaxFiles int
+	// SiteMaxBytes bounds the total identity bytes of one deploy, and
+	// SiteMaxUploading the deploys a site may have uploading at once,
+	// unless the site has its own (atoll.Site.MaxBytes, MaxUploading).
+	SiteMaxBytes     int64
+	SiteMaxUploading int
 	// TempDir holds tar uploads while they are checked; created if missing.
 	TempDir string
 	// Logger receives server-side failures; tokens are never logged.
@@ -105,6 +111,9 @@ func DefaultConfig() Config {
 		MaxJSONBytes: 128 << 20,
 		MaxFiles:     1_000_000,
 		TempDir:      os.TempDir(),
+
+		SiteMaxBytes:     4 << 30,
+		SiteMaxUploading: 8,
 	}
 }
 
@@ -117,6 +126,9 @@ type API struct {
 	log   *slog.Logger
 	// confirmed remembers create-time blob checks (confirmed.go).
 	confirmed *confirmations
+	// creating counts, per site, the deploy creates this node is serving
+	// (limits.go).
+	creating *inFlight
 }
 
 // New checks cfg and returns the API. Zero limits take DefaultConfig's
@@ -126,7 +138,7 @@ func New(cfg Config, meta Meta, blobs Blobs) (*API, error) {
 		return nil, errors.New("builder: meta and blobs are required")
 	}
 	def := DefaultConfig()
-	if cfg.MaxBlobBytes < 0 || cfg.MaxTarBytes < 0 || cfg.MaxJSONBytes < 0 || cfg.MaxFiles < 0 {
+	if cfg.MaxBlobBytes < 0 || cfg.MaxTarBytes < 0 || cfg.MaxJSONBytes < 0 || cfg.MaxFiles < 0 || cfg.SiteMaxBytes < 0 || cfg.SiteMaxUploading < 0 {
 		return nil, errors.New("builder: limits must not be negative")
 	}
 	if cfg.MaxBlobBytes == 0 {
@@ -141,6 +153,12 @@ func New(cfg Config, meta Meta, blobs Blobs) (*API, error) {
 	if cfg.MaxFiles == 0 {
 		cfg.MaxFiles = def.MaxFiles
 	}
+	if cfg.SiteMaxBytes == 0 {
+		cfg.SiteMaxBytes = def.SiteMaxBytes
+	}
+	if cfg.SiteMaxUploading == 0 {
+		cfg.SiteMaxUploading = def.SiteMaxUploading
+	}
 	if cfg.TempDir == "" {
 		cfg.TempDir = def.TempDir
 	}
@@ -152,7 +170,7 @@ func New(cfg Config, meta Meta, blobs Blobs) (*API, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &API{cfg: cfg, meta: meta, blobs: blobs, log: log.With("component", "builder"), confirmed: newConfirmations()}, nil
+	return &API{cfg: cfg, meta: meta, blobs: blobs, log: log.With("component", "builder"), confirmed: newConfirmations(), creating: newInFlight()}, nil
 }
 
 // Scope is who may call a route of a node's API. The table of routes

@@ -40,6 +40,12 @@ func (a *API) createDeploy(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	release, err := a.admit(site, a.limits(site))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	defer release()
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	switch mt {
 	case "application/json":
@@ -71,7 +77,8 @@ func (a *API) createDigestDeploy(w http.ResponseWriter, r *http.Request, site at
 		return
 	}
 	body := http.MaxBytesReader(w, r.Body, a.cfg.MaxJSONBytes)
-	files, err := parseManifest(body, a.cfg.MaxFiles)
+	lim := a.limits(site)
+	files, skipped, err := parseManifest(body, site.Name, lim.MaxFiles)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -90,6 +97,9 @@ func (a *API) createDigestDeploy(w http.ResponseWriter, r *http.Request, site at
 		for _, f := range files {
 			c.bytes += sizes[f.Hash]
 		}
+		if c.err == nil && c.bytes > lim.MaxBytes { // already over with only the blobs stored
+			c.err = tooManyBytes(site.Name, lim.MaxBytes)
+		}
 		checked <- c
 	}()
 	d, check, err := a.recordDeploy(r.Context(), site.Name, files, checked, false)
@@ -100,7 +110,7 @@ func (a *API) createDigestDeploy(w http.ResponseWriter, r *http.Request, site at
 	a.confirmed.remember(d.ID, membership, check.missing, check.bytes)
 	a.log.Info("deploy created", "site", site.Name, "deploy", d.ID, "files", len(files), "required", len(check.missing))
 	resp := a.deployResponse(d)
-	resp.Required = check.missing
+	resp.Required, resp.Skipped = check.missing, skipped
 	if resp.Required == nil {
 		resp.Required = []string{} // "required": [] tells the client there is nothing to upload
 	}
@@ -353,7 +363,8 @@ func (a *API) markReady(ctx context.Context, d atoll.Deploy) (atoll.Deploy, erro
 // checkManifest stats every blob of d's manifest, or, when this node created
 // d moments ago under the same membership, only the blobs its create step
 // did not find stored (confirmed.go). It answers 409 with the missing
-// hashes, or the deploy's total identity bytes.
+// hashes, or the deploy's total identity bytes; an uploading deploy over its
+// site's byte limit is failed and answered 413 (checkBytes).
 func (a *API) checkManifest(ctx context.Context, d atoll.Deploy) (int64, error) {
 	if d.Received < d.Files {
 		w := errorf(http.StatusServiceUnavailable,
@@ -401,6 +412,9 @@ func (a *API) checkManifest(ctx context.Context, d atoll.Deploy) (int64, error) 
 	total := known
 	for h, n := range uses {
 		total += n * sizes[h] // 0 for the hashes not asked: they are in known
+	}
+	if d.State == atoll.StateUploading {
+		return total, a.checkBytes(ctx, d, total)
 	}
 	return total, nil
 }

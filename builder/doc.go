@@ -76,16 +76,23 @@
 // 400 bad input (names, paths, hashes, JSON, archives), 401 auth, 403 a
 // deploy token outside its site, 404 unknown
 // site or deploy, 409 name or domain taken and blobs missing, 413 over a
-// limit, 415 unsupported Content-Type, 503 (with Retry-After) when the
-// cluster has no leader, 500 for anything else (logged, not shown).
+// limit, 415 unsupported Content-Type, 429 the site has its limit of
+// deploys uploading, 503 (with Retry-After) when the cluster has no leader,
+// 500 for anything else (logged, not shown).
+//
+// Site limits (limits.go): each site's deploys are held to
+// atoll.SiteLimits, Config's defaults or the site's own (set by an admin
+// with PATCH): bytes per deploy, deploys uploading at once, files per
+// deploy. Paths atoll.Published refuses (dot-files) are left out of every
+// deploy and counted in the answer's "skipped".
 //
 // # Deploys
 //
 // Digest flow: the manifest is parsed as a stream (a million entries never
 // sit in memory twice), and every path goes through atoll.CleanPath, every
 // hash through atoll.ValidHash, duplicates after normalization ("/a" and "a",
-// or a JSON key given twice) are refused, and the file count is bounded, all
-// before the first command is applied: a bad request leaves nothing behind.
+// or a JSON key given twice) are refused, dot-files dropped, and the file
+// count is bounded, all before the first command is applied: a bad request leaves nothing behind.
 // The answer's "required" lists (sorted, unique) the hashes Blobs.Stat does
 // not find; if there are none the deploy is ready at once. The id is 10
 // random characters of [a-z0-9] drawn before CreateDeploy, so a retried
@@ -100,7 +107,9 @@
 // headers skipped; a corrupt tar or gzip stream is a 400) and hash every
 // file, and only then read a second time to store the blobs the cluster
 // lacks, each once. Per-file and total decompressed sizes are bounded by
-// MaxBlobBytes and MaxTarBytes, so a small gzip cannot expand without end.
+// MaxBlobBytes and MaxTarBytes, and the published files by the site's bytes
+// per deploy, as the stream is read, so a small gzip cannot expand without
+// end.
 // The deploy is recorded ready (and published with ?publish=true).
 //
 // Finalize and publish check every blob of the manifest with Blobs.Stat; a

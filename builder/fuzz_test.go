@@ -71,7 +71,7 @@ func FuzzTarManifest(f *testing.F) {
 
 	lim := tarLimits{maxFiles: 1000, maxFileBytes: 1 << 20, maxTotal: 4 << 20}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		entries, err := scanTar(bytes.NewReader(data), lim)
+		entries, _, err := scanTar(bytes.NewReader(data), lim)
 		if err != nil {
 			var ae *apiError
 			if !errors.As(err, &ae) || ae.status/100 != 4 || ae.body.Error == "" {
@@ -114,7 +114,7 @@ func FuzzManifestJSON(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		files, err := parseManifest(strings.NewReader(s), 1000)
+		files, _, err := parseManifest(strings.NewReader(s), "test", 1000)
 		if err != nil {
 			var ae *apiError
 			if !errors.As(err, &ae) || ae.status/100 != 4 {

@@ -77,24 +77,29 @@ const maxInterned = 1 << 16
 // a million-entry manifest never sits in memory twice, and checks every
 // entry: paths go through atoll.CleanPath, hashes through atoll.ValidHash, two
 // names of the same path (also "/a" and "a", or a key repeated in the JSON)
-// are refused, and more than maxFiles entries is a 413. It returns the
-// entries sorted by normalized path.
+// are refused, and more than maxFiles entries is a 413 (site names the
+// site in its message). Entries whose path is not atoll.Published are
+// dropped and counted. It returns the entries sorted by normalized path and
+// the count dropped.
 //
 // Memory: a million entries are a million paths and hashes, held once, in
 // the slice returned (sorted in place); the rare names sent in another form
 // than their clean path are kept on the side, only to name duplicates.
-func parseManifest(r io.Reader, maxFiles int) ([]atoll.File, error) {
-	m := &manifestParser{dec: json.NewDecoder(r), maxFiles: maxFiles, interned: make(map[string]string)}
+func parseManifest(r io.Reader, site string, maxFiles int) ([]atoll.File, int, error) {
+	m := &manifestParser{dec: json.NewDecoder(r), site: site, maxFiles: maxFiles, interned: make(map[string]string)}
 	if err := m.readBody(); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return m.sorted()
+	files, err := m.sorted()
+	return files, m.skipped, err
 }
 
 // manifestParser holds what parseManifest has read so far.
 type manifestParser struct {
 	dec      *json.Decoder
+	site     string
 	maxFiles int
+	skipped  int // entries not atoll.Published
 	entries  []atoll.File
 	renamed  []atoll.File // {Path, the name as sent} where they differ
 	// interned shares one string per distinct hash among the entries (sites
@@ -171,15 +176,19 @@ func (m *manifestParser) readFiles() error {
 
 // add checks one entry as sent and keeps it under its clean path.
 func (m *manifestParser) add(name, hash string) error {
-	if len(m.entries) >= m.maxFiles {
-		return errorf(http.StatusRequestEntityTooLarge, "too many files: a deploy holds at most %d", m.maxFiles)
-	}
 	p, err := atoll.CleanPath(name)
 	if err != nil {
 		return errorf(http.StatusBadRequest, "invalid file %s", pathProblem(err))
 	}
 	if !atoll.ValidHash(hash) {
 		return errorf(http.StatusBadRequest, "file %q: %q is not a SHA-256 in lowercase hex (64 characters of 0-9a-f)", name, hash)
+	}
+	if !atoll.Published(p) {
+		m.skipped++
+		return nil
+	}
+	if len(m.entries) >= m.maxFiles {
+		return tooManyFiles(m.site, m.maxFiles)
 	}
 	if name != p {
 		m.renamed = append(m.renamed, atoll.File{Path: p, Hash: name})

@@ -32,7 +32,7 @@ func TestParseManifestLarge(t *testing.T) {
 		fmt.Fprintf(&b, "%q:%q", name, h)
 	}
 	b.WriteString(`}}`)
-	files, err := parseManifest(strings.NewReader(b.String()), n)
+	files, _, err := parseManifest(strings.NewReader(b.String()), "test", n)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func TestParseManifestDuplicateNames(t *testing.T) {
 		{"renamed twice", `{"files":{"a":"` + h + `","/b":"` + h + `","a":"` + h + `"}}`, `"a" and "a" are the same file "/a"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := parseManifest(strings.NewReader(tc.body), 10)
+			_, _, err := parseManifest(strings.NewReader(tc.body), "test", 10)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("parseManifest = %v, want an error containing %s", err, tc.want)
 			}

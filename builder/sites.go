@@ -107,6 +107,11 @@ func (a *API) updateSite(w http.ResponseWriter, r *http.Request) {
 		}
 		cmd.Retain = *req.Retain
 	}
+	cmd.MaxBytes, cmd.MaxUploading, cmd.MaxFiles = req.MaxBytes, req.MaxUploading, req.MaxFiles
+	if err := atoll.CheckSiteLimits(req.MaxBytes, req.MaxUploading, req.MaxFiles); err != nil {
+		a.fail(w, r, err)
+		return
+	}
 	if err := a.meta.Apply(r.Context(), cmd); err != nil {
 		if errors.Is(err, atoll.ErrConflict) {
 			err = errorf(http.StatusConflict, "a domain is already used by another site: %v", err)
@@ -118,6 +123,8 @@ func (a *API) updateSite(w http.ResponseWriter, r *http.Request) {
 	if cmd.Retain > 0 {
 		site.Retain = cmd.Retain
 	}
+	site.SetLimits(req.MaxBytes, req.MaxUploading, req.MaxFiles)
+	a.log.Info("site updated", "site", site.Name, "max_bytes", site.MaxBytes, "max_uploading", site.MaxUploading, "max_files", site.MaxFiles)
 	WriteJSON(w, http.StatusOK, withDomains(site))
 }
 

@@ -27,9 +27,17 @@ type tarEntry struct {
 
 // tarLimits bounds what scanTar accepts.
 type tarLimits struct {
-	maxFiles     int
-	maxFileBytes int64 // one member, decompressed
-	maxTotal     int64 // all members, decompressed: a small gzip must not expand without end
+	site         string // named in the errors of the site's own limits
+	maxFiles     int    // the site's files per deploy
+	maxFileBytes int64  // one member, decompressed
+	maxTotal     int64  // all members, decompressed: a small gzip must not expand without end
+	siteBytes    int64  // the site's bytes per deploy; 0: maxTotal alone
+}
+
+// tarLimits returns the limits of a tar upload to site.
+func (a *API) tarLimits(site atoll.Site) tarLimits {
+	lim := a.limits(site)
+	return tarLimits{site: site.Name, maxFiles: lim.MaxFiles, maxFileBytes: a.cfg.MaxBlobBytes, maxTotal: a.cfg.MaxTarBytes, siteBytes: lim.MaxBytes}
 }
 
 // createTarDeploy serves a one-shot upload. The body is spooled to a temp
@@ -53,11 +61,11 @@ func (a *API) createTarDeploy(w http.ResponseWriter, r *http.Request, site atoll
 		return
 	}
 
-	lim := tarLimits{maxFiles: a.cfg.MaxFiles, maxFileBytes: a.cfg.MaxBlobBytes, maxTotal: a.cfg.MaxTarBytes}
 	var entries []tarEntry
+	var skipped int
 	err = readArchive(spool, gzipped, func(tr io.Reader) error {
 		var err error
-		entries, err = scanTar(tr, lim)
+		entries, skipped, err = scanTar(tr, a.tarLimits(site))
 		return err
 	})
 	if err != nil {
@@ -90,8 +98,10 @@ func (a *API) createTarDeploy(w http.ResponseWriter, r *http.Request, site atoll
 		a.fail(w, r, err)
 		return
 	}
-	a.log.Info("deploy uploaded", "site", site.Name, "deploy", d.ID, "files", len(files), "bytes", total, "published", publish)
-	WriteJSON(w, http.StatusCreated, a.deployResponse(d))
+	a.log.Info("deploy uploaded", "site", site.Name, "deploy", d.ID, "files", len(files), "skipped", skipped, "bytes", total, "published", publish)
+	resp := a.deployResponse(d)
+	resp.Skipped = skipped
+	WriteJSON(w, http.StatusCreated, resp)
 }
 
 // spoolWriteError marks a failure to write the spool file (a server-side
@@ -156,11 +166,15 @@ func readArchive(f *os.File, gzipped bool, fn func(io.Reader) error) error {
 // skipped). A leading "./" is stripped from names, then every name must pass
 // atoll.CleanPath; absolute names, "..", duplicates (also "a" and "./a"),
 // links, devices, FIFOs and sparse files are refused, naming the member.
-// Every error is an *apiError (400, or 413 past a limit).
-func scanTar(r io.Reader, lim tarLimits) ([]tarEntry, error) {
+// Regular files whose path is not atoll.Published are left out, unread,
+// and counted (their size still counts against lim.maxTotal). Every error
+// is an *apiError (400, or 413 past a limit), raised as soon as the stream
+// crosses the limit.
+func scanTar(r io.Reader, lim tarLimits) ([]tarEntry, int, error) {
 	tr := tar.NewReader(r)
 	var entries []tarEntry
-	var total int64
+	var total, published int64
+	skipped := 0
 	h := sha256.New()
 	for {
 		hdr, err := tr.Next()
@@ -168,7 +182,7 @@ func scanTar(r io.Reader, lim tarLimits) ([]tarEntry, error) {
 			break
 		}
 		if err != nil && !(errors.Is(err, tar.ErrInsecurePath) && hdr != nil) {
-			return nil, corrupt(err)
+			return nil, 0, corrupt(err)
 		}
 		bad := func(format string, args ...any) error {
 			return errorf(http.StatusBadRequest, "archive member %q: %s", hdr.Name, fmt.Sprintf(format, args...))
@@ -178,59 +192,70 @@ func scanTar(r io.Reader, lim tarLimits) ([]tarEntry, error) {
 			continue
 		case tar.TypeDir:
 			if _, err := memberPath(hdr.Name, true); err != nil {
-				return nil, bad("%v", err)
+				return nil, 0, bad("%v", err)
 			}
 			continue
 		case tar.TypeReg:
 		case tar.TypeSymlink:
-			return nil, bad("is a symbolic link (to %q); only regular files and directories are allowed", hdr.Linkname)
+			return nil, 0, bad("is a symbolic link (to %q); only regular files and directories are allowed", hdr.Linkname)
 		case tar.TypeLink:
-			return nil, bad("is a hard link (to %q); only regular files and directories are allowed", hdr.Linkname)
+			return nil, 0, bad("is a hard link (to %q); only regular files and directories are allowed", hdr.Linkname)
 		case tar.TypeChar, tar.TypeBlock:
-			return nil, bad("is a device; only regular files and directories are allowed")
+			return nil, 0, bad("is a device; only regular files and directories are allowed")
 		case tar.TypeFifo:
-			return nil, bad("is a FIFO; only regular files and directories are allowed")
+			return nil, 0, bad("is a FIFO; only regular files and directories are allowed")
 		case tar.TypeGNUSparse:
-			return nil, bad("is a sparse file; create the archive without --sparse")
+			return nil, 0, bad("is a sparse file; create the archive without --sparse")
 		default:
-			return nil, bad("has unsupported type %q; only regular files and directories are allowed", hdr.Typeflag)
+			return nil, 0, bad("has unsupported type %q; only regular files and directories are allowed", hdr.Typeflag)
 		}
 		p, err := memberPath(hdr.Name, false)
 		if err != nil {
-			return nil, bad("%v", err)
-		}
-		if len(entries) >= lim.maxFiles {
-			return nil, errorf(http.StatusRequestEntityTooLarge, "too many files: a deploy holds at most %d", lim.maxFiles)
-		}
-		if hdr.Size > lim.maxFileBytes {
-			return nil, errorf(http.StatusRequestEntityTooLarge, "archive member %q is %d bytes, over the limit of %d per file",
-				hdr.Name, hdr.Size, lim.maxFileBytes)
+			return nil, 0, bad("%v", err)
 		}
 		if total += hdr.Size; total > lim.maxTotal {
-			return nil, errorf(http.StatusRequestEntityTooLarge, "archive holds more than %d bytes of files", lim.maxTotal)
+			return nil, 0, errorf(http.StatusRequestEntityTooLarge, "archive holds more than %d bytes of files", lim.maxTotal)
+		}
+		if !atoll.Published(p) {
+			skipped++
+			continue
+		}
+		published += hdr.Size
+		if lim.siteBytes > 0 && published > lim.siteBytes {
+			return nil, 0, tooManyBytes(lim.site, lim.siteBytes)
+		}
+		if len(entries) >= lim.maxFiles {
+			return nil, 0, tooManyFiles(lim.site, lim.maxFiles)
+		}
+		if hdr.Size > lim.maxFileBytes {
+			return nil, 0, errorf(http.StatusRequestEntityTooLarge, "archive member %q is %d bytes, over the limit of %d per file",
+				hdr.Name, hdr.Size, lim.maxFileBytes)
 		}
 		h.Reset()
 		n, err := io.Copy(h, tr)
 		if err != nil {
-			return nil, corrupt(err)
+			return nil, 0, corrupt(err)
 		}
 		if n != hdr.Size { // archive/tar guarantees this; keep sizes honest regardless
-			return nil, corrupt(io.ErrUnexpectedEOF)
+			return nil, 0, corrupt(io.ErrUnexpectedEOF)
 		}
 		entries = append(entries, tarEntry{name: hdr.Name, File: atoll.File{Path: p, Hash: hex.EncodeToString(h.Sum(nil))}, size: n})
 	}
 	if len(entries) == 0 {
-		return nil, errorf(http.StatusBadRequest, "the archive contains no files")
+		if skipped > 0 {
+			return nil, 0, errorf(http.StatusBadRequest, "the archive contains no files to publish: its %d files are all dot-files, which are not published", skipped)
+		}
+		return nil, 0, errorf(http.StatusBadRequest, "the archive contains no files")
 	}
 	sorted := slices.Clone(entries)
 	slices.SortStableFunc(sorted, func(a, b tarEntry) int { return cmp.Compare(a.Path, b.Path) })
 	for i := 1; i < len(sorted); i++ {
 		if sorted[i].Path == sorted[i-1].Path {
-			return nil, errorf(http.StatusBadRequest, "archive members %q and %q are the same file %q",
+			return nil, 0, errorf(http.StatusBadRequest, "archive members %q and %q are the same file %q",
 				sorted[i-1].name, sorted[i].name, sorted[i].Path)
 		}
 	}
-	return entries, nil
+	return entries, skipped, nil
 }
 
 // memberPath normalizes a tar member name to a manifest path. Directories
@@ -251,6 +276,12 @@ func memberPath(name string, dir bool) (string, error) {
 		return "", errors.New(pathProblem(err))
 	}
 	return p, nil
+}
+
+// unpublished reports whether scanTar leaves the regular member name out.
+func unpublished(name string) bool {
+	p, err := memberPath(name, false)
+	return err == nil && !atoll.Published(p)
 }
 
 func corrupt(err error) error {
@@ -284,7 +315,7 @@ func (a *API) ingestTar(r *http.Request, rd io.Reader, entries []tarEntry) error
 		if err != nil && !(errors.Is(err, tar.ErrInsecurePath) && hdr != nil) {
 			return corrupt(err)
 		}
-		if hdr.Typeflag != tar.TypeReg {
+		if hdr.Typeflag != tar.TypeReg || unpublished(hdr.Name) {
 			continue
 		}
 		if i >= len(entries) || entries[i].name != hdr.Name {

@@ -49,7 +49,9 @@
 // change and every RepairInterval: each node hands its non-owned blobs to
 // owners that lack them; the leader takes a census of what the owners
 // really hold and has each owner pull what it lacks. Unreferenced blobs
-// are deleted after GCGrace. Drain marks a node draining (no longer an
+// are deleted after GCGrace. The leader fails deploys still uploading
+// DeployExpiry after their creation (expire.go), so abandoned uploads stop
+// holding their blobs. Drain marks a node draining (no longer an
 // owner) and waits for the census and its own hand-over to move its blobs;
 // remove is refused while a referenced blob has no copy on another core
 // node.

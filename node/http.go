@@ -56,6 +56,12 @@ func (n *Node) startAPI() error {
 	if n.cfg.MaxFiles > 0 {
 		bcfg.MaxFiles = n.cfg.MaxFiles
 	}
+	if n.cfg.SiteMaxBytes > 0 {
+		bcfg.SiteMaxBytes = n.cfg.SiteMaxBytes
+	}
+	if n.cfg.SiteMaxUploading > 0 {
+		bcfg.SiteMaxUploading = n.cfg.SiteMaxUploading
+	}
 	api, err := builder.New(bcfg, meta{n.store, n}, blobs{n})
 	if err != nil {
 		return fmt.Errorf("builder api: %w", err)

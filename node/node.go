@@ -71,6 +71,9 @@ type Config struct {
 	FetchTimeout time.Duration
 	// GCGrace is how long a blob no deploy references is kept.
 	GCGrace time.Duration
+	// DeployExpiry is how long a deploy may stay uploading: the leader
+	// fails it after that (expire.go).
+	DeployExpiry time.Duration
 	// RaftTimeout is Raft's heartbeat and election timeout: how long
 	// followers wait for a silent leader before electing another. Zero
 	// keeps raft.DefaultConfig's.
@@ -90,7 +93,11 @@ type Config struct {
 	MaxBlobBytes int64
 	MaxTarBytes  int64
 	MaxJSONBytes int64 // a JSON request body, such as a deploy's manifest
-	MaxFiles     int   // files in one deploy
+	MaxFiles     int   // files in one deploy, unless the site has its own limit
+	// Per-site limits, unless the site has its own (atoll.Site): the
+	// identity bytes of one deploy and the deploys uploading at once.
+	SiteMaxBytes     int64
+	SiteMaxUploading int
 
 	// HTTPLimits are the API's and the edge's timeouts and header limits
 	// (limits.go).
@@ -138,6 +145,7 @@ func DefaultConfig() Config {
 		RepairInterval: 5 * time.Minute,
 		FetchTimeout:   3 * time.Second,
 		GCGrace:        time.Hour,
+		DeployExpiry:   time.Hour,
 
 		ScrubRate:     32 << 20,
 		ScrubInterval: 24 * time.Hour,
@@ -147,6 +155,9 @@ func DefaultConfig() Config {
 		MaxTarBytes:  limits.MaxTarBytes,
 		MaxJSONBytes: limits.MaxJSONBytes,
 		MaxFiles:     limits.MaxFiles,
+
+		SiteMaxBytes:     limits.SiteMaxBytes,
+		SiteMaxUploading: limits.SiteMaxUploading,
 
 		HTTPLimits: DefaultHTTPLimits(),
 	}
@@ -181,6 +192,12 @@ func (c *Config) validate() error {
 	}
 	if c.CacheSize < 0 || c.RepairInterval <= 0 || c.FetchTimeout <= 0 || c.GCGrace < 0 {
 		return fmt.Errorf("%w: cache size, repair interval, fetch timeout and gc grace must be positive", ErrConfig)
+	}
+	if c.DeployExpiry == 0 {
+		c.DeployExpiry = DefaultConfig().DeployExpiry
+	}
+	if c.DeployExpiry < 0 || c.SiteMaxBytes < 0 || c.SiteMaxUploading < 0 {
+		return fmt.Errorf("%w: deploy expiry and site limits must be positive", ErrConfig)
 	}
 	if c.ScrubRate <= 0 || c.ScrubInterval <= 0 || c.MinFreeBytes < 0 {
 		return fmt.Errorf("%w: scrub rate and interval must be positive, min free bytes not negative", ErrConfig)
@@ -300,6 +317,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	go n.watchRemoval()
 	go n.repairLoop()
 	go n.evictLoop()
+	go n.expireLoop()
 	n.scrub.Start()
 	n.log.Info("node started", "id", n.cfg.ID, "role", cfg.Role,
 		"api", n.APIURL(), "edge", n.EdgeURL(), "raft", cfg.RaftAddr)

@@ -154,6 +154,9 @@ func (a *applier) updateSite(c UpdateSite) error {
 	if err := atoll.CheckRetain(c.Retain); err != nil {
 		return err
 	}
+	if err := atoll.CheckSiteLimits(c.MaxBytes, c.MaxUploading, c.MaxFiles); err != nil {
+		return err
+	}
 	domains, err := atoll.CheckDomains(c.Domains)
 	if err != nil {
 		return err
@@ -189,6 +192,7 @@ func (a *applier) updateSite(c UpdateSite) error {
 	if c.Retain > 0 {
 		s.Retain = c.Retain
 	}
+	s.SetLimits(c.MaxBytes, c.MaxUploading, c.MaxFiles)
 	return a.put(bucketSites, c.Name, s)
 }
 

@@ -219,7 +219,28 @@ func TestUpdateSite(t *testing.T) {
 		{name: "domain of another site", cmd: UpdateSite{Name: "blog", Domains: []string{"shop.example.com"}}, want: atoll.ErrConflict},
 		{name: "invalid domain", cmd: UpdateSite{Name: "blog", Domains: []string{"bad domain"}}, want: atoll.ErrInvalid},
 		{name: "invalid retain", cmd: UpdateSite{Name: "blog", Retain: -2}, want: atoll.ErrInvalid},
+		{name: "negative limit", cmd: UpdateSite{Name: "blog", MaxFiles: new(-1)}, want: atoll.ErrInvalid},
 	})
+}
+
+// TestUpdateSiteLimits: a limit given replaces the site's (0: back to the
+// cluster default), one left out (nil, as in every UpdateSite written
+// before limits existed) keeps it.
+func TestUpdateSiteLimits(t *testing.T) {
+	h := newFSM(t)
+	h.must(CreateSite{Name: "blog", Created: t0})
+	if s := h.site("blog"); s.MaxBytes != 0 || s.MaxUploading != 0 || s.MaxFiles != 0 {
+		t.Fatalf("new site has limits %+v, want none (the cluster defaults)", s)
+	}
+	h.must(UpdateSite{Name: "blog", MaxBytes: new(int64(1 << 20)), MaxUploading: new(2), MaxFiles: new(50)})
+	h.must(UpdateSite{Name: "blog", Retain: 3}) // no limits: kept
+	if s := h.site("blog"); s.MaxBytes != 1<<20 || s.MaxUploading != 2 || s.MaxFiles != 50 || s.Retain != 3 {
+		t.Fatalf("after an update without limits: %+v, want 1MiB/2/50 kept", s)
+	}
+	h.must(UpdateSite{Name: "blog", MaxUploading: new(0)})
+	if s := h.site("blog"); s.MaxBytes != 1<<20 || s.MaxUploading != 0 || s.MaxFiles != 50 {
+		t.Fatalf("after max_uploading 0: %+v, want it back to the default, the others kept", s)
+	}
 }
 
 func TestDeleteSite(t *testing.T) {

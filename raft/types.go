@@ -63,11 +63,16 @@ type CreateSite struct {
 }
 
 // UpdateSite replaces a site's custom domains and, when Retain > 0, its
-// retention.
+// retention. Each limit, when not nil, replaces the site's (0: back to the
+// cluster default); nil keeps it, so a command without them (as every
+// UpdateSite written before they existed) leaves the limits alone.
 type UpdateSite struct {
-	Name    string   `json:"name"`
-	Domains []string `json:"domains"`
-	Retain  int      `json:"retain,omitempty"`
+	Name         string   `json:"name"`
+	Domains      []string `json:"domains"`
+	Retain       int      `json:"retain,omitempty"`
+	MaxBytes     *int64   `json:"max_bytes,omitempty"`
+	MaxUploading *int     `json:"max_uploading,omitempty"`
+	MaxFiles     *int     `json:"max_files,omitempty"`
 }
 
 // DeleteSite removes a site, its domains, deploys and manifests.

@@ -10,8 +10,10 @@ import (
 // Referenced returns the distinct blobs of every retained deploy that has
 // not failed. A blob maps to true when only uploads in progress (deploys
 // still uploading) name it: the client may not have sent it yet, or may
-// have given up (an abandoned upload stays uploading until someone fails
-// it), so its absence from every node is no loss.
+// have given up, so its absence from every node is no loss. An abandoned
+// upload stays uploading until the leader fails it at the deploy expiry
+// (node's DeployExpiry); from then on it references nothing, and its blobs
+// are garbage once no other deploy names them.
 func (r *Repairer) Referenced(ctx context.Context) (map[string]bool, error) {
 	ref := make(map[string]bool)
 	sites, err := r.meta.Sites()

@@ -175,6 +175,12 @@ func (c *Client) UpdateSite(ctx context.Context, name string, domains []string, 
 	if retain != 0 {
 		req.Retain = &retain
 	}
+	return c.PatchSite(ctx, name, req)
+}
+
+// PatchSite changes the settings req gives of a site, among them its own
+// limits (admin only), and returns the site as updated.
+func (c *Client) PatchSite(ctx context.Context, name string, req atoll.UpdateSiteRequest) (atoll.Site, error) {
 	var site atoll.Site
 	err := c.doJSON(ctx, "PATCH", "/v1/sites/"+url.PathEscape(name), req, &site)
 	return site, err

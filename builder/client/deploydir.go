@@ -76,9 +76,10 @@ type localFile struct {
 // lists the blobs this call uploaded.
 //
 // Which files: regular files under dir, with paths relative to dir and
-// forward slashes. Names starting with "." are skipped, files and whole
+// forward slashes. Paths atoll.Published refuses are left out and counted
+// in the answer's Skipped: names starting with ".", files and whole
 // directories alike (.git, .env, .DS_Store), except ".well-known", which the
-// web needs. Symbolic links to directories are not followed (no loops, no
+// web needs; the tar upload applies the same rule. Symbolic links to directories are not followed (no loops, no
 // surprise trees). Symbolic links to files are followed when the target is
 // inside dir (a build tool's dedup links) and refused with an error when it
 // is outside, so a deploy never publishes a file from elsewhere on the
@@ -110,20 +111,22 @@ func (c *Client) DeployDir(ctx context.Context, dir, site string, opt DeployOpti
 		return created, fmt.Errorf("deploy %s: %w", created.ID, err)
 	}
 	final.Required = created.Required
+	final.Skipped = created.Skipped + files.skipped
 	return final, nil
 }
 
 // dirFiles are the hashed files of one DeployDir.
 type dirFiles struct {
-	list   []localFile
-	byHash map[string]*localFile // the first file of each content
+	list    []localFile
+	byHash  map[string]*localFile // the first file of each content
+	skipped int                   // files left out, not atoll.Published
 }
 
 // hashDir lists the files under dir that DeployDir deploys (scanDir) and
 // hashes them, opt.Concurrency at a time, reading only the files the hash
 // cache does not know unchanged.
 func hashDir(ctx context.Context, dir string, opt DeployOptions) (dirFiles, error) {
-	files, err := scanDir(dir)
+	files, skipped, err := scanDir(dir)
 	if err != nil {
 		return dirFiles{}, err
 	}
@@ -150,7 +153,7 @@ func hashDir(ctx context.Context, dir string, opt DeployOptions) (dirFiles, erro
 			byHash[files[i].hash] = &files[i]
 		}
 	}
-	return dirFiles{list: files, byHash: byHash}, nil
+	return dirFiles{list: files, byHash: byHash, skipped: skipped}, nil
 }
 
 // fillHash sets f.hash (and f.size to the length read), from the cache when
@@ -289,25 +292,28 @@ func retryable(ctx context.Context, err error) bool {
 }
 
 // scanDir lists the files DeployDir deploys (see its documentation), sorted
-// by path, with sizes from the file system; hashes come later.
-func scanDir(dir string) ([]localFile, error) {
+// by path, with sizes from the file system; hashes come later. It also
+// returns how many files it left out because their path is not
+// atoll.Published.
+func scanDir(dir string) ([]localFile, int, error) {
 	root, err := deployRoot(dir)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	var files []localFile
+	skipped := 0
 	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
+		if path == root {
 			return err
 		}
-		if path == root {
-			return nil
-		}
-		if name := d.Name(); strings.HasPrefix(name, ".") && name != ".well-known" {
-			if d.IsDir() {
-				return filepath.SkipDir
+		if rel, _ := filepath.Rel(root, path); !atoll.Published(filepath.ToSlash(rel)) {
+			if err == nil && !d.IsDir() {
+				skipped++ // as the tar upload counts: files, those under an unpublished directory too
 			}
-			return nil
+			return nil // an unreadable unpublished directory is not an error
+		}
+		if err != nil {
+			return err
 		}
 		f, ok, err := scanEntry(root, dir, path, d)
 		if ok {
@@ -316,10 +322,10 @@ func scanDir(dir string) ([]localFile, error) {
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	slices.SortFunc(files, func(a, b localFile) int { return strings.Compare(a.path, b.path) })
-	return files, nil
+	return files, skipped, nil
 }
 
 // deployRoot returns the directory dir names, with every symbolic link on

@@ -335,8 +335,11 @@ func (c *chaos) startCluster() {
 		cfg := atolltest.NodeConfig{
 			ID: fmt.Sprintf("core%d", i), Data: filepath.Join(c.tmp, fmt.Sprintf("node%d", i)), Bootstrap: i == 1,
 			AdminToken: chaosToken,
-			// Repair runs during the faults too, not only at the end.
-			Flags: []string{"--cluster-key", chaosKey, "--repair-interval", "10s"},
+			// Repair runs during the faults too, not only at the end. A
+			// deploy cut by a fault stays uploading until it expires: the
+			// limit of those per site is not what this test checks, so it
+			// does not stop the deployers.
+			Flags: []string{"--cluster-key", chaosKey, "--repair-interval", "10s", "--site-max-uploading", "100000"},
 			Net:   c.net, NS: c.net.NodeNS(i), APIClient: c.api, EdgeClient: c.read,
 		}
 		role := "core"

@@ -55,6 +55,9 @@ func runDeploy(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	fmt.Fprintf(env.stdout, "deploy %s: %d files, %d uploaded (%s) in %s\n", d.ID, d.Files, len(d.Required),
 		humanBytes(uploadedBytes), time.Since(start).Round(time.Millisecond))
+	if d.Skipped > 0 {
+		fmt.Fprintf(env.stdout, "skipped %d dot-files (names starting with \".\", except .well-known, are not published)\n", d.Skipped)
+	}
 	if *noPublish {
 		fmt.Fprintf(env.stdout, "ready, not published\npreview:   %s\n", orDash(d.PreviewURL))
 		return nil

@@ -38,6 +38,7 @@ Usage:
   atoll node scrub ID                       check a node's blobs against their hashes now
   atoll site create NAME [--domain D]...    create a site
   atoll site list                           list sites
+  atoll site update NAME [--max-bytes S]... change a site's retention and limits
   atoll site delete NAME                    delete a site and its deploys
   atoll deploy DIR --site NAME [--no-publish]
                                             upload DIR and publish it

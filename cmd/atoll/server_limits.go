@@ -14,6 +14,9 @@ func declareLimitFlags(fs *flag.FlagSet, cfg *node.Config) {
 	sizeVar(fs, &cfg.MaxJSONBytes, "max-manifest-bytes", "`size` of a deploy's manifest, and of any JSON request body (more: 413)")
 	sizeVar(fs, &cfg.MaxBlobBytes, "max-blob-bytes", "`size` of one file of a deploy (more: 413)")
 	sizeVar(fs, &cfg.MaxTarBytes, "max-tar-bytes", "`size` of a one-shot tar upload, as sent and unpacked (more: 413)")
+	sizeVar(fs, &cfg.SiteMaxBytes, "site-max-bytes", "`size` of the files of one deploy of a site, unless an admin set the site's own (more: 413)")
+	fs.IntVar(&cfg.SiteMaxUploading, "site-max-uploading", cfg.SiteMaxUploading, "deploys one site may have uploading at once, unless an admin set the site's own (more: 429)")
+	fs.DurationVar(&cfg.DeployExpiry, "deploy-expiry", cfg.DeployExpiry, "how long a deploy may stay uploading before it fails and its blobs become collectable")
 
 	fs.DurationVar(&cfg.APIReadHeaderTimeout, "api-read-header-timeout", cfg.APIReadHeaderTimeout, "time a client has to send an API request's line and headers")
 	fs.DurationVar(&cfg.APIReadTimeout, "api-read-timeout", cfg.APIReadTimeout, "time an API request body may take on top of its size / --api-min-rate")
@@ -37,6 +40,7 @@ const maxHeaderBytes = 1 << 30
 // line and the environment are applied.
 func checkLimitFlags(fs *flag.FlagSet) error {
 	if err := checkPositive(fs, "max-files", "max-manifest-bytes", "max-blob-bytes", "max-tar-bytes",
+		"site-max-bytes", "site-max-uploading", "deploy-expiry",
 		"api-read-header-timeout", "api-read-timeout", "api-write-timeout", "api-min-rate", "api-idle-timeout", "api-max-header-bytes",
 		"edge-read-timeout", "edge-write-timeout", "edge-idle-timeout", "edge-max-header-bytes", "edge-concurrency"); err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 func declareStorageFlags(fs *flag.FlagSet, cfg *node.Config) {
 	sizeVar(fs, &cfg.ScrubRate, "scrub-rate", "`bytes` per second the scrubber reads back to check blobs against their hash, e.g. 32MiB")
 	fs.DurationVar(&cfg.ScrubInterval, "scrub-interval", cfg.ScrubInterval, "how often a full scrub pass starts ('atoll node scrub ID' runs one now)")
+	fs.DurationVar(&cfg.GCGrace, "gc-grace", cfg.GCGrace, "how long a blob no retained deploy references is kept before it is deleted")
 	sizeVar(fs, &cfg.MinFreeBytes, "min-free", "disk `space` kept free for Raft: uploads are refused (507) below it; 0 only guards a full disk")
 	fs.Uint64Var(&cfg.RaftSnapshotThreshold, "raft-snapshot-threshold", cfg.RaftSnapshotThreshold, "advanced: log entries that trigger a Raft snapshot (default 4096)")
 	fs.DurationVar(&cfg.RaftSnapshotInterval, "raft-snapshot-interval", cfg.RaftSnapshotInterval, "advanced: how often Raft checks the snapshot threshold (default 2m)")
@@ -28,6 +29,10 @@ var raftFlags = []string{"raft-snapshot-threshold", "raft-snapshot-interval", "r
 // line and the environment are applied.
 func checkStorageFlags(fs *flag.FlagSet) error {
 	if err := checkPositive(fs, "scrub-rate", "scrub-interval"); err != nil {
+		return err
+	}
+	grace, _ := numberOf(fs.Lookup("gc-grace").Value)
+	if err := checkRange(fs, "gc-grace", grace >= 0, "a duration, 0 or more"); err != nil {
 		return err
 	}
 	given := map[string]bool{}

@@ -2,18 +2,72 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/atoll-hosting/atoll"
 )
 
-// runSite handles `atoll site create|list|delete`.
+// runSite handles `atoll site create|list|update|delete`.
 func runSite(ctx context.Context, env *cliEnv, args []string) error {
 	return runGroup(ctx, env, "site", args,
 		subcommand{"create", runSiteCreate},
 		subcommand{"list", runSiteList},
+		subcommand{"update", runSiteUpdate},
 		subcommand{"delete", runSiteDelete})
+}
+
+// runSiteUpdate handles `atoll site update NAME [--retain N] [--max-bytes
+// SIZE] [--max-uploading N] [--max-files N]`: only the flags given change;
+// a limit of 0 puts the site back on the cluster default.
+func runSiteUpdate(ctx context.Context, env *cliEnv, args []string) error {
+	var cf clientFlags
+	fs := newFlagSet(env, "site update", "site update NAME [--retain N] [--max-bytes SIZE] [--max-uploading N] [--max-files N]")
+	var retain, maxUploading, maxFiles int
+	var maxBytes int64
+	fs.IntVar(&retain, "retain", 0, "deploys kept for rollback")
+	sizeVar(fs, &maxBytes, "max-bytes", "`size` of the files of one deploy of the site; 0: the cluster's --site-max-bytes")
+	fs.IntVar(&maxUploading, "max-uploading", 0, "deploys the site may have uploading at once; 0: the cluster's --site-max-uploading")
+	fs.IntVar(&maxFiles, "max-files", 0, "files one deploy of the site may hold; 0: the cluster's --max-files")
+	pos, c, err := cf.parse(fs, args, 1, "NAME")
+	if err != nil {
+		return err
+	}
+	var req atoll.UpdateSiteRequest
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "retain":
+			req.Retain = &retain
+		case "max-bytes":
+			req.MaxBytes = &maxBytes
+		case "max-uploading":
+			req.MaxUploading = &maxUploading
+		case "max-files":
+			req.MaxFiles = &maxFiles
+		}
+	})
+	if req == (atoll.UpdateSiteRequest{}) {
+		return fmt.Errorf("%w: give at least one of --retain, --max-bytes, --max-uploading, --max-files", errUsage)
+	}
+	site, err := c.PatchSite(ctx, pos[0], req)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "updated site %s: retain %d, max-bytes %s, max-uploading %s, max-files %s\n", site.Name, site.Retain,
+		orDefault(site.MaxBytes != 0, formatBytes(site.MaxBytes)), orDefault(site.MaxUploading != 0, fmt.Sprint(site.MaxUploading)),
+		orDefault(site.MaxFiles != 0, fmt.Sprint(site.MaxFiles)))
+	return nil
+}
+
+// orDefault is s when set, else "default" (the cluster's).
+func orDefault(set bool, s string) string {
+	if !set {
+		return "default"
+	}
+	return s
 }
 
 // runSiteCreate handles `atoll site create NAME [--domain D]... [--retain N]`.

@@ -1,0 +1,112 @@
+package builder
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+
+	"github.com/atoll-hosting/atoll"
+	"github.com/atoll-hosting/atoll/raft"
+)
+
+// A site's deploys are held to atoll.SiteLimits: the cluster defaults of
+// Config (SiteMaxBytes, SiteMaxUploading, MaxFiles), or the site's own where
+// an admin set them (PATCH /v1/sites/{site}). Each refusal names the limit,
+// its value and how to raise it.
+
+// limits returns the limits site's deploys are held to.
+func (a *API) limits(site atoll.Site) atoll.SiteLimits {
+	return site.Limits(atoll.SiteLimits{
+		MaxBytes:     a.cfg.SiteMaxBytes,
+		MaxUploading: a.cfg.SiteMaxUploading,
+		MaxFiles:     a.cfg.MaxFiles,
+	})
+}
+
+// admit lets a deploy create for site in, or refuses it (429) while the
+// site has as many deploys in progress as its limit allows: deploys
+// uploading in the replicated state, and creates this node is serving (a
+// tar upload is spooled and checked before its deploy exists; a create
+// whose deploy is already recorded counts twice for that moment, which
+// errs on the side of the limit). The caller calls release when the
+// create is over. Concurrent creates through different nodes may each
+// pass before the others are recorded, so across nodes the limit holds up
+// to that race; every deploy over it still expires.
+func (a *API) admit(site atoll.Site, lim atoll.SiteLimits) (release func(), err error) {
+	deploys, err := a.meta.Deploys(site.Name)
+	if err != nil {
+		return nil, err
+	}
+	n := 0
+	for _, d := range deploys {
+		if d.State == atoll.StateUploading {
+			n++
+		}
+	}
+	if !a.creating.add(site.Name, lim.MaxUploading-n) {
+		return nil, errorf(http.StatusTooManyRequests,
+			"site %q already has %d deploys in progress, its limit (--site-max-uploading; an admin raises it for the site with: atoll site update %s --max-uploading N): "+
+				"let them finish, or wait until they expire (--deploy-expiry)", site.Name, lim.MaxUploading, site.Name)
+	}
+	return func() { a.creating.done(site.Name) }, nil
+}
+
+// inFlight counts work in progress per key.
+type inFlight struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func newInFlight() *inFlight { return &inFlight{n: make(map[string]int)} }
+
+// add counts one more for key, unless key already counts room or more.
+func (f *inFlight) add(key string, room int) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n[key] >= room {
+		return false
+	}
+	f.n[key]++
+	return true
+}
+
+// done counts one less for key.
+func (f *inFlight) done(key string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n[key]--; f.n[key] <= 0 {
+		delete(f.n, key)
+	}
+}
+
+// tooManyFiles is the 413 of a deploy over its site's file limit.
+func tooManyFiles(site string, max int) *apiError {
+	return errorf(http.StatusRequestEntityTooLarge,
+		"too many files: a deploy of site %q holds at most %d (--max-files; an admin raises it for the site with: atoll site update %s --max-files N)", site, max, site)
+}
+
+// tooManyBytes is the 413 of a deploy over its site's byte limit.
+func tooManyBytes(site string, max int64) *apiError {
+	return errorf(http.StatusRequestEntityTooLarge,
+		"the deploy's files add up to more than %d bytes, the limit of site %q (--site-max-bytes; an admin raises it for the site with: atoll site update %s --max-bytes SIZE)",
+		max, site, site)
+}
+
+// checkBytes fails deploy d (best effort) and answers 413 when its total
+// identity bytes are over its site's limit.
+func (a *API) checkBytes(ctx context.Context, d atoll.Deploy, total int64) error {
+	site, err := a.site(d.Site)
+	if err != nil {
+		return err
+	}
+	lim := a.limits(site)
+	if total <= lim.MaxBytes {
+		return nil
+	}
+	e := tooManyBytes(site.Name, lim.MaxBytes)
+	if ferr := a.meta.Apply(ctx, raft.FailDeploy{Deploy: d.ID, Reason: e.Error()}); ferr != nil {
+		a.log.Warn("cannot mark deploy failed", "deploy", d.ID, "err", ferr)
+	}
+	return fmt.Errorf("deploy %s: %w", d.ID, e)
+}
