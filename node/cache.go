@@ -49,7 +49,6 @@ func (n *Node) evictSoon() {
 // evictLoop evicts least recently served copies while the cache is over
 // Config.CacheSize.
 func (n *Node) evictLoop() {
-	defer n.wg.Done()
 	for {
 		select {
 		case <-n.ctx.Done():

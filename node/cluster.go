@@ -26,7 +26,6 @@ var ErrNoLeader = errors.New("no raft leader reachable")
 // watchState keeps the node's derived views (placement) current: it
 // recomputes them after every change of the replicated state.
 func (n *Node) watchState() {
-	defer n.wg.Done()
 	var lastNodes string
 	for {
 		changed := n.store.Changed()

@@ -44,7 +44,6 @@ func expiryReason(expiry time.Duration) string {
 // expireLoop fails expired deploys while this node leads, until the node
 // closes.
 func (n *Node) expireLoop() {
-	defer n.wg.Done()
 	t := time.NewTicker(expireInterval(n.cfg.DeployExpiry))
 	defer t.Stop()
 	for {

@@ -426,7 +426,6 @@ func removedFrom(seen *membershipSeen, id string, servers []raft.Server, table [
 // and its leader becomes unknown once the heartbeats stop: either wakes
 // it.
 func (n *Node) watchRemoval() {
-	defer n.wg.Done()
 	var seen membershipSeen
 	for {
 		leader, state := n.store.LeaderChanged(), n.store.Changed()

@@ -312,12 +312,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := n.enterCluster(ctx); err != nil {
 		return nil, err
 	}
-	n.wg.Add(4)
-	go n.watchState()
-	go n.watchRemoval()
-	go n.repairLoop()
-	go n.evictLoop()
-	go n.expireLoop()
+	for _, loop := range []func(){n.watchState, n.watchRemoval, n.repairLoop, n.evictLoop, n.expireLoop} {
+		n.background(loop)
+	}
 	n.scrub.Start()
 	n.log.Info("node started", "id", n.cfg.ID, "role", cfg.Role,
 		"api", n.APIURL(), "edge", n.EdgeURL(), "raft", cfg.RaftAddr)

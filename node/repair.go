@@ -29,7 +29,6 @@ func (n *Node) newRepairer() (*repair.Repairer, error) {
 
 // repairLoop runs repair passes until the node closes.
 func (n *Node) repairLoop() {
-	defer n.wg.Done()
 	n.repair.Run(n.ctx)
 }
 
