@@ -37,6 +37,7 @@ func (n *Node) startAPI() error {
 	bcfg.Domain = n.cfg.Domain
 	bcfg.SiteURL = n.SiteURL
 	bcfg.TempDir = filepath.Join(n.cfg.DataDir, "tmp")
+	bcfg.Room = n.blobs.RoomFor // the spool leaves --min-free too
 	bcfg.Logger = n.cfg.Logger
 	if n.cfg.MaxBlobBytes > 0 {
 		bcfg.MaxBlobBytes = n.cfg.MaxBlobBytes
@@ -223,6 +224,9 @@ func (n *Node) handleReady(w http.ResponseWriter, r *http.Request) {
 // leader's until the next heartbeat); without, it judges from local state
 // alone, which is what a metrics scrape may afford: no network call.
 func (n *Node) notReady(ctx context.Context, askLeader bool) string {
+	if err := n.store.StorageFailed(); err != nil {
+		return err.Error()
+	}
 	leaderID := n.store.LeaderID()
 	if leaderID == "" {
 		return "no raft leader known"
