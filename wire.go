@@ -80,6 +80,10 @@ type NodeStatus struct {
 	LastContact string `json:"last_contact,omitempty"` // e.g. "120ms", as the leader sees it
 	Blobs       int64  `json:"blobs"`                  // blobs stored on the node, when known
 	Bytes       int64  `json:"bytes"`                  // their identity size in bytes
+	// DiskLow, when set, says why the node refuses new blobs: its disk is
+	// full or below its --min-free reserve. It still serves, fetching what
+	// it lacks from its peers without keeping a copy.
+	DiskLow string `json:"disk_low,omitempty"`
 }
 
 // NodeList is the body of GET /v1/nodes.

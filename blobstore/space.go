@@ -46,6 +46,9 @@ func (s *Store) FreeBytes() (int64, error) {
 	return s.space.free(s.dir)
 }
 
+// Dir returns the store's folder (Config.Dir).
+func (s *Store) Dir() string { return s.dir }
+
 // checkSpace returns an error wrapping ErrNoSpace when the free space is
 // below the reserve. When free space cannot be measured it returns nil: the
 // write then finds out from the file system itself.

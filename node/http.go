@@ -192,6 +192,7 @@ func (n *Node) nodeStatuses(ctx context.Context) []atoll.NodeStatus {
 			LastContact: st.LastContact,
 			Blobs:       st.Blobs,
 			Bytes:       st.Bytes,
+			DiskLow:     st.DiskLow,
 		})
 	}
 	return out
@@ -216,7 +217,13 @@ func (n *Node) handleReady(w http.ResponseWriter, r *http.Request) {
 		builder.WriteError(w, http.StatusServiceUnavailable, why)
 		return
 	}
-	builder.WriteJSON(w, http.StatusOK, map[string]any{"status": "ready", "applied_index": n.store.AppliedIndex()})
+	ready := map[string]any{"status": "ready", "applied_index": n.store.AppliedIndex()}
+	if low := n.diskLow(); low != "" {
+		// Still ready: it serves every site (spaceLow in space.go); only
+		// new blobs go to other nodes.
+		ready["degraded"] = low
+	}
+	builder.WriteJSON(w, http.StatusOK, ready)
 }
 
 // notReady says why the node is not ready, or "" if it is. With askLeader

@@ -375,3 +375,63 @@ func TestRaftStorageFailureEndToEnd(t *testing.T) {
 		t.Errorf("deploys after the restart: %d %v, want the 4 manifests", status, body)
 	}
 }
+
+// TestFullNodeInClusterEndToEnd runs three core nodes, the third with its
+// disk below the reserve: a deploy through it still succeeds (the blobs
+// are relayed to the two owners with room), it serves every file of the
+// site, small and large, though it can keep no copy, and it reports the
+// condition in /readyz (still ready: it serves), /v1/status and `atoll
+// status`. A blob too big to relay is refused with 507, and the CLI moves
+// on to the next --api node as from a dead one.
+func TestFullNodeInClusterEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three processes")
+	}
+	const key, token = "e2e-cluster-key", "e2e-admin-token"
+	mk := func(id string, flags ...string) *atolltest.Server {
+		return atolltest.NewServer(t, atolltest.NodeConfig{ID: id, AdminToken: token, Flags: append([]string{"--cluster-key", key}, flags...)})
+	}
+	core1 := mk("core1")
+	core1.Bootstrap = true
+	core1.Start()
+	core2 := mk("core2", "--join", "http://"+core1.APIAddr)
+	core2.Start()
+	full := mk("core3", "--join", "http://"+core1.APIAddr, "--min-free", "1048576TiB")
+	full.Start()
+
+	big := make([]byte, 300<<10) // past what the edge keeps in memory
+	rand.Read(big)
+	site := t.TempDir()
+	files := map[string]string{"index.html": "<h1>through the full node</h1>", "photo.bin": string(big)}
+	writeTree(t, site, files)
+	full.MustCLI("site", "create", "blog")
+	full.MustCLI("deploy", site, "--site", "blog") // relayed: core3 stores nothing
+	if left := tempFiles(t, full.Data); len(left) != 0 {
+		t.Errorf("temp files on the full node: %v", left)
+	}
+	for name, body := range files {
+		resp, got := full.Get("GET", "blog.localhost", "/"+name)
+		if resp.StatusCode != 200 || got != body {
+			t.Errorf("full node serves /%s: %d, %d bytes, want 200 and the %d bytes deployed", name, resp.StatusCode, len(got), len(body))
+		}
+	}
+
+	// The CLI moves on from the full node's 507 (a blob over what it
+	// relays would get one) like from a dead node.
+	huge := make([]byte, 40<<20)
+	rand.Read(huge)
+	writeTree(t, site, map[string]string{"huge.bin": string(huge)})
+	full.MustCLI("deploy", site, "--site", "blog", "--api", full.APIAddr+","+core1.APIAddr)
+	if resp, got := core2.Get("GET", "blog.localhost", "/huge.bin"); resp.StatusCode != 200 || got != string(huge) {
+		t.Errorf("core2 serves /huge.bin: %d, %d bytes, want the %d deployed", resp.StatusCode, len(got), len(huge))
+	}
+
+	status, body := full.API("GET", "/readyz", "", "", nil)
+	if low, _ := body["degraded"].(string); status != http.StatusOK || !strings.Contains(low, "disk space") {
+		t.Errorf("/readyz of the full node: %d %v, want 200 (it serves) with degraded naming the disk", status, body)
+	}
+	out := core1.MustCLI("status")
+	if !strings.Contains(out, "core3: disk low") {
+		t.Errorf("atoll status does not show the full node's disk:\n%s", out)
+	}
+}
