@@ -379,15 +379,32 @@ func (n *Node) heal(ctx context.Context, p *placement.View, hashes []string, cop
 func (b blobs) Open(ctx context.Context, hash, encoding string) (*os.File, int64, error) {
 	f, size, err := b.n.blobs.Open(hash, encoding)
 	if errors.Is(err, blobstore.ErrNotFound) && !b.n.blobs.Has(hash) {
+		if b.n.diskLow() != "" {
+			return b.openPassedThrough(ctx, hash, encoding)
+		}
 		if _, ferr := b.n.fetch(ctx, hash); ferr != nil {
 			return nil, 0, ferr
 		}
 		f, size, err = b.n.blobs.Open(hash, encoding)
-		if sc := b.n.staged.readable(hash); errors.Is(err, blobstore.ErrNotFound) && sc != nil && encoding == "" {
-			return memFile(sc.rec.Identity()) // passed through a full node (fetch.go)
-		}
 	}
 	return f, size, err
+}
+
+// openPassedThrough is Open on a node whose disk is below its reserve: the
+// identity bytes of the blob, fetched into memory and not stored
+// (passThrough in fetch.go), as an in-memory file.
+func (b blobs) openPassedThrough(ctx context.Context, hash, encoding string) (*os.File, int64, error) {
+	if encoding != "" {
+		// The edge falls back to the identity bytes.
+		return nil, 0, fmt.Errorf("blob %s (%s): not held on a full disk: %w", hash, encoding, blobstore.ErrNotFound)
+	}
+	if _, err := b.n.fetchForServe(ctx, hash); err != nil {
+		return nil, 0, err
+	}
+	if sc := b.n.staged.readable(hash); sc != nil {
+		return memFile(sc.rec.Identity())
+	}
+	return b.n.blobs.Open(hash, encoding) // stored after all: room came back
 }
 
 // statForServe is serve's Stat: local first, then a fetch from the owners

@@ -127,6 +127,10 @@ type fetchResult struct {
 // bounded by FetchTimeout; a source that sends bytes not matching the hash
 // is skipped.
 func (n *Node) fetch(ctx context.Context, hash string) (blobstore.Info, error) {
+	if low := n.spaceLow(); low != nil && !n.blobs.Has(hash) {
+		// A pass-through copy (passThrough) would not be stored.
+		return blobstore.Info{}, fmt.Errorf("fetch blob %s: %w", hash, low)
+	}
 	res, err := n.fetchShared(ctx, hash)
 	if err != nil || res.staged == nil {
 		return res.info, err

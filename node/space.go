@@ -27,10 +27,19 @@ import (
 //     and a full node recovers by itself when space returns (the check is
 //     made afresh for every write).
 
-// diskLow says why this node refuses new blobs (its disk is full or below
-// MinFreeBytes), or "" when it takes them.
-func (n *Node) diskLow() string {
+// spaceLow returns why this node refuses new blobs (its disk is full or
+// below MinFreeBytes), wrapping blobstore.ErrNoSpace, or nil when it takes
+// them.
+func (n *Node) spaceLow() error {
 	if err := n.blobs.RoomFor(n.blobs.Dir(), 0); err != nil {
+		return n.noSpaceHere(err)
+	}
+	return nil
+}
+
+// diskLow is spaceLow's message, "" when there is room.
+func (n *Node) diskLow() string {
+	if err := n.spaceLow(); err != nil {
 		return err.Error()
 	}
 	return ""
