@@ -97,6 +97,10 @@ type NodeStatus struct {
 	// node.
 	Lag      int64  `json:"lag"`
 	LastSeen string `json:"last_seen,omitempty"` // when unreachable: e.g. "4s" since it last answered
+	// DiskLow, when set, says why the node refuses new blobs: its disk is
+	// full or below its --min-free reserve. It still serves, fetching what
+	// it lacks from its peers without keeping a copy.
+	DiskLow string `json:"disk_low,omitempty"`
 }
 
 // NodeList is the body of GET /v1/nodes.

@@ -46,19 +46,36 @@ func (s *Store) FreeBytes() (int64, error) {
 	return s.space.free(s.dir)
 }
 
+// Dir returns the store's folder (Config.Dir).
+func (s *Store) Dir() string { return s.dir }
+
 // checkSpace returns an error wrapping ErrNoSpace when the free space is
 // below the reserve. When free space cannot be measured it returns nil: the
 // write then finds out from the file system itself.
 func (s *Store) checkSpace() error {
-	if s.space.minFree <= 0 {
+	return s.RoomFor(s.dir, 0)
+}
+
+// RoomFor returns an error wrapping ErrNoSpace when writing need more bytes
+// under dir (a folder on any file system: the node's upload spool uses it
+// too) would leave less than the reserve, Config.MinFreeBytes, free there.
+// With a reserve of 0 only a disk that is full already is refused. When
+// free space cannot be measured it returns nil: the write then finds out
+// from the file system itself.
+func (s *Store) RoomFor(dir string, need int64) error {
+	if s.space.minFree <= 0 && need <= 0 {
 		return nil
 	}
-	free, err := s.space.free(s.dir)
-	if err != nil || free >= s.space.minFree {
+	free, err := s.space.free(dir)
+	if err != nil || free-need >= s.space.minFree {
 		return nil
+	}
+	if need > 0 {
+		return fmt.Errorf("%w: %s more would leave %s free on the disk of %s, below the %s kept free for the node's metadata",
+			ErrNoSpace, formatBytes(need), formatBytes(max(free-need, 0)), dir, formatBytes(s.space.minFree))
 	}
 	return fmt.Errorf("%w: %s free on the disk of %s, below the %s kept free for the node's metadata",
-		ErrNoSpace, formatBytes(free), s.dir, formatBytes(s.space.minFree))
+		ErrNoSpace, formatBytes(free), dir, formatBytes(s.space.minFree))
 }
 
 // noSpace wraps err in ErrNoSpace when the file system reported that it is

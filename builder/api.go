@@ -98,6 +98,12 @@ type Config struct {
 	SiteMaxUploading int
 	// TempDir holds tar uploads while they are checked; created if missing.
 	TempDir string
+	// Room, when set, is asked before a tar upload is spooled to TempDir
+	// (for its Content-Length) and again for every SpoolCheckBytes
+	// written: it returns an error wrapping blobstore.ErrNoSpace when need
+	// more bytes there would eat into the space the node keeps free, and
+	// the upload fails with 507, its spool file removed.
+	Room func(dir string, need int64) error
 	// Logger receives server-side failures; tokens are never logged.
 	Logger *slog.Logger
 }
@@ -440,6 +446,12 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("Retry-After", "1")
 	case errors.As(err, &mbe):
 		status, msg = http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than the limit of %d bytes", mbe.Limit)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		// The API's body deadlines (node's paced): a stall or a drip.
+		status, msg = http.StatusRequestTimeout, "the request body stopped arriving or came too slowly (see the server's --api-read-timeout and --api-min-rate); retry on a steadier connection"
+	case errors.Is(err, raft.ErrStorage):
+		status, msg = http.StatusServiceUnavailable, err.Error()
+		w.Header().Set("Retry-After", "1")
 	case errors.Is(err, raft.ErrNotLeader):
 		status, msg = http.StatusServiceUnavailable, "the cluster has no leader right now; retry in a moment"
 		w.Header().Set("Retry-After", "1")

@@ -99,8 +99,10 @@
 // command is recognizably the same deploy; the manifest follows as
 // raft.BatchFiles batches, each a log entry under raft.MaxBatchBytes.
 //
-// One-shot tar: the body is spooled to a temp file (bounded by MaxTarBytes),
-// then the whole archive is read once to check it (only regular files and
+// One-shot tar: the body is spooled to a temp file (bounded by MaxTarBytes,
+// and by Config.Room: asked for the announced length before, and every
+// SpoolCheckBytes while it streams, so a spool never eats into the space
+// the node keeps free; 507 and the file removed otherwise), then the whole archive is read once to check it (only regular files and
 // directories; a leading "./" is stripped; links, devices, FIFOs, sparse
 // files, absolute names, ".." and duplicates are refused naming the member;
 // pax and GNU long-name headers are handled by archive/tar and pax global

@@ -49,6 +49,10 @@ func (a *API) createTarDeploy(w http.ResponseWriter, r *http.Request, site atoll
 		a.fail(w, r, errorf(http.StatusRequestEntityTooLarge, "archive larger than the limit of %d bytes", a.cfg.MaxTarBytes))
 		return
 	}
+	if err := a.room(max(r.ContentLength, 0)); err != nil {
+		a.fail(w, r, err)
+		return
+	}
 	spool, err := os.CreateTemp(a.cfg.TempDir, "atoll-upload-*.tar")
 	if err != nil {
 		a.fail(w, r, fmt.Errorf("create spool file: %w", err))
@@ -56,7 +60,7 @@ func (a *API) createTarDeploy(w http.ResponseWriter, r *http.Request, site atoll
 	}
 	defer os.Remove(spool.Name())
 	defer spool.Close()
-	if err := spoolBody(spool, http.MaxBytesReader(w, r.Body, a.cfg.MaxTarBytes)); err != nil {
+	if err := spoolBody(spoolWriter{f: spool, room: a.room}, http.MaxBytesReader(w, r.Body, a.cfg.MaxTarBytes)); err != nil {
 		a.fail(w, r, err)
 		return
 	}
@@ -110,18 +114,45 @@ type spoolWriteError struct{ error }
 
 func (e spoolWriteError) Unwrap() error { return e.error }
 
-type spoolWriter struct{ f *os.File }
+// SpoolCheckBytes is how much of a tar upload is spooled between two
+// checks of the free space (Config.Room).
+const SpoolCheckBytes = 4 << 20
 
-func (w spoolWriter) Write(p []byte) (int, error) {
+// room asks Config.Room whether need more bytes fit in TempDir.
+func (a *API) room(need int64) error {
+	if a.cfg.Room == nil {
+		return nil
+	}
+	return a.cfg.Room(a.cfg.TempDir, need)
+}
+
+// spoolWriter writes the spool file, asking room for the next
+// SpoolCheckBytes before it writes past the last check.
+type spoolWriter struct {
+	f       *os.File
+	room    func(need int64) error
+	n       int64 // bytes written
+	checked int64 // bytes room was asked for so far
+}
+
+func (w *spoolWriter) Write(p []byte) (int, error) {
+	if w.n+int64(len(p)) > w.checked {
+		need := int64(len(p)) + SpoolCheckBytes
+		if err := w.room(need); err != nil {
+			return 0, spoolWriteError{err}
+		}
+		w.checked = w.n + need
+	}
 	n, err := w.f.Write(p)
+	w.n += int64(n)
 	if err != nil {
 		err = spoolWriteError{err}
 	}
 	return n, err
 }
 
-func spoolBody(f *os.File, body io.Reader) error {
-	_, err := io.Copy(spoolWriter{f}, body)
+func spoolBody(w spoolWriter, body io.Reader) error {
+	_, err := io.Copy(&w, body)
 	var mbe *http.MaxBytesError
 	var we spoolWriteError
 	switch {

@@ -1,7 +1,10 @@
 package node
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -43,10 +46,15 @@ var (
 // Put stores the blob locally (hash verified, variants computed once),
 // then pushes it to its other owners and returns once a majority of the
 // owners hold it fsynced. The pushes still in flight finish in the
-// background; repair covers any that fail.
+// background; repair covers any that fail. A node whose disk is below its
+// reserve relays the blob to the other owners instead (relay).
 func (b blobs) Put(ctx context.Context, hash string, r io.Reader) (blobstore.Info, error) {
 	n := b.n
-	info, err := n.blobs.Put(ctx, hash, r)
+	body := &countingReader{r: r}
+	info, err := n.blobs.Put(ctx, hash, body)
+	if errors.Is(err, blobstore.ErrNoSpace) && body.n == 0 {
+		return b.relay(ctx, hash, r, n.noSpaceHere(err))
+	}
 	if err != nil {
 		return info, n.noSpaceHere(err)
 	}
@@ -64,21 +72,38 @@ func (b blobs) Put(ctx context.Context, hash string, r io.Reader) (blobstore.Inf
 			targets = append(targets, o)
 		}
 	}
-	need := p.Quorum()
-	if stored >= need && len(targets) == 0 {
-		return info, nil
+	if err := n.replicate(ctx, n.blobs, info.Hash, stored, targets, nil); err != nil {
+		return info, err
 	}
+	if !p.Owns(n.cfg.ID, info.Hash) {
+		n.confirm(info.Hash) // the owners have it: this copy is only a cache
+		n.evictSoon()
+	}
+	return info, nil
+}
+
+// replicate pushes blob hash from src to targets, the owners that lack it,
+// and returns once a majority of its owners hold it (stored of them do
+// already), or with ErrUnderReplicated. The pushes still in flight finish
+// in the background, detached from ctx; done, if set, runs after the last.
+func (n *Node) replicate(ctx context.Context, src peer.Exporter, hash string, stored int, targets []atoll.Node, done func()) error {
+	p := n.placement()
+	need := p.Quorum()
 	results := make(chan error, len(targets))
+	var pushes sync.WaitGroup
 	for _, o := range targets {
-		n.wg.Add(1)
-		go func() {
-			defer n.wg.Done()
+		pushes.Add(1)
+		n.wg.Go(func() {
+			defer pushes.Done()
 			// Detached from the request: a push that outlives the answer
 			// still completes, bounded by the node's life and a timeout.
 			pctx, cancel := context.WithTimeout(n.ctx, 2*time.Minute)
 			defer cancel()
-			results <- n.peer.Push(pctx, n.blobs, n.peerURL(o.APIAddr), info.Hash)
-		}()
+			results <- n.peer.Push(pctx, src, n.peerURL(o.APIAddr), hash)
+		})
+	}
+	if done != nil {
+		n.wg.Go(func() { pushes.Wait(); done() })
 	}
 	var errs []error
 	for range targets {
@@ -93,17 +118,83 @@ func (b blobs) Put(ctx context.Context, hash string, r io.Reader) (blobstore.Inf
 				errs = append(errs, err)
 			}
 		case <-ctx.Done():
-			return info, ctx.Err()
+			return ctx.Err()
 		}
 	}
 	if stored < need {
-		return info, fmt.Errorf("%w: %d of %d owners hold blob %s: %w", ErrUnderReplicated, stored, len(owners), info.Hash, joinedErrors(errs))
+		return fmt.Errorf("%w: %d of %d owners hold blob %s: %w", ErrUnderReplicated, stored, len(p.Owners(hash)), hash, joinedErrors(errs))
 	}
-	if !p.Owns(n.cfg.ID, info.Hash) {
-		n.confirm(info.Hash) // the owners have it: this copy is only a cache
-		n.evictSoon()
+	return nil
+}
+
+// Relaying. A node whose disk is below its reserve still takes uploads:
+// a blob of at most relayMaxBytes is read into memory, checked against its
+// hash and pushed to its other owners, and acknowledged once a majority of
+// all its owners hold it, as any upload. At most relaySlots blobs are held
+// so at once, each until its last push ends; a bigger blob, or one past
+// the slots, gets the 507 (and the CLI moves on to its next --api node).
+const (
+	relayMaxBytes = 32 << 20
+	relaySlots    = 4
+)
+
+// relay stores blob hash, read from r (nothing read yet), on its owners
+// other than this node; noSpace is this node's refusal, returned when the
+// blob cannot be relayed.
+func (b blobs) relay(ctx context.Context, hash string, r io.Reader, noSpace error) (blobstore.Info, error) {
+	n := b.n
+	select {
+	case n.relaying <- struct{}{}:
+	default:
+		return blobstore.Info{}, noSpace
 	}
-	return info, nil
+	release := func() { <-n.relaying }
+	data, err := io.ReadAll(io.LimitReader(r, relayMaxBytes+1))
+	if err == nil && len(data) > relayMaxBytes {
+		err = fmt.Errorf("%w; a blob over %d bytes is not relayed to the other owners", noSpace, relayMaxBytes)
+	}
+	if err != nil {
+		release()
+		return blobstore.Info{}, err
+	}
+	if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != hash {
+		release()
+		return blobstore.Info{}, fmt.Errorf("relay blob %s: %w", hash, blobstore.ErrHashMismatch)
+	}
+	var targets []atoll.Node
+	for _, o := range n.placement().Owners(hash) {
+		if o.ID != n.cfg.ID {
+			targets = append(targets, o)
+		}
+	}
+	if len(targets) == 0 {
+		release()
+		return blobstore.Info{}, noSpace // the only owner is this node
+	}
+	if err := n.replicate(ctx, memBlob(data), hash, 0, targets, release); err != nil {
+		return blobstore.Info{}, fmt.Errorf("%w (relayed from %s, whose disk is full)", err, n.cfg.ID)
+	}
+	return blobstore.Info{Hash: hash, Size: int64(len(data))}, nil
+}
+
+// memBlob is a blob's identity bytes in memory, pushed as a transfer
+// without variants (the receiver makes them).
+type memBlob []byte
+
+func (m memBlob) Export(string) (string, io.ReadCloser, int64, error) {
+	return blobstore.BlobHeader{Size: int64(len(m))}.String(), io.NopCloser(bytes.NewReader(m)), int64(len(m)), nil
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	k, err := c.r.Read(p)
+	c.n += int64(k)
+	return k, err
 }
 
 // Stat reports a blob as stored when a majority of its owners hold it (the
@@ -291,12 +382,32 @@ func (n *Node) heal(ctx context.Context, p *placement.View, hashes []string, cop
 func (b blobs) Open(ctx context.Context, hash, encoding string) (*os.File, int64, error) {
 	f, size, err := b.n.blobs.Open(hash, encoding)
 	if errors.Is(err, blobstore.ErrNotFound) && !b.n.blobs.Has(hash) {
+		if b.n.diskLow() != "" {
+			return b.openPassedThrough(ctx, hash, encoding)
+		}
 		if _, ferr := b.n.fetch(ctx, hash); ferr != nil {
 			return nil, 0, ferr
 		}
 		f, size, err = b.n.blobs.Open(hash, encoding)
 	}
 	return f, size, err
+}
+
+// openPassedThrough is Open on a node whose disk is below its reserve: the
+// identity bytes of the blob, fetched into memory and not stored
+// (passThrough in fetch.go), as an in-memory file.
+func (b blobs) openPassedThrough(ctx context.Context, hash, encoding string) (*os.File, int64, error) {
+	if encoding != "" {
+		// The edge falls back to the identity bytes.
+		return nil, 0, fmt.Errorf("blob %s (%s): not held on a full disk: %w", hash, encoding, blobstore.ErrNotFound)
+	}
+	if _, err := b.n.fetchForServe(ctx, hash); err != nil {
+		return nil, 0, err
+	}
+	if sc := b.n.staged.readable(hash); sc != nil {
+		return memFile(sc.rec.Identity())
+	}
+	return b.n.blobs.Open(hash, encoding) // stored after all: room came back
 }
 
 // statForServe is serve's Stat: local first, then a fetch from the owners

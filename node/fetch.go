@@ -128,6 +128,10 @@ type fetchResult struct {
 // bounded by FetchTimeout; a source that sends bytes not matching the hash
 // is skipped, and so is one marked down (peer.Health) without a wait.
 func (n *Node) fetch(ctx context.Context, hash string) (blobstore.Info, error) {
+	if low := n.spaceLow(); low != nil && !n.blobs.Has(hash) {
+		// A pass-through copy (passThrough) would not be stored.
+		return blobstore.Info{}, fmt.Errorf("fetch blob %s: %w", hash, low)
+	}
 	res, err := n.fetchShared(ctx, hash)
 	if err != nil || res.staged == nil {
 		return res.info, err
@@ -178,12 +182,22 @@ func (n *Node) fetchFromSources(ctx context.Context, hash string) (fetchResult, 
 	if info, err := n.blobs.Stat(hash); err == nil {
 		return fetchResult{info: info}, nil
 	}
+	low := n.diskLow() != ""
+	if sc := n.staged.readable(hash); sc != nil && low {
+		return fetchResult{info: sc.info}, nil // passed through a moment ago
+	}
 	p := n.placement()
 	owned := p.Owns(n.cfg.ID, hash)
 	var errs []error
 	for _, src := range p.Sources(hash, n.cfg.ID) {
 		actx, cancel := context.WithTimeout(ctx, n.cfg.FetchTimeout)
-		res, err := n.fetchFrom(actx, src, hash, owned)
+		var res fetchResult
+		var err error
+		if low {
+			res, err = n.passThrough(actx, src, hash)
+		} else {
+			res, err = n.fetchFrom(actx, src, hash, owned)
+		}
 		cancel()
 		if err == nil {
 			return res, nil
@@ -200,6 +214,32 @@ func (n *Node) fetchFromSources(ctx context.Context, hash string) (fetchResult, 
 		}
 	}
 	return fetchResult{}, fmt.Errorf("blob %s: %w: no source had it (%v)", hash, blobstore.ErrNotFound, errors.Join(errs...))
+}
+
+// Pass-through. A node whose disk is below its reserve (diskLow) cannot
+// keep a copy, so a blob it lacks is received into memory (at most
+// passThroughMax identity bytes, checked against the hash) and never
+// written: the edge serves it from there (Fetched for small files, an
+// in-memory file from Open for the others) while it stays among the
+// recently failed copies of stagedCopies. A bigger blob is not served
+// (503) until the node has room again.
+const passThroughMax = 8 << 20
+
+// passThrough fetches blob hash from src into memory without storing it.
+func (n *Node) passThrough(ctx context.Context, src atoll.Node, hash string) (fetchResult, error) {
+	// A bigger blob goes to the store, which refuses it below the
+	// reserve (or stores it: room came back meanwhile).
+	info, rec, err := n.peer.FetchSmall(ctx, n.blobs, n.peerURL(src.APIAddr), hash, passThroughMax)
+	if err != nil || rec == nil {
+		return fetchResult{info: info}, err
+	}
+	sc := n.staged.add(rec)
+	if sc == nil {
+		return fetchResult{}, fmt.Errorf("blob %s of %d bytes: %w", hash, info.Size, n.noSpaceHere(errors.New("disk full; too big to serve from memory")))
+	}
+	sc.err = fmt.Errorf("blob %s: not stored: %s", hash, n.diskLow()) // kept readable, not written
+	n.staged.remove(sc)
+	return fetchResult{info: sc.info}, nil
 }
 
 // fetchFrom asks one source for the blob. A copy this node owns is stored

@@ -43,6 +43,7 @@ func (n *Node) startAPI() error {
 	bcfg.Domain = n.cfg.Domain
 	bcfg.SiteURL = n.SiteURL
 	bcfg.TempDir = filepath.Join(n.cfg.DataDir, "tmp")
+	bcfg.Room = n.blobs.RoomFor // the spool leaves --min-free too
 	bcfg.Logger = n.cfg.Logger
 	if n.cfg.MaxBlobBytes > 0 {
 		bcfg.MaxBlobBytes = n.cfg.MaxBlobBytes
@@ -227,6 +228,7 @@ func (n *Node) nodeStatuses(ctx context.Context) ([]atoll.NodeStatus, uint64) {
 			AppliedIndex: st.AppliedIndex,
 			CommitIndex:  st.CommitIndex,
 			Lag:          -1,
+			DiskLow:      st.DiskLow,
 		}
 		if st.RaftState == unreachable {
 			if last, ok := n.seen.get(nd.ID); ok {
@@ -292,7 +294,13 @@ func (n *Node) handleReady(w http.ResponseWriter, r *http.Request) {
 		builder.WriteError(w, http.StatusServiceUnavailable, why)
 		return
 	}
-	builder.WriteJSON(w, http.StatusOK, map[string]any{"status": "ready", "applied_index": n.store.AppliedIndex()})
+	ready := map[string]any{"status": "ready", "applied_index": n.store.AppliedIndex()}
+	if low := n.diskLow(); low != "" {
+		// Still ready: it serves every site (spaceLow in space.go); only
+		// new blobs go to other nodes.
+		ready["degraded"] = low
+	}
+	builder.WriteJSON(w, http.StatusOK, ready)
 }
 
 // notReady says why the node is not ready, or "" if it is. With askLeader
@@ -302,6 +310,9 @@ func (n *Node) handleReady(w http.ResponseWriter, r *http.Request) {
 func (n *Node) notReady(ctx context.Context, askLeader bool) string {
 	if n.Removed() {
 		return ErrRemoved.Error()
+	}
+	if err := n.store.StorageFailed(); err != nil {
+		return err.Error()
 	}
 	leaderID := n.store.LeaderID()
 	if leaderID == "" {

@@ -28,9 +28,11 @@ import (
 // instead have to keep moving, both ways (paced below):
 //
 //   - a request body must have arrived within APIReadTimeout plus its size
-//     divided by APIMinRate, counted from the handler's first read. A
-//     client that stalls, or drips its body at a few bytes per second, is
-//     cut off; one on a slow link that keeps up the minimum rate is not;
+//     divided by APIMinRate, counted from the handler's first read, and no
+//     read may wait more than APIReadTimeout for its bytes. A client that
+//     stalls (whatever it sent before: a fast burst earns no credit for a
+//     pause), or drips its body at a few bytes per second, is cut off; one
+//     on a slow link that keeps up the minimum rate is not;
 //   - each write of a response must be taken by the client within
 //     APIWriteTimeout plus its size divided by APIMinRate. A client that
 //     stops reading is cut off; the handler's own pauses between writes do
@@ -178,7 +180,7 @@ func allowance(size, rate int64) time.Duration {
 }
 
 // pacedBody is a request body that must arrive within grace + size/rate
-// of the first read. Once it has ended no deadline is set again: net/http
+// of the first read, each read within grace of its start. Once it has ended no deadline is set again: net/http
 // then reads the connection in the background (to notice a client going
 // away; it clears the deadline when it starts), and a deadline expiring
 // there would cancel the request. After a failed read the expired deadline
@@ -209,7 +211,14 @@ func (b *pacedBody) Read(p []byte) (int, error) {
 	if b.start.IsZero() {
 		b.start = time.Now()
 	}
-	b.setDeadline(b.start.Add(b.grace + allowance(b.n, b.rate)))
+	// The earlier of the two: the body's pace so far, and a stall of
+	// grace from now. Only the time a read waits counts, never the
+	// handler's work between reads.
+	d := b.start.Add(b.grace + allowance(b.n, b.rate))
+	if stall := time.Now().Add(b.grace); stall.Before(d) {
+		d = stall
+	}
+	b.setDeadline(d)
 	n, err := b.ReadCloser.Read(p)
 	b.n += int64(n)
 	if err == io.EOF {

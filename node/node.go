@@ -248,7 +248,9 @@ type Node struct {
 
 	place   atomic.Pointer[placement.View]
 	fetches singleflight.Group // one transfer per missing blob
-	staged  stagedCopies       // small cache copies held in memory while written (fetch.go)
+	// relaying holds a token per blob relayed through memory (blobs.go).
+	relaying chan struct{}
+	staged   stagedCopies // small cache copies held in memory while written (fetch.go)
 
 	confirmedMu sync.Mutex
 	confirmed   map[string]struct{} // non-owned copies whose owners hold them; see cache.go
@@ -284,6 +286,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		confirmed:  make(map[string]struct{}),
 		evictWake:  make(chan struct{}, 1),
 		prefetched: make(map[string]bool),
+		relaying:   make(chan struct{}, relaySlots),
 	}
 	n.peerHTTP = n.peer.RPC // setupTLS puts it on the cluster's TLS
 	n.ctx, n.cancel = context.WithCancel(context.Background())

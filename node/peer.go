@@ -83,6 +83,7 @@ func (n *Node) localStats() peer.Stats {
 		Blobs:        int64(blobs),
 		Bytes:        bytes,
 		DrainLeft:    n.repair.DrainLeft(),
+		DiskLow:      n.diskLow(),
 	}
 	st.Repair = n.repair.LastReport()
 	if lc := n.store.LastContact(); !lc.IsZero() {

@@ -18,9 +18,32 @@ import (
 //     (peer.PutBlobHandler) and counts as a failed copy; an upload that reaches fewer
 //     than a majority of its owners fails, with 507 when a full disk was
 //     among the reasons, else 503 (builder.ErrUnavailable);
+//   - a blob uploaded through a node below its reserve is relayed from
+//     memory to its other owners (blobs.go, relay), and a blob it lacks
+//     is served from memory, never written (fetch.go, passThrough);
+//   - the node reports it (diskLow): /readyz stays 200 with "degraded",
+//     peer stats and /v1/status carry disk_low;
 //   - reads never need space: the edge keeps serving what the node holds,
 //     and a full node recovers by itself when space returns (the check is
 //     made afresh for every write).
+
+// spaceLow returns why this node refuses new blobs (its disk is full or
+// below MinFreeBytes), wrapping blobstore.ErrNoSpace, or nil when it takes
+// them.
+func (n *Node) spaceLow() error {
+	if err := n.blobs.RoomFor(n.blobs.Dir(), 0); err != nil {
+		return n.noSpaceHere(err)
+	}
+	return nil
+}
+
+// diskLow is spaceLow's message, "" when there is room.
+func (n *Node) diskLow() string {
+	if err := n.spaceLow(); err != nil {
+		return err.Error()
+	}
+	return ""
+}
 
 // noSpaceHere names this node in a local blob store refusal.
 func (n *Node) noSpaceHere(err error) error {

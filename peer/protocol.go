@@ -80,8 +80,9 @@ type Stats struct {
 	CommitIndex  uint64              `json:"commit_index"`
 	Blobs        int64               `json:"blobs"`
 	Bytes        int64               `json:"bytes"`
-	DrainLeft    int                 `json:"drain_left"`       // referenced blobs not yet confirmed on their owners
-	Repair       *atoll.RepairReport `json:"repair,omitempty"` // the leader's last census
+	DrainLeft    int                 `json:"drain_left"`         // referenced blobs not yet confirmed on their owners
+	DiskLow      string              `json:"disk_low,omitempty"` // why the node refuses new blobs (its disk below --min-free), "" when it does not
+	Repair       *atoll.RepairReport `json:"repair,omitempty"`   // the leader's last census
 }
 
 // ErrorBody is the body of every non-2xx answer: the error's message and,

@@ -35,6 +35,9 @@ func (s *Store) ApplyAll(ctx context.Context, cmds []Command) (uint64, error) {
 	if !s.IsLeader() {
 		return 0, s.notLeader(nil)
 	}
+	if err := s.storageFailed(); err != nil {
+		return 0, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ApplyTimeout)
 	defer cancel()
 	futs := make([]hraft.ApplyFuture, len(data))

@@ -34,8 +34,9 @@
 //
 //   - apply a log entry twice, or count one as applied that the state does
 //     not contain (the applied index is written in the same bbolt
-//     transaction as the changes; a storage failure panics rather than
-//     carry on);
+//     transaction as the changes; after a storage failure the FSM applies
+//     nothing more, takes no snapshot and the Store proposes nothing, until
+//     a restart replays the log: FSM.StorageFailed);
 //   - let hashicorp/raft resume after a snapshot that the FSM on disk does
 //     not contain (Open restores it first);
 //   - leave a half-restored state (restores build a new file and rename it);

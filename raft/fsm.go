@@ -76,6 +76,11 @@ type FSM struct {
 
 	// applied mirrors the index stored under keyApplied.
 	applied atomic.Uint64
+	// failed is the storage failure that stopped applying, nil until one
+	// happens (see ApplyBatch).
+	failed atomic.Pointer[error]
+	// onFailure, when set, is told of the failure once, as it happens.
+	onFailure func(error)
 
 	changeMu sync.Mutex
 	change   chan struct{} // closed on the next change; see Changed
@@ -216,6 +221,12 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 	if logs[len(logs)-1].Index <= f.applied.Load() {
 		return resp // a replay of entries already in the state
 	}
+	if err := f.StorageFailed(); err != nil {
+		for i := range resp {
+			resp[i] = err
+		}
+		return resp
+	}
 	var last indexTerm
 	err := f.db.Update(func(tx *bolt.Tx) error {
 		last = getApplied(tx)
@@ -237,11 +248,33 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 		return putApplied(tx, last)
 	})
 	if err != nil {
-		panic(fmt.Sprintf("raft: fsm storage failed, refusing to continue: %v", err))
+		err = fmt.Errorf("%w: apply entries %d-%d: %w; free space on the data disk (or fix the I/O error) and restart the node",
+			ErrStorage, logs[0].Index, logs[len(logs)-1].Index, err)
+		if f.failed.CompareAndSwap(nil, &err) && f.onFailure != nil {
+			f.onFailure(err)
+		}
+		for i := range resp {
+			resp[i] = err
+		}
+		return resp
 	}
 	f.applied.Store(last.index)
 	f.notifyChanged()
 	return resp
+}
+
+// StorageFailed returns the storage failure (wrapping ErrStorage) that
+// stopped this FSM, or nil. Once the FSM failed to write a batch it
+// applies nothing more and takes no snapshot: hashicorp/raft counts the
+// entries it was handed as applied, but the state and its applied index
+// stay at the last batch written, so the state never holds a gap and a
+// restart replays the log from there. Only a restart (or a restored
+// snapshot) clears it.
+func (f *FSM) StorageFailed() error {
+	if e := f.failed.Load(); e != nil {
+		return *e
+	}
+	return nil
 }
 
 // isRejection reports whether err is a command's deterministic rejection, as

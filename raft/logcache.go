@@ -72,7 +72,7 @@ func (c *logCache) StoreLog(l *hraft.Log) error { return c.StoreLogs([]*hraft.Lo
 
 func (c *logCache) StoreLogs(logs []*hraft.Log) error {
 	if err := c.store.StoreLogs(logs); err != nil {
-		return fmt.Errorf("unable to store logs within log store, err: %q", err)
+		return fmt.Errorf("store raft log entries: %w", err) // wrapped: a full disk stays recognizable (ENOSPC)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -75,6 +75,11 @@ func (f *FSM) Snapshot() (hraft.FSMSnapshot, error) {
 	if f.db == nil {
 		return nil, ErrClosed
 	}
+	if err := f.StorageFailed(); err != nil {
+		// raft would label the state with its own applied index, past the
+		// entries the state lacks, and compact them out of the log.
+		return nil, err
+	}
 	tx, err := f.db.Begin(false)
 	if err != nil {
 		return nil, fmt.Errorf("begin snapshot: %w", err)
@@ -172,6 +177,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	f.db = db
 	f.applied.Store(it.index)
+	f.failed.Store(nil) // a whole state again: raft applies on from its index
 	f.notifyChanged()
 	if serr != nil {
 		return fmt.Errorf("restore: sync %s: %w", f.dir, serr)

@@ -167,10 +167,13 @@ type Store struct {
 
 	leader leaderWatch // wakes waiters when the known leader changes
 
-	closed    atomic.Bool
-	done      chan struct{} // closed by Close: wakes every waiter
-	closeOnce sync.Once
-	closeErr  error
+	closed atomic.Bool
+	done   chan struct{} // closed by Close: wakes every waiter
+	// handedOver is set once a storage failure has started a leadership
+	// transfer (storageFailed).
+	handedOver atomic.Bool
+	closeOnce  sync.Once
+	closeErr   error
 }
 
 // Open starts the node's raft member from cfg.Dir: it opens the FSM, brings
@@ -254,6 +257,9 @@ func (s *Store) openState(hlog hclog.Logger, closers *[]func() error) (hraft.Sna
 		return nil, err
 	}
 	*closers = append(*closers, fsm.Close)
+	fsm.onFailure = func(err error) {
+		s.log.Error("raft state storage failed: this node applies nothing more and refuses writes until restarted", "err", err)
+	}
 	s.FSM = fsm
 	if err := removeUnfinishedSnapshots(dir, s.log); err != nil { // snapshot_tmp.go
 		return nil, fmt.Errorf("snapshot store: %w", err)
@@ -506,6 +512,22 @@ func (s *Store) Apply(ctx context.Context, cmd Command) error {
 	return err
 }
 
+// storageFailed is FSM.StorageFailed for a write on the leader: while the
+// FSM cannot store what it applies, this node proposes nothing and, once,
+// hands leadership to another voter, if there is one, so that the
+// cluster's writes go on there (the caller retries a 503 or 507).
+func (s *Store) storageFailed() error {
+	err := s.FSM.StorageFailed()
+	if err != nil && s.handedOver.CompareAndSwap(false, true) {
+		go func() {
+			if terr := s.raft.LeadershipTransfer().Error(); terr != nil {
+				s.log.Warn("hand over leadership after a storage failure", "err", terr)
+			}
+		}()
+	}
+	return err
+}
+
 // encodeBounded encodes cmd and refuses it over MaxCommandBytes.
 func encodeBounded(cmd Command) ([]byte, error) {
 	b, err := Encode(cmd)
@@ -534,6 +556,9 @@ func (s *Store) ApplyIndex(ctx context.Context, cmd Command) (uint64, error) {
 	defer s.writes.RUnlock()
 	if !s.IsLeader() {
 		return 0, s.notLeader(nil)
+	}
+	if err := s.storageFailed(); err != nil {
+		return 0, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ApplyTimeout)
 	defer cancel()

@@ -15,6 +15,10 @@ var (
 	ErrNotLeader      = errors.New("not the raft leader")
 	ErrUnknownCommand = errors.New("unknown command")
 	ErrClosed         = fmt.Errorf("store closed: %w", atoll.ErrUnavailable)
+	// ErrStorage: the FSM could not write what it applied (a full disk,
+	// an I/O error). The node stops applying and refuses writes until it
+	// is restarted with the fault fixed; see FSM.StorageFailed.
+	ErrStorage = fmt.Errorf("raft state storage failed: %w", atoll.ErrUnavailable)
 )
 
 // MaxBatchBytes bounds the encoded size of one AddFiles command, so that a

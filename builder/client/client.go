@@ -21,10 +21,11 @@ import (
 // Client calls a cluster's API through one of its nodes. Its fields may be
 // changed before the first call; it is safe for concurrent use afterwards.
 //
-// When a node cannot be reached (the connection is refused or times out),
-// a call is tried on the next of Endpoints, and the client sticks to the
-// first one that answers. Only calls whose body can be sent again (JSON,
-// bytes) move on; a streamed upload fails and its caller retries it.
+// When a node cannot be reached (the connection is refused or times out)
+// or answers 507 (its disk is full), a call is tried on the next of
+// Endpoints, and the client sticks to the first one that answers
+// otherwise. Only calls whose body can be sent again (JSON, bytes, files)
+// move on; a streamed upload fails and its caller retries it.
 type Client struct {
 	// BaseURL is the first node's API address, e.g. "http://127.0.0.1:9090".
 	BaseURL string
@@ -55,7 +56,8 @@ func (c *Client) endpoint(i int) string {
 }
 
 // send sends req to the current node, moving on to the next endpoints
-// while nodes cannot be reached.
+// while nodes cannot be reached or answer that their disk is full (507:
+// another node may have room, and a full node forwards nothing).
 func (c *Client) send(req *http.Request) (*http.Response, error) {
 	hc := c.HTTP
 	if hc == nil {
@@ -64,9 +66,13 @@ func (c *Client) send(req *http.Request) (*http.Response, error) {
 	eps := c.endpoints()
 	start := int(c.current.Load())
 	res, err := hc.Do(req)
-	for i := 1; err != nil && unreachable(err) && i < len(eps); i++ {
+	for i := 1; moveOn(res, err) && i < len(eps); i++ {
 		if req.Body != nil && req.GetBody == nil {
 			break // a stream cannot be sent twice
+		}
+		if res != nil {
+			io.Copy(io.Discard, io.LimitReader(res.Body, maxErrorBody))
+			res.Body.Close()
 		}
 		next := (start + i) % len(eps)
 		u, perr := url.Parse(eps[next])
@@ -80,11 +86,20 @@ func (c *Client) send(req *http.Request) (*http.Response, error) {
 				return nil, perr
 			}
 		}
-		if res, err = hc.Do(r); err == nil {
+		if res, err = hc.Do(r); !moveOn(res, err) {
 			c.current.Store(int64(next))
 		}
 	}
 	return res, err
+}
+
+// moveOn reports whether a call should be tried on the next node: this
+// one could not be reached, or its disk is full.
+func moveOn(res *http.Response, err error) bool {
+	if err != nil {
+		return unreachable(err)
+	}
+	return res.StatusCode == http.StatusInsufficientStorage
 }
 
 // unreachable reports whether err means the node could not be reached at

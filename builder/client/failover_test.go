@@ -1,9 +1,14 @@
 package client_test
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -77,6 +82,38 @@ func TestUploadFromAFileTriesTheNextNode(t *testing.T) {
 	}
 	if got := srv.Blobs.Hashes(); len(got) != 1 || got[0] != hash {
 		t.Errorf("stored blobs %v, want %s", got, hash)
+	}
+}
+
+// A node whose disk is full (507) is passed over like a dead one: the
+// upload and the calls after it go to the next node listed; with every
+// node full the 507 comes back.
+func TestClientPassesOverAFullNode(t *testing.T) {
+	full := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		builder.WriteError(w, http.StatusInsufficientStorage, "node n1: not enough disk space")
+	}))
+	t.Cleanup(full.Close)
+	srv := buildertest.NewServer(t, builder.Config{})
+	body := []byte("uploaded through the second node")
+	sum := sha256.Sum256(body)
+	hash := hex.EncodeToString(sum[:])
+
+	c := client.New(full.URL+","+srv.URL, buildertest.Token)
+	if _, err := c.UploadBlob(ctx(t), hash, bytes.NewReader(body), int64(len(body))); err != nil {
+		t.Fatalf("UploadBlob with the first node full: %v", err)
+	}
+	if got := srv.Blobs.Hashes(); len(got) != 1 || got[0] != hash {
+		t.Errorf("stored blobs %v, want %s", got, hash)
+	}
+	if _, err := c.CreateSite(ctx(t), "blog", nil, 0); err != nil {
+		t.Errorf("CreateSite after passing over the full node: %v", err)
+	}
+
+	c = client.New(full.URL+","+full.URL, buildertest.Token)
+	var ae *client.Error
+	if _, err := c.UploadBlob(ctx(t), hash, bytes.NewReader(body), int64(len(body))); !errors.As(err, &ae) || ae.Status != http.StatusInsufficientStorage {
+		t.Errorf("UploadBlob with every node full: %v, want the 507", err)
 	}
 }
 

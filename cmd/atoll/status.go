@@ -357,5 +357,13 @@ func printNodes(env *cliEnv, nodes []atoll.NodeStatus) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%d\t%s\t%s\n", n.ID, n.Role, n.State, orDash(n.RaftState),
 			orDash(n.LastContact), n.AppliedIndex, lag, n.Blobs, humanBytes(n.Bytes), n.APIAddr)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, n := range nodes {
+		if n.DiskLow != "" {
+			fmt.Fprintf(env.stdout, "%s: disk low, new blobs go to other nodes: %s\n", n.ID, n.DiskLow)
+		}
+	}
+	return nil
 }
