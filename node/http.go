@@ -30,7 +30,7 @@ func (n *Node) startAPI() error {
 		return fmt.Errorf("listen on --api-addr: %w", err)
 	}
 	n.apiLn = ln
-	ln = n.apiListener(ln) // TLS with cluster TLS (tls.go)
+	ln = n.apiListener(n.newAcceptor(ln, "api", nil)) // outlasts running out of descriptors (accept.go); TLS with cluster TLS (tls.go)
 
 	bcfg := builder.DefaultConfig()
 	bcfg.AdminToken = n.cfg.AdminToken
@@ -93,6 +93,8 @@ func (n *Node) startEdge() error {
 		return fmt.Errorf("listen on --http-addr: %w", err)
 	}
 	n.httpLn = ln
+	n.edgeIdle = newIdleConns()
+	accept := n.newAcceptor(ln, "edge", n.edgeIdle.shed) // accept.go
 	n.http = &fasthttp.Server{
 		Handler:                       refuseBody(edge.ServeHTTP), // limits.go
 		ErrorHandler:                  edgeError,
@@ -103,7 +105,10 @@ func (n *Node) startEdge() error {
 		ReadBufferSize:                n.cfg.EdgeMaxHeaderBytes, // also the header limit
 		MaxRequestBodySize:            edgeMaxBodyBytes,
 		Concurrency:                   n.cfg.EdgeConcurrency,
-		MaxConnsPerIP:                 n.cfg.EdgeMaxConnsPerIP,
+		MaxConnsPerIP:                 max(n.cfg.EdgeMaxConnsPerIP, 0), // NoConnLimit is fasthttp's 0
+		ConnState:                     n.edgeIdle.state,
+		Logger:                        newEdgeLogger(n.log), // no request bytes, rate-limited
+		SecureErrorLogMessage:         true,
 		DisableHeaderNamesNormalizing: false,
 		NoDefaultDate:                 false,
 		CloseOnShutdown:               true,
@@ -111,7 +116,8 @@ func (n *Node) startEdge() error {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		if err := n.http.Serve(ln); err != nil {
+		if err := n.http.Serve(accept); err != nil {
+			n.edgeStopped.Store(&err)
 			n.log.Error("edge server stopped", "err", err)
 		}
 	}()
@@ -209,7 +215,8 @@ func (n *Node) handleHealth(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleReady answers 200 once the node is a member of a cluster with a
-// known leader and has applied everything the leader had committed.
+// known leader and has applied everything the leader had committed, while
+// its listeners accept connections.
 func (n *Node) handleReady(w http.ResponseWriter, r *http.Request) {
 	if why := n.notReady(r.Context(), true); why != "" {
 		builder.WriteError(w, http.StatusServiceUnavailable, why)
@@ -232,6 +239,9 @@ func (n *Node) notReady(ctx context.Context, askLeader bool) string {
 	}
 	if n.store.AdminTokenHash() == "" {
 		return "the cluster has no admin token yet"
+	}
+	if why := n.listenersNotAccepting(); why != "" {
+		return why
 	}
 	commit := n.store.CommitIndex()
 	if leaderID != n.cfg.ID && askLeader {
@@ -280,4 +290,29 @@ func (n *Node) handleMetrics(w http.ResponseWriter, r *http.Request) {
 		gauge("atoll_blob_disk_free_bytes", "Bytes free on the blob store's disk (uploads get 507 below --min-free).", free)
 	}
 	io.WriteString(w, b.String())
+}
+
+// listenersNotAccepting says why the API or the edge does not accept
+// connections (out of descriptors, or the edge server stopped), or "".
+func (n *Node) listenersNotAccepting() string {
+	if err := n.edgeStopped.Load(); err != nil {
+		return "edge server stopped: " + (*err).Error()
+	}
+	n.acceptMu.Lock()
+	defer n.acceptMu.Unlock()
+	for _, a := range n.acceptors {
+		if why := a.notAccepting(); why != "" {
+			return why
+		}
+	}
+	return ""
+}
+
+// newAcceptor wraps ln in an acceptor (accept.go) that readiness consults.
+func (n *Node) newAcceptor(ln net.Listener, name string, shed func() int) *acceptor {
+	a := &acceptor{Listener: ln, name: name, log: n.log, shed: shed}
+	n.acceptMu.Lock()
+	defer n.acceptMu.Unlock()
+	n.acceptors = append(n.acceptors, a)
+	return a
 }
