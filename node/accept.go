@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -21,11 +22,13 @@ import (
 // system) has no descriptor left for the new connection. fasthttp's Serve
 // takes any accept error but a timeout as permanent and returns: the edge
 // would never accept again. net/http retries, but only up to a second
-// apart and without a word. acceptor wraps both listeners: Accept never
-// returns such an error, it waits (5ms doubling to 1s, as net/http) and
-// tries again, and on the edge first sheds connections that wait for a
-// request (idleConns), which are the cheapest to give up: their clients
-// open them again. While accepting fails the node is not ready (/readyz
+// apart and without a word. acceptor wraps every listener: Accept never
+// returns such an error; it first sheds connections of its own server
+// that wait for a request (idleConns), which are the cheapest to give up:
+// their clients open them again; with none to shed it waits (5ms doubling
+// to 1s, as net/http) and tries again. A server sheds only its own
+// connections so that a flood on one port cannot cost the other its
+// kept-alive clients (operators, peers, a monitor asking /readyz). While accepting fails the node is not ready (/readyz
 // says why); the first success ends the condition.
 
 // acceptRetryMax is the longest wait between two failed accepts.
@@ -113,9 +116,10 @@ func retryableAccept(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// idleConns tracks the edge's connections that wait for a request: new
-// ones that have not sent a byte and kept-alive ones between requests
-// (fasthttp's ConnState). shed closes the longest-waiting of them.
+// idleConns tracks one server's connections that wait for a request: new
+// ones that have not sent a request yet and kept-alive ones between
+// requests (the server's ConnState hook). shed closes the longest-waiting
+// of them.
 type idleConns struct {
 	mu    sync.Mutex
 	seq   uint64
@@ -126,11 +130,21 @@ func newIdleConns() *idleConns {
 	return &idleConns{conns: make(map[net.Conn]uint64)}
 }
 
-// state is fasthttp's ConnState hook.
-func (t *idleConns) state(c net.Conn, s fasthttp.ConnState) {
+// edgeState is fasthttp's ConnState hook.
+func (t *idleConns) edgeState(c net.Conn, s fasthttp.ConnState) {
+	t.track(c, s == fasthttp.StateNew || s == fasthttp.StateIdle)
+}
+
+// apiState is net/http's ConnState hook.
+func (t *idleConns) apiState(c net.Conn, s http.ConnState) {
+	t.track(c, s == http.StateNew || s == http.StateIdle)
+}
+
+// track records whether c waits for a request.
+func (t *idleConns) track(c net.Conn, waiting bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if s == fasthttp.StateNew || s == fasthttp.StateIdle {
+	if waiting {
 		t.seq++
 		t.conns[c] = t.seq
 	} else {

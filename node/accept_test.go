@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"syscall"
@@ -130,9 +131,9 @@ func TestIdleConnsShedsLongestWaitingFirst(t *testing.T) {
 		c, peer := net.Pipe()
 		defer peer.Close()
 		conns = append(conns, c)
-		idle.state(c, fasthttp.StateNew)
+		idle.apiState(c, http.StateNew)
 	}
-	idle.state(conns[0], fasthttp.StateActive) // busy: never shed
+	idle.edgeState(conns[0], fasthttp.StateActive) // busy: never shed
 	if n := idle.shed(); n != shedBatch {
 		t.Fatalf("shed %d, want a batch of %d", n, shedBatch)
 	}

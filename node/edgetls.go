@@ -39,7 +39,7 @@ func (n *Node) startEdgeTLS() error {
 		return fmt.Errorf("listen on --https-addr: %w", err)
 	}
 	n.httpsLn = ln
-	accept := n.newAcceptor(ln, "edge https", n.edgeIdle.shed) // accept.go
+	accept := n.newAcceptor(ln, "edge https", n.edgeWaiting) // accept.go
 	cfg := &tls.Config{
 		GetCertificate: n.siteCerts.get,
 		MinVersion:     tls.VersionTLS12,

@@ -30,7 +30,8 @@ func (n *Node) startAPI() error {
 		return fmt.Errorf("listen on --api-addr: %w", err)
 	}
 	n.apiLn = ln
-	ln = n.apiListener(n.newAcceptor(ln, "api", nil)) // outlasts running out of descriptors (accept.go); TLS with cluster TLS (tls.go)
+	apiWaiting := newIdleConns()
+	ln = n.apiListener(n.newAcceptor(ln, "api", apiWaiting)) // outlasts running out of descriptors (accept.go); TLS with cluster TLS (tls.go)
 
 	bcfg := builder.DefaultConfig()
 	bcfg.AdminToken = n.cfg.AdminToken
@@ -64,6 +65,7 @@ func (n *Node) startAPI() error {
 		ReadHeaderTimeout: n.cfg.APIReadHeaderTimeout,
 		IdleTimeout:       n.cfg.APIIdleTimeout,
 		MaxHeaderBytes:    n.cfg.APIMaxHeaderBytes,
+		ConnState:         apiWaiting.apiState,                                // to shed when descriptors run out (accept.go)
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn), // e.g. TLS handshake errors
 	}
 	n.wg.Add(1)
@@ -93,8 +95,8 @@ func (n *Node) startEdge() error {
 		return fmt.Errorf("listen on --http-addr: %w", err)
 	}
 	n.httpLn = ln
-	n.edgeIdle = newIdleConns()
-	accept := n.newAcceptor(ln, "edge", n.edgeIdle.shed) // accept.go
+	n.edgeWaiting = newIdleConns()
+	accept := n.newAcceptor(ln, "edge", n.edgeWaiting) // accept.go
 	n.http = &fasthttp.Server{
 		Handler:                       refuseBody(edge.ServeHTTP), // limits.go
 		ErrorHandler:                  edgeError,
@@ -106,7 +108,7 @@ func (n *Node) startEdge() error {
 		MaxRequestBodySize:            edgeMaxBodyBytes,
 		Concurrency:                   n.cfg.EdgeConcurrency,
 		MaxConnsPerIP:                 max(n.cfg.EdgeMaxConnsPerIP, 0), // NoConnLimit is fasthttp's 0
-		ConnState:                     n.edgeIdle.state,
+		ConnState:                     n.edgeWaiting.edgeState,
 		Logger:                        newEdgeLogger(n.log), // no request bytes, rate-limited
 		SecureErrorLogMessage:         true,
 		DisableHeaderNamesNormalizing: false,
@@ -308,9 +310,10 @@ func (n *Node) listenersNotAccepting() string {
 	return ""
 }
 
-// newAcceptor wraps ln in an acceptor (accept.go) that readiness consults.
-func (n *Node) newAcceptor(ln net.Listener, name string, shed func() int) *acceptor {
-	a := &acceptor{Listener: ln, name: name, log: n.log, shed: shed}
+// newAcceptor wraps ln in an acceptor (accept.go) that readiness consults
+// and that sheds waiting's connections when descriptors run out.
+func (n *Node) newAcceptor(ln net.Listener, name string, waiting *idleConns) *acceptor {
+	a := &acceptor{Listener: ln, name: name, log: n.log, shed: waiting.shed}
 	n.acceptMu.Lock()
 	defer n.acceptMu.Unlock()
 	n.acceptors = append(n.acceptors, a)

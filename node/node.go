@@ -219,11 +219,12 @@ type Node struct {
 
 	// The listeners' acceptors (accept.go) and the edge server's error
 	// if it stopped, for readiness; the edge's connections that wait for
-	// a request, to shed when descriptors run out.
+	// a request, which its HTTP and HTTPS listeners shed when descriptors
+	// run out.
 	acceptMu    sync.Mutex
 	acceptors   []*acceptor
 	edgeStopped atomic.Pointer[error]
-	edgeIdle    *idleConns
+	edgeWaiting *idleConns
 
 	api     *http.Server
 	table   []builder.Route // every route of api, with its scope (routes.go)

@@ -241,3 +241,27 @@ func TestEdgeShedsIdleConnections(t *testing.T) {
 		t.Errorf("the edge server stopped:\n%s", out)
 	}
 }
+
+// TestAPIOutlastsDescriptorExhaustion floods the API port of a node
+// limited to 512 descriptors with more idle connections than it has
+// descriptors, each allowed to wait for its headers for 10 minutes: the
+// node sheds the longest-waiting ones to keep accepting, so a new
+// connection gets an answer while the flood is held (net/http alone would
+// retry accepting until the flood's connections time out).
+func TestAPIOutlastsDescriptorExhaustion(t *testing.T) {
+	s := lowFDServer(t, 512, "--api-read-header-timeout", "10m", "--api-idle-timeout", "10m")
+	s.Start()
+
+	var f flood
+	defer f.closeAll()
+	f.open(t, s.APIAddr, 700, "")
+	s.APIClient.CloseIdleConnections() // ask on a new connection
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := s.WaitReady(ctx, "/readyz"); err != nil {
+		t.Fatalf("during a flood of idle API connections: %v", err)
+	}
+	if out := s.Output(); !strings.Contains(out, "cannot accept connections") {
+		t.Errorf("the node never ran out of descriptors (the test proves nothing):\n%s", out)
+	}
+}
