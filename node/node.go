@@ -312,6 +312,10 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.log.Info("node started", "id", n.cfg.ID, "role", cfg.Role,
 		"api", n.APIURL(), "edge", n.EdgeURL(), "raft", cfg.RaftAddr, "descriptor_limit", nofile,
 		"edge_concurrency", n.cfg.EdgeConcurrency, "edge_max_conns_per_ip", n.cfg.EdgeMaxConnsPerIP)
+	if fits, _ := edgeConnDefaults(nofile); nofile > 0 && n.cfg.EdgeConcurrency > fits {
+		n.log.Warn("--edge-concurrency exceeds what the descriptor limit fits: the edge may run out of descriptors (it sheds idle connections and is not ready meanwhile)",
+			"edge_concurrency", n.cfg.EdgeConcurrency, "fits", fits, "descriptor_limit", nofile)
+	}
 	return n, nil
 }
 
