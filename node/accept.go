@@ -43,10 +43,18 @@ const shedBatch = 32
 type acceptor struct {
 	net.Listener
 	name string       // "edge", "api": for logs and readiness
-	log  *slog.Logger // one line when the condition starts, one when it ends
+	log  *slog.Logger // a line when the condition starts and ends, see logged
 	shed func() int   // closes waiting connections, returns how many; nil: none
 
 	failing atomic.Pointer[acceptFailure] // nil while accepting works
+
+	// Under a sustained flood accepting fails and recovers over and over:
+	// an episode is logged only edgeLogEvery after the last one logged
+	// (lastLogged), and its end only if its start was. Only Accept's
+	// goroutine touches these.
+	lastLogged time.Time
+	logged     bool
+	unlogged   int // episodes left out since the last one logged
 }
 
 // acceptFailure is why and since when a listener cannot accept.
@@ -63,7 +71,7 @@ func (a *acceptor) Accept() (net.Conn, error) {
 	for {
 		c, err := a.Listener.Accept()
 		if err == nil {
-			if f := a.failing.Swap(nil); f != nil {
+			if f := a.failing.Swap(nil); f != nil && a.logged {
 				a.log.Warn("accepting connections again", "listener", a.name, "after", time.Since(f.since).Round(time.Millisecond))
 			}
 			return c, nil
@@ -71,9 +79,15 @@ func (a *acceptor) Accept() (net.Conn, error) {
 		if !retryableAccept(err) {
 			return nil, err
 		}
-		if a.failing.CompareAndSwap(nil, &acceptFailure{err: err, since: time.Now()}) {
-			a.log.Error("cannot accept connections; retrying", "listener", a.name, "err", err,
-				"descriptor_limit", descriptorLimit())
+		if now := time.Now(); a.failing.CompareAndSwap(nil, &acceptFailure{err: err, since: now}) {
+			a.logged = a.lastLogged.IsZero() || now.Sub(a.lastLogged) >= edgeLogEvery
+			if !a.logged {
+				a.unlogged++
+			} else {
+				a.log.Error("cannot accept connections; retrying", "listener", a.name, "err", err,
+					"descriptor_limit", descriptorLimit(), "like_episodes_left_out", a.unlogged)
+				a.lastLogged, a.unlogged = now, 0
+			}
 		}
 		shed := 0
 		if a.shed != nil {
