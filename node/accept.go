@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -69,12 +70,14 @@ type acceptFailure struct {
 func (a *acceptor) Accept() (net.Conn, error) {
 	var wait time.Duration
 	for {
-		c, err := a.Listener.Accept()
+		c, err := a.accept()
 		if err == nil {
-			if f := a.failing.Swap(nil); f != nil && a.logged {
-				a.log.Warn("accepting connections again", "listener", a.name, "after", time.Since(f.since).Round(time.Millisecond))
-			}
+			a.recovered()
 			return c, nil
+		}
+		if errors.Is(err, errAcceptWorks) {
+			a.recovered()
+			continue
 		}
 		if !retryableAccept(err) {
 			return nil, err
@@ -99,6 +102,37 @@ func (a *acceptor) Accept() (net.Conn, error) {
 		}
 		wait = min(max(2*wait, 5*time.Millisecond), acceptRetryMax)
 		time.Sleep(wait)
+	}
+}
+
+// errAcceptWorks: no connection came within the probe's deadline, but
+// accepting did not fail.
+var errAcceptWorks = errors.New("accept works")
+
+// accept is the listener's Accept. While accepting fails it probes: the
+// kernel refuses a descriptor before it looks for a waiting connection, so
+// an accept that merely finds none within acceptRetryMax (errAcceptWorks)
+// shows the condition is over even when no client calls meanwhile.
+func (a *acceptor) accept() (net.Conn, error) {
+	d, ok := a.Listener.(interface{ SetDeadline(time.Time) error })
+	if !ok || a.failing.Load() == nil {
+		return a.Listener.Accept()
+	}
+	if err := d.SetDeadline(time.Now().Add(acceptRetryMax)); err != nil {
+		return a.Listener.Accept()
+	}
+	c, err := a.Listener.Accept()
+	d.SetDeadline(time.Time{})
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil, errAcceptWorks
+	}
+	return c, err
+}
+
+// recovered ends a failure episode, if one is on.
+func (a *acceptor) recovered() {
+	if f := a.failing.Swap(nil); f != nil && a.logged {
+		a.log.Warn("accepting connections again", "listener", a.name, "after", time.Since(f.since).Round(time.Millisecond))
 	}
 }
 

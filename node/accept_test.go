@@ -182,3 +182,37 @@ func TestEdgeLoggerRedactsAndThrottles(t *testing.T) {
 		t.Errorf("a string argument was not redacted:\n%s", got)
 	}
 }
+
+// TestAcceptorEndsEpisodeWithoutClients: once descriptors are back, the
+// condition ends (and the node is ready again) even if no client connects
+// to end it with a successful accept.
+func TestAcceptorEndsEpisodeWithoutClients(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	a := &acceptor{Listener: ln, name: "edge", log: slog.New(slog.DiscardHandler)}
+	emfile := &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	a.failing.Store(&acceptFailure{err: emfile, since: time.Now()}) // as after a failed accept
+	got := make(chan net.Conn, 1)
+	go func() {
+		c, _ := a.Accept()
+		got <- c
+	}()
+	for deadline := time.Now().Add(10 * time.Second); a.notAccepting() != ""; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no client came and the listener still says: %s", a.notAccepting())
+		}
+	}
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if sc := <-got; sc == nil {
+		t.Error("Accept after the episode ended returned no connection")
+	} else {
+		sc.Close()
+	}
+}

@@ -109,7 +109,7 @@ func (n *Node) startEdge() error {
 		Concurrency:                   n.cfg.EdgeConcurrency,
 		MaxConnsPerIP:                 max(n.cfg.EdgeMaxConnsPerIP, 0), // NoConnLimit is fasthttp's 0
 		ConnState:                     n.edgeWaiting.edgeState,
-		Logger:                        newEdgeLogger(n.log), // no request bytes, rate-limited
+		Logger:                        newEdgeLogger(n.cfg.Logger), // no request bytes, rate-limited
 		SecureErrorLogMessage:         true,
 		DisableHeaderNamesNormalizing: false,
 		NoDefaultDate:                 false,
