@@ -107,7 +107,12 @@
 //
 // Limits (limits.go): the API and the edge run with header, idle and body
 // timeouts and size limits from Config.HTTPLimits; API bodies must keep a
-// minimum rate both ways instead of a whole-request timeout.
+// minimum rate both ways instead of a whole-request timeout; the edge's
+// connection limits default to what fits the descriptor limit, which Start
+// raises to the hard limit. Both listeners outlast running out of
+// descriptors (accept.go): they shed connections that wait for a request
+// and retry, and /readyz fails meanwhile. fasthttp logs through edgeLogger
+// (edgelog.go), which keeps no request bytes and rate-limits.
 //
 // A single node is the cluster of one: it bootstraps Raft with itself as
 // the only voter, owns every blob, and serves every site from its own disk.

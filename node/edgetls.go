@@ -40,6 +40,7 @@ func (n *Node) startEdgeTLS() error {
 		return fmt.Errorf("listen on --https-addr: %w", err)
 	}
 	n.httpsLn = ln
+	accept := n.newAcceptor(ln, "edge https", n.edgeWaiting) // accept.go
 	cfg := &tls.Config{
 		GetCertificate: n.siteCerts.get,
 		MinVersion:     tls.VersionTLS12,
@@ -52,7 +53,8 @@ func (n *Node) startEdgeTLS() error {
 	}()
 	go func() {
 		defer n.wg.Done()
-		if err := n.http.Serve(tls.NewListener(ln, cfg)); err != nil && n.ctx.Err() == nil {
+		if err := n.http.Serve(tls.NewListener(accept, cfg)); err != nil && n.ctx.Err() == nil {
+			n.edgeStopped.Store(&err)
 			n.log.Error("edge https server stopped", "err", err)
 		}
 	}()

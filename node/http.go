@@ -31,7 +31,8 @@ func (n *Node) startAPI() error {
 		return fmt.Errorf("listen on --api-addr: %w", err)
 	}
 	n.apiLn = ln
-	ln = n.apiListener(ln) // TLS with cluster TLS (tls.go)
+	apiWaiting := newIdleConns()
+	ln = n.apiListener(n.newAcceptor(ln, "api", apiWaiting)) // outlasts running out of descriptors (accept.go); TLS with cluster TLS (tls.go)
 
 	bcfg := builder.DefaultConfig()
 	bcfg.AdminTokenRotated = n.rewriteTokenFile
@@ -77,6 +78,7 @@ func (n *Node) startAPI() error {
 		ReadHeaderTimeout: n.cfg.APIReadHeaderTimeout,
 		IdleTimeout:       n.cfg.APIIdleTimeout,
 		MaxHeaderBytes:    n.cfg.APIMaxHeaderBytes,
+		ConnState:         apiWaiting.apiState,                                // to shed when descriptors run out (accept.go)
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn), // e.g. TLS handshake errors
 	}
 	n.wg.Add(1)
@@ -106,6 +108,8 @@ func (n *Node) startEdge() error {
 		return fmt.Errorf("listen on --http-addr: %w", err)
 	}
 	n.httpLn = ln
+	n.edgeWaiting = newIdleConns()
+	accept := n.newAcceptor(ln, "edge", n.edgeWaiting) // accept.go
 	n.http = &fasthttp.Server{
 		Handler:                       n.unlessRemoved(refuseBody(edge.ServeHTTP)), // limits.go
 		ErrorHandler:                  edgeError,
@@ -116,7 +120,10 @@ func (n *Node) startEdge() error {
 		ReadBufferSize:                n.cfg.EdgeMaxHeaderBytes, // also the header limit
 		MaxRequestBodySize:            edgeMaxBodyBytes,
 		Concurrency:                   n.cfg.EdgeConcurrency,
-		MaxConnsPerIP:                 n.cfg.EdgeMaxConnsPerIP,
+		MaxConnsPerIP:                 max(n.cfg.EdgeMaxConnsPerIP, 0), // NoConnLimit is fasthttp's 0
+		ConnState:                     n.edgeWaiting.edgeState,
+		Logger:                        newEdgeLogger(n.cfg.Logger), // no request bytes, rate-limited
+		SecureErrorLogMessage:         true,
 		DisableHeaderNamesNormalizing: false,
 		NoDefaultDate:                 false,
 		CloseOnShutdown:               true,
@@ -124,7 +131,8 @@ func (n *Node) startEdge() error {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		if err := n.http.Serve(ln); err != nil {
+		if err := n.http.Serve(accept); err != nil {
+			n.edgeStopped.Store(&err)
 			n.log.Error("edge server stopped", "err", err)
 		}
 	}()
@@ -288,7 +296,8 @@ func (n *Node) handleHealth(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleReady answers 200 once the node is a member of a cluster with a
-// known leader and has applied everything the leader had committed.
+// known leader and has applied everything the leader had committed, while
+// its listeners accept connections.
 func (n *Node) handleReady(w http.ResponseWriter, r *http.Request) {
 	if why := n.notReady(r.Context(), true); why != "" {
 		builder.WriteError(w, http.StatusServiceUnavailable, why)
@@ -323,6 +332,9 @@ func (n *Node) notReady(ctx context.Context, askLeader bool) string {
 	}
 	if n.store.AdminTokenHash() == "" {
 		return "the cluster has no admin token yet"
+	}
+	if why := n.listenersNotAccepting(); why != "" {
+		return why
 	}
 	commit := n.store.CommitIndex()
 	if leaderID != n.cfg.ID && askLeader {
@@ -371,4 +383,30 @@ func (n *Node) handleMetrics(w http.ResponseWriter, r *http.Request) {
 		gauge("atoll_blob_disk_free_bytes", "Bytes free on the blob store's disk (uploads get 507 below --min-free).", free)
 	}
 	io.WriteString(w, b.String())
+}
+
+// listenersNotAccepting says why the API or the edge does not accept
+// connections (out of descriptors, or the edge server stopped), or "".
+func (n *Node) listenersNotAccepting() string {
+	if err := n.edgeStopped.Load(); err != nil {
+		return "edge server stopped: " + (*err).Error()
+	}
+	n.acceptMu.Lock()
+	defer n.acceptMu.Unlock()
+	for _, a := range n.acceptors {
+		if why := a.notAccepting(); why != "" {
+			return why
+		}
+	}
+	return ""
+}
+
+// newAcceptor wraps ln in an acceptor (accept.go) that readiness consults
+// and that sheds waiting's connections when descriptors run out.
+func (n *Node) newAcceptor(ln net.Listener, name string, waiting *idleConns) *acceptor {
+	a := &acceptor{Listener: ln, name: name, log: n.log, shed: waiting.shed}
+	n.acceptMu.Lock()
+	defer n.acceptMu.Unlock()
+	n.acceptors = append(n.acceptors, a)
+	return a
 }

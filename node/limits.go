@@ -53,8 +53,11 @@ import (
 // fasthttp's read buffer, which is also its header limit (431 beyond). A
 // request that carries a body is refused with 413: fasthttp reads at most
 // edgeMaxBodyBytes of it, refuseBody the rest. EdgeConcurrency bounds the
-// connections served at once (503 beyond) and EdgeMaxConnsPerIP, when set,
-// those of one client address.
+// connections served at once (503 beyond) and EdgeMaxConnsPerIP those of
+// one client address (more are closed as soon as accepted). Both default
+// to what fits the process's descriptor limit (edgeConnDefaults), so that
+// the edge's connections cannot take the descriptors the rest of the node
+// needs; accept.go handles running out all the same.
 
 // HTTPLimits are the timeouts and size limits of the node's API and edge
 // listeners. Zero values take DefaultHTTPLimits'.
@@ -70,9 +73,14 @@ type HTTPLimits struct {
 	EdgeWriteTimeout   time.Duration
 	EdgeIdleTimeout    time.Duration
 	EdgeMaxHeaderBytes int
-	EdgeConcurrency    int
-	EdgeMaxConnsPerIP  int // 0: no limit per client address
+	EdgeConcurrency    int // 0: fit to the descriptor limit (edgeConnDefaults)
+	EdgeMaxConnsPerIP  int // 0: fit to the descriptor limit; NoConnLimit: none
 }
+
+// NoConnLimit as EdgeMaxConnsPerIP lets one client address hold as many
+// edge connections as EdgeConcurrency allows (an edge behind a proxy sees
+// one address).
+const NoConnLimit = -1
 
 // DefaultHTTPLimits returns the documented defaults.
 func DefaultHTTPLimits() HTTPLimits {
@@ -88,18 +96,39 @@ func DefaultHTTPLimits() HTTPLimits {
 		EdgeWriteTimeout:   5 * time.Minute,
 		EdgeIdleTimeout:    2 * time.Minute,
 		EdgeMaxHeaderBytes: 8 << 10,
-		EdgeConcurrency:    fasthttp.DefaultConcurrency,
 	}
+}
+
+// edgeConnDefaults are EdgeConcurrency and EdgeMaxConnsPerIP for a process
+// that may hold nofile descriptors (0: unknown). A quarter of them, at
+// least 64, is left to the rest of the node (Raft, the API, peers, blob
+// files being written); an edge connection may take two (its socket and
+// the blob file it sends), so the edge gets half of the rest, at most
+// fasthttp's default of 262144; one client address gets an eighth of
+// that, between 4 and 1024. At a limit of 1024: 384 and 48; at 1048576:
+// 262144 and 1024.
+func edgeConnDefaults(nofile uint64) (concurrency, perIP int) {
+	if nofile == 0 {
+		return fasthttp.DefaultConcurrency, 1024
+	}
+	reserve := max(nofile/4, 64)
+	concurrency = fasthttp.DefaultConcurrency
+	if nofile < reserve+2*uint64(concurrency) {
+		concurrency = int(max(nofile, reserve+2)-reserve) / 2
+	}
+	return concurrency, min(max(concurrency/8, 4), 1024)
 }
 
 // edgeMaxBodyBytes is as much of a request body as the edge reads before
 // refusing it (fasthttp refuses longer ones itself, before reading them).
 const edgeMaxBodyBytes = 1 << 10
 
-// withDefaults fills zero values from DefaultHTTPLimits and rejects
-// negative ones.
-func (l HTTPLimits) withDefaults() (HTTPLimits, error) {
+// withDefaults fills zero values from DefaultHTTPLimits, and the edge's
+// connection limits from edgeConnDefaults(nofile), and rejects negative
+// ones (but NoConnLimit).
+func (l HTTPLimits) withDefaults(nofile uint64) (HTTPLimits, error) {
 	d := DefaultHTTPLimits()
+	d.EdgeConcurrency, d.EdgeMaxConnsPerIP = edgeConnDefaults(nofile)
 	durations := []struct {
 		v   *time.Duration
 		def time.Duration
@@ -122,9 +151,12 @@ func (l HTTPLimits) withDefaults() (HTTPLimits, error) {
 		def int
 	}{
 		{&l.APIMaxHeaderBytes, d.APIMaxHeaderBytes}, {&l.EdgeMaxHeaderBytes, d.EdgeMaxHeaderBytes},
-		{&l.EdgeConcurrency, d.EdgeConcurrency}, {&l.EdgeMaxConnsPerIP, 0},
+		{&l.EdgeConcurrency, d.EdgeConcurrency}, {&l.EdgeMaxConnsPerIP, d.EdgeMaxConnsPerIP},
 	}
 	for _, x := range ints {
+		if x.v == &l.EdgeMaxConnsPerIP && *x.v == NoConnLimit {
+			continue
+		}
 		if *x.v < 0 {
 			return l, fmt.Errorf("%w: negative limit %d", ErrConfig, *x.v)
 		}

@@ -124,7 +124,8 @@ type Config struct {
 	RaftTrailingLogs      uint64
 
 	Logger *slog.Logger
-	// TokenOut receives the one-time notice of a generated admin token.
+	// TokenOut receives the one-time notice that an admin token was
+	// generated, and where it was saved; never the token itself.
 	TokenOut io.Writer
 }
 
@@ -163,7 +164,9 @@ func DefaultConfig() Config {
 	}
 }
 
-func (c *Config) validate() error {
+// validate checks c and fills its defaults; nofile is the process's
+// descriptor limit, which the edge's connection limits derive from.
+func (c *Config) validate(nofile uint64) error {
 	if c.DataDir == "" {
 		return fmt.Errorf("%w: empty data dir", ErrConfig)
 	}
@@ -203,7 +206,7 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: scrub rate and interval must be positive, min free bytes not negative", ErrConfig)
 	}
 	var err error
-	if c.HTTPLimits, err = c.HTTPLimits.withDefaults(); err != nil {
+	if c.HTTPLimits, err = c.HTTPLimits.withDefaults(nofile); err != nil {
 		return err
 	}
 	if c.Logger == nil {
@@ -228,8 +231,18 @@ type Node struct {
 	edgeReady atomic.Pointer[serve.Handler]
 	edgeUp    chan struct{}
 
-	apiLn   net.Listener
-	httpLn  net.Listener
+	apiLn  net.Listener
+	httpLn net.Listener
+
+	// The listeners' acceptors (accept.go) and the edge server's error
+	// if it stopped, for readiness; the edge's connections that wait for
+	// a request, which its HTTP and HTTPS listeners shed when descriptors
+	// run out.
+	acceptMu    sync.Mutex
+	acceptors   []*acceptor
+	edgeStopped atomic.Pointer[error]
+	edgeWaiting *idleConns
+
 	api     *http.Server
 	table   []builder.Route // every route of api, with its scope (routes.go)
 	http    *fasthttp.Server
@@ -274,7 +287,8 @@ type Node struct {
 // serving the API and the edge. It returns once all listeners are bound; the
 // node may still be catching up (see /readyz).
 func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
-	if err := cfg.validate(); err != nil {
+	nofile := raiseDescriptorLimit()
+	if err := cfg.validate(nofile); err != nil {
 		return nil, err
 	}
 	n := &Node{
@@ -320,7 +334,12 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	n.scrub.Start()
 	n.log.Info("node started", "id", n.cfg.ID, "role", cfg.Role,
-		"api", n.APIURL(), "edge", n.EdgeURL(), "raft", cfg.RaftAddr)
+		"api", n.APIURL(), "edge", n.EdgeURL(), "raft", cfg.RaftAddr, "descriptor_limit", nofile,
+		"edge_concurrency", n.cfg.EdgeConcurrency, "edge_max_conns_per_ip", n.cfg.EdgeMaxConnsPerIP)
+	if fits, _ := edgeConnDefaults(nofile); nofile > 0 && n.cfg.EdgeConcurrency > fits {
+		n.log.Warn("--edge-concurrency exceeds what the descriptor limit fits: the edge may run out of descriptors (it sheds idle connections and is not ready meanwhile)",
+			"edge_concurrency", n.cfg.EdgeConcurrency, "fits", fits, "descriptor_limit", nofile)
+	}
 	return n, nil
 }
 
@@ -538,7 +557,9 @@ func (n *Node) ensureToken(ctx context.Context) error {
 		if err := durable.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
 			return fmt.Errorf("write admin token: %w", err)
 		}
-		fmt.Fprintf(n.cfg.TokenOut, "atoll: generated admin token %s (saved in %s)\n", token, path)
+		// The token itself goes nowhere but the file: this output usually
+		// ends up in a log.
+		fmt.Fprintf(n.cfg.TokenOut, "atoll: generated an admin token, saved in %s (readable by this user only)\n", path)
 	}
 	if err := n.apply(ctx, raft.SetAdminToken{Hash: tokenHash(token)}); err != nil {
 		return fmt.Errorf("record admin token: %w", err)

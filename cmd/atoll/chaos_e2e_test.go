@@ -173,9 +173,8 @@ type chaos struct {
 	faultCount  map[string]int
 	elections   []time.Duration // partition or kill of the leader -> another core leads
 	harnessErrs []string
-	knownIssues map[string]int // what went wrong that a fix in progress will end, excused
-	floodTok    string         // the tenant flood's deploy token, once made
-	obs         [][]chaosObs   // per node index, in time order
+	floodTok    string       // the tenant flood's deploy token, once made
+	obs         [][]chaosObs // per node index, in time order
 	reads       []chaosRead
 	wrongs      []string
 }
@@ -229,7 +228,6 @@ func newChaos(t *testing.T, seed int64) *chaos {
 		failMsgs:    map[string]int{},
 		faults:      map[int][]chaosInterval{},
 		faultCount:  map[string]int{},
-		knownIssues: map[string]int{},
 	}
 	if v := os.Getenv("ATOLL_CHAOS_NETNS"); v == "off" || v == "0" {
 		c.net = atolltest.Loopback("ATOLL_CHAOS_NETNS=" + v)

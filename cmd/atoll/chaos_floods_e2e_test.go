@@ -44,13 +44,6 @@ const (
 	floodTarSent      = 1 << 20  // what it sends before it stalls
 )
 
-// floodExcuseDeadEdge makes an edge that no longer accepts connections
-// after a visitor flood a known issue, counted in the figures and
-// restarted (kill -9) so that the run goes on, instead of a failure. An
-// edge must survive descriptor exhaustion (issue 10, item 1): where it
-// does, set this to false, and a dead edge fails the run.
-const floodExcuseDeadEdge = true
-
 // visitorFlood holds floodConns idle connections on a random edge whose
 // soft descriptor limit is lowered to floodNofile, for a few seconds, then
 // releases them and restores the limit. The edge is under a fault until it
@@ -81,18 +74,9 @@ func (c *chaos) visitorFlood(ctx context.Context, rng *rand.Rand) {
 		note = fmt.Sprintf(" (dials stopped at %d: %v)", len(conns), dialErr)
 	}
 	if !c.edgeAccepts(ctx, n) {
-		if !floodExcuseDeadEdge {
-			c.harnessError("visitor flood: %s's edge no longer accepts connections after the flood", n.ID)
-		} else {
-			c.mu.Lock()
-			c.knownIssues["an edge stopped accepting connections after a visitor flood (issue 10 item 1); restarted"]++
-			c.mu.Unlock()
-			note += "; its edge no longer accepted: KNOWN ISSUE, kill -9 and restart"
-			n.Stop(syscall.SIGKILL, 15*time.Second)
-			if err := c.launch(n); err != nil {
-				c.harnessError("restart %s: %v", n.ID, err)
-			}
-		}
+		// An edge must outlast descriptor exhaustion: one that no longer
+		// accepts fails the run.
+		c.harnessError("visitor flood: %s's edge no longer accepts connections after the flood", n.ID)
 	}
 	end(ctx)
 	c.logAt(start, "visitor flood: %d idle connections on %s's edge (soft descriptor limit %d) for %s%s; ready again %s after the release",

@@ -378,9 +378,6 @@ func (c *chaos) figures(dur time.Duration, repair chaosRepair, lost, files int, 
 	for _, why := range slices.Sorted(maps.Keys(y.excused)) {
 		add("  failed but excused: %d (%s)", y.excused[why], why)
 	}
-	for _, what := range slices.Sorted(maps.Keys(c.knownIssues)) {
-		add("KNOWN ISSUE, excused: %d × %s", c.knownIssues[what], what)
-	}
 	add("INVARIANT acknowledged deploys lost: %d of %d (each listed and %d file reads checked on %d nodes)", lost, len(c.acked), files, len(c.nodes))
 	add("INVARIANT wrong bytes served: %d", len(c.wrongs))
 	add("INVARIANT failed reads of published content from a live, connected node with an owner up: %d", y.countedFailed)

@@ -162,7 +162,8 @@ func TestServerFlagErrors(t *testing.T) {
 		{name: "a zero timeout", args: []string{"--edge-read-timeout", "0s"}, want: "--edge-read-timeout 0s: want a positive duration"},
 		{name: "a raft flag given as zero", args: []string{"--raft-trailing-logs", "0"}, want: "--raft-trailing-logs 0: want a positive number"},
 		{name: "a header limit above 1GiB", args: []string{"--api-max-header-bytes", "2GiB"}, want: "--api-max-header-bytes 2GiB: want at most 1GiB"},
-		{name: "a negative per-address limit", args: []string{"--edge-max-conns-per-ip", "-1"}, want: "--edge-max-conns-per-ip -1"},
+		{name: "a per-address limit below -1", args: []string{"--edge-max-conns-per-ip", "-2"}, want: "--edge-max-conns-per-ip -2"},
+		{name: "a negative edge concurrency", args: []string{"--edge-concurrency", "-1"}, want: "--edge-concurrency -1"},
 		{name: "a positional argument", args: []string{"extra"}, want: "want no arguments"},
 	}
 	for _, tt := range tests {
@@ -181,15 +182,23 @@ func TestServerFlagErrors(t *testing.T) {
 	}
 }
 
-// TestServerFlagsAllowedZero checks the zeros that mean something: no
-// per-address limit, no reserve, no cache, and node's Raft defaults.
+// TestServerFlagsAllowedZero checks the zeros that mean something: edge
+// connection limits fit to the descriptor limit, no reserve, no cache, and
+// node's Raft defaults; and -1, no per-address limit.
 func TestServerFlagsAllowedZero(t *testing.T) {
-	cfg, out, err := parseServer(t, nil, "--edge-max-conns-per-ip", "0", "--min-free", "0", "--cache-size", "0")
+	cfg, out, err := parseServer(t, nil, "--edge-concurrency", "0", "--min-free", "0", "--cache-size", "0")
 	if err != nil {
 		t.Fatalf("parseServerFlags: %v\n%s", err, out)
 	}
-	if cfg.EdgeMaxConnsPerIP != 0 || cfg.MinFreeBytes != 0 || cfg.CacheSize != 0 || cfg.RaftSnapshotThreshold != 0 {
+	if cfg.EdgeConcurrency != 0 || cfg.MinFreeBytes != 0 || cfg.CacheSize != 0 || cfg.RaftSnapshotThreshold != 0 {
 		t.Errorf("got %+v, want the zeros kept", cfg)
+	}
+	cfg, out, err = parseServer(t, nil, "--edge-max-conns-per-ip", "-1")
+	if err != nil {
+		t.Fatalf("parseServerFlags: %v\n%s", err, out)
+	}
+	if cfg.EdgeMaxConnsPerIP != node.NoConnLimit {
+		t.Errorf("--edge-max-conns-per-ip -1: got %d, want node.NoConnLimit", cfg.EdgeMaxConnsPerIP)
 	}
 }
 

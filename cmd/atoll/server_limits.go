@@ -29,8 +29,8 @@ func declareLimitFlags(fs *flag.FlagSet, cfg *node.Config) {
 	fs.DurationVar(&cfg.EdgeWriteTimeout, "edge-write-timeout", cfg.EdgeWriteTimeout, "time the edge has to send a whole response")
 	fs.DurationVar(&cfg.EdgeIdleTimeout, "edge-idle-timeout", cfg.EdgeIdleTimeout, "how long an idle keep-alive edge connection stays open")
 	sizeVar(fs, &cfg.EdgeMaxHeaderBytes, "edge-max-header-bytes", "`size` of an edge request's headers (more: 431)")
-	fs.IntVar(&cfg.EdgeConcurrency, "edge-concurrency", cfg.EdgeConcurrency, "connections the edge serves at once (more: 503)")
-	fs.IntVar(&cfg.EdgeMaxConnsPerIP, "edge-max-conns-per-ip", cfg.EdgeMaxConnsPerIP, "connections one client address may hold on the edge; 0: no limit")
+	fs.IntVar(&cfg.EdgeConcurrency, "edge-concurrency", cfg.EdgeConcurrency, "connections the edge serves at once (more: 503); 0: fit to the descriptor limit")
+	fs.IntVar(&cfg.EdgeMaxConnsPerIP, "edge-max-conns-per-ip", cfg.EdgeMaxConnsPerIP, "connections one client address may hold on the edge; 0: fit to the descriptor limit, -1: no limit")
 }
 
 // maxHeaderBytes is the largest value the header size flags take.
@@ -42,7 +42,7 @@ func checkLimitFlags(fs *flag.FlagSet) error {
 	if err := checkPositive(fs, "max-files", "max-manifest-bytes", "max-blob-bytes", "max-tar-bytes",
 		"site-max-bytes", "site-max-uploading", "deploy-expiry",
 		"api-read-header-timeout", "api-read-timeout", "api-write-timeout", "api-min-rate", "api-idle-timeout", "api-max-header-bytes",
-		"edge-read-timeout", "edge-write-timeout", "edge-idle-timeout", "edge-max-header-bytes", "edge-concurrency"); err != nil {
+		"edge-read-timeout", "edge-write-timeout", "edge-idle-timeout", "edge-max-header-bytes"); err != nil {
 		return err
 	}
 	for _, name := range []string{"api-max-header-bytes", "edge-max-header-bytes"} {
@@ -51,6 +51,10 @@ func checkLimitFlags(fs *flag.FlagSet) error {
 			return err
 		}
 	}
-	n, _ := numberOf(fs.Lookup("edge-max-conns-per-ip").Value)
-	return checkRange(fs, "edge-max-conns-per-ip", n >= 0, "a number of connections, 0 for no limit")
+	n, _ := numberOf(fs.Lookup("edge-concurrency").Value)
+	if err := checkRange(fs, "edge-concurrency", n >= 0, "a number of connections, 0 to fit the descriptor limit"); err != nil {
+		return err
+	}
+	n, _ = numberOf(fs.Lookup("edge-max-conns-per-ip").Value)
+	return checkRange(fs, "edge-max-conns-per-ip", n >= -1, "a number of connections, 0 to fit the descriptor limit, -1 for no limit")
 }

@@ -1,0 +1,226 @@
+package node
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Accepting under descriptor exhaustion.
+//
+// A listener's Accept fails with EMFILE or ENFILE when the process (or the
+// system) has no descriptor left for the new connection. fasthttp's Serve
+// takes any accept error but a timeout as permanent and returns: the edge
+// would never accept again. net/http retries, but only up to a second
+// apart and without a word. acceptor wraps every listener: Accept never
+// returns such an error; it first sheds connections of its own server
+// that wait for a request (idleConns), which are the cheapest to give up:
+// their clients open them again; with none to shed it waits (5ms doubling
+// to 1s, as net/http) and tries again. A server sheds only its own
+// connections so that a flood on one port cannot cost the other its
+// kept-alive clients (operators, peers, a monitor asking /readyz). While accepting fails the node is not ready (/readyz
+// says why); the first success ends the condition.
+
+// acceptRetryMax is the longest wait between two failed accepts.
+const acceptRetryMax = time.Second
+
+// shedBatch is how many waiting connections the edge closes per failed
+// accept (nginx reclaims 32 keep-alive connections at a time likewise).
+const shedBatch = 32
+
+// acceptor is a listener whose Accept outlasts a shortage of descriptors
+// (see the top of this file).
+type acceptor struct {
+	net.Listener
+	name string       // "edge", "api": for logs and readiness
+	log  *slog.Logger // a line when the condition starts and ends, see logged
+	shed func() int   // closes waiting connections, returns how many; nil: none
+
+	failing atomic.Pointer[acceptFailure] // nil while accepting works
+
+	// Under a sustained flood accepting fails and recovers over and over:
+	// an episode is logged only edgeLogEvery after the last one logged
+	// (lastLogged), and its end only if its start was. Only Accept's
+	// goroutine touches these.
+	lastLogged time.Time
+	logged     bool
+	unlogged   int // episodes left out since the last one logged
+}
+
+// acceptFailure is why and since when a listener cannot accept.
+type acceptFailure struct {
+	err   error
+	since time.Time
+}
+
+// Accept returns the next connection, waiting out errors a later accept
+// may not meet (retryableAccept); any other error, a closed listener's
+// included, it returns.
+func (a *acceptor) Accept() (net.Conn, error) {
+	var wait time.Duration
+	for {
+		c, err := a.accept()
+		if err == nil {
+			a.recovered()
+			return c, nil
+		}
+		if errors.Is(err, errAcceptWorks) {
+			a.recovered()
+			continue
+		}
+		if !retryableAccept(err) {
+			return nil, err
+		}
+		if now := time.Now(); a.failing.CompareAndSwap(nil, &acceptFailure{err: err, since: now}) {
+			a.logged = a.lastLogged.IsZero() || now.Sub(a.lastLogged) >= edgeLogEvery
+			if !a.logged {
+				a.unlogged++
+			} else {
+				a.log.Error("cannot accept connections; retrying", "listener", a.name, "err", err,
+					"descriptor_limit", descriptorLimit(), "like_episodes_left_out", a.unlogged)
+				a.lastLogged, a.unlogged = now, 0
+			}
+		}
+		shed := 0
+		if a.shed != nil {
+			shed = a.shed()
+		}
+		if shed > 0 {
+			wait = 0 // descriptors were freed: try at once
+			continue
+		}
+		wait = min(max(2*wait, 5*time.Millisecond), acceptRetryMax)
+		time.Sleep(wait)
+	}
+}
+
+// errAcceptWorks: no connection came within the probe's deadline, but
+// accepting did not fail.
+var errAcceptWorks = errors.New("accept works")
+
+// accept is the listener's Accept. While accepting fails it probes: the
+// kernel refuses a descriptor before it looks for a waiting connection, so
+// an accept that merely finds none within acceptRetryMax (errAcceptWorks)
+// shows the condition is over even when no client calls meanwhile.
+func (a *acceptor) accept() (net.Conn, error) {
+	d, ok := a.Listener.(interface{ SetDeadline(time.Time) error })
+	if !ok || a.failing.Load() == nil {
+		return a.Listener.Accept()
+	}
+	if err := d.SetDeadline(time.Now().Add(acceptRetryMax)); err != nil {
+		return a.Listener.Accept()
+	}
+	c, err := a.Listener.Accept()
+	d.SetDeadline(time.Time{})
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil, errAcceptWorks
+	}
+	return c, err
+}
+
+// recovered ends a failure episode, if one is on.
+func (a *acceptor) recovered() {
+	if f := a.failing.Swap(nil); f != nil && a.logged {
+		a.log.Warn("accepting connections again", "listener", a.name, "after", time.Since(f.since).Round(time.Millisecond))
+	}
+}
+
+// notAccepting says why the listener cannot accept connections now, or ""
+// if it can.
+func (a *acceptor) notAccepting() string {
+	f := a.failing.Load()
+	if f == nil {
+		return ""
+	}
+	why := f.err.Error()
+	if errors.Is(f.err, syscall.EMFILE) || errors.Is(f.err, syscall.ENFILE) {
+		why = fmt.Sprintf("out of file descriptors (limit %d)", descriptorLimit())
+	}
+	return fmt.Sprintf("%s listener not accepting connections for %s: %s",
+		a.name, time.Since(f.since).Round(time.Second), why)
+}
+
+// retryableAccept reports whether an accept error is one a later accept
+// may not meet: a shortage of descriptors or memory, or a connection the
+// client dropped before it was accepted.
+func retryableAccept(err error) bool {
+	for _, errno := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED, syscall.EINTR} {
+		if errors.Is(err, errno) {
+			return true
+		}
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// idleConns tracks one server's connections that wait for a request: new
+// ones that have not sent a request yet and kept-alive ones between
+// requests (the server's ConnState hook). shed closes the longest-waiting
+// of them.
+type idleConns struct {
+	mu    sync.Mutex
+	seq   uint64
+	conns map[net.Conn]uint64 // when each began to wait, in seq order
+}
+
+func newIdleConns() *idleConns {
+	return &idleConns{conns: make(map[net.Conn]uint64)}
+}
+
+// edgeState is fasthttp's ConnState hook.
+func (t *idleConns) edgeState(c net.Conn, s fasthttp.ConnState) {
+	t.track(c, s == fasthttp.StateNew || s == fasthttp.StateIdle)
+}
+
+// apiState is net/http's ConnState hook.
+func (t *idleConns) apiState(c net.Conn, s http.ConnState) {
+	t.track(c, s == http.StateNew || s == http.StateIdle)
+}
+
+// track records whether c waits for a request.
+func (t *idleConns) track(c net.Conn, waiting bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if waiting {
+		t.seq++
+		t.conns[c] = t.seq
+	} else {
+		delete(t.conns, c)
+	}
+}
+
+// shed closes up to shedBatch waiting connections, the longest-waiting
+// first, and returns how many it closed. fasthttp's read on a closed
+// connection fails and it lets the connection go.
+func (t *idleConns) shed() int {
+	type waiting struct {
+		c     net.Conn
+		since uint64
+	}
+	t.mu.Lock()
+	all := make([]waiting, 0, len(t.conns))
+	for c, since := range t.conns {
+		all = append(all, waiting{c, since})
+	}
+	slices.SortFunc(all, func(a, b waiting) int { return cmp.Compare(a.since, b.since) })
+	all = all[:min(len(all), shedBatch)]
+	for _, w := range all {
+		delete(t.conns, w.c)
+	}
+	t.mu.Unlock()
+	for _, w := range all {
+		w.c.Close()
+	}
+	return len(all)
+}
