@@ -215,34 +215,14 @@ func scanTar(r io.Reader, lim tarLimits) ([]tarEntry, int, error) {
 		if err != nil && !(errors.Is(err, tar.ErrInsecurePath) && hdr != nil) {
 			return nil, 0, corrupt(err)
 		}
-		bad := func(format string, args ...any) error {
-			return errorf(http.StatusBadRequest, "archive member %q: %s", hdr.Name, fmt.Sprintf(format, args...))
-		}
-		switch hdr.Typeflag {
-		case tar.TypeXGlobalHeader:
+		if skip, err := checkMemberType(hdr); err != nil {
+			return nil, 0, err
+		} else if skip {
 			continue
-		case tar.TypeDir:
-			if _, err := memberPath(hdr.Name, true); err != nil {
-				return nil, 0, bad("%v", err)
-			}
-			continue
-		case tar.TypeReg:
-		case tar.TypeSymlink:
-			return nil, 0, bad("is a symbolic link (to %q); only regular files and directories are allowed", hdr.Linkname)
-		case tar.TypeLink:
-			return nil, 0, bad("is a hard link (to %q); only regular files and directories are allowed", hdr.Linkname)
-		case tar.TypeChar, tar.TypeBlock:
-			return nil, 0, bad("is a device; only regular files and directories are allowed")
-		case tar.TypeFifo:
-			return nil, 0, bad("is a FIFO; only regular files and directories are allowed")
-		case tar.TypeGNUSparse:
-			return nil, 0, bad("is a sparse file; create the archive without --sparse")
-		default:
-			return nil, 0, bad("has unsupported type %q; only regular files and directories are allowed", hdr.Typeflag)
 		}
 		p, err := memberPath(hdr.Name, false)
 		if err != nil {
-			return nil, 0, bad("%v", err)
+			return nil, 0, badMember(hdr, "%v", err)
 		}
 		if total += hdr.Size; total > lim.maxTotal {
 			return nil, 0, errorf(http.StatusRequestEntityTooLarge, "archive holds more than %d bytes of files", lim.maxTotal)
@@ -278,15 +258,57 @@ func scanTar(r io.Reader, lim tarLimits) ([]tarEntry, int, error) {
 		}
 		return nil, 0, errorf(http.StatusBadRequest, "the archive contains no files")
 	}
+	if err := checkDuplicateMembers(entries); err != nil {
+		return nil, 0, err
+	}
+	return entries, skipped, nil
+}
+
+// checkMemberType accepts regular files and refuses every type of member
+// but directories (checked and skipped) and pax global headers (skipped).
+func checkMemberType(hdr *tar.Header) (skip bool, err error) {
+	switch hdr.Typeflag {
+	case tar.TypeXGlobalHeader:
+		return true, nil
+	case tar.TypeDir:
+		if _, err := memberPath(hdr.Name, true); err != nil {
+			return false, badMember(hdr, "%v", err)
+		}
+		return true, nil
+	case tar.TypeReg:
+		return false, nil
+	case tar.TypeSymlink:
+		return false, badMember(hdr, "is a symbolic link (to %q); only regular files and directories are allowed", hdr.Linkname)
+	case tar.TypeLink:
+		return false, badMember(hdr, "is a hard link (to %q); only regular files and directories are allowed", hdr.Linkname)
+	case tar.TypeChar, tar.TypeBlock:
+		return false, badMember(hdr, "is a device; only regular files and directories are allowed")
+	case tar.TypeFifo:
+		return false, badMember(hdr, "is a FIFO; only regular files and directories are allowed")
+	case tar.TypeGNUSparse:
+		return false, badMember(hdr, "is a sparse file; create the archive without --sparse")
+	default:
+		return false, badMember(hdr, "has unsupported type %q; only regular files and directories are allowed", hdr.Typeflag)
+	}
+}
+
+// badMember is the 400 for a refused archive member.
+func badMember(hdr *tar.Header, format string, args ...any) error {
+	return errorf(http.StatusBadRequest, "archive member %q: %s", hdr.Name, fmt.Sprintf(format, args...))
+}
+
+// checkDuplicateMembers refuses two members that name the same file ("a"
+// and "./a").
+func checkDuplicateMembers(entries []tarEntry) error {
 	sorted := slices.Clone(entries)
 	slices.SortStableFunc(sorted, func(a, b tarEntry) int { return cmp.Compare(a.Path, b.Path) })
 	for i := 1; i < len(sorted); i++ {
 		if sorted[i].Path == sorted[i-1].Path {
-			return nil, 0, errorf(http.StatusBadRequest, "archive members %q and %q are the same file %q",
+			return errorf(http.StatusBadRequest, "archive members %q and %q are the same file %q",
 				sorted[i-1].name, sorted[i].name, sorted[i].Path)
 		}
 	}
-	return entries, skipped, nil
+	return nil
 }
 
 // memberPath normalizes a tar member name to a manifest path. Directories
