@@ -110,7 +110,7 @@
 // minimum rate both ways instead of a whole-request timeout; the edge's
 // connection limits default to what fits the descriptor limit, which Start
 // raises to the hard limit. Both listeners outlast running out of
-// descriptors (accept.go): they shed connections that wait for a request
+// descriptors (package listen): they shed connections that wait for a request
 // and retry, and /readyz fails meanwhile. fasthttp logs through edgeLogger
 // (edgelog.go), which keeps no request bytes and rate-limits.
 //

@@ -9,11 +9,13 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/atoll-hosting/atoll/listen"
 )
 
 // edgeLogEvery is how often the edge logs one kind of fasthttp message at
 // most; the next line says how many were left out in between.
-const edgeLogEvery = 10 * time.Second
+const edgeLogEvery = listen.LogEvery
 
 // edgeLogger is the edge's fasthttp.Logger. fasthttp's messages may quote
 // what a visitor sent (a malformed request's raw headers: cookies, bearer

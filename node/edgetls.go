@@ -40,7 +40,7 @@ func (n *Node) startEdgeTLS() error {
 		return fmt.Errorf("listen on --https-addr: %w", err)
 	}
 	n.httpsLn = ln
-	accept := n.newAcceptor(ln, "edge https", n.edgeWaiting) // accept.go
+	accept := n.newAcceptor(ln, "edge https", n.edgeWaiting) // package listen
 	cfg := &tls.Config{
 		GetCertificate: n.siteCerts.get,
 		MinVersion:     tls.VersionTLS12,

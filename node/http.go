@@ -18,6 +18,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/atoll-hosting/atoll/builder"
+	"github.com/atoll-hosting/atoll/listen"
 	"github.com/atoll-hosting/atoll/raft"
 	"github.com/atoll-hosting/atoll/serve"
 )
@@ -31,8 +32,8 @@ func (n *Node) startAPI() error {
 		return fmt.Errorf("listen on --api-addr: %w", err)
 	}
 	n.apiLn = ln
-	apiWaiting := newIdleConns()
-	ln = n.apiListener(n.newAcceptor(ln, "api", apiWaiting)) // outlasts running out of descriptors (accept.go); TLS with cluster TLS (tls.go)
+	apiWaiting := listen.NewWaiting()
+	ln = n.apiListener(n.newAcceptor(ln, "api", apiWaiting)) // outlasts running out of descriptors (package listen); TLS with cluster TLS (tls.go)
 
 	bcfg := builder.DefaultConfig()
 	bcfg.AdminTokenRotated = n.rewriteTokenFile
@@ -78,7 +79,7 @@ func (n *Node) startAPI() error {
 		ReadHeaderTimeout: n.cfg.APIReadHeaderTimeout,
 		IdleTimeout:       n.cfg.APIIdleTimeout,
 		MaxHeaderBytes:    n.cfg.APIMaxHeaderBytes,
-		ConnState:         apiWaiting.apiState,                                // to shed when descriptors run out (accept.go)
+		ConnState:         apiWaiting.HTTPState,                               // to shed when descriptors run out (package listen)
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn), // e.g. TLS handshake errors
 	}
 	n.wg.Add(1)
@@ -108,8 +109,8 @@ func (n *Node) startEdge() error {
 		return fmt.Errorf("listen on --http-addr: %w", err)
 	}
 	n.httpLn = ln
-	n.edgeWaiting = newIdleConns()
-	accept := n.newAcceptor(ln, "edge", n.edgeWaiting) // accept.go
+	n.edgeWaiting = listen.NewWaiting()
+	accept := n.newAcceptor(ln, "edge", n.edgeWaiting) // package listen
 	n.http = &fasthttp.Server{
 		Handler:                       n.unlessRemoved(refuseBody(edge.ServeHTTP)), // limits.go
 		ErrorHandler:                  edgeError,
@@ -121,7 +122,7 @@ func (n *Node) startEdge() error {
 		MaxRequestBodySize:            edgeMaxBodyBytes,
 		Concurrency:                   n.cfg.EdgeConcurrency,
 		MaxConnsPerIP:                 max(n.cfg.EdgeMaxConnsPerIP, 0), // NoConnLimit is fasthttp's 0
-		ConnState:                     n.edgeWaiting.edgeState,
+		ConnState:                     n.edgeWaiting.FasthttpState,
 		Logger:                        newEdgeLogger(n.cfg.Logger), // no request bytes, rate-limited
 		SecureErrorLogMessage:         true,
 		DisableHeaderNamesNormalizing: false,
@@ -394,17 +395,17 @@ func (n *Node) listenersNotAccepting() string {
 	n.acceptMu.Lock()
 	defer n.acceptMu.Unlock()
 	for _, a := range n.acceptors {
-		if why := a.notAccepting(); why != "" {
+		if why := a.NotAccepting(); why != "" {
 			return why
 		}
 	}
 	return ""
 }
 
-// newAcceptor wraps ln in an acceptor (accept.go) that readiness consults
-// and that sheds waiting's connections when descriptors run out.
-func (n *Node) newAcceptor(ln net.Listener, name string, waiting *idleConns) *acceptor {
-	a := &acceptor{Listener: ln, name: name, log: n.log, shed: waiting.shed}
+// newAcceptor wraps ln in a listen.Listener that readiness consults and
+// that sheds waiting's connections when descriptors run out.
+func (n *Node) newAcceptor(ln net.Listener, name string, waiting *listen.Waiting) *listen.Listener {
+	a := listen.New(ln, name, n.log, waiting)
 	n.acceptMu.Lock()
 	defer n.acceptMu.Unlock()
 	n.acceptors = append(n.acceptors, a)

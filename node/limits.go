@@ -57,7 +57,7 @@ import (
 // one client address (more are closed as soon as accepted). Both default
 // to what fits the process's descriptor limit (edgeConnDefaults), so that
 // the edge's connections cannot take the descriptors the rest of the node
-// needs; accept.go handles running out all the same.
+// needs; package listen handles running out all the same.
 
 // HTTPLimits are the timeouts and size limits of the node's API and edge
 // listeners. Zero values take DefaultHTTPLimits'.

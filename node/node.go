@@ -28,6 +28,7 @@ import (
 	"github.com/atoll-hosting/atoll/blobstore"
 	"github.com/atoll-hosting/atoll/builder"
 	"github.com/atoll-hosting/atoll/internal/durable"
+	"github.com/atoll-hosting/atoll/listen"
 	"github.com/atoll-hosting/atoll/peer"
 	"github.com/atoll-hosting/atoll/pki"
 	"github.com/atoll-hosting/atoll/placement"
@@ -234,14 +235,14 @@ type Node struct {
 	apiLn  net.Listener
 	httpLn net.Listener
 
-	// The listeners' acceptors (accept.go) and the edge server's error
+	// The listeners' guards (package listen) and the edge server's error
 	// if it stopped, for readiness; the edge's connections that wait for
 	// a request, which its HTTP and HTTPS listeners shed when descriptors
 	// run out.
 	acceptMu    sync.Mutex
-	acceptors   []*acceptor
+	acceptors   []*listen.Listener
 	edgeStopped atomic.Pointer[error]
-	edgeWaiting *idleConns
+	edgeWaiting *listen.Waiting
 
 	api     *http.Server
 	table   []builder.Route // every route of api, with its scope (routes.go)
@@ -287,7 +288,7 @@ type Node struct {
 // serving the API and the edge. It returns once all listeners are bound; the
 // node may still be catching up (see /readyz).
 func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
-	nofile := raiseDescriptorLimit()
+	nofile := listen.RaiseDescriptorLimit()
 	if err := cfg.validate(nofile); err != nil {
 		return nil, err
 	}

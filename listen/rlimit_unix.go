@@ -1,13 +1,13 @@
 //go:build linux || darwin || freebsd || netbsd || openbsd || dragonfly
 
-package node
+package listen
 
 import "syscall"
 
-// raiseDescriptorLimit raises the soft RLIMIT_NOFILE to the hard limit
+// RaiseDescriptorLimit raises the soft RLIMIT_NOFILE to the hard limit
 // (the Go runtime does so too at start on most systems; this makes it the
 // node's contract) and returns the soft limit then in force, 0 if unknown.
-func raiseDescriptorLimit() uint64 {
+func RaiseDescriptorLimit() uint64 {
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		return 0
@@ -22,8 +22,8 @@ func raiseDescriptorLimit() uint64 {
 	return uint64(lim.Cur)
 }
 
-// descriptorLimit is the soft RLIMIT_NOFILE, 0 if unknown.
-func descriptorLimit() uint64 {
+// DescriptorLimit is the soft RLIMIT_NOFILE, 0 if unknown.
+func DescriptorLimit() uint64 {
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		return 0

@@ -1,4 +1,21 @@
-package node
+// Package listen keeps a server accepting when the process runs out of file
+// descriptors.
+//
+// A listener's Accept fails with EMFILE or ENFILE when the process (or the
+// system) has no descriptor left for the new connection. fasthttp's Serve
+// takes any accept error but a timeout as permanent and returns: the edge
+// would never accept again. net/http retries, but only up to a second
+// apart and without a word. Listener wraps a listener: Accept never
+// returns such an error; it first sheds connections of its own server
+// that wait for a request (Waiting), which are the cheapest to give up:
+// their clients open them again; with none to shed it waits (5ms doubling
+// to 1s, as net/http) and tries again. A server sheds only its own
+// connections so that a flood on one port cannot cost the other its
+// kept-alive clients (operators, peers, a monitor asking /readyz). While
+// accepting fails, NotAccepting says why (node fails readiness with it);
+// the first success ends the condition. The package never decides what a
+// server serves; it only accepts and sheds.
+package listen
 
 import (
 	"cmp"
@@ -17,20 +34,20 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// Accepting under descriptor exhaustion.
-//
-// A listener's Accept fails with EMFILE or ENFILE when the process (or the
-// system) has no descriptor left for the new connection. fasthttp's Serve
-// takes any accept error but a timeout as permanent and returns: the edge
-// would never accept again. net/http retries, but only up to a second
-// apart and without a word. acceptor wraps every listener: Accept never
-// returns such an error; it first sheds connections of its own server
-// that wait for a request (idleConns), which are the cheapest to give up:
-// their clients open them again; with none to shed it waits (5ms doubling
-// to 1s, as net/http) and tries again. A server sheds only its own
-// connections so that a flood on one port cannot cost the other its
-// kept-alive clients (operators, peers, a monitor asking /readyz). While accepting fails the node is not ready (/readyz
-// says why); the first success ends the condition.
+// LogEvery is the least time between two logged episodes of one
+// listener's failing accepts.
+const LogEvery = 10 * time.Second
+
+// New wraps ln. name names it in logs and in NotAccepting; waiting, when
+// not nil, is the server's connections that wait for a request, which Accept
+// sheds first when descriptors run out.
+func New(ln net.Listener, name string, log *slog.Logger, waiting *Waiting) *Listener {
+	a := &Listener{Listener: ln, name: name, log: log}
+	if waiting != nil {
+		a.shed = waiting.Shed
+	}
+	return a
+}
 
 // acceptRetryMax is the longest wait between two failed accepts.
 const acceptRetryMax = time.Second
@@ -39,9 +56,9 @@ const acceptRetryMax = time.Second
 // accept (nginx reclaims 32 keep-alive connections at a time likewise).
 const shedBatch = 32
 
-// acceptor is a listener whose Accept outlasts a shortage of descriptors
+// Listener is a listener whose Accept outlasts a shortage of descriptors
 // (see the top of this file).
-type acceptor struct {
+type Listener struct {
 	net.Listener
 	name string       // "edge", "api": for logs and readiness
 	log  *slog.Logger // a line when the condition starts and ends, see logged
@@ -50,7 +67,7 @@ type acceptor struct {
 	failing atomic.Pointer[acceptFailure] // nil while accepting works
 
 	// Under a sustained flood accepting fails and recovers over and over:
-	// an episode is logged only edgeLogEvery after the last one logged
+	// an episode is logged only LogEvery after the last one logged
 	// (lastLogged), and its end only if its start was. Only Accept's
 	// goroutine touches these.
 	lastLogged time.Time
@@ -67,7 +84,7 @@ type acceptFailure struct {
 // Accept returns the next connection, waiting out errors a later accept
 // may not meet (retryableAccept); any other error, a closed listener's
 // included, it returns.
-func (a *acceptor) Accept() (net.Conn, error) {
+func (a *Listener) Accept() (net.Conn, error) {
 	var wait time.Duration
 	for {
 		c, err := a.accept()
@@ -83,12 +100,12 @@ func (a *acceptor) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		if now := time.Now(); a.failing.CompareAndSwap(nil, &acceptFailure{err: err, since: now}) {
-			a.logged = a.lastLogged.IsZero() || now.Sub(a.lastLogged) >= edgeLogEvery
+			a.logged = a.lastLogged.IsZero() || now.Sub(a.lastLogged) >= LogEvery
 			if !a.logged {
 				a.unlogged++
 			} else {
 				a.log.Error("cannot accept connections; retrying", "listener", a.name, "err", err,
-					"descriptor_limit", descriptorLimit(), "like_episodes_left_out", a.unlogged)
+					"descriptor_limit", DescriptorLimit(), "like_episodes_left_out", a.unlogged)
 				a.lastLogged, a.unlogged = now, 0
 			}
 		}
@@ -113,7 +130,7 @@ var errAcceptWorks = errors.New("accept works")
 // kernel refuses a descriptor before it looks for a waiting connection, so
 // an accept that merely finds none within acceptRetryMax (errAcceptWorks)
 // shows the condition is over even when no client calls meanwhile.
-func (a *acceptor) accept() (net.Conn, error) {
+func (a *Listener) accept() (net.Conn, error) {
 	d, ok := a.Listener.(interface{ SetDeadline(time.Time) error })
 	if !ok || a.failing.Load() == nil {
 		return a.Listener.Accept()
@@ -130,22 +147,22 @@ func (a *acceptor) accept() (net.Conn, error) {
 }
 
 // recovered ends a failure episode, if one is on.
-func (a *acceptor) recovered() {
+func (a *Listener) recovered() {
 	if f := a.failing.Swap(nil); f != nil && a.logged {
 		a.log.Warn("accepting connections again", "listener", a.name, "after", time.Since(f.since).Round(time.Millisecond))
 	}
 }
 
-// notAccepting says why the listener cannot accept connections now, or ""
+// NotAccepting says why the listener cannot accept connections now, or ""
 // if it can.
-func (a *acceptor) notAccepting() string {
+func (a *Listener) NotAccepting() string {
 	f := a.failing.Load()
 	if f == nil {
 		return ""
 	}
 	why := f.err.Error()
 	if errors.Is(f.err, syscall.EMFILE) || errors.Is(f.err, syscall.ENFILE) {
-		why = fmt.Sprintf("out of file descriptors (limit %d)", descriptorLimit())
+		why = fmt.Sprintf("out of file descriptors (limit %d)", DescriptorLimit())
 	}
 	return fmt.Sprintf("%s listener not accepting connections for %s: %s",
 		a.name, time.Since(f.since).Round(time.Second), why)
@@ -164,32 +181,33 @@ func retryableAccept(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// idleConns tracks one server's connections that wait for a request: new
+// Waiting tracks one server's connections that wait for a request: new
 // ones that have not sent a request yet and kept-alive ones between
-// requests (the server's ConnState hook). shed closes the longest-waiting
+// requests (the server's ConnState hook). Shed closes the longest-waiting
 // of them.
-type idleConns struct {
+type Waiting struct {
 	mu    sync.Mutex
 	seq   uint64
 	conns map[net.Conn]uint64 // when each began to wait, in seq order
 }
 
-func newIdleConns() *idleConns {
-	return &idleConns{conns: make(map[net.Conn]uint64)}
+// NewWaiting returns an empty Waiting.
+func NewWaiting() *Waiting {
+	return &Waiting{conns: make(map[net.Conn]uint64)}
 }
 
-// edgeState is fasthttp's ConnState hook.
-func (t *idleConns) edgeState(c net.Conn, s fasthttp.ConnState) {
+// FasthttpState is fasthttp's ConnState hook.
+func (t *Waiting) FasthttpState(c net.Conn, s fasthttp.ConnState) {
 	t.track(c, s == fasthttp.StateNew || s == fasthttp.StateIdle)
 }
 
-// apiState is net/http's ConnState hook.
-func (t *idleConns) apiState(c net.Conn, s http.ConnState) {
+// HTTPState is net/http's ConnState hook.
+func (t *Waiting) HTTPState(c net.Conn, s http.ConnState) {
 	t.track(c, s == http.StateNew || s == http.StateIdle)
 }
 
 // track records whether c waits for a request.
-func (t *idleConns) track(c net.Conn, waiting bool) {
+func (t *Waiting) track(c net.Conn, waiting bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if waiting {
@@ -200,10 +218,10 @@ func (t *idleConns) track(c net.Conn, waiting bool) {
 	}
 }
 
-// shed closes up to shedBatch waiting connections, the longest-waiting
+// Shed closes up to shedBatch waiting connections, the longest-waiting
 // first, and returns how many it closed. fasthttp's read on a closed
 // connection fails and it lets the connection go.
-func (t *idleConns) shed() int {
+func (t *Waiting) Shed() int {
 	type waiting struct {
 		c     net.Conn
 		since uint64
