@@ -11,7 +11,7 @@ import (
 type leaderWatch struct {
 	mu     sync.Mutex
 	ch     chan struct{} // closed on the next change; nil until asked for
-	over   bool          // the store closed: changed answers a closed channel
+	over   bool          // the store closed: ch stays closed for good
 	obs    *hraft.Observer
 	events chan hraft.Observation
 	exited chan struct{}
@@ -37,10 +37,7 @@ func (w *leaderWatch) start(r *hraft.Raft, done <-chan struct{}) {
 			case <-w.events:
 				w.notify()
 			case <-done:
-				w.mu.Lock()
-				w.over = true
-				w.mu.Unlock()
-				w.notify()
+				w.finish()
 				return
 			}
 		}
@@ -62,21 +59,29 @@ func (w *leaderWatch) changed() <-chan struct{} {
 	defer w.mu.Unlock()
 	if w.ch == nil {
 		w.ch = make(chan struct{})
-		if w.over {
-			close(w.ch)
-			ch := w.ch
-			w.ch = nil
-			return ch
-		}
 	}
 	return w.ch
 }
 
 func (w *leaderWatch) notify() {
 	w.mu.Lock()
-	if w.ch != nil {
+	if w.ch != nil && !w.over {
 		close(w.ch)
 		w.ch = nil
 	}
 	w.mu.Unlock()
+}
+
+// finish wakes every waiter for good: from now on changed answers a closed
+// channel.
+func (w *leaderWatch) finish() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.ch == nil {
+		w.ch = make(chan struct{})
+	}
+	if !w.over {
+		close(w.ch)
+		w.over = true
+	}
 }

@@ -8,7 +8,7 @@ import (
 
 // declareLimitFlags declares the `atoll server` flags of the API's and the
 // edge's timeouts and size limits (node/limits.go explains each; the
-// README's "Limits and timeouts" table is their contract).
+// docs/CONFIG.md's "Limits and timeouts" table is their contract).
 func declareLimitFlags(fs *flag.FlagSet, cfg *node.Config) {
 	fs.IntVar(&cfg.MaxFiles, "max-files", cfg.MaxFiles, "files one deploy may hold (more: 413)")
 	sizeVar(fs, &cfg.MaxJSONBytes, "max-manifest-bytes", "`size` of a deploy's manifest, and of any JSON request body (more: 413)")
