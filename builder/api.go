@@ -104,6 +104,12 @@ type Config struct {
 	// more bytes there would eat into the space the node keeps free, and
 	// the upload fails with 507, its spool file removed.
 	Room func(dir string, need int64) error
+	// RequireFeature, when set, is asked before a call writes what only
+	// nodes of the given feature level understand (a new command type, or
+	// a field an older node would get wrong): it returns an
+	// *atoll.FeatureError (409, naming the nodes that hold the cluster
+	// back) while the cluster is below level. Nil allows every level.
+	RequireFeature func(ctx context.Context, feature string, level int) error
 	// Logger receives server-side failures; tokens are never logged.
 	Logger *slog.Logger
 }

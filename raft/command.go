@@ -98,6 +98,8 @@ func newCommand(t CommandType) any {
 		return new(PutCert)
 	case CmdDeleteCert:
 		return new(DeleteCert)
+	case CmdSetFeatureLevel:
+		return new(SetFeatureLevel)
 	}
 	return nil
 }
@@ -135,6 +137,8 @@ func deref(ptr any) Command {
 	case *PutCert:
 		return *c
 	case *DeleteCert:
+		return *c
+	case *SetFeatureLevel:
 		return *c
 	}
 	panic(fmt.Sprintf("raft: deref of %T", ptr)) // unreachable: newCommand and deref list the same types

@@ -26,7 +26,7 @@ const fsmFile = "fsm.db"
 // Buckets and keys of the FSM's bbolt file. The names are part of the
 // on-disk and snapshot format: never rename them.
 var (
-	bucketMeta        = []byte("meta")         // keyApplied, keyAdminToken, keyReplicas
+	bucketMeta        = []byte("meta")         // keyApplied, keyAdminToken, keyReplicas, keyFeatureLevel
 	bucketSites       = []byte("sites")        // name -> Site JSON
 	bucketDomains     = []byte("domains")      // custom domain -> site name
 	bucketDeploys     = []byte("deploys")      // id -> deployRecord JSON
@@ -48,6 +48,9 @@ var (
 	keyApplied    = []byte("applied")     // BE(index) BE(term) of the last applied log entry
 	keyAdminToken = []byte("admin_token") // hex SHA-256 of the admin token
 	keyReplicas   = []byte("replicas")    // decimal replication factor
+	// keyFeatureLevel is the cluster's feature level in decimal; absent
+	// means atoll.LevelBase (the state of a cluster from before levels).
+	keyFeatureLevel = []byte("feature_level")
 )
 
 // FSM is the replicated state machine: sites, deploys and their manifests,
@@ -199,10 +202,12 @@ func (f *FSM) Apply(l *hraft.Log) any {
 // (configuration changes) are only recorded as applied.
 //
 // Each response is nil or an error wrapping ErrInvalid, ErrNotFound,
-// ErrExists, ErrConflict or ErrUnknownCommand; a rejected command changes
-// nothing. A failure of the storage itself (disk full, I/O error) panics:
+// ErrExists or ErrConflict; a rejected command changes nothing. A failure of
+// the storage itself (disk full, I/O error) stops the FSM (StorageFailed):
 // carrying on would let raft count entries as applied that the state does
-// not contain. After a restart the batch is replayed from the log.
+// not contain. After a restart the batch is replayed from the log. So does
+// an entry this binary does not know (ErrNeedsUpgrade): the entries before
+// it are applied, it and every later one wait for a newer binary.
 func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 	resp := make([]any, len(logs))
 	if len(logs) == 0 {
@@ -228,6 +233,7 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 		return resp
 	}
 	var last indexTerm
+	halted := -1 // index in logs of an entry this binary cannot apply
 	err := f.db.Update(func(tx *bolt.Tx) error {
 		last = getApplied(tx)
 		for i, l := range logs {
@@ -237,6 +243,12 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 			if l.Type == hraft.LogCommand {
 				a := applier{tx: tx, index: l.Index}
 				if err := a.apply(l.Data); err != nil {
+					if errors.Is(err, ErrUnknownCommand) {
+						// Keep what came before it; apply nothing from
+						// here on (see ErrNeedsUpgrade).
+						halted = i
+						break
+					}
 					if !isRejection(err) {
 						return fmt.Errorf("apply log %d: %w", l.Index, err)
 					}
@@ -250,9 +262,7 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 	if err != nil {
 		err = fmt.Errorf("%w: apply entries %d-%d: %w; free space on the data disk (or fix the I/O error) and restart the node",
 			ErrStorage, logs[0].Index, logs[len(logs)-1].Index, err)
-		if f.failed.CompareAndSwap(nil, &err) && f.onFailure != nil {
-			f.onFailure(err)
-		}
+		f.fail(err)
 		for i := range resp {
 			resp[i] = err
 		}
@@ -260,11 +270,30 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 	}
 	f.applied.Store(last.index)
 	f.notifyChanged()
+	if halted >= 0 {
+		// The entries before it are in the state; it and the rest of the
+		// batch are applied after an upgrade, when the log is replayed.
+		_, cause := Decode(logs[halted].Data)
+		err := fmt.Errorf("%w: log entry %d: %v; this binary knows feature levels up to %d: run a newer atoll on this node",
+			ErrNeedsUpgrade, logs[halted].Index, cause, atoll.MaxFeatureLevel)
+		f.fail(err)
+		for i := halted; i < len(resp); i++ {
+			resp[i] = err
+		}
+	}
 	return resp
 }
 
-// StorageFailed returns the storage failure (wrapping ErrStorage) that
-// stopped this FSM, or nil. Once the FSM failed to write a batch it
+// fail stops the FSM for good (until a restart): see StorageFailed.
+func (f *FSM) fail(err error) {
+	if f.failed.CompareAndSwap(nil, &err) && f.onFailure != nil {
+		f.onFailure(err)
+	}
+}
+
+// StorageFailed returns the storage failure (wrapping ErrStorage), or the
+// unknown log entry (wrapping ErrNeedsUpgrade), that stopped this FSM, or
+// nil. Once the FSM failed to write a batch it
 // applies nothing more and takes no snapshot: hashicorp/raft counts the
 // entries it was handed as applied, but the state and its applied index
 // stay at the last batch written, so the state never holds a gap and a
@@ -280,7 +309,7 @@ func (f *FSM) StorageFailed() error {
 // isRejection reports whether err is a command's deterministic rejection, as
 // opposed to a storage failure.
 func isRejection(err error) bool {
-	for _, s := range []error{atoll.ErrInvalid, atoll.ErrNotFound, atoll.ErrExists, atoll.ErrConflict, ErrUnknownCommand} {
+	for _, s := range []error{atoll.ErrInvalid, atoll.ErrNotFound, atoll.ErrExists, atoll.ErrConflict} {
 		if errors.Is(err, s) {
 			return true
 		}
@@ -520,6 +549,25 @@ func (f *FSM) Replicas() int {
 		n, _ = strconv.Atoi(string(tx.Bucket(bucketMeta).Get(keyReplicas)))
 		return nil
 	})
+	return n
+}
+
+// FeatureLevel returns the cluster's feature level (see
+// atoll.MaxFeatureLevel): atoll.LevelBase until a SetFeatureLevel raised it.
+func (f *FSM) FeatureLevel() int {
+	level := atoll.LevelBase
+	_ = f.view(func(tx *bolt.Tx) error {
+		level = featureLevel(tx)
+		return nil
+	})
+	return level
+}
+
+func featureLevel(tx *bolt.Tx) int {
+	n, err := strconv.Atoi(string(tx.Bucket(bucketMeta).Get(keyFeatureLevel)))
+	if err != nil || n < atoll.LevelBase {
+		return atoll.LevelBase
+	}
 	return n
 }
 

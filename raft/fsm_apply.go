@@ -74,6 +74,8 @@ func (a *applier) apply(data []byte) error {
 		return a.putCert(c)
 	case DeleteCert:
 		return a.deleteCert(c)
+	case SetFeatureLevel:
+		return a.setFeatureLevel(c)
 	}
 	return fmt.Errorf("%w: %T", ErrUnknownCommand, cmd) // unreachable: Decode knows the same types
 }
@@ -541,6 +543,23 @@ func (a *applier) removeNode(c RemoveNode) error {
 		return fmt.Errorf("%w: node %q", atoll.ErrNotFound, atoll.Truncate(c.ID, 80))
 	}
 	return a.bucket(bucketNodes).Delete([]byte(c.ID))
+}
+
+// setFeatureLevel raises the cluster's feature level. The same level again
+// is a no-op, so a leader that lost track of the outcome may resend it.
+func (a *applier) setFeatureLevel(c SetFeatureLevel) error {
+	have := featureLevel(a.tx)
+	switch {
+	case c.Level > atoll.MaxFeatureLevel:
+		// Unreachable on a node that knows the command: a leader proposes
+		// only levels every node knows. Refusing keeps the state honest.
+		return fmt.Errorf("%w: feature level %d: this node knows up to %d", atoll.ErrInvalid, c.Level, atoll.MaxFeatureLevel)
+	case c.Level < have:
+		return fmt.Errorf("%w: feature level %d: the cluster is at %d, and levels never go down", atoll.ErrConflict, c.Level, have)
+	case c.Level == have:
+		return nil
+	}
+	return a.bucket(bucketMeta).Put(keyFeatureLevel, []byte(strconv.Itoa(c.Level)))
 }
 
 func (a *applier) setAdminToken(c SetAdminToken) error {

@@ -587,20 +587,64 @@ func TestChangedWakesWaiters(t *testing.T) {
 	}
 }
 
-func TestUndecodableEntry(t *testing.T) {
+func TestUnknownEntryStopsApplying(t *testing.T) {
 	h := newFSM(t)
 	seed(h)
-	before := dump(t, h.f)
+	// A batch: a known command, one from a newer binary, then another known
+	// one. The first is applied; the unknown one and everything after it
+	// wait for an upgrade: never skipped, never half applied.
+	batch := h.logs(CreateSite{Name: "before", Created: time.Unix(1, 0).UTC()})
 	h.index++
-	resp := h.f.ApplyBatch([]*hraft.Log{{Index: h.index, Term: 1, Type: hraft.LogCommand, Data: []byte("\x01\x63{}")}})
-	if err, _ := resp[0].(error); !errors.Is(err, ErrUnknownCommand) {
-		t.Errorf("response = %v, want ErrUnknownCommand", resp[0])
+	batch = append(batch, &hraft.Log{Index: h.index, Term: 1, Type: hraft.LogCommand, Data: []byte("\x01\xc8{}")})
+	batch = append(batch, h.logs(CreateSite{Name: "after", Created: time.Unix(1, 0).UTC()})...)
+	resp := h.f.ApplyBatch(batch)
+	if resp[0] != nil {
+		t.Errorf("response to the known command = %v, want nil", resp[0])
+	}
+	for i := 1; i < 3; i++ {
+		if err, _ := resp[i].(error); !errors.Is(err, ErrNeedsUpgrade) {
+			t.Errorf("response %d = %v, want ErrNeedsUpgrade", i, resp[i])
+		}
+	}
+	if got, want := h.f.AppliedIndex(), batch[0].Index; got != want {
+		t.Errorf("AppliedIndex = %d, want %d (the entry before the unknown one)", got, want)
+	}
+	if _, err := h.f.Site("before"); err != nil {
+		t.Errorf("the entry before the unknown one: %v", err)
+	}
+	if _, err := h.f.Site("after"); !errors.Is(err, atoll.ErrNotFound) {
+		t.Errorf("the entry after the unknown one was applied: %v", err)
+	}
+	if err := h.f.StorageFailed(); !errors.Is(err, ErrNeedsUpgrade) || !strings.Contains(err.Error(), "newer atoll") {
+		t.Errorf("StorageFailed = %v, want ErrNeedsUpgrade saying to run a newer atoll", err)
+	}
+	before := dump(t, h.f)
+	if err := h.apply(CreateSite{Name: "later", Created: time.Unix(1, 0).UTC()}); !errors.Is(err, ErrNeedsUpgrade) {
+		t.Errorf("a later batch: %v, want ErrNeedsUpgrade", err)
 	}
 	if after := dump(t, h.f); after != before {
-		t.Error("undecodable entry changed the state")
+		t.Error("a stopped FSM changed its state")
 	}
-	if got := h.f.AppliedIndex(); got != h.index {
-		t.Errorf("AppliedIndex = %d, want %d", got, h.index)
+}
+
+func TestSetFeatureLevel(t *testing.T) {
+	h := newFSM(t)
+	if got := h.f.FeatureLevel(); got != atoll.LevelBase {
+		t.Fatalf("FeatureLevel of a new state = %d, want %d", got, atoll.LevelBase)
+	}
+	h.must(SetFeatureLevel{Level: atoll.LevelFeatureLevels})
+	h.must(SetFeatureLevel{Level: atoll.LevelFeatureLevels}) // a resend is a no-op
+	if got := h.f.FeatureLevel(); got != atoll.LevelFeatureLevels {
+		t.Errorf("FeatureLevel = %d, want %d", got, atoll.LevelFeatureLevels)
+	}
+	if err := h.apply(SetFeatureLevel{Level: atoll.LevelBase}); !errors.Is(err, atoll.ErrConflict) {
+		t.Errorf("lowering the level: %v, want ErrConflict", err)
+	}
+	if err := h.apply(SetFeatureLevel{Level: atoll.MaxFeatureLevel + 1}); !errors.Is(err, atoll.ErrInvalid) {
+		t.Errorf("a level this binary does not know: %v, want ErrInvalid", err)
+	}
+	if got := h.f.FeatureLevel(); got != atoll.LevelFeatureLevels {
+		t.Errorf("FeatureLevel after refused commands = %d, want %d", got, atoll.LevelFeatureLevels)
 	}
 }
 

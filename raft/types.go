@@ -19,6 +19,11 @@ var (
 	// an I/O error). The node stops applying and refuses writes until it
 	// is restarted with the fault fixed; see FSM.StorageFailed.
 	ErrStorage = fmt.Errorf("raft state storage failed: %w", atoll.ErrUnavailable)
+	// ErrNeedsUpgrade: the log holds an entry this binary does not know,
+	// written by a newer leader. The node stops applying there, as on
+	// ErrStorage (never skipping the entry, never applying half of it),
+	// and fails readiness until it runs a binary that knows the entry.
+	ErrNeedsUpgrade = fmt.Errorf("raft log needs a newer atoll: %w", atoll.ErrUnavailable)
 )
 
 // MaxBatchBytes bounds the encoded size of one AddFiles command, so that a
@@ -55,6 +60,9 @@ const (
 	CmdRevokeToken   CommandType = 14
 	CmdPutCert       CommandType = 15 // see certs.go
 	CmdDeleteCert    CommandType = 16
+	// CmdSetFeatureLevel and later types are written only once the
+	// cluster's feature level says every node knows them (atoll.LevelFeatureLevels).
+	CmdSetFeatureLevel CommandType = 17
 )
 
 // CreateSite adds a site. Fails with ErrExists if the name is taken, or
@@ -145,6 +153,14 @@ type SetReplicas struct {
 	N int `json:"n"`
 }
 
+// SetFeatureLevel raises the cluster's feature level (see
+// atoll.MaxFeatureLevel). The leader proposes it once every node reports a
+// binary that knows the level. A level below the current one, or above
+// what this binary knows, is refused: levels never go down.
+type SetFeatureLevel struct {
+	Level int `json:"level"`
+}
+
 // CreateToken records a deploy token scoped to one existing site. The id is
 // chosen by the proposer, so a retry of the very same command is a no-op;
 // any other CreateToken of an existing id is ErrExists, and a hash already
@@ -164,17 +180,18 @@ type RevokeToken struct {
 	ID string `json:"id"`
 }
 
-func (CreateSite) Type() CommandType    { return CmdCreateSite }
-func (UpdateSite) Type() CommandType    { return CmdUpdateSite }
-func (DeleteSite) Type() CommandType    { return CmdDeleteSite }
-func (CreateDeploy) Type() CommandType  { return CmdCreateDeploy }
-func (AddFiles) Type() CommandType      { return CmdAddFiles }
-func (MarkReady) Type() CommandType     { return CmdMarkReady }
-func (Publish) Type() CommandType       { return CmdPublish }
-func (FailDeploy) Type() CommandType    { return CmdFailDeploy }
-func (PutNode) Type() CommandType       { return CmdPutNode }
-func (RemoveNode) Type() CommandType    { return CmdRemoveNode }
-func (SetAdminToken) Type() CommandType { return CmdSetAdminToken }
-func (SetReplicas) Type() CommandType   { return CmdSetReplicas }
-func (CreateToken) Type() CommandType   { return CmdCreateToken }
-func (RevokeToken) Type() CommandType   { return CmdRevokeToken }
+func (CreateSite) Type() CommandType      { return CmdCreateSite }
+func (UpdateSite) Type() CommandType      { return CmdUpdateSite }
+func (DeleteSite) Type() CommandType      { return CmdDeleteSite }
+func (CreateDeploy) Type() CommandType    { return CmdCreateDeploy }
+func (AddFiles) Type() CommandType        { return CmdAddFiles }
+func (MarkReady) Type() CommandType       { return CmdMarkReady }
+func (Publish) Type() CommandType         { return CmdPublish }
+func (FailDeploy) Type() CommandType      { return CmdFailDeploy }
+func (PutNode) Type() CommandType         { return CmdPutNode }
+func (RemoveNode) Type() CommandType      { return CmdRemoveNode }
+func (SetAdminToken) Type() CommandType   { return CmdSetAdminToken }
+func (SetReplicas) Type() CommandType     { return CmdSetReplicas }
+func (CreateToken) Type() CommandType     { return CmdCreateToken }
+func (RevokeToken) Type() CommandType     { return CmdRevokeToken }
+func (SetFeatureLevel) Type() CommandType { return CmdSetFeatureLevel }

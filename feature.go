@@ -1,0 +1,47 @@
+package atoll
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Feature levels. A cluster runs at one feature level, kept in the
+// replicated state and raised by the leader once every node of the cluster
+// (voters and edges) runs a binary that knows the next one. A command type,
+// or a field whose meaning an older node would get wrong, is written only
+// once the cluster has reached the level that introduced it; until then the
+// API answers 409 with the nodes that hold it back (FeatureError).
+//
+// Levels only ever go up, and each binary knows every level up to
+// MaxFeatureLevel. A new level is added at the end with the features it
+// brings; a level's meaning never changes.
+const (
+	// LevelBase is every cluster before feature levels existed: its state
+	// records no level.
+	LevelBase = 1
+	// LevelFeatureLevels brings the SetFeatureLevel command itself, and the
+	// per-site HTTPS settings (Site.HTTPSOnly, Site.HSTS).
+	LevelFeatureLevels = 2
+
+	// MaxFeatureLevel is the highest level this binary knows.
+	MaxFeatureLevel = LevelFeatureLevels
+)
+
+// FeatureError is why a call that needs a feature level the cluster has
+// not reached was refused. It wraps ErrConflict (HTTP 409).
+type FeatureError struct {
+	Feature string   // what was asked for, e.g. "--https-only"
+	Need    int      // the level it needs
+	Have    int      // the cluster's level
+	HeldBy  []string // nodes that hold the cluster back, e.g. "edge-1 (dev, level 1)"
+}
+
+func (e *FeatureError) Error() string {
+	msg := fmt.Sprintf("%s needs cluster feature level %d; the cluster is at %d", e.Feature, e.Need, e.Have)
+	if len(e.HeldBy) > 0 {
+		msg += " until every node runs a newer atoll; held back by: " + strings.Join(e.HeldBy, ", ")
+	}
+	return msg
+}
+
+func (e *FeatureError) Unwrap() error { return ErrConflict }
