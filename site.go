@@ -26,6 +26,11 @@ type Site struct {
 	MaxBytes     int64 `json:"max_bytes,omitempty"`     // identity bytes of one deploy
 	MaxUploading int   `json:"max_uploading,omitempty"` // deploys in state uploading at once
 	MaxFiles     int   `json:"max_files,omitempty"`     // files of one deploy
+	// HTTPSOnly answers plain-HTTP requests with 308 to HTTPS; HSTS adds
+	// Strict-Transport-Security to HTTPS answers. Both need feature level
+	// LevelFeatureLevels: an older node would ignore them.
+	HTTPSOnly bool `json:"https_only,omitempty"`
+	HSTS      bool `json:"hsts,omitempty"`
 }
 
 // SiteLimits are the limits a site's deploys are held to: the cluster's

@@ -36,6 +36,8 @@ type UpdateSiteRequest struct {
 	MaxBytes     *int64    `json:"max_bytes,omitempty"`
 	MaxUploading *int      `json:"max_uploading,omitempty"`
 	MaxFiles     *int      `json:"max_files,omitempty"`
+	HTTPSOnly    *bool     `json:"https_only,omitempty"` // needs LevelFeatureLevels
+	HSTS         *bool     `json:"hsts,omitempty"`       // needs LevelFeatureLevels
 }
 
 // SiteList is the body of GET /v1/sites, sites ordered by name.
@@ -101,6 +103,11 @@ type NodeStatus struct {
 	// full or below its --min-free reserve. It still serves, fetching what
 	// it lacks from its peers without keeping a copy.
 	DiskLow string `json:"disk_low,omitempty"`
+	// Version is the release the node's binary reports, and FeatureLevel
+	// the highest feature level it knows; "" and 0 when the node did not
+	// answer or runs a binary from before versions were reported.
+	Version      string `json:"version,omitempty"`
+	FeatureLevel int    `json:"feature_level,omitempty"`
 }
 
 // NodeList is the body of GET /v1/nodes.
@@ -128,6 +135,11 @@ type Status struct {
 	// are still being made in the background (served uncompressed
 	// meanwhile).
 	CompressPending int `json:"compress_pending"`
+	// FeatureLevel is the cluster's feature level (atoll.MaxFeatureLevel);
+	// FeatureHeldBy names the nodes that keep it below the highest level
+	// this node knows, e.g. "edge-1 (v0.10.0, level 1)".
+	FeatureLevel  int      `json:"feature_level"`
+	FeatureHeldBy []string `json:"feature_held_by,omitempty"`
 }
 
 // RepairReport is the result of a repair census (POST /v1/repair, and
