@@ -34,8 +34,9 @@ func TestHTTPSSettings(t *testing.T) {
 
 // TestHTTPSSettingsRefused: turning a setting on is refused with 409 and a
 // message that says what to do while the cluster is below the level that
-// brings it, or (https_only) while this node's edge has no HTTPS; nothing
-// reaches the log then. Turning them off is always allowed.
+// brings it (that one first, since it is the cluster's), or (https_only)
+// while this node's edge has no HTTPS; nothing reaches the log then.
+// Turning them off is always allowed.
 func TestHTTPSSettingsRefused(t *testing.T) {
 	held := func(ctx context.Context, feature string, level int) error {
 		return &atoll.FeatureError{Feature: feature, Need: level, Have: atoll.LevelBase, HeldBy: []string{"edge-1 (v0.9.0, level 1)"}}
@@ -46,7 +47,7 @@ func TestHTTPSSettingsRefused(t *testing.T) {
 		body string
 		want []string // in the error message
 	}{
-		{"https-only below the level", builder.Config{EdgeHTTPS: true, RequireFeature: held}, `{"https_only":true}`,
+		{"https-only below the level", builder.Config{RequireFeature: held}, `{"https_only":true}`,
 			[]string{"--https-only needs cluster feature level 2", "edge-1 (v0.9.0, level 1)"}},
 		{"hsts below the level", builder.Config{EdgeHTTPS: true, RequireFeature: held}, `{"hsts":true,"retain":3}`,
 			[]string{"--hsts needs cluster feature level 2"}},

@@ -154,26 +154,23 @@ func (a *API) deleteSite(w http.ResponseWriter, r *http.Request) {
 // or hsts on needs the cluster at atoll.LevelFeatureLevels (a node below
 // would drop them and serve plain HTTP); turning them off is what such a
 // node does anyway. https_only also needs this node's edge to serve HTTPS
-// (Config.EdgeHTTPS).
+// (Config.EdgeHTTPS). Both refusals are 409.
 func (a *API) checkHTTPS(ctx context.Context, req atoll.UpdateSiteRequest) error {
 	on := func(b *bool) bool { return b != nil && *b }
-	if on(req.HTTPSOnly) && !a.cfg.EdgeHTTPS {
-		return errorf(http.StatusConflict, "--https-only needs the edge's HTTPS listener: start the nodes with --https-addr (and a certificate for the site's hosts) first")
-	}
-	if a.cfg.RequireFeature == nil {
-		return nil
-	}
 	for _, f := range []struct {
 		name string
 		set  *bool
 	}{{"--https-only", req.HTTPSOnly}, {"--hsts", req.HSTS}} {
-		if !on(f.set) {
+		if !on(f.set) || a.cfg.RequireFeature == nil {
 			continue
 		}
 		// An *atoll.FeatureError wraps ErrConflict: 409 with its message.
 		if err := a.cfg.RequireFeature(ctx, f.name, atoll.LevelFeatureLevels); err != nil {
 			return err
 		}
+	}
+	if on(req.HTTPSOnly) && !a.cfg.EdgeHTTPS {
+		return errorf(http.StatusConflict, "--https-only needs the edge's HTTPS listener: start the nodes with --https-addr (and a certificate for the site's hosts) first")
 	}
 	return nil
 }
