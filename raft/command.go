@@ -100,6 +100,14 @@ func newCommand(t CommandType) any {
 		return new(DeleteCert)
 	case CmdSetFeatureLevel:
 		return new(SetFeatureLevel)
+	case CmdPutACME:
+		return new(PutACME)
+	case CmdDeleteACME:
+		return new(DeleteACME)
+	case CmdLockACME:
+		return new(LockACME)
+	case CmdUnlockACME:
+		return new(UnlockACME)
 	}
 	return nil
 }
@@ -139,6 +147,14 @@ func deref(ptr any) Command {
 	case *DeleteCert:
 		return *c
 	case *SetFeatureLevel:
+		return *c
+	case *PutACME:
+		return *c
+	case *DeleteACME:
+		return *c
+	case *LockACME:
+		return *c
+	case *UnlockACME:
 		return *c
 	}
 	panic(fmt.Sprintf("raft: deref of %T", ptr)) // unreachable: newCommand and deref list the same types

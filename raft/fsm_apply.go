@@ -76,6 +76,14 @@ func (a *applier) apply(data []byte) error {
 		return a.deleteCert(c)
 	case SetFeatureLevel:
 		return a.setFeatureLevel(c)
+	case PutACME:
+		return a.putACME(c)
+	case DeleteACME:
+		return a.deleteACME(c)
+	case LockACME:
+		return a.lockACME(c)
+	case UnlockACME:
+		return a.unlockACME(c)
 	}
 	return fmt.Errorf("%w: %T", ErrUnknownCommand, cmd) // unreachable: Decode knows the same types
 }

@@ -63,6 +63,11 @@ const (
 	// CmdSetFeatureLevel and later types are written only once the
 	// cluster's feature level says every node knows them (atoll.LevelFeatureLevels).
 	CmdSetFeatureLevel CommandType = 17
+	// The ACME store (acme.go): level atoll.LevelFeatureLevels.
+	CmdPutACME    CommandType = 20
+	CmdDeleteACME CommandType = 21
+	CmdLockACME   CommandType = 22
+	CmdUnlockACME CommandType = 23
 )
 
 // CreateSite adds a site. Fails with ErrExists if the name is taken, or
