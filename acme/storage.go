@@ -1,0 +1,170 @@
+package acme
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/certmagic"
+
+	"github.com/atoll-hosting/atoll"
+	"github.com/atoll-hosting/atoll/raft"
+)
+
+// Interface guards.
+var (
+	_ certmagic.Storage          = (*Storage)(nil)
+	_ certmagic.TryLocker        = (*Storage)(nil)
+	_ certmagic.LockLeaseRenewer = (*Storage)(nil)
+	_ Meta                       = (*raft.Store)(nil)
+)
+
+// LockTTL is how long a lock outlives its holder's last renewal.
+const LockTTL = 2 * time.Minute
+
+// lockRetry is how often a blocked Lock asks again.
+const lockRetry = time.Second
+
+// Meta is the replicated state the Storage reads and writes: *raft.Store,
+// or node's meta that forwards writes to the leader.
+type Meta interface {
+	Apply(ctx context.Context, cmd raft.Command) error
+	ACMEValue(key string) ([]byte, time.Time, error)
+	ACMEKeys(prefix string, recursive bool) ([]string, bool, error)
+}
+
+// Storage is certmagic.Storage over the replicated ACME store. Holder names
+// this node in the locks it takes; ClusterKey seals private keys ("" keeps
+// them as they are, for a single node without a cluster key).
+type Storage struct {
+	meta       Meta
+	holder     string
+	clusterKey string
+	now        func() time.Time
+}
+
+// NewStorage returns the Storage of node holder.
+func NewStorage(meta Meta, holder, clusterKey string) *Storage {
+	return &Storage{meta: meta, holder: holder, clusterKey: clusterKey, now: time.Now}
+}
+
+// sealed reports whether values under key are private keys.
+func sealed(key string) bool { return strings.HasSuffix(key, ".key") }
+
+// Store puts value at key, sealing a private key first.
+func (s *Storage) Store(ctx context.Context, key string, value []byte) error {
+	if sealed(key) && s.clusterKey != "" {
+		v, err := raft.SealCertKey(s.clusterKey, key, string(value))
+		if err != nil {
+			return err
+		}
+		value = []byte(v)
+	}
+	return s.meta.Apply(ctx, raft.PutACME{Key: key, Value: value, Modified: s.now().UTC()})
+}
+
+// Load returns the value at key (a private key opened), or an error
+// wrapping fs.ErrNotExist.
+func (s *Storage) Load(_ context.Context, key string) ([]byte, error) {
+	v, _, err := s.meta.ACMEValue(key)
+	if errors.Is(err, atoll.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %s", fs.ErrNotExist, key)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if sealed(key) {
+		pem, err := raft.OpenCertKey(s.clusterKey, key, string(v))
+		if err != nil {
+			return nil, err
+		}
+		v = []byte(pem)
+	}
+	return v, nil
+}
+
+// Delete removes key and everything under it; a key that is not there is
+// not an error.
+func (s *Storage) Delete(ctx context.Context, key string) error {
+	err := s.meta.Apply(ctx, raft.DeleteACME{Key: key})
+	if errors.Is(err, atoll.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// Exists reports whether key is a value or has values under it.
+func (s *Storage) Exists(_ context.Context, key string) bool {
+	_, ok, err := s.meta.ACMEKeys(key, false)
+	return err == nil && ok
+}
+
+// List returns the keys under path: one level down, or all of them when
+// recursive.
+func (s *Storage) List(_ context.Context, path string, recursive bool) ([]string, error) {
+	keys, ok, err := s.meta.ACMEKeys(path, recursive)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", fs.ErrNotExist, path)
+	}
+	return keys, nil
+}
+
+// Stat describes key: a value (terminal) or a folder of values.
+func (s *Storage) Stat(_ context.Context, key string) (certmagic.KeyInfo, error) {
+	v, mod, err := s.meta.ACMEValue(key)
+	if err == nil {
+		return certmagic.KeyInfo{Key: key, Modified: mod, Size: int64(len(v)), IsTerminal: true}, nil
+	}
+	if !errors.Is(err, atoll.ErrNotFound) {
+		return certmagic.KeyInfo{}, err
+	}
+	if _, ok, err := s.meta.ACMEKeys(key, false); err != nil {
+		return certmagic.KeyInfo{}, err
+	} else if !ok {
+		return certmagic.KeyInfo{}, fmt.Errorf("%w: %s", fs.ErrNotExist, key)
+	}
+	return certmagic.KeyInfo{Key: key}, nil
+}
+
+// TryLock takes lock name for LockTTL if nobody else holds it.
+func (s *Storage) TryLock(ctx context.Context, name string) (bool, error) {
+	err := s.meta.Apply(ctx, raft.LockACME{Name: name, Holder: s.holder, At: s.now().UTC(), TTL: LockTTL})
+	if errors.Is(err, atoll.ErrConflict) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// Lock blocks until it holds lock name, or ctx ends.
+func (s *Storage) Lock(ctx context.Context, name string) error {
+	t := time.NewTicker(lockRetry)
+	defer t.Stop()
+	for {
+		ok, err := s.TryLock(ctx, name)
+		if err != nil || ok {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// RenewLockLease extends a lock this node holds by lease (at most
+// raft.MaxACMELock).
+func (s *Storage) RenewLockLease(ctx context.Context, name string, lease time.Duration) error {
+	return s.meta.Apply(ctx, raft.LockACME{Name: name, Holder: s.holder, At: s.now().UTC(), TTL: min(lease, raft.MaxACMELock)})
+}
+
+// Unlock releases lock name if this node holds it.
+func (s *Storage) Unlock(ctx context.Context, name string) error {
+	return s.meta.Apply(ctx, raft.UnlockACME{Name: name, Holder: s.holder})
+}
