@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/caddyserver/certmagic"
+
 	"github.com/atoll-hosting/atoll"
 
 	"golang.org/x/sync/singleflight"
@@ -89,6 +91,13 @@ type Config struct {
 	// domains (edgetls.go), else HTTPSCert/HTTPSKey (PEM files, optional).
 	HTTPSAddr           string
 	HTTPSCert, HTTPSKey string
+	// ACME (acme.go): with an HTTPS listener, certificates for every
+	// custom domain (and, with ACMESiteHosts, every site host) are ordered
+	// from the ACME directory ACMECA, trusting ACMECARoot (a PEM file) too
+	// when set, for account ACMEEmail (optional).
+	ACME                          bool
+	ACMECA, ACMECARoot, ACMEEmail string
+	ACMESiteHosts                 bool
 
 	// Limits of the builder API; zero values take builder.DefaultConfig's.
 	MaxBlobBytes int64
@@ -162,6 +171,9 @@ func DefaultConfig() Config {
 		SiteMaxUploading: limits.SiteMaxUploading,
 
 		HTTPLimits: DefaultHTTPLimits(),
+
+		ACME:   true,
+		ACMECA: certmagic.LetsEncryptProductionCA,
 	}
 }
 
@@ -257,6 +269,7 @@ type Node struct {
 	tls      *pki.Cluster // nil without cluster TLS; see tls.go
 
 	httpsLn    net.Listener // the edge's HTTPS listener, nil without --https-addr
+	acme       *acmeManager // nil without ACME (acme.go)
 	siteCerts  *certCache   // certificates the HTTPS edge serves, by SNI
 	sealWarned onceSet      // sealed certificate keys that did not open, logged once
 
