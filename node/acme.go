@@ -19,7 +19,6 @@ import (
 	"github.com/mholt/acmez/v3"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
-	"go.uber.org/zap"
 
 	"github.com/atoll-hosting/atoll"
 	atollacme "github.com/atoll-hosting/atoll/acme"
@@ -79,17 +78,18 @@ func (n *Node) startACME() error {
 	tp, _ := strconv.Atoi(httpsPort)
 
 	storage := atollacme.NewStorage(meta{n.store, n}, n.cfg.ID, n.cfg.ClusterKey)
+	zlog := zapToSlog(n.cfg.Logger.With("component", "acme"))
 	var magic *certmagic.Config
 	cache := certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return magic, nil },
-		Logger:           zap.NewNop(),
+		Logger:           zlog,
 	})
-	magic = certmagic.New(cache, certmagic.Config{Storage: storage, Logger: zap.NewNop()})
+	magic = certmagic.New(cache, certmagic.Config{Storage: storage, Logger: zlog})
 	// The solvers' own listeners fail to bind the edge's addresses, which
 	// are ours: certmagic then leaves the challenges to our listeners.
 	issuer := certmagic.NewACMEIssuer(magic, certmagic.ACMEIssuer{
 		CA: n.cfg.ACMECA, Email: n.cfg.ACMEEmail, Agreed: true, TrustedRoots: roots,
-		ListenHost: host, AltHTTPPort: hp, AltTLSALPNPort: tp, Logger: zap.NewNop(),
+		ListenHost: host, AltHTTPPort: hp, AltTLSALPNPort: tp, Logger: zlog,
 	})
 	magic.Issuers = []certmagic.Issuer{issuer}
 	m := &acmeManager{magic: magic, cache: cache, issuer: issuer, managed: map[string]bool{}}
