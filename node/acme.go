@@ -38,6 +38,12 @@ import (
 // the cluster does not serve are never ordered (no on-demand issuance).
 // An uploaded certificate (atoll cert put) wins over an issued one.
 
+// acmeChallengeWait is how long a challenge this node does not know yet
+// waits for the node's state to bring it: the node that started the order
+// stored it through Raft, and the CA may ask here before this node
+// applied it.
+const acmeChallengeWait = 3 * time.Second
+
 // acmeSyncDelay gathers the state changes of a burst before the managed
 // names are compared with the sites' again.
 const acmeSyncDelay = time.Second
@@ -191,10 +197,38 @@ func (n *Node) acmeHTTP(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 			next(ctx)
 			return
 		}
-		m.challenge(ctx)
-		if ctx.Response.StatusCode() == http.StatusNotFound {
-			ctx.Response.Reset()
-			next(ctx)
+		solved := n.untilApplied(ctx, func() bool {
+			m.challenge(ctx)
+			if ctx.Response.StatusCode() == http.StatusNotFound {
+				ctx.Response.Reset()
+				return false
+			}
+			return true
+		})
+		if !solved {
+			next(ctx) // not a challenge of ours: maybe a file of the site
+		}
+	}
+}
+
+// untilApplied calls try until it reports true, again after each change
+// of the node's state, for up to acmeChallengeWait.
+func (n *Node) untilApplied(ctx context.Context, try func() bool) bool {
+	timer := time.NewTimer(acmeChallengeWait)
+	defer timer.Stop()
+	for {
+		changed := n.store.Changed()
+		if try() {
+			return true
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return false
+		case <-ctx.Done():
+			return false
+		case <-n.ctx.Done():
+			return false
 		}
 	}
 }
@@ -209,7 +243,13 @@ func (n *Node) edgeCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, er
 		return n.siteCerts.get(hello)
 	}
 	if slices.Contains(hello.SupportedProtos, acmez.ACMETLS1Protocol) {
-		return m.magic.GetCertificate(hello)
+		var cert *tls.Certificate
+		var err error
+		n.untilApplied(hello.Context(), func() bool {
+			cert, err = m.magic.GetCertificate(hello)
+			return err == nil
+		})
+		return cert, err
 	}
 	cert, err := n.siteCerts.lookup(strings.TrimSuffix(strings.ToLower(hello.ServerName), "."))
 	if err != nil || cert != nil {

@@ -7,9 +7,12 @@ import (
 	"io"
 	"log"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,25 +28,37 @@ import (
 
 // pebbleCA is Pebble, the ACME test CA, run in this process: its
 // directory at DirURL over TLS (its certificate in CertFile), its
-// validation authority resolving every name to 127.0.0.1 and connecting
-// to httpPort (HTTP-01) and tlsPort (TLS-ALPN-01) there.
+// validation authority resolving every name to one of the loopback
+// addresses given, in turn, and connecting to httpPort (HTTP-01) and
+// tlsPort (TLS-ALPN-01) there.
 type pebbleCA struct {
 	DirURL   string
 	CertFile string
 	Roots    *x509.CertPool // the roots of the certificates it issues
+	orders   atomic.Int64
 }
 
-func startPebble(t *testing.T, httpPort, tlsPort int) *pebbleCA {
+// Orders is the number of new orders the CA received.
+func (p *pebbleCA) Orders() int64 { return p.orders.Load() }
+
+func startPebble(t *testing.T, httpPort, tlsPort int, ips ...net.IP) *pebbleCA {
 	t.Helper()
 	t.Setenv("PEBBLE_VA_NOSLEEP", "1")
 	t.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
-	resolver := startLoopbackDNS(t)
+	resolver := startLoopbackDNS(t, ips)
 	logger := log.New(io.Discard, "", 0)
 	store := db.NewMemoryStore()
 	authority := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {Description: "default"}})
 	validator := va.New(logger, httpPort, tlsPort, false, resolver, store)
 	front := wfe.New(logger, store, validator, authority, nil, false, false, 1, 1)
-	srv := httptest.NewTLSServer(front.Handler())
+	p := &pebbleCA{}
+	handler := front.Handler()
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == "/order-plz" {
+			p.orders.Add(1)
+		}
+		handler.ServeHTTP(w, r)
+	}))
 	t.Cleanup(srv.Close)
 
 	certFile := filepath.Join(t.TempDir(), "pebble-wfe.pem")
@@ -55,13 +70,14 @@ func startPebble(t *testing.T, httpPort, tlsPort int) *pebbleCA {
 	for i := range authority.GetNumberOfRootCerts() {
 		roots.AddCert(authority.GetRootCert(i).Cert)
 	}
-	return &pebbleCA{DirURL: srv.URL + "/dir", CertFile: certFile, Roots: roots}
+	p.DirURL, p.CertFile, p.Roots = srv.URL+"/dir", certFile, roots
+	return p
 }
 
-// startLoopbackDNS answers every A question with 127.0.0.1 and every other
-// question with no record, over UDP and TCP on one port, and returns its
-// address.
-func startLoopbackDNS(t *testing.T) string {
+// startLoopbackDNS answers every A question with one of ips in turn
+// (127.0.0.1 when none) and every other question with no record, over UDP
+// and TCP on one port, and returns its address.
+func startLoopbackDNS(t *testing.T, ips []net.IP) string {
 	t.Helper()
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
@@ -71,6 +87,10 @@ func startLoopbackDNS(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(ips) == 0 {
+		ips = []net.IP{net.IPv4(127, 0, 0, 1)}
+	}
+	var next atomic.Int64
 	handler := dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
 		m := new(dns.Msg)
 		m.SetReply(q)
@@ -78,7 +98,7 @@ func startLoopbackDNS(t *testing.T) string {
 			if question.Qtype == dns.TypeA {
 				m.Answer = append(m.Answer, &dns.A{
 					Hdr: dns.RR_Header{Name: question.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 1},
-					A:   net.IPv4(127, 0, 0, 1),
+					A:   ips[int(next.Add(1))%len(ips)],
 				})
 			}
 		}
@@ -111,15 +131,7 @@ func TestEndToEndACME(t *testing.T) {
 	node := atolltest.NewServer(t, atolltest.NodeConfig{Bootstrap: true, HTTPAddr: httpAddr,
 		Flags: []string{"--https-addr", httpsAddr, "--acme", "--acme-ca", pebble.DirURL, "--acme-ca-root", pebble.CertFile}})
 	node.Start()
-	var st atoll.Status
-	if err := node.Call(t.Context(), "GET", "/v1/status", nil, &st); err != nil {
-		t.Fatal(err)
-	}
-	if st.FeatureLevel < atoll.LevelFeatureLevels {
-		// The ACME store's commands need level 2, which a new cluster
-		// reaches once its leader raises it.
-		t.Skipf("SKIPPED: the cluster is at feature level %d and nothing raises it: ACME needs %d", st.FeatureLevel, atoll.LevelFeatureLevels)
-	}
+	requireLevel2(t, node)
 
 	const domain = "shop.acme.test"
 	site := filepath.Join(t.TempDir(), "site")
@@ -128,17 +140,95 @@ func TestEndToEndACME(t *testing.T) {
 	node.MustCLI("site", "create", "shop", "--domain", domain)
 	node.MustCLI("deploy", site, "--site", "shop")
 
+	waitIssued(t, pebble, httpsAddr, domain)
+	t.Logf("certificate served %v after the domain was added", time.Since(start).Round(10*time.Millisecond))
+	if n := pebble.Orders(); n != 1 {
+		t.Errorf("the CA received %d orders, want 1", n)
+	}
+}
+
+// requireLevel2 skips the test while the cluster is below feature level 2,
+// which the ACME store's commands need: a new cluster gets there once its
+// leader raises it.
+func requireLevel2(t *testing.T, node *atolltest.Server) {
+	t.Helper()
+	var st atoll.Status
+	if err := node.Call(t.Context(), "GET", "/v1/status", nil, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.FeatureLevel < atoll.LevelFeatureLevels {
+		t.Skipf("SKIPPED: the cluster is at feature level %d and nothing raises it: ACME needs %d", st.FeatureLevel, atoll.LevelFeatureLevels)
+	}
+}
+
+// waitIssued waits until the HTTPS listener at addr serves, for SNI
+// domain, a certificate that verifies against the CA's roots.
+func waitIssued(t *testing.T, ca *pebbleCA, addr, domain string) {
+	t.Helper()
 	var last error
-	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		conn, err := tls.Dial("tcp", httpsAddr, &tls.Config{RootCAs: pebble.Roots, ServerName: domain})
+	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: ca.Roots, ServerName: domain})
 		if err == nil {
 			conn.Close()
-			t.Logf("certificate served %v after the domain was added", time.Since(start).Round(10*time.Millisecond))
 			return
 		}
 		last = err
 	}
-	t.Fatalf("no certificate for %s that verifies against Pebble's roots: %v", domain, last)
+	t.Fatalf("%s serves no certificate for %s that verifies against the CA's roots: %v", addr, domain, last)
+}
+
+// TestEndToEndACMECluster: 3 core nodes and an edge, each on its own
+// loopback address with the same edge ports, the CA's resolver pointing at
+// each in turn: a domain added to a site is ordered once for the whole
+// cluster, its challenge answered by whichever node the CA reaches, and
+// every node serves the certificate by SNI.
+func TestEndToEndACMECluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts four processes and an ACME server")
+	}
+	httpPort, httpsPort := portOf(t, freeAddr(t)), portOf(t, freeAddr(t))
+	ips := []net.IP{net.IPv4(127, 0, 0, 11), net.IPv4(127, 0, 0, 12), net.IPv4(127, 0, 0, 13), net.IPv4(127, 0, 0, 14)}
+	pebble := startPebble(t, httpPort, httpsPort, ips...)
+	const key, token = "e2e-cluster-key", "e2e-admin-token"
+	var nodes []*atolltest.Server
+	for i, id := range []string{"core1", "core2", "core3", "edge1"} {
+		flags := []string{"--cluster-key", key, "--https-addr", net.JoinHostPort(ips[i].String(), strconv.Itoa(httpsPort)),
+			"--acme", "--acme-ca", pebble.DirURL, "--acme-ca-root", pebble.CertFile}
+		if i > 0 {
+			flags = append(flags, "--join", "http://"+nodes[0].APIAddr)
+		}
+		if id == "edge1" {
+			flags = append(flags, "--role", "edge")
+		}
+		n := atolltest.NewServer(t, atolltest.NodeConfig{ID: id, AdminToken: token, Bootstrap: i == 0,
+			HTTPAddr: net.JoinHostPort(ips[i].String(), strconv.Itoa(httpPort)), Flags: flags})
+		n.Start()
+		nodes = append(nodes, n)
+	}
+	requireLevel2(t, nodes[0])
+
+	const domain = "shop.acme.test"
+	site := filepath.Join(t.TempDir(), "site")
+	writeTree(t, site, map[string]string{"index.html": "<h1>shop</h1>"})
+	start := time.Now()
+	nodes[1].MustCLI("site", "create", "shop", "--domain", domain)
+	nodes[1].MustCLI("deploy", site, "--site", "shop")
+	for i, n := range nodes {
+		waitIssued(t, pebble, net.JoinHostPort(ips[i].String(), strconv.Itoa(httpsPort)), domain)
+		t.Logf("%s serves the certificate %v after the domain was added", n.ID, time.Since(start).Round(10*time.Millisecond))
+	}
+	if n := pebble.Orders(); n != 1 {
+		t.Errorf("the CA received %d orders for one domain on four nodes, want 1", n)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	a, err := atolltest.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
 }
 
 func portOf(t *testing.T, addr string) int {
