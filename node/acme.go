@@ -84,13 +84,14 @@ func (n *Node) startACME() error {
 	tp, _ := strconv.Atoi(httpsPort)
 
 	storage := atollacme.NewStorage(meta{n.store, n}, n.cfg.ID, n.cfg.ClusterKey)
+	n.acmeStore = storage
 	zlog := zapToSlog(n.cfg.Logger.With("component", "acme"))
 	var magic *certmagic.Config
 	cache := certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return magic, nil },
 		Logger:           zlog,
 	})
-	magic = certmagic.New(cache, certmagic.Config{Storage: storage, Logger: zlog})
+	magic = certmagic.New(cache, certmagic.Config{Storage: storage, Logger: zlog, OnEvent: n.acmeEvent})
 	// The solvers' own listeners fail to bind the edge's addresses, which
 	// are ours: certmagic then leaves the challenges to our listeners.
 	issuer := certmagic.NewACMEIssuer(magic, certmagic.ACMEIssuer{

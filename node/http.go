@@ -48,6 +48,7 @@ func (n *Node) startAPI() error {
 	bcfg.Room = n.blobs.RoomFor // the spool leaves --min-free too
 	bcfg.Logger = n.cfg.Logger
 	bcfg.EdgeHTTPS = n.cfg.HTTPSAddr != ""
+	bcfg.IssuedCerts = n.issuedCerts // acmestatus.go
 	if n.cfg.MaxBlobBytes > 0 {
 		bcfg.MaxBlobBytes = n.cfg.MaxBlobBytes
 	}

@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	atollacme "github.com/atoll-hosting/atoll/acme"
+
 	"github.com/caddyserver/certmagic"
 
 	"github.com/atoll-hosting/atoll"
@@ -270,8 +272,9 @@ type Node struct {
 
 	httpsLn    net.Listener // the edge's HTTPS listener, nil without --https-addr
 	acme       *acmeManager // nil without ACME (acme.go)
-	siteCerts  *certCache   // certificates the HTTPS edge serves, by SNI
-	sealWarned onceSet      // sealed certificate keys that did not open, logged once
+	acmeStore  *atollacme.Storage
+	siteCerts  *certCache // certificates the HTTPS edge serves, by SNI
+	sealWarned onceSet    // sealed certificate keys that did not open, logged once
 
 	place   atomic.Pointer[placement.View]
 	fetches singleflight.Group // one transfer per missing blob

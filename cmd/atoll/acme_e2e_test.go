@@ -11,7 +11,9 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -75,7 +77,8 @@ func startPebble(t *testing.T, httpPort, tlsPort int, ips ...net.IP) *pebbleCA {
 }
 
 // startLoopbackDNS answers every A question with one of ips in turn
-// (127.0.0.1 when none) and every other question with no record, over UDP
+// (127.0.0.1 when none), except for names under "unreachable.", and every
+// other question with no record, over UDP
 // and TCP on one port, and returns its address.
 func startLoopbackDNS(t *testing.T, ips []net.IP) string {
 	t.Helper()
@@ -95,7 +98,7 @@ func startLoopbackDNS(t *testing.T, ips []net.IP) string {
 		m := new(dns.Msg)
 		m.SetReply(q)
 		for _, question := range q.Question {
-			if question.Qtype == dns.TypeA {
+			if question.Qtype == dns.TypeA && !strings.HasPrefix(question.Name, "unreachable.") {
 				m.Answer = append(m.Answer, &dns.A{
 					Hdr: dns.RR_Header{Name: question.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 1},
 					A:   ips[int(next.Add(1))%len(ips)],
@@ -145,6 +148,23 @@ func TestEndToEndACME(t *testing.T) {
 	if n := pebble.Orders(); n != 1 {
 		t.Errorf("the CA received %d orders, want 1", n)
 	}
+	list := node.MustCLI("cert", "list", "--site", "shop")
+	if !regexp.MustCompile(`shop\.acme\.test +issued +valid +\d{4}-.*Pebble`).MatchString(list) {
+		t.Errorf("cert list:\n%s\nwant shop.acme.test issued, valid, an expiry and Pebble's issuer", list)
+	}
+
+	// A name the CA cannot reach fails, and says why.
+	node.MustCLI("site", "create", "broken", "--domain", "unreachable.acme.test")
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		list = node.MustCLI("cert", "list", "--site", "broken")
+		if regexp.MustCompile(`unreachable\.acme\.test +issued +failing`).MatchString(list) && strings.Contains(list, "unreachable.acme.test: ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cert list:\n%s\nwant unreachable.acme.test failing with its error", list)
+		}
+	}
+	t.Logf("cert list of a failing name:\n%s", list)
 }
 
 // requireLevel2 skips the test while the cluster is below feature level 2,
