@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -134,7 +135,8 @@ func (n *Node) acmeLoop(m *acmeManager) {
 }
 
 // acmeNames returns the names the cluster serves that get certificates:
-// every custom domain, and every site host with ACMESiteHosts.
+// every custom domain without an uploaded certificate (which would win
+// anyway), and every site host with ACMESiteHosts.
 func (n *Node) acmeNames() ([]string, error) {
 	sites, err := n.store.Sites()
 	if err != nil {
@@ -142,7 +144,13 @@ func (n *Node) acmeNames() ([]string, error) {
 	}
 	var names []string
 	for _, s := range sites {
-		names = append(names, s.Domains...)
+		for _, d := range s.Domains {
+			if _, err := n.store.Cert(d); errors.Is(err, atoll.ErrNotFound) {
+				names = append(names, d)
+			} else if err != nil {
+				return nil, err
+			}
+		}
 		if n.cfg.ACMESiteHosts {
 			names = append(names, s.Name+"."+n.cfg.Domain)
 		}
