@@ -89,8 +89,9 @@ func (n *Node) startACME() error {
 	zlog := zapToSlog(n.cfg.Logger.With("component", "acme"))
 	var magic *certmagic.Config
 	cache := certmagic.NewCache(certmagic.CacheOptions{
-		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return magic, nil },
-		Logger:           zlog,
+		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return magic, nil },
+		RenewCheckInterval: n.cfg.ACMERenewCheck,
+		Logger:             zlog,
 	})
 	magic = certmagic.New(cache, certmagic.Config{Storage: storage, Logger: zlog, OnEvent: n.acmeEvent})
 	// The solvers' own listeners fail to bind the edge's addresses, which

@@ -96,10 +96,13 @@ type Config struct {
 	// ACME (acme.go): with an HTTPS listener, certificates for every
 	// custom domain (and, with ACMESiteHosts, every site host) are ordered
 	// from the ACME directory ACMECA, trusting ACMECARoot (a PEM file) too
-	// when set, for account ACMEEmail (optional).
+	// when set, for account ACMEEmail (optional). ACMERenewCheck is how
+	// often each node looks for certificates to renew (renewal starts when
+	// a third of the lifetime is left).
 	ACME                          bool
 	ACMECA, ACMECARoot, ACMEEmail string
 	ACMESiteHosts                 bool
+	ACMERenewCheck                time.Duration
 
 	// Limits of the builder API; zero values take builder.DefaultConfig's.
 	MaxBlobBytes int64
@@ -174,8 +177,9 @@ func DefaultConfig() Config {
 
 		HTTPLimits: DefaultHTTPLimits(),
 
-		ACME:   true,
-		ACMECA: certmagic.LetsEncryptProductionCA,
+		ACME:           true,
+		ACMECA:         certmagic.LetsEncryptProductionCA,
+		ACMERenewCheck: certmagic.DefaultRenewCheckInterval,
 	}
 }
 
@@ -184,6 +188,9 @@ func DefaultConfig() Config {
 func (c *Config) validate(nofile uint64) error {
 	if c.DataDir == "" {
 		return fmt.Errorf("%w: empty data dir", ErrConfig)
+	}
+	if c.ACMERenewCheck < 0 {
+		return fmt.Errorf("%w: --acme-renew-check %v: must not be negative", ErrConfig, c.ACMERenewCheck)
 	}
 	if c.Role != atoll.RoleCore && c.Role != atoll.RoleEdge {
 		return fmt.Errorf("%w: role %q: want core or edge", ErrConfig, c.Role)

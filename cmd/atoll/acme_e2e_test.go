@@ -43,15 +43,25 @@ type pebbleCA struct {
 // Orders is the number of new orders the CA received.
 func (p *pebbleCA) Orders() int64 { return p.orders.Load() }
 
-func startPebble(t *testing.T, httpPort, tlsPort int, ips ...net.IP) *pebbleCA {
+// pebbleOptions are the ports Pebble validates against, the loopback
+// addresses its resolver answers in turn (127.0.0.1 when none), and the
+// lifetime of the certificates it issues (0: its default, 90 days).
+type pebbleOptions struct {
+	HTTPPort, TLSPort int
+	IPs               []net.IP
+	Validity          time.Duration
+}
+
+func startPebble(t *testing.T, o pebbleOptions) *pebbleCA {
 	t.Helper()
 	t.Setenv("PEBBLE_VA_NOSLEEP", "1")
 	t.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
-	resolver := startLoopbackDNS(t, ips)
+	resolver := startLoopbackDNS(t, o.IPs)
 	logger := log.New(io.Discard, "", 0)
 	store := db.NewMemoryStore()
-	authority := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {Description: "default"}})
-	validator := va.New(logger, httpPort, tlsPort, false, resolver, store)
+	authority := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {Description: "default",
+		ValidityPeriod: uint64(o.Validity / time.Second)}})
+	validator := va.New(logger, o.HTTPPort, o.TLSPort, false, resolver, store)
 	front := wfe.New(logger, store, validator, authority, nil, false, false, 1, 1)
 	p := &pebbleCA{}
 	handler := front.Handler()
@@ -130,7 +140,7 @@ func TestEndToEndACME(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pebble := startPebble(t, portOf(t, httpAddr), portOf(t, httpsAddr))
+	pebble := startPebble(t, pebbleOptions{HTTPPort: portOf(t, httpAddr), TLSPort: portOf(t, httpsAddr)})
 	node := atolltest.NewServer(t, atolltest.NodeConfig{Bootstrap: true, HTTPAddr: httpAddr,
 		Flags: []string{"--https-addr", httpsAddr, "--acme", "--acme-ca", pebble.DirURL, "--acme-ca-root", pebble.CertFile}})
 	node.Start()
@@ -197,49 +207,110 @@ func waitIssued(t *testing.T, ca *pebbleCA, addr, domain string) {
 	t.Fatalf("%s serves no certificate for %s that verifies against the CA's roots: %v", addr, domain, last)
 }
 
-// TestEndToEndACMECluster: 3 core nodes and an edge, each on its own
-// loopback address with the same edge ports, the CA's resolver pointing at
-// each in turn: a domain added to a site is ordered once for the whole
-// cluster, its challenge answered by whichever node the CA reaches, and
-// every node serves the certificate by SNI.
+// acmeCluster is a cluster whose nodes each listen on their own loopback
+// address with the same edge ports, the CA's resolver answering each of
+// them in turn.
+type acmeCluster struct {
+	nodes      []*atolltest.Server
+	httpsAddrs []string // each node's HTTPS listener
+	ca         *pebbleCA
+}
+
+// startACMECluster starts nodes ids (the first bootstraps; "edge..." ids
+// are edges) with ACME against a Pebble issuing certificates for validity
+// (0: its default), and more server flags.
+func startACMECluster(t *testing.T, ids []string, validity time.Duration, flags ...string) *acmeCluster {
+	t.Helper()
+	httpPort, httpsPort := portOf(t, freeAddr(t)), portOf(t, freeAddr(t))
+	var ips []net.IP
+	for i := range ids {
+		ips = append(ips, net.IPv4(127, 0, 0, byte(11+i)))
+	}
+	c := &acmeCluster{ca: startPebble(t, pebbleOptions{HTTPPort: httpPort, TLSPort: httpsPort, IPs: ips, Validity: validity})}
+	const key, token = "e2e-cluster-key", "e2e-admin-token"
+	for i, id := range ids {
+		httpsAddr := net.JoinHostPort(ips[i].String(), strconv.Itoa(httpsPort))
+		f := append([]string{"--cluster-key", key, "--https-addr", httpsAddr,
+			"--acme", "--acme-ca", c.ca.DirURL, "--acme-ca-root", c.ca.CertFile}, flags...)
+		if i > 0 {
+			f = append(f, "--join", "http://"+c.nodes[0].APIAddr)
+		}
+		if strings.HasPrefix(id, "edge") {
+			f = append(f, "--role", "edge")
+		}
+		n := atolltest.NewServer(t, atolltest.NodeConfig{ID: id, AdminToken: token, Bootstrap: i == 0,
+			HTTPAddr: net.JoinHostPort(ips[i].String(), strconv.Itoa(httpPort)), Flags: f})
+		n.Start()
+		c.nodes = append(c.nodes, n)
+		c.httpsAddrs = append(c.httpsAddrs, httpsAddr)
+	}
+	requireLevel2(t, c.nodes[0])
+	return c
+}
+
+// TestEndToEndACMECluster: 3 core nodes and an edge: a domain added to a
+// site is ordered once for the whole cluster, its challenge answered by
+// whichever node the CA reaches, and every node serves the certificate by
+// SNI.
 func TestEndToEndACMECluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts four processes and an ACME server")
 	}
-	httpPort, httpsPort := portOf(t, freeAddr(t)), portOf(t, freeAddr(t))
-	ips := []net.IP{net.IPv4(127, 0, 0, 11), net.IPv4(127, 0, 0, 12), net.IPv4(127, 0, 0, 13), net.IPv4(127, 0, 0, 14)}
-	pebble := startPebble(t, httpPort, httpsPort, ips...)
-	const key, token = "e2e-cluster-key", "e2e-admin-token"
-	var nodes []*atolltest.Server
-	for i, id := range []string{"core1", "core2", "core3", "edge1"} {
-		flags := []string{"--cluster-key", key, "--https-addr", net.JoinHostPort(ips[i].String(), strconv.Itoa(httpsPort)),
-			"--acme", "--acme-ca", pebble.DirURL, "--acme-ca-root", pebble.CertFile}
-		if i > 0 {
-			flags = append(flags, "--join", "http://"+nodes[0].APIAddr)
-		}
-		if id == "edge1" {
-			flags = append(flags, "--role", "edge")
-		}
-		n := atolltest.NewServer(t, atolltest.NodeConfig{ID: id, AdminToken: token, Bootstrap: i == 0,
-			HTTPAddr: net.JoinHostPort(ips[i].String(), strconv.Itoa(httpPort)), Flags: flags})
-		n.Start()
-		nodes = append(nodes, n)
-	}
-	requireLevel2(t, nodes[0])
-
+	c := startACMECluster(t, []string{"core1", "core2", "core3", "edge1"}, 0)
 	const domain = "shop.acme.test"
 	site := filepath.Join(t.TempDir(), "site")
 	writeTree(t, site, map[string]string{"index.html": "<h1>shop</h1>"})
 	start := time.Now()
-	nodes[1].MustCLI("site", "create", "shop", "--domain", domain)
-	nodes[1].MustCLI("deploy", site, "--site", "shop")
-	for i, n := range nodes {
-		waitIssued(t, pebble, net.JoinHostPort(ips[i].String(), strconv.Itoa(httpsPort)), domain)
+	c.nodes[1].MustCLI("site", "create", "shop", "--domain", domain)
+	c.nodes[1].MustCLI("deploy", site, "--site", "shop")
+	for i, n := range c.nodes {
+		waitIssued(t, c.ca, c.httpsAddrs[i], domain)
 		t.Logf("%s serves the certificate %v after the domain was added", n.ID, time.Since(start).Round(10*time.Millisecond))
 	}
-	if n := pebble.Orders(); n != 1 {
+	if n := c.ca.Orders(); n != 1 {
 		t.Errorf("the CA received %d orders for one domain on four nodes, want 1", n)
 	}
+}
+
+// TestEndToEndACMERenewal: certificates that live 30s are renewed when a
+// third of that is left, and every node serves the new one without a
+// restart.
+func TestEndToEndACMERenewal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts two processes and an ACME server")
+	}
+	c := startACMECluster(t, []string{"core1", "edge1"}, 30*time.Second, "--acme-renew-check", "1s")
+	const domain = "shop.acme.test"
+	c.nodes[0].MustCLI("site", "create", "shop", "--domain", domain)
+	first := map[string]string{}
+	for i, n := range c.nodes {
+		waitIssued(t, c.ca, c.httpsAddrs[i], domain)
+		first[n.ID] = servedSerial(t, c.ca, c.httpsAddrs[i], domain)
+	}
+	for i, n := range c.nodes {
+		var serial string
+		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			if serial = servedSerial(t, c.ca, c.httpsAddrs[i], domain); serial != first[n.ID] && serial != "" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s still serves certificate %s after 60s, want a renewed one", n.ID, first[n.ID])
+			}
+		}
+		t.Logf("%s: certificate %s renewed as %s", n.ID, first[n.ID], serial)
+	}
+}
+
+// servedSerial is the serial number of the certificate the HTTPS listener
+// at addr serves for domain, "" when none verifies against the CA's roots.
+func servedSerial(t *testing.T, ca *pebbleCA, addr, domain string) string {
+	t.Helper()
+	conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: ca.Roots, ServerName: domain})
+	if err != nil {
+		return ""
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0].SerialNumber.String()
 }
 
 func freeAddr(t *testing.T) string {

@@ -88,6 +88,7 @@ func declareNodeFlags(fs *flag.FlagSet, cfg *node.Config, level *slog.Level) {
 	fs.StringVar(&cfg.ACMECA, "acme-ca", cfg.ACMECA, "ACME directory `URL` (Let's Encrypt staging: "+certmagic.LetsEncryptStagingCA+")")
 	fs.StringVar(&cfg.ACMECARoot, "acme-ca-root", cfg.ACMECARoot, "extra CA certificate (PEM `file`) to trust for the ACME server, for private CAs and tests")
 	fs.StringVar(&cfg.ACMEEmail, "acme-email", cfg.ACMEEmail, "contact `email` of the ACME account (optional; the CA writes about expiring certificates)")
+	fs.DurationVar(&cfg.ACMERenewCheck, "acme-renew-check", cfg.ACMERenewCheck, "how often each node looks for certificates to renew (renewal starts when a third of the lifetime is left)")
 	fs.BoolVar(&cfg.ACMESiteHosts, "acme-site-hosts", cfg.ACMESiteHosts, "also order a certificate per site host <site>.<domain> (default: a wildcard from --https-cert covers them)")
 	sizeVar(fs, &cfg.CacheSize, "cache-size", "`bytes` of blobs kept without owning them (read-through cache), e.g. 512MiB, 10GiB")
 	fs.DurationVar(&cfg.RepairInterval, "repair-interval", cfg.RepairInterval, "how often repair runs besides on membership changes")
