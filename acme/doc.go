@@ -7,8 +7,8 @@
 // Storage implements certmagic.Storage over raft's ACME store (PutACME,
 // DeleteACME, LockACME, UnlockACME; see raft/acme.go): writes are Raft
 // commands, reads are local reads of the node's applied state, and Lock is
-// a lease held through Raft (LockTTL, renewed while the work goes on), so
-// that a node that dies holding it frees it when the lease runs out.
+// a lease held through Raft (LockTTL, renewed every LockTTL/3 while held),
+// so that a node that dies holding it frees it when the lease runs out.
 // Values whose key ends in ".key" (private keys) are sealed with a key
 // derived from the cluster key (raft.SealCertKey, bound to the storage
 // key) before they are proposed, and opened when read.

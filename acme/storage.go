@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/certmagic"
@@ -22,8 +23,10 @@ var (
 	_ Meta                       = (*raft.Store)(nil)
 )
 
-// LockTTL is how long a lock outlives its holder's last renewal.
-const LockTTL = 2 * time.Minute
+// LockTTL is how long a lock outlives its holder's last renewal: the
+// holder renews it every LockTTL/3 while it holds it, so a lock of a node
+// that died is free again within LockTTL.
+const LockTTL = 30 * time.Second
 
 // lockRetry is how often a blocked Lock asks again.
 const lockRetry = time.Second
@@ -44,11 +47,54 @@ type Storage struct {
 	holder     string
 	clusterKey string
 	now        func() time.Time
+
+	mu     sync.Mutex
+	held   map[string]context.CancelFunc // locks held, each with its renewal
+	closed bool
 }
 
-// NewStorage returns the Storage of node holder.
+// NewStorage returns the Storage of node holder. Close stops renewing the
+// locks it holds.
 func NewStorage(meta Meta, holder, clusterKey string) *Storage {
-	return &Storage{meta: meta, holder: holder, clusterKey: clusterKey, now: time.Now}
+	return &Storage{meta: meta, holder: holder, clusterKey: clusterKey, now: time.Now, held: map[string]context.CancelFunc{}}
+}
+
+// Close stops renewing the locks this Storage holds: they expire within
+// LockTTL, as those of a node that died.
+func (s *Storage) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	for name, stop := range s.held {
+		stop()
+		delete(s.held, name)
+	}
+}
+
+// keepLock renews lock name every LockTTL/3 until Unlock or Close.
+func (s *Storage) keepLock(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.held[name] != nil {
+		return
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	s.held[name] = stop
+	go func() {
+		t := time.NewTicker(LockTTL / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				// A failed renewal is tried again at the next tick; the
+				// lock may expire meanwhile, at worst allowing a second
+				// order of the same name.
+				_ = s.meta.Apply(ctx, raft.LockACME{Name: name, Holder: s.holder, At: s.now().UTC(), TTL: LockTTL})
+			}
+		}
+	}()
 }
 
 // sealed reports whether values under key are private keys.
@@ -132,13 +178,18 @@ func (s *Storage) Stat(_ context.Context, key string) (certmagic.KeyInfo, error)
 	return certmagic.KeyInfo{Key: key}, nil
 }
 
-// TryLock takes lock name for LockTTL if nobody else holds it.
+// TryLock takes lock name if nobody else holds it, and keeps renewing it
+// until Unlock.
 func (s *Storage) TryLock(ctx context.Context, name string) (bool, error) {
 	err := s.meta.Apply(ctx, raft.LockACME{Name: name, Holder: s.holder, At: s.now().UTC(), TTL: LockTTL})
 	if errors.Is(err, atoll.ErrConflict) {
 		return false, nil
 	}
-	return err == nil, err
+	if err != nil {
+		return false, err
+	}
+	s.keepLock(name)
+	return true, nil
 }
 
 // Lock blocks until it holds lock name, or ctx ends.
@@ -166,5 +217,11 @@ func (s *Storage) RenewLockLease(ctx context.Context, name string, lease time.Du
 
 // Unlock releases lock name if this node holds it.
 func (s *Storage) Unlock(ctx context.Context, name string) error {
+	s.mu.Lock()
+	if stop := s.held[name]; stop != nil {
+		stop()
+		delete(s.held, name)
+	}
+	s.mu.Unlock()
 	return s.meta.Apply(ctx, raft.UnlockACME{Name: name, Holder: s.holder})
 }

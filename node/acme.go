@@ -105,6 +105,7 @@ func (n *Node) startACME() error {
 	m.challenge = fasthttpadaptor.NewFastHTTPHandler(issuer.HTTPChallengeHandler(http.NotFoundHandler()))
 	n.acme = m
 	n.background(func() {
+		defer storage.Close()
 		defer cache.Stop()
 		n.acmeLoop(m)
 	})

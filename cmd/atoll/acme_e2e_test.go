@@ -12,9 +12,11 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -38,6 +40,12 @@ type pebbleCA struct {
 	CertFile string
 	Roots    *x509.CertPool // the roots of the certificates it issues
 	orders   atomic.Int64
+
+	// With HoldChallenge, the first challenge response (the client telling
+	// the CA to validate) waits until release is closed; challenged is
+	// closed when it arrives.
+	challenged, release chan struct{}
+	holding             atomic.Bool
 }
 
 // Orders is the number of new orders the CA received.
@@ -50,6 +58,7 @@ type pebbleOptions struct {
 	HTTPPort, TLSPort int
 	IPs               []net.IP
 	Validity          time.Duration
+	HoldChallenge     bool
 }
 
 func startPebble(t *testing.T, o pebbleOptions) *pebbleCA {
@@ -63,15 +72,28 @@ func startPebble(t *testing.T, o pebbleOptions) *pebbleCA {
 		ValidityPeriod: uint64(o.Validity / time.Second)}})
 	validator := va.New(logger, o.HTTPPort, o.TLSPort, false, resolver, store)
 	front := wfe.New(logger, store, validator, authority, nil, false, false, 1, 1)
-	p := &pebbleCA{}
+	p := &pebbleCA{challenged: make(chan struct{}), release: make(chan struct{})}
+	p.holding.Store(o.HoldChallenge)
 	handler := front.Handler()
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost && r.URL.Path == "/order-plz" {
 			p.orders.Add(1)
 		}
+		if r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/chalZ/") && p.holding.CompareAndSwap(true, false) {
+			close(p.challenged)
+			select {
+			case <-p.release:
+			case <-r.Context().Done():
+			}
+		}
 		handler.ServeHTTP(w, r)
 	}))
-	t.Cleanup(srv.Close)
+	t.Cleanup(func() {
+		if p.holding.Load() || !isClosed(p.release) {
+			close(p.release)
+		}
+		srv.Close()
+	})
 
 	certFile := filepath.Join(t.TempDir(), "pebble-wfe.pem")
 	wfePEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
@@ -217,16 +239,17 @@ type acmeCluster struct {
 }
 
 // startACMECluster starts nodes ids (the first bootstraps; "edge..." ids
-// are edges) with ACME against a Pebble issuing certificates for validity
-// (0: its default), and more server flags.
-func startACMECluster(t *testing.T, ids []string, validity time.Duration, flags ...string) *acmeCluster {
+// are edges) with ACME and more server flags, against a Pebble with
+// options o (startACMECluster sets its ports and addresses).
+func startACMECluster(t *testing.T, ids []string, o pebbleOptions, flags ...string) *acmeCluster {
 	t.Helper()
 	httpPort, httpsPort := portOf(t, freeAddr(t)), portOf(t, freeAddr(t))
 	var ips []net.IP
 	for i := range ids {
 		ips = append(ips, net.IPv4(127, 0, 0, byte(11+i)))
 	}
-	c := &acmeCluster{ca: startPebble(t, pebbleOptions{HTTPPort: httpPort, TLSPort: httpsPort, IPs: ips, Validity: validity})}
+	o.HTTPPort, o.TLSPort, o.IPs = httpPort, httpsPort, ips
+	c := &acmeCluster{ca: startPebble(t, o)}
 	const key, token = "e2e-cluster-key", "e2e-admin-token"
 	for i, id := range ids {
 		httpsAddr := net.JoinHostPort(ips[i].String(), strconv.Itoa(httpsPort))
@@ -256,7 +279,7 @@ func TestEndToEndACMECluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts four processes and an ACME server")
 	}
-	c := startACMECluster(t, []string{"core1", "core2", "core3", "edge1"}, 0)
+	c := startACMECluster(t, []string{"core1", "core2", "core3", "edge1"}, pebbleOptions{})
 	const domain = "shop.acme.test"
 	site := filepath.Join(t.TempDir(), "site")
 	writeTree(t, site, map[string]string{"index.html": "<h1>shop</h1>"})
@@ -279,7 +302,7 @@ func TestEndToEndACMERenewal(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts two processes and an ACME server")
 	}
-	c := startACMECluster(t, []string{"core1", "edge1"}, 30*time.Second, "--acme-renew-check", "1s")
+	c := startACMECluster(t, []string{"core1", "edge1"}, pebbleOptions{Validity: 30 * time.Second}, "--acme-renew-check", "1s")
 	const domain = "shop.acme.test"
 	c.nodes[0].MustCLI("site", "create", "shop", "--domain", domain)
 	first := map[string]string{}
@@ -311,6 +334,55 @@ func servedSerial(t *testing.T, ca *pebbleCA, addr, domain string) string {
 	}
 	defer conn.Close()
 	return conn.ConnectionState().PeerCertificates[0].SerialNumber.String()
+}
+
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// TestEndToEndACMELeaderKilled: the leader is killed while an order waits
+// for the CA's validation; the cluster still ends with one valid
+// certificate on every live node, after at most one more order (when the
+// killed node was the one ordering, another takes over once its lock
+// expires).
+func TestEndToEndACMELeaderKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three processes and an ACME server")
+	}
+	c := startACMECluster(t, []string{"core1", "core2", "core3"}, pebbleOptions{HoldChallenge: true})
+	const domain = "shop.acme.test"
+	c.nodes[0].MustCLI("site", "create", "shop", "--domain", domain)
+	select {
+	case <-c.ca.challenged:
+	case <-time.After(60 * time.Second):
+		t.Fatal("no order reached the challenge step within 60s")
+	}
+	var st atoll.Status
+	if err := c.nodes[0].Call(t.Context(), "GET", "/v1/status", nil, &st); err != nil {
+		t.Fatal(err)
+	}
+	leader := slices.IndexFunc(c.nodes, func(n *atolltest.Server) bool { return n.ID == st.LeaderID })
+	if leader < 0 {
+		t.Fatalf("leader %q is not one of the nodes", st.LeaderID)
+	}
+	c.nodes[leader].Kill(syscall.SIGKILL)
+	close(c.ca.release)
+	t.Logf("killed the leader %s while the order waited for validation", st.LeaderID)
+	for i, n := range c.nodes {
+		if i != leader {
+			waitIssued(t, c.ca, c.httpsAddrs[i], domain)
+			t.Logf("%s serves the certificate", n.ID)
+		}
+	}
+	if n := c.ca.Orders(); n > 2 {
+		t.Errorf("the CA received %d orders for one domain, want at most 2 (one retry)", n)
+	}
+	t.Logf("orders: %d", c.ca.Orders())
 }
 
 func freeAddr(t *testing.T) string {
