@@ -209,10 +209,12 @@ func (s *Storage) Lock(ctx context.Context, name string) error {
 	}
 }
 
-// RenewLockLease extends a lock this node holds by lease (at most
-// raft.MaxACMELock).
-func (s *Storage) RenewLockLease(ctx context.Context, name string, lease time.Duration) error {
-	return s.meta.Apply(ctx, raft.LockACME{Name: name, Holder: s.holder, At: s.now().UTC(), TTL: min(lease, raft.MaxACMELock)})
+// RenewLockLease renews a lock this node holds for LockTTL, whatever lease
+// is asked: the holder renews its locks every LockTTL/3 for as long as it
+// holds them, so a longer lease would only keep the lock of a node that
+// died from the others for longer.
+func (s *Storage) RenewLockLease(ctx context.Context, name string, _ time.Duration) error {
+	return s.meta.Apply(ctx, raft.LockACME{Name: name, Holder: s.holder, At: s.now().UTC(), TTL: LockTTL})
 }
 
 // Unlock releases lock name if this node holds it.

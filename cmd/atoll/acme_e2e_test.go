@@ -46,7 +46,12 @@ type pebbleCA struct {
 	// closed when it arrives.
 	challenged, release chan struct{}
 	holding             atomic.Bool
+
+	ips atomic.Pointer[[]net.IP] // what the resolver answers, in turn
 }
+
+// Resolve makes the CA's resolver answer ips from now on.
+func (p *pebbleCA) Resolve(ips []net.IP) { p.ips.Store(&ips) }
 
 // Orders is the number of new orders the CA received.
 func (p *pebbleCA) Orders() int64 { return p.orders.Load() }
@@ -65,14 +70,18 @@ func startPebble(t *testing.T, o pebbleOptions) *pebbleCA {
 	t.Helper()
 	t.Setenv("PEBBLE_VA_NOSLEEP", "1")
 	t.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
-	resolver := startLoopbackDNS(t, o.IPs)
+	p := &pebbleCA{challenged: make(chan struct{}), release: make(chan struct{})}
+	if len(o.IPs) == 0 {
+		o.IPs = []net.IP{net.IPv4(127, 0, 0, 1)}
+	}
+	p.Resolve(o.IPs)
+	resolver := startLoopbackDNS(t, &p.ips)
 	logger := log.New(io.Discard, "", 0)
 	store := db.NewMemoryStore()
 	authority := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {Description: "default",
 		ValidityPeriod: uint64(o.Validity / time.Second)}})
 	validator := va.New(logger, o.HTTPPort, o.TLSPort, false, resolver, store)
 	front := wfe.New(logger, store, validator, authority, nil, false, false, 1, 1)
-	p := &pebbleCA{challenged: make(chan struct{}), release: make(chan struct{})}
 	p.holding.Store(o.HoldChallenge)
 	handler := front.Handler()
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -108,11 +117,10 @@ func startPebble(t *testing.T, o pebbleOptions) *pebbleCA {
 	return p
 }
 
-// startLoopbackDNS answers every A question with one of ips in turn
-// (127.0.0.1 when none), except for names under "unreachable.", and every
-// other question with no record, over UDP
-// and TCP on one port, and returns its address.
-func startLoopbackDNS(t *testing.T, ips []net.IP) string {
+// startLoopbackDNS answers every A question with one of *ips in turn,
+// except for names under "unreachable.", and every other question with no
+// record, over UDP and TCP on one port, and returns its address.
+func startLoopbackDNS(t *testing.T, ips *atomic.Pointer[[]net.IP]) string {
 	t.Helper()
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
@@ -122,18 +130,16 @@ func startLoopbackDNS(t *testing.T, ips []net.IP) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ips) == 0 {
-		ips = []net.IP{net.IPv4(127, 0, 0, 1)}
-	}
 	var next atomic.Int64
 	handler := dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
 		m := new(dns.Msg)
 		m.SetReply(q)
+		answer := *ips.Load()
 		for _, question := range q.Question {
 			if question.Qtype == dns.TypeA && !strings.HasPrefix(question.Name, "unreachable.") {
 				m.Answer = append(m.Answer, &dns.A{
 					Hdr: dns.RR_Header{Name: question.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 1},
-					A:   ips[int(next.Add(1))%len(ips)],
+					A:   answer[int(next.Add(1))%len(answer)],
 				})
 			}
 		}
@@ -371,6 +377,14 @@ func TestEndToEndACMELeaderKilled(t *testing.T) {
 		t.Fatalf("leader %q is not one of the nodes", st.LeaderID)
 	}
 	c.nodes[leader].Kill(syscall.SIGKILL)
+	var live []net.IP
+	for i := range c.nodes {
+		if i != leader {
+			host, _, _ := net.SplitHostPort(c.httpsAddrs[i])
+			live = append(live, net.ParseIP(host))
+		}
+	}
+	c.ca.Resolve(live) // the domain's DNS no longer names the dead node
 	close(c.ca.release)
 	t.Logf("killed the leader %s while the order waited for validation", st.LeaderID)
 	for i, n := range c.nodes {
