@@ -99,7 +99,9 @@ func serveFastTLS(b *testing.B, h *Handler, cert tls.Certificate) string {
 		b.Fatal(err)
 	}
 	srv := &fasthttp.Server{Handler: h.ServeHTTP, Name: "atoll"}
-	go func() { _ = srv.Serve(tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}})) }()
+	go func() {
+		_ = srv.Serve(tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}}))
+	}()
 	b.Cleanup(func() { _ = srv.Shutdown() })
 	return ln.Addr().String()
 }
