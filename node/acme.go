@@ -204,7 +204,7 @@ func (n *Node) acmeHTTP(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 	}
 	prefix := []byte("/.well-known/acme-challenge/")
 	return func(ctx *fasthttp.RequestCtx) {
-		if !ctx.IsGet() || !bytes.HasPrefix(ctx.Path(), prefix) {
+		if !ctx.IsGet() || !bytes.HasPrefix(ctx.Path(), prefix) || !m.manages(ctx.Host()) {
 			next(ctx)
 			return
 		}
@@ -220,6 +220,19 @@ func (n *Node) acmeHTTP(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 			next(ctx) // not a challenge of ours: maybe a file of the site
 		}
 	}
+}
+
+// manages reports whether host (a Host header) names a certificate this
+// node manages: only those have challenges to answer.
+func (m *acmeManager) manages(host []byte) bool {
+	h, _, err := net.SplitHostPort(string(host))
+	if err != nil {
+		h = string(host)
+	}
+	h = strings.TrimSuffix(strings.ToLower(h), ".")
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.managed[h]
 }
 
 // untilApplied calls try until it reports true, again after each change
