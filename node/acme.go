@@ -204,7 +204,7 @@ func (n *Node) acmeHTTP(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 	}
 	prefix := []byte("/.well-known/acme-challenge/")
 	return func(ctx *fasthttp.RequestCtx) {
-		if !ctx.IsGet() || !bytes.HasPrefix(ctx.Path(), prefix) || !m.manages(ctx.Host()) {
+		if !ctx.IsGet() || !bytes.HasPrefix(ctx.Path(), prefix) || !n.acmeServes(ctx.Host()) {
 			next(ctx)
 			return
 		}
@@ -222,17 +222,24 @@ func (n *Node) acmeHTTP(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 	}
 }
 
-// manages reports whether host (a Host header) names a certificate this
-// node manages: only those have challenges to answer.
-func (m *acmeManager) manages(host []byte) bool {
+// acmeServes reports whether host (a Host header) is a name the cluster
+// orders certificates for (acmeNames), by the replicated state: only those
+// have challenges to answer, whether or not this node has started
+// managing the name yet.
+func (n *Node) acmeServes(host []byte) bool {
 	h, _, err := net.SplitHostPort(string(host))
 	if err != nil {
 		h = string(host)
 	}
 	h = strings.TrimSuffix(strings.ToLower(h), ".")
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.managed[h]
+	if _, err := n.store.SiteByDomain(h); err == nil {
+		return true
+	}
+	if label, ok := strings.CutSuffix(h, "."+n.cfg.Domain); ok && n.cfg.ACMESiteHosts {
+		_, err := n.store.Site(label)
+		return err == nil
+	}
+	return false
 }
 
 // untilApplied calls try until it reports true, again after each change
