@@ -274,6 +274,9 @@ func (n *Node) edgeCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, er
 		return n.siteCerts.get(hello)
 	}
 	if slices.Contains(hello.SupportedProtos, acmez.ACMETLS1Protocol) {
+		if !n.acmeServes([]byte(hello.ServerName)) {
+			return m.magic.GetCertificate(hello) // no challenge of ours: no waiting
+		}
 		var cert *tls.Certificate
 		var err error
 		n.untilApplied(hello.Context(), func() bool {
