@@ -86,7 +86,7 @@ func (n *Node) startACME() error {
 
 	storage := atollacme.NewStorage(meta{n.store, n}, n.cfg.ID, n.cfg.ClusterKey)
 	n.acmeStore = storage
-	zlog := zapToSlog(n.cfg.Logger.With("component", "acme"))
+	zlog := zapToSlog(n.cfg.Logger.With("component", "acme"), n.acmeRetry)
 	var magic *certmagic.Config
 	cache := certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return magic, nil },

@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/atoll-hosting/atoll"
@@ -21,10 +22,11 @@ const acmeStatusPrefix = "atoll/status"
 
 // acmeStatus is the recorded state of a name's order.
 type acmeStatus struct {
-	State    string    `json:"state"` // pending, valid, failing
-	Error    string    `json:"error,omitempty"`
-	Attempts int       `json:"attempts,omitempty"` // failed attempts in a row
-	Updated  time.Time `json:"updated"`
+	State     string    `json:"state"` // pending, valid, failing
+	Error     string    `json:"error,omitempty"`
+	Attempts  int       `json:"attempts,omitempty"` // failed attempts in a row
+	NextRetry time.Time `json:"next_retry,omitzero"`
+	Updated   time.Time `json:"updated"`
 }
 
 func acmeStatusKey(name string) string { return acmeStatusPrefix + "/" + name + ".json" }
@@ -62,6 +64,32 @@ func (n *Node) acmeEvent(ctx context.Context, event string, data map[string]any)
 		n.log.Warn("acme: record the state of an order", "name", name, "state", st.State, "err", err)
 	}
 	return nil
+}
+
+// acmeRetry sees certmagic's log messages: "will retry" says when a
+// failed order is tried again, which no event does. Its error reads
+// "[<name>] Obtain: ..." (certmagic's obtain error), which names the order.
+func (n *Node) acmeRetry(msg string, fields map[string]any) {
+	if msg != "will retry" {
+		return
+	}
+	errText, _ := fields["error"].(string)
+	in, ok := fields["retrying_in"].(time.Duration)
+	name, rest, found := strings.Cut(strings.TrimPrefix(errText, "["), "]")
+	if !ok || !found || !strings.HasPrefix(rest, " Obtain:") || !atoll.ValidDomain(name) {
+		return
+	}
+	st, err := n.readACMEStatus(name)
+	if err != nil || st.State != "failing" {
+		return
+	}
+	st.NextRetry = time.Now().Add(in).UTC()
+	b, _ := json.Marshal(st)
+	ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
+	defer cancel()
+	if err := n.acmeStore.Store(ctx, acmeStatusKey(name), b); err != nil {
+		n.log.Warn("acme: record the next retry of an order", "name", name, "err", err)
+	}
 }
 
 func (n *Node) readACMEStatus(name string) (acmeStatus, error) {
@@ -116,8 +144,8 @@ func (n *Node) issuedCerts(site string) ([]atoll.CertInfo, error) {
 		}
 		switch {
 		case st.State == "failing":
-			info.State, info.Error = "failing", fmt.Sprintf("%s (%d attempts in a row, the last at %s; retried with backoff)",
-				st.Error, st.Attempts, st.Updated.Format(time.RFC3339))
+			info.State, info.Error, info.NextRetry = "failing", st.Error, st.NextRetry
+			info.Attempts = st.Attempts
 		case found && time.Now().After(info.NotAfter):
 			info.State = "expired"
 		case found:

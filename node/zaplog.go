@@ -10,15 +10,17 @@ import (
 
 // zapToSlog returns a zap logger (certmagic's) that writes to log, at
 // Info and above: its messages become slog records with their fields as
-// attributes.
-func zapToSlog(log *slog.Logger) *zap.Logger {
-	return zap.New(&slogCore{log: log})
+// attributes. observe, when not nil, sees each message and its fields
+// first.
+func zapToSlog(log *slog.Logger, observe func(msg string, fields map[string]any)) *zap.Logger {
+	return zap.New(&slogCore{log: log, observe: observe})
 }
 
 // slogCore is a zapcore.Core over a slog.Logger.
 type slogCore struct {
-	log    *slog.Logger
-	fields []zapcore.Field
+	log     *slog.Logger
+	fields  []zapcore.Field
+	observe func(msg string, fields map[string]any)
 }
 
 var _ zapcore.Core = (*slogCore)(nil)
@@ -28,7 +30,7 @@ func (c *slogCore) Enabled(l zapcore.Level) bool {
 }
 
 func (c *slogCore) With(fields []zapcore.Field) zapcore.Core {
-	return &slogCore{log: c.log, fields: append(c.fields[:len(c.fields):len(c.fields)], fields...)}
+	return &slogCore{log: c.log, fields: append(c.fields[:len(c.fields):len(c.fields)], fields...), observe: c.observe}
 }
 
 func (c *slogCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
@@ -42,6 +44,9 @@ func (c *slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
 	enc := zapcore.NewMapObjectEncoder()
 	for _, f := range append(c.fields[:len(c.fields):len(c.fields)], fields...) {
 		f.AddTo(enc)
+	}
+	if c.observe != nil {
+		c.observe(e.Message, enc.Fields)
 	}
 	attrs := make([]any, 0, 2*len(enc.Fields)+2)
 	if e.LoggerName != "" {

@@ -196,11 +196,12 @@ func TestEndToEndACME(t *testing.T) {
 	node.MustCLI("site", "create", "broken", "--domain", "unreachable.acme.test")
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		list = node.MustCLI("cert", "list", "--site", "broken")
-		if regexp.MustCompile(`unreachable\.acme\.test +issued +failing`).MatchString(list) && strings.Contains(list, "unreachable.acme.test: ") {
+		if regexp.MustCompile(`unreachable\.acme\.test +issued +failing`).MatchString(list) &&
+			regexp.MustCompile(`unreachable\.acme\.test: .*Could not resolve.*1 attempts in a row failed; next retry at \d{4}-`).MatchString(list) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("cert list:\n%s\nwant unreachable.acme.test failing with its error", list)
+			t.Fatalf("cert list:\n%s\nwant unreachable.acme.test failing with its error and next retry", list)
 		}
 	}
 	t.Logf("cert list of a failing name:\n%s", list)

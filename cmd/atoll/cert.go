@@ -87,7 +87,11 @@ func runCertList(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	for _, ci := range failing {
-		fmt.Fprintf(env.stdout, "%s: %s\n", ci.Domain, ci.Error)
+		retry := "next retry not scheduled yet"
+		if !ci.NextRetry.IsZero() {
+			retry = "next retry at " + ci.NextRetry.Local().Format(time.DateTime)
+		}
+		fmt.Fprintf(env.stdout, "%s: %s (%d attempts in a row failed; %s)\n", ci.Domain, ci.Error, ci.Attempts, retry)
 	}
 	return nil
 }
