@@ -9,8 +9,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
+
+	"github.com/atoll-hosting/atoll"
 )
 
 // Client is the client of the peer protocol. A Client is safe for
@@ -32,6 +35,10 @@ type Client struct {
 	RPC    *http.Client
 	Key    string
 	Health *Health
+	// Version is the calling node's version, sent on every request with
+	// the binary's highest feature level (HeaderVersion,
+	// HeaderFeatureLevel).
+	Version string
 }
 
 // Timeouts of New's clients.
@@ -88,6 +95,10 @@ func (c *Client) do(hc *http.Client, req *http.Request) (*http.Response, error) 
 		return nil, err
 	}
 	req.Header.Set(HeaderClusterKey, c.Key)
+	req.Header.Set(HeaderFeatureLevel, strconv.Itoa(atoll.MaxFeatureLevel))
+	if c.Version != "" {
+		req.Header.Set(HeaderVersion, c.Version)
+	}
 	resp, err := hc.Do(req)
 	if err != nil {
 		err = fmt.Errorf("%w: %w", ErrUnreachable, err)
