@@ -111,7 +111,7 @@ func checkFormat2(t *testing.T, dir string) {
 		t.Error("a format-1 blob store could make blobs/tmp its temp folder")
 	}
 	cfg := blobstore.DefaultConfig()
-	cfg.Dir, cfg.CompressWorkers = filepath.Join(dir, "blobs"), -1
+	cfg.Dir, cfg.CompressWorkers, cfg.Logger = filepath.Join(dir, "blobs"), -1, slog.New(slog.DiscardHandler)
 	s, err := blobstore.New(cfg)
 	if err != nil {
 		t.Fatalf("open the upgraded blob store: %v", err)

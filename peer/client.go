@@ -19,7 +19,8 @@ import (
 // Client is the client of the peer protocol. A Client is safe for
 // concurrent use.
 //
-// Every call sends Key as HeaderClusterKey. Blob transfers (Push, Fetch,
+// Every call sends Key as HeaderClusterKey, and Version and the binary's
+// highest feature level as HeaderVersion and HeaderFeatureLevel. Blob transfers (Push, Fetch,
 // FetchCache, FetchSmall, Has) go through HTTP and are bounded by the ctx
 // of each call; the client's own timeouts bound only connecting and the
 // wait for an answer's header. The other calls go through RPC, whose

@@ -32,7 +32,7 @@ func tempFiles(t *testing.T, data string) []string {
 		rel, _ := filepath.Rel(data, p)
 		rel = filepath.ToSlash(rel)
 		name := d.Name()
-		inTmp := strings.HasPrefix(rel, "tmp/") || strings.HasPrefix(rel, "blobs/tmp/")
+		inTmp := strings.HasPrefix(rel, "tmp/") || strings.HasPrefix(rel, "blobs/temp/")
 		tempName := strings.HasPrefix(name, "put-") || strings.HasPrefix(name, "import-") ||
 			strings.HasPrefix(name, "variant-") || strings.HasPrefix(name, "atoll-upload-") || strings.Contains(name, ".tmp")
 		if !d.IsDir() && (inTmp || tempName) {
