@@ -1,16 +1,14 @@
 package node
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/atoll-hosting/atoll/atolltest"
 	"github.com/atoll-hosting/atoll/blobstore"
 )
 
@@ -150,26 +148,12 @@ func TestDataDirRefused(t *testing.T) {
 	}
 }
 
-// tree lists every file and folder under dir with a hash of its content.
+// tree is atolltest.Listing of dir.
 func tree(t *testing.T, dir string) string {
 	t.Helper()
-	var b strings.Builder
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		if d.IsDir() {
-			b.WriteString(rel + "/ ")
-			return nil
-		}
-		data, err := os.ReadFile(p)
-		sum := sha256.Sum256(data)
-		b.WriteString(rel + "=" + hex.EncodeToString(sum[:4]) + " ")
-		return err
-	})
+	l, err := atolltest.Listing(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b.String()
+	return l
 }

@@ -222,8 +222,11 @@ func (n *Node) featureLoop() {
 				wait = false
 			case <-state:
 				// Every applied batch wakes this; only a change of the
-				// membership counts.
+				// membership counts, and only on the leader.
 				state = n.store.Changed()
+				if !n.store.IsLeader() {
+					continue
+				}
 				if ids, _, err := n.members(); err == nil && membersKey(ids) != lastKey {
 					lastKey, wait = membersKey(ids), false
 				}
@@ -284,12 +287,11 @@ func (n *Node) admitBinary(r *http.Request, nd atoll.Node) error {
 	if level >= have {
 		return nil
 	}
-	id := nd.ID
 	if version == "" {
 		version = "a version from before feature levels"
 	}
 	err := fmt.Errorf("%w: node %s runs atoll %s, which knows feature levels up to %d, and the cluster is at level %d: run atoll %s or newer on it",
-		atoll.ErrConflict, id, version, level, have, n.cfg.Version)
-	n.log.Warn("join refused: the node's binary is older than the cluster's feature level", "id", id, "version", version, "level", level, "cluster_level", have)
+		atoll.ErrConflict, nd.ID, version, level, have, n.cfg.Version)
+	n.log.Warn("join refused: the node's binary is older than the cluster's feature level", "id", nd.ID, "version", version, "level", level, "cluster_level", have)
 	return err
 }

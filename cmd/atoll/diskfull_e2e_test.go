@@ -353,6 +353,9 @@ func TestRaftStorageFailureEndToEnd(t *testing.T) {
 	if msg, _ := rbody["error"].(string); rstatus != http.StatusServiceUnavailable || !strings.Contains(msg, "storage failed") {
 		t.Errorf("/readyz after the storage failure: %d %v, want 503 naming it", rstatus, rbody)
 	}
+	if out, _, code := s.CLI("status"); code == 0 || !strings.Contains(out, "stopped applying the replicated state: ") {
+		t.Errorf("atoll status after the storage failure: exit %d, want 1 and the node's stopped state named:\n%s", code, out)
+	}
 	wstatus, wbody := s.API("POST", "/v1/sites", s.Token(), "application/json", strings.NewReader(`{"name": "other"}`))
 	if msg, _ := wbody["error"].(string); (wstatus != http.StatusServiceUnavailable && wstatus != http.StatusInsufficientStorage) || !strings.Contains(msg, "storage failed") {
 		t.Errorf("a write after the storage failure: %d %v, want 503 or 507 naming it", wstatus, wbody)

@@ -3,11 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
@@ -157,31 +154,12 @@ func TestDataDirFormatE2E(t *testing.T) {
 	}
 }
 
-// dirListing lists every file and folder under dir with its mode, size and
-// a hash of its content.
+// dirListing is atolltest.Listing of dir.
 func dirListing(t *testing.T, dir string) string {
 	t.Helper()
-	var b strings.Builder
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		if d.IsDir() {
-			b.WriteString(rel + "/ " + info.Mode().String() + "\n")
-			return nil
-		}
-		data, err := os.ReadFile(p)
-		sum := sha256.Sum256(data)
-		b.WriteString(rel + " " + info.Mode().String() + " " + hex.EncodeToString(sum[:8]) + "\n")
-		return err
-	})
+	l, err := atolltest.Listing(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b.String()
+	return l
 }
