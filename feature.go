@@ -20,7 +20,8 @@ const (
 	// records no level.
 	LevelBase = 1
 	// LevelFeatureLevels brings the SetFeatureLevel command itself, and the
-	// per-site HTTPS settings (Site.HTTPSOnly, Site.HSTS).
+	// per-site HTTPS settings (Site.HTTPSOnly, Site.HSTS). A node whose
+	// binary knows less than the cluster's level is refused at join.
 	LevelFeatureLevels = 2
 
 	// MaxFeatureLevel is the highest level this binary knows.
