@@ -2,8 +2,6 @@ package raft
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -40,8 +38,7 @@ func fileSum(t *testing.T, path string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
+	return hashOf(string(b))
 }
 
 // wantNewer checks that err is a *NewerStateError for level (or for a
@@ -201,8 +198,7 @@ func releaseTree(t *testing.T, site string) map[string]string {
 			return err
 		}
 		rel, _ := filepath.Rel(root, p)
-		sum := sha256.Sum256(b)
-		out["/"+filepath.ToSlash(rel)] = hex.EncodeToString(sum[:])
+		out["/"+filepath.ToSlash(rel)] = hashOf(string(b))
 		return nil
 	})
 	if err != nil {

@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io/fs"
 	"os"
@@ -153,8 +151,7 @@ func sumFile(t *testing.T, path string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
+	return atolltest.SHA256Hex(string(b))
 }
 
 // wantNewerLine checks that out holds exactly one line that tells the user
@@ -162,6 +159,7 @@ func sumFile(t *testing.T, path string) string {
 func wantNewerLine(t *testing.T, what, out string, parts ...string) {
 	t.Helper()
 	out = strings.TrimSpace(out)
+	t.Logf("%s: %s", what, out)
 	for _, p := range append(parts, "run a newer atoll") {
 		if !strings.Contains(out, p) {
 			t.Errorf("%s: %q, want it to say %q", what, out, p)
