@@ -64,7 +64,8 @@
 // really hold and has each owner pull what it lacks. Unreferenced blobs
 // are deleted after GCGrace. The leader fails deploys still uploading
 // DeployExpiry after their creation (expire.go), so abandoned uploads stop
-// holding their blobs. Drain marks a node draining (no longer an
+// holding their blobs (and, from feature level 2, their manifests leave
+// the replicated state). Drain marks a node draining (no longer an
 // owner) and waits for the census and its own hand-over to move its blobs;
 // remove is refused while a referenced blob has no copy on another core
 // node.
