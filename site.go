@@ -79,6 +79,17 @@ func (s *Site) SetLimits(maxBytes *int64, maxUploading, maxFiles *int) {
 	}
 }
 
+// SetHTTPS applies the HTTPS settings of an update: each one not nil
+// replaces the site's.
+func (s *Site) SetHTTPS(httpsOnly, hsts *bool) {
+	if httpsOnly != nil {
+		s.HTTPSOnly = *httpsOnly
+	}
+	if hsts != nil {
+		s.HSTS = *hsts
+	}
+}
+
 // DeployState is where a deploy is in its life.
 type DeployState string
 

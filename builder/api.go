@@ -111,6 +111,11 @@ type Config struct {
 	// *atoll.FeatureError (409, naming the nodes that hold the cluster
 	// back) while the cluster is below level. Nil allows every level.
 	RequireFeature func(ctx context.Context, feature string, level int) error
+	// EdgeHTTPS says this node's edge has an HTTPS listener. Without one,
+	// a PATCH that turns a site's https_only on is refused (409): an edge
+	// has no HTTPS to send visitors to, and serves such a site over plain
+	// HTTP (package serve).
+	EdgeHTTPS bool
 	// Logger receives server-side failures; tokens are never logged.
 	Logger *slog.Logger
 }

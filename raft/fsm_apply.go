@@ -195,6 +195,7 @@ func (a *applier) updateSite(c UpdateSite) error {
 		s.Retain = c.Retain
 	}
 	s.SetLimits(c.MaxBytes, c.MaxUploading, c.MaxFiles)
+	s.SetHTTPS(c.HTTPSOnly, c.HSTS)
 	return a.put(bucketSites, c.Name, s)
 }
 

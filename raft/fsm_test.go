@@ -243,6 +243,26 @@ func TestUpdateSiteLimits(t *testing.T) {
 	}
 }
 
+// TestUpdateSiteHTTPS: HTTPSOnly and HSTS given replace the site's; an
+// update without them (nil, as in every UpdateSite written before they
+// existed) keeps them.
+func TestUpdateSiteHTTPS(t *testing.T) {
+	h := newFSM(t)
+	h.must(CreateSite{Name: "blog", Created: t0})
+	if s := h.site("blog"); s.HTTPSOnly || s.HSTS {
+		t.Fatalf("new site has https_only %v, hsts %v; want both off", s.HTTPSOnly, s.HSTS)
+	}
+	h.must(UpdateSite{Name: "blog", HTTPSOnly: new(true), HSTS: new(true)})
+	h.must(UpdateSite{Name: "blog", Retain: 3, MaxFiles: new(5)}) // no HTTPS settings: kept
+	if s := h.site("blog"); !s.HTTPSOnly || !s.HSTS || s.Retain != 3 {
+		t.Fatalf("after an update without HTTPS settings: %+v, want https_only and hsts kept", s)
+	}
+	h.must(UpdateSite{Name: "blog", HSTS: new(false)})
+	if s := h.site("blog"); !s.HTTPSOnly || s.HSTS {
+		t.Fatalf("after hsts false: https_only %v, hsts %v; want true, false", s.HTTPSOnly, s.HSTS)
+	}
+}
+
 func TestDeleteSite(t *testing.T) {
 	runCommandCases(t, []commandCase{
 		{name: "removes domains, deploys, manifests", cmd: DeleteSite{Name: "blog"},

@@ -77,7 +77,9 @@ type CreateSite struct {
 // UpdateSite replaces a site's custom domains and, when Retain > 0, its
 // retention. Each limit, when not nil, replaces the site's (0: back to the
 // cluster default); nil keeps it, so a command without them (as every
-// UpdateSite written before they existed) leaves the limits alone.
+// UpdateSite written before they existed) leaves the limits alone. So do
+// HTTPSOnly and HSTS, which a leader writes only once the cluster is at
+// atoll.LevelFeatureLevels (an older node would drop them).
 type UpdateSite struct {
 	Name         string   `json:"name"`
 	Domains      []string `json:"domains"`
@@ -85,6 +87,8 @@ type UpdateSite struct {
 	MaxBytes     *int64   `json:"max_bytes,omitempty"`
 	MaxUploading *int     `json:"max_uploading,omitempty"`
 	MaxFiles     *int     `json:"max_files,omitempty"`
+	HTTPSOnly    *bool    `json:"https_only,omitempty"`
+	HSTS         *bool    `json:"hsts,omitempty"`
 }
 
 // DeleteSite removes a site, its domains, deploys and manifests.

@@ -370,7 +370,7 @@ func (h *Handler) deployFor(g *generation, host []byte) (*deployView, error) {
 	if found {
 		g.mu.Lock()
 		dv = g.deploys[t.id]
-		if dv == nil || !dv.modified.Equal(t.modified) {
+		if dv == nil || !dv.modified.Equal(t.modified) || dv.https != t.https {
 			paths := g.tables[t.id]
 			if paths == nil {
 				paths = g.prev[t.id] // a read-only map: no lock needed

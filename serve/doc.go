@@ -124,6 +124,14 @@
 // configuration, so a file added by the next publish is not hidden by a
 // cached 404. 5xx answers carry "no-store".
 //
+// # HTTPS-only sites and HSTS
+//
+// A site with HTTPSOnly answers plain-HTTP requests with 308 to the same
+// URL over HTTPS on Config.HTTPSPort (ACME HTTP-01 challenges excepted;
+// without an HTTPS listener the site is served over plain HTTP), and a
+// site with HSTS adds "Strict-Transport-Security: max-age=31536000" to
+// every answer over TLS, never over plain HTTP. https.go has the rules.
+//
 // # Errors
 //
 // When the metadata cannot be read the answer is 500 (503 while the store
@@ -183,7 +191,9 @@
 //   - Redirects only ever point to a path on the same host (no scheme, no
 //     authority; the path is cleaned so it cannot start with "//", and is
 //     percent-escaped, backslashes included), so they cannot be turned into
-//     open redirects. A query string with control bytes or spaces is
+//     open redirects. The 308 of an HTTPS-only site names the scheme and
+//     authority, made of the host the request resolved (a site's, as
+//     normalized for the lookup) and the edge's own HTTPS port. A query string with control bytes or spaces is
 //     dropped rather than echoed.
 //   - nosniff on every answer with a body, and unknown types as
 //     application/octet-stream, keep browsers from executing content as

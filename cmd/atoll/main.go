@@ -35,7 +35,8 @@ Usage:
   atoll node scrub ID                       check a node's blobs against their hashes now
   atoll site create NAME [--domain D]...    create a site
   atoll site list                           list sites
-  atoll site update NAME [--max-bytes S]... change a site's retention and limits
+  atoll site show NAME                      show a site's settings
+  atoll site update NAME [--https-only]...  change a site's retention, limits, HTTPS
   atoll site delete NAME                    delete a site and its deploys
   atoll deploy DIR --site NAME [--no-publish]
                                             upload DIR and publish it
