@@ -103,6 +103,11 @@ type Deploy struct {
 	Received    int         `json:"received"`              // manifest entries stored so far
 	Bytes       int64       `json:"bytes"`                 // total identity bytes, known once ready
 	Reason      string      `json:"reason,omitempty"`      // why it failed, from FailDeploy
+	// Rules is the SHA-256 (lowercase hex) of the deploy's compiled
+	// _redirects and _headers (package siterules), recorded by MarkReady
+	// at LevelFeatureLevels; "" when the deploy has neither file or was
+	// made below that level (the files are then served as plain files).
+	Rules string `json:"rules,omitempty"`
 }
 
 // File is one manifest entry: a normalized path (see CleanPath) and the

@@ -66,6 +66,11 @@ type DeployResponse struct {
 	Skipped    int      `json:"skipped,omitempty"`
 	URL        string   `json:"url,omitempty"`
 	PreviewURL string   `json:"preview_url,omitempty"`
+	// Warnings, in the answer of the call that made the deploy ready,
+	// lists the lines of _redirects and _headers that were skipped
+	// ("_redirects:3: ..."), or says that the cluster's feature level is
+	// too low for the rules to apply.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // DeployList is the body of GET /v1/sites/{site}/deploys, newest first.

@@ -32,6 +32,9 @@ type Meta interface {
 	Deploy(id string) (atoll.Deploy, error)
 	Deploys(site string) ([]atoll.Deploy, error) // newest first
 	Files(deployID string, fn func(atoll.File) error) error
+	// File returns the content hash of one manifest path, or an error
+	// wrapping atoll.ErrNotFound.
+	File(deployID, path string) (string, error)
 	AdminTokenHash() string // SHA-256 hex of the cluster's admin token, "" if unset
 	// TokenByHash returns the deploy token whose secret hashes (SHA-256,
 	// lowercase hex) to hash, or an error wrapping atoll.ErrNotFound.
@@ -59,6 +62,10 @@ type Blobs interface {
 	// ones absent from the map are not stored. It lets node ask each owner
 	// once for many blobs instead of once per blob.
 	StatMany(ctx context.Context, hashes []string) (map[string]blobstore.Info, error)
+	// Open returns a stored blob's identity bytes (encoding "") and their
+	// size; the caller closes the file. The builder reads a deploy's
+	// _redirects and _headers through it to compile them.
+	Open(ctx context.Context, hash, encoding string) (*os.File, int64, error)
 }
 
 // Config configures the API. Start from DefaultConfig.

@@ -111,6 +111,9 @@ func (a *API) createDigestDeploy(w http.ResponseWriter, r *http.Request, site at
 	a.log.Info("deploy created", "site", site.Name, "deploy", d.ID, "files", len(files), "required", len(check.missing))
 	resp := a.deployResponse(d)
 	resp.Required, resp.Skipped = check.missing, skipped
+	if check.rules != nil {
+		resp.Warnings = check.rules.warnings
+	}
 	if resp.Required == nil {
 		resp.Required = []string{} // "required": [] tells the client there is nothing to upload
 	}
@@ -119,11 +122,27 @@ func (a *API) createDigestDeploy(w http.ResponseWriter, r *http.Request, site at
 
 // blobCheck is the outcome of checking a manifest's blobs: the ones not
 // stored (sorted), and the total size of the files whose blobs are stored
-// (all of them when none is missing).
+// (all of them when none is missing). rules, once every blob is stored, is
+// what the rule files compiled to (nil: not compiled yet; readyCommand
+// compiles them).
 type blobCheck struct {
 	missing []string
 	bytes   int64
 	err     error
+	rules   *compiledRules
+}
+
+// readyCommand returns the MarkReady of complete deploy id, compiling its
+// rule files f into it unless c holds them compiled already.
+func (a *API) readyCommand(ctx context.Context, id string, c *blobCheck, f ruleFiles) (raft.MarkReady, error) {
+	if c.rules == nil {
+		cr, err := a.compileRules(ctx, f)
+		if err != nil {
+			return raft.MarkReady{}, fmt.Errorf("compile rules: %w", err)
+		}
+		c.rules = &cr
+	}
+	return raft.MarkReady{Deploy: id, Bytes: c.bytes, Rules: c.rules.encoded}, nil
 }
 
 // checkDone wraps a check already made.
@@ -163,11 +182,15 @@ func (a *API) recordDeploy(ctx context.Context, site string, files []atoll.File,
 		for _, b := range batches {
 			cmds = append(cmds, b)
 		}
-		cmds = append(cmds, raft.MarkReady{Deploy: d.ID, Bytes: c.bytes})
+		ready, err := a.readyCommand(ctx, d.ID, &c, ruleFilesOf(files))
+		if err != nil {
+			return a.abortDeploy(ctx, d.ID, c, "check rules", err)
+		}
+		cmds = append(cmds, ready)
 		if err := a.applyPipelined(ctx, cmds); err != nil {
 			return a.abortDeploy(ctx, d.ID, c, "record manifest", err)
 		}
-		d.Received, d.State, d.Bytes = len(files), atoll.StateReady, c.bytes
+		d.Received, d.State, d.Bytes, d.Rules = len(files), atoll.StateReady, c.bytes, rulesHash(ready.Rules)
 		return d, c, nil
 	}
 	if err := a.recordManifest(ctx, batches); err != nil {
@@ -182,7 +205,7 @@ func (a *API) recordDeploy(ctx context.Context, site string, files []atoll.File,
 	if len(c.missing) > 0 {
 		return d, c, nil
 	}
-	return a.completeDeploy(ctx, d, c, publish)
+	return a.completeDeploy(ctx, d, c, publish, ruleFilesOf(files))
 }
 
 // proposeDeploy applies CreateDeploy for a new deploy of site with n files
@@ -222,13 +245,17 @@ func (a *API) recordManifest(ctx context.Context, batches []raft.AddFiles) error
 	return nil
 }
 
-// completeDeploy applies MarkReady for the complete deploy d, then Publish if
-// asked.
-func (a *API) completeDeploy(ctx context.Context, d atoll.Deploy, c blobCheck, publish bool) (atoll.Deploy, blobCheck, error) {
-	if err := a.meta.Apply(ctx, raft.MarkReady{Deploy: d.ID, Bytes: c.bytes}); err != nil {
+// completeDeploy applies MarkReady for the complete deploy d, with its rule
+// files f compiled, then Publish if asked.
+func (a *API) completeDeploy(ctx context.Context, d atoll.Deploy, c blobCheck, publish bool, f ruleFiles) (atoll.Deploy, blobCheck, error) {
+	ready, err := a.readyCommand(ctx, d.ID, &c, f)
+	if err != nil {
+		return a.abortDeploy(ctx, d.ID, c, "check rules", err)
+	}
+	if err := a.meta.Apply(ctx, ready); err != nil {
 		return a.abortDeploy(ctx, d.ID, c, "mark ready", err)
 	}
-	d.State, d.Bytes = atoll.StateReady, c.bytes
+	d.State, d.Bytes, d.Rules = atoll.StateReady, c.bytes, rulesHash(ready.Rules)
 	if publish {
 		at := time.Now().UTC()
 		if err := a.meta.Apply(ctx, raft.Publish{Deploy: d.ID, At: at}); err != nil {
@@ -287,8 +314,9 @@ func (a *API) finalize(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
+	var warnings []string
 	if d.State == atoll.StateUploading {
-		if d, err = a.markReady(r.Context(), d); err != nil {
+		if d, warnings, err = a.markReady(r.Context(), d); err != nil {
 			a.fail(w, r, err)
 			return
 		}
@@ -296,7 +324,9 @@ func (a *API) finalize(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	WriteJSON(w, http.StatusOK, a.deployResponse(d))
+	resp := a.deployResponse(d)
+	resp.Warnings = warnings
+	WriteJSON(w, http.StatusOK, resp)
 }
 
 // publish serves POST /v1/deploys/{id}/publish: it makes the deploy its
@@ -310,11 +340,12 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
+	var warnings []string
 	if d.State == atoll.StateUploading {
 		if ok := a.markReadyAndPublish(r.Context(), w, r, d); ok {
 			return
 		}
-		d, err = a.markReady(r.Context(), d)
+		d, warnings, err = a.markReady(r.Context(), d)
 	} else if err = usable(d); err == nil {
 		_, err = a.checkManifest(r.Context(), d)
 	}
@@ -331,7 +362,9 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 		d.State, d.PublishedAt = atoll.StatePublished, at
 	}
 	a.log.Info("deploy published", "site", d.Site, "deploy", d.ID)
-	WriteJSON(w, http.StatusOK, a.deployResponse(d))
+	resp := a.deployResponse(d)
+	resp.Warnings = warnings
+	WriteJSON(w, http.StatusOK, resp)
 }
 
 // usable refuses deploys that can never go live.
@@ -342,22 +375,46 @@ func usable(d atoll.Deploy) error {
 	return nil
 }
 
-// markReady checks an uploading deploy's blobs and applies MarkReady.
-func (a *API) markReady(ctx context.Context, d atoll.Deploy) (atoll.Deploy, error) {
-	total, err := a.checkManifest(ctx, d)
+// markReady checks an uploading deploy's blobs, compiles its rule files and
+// applies MarkReady. It returns the rules' warnings.
+func (a *API) markReady(ctx context.Context, d atoll.Deploy) (atoll.Deploy, []string, error) {
+	ready, warnings, err := a.checkedReady(ctx, d)
 	if err != nil {
-		return d, err
+		return d, nil, err
 	}
-	if err := a.meta.Apply(ctx, raft.MarkReady{Deploy: d.ID, Bytes: total}); err != nil {
+	if err := a.meta.Apply(ctx, ready); err != nil {
 		// A concurrent finalize or publish may have won the race; that is
 		// success too.
 		if now, rerr := a.meta.Deploy(d.ID); rerr == nil && now.State != atoll.StateUploading && now.State != atoll.StateFailed {
-			return now, nil
+			return now, warnings, nil
 		}
-		return d, err
+		return d, nil, err
 	}
-	d.State, d.Bytes = atoll.StateReady, total
-	return d, nil
+	d.State, d.Bytes, d.Rules = atoll.StateReady, ready.Bytes, rulesHash(ready.Rules)
+	return d, warnings, nil
+}
+
+// checkedReady checks an uploading deploy's blobs and returns its
+// MarkReady, rules compiled, and the rules' warnings. Rules that are
+// refused fail the deploy: they are in its manifest and cannot change.
+func (a *API) checkedReady(ctx context.Context, d atoll.Deploy) (raft.MarkReady, []string, error) {
+	total, err := a.checkManifest(ctx, d)
+	if err != nil {
+		return raft.MarkReady{}, nil, err
+	}
+	f, err := a.ruleFilesIn(d.ID)
+	if err != nil {
+		return raft.MarkReady{}, nil, err
+	}
+	c := blobCheck{bytes: total}
+	ready, err := a.readyCommand(ctx, d.ID, &c, f)
+	if errors.Is(err, atoll.ErrInvalid) {
+		_, _, err = a.abortDeploy(ctx, d.ID, c, "check rules", err)
+	}
+	if err != nil {
+		return raft.MarkReady{}, nil, err
+	}
+	return ready, c.rules.warnings, nil
 }
 
 // checkManifest stats every blob of d's manifest, or, when this node created

@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -248,7 +249,7 @@ func (a *applier) deleteDeploy(orderKey []byte, id string) error {
 	if err := a.bucket(bucketManifests).DeleteBucket([]byte(id)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
 		return err
 	}
-	return nil
+	return a.bucket(bucketRules).Delete([]byte(id))
 }
 
 // createDeploy: the same id for the same site and file count is a no-op
@@ -368,8 +369,9 @@ func (a *applier) addFiles(c AddFiles) error {
 	return a.put(bucketDeploys, d.ID, d)
 }
 
-// markReady: an uploading deploy whose manifest is complete becomes ready. A
-// repeat on a ready deploy with the same byte count is a no-op.
+// markReady: an uploading deploy whose manifest is complete becomes ready,
+// with its compiled rules if any. A repeat on a ready deploy with the same
+// byte count is a no-op.
 func (a *applier) markReady(c MarkReady) error {
 	if c.Bytes < 0 {
 		return fmt.Errorf("%w: deploy %q: %d bytes", atoll.ErrInvalid, c.Deploy, c.Bytes)
@@ -389,6 +391,13 @@ func (a *applier) markReady(c MarkReady) error {
 
 	d.State = atoll.StateReady
 	d.Bytes = c.Bytes
+	if len(c.Rules) > 0 {
+		sum := sha256.Sum256(c.Rules)
+		d.Rules = hex.EncodeToString(sum[:])
+		if err := a.bucket(bucketRules).Put([]byte(d.ID), c.Rules); err != nil {
+			return err
+		}
+	}
 	return a.put(bucketDeploys, d.ID, d)
 }
 

@@ -111,9 +111,14 @@ type AddFiles struct {
 
 // MarkReady moves a complete uploading deploy to ready once the proposer has
 // checked that every blob is stored. Bytes is the sum of file sizes.
+// Rules, when set, is the deploy's compiled _redirects and _headers
+// (siterules.Encode), which the FSM keeps beside the deploy and names in
+// Deploy.Rules; written only at atoll.LevelFeatureLevels (an older node
+// would drop it and serve the rule files as plain files).
 type MarkReady struct {
 	Deploy string `json:"deploy"`
 	Bytes  int64  `json:"bytes"`
+	Rules  []byte `json:"rules,omitempty"`
 }
 
 // Publish makes a ready, published or superseded deploy its site's live one

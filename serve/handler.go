@@ -125,6 +125,9 @@ type Handler struct {
 	genMu      sync.Mutex
 	gen        atomic.Pointer[generation]
 	blobCache  blobCache
+
+	ruleSets  readMap[*deployRules] // by atoll.Deploy.Rules (rules.go)
+	authSlots chan struct{}
 }
 
 // New checks cfg and returns a Handler reading metadata from cat and file
@@ -162,6 +165,7 @@ func New(cfg Config, cat Catalog, blobs Blobs) (*Handler, error) {
 		cat:          cat,
 		blobs:        blobs,
 		cacheBytes:   cacheBytes,
+		authSlots:    newAuthSlots(),
 	}
 	if n, ok := cat.(ChangeNotifier); ok {
 		h.notify = n
@@ -176,6 +180,7 @@ func New(cfg Config, cat Catalog, blobs Blobs) (*Handler, error) {
 type target struct {
 	id       string
 	modified time.Time // Last-Modified of every file of the deploy; zero if unknown
+	rules    string    // atoll.Deploy.Rules: "" when the deploy has none
 }
 
 // ServeHTTP answers one request. It is a fasthttp.RequestHandler.
@@ -193,6 +198,10 @@ func (h *Handler) ServeHTTP(ctx *fasthttp.RequestCtx) {
 	}
 	if dv == nil {
 		plainNotFound(ctx)
+		return
+	}
+	if dv.rules != nil {
+		h.serveRules(ctx, dv) // rules.go
 		return
 	}
 	r, failed, err := h.routeFor(dv, ctx.Path())
@@ -273,7 +282,7 @@ func targetOf(d atoll.Deploy) target {
 	if !mod.IsZero() {
 		mod = time.Unix(mod.Unix(), 0).UTC()
 	}
-	return target{id: d.ID, modified: mod}
+	return target{id: d.ID, modified: mod, rules: d.Rules}
 }
 
 func notFoundIsFalse(err error) error {

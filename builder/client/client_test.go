@@ -419,3 +419,7 @@ func TestUploadTooLarge(t *testing.T) {
 		t.Errorf("UploadTar err = %v, want *Error 413", err)
 	}
 }
+
+func (b realBlobs) Open(_ context.Context, hash, encoding string) (*os.File, int64, error) {
+	return b.s.Open(hash, encoding)
+}

@@ -112,6 +112,9 @@ func (c *Client) DeployDir(ctx context.Context, dir, site string, opt DeployOpti
 	}
 	final.Required = created.Required
 	final.Skipped = created.Skipped + files.skipped
+	if len(final.Warnings) == 0 { // the rules were compiled when the create made it ready
+		final.Warnings = created.Warnings
+	}
 	return final, nil
 }
 

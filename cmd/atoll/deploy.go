@@ -55,6 +55,9 @@ func runDeploy(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	fmt.Fprintf(env.stdout, "deploy %s: %d files, %d uploaded (%s) in %s\n", d.ID, d.Files, len(d.Required),
 		humanBytes(uploadedBytes), time.Since(start).Round(time.Millisecond))
+	for _, w := range d.Warnings {
+		fmt.Fprintf(env.stderr, "warning: %s\n", w)
+	}
 	if d.Skipped > 0 {
 		fmt.Fprintf(env.stdout, "skipped %d dot-files (names starting with \".\", except .well-known, are not published)\n", d.Skipped)
 	}
