@@ -234,7 +234,9 @@ func (h *Handler) rewrite(ctx *fasthttp.RequestCtx, dv *deployView, status int, 
 	}
 	ctx.SetStatusCode(status)
 	resp := &ctx.Response.Header
-	resp.Del(fasthttp.HeaderETag)
+	resp.DisableNormalizing() // the ETag was set as written (SetCanonical), not as Del would spell it
+	resp.DelBytes(strETag)
+	resp.EnableNormalizing()
 	resp.Del(fasthttp.HeaderLastModified)
 	resp.Del(fasthttp.HeaderAcceptRanges)
 	resp.Set(fasthttp.HeaderCacheControl, notFoundCacheControl)

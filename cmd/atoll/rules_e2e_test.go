@@ -1,0 +1,193 @@
+package main
+
+import (
+	"bytes"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/atoll-hosting/atoll/atolltest"
+)
+
+// rulesSite is a site with _redirects and _headers that exercise every rule
+// kind; the first lines are Netlify's documented examples.
+func rulesSite(version string) map[string]string {
+	return map[string]string{
+		"index.html":       "<h1>home</h1>",
+		"about.html":       "<h1>about</h1>",
+		"404.html":         "<h1>custom not found</h1>",
+		"gone.html":        "<h1>gone for good</h1>",
+		"app/index.html":   "<h1>spa shell</h1>",
+		"assets/app.css":   "body{color:red}",
+		"private/doc.html": "<h1>secret doc</h1>",
+		"marker":           version,
+		"_redirects": `# Netlify's examples
+/news/:year/:month/:date/:slug  /blog/:year/:month/:date/:slug
+/store id=:id  /blog/:id  301
+/shop/*  /store/:splat  302
+/blog/*  /news/:splat  301
+/index.html  /shadowed  301
+/about.html  /forced  301!
+/removed  /gone.html  410
+/app/*  /app/index.html  200
+/cuties  https://www.petsofnetlify.com
+/proxy  https://example.com/api  200
+/version  /v` + version + `  302
+`,
+		"_headers": `/*
+  X-Frame-Options: DENY
+  X-Version: ` + version + `
+/assets/*
+  Cache-Control: public, max-age=31536000, immutable
+/private/*
+  Basic-Auth: alice:s3cret bob:hunter2
+/index.html
+  ! X-Frame-Options
+`,
+	}
+}
+
+func basic(user, pass string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
+}
+
+func TestRulesEndToEnd(t *testing.T) {
+	s := newServer(t)
+	s.Start()
+	s.MustCLI("site", "create", "blog")
+	dir := t.TempDir()
+	writeTree(t, dir, rulesSite("1"))
+	out, errOut, code := s.CLI("deploy", dir, "--site", "blog")
+	if code != 0 {
+		t.Fatalf("deploy: exit %d\n%s%s", code, out, errOut)
+	}
+	id1 := deployID(t, out)
+	if !strings.Contains(errOut, "warning: _redirects:11: ") || !strings.Contains(errOut, "never proxies") {
+		t.Errorf("deploy stderr %q: want the skipped proxy line reported as _redirects:11", errOut)
+	}
+
+	resp, _ := s.Get("GET", "blog.localhost", "/assets/app.css")
+	etag := resp.Header.Get("ETag")
+	cases := []struct {
+		name       string
+		path       string
+		hdr        []string
+		wantStatus int
+		wantBody   string
+		wantHeader map[string]string
+	}{
+		{name: "placeholders", path: "/news/2024/02/12/my-story", wantStatus: 301,
+			wantHeader: map[string]string{"Location": "/blog/2024/02/12/my-story"}},
+		{name: "query match", path: "/store?id=42", wantStatus: 301, wantHeader: map[string]string{"Location": "/blog/42?id=42"}},
+		{name: "query match required", path: "/store", wantStatus: 404, wantBody: "<h1>custom not found</h1>"},
+		{name: "splat keeps query", path: "/shop/shirts/red?color=1&size=m", wantStatus: 302,
+			wantHeader: map[string]string{"Location": "/store/shirts/red?color=1&size=m"}},
+		{name: "splat 301", path: "/blog/2020/post", wantStatus: 301, wantHeader: map[string]string{"Location": "/news/2020/post"}},
+		{name: "shadowed by the file", path: "/index.html", wantStatus: 200, wantBody: "<h1>home</h1>"},
+		{name: "forced over the file", path: "/about.html", wantStatus: 301, wantHeader: map[string]string{"Location": "/forced"}},
+		{name: "clean url still a file", path: "/about", wantStatus: 200, wantBody: "<h1>about</h1>"},
+		{name: "410 serves the target", path: "/removed", wantStatus: 410, wantBody: "<h1>gone for good</h1>",
+			wantHeader: map[string]string{"Cache-Control": "no-cache", "ETag": ""}},
+		{name: "spa fallback", path: "/app/settings/profile", wantStatus: 200, wantBody: "<h1>spa shell</h1>",
+			wantHeader: map[string]string{"Content-Type": "text/html; charset=utf-8"}},
+		{name: "spa asset shadows", path: "/app/", wantStatus: 200, wantBody: "<h1>spa shell</h1>"},
+		{name: "absolute redirect", path: "/cuties", wantStatus: 301, wantHeader: map[string]string{"Location": "https://www.petsofnetlify.com"}},
+		{name: "no proxying", path: "/proxy", wantStatus: 404},
+		{name: "_redirects not served", path: "/_redirects", wantStatus: 404, wantBody: "<h1>custom not found</h1>"},
+		{name: "_headers not served", path: "/_headers", wantStatus: 404},
+		{name: "headers on 200", path: "/about", wantStatus: 200,
+			wantHeader: map[string]string{"X-Frame-Options": "DENY", "Cache-Control": "public, max-age=0, must-revalidate"}},
+		{name: "header removed", path: "/index.html", wantStatus: 200, wantHeader: map[string]string{"X-Frame-Options": "", "X-Version": "1"}},
+		{name: "headers on 404", path: "/nope", wantStatus: 404,
+			wantHeader: map[string]string{"X-Frame-Options": "DENY", "Cache-Control": "no-cache"}},
+		{name: "cache-control replaces default", path: "/assets/app.css", wantStatus: 200,
+			wantHeader: map[string]string{"Cache-Control": "public, max-age=31536000, immutable", "X-Frame-Options": "DENY"}},
+		{name: "cache-control on 304", path: "/assets/app.css", hdr: []string{"If-None-Match", etag}, wantStatus: 304,
+			wantHeader: map[string]string{"Cache-Control": "public, max-age=31536000, immutable"}},
+		{name: "basic auth required", path: "/private/doc.html", wantStatus: 401,
+			wantHeader: map[string]string{"WWW-Authenticate": `Basic realm="Restricted", charset="UTF-8"`}},
+		{name: "basic auth wrong password", path: "/private/doc.html", hdr: []string{"Authorization", basic("alice", "hunter2")}, wantStatus: 401},
+		{name: "basic auth", path: "/private/doc.html", hdr: []string{"Authorization", basic("alice", "s3cret")}, wantStatus: 200,
+			wantBody: "<h1>secret doc</h1>", wantHeader: map[string]string{"Cache-Control": "private, max-age=0, must-revalidate"}},
+		{name: "basic auth again (cached)", path: "/private/doc.html", hdr: []string{"Authorization", basic("alice", "s3cret")}, wantStatus: 200},
+		{name: "basic auth second user", path: "/private/doc.html", hdr: []string{"Authorization", basic("bob", "hunter2")}, wantStatus: 200},
+		{name: "preview has its rules", path: "/version", wantStatus: 302, wantHeader: map[string]string{"Location": "/v1"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := s.Get("GET", "blog.localhost", tc.path, tc.hdr...)
+			if resp.StatusCode != tc.wantStatus {
+				t.Fatalf("status: got %d, want %d (body %q)", resp.StatusCode, tc.wantStatus, body)
+			}
+			if tc.wantBody != "" && body != tc.wantBody {
+				t.Errorf("body: got %q, want %q", body, tc.wantBody)
+			}
+			for k, v := range tc.wantHeader {
+				if got := resp.Header.Get(k); got != v {
+					t.Errorf("header %s: got %q, want %q", k, got, v)
+				}
+			}
+		})
+	}
+
+	// A refused _headers fails the upload with the line, and records no deploy.
+	before := s.MustCLI("deploys", "--site", "blog")
+	tarball := atolltest.Tar(map[string]string{"index.html": "x", "_headers": "/*\n  X-Ok: 1\n  Content-Length: 5\n"})
+	status, body := s.API("POST", "/v1/sites/blog/deploys", s.Token(), "application/x-tar", bytes.NewReader(tarball))
+	if msg, _ := body["error"].(string); status != http.StatusBadRequest || !strings.Contains(msg, "_headers:3") || !strings.Contains(msg, "Content-Length") {
+		t.Errorf("forbidden header: got %d %v, want 400 naming _headers:3 and Content-Length", status, body)
+	}
+	if after := s.MustCLI("deploys", "--site", "blog"); after != before {
+		t.Errorf("a refused upload left a deploy:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+
+	// Files and rules switch together on publish and rollback: every answer
+	// for /marker has the body and X-Version of one deploy.
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	var bad atomic.Value
+	var seen [3]atomic.Int64
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for !stop.Load() {
+			resp, body, err := s.Fetch(t.Context(), "GET", "blog.localhost", "/marker")
+			if err != nil {
+				bad.Store(err.Error())
+				return
+			}
+			v := resp.Header.Get("X-Version")
+			if resp.StatusCode != 200 || string(body) != v || (v != "1" && v != "2") {
+				bad.Store(fmt.Sprintf("status %d, body %q, X-Version %q", resp.StatusCode, body, v))
+				return
+			}
+			seen[v[0]-'0'].Add(1)
+		}
+	}()
+	dir2 := t.TempDir()
+	writeTree(t, dir2, rulesSite("2"))
+	id2 := deployID(t, s.MustCLI("deploy", dir2, "--site", "blog"))
+	if resp, _ := s.Get("GET", "blog.localhost", "/version"); resp.Header.Get("Location") != "/v2" {
+		t.Errorf("after publish: /version -> %q, want /v2", resp.Header.Get("Location"))
+	}
+	if resp, _ := s.Get("GET", id1+"--blog.localhost", "/version"); resp.Header.Get("Location") != "/v1" {
+		t.Errorf("preview of the old deploy: /version -> %q, want /v1", resp.Header.Get("Location"))
+	}
+	s.MustCLI("rollback", "--site", "blog", id1)
+	if resp, _ := s.Get("GET", "blog.localhost", "/version"); resp.Header.Get("Location") != "/v1" {
+		t.Errorf("after rollback: /version -> %q, want /v1", resp.Header.Get("Location"))
+	}
+	s.MustCLI("rollback", "--site", "blog", id2)
+	stop.Store(true)
+	wg.Wait()
+	if b := bad.Load(); b != nil {
+		t.Fatalf("a reader saw a mixed answer: %v", b)
+	}
+	if seen[1].Load() == 0 || seen[2].Load() == 0 {
+		t.Logf("the reader saw v1 %d times and v2 %d times", seen[1].Load(), seen[2].Load())
+	}
+}
