@@ -1,0 +1,102 @@
+package builder_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/atoll-hosting/atoll"
+	"github.com/atoll-hosting/atoll/builder"
+	"github.com/atoll-hosting/atoll/builder/buildertest"
+	"github.com/atoll-hosting/atoll/siterules"
+)
+
+const (
+	goodRedirects = "/old /new 301\n/* /index.html 200\nnot a rule\n"
+	badHeaders    = "/*\n  Content-Length: 3\n"
+)
+
+// The digest flow compiles the rules once the blobs are stored, records
+// them with the deploy, and answers the skipped lines as warnings.
+func TestRulesCompiledAtFinalize(t *testing.T) {
+	srv := buildertest.NewServer(t, builder.Config{})
+	createSite(t, srv, "blog")
+	files := map[string]string{"/index.html": sha("home"), "/_redirects": sha(goodRedirects)}
+	var created atoll.DeployResponse
+	call(t, srv, request{method: "POST", path: "/v1/sites/blog/deploys", contentType: "application/json", body: manifest(files)}, http.StatusCreated, &created)
+	if created.Rules != "" || len(created.Warnings) != 0 {
+		t.Fatalf("rules before the blobs are stored: %+v", created)
+	}
+	putBlob(t, srv, "home")
+	putBlob(t, srv, goodRedirects)
+	var ready atoll.DeployResponse
+	call(t, srv, request{method: "POST", path: "/v1/deploys/" + created.ID + "/finalize"}, http.StatusOK, &ready)
+	if len(ready.Warnings) != 1 || !strings.HasPrefix(ready.Warnings[0], "_redirects:3: ") {
+		t.Errorf("warnings %q, want one for _redirects:3", ready.Warnings)
+	}
+	d, err := srv.Meta.Deploy(created.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Rules == "" || d.Rules != ready.Rules {
+		t.Fatalf("recorded rules %q, answered %q", d.Rules, ready.Rules)
+	}
+	enc, err := srv.Meta.Rules(created.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := siterules.Decode(enc)
+	if err != nil || len(r.Redirects) != 2 {
+		t.Fatalf("decoded %+v, %v: want 2 rules", r, err)
+	}
+}
+
+// Rules that are refused fail the deploy with the file and line; a tar
+// upload records no deploy at all.
+func TestRulesRefused(t *testing.T) {
+	srv := buildertest.NewServer(t, builder.Config{})
+	createSite(t, srv, "blog")
+	resp := do(t, srv, request{method: "POST", path: "/v1/sites/blog/deploys", contentType: "application/x-tar",
+		body: makeTar(t, false, member{name: "index.html", body: "x"}, member{name: "_headers", body: badHeaders})})
+	if msg := resp.errorBody(t).Error; resp.status != http.StatusBadRequest || !strings.Contains(msg, "_headers:2") {
+		t.Errorf("tar: got %d %q, want 400 naming _headers:2", resp.status, msg)
+	}
+	if ds, _ := srv.Meta.Deploys("blog"); len(ds) != 0 {
+		t.Errorf("a refused tar left %d deploys", len(ds))
+	}
+
+	// The same file in a digest deploy, uploaded after the create.
+	bad := badHeaders + "# uploaded later\n"
+	files := map[string]string{"/index.html": sha("home"), "/_headers": sha(bad)}
+	var created atoll.DeployResponse
+	call(t, srv, request{method: "POST", path: "/v1/sites/blog/deploys", contentType: "application/json", body: manifest(files)}, http.StatusCreated, &created)
+	putBlob(t, srv, "home")
+	putBlob(t, srv, bad)
+	resp = do(t, srv, request{method: "POST", path: "/v1/deploys/" + created.ID + "/publish"})
+	if msg := resp.errorBody(t).Error; resp.status != http.StatusBadRequest || !strings.Contains(msg, "_headers:2") {
+		t.Errorf("publish: got %d %q, want 400 naming _headers:2", resp.status, msg)
+	}
+	if d, _ := srv.Meta.Deploy(created.ID); d.State != atoll.StateFailed {
+		t.Errorf("deploy with refused rules is %s, want failed", d.State)
+	}
+}
+
+// Below the feature level the rule files are published as plain files,
+// nothing is recorded, and the answer says why.
+func TestRulesBelowFeatureLevel(t *testing.T) {
+	cfg := builder.Config{RequireFeature: func(ctx context.Context, feature string, level int) error {
+		return &atoll.FeatureError{Feature: feature, Need: level, Have: atoll.LevelBase, HeldBy: []string{"n2 (dev, level 1)"}}
+	}}
+	srv := buildertest.NewServer(t, cfg)
+	createSite(t, srv, "blog")
+	var d atoll.DeployResponse
+	call(t, srv, request{method: "POST", path: "/v1/sites/blog/deploys", contentType: "application/x-tar",
+		body: makeTar(t, false, member{name: "index.html", body: "x"}, member{name: "_redirects", body: goodRedirects})}, http.StatusCreated, &d)
+	if d.Rules != "" || len(d.Warnings) != 1 || !strings.Contains(d.Warnings[0], "plain files") || !strings.Contains(d.Warnings[0], "n2") {
+		t.Errorf("got rules %q, warnings %q: want none recorded and one warning naming n2", d.Rules, d.Warnings)
+	}
+	if _, err := srv.Meta.Rules(d.ID); err == nil {
+		t.Error("rules recorded below the feature level")
+	}
+}
