@@ -19,8 +19,10 @@ const (
 	// LevelBase is every cluster before feature levels existed: its state
 	// records no level.
 	LevelBase = 1
-	// LevelFeatureLevels brings the SetFeatureLevel command itself, and the
-	// per-site HTTPS settings (Site.HTTPSOnly, Site.HSTS).
+	// LevelFeatureLevels brings the SetFeatureLevel command itself, the
+	// per-site HTTPS settings (Site.HTTPSOnly, Site.HSTS), and site rules:
+	// MarkReady's compiled _redirects and _headers (raft.MarkReady.Rules,
+	// Deploy.Rules), below which the two files are served as plain files.
 	LevelFeatureLevels = 2
 
 	// MaxFeatureLevel is the highest level this binary knows.

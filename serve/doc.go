@@ -194,8 +194,21 @@
 //     compression side channels (BREACH) and a client cannot make the edge
 //     burn CPU.
 //
-// # Not yet
+// # Site rules
 //
-// Netlify-style _redirects and _headers files are not interpreted: they
-// are served like any other file.
+// A deploy whose record names compiled rules (atoll.Deploy.Rules, read
+// through RuleSource) is served through them (rules.go, package
+// siterules): Basic-Auth first (401 with WWW-Authenticate), then the first
+// matching _redirects rule unless a file at the path shadows it (rules
+// forced with "!" are not shadowed), then the paths above; the headers of
+// _headers go on the answer last. A 3xx rule answers with its Location
+// (the request's query string kept unless the target has one); a 200 rule
+// serves its target as if it had been requested; a 404 or 410 rule serves
+// the target's bytes with that status, unconditionally and without
+// validators. /_redirects and /_headers are never served. _headers'
+// Cache-Control replaces Config.CacheControl on 2xx and 3xx answers, never
+// on a 404's no-cache. The compiled rules are cached by their hash (at
+// most maxRuleSets), what they say for a path in that path's cached route,
+// and successful Basic-Auth checks per rule set; a deploy without rules
+// costs one nil check. docs/RULES.md is the user's manual.
 package serve

@@ -18,7 +18,7 @@ const (
 const (
 	MaxFileBytes        = 1 << 20 // each of _redirects and _headers
 	MaxLineBytes        = 4096    // a longer line is skipped with a warning
-	MaxRedirects        = 10000   // rules kept from _redirects
+	MaxRedirects        = 20000   // rules kept from _redirects
 	MaxDynamicRedirects = 1000    // of which with placeholders, a splat or query matches
 	MaxHeaderBlocks     = 1000    // path blocks of _headers
 	MaxHeaderLines      = 4000    // header lines over all blocks

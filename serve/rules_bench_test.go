@@ -1,0 +1,88 @@
+package serve
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/atoll-hosting/atoll"
+	"github.com/atoll-hosting/atoll/raft"
+	"github.com/atoll-hosting/atoll/siterules"
+)
+
+// addRulesSite publishes site "rules" on e: the files of site "bench" and
+// a _redirects of 10,000 static and 100 dynamic rules (the issue's
+// yardstick), plus a _headers block for every path.
+func addRulesSite(tb testing.TB, e *realEdge) {
+	tb.Helper()
+	var red strings.Builder
+	for i := range 100 {
+		fmt.Fprintf(&red, "/dyn%d/:section/* /new%d/:section/:splat 301\n", i, i)
+	}
+	for i := range 10000 {
+		fmt.Fprintf(&red, "/old/page-%d /new/page-%d 301\n", i, i)
+	}
+	red.WriteString("/app/* /index.html 200\n")
+	rules, _, err := siterules.Compile(siterules.Sources{
+		Redirects: []byte(red.String()),
+		Headers:   []byte("/*\n  X-Frame-Options: DENY\n"),
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	enc, err := siterules.Encode(rules)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var files []atoll.File
+	if err := e.fsm.Files("dep1", func(f atoll.File) error { files = append(files, f); return nil }); err != nil {
+		tb.Fatal(err)
+	}
+	at := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	e.apply(tb, raft.CreateSite{Name: "rules", Created: at})
+	e.apply(tb, raft.CreateDeploy{ID: "dep2", Site: "rules", Files: len(files), Created: at})
+	for _, c := range raft.BatchFiles("dep2", files) {
+		e.apply(tb, c)
+	}
+	e.apply(tb, raft.MarkReady{Deploy: "dep2", Rules: enc}, raft.Publish{Deploy: "dep2", At: at})
+}
+
+// BenchmarkEdgeRules compares a site with 10,000 static and 100 dynamic
+// redirects to the same site without rules, on a file no rule matches, and
+// measures matched rules. Run with:
+//
+//	go test -run '^$' -bench EdgeRules -benchmem ./serve/
+func BenchmarkEdgeRules(b *testing.B) {
+	e := newRealEdge(b)
+	addRulesSite(b, e)
+	cases := []struct {
+		name, host, target string
+		want               int
+	}{
+		{"file without rules", "bench", "/1k.bin", 200},
+		{"file with rules", "rules", "/1k.bin", 200},
+		{"static rule", "rules", "/old/page-5000", 301},
+		{"dynamic rule", "rules", "/dyn99/a/b/c", 301},
+		{"spa rewrite", "rules", "/app/x/y", 200},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			var req fasthttp.Request
+			req.SetRequestURI(c.target)
+			req.SetHost(c.host + "." + testDomain)
+			var ctx fasthttp.RequestCtx
+			ctx.Init(&req, nil, nil)
+			b.ReportAllocs()
+			for b.Loop() {
+				e.h.ServeHTTP(&ctx)
+				if sc := ctx.Response.StatusCode(); sc != c.want {
+					b.Fatalf("status %d, want %d", sc, c.want)
+				}
+				ctx.Response.Reset()
+			}
+		})
+	}
+}
