@@ -259,7 +259,7 @@ func applyHeaders(ctx *fasthttp.RequestCtx, rp *ruledPath, protected bool) {
 		if !cacheable && bytes.EqualFold(x.name, strCacheControlLower) {
 			continue
 		}
-		resp.SetBytesKV(x.name, x.value)
+		resp.SetCanonical(x.name, x.value) // canonical and checked when compiled
 	}
 	for _, name := range rp.remove {
 		if !cacheable && bytes.EqualFold(name, strCacheControlLower) {
