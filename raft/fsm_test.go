@@ -929,3 +929,27 @@ func BenchmarkFile(b *testing.B) {
 		}
 	})
 }
+
+// MarkReady's rules are kept beside the deploy, named by their hash in the
+// deploy, and go with it.
+func TestMarkReadyRules(t *testing.T) {
+	h := newFSM(t)
+	h.must(CreateSite{Name: "blog", Created: t0})
+	h.must(CreateDeploy{ID: "d1", Site: "blog", Files: 1, Created: t0}, AddFiles{Deploy: "d1", Files: manifest(1)})
+	rules := []byte("compiled rules")
+	h.must(MarkReady{Deploy: "d1", Bytes: 1, Rules: rules})
+	d, err := h.f.Deploy("d1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := hashOf(string(rules)); d.Rules != want {
+		t.Errorf("Deploy.Rules = %q, want %q", d.Rules, want)
+	}
+	if got, err := h.f.Rules("d1"); err != nil || string(got) != string(rules) {
+		t.Errorf("Rules = %q, %v", got, err)
+	}
+	h.must(DeleteSite{Name: "blog"})
+	if _, err := h.f.Rules("d1"); !errors.Is(err, atoll.ErrNotFound) {
+		t.Errorf("rules of a deleted deploy: %v, want not found", err)
+	}
+}
