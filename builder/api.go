@@ -35,6 +35,9 @@ type Meta interface {
 	// File returns the content hash of one manifest path, or an error
 	// wrapping atoll.ErrNotFound.
 	File(deployID, path string) (string, error)
+	// Rules returns a deploy's compiled rules (raft.MarkReady.Rules), or
+	// an error wrapping atoll.ErrNotFound.
+	Rules(deployID string) ([]byte, error)
 	AdminTokenHash() string // SHA-256 hex of the cluster's admin token, "" if unset
 	// TokenByHash returns the deploy token whose secret hashes (SHA-256,
 	// lowercase hex) to hash, or an error wrapping atoll.ErrNotFound.
@@ -242,6 +245,7 @@ func (a *API) Routes() []Route {
 		{"POST", "/v1/sites/{site}/deploys", Site, http.HandlerFunc(a.createDeploy)},
 		{"GET", "/v1/sites/{site}/deploys", Site, http.HandlerFunc(a.listDeploys)},
 		{"GET", "/v1/deploys/{id}", Token, http.HandlerFunc(a.getDeploy)},          // a.deploy checks the deploy's site
+		{"GET", "/v1/deploys/{id}/route", Token, http.HandlerFunc(a.route)},        // idem
 		{"POST", "/v1/deploys/{id}/finalize", Token, http.HandlerFunc(a.finalize)}, // idem
 		{"POST", "/v1/deploys/{id}/publish", Token, http.HandlerFunc(a.publish)},   // idem
 		{"PUT", "/v1/blobs/{hash}", Token, http.HandlerFunc(a.putBlob)},            // content-addressed, never read back: any site may add

@@ -7,6 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
+	"path"
 	"slices"
 	"strings"
 
@@ -132,4 +135,121 @@ func rulesHash(encoded []byte) string {
 	}
 	sum := sha256.Sum256(encoded)
 	return hex.EncodeToString(sum[:])
+}
+
+// route serves GET /v1/deploys/{id}/route?path=P: what the edge does for
+// request path P in the deploy, from its manifest and compiled rules,
+// without a request.
+func (a *API) route(w http.ResponseWriter, r *http.Request) {
+	d, err := a.deploy(r, r.PathValue("id"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	raw := r.URL.Query().Get("path")
+	u, err := url.Parse(raw)
+	if err != nil || !strings.HasPrefix(u.Path, "/") || len(u.Path) > atoll.MaxPathLen {
+		a.fail(w, r, errorf(http.StatusBadRequest, "path=%q: give a request path starting with /, e.g. path=/blog/post?id=1", raw))
+		return
+	}
+	resp, err := a.routeOf(d, u)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, resp)
+}
+
+// routeOf applies the edge's path rules and d's compiled rules to u.
+func (a *API) routeOf(d atoll.Deploy, u *url.URL) (atoll.RouteResponse, error) {
+	p := cleanRequestPath(u.Path)
+	resp := atoll.RouteResponse{Deploy: d.ID, Path: u.RequestURI(), Status: http.StatusNotFound}
+	file, dir, err := a.fileAt(d.ID, p, d.Rules != "")
+	if err != nil {
+		return resp, err
+	}
+	resp.File = file
+	switch {
+	case dir:
+		resp.Status = http.StatusMovedPermanently
+	case file != "":
+		resp.Status = http.StatusOK
+	}
+	if d.Rules == "" {
+		return resp, nil
+	}
+	enc, err := a.meta.Rules(d.ID)
+	if err != nil {
+		return resp, fmt.Errorf("read rules of %s: %w", d.ID, err)
+	}
+	rules, err := siterules.Decode(enc)
+	if err != nil {
+		return resp, err
+	}
+	m, err := siterules.NewMatcher(rules)
+	if err != nil {
+		return resp, err
+	}
+	hs := m.Headers(p)
+	resp.Auth = len(hs.Auth) > 0
+	for _, h := range hs.Set {
+		resp.Headers = append(resp.Headers, h.Name+": "+h.Value)
+	}
+	resp.Remove = hs.Remove
+	if rule, to, ok := m.Redirect(p, urlQuery(u.Query()), file != ""); ok {
+		resp.Rule = &atoll.RouteRule{Line: rule.Line, From: rule.From, To: rule.To, Status: rule.Status, Force: rule.Force}
+		resp.Target, resp.Status = to, rule.Status
+	}
+	return resp, nil
+}
+
+// fileAt finds what the edge serves at cleaned path p before any rule: the
+// file (p, p/index.html for a path ending in "/", or p.html), or dir when
+// p answers a 301 to p + "/". With rules, the rule files are not served.
+func (a *API) fileAt(id, p string, rules bool) (file string, dir bool, err error) {
+	has := func(q string) (bool, error) {
+		if rules && (q == siterules.RedirectsFile || q == siterules.HeadersFile) {
+			return false, nil
+		}
+		_, err := a.meta.File(id, q)
+		if errors.Is(err, atoll.ErrNotFound) {
+			return false, nil
+		}
+		return err == nil, err
+	}
+	if strings.HasSuffix(p, "/") {
+		ok, err := has(p + "index.html")
+		if ok {
+			return p + "index.html", false, err
+		}
+		return "", false, err
+	}
+	for _, q := range []string{p, p + "/index.html", p + ".html"} {
+		ok, err := has(q)
+		if err != nil || ok {
+			return q, q == p+"/index.html", err
+		}
+	}
+	return "", false, nil
+}
+
+// cleanRequestPath cleans a request path as the edge does, keeping a
+// trailing slash.
+func cleanRequestPath(p string) string {
+	c := path.Clean(p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	return c
+}
+
+// urlQuery gives the matcher a parsed query string.
+type urlQuery url.Values
+
+func (q urlQuery) Get(key string) (string, bool) {
+	v, ok := q[key]
+	if !ok || len(v) == 0 {
+		return "", false
+	}
+	return v[0], true
 }

@@ -387,3 +387,11 @@ func decodeError(res *http.Response) error {
 	e.Message = line
 	return e
 }
+
+// Route asks what the edge does for request path p (a query string
+// included) in deploy id, per its _redirects and _headers.
+func (c *Client) Route(ctx context.Context, id, p string) (atoll.RouteResponse, error) {
+	var r atoll.RouteResponse
+	err := c.doJSON(ctx, "GET", "/v1/deploys/"+url.PathEscape(id)+"/route?path="+url.QueryEscape(p), nil, &r)
+	return r, err
+}

@@ -134,6 +134,21 @@ func TestRulesEndToEnd(t *testing.T) {
 		})
 	}
 
+	// atoll route shows what the edge does, without a request.
+	out = s.MustCLI("route", "--site", "blog", "/shop/shirts/red?color=1")
+	for _, want := range []string{"rule:    _redirects:4: /shop/* /store/:splat 302", "target:  /store/shirts/red", "status:  302 Found", "header:  X-Frame-Options: DENY"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("atoll route output lacks %q:\n%s", want, out)
+		}
+	}
+	out = s.MustCLI("route", "--site", "blog", "--deploy", id1, "/private/doc.html")
+	if !strings.Contains(out, "file:    /private/doc.html") || !strings.Contains(out, "Basic-Auth required") || !strings.Contains(out, "status:  200 OK") {
+		t.Errorf("atoll route of a protected file:\n%s", out)
+	}
+	if errOut := s.FailCLI("route", "--site", "blog", "no-slash"); !strings.Contains(errOut, "path=") {
+		t.Errorf("atoll route with a bad path: %q", errOut)
+	}
+
 	// A refused _headers fails the upload with the line, and records no deploy.
 	before := s.MustCLI("deploys", "--site", "blog")
 	tarball := atolltest.Tar(map[string]string{"index.html": "x", "_headers": "/*\n  X-Ok: 1\n  Content-Length: 5\n"})
