@@ -182,11 +182,7 @@ func (a *API) routeOf(d atoll.Deploy, u *url.URL) (atoll.RouteResponse, error) {
 	if err != nil {
 		return resp, fmt.Errorf("read rules of %s: %w", d.ID, err)
 	}
-	rules, err := siterules.Decode(enc)
-	if err != nil {
-		return resp, err
-	}
-	m, err := siterules.NewMatcher(rules)
+	m, err := siterules.Load(enc)
 	if err != nil {
 		return resp, err
 	}

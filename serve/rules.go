@@ -75,16 +75,12 @@ func (h *Handler) rulesFor(t target) (*deployRules, error) {
 	if sum := sha256.Sum256(enc); hex.EncodeToString(sum[:]) != t.rules {
 		return nil, fmt.Errorf("rules of deploy %s do not match their hash", t.id)
 	}
-	r, err := siterules.Decode(enc)
-	if err != nil {
-		return nil, err
-	}
-	m, err := siterules.NewMatcher(r)
+	m, err := siterules.Load(enc)
 	if err != nil {
 		return nil, err
 	}
 	dr := &deployRules{m: m}
-	for _, rd := range r.Redirects {
+	for _, rd := range m.Rules().Redirects {
 		dr.hasQuery = dr.hasQuery || len(rd.Query) > 0
 	}
 	return h.ruleSets.put(key, dr, maxRuleSets), nil

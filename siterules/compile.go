@@ -97,6 +97,15 @@ func Encode(r *Rules) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// Load decodes what Encode wrote and builds its Matcher.
+func Load(b []byte) (*Matcher, error) {
+	r, err := Decode(b)
+	if err != nil {
+		return nil, err
+	}
+	return NewMatcher(r)
+}
+
 // Decode reads what Encode wrote.
 func Decode(b []byte) (*Rules, error) {
 	zr, err := gzip.NewReader(bytes.NewReader(b))

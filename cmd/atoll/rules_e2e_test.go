@@ -120,17 +120,7 @@ func TestRulesEndToEnd(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			resp, body := s.Get("GET", "blog.localhost", tc.path, tc.hdr...)
-			if resp.StatusCode != tc.wantStatus {
-				t.Fatalf("status: got %d, want %d (body %q)", resp.StatusCode, tc.wantStatus, body)
-			}
-			if tc.wantBody != "" && body != tc.wantBody {
-				t.Errorf("body: got %q, want %q", body, tc.wantBody)
-			}
-			for k, v := range tc.wantHeader {
-				if got := resp.Header.Get(k); got != v {
-					t.Errorf("header %s: got %q, want %q", k, got, v)
-				}
-			}
+			checkAnswer(t, resp, body, tc.wantStatus, tc.wantBody, tc.wantHeader)
 		})
 	}
 
