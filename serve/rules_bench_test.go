@@ -26,10 +26,14 @@ func addRulesSite(tb testing.TB, e *realEdge) {
 		fmt.Fprintf(&red, "/old/page-%d /new/page-%d 301\n", i, i)
 	}
 	red.WriteString("/app/* /index.html 200\n")
-	rules, _, err := siterules.Compile(siterules.Sources{
-		Redirects: []byte(red.String()),
-		Headers:   []byte("/assets/*\n  X-Frame-Options: DENY\n"),
-	})
+	publishRules(tb, e, "rules", "dep2", red.String(), "/assets/*\n  X-Frame-Options: DENY\n")
+}
+
+// publishRules publishes deploy id of a new site on e, with the files of
+// site "bench" and the given _redirects and _headers compiled.
+func publishRules(tb testing.TB, e *realEdge, site, id, redirects, headers string) {
+	tb.Helper()
+	rules, _, err := siterules.Compile(siterules.Sources{Redirects: []byte(redirects), Headers: []byte(headers)})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -42,12 +46,12 @@ func addRulesSite(tb testing.TB, e *realEdge) {
 		tb.Fatal(err)
 	}
 	at := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	e.apply(tb, raft.CreateSite{Name: "rules", Created: at})
-	e.apply(tb, raft.CreateDeploy{ID: "dep2", Site: "rules", Files: len(files), Created: at})
-	for _, c := range raft.BatchFiles("dep2", files) {
+	e.apply(tb, raft.CreateSite{Name: site, Created: at})
+	e.apply(tb, raft.CreateDeploy{ID: id, Site: site, Files: len(files), Created: at})
+	for _, c := range raft.BatchFiles(id, files) {
 		e.apply(tb, c)
 	}
-	e.apply(tb, raft.MarkReady{Deploy: "dep2", Rules: enc}, raft.Publish{Deploy: "dep2", At: at})
+	e.apply(tb, raft.MarkReady{Deploy: id, Rules: enc}, raft.Publish{Deploy: id, At: at})
 }
 
 // BenchmarkEdgeRules compares a site with 10,000 static and 100 dynamic

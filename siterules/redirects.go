@@ -137,7 +137,7 @@ func parseTarget(to string, status int) (string, error) {
 		if err != nil || strings.ContainsAny(dec, "\x00\\") {
 			return "", fmt.Errorf("target %q: bad path", to)
 		}
-		if strings.ContainsAny(rest, " \t\x7f") {
+		if !validValue(rest) || strings.ContainsAny(rest, " \t") {
 			return "", fmt.Errorf("target %q: bad query", to)
 		}
 		return cleanTarget(dec) + rest, nil
