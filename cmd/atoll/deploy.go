@@ -7,18 +7,24 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/atoll-hosting/atoll"
 	"github.com/atoll-hosting/atoll/builder/client"
 )
 
 // runDeploy handles `atoll deploy DIR --site NAME [--no-publish]`.
 func runDeploy(ctx context.Context, env *cliEnv, args []string) error {
 	var cf clientFlags
-	fs := newFlagSet(env, "deploy", "deploy DIR --site NAME [--no-publish]")
+	fs := newFlagSet(env, "deploy", "deploy DIR --site NAME [--no-publish] [-o json]")
 	site := fs.String("site", "", "site to deploy to (required)")
 	noPublish := fs.Bool("no-publish", false, "upload and finalize, but do not make it live")
 	concurrency := fs.Int("concurrency", client.DefaultConcurrency, "files hashed or uploaded at once")
 	noHashCache := fs.Bool("no-hash-cache", false, "hash every file, without the cache of file hashes kept in the user's cache folder")
+	output := outputFlag(fs)
 	pos, c, err := cf.parse(fs, args, 1, "DIR")
+	if err != nil {
+		return err
+	}
+	asJSON, err := jsonOutput(*output)
 	if err != nil {
 		return err
 	}
@@ -53,11 +59,14 @@ func runDeploy(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(env.stdout, "deploy %s: %d files, %d uploaded (%s) in %s\n", d.ID, d.Files, len(d.Required),
-		humanBytes(uploadedBytes), time.Since(start).Round(time.Millisecond))
 	for _, w := range d.Warnings {
 		fmt.Fprintf(env.stderr, "warning: %s\n", w)
 	}
+	if asJSON {
+		return printJSON(env, d)
+	}
+	fmt.Fprintf(env.stdout, "deploy %s: %d files, %d uploaded (%s) in %s\n", d.ID, d.Files, len(d.Required),
+		humanBytes(uploadedBytes), time.Since(start).Round(time.Millisecond))
 	if d.Skipped > 0 {
 		fmt.Fprintf(env.stdout, "skipped %d dot-files (names starting with \".\", except .well-known, are not published)\n", d.Skipped)
 	}
@@ -72,8 +81,9 @@ func runDeploy(ctx context.Context, env *cliEnv, args []string) error {
 // runDeploys handles `atoll deploys --site NAME`.
 func runDeploys(ctx context.Context, env *cliEnv, args []string) error {
 	var cf clientFlags
-	fs := newFlagSet(env, "deploys", "deploys --site NAME")
+	fs := newFlagSet(env, "deploys", "deploys --site NAME [-o json]")
 	site := fs.String("site", "", "site whose deploys to list (required)")
+	output := outputFlag(fs)
 	_, c, err := cf.parse(fs, args, 0, "no arguments")
 	if err != nil {
 		return err
@@ -81,9 +91,16 @@ func runDeploys(ctx context.Context, env *cliEnv, args []string) error {
 	if err := requireFlags(fs, "site"); err != nil {
 		return err
 	}
+	asJSON, err := jsonOutput(*output)
+	if err != nil {
+		return err
+	}
 	deploys, err := c.Deploys(ctx, *site)
 	if err != nil {
 		return err
+	}
+	if asJSON {
+		return printJSON(env, atoll.DeployList{Deploys: deploys})
 	}
 	tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATE\tFILES\tSIZE\tCREATED")

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/atoll-hosting/atoll"
 	"github.com/atoll-hosting/atoll/atolltest"
 )
 
@@ -175,7 +177,11 @@ func TestRulesEndToEnd(t *testing.T) {
 	}()
 	dir2 := t.TempDir()
 	writeTree(t, dir2, rulesSite("2"))
-	id2 := deployID(t, s.MustCLI("deploy", dir2, "--site", "blog"))
+	var d2 atoll.DeployResponse
+	if err := json.Unmarshal([]byte(s.MustCLI("deploy", dir2, "--site", "blog", "-o", "json")), &d2); err != nil || d2.Rules == "" {
+		t.Fatalf("deploy -o json: %+v, %v; want a deploy with rules", d2, err)
+	}
+	id2 := d2.ID
 	if resp, _ := s.Get("GET", "blog.localhost", "/version"); resp.Header.Get("Location") != "/v2" {
 		t.Errorf("after publish: /version -> %q, want /v2", resp.Header.Get("Location"))
 	}
@@ -191,6 +197,21 @@ func TestRulesEndToEnd(t *testing.T) {
 	wg.Wait()
 	if b := bad.Load(); b != nil {
 		t.Fatalf("a reader saw a mixed answer: %v", b)
+	}
+	var list atoll.DeployList
+	if err := json.Unmarshal([]byte(s.MustCLI("deploys", "--site", "blog", "-o", "json")), &list); err != nil || len(list.Deploys) != 2 {
+		t.Errorf("deploys -o json: %+v, %v; want 2 deploys", list, err)
+	}
+	var sites atoll.SiteList
+	if err := json.Unmarshal([]byte(s.MustCLI("site", "list", "-o", "json")), &sites); err != nil || len(sites.Sites) != 1 || sites.Sites[0].Published != id2 {
+		t.Errorf("site list -o json: %+v, %v; want blog live at %s", sites, err, id2)
+	}
+	var st struct {
+		ID       string   `json:"id"`
+		Problems []string `json:"problems"`
+	}
+	if err := json.Unmarshal([]byte(s.MustCLI("status", "-o", "json")), &st); err != nil || st.ID == "" || st.Problems == nil {
+		t.Errorf("status -o json: %+v, %v", st, err)
 	}
 	if seen[1].Load() == 0 || seen[2].Load() == 0 {
 		t.Logf("the reader saw v1 %d times and v2 %d times", seen[1].Load(), seen[2].Load())

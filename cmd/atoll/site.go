@@ -92,14 +92,22 @@ func runSiteCreate(ctx context.Context, env *cliEnv, args []string) error {
 // runSiteList handles `atoll site list`.
 func runSiteList(ctx context.Context, env *cliEnv, args []string) error {
 	var cf clientFlags
-	fs := newFlagSet(env, "site list", "site list")
+	fs := newFlagSet(env, "site list", "site list [-o json]")
+	output := outputFlag(fs)
 	_, c, err := cf.parse(fs, args, 0, "no arguments")
+	if err != nil {
+		return err
+	}
+	asJSON, err := jsonOutput(*output)
 	if err != nil {
 		return err
 	}
 	sites, err := c.Sites(ctx)
 	if err != nil {
 		return err
+	}
+	if asJSON {
+		return printJSON(env, atoll.SiteList{Sites: sites})
 	}
 	tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tPUBLISHED\tDOMAINS\tCREATED")
