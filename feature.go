@@ -22,7 +22,8 @@ const (
 	// LevelFeatureLevels brings the SetFeatureLevel command itself, the
 	// per-site HTTPS settings (Site.HTTPSOnly, Site.HSTS), and site rules:
 	// MarkReady's compiled _redirects and _headers (raft.MarkReady.Rules,
-	// Deploy.Rules), below which the two files are served as plain files.
+	// Deploy.Rules), below which the two files are served as plain files;
+	// and deploy messages (raft.CreateDeploy.Message, Deploy.Message).
 	LevelFeatureLevels = 2
 
 	// MaxFeatureLevel is the highest level this binary knows.

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Retention and domain bounds of a site.
@@ -12,7 +14,25 @@ const (
 	DefaultRetain = 10   // deploys a site keeps for rollback unless it says otherwise
 	MaxRetain     = 1000 // the most deploys a site may keep
 	MaxDomains    = 100  // custom domains per site
+	MaxMessageLen = 500  // bytes of a deploy's message
 )
+
+// CheckMessage accepts a deploy message: at most MaxMessageLen bytes of
+// valid UTF-8 without control characters (one line).
+func CheckMessage(s string) error {
+	if len(s) > MaxMessageLen {
+		return fmt.Errorf("%w: message of %d bytes, at most %d", ErrInvalid, len(s), MaxMessageLen)
+	}
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("%w: message is not valid UTF-8", ErrInvalid)
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return fmt.Errorf("%w: message has a control character %U; use one line of text", ErrInvalid, r)
+		}
+	}
+	return nil
+}
 
 // Site is a hosted website.
 type Site struct {
@@ -108,6 +128,9 @@ type Deploy struct {
 	// at LevelFeatureLevels; "" when the deploy has neither file or was
 	// made below that level (the files are then served as plain files).
 	Rules string `json:"rules,omitempty"`
+	// Message says what the deploy is (atoll deploy --message), set by
+	// CreateDeploy at LevelFeatureLevels; see CheckMessage.
+	Message string `json:"message,omitempty"`
 }
 
 // File is one manifest entry: a normalized path (see CleanPath) and the

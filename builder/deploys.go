@@ -40,6 +40,11 @@ func (a *API) createDeploy(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	message, err := a.deployMessage(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
 	release, err := a.admit(site, a.limits(site))
 	if err != nil {
 		a.fail(w, r, err)
@@ -54,11 +59,11 @@ func (a *API) createDeploy(w http.ResponseWriter, r *http.Request) {
 				"publish=true applies to tar uploads; with a JSON manifest, upload the required blobs and then POST /v1/deploys/{id}/publish"))
 			return
 		}
-		a.createDigestDeploy(w, r, site)
+		a.createDigestDeploy(w, r, site, message)
 	case "application/x-tar", "application/tar":
-		a.createTarDeploy(w, r, site, false, publish)
+		a.createTarDeploy(w, r, site, false, publish, message)
 	case "application/gzip", "application/x-gzip", "application/x-compressed-tar", "application/tar+gzip":
-		a.createTarDeploy(w, r, site, true, publish)
+		a.createTarDeploy(w, r, site, true, publish, message)
 	default:
 		a.fail(w, r, errorf(http.StatusUnsupportedMediaType,
 			"unsupported Content-Type %q: send application/json (a manifest), application/x-tar or application/gzip (a gzipped tar)",
@@ -71,7 +76,7 @@ func (a *API) createDeploy(w http.ResponseWriter, r *http.Request) {
 // blobs are checked while the manifest is being recorded (both wait on
 // other nodes, and only the answer needs the result), and a failed check
 // marks the new deploy failed.
-func (a *API) createDigestDeploy(w http.ResponseWriter, r *http.Request, site atoll.Site) {
+func (a *API) createDigestDeploy(w http.ResponseWriter, r *http.Request, site atoll.Site, message string) {
 	if r.ContentLength > a.cfg.MaxJSONBytes {
 		a.fail(w, r, errorf(http.StatusRequestEntityTooLarge, "manifest larger than the limit of %d bytes", a.cfg.MaxJSONBytes))
 		return
@@ -102,7 +107,7 @@ func (a *API) createDigestDeploy(w http.ResponseWriter, r *http.Request, site at
 		}
 		checked <- c
 	}()
-	d, check, err := a.recordDeploy(r.Context(), site.Name, files, checked, false)
+	d, check, err := a.recordDeploy(r.Context(), atoll.Deploy{Site: site.Name, Message: message}, files, checked, false)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -152,15 +157,16 @@ func checkDone(c blobCheck) <-chan blobCheck {
 	return ch
 }
 
-// recordDeploy applies CreateDeploy, the manifest in raft.BatchFiles batches,
+// recordDeploy applies CreateDeploy for a new deploy of proto.Site (with
+// proto.Message), the manifest in raft.BatchFiles batches,
 // and then, once check delivers and nothing is missing, MarkReady, and
 // Publish if asked. files must be sorted by path. If a command or the check
 // fails after the deploy exists, the deploy is marked failed (best effort) so
 // it is never mistaken for a complete one. It returns the check's outcome.
-func (a *API) recordDeploy(ctx context.Context, site string, files []atoll.File, check <-chan blobCheck, publish bool) (atoll.Deploy, blobCheck, error) {
+func (a *API) recordDeploy(ctx context.Context, proto atoll.Deploy, files []atoll.File, check <-chan blobCheck, publish bool) (atoll.Deploy, blobCheck, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), applyTimeout)
 	defer cancel()
-	d, err := a.proposeDeploy(ctx, site, len(files))
+	d, err := a.proposeDeploy(ctx, proto, len(files))
 	if err != nil {
 		return atoll.Deploy{}, blobCheck{}, fmt.Errorf("create deploy: %w", err)
 	}
@@ -208,10 +214,12 @@ func (a *API) recordDeploy(ctx context.Context, site string, files []atoll.File,
 	return a.completeDeploy(ctx, d, c, publish, ruleFilesOf(files))
 }
 
-// proposeDeploy applies CreateDeploy for a new deploy of site with n files
-// under a freshly drawn id, and returns the deploy as recorded.
-func (a *API) proposeDeploy(ctx context.Context, site string, n int) (atoll.Deploy, error) {
-	d := atoll.Deploy{Site: site, State: atoll.StateUploading, Created: time.Now().UTC(), Files: n}
+// proposeDeploy applies CreateDeploy for a new deploy of proto.Site with n
+// files (and proto.Message) under a freshly drawn id, and returns the
+// deploy as recorded.
+func (a *API) proposeDeploy(ctx context.Context, proto atoll.Deploy, n int) (atoll.Deploy, error) {
+	site := proto.Site
+	d := atoll.Deploy{Site: site, State: atoll.StateUploading, Created: time.Now().UTC(), Files: n, Message: proto.Message}
 	var err error
 	for range 3 {
 		// The FSM takes a CreateDeploy repeating an existing id, site and
@@ -221,7 +229,7 @@ func (a *API) proposeDeploy(ctx context.Context, site string, n int) (atoll.Depl
 		if d.ID = newDeployID(); a.idInUse(d.ID) {
 			continue
 		}
-		err = a.meta.Apply(ctx, raft.CreateDeploy{ID: d.ID, Site: site, Files: d.Files, Created: d.Created})
+		err = a.meta.Apply(ctx, raft.CreateDeploy{ID: d.ID, Site: site, Files: d.Files, Created: d.Created, Message: d.Message})
 		if !errors.Is(err, atoll.ErrExists) {
 			break
 		}
@@ -554,4 +562,22 @@ func randomID(n int) string {
 		}
 	}
 	return string(id)
+}
+
+// deployMessage reads a create's ?message=, checked; a message needs the
+// cluster at atoll.LevelFeatureLevels (an older node would drop it).
+func (a *API) deployMessage(r *http.Request) (string, error) {
+	m := r.URL.Query().Get("message")
+	if m == "" {
+		return "", nil
+	}
+	if err := atoll.CheckMessage(m); err != nil {
+		return "", err
+	}
+	if a.cfg.RequireFeature != nil {
+		if err := a.cfg.RequireFeature(r.Context(), "a deploy message", atoll.LevelFeatureLevels); err != nil {
+			return "", err
+		}
+	}
+	return m, nil
 }

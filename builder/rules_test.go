@@ -100,3 +100,29 @@ func TestRulesBelowFeatureLevel(t *testing.T) {
 		t.Error("rules recorded below the feature level")
 	}
 }
+
+// A deploy's message is recorded with it, checked, and needs the feature
+// level.
+func TestDeployMessage(t *testing.T) {
+	srv := buildertest.NewServer(t, builder.Config{})
+	createSite(t, srv, "blog")
+	var d atoll.DeployResponse
+	call(t, srv, request{method: "POST", path: "/v1/sites/blog/deploys?message=new+footer", contentType: "application/x-tar",
+		body: makeTar(t, false, member{name: "index.html", body: "x"})}, http.StatusCreated, &d)
+	if got, _ := srv.Meta.Deploy(d.ID); got.Message != "new footer" || d.Message != "new footer" {
+		t.Errorf("message recorded %q, answered %q", got.Message, d.Message)
+	}
+	resp := do(t, srv, request{method: "POST", path: "/v1/sites/blog/deploys?message=a%0Ab", contentType: "application/json", body: manifest(map[string]string{"/a": sha("a")})})
+	if resp.status != http.StatusBadRequest || !strings.Contains(resp.errorBody(t).Error, "one line") {
+		t.Errorf("two-line message: %d %s", resp.status, resp.body)
+	}
+
+	low := buildertest.NewServer(t, builder.Config{RequireFeature: func(ctx context.Context, feature string, level int) error {
+		return &atoll.FeatureError{Feature: feature, Need: level, Have: atoll.LevelBase}
+	}})
+	createSite(t, low, "blog")
+	resp = do(t, low, request{method: "POST", path: "/v1/sites/blog/deploys?message=x", contentType: "application/json", body: manifest(map[string]string{"/a": sha("a")})})
+	if resp.status != http.StatusConflict || !strings.Contains(resp.errorBody(t).Error, "feature level") {
+		t.Errorf("message below the level: %d %s", resp.status, resp.body)
+	}
+}

@@ -261,6 +261,9 @@ func (a *applier) createDeploy(c CreateDeploy) error {
 	if c.Files < 0 {
 		return fmt.Errorf("%w: deploy %q declares %d files", atoll.ErrInvalid, c.ID, c.Files)
 	}
+	if err := atoll.CheckMessage(c.Message); err != nil {
+		return fmt.Errorf("deploy %q: %w", c.ID, err)
+	}
 	old, exists, err := getDeploy(a.tx, c.ID)
 	if err != nil {
 		return err
@@ -278,7 +281,7 @@ func (a *applier) createDeploy(c CreateDeploy) error {
 	}
 
 	rec := deployRecord{
-		Deploy: atoll.Deploy{ID: c.ID, Site: c.Site, State: atoll.StateUploading, Created: c.Created, Files: c.Files},
+		Deploy: atoll.Deploy{ID: c.ID, Site: c.Site, State: atoll.StateUploading, Created: c.Created, Files: c.Files, Message: c.Message},
 		Seq:    a.index,
 	}
 	if _, err := a.bucket(bucketManifests).CreateBucket([]byte(c.ID)); err != nil {

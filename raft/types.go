@@ -99,6 +99,9 @@ type CreateDeploy struct {
 	Site    string    `json:"site"`
 	Files   int       `json:"files"`
 	Created time.Time `json:"created"`
+	// Message is the deploy's message (atoll.CheckMessage); written only
+	// at atoll.LevelFeatureLevels.
+	Message string `json:"message,omitempty"`
 }
 
 // AddFiles appends manifest entries to an uploading deploy. Re-adding a path

@@ -210,8 +210,17 @@ func (c *Client) DeleteSite(ctx context.Context, name string) error {
 // The answer's Required lists the blobs to upload with UploadBlob before
 // Finalize or Publish.
 func (c *Client) CreateDeploy(ctx context.Context, site string, files map[string]string) (atoll.DeployResponse, error) {
+	return c.createDeploy(ctx, site, files, "")
+}
+
+// createDeploy is CreateDeploy with a deploy message ("" for none).
+func (c *Client) createDeploy(ctx context.Context, site string, files map[string]string, message string) (atoll.DeployResponse, error) {
 	var d atoll.DeployResponse
-	err := c.doJSON(ctx, "POST", "/v1/sites/"+url.PathEscape(site)+"/deploys", atoll.CreateDeployRequest{Files: files}, &d)
+	p := "/v1/sites/" + url.PathEscape(site) + "/deploys"
+	if message != "" {
+		p += "?message=" + url.QueryEscape(message)
+	}
+	err := c.doJSON(ctx, "POST", p, atoll.CreateDeployRequest{Files: files}, &d)
 	return d, err
 }
 

@@ -29,6 +29,9 @@ type DeployOptions struct {
 	// Publish makes the deploy live once uploaded; otherwise it is only
 	// finalized (ready, reachable at its preview URL).
 	Publish bool
+	// Message, if set, is recorded with the deploy (atoll.CheckMessage;
+	// the cluster must be at atoll.LevelFeatureLevels).
+	Message string
 	// Concurrency bounds parallel hashing and uploads; 0 means
 	// DefaultConcurrency.
 	Concurrency int
@@ -99,7 +102,7 @@ func (c *Client) DeployDir(ctx context.Context, dir, site string, opt DeployOpti
 	if err != nil {
 		return atoll.DeployResponse{}, err
 	}
-	created, err := c.CreateDeploy(ctx, site, files.manifest())
+	created, err := c.createDeploy(ctx, site, files.manifest(), opt.Message)
 	if err != nil {
 		return atoll.DeployResponse{}, fmt.Errorf("create deploy: %w", err)
 	}

@@ -14,11 +14,12 @@ import (
 // runDeploy handles `atoll deploy DIR --site NAME [--no-publish]`.
 func runDeploy(ctx context.Context, env *cliEnv, args []string) error {
 	var cf clientFlags
-	fs := newFlagSet(env, "deploy", "deploy DIR --site NAME [--no-publish] [-o json]")
+	fs := newFlagSet(env, "deploy", "deploy DIR --site NAME [--no-publish] [--message TEXT] [-o json]")
 	site := fs.String("site", "", "site to deploy to (required)")
 	noPublish := fs.Bool("no-publish", false, "upload and finalize, but do not make it live")
 	concurrency := fs.Int("concurrency", client.DefaultConcurrency, "files hashed or uploaded at once")
 	noHashCache := fs.Bool("no-hash-cache", false, "hash every file, without the cache of file hashes kept in the user's cache folder")
+	message := fs.String("message", "", "what this deploy is, stored with it and shown by atoll deploys (one line, at most 500 bytes)")
 	output := outputFlag(fs)
 	pos, c, err := cf.parse(fs, args, 1, "DIR")
 	if err != nil {
@@ -35,6 +36,7 @@ func runDeploy(ctx context.Context, env *cliEnv, args []string) error {
 	tty := isTerminal(env.stderr)
 	opt := client.DeployOptions{
 		Publish:     !*noPublish,
+		Message:     *message,
 		Concurrency: *concurrency,
 		// Redeploys hash only files whose size, times or inode changed.
 		HashCacheDir: client.DefaultHashCacheDir(),
@@ -103,10 +105,10 @@ func runDeploys(ctx context.Context, env *cliEnv, args []string) error {
 		return printJSON(env, atoll.DeployList{Deploys: deploys})
 	}
 	tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATE\tFILES\tSIZE\tCREATED")
+	fmt.Fprintln(tw, "ID\tSTATE\tFILES\tSIZE\tCREATED\tMESSAGE")
 	for _, d := range deploys {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", d.ID, d.State, d.Files, humanBytes(d.Bytes),
-			d.Created.Local().Format(time.DateTime))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", d.ID, d.State, d.Files, humanBytes(d.Bytes),
+			d.Created.Local().Format(time.DateTime), orDash(atoll.Truncate(d.Message, 60)))
 	}
 	return tw.Flush()
 }

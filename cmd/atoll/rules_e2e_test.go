@@ -63,7 +63,7 @@ func TestRulesEndToEnd(t *testing.T) {
 	s.MustCLI("site", "create", "blog")
 	dir := t.TempDir()
 	writeTree(t, dir, rulesSite("1"))
-	out, errOut, code := s.CLI("deploy", dir, "--site", "blog")
+	out, errOut, code := s.CLI("deploy", dir, "--site", "blog", "--message", "first cut, with rules")
 	if code != 0 {
 		t.Fatalf("deploy: exit %d\n%s%s", code, out, errOut)
 	}
@@ -124,6 +124,10 @@ func TestRulesEndToEnd(t *testing.T) {
 			resp, body := s.Get("GET", "blog.localhost", tc.path, tc.hdr...)
 			checkAnswer(t, resp, body, tc.wantStatus, tc.wantBody, tc.wantHeader)
 		})
+	}
+
+	if out := s.MustCLI("deploys", "--site", "blog"); !strings.Contains(out, "first cut, with rules") {
+		t.Errorf("atoll deploys does not show the message:\n%s", out)
 	}
 
 	// atoll route shows what the edge does, without a request.
