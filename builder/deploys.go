@@ -337,13 +337,18 @@ func (a *API) finalize(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusOK, resp)
 }
 
-// publish serves POST /v1/deploys/{id}/publish: it makes the deploy its
-// site's live one. Publishing an older retained deploy is the rollback. The
+// publish serves POST /v1/deploys/{id}/publish[?rollback=true]: it makes
+// the deploy its site's live one. Publishing a deploy created before the
+// live one is refused (409, lateBuild) unless rollback=true says it is
+// the rollback it looks like. The
 // blobs are checked every time, so a deploy whose content is gone is never
 // put live (right after this node created the deploy, only the blobs its
 // create step did not find: checkManifest).
 func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 	d, err := a.deploy(r, r.PathValue("id"))
+	if err == nil {
+		err = a.lateBuild(r, d)
+	}
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -580,4 +585,41 @@ func (a *API) deployMessage(r *http.Request) (string, error) {
 		}
 	}
 	return m, nil
+}
+
+// lateBuild refuses to publish d over a live deploy created after it (a
+// build that finished late would otherwise replace a newer one), unless
+// the request says rollback=true. The check reads this node's state: two
+// publishes racing each other are ordered by Raft, not by this check.
+func (a *API) lateBuild(r *http.Request, d atoll.Deploy) error {
+	rollback := false
+	if v := r.URL.Query().Get("rollback"); v != "" {
+		var err error
+		if rollback, err = strconv.ParseBool(v); err != nil {
+			return errorf(http.StatusBadRequest, "rollback=%q: use rollback=true or rollback=false", v)
+		}
+	}
+	if rollback {
+		return nil
+	}
+	s, err := a.meta.Site(d.Site)
+	if err != nil || s.Published == "" || s.Published == d.ID {
+		return err
+	}
+	live, err := a.meta.Deploy(s.Published)
+	if err != nil || !d.Created.Before(live.Created) {
+		return notFoundIsNil(err)
+	}
+	return errorf(http.StatusConflict,
+		"deploy %s was created before the live deploy %s of site %s (%s < %s): publishing it would replace a newer build; "+
+			"if that is what you want, roll back: atoll rollback --site %s %s (POST /v1/deploys/%s/publish?rollback=true)",
+		d.ID, live.ID, d.Site, d.Created.Format(time.RFC3339), live.Created.Format(time.RFC3339), d.Site, d.ID, d.ID)
+}
+
+// notFoundIsNil drops an atoll.ErrNotFound: the thing went away meanwhile.
+func notFoundIsNil(err error) error {
+	if errors.Is(err, atoll.ErrNotFound) {
+		return nil
+	}
+	return err
 }

@@ -270,6 +270,15 @@ func (c *Client) Publish(ctx context.Context, id string) (atoll.DeployResponse, 
 	return d, err
 }
 
+// Rollback publishes deploy id even though it is older than the live one
+// (Publish refuses that, 409, to keep a late build from replacing a newer
+// one).
+func (c *Client) Rollback(ctx context.Context, id string) (atoll.DeployResponse, error) {
+	var d atoll.DeployResponse
+	err := c.doJSON(ctx, "POST", "/v1/deploys/"+url.PathEscape(id)+"/publish?rollback=true", nil, &d)
+	return d, err
+}
+
 // Deploy returns one deploy.
 func (c *Client) Deploy(ctx context.Context, id string) (atoll.DeployResponse, error) {
 	var d atoll.DeployResponse

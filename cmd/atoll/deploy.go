@@ -132,7 +132,7 @@ func runRollback(ctx context.Context, env *cliEnv, args []string) error {
 	if d.Site != *site {
 		return fmt.Errorf("deploy %s belongs to site %q, not %q", d.ID, d.Site, *site)
 	}
-	d, err = c.Publish(ctx, d.ID)
+	d, err = c.Rollback(ctx, d.ID)
 	if err != nil {
 		return err
 	}
