@@ -261,9 +261,6 @@ func (a *applier) createDeploy(c CreateDeploy) error {
 	if c.Files < 0 {
 		return fmt.Errorf("%w: deploy %q declares %d files", atoll.ErrInvalid, c.ID, c.Files)
 	}
-	if err := atoll.CheckMessage(c.Message); err != nil {
-		return fmt.Errorf("deploy %q: %w", c.ID, err)
-	}
 	old, exists, err := getDeploy(a.tx, c.ID)
 	if err != nil {
 		return err
@@ -281,8 +278,14 @@ func (a *applier) createDeploy(c CreateDeploy) error {
 	}
 
 	rec := deployRecord{
-		Deploy: atoll.Deploy{ID: c.ID, Site: c.Site, State: atoll.StateUploading, Created: c.Created, Files: c.Files, Message: c.Message},
+		Deploy: atoll.Deploy{ID: c.ID, Site: c.Site, State: atoll.StateUploading, Created: c.Created, Files: c.Files},
 		Seq:    a.index,
+	}
+	if featureLevel(a.tx) >= atoll.LevelFeatureLevels { // below, older nodes drop it
+		if err := atoll.CheckMessage(c.Message); err != nil {
+			return fmt.Errorf("deploy %q: %w", c.ID, err)
+		}
+		rec.Message = c.Message
 	}
 	if _, err := a.bucket(bucketManifests).CreateBucket([]byte(c.ID)); err != nil {
 		return err
@@ -373,8 +376,10 @@ func (a *applier) addFiles(c AddFiles) error {
 }
 
 // markReady: an uploading deploy whose manifest is complete becomes ready,
-// with its compiled rules if any. A repeat on a ready deploy with the same
-// byte count is a no-op.
+// with its compiled rules if any. Rules count only at
+// atoll.LevelFeatureLevels and above: below, the command means what it
+// means to older nodes, which drop the field. A repeat on a ready deploy
+// with the same byte count is a no-op.
 func (a *applier) markReady(c MarkReady) error {
 	if c.Bytes < 0 {
 		return fmt.Errorf("%w: deploy %q: %d bytes", atoll.ErrInvalid, c.Deploy, c.Bytes)
@@ -394,7 +399,7 @@ func (a *applier) markReady(c MarkReady) error {
 
 	d.State = atoll.StateReady
 	d.Bytes = c.Bytes
-	if len(c.Rules) > 0 {
+	if len(c.Rules) > 0 && featureLevel(a.tx) >= atoll.LevelFeatureLevels {
 		sum := sha256.Sum256(c.Rules)
 		d.Rules = hex.EncodeToString(sum[:])
 		if err := a.bucket(bucketRules).Put([]byte(d.ID), c.Rules); err != nil {
@@ -491,26 +496,49 @@ func (a *applier) prune(s atoll.Site) error {
 }
 
 // failDeploy: an uploading deploy becomes failed; failing a failed deploy
-// again is a no-op.
+// again is a no-op, except that DropFiles still empties its manifest.
+// DropFiles counts only at atoll.LevelFeatureLevels and above: below, the
+// command means what it meant to nodes from before the field, so a
+// proposer that sets it too early cannot make nodes disagree.
 func (a *applier) failDeploy(c FailDeploy) error {
 	d, err := a.mustDeploy(c.Deploy)
 	if err != nil {
 		return err
 	}
+	drop := c.DropFiles && featureLevel(a.tx) >= atoll.LevelFeatureLevels
 	switch d.State {
 	case atoll.StateFailed:
-		return nil
+		if !drop || d.Received == 0 {
+			return nil
+		}
 	case atoll.StateUploading:
+		d.State = atoll.StateFailed
+		d.Reason = c.Reason
+		if len(d.Reason) > maxReasonLen {
+			d.Reason = strings.ToValidUTF8(d.Reason[:maxReasonLen], "")
+		}
 	default:
 		return fmt.Errorf("%w: deploy %q is %s, only uploading deploys can fail", atoll.ErrConflict, c.Deploy, d.State)
 	}
-
-	d.State = atoll.StateFailed
-	d.Reason = c.Reason
-	if len(d.Reason) > maxReasonLen {
-		d.Reason = strings.ToValidUTF8(d.Reason[:maxReasonLen], "")
+	if drop {
+		// Received counts the manifest's entries; both go to zero.
+		if err := a.emptyManifest(d.ID); err != nil {
+			return err
+		}
+		d.Received = 0
 	}
 	return a.put(bucketDeploys, d.ID, d)
+}
+
+// emptyManifest replaces a deploy's manifest with an empty one: its pages
+// go back to bbolt's freelist, and readers see a deploy without files.
+func (a *applier) emptyManifest(id string) error {
+	ms := a.bucket(bucketManifests)
+	if err := ms.DeleteBucket([]byte(id)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+		return err
+	}
+	_, err := ms.CreateBucket([]byte(id))
+	return err
 }
 
 // validNodeID reports whether id is 1-128 of [A-Za-z0-9._:-].

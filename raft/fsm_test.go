@@ -117,7 +117,7 @@ func dump(t *testing.T, f *FSM) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintf(&b, "nodes %+v\nadmin %q\nreplicas %d\n", nodes, f.AdminTokenHash(), f.Replicas())
+	fmt.Fprintf(&b, "nodes %+v\nadmin %q\nreplicas %d\nlevel %d\n", nodes, f.AdminTokenHash(), f.Replicas(), f.FeatureLevel())
 	tokens, err := f.Tokens()
 	if err != nil {
 		t.Fatal(err)
@@ -935,15 +935,22 @@ func BenchmarkFile(b *testing.B) {
 func TestMarkReadyRules(t *testing.T) {
 	h := newFSM(t)
 	h.must(CreateSite{Name: "blog", Created: t0})
-	h.must(CreateDeploy{ID: "d1", Site: "blog", Files: 1, Created: t0}, AddFiles{Deploy: "d1", Files: manifest(1)})
 	rules := []byte("compiled rules")
+	// Below the level the field means nothing, as to an older node.
+	h.must(CreateDeploy{ID: "d0", Site: "blog", Files: 1, Created: t0, Message: "dropped"}, AddFiles{Deploy: "d0", Files: manifest(1)})
+	h.must(MarkReady{Deploy: "d0", Bytes: 1, Rules: rules})
+	if d, _ := h.f.Deploy("d0"); d.Rules != "" || d.Message != "" {
+		t.Errorf("below the level: rules %q, message %q recorded", d.Rules, d.Message)
+	}
+	h.must(SetFeatureLevel{Level: atoll.LevelFeatureLevels})
+	h.must(CreateDeploy{ID: "d1", Site: "blog", Files: 1, Created: t0, Message: "kept"}, AddFiles{Deploy: "d1", Files: manifest(1)})
 	h.must(MarkReady{Deploy: "d1", Bytes: 1, Rules: rules})
 	d, err := h.f.Deploy("d1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := hashOf(string(rules)); d.Rules != want {
-		t.Errorf("Deploy.Rules = %q, want %q", d.Rules, want)
+	if want := hashOf(string(rules)); d.Rules != want || d.Message != "kept" {
+		t.Errorf("Deploy.Rules = %q, want %q; message %q", d.Rules, want, d.Message)
 	}
 	if got, err := h.f.Rules("d1"); err != nil || string(got) != string(rules) {
 		t.Errorf("Rules = %q, %v", got, err)

@@ -46,6 +46,7 @@ func publishRules(tb testing.TB, e *realEdge, site, id, redirects, headers strin
 		tb.Fatal(err)
 	}
 	at := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	e.apply(tb, raft.SetFeatureLevel{Level: atoll.LevelFeatureLevels}) // rules count from there
 	e.apply(tb, raft.CreateSite{Name: site, Created: at})
 	e.apply(tb, raft.CreateDeploy{ID: id, Site: site, Files: len(files), Created: at})
 	for _, c := range raft.BatchFiles(id, files) {

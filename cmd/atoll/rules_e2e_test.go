@@ -60,6 +60,7 @@ func basic(user, pass string) string {
 func TestRulesEndToEnd(t *testing.T) {
 	s := newServer(t)
 	s.Start()
+	waitFeatureLevel(t, s, atoll.LevelFeatureLevels)
 	s.MustCLI("site", "create", "blog")
 	dir := t.TempDir()
 	writeTree(t, dir, rulesSite("1"))
