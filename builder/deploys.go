@@ -45,13 +45,26 @@ func (a *API) createDeploy(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if v := r.URL.Query().Get("dry_run"); v != "" {
+		switch dry, err := strconv.ParseBool(v); {
+		case err != nil:
+			a.fail(w, r, errorf(http.StatusBadRequest, "dry_run=%q: use dry_run=true or dry_run=false", v))
+			return
+		case dry && mt != "application/json":
+			a.fail(w, r, errorf(http.StatusBadRequest, "dry_run=true takes a JSON manifest, not %q", mt))
+			return
+		case dry:
+			a.dryRun(w, r, site)
+			return
+		}
+	}
 	release, err := a.admit(site, a.limits(site))
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
 	defer release()
-	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	switch mt {
 	case "application/json":
 		if publish {
@@ -77,23 +90,12 @@ func (a *API) createDeploy(w http.ResponseWriter, r *http.Request) {
 // other nodes, and only the answer needs the result), and a failed check
 // marks the new deploy failed.
 func (a *API) createDigestDeploy(w http.ResponseWriter, r *http.Request, site atoll.Site, message string) {
-	if r.ContentLength > a.cfg.MaxJSONBytes {
-		a.fail(w, r, errorf(http.StatusRequestEntityTooLarge, "manifest larger than the limit of %d bytes", a.cfg.MaxJSONBytes))
-		return
-	}
-	body := http.MaxBytesReader(w, r.Body, a.cfg.MaxJSONBytes)
 	lim := a.limits(site)
-	files, skipped, err := parseManifest(body, site.Name, lim.MaxFiles)
+	files, hashes, skipped, err := a.readManifest(w, r, site)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	hashes := make([]string, len(files))
-	for i, f := range files {
-		hashes[i] = f.Hash
-	}
-	slices.Sort(hashes)
-	hashes = slices.Compact(hashes)
 	membership := a.membership() // before the check: a change during it invalidates the answer
 	checked := make(chan blobCheck, 1)
 	go func() {
@@ -123,6 +125,46 @@ func (a *API) createDigestDeploy(w http.ResponseWriter, r *http.Request, site at
 		resp.Required = []string{} // "required": [] tells the client there is nothing to upload
 	}
 	WriteJSON(w, http.StatusCreated, resp)
+}
+
+// readManifest reads and checks a create's JSON manifest (parseManifest,
+// within MaxJSONBytes and the site's max_files) and returns its entries,
+// their distinct hashes sorted, and the count of entries left out.
+func (a *API) readManifest(w http.ResponseWriter, r *http.Request, site atoll.Site) ([]atoll.File, []string, int, error) {
+	if r.ContentLength > a.cfg.MaxJSONBytes {
+		return nil, nil, 0, errorf(http.StatusRequestEntityTooLarge, "manifest larger than the limit of %d bytes", a.cfg.MaxJSONBytes)
+	}
+	files, skipped, err := parseManifest(http.MaxBytesReader(w, r.Body, a.cfg.MaxJSONBytes), site.Name, a.limits(site).MaxFiles)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	hashes := make([]string, len(files))
+	for i, f := range files {
+		hashes[i] = f.Hash
+	}
+	slices.Sort(hashes)
+	return files, slices.Compact(hashes), skipped, nil
+}
+
+// dryRun serves a create with ?dry_run=true and a JSON manifest: the
+// manifest is checked as for a create and the answer says which blobs it
+// would require, but nothing is recorded (no deploy, no id).
+func (a *API) dryRun(w http.ResponseWriter, r *http.Request, site atoll.Site) {
+	files, hashes, skipped, err := a.readManifest(w, r, site)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	missing, _, err := a.statAll(r.Context(), hashes)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	resp := atoll.DeployResponse{Deploy: atoll.Deploy{Site: site.Name, Files: len(files)}, Required: missing, Skipped: skipped}
+	if resp.Required == nil {
+		resp.Required = []string{}
+	}
+	WriteJSON(w, http.StatusOK, resp)
 }
 
 // blobCheck is the outcome of checking a manifest's blobs: the ones not

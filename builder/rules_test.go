@@ -139,3 +139,25 @@ func TestDeployMessage(t *testing.T) {
 		t.Errorf("message below the level: %d %s", resp.status, resp.body)
 	}
 }
+
+// A dry run checks the manifest and says what it would require, and
+// records nothing.
+func TestDryRun(t *testing.T) {
+	srv := buildertest.NewServer(t, builder.Config{})
+	createSite(t, srv, "blog")
+	putBlob(t, srv, "stored")
+	var d atoll.DeployResponse
+	call(t, srv, request{method: "POST", path: "/v1/sites/blog/deploys?dry_run=true", contentType: "application/json",
+		body: manifest(map[string]string{"/a": sha("stored"), "/b": sha("not stored"), "/.env": sha("secret")})}, http.StatusOK, &d)
+	if d.ID != "" || d.Files != 2 || d.Skipped != 1 || len(d.Required) != 1 || d.Required[0] != sha("not stored") {
+		t.Errorf("dry run answered %+v", d)
+	}
+	if ds, _ := srv.Meta.Deploys("blog"); len(ds) != 0 {
+		t.Errorf("a dry run recorded %d deploys", len(ds))
+	}
+	resp := do(t, srv, request{method: "POST", path: "/v1/sites/blog/deploys?dry_run=true", contentType: "application/x-tar",
+		body: makeTar(t, false, member{name: "index.html", body: "x"})})
+	if resp.status != http.StatusBadRequest {
+		t.Errorf("dry run of a tar: %d, want 400", resp.status)
+	}
+}

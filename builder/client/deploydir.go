@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -473,4 +474,46 @@ func (p *progress) add(n int64) {
 	if p.fn != nil {
 		p.fn(p.Progress)
 	}
+}
+
+// DirPlan is what DeployDir would do with a folder: the deploy's files,
+// and those whose content the cluster lacks and would be uploaded.
+type DirPlan struct {
+	Files    int                  `json:"files"`
+	Bytes    int64                `json:"bytes"`
+	Skipped  int                  `json:"skipped"`
+	Upload   []string             `json:"upload"` // site paths, sorted; one file per missing content
+	UpBytes  int64                `json:"upload_bytes"`
+	Response atoll.DeployResponse `json:"-"`
+}
+
+// PlanDir hashes dir as DeployDir does and asks the server which contents
+// it would have to upload (a create with dry_run=true), recording nothing.
+func (c *Client) PlanDir(ctx context.Context, dir, site string, opt DeployOptions) (DirPlan, error) {
+	if opt.Concurrency <= 0 {
+		opt.Concurrency = DefaultConcurrency
+	}
+	files, err := hashDir(ctx, dir, opt)
+	if err != nil {
+		return DirPlan{}, err
+	}
+	var resp atoll.DeployResponse
+	err = c.doJSON(ctx, "POST", "/v1/sites/"+url.PathEscape(site)+"/deploys?dry_run=true", atoll.CreateDeployRequest{Files: files.manifest()}, &resp)
+	if err != nil {
+		return DirPlan{}, fmt.Errorf("dry run: %w", err)
+	}
+	plan := DirPlan{Files: len(files.list), Skipped: resp.Skipped + files.skipped, Upload: []string{}}
+	for _, f := range files.list {
+		plan.Bytes += f.size
+	}
+	todo, unknown := files.pick(resp.Required)
+	if unknown != "" {
+		return plan, fmt.Errorf("server requires blob %s that is not in the manifest", unknown)
+	}
+	for _, f := range todo {
+		plan.Upload = append(plan.Upload, f.path)
+		plan.UpBytes += f.size
+	}
+	slices.Sort(plan.Upload)
+	return plan, nil
 }

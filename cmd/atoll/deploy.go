@@ -14,11 +14,12 @@ import (
 // runDeploy handles `atoll deploy DIR --site NAME [--no-publish]`.
 func runDeploy(ctx context.Context, env *cliEnv, args []string) error {
 	var cf clientFlags
-	fs := newFlagSet(env, "deploy", "deploy DIR --site NAME [--no-publish] [--message TEXT] [-o json]")
+	fs := newFlagSet(env, "deploy", "deploy DIR --site NAME [--no-publish] [--message TEXT] [--dry-run] [-o json]")
 	site := fs.String("site", "", "site to deploy to (required)")
 	noPublish := fs.Bool("no-publish", false, "upload and finalize, but do not make it live")
 	concurrency := fs.Int("concurrency", client.DefaultConcurrency, "files hashed or uploaded at once")
 	noHashCache := fs.Bool("no-hash-cache", false, "hash every file, without the cache of file hashes kept in the user's cache folder")
+	dryRun := fs.Bool("dry-run", false, "hash DIR and print what would be uploaded, changing nothing")
 	message := fs.String("message", "", "what this deploy is, stored with it and shown by atoll deploys (one line, at most 500 bytes)")
 	output := outputFlag(fs)
 	pos, c, err := cf.parse(fs, args, 1, "DIR")
@@ -53,6 +54,9 @@ func runDeploy(ctx context.Context, env *cliEnv, args []string) error {
 	if *noHashCache {
 		opt.HashCacheDir = ""
 	}
+	if *dryRun {
+		return printPlan(ctx, env, c, pos[0], *site, opt, asJSON)
+	}
 	start := time.Now()
 	d, err := c.DeployDir(ctx, pos[0], *site, opt)
 	if tty {
@@ -77,6 +81,26 @@ func runDeploy(ctx context.Context, env *cliEnv, args []string) error {
 		return nil
 	}
 	fmt.Fprintf(env.stdout, "published: %s\npreview:   %s\n", orDash(d.URL), orDash(d.PreviewURL))
+	return nil
+}
+
+// printPlan prints what deploying dir would upload (deploy --dry-run).
+func printPlan(ctx context.Context, env *cliEnv, c *client.Client, dir, site string, opt client.DeployOptions, asJSON bool) error {
+	plan, err := c.PlanDir(ctx, dir, site, opt)
+	if isTerminal(env.stderr) {
+		fmt.Fprint(env.stderr, "\r\033[K")
+	}
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return printJSON(env, plan)
+	}
+	fmt.Fprintf(env.stdout, "dry run: %d files (%s); %d to upload (%s); nothing changed\n",
+		plan.Files, humanBytes(plan.Bytes), len(plan.Upload), humanBytes(plan.UpBytes))
+	for _, p := range plan.Upload {
+		fmt.Fprintf(env.stdout, "upload %s\n", p)
+	}
 	return nil
 }
 

@@ -37,7 +37,7 @@ Usage:
   atoll site list                           list sites
   atoll site update NAME [--max-bytes S]... change a site's retention and limits
   atoll site delete NAME                    delete a site and its deploys
-  atoll deploy DIR --site NAME [--no-publish] [--message TEXT]
+  atoll deploy DIR --site NAME [--no-publish] [--message TEXT] [--dry-run]
                                             upload DIR and publish it
   atoll deploys --site NAME                 list a site's deploys
   atoll rollback --site NAME DEPLOY         publish an earlier deploy again

@@ -127,8 +127,18 @@ func TestRulesEndToEnd(t *testing.T) {
 		})
 	}
 
-	if out := s.MustCLI("deploys", "--site", "blog"); !strings.Contains(out, "first cut, with rules") {
-		t.Errorf("atoll deploys does not show the message:\n%s", out)
+	deploysBefore := s.MustCLI("deploys", "--site", "blog")
+	if !strings.Contains(deploysBefore, "first cut, with rules") {
+		t.Errorf("atoll deploys does not show the message:\n%s", deploysBefore)
+	}
+	// --dry-run says what would be uploaded and records nothing.
+	writeTree(t, dir, map[string]string{"extra.txt": "a new file"})
+	out = s.MustCLI("deploy", dir, "--site", "blog", "--dry-run")
+	if !strings.Contains(out, "1 to upload") || !strings.Contains(out, "upload /extra.txt") {
+		t.Errorf("deploy --dry-run:\n%s\nwant /extra.txt alone to upload", out)
+	}
+	if after := s.MustCLI("deploys", "--site", "blog"); after != deploysBefore {
+		t.Errorf("a dry run recorded a deploy:\n%s", after)
 	}
 
 	// atoll route shows what the edge does, without a request.
