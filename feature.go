@@ -24,9 +24,10 @@ const (
 	// raft.FailDeploy's DropFiles (a failed deploy's manifest goes at once),
 	// site rules: MarkReady's compiled _redirects and _headers
 	// (raft.MarkReady.Rules, Deploy.Rules), below which the two files are
-	// served as plain files, and deploy messages (raft.CreateDeploy.Message,
-	// Deploy.Message). A node whose binary knows less than the cluster's
-	// level is refused at join.
+	// served as plain files, deploy messages (raft.CreateDeploy.Message,
+	// Deploy.Message), and site locks (the LockSite command, Site.Locked).
+	// A node whose binary knows less than the cluster's level is refused
+	// at join.
 	LevelFeatureLevels = 2
 
 	// MaxFeatureLevel is the highest level this binary knows.

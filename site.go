@@ -51,6 +51,9 @@ type Site struct {
 	// LevelFeatureLevels: an older node would ignore them.
 	HTTPSOnly bool `json:"https_only,omitempty"`
 	HSTS      bool `json:"hsts,omitempty"`
+	// Locked pins the live deploy: publishes (and rollbacks) are refused
+	// until it is unlocked (raft.LockSite, LevelFeatureLevels).
+	Locked bool `json:"locked,omitempty"`
 }
 
 // SiteLimits are the limits a site's deploys are held to: the cluster's

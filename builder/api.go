@@ -243,6 +243,8 @@ func (a *API) Routes() []Route {
 		{"GET", "/v1/sites/{site}", Site, http.HandlerFunc(a.getSite)},
 		{"PATCH", "/v1/sites/{site}", Admin, http.HandlerFunc(a.updateSite)},
 		{"DELETE", "/v1/sites/{site}", Admin, http.HandlerFunc(a.deleteSite)},
+		{"PUT", "/v1/sites/{site}/lock", Admin, http.HandlerFunc(a.lockSite)},
+		{"DELETE", "/v1/sites/{site}/lock", Admin, http.HandlerFunc(a.lockSite)},
 		{"POST", "/v1/sites/{site}/deploys", Site, http.HandlerFunc(a.createDeploy)},
 		{"GET", "/v1/sites/{site}/deploys", Site, http.HandlerFunc(a.listDeploys)},
 		{"GET", "/v1/deploys/{id}", Token, http.HandlerFunc(a.getDeploy)},          // a.deploy checks the deploy's site

@@ -59,6 +59,12 @@ func (a *API) createDeploy(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if publish {
+		if err := refuseLocked(site); err != nil {
+			a.fail(w, r, err)
+			return
+		}
+	}
 	release, err := a.admit(site, a.limits(site))
 	if err != nil {
 		a.fail(w, r, err)
@@ -635,10 +641,12 @@ func (a *API) deployMessage(r *http.Request) (string, error) {
 	return m, nil
 }
 
-// lateBuild refuses to publish d over a live deploy created after it (a
-// build that finished late would otherwise replace a newer one), unless
-// the request says rollback=true. The check reads this node's state: two
-// publishes racing each other are ordered by Raft, not by this check.
+// lateBuild refuses to publish d while its site is locked, or over a live
+// deploy created after it (a build that finished late would otherwise
+// replace a newer one) unless the request says rollback=true. The checks
+// read this node's state: the FSM refuses a publish to a locked site
+// whatever the proposer saw, and two publishes racing each other are
+// ordered by Raft.
 func (a *API) lateBuild(r *http.Request, d atoll.Deploy) error {
 	rollback := false
 	if v := r.URL.Query().Get("rollback"); v != "" {
@@ -647,11 +655,11 @@ func (a *API) lateBuild(r *http.Request, d atoll.Deploy) error {
 			return errorf(http.StatusBadRequest, "rollback=%q: use rollback=true or rollback=false", v)
 		}
 	}
-	if rollback {
-		return nil
-	}
 	s, err := a.meta.Site(d.Site)
 	if err != nil || s.Published == "" || s.Published == d.ID {
+		return notFoundIsNil(err)
+	}
+	if err := refuseLocked(s); err != nil || rollback {
 		return err
 	}
 	live, err := a.meta.Deploy(s.Published)

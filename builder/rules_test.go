@@ -161,3 +161,36 @@ func TestDryRun(t *testing.T) {
 		t.Errorf("dry run of a tar: %d, want 400", resp.status)
 	}
 }
+
+// A locked site keeps its live deploy: publishes and rollbacks are refused
+// with a 409 that says how to unlock, a tar with publish=true before it is
+// read; previews are unaffected.
+func TestSiteLock(t *testing.T) {
+	srv := newLevel2Server(t)
+	createSite(t, srv, "blog")
+	var live, other atoll.DeployResponse
+	call(t, srv, request{method: "POST", path: "/v1/sites/blog/deploys?publish=true", contentType: "application/x-tar",
+		body: makeTar(t, false, member{name: "index.html", body: "live"})}, http.StatusCreated, &live)
+	call(t, srv, request{method: "POST", path: "/v1/sites/blog/deploys", contentType: "application/x-tar",
+		body: makeTar(t, false, member{name: "index.html", body: "next"})}, http.StatusCreated, &other)
+	var site atoll.Site
+	call(t, srv, request{method: "PUT", path: "/v1/sites/blog/lock"}, http.StatusOK, &site)
+	if !site.Locked {
+		t.Fatalf("lock answered %+v", site)
+	}
+	for _, req := range []request{
+		{method: "POST", path: "/v1/deploys/" + other.ID + "/publish"},
+		{method: "POST", path: "/v1/deploys/" + other.ID + "/publish?rollback=true"},
+		{method: "POST", path: "/v1/sites/blog/deploys?publish=true", contentType: "application/x-tar", body: makeTar(t, false, member{name: "a", body: "b"})},
+	} {
+		resp := do(t, srv, req)
+		if msg := resp.errorBody(t).Error; resp.status != http.StatusConflict || !strings.Contains(msg, "atoll site unlock blog") {
+			t.Errorf("%s %s while locked: %d %q", req.method, req.path, resp.status, msg)
+		}
+	}
+	if s, _ := srv.Meta.Site("blog"); s.Published != live.ID {
+		t.Errorf("live deploy %s, want %s kept", s.Published, live.ID)
+	}
+	call(t, srv, request{method: "DELETE", path: "/v1/sites/blog/lock"}, http.StatusOK, &site)
+	call(t, srv, request{method: "POST", path: "/v1/deploys/" + other.ID + "/publish"}, http.StatusOK, nil)
+}

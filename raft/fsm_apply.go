@@ -77,6 +77,8 @@ func (a *applier) apply(data []byte) error {
 		return a.deleteCert(c)
 	case SetFeatureLevel:
 		return a.setFeatureLevel(c)
+	case LockSite:
+		return a.lockSite(c)
 	}
 	return fmt.Errorf("%w: %T", ErrUnknownCommand, cmd) // unreachable: Decode knows the same types
 }
@@ -409,6 +411,22 @@ func (a *applier) markReady(c MarkReady) error {
 	return a.put(bucketDeploys, d.ID, d)
 }
 
+// lockSite pins or unpins a site's live deploy (see LockSite).
+func (a *applier) lockSite(c LockSite) error {
+	s, ok, err := getSite(a.tx, c.Name)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%w: site %q", atoll.ErrNotFound, c.Name)
+	}
+	if s.Locked == c.Locked {
+		return nil
+	}
+	s.Locked = c.Locked
+	return a.put(bucketSites, s.Name, s)
+}
+
 // publish makes a ready, published or superseded deploy its site's live
 // one: the previous live deploy becomes superseded, then the site is pruned
 // (see prune). Publishing the live deploy again is a no-op.
@@ -429,6 +447,9 @@ func (a *applier) publish(c Publish) error {
 	}
 	if s.Published == d.ID {
 		return nil
+	}
+	if s.Locked {
+		return fmt.Errorf("%w: site %q is locked: its live deploy %s stays until the site is unlocked", atoll.ErrConflict, s.Name, s.Published)
 	}
 
 	if s.Published != "" {

@@ -960,3 +960,28 @@ func TestMarkReadyRules(t *testing.T) {
 		t.Errorf("rules of a deleted deploy: %v, want not found", err)
 	}
 }
+
+// A locked site keeps its live deploy: every publish is refused until it
+// is unlocked.
+func TestLockSite(t *testing.T) {
+	h := newFSM(t)
+	seed(h)
+	h.must(LockSite{Name: "blog", Locked: true}, LockSite{Name: "blog", Locked: true})
+	if err := h.apply(Publish{Deploy: "rdy1", At: t0}); !errors.Is(err, atoll.ErrConflict) {
+		t.Fatalf("publish to a locked site: %v, want conflict", err)
+	}
+	if err := h.apply(Publish{Deploy: "live1", At: t0}); err != nil {
+		t.Errorf("publishing the live deploy again: %v, want a no-op", err)
+	}
+	h.must(UpdateSite{Name: "blog", Domains: []string{"blog.example.com"}})
+	if !h.site("blog").Locked {
+		t.Error("UpdateSite dropped the lock")
+	}
+	h.must(LockSite{Name: "blog", Locked: false}, Publish{Deploy: "rdy1", At: t0})
+	if got := h.site("blog").Published; got != "rdy1" {
+		t.Errorf("after unlock the live deploy is %s, want rdy1", got)
+	}
+	if err := h.apply(LockSite{Name: "nope", Locked: true}); !errors.Is(err, atoll.ErrNotFound) {
+		t.Errorf("lock of an unknown site: %v", err)
+	}
+}

@@ -61,8 +61,10 @@ const (
 	CmdPutCert       CommandType = 15 // see certs.go
 	CmdDeleteCert    CommandType = 16
 	// CmdSetFeatureLevel and later types are written only once the
-	// cluster's feature level says every node knows them (atoll.LevelFeatureLevels).
+	// cluster's feature level says every node knows them
+	// (atoll.LevelFeatureLevels, for both 17 and 25).
 	CmdSetFeatureLevel CommandType = 17
+	CmdLockSite        CommandType = 25
 )
 
 // CreateSite adds a site. Fails with ErrExists if the name is taken, or
@@ -85,6 +87,15 @@ type UpdateSite struct {
 	MaxBytes     *int64   `json:"max_bytes,omitempty"`
 	MaxUploading *int     `json:"max_uploading,omitempty"`
 	MaxFiles     *int     `json:"max_files,omitempty"`
+}
+
+// LockSite pins (Locked) or unpins a site's live deploy: while locked,
+// Publish of any deploy of the site is refused with ErrConflict; previews
+// are unaffected. Setting the state it already has is a no-op. Written
+// only at atoll.LevelFeatureLevels.
+type LockSite struct {
+	Name   string `json:"name"`
+	Locked bool   `json:"locked"`
 }
 
 // DeleteSite removes a site, its domains, deploys and manifests.
@@ -216,3 +227,4 @@ func (SetReplicas) Type() CommandType     { return CmdSetReplicas }
 func (CreateToken) Type() CommandType     { return CmdCreateToken }
 func (RevokeToken) Type() CommandType     { return CmdRevokeToken }
 func (SetFeatureLevel) Type() CommandType { return CmdSetFeatureLevel }
+func (LockSite) Type() CommandType        { return CmdLockSite }

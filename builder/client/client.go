@@ -179,6 +179,18 @@ func (c *Client) Site(ctx context.Context, name string) (atoll.Site, error) {
 	return site, err
 }
 
+// LockSite locks (pins its live deploy; publishes refused) or unlocks a
+// site, and returns it.
+func (c *Client) LockSite(ctx context.Context, name string, locked bool) (atoll.Site, error) {
+	method := "PUT"
+	if !locked {
+		method = "DELETE"
+	}
+	var site atoll.Site
+	err := c.doJSON(ctx, method, "/v1/sites/"+url.PathEscape(name)+"/lock", nil, &site)
+	return site, err
+}
+
 // UpdateSite changes a site's settings: domains replaces its custom domains
 // unless nil (an empty, non-nil slice removes them all); retain changes its
 // retention unless 0.

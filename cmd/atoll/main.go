@@ -36,6 +36,8 @@ Usage:
   atoll site create NAME [--domain D]...    create a site
   atoll site list                           list sites
   atoll site update NAME [--max-bytes S]... change a site's retention and limits
+  atoll site lock NAME                      pin the live deploy: publishes refused until unlock
+  atoll site unlock NAME                    allow publishes again
   atoll site delete NAME                    delete a site and its deploys
   atoll deploy DIR --site NAME [--no-publish] [--message TEXT] [--dry-run]
                                             upload DIR and publish it

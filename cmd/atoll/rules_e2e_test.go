@@ -208,6 +208,16 @@ func TestRulesEndToEnd(t *testing.T) {
 		t.Errorf("after rollback: /version -> %q, want /v1", resp.Header.Get("Location"))
 	}
 	s.MustCLI("rollback", "--site", "blog", id2)
+
+	// A locked site keeps its live deploy; previews still work.
+	s.MustCLI("site", "lock", "blog")
+	if errOut := s.FailCLI("rollback", "--site", "blog", id1); !strings.Contains(errOut, "locked") || !strings.Contains(errOut, "atoll site unlock blog") {
+		t.Errorf("rollback of a locked site: %q", errOut)
+	}
+	if resp, _ := s.Get("GET", id1+"--blog.localhost", "/version"); resp.Header.Get("Location") != "/v1" {
+		t.Errorf("preview of a locked site: /version -> %q, want /v1", resp.Header.Get("Location"))
+	}
+	s.MustCLI("site", "unlock", "blog")
 	stop.Store(true)
 	wg.Wait()
 	if b := bad.Load(); b != nil {
