@@ -180,11 +180,18 @@
 //     id. Deploy ids must be unguessable if previews are meant to stay
 //     private; uploading and failed deploys are never reachable.
 //   - Hosts that are not plain DNS names are not looked up at all.
-//   - Redirects only ever point to a path on the same host (no scheme, no
-//     authority; the path is cleaned so it cannot start with "//", and is
-//     percent-escaped, backslashes included), so they cannot be turned into
-//     open redirects. A query string with control bytes or spaces is
+//   - The edge's own redirects only ever point to a path on the same host
+//     (no scheme, no authority; the path is cleaned so it cannot start
+//     with "//", and is percent-escaped, backslashes included), so they
+//     cannot be turned into open redirects. A _redirects rule may name
+//     another host only as its literal, checked http(s) target, with the
+//     values a request binds percent-escaped into it: a visitor cannot
+//     choose the host. A query string with control bytes or spaces is
 //     dropped rather than echoed.
+//   - Nothing is ever fetched from another host (no proxying), and site
+//     rules cannot set the headers that frame the answer or carry its
+//     validators. Basic-Auth answers are private unless _headers says
+//     otherwise.
 //   - nosniff on every answer with a body, and unknown types as
 //     application/octet-stream, keep browsers from executing content as
 //     something it was not served as.
