@@ -61,8 +61,10 @@ const (
 	CmdPutCert       CommandType = 15 // see certs.go
 	CmdDeleteCert    CommandType = 16
 	// CmdSetFeatureLevel and later types are written only once the
-	// cluster's feature level says every node knows them (atoll.LevelFeatureLevels).
+	// cluster's feature level says every node knows them
+	// (atoll.LevelFeatureLevels, for both 17 and 25).
 	CmdSetFeatureLevel CommandType = 17
+	CmdLockSite        CommandType = 25
 )
 
 // CreateSite adds a site. Fails with ErrExists if the name is taken, or
@@ -91,6 +93,15 @@ type UpdateSite struct {
 	HSTS         *bool    `json:"hsts,omitempty"`
 }
 
+// LockSite pins (Locked) or unpins a site's live deploy: while locked,
+// Publish of any deploy of the site is refused with ErrConflict; previews
+// are unaffected. Setting the state it already has is a no-op. Written
+// only at atoll.LevelFeatureLevels.
+type LockSite struct {
+	Name   string `json:"name"`
+	Locked bool   `json:"locked"`
+}
+
 // DeleteSite removes a site, its domains, deploys and manifests.
 type DeleteSite struct {
 	Name string `json:"name"`
@@ -103,6 +114,9 @@ type CreateDeploy struct {
 	Site    string    `json:"site"`
 	Files   int       `json:"files"`
 	Created time.Time `json:"created"`
+	// Message is the deploy's message (atoll.CheckMessage); written only
+	// at atoll.LevelFeatureLevels.
+	Message string `json:"message,omitempty"`
 }
 
 // AddFiles appends manifest entries to an uploading deploy. Re-adding a path
@@ -115,9 +129,14 @@ type AddFiles struct {
 
 // MarkReady moves a complete uploading deploy to ready once the proposer has
 // checked that every blob is stored. Bytes is the sum of file sizes.
+// Rules, when set, is the deploy's compiled _redirects and _headers
+// (siterules.Encode), which the FSM keeps beside the deploy and names in
+// Deploy.Rules; written only at atoll.LevelFeatureLevels (an older node
+// would drop it and serve the rule files as plain files).
 type MarkReady struct {
 	Deploy string `json:"deploy"`
 	Bytes  int64  `json:"bytes"`
+	Rules  []byte `json:"rules,omitempty"`
 }
 
 // Publish makes a ready, published or superseded deploy its site's live one
@@ -212,3 +231,4 @@ func (SetReplicas) Type() CommandType     { return CmdSetReplicas }
 func (CreateToken) Type() CommandType     { return CmdCreateToken }
 func (RevokeToken) Type() CommandType     { return CmdRevokeToken }
 func (SetFeatureLevel) Type() CommandType { return CmdSetFeatureLevel }
+func (LockSite) Type() CommandType        { return CmdLockSite }
