@@ -129,6 +129,7 @@ func runSiteShow(ctx context.Context, env *cliEnv, args []string) error {
 		{"max-files", orDefault(s.MaxFiles != 0, fmt.Sprint(s.MaxFiles))},
 		{"https-only", onOff(s.HTTPSOnly)},
 		{"hsts", onOff(s.HSTS)},
+		{"locked", onOff(s.Locked)},
 	} {
 		fmt.Fprintf(tw, "%s:\t%s\n", row[0], row[1])
 	}
