@@ -20,8 +20,16 @@ const (
 	// records no level.
 	LevelBase = 1
 	// LevelFeatureLevels brings the SetFeatureLevel command itself, the
-	// per-site HTTPS settings (Site.HTTPSOnly, Site.HSTS), and the ACME
-	// store's commands (raft's PutACME, DeleteACME, LockACME, UnlockACME).
+	// per-site HTTPS settings (Site.HTTPSOnly, Site.HSTS),
+	// raft.FailDeploy's DropFiles (a failed deploy's manifest goes at once),
+	// site rules: MarkReady's compiled _redirects and _headers
+	// (raft.MarkReady.Rules, Deploy.Rules), below which the two files are
+	// served as plain files, deploy messages (raft.CreateDeploy.Message,
+	// Deploy.Message), site locks (the LockSite command, Site.Locked), and
+	// the ACME store's commands (raft's PutACME, DeleteACME, LockACME,
+	// UnlockACME).
+	// A node whose binary knows less than the cluster's level is refused
+	// at join.
 	LevelFeatureLevels = 2
 
 	// MaxFeatureLevel is the highest level this binary knows.

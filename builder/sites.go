@@ -206,3 +206,38 @@ func withDomains(s atoll.Site) atoll.Site {
 	}
 	return s
 }
+
+// lockSite serves PUT (lock) and DELETE (unlock) /v1/sites/{site}/lock:
+// a locked site keeps its live deploy, publishes are refused (409) until
+// it is unlocked, and previews still work. It needs the cluster at
+// atoll.LevelFeatureLevels (raft.LockSite is a new command).
+func (a *API) lockSite(w http.ResponseWriter, r *http.Request) {
+	site, err := a.site(r.PathValue("site"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if a.cfg.RequireFeature != nil {
+		if err := a.cfg.RequireFeature(r.Context(), "atoll site lock", atoll.LevelFeatureLevels); err != nil {
+			a.fail(w, r, err)
+			return
+		}
+	}
+	locked := r.Method == http.MethodPut
+	if err := a.meta.Apply(r.Context(), raft.LockSite{Name: site.Name, Locked: locked}); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	site.Locked = locked
+	a.log.Info("site lock", "site", site.Name, "locked", locked)
+	WriteJSON(w, http.StatusOK, site)
+}
+
+// refuseLocked answers 409 for a publish to a locked site.
+func refuseLocked(site atoll.Site) error {
+	if !site.Locked {
+		return nil
+	}
+	return errorf(http.StatusConflict, "site %s is locked: its live deploy %s stays until `atoll site unlock %s` (DELETE /v1/sites/%s/lock); previews still work",
+		site.Name, site.Published, site.Name, site.Name)
+}

@@ -100,6 +100,8 @@ func newCommand(t CommandType) any {
 		return new(DeleteCert)
 	case CmdSetFeatureLevel:
 		return new(SetFeatureLevel)
+	case CmdLockSite:
+		return new(LockSite)
 	case CmdPutACME:
 		return new(PutACME)
 	case CmdDeleteACME:
@@ -147,6 +149,8 @@ func deref(ptr any) Command {
 	case *DeleteCert:
 		return *c
 	case *SetFeatureLevel:
+		return *c
+	case *LockSite:
 		return *c
 	case *PutACME:
 		return *c

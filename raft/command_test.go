@@ -34,6 +34,7 @@ var allCommands = []Command{
 	DeleteACME{Key: "certificates/ca/blog.example.com"},
 	LockACME{Name: "issue_cert_blog.example.com", Holder: "n1", At: t0, TTL: time.Minute},
 	UnlockACME{Name: "issue_cert_blog.example.com", Holder: "n1"},
+	LockSite{Name: "blog", Locked: true},
 }
 
 func TestEncodeDecodeRoundTrip(t *testing.T) {

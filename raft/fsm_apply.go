@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -76,6 +77,8 @@ func (a *applier) apply(data []byte) error {
 		return a.deleteCert(c)
 	case SetFeatureLevel:
 		return a.setFeatureLevel(c)
+	case LockSite:
+		return a.lockSite(c)
 	case PutACME:
 		return a.putACME(c)
 	case DeleteACME:
@@ -257,7 +260,7 @@ func (a *applier) deleteDeploy(orderKey []byte, id string) error {
 	if err := a.bucket(bucketManifests).DeleteBucket([]byte(id)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
 		return err
 	}
-	return nil
+	return a.bucket(bucketRules).Delete([]byte(id))
 }
 
 // createDeploy: the same id for the same site and file count is a no-op
@@ -288,6 +291,12 @@ func (a *applier) createDeploy(c CreateDeploy) error {
 	rec := deployRecord{
 		Deploy: atoll.Deploy{ID: c.ID, Site: c.Site, State: atoll.StateUploading, Created: c.Created, Files: c.Files},
 		Seq:    a.index,
+	}
+	if featureLevel(a.tx) >= atoll.LevelFeatureLevels { // below, older nodes drop it
+		if err := atoll.CheckMessage(c.Message); err != nil {
+			return fmt.Errorf("deploy %q: %w", c.ID, err)
+		}
+		rec.Message = c.Message
 	}
 	if _, err := a.bucket(bucketManifests).CreateBucket([]byte(c.ID)); err != nil {
 		return err
@@ -377,8 +386,11 @@ func (a *applier) addFiles(c AddFiles) error {
 	return a.put(bucketDeploys, d.ID, d)
 }
 
-// markReady: an uploading deploy whose manifest is complete becomes ready. A
-// repeat on a ready deploy with the same byte count is a no-op.
+// markReady: an uploading deploy whose manifest is complete becomes ready,
+// with its compiled rules if any. Rules count only at
+// atoll.LevelFeatureLevels and above: below, the command means what it
+// means to older nodes, which drop the field. A repeat on a ready deploy
+// with the same byte count is a no-op.
 func (a *applier) markReady(c MarkReady) error {
 	if c.Bytes < 0 {
 		return fmt.Errorf("%w: deploy %q: %d bytes", atoll.ErrInvalid, c.Deploy, c.Bytes)
@@ -398,7 +410,30 @@ func (a *applier) markReady(c MarkReady) error {
 
 	d.State = atoll.StateReady
 	d.Bytes = c.Bytes
+	if len(c.Rules) > 0 && featureLevel(a.tx) >= atoll.LevelFeatureLevels {
+		sum := sha256.Sum256(c.Rules)
+		d.Rules = hex.EncodeToString(sum[:])
+		if err := a.bucket(bucketRules).Put([]byte(d.ID), c.Rules); err != nil {
+			return err
+		}
+	}
 	return a.put(bucketDeploys, d.ID, d)
+}
+
+// lockSite pins or unpins a site's live deploy (see LockSite).
+func (a *applier) lockSite(c LockSite) error {
+	s, ok, err := getSite(a.tx, c.Name)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%w: site %q", atoll.ErrNotFound, c.Name)
+	}
+	if s.Locked == c.Locked {
+		return nil
+	}
+	s.Locked = c.Locked
+	return a.put(bucketSites, s.Name, s)
 }
 
 // publish makes a ready, published or superseded deploy its site's live
@@ -421,6 +456,9 @@ func (a *applier) publish(c Publish) error {
 	}
 	if s.Published == d.ID {
 		return nil
+	}
+	if s.Locked {
+		return fmt.Errorf("%w: site %q is locked: its live deploy %s stays until the site is unlocked", atoll.ErrConflict, s.Name, s.Published)
 	}
 
 	if s.Published != "" {
@@ -488,26 +526,49 @@ func (a *applier) prune(s atoll.Site) error {
 }
 
 // failDeploy: an uploading deploy becomes failed; failing a failed deploy
-// again is a no-op.
+// again is a no-op, except that DropFiles still empties its manifest.
+// DropFiles counts only at atoll.LevelFeatureLevels and above: below, the
+// command means what it meant to nodes from before the field, so a
+// proposer that sets it too early cannot make nodes disagree.
 func (a *applier) failDeploy(c FailDeploy) error {
 	d, err := a.mustDeploy(c.Deploy)
 	if err != nil {
 		return err
 	}
+	drop := c.DropFiles && featureLevel(a.tx) >= atoll.LevelFeatureLevels
 	switch d.State {
 	case atoll.StateFailed:
-		return nil
+		if !drop || d.Received == 0 {
+			return nil
+		}
 	case atoll.StateUploading:
+		d.State = atoll.StateFailed
+		d.Reason = c.Reason
+		if len(d.Reason) > maxReasonLen {
+			d.Reason = strings.ToValidUTF8(d.Reason[:maxReasonLen], "")
+		}
 	default:
 		return fmt.Errorf("%w: deploy %q is %s, only uploading deploys can fail", atoll.ErrConflict, c.Deploy, d.State)
 	}
-
-	d.State = atoll.StateFailed
-	d.Reason = c.Reason
-	if len(d.Reason) > maxReasonLen {
-		d.Reason = strings.ToValidUTF8(d.Reason[:maxReasonLen], "")
+	if drop {
+		// Received counts the manifest's entries; both go to zero.
+		if err := a.emptyManifest(d.ID); err != nil {
+			return err
+		}
+		d.Received = 0
 	}
 	return a.put(bucketDeploys, d.ID, d)
+}
+
+// emptyManifest replaces a deploy's manifest with an empty one: its pages
+// go back to bbolt's freelist, and readers see a deploy without files.
+func (a *applier) emptyManifest(id string) error {
+	ms := a.bucket(bucketManifests)
+	if err := ms.DeleteBucket([]byte(id)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+		return err
+	}
+	_, err := ms.CreateBucket([]byte(id))
+	return err
 }
 
 // validNodeID reports whether id is 1-128 of [A-Za-z0-9._:-].

@@ -61,13 +61,15 @@ const (
 	CmdPutCert       CommandType = 15 // see certs.go
 	CmdDeleteCert    CommandType = 16
 	// CmdSetFeatureLevel and later types are written only once the
-	// cluster's feature level says every node knows them (atoll.LevelFeatureLevels).
+	// cluster's feature level says every node knows them
+	// (atoll.LevelFeatureLevels, for 17, 20-23 and 25).
 	CmdSetFeatureLevel CommandType = 17
 	// The ACME store (acme.go): level atoll.LevelFeatureLevels.
 	CmdPutACME    CommandType = 20
 	CmdDeleteACME CommandType = 21
 	CmdLockACME   CommandType = 22
 	CmdUnlockACME CommandType = 23
+	CmdLockSite   CommandType = 25
 )
 
 // CreateSite adds a site. Fails with ErrExists if the name is taken, or
@@ -96,6 +98,15 @@ type UpdateSite struct {
 	HSTS         *bool    `json:"hsts,omitempty"`
 }
 
+// LockSite pins (Locked) or unpins a site's live deploy: while locked,
+// Publish of any deploy of the site is refused with ErrConflict; previews
+// are unaffected. Setting the state it already has is a no-op. Written
+// only at atoll.LevelFeatureLevels.
+type LockSite struct {
+	Name   string `json:"name"`
+	Locked bool   `json:"locked"`
+}
+
 // DeleteSite removes a site, its domains, deploys and manifests.
 type DeleteSite struct {
 	Name string `json:"name"`
@@ -108,6 +119,9 @@ type CreateDeploy struct {
 	Site    string    `json:"site"`
 	Files   int       `json:"files"`
 	Created time.Time `json:"created"`
+	// Message is the deploy's message (atoll.CheckMessage); written only
+	// at atoll.LevelFeatureLevels.
+	Message string `json:"message,omitempty"`
 }
 
 // AddFiles appends manifest entries to an uploading deploy. Re-adding a path
@@ -120,9 +134,14 @@ type AddFiles struct {
 
 // MarkReady moves a complete uploading deploy to ready once the proposer has
 // checked that every blob is stored. Bytes is the sum of file sizes.
+// Rules, when set, is the deploy's compiled _redirects and _headers
+// (siterules.Encode), which the FSM keeps beside the deploy and names in
+// Deploy.Rules; written only at atoll.LevelFeatureLevels (an older node
+// would drop it and serve the rule files as plain files).
 type MarkReady struct {
 	Deploy string `json:"deploy"`
 	Bytes  int64  `json:"bytes"`
+	Rules  []byte `json:"rules,omitempty"`
 }
 
 // Publish makes a ready, published or superseded deploy its site's live one
@@ -133,10 +152,23 @@ type Publish struct {
 	At     time.Time `json:"at"`
 }
 
-// FailDeploy marks an uploading deploy failed.
+// FailDeploy marks an uploading deploy failed. With DropFiles the failed
+// deploy's manifest is emptied in the same command (also for a deploy that
+// failed earlier), so its entries leave the state at once instead of at
+// the next prune; the record stays, with its reason. DropFiles belongs to
+// atoll.LevelFeatureLevels: written only at that level (an older node
+// would drop the field and keep the manifest), and ignored by the FSM below
+// it, so nodes of every version agree. FailDeployCmd sets it.
 type FailDeploy struct {
-	Deploy string `json:"deploy"`
-	Reason string `json:"reason"`
+	Deploy    string `json:"deploy"`
+	Reason    string `json:"reason"`
+	DropFiles bool   `json:"drop_files,omitempty"`
+}
+
+// FailDeployCmd is the FailDeploy to propose in a cluster at feature level
+// level: it drops the manifest from atoll.LevelFeatureLevels on.
+func FailDeployCmd(level int, deploy, reason string) FailDeploy {
+	return FailDeploy{Deploy: deploy, Reason: reason, DropFiles: level >= atoll.LevelFeatureLevels}
 }
 
 // PutNode adds a node to the node table or updates it.
@@ -204,3 +236,4 @@ func (SetReplicas) Type() CommandType     { return CmdSetReplicas }
 func (CreateToken) Type() CommandType     { return CmdCreateToken }
 func (RevokeToken) Type() CommandType     { return CmdRevokeToken }
 func (SetFeatureLevel) Type() CommandType { return CmdSetFeatureLevel }
+func (LockSite) Type() CommandType        { return CmdLockSite }

@@ -133,6 +133,9 @@ type Handler struct {
 	genMu      sync.Mutex
 	gen        atomic.Pointer[generation]
 	blobCache  blobCache
+
+	ruleSets  readMap[*deployRules] // by atoll.Deploy.Rules (rules.go)
+	authSlots chan struct{}
 }
 
 // New checks cfg and returns a Handler reading metadata from cat and file
@@ -175,6 +178,7 @@ func New(cfg Config, cat Catalog, blobs Blobs) (*Handler, error) {
 		cacheBytes:   cacheBytes,
 		httpsOn:      cfg.HTTPSPort != 0,
 		httpsPort:    httpsPortSuffix(cfg.HTTPSPort),
+		authSlots:    newAuthSlots(),
 	}
 	if n, ok := cat.(ChangeNotifier); ok {
 		h.notify = n
@@ -190,6 +194,7 @@ type target struct {
 	id       string
 	modified time.Time   // Last-Modified of every file of the deploy; zero if unknown
 	https    httpsPolicy // the site's HTTPS settings (https.go)
+	rules    string      // atoll.Deploy.Rules: "" when the deploy has none
 }
 
 // ServeHTTP answers one request. It is a fasthttp.RequestHandler.
@@ -214,6 +219,10 @@ func (h *Handler) ServeHTTP(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		defer h.addHSTS(ctx, dv)
+	}
+	if dv.rules != nil {
+		h.serveRules(ctx, dv) // rules.go
+		return
 	}
 	r, failed, err := h.routeFor(dv, ctx.Path())
 	if err != nil {
@@ -301,7 +310,7 @@ func targetOf(d atoll.Deploy) target {
 	if !mod.IsZero() {
 		mod = time.Unix(mod.Unix(), 0).UTC()
 	}
-	return target{id: d.ID, modified: mod}
+	return target{id: d.ID, modified: mod, rules: d.Rules}
 }
 
 func notFoundIsFalse(err error) error {

@@ -22,9 +22,6 @@ import (
 	"syscall"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 const usage = `atoll — distributed hosting for static websites
 
 Usage:
@@ -40,11 +37,15 @@ Usage:
   atoll site list                           list sites
   atoll site show NAME                      show a site's settings
   atoll site update NAME [--https-only]...  change a site's retention, limits, HTTPS
+  atoll site lock NAME                      pin the live deploy: publishes refused until unlock
+  atoll site unlock NAME                    allow publishes again
   atoll site delete NAME                    delete a site and its deploys
-  atoll deploy DIR --site NAME [--no-publish]
+  atoll deploy DIR --site NAME [--no-publish] [--message TEXT] [--dry-run]
                                             upload DIR and publish it
   atoll deploys --site NAME                 list a site's deploys
   atoll rollback --site NAME DEPLOY         publish an earlier deploy again
+  atoll route --site NAME [--deploy ID] PATH
+                                            show what the edge does for PATH (_redirects, _headers)
   atoll token create --site NAME [--name N] make a deploy token for one site
   atoll token list                          list deploy tokens (never their secrets)
   atoll token revoke ID                     revoke a deploy token
@@ -57,7 +58,7 @@ Usage:
                                             make a CA and node certificates for --tls-*
   atoll snapshot save FILE                  back up the cluster's metadata to FILE
   atoll snapshot restore FILE               put the whole cluster's metadata back to FILE's
-  atoll version                             print the version
+  atoll version                             print the release, commit, feature level and data format
 
 Client commands talk to --api (env ATOLL_API, default http://127.0.0.1:9090)
 with --token (env ATOLL_TOKEN; else the token file of ./atoll-data); for an
@@ -105,6 +106,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runDeploys(ctx, env, rest)
 	case "rollback":
 		return runRollback(ctx, env, rest)
+	case "route":
+		return runRoute(ctx, env, rest)
 	case "token":
 		return runToken(ctx, env, rest)
 	case "cert":
@@ -114,8 +117,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "snapshot":
 		return runSnapshot(ctx, env, rest)
 	case "version", "--version":
-		fmt.Fprintln(stdout, "atoll", version)
-		return nil
+		return runVersion(env) // version.go
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

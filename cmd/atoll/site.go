@@ -12,14 +12,46 @@ import (
 	"github.com/atoll-hosting/atoll/serve"
 )
 
-// runSite handles `atoll site create|list|show|update|delete`.
+// runSite handles `atoll site create|list|show|update|lock|unlock|delete`.
 func runSite(ctx context.Context, env *cliEnv, args []string) error {
 	return runGroup(ctx, env, "site", args,
 		subcommand{"create", runSiteCreate},
 		subcommand{"list", runSiteList},
 		subcommand{"show", runSiteShow},
 		subcommand{"update", runSiteUpdate},
+		subcommand{"lock", runSiteLock},
+		subcommand{"unlock", runSiteUnlock},
 		subcommand{"delete", runSiteDelete})
+}
+
+// runSiteLock handles `atoll site lock NAME`.
+func runSiteLock(ctx context.Context, env *cliEnv, args []string) error {
+	return setSiteLock(ctx, env, args, "lock", true)
+}
+
+// runSiteUnlock handles `atoll site unlock NAME`.
+func runSiteUnlock(ctx context.Context, env *cliEnv, args []string) error {
+	return setSiteLock(ctx, env, args, "unlock", false)
+}
+
+func setSiteLock(ctx context.Context, env *cliEnv, args []string, name string, locked bool) error {
+	var cf clientFlags
+	fs := newFlagSet(env, "site "+name, "site "+name+" NAME")
+	pos, c, err := cf.parse(fs, args, 1, "NAME")
+	if err != nil {
+		return err
+	}
+	site, err := c.LockSite(ctx, pos[0], locked)
+	if err != nil {
+		return err
+	}
+	if locked {
+		fmt.Fprintf(env.stdout, "site %s locked: deploy %s stays live; publishes are refused until atoll site unlock %s\n",
+			site.Name, orDash(site.Published), site.Name)
+	} else {
+		fmt.Fprintf(env.stdout, "site %s unlocked\n", site.Name)
+	}
+	return nil
 }
 
 // runSiteUpdate handles `atoll site update NAME [--retain N] [--max-bytes
@@ -105,6 +137,7 @@ func runSiteShow(ctx context.Context, env *cliEnv, args []string) error {
 		{"max-files", orDefault(s.MaxFiles != 0, fmt.Sprint(s.MaxFiles))},
 		{"https-only", onOff(s.HTTPSOnly)},
 		{"hsts", onOff(s.HSTS)},
+		{"locked", onOff(s.Locked)},
 	} {
 		fmt.Fprintf(tw, "%s:\t%s\n", row[0], row[1])
 	}
@@ -162,14 +195,22 @@ func runSiteCreate(ctx context.Context, env *cliEnv, args []string) error {
 // runSiteList handles `atoll site list`.
 func runSiteList(ctx context.Context, env *cliEnv, args []string) error {
 	var cf clientFlags
-	fs := newFlagSet(env, "site list", "site list")
+	fs := newFlagSet(env, "site list", "site list [-o json]")
+	output := outputFlag(fs)
 	_, c, err := cf.parse(fs, args, 0, "no arguments")
+	if err != nil {
+		return err
+	}
+	asJSON, err := jsonOutput(*output)
 	if err != nil {
 		return err
 	}
 	sites, err := c.Sites(ctx)
 	if err != nil {
 		return err
+	}
+	if asJSON {
+		return printJSON(env, atoll.SiteList{Sites: sites})
 	}
 	tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tPUBLISHED\tDOMAINS\tHTTPS\tCREATED")
