@@ -25,8 +25,9 @@ const httpsOnly = `{"https_only":true}`
 // checkRefused checks, through via (on the new binary), that --https-only
 // is refused while old members run the old binary: 409 naming each of
 // them, through the API every time and through the CLI (one line on
-// stderr) the first time; /v1/status says the cluster is at the base
-// level, held back by them; the site is unchanged.
+// stderr) the first time; each old member refuses it as malformed (400);
+// /v1/status says the cluster is at the base level, held back by them;
+// the site is unchanged.
 func (c *cluster) checkRefused(via *member, old []*member) {
 	t := c.t
 	var ids []string
@@ -56,6 +57,16 @@ func (c *cluster) checkRefused(via *member, old []*member) {
 	} else if st.FeatureLevel != atoll.LevelBase || namesAll(strings.Join(st.FeatureHeldBy, ", "), ids) != nil {
 		t.Errorf("status through %s while %s run the old binary: feature_level %d held by %q, want %d held by them",
 			via.ID, strings.Join(ids, ", "), st.FeatureLevel, st.FeatureHeldBy, atoll.LevelBase)
+	}
+	// A node of the old binary does not know the field: it must refuse the
+	// request, not answer 200 having changed nothing.
+	for _, o := range old {
+		o.use(func() {
+			status, body, err := o.Node.API(t.Context(), "PATCH", "/v1/sites/"+secureSite, adminToken, "application/json", strings.NewReader(httpsOnly))
+			if err != nil || status != http.StatusBadRequest {
+				t.Errorf("PATCH %s through %s, on the old binary: %d %s %v, want 400", httpsOnly, o.ID, status, body, err)
+			}
+		})
 	}
 	if c.refusals == 0 {
 		_, errOut, code := via.CLIAs(adminToken, "site", "update", secureSite, "--https-only")
@@ -117,8 +128,8 @@ func (c *cluster) checkFeatureLevel() {
 		t.Fatal(err)
 	}
 	for _, n := range nodes.Nodes {
-		if n.Version != c.newVersion || n.FeatureLevel != atoll.MaxFeatureLevel {
-			t.Errorf("/v1/nodes: %s at version %q level %d, want %q level %d", n.ID, n.Version, n.FeatureLevel, c.newVersion, atoll.MaxFeatureLevel)
+		if n.Version != c.newVersion && !strings.HasPrefix(n.Version, c.newVersion+"+") || n.FeatureLevel != atoll.MaxFeatureLevel {
+			t.Errorf("/v1/nodes: %s at version %q level %d, want %q (+commit) level %d", n.ID, n.Version, n.FeatureLevel, c.newVersion, atoll.MaxFeatureLevel)
 		}
 	}
 	if len(nodes.Nodes) != len(c.members) {

@@ -45,7 +45,8 @@ const secureSite = "secure"
 //   - no acknowledged deploy lost, and every site served byte-exact
 //     through every node afterwards;
 //   - --https-only refused (409, naming the nodes still on the old binary)
-//     while one remains, accepted once the leader raised the cluster's
+//     while one remains (400 through a node of the old binary, which does
+//     not know the field), accepted once the leader raised the cluster's
 //     feature level, and the new version in /v1/nodes;
 //   - the old binary, started on a data dir the new one ran on, exits
 //     non-zero with one line and leaves every file as it was.
@@ -103,7 +104,7 @@ type cluster struct {
 	begin              time.Time
 	tmp                string
 	oldBin, newBin     string
-	newVersion         string // what `atoll version` of newBin prints
+	newVersion         string // the release `atoll version` of newBin prints
 	members            []*member
 	replaced, refusals int
 }
@@ -113,16 +114,18 @@ func (c *cluster) logf(format string, args ...any) {
 	c.t.Logf("%6.1fs  %s", time.Since(c.begin).Seconds(), fmt.Sprintf(format, args...))
 }
 
-// binaryVersion is the version `bin version` prints ("atoll <version>").
+// binaryVersion is the release `bin version` prints on its first line
+// ("atoll <release>"); a node reports it, or it followed by "+<commit>".
 func (c *cluster) binaryVersion(bin string) string {
 	c.t.Helper()
 	out, err := runBin(c.t.Context(), bin, "version")
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	v, ok := strings.CutPrefix(strings.TrimSpace(out), "atoll ")
+	first, _, _ := strings.Cut(out, "\n")
+	v, ok := strings.CutPrefix(strings.TrimSpace(first), "atoll ")
 	if !ok || v == "" {
-		c.t.Fatalf("%s version: %q, want \"atoll <version>\"", bin, out)
+		c.t.Fatalf("%s version: %q, want \"atoll <release>\" first", bin, out)
 	}
 	return v
 }
