@@ -49,7 +49,9 @@ const secureSite = "secure"
 //     not know the field), accepted once the leader raised the cluster's
 //     feature level, and the new version in /v1/nodes;
 //   - the old binary, started on a data dir the new one ran on, exits
-//     non-zero with one line and leaves every file as it was.
+//     non-zero with one error line (beside the log records of its failed
+//     start) and leaves every file as it was;
+//   - the current binary exits 0 on SIGTERM.
 //
 // Failed writes are allowed (a deploy through a node whose leader is
 // handing over may fail and be retried); the longest time without an
@@ -283,8 +285,11 @@ func (c *cluster) replace(m *member) {
 	m.setUp(true)
 	c.replaced++
 	role := "follower"
-	if m == lead {
+	switch {
+	case m == lead:
 		role = "leader"
+	case strings.HasPrefix(m.ID, "edge"):
+		role = "edge"
 	}
 	c.logf("%s (%s) replaced: exited %s after SIGTERM, new binary ready and caught up %s after it", m.ID, role,
 		exited.Round(time.Millisecond), time.Since(down).Round(time.Millisecond))
