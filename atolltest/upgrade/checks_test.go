@@ -1,15 +1,9 @@
 package upgrade
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
-	"io/fs"
 	"maps"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -170,7 +164,7 @@ func (c *cluster) checkOldBinaryRefuses() {
 	}
 	m.setUp(false)
 	c.stop(m)
-	before, err := listing(m.Data)
+	before, err := atolltest.Listing(m.Data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +188,7 @@ func (c *cluster) checkOldBinaryRefuses() {
 	if code := old.ExitCode(); code <= 0 || len(line) != 1 || !strings.HasPrefix(line[0], "atoll: ") {
 		t.Errorf("the old binary on %s's upgraded data dir: exit status %d (-1: killed), output:\n%s\nwant a non-zero exit and one line \"atoll: ...\"", m.ID, code, out)
 	}
-	after, err := listing(m.Data)
+	after, err := atolltest.Listing(m.Data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,68 +215,30 @@ func errorLines(out string) []string {
 	return lines
 }
 
-// listing describes every file and folder under dir: size, SHA-256 and
-// mode of each file, mode of each folder, target of each link.
-func listing(dir string) (map[string]string, error) {
-	out := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
+// diffListings is the lines of atolltest.Listing that only one of a and
+// b has, each marked - (only a) or + (only b); "" if they are equal.
+func diffListings(a, b string) string {
+	inA, inB := lineSet(a), lineSet(b)
+	var out []string
+	for _, l := range slices.Sorted(maps.Keys(inA)) {
+		if !inB[l] {
+			out = append(out, "- "+l)
 		}
-		rel, _ := filepath.Rel(dir, p)
-		info, err := d.Info()
-		if err != nil {
-			return err
+	}
+	for _, l := range slices.Sorted(maps.Keys(inB)) {
+		if !inA[l] {
+			out = append(out, "+ "+l)
 		}
-		switch {
-		case d.IsDir():
-			out[rel] = "folder " + info.Mode().String()
-		case d.Type()&fs.ModeSymlink != 0:
-			target, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			out[rel] = "link to " + target
-		default:
-			sum, err := fileSHA256(p)
-			if err != nil {
-				return err
-			}
-			out[rel] = fmt.Sprintf("%d bytes sha256 %s %s", info.Size(), sum, info.Mode())
-		}
-		return nil
-	})
-	return out, err
+	}
+	return strings.Join(out, "\n")
 }
 
-func fileSHA256(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
+func lineSet(s string) map[string]bool {
+	set := map[string]bool{}
+	for l := range strings.Lines(s) {
+		set[strings.TrimSuffix(l, "\n")] = true
 	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-// diffListings is one line per path that differs between a and b, "" if
-// none does.
-func diffListings(a, b map[string]string) string {
-	var lines []string
-	for _, p := range slices.Sorted(maps.Keys(a)) {
-		if b[p] != a[p] {
-			lines = append(lines, fmt.Sprintf("%s: was %q, is %q", p, a[p], b[p]))
-		}
-	}
-	for _, p := range slices.Sorted(maps.Keys(b)) {
-		if _, ok := a[p]; !ok {
-			lines = append(lines, fmt.Sprintf("%s: new, %q", p, b[p]))
-		}
-	}
-	return strings.Join(lines, "\n")
+	return set
 }
 
 // checkServed checks, once every node applied what the leader committed,
