@@ -20,8 +20,12 @@ const (
 	// records no level.
 	LevelBase = 1
 	// LevelFeatureLevels brings the SetFeatureLevel command itself, the
-	// per-site HTTPS settings (Site.HTTPSOnly, Site.HSTS), and
-	// raft.FailDeploy's DropFiles (a failed deploy's manifest goes at once).
+	// per-site HTTPS settings (Site.HTTPSOnly, Site.HSTS),
+	// raft.FailDeploy's DropFiles (a failed deploy's manifest goes at once),
+	// site rules: MarkReady's compiled _redirects and _headers
+	// (raft.MarkReady.Rules, Deploy.Rules), below which the two files are
+	// served as plain files, deploy messages (raft.CreateDeploy.Message,
+	// Deploy.Message), and site locks (the LockSite command, Site.Locked).
 	// A node whose binary knows less than the cluster's level is refused
 	// at join.
 	LevelFeatureLevels = 2
