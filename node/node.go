@@ -810,7 +810,12 @@ func (n *Node) close() {
 		errs = append(errs, n.api.Shutdown(ctx))
 	}
 	if n.http != nil {
-		errs = append(errs, n.http.ShutdownWithContext(ctx))
+		// The HTTPS listener may be closed already (watchCerts closes it
+		// once the node's context ends): the server still waits for the
+		// connections it serves, and the stop is clean.
+		if err := n.http.ShutdownWithContext(ctx); !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
 		// fasthttp closes only the listeners Serve has registered: a
 		// Close right after Start could come first and leave Serve
 		// accepting forever.
