@@ -94,7 +94,8 @@
 // peer to check its copy now (POST /v1/peer/verify). Disk full (space.go):
 // the blob store refuses writes below MinFreeBytes of free space or on
 // ENOSPC (blobstore.ErrNoSpace); a full node relays small uploads to the
-// other owners and serves what it lacks from memory, other uploads answer
+// other owners and serves what it lacks from memory, or streams it from a
+// source when it is too big for that (stream.go), other uploads answer
 // 507, a full owner answers pushes with 507, and reads go on.
 //
 // TLS (tls.go): with Config.TLSCert, TLSKey and TLSCA, Raft runs on mutual

@@ -264,7 +264,9 @@ type Node struct {
 	fetches singleflight.Group // one transfer per missing blob
 	// relaying holds a token per blob relayed through memory (blobs.go).
 	relaying chan struct{}
-	staged   stagedCopies // small cache copies held in memory while written (fetch.go)
+	// streaming holds a token per blob streamed to a visitor (stream.go).
+	streaming chan struct{}
+	staged    stagedCopies // small cache copies held in memory while written (fetch.go)
 
 	confirmedMu sync.Mutex
 	confirmed   map[string]struct{} // non-owned copies whose owners hold them; see cache.go
@@ -307,6 +309,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		evictWake:  make(chan struct{}, 1),
 		prefetched: make(map[string]bool),
 		relaying:   make(chan struct{}, relaySlots),
+		streaming:  make(chan struct{}, streamSlots),
 	}
 	n.peer.Version = cfg.Version
 	n.peerHTTP = n.peer.RPC // setupTLS puts it on the cluster's TLS
