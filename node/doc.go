@@ -83,6 +83,8 @@
 // Removal (membership.go, watchRemoval): a node that learns it was removed
 // (the Raft configuration or the node table no longer lists it) answers
 // every edge request 503 with ErrRemoved, fails /readyz and logs it once.
+// A node that hears from no leader asks its peers whether it is still a
+// member (orphan.go), so one cut off during its removal learns it too.
 //
 // Scrub (package scrub, wired in scrub.go): every node re-hashes the blobs
 // it holds, at most ScrubRate bytes per second, a full pass every

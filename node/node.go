@@ -284,6 +284,7 @@ type Node struct {
 	memberMu sync.Mutex
 
 	removed atomic.Bool // this node knows it was removed from the cluster (watchRemoval)
+	told    toldRemoved // a peer's proof that this node was removed (orphan.go)
 	seen    lastSeen    // what each node last said of itself; see http.go
 
 	closeOnce sync.Once
@@ -310,6 +311,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		prefetched: make(map[string]bool),
 		relaying:   make(chan struct{}, relaySlots),
 		streaming:  make(chan struct{}, streamSlots),
+		told:       toldRemoved{wake: make(chan struct{}, 1)},
 	}
 	n.peer.Version = cfg.Version
 	n.peerHTTP = n.peer.RPC // setupTLS puts it on the cluster's TLS
@@ -339,7 +341,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := n.enterCluster(ctx); err != nil {
 		return nil, err
 	}
-	for _, loop := range []func(){n.watchState, n.watchRemoval, n.repairLoop, n.evictLoop, n.expireLoop, n.featureLoop} {
+	for _, loop := range []func(){n.watchState, n.watchRemoval, n.askRemovalLoop, n.repairLoop, n.evictLoop, n.expireLoop, n.featureLoop} {
 		n.background(loop)
 	}
 	n.scrub.Start()
