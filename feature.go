@@ -20,8 +20,10 @@ const (
 	// records no level.
 	LevelBase = 1
 	// LevelFeatureLevels brings the SetFeatureLevel command itself, the
-	// per-site HTTPS settings (Site.HTTPSOnly, Site.HSTS), and
-	// raft.FailDeploy's DropFiles (a failed deploy's manifest goes at once).
+	// per-site HTTPS settings (Site.HTTPSOnly, Site.HSTS),
+	// raft.FailDeploy's DropFiles (a failed deploy's manifest goes at once),
+	// and raft.CreateDeploy's MaxUploading (the FSM holds a site to its
+	// limit of deploys uploading, across the API nodes).
 	// A node whose binary knows less than the cluster's level is refused
 	// at join.
 	LevelFeatureLevels = 2

@@ -189,7 +189,10 @@ func (a *API) recordDeploy(ctx context.Context, site string, files []atoll.File,
 // under a freshly drawn id, and returns the deploy as recorded.
 func (a *API) proposeDeploy(ctx context.Context, site string, n int) (atoll.Deploy, error) {
 	d := atoll.Deploy{Site: site, State: atoll.StateUploading, Created: time.Now().UTC(), Files: n}
-	var err error
+	maxUploading, err := a.maxUploadingFor(site)
+	if err != nil {
+		return d, err
+	}
 	for range 3 {
 		// The FSM takes a CreateDeploy repeating an existing id, site and
 		// file count for a retry and accepts it, so an id already in use
@@ -198,10 +201,13 @@ func (a *API) proposeDeploy(ctx context.Context, site string, n int) (atoll.Depl
 		if d.ID = newDeployID(); a.idInUse(d.ID) {
 			continue
 		}
-		err = a.meta.Apply(ctx, raft.CreateDeploy{ID: d.ID, Site: site, Files: d.Files, Created: d.Created})
+		err = a.meta.Apply(ctx, raft.CreateDeploy{ID: d.ID, Site: site, Files: d.Files, Created: d.Created, MaxUploading: maxUploading})
 		if !errors.Is(err, atoll.ErrExists) {
 			break
 		}
+	}
+	if errors.Is(err, atoll.ErrLimit) {
+		err = tooManyUploading(site, maxUploading) // recorded by another API node meanwhile
 	}
 	return d, err
 }
