@@ -23,17 +23,7 @@ func TestFullNodeStreamsBigFilesEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three processes")
 	}
-	const key, token = "e2e-cluster-key", "e2e-admin-token"
-	mk := func(id string, flags ...string) *atolltest.Server {
-		return atolltest.NewServer(t, atolltest.NodeConfig{ID: id, AdminToken: token, Flags: append([]string{"--cluster-key", key}, flags...)})
-	}
-	core1 := mk("core1")
-	core1.Bootstrap = true
-	core1.Start()
-	core2 := mk("core2", "--join", "http://"+core1.APIAddr)
-	core2.Start()
-	full := mk("core3", "--join", "http://"+core1.APIAddr, "--min-free", "1048576TiB")
-	full.Start()
+	core1, core2, full := startWithFullNode(t)
 
 	big := make([]byte, 20<<20) // past what a full node holds in memory
 	rand.Read(big)
