@@ -22,8 +22,12 @@ const (
 	// LevelFeatureLevels brings the SetFeatureLevel command itself, the
 	// per-site HTTPS settings (Site.HTTPSOnly, Site.HSTS),
 	// raft.FailDeploy's DropFiles (a failed deploy's manifest goes at once),
-	// and raft.CreateDeploy's MaxUploading (the FSM holds a site to its
-	// limit of deploys uploading, across the API nodes).
+	// site rules: MarkReady's compiled _redirects and _headers
+	// (raft.MarkReady.Rules, Deploy.Rules), below which the two files are
+	// served as plain files, deploy messages (raft.CreateDeploy.Message,
+	// Deploy.Message), site locks (the LockSite command, Site.Locked), and
+	// raft.CreateDeploy's MaxUploading (the FSM holds a site to its limit
+	// of deploys uploading, across the API nodes).
 	// A node whose binary knows less than the cluster's level is refused
 	// at join.
 	LevelFeatureLevels = 2

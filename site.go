@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Retention and domain bounds of a site.
@@ -12,7 +14,25 @@ const (
 	DefaultRetain = 10   // deploys a site keeps for rollback unless it says otherwise
 	MaxRetain     = 1000 // the most deploys a site may keep
 	MaxDomains    = 100  // custom domains per site
+	MaxMessageLen = 500  // bytes of a deploy's message
 )
+
+// CheckMessage accepts a deploy message: at most MaxMessageLen bytes of
+// valid UTF-8 without control characters (one line).
+func CheckMessage(s string) error {
+	if len(s) > MaxMessageLen {
+		return fmt.Errorf("%w: message of %d bytes, at most %d", ErrInvalid, len(s), MaxMessageLen)
+	}
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("%w: message is not valid UTF-8", ErrInvalid)
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return fmt.Errorf("%w: message has a control character %U; use one line of text", ErrInvalid, r)
+		}
+	}
+	return nil
+}
 
 // Site is a hosted website.
 type Site struct {
@@ -31,6 +51,9 @@ type Site struct {
 	// LevelFeatureLevels: an older node would ignore them.
 	HTTPSOnly bool `json:"https_only,omitempty"`
 	HSTS      bool `json:"hsts,omitempty"`
+	// Locked pins the live deploy: publishes (and rollbacks) are refused
+	// until it is unlocked (raft.LockSite, LevelFeatureLevels).
+	Locked bool `json:"locked,omitempty"`
 }
 
 // SiteLimits are the limits a site's deploys are held to: the cluster's
@@ -79,6 +102,17 @@ func (s *Site) SetLimits(maxBytes *int64, maxUploading, maxFiles *int) {
 	}
 }
 
+// SetHTTPS applies the HTTPS settings of an update: each one not nil
+// replaces the site's.
+func (s *Site) SetHTTPS(httpsOnly, hsts *bool) {
+	if httpsOnly != nil {
+		s.HTTPSOnly = *httpsOnly
+	}
+	if hsts != nil {
+		s.HSTS = *hsts
+	}
+}
+
 // DeployState is where a deploy is in its life.
 type DeployState string
 
@@ -103,6 +137,14 @@ type Deploy struct {
 	Received    int         `json:"received"`              // manifest entries stored so far
 	Bytes       int64       `json:"bytes"`                 // total identity bytes, known once ready
 	Reason      string      `json:"reason,omitempty"`      // why it failed, from FailDeploy
+	// Rules is the SHA-256 (lowercase hex) of the deploy's compiled
+	// _redirects and _headers (package siterules), recorded by MarkReady
+	// at LevelFeatureLevels; "" when the deploy has neither file or was
+	// made below that level (the files are then served as plain files).
+	Rules string `json:"rules,omitempty"`
+	// Message says what the deploy is (atoll deploy --message), set by
+	// CreateDeploy at LevelFeatureLevels; see CheckMessage.
+	Message string `json:"message,omitempty"`
 }
 
 // File is one manifest entry: a normalized path (see CleanPath) and the

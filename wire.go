@@ -66,6 +66,40 @@ type DeployResponse struct {
 	Skipped    int      `json:"skipped,omitempty"`
 	URL        string   `json:"url,omitempty"`
 	PreviewURL string   `json:"preview_url,omitempty"`
+	// Warnings, in the answer of the call that made the deploy ready,
+	// lists the lines of _redirects and _headers that were skipped
+	// ("_redirects:3: ..."), or says that the cluster's feature level is
+	// too low for the rules to apply.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// RouteResponse is the body of GET /v1/deploys/{id}/route?path=P: what the
+// edge does for request path P (with its query string, if any) in that
+// deploy, without a request. File is the manifest path served at P before
+// any rule ("" when none: then rules not forced apply). Rule is the
+// _redirects rule that applies, if any, and Target its target with the
+// bound values substituted. Status is the answer's status (before
+// Basic-Auth, which Auth says is required). Headers are the _headers lines
+// set ("Name: value"), Remove the names removed.
+type RouteResponse struct {
+	Deploy  string     `json:"deploy"`
+	Path    string     `json:"path"`
+	File    string     `json:"file,omitempty"`
+	Rule    *RouteRule `json:"rule,omitempty"`
+	Target  string     `json:"target,omitempty"`
+	Status  int        `json:"status"`
+	Auth    bool       `json:"auth,omitempty"`
+	Headers []string   `json:"headers,omitempty"`
+	Remove  []string   `json:"remove,omitempty"`
+}
+
+// RouteRule is a _redirects rule as RouteResponse shows it.
+type RouteRule struct {
+	Line   int    `json:"line"`
+	From   string `json:"from"`
+	To     string `json:"to"`
+	Status int    `json:"status"`
+	Force  bool   `json:"force,omitempty"`
 }
 
 // DeployList is the body of GET /v1/sites/{site}/deploys, newest first.

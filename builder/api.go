@@ -32,6 +32,12 @@ type Meta interface {
 	Deploy(id string) (atoll.Deploy, error)
 	Deploys(site string) ([]atoll.Deploy, error) // newest first
 	Files(deployID string, fn func(atoll.File) error) error
+	// File returns the content hash of one manifest path, or an error
+	// wrapping atoll.ErrNotFound.
+	File(deployID, path string) (string, error)
+	// Rules returns a deploy's compiled rules (raft.MarkReady.Rules), or
+	// an error wrapping atoll.ErrNotFound.
+	Rules(deployID string) ([]byte, error)
 	AdminTokenHash() string // SHA-256 hex of the cluster's admin token, "" if unset
 	// TokenByHash returns the deploy token whose secret hashes (SHA-256,
 	// lowercase hex) to hash, or an error wrapping atoll.ErrNotFound.
@@ -60,6 +66,10 @@ type Blobs interface {
 	// ones absent from the map are not stored. It lets node ask each owner
 	// once for many blobs instead of once per blob.
 	StatMany(ctx context.Context, hashes []string) (map[string]blobstore.Info, error)
+	// Open returns a stored blob's identity bytes (encoding "") and their
+	// size; the caller closes the file. The builder reads a deploy's
+	// _redirects and _headers through it to compile them.
+	Open(ctx context.Context, hash, encoding string) (*os.File, int64, error)
 }
 
 // Config configures the API. Start from DefaultConfig.
@@ -111,6 +121,11 @@ type Config struct {
 	// *atoll.FeatureError (409, naming the nodes that hold the cluster
 	// back) while the cluster is below level. Nil allows every level.
 	RequireFeature func(ctx context.Context, feature string, level int) error
+	// EdgeHTTPS says this node's edge has an HTTPS listener. Without one,
+	// a PATCH that turns a site's https_only on is refused (409): an edge
+	// has no HTTPS to send visitors to, and serves such a site over plain
+	// HTTP (package serve).
+	EdgeHTTPS bool
 	// Logger receives server-side failures; tokens are never logged.
 	Logger *slog.Logger
 }
@@ -233,9 +248,12 @@ func (a *API) Routes() []Route {
 		{"GET", "/v1/sites/{site}", Site, http.HandlerFunc(a.getSite)},
 		{"PATCH", "/v1/sites/{site}", Admin, http.HandlerFunc(a.updateSite)},
 		{"DELETE", "/v1/sites/{site}", Admin, http.HandlerFunc(a.deleteSite)},
+		{"PUT", "/v1/sites/{site}/lock", Admin, http.HandlerFunc(a.lockSite)},
+		{"DELETE", "/v1/sites/{site}/lock", Admin, http.HandlerFunc(a.lockSite)},
 		{"POST", "/v1/sites/{site}/deploys", Site, http.HandlerFunc(a.createDeploy)},
 		{"GET", "/v1/sites/{site}/deploys", Site, http.HandlerFunc(a.listDeploys)},
 		{"GET", "/v1/deploys/{id}", Token, http.HandlerFunc(a.getDeploy)},          // a.deploy checks the deploy's site
+		{"GET", "/v1/deploys/{id}/route", Token, http.HandlerFunc(a.route)},        // idem
 		{"POST", "/v1/deploys/{id}/finalize", Token, http.HandlerFunc(a.finalize)}, // idem
 		{"POST", "/v1/deploys/{id}/publish", Token, http.HandlerFunc(a.publish)},   // idem
 		{"PUT", "/v1/blobs/{hash}", Token, http.HandlerFunc(a.putBlob)},            // content-addressed, never read back: any site may add

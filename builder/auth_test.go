@@ -95,7 +95,7 @@ func TestDeployToken(t *testing.T) {
 		call(t, srv, as("POST", "/v1/sites/demo/deploys?publish=true", "application/x-tar",
 			makeTar(t, false, member{name: "index.html", body: "from tar"})), 201, nil)
 		// Rollback is a publish of an older deploy of its own site.
-		call(t, srv, as("POST", "/v1/deploys/"+d.ID+"/publish", "", nil), 200, nil)
+		call(t, srv, as("POST", "/v1/deploys/"+d.ID+"/publish?rollback=true", "", nil), 200, nil)
 	})
 
 	t.Run("refused elsewhere", func(t *testing.T) {

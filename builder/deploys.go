@@ -40,13 +40,37 @@ func (a *API) createDeploy(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	message, err := a.deployMessage(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if v := r.URL.Query().Get("dry_run"); v != "" {
+		switch dry, err := strconv.ParseBool(v); {
+		case err != nil:
+			a.fail(w, r, errorf(http.StatusBadRequest, "dry_run=%q: use dry_run=true or dry_run=false", v))
+			return
+		case dry && mt != "application/json":
+			a.fail(w, r, errorf(http.StatusBadRequest, "dry_run=true takes a JSON manifest, not %q", mt))
+			return
+		case dry:
+			a.dryRun(w, r, site)
+			return
+		}
+	}
+	if publish {
+		if err := refuseLocked(site); err != nil {
+			a.fail(w, r, err)
+			return
+		}
+	}
 	release, err := a.admit(site, a.limits(site))
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
 	defer release()
-	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	switch mt {
 	case "application/json":
 		if publish {
@@ -54,11 +78,11 @@ func (a *API) createDeploy(w http.ResponseWriter, r *http.Request) {
 				"publish=true applies to tar uploads; with a JSON manifest, upload the required blobs and then POST /v1/deploys/{id}/publish"))
 			return
 		}
-		a.createDigestDeploy(w, r, site)
+		a.createDigestDeploy(w, r, site, message)
 	case "application/x-tar", "application/tar":
-		a.createTarDeploy(w, r, site, false, publish)
+		a.createTarDeploy(w, r, site, false, publish, message)
 	case "application/gzip", "application/x-gzip", "application/x-compressed-tar", "application/tar+gzip":
-		a.createTarDeploy(w, r, site, true, publish)
+		a.createTarDeploy(w, r, site, true, publish, message)
 	default:
 		a.fail(w, r, errorf(http.StatusUnsupportedMediaType,
 			"unsupported Content-Type %q: send application/json (a manifest), application/x-tar or application/gzip (a gzipped tar)",
@@ -71,24 +95,13 @@ func (a *API) createDeploy(w http.ResponseWriter, r *http.Request) {
 // blobs are checked while the manifest is being recorded (both wait on
 // other nodes, and only the answer needs the result), and a failed check
 // marks the new deploy failed.
-func (a *API) createDigestDeploy(w http.ResponseWriter, r *http.Request, site atoll.Site) {
-	if r.ContentLength > a.cfg.MaxJSONBytes {
-		a.fail(w, r, errorf(http.StatusRequestEntityTooLarge, "manifest larger than the limit of %d bytes", a.cfg.MaxJSONBytes))
-		return
-	}
-	body := http.MaxBytesReader(w, r.Body, a.cfg.MaxJSONBytes)
+func (a *API) createDigestDeploy(w http.ResponseWriter, r *http.Request, site atoll.Site, message string) {
 	lim := a.limits(site)
-	files, skipped, err := parseManifest(body, site.Name, lim.MaxFiles)
+	files, hashes, skipped, err := a.readManifest(w, r, site)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	hashes := make([]string, len(files))
-	for i, f := range files {
-		hashes[i] = f.Hash
-	}
-	slices.Sort(hashes)
-	hashes = slices.Compact(hashes)
 	membership := a.membership() // before the check: a change during it invalidates the answer
 	checked := make(chan blobCheck, 1)
 	go func() {
@@ -102,7 +115,7 @@ func (a *API) createDigestDeploy(w http.ResponseWriter, r *http.Request, site at
 		}
 		checked <- c
 	}()
-	d, check, err := a.recordDeploy(r.Context(), site.Name, files, checked, false)
+	d, check, err := a.recordDeploy(r.Context(), atoll.Deploy{Site: site.Name, Message: message}, files, checked, false)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -111,19 +124,78 @@ func (a *API) createDigestDeploy(w http.ResponseWriter, r *http.Request, site at
 	a.log.Info("deploy created", "site", site.Name, "deploy", d.ID, "files", len(files), "required", len(check.missing))
 	resp := a.deployResponse(d)
 	resp.Required, resp.Skipped = check.missing, skipped
+	if check.rules != nil {
+		resp.Warnings = check.rules.warnings
+	}
 	if resp.Required == nil {
 		resp.Required = []string{} // "required": [] tells the client there is nothing to upload
 	}
 	WriteJSON(w, http.StatusCreated, resp)
 }
 
+// readManifest reads and checks a create's JSON manifest (parseManifest,
+// within MaxJSONBytes and the site's max_files) and returns its entries,
+// their distinct hashes sorted, and the count of entries left out.
+func (a *API) readManifest(w http.ResponseWriter, r *http.Request, site atoll.Site) ([]atoll.File, []string, int, error) {
+	if r.ContentLength > a.cfg.MaxJSONBytes {
+		return nil, nil, 0, errorf(http.StatusRequestEntityTooLarge, "manifest larger than the limit of %d bytes", a.cfg.MaxJSONBytes)
+	}
+	files, skipped, err := parseManifest(http.MaxBytesReader(w, r.Body, a.cfg.MaxJSONBytes), site.Name, a.limits(site).MaxFiles)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	hashes := make([]string, len(files))
+	for i, f := range files {
+		hashes[i] = f.Hash
+	}
+	slices.Sort(hashes)
+	return files, slices.Compact(hashes), skipped, nil
+}
+
+// dryRun serves a create with ?dry_run=true and a JSON manifest: the
+// manifest is checked as for a create and the answer says which blobs it
+// would require, but nothing is recorded (no deploy, no id).
+func (a *API) dryRun(w http.ResponseWriter, r *http.Request, site atoll.Site) {
+	files, hashes, skipped, err := a.readManifest(w, r, site)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	missing, _, err := a.statAll(r.Context(), hashes)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	resp := atoll.DeployResponse{Deploy: atoll.Deploy{Site: site.Name, Files: len(files)}, Required: missing, Skipped: skipped}
+	if resp.Required == nil {
+		resp.Required = []string{}
+	}
+	WriteJSON(w, http.StatusOK, resp)
+}
+
 // blobCheck is the outcome of checking a manifest's blobs: the ones not
 // stored (sorted), and the total size of the files whose blobs are stored
-// (all of them when none is missing).
+// (all of them when none is missing). rules, once every blob is stored, is
+// what the rule files compiled to (nil: not compiled yet; readyCommand
+// compiles them).
 type blobCheck struct {
 	missing []string
 	bytes   int64
 	err     error
+	rules   *compiledRules
+}
+
+// readyCommand returns the MarkReady of complete deploy id, compiling its
+// rule files f into it unless c holds them compiled already.
+func (a *API) readyCommand(ctx context.Context, id string, c *blobCheck, f ruleFiles) (raft.MarkReady, error) {
+	if c.rules == nil {
+		cr, err := a.compileRules(ctx, f)
+		if err != nil {
+			return raft.MarkReady{}, fmt.Errorf("compile rules: %w", err)
+		}
+		c.rules = &cr
+	}
+	return raft.MarkReady{Deploy: id, Bytes: c.bytes, Rules: c.rules.encoded}, nil
 }
 
 // checkDone wraps a check already made.
@@ -133,15 +205,16 @@ func checkDone(c blobCheck) <-chan blobCheck {
 	return ch
 }
 
-// recordDeploy applies CreateDeploy, the manifest in raft.BatchFiles batches,
+// recordDeploy applies CreateDeploy for a new deploy of proto.Site (with
+// proto.Message), the manifest in raft.BatchFiles batches,
 // and then, once check delivers and nothing is missing, MarkReady, and
 // Publish if asked. files must be sorted by path. If a command or the check
 // fails after the deploy exists, the deploy is marked failed (best effort) so
 // it is never mistaken for a complete one. It returns the check's outcome.
-func (a *API) recordDeploy(ctx context.Context, site string, files []atoll.File, check <-chan blobCheck, publish bool) (atoll.Deploy, blobCheck, error) {
+func (a *API) recordDeploy(ctx context.Context, proto atoll.Deploy, files []atoll.File, check <-chan blobCheck, publish bool) (atoll.Deploy, blobCheck, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), applyTimeout)
 	defer cancel()
-	d, err := a.proposeDeploy(ctx, site, len(files))
+	d, err := a.proposeDeploy(ctx, proto, len(files))
 	if err != nil {
 		return atoll.Deploy{}, blobCheck{}, fmt.Errorf("create deploy: %w", err)
 	}
@@ -163,11 +236,15 @@ func (a *API) recordDeploy(ctx context.Context, site string, files []atoll.File,
 		for _, b := range batches {
 			cmds = append(cmds, b)
 		}
-		cmds = append(cmds, raft.MarkReady{Deploy: d.ID, Bytes: c.bytes})
+		ready, err := a.readyCommand(ctx, d.ID, &c, ruleFilesOf(files))
+		if err != nil {
+			return a.abortDeploy(ctx, d.ID, c, "check rules", err)
+		}
+		cmds = append(cmds, ready)
 		if err := a.applyPipelined(ctx, cmds); err != nil {
 			return a.abortDeploy(ctx, d.ID, c, "record manifest", err)
 		}
-		d.Received, d.State, d.Bytes = len(files), atoll.StateReady, c.bytes
+		d.Received, d.State, d.Bytes, d.Rules = len(files), atoll.StateReady, c.bytes, rulesHash(ready.Rules)
 		return d, c, nil
 	}
 	if err := a.recordManifest(ctx, batches); err != nil {
@@ -182,13 +259,15 @@ func (a *API) recordDeploy(ctx context.Context, site string, files []atoll.File,
 	if len(c.missing) > 0 {
 		return d, c, nil
 	}
-	return a.completeDeploy(ctx, d, c, publish)
+	return a.completeDeploy(ctx, d, c, publish, ruleFilesOf(files))
 }
 
-// proposeDeploy applies CreateDeploy for a new deploy of site with n files
-// under a freshly drawn id, and returns the deploy as recorded.
-func (a *API) proposeDeploy(ctx context.Context, site string, n int) (atoll.Deploy, error) {
-	d := atoll.Deploy{Site: site, State: atoll.StateUploading, Created: time.Now().UTC(), Files: n}
+// proposeDeploy applies CreateDeploy for a new deploy of proto.Site with n
+// files (and proto.Message) under a freshly drawn id, and returns the
+// deploy as recorded.
+func (a *API) proposeDeploy(ctx context.Context, proto atoll.Deploy, n int) (atoll.Deploy, error) {
+	site := proto.Site
+	d := atoll.Deploy{Site: site, State: atoll.StateUploading, Created: time.Now().UTC(), Files: n, Message: proto.Message}
 	maxUploading, err := a.maxUploadingFor(site)
 	if err != nil {
 		return d, err
@@ -201,7 +280,7 @@ func (a *API) proposeDeploy(ctx context.Context, site string, n int) (atoll.Depl
 		if d.ID = newDeployID(); a.idInUse(d.ID) {
 			continue
 		}
-		err = a.meta.Apply(ctx, raft.CreateDeploy{ID: d.ID, Site: site, Files: d.Files, Created: d.Created, MaxUploading: maxUploading})
+		err = a.meta.Apply(ctx, raft.CreateDeploy{ID: d.ID, Site: site, Files: d.Files, Created: d.Created, Message: d.Message, MaxUploading: maxUploading})
 		if !errors.Is(err, atoll.ErrExists) {
 			break
 		}
@@ -228,13 +307,17 @@ func (a *API) recordManifest(ctx context.Context, batches []raft.AddFiles) error
 	return nil
 }
 
-// completeDeploy applies MarkReady for the complete deploy d, then Publish if
-// asked.
-func (a *API) completeDeploy(ctx context.Context, d atoll.Deploy, c blobCheck, publish bool) (atoll.Deploy, blobCheck, error) {
-	if err := a.meta.Apply(ctx, raft.MarkReady{Deploy: d.ID, Bytes: c.bytes}); err != nil {
+// completeDeploy applies MarkReady for the complete deploy d, with its rule
+// files f compiled, then Publish if asked.
+func (a *API) completeDeploy(ctx context.Context, d atoll.Deploy, c blobCheck, publish bool, f ruleFiles) (atoll.Deploy, blobCheck, error) {
+	ready, err := a.readyCommand(ctx, d.ID, &c, f)
+	if err != nil {
+		return a.abortDeploy(ctx, d.ID, c, "check rules", err)
+	}
+	if err := a.meta.Apply(ctx, ready); err != nil {
 		return a.abortDeploy(ctx, d.ID, c, "mark ready", err)
 	}
-	d.State, d.Bytes = atoll.StateReady, c.bytes
+	d.State, d.Bytes, d.Rules = atoll.StateReady, c.bytes, rulesHash(ready.Rules)
 	if publish {
 		at := time.Now().UTC()
 		if err := a.meta.Apply(ctx, raft.Publish{Deploy: d.ID, At: at}); err != nil {
@@ -299,8 +382,9 @@ func (a *API) finalize(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
+	var warnings []string
 	if d.State == atoll.StateUploading {
-		if d, err = a.markReady(r.Context(), d); err != nil {
+		if d, warnings, err = a.markReady(r.Context(), d); err != nil {
 			a.fail(w, r, err)
 			return
 		}
@@ -308,25 +392,33 @@ func (a *API) finalize(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	WriteJSON(w, http.StatusOK, a.deployResponse(d))
+	resp := a.deployResponse(d)
+	resp.Warnings = warnings
+	WriteJSON(w, http.StatusOK, resp)
 }
 
-// publish serves POST /v1/deploys/{id}/publish: it makes the deploy its
-// site's live one. Publishing an older retained deploy is the rollback. The
+// publish serves POST /v1/deploys/{id}/publish[?rollback=true]: it makes
+// the deploy its site's live one. Publishing a deploy created before the
+// live one is refused (409, lateBuild) unless rollback=true says it is
+// the rollback it looks like. The
 // blobs are checked every time, so a deploy whose content is gone is never
 // put live (right after this node created the deploy, only the blobs its
 // create step did not find: checkManifest).
 func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 	d, err := a.deploy(r, r.PathValue("id"))
+	if err == nil {
+		err = a.lateBuild(r, d)
+	}
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
+	var warnings []string
 	if d.State == atoll.StateUploading {
 		if ok := a.markReadyAndPublish(r.Context(), w, r, d); ok {
 			return
 		}
-		d, err = a.markReady(r.Context(), d)
+		d, warnings, err = a.markReady(r.Context(), d)
 	} else if err = usable(d); err == nil {
 		_, err = a.checkManifest(r.Context(), d)
 	}
@@ -343,7 +435,9 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 		d.State, d.PublishedAt = atoll.StatePublished, at
 	}
 	a.log.Info("deploy published", "site", d.Site, "deploy", d.ID)
-	WriteJSON(w, http.StatusOK, a.deployResponse(d))
+	resp := a.deployResponse(d)
+	resp.Warnings = warnings
+	WriteJSON(w, http.StatusOK, resp)
 }
 
 // usable refuses deploys that can never go live.
@@ -354,22 +448,46 @@ func usable(d atoll.Deploy) error {
 	return nil
 }
 
-// markReady checks an uploading deploy's blobs and applies MarkReady.
-func (a *API) markReady(ctx context.Context, d atoll.Deploy) (atoll.Deploy, error) {
-	total, err := a.checkManifest(ctx, d)
+// markReady checks an uploading deploy's blobs, compiles its rule files and
+// applies MarkReady. It returns the rules' warnings.
+func (a *API) markReady(ctx context.Context, d atoll.Deploy) (atoll.Deploy, []string, error) {
+	ready, warnings, err := a.checkedReady(ctx, d)
 	if err != nil {
-		return d, err
+		return d, nil, err
 	}
-	if err := a.meta.Apply(ctx, raft.MarkReady{Deploy: d.ID, Bytes: total}); err != nil {
+	if err := a.meta.Apply(ctx, ready); err != nil {
 		// A concurrent finalize or publish may have won the race; that is
 		// success too.
 		if now, rerr := a.meta.Deploy(d.ID); rerr == nil && now.State != atoll.StateUploading && now.State != atoll.StateFailed {
-			return now, nil
+			return now, warnings, nil
 		}
-		return d, err
+		return d, nil, err
 	}
-	d.State, d.Bytes = atoll.StateReady, total
-	return d, nil
+	d.State, d.Bytes, d.Rules = atoll.StateReady, ready.Bytes, rulesHash(ready.Rules)
+	return d, warnings, nil
+}
+
+// checkedReady checks an uploading deploy's blobs and returns its
+// MarkReady, rules compiled, and the rules' warnings. Rules that are
+// refused fail the deploy: they are in its manifest and cannot change.
+func (a *API) checkedReady(ctx context.Context, d atoll.Deploy) (raft.MarkReady, []string, error) {
+	total, err := a.checkManifest(ctx, d)
+	if err != nil {
+		return raft.MarkReady{}, nil, err
+	}
+	f, err := a.ruleFilesIn(d.ID)
+	if err != nil {
+		return raft.MarkReady{}, nil, err
+	}
+	c := blobCheck{bytes: total}
+	ready, err := a.readyCommand(ctx, d.ID, &c, f)
+	if errors.Is(err, atoll.ErrInvalid) {
+		_, _, err = a.abortDeploy(ctx, d.ID, c, "check rules", err)
+	}
+	if err != nil {
+		return raft.MarkReady{}, nil, err
+	}
+	return ready, c.rules.warnings, nil
 }
 
 // checkManifest stats every blob of d's manifest, or, when this node created
@@ -509,4 +627,61 @@ func randomID(n int) string {
 		}
 	}
 	return string(id)
+}
+
+// deployMessage reads a create's ?message=, checked; a message needs the
+// cluster at atoll.LevelFeatureLevels (an older node would drop it).
+func (a *API) deployMessage(r *http.Request) (string, error) {
+	m := r.URL.Query().Get("message")
+	if m == "" {
+		return "", nil
+	}
+	if err := atoll.CheckMessage(m); err != nil {
+		return "", err
+	}
+	if a.cfg.RequireFeature != nil {
+		if err := a.cfg.RequireFeature(r.Context(), "a deploy message", atoll.LevelFeatureLevels); err != nil {
+			return "", err
+		}
+	}
+	return m, nil
+}
+
+// lateBuild refuses to publish d while its site is locked, or over a live
+// deploy created after it (a build that finished late would otherwise
+// replace a newer one) unless the request says rollback=true. The checks
+// read this node's state: the FSM refuses a publish to a locked site
+// whatever the proposer saw, and two publishes racing each other are
+// ordered by Raft.
+func (a *API) lateBuild(r *http.Request, d atoll.Deploy) error {
+	rollback := false
+	if v := r.URL.Query().Get("rollback"); v != "" {
+		var err error
+		if rollback, err = strconv.ParseBool(v); err != nil {
+			return errorf(http.StatusBadRequest, "rollback=%q: use rollback=true or rollback=false", v)
+		}
+	}
+	s, err := a.meta.Site(d.Site)
+	if err != nil || s.Published == "" || s.Published == d.ID {
+		return notFoundIsNil(err)
+	}
+	if err := refuseLocked(s); err != nil || rollback {
+		return err
+	}
+	live, err := a.meta.Deploy(s.Published)
+	if err != nil || !d.Created.Before(live.Created) {
+		return notFoundIsNil(err)
+	}
+	return errorf(http.StatusConflict,
+		"deploy %s was created before the live deploy %s of site %s (%s < %s): publishing it would replace a newer build; "+
+			"if that is what you want, roll back: atoll rollback --site %s %s (POST /v1/deploys/%s/publish?rollback=true)",
+		d.ID, live.ID, d.Site, d.Created.Format(time.RFC3339), live.Created.Format(time.RFC3339), d.Site, d.ID, d.ID)
+}
+
+// notFoundIsNil drops an atoll.ErrNotFound: the thing went away meanwhile.
+func notFoundIsNil(err error) error {
+	if errors.Is(err, atoll.ErrNotFound) {
+		return nil
+	}
+	return err
 }

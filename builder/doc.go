@@ -51,6 +51,7 @@
 //	GET    /v1/sites/{site}/deploys    -> 200 {"deploys":[...]} newest first
 //	PUT    /v1/blobs/{sha256}          body = file bytes -> 201 {"hash","size"} (200 if already stored)
 //	GET    /v1/deploys/{id}            -> 200 DeployResponse
+//	GET    /v1/deploys/{id}/route?path=P -> 200 RouteResponse (what the edge does for P)
 //	POST   /v1/deploys/{id}/finalize   -> 200 DeployResponse (ready), or 409 {"error","missing":[...]}
 //	POST   /v1/deploys/{id}/publish    -> 200 DeployResponse (published), or 409 {"error","missing":[...]}
 //	POST   /v1/tokens                  {"site","name"} -> 201 {"id","site","name","created","token"} (admin)

@@ -203,7 +203,13 @@ func TestRollback(t *testing.T) {
 	}
 
 	var d atoll.DeployResponse
-	call(t, srv, request{method: "POST", path: "/v1/deploys/" + v1 + "/publish"}, 200, &d)
+	// An older deploy is not published by accident (a late build)...
+	resp := do(t, srv, request{method: "POST", path: "/v1/deploys/" + v1 + "/publish"})
+	if msg := resp.errorBody(t).Error; resp.status != 409 || !strings.Contains(msg, v1) || !strings.Contains(msg, v2) {
+		t.Errorf("late publish of %s: %d %q, want 409 naming %s and %s", v1, resp.status, msg, v1, v2)
+	}
+	// ...but on purpose, as a rollback.
+	call(t, srv, request{method: "POST", path: "/v1/deploys/" + v1 + "/publish?rollback=true"}, 200, &d)
 	if d.State != atoll.StatePublished {
 		t.Errorf("rolled back deploy state = %s", d.State)
 	}
@@ -380,5 +386,29 @@ func TestNewValidates(t *testing.T) {
 	_, err := builder.New(builder.Config{MaxFiles: -1, TempDir: t.TempDir()}, rafttest.Open(t), buildertest.NewBlobs(t.TempDir()))
 	if err == nil {
 		t.Error("New with a negative limit succeeded")
+	}
+}
+
+// TestLateBuildRefused: a build created before the live deploy, published
+// after it, does not replace it unless asked as a rollback.
+func TestLateBuildRefused(t *testing.T) {
+	srv := buildertest.NewServer(t, builder.Config{})
+	createSite(t, srv, "demo")
+	var late, live atoll.DeployResponse
+	call(t, srv, request{method: "POST", path: "/v1/sites/demo/deploys", contentType: "application/json",
+		body: manifest(map[string]string{"/index.html": sha("slow build")})}, http.StatusCreated, &late)
+	call(t, srv, request{method: "POST", path: "/v1/sites/demo/deploys?publish=true", contentType: "application/x-tar",
+		body: makeTar(t, false, member{name: "index.html", body: "fast build"})}, http.StatusCreated, &live)
+	putBlob(t, srv, "slow build")
+	resp := do(t, srv, request{method: "POST", path: "/v1/deploys/" + late.ID + "/publish"})
+	if msg := resp.errorBody(t).Error; resp.status != http.StatusConflict || !strings.Contains(msg, late.ID) || !strings.Contains(msg, live.ID) {
+		t.Fatalf("late publish: %d %q, want 409 naming %s and %s", resp.status, msg, late.ID, live.ID)
+	}
+	if s, _ := srv.Meta.Site("demo"); s.Published != live.ID {
+		t.Errorf("live deploy %s, want %s still", s.Published, live.ID)
+	}
+	call(t, srv, request{method: "POST", path: "/v1/deploys/" + late.ID + "/publish?rollback=true"}, http.StatusOK, nil)
+	if s, _ := srv.Meta.Site("demo"); s.Published != late.ID {
+		t.Errorf("after an explicit rollback the live deploy is %s, want %s", s.Published, late.ID)
 	}
 }

@@ -49,17 +49,19 @@ func (a *API) markReadyAndPublish(ctx context.Context, w http.ResponseWriter, r 
 	if _, ok := a.meta.(pipelinedApplier); !ok {
 		return false
 	}
-	total, err := a.checkManifest(ctx, d)
+	ready, warnings, err := a.checkedReady(ctx, d)
 	if err != nil {
 		a.fail(w, r, err)
 		return true
 	}
 	at := time.Now().UTC()
-	if err := a.applyPipelined(ctx, []raft.Command{raft.MarkReady{Deploy: d.ID, Bytes: total}, raft.Publish{Deploy: d.ID, At: at}}); err != nil {
+	if err := a.applyPipelined(ctx, []raft.Command{ready, raft.Publish{Deploy: d.ID, At: at}}); err != nil {
 		return false
 	}
-	d.State, d.Bytes, d.PublishedAt = atoll.StatePublished, total, at
+	d.State, d.Bytes, d.PublishedAt, d.Rules = atoll.StatePublished, ready.Bytes, at, rulesHash(ready.Rules)
 	a.log.Info("deploy published", "site", d.Site, "deploy", d.ID)
-	WriteJSON(w, http.StatusOK, a.deployResponse(d))
+	resp := a.deployResponse(d)
+	resp.Warnings = warnings
+	WriteJSON(w, http.StatusOK, resp)
 	return true
 }

@@ -1,6 +1,7 @@
 package builder
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -112,6 +113,11 @@ func (a *API) updateSite(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
+	if err := a.checkHTTPS(r.Context(), req); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	cmd.HTTPSOnly, cmd.HSTS = req.HTTPSOnly, req.HSTS
 	if err := a.meta.Apply(r.Context(), cmd); err != nil {
 		if errors.Is(err, atoll.ErrConflict) {
 			err = errorf(http.StatusConflict, "a domain is already used by another site: %v", err)
@@ -124,7 +130,9 @@ func (a *API) updateSite(w http.ResponseWriter, r *http.Request) {
 		site.Retain = cmd.Retain
 	}
 	site.SetLimits(req.MaxBytes, req.MaxUploading, req.MaxFiles)
-	a.log.Info("site updated", "site", site.Name, "max_bytes", site.MaxBytes, "max_uploading", site.MaxUploading, "max_files", site.MaxFiles)
+	site.SetHTTPS(req.HTTPSOnly, req.HSTS)
+	a.log.Info("site updated", "site", site.Name, "max_bytes", site.MaxBytes, "max_uploading", site.MaxUploading, "max_files", site.MaxFiles,
+		"https_only", site.HTTPSOnly, "hsts", site.HSTS)
 	WriteJSON(w, http.StatusOK, withDomains(site))
 }
 
@@ -140,6 +148,31 @@ func (a *API) deleteSite(w http.ResponseWriter, r *http.Request) {
 	}
 	a.log.Info("site deleted", "site", site.Name)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// checkHTTPS accepts the HTTPS settings of an update. Turning https_only
+// or hsts on needs the cluster at atoll.LevelFeatureLevels (a node below
+// would drop them and serve plain HTTP); turning them off is what such a
+// node does anyway. https_only also needs this node's edge to serve HTTPS
+// (Config.EdgeHTTPS). Both refusals are 409.
+func (a *API) checkHTTPS(ctx context.Context, req atoll.UpdateSiteRequest) error {
+	on := func(b *bool) bool { return b != nil && *b }
+	for _, f := range []struct {
+		name string
+		set  *bool
+	}{{"--https-only", req.HTTPSOnly}, {"--hsts", req.HSTS}} {
+		if !on(f.set) || a.cfg.RequireFeature == nil {
+			continue
+		}
+		// An *atoll.FeatureError wraps ErrConflict: 409 with its message.
+		if err := a.cfg.RequireFeature(ctx, f.name, atoll.LevelFeatureLevels); err != nil {
+			return err
+		}
+	}
+	if on(req.HTTPSOnly) && !a.cfg.EdgeHTTPS {
+		return errorf(http.StatusConflict, "--https-only needs the edge's HTTPS listener: start the nodes with --https-addr (and a certificate for the site's hosts) first")
+	}
+	return nil
 }
 
 // site reads a site, turning "not found" into a 404 that names it.
@@ -172,4 +205,39 @@ func withDomains(s atoll.Site) atoll.Site {
 		s.Domains = []string{}
 	}
 	return s
+}
+
+// lockSite serves PUT (lock) and DELETE (unlock) /v1/sites/{site}/lock:
+// a locked site keeps its live deploy, publishes are refused (409) until
+// it is unlocked, and previews still work. It needs the cluster at
+// atoll.LevelFeatureLevels (raft.LockSite is a new command).
+func (a *API) lockSite(w http.ResponseWriter, r *http.Request) {
+	site, err := a.site(r.PathValue("site"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if a.cfg.RequireFeature != nil {
+		if err := a.cfg.RequireFeature(r.Context(), "atoll site lock", atoll.LevelFeatureLevels); err != nil {
+			a.fail(w, r, err)
+			return
+		}
+	}
+	locked := r.Method == http.MethodPut
+	if err := a.meta.Apply(r.Context(), raft.LockSite{Name: site.Name, Locked: locked}); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	site.Locked = locked
+	a.log.Info("site lock", "site", site.Name, "locked", locked)
+	WriteJSON(w, http.StatusOK, site)
+}
+
+// refuseLocked answers 409 for a publish to a locked site.
+func refuseLocked(site atoll.Site) error {
+	if !site.Locked {
+		return nil
+	}
+	return errorf(http.StatusConflict, "site %s is locked: its live deploy %s stays until `atoll site unlock %s` (DELETE /v1/sites/%s/lock); previews still work",
+		site.Name, site.Published, site.Name, site.Name)
 }

@@ -44,7 +44,7 @@ func (a *API) tarLimits(site atoll.Site) tarLimits {
 // file, the whole archive is checked (and every file hashed) before anything
 // is stored, then the blobs are stored, the deploy recorded as ready and,
 // when asked, published.
-func (a *API) createTarDeploy(w http.ResponseWriter, r *http.Request, site atoll.Site, gzipped, publish bool) {
+func (a *API) createTarDeploy(w http.ResponseWriter, r *http.Request, site atoll.Site, gzipped, publish bool, message string) {
 	if r.ContentLength > a.cfg.MaxTarBytes {
 		a.fail(w, r, errorf(http.StatusRequestEntityTooLarge, "archive larger than the limit of %d bytes", a.cfg.MaxTarBytes))
 		return
@@ -97,14 +97,21 @@ func (a *API) createTarDeploy(w http.ResponseWriter, r *http.Request, site atoll
 		files[i] = e.File
 	}
 	slices.SortFunc(files, func(a, b atoll.File) int { return strings.Compare(a.Path, b.Path) })
-	d, _, err := a.recordDeploy(r.Context(), site.Name, files, checkDone(blobCheck{bytes: total}), publish)
+	// The rules are compiled before the deploy is recorded, so that rules
+	// that are refused leave no deploy behind.
+	rules, err := a.compileRules(r.Context(), ruleFilesOf(files))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	d, _, err := a.recordDeploy(r.Context(), atoll.Deploy{Site: site.Name, Message: message}, files, checkDone(blobCheck{bytes: total, rules: &rules}), publish)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
 	a.log.Info("deploy uploaded", "site", site.Name, "deploy", d.ID, "files", len(files), "skipped", skipped, "bytes", total, "published", publish)
 	resp := a.deployResponse(d)
-	resp.Skipped = skipped
+	resp.Skipped, resp.Warnings = skipped, rules.warnings
 	WriteJSON(w, http.StatusCreated, resp)
 }
 

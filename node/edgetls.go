@@ -21,25 +21,35 @@ import (
 // the default certificate (HTTPSCert/HTTPSKey, e.g. a wildcard for
 // *.<domain>), or, without a default, a failed handshake.
 
-// startEdgeTLS binds the HTTPS listener and serves the edge on it.
-func (n *Node) startEdgeTLS() error {
+// listenEdgeTLS loads the default certificate and binds the HTTPS
+// listener, if any, and returns its port (0 without one).
+func (n *Node) listenEdgeTLS() (int, error) {
 	if n.cfg.HTTPSAddr == "" {
-		return nil
+		return 0, nil
 	}
 	var def *tls.Certificate
 	if n.cfg.HTTPSCert != "" || n.cfg.HTTPSKey != "" {
 		c, err := tls.LoadX509KeyPair(n.cfg.HTTPSCert, n.cfg.HTTPSKey)
 		if err != nil {
-			return fmt.Errorf("%w: --https-cert/--https-key: %v", ErrConfig, err)
+			return 0, fmt.Errorf("%w: --https-cert/--https-key: %v", ErrConfig, err)
 		}
 		def = &c
 	}
 	n.siteCerts = newCertCache(n.siteCert, def)
 	ln, err := net.Listen("tcp", n.cfg.HTTPSAddr)
 	if err != nil {
-		return fmt.Errorf("listen on --https-addr: %w", err)
+		return 0, fmt.Errorf("listen on --https-addr: %w", err)
 	}
 	n.httpsLn = ln
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// startEdgeTLS serves the edge on the HTTPS listener listenEdgeTLS bound.
+func (n *Node) startEdgeTLS() error {
+	ln := n.httpsLn
+	if ln == nil {
+		return nil
+	}
 	accept := n.newAcceptor(ln, "edge https", n.edgeWaiting) // package listen
 	cfg := &tls.Config{
 		GetCertificate: n.siteCerts.get,

@@ -48,6 +48,7 @@ func (n *Node) startAPI() error {
 	bcfg.Room = n.blobs.RoomFor            // the spool leaves --min-free too
 	bcfg.RequireFeature = n.RequireFeature // feature.go
 	bcfg.Logger = n.cfg.Logger
+	bcfg.EdgeHTTPS = n.cfg.HTTPSAddr != ""
 	if n.cfg.MaxBlobBytes > 0 {
 		bcfg.MaxBlobBytes = n.cfg.MaxBlobBytes
 	}
@@ -95,9 +96,15 @@ func (n *Node) startAPI() error {
 
 // startEdge binds the edge listener and serves published sites on it.
 func (n *Node) startEdge() error {
+	// The HTTPS listener is bound first: the handler redirects to its port.
+	httpsPort, err := n.listenEdgeTLS()
+	if err != nil {
+		return err
+	}
 	scfg := serve.DefaultConfig()
 	scfg.Domain = n.cfg.Domain
 	scfg.Logger = n.cfg.Logger
+	scfg.HTTPSPort = httpsPort
 	edge, err := serve.New(scfg, n.store, serveBlobs{blobs{n}})
 	if err != nil {
 		return fmt.Errorf("edge: %w", err)

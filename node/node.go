@@ -821,6 +821,9 @@ func (n *Node) close() {
 		// accepting forever.
 		n.httpLn.Close()
 	}
+	if n.httpsLn != nil {
+		n.httpsLn.Close() // also when the edge failed to start after binding it
+	}
 	n.wg.Wait()
 	n.peer.Health.Close()
 	if n.scrub != nil {

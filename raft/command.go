@@ -100,6 +100,8 @@ func newCommand(t CommandType) any {
 		return new(DeleteCert)
 	case CmdSetFeatureLevel:
 		return new(SetFeatureLevel)
+	case CmdLockSite:
+		return new(LockSite)
 	}
 	return nil
 }
@@ -139,6 +141,8 @@ func deref(ptr any) Command {
 	case *DeleteCert:
 		return *c
 	case *SetFeatureLevel:
+		return *c
+	case *LockSite:
 		return *c
 	}
 	panic(fmt.Sprintf("raft: deref of %T", ptr)) // unreachable: newCommand and deref list the same types

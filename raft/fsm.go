@@ -35,6 +35,7 @@ var (
 	bucketNodes       = []byte("nodes")        // id -> Node JSON
 	bucketTokens      = []byte("tokens")       // token id -> Token JSON
 	bucketTokenHashes = []byte("token_hashes") // hex SHA-256 of the secret -> token id
+	bucketRules       = []byte("rules")        // deploy id -> compiled rules (MarkReady.Rules)
 
 	// baseBuckets are in every FSM file and snapshot, from the first
 	// format on; a restored snapshot must hold them.
@@ -43,7 +44,7 @@ var (
 	// allBuckets adds those that later versions introduced: openBolt
 	// creates them when missing, so a file or snapshot written before they
 	// existed opens as an empty table.
-	allBuckets = append(baseBuckets[:len(baseBuckets):len(baseBuckets)], bucketTokens, bucketTokenHashes, bucketCerts)
+	allBuckets = append(baseBuckets[:len(baseBuckets):len(baseBuckets)], bucketTokens, bucketTokenHashes, bucketCerts, bucketRules)
 
 	keyApplied    = []byte("applied")     // BE(index) BE(term) of the last applied log entry
 	keyAdminToken = []byte("admin_token") // hex SHA-256 of the admin token
@@ -443,6 +444,25 @@ func (f *FSM) Deploys(site string) ([]atoll.Deploy, error) {
 	}
 	if !found {
 		return nil, fmt.Errorf("%w: site %q", atoll.ErrNotFound, site)
+	}
+	return out, nil
+}
+
+// Rules returns the compiled rules MarkReady recorded for a deploy (see
+// atoll.Deploy.Rules), or an error wrapping ErrNotFound when it has none.
+func (f *FSM) Rules(deployID string) ([]byte, error) {
+	var out []byte
+	err := f.view(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketRules).Get([]byte(deployID)); v != nil {
+			out = bytes.Clone(v)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if out == nil {
+		return nil, fmt.Errorf("%w: deploy %q has no rules", atoll.ErrNotFound, deployID)
 	}
 	return out, nil
 }

@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -76,6 +77,8 @@ func (a *applier) apply(data []byte) error {
 		return a.deleteCert(c)
 	case SetFeatureLevel:
 		return a.setFeatureLevel(c)
+	case LockSite:
+		return a.lockSite(c)
 	}
 	return fmt.Errorf("%w: %T", ErrUnknownCommand, cmd) // unreachable: Decode knows the same types
 }
@@ -195,6 +198,7 @@ func (a *applier) updateSite(c UpdateSite) error {
 		s.Retain = c.Retain
 	}
 	s.SetLimits(c.MaxBytes, c.MaxUploading, c.MaxFiles)
+	s.SetHTTPS(c.HTTPSOnly, c.HSTS)
 	return a.put(bucketSites, c.Name, s)
 }
 
@@ -248,7 +252,7 @@ func (a *applier) deleteDeploy(orderKey []byte, id string) error {
 	if err := a.bucket(bucketManifests).DeleteBucket([]byte(id)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
 		return err
 	}
-	return nil
+	return a.bucket(bucketRules).Delete([]byte(id))
 }
 
 // createDeploy: the same id for the same site and file count is a no-op
@@ -288,6 +292,12 @@ func (a *applier) createDeploy(c CreateDeploy) error {
 	rec := deployRecord{
 		Deploy: atoll.Deploy{ID: c.ID, Site: c.Site, State: atoll.StateUploading, Created: c.Created, Files: c.Files},
 		Seq:    a.index,
+	}
+	if featureLevel(a.tx) >= atoll.LevelFeatureLevels { // below, older nodes drop it
+		if err := atoll.CheckMessage(c.Message); err != nil {
+			return fmt.Errorf("deploy %q: %w", c.ID, err)
+		}
+		rec.Message = c.Message
 	}
 	if _, err := a.bucket(bucketManifests).CreateBucket([]byte(c.ID)); err != nil {
 		return err
@@ -390,8 +400,11 @@ func (a *applier) addFiles(c AddFiles) error {
 	return a.put(bucketDeploys, d.ID, d)
 }
 
-// markReady: an uploading deploy whose manifest is complete becomes ready. A
-// repeat on a ready deploy with the same byte count is a no-op.
+// markReady: an uploading deploy whose manifest is complete becomes ready,
+// with its compiled rules if any. Rules count only at
+// atoll.LevelFeatureLevels and above: below, the command means what it
+// means to older nodes, which drop the field. A repeat on a ready deploy
+// with the same byte count is a no-op.
 func (a *applier) markReady(c MarkReady) error {
 	if c.Bytes < 0 {
 		return fmt.Errorf("%w: deploy %q: %d bytes", atoll.ErrInvalid, c.Deploy, c.Bytes)
@@ -411,7 +424,30 @@ func (a *applier) markReady(c MarkReady) error {
 
 	d.State = atoll.StateReady
 	d.Bytes = c.Bytes
+	if len(c.Rules) > 0 && featureLevel(a.tx) >= atoll.LevelFeatureLevels {
+		sum := sha256.Sum256(c.Rules)
+		d.Rules = hex.EncodeToString(sum[:])
+		if err := a.bucket(bucketRules).Put([]byte(d.ID), c.Rules); err != nil {
+			return err
+		}
+	}
 	return a.put(bucketDeploys, d.ID, d)
+}
+
+// lockSite pins or unpins a site's live deploy (see LockSite).
+func (a *applier) lockSite(c LockSite) error {
+	s, ok, err := getSite(a.tx, c.Name)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%w: site %q", atoll.ErrNotFound, c.Name)
+	}
+	if s.Locked == c.Locked {
+		return nil
+	}
+	s.Locked = c.Locked
+	return a.put(bucketSites, s.Name, s)
 }
 
 // publish makes a ready, published or superseded deploy its site's live
@@ -434,6 +470,9 @@ func (a *applier) publish(c Publish) error {
 	}
 	if s.Published == d.ID {
 		return nil
+	}
+	if s.Locked {
+		return fmt.Errorf("%w: site %q is locked: its live deploy %s stays until the site is unlocked", atoll.ErrConflict, s.Name, s.Published)
 	}
 
 	if s.Published != "" {

@@ -243,6 +243,26 @@ func TestUpdateSiteLimits(t *testing.T) {
 	}
 }
 
+// TestUpdateSiteHTTPS: HTTPSOnly and HSTS given replace the site's; an
+// update without them (nil, as in every UpdateSite written before they
+// existed) keeps them.
+func TestUpdateSiteHTTPS(t *testing.T) {
+	h := newFSM(t)
+	h.must(CreateSite{Name: "blog", Created: t0})
+	if s := h.site("blog"); s.HTTPSOnly || s.HSTS {
+		t.Fatalf("new site has https_only %v, hsts %v; want both off", s.HTTPSOnly, s.HSTS)
+	}
+	h.must(UpdateSite{Name: "blog", HTTPSOnly: new(true), HSTS: new(true)})
+	h.must(UpdateSite{Name: "blog", Retain: 3, MaxFiles: new(5)}) // no HTTPS settings: kept
+	if s := h.site("blog"); !s.HTTPSOnly || !s.HSTS || s.Retain != 3 {
+		t.Fatalf("after an update without HTTPS settings: %+v, want https_only and hsts kept", s)
+	}
+	h.must(UpdateSite{Name: "blog", HSTS: new(false)})
+	if s := h.site("blog"); !s.HTTPSOnly || s.HSTS {
+		t.Fatalf("after hsts false: https_only %v, hsts %v; want true, false", s.HTTPSOnly, s.HSTS)
+	}
+}
+
 func TestDeleteSite(t *testing.T) {
 	runCommandCases(t, []commandCase{
 		{name: "removes domains, deploys, manifests", cmd: DeleteSite{Name: "blog"},
@@ -928,4 +948,60 @@ func BenchmarkFile(b *testing.B) {
 			i++
 		}
 	})
+}
+
+// MarkReady's rules are kept beside the deploy, named by their hash in the
+// deploy, and go with it.
+func TestMarkReadyRules(t *testing.T) {
+	h := newFSM(t)
+	h.must(CreateSite{Name: "blog", Created: t0})
+	rules := []byte("compiled rules")
+	// Below the level the field means nothing, as to an older node.
+	h.must(CreateDeploy{ID: "d0", Site: "blog", Files: 1, Created: t0, Message: "dropped"}, AddFiles{Deploy: "d0", Files: manifest(1)})
+	h.must(MarkReady{Deploy: "d0", Bytes: 1, Rules: rules})
+	if d, _ := h.f.Deploy("d0"); d.Rules != "" || d.Message != "" {
+		t.Errorf("below the level: rules %q, message %q recorded", d.Rules, d.Message)
+	}
+	h.must(SetFeatureLevel{Level: atoll.LevelFeatureLevels})
+	h.must(CreateDeploy{ID: "d1", Site: "blog", Files: 1, Created: t0, Message: "kept"}, AddFiles{Deploy: "d1", Files: manifest(1)})
+	h.must(MarkReady{Deploy: "d1", Bytes: 1, Rules: rules})
+	d, err := h.f.Deploy("d1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := hashOf(string(rules)); d.Rules != want || d.Message != "kept" {
+		t.Errorf("Deploy.Rules = %q, want %q; message %q", d.Rules, want, d.Message)
+	}
+	if got, err := h.f.Rules("d1"); err != nil || string(got) != string(rules) {
+		t.Errorf("Rules = %q, %v", got, err)
+	}
+	h.must(DeleteSite{Name: "blog"})
+	if _, err := h.f.Rules("d1"); !errors.Is(err, atoll.ErrNotFound) {
+		t.Errorf("rules of a deleted deploy: %v, want not found", err)
+	}
+}
+
+// A locked site keeps its live deploy: every publish is refused until it
+// is unlocked.
+func TestLockSite(t *testing.T) {
+	h := newFSM(t)
+	seed(h)
+	h.must(LockSite{Name: "blog", Locked: true}, LockSite{Name: "blog", Locked: true})
+	if err := h.apply(Publish{Deploy: "rdy1", At: t0}); !errors.Is(err, atoll.ErrConflict) {
+		t.Fatalf("publish to a locked site: %v, want conflict", err)
+	}
+	if err := h.apply(Publish{Deploy: "live1", At: t0}); err != nil {
+		t.Errorf("publishing the live deploy again: %v, want a no-op", err)
+	}
+	h.must(UpdateSite{Name: "blog", Domains: []string{"blog.example.com"}})
+	if !h.site("blog").Locked {
+		t.Error("UpdateSite dropped the lock")
+	}
+	h.must(LockSite{Name: "blog", Locked: false}, Publish{Deploy: "rdy1", At: t0})
+	if got := h.site("blog").Published; got != "rdy1" {
+		t.Errorf("after unlock the live deploy is %s, want rdy1", got)
+	}
+	if err := h.apply(LockSite{Name: "nope", Locked: true}); !errors.Is(err, atoll.ErrNotFound) {
+		t.Errorf("lock of an unknown site: %v", err)
+	}
 }

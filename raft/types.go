@@ -61,8 +61,10 @@ const (
 	CmdPutCert       CommandType = 15 // see certs.go
 	CmdDeleteCert    CommandType = 16
 	// CmdSetFeatureLevel and later types are written only once the
-	// cluster's feature level says every node knows them (atoll.LevelFeatureLevels).
+	// cluster's feature level says every node knows them
+	// (atoll.LevelFeatureLevels, for both 17 and 25).
 	CmdSetFeatureLevel CommandType = 17
+	CmdLockSite        CommandType = 25
 )
 
 // CreateSite adds a site. Fails with ErrExists if the name is taken, or
@@ -77,7 +79,9 @@ type CreateSite struct {
 // UpdateSite replaces a site's custom domains and, when Retain > 0, its
 // retention. Each limit, when not nil, replaces the site's (0: back to the
 // cluster default); nil keeps it, so a command without them (as every
-// UpdateSite written before they existed) leaves the limits alone.
+// UpdateSite written before they existed) leaves the limits alone. So do
+// HTTPSOnly and HSTS, which a leader writes only once the cluster is at
+// atoll.LevelFeatureLevels (an older node would drop them).
 type UpdateSite struct {
 	Name         string   `json:"name"`
 	Domains      []string `json:"domains"`
@@ -85,6 +89,17 @@ type UpdateSite struct {
 	MaxBytes     *int64   `json:"max_bytes,omitempty"`
 	MaxUploading *int     `json:"max_uploading,omitempty"`
 	MaxFiles     *int     `json:"max_files,omitempty"`
+	HTTPSOnly    *bool    `json:"https_only,omitempty"`
+	HSTS         *bool    `json:"hsts,omitempty"`
+}
+
+// LockSite pins (Locked) or unpins a site's live deploy: while locked,
+// Publish of any deploy of the site is refused with ErrConflict; previews
+// are unaffected. Setting the state it already has is a no-op. Written
+// only at atoll.LevelFeatureLevels.
+type LockSite struct {
+	Name   string `json:"name"`
+	Locked bool   `json:"locked"`
 }
 
 // DeleteSite removes a site, its domains, deploys and manifests.
@@ -99,6 +114,9 @@ type CreateDeploy struct {
 	Site    string    `json:"site"`
 	Files   int       `json:"files"`
 	Created time.Time `json:"created"`
+	// Message is the deploy's message (atoll.CheckMessage); written only
+	// at atoll.LevelFeatureLevels.
+	Message string `json:"message,omitempty"`
 	// MaxUploading, when positive, is the site's limit of deploys in state
 	// uploading: the command is refused (atoll.ErrLimit) when the site has
 	// that many already, which makes the limit hold across the API nodes
@@ -118,9 +136,14 @@ type AddFiles struct {
 
 // MarkReady moves a complete uploading deploy to ready once the proposer has
 // checked that every blob is stored. Bytes is the sum of file sizes.
+// Rules, when set, is the deploy's compiled _redirects and _headers
+// (siterules.Encode), which the FSM keeps beside the deploy and names in
+// Deploy.Rules; written only at atoll.LevelFeatureLevels (an older node
+// would drop it and serve the rule files as plain files).
 type MarkReady struct {
 	Deploy string `json:"deploy"`
 	Bytes  int64  `json:"bytes"`
+	Rules  []byte `json:"rules,omitempty"`
 }
 
 // Publish makes a ready, published or superseded deploy its site's live one
@@ -215,3 +238,4 @@ func (SetReplicas) Type() CommandType     { return CmdSetReplicas }
 func (CreateToken) Type() CommandType     { return CmdCreateToken }
 func (RevokeToken) Type() CommandType     { return CmdRevokeToken }
 func (SetFeatureLevel) Type() CommandType { return CmdSetFeatureLevel }
+func (LockSite) Type() CommandType        { return CmdLockSite }

@@ -96,6 +96,7 @@ type deployView struct {
 	target
 	lastModified []byte // formatted Last-Modified, nil if unknown
 	paths        *pathTable
+	rules        *deployRules // nil: the deploy has no rules (rules.go)
 }
 
 // routeKind is the outcome of a request path in a deploy.
@@ -114,6 +115,7 @@ type pathRoute struct {
 	hash  string
 	ctype string
 	blob  atomic.Pointer[blobEntry] // set on first serve
+	ruled atomic.Pointer[ruledPath] // what the deploy's rules say for the path; rules.go
 }
 
 // pathTable caches the routes of one deploy, keyed by raw request path.
@@ -368,9 +370,15 @@ func (h *Handler) deployFor(g *generation, host []byte) (*deployView, error) {
 	}
 	var dv *deployView
 	if found {
+		var rules *deployRules
+		if t.rules != "" {
+			if rules, err = h.rulesFor(t); err != nil {
+				return nil, err
+			}
+		}
 		g.mu.Lock()
 		dv = g.deploys[t.id]
-		if dv == nil || !dv.modified.Equal(t.modified) {
+		if dv == nil || !dv.modified.Equal(t.modified) || dv.https != t.https || dv.target.rules != t.rules {
 			paths := g.tables[t.id]
 			if paths == nil {
 				paths = g.prev[t.id] // a read-only map: no lock needed
@@ -379,7 +387,7 @@ func (h *Handler) deployFor(g *generation, host []byte) (*deployView, error) {
 				paths = newPathTable()
 			}
 			g.tables[t.id] = paths
-			dv = &deployView{target: t, paths: paths}
+			dv = &deployView{target: t, paths: paths, rules: rules}
 			if !t.modified.IsZero() {
 				dv.lastModified = fasthttp.AppendHTTPDate(nil, t.modified)
 			}

@@ -124,6 +124,14 @@
 // configuration, so a file added by the next publish is not hidden by a
 // cached 404. 5xx answers carry "no-store".
 //
+// # HTTPS-only sites and HSTS
+//
+// A site with HTTPSOnly answers plain-HTTP requests with 308 to the same
+// URL over HTTPS on Config.HTTPSPort (ACME HTTP-01 challenges excepted;
+// without an HTTPS listener the site is served over plain HTTP), and a
+// site with HSTS adds "Strict-Transport-Security: max-age=31536000" to
+// every answer over TLS, never over plain HTTP. https.go has the rules.
+//
 // # Errors
 //
 // When the metadata cannot be read the answer is 500 (503 while the store
@@ -180,11 +188,21 @@
 //     id. Deploy ids must be unguessable if previews are meant to stay
 //     private; uploading and failed deploys are never reachable.
 //   - Hosts that are not plain DNS names are not looked up at all.
-//   - Redirects only ever point to a path on the same host (no scheme, no
-//     authority; the path is cleaned so it cannot start with "//", and is
-//     percent-escaped, backslashes included), so they cannot be turned into
-//     open redirects. A query string with control bytes or spaces is
+//   - The edge's own redirects only ever point to a path on the same host
+//     (no scheme, no authority; the path is cleaned so it cannot start
+//     with "//", and is percent-escaped, backslashes included), so they
+//     cannot be turned into open redirects. The 308 of an HTTPS-only site
+//     names the scheme and authority, made of the host the request
+//     resolved (a site's, as normalized for the lookup) and the edge's own
+//     HTTPS port. A _redirects rule may name another host only as its
+//     literal, checked http(s) target, with the values a request binds
+//     percent-escaped into it: a visitor cannot choose the host. A query
+//     string with control bytes or spaces is
 //     dropped rather than echoed.
+//   - Nothing is ever fetched from another host (no proxying), and site
+//     rules cannot set the headers that frame the answer or carry its
+//     validators. Basic-Auth answers are private unless _headers says
+//     otherwise.
 //   - nosniff on every answer with a body, and unknown types as
 //     application/octet-stream, keep browsers from executing content as
 //     something it was not served as.
@@ -194,8 +212,21 @@
 //     compression side channels (BREACH) and a client cannot make the edge
 //     burn CPU.
 //
-// # Not yet
+// # Site rules
 //
-// Netlify-style _redirects and _headers files are not interpreted: they
-// are served like any other file.
+// A deploy whose record names compiled rules (atoll.Deploy.Rules, read
+// through RuleSource) is served through them (rules.go, package
+// siterules): Basic-Auth first (401 with WWW-Authenticate), then the first
+// matching _redirects rule unless a file at the path shadows it (rules
+// forced with "!" are not shadowed), then the paths above; the headers of
+// _headers go on the answer last. A 3xx rule answers with its Location
+// (the request's query string kept unless the target has one); a 200 rule
+// serves its target as if it had been requested; a 404 or 410 rule serves
+// the target's bytes with that status, unconditionally and without
+// validators. /_redirects and /_headers are never served. _headers'
+// Cache-Control replaces Config.CacheControl on 2xx and 3xx answers, never
+// on a 404's no-cache. The compiled rules are cached by their hash (at
+// most maxRuleSets), what they say for a path in that path's cached route,
+// and successful Basic-Auth checks per rule set; a deploy without rules
+// costs one nil check. docs/RULES.md is the user's manual.
 package serve

@@ -92,6 +92,11 @@ type Config struct {
 	// Catalog implements ChangeNotifier (see Handler).
 	CacheBytes int64
 
+	// HTTPSPort is the port of the edge's HTTPS listener, where plain-HTTP
+	// requests for an HTTPS-only site are redirected (https.go). 0 means
+	// the edge has none: such sites are served over plain HTTP too.
+	HTTPSPort int
+
 	// Logger receives errors (level error, attribute component=serve); nil
 	// discards them. The normal serving path never logs.
 	Logger *slog.Logger
@@ -120,11 +125,17 @@ type Handler struct {
 	cat          Catalog
 	blobs        Blobs
 
+	httpsOn   bool   // the edge has an HTTPS listener (Config.HTTPSPort)
+	httpsPort string // ":<port>" of redirects to it, "" for 443
+
 	notify     ChangeNotifier // nil: nothing is cached
 	cacheBytes int64
 	genMu      sync.Mutex
 	gen        atomic.Pointer[generation]
 	blobCache  blobCache
+
+	ruleSets  readMap[*deployRules] // by atoll.Deploy.Rules (rules.go)
+	authSlots chan struct{}
 }
 
 // New checks cfg and returns a Handler reading metadata from cat and file
@@ -146,6 +157,9 @@ func New(cfg Config, cat Catalog, blobs Blobs) (*Handler, error) {
 			return nil, fmt.Errorf("%w: cache control %q has a control character", ErrInvalidConfig, cc)
 		}
 	}
+	if cfg.HTTPSPort < 0 || cfg.HTTPSPort > 65535 {
+		return nil, fmt.Errorf("%w: HTTPS port %d", ErrInvalidConfig, cfg.HTTPSPort)
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -162,6 +176,9 @@ func New(cfg Config, cat Catalog, blobs Blobs) (*Handler, error) {
 		cat:          cat,
 		blobs:        blobs,
 		cacheBytes:   cacheBytes,
+		httpsOn:      cfg.HTTPSPort != 0,
+		httpsPort:    httpsPortSuffix(cfg.HTTPSPort),
+		authSlots:    newAuthSlots(),
 	}
 	if n, ok := cat.(ChangeNotifier); ok {
 		h.notify = n
@@ -175,7 +192,9 @@ func New(cfg Config, cat Catalog, blobs Blobs) (*Handler, error) {
 // publish landing mid-request cannot mix two deploys in one answer.
 type target struct {
 	id       string
-	modified time.Time // Last-Modified of every file of the deploy; zero if unknown
+	modified time.Time   // Last-Modified of every file of the deploy; zero if unknown
+	https    httpsPolicy // the site's HTTPS settings (https.go)
+	rules    string      // atoll.Deploy.Rules: "" when the deploy has none
 }
 
 // ServeHTTP answers one request. It is a fasthttp.RequestHandler.
@@ -193,6 +212,16 @@ func (h *Handler) ServeHTTP(ctx *fasthttp.RequestCtx) {
 	}
 	if dv == nil {
 		plainNotFound(ctx)
+		return
+	}
+	if dv.https != 0 {
+		if h.toHTTPS(ctx, dv) {
+			return
+		}
+		defer h.addHSTS(ctx, dv)
+	}
+	if dv.rules != nil {
+		h.serveRules(ctx, dv) // rules.go
 		return
 	}
 	r, failed, err := h.routeFor(dv, ctx.Path())
@@ -237,7 +266,13 @@ func (h *Handler) resolve(host []byte) (t target, ok bool, err error) {
 		if d.Site != siteName {
 			return target{}, false, nil
 		}
-		return targetOf(d), true, nil
+		// A preview follows its site's HTTPS settings.
+		if site, err = h.cat.Site(siteName); err != nil {
+			return target{}, false, notFoundIsFalse(err)
+		}
+		t = targetOf(d)
+		t.https = policyOf(site)
+		return t, true, nil
 	case hostSite:
 		site, err = h.cat.Site(siteName)
 	default:
@@ -257,7 +292,9 @@ func (h *Handler) resolve(host []byte) (t target, ok bool, err error) {
 	if d.Site != site.Name {
 		return target{}, false, nil
 	}
-	return targetOf(d), true, nil
+	t = targetOf(d)
+	t.https = policyOf(site)
+	return t, true, nil
 }
 
 // targetOf returns the target of a deploy. Its Last-Modified is when the
@@ -273,7 +310,7 @@ func targetOf(d atoll.Deploy) target {
 	if !mod.IsZero() {
 		mod = time.Unix(mod.Unix(), 0).UTC()
 	}
-	return target{id: d.ID, modified: mod}
+	return target{id: d.ID, modified: mod, rules: d.Rules}
 }
 
 func notFoundIsFalse(err error) error {

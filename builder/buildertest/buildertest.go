@@ -154,6 +154,23 @@ func (b *Blobs) Stat(ctx context.Context, hash string) (blobstore.Info, error) {
 	return blobstore.Info{Hash: hash, Size: fi.Size()}, nil
 }
 
+// Open implements builder.Blobs: identity bytes only.
+func (b *Blobs) Open(ctx context.Context, hash, encoding string) (*os.File, int64, error) {
+	if !atoll.ValidHash(hash) || encoding != "" {
+		return nil, 0, fmt.Errorf("open blob %q %q: %w", hash, encoding, blobstore.ErrNotFound)
+	}
+	f, err := os.Open(filepath.Join(b.dir, hash))
+	if err != nil {
+		return nil, 0, fmt.Errorf("open blob %s: %w", hash, blobstore.ErrNotFound)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		_ = f.Close()
+		return nil, 0, err
+	}
+	return f, fi.Size(), nil
+}
+
 // Hashes lists the stored blobs, sorted.
 func (b *Blobs) Hashes() []string {
 	b.mu.Lock()

@@ -179,6 +179,18 @@ func (c *Client) Site(ctx context.Context, name string) (atoll.Site, error) {
 	return site, err
 }
 
+// LockSite locks (pins its live deploy; publishes refused) or unlocks a
+// site, and returns it.
+func (c *Client) LockSite(ctx context.Context, name string, locked bool) (atoll.Site, error) {
+	method := "PUT"
+	if !locked {
+		method = "DELETE"
+	}
+	var site atoll.Site
+	err := c.doJSON(ctx, method, "/v1/sites/"+url.PathEscape(name)+"/lock", nil, &site)
+	return site, err
+}
+
 // UpdateSite changes a site's settings: domains replaces its custom domains
 // unless nil (an empty, non-nil slice removes them all); retain changes its
 // retention unless 0.
@@ -210,8 +222,17 @@ func (c *Client) DeleteSite(ctx context.Context, name string) error {
 // The answer's Required lists the blobs to upload with UploadBlob before
 // Finalize or Publish.
 func (c *Client) CreateDeploy(ctx context.Context, site string, files map[string]string) (atoll.DeployResponse, error) {
+	return c.createDeploy(ctx, site, files, "")
+}
+
+// createDeploy is CreateDeploy with a deploy message ("" for none).
+func (c *Client) createDeploy(ctx context.Context, site string, files map[string]string, message string) (atoll.DeployResponse, error) {
 	var d atoll.DeployResponse
-	err := c.doJSON(ctx, "POST", "/v1/sites/"+url.PathEscape(site)+"/deploys", atoll.CreateDeployRequest{Files: files}, &d)
+	p := "/v1/sites/" + url.PathEscape(site) + "/deploys"
+	if message != "" {
+		p += "?message=" + url.QueryEscape(message)
+	}
+	err := c.doJSON(ctx, "POST", p, atoll.CreateDeployRequest{Files: files}, &d)
 	return d, err
 }
 
@@ -258,6 +279,15 @@ func (c *Client) Finalize(ctx context.Context, id string) (atoll.DeployResponse,
 func (c *Client) Publish(ctx context.Context, id string) (atoll.DeployResponse, error) {
 	var d atoll.DeployResponse
 	err := c.doJSON(ctx, "POST", "/v1/deploys/"+url.PathEscape(id)+"/publish", nil, &d)
+	return d, err
+}
+
+// Rollback publishes deploy id even though it is older than the live one
+// (Publish refuses that, 409, to keep a late build from replacing a newer
+// one).
+func (c *Client) Rollback(ctx context.Context, id string) (atoll.DeployResponse, error) {
+	var d atoll.DeployResponse
+	err := c.doJSON(ctx, "POST", "/v1/deploys/"+url.PathEscape(id)+"/publish?rollback=true", nil, &d)
 	return d, err
 }
 
@@ -386,4 +416,12 @@ func decodeError(res *http.Response) error {
 	}
 	e.Message = line
 	return e
+}
+
+// Route asks what the edge does for request path p (a query string
+// included) in deploy id, per its _redirects and _headers.
+func (c *Client) Route(ctx context.Context, id, p string) (atoll.RouteResponse, error) {
+	var r atoll.RouteResponse
+	err := c.doJSON(ctx, "GET", "/v1/deploys/"+url.PathEscape(id)+"/route?path="+url.QueryEscape(p), nil, &r)
+	return r, err
 }

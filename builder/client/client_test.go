@@ -165,7 +165,10 @@ func TestDeployDir(t *testing.T) {
 	}
 
 	// Rollback with the client.
-	if _, err := c.Publish(ctx(t), d.ID); err != nil {
+	if _, err := c.Publish(ctx(t), d.ID); err == nil {
+		t.Error("Publish of an older deploy succeeded; want it refused as a late build")
+	}
+	if _, err := c.Rollback(ctx(t), d.ID); err != nil {
 		t.Fatal(err)
 	}
 	if site, _ := c.Site(ctx(t), "demo"); site.Published != d.ID {
@@ -366,7 +369,7 @@ func TestAgainstRealBlobStore(t *testing.T) {
 	if err != nil || !slices.Equal(d2.Required, []string{sha("b")}) {
 		t.Fatalf("redeploy = %+v, %v; want only the changed blob required", d2, err)
 	}
-	if _, err := c.Publish(ctx(t), d1.ID); err != nil {
+	if _, err := c.Rollback(ctx(t), d1.ID); err != nil {
 		t.Fatalf("rollback: %v", err)
 	}
 	list, err := c.Deploys(ctx(t), "demo")
@@ -418,4 +421,8 @@ func TestUploadTooLarge(t *testing.T) {
 	if !errors.As(err, &ae) || ae.Status != http.StatusRequestEntityTooLarge {
 		t.Errorf("UploadTar err = %v, want *Error 413", err)
 	}
+}
+
+func (b realBlobs) Open(_ context.Context, hash, encoding string) (*os.File, int64, error) {
+	return b.s.Open(hash, encoding)
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -29,6 +30,9 @@ type DeployOptions struct {
 	// Publish makes the deploy live once uploaded; otherwise it is only
 	// finalized (ready, reachable at its preview URL).
 	Publish bool
+	// Message, if set, is recorded with the deploy (atoll.CheckMessage;
+	// the cluster must be at atoll.LevelFeatureLevels).
+	Message string
 	// Concurrency bounds parallel hashing and uploads; 0 means
 	// DefaultConcurrency.
 	Concurrency int
@@ -99,7 +103,7 @@ func (c *Client) DeployDir(ctx context.Context, dir, site string, opt DeployOpti
 	if err != nil {
 		return atoll.DeployResponse{}, err
 	}
-	created, err := c.CreateDeploy(ctx, site, files.manifest())
+	created, err := c.createDeploy(ctx, site, files.manifest(), opt.Message)
 	if err != nil {
 		return atoll.DeployResponse{}, fmt.Errorf("create deploy: %w", err)
 	}
@@ -112,6 +116,9 @@ func (c *Client) DeployDir(ctx context.Context, dir, site string, opt DeployOpti
 	}
 	final.Required = created.Required
 	final.Skipped = created.Skipped + files.skipped
+	if len(final.Warnings) == 0 { // the rules were compiled when the create made it ready
+		final.Warnings = created.Warnings
+	}
 	return final, nil
 }
 
@@ -467,4 +474,46 @@ func (p *progress) add(n int64) {
 	if p.fn != nil {
 		p.fn(p.Progress)
 	}
+}
+
+// DirPlan is what DeployDir would do with a folder: the deploy's files,
+// and those whose content the cluster lacks and would be uploaded.
+type DirPlan struct {
+	Files    int                  `json:"files"`
+	Bytes    int64                `json:"bytes"`
+	Skipped  int                  `json:"skipped"`
+	Upload   []string             `json:"upload"` // site paths, sorted; one file per missing content
+	UpBytes  int64                `json:"upload_bytes"`
+	Response atoll.DeployResponse `json:"-"`
+}
+
+// PlanDir hashes dir as DeployDir does and asks the server which contents
+// it would have to upload (a create with dry_run=true), recording nothing.
+func (c *Client) PlanDir(ctx context.Context, dir, site string, opt DeployOptions) (DirPlan, error) {
+	if opt.Concurrency <= 0 {
+		opt.Concurrency = DefaultConcurrency
+	}
+	files, err := hashDir(ctx, dir, opt)
+	if err != nil {
+		return DirPlan{}, err
+	}
+	var resp atoll.DeployResponse
+	err = c.doJSON(ctx, "POST", "/v1/sites/"+url.PathEscape(site)+"/deploys?dry_run=true", atoll.CreateDeployRequest{Files: files.manifest()}, &resp)
+	if err != nil {
+		return DirPlan{}, fmt.Errorf("dry run: %w", err)
+	}
+	plan := DirPlan{Files: len(files.list), Skipped: resp.Skipped + files.skipped, Upload: []string{}}
+	for _, f := range files.list {
+		plan.Bytes += f.size
+	}
+	todo, unknown := files.pick(resp.Required)
+	if unknown != "" {
+		return plan, fmt.Errorf("server requires blob %s that is not in the manifest", unknown)
+	}
+	for _, f := range todo {
+		plan.Upload = append(plan.Upload, f.path)
+		plan.UpBytes += f.size
+	}
+	slices.Sort(plan.Upload)
+	return plan, nil
 }

@@ -228,7 +228,7 @@ func (r *crashRun) work(ctx context.Context, cs *crashSite) {
 			pend = &crashPending{op: "publish", publish: true, target: id}
 			cs.pending = pend
 			r.signal(r.publish)
-			if _, err = r.cl.Publish(ctx, id); err == nil {
+			if _, err = r.cl.Rollback(ctx, id); err == nil {
 				cs.live = id
 			}
 		}

@@ -38,6 +38,23 @@ func writeTree(t *testing.T, dir string, files map[string]string) {
 	}
 }
 
+// checkAnswer checks an edge answer's status, its body unless wantBody is
+// "", and the given headers ("" for one that must be absent).
+func checkAnswer(t *testing.T, resp *http.Response, body string, wantStatus int, wantBody string, wantHeader map[string]string) {
+	t.Helper()
+	if resp.StatusCode != wantStatus {
+		t.Fatalf("status: got %d, want %d (body %q)", resp.StatusCode, wantStatus, body)
+	}
+	if wantBody != "" && body != wantBody {
+		t.Errorf("body: got %q, want %q", body, wantBody)
+	}
+	for k, v := range wantHeader {
+		if got := resp.Header.Get(k); got != v {
+			t.Errorf("header %s: got %q, want %q", k, got, v)
+		}
+	}
+}
+
 // deployID returns the deploy id `atoll deploy` printed.
 func deployID(t *testing.T, out string) string {
 	t.Helper()
@@ -127,17 +144,7 @@ func TestEndToEndSingleNode(t *testing.T) {
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
 				resp, body := s.Get(tc.method, tc.host, tc.path, tc.hdr...)
-				if resp.StatusCode != tc.wantStatus {
-					t.Fatalf("status: got %d, want %d (body %q)", resp.StatusCode, tc.wantStatus, body)
-				}
-				if tc.wantBody != "" && body != tc.wantBody {
-					t.Errorf("body: got %q, want %q", body, tc.wantBody)
-				}
-				for k, v := range tc.wantHeader {
-					if got := resp.Header.Get(k); got != v {
-						t.Errorf("header %s: got %q, want %q", k, got, v)
-					}
-				}
+				checkAnswer(t, resp, body, tc.wantStatus, tc.wantBody, tc.wantHeader)
 			})
 		}
 		resp, body := s.Get("GET", "blog.localhost", "/img/photo.bin")

@@ -35,12 +35,17 @@ Usage:
   atoll node scrub ID                       check a node's blobs against their hashes now
   atoll site create NAME [--domain D]...    create a site
   atoll site list                           list sites
-  atoll site update NAME [--max-bytes S]... change a site's retention and limits
+  atoll site show NAME                      show a site's settings
+  atoll site update NAME [--https-only]...  change a site's retention, limits, HTTPS
+  atoll site lock NAME                      pin the live deploy: publishes refused until unlock
+  atoll site unlock NAME                    allow publishes again
   atoll site delete NAME                    delete a site and its deploys
-  atoll deploy DIR --site NAME [--no-publish]
+  atoll deploy DIR --site NAME [--no-publish] [--message TEXT] [--dry-run]
                                             upload DIR and publish it
   atoll deploys --site NAME                 list a site's deploys
   atoll rollback --site NAME DEPLOY         publish an earlier deploy again
+  atoll route --site NAME [--deploy ID] PATH
+                                            show what the edge does for PATH (_redirects, _headers)
   atoll token create --site NAME [--name N] make a deploy token for one site
   atoll token list                          list deploy tokens (never their secrets)
   atoll token revoke ID                     revoke a deploy token
@@ -101,6 +106,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runDeploys(ctx, env, rest)
 	case "rollback":
 		return runRollback(ctx, env, rest)
+	case "route":
+		return runRoute(ctx, env, rest)
 	case "token":
 		return runToken(ctx, env, rest)
 	case "cert":

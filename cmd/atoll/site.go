@@ -9,29 +9,67 @@ import (
 	"time"
 
 	"github.com/atoll-hosting/atoll"
+	"github.com/atoll-hosting/atoll/serve"
 )
 
-// runSite handles `atoll site create|list|update|delete`.
+// runSite handles `atoll site create|list|show|update|lock|unlock|delete`.
 func runSite(ctx context.Context, env *cliEnv, args []string) error {
 	return runGroup(ctx, env, "site", args,
 		subcommand{"create", runSiteCreate},
 		subcommand{"list", runSiteList},
+		subcommand{"show", runSiteShow},
 		subcommand{"update", runSiteUpdate},
+		subcommand{"lock", runSiteLock},
+		subcommand{"unlock", runSiteUnlock},
 		subcommand{"delete", runSiteDelete})
 }
 
+// runSiteLock handles `atoll site lock NAME`.
+func runSiteLock(ctx context.Context, env *cliEnv, args []string) error {
+	return setSiteLock(ctx, env, args, "lock", true)
+}
+
+// runSiteUnlock handles `atoll site unlock NAME`.
+func runSiteUnlock(ctx context.Context, env *cliEnv, args []string) error {
+	return setSiteLock(ctx, env, args, "unlock", false)
+}
+
+func setSiteLock(ctx context.Context, env *cliEnv, args []string, name string, locked bool) error {
+	var cf clientFlags
+	fs := newFlagSet(env, "site "+name, "site "+name+" NAME")
+	pos, c, err := cf.parse(fs, args, 1, "NAME")
+	if err != nil {
+		return err
+	}
+	site, err := c.LockSite(ctx, pos[0], locked)
+	if err != nil {
+		return err
+	}
+	if locked {
+		fmt.Fprintf(env.stdout, "site %s locked: deploy %s stays live; publishes are refused until atoll site unlock %s\n",
+			site.Name, orDash(site.Published), site.Name)
+	} else {
+		fmt.Fprintf(env.stdout, "site %s unlocked\n", site.Name)
+	}
+	return nil
+}
+
 // runSiteUpdate handles `atoll site update NAME [--retain N] [--max-bytes
-// SIZE] [--max-uploading N] [--max-files N]`: only the flags given change;
-// a limit of 0 puts the site back on the cluster default.
+// SIZE] [--max-uploading N] [--max-files N] [--https-only[=false]]
+// [--hsts[=false]]`: only the flags given change; a limit of 0 puts the
+// site back on the cluster default.
 func runSiteUpdate(ctx context.Context, env *cliEnv, args []string) error {
 	var cf clientFlags
-	fs := newFlagSet(env, "site update", "site update NAME [--retain N] [--max-bytes SIZE] [--max-uploading N] [--max-files N]")
+	fs := newFlagSet(env, "site update", "site update NAME [--retain N] [--max-bytes SIZE] [--max-uploading N] [--max-files N] [--https-only[=false]] [--hsts[=false]]")
 	var retain, maxUploading, maxFiles int
 	var maxBytes int64
+	var httpsOnly, hsts bool
 	fs.IntVar(&retain, "retain", 0, "deploys kept for rollback")
 	sizeVar(fs, &maxBytes, "max-bytes", "`size` of the files of one deploy of the site; 0: the cluster's --site-max-bytes")
 	fs.IntVar(&maxUploading, "max-uploading", 0, "deploys the site may have uploading at once; 0: the cluster's --site-max-uploading")
 	fs.IntVar(&maxFiles, "max-files", 0, "files one deploy of the site may hold; 0: the cluster's --max-files")
+	fs.BoolVar(&httpsOnly, "https-only", false, "answer plain-HTTP requests with 308 to HTTPS (ACME challenges excepted); --https-only=false turns it off")
+	fs.BoolVar(&hsts, "hsts", false, "add Strict-Transport-Security: "+serve.HSTSValue+" to HTTPS answers; --hsts=false turns it off")
 	pos, c, err := cf.parse(fs, args, 1, "NAME")
 	if err != nil {
 		return err
@@ -47,19 +85,76 @@ func runSiteUpdate(ctx context.Context, env *cliEnv, args []string) error {
 			req.MaxUploading = &maxUploading
 		case "max-files":
 			req.MaxFiles = &maxFiles
+		case "https-only":
+			req.HTTPSOnly = &httpsOnly
+		case "hsts":
+			req.HSTS = &hsts
 		}
 	})
 	if req == (atoll.UpdateSiteRequest{}) {
-		return fmt.Errorf("%w: give at least one of --retain, --max-bytes, --max-uploading, --max-files", errUsage)
+		return fmt.Errorf("%w: give at least one of --retain, --max-bytes, --max-uploading, --max-files, --https-only, --hsts", errUsage)
 	}
 	site, err := c.PatchSite(ctx, pos[0], req)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(env.stdout, "updated site %s: retain %d, max-bytes %s, max-uploading %s, max-files %s\n", site.Name, site.Retain,
+	fmt.Fprintf(env.stdout, "updated site %s: retain %d, max-bytes %s, max-uploading %s, max-files %s, https-only %s, hsts %s\n", site.Name, site.Retain,
 		orDefault(site.MaxBytes != 0, formatBytes(site.MaxBytes)), orDefault(site.MaxUploading != 0, fmt.Sprint(site.MaxUploading)),
-		orDefault(site.MaxFiles != 0, fmt.Sprint(site.MaxFiles)))
+		orDefault(site.MaxFiles != 0, fmt.Sprint(site.MaxFiles)), onOff(site.HTTPSOnly), onOff(site.HSTS))
 	return nil
+}
+
+// runSiteShow handles `atoll site show NAME`: one "key: value" line per
+// setting.
+func runSiteShow(ctx context.Context, env *cliEnv, args []string) error {
+	var cf clientFlags
+	fs := newFlagSet(env, "site show", "site show NAME")
+	pos, c, err := cf.parse(fs, args, 1, "NAME")
+	if err != nil {
+		return err
+	}
+	s, err := c.Site(ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(env.stdout, 0, 4, 1, ' ', 0)
+	for _, row := range [][2]string{
+		{"name", s.Name},
+		{"published", orDash(s.Published)},
+		{"domains", orDash(strings.Join(s.Domains, ","))},
+		{"created", s.Created.Local().Format(time.DateTime)},
+		{"retain", fmt.Sprint(s.Retain)},
+		{"max-bytes", orDefault(s.MaxBytes != 0, formatBytes(s.MaxBytes))},
+		{"max-uploading", orDefault(s.MaxUploading != 0, fmt.Sprint(s.MaxUploading))},
+		{"max-files", orDefault(s.MaxFiles != 0, fmt.Sprint(s.MaxFiles))},
+		{"https-only", onOff(s.HTTPSOnly)},
+		{"hsts", onOff(s.HSTS)},
+		{"locked", onOff(s.Locked)},
+	} {
+		fmt.Fprintf(tw, "%s:\t%s\n", row[0], row[1])
+	}
+	return tw.Flush()
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
+
+// httpsColumn is a site's HTTPS settings in `site list`: "-", "only",
+// "hsts" or "only,hsts".
+func httpsColumn(s atoll.Site) string {
+	switch {
+	case s.HTTPSOnly && s.HSTS:
+		return "only,hsts"
+	case s.HTTPSOnly:
+		return "only"
+	case s.HSTS:
+		return "hsts"
+	}
+	return "-"
 }
 
 // orDefault is s when set, else "default" (the cluster's).
@@ -92,8 +187,13 @@ func runSiteCreate(ctx context.Context, env *cliEnv, args []string) error {
 // runSiteList handles `atoll site list`.
 func runSiteList(ctx context.Context, env *cliEnv, args []string) error {
 	var cf clientFlags
-	fs := newFlagSet(env, "site list", "site list")
+	fs := newFlagSet(env, "site list", "site list [-o json]")
+	output := outputFlag(fs)
 	_, c, err := cf.parse(fs, args, 0, "no arguments")
+	if err != nil {
+		return err
+	}
+	asJSON, err := jsonOutput(*output)
 	if err != nil {
 		return err
 	}
@@ -101,11 +201,14 @@ func runSiteList(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
+	if asJSON {
+		return printJSON(env, atoll.SiteList{Sites: sites})
+	}
 	tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tPUBLISHED\tDOMAINS\tCREATED")
+	fmt.Fprintln(tw, "NAME\tPUBLISHED\tDOMAINS\tHTTPS\tCREATED")
 	for _, s := range sites {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Name, orDash(s.Published), orDash(strings.Join(s.Domains, ",")),
-			s.Created.Local().Format(time.DateTime))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Name, orDash(s.Published), orDash(strings.Join(s.Domains, ",")),
+			httpsColumn(s), s.Created.Local().Format(time.DateTime))
 	}
 	return tw.Flush()
 }

@@ -20,11 +20,16 @@ import (
 // fails when there is any, so a script or a monitor can run it as a check.
 func runStatus(ctx context.Context, env *cliEnv, args []string) error {
 	var cf clientFlags
-	fs := newFlagSet(env, "status", "status [--wait DURATION] [--quiet] [--max-lag N]")
+	fs := newFlagSet(env, "status", "status [--wait DURATION] [--quiet] [--max-lag N] [-o json]")
 	wait := fs.Duration("wait", 0, "keep asking until the node is ready and the first census is in, up to this long")
 	quiet := fs.Bool("quiet", false, "print only the problems, one a line, and nothing when there is none")
 	maxLag := fs.Int64("max-lag", 10, "entries a node may stay behind the leader's commit index")
+	output := outputFlag(fs)
 	if _, err := cf.parseFlags(fs, args, 0, "no arguments"); err != nil {
+		return err
+	}
+	asJSON, err := jsonOutput(*output)
+	if err != nil {
 		return err
 	}
 	if err := checkRange(fs, "max-lag", *maxLag >= 0, "0 or more entries"); err != nil {
@@ -58,7 +63,11 @@ func runStatus(ctx context.Context, env *cliEnv, args []string) error {
 		st, before = &second, st
 	}
 	problems := diagnose(st, before, *maxLag)
-	if *quiet {
+	if asJSON {
+		if err := printJSON(env, statusOutput{Status: st, Problems: append([]string{}, problems...)}); err != nil {
+			return err
+		}
+	} else if *quiet {
 		for _, p := range problems {
 			fmt.Fprintln(env.stdout, p)
 		}
@@ -69,6 +78,13 @@ func runStatus(ctx context.Context, env *cliEnv, args []string) error {
 		return fmt.Errorf("cluster degraded: %d %s", len(problems), plural(len(problems), "problem"))
 	}
 	return nil
+}
+
+// statusOutput is what status -o json prints: GET /v1/status's answer and
+// the problems found in it.
+type statusOutput struct {
+	*atoll.Status
+	Problems []string `json:"problems"`
 }
 
 // lagRecheck is how long status waits before asking again when a node is
