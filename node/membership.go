@@ -439,12 +439,15 @@ func (n *Node) watchRemoval() {
 		servers, err := n.store.Servers()
 		nodes, terr := n.store.Nodes()
 		if err == nil && terr == nil {
-			removed := removedFrom(&seen, n.cfg.ID, servers, nodes)
 			told, by := n.told.holds(n.store.AppliedIndex())
-			removed = removed || told
+			removed := removedFrom(&seen, n.cfg.ID, servers, nodes) || told
 			if n.removed.Swap(removed) != removed {
 				if removed {
-					n.log.Error("this node was removed from the cluster: it no longer serves sites and reports not ready", "id", n.cfg.ID, "told_by", by)
+					attrs := []any{"id", n.cfg.ID}
+					if told {
+						attrs = append(attrs, "told_by", by)
+					}
+					n.log.Error("this node was removed from the cluster: it no longer serves sites and reports not ready", attrs...)
 				} else {
 					n.log.Info("this node is a cluster member again", "id", n.cfg.ID)
 				}
