@@ -83,6 +83,8 @@
 // Removal (membership.go, watchRemoval): a node that learns it was removed
 // (the Raft configuration or the node table no longer lists it) answers
 // every edge request 503 with ErrRemoved, fails /readyz and logs it once.
+// A node that hears from no leader asks its peers whether it is still a
+// member (orphan.go), so one cut off during its removal learns it too.
 //
 // Scrub (package scrub, wired in scrub.go): every node re-hashes the blobs
 // it holds, at most ScrubRate bytes per second, a full pass every
@@ -94,7 +96,8 @@
 // peer to check its copy now (POST /v1/peer/verify). Disk full (space.go):
 // the blob store refuses writes below MinFreeBytes of free space or on
 // ENOSPC (blobstore.ErrNoSpace); a full node relays small uploads to the
-// other owners and serves what it lacks from memory, other uploads answer
+// other owners and serves what it lacks from memory, or streams it from a
+// source when it is too big for that (stream.go), other uploads answer
 // 507, a full owner answers pushes with 507, and reads go on.
 //
 // TLS (tls.go): with Config.TLSCert, TLSKey and TLSCA, Raft runs on mutual

@@ -427,10 +427,11 @@ func removedFrom(seen *membershipSeen, id string, servers []raft.Server, table [
 }
 
 // watchRemoval keeps n.removed current: it re-decides after every change of
-// the replicated state and of the known leader. A removed node hears of
-// its removal through the Raft configuration the leader sends it last,
-// and its leader becomes unknown once the heartbeats stop: either wakes
-// it.
+// the replicated state and of the known leader, and when a peer proved
+// this node removed (orphan.go). A removed node hears of its removal
+// through the Raft configuration the leader sends it last, and its leader
+// becomes unknown once the heartbeats stop: either wakes it. A node cut
+// off during its removal hears of it from its peers instead.
 func (n *Node) watchRemoval() {
 	var seen membershipSeen
 	for {
@@ -438,10 +439,15 @@ func (n *Node) watchRemoval() {
 		servers, err := n.store.Servers()
 		nodes, terr := n.store.Nodes()
 		if err == nil && terr == nil {
-			removed := removedFrom(&seen, n.cfg.ID, servers, nodes)
+			told, by := n.told.holds(n.store.AppliedIndex())
+			removed := removedFrom(&seen, n.cfg.ID, servers, nodes) || told
 			if n.removed.Swap(removed) != removed {
 				if removed {
-					n.log.Error("this node was removed from the cluster: it no longer serves sites and reports not ready", "id", n.cfg.ID)
+					attrs := []any{"id", n.cfg.ID}
+					if told {
+						attrs = append(attrs, "told_by", by)
+					}
+					n.log.Error("this node was removed from the cluster: it no longer serves sites and reports not ready", attrs...)
 				} else {
 					n.log.Info("this node is a cluster member again", "id", n.cfg.ID)
 				}
@@ -452,6 +458,7 @@ func (n *Node) watchRemoval() {
 			return
 		case <-leader:
 		case <-state:
+		case <-n.told.wake:
 		}
 	}
 }

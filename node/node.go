@@ -264,7 +264,9 @@ type Node struct {
 	fetches singleflight.Group // one transfer per missing blob
 	// relaying holds a token per blob relayed through memory (blobs.go).
 	relaying chan struct{}
-	staged   stagedCopies // small cache copies held in memory while written (fetch.go)
+	// streaming holds a token per blob streamed to a visitor (stream.go).
+	streaming chan struct{}
+	staged    stagedCopies // small cache copies held in memory while written (fetch.go)
 
 	confirmedMu sync.Mutex
 	confirmed   map[string]struct{} // non-owned copies whose owners hold them; see cache.go
@@ -282,6 +284,7 @@ type Node struct {
 	memberMu sync.Mutex
 
 	removed atomic.Bool // this node knows it was removed from the cluster (watchRemoval)
+	told    toldRemoved // a peer's proof that this node was removed (orphan.go)
 	seen    lastSeen    // what each node last said of itself; see http.go
 
 	closeOnce sync.Once
@@ -307,6 +310,8 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		evictWake:  make(chan struct{}, 1),
 		prefetched: make(map[string]bool),
 		relaying:   make(chan struct{}, relaySlots),
+		streaming:  make(chan struct{}, streamSlots),
+		told:       toldRemoved{wake: make(chan struct{}, 1)},
 	}
 	n.peer.Version = cfg.Version
 	n.peerHTTP = n.peer.RPC // setupTLS puts it on the cluster's TLS
@@ -336,7 +341,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := n.enterCluster(ctx); err != nil {
 		return nil, err
 	}
-	for _, loop := range []func(){n.watchState, n.watchRemoval, n.repairLoop, n.evictLoop, n.expireLoop, n.featureLoop} {
+	for _, loop := range []func(){n.watchState, n.watchRemoval, n.askRemovalLoop, n.repairLoop, n.evictLoop, n.expireLoop, n.featureLoop} {
 		n.background(loop)
 	}
 	n.scrub.Start()

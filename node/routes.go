@@ -51,6 +51,7 @@ func (n *Node) routes(api *builder.API) []builder.Route {
 		row("POST", peer.ScrubPath, peerScope, h(n.handlePeerScrub)),
 		row("GET", peer.ScrubPath, peerScope, h(n.handlePeerScrub)),
 		row("POST", peer.VerifyPath, peerScope, h(n.handlePeerVerify)),
+		row("GET", peer.MemberPath, peerScope, h(n.handlePeerMember)),
 
 		// The Go runtime's profiles (net/http/pprof), admin only: the
 		// profiles of the real binary under real load are how the serving

@@ -435,7 +435,8 @@ func unsatisfiable(ctx *fasthttp.RequestCtx, size int64, variants bool) {
 }
 
 // serveRange answers a 206 with bytes rng of the identity representation,
-// from memory when the blob is cached there, else from its file.
+// from memory when the blob is cached there, else streamed (SectionBlobs)
+// or from its file.
 func (h *Handler) serveRange(ctx *fasthttp.RequestCtx, dv *deployView, r *pathRoute, be *blobEntry, rng byteRange) {
 	info := &be.info
 	if ctx.IsHead() {
@@ -446,6 +447,12 @@ func (h *Handler) serveRange(ctx *fasthttp.RequestCtx, dv *deployView, r *pathRo
 			return
 		}
 		ctx.Response.SetBodyRaw(body[rng.start : rng.start+rng.length])
+	} else if sec, ok, err := h.openSection(ctx, r.hash, rng); ok || err != nil {
+		if err != nil {
+			h.failOpen(ctx, dv, r, be, err, "")
+			return
+		}
+		setBodyStream(ctx, sec, rng.length)
 	} else {
 		f, n, err := h.blobs.Open(ctx, r.hash, "")
 		if err != nil {
