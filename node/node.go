@@ -124,6 +124,14 @@ type Config struct {
 	RaftSnapshotInterval  time.Duration
 	RaftTrailingLogs      uint64
 
+	// MetricsSiteLabels exports the edge's per-site counters as
+	// Prometheus series labelled by site (one pair per site: small
+	// installations only); without it they are only summed by `atoll site
+	// stats`.
+	MetricsSiteLabels bool
+	// AccessLog, if not nil, receives every edge request (serve.AccessLog).
+	AccessLog serve.AccessLogger
+
 	Logger *slog.Logger
 	// TokenOut receives the one-time notice that an admin token was
 	// generated, and where it was saved; never the token itself.
@@ -279,6 +287,9 @@ type Node struct {
 	removed atomic.Bool // this node knows it was removed from the cluster (watchRemoval)
 	seen    lastSeen    // what each node last said of itself; see http.go
 
+	metrics          *metrics     // metrics.go
+	gcBlobs, gcBytes atomic.Int64 // what garbage collection reclaimed (gcLocal)
+
 	closeOnce sync.Once
 	closeErr  error
 	wg        sync.WaitGroup
@@ -321,6 +332,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.refreshPlacement()
+	if n.metrics, err = newMetrics(n); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
 	if err := n.startAPI(); err != nil {
 		return nil, err
 	}
@@ -330,7 +344,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := n.enterCluster(ctx); err != nil {
 		return nil, err
 	}
-	for _, loop := range []func(){n.watchState, n.watchRemoval, n.repairLoop, n.evictLoop, n.expireLoop} {
+	for _, loop := range []func(){n.watchState, n.watchRemoval, n.repairLoop, n.evictLoop, n.expireLoop, n.metricsLoop} {
 		n.background(loop)
 	}
 	n.scrub.Start()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/atoll-hosting/atoll"
@@ -38,6 +39,13 @@ func (c *Client) Stats(ctx context.Context, baseURL string) (Stats, error) {
 	var st Stats
 	err := c.call(ctx, http.MethodGet, baseURL, StatsPath, nil, "", &st)
 	return st, err
+}
+
+// SiteCounts returns the edge counters of site on the node at baseURL.
+func (c *Client) SiteCounts(ctx context.Context, baseURL, site string) (atoll.SiteCounts, error) {
+	var out atoll.SiteCounts
+	err := c.call(ctx, http.MethodGet, baseURL, SiteStatsPath+"?site="+url.QueryEscape(site), nil, "", &out)
+	return out, err
 }
 
 // Pull has the node at baseURL fetch hashes (at most MaxHasHashes) from

@@ -30,7 +30,10 @@ const (
 	StatsPath  = "/v1/peer/stats"
 	ScrubPath  = "/v1/peer/scrub"
 	VerifyPath = "/v1/peer/verify"
-	JoinPath   = "/v1/nodes" // also an admin route: the cluster key stands in for the token
+	// SiteStatsPath answers the node's atoll.SiteCounts of the site named
+	// by the query parameter "site".
+	SiteStatsPath = "/v1/peer/site-stats"
+	JoinPath      = "/v1/nodes" // also an admin route: the cluster key stands in for the token
 )
 
 // MaxHasHashes bounds the hashes of one HasRequest or fetch HashList;

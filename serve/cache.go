@@ -96,6 +96,7 @@ type deployView struct {
 	target
 	lastModified []byte // formatted Last-Modified, nil if unknown
 	paths        *pathTable
+	stats        *siteStats // the site's counters (metrics.go); nil without Stats
 }
 
 // routeKind is the outcome of a request path in a deploy.
@@ -380,6 +381,9 @@ func (h *Handler) deployFor(g *generation, host []byte) (*deployView, error) {
 			}
 			g.tables[t.id] = paths
 			dv = &deployView{target: t, paths: paths}
+			if h.stats != nil {
+				dv.stats = h.stats.site(t.site)
+			}
 			if !t.modified.IsZero() {
 				dv.lastModified = fasthttp.AppendHTTPDate(nil, t.modified)
 			}

@@ -95,6 +95,9 @@ type Config struct {
 	// Logger receives errors (level error, attribute component=serve); nil
 	// discards them. The normal serving path never logs.
 	Logger *slog.Logger
+
+	// Stats, if not nil, counts every request (metrics.go).
+	Stats *Stats
 }
 
 // DefaultConfig returns the Config of a single local node: sites at
@@ -125,6 +128,7 @@ type Handler struct {
 	genMu      sync.Mutex
 	gen        atomic.Pointer[generation]
 	blobCache  blobCache
+	stats      *Stats
 }
 
 // New checks cfg and returns a Handler reading metadata from cat and file
@@ -162,6 +166,7 @@ func New(cfg Config, cat Catalog, blobs Blobs) (*Handler, error) {
 		cat:          cat,
 		blobs:        blobs,
 		cacheBytes:   cacheBytes,
+		stats:        cfg.Stats,
 	}
 	if n, ok := cat.(ChangeNotifier); ok {
 		h.notify = n
@@ -175,11 +180,14 @@ func New(cfg Config, cat Catalog, blobs Blobs) (*Handler, error) {
 // publish landing mid-request cannot mix two deploys in one answer.
 type target struct {
 	id       string
+	site     string
 	modified time.Time // Last-Modified of every file of the deploy; zero if unknown
 }
 
 // ServeHTTP answers one request. It is a fasthttp.RequestHandler.
 func (h *Handler) ServeHTTP(ctx *fasthttp.RequestCtx) {
+	var dv *deployView
+	defer h.stats.observe(ctx, time.Now(), &dv) // metrics.go
 	if !ctx.IsGet() && !ctx.IsHead() {
 		ctx.Error("405 Method Not Allowed", fasthttp.StatusMethodNotAllowed)
 		ctx.Response.Header.Set(fasthttp.HeaderAllow, "GET, HEAD")
@@ -273,7 +281,7 @@ func targetOf(d atoll.Deploy) target {
 	if !mod.IsZero() {
 		mod = time.Unix(mod.Unix(), 0).UTC()
 	}
-	return target{id: d.ID, modified: mod}
+	return target{id: d.ID, site: d.Site, modified: mod}
 }
 
 func notFoundIsFalse(err error) error {

@@ -1,0 +1,205 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	gometrics "github.com/hashicorp/go-metrics/compat"
+	gmprom "github.com/hashicorp/go-metrics/compat/prometheus"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/atoll-hosting/atoll"
+	"github.com/atoll-hosting/atoll/blobstore"
+	"github.com/atoll-hosting/atoll/peer"
+	"github.com/atoll-hosting/atoll/serve"
+)
+
+// metricsRefresh is how often a node refreshes what its metrics say of the
+// cluster (reachability and lag of every node, deploys by state,
+// certificate expiry): those take network calls or scans of the whole
+// catalog, which a scrape never makes.
+const metricsRefresh = 10 * time.Second
+
+// metrics are a node's Prometheus metrics (docs/METRICS.md lists them).
+// A scrape reads atomics, counters and the last clusterView: it makes no
+// network call and takes no lock the edge takes.
+type metrics struct {
+	reg          *prometheus.Registry
+	edge         *serve.Stats
+	apply        prometheus.Histogram
+	peerFetches  *prometheus.CounterVec
+	evicted      prometheus.Counter
+	evictedBytes prometheus.Counter
+	leaderChange prometheus.Counter
+	view         atomic.Pointer[clusterView]
+}
+
+// clusterView is what metricsLoop last learnt of the cluster.
+type clusterView struct {
+	at      time.Time
+	nodes   []nodeView
+	sites   int
+	deploys map[atoll.DeployState]int
+	certs   []atoll.Cert // without their keys
+}
+
+type nodeView struct {
+	id   string
+	up   bool
+	lag  int64 // -1 when unknown
+	disk bool  // below its --min-free reserve
+}
+
+// raftSink is the process's go-metrics sink, which hashicorp/raft and
+// raft-boltdb write to (go-metrics keeps one global sink per process):
+// every node of the process registers it, so in a process with several
+// nodes (tests) each node's /metrics shows all their Raft metrics.
+var raftSink = sync.OnceValues(func() (*gmprom.PrometheusSink, error) {
+	sink, err := gmprom.NewPrometheusSinkFrom(gmprom.PrometheusOpts{
+		Registerer: prometheus.NewRegistry(), // each node's registry adds it
+		Name:       "atoll_raft_sink",
+	})
+	if err != nil {
+		return nil, err
+	}
+	cfg := gometrics.DefaultConfig("atoll")
+	cfg.EnableHostname = false
+	cfg.EnableRuntimeMetrics = false // the Go collector has them
+	if _, err := gometrics.NewGlobal(cfg, sink); err != nil {
+		return nil, err
+	}
+	return sink, nil
+})
+
+// newMetrics makes the registry of node n, with every collector but the
+// edge's counters, which startEdge hands to the edge.
+func newMetrics(n *Node) (*metrics, error) {
+	m := &metrics{
+		reg:  prometheus.NewRegistry(),
+		edge: serve.NewStats(n.cfg.MetricsSiteLabels),
+		apply: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "atoll_apply_duration_seconds",
+			Help:    "Time from a metadata change asked of this node to its being applied here (forwarding to the leader included).",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
+		}),
+		peerFetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "atoll_peer_fetches_total",
+			Help: "Blob fetches from a peer, by peer node id and result (ok, not_found, down, error).",
+		}, []string{"peer", "result"}),
+		evicted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "atoll_cache_evicted_blobs_total",
+			Help: "Cached (not owned) blobs evicted to keep within --cache-size.",
+		}),
+		evictedBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "atoll_cache_evicted_bytes_total",
+			Help: "Bytes of cached blobs evicted to keep within --cache-size.",
+		}),
+		leaderChange: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "atoll_leader_changes_total",
+			Help: "Times this node saw the Raft leader change (a new leader, or none).",
+		}),
+	}
+	sink, err := raftSink()
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range []prometheus.Collector{
+		m.edge, m.apply, m.peerFetches, m.evicted, m.evictedBytes, m.leaderChange,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		sink,
+		nodeCollector{n},
+	} {
+		if err := m.reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// handler serves the registry in the Prometheus exposition formats.
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}
+
+// fetched counts one blob fetch from peer id by its result: ok,
+// not_found (the peer lacks it), down (skipped: the peer is known down),
+// error.
+func (m *metrics) fetched(id string, err error) {
+	result := "ok"
+	switch {
+	case err == nil:
+	case errors.Is(err, blobstore.ErrNotFound):
+		result = "not_found"
+	case errors.Is(err, peer.ErrDown):
+		result = "down"
+	default:
+		result = "error"
+	}
+	m.peerFetches.WithLabelValues(id, result).Inc()
+}
+
+// metricsLoop refreshes the clusterView every metricsRefresh and counts
+// leader changes as they happen.
+func (n *Node) metricsLoop() {
+	t := time.NewTicker(metricsRefresh)
+	defer t.Stop()
+	leader := n.store.LeaderID()
+	for {
+		n.refreshClusterView()
+		changed := n.store.LeaderChanged()
+	wait:
+		for {
+			select {
+			case <-n.ctx.Done():
+				return
+			case <-changed:
+				if id := n.store.LeaderID(); id != leader {
+					leader = id
+					n.metrics.leaderChange.Inc()
+				}
+				changed = n.store.LeaderChanged()
+			case <-t.C:
+				break wait
+			}
+		}
+	}
+}
+
+// refreshClusterView asks every node for its stats (bounded by the peer
+// client's timeouts) and reads the deploys and certificates of the
+// catalog, then publishes the result for scrapes.
+func (n *Node) refreshClusterView() {
+	ctx, cancel := context.WithTimeout(n.ctx, metricsRefresh)
+	defer cancel()
+	v := &clusterView{at: time.Now(), deploys: map[atoll.DeployState]int{}}
+	nodes, _ := n.nodeStatuses(ctx)
+	for _, ns := range nodes {
+		v.nodes = append(v.nodes, nodeView{id: ns.ID, up: ns.RaftState != unreachable && ns.RaftState != "", lag: ns.Lag, disk: ns.DiskLow != ""})
+	}
+	sites, err := n.store.Sites()
+	if err != nil && !errors.Is(err, atoll.ErrUnavailable) {
+		n.log.Warn("metrics: read sites", "err", err)
+	}
+	v.sites = len(sites)
+	for _, s := range sites {
+		if ds, err := n.store.Deploys(s.Name); err == nil {
+			for _, d := range ds {
+				v.deploys[d.State]++
+			}
+		}
+		if cs, err := n.store.Certs(s.Name); err == nil {
+			for _, c := range cs {
+				c.KeyPEM, c.CertPEM = "", ""
+				v.certs = append(v.certs, c)
+			}
+		}
+	}
+	n.metrics.view.Store(v)
+}
