@@ -96,7 +96,9 @@ func (n *Node) startEdge() error {
 	scfg.Domain = n.cfg.Domain
 	scfg.Logger = n.cfg.Logger
 	scfg.Stats = n.metrics.edge
-	n.metrics.edge.SetAccessLog(n.cfg.AccessLog)
+	if n.access != nil {
+		n.metrics.edge.SetAccessLog(n.access)
+	}
 	edge, err := serve.New(scfg, n.store, serveBlobs{blobs{n}})
 	if err != nil {
 		return fmt.Errorf("edge: %w", err)

@@ -20,11 +20,15 @@ import (
 	"github.com/atoll-hosting/atoll/serve"
 )
 
-// metricsRefresh is how often a node refreshes what its metrics say of the
-// cluster (reachability and lag of every node, deploys by state,
-// certificate expiry): those take network calls or scans of the whole
-// catalog, which a scrape never makes.
-const metricsRefresh = 10 * time.Second
+// What a node's metrics say of the cluster (reachability and lag of every
+// node, deploys by state, certificate expiry) takes network calls and scans
+// of the whole catalog, which a scrape never makes: metricsLoop refreshes
+// it every metricsRefresh, and after a change of the replicated state, but
+// not more often than every metricsMinGap.
+const (
+	metricsRefresh = 10 * time.Second
+	metricsMinGap  = time.Second
+)
 
 // metrics are a node's Prometheus metrics (docs/METRICS.md lists them).
 // A scrape reads atomics, counters and the last clusterView: it makes no
@@ -115,6 +119,10 @@ func newMetrics(n *Node) (*metrics, error) {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		sink,
 		nodeCollector{n},
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "atoll_access_log_dropped_lines_total",
+			Help: "Access log lines dropped because the writer fell behind (or failed); 0 without --access-log.",
+		}, n.accessDropped),
 	} {
 		if err := m.reg.Register(c); err != nil {
 			return nil, err
@@ -126,6 +134,22 @@ func newMetrics(n *Node) (*metrics, error) {
 // handler serves the registry in the Prometheus exposition formats.
 func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}
+
+// ReopenAccessLog reopens the --access-log file (after logrotate renamed
+// it); a no-op without one.
+func (n *Node) ReopenAccessLog() {
+	if n.access != nil {
+		n.access.Reopen()
+	}
+}
+
+// accessDropped is atoll_access_log_dropped_lines_total.
+func (n *Node) accessDropped() float64 {
+	if n.access == nil {
+		return 0
+	}
+	return float64(n.access.Dropped())
 }
 
 // fetched counts one blob fetch from peer id by its result: ok,
@@ -145,29 +169,33 @@ func (m *metrics) fetched(id string, err error) {
 	m.peerFetches.WithLabelValues(id, result).Inc()
 }
 
-// metricsLoop refreshes the clusterView every metricsRefresh and counts
+// metricsLoop refreshes the clusterView (see metricsRefresh) and counts
 // leader changes as they happen.
 func (n *Node) metricsLoop() {
-	t := time.NewTicker(metricsRefresh)
-	defer t.Stop()
+	tick := time.NewTicker(metricsRefresh)
+	defer tick.Stop()
 	leader := n.store.LeaderID()
+	var gap <-chan time.Time // running while a refresh would come too soon
+	due := true
 	for {
-		n.refreshClusterView()
-		changed := n.store.LeaderChanged()
-	wait:
-		for {
-			select {
-			case <-n.ctx.Done():
-				return
-			case <-changed:
-				if id := n.store.LeaderID(); id != leader {
-					leader = id
-					n.metrics.leaderChange.Inc()
-				}
-				changed = n.store.LeaderChanged()
-			case <-t.C:
-				break wait
+		if due && gap == nil {
+			n.refreshClusterView()
+			due, gap = false, time.After(metricsMinGap)
+		}
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-n.store.LeaderChanged():
+			if id := n.store.LeaderID(); id != leader {
+				leader = id
+				n.metrics.leaderChange.Inc()
 			}
+		case <-n.store.Changed():
+			due = true
+		case <-tick.C:
+			due = true
+		case <-gap:
+			gap = nil
 		}
 	}
 }

@@ -129,8 +129,10 @@ type Config struct {
 	// installations only); without it they are only summed by `atoll site
 	// stats`.
 	MetricsSiteLabels bool
-	// AccessLog, if not nil, receives every edge request (serve.AccessLog).
-	AccessLog serve.AccessLogger
+	// AccessLog is where the edge writes one JSON line per request
+	// (serve.AccessLog): a file path, "-" for standard output, "" for
+	// none. ReopenAccessLog reopens the file.
+	AccessLog string
 
 	Logger *slog.Logger
 	// TokenOut receives the one-time notice that an admin token was
@@ -287,8 +289,9 @@ type Node struct {
 	removed atomic.Bool // this node knows it was removed from the cluster (watchRemoval)
 	seen    lastSeen    // what each node last said of itself; see http.go
 
-	metrics          *metrics     // metrics.go
-	gcBlobs, gcBytes atomic.Int64 // what garbage collection reclaimed (gcLocal)
+	metrics          *metrics         // metrics.go
+	access           *serve.AccessLog // nil without Config.AccessLog
+	gcBlobs, gcBytes atomic.Int64     // what garbage collection reclaimed (gcLocal)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -328,12 +331,18 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := n.prepareDataDir(); err != nil {
 		return nil, err
 	}
+	// Before the stores: Raft reports to the metrics sink from its start.
+	if n.metrics, err = newMetrics(n); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
 	if err := n.openStores(); err != nil {
 		return nil, err
 	}
 	n.refreshPlacement()
-	if n.metrics, err = newMetrics(n); err != nil {
-		return nil, fmt.Errorf("metrics: %w", err)
+	if cfg.AccessLog != "" {
+		if n.access, err = serve.NewAccessLog(serve.AccessLogConfig{Path: cfg.AccessLog, Logger: cfg.Logger}); err != nil {
+			return nil, fmt.Errorf("--access-log: %w", err)
+		}
 	}
 	if err := n.startAPI(); err != nil {
 		return nil, err
@@ -811,6 +820,9 @@ func (n *Node) close() {
 		n.httpLn.Close()
 	}
 	n.wg.Wait()
+	if n.access != nil {
+		errs = append(errs, n.access.Close()) // after the edge: no more lines
+	}
 	n.peer.Health.Close()
 	if n.scrub != nil {
 		n.scrub.Close()

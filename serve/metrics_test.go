@@ -1,10 +1,13 @@
 package serve
 
 import (
+	"context"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
+
+	"github.com/atoll-hosting/atoll/blobstore"
 )
 
 // gathered returns the value of the counter name with the given label
@@ -137,5 +140,31 @@ func TestEdgeZeroAllocsWithStats(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("allocs per request = %v, want 0", allocs)
+	}
+}
+
+// fetchingBlobs is storeBlobs whose Stat says, as node's does, that the
+// blob had to be fetched from a peer first.
+type fetchingBlobs struct{ storeBlobs }
+
+func (b fetchingBlobs) Stat(ctx context.Context, hash string) (blobstore.Info, error) {
+	MarkFetched(ctx)
+	return b.storeBlobs.Stat(ctx, hash)
+}
+
+func TestStatsPeerOutcome(t *testing.T) {
+	e := newRealEdge(t)
+	h, err := New(Config{Domain: testDomain, Stats: NewStats(false)}, e.fsm, fetchingBlobs{storeBlobs{e.blobs}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.h = h
+	serveOnce(e, "GET", "bench."+testDomain, "/1k.bin")
+	serveOnce(e, "GET", "bench."+testDomain, "/1k.bin") // the blob's info is cached now: no Stat
+	if got := gathered(t, h.stats, "atoll_edge_requests_total", map[string]string{"outcome": "peer"}); got != 1 {
+		t.Errorf("peer outcomes = %v, want 1", got)
+	}
+	if got := gathered(t, h.stats, "atoll_edge_requests_total", map[string]string{"outcome": "memory"}); got != 1 {
+		t.Errorf("memory outcomes = %v, want 1", got)
 	}
 }
