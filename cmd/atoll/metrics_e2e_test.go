@@ -309,7 +309,7 @@ func (m metricFamilies) histCount(name string) float64 {
 	return total
 }
 
-func eq(want float64) func(float64) bool     { return func(v float64) bool { return v == want } }
+func eq(want float64) func(float64) bool      { return func(v float64) bool { return v == want } }
 func atLeast(want float64) func(float64) bool { return func(v float64) bool { return v >= want } }
 
 // scrape reads s's /metrics, without a token.
@@ -364,4 +364,3 @@ func scrapeUntil(t *testing.T, s *atolltest.Server, ok func(metricFamilies) bool
 		}
 	}
 }
-
