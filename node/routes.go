@@ -10,6 +10,7 @@ import (
 
 	"github.com/atoll-hosting/atoll/builder"
 	"github.com/atoll-hosting/atoll/peer"
+	"github.com/atoll-hosting/atoll/ui"
 )
 
 // routes is the table of every endpoint of the API listener, with the
@@ -72,6 +73,10 @@ func (n *Node) routes(api *builder.API) []builder.Route {
 		row("GET", "/healthz", public, h(n.handleHealth)),
 		row("GET", "/readyz", public, h(n.handleReady)),
 		row("GET", "/metrics", public, n.metrics.handler()),
+
+		// The operator's status page (package ui): public files, which read
+		// the admin routes above with a token the operator enters.
+		row("GET", "/ui/", public, ui.Handler("/ui/")),
 		row("", "/", public, h(noSuchEndpoint)), // any method: what no other route matches
 	)
 }
