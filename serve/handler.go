@@ -187,7 +187,7 @@ type target struct {
 // ServeHTTP answers one request. It is a fasthttp.RequestHandler.
 func (h *Handler) ServeHTTP(ctx *fasthttp.RequestCtx) {
 	var dv *deployView
-	defer h.stats.observe(ctx, time.Now(), &dv) // metrics.go
+	defer h.stats.observe(ctx, &dv) // metrics.go
 	if !ctx.IsGet() && !ctx.IsHead() {
 		ctx.Error("405 Method Not Allowed", fasthttp.StatusMethodNotAllowed)
 		ctx.Response.Header.Set(fasthttp.HeaderAllow, "GET, HEAD")

@@ -161,12 +161,19 @@ func (s *Stats) Site(name string) atoll.SiteCounts {
 }
 
 // observe records one answered request. dv is the deploy it was resolved
-// to, nil when none was. It is the edge's only per-request hook.
-func (s *Stats) observe(ctx *fasthttp.RequestCtx, start time.Time, dv **deployView) {
+// to, nil when none was. It is the edge's only per-request hook. The
+// latency runs from ctx.Time(), which the server reads as it hands the
+// request to the handler (no clock read of our own at the start; a server
+// with LazyRequestTime, or a ctx without a time, records no latency).
+func (s *Stats) observe(ctx *fasthttp.RequestCtx, dv **deployView) {
 	if s == nil {
 		return
 	}
-	took := time.Since(start)
+	var took time.Duration
+	if start := ctx.Time(); !start.IsZero() {
+		took = time.Since(start)
+		s.latency.Observe(took.Seconds())
+	}
 	status := ctx.Response.StatusCode()
 	out := outcomeOf(ctx, status)
 	var n int64
@@ -179,7 +186,6 @@ func (s *Stats) observe(ctx *fasthttp.RequestCtx, start time.Time, dv **deployVi
 	}
 	s.requests[methodIndex(ctx)][classIndex(status)][out].Add(1)
 	s.bytes[codingIndexOf(ctx.Response.Header.ContentEncoding())].Add(uint64(n))
-	s.latency.Observe(took.Seconds())
 	var site, deploy string
 	if d := *dv; d != nil {
 		site, deploy = d.site, d.id
