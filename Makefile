@@ -1,8 +1,8 @@
 # Atoll. `make run` runs one node with the demo site; `make test` passes the tests.
 GO      ?= go
 BIN     := bin/atoll
-VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X main.version=$(VERSION)
+COMMIT  ?= $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+LDFLAGS := -s -w -X main.commit=$(COMMIT)
 
 .PHONY: build run test lint bench bench-quick bench-go fuzz chaos clean
 

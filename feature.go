@@ -19,8 +19,11 @@ const (
 	// LevelBase is every cluster before feature levels existed: its state
 	// records no level.
 	LevelBase = 1
-	// LevelFeatureLevels brings the SetFeatureLevel command itself, and the
-	// per-site HTTPS settings (Site.HTTPSOnly, Site.HSTS).
+	// LevelFeatureLevels brings the SetFeatureLevel command itself, the
+	// per-site HTTPS settings (Site.HTTPSOnly, Site.HSTS), and
+	// raft.FailDeploy's DropFiles (a failed deploy's manifest goes at once).
+	// A node whose binary knows less than the cluster's level is refused
+	// at join.
 	LevelFeatureLevels = 2
 
 	// MaxFeatureLevel is the highest level this binary knows.

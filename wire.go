@@ -108,6 +108,10 @@ type NodeStatus struct {
 	// answer or runs a binary from before versions were reported.
 	Version      string `json:"version,omitempty"`
 	FeatureLevel int    `json:"feature_level,omitempty"`
+	// Stopped is why the node's replicated state stopped applying entries
+	// (a storage failure, or an entry its binary does not know: it needs
+	// a newer atoll), "" while it applies.
+	Stopped string `json:"stopped,omitempty"`
 }
 
 // NodeList is the body of GET /v1/nodes.

@@ -6,10 +6,13 @@ import (
 	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
+	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 )
 
 // SHA256Hex is the content address of b: its SHA-256 in lower-case hex.
@@ -31,6 +34,35 @@ func WriteTree[T ~string | ~[]byte](dir string, files map[string]T) error {
 		}
 	}
 	return nil
+}
+
+// Listing lists every file and folder under dir, one a line in path
+// order: the path relative to dir, its mode, and for a file its size and
+// the SHA-256 of its content. Two listings are equal when nothing under
+// dir was added, removed, or changed in content or mode.
+func Listing(dir string) (string, error) {
+	var b strings.Builder
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if d.IsDir() {
+			fmt.Fprintf(&b, "%s/ %s\n", filepath.ToSlash(rel), info.Mode())
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "%s %s %d %s\n", filepath.ToSlash(rel), info.Mode(), len(data), SHA256Hex(data))
+		return nil
+	})
+	return b.String(), err
 }
 
 // Tar is a tar archive of files (name in the archive -> content), regular

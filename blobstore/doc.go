@@ -45,7 +45,7 @@
 //	<dir>/ab/<hash>.zst   zstd variant
 //	<dir>/ab/<hash>.gz    gzip variant
 //	<dir>/ab/<hash>.pending  the variants are still to be made
-//	<dir>/tmp/            temp files; emptied by New
+//	<dir>/temp/            temp files; emptied by New
 //	<dir>/quarantine/     corrupt copies Quarantine took out of service
 //
 // where ab is the first two hex digits of the hash. A shard folder is created

@@ -204,7 +204,7 @@ func bytesUnder(t *testing.T, dir string) int64 {
 	t.Helper()
 	var n int64
 	for _, f := range filesUnder(t, dir) {
-		if filepath.Dir(f) == "tmp" {
+		if filepath.Dir(f) == TempFolder {
 			continue
 		}
 		fi, err := os.Stat(filepath.Join(dir, f))

@@ -33,7 +33,7 @@ func TestPublishVariants(t *testing.T) {
 			}
 			var variants []variantFile
 			for _, enc := range tt.publish {
-				tmp := filepath.Join(dir, "tmp", "variant-"+enc)
+				tmp := filepath.Join(dir, TempFolder, "variant-"+enc)
 				plant(t, tmp, "new "+enc)
 				variants = append(variants, variantFile{encoding: enc, path: tmp, size: int64(len("new " + enc))})
 			}

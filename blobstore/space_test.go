@@ -32,7 +32,7 @@ func tmpFiles(t *testing.T, dir string) []string {
 	t.Helper()
 	var out []string
 	for _, f := range filesUnder(t, dir) {
-		if strings.HasPrefix(f, "tmp/") {
+		if strings.HasPrefix(f, "temp/") {
 			out = append(out, f)
 		}
 	}
@@ -134,12 +134,12 @@ func TestReserveCheckedAfterTheBody(t *testing.T) {
 func TestNoSpaceWrapsTheFileSystemsError(t *testing.T) {
 	t.Parallel()
 	for _, errno := range []syscall.Errno{syscall.ENOSPC, syscall.EDQUOT} {
-		err := noSpace(&fs.PathError{Op: "write", Path: "tmp/put-1", Err: errno})
+		err := noSpace(&fs.PathError{Op: "write", Path: "temp/put-1", Err: errno})
 		if !errors.Is(err, ErrNoSpace) || !errors.Is(err, errno) {
 			t.Errorf("noSpace(%v) = %v, want ErrNoSpace wrapping it", errno, err)
 		}
 	}
-	other := &fs.PathError{Op: "write", Path: "tmp/put-1", Err: syscall.EIO}
+	other := &fs.PathError{Op: "write", Path: "temp/put-1", Err: syscall.EIO}
 	if err := noSpace(other); errors.Is(err, ErrNoSpace) {
 		t.Errorf("noSpace(EIO) = %v, want it unchanged", err)
 	}

@@ -69,6 +69,13 @@ func extFor(encoding string) (string, bool) {
 	return "", false
 }
 
+// TempFolder is the folder of Dir that holds the store's temp files.
+// Nothing else in Dir is named so; the name "tmp" is kept by node's
+// data-dir format as a regular file, so that a store from before TempFolder
+// existed, which made "tmp" its temp folder, fails to open (see node's
+// data-dir formats).
+const TempFolder = "temp"
+
 // Config configures a Store.
 type Config struct {
 	// Dir is the folder that holds the blobs; created if missing. It must
@@ -168,7 +175,7 @@ func New(cfg Config) (*Store, error) {
 	}
 	s := &Store{
 		dir:   cfg.Dir,
-		tmp:   filepath.Join(cfg.Dir, "tmp"),
+		tmp:   filepath.Join(cfg.Dir, TempFolder),
 		log:   logger.With("component", "blobstore"),
 		cache: newInfoCache(defaultCacheEntries),
 		acct:  newAccounting(),

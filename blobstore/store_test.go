@@ -386,8 +386,8 @@ func TestNewRemovesCrashLeftovers(t *testing.T) {
 
 	orphan := hashOf([]byte("orphan"))
 	leftovers := []string{
-		"tmp/put-123",                             // crash while receiving
-		"tmp/variant-456",                         // crash while compressing
+		"temp/put-123",                            // crash while receiving
+		"temp/variant-456",                        // crash while compressing
 		orphan[:2] + "/" + orphan + ".br",         // crash before the identity rename,
 		orphan[:2] + "/" + orphan + ".gz",         // or inside a Delete
 		orphan[:2] + "/" + orphan + ".zst",        //
@@ -396,7 +396,7 @@ func TestNewRemovesCrashLeftovers(t *testing.T) {
 	for _, p := range leftovers {
 		plant(t, filepath.Join(dir, p), "partial")
 	}
-	if err := os.MkdirAll(filepath.Join(dir, "tmp", "subdir"), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(dir, TempFolder, "subdir"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if s.Has(orphan) {
@@ -412,7 +412,7 @@ func TestNewRemovesCrashLeftovers(t *testing.T) {
 	if got := filesUnder(t, dir); !slices.Equal(got, want) {
 		t.Errorf("files after New = %v, want %v", got, want)
 	}
-	if entries, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(entries) != 0 {
+	if entries, _ := os.ReadDir(filepath.Join(dir, TempFolder)); len(entries) != 0 {
 		t.Errorf("tmp not empty after New: %v", entries)
 	}
 	if err := s.Verify(kept.Hash); err != nil {

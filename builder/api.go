@@ -37,6 +37,7 @@ type Meta interface {
 	// lowercase hex) to hash, or an error wrapping atoll.ErrNotFound.
 	TokenByHash(hash string) (atoll.Token, error)
 	Tokens() ([]atoll.Token, error) // every deploy token, by id
+	FeatureLevel() int              // the cluster's feature level (atoll.MaxFeatureLevel)
 }
 
 // The replicated store is a Meta and a CertMeta as it is: tests run the

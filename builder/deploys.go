@@ -244,11 +244,17 @@ func (a *API) completeDeploy(ctx context.Context, d atoll.Deploy, c blobCheck, p
 // abortDeploy marks deploy id failed (best effort: it is logged when even
 // that fails) because step failed with err, and returns err.
 func (a *API) abortDeploy(ctx context.Context, id string, c blobCheck, step string, err error) (atoll.Deploy, blobCheck, error) {
-	reason := fmt.Sprintf("%s: %v", step, err)
-	if ferr := a.meta.Apply(ctx, raft.FailDeploy{Deploy: id, Reason: reason}); ferr != nil {
-		a.log.Warn("cannot mark deploy failed", "deploy", id, "err", ferr)
-	}
+	a.failDeploy(ctx, id, fmt.Sprintf("%s: %v", step, err))
 	return atoll.Deploy{}, c, fmt.Errorf("deploy %s: %s: %w", id, step, err)
+}
+
+// failDeploy marks deploy id failed for reason, best effort: a failure is
+// logged. From the cluster's feature level that allows it, the deploy's
+// manifest goes in the same command (raft.FailDeployCmd).
+func (a *API) failDeploy(ctx context.Context, id, reason string) {
+	if err := a.meta.Apply(ctx, raft.FailDeployCmd(a.meta.FeatureLevel(), id, reason)); err != nil {
+		a.log.Warn("cannot mark deploy failed", "deploy", id, "err", err)
+	}
 }
 
 func (a *API) listDeploys(w http.ResponseWriter, r *http.Request) {

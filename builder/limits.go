@@ -7,7 +7,6 @@ import (
 	"sync"
 
 	"github.com/atoll-hosting/atoll"
-	"github.com/atoll-hosting/atoll/raft"
 )
 
 // A site's deploys are held to atoll.SiteLimits: the cluster defaults of
@@ -105,8 +104,6 @@ func (a *API) checkBytes(ctx context.Context, d atoll.Deploy, total int64) error
 		return nil
 	}
 	e := tooManyBytes(site.Name, lim.MaxBytes)
-	if ferr := a.meta.Apply(ctx, raft.FailDeploy{Deploy: d.ID, Reason: e.Error()}); ferr != nil {
-		a.log.Warn("cannot mark deploy failed", "deploy", d.ID, "err", ferr)
-	}
+	a.failDeploy(ctx, d.ID, e.Error())
 	return fmt.Errorf("deploy %s: %w", d.ID, e)
 }

@@ -7,15 +7,28 @@
 //
 // Data directory layout (Config.DataDir):
 //
+//	FORMAT       the data-dir format (datadir.go), written after upgrades
 //	node-id      this node's id, fixed at first start
 //	token        the generated admin token (mode 0600), when none was given
 //	scrub.json   the scrubber's schedule and cursor (package scrub)
 //	raft/        Raft log, stable store, snapshots and the FSM's bbolt file
-//	blobs/       the content-addressed blob store
+//	blobs/       the content-addressed blob store; blobs/tmp is the
+//	             format guard, a regular file (datadir.go)
 //	tmp/         spool space for tar uploads, emptied at start
 //
 // Small files are written through internal/durable (temp file, fsync,
-// rename); Start removes the temp files an interrupted write left.
+// rename); Start removes the temp files an interrupted write left. Start
+// refuses a data dir of a newer format than DataDirFormat before writing
+// anything, and upgrades an older one in place (datadir.go).
+//
+// Versions and feature levels (feature.go): every node reports its
+// version and the highest feature level its binary knows in its peer
+// stats; the leader raises the cluster's level once every member (Raft
+// configuration and node table) knows a higher one, checking every few
+// seconds and on membership changes; RequireFeature answers the API's 409
+// naming the nodes that hold a level back, from the last census of the
+// members' binaries; a join is refused to a binary older than the
+// cluster's level.
 //
 // # Cluster
 //
@@ -51,7 +64,8 @@
 // really hold and has each owner pull what it lacks. Unreferenced blobs
 // are deleted after GCGrace. The leader fails deploys still uploading
 // DeployExpiry after their creation (expire.go), so abandoned uploads stop
-// holding their blobs. Drain marks a node draining (no longer an
+// holding their blobs (and, from feature level 2, their manifests leave
+// the replicated state). Drain marks a node draining (no longer an
 // owner) and waits for the census and its own hand-over to move its blobs;
 // remove is refused while a referenced blob has no copy on another core
 // node.

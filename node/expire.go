@@ -15,7 +15,11 @@ import (
 // fails it with FailDeploy, saying why; from then on its manifest no longer
 // holds its blobs (repair.Referenced skips failed deploys), so garbage
 // collection frees them after GCGrace, and it no longer counts against its
-// site's deploys in progress (builder's --site-max-uploading).
+// site's deploys in progress (builder's --site-max-uploading). From
+// feature level atoll.LevelFeatureLevels on, the same command empties the
+// manifest (raft.FailDeployCmd), so the raft state gives its room back at
+// once, and the leader also empties the manifests of deploys that failed
+// before the cluster reached that level.
 
 // expireInterval is how often the leader looks for expired deploys: a
 // quarter of the expiry, between a second and a minute, so a deploy fails
@@ -61,13 +65,28 @@ func (n *Node) expireLoop() {
 	}
 }
 
-// expireDeploys fails every deploy expired at now. A deploy that finished
-// meanwhile (FailDeploy answers ErrConflict) is left as it is.
+// heldFailed returns the failed deploys of ds whose manifest still holds
+// entries: failed before the cluster reached atoll.LevelFeatureLevels.
+func heldFailed(ds []atoll.Deploy) []atoll.Deploy {
+	var out []atoll.Deploy
+	for _, d := range ds {
+		if d.State == atoll.StateFailed && d.Received > 0 {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// expireDeploys fails every deploy expired at now and, at a feature level
+// that allows it, empties the manifests failed deploys still hold. A deploy
+// that finished meanwhile (FailDeploy answers ErrConflict) is left as it is.
 func (n *Node) expireDeploys(ctx context.Context, now time.Time) error {
 	sites, err := n.store.Sites()
 	if err != nil {
 		return err
 	}
+	level := n.store.FeatureLevel()
+	reason := expiryReason(n.cfg.DeployExpiry)
 	for _, s := range sites {
 		ds, err := n.store.Deploys(s.Name)
 		if errors.Is(err, atoll.ErrNotFound) {
@@ -76,15 +95,23 @@ func (n *Node) expireDeploys(ctx context.Context, now time.Time) error {
 		if err != nil {
 			return err
 		}
-		for _, d := range expired(ds, now, n.cfg.DeployExpiry) {
-			err := n.store.Apply(ctx, raft.FailDeploy{Deploy: d.ID, Reason: expiryReason(n.cfg.DeployExpiry)})
+		fail := expired(ds, now, n.cfg.DeployExpiry)
+		if level >= atoll.LevelFeatureLevels {
+			fail = append(fail, heldFailed(ds)...)
+		}
+		for _, d := range fail {
+			err := n.store.Apply(ctx, raft.FailDeployCmd(level, d.ID, reason))
 			switch {
 			case errors.Is(err, atoll.ErrConflict), errors.Is(err, atoll.ErrNotFound):
 				continue
 			case err != nil:
 				return fmt.Errorf("fail deploy %s: %w", d.ID, err)
 			}
-			n.log.Info("deploy expired", "site", d.Site, "deploy", d.ID, "created", d.Created, "received", d.Received, "files", d.Files)
+			msg := "deploy expired"
+			if d.State == atoll.StateFailed {
+				msg = "failed deploy's manifest emptied"
+			}
+			n.log.Info(msg, "site", d.Site, "deploy", d.ID, "created", d.Created, "received", d.Received, "files", d.Files)
 		}
 	}
 	return nil

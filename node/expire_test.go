@@ -38,3 +38,19 @@ func TestExpireInterval(t *testing.T) {
 		}
 	}
 }
+
+func TestHeldFailed(t *testing.T) {
+	ds := []atoll.Deploy{
+		{ID: "failed-with-files", State: atoll.StateFailed, Received: 3, Files: 5},
+		{ID: "failed-emptied", State: atoll.StateFailed, Received: 0, Files: 5},
+		{ID: "uploading", State: atoll.StateUploading, Received: 3, Files: 5},
+		{ID: "ready", State: atoll.StateReady, Received: 5, Files: 5},
+	}
+	var got []string
+	for _, d := range heldFailed(ds) {
+		got = append(got, d.ID)
+	}
+	if want := []string{"failed-with-files"}; !slices.Equal(got, want) {
+		t.Errorf("heldFailed = %v, want %v", got, want)
+	}
+}

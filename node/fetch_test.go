@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atoll-hosting/atoll/blobstore"
 	"github.com/atoll-hosting/atoll/node"
 	"github.com/atoll-hosting/atoll/node/nodetest"
 )
@@ -19,7 +20,7 @@ func TestEdgeAnswersColdMissBeforeItsCopyIsWritten(t *testing.T) {
 	body := strings.Repeat("answered from memory ", 200)
 	h, edge, _ := oneFileBehindEdge(t, c, body)
 
-	tmp := filepath.Join(edge.Cfg.DataDir, "blobs", "tmp")
+	tmp := filepath.Join(edge.Cfg.DataDir, "blobs", blobstore.TempFolder)
 	if err := os.RemoveAll(tmp); err != nil {
 		t.Fatal(err)
 	}

@@ -43,7 +43,8 @@ func (n *Node) startAPI() error {
 	bcfg.Domain = n.cfg.Domain
 	bcfg.SiteURL = n.SiteURL
 	bcfg.TempDir = filepath.Join(n.cfg.DataDir, "tmp")
-	bcfg.Room = n.blobs.RoomFor // the spool leaves --min-free too
+	bcfg.Room = n.blobs.RoomFor            // the spool leaves --min-free too
+	bcfg.RequireFeature = n.RequireFeature // feature.go
 	bcfg.Logger = n.cfg.Logger
 	if n.cfg.MaxBlobBytes > 0 {
 		bcfg.MaxBlobBytes = n.cfg.MaxBlobBytes
@@ -186,6 +187,10 @@ func (n *Node) status(ctx context.Context) atoll.Status {
 		st.Sites = len(sites)
 	}
 	st.Nodes, st.LeaderCommit = n.nodeStatuses(ctx)
+	st.FeatureLevel = n.store.FeatureLevel()
+	if st.FeatureLevel < atoll.MaxFeatureLevel {
+		st.FeatureHeldBy = n.binaries.Load().heldBy(atoll.MaxFeatureLevel) // the census nodeStatuses just took
+	}
 	for _, ns := range st.Nodes {
 		if ns.ID == st.LeaderID {
 			st.LeaderAddr = ns.APIAddr
@@ -221,6 +226,7 @@ func (n *Node) lastReport(ctx context.Context) *atoll.RepairReport {
 func (n *Node) nodeStatuses(ctx context.Context) ([]atoll.NodeStatus, uint64) {
 	p := n.placement()
 	stats := n.fanOutStats(ctx, p.All())
+	n.noteBinaries(stats) // feature.go
 	now := time.Now()
 	commit := n.store.CommitIndex()
 	for _, st := range stats {
@@ -240,6 +246,7 @@ func (n *Node) nodeStatuses(ctx context.Context) ([]atoll.NodeStatus, uint64) {
 			CommitIndex:  st.CommitIndex,
 			Lag:          -1,
 			DiskLow:      st.DiskLow,
+			Stopped:      st.Stopped,
 		}
 		if st.RaftState == unreachable {
 			if last, ok := n.seen.get(nd.ID); ok {
@@ -248,6 +255,7 @@ func (n *Node) nodeStatuses(ctx context.Context) ([]atoll.NodeStatus, uint64) {
 			}
 		} else {
 			n.seen.put(nd.ID, seenStats{applied: st.AppliedIndex, commit: st.CommitIndex, at: now})
+			ns.Version, ns.FeatureLevel = st.Binary()
 		}
 		if ns.AppliedIndex > 0 || st.RaftState != unreachable {
 			ns.Lag = int64(commit - min(commit, ns.AppliedIndex))

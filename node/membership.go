@@ -90,7 +90,13 @@ func (n *Node) handleJoin(w http.ResponseWriter, r *http.Request) {
 		builder.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if err := n.addNode(r.Context(), nd); err != nil {
+	n.memberMu.Lock()
+	err = n.admitBinary(r, nd) // feature.go
+	if err == nil {
+		err = n.addNode(r.Context(), nd)
+	}
+	n.memberMu.Unlock()
+	if err != nil {
 		writeApplyError(w, err)
 		return
 	}

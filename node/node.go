@@ -151,7 +151,7 @@ func DefaultConfig() Config {
 		HTTPAddr: "127.0.0.1:8080",
 		Domain:   "localhost",
 		Replicas: 3,
-		Version:  "dev",
+		Version:  atoll.Release,
 
 		CacheSize:      1 << 30,
 		RepairInterval: 5 * time.Minute,
@@ -286,6 +286,11 @@ type Node struct {
 
 	scrub *scrub.Scrubber // see scrub.go
 
+	// binaries is the last census of the members' binaries (feature.go);
+	// memberMu serializes joins with the raise of the feature level.
+	binaries atomic.Pointer[binaryCensus]
+	memberMu sync.Mutex
+
 	removed atomic.Bool // this node knows it was removed from the cluster (watchRemoval)
 	seen    lastSeen    // what each node last said of itself; see http.go
 
@@ -317,6 +322,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		prefetched: make(map[string]bool),
 		relaying:   make(chan struct{}, relaySlots),
 	}
+	n.peer.Version = cfg.Version
 	n.peerHTTP = n.peer.RPC // setupTLS puts it on the cluster's TLS
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.peer.Health = n.newPeerHealth()
@@ -353,7 +359,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := n.enterCluster(ctx); err != nil {
 		return nil, err
 	}
-	for _, loop := range []func(){n.watchState, n.watchRemoval, n.repairLoop, n.evictLoop, n.expireLoop, n.metricsLoop} {
+	for _, loop := range []func(){n.watchState, n.watchRemoval, n.repairLoop, n.evictLoop, n.expireLoop, n.featureLoop, n.metricsLoop} {
 		n.background(loop)
 	}
 	n.scrub.Start()
@@ -367,18 +373,32 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	return n, nil
 }
 
-// prepareDataDir creates the data dir, removes what interrupted writes
-// left, settles the node id and empties the upload spool (tmp/).
+// prepareDataDir creates the data dir, refuses one of a newer format
+// than this binary knows (datadir.go) before changing anything, removes
+// what interrupted writes left, settles the node id, upgrades an older
+// format in place and empties the upload spool (tmp/).
 func (n *Node) prepareDataDir() (err error) {
 	dir := n.cfg.DataDir
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
+	}
+	format, err := checkDataDirFormat(dir, n.cfg.Version)
+	if err != nil {
+		return err
 	}
 	if err := removeWriteLeftovers(dir); err != nil {
 		return err
 	}
 	if n.cfg.ID, err = loadID(dir, n.cfg.ID); err != nil {
 		return err
+	}
+	if format < DataDirFormat {
+		if err := upgradeDataDir(dir, format); err != nil {
+			return err
+		}
+		if format > 0 {
+			n.log.Info("data dir upgraded in place: a binary of an older format no longer opens it", "dir", dir, "from", format, "to", DataDirFormat)
+		}
 	}
 	tmp := filepath.Join(dir, "tmp")
 	if err := os.RemoveAll(tmp); err != nil {

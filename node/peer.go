@@ -84,6 +84,11 @@ func (n *Node) localStats() peer.Stats {
 		Bytes:        bytes,
 		DrainLeft:    n.repair.DrainLeft(),
 		DiskLow:      n.diskLow(),
+		Version:      n.cfg.Version,
+		FeatureLevel: atoll.MaxFeatureLevel,
+	}
+	if err := n.store.StorageFailed(); err != nil {
+		st.Stopped = err.Error()
 	}
 	st.Repair = n.repair.LastReport()
 	if lc := n.store.LastContact(); !lc.IsZero() {

@@ -306,8 +306,8 @@ func TestUploadToFullOwnersFailsWith507(t *testing.T) {
 		t.Fatalf("deploy with 2 of 3 owners full: %v, want 507 about disk space", err)
 	}
 	for _, m := range c.Members {
-		if entries, _ := os.ReadDir(filepath.Join(m.Cfg.DataDir, "blobs", "tmp")); len(entries) != 0 {
-			t.Errorf("%s: temp files left: %d", m.Cfg.ID, len(entries))
+		if entries, err := os.ReadDir(filepath.Join(m.Cfg.DataDir, "blobs", blobstore.TempFolder)); err != nil || len(entries) != 0 {
+			t.Errorf("%s: temp files left: %d (%v)", m.Cfg.ID, len(entries), err)
 		}
 	}
 	// Space returns (here: the reserve goes back to normal) and the same

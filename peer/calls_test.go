@@ -202,3 +202,37 @@ func TestRetry(t *testing.T) {
 		t.Errorf("Retry with an ended ctx = %v, want context.Canceled", err)
 	}
 }
+
+// TestBinaryOnTheWire: every call announces the caller's binary, which
+// SenderBinary reads back; stats from a node of before feature levels (no
+// version, no level) read as level 1, version unknown.
+func TestBinaryOnTheWire(t *testing.T) {
+	t.Parallel()
+	type sender struct {
+		version string
+		level   int
+	}
+	got := make(chan sender, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v, l := peer.SenderBinary(r)
+		got <- sender{v, l}
+		fmt.Fprint(w, `{"id":"old-1","raft_state":"Follower","applied_index":7,"commit_index":7}`)
+	}))
+	defer srv.Close()
+	c := peer.New("key")
+	c.Version = "0.11.0+abc"
+	st, err := c.Stats(context.Background(), srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := <-got; s != (sender{"0.11.0+abc", atoll.MaxFeatureLevel}) {
+		t.Errorf("the peer read the caller as %+v, want version 0.11.0+abc level %d", s, atoll.MaxFeatureLevel)
+	}
+	if v, l := st.Binary(); v != "" || l != atoll.LevelBase {
+		t.Errorf("stats of an old node: version %q level %d, want none and %d", v, l, atoll.LevelBase)
+	}
+	req := httptest.NewRequest(http.MethodPost, peer.JoinPath, nil) // an old node's join: no headers
+	if v, l := peer.SenderBinary(req); v != "" || l != atoll.LevelBase {
+		t.Errorf("a request without the headers: version %q level %d, want none and %d", v, l, atoll.LevelBase)
+	}
+}

@@ -9,14 +9,18 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
+
+	"github.com/atoll-hosting/atoll"
 )
 
 // Client is the client of the peer protocol. A Client is safe for
 // concurrent use.
 //
-// Every call sends Key as HeaderClusterKey. Blob transfers (Push, Fetch,
+// Every call sends Key as HeaderClusterKey, and Version and the binary's
+// highest feature level as HeaderVersion and HeaderFeatureLevel. Blob transfers (Push, Fetch,
 // FetchCache, FetchSmall, Has) go through HTTP and are bounded by the ctx
 // of each call; the client's own timeouts bound only connecting and the
 // wait for an answer's header. The other calls go through RPC, whose
@@ -32,6 +36,10 @@ type Client struct {
 	RPC    *http.Client
 	Key    string
 	Health *Health
+	// Version is the calling node's version, sent on every request with
+	// the binary's highest feature level (HeaderVersion,
+	// HeaderFeatureLevel).
+	Version string
 }
 
 // Timeouts of New's clients.
@@ -88,6 +96,10 @@ func (c *Client) do(hc *http.Client, req *http.Request) (*http.Response, error) 
 		return nil, err
 	}
 	req.Header.Set(HeaderClusterKey, c.Key)
+	req.Header.Set(HeaderFeatureLevel, strconv.Itoa(atoll.MaxFeatureLevel))
+	if c.Version != "" {
+		req.Header.Set(HeaderVersion, c.Version)
+	}
 	resp, err := hc.Do(req)
 	if err != nil {
 		err = fmt.Errorf("%w: %w", ErrUnreachable, err)

@@ -28,7 +28,9 @@
 //	        for a command it cannot decode; 500 for any other failure
 //	POST /v1/peer/fetch   body: HashList -> 200 FetchResponse: the node
 //	     pulls the blobs from their holders (repair)
-//	GET  /v1/peer/stats   -> 200 Stats: what the node says of itself
+//	GET  /v1/peer/stats   -> 200 Stats: what the node says of itself,
+//	     with its version and the highest feature level its binary knows
+//	     (absent from a node from before feature levels: Stats.Binary)
 //	GET  /v1/peer/scrub   -> atoll.ScrubStatus of the running or last pass
 //	POST /v1/peer/scrub?wait=20s -> starts a pass, waits up to wait: 200
 //	     when it is over, 202 while it runs
@@ -47,6 +49,13 @@
 // the peer's against the cluster CA; a peer request, and a join by cluster
 // key, without a client certificate that chains to the CA is a 403 even
 // with the right key.
+//
+// Every request also carries the caller's version (HeaderVersion) and the
+// highest feature level its binary knows (HeaderFeatureLevel): a join is
+// judged by them (SenderBinary; none means a node from before feature
+// levels, level 1). Fields added to these messages are ignored by older
+// nodes, which decode JSON leniently; JoinRequest is decoded strictly by
+// every release, so what a joiner adds goes in headers.
 //
 // # Errors
 //

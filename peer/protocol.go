@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/atoll-hosting/atoll"
@@ -19,7 +21,25 @@ const (
 	// HeaderClusterKey carries the cluster's shared key on every peer
 	// request.
 	HeaderClusterKey = "X-Atoll-Cluster-Key"
+	// HeaderVersion and HeaderFeatureLevel carry, on every peer request,
+	// the calling node's version and the highest feature level its binary
+	// knows (atoll.MaxFeatureLevel): what a join is judged by. A node from
+	// before feature levels sends neither (SenderBinary).
+	HeaderVersion      = "X-Atoll-Version"
+	HeaderFeatureLevel = "X-Atoll-Feature-Level"
 )
+
+// SenderBinary returns the version and highest known feature level the
+// sender of r announced (HeaderVersion, HeaderFeatureLevel): "" and
+// atoll.LevelBase when it announced none, as a binary from before feature
+// levels does.
+func SenderBinary(r *http.Request) (version string, level int) {
+	level, err := strconv.Atoi(r.Header.Get(HeaderFeatureLevel))
+	if err != nil || level < atoll.LevelBase {
+		level = atoll.LevelBase
+	}
+	return r.Header.Get(HeaderVersion), level
+}
 
 // Paths of the endpoints, as net/http patterns (see the package doc).
 const (
@@ -86,6 +106,22 @@ type Stats struct {
 	DrainLeft    int                 `json:"drain_left"`         // referenced blobs not yet confirmed on their owners
 	DiskLow      string              `json:"disk_low,omitempty"` // why the node refuses new blobs (its disk below --min-free), "" when it does not
 	Repair       *atoll.RepairReport `json:"repair,omitempty"`   // the leader's last census
+	// Version is the node's version, FeatureLevel the highest feature
+	// level its binary knows; a node from before feature levels sends
+	// neither (Binary).
+	Version      string `json:"version,omitempty"`
+	FeatureLevel int    `json:"feature_level,omitempty"`
+	// Stopped is why the node's replicated state stopped applying entries
+	// (a storage failure, or an entry its binary does not know), "" when
+	// it applies.
+	Stopped string `json:"stopped,omitempty"`
+}
+
+// Binary returns what st says of the node's binary: its version ("" when
+// not reported) and the highest feature level it knows, atoll.LevelBase
+// for a node from before feature levels.
+func (st Stats) Binary() (version string, level int) {
+	return st.Version, max(st.FeatureLevel, atoll.LevelBase)
 }
 
 // ErrorBody is the body of every non-2xx answer: the error's message and,

@@ -50,6 +50,9 @@ import (
 //     (minus those whose site the backup lacks). Access control is not
 //     rolled back: a token revoked after the backup was taken stays
 //     revoked.
+//   - The feature level stays the cluster's (keepFeatureLevel): a backup
+//     at a lower level restores at the current one; one at a higher level
+//     is refused.
 
 // restoreGap is how far above the last log index a restore snapshot is
 // placed (see RestoreBackup): room for an entry raft itself might append
@@ -112,7 +115,7 @@ type BackupInfo struct {
 func VerifyBackup(r io.Reader) (BackupInfo, error) {
 	it, br, err := peekSnapshotIndex(r)
 	if err != nil {
-		return BackupInfo{}, fmt.Errorf("%w: not an Atoll snapshot: %v", atoll.ErrInvalid, err)
+		return BackupInfo{}, notSnapshot(err)
 	}
 	br.Discard(snapshotHeader)
 	dec, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
@@ -254,7 +257,7 @@ func unpackBackup(dir string, r io.Reader) (_ *unpacked, err error) {
 		if src.err != nil {
 			return nil, fmt.Errorf("read snapshot: %w", src.err)
 		}
-		return nil, fmt.Errorf("%w: not an Atoll snapshot: %v", atoll.ErrInvalid, err)
+		return nil, notSnapshot(err)
 	}
 	br.Discard(snapshotHeader)
 
@@ -297,9 +300,23 @@ func unpackBackup(dir string, r io.Reader) (_ *unpacked, err error) {
 		return nil, fmt.Errorf("%w: snapshot does not hold an Atoll state file: %v", atoll.ErrInvalid, err)
 	}
 	if err := checkState(u.db, it); err != nil {
+		var newer *NewerStateError
+		if errors.As(err, &newer) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("%w: snapshot state: %v", atoll.ErrInvalid, err)
 	}
 	return u, nil
+}
+
+// notSnapshot is the error for a file whose header is refused: a
+// *NewerStateError as it is, anything else as not a snapshot at all.
+func notSnapshot(err error) error {
+	var newer *NewerStateError
+	if errors.As(err, &newer) {
+		return err
+	}
+	return fmt.Errorf("%w: not an Atoll snapshot: %v", atoll.ErrInvalid, err)
 }
 
 // checkState runs bbolt's consistency check on a state file and the checks
@@ -321,16 +338,7 @@ func checkState(db *bolt.DB, want indexTerm) (err error) {
 		if first != nil {
 			return first
 		}
-		for _, name := range baseBuckets {
-			if tx.Bucket(name) == nil {
-				return fmt.Errorf("no bucket %q", name)
-			}
-		}
-		if got := getApplied(tx); got != want {
-			return fmt.Errorf("state is at index %d term %d, its header says %d term %d",
-				got.index, got.term, want.index, want.term)
-		}
-		return nil
+		return checkRestorable(tx, want)
 	})
 }
 
@@ -344,6 +352,9 @@ func (u *unpacked) rebase(live *FSM, at indexTerm) (RestoreResult, error) {
 	}
 	var res RestoreResult
 	err = u.db.Update(func(tx *bolt.Tx) error {
+		if err := keepFeatureLevel(tx, kept.level); err != nil {
+			return err
+		}
 		if err := replaceBucket(tx, bucketNodes, kept.nodes); err != nil {
 			return err
 		}
@@ -364,10 +375,37 @@ func (u *unpacked) rebase(live *FSM, at indexTerm) (RestoreResult, error) {
 		}
 		return putApplied(tx, at)
 	})
+	var fe *atoll.FeatureError
+	if errors.As(err, &fe) {
+		return RestoreResult{}, err
+	}
 	if err != nil {
 		return RestoreResult{}, fmt.Errorf("prepare restore: %w", err)
 	}
 	return res, nil
+}
+
+// keepFeatureLevel gives the unpacked state the live feature level, live.
+// A backup from an older cluster (a lower level, or none: LevelBase) is
+// valid at a higher level, since every level only adds to the formats; the
+// level is never lowered, because entries of the live level may follow in
+// the log and nodes that know them must not see a state that says they
+// are not allowed yet. A backup saved at a level above live is refused: its
+// records may hold what the cluster's older nodes would read wrong, and a
+// restore must not raise the level past what every node knows (only the
+// leader does, once every node reports it).
+func keepFeatureLevel(tx *bolt.Tx, live int) error {
+	saved := featureLevel(tx)
+	if saved > live {
+		return &atoll.FeatureError{
+			Feature: fmt.Sprintf("restoring a snapshot saved at feature level %d", saved),
+			Need:    saved, Have: live,
+		}
+	}
+	if saved == live {
+		return nil
+	}
+	return tx.Bucket(bucketMeta).Put(keyFeatureLevel, []byte(strconv.Itoa(live)))
 }
 
 // kv is one key and value of a bucket, copied out of its transaction.
@@ -378,6 +416,7 @@ type kv struct{ k, v []byte }
 type keptState struct {
 	nodes, tokens   []kv
 	admin, replicas []byte
+	level           int
 }
 
 // readKept copies out of the live FSM what a restore keeps.
@@ -403,6 +442,7 @@ func readKept(live *FSM) (keptState, error) {
 		meta := tx.Bucket(bucketMeta)
 		st.admin = append([]byte(nil), meta.Get(keyAdminToken)...)
 		st.replicas = append([]byte(nil), meta.Get(keyReplicas)...)
+		st.level = featureLevel(tx)
 		return nil
 	})
 	return st, err

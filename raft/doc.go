@@ -19,7 +19,9 @@
 // When Apply fails with leadership lost, or its context ends, the outcome
 // is unknown. Commands are made so that resending the same one is safe:
 // CreateSite, CreateDeploy, AddFiles, MarkReady, Publish, FailDeploy and
-// CreateToken treat an identical repeat as a no-op.
+// CreateToken treat an identical repeat as a no-op. FailDeployCmd builds
+// the FailDeploy for the cluster's level (from level 2 it also empties the
+// failed deploy's manifest).
 //
 // # Reading
 //
@@ -29,6 +31,17 @@
 // two lookups. Reads are local: on a follower or an edge they may lag the
 // leader by the replication delay (compare AppliedIndex with the leader's
 // CommitIndex, or use WaitApplied).
+//
+// # Changing the formats
+//
+// Commands, stored records, buckets and snapshots are read by nodes of
+// other versions during an upgrade. A new command type, or a field an
+// older node would get wrong, is written only once the cluster's feature
+// level (FSM.FeatureLevel, raised by SetFeatureLevel) has reached the level
+// that brings it; state from a newer atoll (a level above
+// atoll.MaxFeatureLevel, a newer snapshot format) is refused whole, with a
+// NewerStateError, when a node opens or restores it. DESIGN.md, "Changing
+// the replicated formats", has the rules.
 //
 // # What this package must never do
 //

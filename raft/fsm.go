@@ -112,7 +112,9 @@ func OpenFSM(dir string) (*FSM, error) {
 	return f, nil
 }
 
-// openBolt opens an FSM file and creates missing buckets.
+// openBolt opens an FSM file and creates missing buckets. A file at a
+// feature level this binary does not know is refused with a
+// *NewerStateError before anything is written to it.
 //
 // Options, and why:
 //   - NoFreelistSync: the freelist is not written on every commit (fewer
@@ -140,6 +142,12 @@ func openBolt(path string) (*bolt.DB, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if err := db.View(func(tx *bolt.Tx) error {
+		return checkLevelKnown(tx, "the raft state in "+path)
+	}); err != nil {
+		db.Close()
+		return nil, err
 	}
 	if err := db.Update(func(tx *bolt.Tx) error {
 		for _, name := range allBuckets {

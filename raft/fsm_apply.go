@@ -479,26 +479,49 @@ func (a *applier) prune(s atoll.Site) error {
 }
 
 // failDeploy: an uploading deploy becomes failed; failing a failed deploy
-// again is a no-op.
+// again is a no-op, except that DropFiles still empties its manifest.
+// DropFiles counts only at atoll.LevelFeatureLevels and above: below, the
+// command means what it meant to nodes from before the field, so a
+// proposer that sets it too early cannot make nodes disagree.
 func (a *applier) failDeploy(c FailDeploy) error {
 	d, err := a.mustDeploy(c.Deploy)
 	if err != nil {
 		return err
 	}
+	drop := c.DropFiles && featureLevel(a.tx) >= atoll.LevelFeatureLevels
 	switch d.State {
 	case atoll.StateFailed:
-		return nil
+		if !drop || d.Received == 0 {
+			return nil
+		}
 	case atoll.StateUploading:
+		d.State = atoll.StateFailed
+		d.Reason = c.Reason
+		if len(d.Reason) > maxReasonLen {
+			d.Reason = strings.ToValidUTF8(d.Reason[:maxReasonLen], "")
+		}
 	default:
 		return fmt.Errorf("%w: deploy %q is %s, only uploading deploys can fail", atoll.ErrConflict, c.Deploy, d.State)
 	}
-
-	d.State = atoll.StateFailed
-	d.Reason = c.Reason
-	if len(d.Reason) > maxReasonLen {
-		d.Reason = strings.ToValidUTF8(d.Reason[:maxReasonLen], "")
+	if drop {
+		// Received counts the manifest's entries; both go to zero.
+		if err := a.emptyManifest(d.ID); err != nil {
+			return err
+		}
+		d.Received = 0
 	}
 	return a.put(bucketDeploys, d.ID, d)
+}
+
+// emptyManifest replaces a deploy's manifest with an empty one: its pages
+// go back to bbolt's freelist, and readers see a deploy without files.
+func (a *applier) emptyManifest(id string) error {
+	ms := a.bucket(bucketManifests)
+	if err := ms.DeleteBucket([]byte(id)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+		return err
+	}
+	_, err := ms.CreateBucket([]byte(id))
+	return err
 }
 
 // validNodeID reports whether id is 1-128 of [A-Za-z0-9._:-].

@@ -117,7 +117,7 @@ func dump(t *testing.T, f *FSM) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintf(&b, "nodes %+v\nadmin %q\nreplicas %d\n", nodes, f.AdminTokenHash(), f.Replicas())
+	fmt.Fprintf(&b, "nodes %+v\nadmin %q\nreplicas %d\nlevel %d\n", nodes, f.AdminTokenHash(), f.Replicas(), f.FeatureLevel())
 	tokens, err := f.Tokens()
 	if err != nil {
 		t.Fatal(err)

@@ -47,7 +47,10 @@ func decodeSnapshotHeader(h []byte) (indexTerm, error) {
 	if len(h) < snapshotHeader || string(h[:len(snapshotMagic)]) != snapshotMagic {
 		return indexTerm{}, errors.New("not an atoll FSM snapshot")
 	}
-	if v := h[len(snapshotMagic)]; v != snapshotVersion {
+	switch v := h[len(snapshotMagic)]; {
+	case v > snapshotVersion:
+		return indexTerm{}, &NewerStateError{What: "the snapshot", Version: int(v)}
+	case v != snapshotVersion:
 		return indexTerm{}, fmt.Errorf("snapshot format version %d, want %d", v, snapshotVersion)
 	}
 	p := h[len(snapshotMagic)+1:]
@@ -215,16 +218,5 @@ func writeRestoreFile(path string, r io.Reader, want indexTerm) error {
 		return fmt.Errorf("open restored state: %w", err)
 	}
 	defer db.Close()
-	return db.View(func(tx *bolt.Tx) error {
-		for _, name := range baseBuckets { // later ones are created by openBolt
-			if tx.Bucket(name) == nil {
-				return fmt.Errorf("restored state lacks bucket %q", name)
-			}
-		}
-		if got := getApplied(tx); got != want {
-			return fmt.Errorf("restored state is at index %d term %d, its header says %d term %d",
-				got.index, got.term, want.index, want.term)
-		}
-		return nil
-	})
+	return db.View(func(tx *bolt.Tx) error { return checkRestorable(tx, want) })
 }

@@ -258,6 +258,10 @@ func (s *Store) openState(hlog hclog.Logger, closers *[]func() error) (hraft.Sna
 	}
 	*closers = append(*closers, fsm.Close)
 	fsm.onFailure = func(err error) {
+		if errors.Is(err, ErrNeedsUpgrade) {
+			s.log.Error("the raft log holds an entry this binary does not know: this node applies nothing more and refuses writes until it runs a newer atoll", "err", err)
+			return
+		}
 		s.log.Error("raft state storage failed: this node applies nothing more and refuses writes until restarted", "err", err)
 	}
 	s.FSM = fsm

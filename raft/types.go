@@ -124,10 +124,23 @@ type Publish struct {
 	At     time.Time `json:"at"`
 }
 
-// FailDeploy marks an uploading deploy failed.
+// FailDeploy marks an uploading deploy failed. With DropFiles the failed
+// deploy's manifest is emptied in the same command (also for a deploy that
+// failed earlier), so its entries leave the state at once instead of at
+// the next prune; the record stays, with its reason. DropFiles belongs to
+// atoll.LevelFeatureLevels: written only at that level (an older node
+// would drop the field and keep the manifest), and ignored by the FSM below
+// it, so nodes of every version agree. FailDeployCmd sets it.
 type FailDeploy struct {
-	Deploy string `json:"deploy"`
-	Reason string `json:"reason"`
+	Deploy    string `json:"deploy"`
+	Reason    string `json:"reason"`
+	DropFiles bool   `json:"drop_files,omitempty"`
+}
+
+// FailDeployCmd is the FailDeploy to propose in a cluster at feature level
+// level: it drops the manifest from atoll.LevelFeatureLevels on.
+func FailDeployCmd(level int, deploy, reason string) FailDeploy {
+	return FailDeploy{Deploy: deploy, Reason: reason, DropFiles: level >= atoll.LevelFeatureLevels}
 }
 
 // PutNode adds a node to the node table or updates it.

@@ -401,7 +401,7 @@ func waitForSnapshot(dir string, d time.Duration) bool {
 // checkCrashedDir checks a data dir as a crash left it, from outside: every
 // visible blob is complete (its identity file hashes to its name, every
 // variant beside it decompresses to the same bytes), and unfinished writes
-// are only where they belong: temp files in tmp/ and blobs/tmp/, variants
+// are only where they belong: temp files in tmp/ and blobs/temp/, variants
 // without an identity file (invisible), Raft's "<snapshot>.tmp/". It
 // returns those leftovers, which the restart must remove.
 func checkCrashedDir(t *testing.T, data string) (leftovers []string) {
@@ -414,8 +414,10 @@ func checkCrashedDir(t *testing.T, data string) (leftovers []string) {
 	for _, e := range entries {
 		name := e.Name()
 		switch {
-		case name == "tmp" || name == "quarantine" || name == "unsynced":
+		case name == "temp" || name == "quarantine" || name == "unsynced":
 			continue // temp files are listed by the walk below
+		case name == "tmp" && !e.IsDir():
+			continue // the data-dir format's guard
 		case len(name) == 2 && e.IsDir():
 		default:
 			t.Errorf("unexpected entry blobs/%s", name)
@@ -461,7 +463,7 @@ func checkCrashedDir(t *testing.T, data string) (leftovers []string) {
 			leftovers = append(leftovers, p) // a snapshot being written
 			return filepath.SkipDir
 		case d.IsDir():
-		case strings.HasPrefix(rel, "tmp/") || strings.HasPrefix(rel, "blobs/tmp/"):
+		case strings.HasPrefix(rel, "tmp/") || strings.HasPrefix(rel, "blobs/temp/"):
 			leftovers = append(leftovers, p)
 		case strings.HasPrefix(n, "put-") || strings.HasPrefix(n, "import-") || strings.HasPrefix(n, "variant-") ||
 			strings.HasPrefix(n, "atoll-upload-") || strings.Contains(n, ".tmp"):

@@ -32,7 +32,7 @@ func tempFiles(t *testing.T, data string) []string {
 		rel, _ := filepath.Rel(data, p)
 		rel = filepath.ToSlash(rel)
 		name := d.Name()
-		inTmp := strings.HasPrefix(rel, "tmp/") || strings.HasPrefix(rel, "blobs/tmp/")
+		inTmp := strings.HasPrefix(rel, "tmp/") || strings.HasPrefix(rel, "blobs/temp/")
 		tempName := strings.HasPrefix(name, "put-") || strings.HasPrefix(name, "import-") ||
 			strings.HasPrefix(name, "variant-") || strings.HasPrefix(name, "atoll-upload-") || strings.Contains(name, ".tmp")
 		if !d.IsDir() && (inTmp || tempName) {
@@ -352,6 +352,9 @@ func TestRaftStorageFailureEndToEnd(t *testing.T) {
 	rstatus, rbody := s.API("GET", "/readyz", "", "", nil)
 	if msg, _ := rbody["error"].(string); rstatus != http.StatusServiceUnavailable || !strings.Contains(msg, "storage failed") {
 		t.Errorf("/readyz after the storage failure: %d %v, want 503 naming it", rstatus, rbody)
+	}
+	if out, _, code := s.CLI("status"); code == 0 || !strings.Contains(out, "stopped applying the replicated state: ") {
+		t.Errorf("atoll status after the storage failure: exit %d, want 1 and the node's stopped state named:\n%s", code, out)
 	}
 	wstatus, wbody := s.API("POST", "/v1/sites", s.Token(), "application/json", strings.NewReader(`{"name": "other"}`))
 	if msg, _ := wbody["error"].(string); (wstatus != http.StatusServiceUnavailable && wstatus != http.StatusInsufficientStorage) || !strings.Contains(msg, "storage failed") {

@@ -22,9 +22,6 @@ import (
 	"syscall"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 const usage = `atoll — distributed hosting for static websites
 
 Usage:
@@ -56,7 +53,7 @@ Usage:
                                             make a CA and node certificates for --tls-*
   atoll snapshot save FILE                  back up the cluster's metadata to FILE
   atoll snapshot restore FILE               put the whole cluster's metadata back to FILE's
-  atoll version                             print the version
+  atoll version                             print the release, commit, feature level and data format
 
 Client commands talk to --api (env ATOLL_API, default http://127.0.0.1:9090)
 with --token (env ATOLL_TOKEN; else the token file of ./atoll-data); for an
@@ -113,8 +110,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "snapshot":
 		return runSnapshot(ctx, env, rest)
 	case "version", "--version":
-		fmt.Fprintln(stdout, "atoll", version)
-		return nil
+		return runVersion(env) // version.go
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

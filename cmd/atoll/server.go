@@ -24,7 +24,7 @@ func runServer(ctx context.Context, env *cliEnv, args []string) error {
 	stopHUP := reopenOnHUP(n) // logrotate: --access-log reopened on SIGHUP
 	defer stopHUP()
 	fmt.Fprintf(env.stdout, "atoll %s: node %s serving\n  api:  %s\n  edge: %s\n",
-		version, n.ID(), n.APIURL(), n.EdgeURL())
+		version(), n.ID(), n.APIURL(), n.EdgeURL())
 	if u := n.EdgeHTTPSURL(); u != "" {
 		fmt.Fprintf(env.stdout, "  edge: %s\n", u)
 	}
@@ -38,7 +38,7 @@ func runServer(ctx context.Context, env *cliEnv, args []string) error {
 // then the ranges checked.
 func parseServerFlags(env *cliEnv, args []string) (node.Config, error) {
 	cfg := node.DefaultConfig()
-	cfg.Version = version
+	cfg.Version = version()
 	fs := newFlagSet(env, "server", "server [flags]  (each flag also as env ATOLL_<NAME>)")
 	level := slog.LevelInfo
 	format := logText

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -77,6 +79,10 @@ const lagRecheck = time.Second
 func printStatus(env *cliEnv, st *atoll.Status, problems []string) error {
 	fmt.Fprintf(env.stdout, "node:     %s (%s, %s)\nleader:   %s\napplied:  %d (commit %d, leader's commit %d)\nsites:    %d\nreplicas: %d\nversion:  %s\n",
 		st.ID, st.Role, st.RaftState, orDash(st.LeaderID), st.AppliedIndex, st.CommitIndex, st.LeaderCommit, st.Sites, st.Replicas, st.Version)
+	fmt.Fprintf(env.stdout, "features: cluster at level %d\n", st.FeatureLevel)
+	for _, note := range versionNotes(st) {
+		fmt.Fprintln(env.stdout, "upgrade:  "+note)
+	}
 	if st.CompressPending > 0 {
 		fmt.Fprintf(env.stdout, "compress: %d blobs waiting for their compressed variants (served uncompressed meanwhile)\n", st.CompressPending)
 	}
@@ -134,6 +140,8 @@ func diagnose(st, before *atoll.Status, maxLag int64) []string {
 	}
 	for _, n := range st.Nodes {
 		switch {
+		case n.Stopped != "":
+			out = append(out, fmt.Sprintf("node %s stopped applying the replicated state: %s", n.ID, n.Stopped))
 		case n.RaftState == "unreachable":
 			out = append(out, "node "+n.ID+" does not answer at "+n.APIAddr+lastSeen(n, st.LeaderCommit))
 		case n.Lag > maxLag && lagging(n, earlier, before, maxLag):
@@ -156,6 +164,36 @@ func diagnose(st, before *atoll.Status, maxLag int64) []string {
 			out = append(out, fmt.Sprintf("%d blobs were on no node at the last census (%s ago): the files using them answer 503 until a node holding them is back or they are deployed again",
 				r.Missing, time.Since(r.At).Round(time.Second)))
 		}
+	}
+	return out
+}
+
+// versionNotes says, in a line each, which versions the nodes run when
+// they differ, and which nodes hold the cluster's feature level back: an
+// upgrade in progress, worth a line but not a problem.
+func versionNotes(st *atoll.Status) []string {
+	var out []string
+	byVersion := map[string][]string{}
+	for _, n := range st.Nodes {
+		if n.RaftState != "unreachable" {
+			v := n.Version
+			if v == "" {
+				v = "version unknown"
+			}
+			byVersion[v] = append(byVersion[v], n.ID)
+		}
+	}
+	if len(byVersion) > 1 {
+		versions := slices.Sorted(maps.Keys(byVersion))
+		parts := make([]string, len(versions))
+		for i, v := range versions {
+			parts[i] = fmt.Sprintf("%s on %s", v, strings.Join(byVersion[v], ", "))
+		}
+		out = append(out, "nodes run different versions: "+strings.Join(parts, "; "))
+	}
+	if len(st.FeatureHeldBy) > 0 {
+		out = append(out, fmt.Sprintf("the feature level stays at %d until these nodes run a newer atoll: %s",
+			st.FeatureLevel, strings.Join(st.FeatureHeldBy, ", ")))
 	}
 	return out
 }
@@ -348,14 +386,21 @@ func runNodeRemove(ctx context.Context, env *cliEnv, args []string) error {
 
 func printNodes(env *cliEnv, nodes []atoll.NodeStatus) error {
 	tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tROLE\tSTATE\tRAFT\tLAST CONTACT\tAPPLIED\tLAG\tBLOBS\tBYTES\tAPI")
+	fmt.Fprintln(tw, "ID\tROLE\tSTATE\tRAFT\tLAST CONTACT\tAPPLIED\tLAG\tBLOBS\tBYTES\tAPI\tVERSION\tLEVEL")
 	for _, n := range nodes {
 		lag := "-"
 		if n.Lag >= 0 {
 			lag = fmt.Sprint(n.Lag)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%d\t%s\t%s\n", n.ID, n.Role, n.State, orDash(n.RaftState),
-			orDash(n.LastContact), n.AppliedIndex, lag, n.Blobs, humanBytes(n.Bytes), n.APIAddr)
+		version, level := "-", "-" // did not answer
+		if n.FeatureLevel > 0 {
+			version, level = n.Version, fmt.Sprint(n.FeatureLevel)
+			if version == "" {
+				version = "unknown"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%d\t%s\t%s\t%s\t%s\n", n.ID, n.Role, n.State, orDash(n.RaftState),
+			orDash(n.LastContact), n.AppliedIndex, lag, n.Blobs, humanBytes(n.Bytes), n.APIAddr, version, level)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -363,6 +408,9 @@ func printNodes(env *cliEnv, nodes []atoll.NodeStatus) error {
 	for _, n := range nodes {
 		if n.DiskLow != "" {
 			fmt.Fprintf(env.stdout, "%s: disk low, new blobs go to other nodes: %s\n", n.ID, n.DiskLow)
+		}
+		if n.Stopped != "" {
+			fmt.Fprintf(env.stdout, "%s: stopped applying the replicated state: %s\n", n.ID, n.Stopped)
 		}
 	}
 	return nil

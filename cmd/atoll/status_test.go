@@ -39,6 +39,12 @@ func TestDiagnose(t *testing.T) {
 			status(100, census, node("n1", "Leader", 100, 0), node("n2", "Follower", 61, 39)), nil},
 		{"behind only now", status(140, census, node("n1", "Leader", 140, 0), node("n2", "Follower", 100, 40)),
 			status(100, census, node("n1", "Leader", 100, 0), node("n2", "Follower", 100, 0)), nil},
+		{"state machine stopped", status(100, census, node("n1", "Leader", 100, 0),
+			atoll.NodeStatus{Node: atoll.Node{ID: "n2"}, RaftState: "Follower", AppliedIndex: 90, Stopped: "needs a newer binary: log entry 91"}), nil,
+			[]string{"node n2 stopped applying the replicated state: needs a newer binary: log entry 91"}},
+		{"mixed versions are no problem", status(100, census,
+			atoll.NodeStatus{Node: atoll.Node{ID: "n1"}, RaftState: "Leader", AppliedIndex: 100, Version: "0.11.0", FeatureLevel: 2},
+			atoll.NodeStatus{Node: atoll.Node{ID: "n2"}, RaftState: "Follower", AppliedIndex: 100, FeatureLevel: 1}), nil, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -50,6 +56,32 @@ func TestDiagnose(t *testing.T) {
 				if !strings.Contains(got[i], w) {
 					t.Errorf("problem %d: got %q, want it to contain %q", i, got[i], w)
 				}
+			}
+		})
+	}
+}
+
+func TestVersionNotes(t *testing.T) {
+	node := func(id, version string, level int) atoll.NodeStatus {
+		return atoll.NodeStatus{Node: atoll.Node{ID: id}, RaftState: "Follower", Version: version, FeatureLevel: level}
+	}
+	tests := []struct {
+		name string
+		st   atoll.Status
+		want []string
+	}{
+		{"one version", atoll.Status{FeatureLevel: 2, Nodes: []atoll.NodeStatus{node("a", "0.11.0", 2), node("b", "0.11.0", 2)}}, nil},
+		{"an upgrade in progress", atoll.Status{FeatureLevel: 1, FeatureHeldBy: []string{"c (version unknown, level 1)"},
+			Nodes: []atoll.NodeStatus{node("a", "0.11.0", 2), node("b", "0.11.0", 2), node("c", "", 1),
+				{Node: atoll.Node{ID: "d"}, RaftState: "unreachable"}}},
+			[]string{"nodes run different versions: 0.11.0 on a, b; version unknown on c",
+				"the feature level stays at 1 until these nodes run a newer atoll: c (version unknown, level 1)"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := versionNotes(&tt.st)
+			if strings.Join(got, "|") != strings.Join(tt.want, "|") {
+				t.Errorf("versionNotes:\ngot  %q\nwant %q", got, tt.want)
 			}
 		})
 	}
