@@ -60,6 +60,15 @@ type nodeView struct {
 	disk bool  // below its --min-free reserve
 }
 
+// raftMetricsBlocked are the go-metrics keys not bridged: samples taken per
+// RPC, per replicated batch or per storage operation, whose summaries would
+// cost the Raft loop more than they tell (docs/METRICS.md).
+var raftMetricsBlocked = []string{
+	"raft.replication", "raft.rpc", "raft.net", "raft.boltdb",
+	"raft.leader.dispatchLog", "raft.leader.dispatchNumLogs",
+	"raft.fsm.enqueue", "raft.fsm.applyBatch", "raft.fsm.applyBatchNum",
+}
+
 // raftSink is the process's go-metrics sink, which hashicorp/raft and
 // raft-boltdb write to (go-metrics keeps one global sink per process):
 // every node of the process registers it, so in a process with several
@@ -75,6 +84,7 @@ var raftSink = sync.OnceValues(func() (*gmprom.PrometheusSink, error) {
 	cfg := gometrics.DefaultConfig("atoll")
 	cfg.EnableHostname = false
 	cfg.EnableRuntimeMetrics = false // the Go collector has them
+	cfg.BlockedPrefixes = raftMetricsBlocked
 	if _, err := gometrics.NewGlobal(cfg, sink); err != nil {
 		return nil, err
 	}
@@ -200,16 +210,31 @@ func (n *Node) metricsLoop() {
 	}
 }
 
-// refreshClusterView asks every node for its stats (bounded by the peer
-// client's timeouts) and reads the deploys and certificates of the
-// catalog, then publishes the result for scrapes.
+// refreshClusterView asks every node for its stats (2 s each, at once) and
+// reads the deploys and certificates of the catalog, then publishes the
+// result for scrapes. Its calls leave the peers' health alone: a node that
+// fails to answer a metrics refresh is not marked down for the calls that
+// serve, repair and replicate (peer.Health), which would otherwise skip it
+// until a probe answers.
 func (n *Node) refreshClusterView() {
 	ctx, cancel := context.WithTimeout(n.ctx, metricsRefresh)
 	defer cancel()
 	v := &clusterView{at: time.Now(), deploys: map[atoll.DeployState]int{}}
-	nodes, _ := n.nodeStatuses(ctx)
-	for _, ns := range nodes {
-		v.nodes = append(v.nodes, nodeView{id: ns.ID, up: ns.RaftState != unreachable && ns.RaftState != "", lag: ns.Lag, disk: ns.DiskLow != ""})
+	quiet := *n.peer
+	quiet.Health = nil
+	nodes := n.placement().All()
+	stats := n.fanOutVia(ctx, &quiet, nodes)
+	commit := n.store.CommitIndex()
+	for _, st := range stats {
+		commit = max(commit, st.CommitIndex)
+	}
+	for _, nd := range nodes {
+		st := stats[nd.ID]
+		nv := nodeView{id: nd.ID, up: st.RaftState != unreachable, lag: -1, disk: st.DiskLow != ""}
+		if nv.up {
+			nv.lag = int64(commit - min(commit, st.AppliedIndex))
+		}
+		v.nodes = append(v.nodes, nv)
 	}
 	sites, err := n.store.Sites()
 	if err != nil && !errors.Is(err, atoll.ErrUnavailable) {
