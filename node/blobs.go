@@ -424,6 +424,7 @@ func (b blobs) openPassedThrough(ctx context.Context, hash, encoding string) (*o
 func (b blobs) statForServe(ctx context.Context, hash string) (blobstore.Info, error) {
 	info, err := b.n.blobs.Stat(hash)
 	if errors.Is(err, blobstore.ErrNotFound) {
+		serve.MarkFetched(ctx) // counted as a peer fetch (serve.Stats)
 		return b.n.fetchForServe(ctx, hash)
 	}
 	return info, err

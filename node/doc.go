@@ -131,6 +131,15 @@
 // and retry, and /readyz fails meanwhile. fasthttp logs through edgeLogger
 // (edgelog.go), which keeps no request bytes and rate-limits.
 //
+// Metrics (metrics.go, metrics_collect.go; every one in docs/METRICS.md):
+// one Prometheus registry per node with the edge's serve.Stats, the node's
+// gauges read at scrape time from local state, and hashicorp/raft's
+// go-metrics through the process's Prometheus sink. A scrape never makes a
+// network call and never takes a lock the edge takes: what needs the
+// network or a scan of the catalog (node reachability and lag, deploys by
+// state, certificate expiry) is refreshed by metricsLoop. Per-site counters
+// are summed across nodes by GET /v1/sites/{site}/stats (sitestats.go).
+//
 // A single node is the cluster of one: it bootstraps Raft with itself as
 // the only voter, owns every blob, and serves every site from its own disk.
 //

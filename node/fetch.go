@@ -199,6 +199,7 @@ func (n *Node) fetchFromSources(ctx context.Context, hash string) (fetchResult, 
 			res, err = n.fetchFrom(actx, src, hash, owned)
 		}
 		cancel()
+		n.metrics.fetched(src.ID, err)
 		if err == nil {
 			return res, nil
 		}

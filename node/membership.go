@@ -206,12 +206,17 @@ func (n *Node) drainStatus(ctx context.Context, nd atoll.Node) atoll.DrainStatus
 }
 
 func (n *Node) statsOf(ctx context.Context, nd atoll.Node) (peer.Stats, error) {
+	return n.statsVia(ctx, n.peer, nd)
+}
+
+// statsVia is statsOf through client c.
+func (n *Node) statsVia(ctx context.Context, c *peer.Client, nd atoll.Node) (peer.Stats, error) {
 	if nd.ID == n.cfg.ID {
 		return n.localStats(), nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	return n.peer.Stats(ctx, n.peerURL(nd.APIAddr))
+	return c.Stats(ctx, n.peerURL(nd.APIAddr))
 }
 
 // handleRemove takes a node out of Raft and the node table. Unless
@@ -376,12 +381,17 @@ const unreachable = "unreachable"
 
 // fanOutStats asks every node for its stats, concurrently.
 func (n *Node) fanOutStats(ctx context.Context, nodes []atoll.Node) map[string]peer.Stats {
+	return n.fanOutVia(ctx, n.peer, nodes)
+}
+
+// fanOutVia is fanOutStats through client c.
+func (n *Node) fanOutVia(ctx context.Context, c *peer.Client, nodes []atoll.Node) map[string]peer.Stats {
 	var mu sync.Mutex
 	out := make(map[string]peer.Stats, len(nodes))
 	var wg sync.WaitGroup
 	for _, nd := range nodes {
 		wg.Go(func() {
-			st, err := n.statsOf(ctx, nd)
+			st, err := n.statsVia(ctx, c, nd)
 			if err != nil {
 				st = peer.Stats{ID: nd.ID, RaftState: unreachable}
 			}

@@ -51,6 +51,13 @@ func (c *Client) Member(ctx context.Context, baseURL, id string) (MemberResponse
 	return out, err
 }
 
+// SiteCounts returns the edge counters of site on the node at baseURL.
+func (c *Client) SiteCounts(ctx context.Context, baseURL, site string) (atoll.SiteCounts, error) {
+	var out atoll.SiteCounts
+	err := c.call(ctx, http.MethodGet, baseURL, SiteStatsPath+"?site="+url.QueryEscape(site), nil, "", &out)
+	return out, err
+}
+
 // Pull has the node at baseURL fetch hashes (at most MaxHasHashes) from
 // their holders and answers how many arrived.
 func (c *Client) Pull(ctx context.Context, baseURL string, hashes []string) (FetchResponse, error) {

@@ -51,7 +51,10 @@ const (
 	ScrubPath  = "/v1/peer/scrub"
 	VerifyPath = "/v1/peer/verify"
 	MemberPath = "/v1/peer/member/{id}" // PathValue("id") is the node asked about
-	JoinPath   = "/v1/nodes"            // also an admin route: the cluster key stands in for the token
+	// SiteStatsPath answers the node's atoll.SiteCounts of the site named
+	// by the query parameter "site".
+	SiteStatsPath = "/v1/peer/site-stats"
+	JoinPath      = "/v1/nodes" // also an admin route: the cluster key stands in for the token
 )
 
 // MemberResponse answers a GET of MemberPath: whether the node table of
