@@ -221,6 +221,15 @@ func (n *Node) Running() bool {
 	}
 }
 
+// ExitCode is the current process's exit status once it has exited; -1
+// while it runs, when a signal ended it, or if it was never launched.
+func (n *Node) ExitCode() int {
+	if p := n.process(); p != nil {
+		return p.ExitCode()
+	}
+	return -1
+}
+
 // Pid is the current process's id, 0 if never launched.
 func (n *Node) Pid() int {
 	if p := n.process(); p != nil {
