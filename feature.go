@@ -25,9 +25,10 @@ const (
 	// site rules: MarkReady's compiled _redirects and _headers
 	// (raft.MarkReady.Rules, Deploy.Rules), below which the two files are
 	// served as plain files, deploy messages (raft.CreateDeploy.Message,
-	// Deploy.Message), site locks (the LockSite command, Site.Locked), and
+	// Deploy.Message), site locks (the LockSite command, Site.Locked),
 	// raft.CreateDeploy's MaxUploading (the FSM holds a site to its limit
-	// of deploys uploading, across the API nodes).
+	// of deploys uploading, across the API nodes), and the ACME store's
+	// commands (raft's PutACME, DeleteACME, LockACME, UnlockACME).
 	// A node whose binary knows less than the cluster's level is refused
 	// at join.
 	LevelFeatureLevels = 2

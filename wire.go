@@ -267,6 +267,17 @@ type CertInfo struct {
 	Updated  time.Time `json:"updated"`
 	Names    []string  `json:"names,omitempty"`
 	Issuer   string    `json:"issuer,omitempty"`
+	// Source is "uploaded" (atoll cert put) or "issued" (ACME). State is
+	// "valid", "expired", "pending" (being ordered, nothing issued yet) or
+	// "failing" (the last order failed: Error says why, Attempts how many
+	// in a row, NextRetry when it is tried again, zero while not known
+	// yet); an issued certificate that is being renewed stays "valid"
+	// until its renewal fails.
+	Source    string    `json:"source,omitempty"`
+	State     string    `json:"state,omitempty"`
+	Error     string    `json:"error,omitempty"`
+	Attempts  int       `json:"attempts,omitempty"`
+	NextRetry time.Time `json:"next_retry,omitzero"`
 }
 
 // CertList is the body of GET /v1/sites/{site}/certs, by domain.

@@ -160,7 +160,10 @@ func (n *Node) command(ctx context.Context, ns, name string, args ...string) *ex
 // after a stop or a crash.
 func (n *Node) Launch() error {
 	cmd := n.command(context.Background(), n.NS, n.Bin, n.serverArgs()...)
-	cmd.Env = append(os.Environ(), n.Env...)
+	// ATOLL_ACME=false: no test reaches a real CA (a test that runs its own
+	// passes --acme, or ATOLL_ACME in Env, which comes later and wins); a
+	// binary from before ACME ignores it.
+	cmd.Env = append(append(os.Environ(), "ATOLL_ACME=false"), n.Env...)
 	var out *syncBuffer
 	var logFile *os.File
 	if n.LogPath != "" {

@@ -121,6 +121,10 @@ type Config struct {
 	// *atoll.FeatureError (409, naming the nodes that hold the cluster
 	// back) while the cluster is below level. Nil allows every level.
 	RequireFeature func(ctx context.Context, feature string, level int) error
+	// IssuedCerts, when set, returns what ACME issued (or is ordering) for
+	// the names of a site that GET /v1/sites/{site}/certs lists besides the
+	// uploaded certificates, which win for the same name.
+	IssuedCerts func(site string) ([]atoll.CertInfo, error)
 	// EdgeHTTPS says this node's edge has an HTTPS listener. Without one,
 	// a PATCH that turns a site's https_only on is refused (409): an edge
 	// has no HTTPS to send visitors to, and serves such a site over plain

@@ -88,8 +88,28 @@ func (a *API) listCerts(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	list := atoll.CertList{Certs: make([]atoll.CertInfo, 0, len(certs))}
+	uploaded := map[string]bool{}
 	for _, c := range certs {
-		list.Certs = append(list.Certs, certInfo(c))
+		info := certInfo(c)
+		info.Source, info.State = "uploaded", "valid"
+		if time.Now().After(info.NotAfter) {
+			info.State = "expired"
+		}
+		uploaded[c.Domain] = true
+		list.Certs = append(list.Certs, info)
+	}
+	if a.cfg.IssuedCerts != nil {
+		issued, err := a.cfg.IssuedCerts(site)
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		for _, info := range issued {
+			if !uploaded[info.Domain] { // an uploaded certificate wins
+				list.Certs = append(list.Certs, info)
+			}
+		}
+		slices.SortFunc(list.Certs, func(x, y atoll.CertInfo) int { return strings.Compare(x.Domain, y.Domain) })
 	}
 	WriteJSON(w, http.StatusOK, list)
 }

@@ -111,6 +111,12 @@
 // certificates of custom domains, parsed once and cached until the
 // replicated state changes; their private keys are sealed with the cluster
 // key on the way in (builder.Config.SealCertKey) and opened here.
+// With Config.ACME (acme.go), every node runs certmagic over the
+// replicated ACME store (package acme) for the names the sites serve:
+// one node orders each name under a Raft-leased lock, every node answers
+// HTTP-01 before the edge and TLS-ALPN-01 in the handshake, and serves
+// the issued certificate where no uploaded one exists; the node working
+// on an order records its state for `atoll cert list` (acmestatus.go).
 //
 // The admin token (node.go) lives in the replicated state alone:
 // Config.AdminToken, else the token file, seeds it at bootstrap only; a

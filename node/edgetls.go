@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/mholt/acmez/v3"
+
 	"github.com/atoll-hosting/atoll"
 	"github.com/atoll-hosting/atoll/builder"
 	"github.com/atoll-hosting/atoll/raft"
@@ -52,9 +54,12 @@ func (n *Node) startEdgeTLS() error {
 	}
 	accept := n.newAcceptor(ln, "edge https", n.edgeWaiting) // package listen
 	cfg := &tls.Config{
-		GetCertificate: n.siteCerts.get,
+		GetCertificate: n.edgeCertificate,
 		MinVersion:     tls.VersionTLS12,
 		NextProtos:     []string{"http/1.1"}, // fasthttp speaks HTTP/1.1 only
+	}
+	if n.acme != nil {
+		cfg.NextProtos = append(cfg.NextProtos, acmez.ACMETLS1Protocol) // TLS-ALPN-01
 	}
 	n.wg.Add(2)
 	go func() {

@@ -47,6 +47,7 @@ func (n *Node) startAPI() error {
 	bcfg.RequireFeature = n.RequireFeature // feature.go
 	bcfg.Logger = n.cfg.Logger
 	bcfg.EdgeHTTPS = n.cfg.HTTPSAddr != ""
+	bcfg.IssuedCerts = n.issuedCerts // acmestatus.go
 	if n.cfg.MaxBlobBytes > 0 {
 		bcfg.MaxBlobBytes = n.cfg.MaxBlobBytes
 	}
@@ -119,10 +120,13 @@ func (n *Node) startEdge() error {
 		return fmt.Errorf("listen on --http-addr: %w", err)
 	}
 	n.httpLn = ln
+	if err := n.startACME(); err != nil { // acme.go
+		return err
+	}
 	n.edgeWaiting = listen.NewWaiting()
 	accept := n.newAcceptor(ln, "edge", n.edgeWaiting) // package listen
 	n.http = &fasthttp.Server{
-		Handler:                       n.unlessRemoved(refuseBody(edge.ServeHTTP)), // limits.go
+		Handler:                       n.unlessRemoved(refuseBody(n.acmeHTTP(edge.ServeHTTP))), // limits.go, acme.go
 		ErrorHandler:                  edgeError,
 		Name:                          "atoll",
 		ReadTimeout:                   n.cfg.EdgeReadTimeout,

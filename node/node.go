@@ -19,6 +19,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	atollacme "github.com/atoll-hosting/atoll/acme"
+
+	"github.com/caddyserver/certmagic"
+
 	"github.com/atoll-hosting/atoll"
 
 	"golang.org/x/sync/singleflight"
@@ -89,6 +93,16 @@ type Config struct {
 	// domains (edgetls.go), else HTTPSCert/HTTPSKey (PEM files, optional).
 	HTTPSAddr           string
 	HTTPSCert, HTTPSKey string
+	// ACME (acme.go): with an HTTPS listener, certificates for every
+	// custom domain (and, with ACMESiteHosts, every site host) are ordered
+	// from the ACME directory ACMECA, trusting ACMECARoot (a PEM file) too
+	// when set, for account ACMEEmail (optional). ACMERenewCheck is how
+	// often each node looks for certificates to renew (renewal starts when
+	// a third of the lifetime is left).
+	ACME                          bool
+	ACMECA, ACMECARoot, ACMEEmail string
+	ACMESiteHosts                 bool
+	ACMERenewCheck                time.Duration
 
 	// Limits of the builder API; zero values take builder.DefaultConfig's.
 	MaxBlobBytes int64
@@ -172,6 +186,10 @@ func DefaultConfig() Config {
 		SiteMaxUploading: limits.SiteMaxUploading,
 
 		HTTPLimits: DefaultHTTPLimits(),
+
+		ACME:           true,
+		ACMECA:         certmagic.LetsEncryptProductionCA,
+		ACMERenewCheck: certmagic.DefaultRenewCheckInterval,
 	}
 }
 
@@ -180,6 +198,9 @@ func DefaultConfig() Config {
 func (c *Config) validate(nofile uint64) error {
 	if c.DataDir == "" {
 		return fmt.Errorf("%w: empty data dir", ErrConfig)
+	}
+	if c.ACMERenewCheck < 0 {
+		return fmt.Errorf("%w: --acme-renew-check %v: must not be negative", ErrConfig, c.ACMERenewCheck)
 	}
 	if c.Role != atoll.RoleCore && c.Role != atoll.RoleEdge {
 		return fmt.Errorf("%w: role %q: want core or edge", ErrConfig, c.Role)
@@ -267,8 +288,10 @@ type Node struct {
 	tls      *pki.Cluster // nil without cluster TLS; see tls.go
 
 	httpsLn    net.Listener // the edge's HTTPS listener, nil without --https-addr
-	siteCerts  *certCache   // certificates the HTTPS edge serves, by SNI
-	sealWarned onceSet      // sealed certificate keys that did not open, logged once
+	acme       *acmeManager // nil without ACME (acme.go)
+	acmeStore  *atollacme.Storage
+	siteCerts  *certCache // certificates the HTTPS edge serves, by SNI
+	sealWarned onceSet    // sealed certificate keys that did not open, logged once
 
 	place   atomic.Pointer[placement.View]
 	fetches singleflight.Group // one transfer per missing blob

@@ -102,6 +102,14 @@ func newCommand(t CommandType) any {
 		return new(SetFeatureLevel)
 	case CmdLockSite:
 		return new(LockSite)
+	case CmdPutACME:
+		return new(PutACME)
+	case CmdDeleteACME:
+		return new(DeleteACME)
+	case CmdLockACME:
+		return new(LockACME)
+	case CmdUnlockACME:
+		return new(UnlockACME)
 	}
 	return nil
 }
@@ -143,6 +151,14 @@ func deref(ptr any) Command {
 	case *SetFeatureLevel:
 		return *c
 	case *LockSite:
+		return *c
+	case *PutACME:
+		return *c
+	case *DeleteACME:
+		return *c
+	case *LockACME:
+		return *c
+	case *UnlockACME:
 		return *c
 	}
 	panic(fmt.Sprintf("raft: deref of %T", ptr)) // unreachable: newCommand and deref list the same types

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/atoll-hosting/atoll"
 )
@@ -29,6 +30,11 @@ var allCommands = []Command{
 	RevokeToken{ID: "tok1"},
 	PutCert{Site: "blog", Domain: "blog.example.com", CertPEM: "-----BEGIN CERTIFICATE-----", KeyPEM: "-----BEGIN EC PRIVATE KEY-----", NotAfter: t0, Updated: t0},
 	DeleteCert{Site: "blog", Domain: "blog.example.com"},
+	PutACME{Key: "certificates/ca/blog.example.com/blog.example.com.crt", Value: []byte("-----BEGIN CERTIFICATE-----"), Modified: t0},
+	DeleteACME{Key: "certificates/ca/blog.example.com"},
+	LockACME{Name: "issue_cert_blog.example.com", Holder: "n1", At: t0, TTL: time.Minute},
+	UnlockACME{Name: "issue_cert_blog.example.com", Holder: "n1"},
+	LockSite{Name: "blog", Locked: true},
 }
 
 func TestEncodeDecodeRoundTrip(t *testing.T) {

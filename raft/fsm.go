@@ -44,7 +44,8 @@ var (
 	// allBuckets adds those that later versions introduced: openBolt
 	// creates them when missing, so a file or snapshot written before they
 	// existed opens as an empty table.
-	allBuckets = append(baseBuckets[:len(baseBuckets):len(baseBuckets)], bucketTokens, bucketTokenHashes, bucketCerts, bucketRules)
+	allBuckets = append(baseBuckets[:len(baseBuckets):len(baseBuckets)], bucketTokens, bucketTokenHashes, bucketCerts, bucketRules,
+		bucketACME, bucketACMELocks)
 
 	keyApplied    = []byte("applied")     // BE(index) BE(term) of the last applied log entry
 	keyAdminToken = []byte("admin_token") // hex SHA-256 of the admin token

@@ -79,6 +79,14 @@ func (a *applier) apply(data []byte) error {
 		return a.setFeatureLevel(c)
 	case LockSite:
 		return a.lockSite(c)
+	case PutACME:
+		return a.putACME(c)
+	case DeleteACME:
+		return a.deleteACME(c)
+	case LockACME:
+		return a.lockACME(c)
+	case UnlockACME:
+		return a.unlockACME(c)
 	}
 	return fmt.Errorf("%w: %T", ErrUnknownCommand, cmd) // unreachable: Decode knows the same types
 }

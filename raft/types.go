@@ -62,9 +62,14 @@ const (
 	CmdDeleteCert    CommandType = 16
 	// CmdSetFeatureLevel and later types are written only once the
 	// cluster's feature level says every node knows them
-	// (atoll.LevelFeatureLevels, for both 17 and 25).
+	// (atoll.LevelFeatureLevels, for 17, 20-23 and 25).
 	CmdSetFeatureLevel CommandType = 17
-	CmdLockSite        CommandType = 25
+	// The ACME store (acme.go): level atoll.LevelFeatureLevels.
+	CmdPutACME    CommandType = 20
+	CmdDeleteACME CommandType = 21
+	CmdLockACME   CommandType = 22
+	CmdUnlockACME CommandType = 23
+	CmdLockSite   CommandType = 25
 )
 
 // CreateSite adds a site. Fails with ErrExists if the name is taken, or

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/atoll-hosting/atoll"
 )
 
 // runCert handles `atoll cert put|list|delete`: TLS certificates of sites'
@@ -68,12 +70,30 @@ func runCertList(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "DOMAIN\tNOT AFTER\tUPDATED\tNAMES")
+	fmt.Fprintln(tw, "DOMAIN\tSOURCE\tSTATE\tNOT AFTER\tISSUER\tNAMES")
+	var failing []atoll.CertInfo
 	for _, ci := range certs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", ci.Domain, ci.NotAfter.Local().Format(time.DateTime),
-			ci.Updated.Local().Format(time.DateTime), orDash(strings.Join(ci.Names, ",")))
+		notAfter := "-"
+		if !ci.NotAfter.IsZero() {
+			notAfter = ci.NotAfter.Local().Format(time.DateTime)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", ci.Domain, orDash(ci.Source), orDash(ci.State), notAfter,
+			orDash(ci.Issuer), orDash(strings.Join(ci.Names, ",")))
+		if ci.Error != "" {
+			failing = append(failing, ci)
+		}
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, ci := range failing {
+		retry := "next retry not scheduled yet"
+		if !ci.NextRetry.IsZero() {
+			retry = "next retry at " + ci.NextRetry.Local().Format(time.DateTime)
+		}
+		fmt.Fprintf(env.stdout, "%s: %s (%d attempts in a row failed; %s)\n", ci.Domain, ci.Error, ci.Attempts, retry)
+	}
+	return nil
 }
 
 // runCertDelete handles `atoll cert delete --site S --domain D`.

@@ -8,6 +8,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/caddyserver/certmagic"
+
 	"github.com/atoll-hosting/atoll/node"
 )
 
@@ -86,6 +88,12 @@ func declareNodeFlags(fs *flag.FlagSet, cfg *node.Config, level *slog.Level) {
 	fs.StringVar(&cfg.HTTPSAddr, "https-addr", cfg.HTTPSAddr, "edge HTTPS address, host:port (default: none); certificates by SNI from 'atoll cert put'")
 	fs.StringVar(&cfg.HTTPSCert, "https-cert", cfg.HTTPSCert, "default edge certificate (PEM) for names without an uploaded one, e.g. *.<domain>")
 	fs.StringVar(&cfg.HTTPSKey, "https-key", cfg.HTTPSKey, "private key of --https-cert (PEM)")
+	fs.BoolVar(&cfg.ACME, "acme", cfg.ACME, "with --https-addr, order and renew certificates for every custom domain from --acme-ca (ACME); --acme=false turns it off")
+	fs.StringVar(&cfg.ACMECA, "acme-ca", cfg.ACMECA, "ACME directory `URL` (Let's Encrypt staging: "+certmagic.LetsEncryptStagingCA+")")
+	fs.StringVar(&cfg.ACMECARoot, "acme-ca-root", cfg.ACMECARoot, "extra CA certificate (PEM `file`) to trust for the ACME server, for private CAs and tests")
+	fs.StringVar(&cfg.ACMEEmail, "acme-email", cfg.ACMEEmail, "contact `email` of the ACME account (optional; the CA writes about expiring certificates)")
+	fs.DurationVar(&cfg.ACMERenewCheck, "acme-renew-check", cfg.ACMERenewCheck, "how often each node looks for certificates to renew (renewal starts when a third of the lifetime is left)")
+	fs.BoolVar(&cfg.ACMESiteHosts, "acme-site-hosts", cfg.ACMESiteHosts, "also order a certificate per site host <site>.<domain> (default: a wildcard from --https-cert covers them)")
 	sizeVar(fs, &cfg.CacheSize, "cache-size", "`bytes` of blobs kept without owning them (read-through cache), e.g. 512MiB, 10GiB")
 	fs.DurationVar(&cfg.RepairInterval, "repair-interval", cfg.RepairInterval, "how often repair runs besides on membership changes")
 	fs.BoolVar(&cfg.Bootstrap, "bootstrap", cfg.Bootstrap, "start a new cluster if the data dir is empty")

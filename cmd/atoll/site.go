@@ -96,10 +96,12 @@ func setSiteLock(ctx context.Context, env *cliEnv, args []string, name string, l
 // site back on the cluster default.
 func runSiteUpdate(ctx context.Context, env *cliEnv, args []string) error {
 	var cf clientFlags
-	fs := newFlagSet(env, "site update", "site update NAME [--retain N] [--max-bytes SIZE] [--max-uploading N] [--max-files N] [--https-only[=false]] [--hsts[=false]]")
+	fs := newFlagSet(env, "site update", "site update NAME [--domain D]... [--retain N] [--max-bytes SIZE] [--max-uploading N] [--max-files N] [--https-only[=false]] [--hsts[=false]]")
 	var retain, maxUploading, maxFiles int
 	var maxBytes int64
 	var httpsOnly, hsts bool
+	var domains stringList
+	fs.Var(&domains, "domain", "custom domain the site answers at, replacing its list (repeatable; --domain= alone removes them all)")
 	fs.IntVar(&retain, "retain", 0, "deploys kept for rollback")
 	sizeVar(fs, &maxBytes, "max-bytes", "`size` of the files of one deploy of the site; 0: the cluster's --site-max-bytes")
 	fs.IntVar(&maxUploading, "max-uploading", 0, "deploys the site may have uploading at once; 0: the cluster's --site-max-uploading")
@@ -125,10 +127,16 @@ func runSiteUpdate(ctx context.Context, env *cliEnv, args []string) error {
 			req.HTTPSOnly = &httpsOnly
 		case "hsts":
 			req.HSTS = &hsts
+		case "domain":
+			list := []string(domains)
+			if len(list) == 1 && list[0] == "" {
+				list = []string{}
+			}
+			req.Domains = &list
 		}
 	})
 	if req == (atoll.UpdateSiteRequest{}) {
-		return fmt.Errorf("%w: give at least one of --retain, --max-bytes, --max-uploading, --max-files, --https-only, --hsts", errUsage)
+		return fmt.Errorf("%w: give at least one of --domain, --retain, --max-bytes, --max-uploading, --max-files, --https-only, --hsts", errUsage)
 	}
 	site, err := c.PatchSite(ctx, pos[0], req)
 	if err != nil {

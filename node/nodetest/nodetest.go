@@ -71,6 +71,7 @@ func New(t testing.TB, cores, edges int, opts ...Option) *Cluster {
 		cfg.AdminToken = Token
 		cfg.RaftTimeout = 500 * time.Millisecond
 		cfg.FetchTimeout = time.Second
+		cfg.ACME = false // no test reaches a real CA
 		if i == 0 {
 			cfg.Bootstrap = true
 		} else {
