@@ -227,8 +227,15 @@ func reprIndex(coding string) int { return 1 + codingIndex(coding) } // "" -> 0
 
 // blobEntry is what the edge knows of one blob.
 type blobEntry struct {
-	info     blobstore.Info
+	info blobstore.Info
+	// variants: answers depend on Accept-Encoding (the blob has stored
+	// variants, or otf is set), so they carry Vary.
 	variants bool
+	// otf: the blob is compressed per request (onthefly.go) until its
+	// variants exist, with entity tag otfETag.
+	otf      bool
+	otfETag  string
+	otfETagB []byte
 	etag     [numReprs]string
 	etagB    [numReprs][]byte
 	body     [numReprs]atomic.Pointer[[]byte] // memory copies of small representations
@@ -238,7 +245,12 @@ type blobEntry struct {
 }
 
 func newBlobEntry(info blobstore.Info) *blobEntry {
-	be := &blobEntry{info: info, variants: hasVariants(info)}
+	be := &blobEntry{info: info, variants: hasVariants(info), otf: onTheFlyEligible(info)}
+	if be.otf {
+		be.variants = true
+		be.otfETag = weakETag(info.Hash)
+		be.otfETagB = []byte(be.otfETag)
+	}
 	be.etag[0] = makeETag(info.Hash, "")
 	for i, c := range codings {
 		be.etag[i+1] = makeETag(info.Hash, c)

@@ -136,6 +136,7 @@ type Handler struct {
 
 	ruleSets  readMap[*deployRules] // by atoll.Deploy.Rules (rules.go)
 	authSlots chan struct{}
+	otfSlots  chan *otfSlot // on-the-fly compression (onthefly.go)
 }
 
 // New checks cfg and returns a Handler reading metadata from cat and file
@@ -179,6 +180,7 @@ func New(cfg Config, cat Catalog, blobs Blobs) (*Handler, error) {
 		httpsOn:      cfg.HTTPSPort != 0,
 		httpsPort:    httpsPortSuffix(cfg.HTTPSPort),
 		authSlots:    newAuthSlots(),
+		otfSlots:     newOTFSlots(),
 	}
 	if n, ok := cat.(ChangeNotifier); ok {
 		h.notify = n
@@ -390,7 +392,10 @@ func (h *Handler) serveFile(ctx *fasthttp.RequestCtx, dv *deployView, r *pathRou
 	}
 	coding, size := "", info.Size
 	if rk == rangeNone && be.variants {
-		coding, size = parseAcceptEncoding(req.PeekAll(fasthttp.HeaderAcceptEncoding)).choose(*info)
+		ae := parseAcceptEncoding(req.PeekAll(fasthttp.HeaderAcceptEncoding))
+		if coding, size = ae.choose(*info); coding == "" && be.otf && h.serveOnTheFly(ctx, dv, r, be, ae) {
+			return // compressed per request, onthefly.go
+		}
 	}
 	repr := reprIndex(coding)
 
