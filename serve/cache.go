@@ -232,25 +232,19 @@ type blobEntry struct {
 	// variants, or otf is set), so they carry Vary.
 	variants bool
 	// otf: the blob is compressed per request (onthefly.go) until its
-	// variants exist, with entity tag otfETag.
-	otf      bool
-	otfETag  string
-	otfETagB []byte
-	etag     [numReprs]string
-	etagB    [numReprs][]byte
-	body     [numReprs]atomic.Pointer[[]byte] // memory copies of small representations
+	// variants exist.
+	otf   bool
+	etag  [numReprs]string
+	etagB [numReprs][]byte
+	body  [numReprs]atomic.Pointer[[]byte] // memory copies of small representations
 	// dropped is set by blobCache.drop: routes holding the entry ask
 	// Blobs again instead of serving from it (blobFor).
 	dropped atomic.Bool
 }
 
 func newBlobEntry(info blobstore.Info) *blobEntry {
-	be := &blobEntry{info: info, variants: hasVariants(info), otf: onTheFlyEligible(info)}
-	if be.otf {
-		be.variants = true
-		be.otfETag = weakETag(info.Hash)
-		be.otfETagB = []byte(be.otfETag)
-	}
+	otf := onTheFlyEligible(info)
+	be := &blobEntry{info: info, variants: otf || hasVariants(info), otf: otf}
 	be.etag[0] = makeETag(info.Hash, "")
 	for i, c := range codings {
 		be.etag[i+1] = makeETag(info.Hash, c)

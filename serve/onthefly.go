@@ -24,16 +24,16 @@ import (
 // the compressor has decided, whether or not it kept variants.
 //
 // Which coding: gzip at level 1 (klauspost/compress's BestSpeed). Every
-// client that sends br sends gzip too, and gzip level 1 is by far the
-// cheapest of the three for a ratio close to the stored variants' on web
-// text (BenchmarkOnTheFly: about 0.3 of the identity size at several
-// hundred MB/s per core, where brotli's fastest qualities in pure Go are
-// several times slower per byte, and zstd, which fewer browsers accept,
-// needs megabytes of encoder state).
+// client that sends br sends gzip too. BenchmarkOnTheFlyCodings (HTML-like
+// text, one core of the shared bench machine, writers reused): gzip 1 ran
+// at 100-150 MB/s for a ratio of 0.29-0.31; brotli quality 1 at 50-77 MB/s
+// for 0.27-0.31, quality 4 at 12-27 MB/s; zstd fastest as fast as gzip 1
+// for 0.27-0.31, but fewer clients accept it. The stored variants, made
+// later at better levels, win back the few percent.
 //
 // Bounds, since any visitor can ask:
-//   - only files up to MaxOnTheFlySize, so one request costs at most a few
-//     milliseconds of CPU and that much memory for the answer;
+//   - only files up to MaxOnTheFlySize, so one request costs at most about
+//     10 ms of CPU and that much memory for the answer;
 //   - at most half the cores compress at once (Handler.otfSlots); each slot
 //     owns its gzip writer and read buffer, made on first use and reused, so
 //     memory is bounded by the slots, not by the request rate;
@@ -109,10 +109,11 @@ func (h *Handler) serveOnTheFly(ctx *fasthttp.RequestCtx, dv *deployView, r *pat
 	defer func() { h.otfSlots <- slot }()
 
 	resp := &ctx.Response.Header
-	switch evalPreconditions(&ctx.Request.Header, be.otfETag, dv.modified) {
+	etag := "W/" + be.etag[reprIndex(blobstore.EncodingGzip)]
+	switch evalPreconditions(&ctx.Request.Header, etag, dv.modified) {
 	case preconditionNotModified:
 		ctx.SetStatusCode(fasthttp.StatusNotModified)
-		h.setValidators(resp, be.otfETagB, dv.lastModified, true)
+		h.setValidators(resp, []byte(etag), dv.lastModified, true)
 		return true
 	case preconditionFailed:
 		ctx.Error("412 Precondition Failed", fasthttp.StatusPreconditionFailed)
@@ -141,7 +142,7 @@ func (h *Handler) serveOnTheFly(ctx *fasthttp.RequestCtx, dv *deployView, r *pat
 		ctx.Response.ResetBody()
 		setContentLength(ctx, n)
 	}
-	h.setRepresentation(resp, r.ctype, be.otfETagB, blobstore.EncodingGzip, dv.lastModified, true)
+	h.setRepresentation(resp, r.ctype, []byte(etag), blobstore.EncodingGzip, dv.lastModified, true)
 	return true
 }
 
@@ -179,9 +180,4 @@ func (h *Handler) gzipBody(ctx *fasthttp.RequestCtx, be *blobEntry, slot *otfSlo
 		return 0, err
 	}
 	return int64(len(ctx.Response.Body())), nil
-}
-
-// weakETag returns the entity tag of an answer compressed on the fly.
-func weakETag(hash string) string {
-	return "W/" + makeETag(hash, blobstore.EncodingGzip)
 }
