@@ -25,7 +25,9 @@ const (
 	// site rules: MarkReady's compiled _redirects and _headers
 	// (raft.MarkReady.Rules, Deploy.Rules), below which the two files are
 	// served as plain files, deploy messages (raft.CreateDeploy.Message,
-	// Deploy.Message), and site locks (the LockSite command, Site.Locked).
+	// Deploy.Message), site locks (the LockSite command, Site.Locked), and
+	// raft.CreateDeploy's MaxUploading (the FSM holds a site to its limit
+	// of deploys uploading, across the API nodes).
 	// A node whose binary knows less than the cluster's level is refused
 	// at join.
 	LevelFeatureLevels = 2

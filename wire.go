@@ -333,3 +333,27 @@ type SnapshotRestored struct {
 	TokensKept int    `json:"tokens_kept"`
 	Took       string `json:"took"`
 }
+
+// SiteCounts are a site's edge request and body byte counters on one node
+// since that node started (GET /v1/peer/site-stats).
+type SiteCounts struct {
+	Requests uint64 `json:"requests"`
+	Bytes    uint64 `json:"bytes"`
+}
+
+// SiteStats is the body of GET /v1/sites/{site}/stats: the site's edge
+// counters summed over the nodes that answered, and each node's own.
+// Counters restart from zero when a node restarts.
+type SiteStats struct {
+	Site string `json:"site"`
+	SiteCounts
+	Nodes []SiteNodeCounts `json:"nodes"`
+}
+
+// SiteNodeCounts is one node's part of SiteStats; Error says why a node
+// did not answer (its counters are then not in the sum).
+type SiteNodeCounts struct {
+	ID string `json:"id"`
+	SiteCounts
+	Error string `json:"error,omitempty"`
+}

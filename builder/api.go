@@ -484,6 +484,8 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 		status, msg = http.StatusNotFound, err.Error()
 	case errors.Is(err, atoll.ErrExists), errors.Is(err, atoll.ErrConflict):
 		status, msg = http.StatusConflict, err.Error()
+	case errors.Is(err, atoll.ErrLimit):
+		status, msg = http.StatusTooManyRequests, err.Error()
 	case errors.Is(err, atoll.ErrInvalid), errors.Is(err, blobstore.ErrHashMismatch), errors.Is(err, blobstore.ErrInvalidHash):
 		status, msg = http.StatusBadRequest, err.Error()
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:

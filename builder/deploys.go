@@ -268,7 +268,10 @@ func (a *API) recordDeploy(ctx context.Context, proto atoll.Deploy, files []atol
 func (a *API) proposeDeploy(ctx context.Context, proto atoll.Deploy, n int) (atoll.Deploy, error) {
 	site := proto.Site
 	d := atoll.Deploy{Site: site, State: atoll.StateUploading, Created: time.Now().UTC(), Files: n, Message: proto.Message}
-	var err error
+	maxUploading, err := a.maxUploadingFor(site)
+	if err != nil {
+		return d, err
+	}
 	for range 3 {
 		// The FSM takes a CreateDeploy repeating an existing id, site and
 		// file count for a retry and accepts it, so an id already in use
@@ -277,10 +280,13 @@ func (a *API) proposeDeploy(ctx context.Context, proto atoll.Deploy, n int) (ato
 		if d.ID = newDeployID(); a.idInUse(d.ID) {
 			continue
 		}
-		err = a.meta.Apply(ctx, raft.CreateDeploy{ID: d.ID, Site: site, Files: d.Files, Created: d.Created, Message: d.Message})
+		err = a.meta.Apply(ctx, raft.CreateDeploy{ID: d.ID, Site: site, Files: d.Files, Created: d.Created, Message: d.Message, MaxUploading: maxUploading})
 		if !errors.Is(err, atoll.ErrExists) {
 			break
 		}
+	}
+	if errors.Is(err, atoll.ErrLimit) {
+		err = tooManyUploading(site, maxUploading) // recorded by another API node meanwhile
 	}
 	return d, err
 }

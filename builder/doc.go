@@ -83,8 +83,9 @@
 //
 // Site limits (limits.go): each site's deploys are held to
 // atoll.SiteLimits, Config's defaults or the site's own (set by an admin
-// with PATCH): bytes per deploy, deploys uploading at once, files per
-// deploy. Paths atoll.Published refuses (dot-files) are left out of every
+// with PATCH): bytes per deploy, deploys uploading at once (checked here
+// and again by the FSM as it applies CreateDeploy, so it holds across API
+// nodes), files per deploy. Paths atoll.Published refuses (dot-files) are left out of every
 // deploy and counted in the answer's "skipped".
 //
 // # Deploys

@@ -30,8 +30,10 @@ func (a *API) limits(site atoll.Site) atoll.SiteLimits {
 // whose deploy is already recorded counts twice for that moment, which
 // errs on the side of the limit). The caller calls release when the
 // create is over. Concurrent creates through different nodes may each
-// pass before the others are recorded, so across nodes the limit holds up
-// to that race; every deploy over it still expires.
+// pass admit before the others are recorded; the limit still holds across
+// the cluster because the FSM checks it again when it applies each
+// CreateDeploy (proposeDeploy, from atoll.LevelFeatureLevels on), in log
+// order.
 func (a *API) admit(site atoll.Site, lim atoll.SiteLimits) (release func(), err error) {
 	deploys, err := a.meta.Deploys(site.Name)
 	if err != nil {
@@ -44,11 +46,31 @@ func (a *API) admit(site atoll.Site, lim atoll.SiteLimits) (release func(), err 
 		}
 	}
 	if !a.creating.add(site.Name, lim.MaxUploading-n) {
-		return nil, errorf(http.StatusTooManyRequests,
-			"site %q already has %d deploys in progress, its limit (--site-max-uploading; an admin raises it for the site with: atoll site update %s --max-uploading N): "+
-				"let them finish, or wait until they expire (--deploy-expiry)", site.Name, lim.MaxUploading, site.Name)
+		return nil, tooManyUploading(site.Name, lim.MaxUploading)
 	}
 	return func() { a.creating.done(site.Name) }, nil
+}
+
+// tooManyUploading is the 429 of a deploy create over its site's limit of
+// deploys in progress.
+func tooManyUploading(site string, max int) *apiError {
+	return errorf(http.StatusTooManyRequests,
+		"site %q already has %d deploys in progress, its limit (--site-max-uploading; an admin raises it for the site with: atoll site update %s --max-uploading N): "+
+			"let them finish, or wait until they expire (--deploy-expiry)", site, max, site)
+}
+
+// maxUploadingFor is CreateDeploy's MaxUploading for a deploy of site:
+// its limit, once the cluster's FSM checks it (atoll.LevelFeatureLevels),
+// else 0 (not sent).
+func (a *API) maxUploadingFor(site string) (int, error) {
+	if a.meta.FeatureLevel() < atoll.LevelFeatureLevels {
+		return 0, nil
+	}
+	s, err := a.site(site)
+	if err != nil {
+		return 0, err
+	}
+	return a.limits(s).MaxUploading, nil
 }
 
 // inFlight counts work in progress per key.

@@ -395,7 +395,8 @@ func (b blobs) Open(ctx context.Context, hash, encoding string) (*os.File, int64
 
 // openPassedThrough is Open on a node whose disk is below its reserve: the
 // identity bytes of the blob, fetched into memory and not stored
-// (passThrough in fetch.go), as an in-memory file.
+// (passThrough in fetch.go), as an in-memory file; a blob too big for that
+// is streamed from a source through a pipe (stream.go).
 func (b blobs) openPassedThrough(ctx context.Context, hash, encoding string) (*os.File, int64, error) {
 	if encoding != "" {
 		// The edge falls back to the identity bytes.
@@ -407,7 +408,15 @@ func (b blobs) openPassedThrough(ctx context.Context, hash, encoding string) (*o
 	if sc := b.n.staged.readable(hash); sc != nil {
 		return memFile(sc.rec.Identity())
 	}
-	return b.n.blobs.Open(hash, encoding) // stored after all: room came back
+	if f, size, err := b.n.blobs.Open(hash, encoding); !errors.Is(err, blobstore.ErrNotFound) {
+		return f, size, err // stored after all: room came back
+	}
+	r, size, err := b.n.streamBlob(hash, 0, -1)
+	if err != nil {
+		return nil, 0, err
+	}
+	f, err := b.n.pipeFile(r)
+	return f, size, err
 }
 
 // statForServe is serve's Stat: local first, then a fetch from the owners
@@ -415,6 +424,7 @@ func (b blobs) openPassedThrough(ctx context.Context, hash, encoding string) (*o
 func (b blobs) statForServe(ctx context.Context, hash string) (blobstore.Info, error) {
 	info, err := b.n.blobs.Stat(hash)
 	if errors.Is(err, blobstore.ErrNotFound) {
+		serve.MarkFetched(ctx) // counted as a peer fetch (serve.Stats)
 		return b.n.fetchForServe(ctx, hash)
 	}
 	return info, err

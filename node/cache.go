@@ -61,6 +61,8 @@ func (n *Node) evictLoop() {
 		if err != nil && n.ctx.Err() == nil {
 			n.log.Warn("evict cached blobs", "err", err)
 		}
+		n.metrics.evicted.Add(float64(count))
+		n.metrics.evictedBytes.Add(float64(freed))
 		if count > 0 {
 			n.log.Debug("evicted cached blobs", "blobs", count, "bytes", freed)
 		}

@@ -114,6 +114,7 @@ var applyBackoff = peer.Backoff{First: 50 * time.Millisecond, Max: 500 * time.Mi
 // forwarded write it waits until this node has applied it, so that the
 // caller reads its own write.
 func (n *Node) apply(ctx context.Context, cmd raft.Command) error {
+	defer func(start time.Time) { n.metrics.apply.Observe(time.Since(start).Seconds()) }(time.Now())
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	noLeader := func(err error) bool { return errors.Is(err, raft.ErrNotLeader) || errors.Is(err, ErrNoLeader) }

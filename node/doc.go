@@ -83,6 +83,8 @@
 // Removal (membership.go, watchRemoval): a node that learns it was removed
 // (the Raft configuration or the node table no longer lists it) answers
 // every edge request 503 with ErrRemoved, fails /readyz and logs it once.
+// A node that hears from no leader asks its peers whether it is still a
+// member (orphan.go), so one cut off during its removal learns it too.
 //
 // Scrub (package scrub, wired in scrub.go): every node re-hashes the blobs
 // it holds, at most ScrubRate bytes per second, a full pass every
@@ -94,7 +96,8 @@
 // peer to check its copy now (POST /v1/peer/verify). Disk full (space.go):
 // the blob store refuses writes below MinFreeBytes of free space or on
 // ENOSPC (blobstore.ErrNoSpace); a full node relays small uploads to the
-// other owners and serves what it lacks from memory, other uploads answer
+// other owners and serves what it lacks from memory, or streams it from a
+// source when it is too big for that (stream.go), other uploads answer
 // 507, a full owner answers pushes with 507, and reads go on.
 //
 // TLS (tls.go): with Config.TLSCert, TLSKey and TLSCA, Raft runs on mutual
@@ -127,6 +130,15 @@
 // descriptors (package listen): they shed connections that wait for a request
 // and retry, and /readyz fails meanwhile. fasthttp logs through edgeLogger
 // (edgelog.go), which keeps no request bytes and rate-limits.
+//
+// Metrics (metrics.go, metrics_collect.go; every one in docs/METRICS.md):
+// one Prometheus registry per node with the edge's serve.Stats, the node's
+// gauges read at scrape time from local state, and hashicorp/raft's
+// go-metrics through the process's Prometheus sink. A scrape never makes a
+// network call and never takes a lock the edge takes: what needs the
+// network or a scan of the catalog (node reachability and lag, deploys by
+// state, certificate expiry) is refreshed by metricsLoop. Per-site counters
+// are summed across nodes by GET /v1/sites/{site}/stats (sitestats.go).
 //
 // A single node is the cluster of one: it bootstraps Raft with itself as
 // the only voter, owns every blob, and serves every site from its own disk.

@@ -199,6 +199,7 @@ func (n *Node) fetchFromSources(ctx context.Context, hash string) (fetchResult, 
 			res, err = n.fetchFrom(actx, src, hash, owned)
 		}
 		cancel()
+		n.metrics.fetched(src.ID, err)
 		if err == nil {
 			return res, nil
 		}
@@ -221,21 +222,34 @@ func (n *Node) fetchFromSources(ctx context.Context, hash string) (fetchResult, 
 // passThroughMax identity bytes, checked against the hash) and never
 // written: the edge serves it from there (Fetched for small files, an
 // in-memory file from Open for the others) while it stays among the
-// recently failed copies of stagedCopies. A bigger blob is not served
-// (503) until the node has room again.
+// recently failed copies of stagedCopies. A bigger blob is streamed from
+// its source to each visitor instead (stream.go): passThrough only learns
+// its size.
 const passThroughMax = 8 << 20
 
-// passThrough fetches blob hash from src into memory without storing it.
+// passThrough fetches blob hash from src into memory without storing it,
+// or only learns its size when it is bigger than passThroughMax.
 func (n *Node) passThrough(ctx context.Context, src atoll.Node, hash string) (fetchResult, error) {
-	// A bigger blob goes to the store, which refuses it below the
-	// reserve (or stores it: room came back meanwhile).
-	info, rec, err := n.peer.FetchSmall(ctx, n.blobs, n.peerURL(src.APIAddr), hash, passThroughMax)
+	url := n.peerURL(src.APIAddr)
+	held, err := n.peer.Has(ctx, url, []string{hash})
+	if err != nil {
+		return fetchResult{}, err
+	}
+	size, ok := held[hash]
+	if !ok {
+		return fetchResult{}, fmt.Errorf("blob %s: %w", hash, blobstore.ErrNotFound)
+	}
+	if size > passThroughMax {
+		// No variants: the edge serves the identity bytes it streams.
+		return fetchResult{info: blobstore.Info{Hash: hash, Size: size}}, nil
+	}
+	info, rec, err := n.peer.FetchSmall(ctx, n.blobs, url, hash, passThroughMax)
 	if err != nil || rec == nil {
 		return fetchResult{info: info}, err
 	}
 	sc := n.staged.add(rec)
 	if sc == nil {
-		return fetchResult{}, fmt.Errorf("blob %s of %d bytes: %w", hash, info.Size, n.noSpaceHere(errors.New("disk full; too big to serve from memory")))
+		return fetchResult{info: info}, nil // no room in memory either: streamed
 	}
 	sc.err = fmt.Errorf("blob %s: not stored: %s", hash, n.diskLow()) // kept readable, not written
 	n.staged.remove(sc)

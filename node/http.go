@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -105,6 +103,10 @@ func (n *Node) startEdge() error {
 	scfg.Domain = n.cfg.Domain
 	scfg.Logger = n.cfg.Logger
 	scfg.HTTPSPort = httpsPort
+	scfg.Stats = n.metrics.edge
+	if n.access != nil {
+		n.metrics.edge.SetAccessLog(n.access)
+	}
 	edge, err := serve.New(scfg, n.store, serveBlobs{blobs{n}})
 	if err != nil {
 		return fmt.Errorf("edge: %w", err)
@@ -372,33 +374,6 @@ func (n *Node) notReady(ctx context.Context, askLeader bool) string {
 		return fmt.Sprintf("catching up: applied %d of %d", applied, commit)
 	}
 	return ""
-}
-
-// handleMetrics writes a few gauges in the Prometheus text format.
-func (n *Node) handleMetrics(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	leader := 0
-	if n.store.IsLeader() {
-		leader = 1
-	}
-	ready := 0
-	if n.notReady(r.Context(), false) == "" {
-		ready = 1
-	}
-	var b strings.Builder
-	gauge := func(name, help string, v any) {
-		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s gauge\n%s %v\n", name, help, name, name, v)
-	}
-	gauge("atoll_raft_applied_index", "Last Raft log index applied to the local state.", n.store.AppliedIndex())
-	gauge("atoll_raft_commit_index", "Last Raft log index known committed.", n.store.CommitIndex())
-	gauge("atoll_raft_leader", "1 if this node is the Raft leader.", leader)
-	gauge("atoll_ready", "1 if this node is a caught-up cluster member (judged from local state; /readyz also asks the leader).", ready)
-	gauge("atoll_uptime_seconds", "Seconds since the node started.", int64(time.Since(n.started).Seconds()))
-	gauge("atoll_blobs_compress_pending", "Blobs whose compressed variants are still to be made (background compression).", n.blobs.PendingCompression())
-	if free, err := n.blobs.FreeBytes(); err == nil {
-		gauge("atoll_blob_disk_free_bytes", "Bytes free on the blob store's disk (uploads get 507 below --min-free).", free)
-	}
-	io.WriteString(w, b.String())
 }
 
 // listenersNotAccepting says why the API or the edge does not accept

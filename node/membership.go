@@ -206,12 +206,17 @@ func (n *Node) drainStatus(ctx context.Context, nd atoll.Node) atoll.DrainStatus
 }
 
 func (n *Node) statsOf(ctx context.Context, nd atoll.Node) (peer.Stats, error) {
+	return n.statsVia(ctx, n.peer, nd)
+}
+
+// statsVia is statsOf through client c.
+func (n *Node) statsVia(ctx context.Context, c *peer.Client, nd atoll.Node) (peer.Stats, error) {
 	if nd.ID == n.cfg.ID {
 		return n.localStats(), nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	return n.peer.Stats(ctx, n.peerURL(nd.APIAddr))
+	return c.Stats(ctx, n.peerURL(nd.APIAddr))
 }
 
 // handleRemove takes a node out of Raft and the node table. Unless
@@ -376,12 +381,17 @@ const unreachable = "unreachable"
 
 // fanOutStats asks every node for its stats, concurrently.
 func (n *Node) fanOutStats(ctx context.Context, nodes []atoll.Node) map[string]peer.Stats {
+	return n.fanOutVia(ctx, n.peer, nodes)
+}
+
+// fanOutVia is fanOutStats through client c.
+func (n *Node) fanOutVia(ctx context.Context, c *peer.Client, nodes []atoll.Node) map[string]peer.Stats {
 	var mu sync.Mutex
 	out := make(map[string]peer.Stats, len(nodes))
 	var wg sync.WaitGroup
 	for _, nd := range nodes {
 		wg.Go(func() {
-			st, err := n.statsOf(ctx, nd)
+			st, err := n.statsVia(ctx, c, nd)
 			if err != nil {
 				st = peer.Stats{ID: nd.ID, RaftState: unreachable}
 			}
@@ -427,10 +437,11 @@ func removedFrom(seen *membershipSeen, id string, servers []raft.Server, table [
 }
 
 // watchRemoval keeps n.removed current: it re-decides after every change of
-// the replicated state and of the known leader. A removed node hears of
-// its removal through the Raft configuration the leader sends it last,
-// and its leader becomes unknown once the heartbeats stop: either wakes
-// it.
+// the replicated state and of the known leader, and when a peer proved
+// this node removed (orphan.go). A removed node hears of its removal
+// through the Raft configuration the leader sends it last, and its leader
+// becomes unknown once the heartbeats stop: either wakes it. A node cut
+// off during its removal hears of it from its peers instead.
 func (n *Node) watchRemoval() {
 	var seen membershipSeen
 	for {
@@ -438,10 +449,15 @@ func (n *Node) watchRemoval() {
 		servers, err := n.store.Servers()
 		nodes, terr := n.store.Nodes()
 		if err == nil && terr == nil {
-			removed := removedFrom(&seen, n.cfg.ID, servers, nodes)
+			told, by := n.told.holds(n.store.AppliedIndex())
+			removed := removedFrom(&seen, n.cfg.ID, servers, nodes) || told
 			if n.removed.Swap(removed) != removed {
 				if removed {
-					n.log.Error("this node was removed from the cluster: it no longer serves sites and reports not ready", "id", n.cfg.ID)
+					attrs := []any{"id", n.cfg.ID}
+					if told {
+						attrs = append(attrs, "told_by", by)
+					}
+					n.log.Error("this node was removed from the cluster: it no longer serves sites and reports not ready", attrs...)
 				} else {
 					n.log.Info("this node is a cluster member again", "id", n.cfg.ID)
 				}
@@ -452,6 +468,7 @@ func (n *Node) watchRemoval() {
 			return
 		case <-leader:
 		case <-state:
+		case <-n.told.wake:
 		}
 	}
 }

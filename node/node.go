@@ -124,6 +124,16 @@ type Config struct {
 	RaftSnapshotInterval  time.Duration
 	RaftTrailingLogs      uint64
 
+	// MetricsSiteLabels exports the edge's per-site counters as
+	// Prometheus series labelled by site (one pair per site: small
+	// installations only); without it they are only summed by `atoll site
+	// stats`.
+	MetricsSiteLabels bool
+	// AccessLog is where the edge writes one JSON line per request
+	// (serve.AccessLog): a file path, "-" for standard output, "" for
+	// none. ReopenAccessLog reopens the file.
+	AccessLog string
+
 	Logger *slog.Logger
 	// TokenOut receives the one-time notice that an admin token was
 	// generated, and where it was saved; never the token itself.
@@ -264,7 +274,9 @@ type Node struct {
 	fetches singleflight.Group // one transfer per missing blob
 	// relaying holds a token per blob relayed through memory (blobs.go).
 	relaying chan struct{}
-	staged   stagedCopies // small cache copies held in memory while written (fetch.go)
+	// streaming holds a token per blob streamed to a visitor (stream.go).
+	streaming chan struct{}
+	staged    stagedCopies // small cache copies held in memory while written (fetch.go)
 
 	confirmedMu sync.Mutex
 	confirmed   map[string]struct{} // non-owned copies whose owners hold them; see cache.go
@@ -282,7 +294,12 @@ type Node struct {
 	memberMu sync.Mutex
 
 	removed atomic.Bool // this node knows it was removed from the cluster (watchRemoval)
+	told    toldRemoved // a peer's proof that this node was removed (orphan.go)
 	seen    lastSeen    // what each node last said of itself; see http.go
+
+	metrics          *metrics         // metrics.go
+	access           *serve.AccessLog // nil without Config.AccessLog
+	gcBlobs, gcBytes atomic.Int64     // what garbage collection reclaimed (gcLocal)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -307,6 +324,8 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		evictWake:  make(chan struct{}, 1),
 		prefetched: make(map[string]bool),
 		relaying:   make(chan struct{}, relaySlots),
+		streaming:  make(chan struct{}, streamSlots),
+		told:       toldRemoved{wake: make(chan struct{}, 1)},
 	}
 	n.peer.Version = cfg.Version
 	n.peerHTTP = n.peer.RPC // setupTLS puts it on the cluster's TLS
@@ -323,10 +342,19 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := n.prepareDataDir(); err != nil {
 		return nil, err
 	}
+	// Before the stores: Raft reports to the metrics sink from its start.
+	if n.metrics, err = newMetrics(n); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
 	if err := n.openStores(); err != nil {
 		return nil, err
 	}
 	n.refreshPlacement()
+	if cfg.AccessLog != "" {
+		if n.access, err = serve.NewAccessLog(serve.AccessLogConfig{Path: cfg.AccessLog, Logger: cfg.Logger}); err != nil {
+			return nil, fmt.Errorf("--access-log: %w", err)
+		}
+	}
 	if err := n.startAPI(); err != nil {
 		return nil, err
 	}
@@ -336,7 +364,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := n.enterCluster(ctx); err != nil {
 		return nil, err
 	}
-	for _, loop := range []func(){n.watchState, n.watchRemoval, n.repairLoop, n.evictLoop, n.expireLoop, n.featureLoop} {
+	for _, loop := range []func(){n.watchState, n.watchRemoval, n.askRemovalLoop, n.repairLoop, n.evictLoop, n.expireLoop, n.featureLoop, n.metricsLoop} {
 		n.background(loop)
 	}
 	n.scrub.Start()
@@ -825,6 +853,9 @@ func (n *Node) close() {
 		n.httpsLn.Close() // also when the edge failed to start after binding it
 	}
 	n.wg.Wait()
+	if n.access != nil {
+		errs = append(errs, n.access.Close()) // after the edge: no more lines
+	}
 	n.peer.Health.Close()
 	if n.scrub != nil {
 		n.scrub.Close()

@@ -24,7 +24,7 @@ func (n *Node) newRepairer() (*repair.Repairer, error) {
 		GCGrace:   n.cfg.GCGrace,
 		PullBatch: maxHasHashes,
 		Logger:    n.log,
-	}, n.store, n.blobs, repairPeers{n}, repairCache{n}, n.placement)
+	}, n.store, gcLocal{n}, repairPeers{n}, repairCache{n}, n.placement)
 }
 
 // repairLoop runs repair passes until the node closes.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/atoll-hosting/atoll/builder"
 	"github.com/atoll-hosting/atoll/peer"
+	"github.com/atoll-hosting/atoll/ui"
 )
 
 // routes is the table of every endpoint of the API listener, with the
@@ -39,6 +40,7 @@ func (n *Node) routes(api *builder.API) []builder.Route {
 		row("POST", "/v1/nodes/{id}/scrub", admin, h(n.handleScrub)),
 		row("GET", "/v1/nodes/{id}/scrub", admin, h(n.handleScrub)),
 		row("GET", "/v1/snapshot", admin, h(n.handleSnapshotSave)),
+		row("GET", "/v1/sites/{site}/stats", builder.Site, h(n.handleSiteStats)), // sitestats.go
 		row("POST", "/v1/snapshot/restore", admin, leader(n.handleSnapshotRestore)),
 
 		// Node-to-node traffic: the cluster key, never a builder token.
@@ -51,6 +53,8 @@ func (n *Node) routes(api *builder.API) []builder.Route {
 		row("POST", peer.ScrubPath, peerScope, h(n.handlePeerScrub)),
 		row("GET", peer.ScrubPath, peerScope, h(n.handlePeerScrub)),
 		row("POST", peer.VerifyPath, peerScope, h(n.handlePeerVerify)),
+		row("GET", peer.MemberPath, peerScope, h(n.handlePeerMember)),
+		row("GET", peer.SiteStatsPath, peerScope, h(n.handlePeerSiteStats)),
 
 		// The Go runtime's profiles (net/http/pprof), admin only: the
 		// profiles of the real binary under real load are how the serving
@@ -69,7 +73,11 @@ func (n *Node) routes(api *builder.API) []builder.Route {
 		// Probes, for load balancers and monitoring.
 		row("GET", "/healthz", public, h(n.handleHealth)),
 		row("GET", "/readyz", public, h(n.handleReady)),
-		row("GET", "/metrics", public, h(n.handleMetrics)),
+		row("GET", "/metrics", public, n.metrics.handler()),
+
+		// The operator's status page (package ui): public files, which read
+		// the admin routes above with a token the operator enters.
+		row("GET", "/ui/", public, ui.Handler("/ui/")),
 		row("", "/", public, h(noSuchEndpoint)), // any method: what no other route matches
 	)
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/atoll-hosting/atoll"
@@ -38,6 +40,22 @@ func (c *Client) Stats(ctx context.Context, baseURL string) (Stats, error) {
 	var st Stats
 	err := c.call(ctx, http.MethodGet, baseURL, StatsPath, nil, "", &st)
 	return st, err
+}
+
+// Member asks the node at baseURL whether its replicated state lists
+// node id as a member (MemberResponse). A node from before this call
+// answers 404 (an *Error matching atoll.ErrNotFound).
+func (c *Client) Member(ctx context.Context, baseURL, id string) (MemberResponse, error) {
+	var out MemberResponse
+	err := c.call(ctx, http.MethodGet, baseURL, strings.Replace(MemberPath, "{id}", url.PathEscape(id), 1), nil, "", &out)
+	return out, err
+}
+
+// SiteCounts returns the edge counters of site on the node at baseURL.
+func (c *Client) SiteCounts(ctx context.Context, baseURL, site string) (atoll.SiteCounts, error) {
+	var out atoll.SiteCounts
+	err := c.call(ctx, http.MethodGet, baseURL, SiteStatsPath+"?site="+url.QueryEscape(site), nil, "", &out)
+	return out, err
 }
 
 // Pull has the node at baseURL fetch hashes (at most MaxHasHashes) from

@@ -36,6 +36,9 @@
 //	     when it is over, 202 while it runs
 //	POST /v1/peer/verify  body: HashList -> 202: the node checks its copies
 //	     now (a peer received bytes from it that did not match)
+//	GET  /v1/peer/member/{id} -> 200 MemberResponse: whether the node's
+//	     replicated state lists node id as a member (asked by a node that
+//	     hears from no leader: was it removed meanwhile?)
 //	POST /v1/nodes        body: atoll.JoinRequest -> 201: a node joining
 //	     by itself, with the cluster key instead of an admin token
 //

@@ -54,20 +54,21 @@ func (e *Error) Is(target error) bool {
 }
 
 // kinds names on the wire the sentinels a forwarded write can be rejected
-// with, so that the rejection keeps its meaning (404, 409, 400, 503) on the
-// forwarding node.
+// with, so that the rejection keeps its meaning (404, 409, 400, 429, 503)
+// on the forwarding node.
 var kinds = map[string]error{
 	"not_found":  atoll.ErrNotFound,
 	"exists":     atoll.ErrExists,
 	"conflict":   atoll.ErrConflict,
 	"invalid":    atoll.ErrInvalid,
+	"limit":      atoll.ErrLimit,
 	"not_leader": raft.ErrNotLeader,
 	"unknown":    raft.ErrUnknownCommand,
 }
 
 // KindOf returns the name on the wire of the sentinel err wraps, for the
 // "kind" of an ErrorBody: "not_found" (atoll.ErrNotFound), "exists",
-// "conflict", "invalid", "not_leader" (raft.ErrNotLeader) or "unknown"
+// "conflict", "invalid", "limit", "not_leader" (raft.ErrNotLeader) or "unknown"
 // (raft.ErrUnknownCommand); "" for any other error.
 func KindOf(err error) string {
 	for k, s := range kinds {

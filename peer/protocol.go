@@ -50,8 +50,24 @@ const (
 	StatsPath  = "/v1/peer/stats"
 	ScrubPath  = "/v1/peer/scrub"
 	VerifyPath = "/v1/peer/verify"
-	JoinPath   = "/v1/nodes" // also an admin route: the cluster key stands in for the token
+	MemberPath = "/v1/peer/member/{id}" // PathValue("id") is the node asked about
+	// SiteStatsPath answers the node's atoll.SiteCounts of the site named
+	// by the query parameter "site".
+	SiteStatsPath = "/v1/peer/site-stats"
+	JoinPath      = "/v1/nodes" // also an admin route: the cluster key stands in for the token
 )
+
+// MemberResponse answers a GET of MemberPath: whether the node table of
+// the answering node's replicated state, as applied up to at least
+// AppliedIndex, lists node ID as a member (not removed). A node that
+// applied entry i has applied every entry before it, so an answer of
+// Member false with an AppliedIndex at or past the asker's own is proof
+// that the asker was removed (it was in its own table, at its own index).
+type MemberResponse struct {
+	ID           string `json:"id"`
+	Member       bool   `json:"member"`
+	AppliedIndex uint64 `json:"applied_index"`
+}
 
 // MaxHasHashes bounds the hashes of one HasRequest or fetch HashList;
 // Client.Has splits longer lists.

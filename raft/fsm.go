@@ -318,7 +318,7 @@ func (f *FSM) StorageFailed() error {
 // isRejection reports whether err is a command's deterministic rejection, as
 // opposed to a storage failure.
 func isRejection(err error) bool {
-	for _, s := range []error{atoll.ErrInvalid, atoll.ErrNotFound, atoll.ErrExists, atoll.ErrConflict} {
+	for _, s := range []error{atoll.ErrInvalid, atoll.ErrNotFound, atoll.ErrExists, atoll.ErrConflict, atoll.ErrLimit} {
 		if errors.Is(err, s) {
 			return true
 		}

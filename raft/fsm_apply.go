@@ -279,6 +279,15 @@ func (a *applier) createDeploy(c CreateDeploy) error {
 	} else if !ok {
 		return fmt.Errorf("%w: site %q", atoll.ErrNotFound, c.Site)
 	}
+	if c.MaxUploading > 0 && featureLevel(a.tx) >= atoll.LevelFeatureLevels {
+		n, err := countUploading(a.tx, c.Site)
+		if err != nil {
+			return err
+		}
+		if n >= c.MaxUploading {
+			return fmt.Errorf("%w: site %q already has %d deploys uploading, its limit", atoll.ErrLimit, c.Site, n)
+		}
+	}
 
 	rec := deployRecord{
 		Deploy: atoll.Deploy{ID: c.ID, Site: c.Site, State: atoll.StateUploading, Created: c.Created, Files: c.Files},
@@ -297,6 +306,19 @@ func (a *applier) createDeploy(c CreateDeploy) error {
 		return err
 	}
 	return a.put(bucketDeploys, c.ID, rec)
+}
+
+// countUploading counts site's deploys in state uploading.
+func countUploading(tx *bolt.Tx, site string) (int, error) {
+	n := 0
+	err := eachSiteDeploy(tx, site, func(_ []byte, id string) error {
+		d, ok, err := getDeploy(tx, id)
+		if err == nil && ok && d.State == atoll.StateUploading {
+			n++
+		}
+		return err
+	})
+	return n, err
 }
 
 // mustDeploy loads a deploy or returns ErrNotFound.

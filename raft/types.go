@@ -117,6 +117,13 @@ type CreateDeploy struct {
 	// Message is the deploy's message (atoll.CheckMessage); written only
 	// at atoll.LevelFeatureLevels.
 	Message string `json:"message,omitempty"`
+	// MaxUploading, when positive, is the site's limit of deploys in state
+	// uploading: the command is refused (atoll.ErrLimit) when the site has
+	// that many already, which makes the limit hold across the API nodes
+	// that propose creates at once. It belongs to
+	// atoll.LevelFeatureLevels: below that level the FSM ignores it, as
+	// older nodes (which drop the field) do.
+	MaxUploading int `json:"max_uploading,omitempty"`
 }
 
 // AddFiles appends manifest entries to an uploading deploy. Re-adding a path

@@ -97,6 +97,7 @@ type deployView struct {
 	lastModified []byte // formatted Last-Modified, nil if unknown
 	paths        *pathTable
 	rules        *deployRules // nil: the deploy has no rules (rules.go)
+	stats        *siteStats   // the site's counters (metrics.go); nil without Stats
 }
 
 // routeKind is the outcome of a request path in a deploy.
@@ -394,6 +395,9 @@ func (h *Handler) deployFor(g *generation, host []byte) (*deployView, error) {
 			}
 			g.tables[t.id] = paths
 			dv = &deployView{target: t, paths: paths, rules: rules}
+			if h.stats != nil {
+				dv.stats = h.stats.site(t.site)
+			}
 			if !t.modified.IsZero() {
 				dv.lastModified = fasthttp.AppendHTTPDate(nil, t.modified)
 			}

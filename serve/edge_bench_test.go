@@ -101,7 +101,8 @@ func newRealEdge(tb testing.TB) *realEdge {
 		e.apply(tb, c)
 	}
 	e.apply(tb, raft.MarkReady{Deploy: "dep1"}, raft.Publish{Deploy: "dep1", At: at})
-	h, err := New(Config{Domain: testDomain}, fsm, storeBlobs{bs})
+	// Metrics on, as a node runs the edge.
+	h, err := New(Config{Domain: testDomain, Stats: NewStats(false)}, fsm, storeBlobs{bs})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -100,6 +100,9 @@ type Config struct {
 	// Logger receives errors (level error, attribute component=serve); nil
 	// discards them. The normal serving path never logs.
 	Logger *slog.Logger
+
+	// Stats, if not nil, counts every request (metrics.go).
+	Stats *Stats
 }
 
 // DefaultConfig returns the Config of a single local node: sites at
@@ -137,6 +140,7 @@ type Handler struct {
 	ruleSets  readMap[*deployRules] // by atoll.Deploy.Rules (rules.go)
 	authSlots chan struct{}
 	otfSlots  chan *otfSlot // on-the-fly compression (onthefly.go)
+	stats     *Stats
 }
 
 // New checks cfg and returns a Handler reading metadata from cat and file
@@ -181,6 +185,7 @@ func New(cfg Config, cat Catalog, blobs Blobs) (*Handler, error) {
 		httpsPort:    httpsPortSuffix(cfg.HTTPSPort),
 		authSlots:    newAuthSlots(),
 		otfSlots:     newOTFSlots(),
+		stats:        cfg.Stats,
 	}
 	if n, ok := cat.(ChangeNotifier); ok {
 		h.notify = n
@@ -194,6 +199,7 @@ func New(cfg Config, cat Catalog, blobs Blobs) (*Handler, error) {
 // publish landing mid-request cannot mix two deploys in one answer.
 type target struct {
 	id       string
+	site     string
 	modified time.Time   // Last-Modified of every file of the deploy; zero if unknown
 	https    httpsPolicy // the site's HTTPS settings (https.go)
 	rules    string      // atoll.Deploy.Rules: "" when the deploy has none
@@ -201,6 +207,8 @@ type target struct {
 
 // ServeHTTP answers one request. It is a fasthttp.RequestHandler.
 func (h *Handler) ServeHTTP(ctx *fasthttp.RequestCtx) {
+	var dv *deployView
+	defer h.stats.observe(ctx, &dv) // metrics.go
 	if !ctx.IsGet() && !ctx.IsHead() {
 		ctx.Error("405 Method Not Allowed", fasthttp.StatusMethodNotAllowed)
 		ctx.Response.Header.Set(fasthttp.HeaderAllow, "GET, HEAD")
@@ -312,7 +320,7 @@ func targetOf(d atoll.Deploy) target {
 	if !mod.IsZero() {
 		mod = time.Unix(mod.Unix(), 0).UTC()
 	}
-	return target{id: d.ID, modified: mod, rules: d.Rules}
+	return target{id: d.ID, site: d.Site, modified: mod, rules: d.Rules}
 }
 
 func notFoundIsFalse(err error) error {
@@ -440,7 +448,8 @@ func unsatisfiable(ctx *fasthttp.RequestCtx, size int64, variants bool) {
 }
 
 // serveRange answers a 206 with bytes rng of the identity representation,
-// from memory when the blob is cached there, else from its file.
+// from memory when the blob is cached there, else streamed (SectionBlobs)
+// or from its file.
 func (h *Handler) serveRange(ctx *fasthttp.RequestCtx, dv *deployView, r *pathRoute, be *blobEntry, rng byteRange) {
 	info := &be.info
 	if ctx.IsHead() {
@@ -451,6 +460,12 @@ func (h *Handler) serveRange(ctx *fasthttp.RequestCtx, dv *deployView, r *pathRo
 			return
 		}
 		ctx.Response.SetBodyRaw(body[rng.start : rng.start+rng.length])
+	} else if sec, ok, err := h.openSection(ctx, r.hash, rng); ok || err != nil {
+		if err != nil {
+			h.failOpen(ctx, dv, r, be, err, "")
+			return
+		}
+		setBodyStream(ctx, sec, rng.length)
 	} else {
 		f, n, err := h.blobs.Open(ctx, r.hash, "")
 		if err != nil {

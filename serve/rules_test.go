@@ -9,16 +9,7 @@ import (
 
 // serveOnce answers one request to h and returns the response.
 func serveOnce(h *Handler, method, host, uri string, hdr ...string) *fasthttp.Response {
-	var req fasthttp.Request
-	req.Header.SetMethod(method)
-	req.SetRequestURI(uri)
-	req.SetHost(host)
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	var ctx fasthttp.RequestCtx
-	ctx.Init(&req, nil, nil)
-	h.ServeHTTP(&ctx)
+	ctx := serveCtx(h, method, host, uri, hdr...)
 	var resp fasthttp.Response
 	ctx.Response.CopyTo(&resp)
 	if s := ctx.Response.BodyStream(); s != nil {

@@ -331,6 +331,13 @@ func (c *Client) Status(ctx context.Context) (atoll.Status, error) {
 	return st, err
 }
 
+// SiteStats returns a site's edge counters summed across the nodes.
+func (c *Client) SiteStats(ctx context.Context, site string) (atoll.SiteStats, error) {
+	var st atoll.SiteStats
+	err := c.doJSON(ctx, "GET", "/v1/sites/"+url.PathEscape(site)+"/stats", nil, &st)
+	return st, err
+}
+
 // Nodes returns the node table.
 func (c *Client) Nodes(ctx context.Context) ([]atoll.NodeStatus, error) {
 	var list atoll.NodeList

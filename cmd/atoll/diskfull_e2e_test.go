@@ -379,6 +379,24 @@ func TestRaftStorageFailureEndToEnd(t *testing.T) {
 	}
 }
 
+// startWithFullNode starts three core nodes, the third (full) with its
+// disk below the reserve (--min-free larger than any disk).
+func startWithFullNode(t *testing.T) (core1, core2, full *atolltest.Server) {
+	t.Helper()
+	const key, token = "e2e-cluster-key", "e2e-admin-token"
+	mk := func(id string, flags ...string) *atolltest.Server {
+		return atolltest.NewServer(t, atolltest.NodeConfig{ID: id, AdminToken: token, Flags: append([]string{"--cluster-key", key}, flags...)})
+	}
+	core1 = mk("core1")
+	core1.Bootstrap = true
+	core1.Start()
+	core2 = mk("core2", "--join", "http://"+core1.APIAddr)
+	core2.Start()
+	full = mk("core3", "--join", "http://"+core1.APIAddr, "--min-free", "1048576TiB")
+	full.Start()
+	return core1, core2, full
+}
+
 // TestFullNodeInClusterEndToEnd runs three core nodes, the third with its
 // disk below the reserve: a deploy through it still succeeds (the blobs
 // are relayed to the two owners with room), it serves every file of the
@@ -390,17 +408,7 @@ func TestFullNodeInClusterEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three processes")
 	}
-	const key, token = "e2e-cluster-key", "e2e-admin-token"
-	mk := func(id string, flags ...string) *atolltest.Server {
-		return atolltest.NewServer(t, atolltest.NodeConfig{ID: id, AdminToken: token, Flags: append([]string{"--cluster-key", key}, flags...)})
-	}
-	core1 := mk("core1")
-	core1.Bootstrap = true
-	core1.Start()
-	core2 := mk("core2", "--join", "http://"+core1.APIAddr)
-	core2.Start()
-	full := mk("core3", "--join", "http://"+core1.APIAddr, "--min-free", "1048576TiB")
-	full.Start()
+	core1, core2, full := startWithFullNode(t)
 
 	big := make([]byte, 300<<10) // past what the edge keeps in memory
 	rand.Read(big)

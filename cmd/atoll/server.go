@@ -21,6 +21,8 @@ func runServer(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
+	stopHUP := reopenOnHUP(n) // logrotate: --access-log reopened on SIGHUP
+	defer stopHUP()
 	fmt.Fprintf(env.stdout, "atoll %s: node %s serving\n  api:  %s\n  edge: %s\n",
 		version(), n.ID(), n.APIURL(), n.EdgeURL())
 	if u := n.EdgeHTTPSURL(); u != "" {
@@ -39,7 +41,9 @@ func parseServerFlags(env *cliEnv, args []string) (node.Config, error) {
 	cfg.Version = version()
 	fs := newFlagSet(env, "server", "server [flags]  (each flag also as env ATOLL_<NAME>)")
 	level := slog.LevelInfo
+	format := logText
 	declareNodeFlags(fs, &cfg, &level)
+	declareObservabilityFlags(fs, &cfg, &format) // server_observe.go
 	files := declareSecretFiles(fs, &cfg)
 	declareStorageFlags(fs, &cfg) // server_storage.go
 	declareLimitFlags(fs, &cfg)   // server_limits.go
@@ -58,7 +62,7 @@ func parseServerFlags(env *cliEnv, args []string) (node.Config, error) {
 	if err := checkLimitFlags(fs); err != nil {
 		return node.Config{}, err
 	}
-	cfg.Logger = slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: level}))
+	cfg.Logger = format.logger(env.stderr, level)
 	cfg.TokenOut = env.stderr
 	return cfg, nil
 }

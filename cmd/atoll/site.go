@@ -12,7 +12,7 @@ import (
 	"github.com/atoll-hosting/atoll/serve"
 )
 
-// runSite handles `atoll site create|list|show|update|lock|unlock|delete`.
+// runSite handles `atoll site create|list|show|update|lock|unlock|delete|stats`.
 func runSite(ctx context.Context, env *cliEnv, args []string) error {
 	return runGroup(ctx, env, "site", args,
 		subcommand{"create", runSiteCreate},
@@ -21,7 +21,43 @@ func runSite(ctx context.Context, env *cliEnv, args []string) error {
 		subcommand{"update", runSiteUpdate},
 		subcommand{"lock", runSiteLock},
 		subcommand{"unlock", runSiteUnlock},
-		subcommand{"delete", runSiteDelete})
+		subcommand{"delete", runSiteDelete},
+		subcommand{"stats", runSiteStats})
+}
+
+// runSiteStats handles `atoll site stats NAME`: the site's edge requests
+// and body bytes, summed across the nodes (each node counts since it
+// started), then each node's own. A node that did not answer is listed
+// with its error.
+func runSiteStats(ctx context.Context, env *cliEnv, args []string) error {
+	var cf clientFlags
+	fs := newFlagSet(env, "site stats", "site stats NAME")
+	pos, c, err := cf.parse(fs, args, 1, "NAME")
+	if err != nil {
+		return err
+	}
+	st, err := c.SiteStats(ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	answered := 0
+	for _, nd := range st.Nodes {
+		if nd.Error == "" {
+			answered++
+		}
+	}
+	fmt.Fprintf(env.stdout, "site %s: %d requests, %s sent (%d of %d nodes answered)\n",
+		st.Site, st.Requests, formatBytes(int64(st.Bytes)), answered, len(st.Nodes))
+	tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tREQUESTS\tBYTES")
+	for _, nd := range st.Nodes {
+		if nd.Error != "" {
+			fmt.Fprintf(tw, "%s\t-\t- (%s)\n", nd.ID, nd.Error)
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\n", nd.ID, nd.Requests, nd.Bytes)
+	}
+	return tw.Flush()
 }
 
 // runSiteLock handles `atoll site lock NAME`.

@@ -130,6 +130,10 @@ func (r *results) writeTargets(b *strings.Builder) {
 		}
 		c := s.Cases[3]
 		p("| compressed serving (br vs gzip_static) >= 1.0x | %.2fx | %s |\n", c.Ratio, verdict(c.Ratio >= 1))
+		if len(s.Cases) > 5 && s.Cases[0].AtollRPS > 0 {
+			scraped := s.Cases[5].AtollRPS / s.Cases[0].AtollRPS
+			p("| hot serving 1 KiB with /metrics scraped every second: >= 0.97x of without | %.3fx | %s |\n", scraped, verdict(scraped >= 0.97))
+		}
 	}
 	if c := r.Cluster; c != nil && c.Skipped == "" {
 		p("| edge cold miss < 2 ms added at p50 | %.2f ms | %s |\n", c.ColdOverheadP50, verdict(c.ColdOverheadP50 < 2))

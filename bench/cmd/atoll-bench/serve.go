@@ -162,9 +162,12 @@ func startNginx(ctx context.Context, work string, s *site) (*nginxServer, error)
 
 // serveCase is one serving measurement.
 type serveCase struct {
-	Name     string `json:"name"`
-	Path     string `json:"path"`
-	Accept   string `json:"accept_encoding,omitempty"`
+	Name   string `json:"name"`
+	Path   string `json:"path"`
+	Accept string `json:"accept_encoding,omitempty"`
+	// Scrape has Atoll's /metrics read every second while wrk runs
+	// against Atoll, as a Prometheus server would (at a high rate).
+	Scrape   bool `json:"scrape,omitempty"`
 	Encoding struct {
 		Atoll string `json:"atoll"`
 		Nginx string `json:"nginx"`
@@ -204,6 +207,7 @@ func benchServe(ctx context.Context, cfg config, n *atolltest.Node, s *site) (*s
 		{Name: "256 KiB", Path: "/bench/256k.js"},
 		{Name: "30 KiB HTML, br+gzip", Path: "/bench/30k.html", Accept: "br, gzip"},
 		{Name: "30 KiB HTML, gzip", Path: "/bench/30k.html", Accept: "gzip"},
+		{Name: "1 KiB, /metrics scraped every 1 s", Path: "/bench/1k.css", Scrape: true},
 	}
 	want := map[string][]byte{}
 	for _, c := range cases {
@@ -248,7 +252,12 @@ func benchServe(ctx context.Context, cfg config, n *atolltest.Node, s *site) (*s
 				if who == "nginx" {
 					addr = ngx.addr
 				}
+				stop := func() {}
+				if who == "atoll" && c.Scrape {
+					stop = scrapeEvery(ctx, n.APIURL()+"/metrics", time.Second)
+				}
 				r, err := runWrk(ctx, cfg.workDir, opts(addr, c, cfg.duration))
+				stop()
 				if err != nil {
 					return nil, err
 				}
@@ -267,6 +276,29 @@ func benchServe(ctx context.Context, cfg config, n *atolltest.Node, s *site) (*s
 		c.Ratio = c.AtollRPS / c.NginxRPS
 	}
 	return &serveResult{Threads: cfg.threads, Conns: cfg.conns, Duration: cfg.duration.String(), Rounds: cfg.rounds, Cases: cases}, nil
+}
+
+// scrapeEvery reads url every interval until the returned function is
+// called, which waits for the scraper to end.
+func scrapeEvery(ctx context.Context, url string, interval time.Duration) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if _, _, err := atolltest.Fetch(ctx, rawClient, "GET", url, ""); err != nil && ctx.Err() == nil {
+					log.Printf("scrape %s: %v", url, err)
+				}
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 func medians(runs []wrkRun) (rps, p50, p99 float64) {
