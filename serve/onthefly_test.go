@@ -157,6 +157,54 @@ func TestOnTheFlyIdentity(t *testing.T) {
 	})
 }
 
+// TestOnTheFlyConcurrent: many visitors at once share the slots' writers
+// without mixing their bodies; each gets gzip or, when the slots are
+// busy, the identity bytes, and either way exactly the file.
+func TestOnTheFlyConcurrent(t *testing.T) {
+	fx := newFixture(t)
+	fx.addPending(t, "/fresh.html", freshText)
+	other := []byte(strings.Repeat("<li>another page, other bytes</li>\n", 600))
+	fx.addPending(t, "/other.html", other)
+	errs := make(chan error, 16)
+	for i := range 16 {
+		go func() {
+			p, want := "/fresh.html", freshText
+			if i%2 == 1 {
+				p, want = "/other.html", other
+			}
+			for range 10 {
+				resp, err := fx.tryDo(request{target: p, header: []string{"Accept-Encoding: gzip"}})
+				if err != nil {
+					errs <- err
+					return
+				}
+				body := resp.body
+				if resp.get("Content-Encoding") == "gzip" {
+					zr, err := gzip.NewReader(bytes.NewReader(body))
+					if err != nil {
+						errs <- fmt.Errorf("%s: %v", p, err)
+						return
+					}
+					if body, err = io.ReadAll(zr); err != nil {
+						errs <- fmt.Errorf("%s: %v", p, err)
+						return
+					}
+				}
+				if !bytes.Equal(body, want) {
+					errs <- fmt.Errorf("%s: got %d bytes that are not the file", p, len(body))
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 16 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
 // BenchmarkOnTheFlyCodings compares the candidate codings for compressing
 // per request (the choice in onthefly.go), each writer made once and reset
 // per body as the slots do: MB/s of input and the ratio of output to input,
