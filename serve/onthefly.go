@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"sync/atomic"
 
 	"github.com/klauspost/compress/gzip"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 
 	"github.com/atoll-hosting/atoll/blobstore"
@@ -104,6 +106,7 @@ func (h *Handler) serveOnTheFly(ctx *fasthttp.RequestCtx, dv *deployView, r *pat
 	select {
 	case slot = <-h.otfSlots:
 	default:
+		h.stats.countOnTheFly(otfBusy)
 		return false
 	}
 	defer func() { h.otfSlots <- slot }()
@@ -136,8 +139,10 @@ func (h *Handler) serveOnTheFly(ctx *fasthttp.RequestCtx, dv *deployView, r *pat
 	}
 	if n >= be.info.Size {
 		ctx.Response.ResetBody()
+		h.stats.countOnTheFly(otfNotSmaller)
 		return false
 	}
+	h.stats.countOnTheFly(otfCompressed)
 	if ctx.IsHead() {
 		ctx.Response.ResetBody()
 		setContentLength(ctx, n)
@@ -180,4 +185,39 @@ func (h *Handler) gzipBody(ctx *fasthttp.RequestCtx, be *blobEntry, slot *otfSlo
 		return 0, err
 	}
 	return int64(len(ctx.Response.Body())), nil
+}
+
+// Outcomes of a request that could be compressed on the fly, as counted in
+// atoll_edge_on_the_fly_total.
+const (
+	otfCompressed = iota // answered with gzip made for it
+	otfBusy              // every slot busy: identity bytes
+	otfNotSmaller        // gzip was not smaller: identity bytes
+	numOTFResults
+)
+
+var otfResultNames = [numOTFResults]string{"compressed", "busy", "not_smaller"}
+
+// otfStats counts on-the-fly compressions for Stats.
+type otfStats struct {
+	n    [numOTFResults]atomic.Uint64
+	desc *prometheus.Desc
+}
+
+func newOTFStats() otfStats {
+	return otfStats{desc: prometheus.NewDesc("atoll_edge_on_the_fly_total",
+		"Requests for a file whose compressed variants were not made yet, from a client accepting gzip, by result.", []string{"result"}, nil)}
+}
+
+func (o *otfStats) collect(ch chan<- prometheus.Metric) {
+	for i := range o.n {
+		ch <- prometheus.MustNewConstMetric(o.desc, prometheus.CounterValue, float64(o.n[i].Load()), otfResultNames[i])
+	}
+}
+
+// countOnTheFly counts one result; a nil Stats counts nothing.
+func (s *Stats) countOnTheFly(result int) {
+	if s != nil {
+		s.otf.n[result].Add(1)
+	}
 }

@@ -157,6 +157,34 @@ func TestOnTheFlyIdentity(t *testing.T) {
 	})
 }
 
+// TestOnTheFlyCounted: atoll_edge_on_the_fly_total says how often the
+// edge compressed, and how often it sent the identity bytes instead.
+func TestOnTheFlyCounted(t *testing.T) {
+	fx := newFixtureConfig(t, Config{Domain: testDomain, Stats: NewStats(false)})
+	fx.addPending(t, "/fresh.html", freshText)
+	fx.addPending(t, "/noise.txt", pseudoRandom(8<<10))
+	get := func(p string) {
+		t.Helper()
+		fx.do(t, request{target: p, header: []string{"Accept-Encoding: gzip"}})
+	}
+	get("/fresh.html")
+	get("/fresh.html")
+	get("/noise.txt")
+	var held []*otfSlot
+	for range cap(fx.h.otfSlots) {
+		held = append(held, <-fx.h.otfSlots)
+	}
+	get("/fresh.html")
+	for _, s := range held {
+		fx.h.otfSlots <- s
+	}
+	for result, want := range map[string]float64{"compressed": 2, "not_smaller": 1, "busy": 1} {
+		if got := gathered(t, fx.h.stats, "atoll_edge_on_the_fly_total", map[string]string{"result": result}); got != want {
+			t.Errorf("atoll_edge_on_the_fly_total{result=%q} = %v, want %v", result, got, want)
+		}
+	}
+}
+
 // TestOnTheFlyConcurrent: many visitors at once share the slots' writers
 // without mixing their bodies; each gets gzip or, when the slots are
 // busy, the identity bytes, and either way exactly the file.

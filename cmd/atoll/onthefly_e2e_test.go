@@ -65,6 +65,14 @@ func TestOnTheFlyCompression(t *testing.T) {
 		})
 	}
 
+	_, metrics, err := s.Node.API(t.Context(), "GET", "/metrics", "", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `atoll_edge_on_the_fly_total{result="compressed"} 1`; !strings.Contains(string(metrics), want) {
+		t.Errorf("/metrics has no %s", want)
+	}
+
 	// A node with workers makes the variants; then they are served, and
 	// the on-the-fly tag still revalidates against the stored gzip.
 	s.Kill(15)
