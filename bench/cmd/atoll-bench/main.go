@@ -10,7 +10,7 @@
 // returns, also on Ctrl-C.
 //
 //	go run ./bench/cmd/atoll-bench            # the full run (make bench)
-//	go run ./bench/cmd/atoll-bench -quick     # under 3 minutes (make bench-quick)
+//	go run ./bench/cmd/atoll-bench -quick     # about 3 minutes (make bench-quick)
 package main
 
 import (
@@ -60,7 +60,7 @@ func main() {
 	log.SetPrefix("atoll-bench: ")
 	var cfg config
 	var sections string
-	flag.BoolVar(&cfg.quick, "quick", false, "smaller site, shorter runs: the whole run in under 3 minutes")
+	flag.BoolVar(&cfg.quick, "quick", false, "smaller site, shorter runs: the whole run in about 3 minutes")
 	flag.StringVar(&cfg.atollBin, "atoll", "bin/atoll", "the atoll binary to measure")
 	flag.StringVar(&cfg.outDir, "out", "bench/out", "folder for results (JSON and markdown) and logs")
 	flag.StringVar(&cfg.workDir, "work", "", "folder for the site, data dirs and configs (default: a new temp folder)")
