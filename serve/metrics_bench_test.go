@@ -2,8 +2,6 @@ package serve
 
 import (
 	"testing"
-
-	"github.com/valyala/fasthttp"
 )
 
 // BenchmarkEdgeStats is the handler's cost of counting: the same edge
@@ -31,29 +29,17 @@ func BenchmarkEdgeStats(b *testing.B) {
 	}
 	// The modes of a case run one after the other, so that they share the
 	// machine's state as closely as a run allows.
-	for _, c := range []struct{ name, target, accept string }{
-		{"1k", "/1k.bin", ""},
-		{"30k html br", "/page.html", "br, gzip"},
-		{"missing", "/nope", ""},
+	for _, c := range []struct {
+		name, target string
+		header       [][2]string
+	}{
+		{"1k", "/1k.bin", nil},
+		{"30k html br", "/page.html", [][2]string{{"Accept-Encoding", "br, gzip"}}},
+		{"missing", "/nope", nil},
 	} {
 		for _, m := range modes {
 			b.Run(c.name+"/"+m.name, func(b *testing.B) {
-				var req fasthttp.Request
-				req.SetRequestURI(c.target)
-				req.SetHost("bench." + testDomain)
-				if c.accept != "" {
-					req.Header.Set("Accept-Encoding", c.accept)
-				}
-				var ctx fasthttp.RequestCtx
-				ctx.Init(&req, nil, nil)
-				b.ReportAllocs()
-				for b.Loop() {
-					m.h.ServeHTTP(&ctx)
-					if sc := ctx.Response.StatusCode(); sc >= 500 {
-						b.Fatalf("status %d", sc)
-					}
-					ctx.Response.Reset()
-				}
+				serveLoop(b, m.h, "bench."+testDomain, c.target, c.header)
 			})
 		}
 	}
