@@ -63,8 +63,12 @@ func (r *results) writeHeader(b *strings.Builder) {
 	p("## Atoll vs nginx, %s run of %s (%s)\n\n", mode, r.Started.Format("2006-01-02 15:04 MST"), r.Commit)
 	p("Machine: %d cores, %s, %s RAM, Linux %s, %s, nginx %s, wrk %s; load average at start %s.\n",
 		r.Machine.Cores, r.Machine.CPU, human(r.Machine.MemBytes), r.Machine.Kernel, r.Machine.Go, r.Machine.Nginx, r.Machine.Wrk, r.Machine.Load)
-	p("Site: %d files, %s (%d text files of 1-30 KiB, %d binaries of 100 KiB-5 MiB), seed %d. Disk: %.0f MB/s with fdatasync per 1 MiB write.\n\n",
-		r.Site.Files, human(r.Site.Bytes), r.Site.TextFiles, r.Site.BinFiles, r.Params.Seed, r.DiskMBps)
+	p("Site: %d files, %s (%d text files of 1-30 KiB, %d binaries of 100 KiB-5 MiB), seed %d.",
+		r.Site.Files, human(r.Site.Bytes), r.Site.TextFiles, r.Site.BinFiles, r.Params.Seed)
+	if r.DiskMBps > 0 { // measured only for the sections that write
+		p(" Disk: %.0f MB/s with fdatasync per 1 MiB write.", r.DiskMBps)
+	}
+	p("\n\n")
 }
 
 // writeSections writes the figures of each section that ran.

@@ -218,9 +218,9 @@ func benchRules(ctx context.Context, cfg config, n *atolltest.Node, s *site) (*p
 	t := func(label, host, path string, status int) *pairTarget {
 		return &pairTarget{Label: label, addr: n.HTTPAddr, host: host + ".localhost", path: path, status: status}
 	}
-	file := t("no rules", "plain", "/bench/1k.css", http.StatusOK)
+	file := t("site without rules", "plain", "/bench/1k.css", http.StatusOK)
 	cases := []*pairCase{
-		{Name: "1 KiB no rule matches", A: file, B: t("10,100 rules", "rules", "/bench/1k.css", http.StatusOK)},
+		{Name: "1 KiB file", A: file, B: t("10,100 rules, none matches", "rules", "/bench/1k.css", http.StatusOK)},
 		{Name: "matched rule (301)", A: t("static", "rules", "/old/page-5000", http.StatusMovedPermanently),
 			B: t("dynamic", "rules", "/dyn99/a/b/c", http.StatusMovedPermanently)},
 	}
@@ -258,7 +258,7 @@ func benchMetrics(ctx context.Context, cfg config, s *site) (*pairResult, error)
 	}
 	res, err := runPairs(ctx, cfg, "metrics", []*pairCase{{Name: "1 KiB", A: t("baseline", nodes[0]), B: t("this binary", nodes[1])}})
 	if res != nil {
-		res.Note = "baseline: " + cfg.baseline
+		res.Note = "baseline " + cfg.baseline + ", measured " + cfg.atollBin
 	}
 	return res, err
 }
