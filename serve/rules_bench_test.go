@@ -15,7 +15,9 @@ import (
 
 // addRulesSite publishes site "rules" on e: the files of site "bench" and
 // a _redirects of 10,000 static and 100 dynamic rules (the issue's
-// yardstick), plus a _headers block for paths under /assets/.
+// yardstick), plus a _headers of 40 blocks (121 header lines) for paths
+// under /assets/ and /section-N/, none of which matches the files of site
+// "bench".
 func addRulesSite(tb testing.TB, e *realEdge) {
 	tb.Helper()
 	var red strings.Builder
@@ -26,7 +28,11 @@ func addRulesSite(tb testing.TB, e *realEdge) {
 		fmt.Fprintf(&red, "/old/page-%d /new/page-%d 301\n", i, i)
 	}
 	red.WriteString("/app/* /index.html 200\n")
-	publishRules(tb, e, "rules", "dep2", red.String(), "/assets/*\n  X-Frame-Options: DENY\n")
+	hdr := "/assets/*\n  X-Frame-Options: DENY\n  X-Content-Type-Options: nosniff\n  Referrer-Policy: same-origin\n  Content-Security-Policy: default-src 'self'\n"
+	for i := range 39 {
+		hdr += fmt.Sprintf("/section-%d/*\n  Cache-Control: public, max-age=%d\n  X-Robots-Tag: noindex\n  Link: </section-%d/a.css>; rel=preload\n", i, 60*(i+1), i)
+	}
+	publishRules(tb, e, "rules", "dep2", red.String(), hdr)
 }
 
 // publishRules publishes deploy id of a new site on e, with the files of

@@ -10,7 +10,7 @@
 // returns, also on Ctrl-C.
 //
 //	go run ./bench/cmd/atoll-bench            # the full run (make bench)
-//	go run ./bench/cmd/atoll-bench -quick     # under 3 minutes (make bench-quick)
+//	go run ./bench/cmd/atoll-bench -quick     # about 3 minutes (make bench-quick)
 package main
 
 import (
@@ -50,16 +50,17 @@ type config struct {
 	propagRuns int // publishes timed for propagation
 	coldFiles  int // files requested cold on the edge
 	seed       uint64
+	baseline   string // binary the metrics section compares with
 }
 
-var allSections = []string{"disk", "deploy", "serve", "meta", "cluster"}
+var allSections = []string{"disk", "deploy", "serve", "rules", "meta", "cluster", "metrics"}
 
 func main() {
 	log.SetFlags(log.Ltime)
 	log.SetPrefix("atoll-bench: ")
 	var cfg config
 	var sections string
-	flag.BoolVar(&cfg.quick, "quick", false, "smaller site, shorter runs: the whole run in under 3 minutes")
+	flag.BoolVar(&cfg.quick, "quick", false, "smaller site, shorter runs: the whole run in about 3 minutes")
 	flag.StringVar(&cfg.atollBin, "atoll", "bin/atoll", "the atoll binary to measure")
 	flag.StringVar(&cfg.outDir, "out", "bench/out", "folder for results (JSON and markdown) and logs")
 	flag.StringVar(&cfg.workDir, "work", "", "folder for the site, data dirs and configs (default: a new temp folder)")
@@ -72,6 +73,7 @@ func main() {
 	flag.IntVar(&cfg.conns, "conns", 64, "wrk connections (keep-alive)")
 	flag.IntVar(&cfg.metaFiles, "meta-files", 0, "manifest entries of the metadata-scale deploy (default 1000000, quick 200000)")
 	flag.Uint64Var(&cfg.seed, "seed", 1, "seed of the synthetic site")
+	flag.StringVar(&cfg.baseline, "baseline", "", "an atoll binary built without metrics, for the metrics section (default: that section is skipped)")
 	flag.Parse()
 
 	cfg.sections = strings.Split(sections, ",")
@@ -142,7 +144,7 @@ func run(ctx context.Context, cfg config) (err error) {
 		log.Printf("disk: %.1f MB/s with an fdatasync per 1 MiB write", bw)
 	}
 
-	needSingle := cfg.has("deploy") || cfg.has("serve") || cfg.has("meta")
+	needSingle := cfg.has("deploy") || cfg.has("serve") || cfg.has("rules") || cfg.has("meta")
 	if needSingle {
 		node, err := startSingle(ctx, cfg)
 		if err != nil {
@@ -156,6 +158,11 @@ func run(ctx context.Context, cfg config) (err error) {
 		if cfg.has("serve") {
 			if res.Serve, err = benchServe(ctx, cfg, node, site); err != nil {
 				return fmt.Errorf("serve: %w", err)
+			}
+		}
+		if cfg.has("rules") {
+			if res.Rules, err = benchRules(ctx, cfg, node, site); err != nil {
+				return fmt.Errorf("rules: %w", err)
 			}
 		}
 		if cfg.has("meta") {
@@ -176,6 +183,17 @@ func run(ctx context.Context, cfg config) (err error) {
 			res.Cluster = &clusterResult{Skipped: err.Error()}
 		}
 	}
+	if cfg.has("metrics") {
+		res.Metrics, err = benchMetrics(ctx, cfg, site)
+		if err != nil {
+			var skip errSkip
+			if !errors.As(err, &skip) {
+				return fmt.Errorf("metrics: %w", err)
+			}
+			log.Printf("metrics: skipped: %v", err)
+			res.Metrics = &pairResult{Note: "skipped: " + err.Error()}
+		}
+	}
 	res.Elapsed = time.Since(start).Round(time.Second).String()
 	return save(res, cfg.outDir, start)
 }
@@ -193,6 +211,14 @@ func prepare(ctx context.Context, cfg *config) (cleanup func(), err error) {
 		return cleanup, fmt.Errorf("atoll binary: %w (run make build)", err)
 	}
 	cfg.atollBin = bin
+	if cfg.baseline != "" {
+		if cfg.baseline, err = filepath.Abs(cfg.baseline); err != nil {
+			return cleanup, err
+		}
+		if _, err := os.Stat(cfg.baseline); err != nil {
+			return cleanup, fmt.Errorf("-baseline: %w", err)
+		}
+	}
 	if err := os.MkdirAll(cfg.outDir, 0o755); err != nil {
 		return cleanup, err
 	}

@@ -19,8 +19,10 @@ type results struct {
 	DiskMBps float64        `json:"disk_mb_s"`
 	Deploy   *deployResult  `json:"deploy,omitempty"`
 	Serve    *serveResult   `json:"serve,omitempty"`
+	Rules    *pairResult    `json:"rules,omitempty"`
 	Meta     *metaResult    `json:"meta,omitempty"`
 	Cluster  *clusterResult `json:"cluster,omitempty"`
+	Metrics  *pairResult    `json:"metrics,omitempty"`
 }
 
 type params struct {
@@ -61,8 +63,12 @@ func (r *results) writeHeader(b *strings.Builder) {
 	p("## Atoll vs nginx, %s run of %s (%s)\n\n", mode, r.Started.Format("2006-01-02 15:04 MST"), r.Commit)
 	p("Machine: %d cores, %s, %s RAM, Linux %s, %s, nginx %s, wrk %s; load average at start %s.\n",
 		r.Machine.Cores, r.Machine.CPU, human(r.Machine.MemBytes), r.Machine.Kernel, r.Machine.Go, r.Machine.Nginx, r.Machine.Wrk, r.Machine.Load)
-	p("Site: %d files, %s (%d text files of 1-30 KiB, %d binaries of 100 KiB-5 MiB), seed %d. Disk: %.0f MB/s with fdatasync per 1 MiB write.\n\n",
-		r.Site.Files, human(r.Site.Bytes), r.Site.TextFiles, r.Site.BinFiles, r.Params.Seed, r.DiskMBps)
+	p("Site: %d files, %s (%d text files of 1-30 KiB, %d binaries of 100 KiB-5 MiB), seed %d.",
+		r.Site.Files, human(r.Site.Bytes), r.Site.TextFiles, r.Site.BinFiles, r.Params.Seed)
+	if r.DiskMBps > 0 { // measured only for the sections that write
+		p(" Disk: %.0f MB/s with fdatasync per 1 MiB write.", r.DiskMBps)
+	}
+	p("\n\n")
 }
 
 // writeSections writes the figures of each section that ran.
@@ -84,6 +90,19 @@ func (r *results) writeSections(b *strings.Builder) {
 				enc(c.Encoding.Atoll), c.BodyBytes.Atoll, enc(c.Encoding.Nginx), c.BodyBytes.Nginx)
 		}
 		p("\n")
+	}
+	if rr := r.Rules; rr != nil {
+		p("### Site rules: 10,000 static + 100 dynamic redirects, %d _headers blocks (wrk -t%d -c%d, %s x %d alternating rounds, medians)\n\n", headerBlocks, rr.Threads, rr.Conns, rr.Duration, rr.Rounds)
+		pairTable(b, rr)
+	}
+	if m := r.Metrics; m != nil {
+		p("### Metrics overhead: this binary against one built without metrics\n\n")
+		if len(m.Cases) == 0 {
+			p("%s.\n\n", m.Note)
+		} else {
+			p("wrk -t%d -c%d, %s x %d alternating rounds, medians; %s.\n\n", m.Threads, m.Conns, m.Duration, m.Rounds, m.Note)
+			pairTable(b, m)
+		}
 	}
 	if d := r.Deploy; d != nil {
 		p("### Deploy, one node (CLI end to end)\n\n")
@@ -149,6 +168,14 @@ func (r *results) writeTargets(b *strings.Builder) {
 		p("| redeploy of one changed file (%d files, one node) < 300 ms | %.0f ms | %s |\n", d.Files, d.OneChangeMedM, verdict(d.OneChangeMedM < 300))
 		p("| ingest at R=1 >= 50%% of bytes / disk bandwidth | %.0f%% | %s |\n", 100*d.IngestOfDisk, verdict(d.IngestOfDisk >= 0.5))
 	}
+	if rr := r.Rules; rr != nil && len(rr.Cases) > 0 {
+		c := rr.Cases[0]
+		p("| file no rule matches, site with 10,100 rules: >= 0.90x of the site without | %.3fx | %s |\n", c.Ratio, verdict(c.Ratio >= 0.9))
+	}
+	if m := r.Metrics; m != nil && len(m.Cases) > 0 {
+		c := m.Cases[0]
+		p("| hot serving 1 KiB with metrics: >= 0.97x of the binary without | %.3fx | %s |\n", c.Ratio, verdict(c.Ratio >= 0.97))
+	}
 	if m := r.Meta; m != nil {
 		p("| %d-entry deploy: node RSS < 500 MB | %s (peak %s) | %s |\n", m.Entries, human(m.RSSAfterLoad), human(m.RSSPeak), verdict(m.RSSPeak < 500e6))
 		p("| %d-entry lookup latency within 1.2x of 1,000 entries (p50, random paths) | %.2fx | %s |\n", m.Entries, m.RandomRatioP50, verdict(m.RandomRatioP50 <= 1.2))
@@ -163,6 +190,17 @@ func deployTable(b *strings.Builder, d *deployResult) {
 	fmt.Fprintf(b, "| compressed variants ready on every node, after the deploy | %.2f s |\n", d.VariantsSeconds)
 	fmt.Fprintf(b, "| redeploy, nothing changed | %.0f ms |\n", d.NoChangeMs)
 	fmt.Fprintf(b, "| redeploy, one file changed (median of %d) | %.0f ms |\n\n", len(d.OneChangeMs), d.OneChangeMedM)
+}
+
+// pairTable writes one row per side of every pair case, with B's ratio to
+// A on B's row.
+func pairTable(b *strings.Builder, r *pairResult) {
+	fmt.Fprintf(b, "| case | req/s | ratio | p50 | p99 |\n| --- | ---: | ---: | ---: | ---: |\n")
+	for _, c := range r.Cases {
+		fmt.Fprintf(b, "| %s, %s | %.0f | | %s | %s |\n", c.Name, c.A.Label, c.A.RPS, us(c.A.P50), us(c.A.P99))
+		fmt.Fprintf(b, "| %s, %s | %.0f | **%.3fx** | %s | %s |\n", c.Name, c.B.Label, c.B.RPS, c.Ratio, us(c.B.P50), us(c.B.P99))
+	}
+	b.WriteString("\n")
 }
 
 // us formats microseconds.
