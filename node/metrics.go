@@ -56,7 +56,7 @@ type clusterView struct {
 type nodeView struct {
 	id   string
 	up   bool
-	lag  int64 // -1 when unknown
+	lag  int64 // as of its last answer when it does not answer; -1 when never known
 	disk bool  // below its --min-free reserve
 }
 
@@ -212,7 +212,7 @@ func (n *Node) metricsLoop() {
 
 // refreshClusterView asks every node for its stats (2 s each, at once) and
 // reads the deploys and certificates of the catalog, then publishes the
-// result for scrapes. Its calls leave the peers' health alone: a node that
+// result for scrapes. The node table is GET /v1/status's (nodeTable). Its calls leave the peers' health alone: a node that
 // fails to answer a metrics refresh is not marked down for the calls that
 // serve, repair and replicate (peer.Health), which would otherwise skip it
 // until a probe answers.
@@ -223,18 +223,9 @@ func (n *Node) refreshClusterView() {
 	quiet := *n.peer
 	quiet.Health = nil
 	nodes := n.placement().All()
-	stats := n.fanOutVia(ctx, &quiet, nodes)
-	commit := n.store.CommitIndex()
-	for _, st := range stats {
-		commit = max(commit, st.CommitIndex)
-	}
-	for _, nd := range nodes {
-		st := stats[nd.ID]
-		nv := nodeView{id: nd.ID, up: st.RaftState != unreachable, lag: -1, disk: st.DiskLow != ""}
-		if nv.up {
-			nv.lag = int64(commit - min(commit, st.AppliedIndex))
-		}
-		v.nodes = append(v.nodes, nv)
+	table, _ := n.nodeTable(nodes, n.fanOutVia(ctx, &quiet, nodes))
+	for _, ns := range table {
+		v.nodes = append(v.nodes, nodeView{id: ns.ID, up: ns.RaftState != unreachable, lag: ns.Lag, disk: ns.DiskLow != ""})
 	}
 	sites, err := n.store.Sites()
 	if err != nil && !errors.Is(err, atoll.ErrUnavailable) {
