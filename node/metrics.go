@@ -84,7 +84,11 @@ var raftSink = sync.OnceValues(func() (*gmprom.PrometheusSink, error) {
 	cfg := gometrics.DefaultConfig("atoll")
 	cfg.EnableHostname = false
 	cfg.EnableRuntimeMetrics = false // the Go collector has them
-	cfg.BlockedPrefixes = raftMetricsBlocked
+	for _, key := range raftMetricsBlocked {
+		// go-metrics matches its filter against the key with the service
+		// name in front: "atoll.raft.rpc...".
+		cfg.BlockedPrefixes = append(cfg.BlockedPrefixes, cfg.ServiceName+"."+key)
+	}
 	if _, err := gometrics.NewGlobal(cfg, sink); err != nil {
 		return nil, err
 	}
@@ -238,12 +242,32 @@ func (n *Node) refreshClusterView() {
 				v.deploys[d.State]++
 			}
 		}
-		if cs, err := n.store.Certs(s.Name); err == nil {
-			for _, c := range cs {
-				c.KeyPEM, c.CertPEM = "", ""
-				v.certs = append(v.certs, c)
-			}
-		}
+		v.certs = append(v.certs, n.siteCertExpiries(s.Name)...)
 	}
 	n.metrics.view.Store(v)
+}
+
+// siteCertExpiries is what atoll_tls_cert_expiry_timestamp_seconds exports
+// of a site: the certificates GET /v1/sites/{site}/certs lists (and the
+// status page shows), uploaded ones and, for the site's other names, those
+// ACME issued, without their keys.
+func (n *Node) siteCertExpiries(site string) []atoll.Cert {
+	var out []atoll.Cert
+	uploaded := map[string]bool{}
+	if cs, err := n.store.Certs(site); err == nil {
+		for _, c := range cs {
+			out = append(out, atoll.Cert{Domain: c.Domain, Site: c.Site, NotAfter: c.NotAfter})
+			uploaded[c.Domain] = true
+		}
+	}
+	issued, err := n.issuedCerts(site) // acmestatus.go
+	if err != nil && !errors.Is(err, atoll.ErrNotFound) {
+		n.log.Warn("metrics: read the issued certificates", "site", site, "err", err)
+	}
+	for _, info := range issued {
+		if !uploaded[info.Domain] && !info.NotAfter.IsZero() { // an uploaded certificate wins
+			out = append(out, atoll.Cert{Domain: info.Domain, Site: site, NotAfter: info.NotAfter})
+		}
+	}
+	return out
 }

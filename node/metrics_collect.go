@@ -60,7 +60,7 @@ var (
 	descNodeDiskLow   = gauge("atoll_node_disk_low", "1 if the node reported its disk below its reserve.", "node")
 	descDeploys       = gauge("atoll_deploys", "Deploys by state, cluster-wide.", "state")
 	descSites         = gauge("atoll_sites", "Sites, cluster-wide.")
-	descCertExpiry    = gauge("atoll_tls_cert_expiry_timestamp_seconds", "When an uploaded certificate expires (Unix time), by domain and site.", "domain", "site")
+	descCertExpiry    = gauge("atoll_tls_cert_expiry_timestamp_seconds", "When a certificate the edge serves for a name expires (Unix time), uploaded or issued by ACME, by domain and site.", "domain", "site")
 )
 
 // deployStates are the states atoll_deploys always reports, zero or not.
