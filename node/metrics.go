@@ -216,10 +216,11 @@ func (n *Node) metricsLoop() {
 
 // refreshClusterView asks every node for its stats (2 s each, at once) and
 // reads the deploys and certificates of the catalog, then publishes the
-// result for scrapes. The node table is GET /v1/status's (nodeTable). Its calls leave the peers' health alone: a node that
-// fails to answer a metrics refresh is not marked down for the calls that
-// serve, repair and replicate (peer.Health), which would otherwise skip it
-// until a probe answers.
+// result for scrapes. The node table is GET /v1/status's (nodeTable). Its
+// calls leave the peers' health alone: a node that fails to answer a
+// metrics refresh is not marked down for the calls that serve, repair and
+// replicate (peer.Health), which would otherwise skip it until a probe
+// answers.
 func (n *Node) refreshClusterView() {
 	ctx, cancel := context.WithTimeout(n.ctx, metricsRefresh)
 	defer cancel()
