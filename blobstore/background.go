@@ -330,8 +330,8 @@ func (s *Store) makeVariants(ctx context.Context, f *os.File, hash string) ([]va
 // installVariants is steps 2 and 3 of I14, under the per-hash lock: unless
 // the marker is gone (a Delete, Quarantine or an earlier pass won), it
 // publishes variants as the blob's only variant files, removes the marker
-// once they are durable, and tells the readers (Stat cache, accounting,
-// Config.OnVariants) when anything changed.
+// once they are durable, and tells the readers (Stat cache, accounting when
+// a variant changed, Config.OnVariants) that the blob is no longer pending.
 func (s *Store) installVariants(hash string, variants []variantFile) error {
 	unlock := s.locks.lock(hash)
 	defer unlock()
@@ -352,18 +352,19 @@ func (s *Store) installVariants(hash string, variants []variantFile) error {
 	if err := os.Remove(base + pendingExt); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove pending marker: %w", err)
 	}
-	if !changed {
-		return nil
-	}
+	// Even with no variant kept, Info.Pending has changed: readers learn
+	// that the compressor has decided.
 	info, err := s.statDisk(hash)
 	if err != nil {
 		return err
 	}
 	// remove bumps the generation: a Stat that read the disk before the
-	// renames cannot put its variant-less Info back (I6).
+	// renames cannot put its variant-less, pending Info back (I6).
 	s.cache.remove(hash)
 	s.cache.add(info)
-	s.acct.added(info)
+	if changed {
+		s.acct.added(info)
+	}
 	if s.onVariants != nil {
 		s.onVariants(hash)
 	}

@@ -157,3 +157,59 @@ func putUncompressed(t *testing.T, dir string, content []byte) Info {
 	}
 	return info
 }
+
+// TestPending: Info.Pending says a blob is queued for its variants, from
+// Put, from the disk after a reopen, and no longer once the compressor has
+// decided, whether it kept variants or none; OnVariants fires either way.
+func TestPending(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name         string
+		content      []byte
+		wantPending  bool
+		wantVariants bool
+	}{
+		{"text", textBlob(8<<10, 33), true, true},
+		{"incompressible but not sniffed", randomBlob(8<<10, 33), true, false},
+		{"tiny", []byte("hello"), false, false},
+		{"png", append([]byte("\x89PNG\r\n\x1a\n"), randomBlob(1<<10, 34)...), false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			var told []string
+			cfg := Config{Dir: dir, Logger: slog.New(slog.DiscardHandler), CompressWorkers: -1,
+				OnVariants: func(hash string) { told = append(told, hash) }}
+			s, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			info, err := s.Put(t.Context(), "", bytes.NewReader(tt.content))
+			if err != nil {
+				t.Fatalf("Put: %v", err)
+			}
+			if info.Pending != tt.wantPending {
+				t.Errorf("Put: Pending = %v, want %v", info.Pending, tt.wantPending)
+			}
+			s.Close()
+			if s, err = New(cfg); err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if got, err := s.Stat(info.Hash); err != nil || got.Pending != tt.wantPending {
+				t.Errorf("Stat after reopen = %+v, %v; want Pending %v", got, err, tt.wantPending)
+			}
+			if err := s.Compress(t.Context(), info.Hash); err != nil {
+				t.Fatalf("Compress: %v", err)
+			}
+			got, err := s.Stat(info.Hash)
+			if err != nil || got.Pending || (len(got.Variants) > 0) != tt.wantVariants {
+				t.Errorf("Stat after compression = %+v, %v; want not pending, variants %v", got, err, tt.wantVariants)
+			}
+			if tt.wantPending && !slices.Equal(told, []string{info.Hash}) {
+				t.Errorf("OnVariants called for %v, want once for the blob", told)
+			}
+		})
+	}
+}

@@ -126,6 +126,7 @@ func (s *Store) commit(hash string, size int64, identityTmp string, variants []v
 		}
 		return Info{}, err
 	}
+	info.Pending = pending && len(info.Variants) == 0
 	s.cache.add(info)
 	if pending {
 		s.enqueue(hash)

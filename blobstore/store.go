@@ -97,8 +97,9 @@ type Config struct {
 	CompressWorkers int
 	// OnVariants, if set, is called (from a background worker, after the
 	// files are durable and the Stat cache knows them) with the hash of a
-	// blob whose variants were just published, so that caches above the
-	// store can forget the variant-less Info they hold.
+	// blob whose compression was just decided (its variants published, or
+	// none worth keeping), so that caches above the store can forget the
+	// pending, variant-less Info they hold.
 	OnVariants func(hash string)
 	// OnCorrupt, if set, is called (from a background worker, which waits
 	// for it) with the hash of a blob whose identity bytes were found not
@@ -125,6 +126,13 @@ type Info struct {
 	Hash     string    // lowercase hex SHA-256 of the identity bytes
 	Size     int64     // size of the identity bytes
 	Variants []Variant // in order br, zstd, gzip; only those kept
+	// Pending is true while the background compressor has still to make
+	// the variants of a blob that has none yet: the blob passed the
+	// compression rule (big enough, and its content does not sniff as a
+	// compressed format), so a reader may want to compress it itself
+	// meanwhile (the edge does, serve/onthefly.go). It is false once the
+	// compressor has decided, whether or not it kept any variant.
+	Pending bool
 }
 
 // Variant returns the variant with the given encoding, if the blob has it.
@@ -398,6 +406,13 @@ func (s *Store) statDisk(hash string) (Info, error) {
 			return Info{}, fmt.Errorf("stat blob %s variant %s: %w", hash, e.name, err)
 		}
 		info.Variants = append(info.Variants, Variant{Encoding: e.name, Size: vfi.Size()})
+	}
+	if len(info.Variants) == 0 {
+		if _, err := os.Lstat(base + pendingExt); err == nil {
+			info.Pending = true
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return Info{}, fmt.Errorf("stat blob %s pending marker: %w", hash, err)
+		}
 	}
 	return info, nil
 }

@@ -161,8 +161,12 @@ func TestExportImportRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Import: %v", err)
 			}
-			if !reflect.DeepEqual(got, info) {
-				t.Errorf("Import = %+v, want %+v", got, info)
+			want := info
+			// A blob that arrives bare and may compress is queued for
+			// compression on the receiver too.
+			want.Pending = len(info.Variants) == 0 && len(tt.content) >= minCompressSize
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("Import = %+v, want %+v", got, want)
 			}
 			for _, enc := range append([]string{""}, tt.wantVariants...) {
 				if !bytes.Equal(rawFile(t, dst, info.Hash, enc), rawFile(t, src, info.Hash, enc)) {

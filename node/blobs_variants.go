@@ -5,9 +5,10 @@ package node
 
 // variantsMade is the blob store's OnVariants: the store made the variants
 // of a blob in the background after its upload was acknowledged (or after
-// it arrived from a peer without them). The edge forgets what it learned of
-// the blob without them, as after a scrub replaced it, so the next request
-// sees the variants.
+// it arrived from a peer without them), or found none worth keeping. The
+// edge forgets what it learned of the pending blob, as after a scrub
+// replaced it, so the next request sees the variants and no longer
+// compresses it per request.
 func (n *Node) variantsMade(hash string) { n.invalidateEdge(hash) }
 
 // corruptBeforeCompressing is the blob store's OnCorrupt: the identity

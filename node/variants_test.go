@@ -29,21 +29,24 @@ func TestEdgeServesVariantsMadeAfterTheUpload(t *testing.T) {
 	}
 	deploy(t, cl, "s", dir)
 
-	encodingOf := func() string {
+	encodingOf := func(accept string) string {
 		t.Helper()
-		status, got, ce := getCoded(t, m.Node.EdgeURL(), "s.localhost", "/page.html", "br")
+		status, got, ce := getCoded(t, m.Node.EdgeURL(), "s.localhost", "/page.html", accept)
 		if status != 200 || got != body {
-			t.Fatalf("GET /page.html (br): %d, %d bytes; want 200 and the %d bytes deployed", status, len(got), len(body))
+			t.Fatalf("GET /page.html (%s): %d, %d bytes; want 200 and the %d bytes deployed", accept, status, len(got), len(body))
 		}
 		return ce
 	}
-	if got := encodingOf(); got != "" {
-		t.Fatalf("Content-Encoding before the variants exist = %q, want identity", got)
+	if got := encodingOf("br"); got != "" {
+		t.Fatalf("Content-Encoding (br only) before the variants exist = %q, want identity", got)
+	}
+	if got := encodingOf("gzip, br"); got != "gzip" {
+		t.Fatalf("Content-Encoding (gzip, br) before the variants exist = %q, want gzip made per request", got)
 	}
 	if err := m.Node.LocalBlobs().Compress(context.Background(), sha(body)); err != nil {
 		t.Fatalf("Compress: %v", err)
 	}
-	if got := encodingOf(); got != "br" {
+	if got := encodingOf("gzip, br"); got != "br" {
 		t.Errorf("Content-Encoding once the variants exist = %q, want br", got)
 	}
 }

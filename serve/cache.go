@@ -228,18 +228,24 @@ func reprIndex(coding string) int { return 1 + codingIndex(coding) } // "" -> 0
 
 // blobEntry is what the edge knows of one blob.
 type blobEntry struct {
-	info     blobstore.Info
+	info blobstore.Info
+	// variants: answers depend on Accept-Encoding (the blob has stored
+	// variants, or otf is set), so they carry Vary.
 	variants bool
-	etag     [numReprs]string
-	etagB    [numReprs][]byte
-	body     [numReprs]atomic.Pointer[[]byte] // memory copies of small representations
+	// otf: the blob is compressed per request (onthefly.go) until its
+	// variants exist.
+	otf   bool
+	etag  [numReprs]string
+	etagB [numReprs][]byte
+	body  [numReprs]atomic.Pointer[[]byte] // memory copies of small representations
 	// dropped is set by blobCache.drop: routes holding the entry ask
 	// Blobs again instead of serving from it (blobFor).
 	dropped atomic.Bool
 }
 
 func newBlobEntry(info blobstore.Info) *blobEntry {
-	be := &blobEntry{info: info, variants: hasVariants(info)}
+	otf := onTheFlyEligible(info)
+	be := &blobEntry{info: info, variants: otf || hasVariants(info), otf: otf}
 	be.etag[0] = makeETag(info.Hash, "")
 	for i, c := range codings {
 		be.etag[i+1] = makeETag(info.Hash, c)

@@ -2,6 +2,7 @@ package serve
 
 import (
 	"bytes"
+	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -21,9 +22,13 @@ func makeETag(hash, coding string) string {
 // field (possibly several field lines) matches etag. "*" matches any
 // current representation. With weak set, tags compare with the weak
 // function of RFC 9110 section 8.8.3.2 (a W/ prefix on either side is
-// ignored); otherwise strongly (a weak tag never matches). Parsing stops at
-// the first malformed element.
+// ignored); otherwise strongly (a weak tag, in the list or etag itself,
+// never matches). Parsing stops at the first malformed element.
 func etagListMatches(values [][]byte, etag string, weak bool) bool {
+	etagWeak := strings.HasPrefix(etag, "W/")
+	if etagWeak {
+		etag = etag[2:]
+	}
 	for _, v := range values {
 		for {
 			v = bytes.TrimLeft(v, " \t,")
@@ -46,7 +51,7 @@ func etagListMatches(values [][]byte, etag string, weak bool) bool {
 			}
 			tag := v[:end+2]
 			v = v[end+2:]
-			if (weak || !isWeak) && string(tag) == etag {
+			if (weak || !isWeak && !etagWeak) && string(tag) == etag {
 				return true
 			}
 		}

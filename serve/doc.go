@@ -60,7 +60,11 @@
 //
 // Files are content-addressed, so the entity tag is strong and derived from
 // the content's SHA-256: "<hash>" for the identity bytes, "<hash>-br",
-// "<hash>-zstd" or "<hash>-gzip" for a compressed representation. The
+// "<hash>-zstd" or "<hash>-gzip" for a stored compressed variant. A gzip
+// answer made per request (below) has the weak W/"<hash>-gzip": its bytes
+// differ from the stored gzip's that replace it, but not its meaning, so
+// If-None-Match matches across the two, while If-Match and If-Range
+// (strong comparison) never match it. The
 // Last-Modified of every file of a deploy is the time the deploy last went
 // live (Deploy.PublishedAt), or its creation time for a deploy never
 // published (a preview). Using the publish time rather than the creation
@@ -102,17 +106,27 @@
 //
 // # Compression
 //
-// Nothing is compressed on the fly: the blob store keeps br, zstd and gzip
-// variants computed once at ingest (only when they are smaller), and the
-// edge chooses among them by Accept-Encoding q-values. A coding the header
+// The blob store keeps br, zstd and gzip variants, made once by its
+// background compressor after the upload (only when they are smaller), and
+// the edge chooses among them by Accept-Encoding q-values. A coding the header
 // does not list, or lists with q=0, is not used; "*" covers unlisted
 // codings; "x-gzip" is gzip. The highest q wins, br before zstd before gzip
 // on ties. Identity is the fallback, and wins over a coding only when the
 // header lists it with a strictly higher q. When nothing listed is
 // available the identity bytes are sent (never 406). Whenever a file has at
-// least one variant, every answer for it (200, 206, 304, 416, and the 404
-// page) carries "Vary: Accept-Encoding", so caches keep the representations
-// apart.
+// least one variant, or is compressed per request, every answer for it
+// (200, 206, 304, 416, and the 404 page) carries "Vary: Accept-Encoding",
+// so caches keep the representations apart.
+//
+// Until its variants exist (blobstore.Info.Pending: the compressor has
+// queued the blob, having found it compressible), a file up to
+// MaxOnTheFlySize (1 MiB) is compressed per request with gzip level 1 for
+// a client that accepts gzip (by the same q-value rules), not stored. At
+// most half the cores compress at once, each with a reused writer; a
+// request that finds them all busy, a file over the bound, or a result not
+// smaller than the file gets the identity bytes, never a wait. Range
+// requests and the 404 page are always served from stored bytes.
+// onthefly.go explains the choice of gzip level 1.
 //
 // # Caching
 //
@@ -208,9 +222,12 @@
 //     something it was not served as.
 //   - One range per request: no multipart answers and no overlapping-range
 //     amplification.
-//   - Nothing is compressed per request, so secrets cannot leak through
-//     compression side channels (BREACH) and a client cannot make the edge
-//     burn CPU.
+//   - Only the deploy's own bytes are ever compressed, never anything from
+//     the request, so compression side channels (BREACH) have nothing to
+//     reveal. Per-request compression costs at most one MaxOnTheFlySize
+//     file of gzip level 1 (about 10 ms of CPU), on at most half the cores,
+//     and only while a file's variants are being made: a client cannot
+//     make the edge burn more, nor queue behind it.
 //
 // # Site rules
 //

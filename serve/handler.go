@@ -139,6 +139,7 @@ type Handler struct {
 
 	ruleSets  readMap[*deployRules] // by atoll.Deploy.Rules (rules.go)
 	authSlots chan struct{}
+	otfSlots  chan *otfSlot // on-the-fly compression (onthefly.go)
 	stats     *Stats
 }
 
@@ -183,6 +184,7 @@ func New(cfg Config, cat Catalog, blobs Blobs) (*Handler, error) {
 		httpsOn:      cfg.HTTPSPort != 0,
 		httpsPort:    httpsPortSuffix(cfg.HTTPSPort),
 		authSlots:    newAuthSlots(),
+		otfSlots:     newOTFSlots(),
 		stats:        cfg.Stats,
 	}
 	if n, ok := cat.(ChangeNotifier); ok {
@@ -398,7 +400,10 @@ func (h *Handler) serveFile(ctx *fasthttp.RequestCtx, dv *deployView, r *pathRou
 	}
 	coding, size := "", info.Size
 	if rk == rangeNone && be.variants {
-		coding, size = parseAcceptEncoding(req.PeekAll(fasthttp.HeaderAcceptEncoding)).choose(*info)
+		ae := parseAcceptEncoding(req.PeekAll(fasthttp.HeaderAcceptEncoding))
+		if coding, size = ae.choose(*info); coding == "" && be.otf && h.serveOnTheFly(ctx, dv, r, be, ae) {
+			return // compressed per request, onthefly.go
+		}
 	}
 	repr := reprIndex(coding)
 

@@ -170,6 +170,7 @@ type fakeBlobs struct {
 	statErr map[string]error
 	openErr map[string]error               // hash + "/" + encoding
 	ghosts  map[string][]blobstore.Variant // variants Stat reports but Open cannot find
+	pending map[string]bool                // blobs Stat reports Pending while they have no variant
 }
 
 func newFakeBlobs(t testing.TB) *fakeBlobs {
@@ -179,6 +180,7 @@ func newFakeBlobs(t testing.TB) *fakeBlobs {
 		statErr: map[string]error{},
 		openErr: map[string]error{},
 		ghosts:  map[string][]blobstore.Variant{},
+		pending: map[string]bool{},
 	}
 }
 
@@ -269,7 +271,7 @@ func decompress(t testing.TB, coding string, body []byte) []byte {
 
 func (b *fakeBlobs) Stat(_ context.Context, hash string) (blobstore.Info, error) {
 	b.mu.Lock()
-	err, ghosts := b.statErr[hash], b.ghosts[hash]
+	err, ghosts, pending := b.statErr[hash], b.ghosts[hash], b.pending[hash]
 	b.mu.Unlock()
 	if err != nil {
 		return blobstore.Info{}, err
@@ -288,6 +290,7 @@ func (b *fakeBlobs) Stat(_ context.Context, hash string) (blobstore.Info, error)
 		}
 	}
 	info.Variants = append(info.Variants, ghosts...)
+	info.Pending = pending && len(info.Variants) == 0
 	return info, nil
 }
 

@@ -102,6 +102,7 @@ type Stats struct {
 	access   atomic.Pointer[accessHolder]
 
 	siteLabels bool
+	otf        otfStats // onthefly.go
 
 	descRequests, descBytes, descSiteReq, descSiteBytes, descSites *prometheus.Desc
 }
@@ -119,6 +120,7 @@ func NewStats(siteLabels bool) *Stats {
 			Buckets: LatencyBuckets,
 		}),
 		siteLabels:    siteLabels,
+		otf:           newOTFStats(),
 		descRequests:  prometheus.NewDesc("atoll_edge_requests_total", "Edge requests answered, by method, status class and outcome.", []string{"method", "code", "outcome"}, nil),
 		descBytes:     prometheus.NewDesc("atoll_edge_response_bytes_total", "Body bytes the edge answered with, by content coding (HEAD answers count 0).", []string{"encoding"}, nil),
 		descSiteReq:   prometheus.NewDesc("atoll_site_requests_total", "Edge requests per site (only with --metrics-site-labels).", []string{"site"}, nil),
@@ -253,6 +255,7 @@ func (s *Stats) Describe(ch chan<- *prometheus.Desc) {
 	ch <- s.descRequests
 	ch <- s.descBytes
 	ch <- s.descSites
+	ch <- s.otf.desc
 	if s.siteLabels {
 		ch <- s.descSiteReq
 		ch <- s.descSiteBytes
@@ -277,6 +280,7 @@ func (s *Stats) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(s.descBytes, prometheus.CounterValue, float64(s.bytes[i].Load()), codingNames[i])
 	}
 	s.latency.Collect(ch)
+	s.otf.collect(ch)
 	sites := 0
 	s.sites.Range(func(k, v any) bool {
 		sites++

@@ -364,6 +364,23 @@ func TestETagListMatches(t *testing.T) {
 			}
 		})
 	}
+	// A weak current tag (an answer compressed per request) matches
+	// weakly only, in either form.
+	for _, tt := range []struct {
+		header string
+		weak   bool
+		want   bool
+	}{
+		{`"abc"`, true, true},
+		{`W/"abc"`, true, true},
+		{`"abc"`, false, false},
+		{`W/"abc"`, false, false},
+		{`*`, false, true},
+	} {
+		if got := etagListMatches([][]byte{[]byte(tt.header)}, `W/"abc"`, tt.weak); got != tt.want {
+			t.Errorf("etagListMatches(%q, W/\"abc\", weak=%v): got %v, want %v", tt.header, tt.weak, got, tt.want)
+		}
+	}
 }
 
 func TestIfRangeHolds(t *testing.T) {

@@ -164,6 +164,7 @@ func TestServerFlagErrors(t *testing.T) {
 		{name: "a header limit above 1GiB", args: []string{"--api-max-header-bytes", "2GiB"}, want: "--api-max-header-bytes 2GiB: want at most 1GiB"},
 		{name: "a per-address limit below -1", args: []string{"--edge-max-conns-per-ip", "-2"}, want: "--edge-max-conns-per-ip -2"},
 		{name: "a negative edge concurrency", args: []string{"--edge-concurrency", "-1"}, want: "--edge-concurrency -1"},
+		{name: "compress workers below -1", args: []string{"--compress-workers", "-2"}, want: "--compress-workers -2: want -1 (none)"},
 		{name: "a positional argument", args: []string{"extra"}, want: "want no arguments"},
 	}
 	for _, tt := range tests {
@@ -184,7 +185,8 @@ func TestServerFlagErrors(t *testing.T) {
 
 // TestServerFlagsAllowedZero checks the zeros that mean something: edge
 // connection limits fit to the descriptor limit, no reserve, no cache, and
-// node's Raft defaults; and -1, no per-address limit.
+// node's Raft defaults; and -1, no per-address limit and no background
+// compression.
 func TestServerFlagsAllowedZero(t *testing.T) {
 	cfg, out, err := parseServer(t, nil, "--edge-concurrency", "0", "--min-free", "0", "--cache-size", "0")
 	if err != nil {
@@ -199,6 +201,13 @@ func TestServerFlagsAllowedZero(t *testing.T) {
 	}
 	if cfg.EdgeMaxConnsPerIP != node.NoConnLimit {
 		t.Errorf("--edge-max-conns-per-ip -1: got %d, want node.NoConnLimit", cfg.EdgeMaxConnsPerIP)
+	}
+	cfg, out, err = parseServer(t, map[string]string{"ATOLL_COMPRESS_WORKERS": "-1"})
+	if err != nil {
+		t.Fatalf("parseServerFlags: %v\n%s", err, out)
+	}
+	if cfg.CompressWorkers != -1 {
+		t.Errorf("ATOLL_COMPRESS_WORKERS=-1: got %d, want -1 (no background compression)", cfg.CompressWorkers)
 	}
 }
 
