@@ -143,8 +143,11 @@
 // go-metrics through the process's Prometheus sink. A scrape never makes a
 // network call and never takes a lock the edge takes: what needs the
 // network or a scan of the catalog (node reachability and lag, deploys by
-// state, certificate expiry) is refreshed by metricsLoop. Per-site counters
-// are summed across nodes by GET /v1/sites/{site}/stats (sitestats.go).
+// state, certificate expiry) is refreshed by metricsLoop, from the node
+// table GET /v1/status shows (nodeTable), and the repair census is exported
+// by the leader alone, so that `atoll status`, the status page and the
+// metrics say the same. Per-site counters are summed across nodes by
+// GET /v1/sites/{site}/stats (sitestats.go).
 //
 // A single node is the cluster of one: it bootstraps Raft with itself as
 // the only voter, owns every blob, and serves every site from its own disk.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/atoll-hosting/atoll/builder"
 	"github.com/atoll-hosting/atoll/listen"
+	"github.com/atoll-hosting/atoll/peer"
 	"github.com/atoll-hosting/atoll/raft"
 	"github.com/atoll-hosting/atoll/serve"
 )
@@ -230,21 +231,30 @@ func (n *Node) lastReport(ctx context.Context) *atoll.RepairReport {
 	return st.Repair
 }
 
-// nodeStatuses is the node table with what each node says of itself, and
-// the leader's commit index (the highest any node gave) each node's lag is
-// measured from. A node that does not answer keeps the indexes it last gave
-// this node, so a frozen node shows how far behind it has fallen.
+// nodeStatuses asks every node for its stats and returns the node table
+// (nodeTable) and the leader's commit index each node's lag is measured
+// from.
 func (n *Node) nodeStatuses(ctx context.Context) ([]atoll.NodeStatus, uint64) {
-	p := n.placement()
-	stats := n.fanOutStats(ctx, p.All())
+	nodes := n.placement().All()
+	stats := n.fanOutStats(ctx, nodes)
 	n.noteBinaries(stats) // feature.go
+	return n.nodeTable(nodes, stats)
+}
+
+// nodeTable is the node table with what each node says of itself in stats,
+// and the leader's commit index (the highest any node gave) each node's lag
+// is measured from. A node that does not answer keeps the indexes it last
+// gave this node, so a frozen node shows how far behind it has fallen.
+// GET /v1/status and the metrics' cluster view (atoll_node_up,
+// atoll_node_lag_entries) both read it, so they say the same.
+func (n *Node) nodeTable(nodes []atoll.Node, stats map[string]peer.Stats) ([]atoll.NodeStatus, uint64) {
 	now := time.Now()
 	commit := n.store.CommitIndex()
 	for _, st := range stats {
 		commit = max(commit, st.CommitIndex)
 	}
-	out := make([]atoll.NodeStatus, 0, len(p.All()))
-	for _, nd := range p.All() {
+	out := make([]atoll.NodeStatus, 0, len(nodes))
+	for _, nd := range nodes {
 		st := stats[nd.ID]
 		ns := atoll.NodeStatus{
 			Node:         nd,

@@ -56,7 +56,7 @@ type clusterView struct {
 type nodeView struct {
 	id   string
 	up   bool
-	lag  int64 // -1 when unknown
+	lag  int64 // as of its last answer when it does not answer; -1 when never known
 	disk bool  // below its --min-free reserve
 }
 
@@ -84,7 +84,11 @@ var raftSink = sync.OnceValues(func() (*gmprom.PrometheusSink, error) {
 	cfg := gometrics.DefaultConfig("atoll")
 	cfg.EnableHostname = false
 	cfg.EnableRuntimeMetrics = false // the Go collector has them
-	cfg.BlockedPrefixes = raftMetricsBlocked
+	for _, key := range raftMetricsBlocked {
+		// go-metrics matches its filter against the key with the service
+		// name in front: "atoll.raft.rpc...".
+		cfg.BlockedPrefixes = append(cfg.BlockedPrefixes, cfg.ServiceName+"."+key)
+	}
 	if _, err := gometrics.NewGlobal(cfg, sink); err != nil {
 		return nil, err
 	}
@@ -212,10 +216,11 @@ func (n *Node) metricsLoop() {
 
 // refreshClusterView asks every node for its stats (2 s each, at once) and
 // reads the deploys and certificates of the catalog, then publishes the
-// result for scrapes. Its calls leave the peers' health alone: a node that
-// fails to answer a metrics refresh is not marked down for the calls that
-// serve, repair and replicate (peer.Health), which would otherwise skip it
-// until a probe answers.
+// result for scrapes. The node table is GET /v1/status's (nodeTable). Its
+// calls leave the peers' health alone: a node that fails to answer a
+// metrics refresh is not marked down for the calls that serve, repair and
+// replicate (peer.Health), which would otherwise skip it until a probe
+// answers.
 func (n *Node) refreshClusterView() {
 	ctx, cancel := context.WithTimeout(n.ctx, metricsRefresh)
 	defer cancel()
@@ -223,18 +228,9 @@ func (n *Node) refreshClusterView() {
 	quiet := *n.peer
 	quiet.Health = nil
 	nodes := n.placement().All()
-	stats := n.fanOutVia(ctx, &quiet, nodes)
-	commit := n.store.CommitIndex()
-	for _, st := range stats {
-		commit = max(commit, st.CommitIndex)
-	}
-	for _, nd := range nodes {
-		st := stats[nd.ID]
-		nv := nodeView{id: nd.ID, up: st.RaftState != unreachable, lag: -1, disk: st.DiskLow != ""}
-		if nv.up {
-			nv.lag = int64(commit - min(commit, st.AppliedIndex))
-		}
-		v.nodes = append(v.nodes, nv)
+	table, _ := n.nodeTable(nodes, n.fanOutVia(ctx, &quiet, nodes))
+	for _, ns := range table {
+		v.nodes = append(v.nodes, nodeView{id: ns.ID, up: ns.RaftState != unreachable, lag: ns.Lag, disk: ns.DiskLow != ""})
 	}
 	sites, err := n.store.Sites()
 	if err != nil && !errors.Is(err, atoll.ErrUnavailable) {
@@ -247,12 +243,32 @@ func (n *Node) refreshClusterView() {
 				v.deploys[d.State]++
 			}
 		}
-		if cs, err := n.store.Certs(s.Name); err == nil {
-			for _, c := range cs {
-				c.KeyPEM, c.CertPEM = "", ""
-				v.certs = append(v.certs, c)
-			}
-		}
+		v.certs = append(v.certs, n.siteCertExpiries(s.Name)...)
 	}
 	n.metrics.view.Store(v)
+}
+
+// siteCertExpiries is what atoll_tls_cert_expiry_timestamp_seconds exports
+// of a site: the certificates GET /v1/sites/{site}/certs lists (and the
+// status page shows), uploaded ones and, for the site's other names, those
+// ACME issued, without their keys.
+func (n *Node) siteCertExpiries(site string) []atoll.Cert {
+	var out []atoll.Cert
+	uploaded := map[string]bool{}
+	if cs, err := n.store.Certs(site); err == nil {
+		for _, c := range cs {
+			out = append(out, atoll.Cert{Domain: c.Domain, Site: c.Site, NotAfter: c.NotAfter})
+			uploaded[c.Domain] = true
+		}
+	}
+	issued, err := n.issuedCerts(site) // acmestatus.go
+	if err != nil && !errors.Is(err, atoll.ErrNotFound) {
+		n.log.Warn("metrics: read the issued certificates", "site", site, "err", err)
+	}
+	for _, info := range issued {
+		if !uploaded[info.Domain] && !info.NotAfter.IsZero() { // an uploaded certificate wins
+			out = append(out, atoll.Cert{Domain: info.Domain, Site: site, NotAfter: info.NotAfter})
+		}
+	}
+	return out
 }

@@ -39,7 +39,7 @@ var (
 	descBytes         = gauge("atoll_blobs_stored_bytes", "Bytes the stored blobs take on disk, identity and variants.")
 	descCacheLimit    = gauge("atoll_cache_limit_bytes", "The --cache-size bound on blobs kept without owning them.")
 	descDrainLeft     = gauge("atoll_drain_left_blobs", "Referenced blobs on this draining node not yet confirmed on their new owners; -1 when not draining or not yet counted.")
-	descCensusAt      = gauge("atoll_repair_census_timestamp_seconds", "When the last repair census ended (Unix time); on the node that ran it, normally the leader.")
+	descCensusAt      = gauge("atoll_repair_census_timestamp_seconds", "When the last repair census ended (Unix time); exported by the leader alone.")
 	descCensusTook    = gauge("atoll_repair_census_duration_seconds", "How long the last repair census took.")
 	descReferenced    = gauge("atoll_repair_referenced_blobs", "Distinct blobs referenced by retained deploys, at the last census.")
 	descUnder         = gauge("atoll_repair_under_replicated_blobs", "Referenced blobs on fewer than R owners after the last census's pulls.")
@@ -60,7 +60,7 @@ var (
 	descNodeDiskLow   = gauge("atoll_node_disk_low", "1 if the node reported its disk below its reserve.", "node")
 	descDeploys       = gauge("atoll_deploys", "Deploys by state, cluster-wide.", "state")
 	descSites         = gauge("atoll_sites", "Sites, cluster-wide.")
-	descCertExpiry    = gauge("atoll_tls_cert_expiry_timestamp_seconds", "When an uploaded certificate expires (Unix time), by domain and site.", "domain", "site")
+	descCertExpiry    = gauge("atoll_tls_cert_expiry_timestamp_seconds", "When a certificate the edge serves for a name expires (Unix time), uploaded or issued by ACME, by domain and site.", "domain", "site")
 )
 
 // deployStates are the states atoll_deploys always reports, zero or not.
@@ -102,7 +102,10 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	g(descBytes, float64(bytes))
 	g(descCacheLimit, float64(n.cfg.CacheSize))
 	g(descDrainLeft, float64(n.repair.DrainLeft()))
-	if r := n.repair.LastReport(); r != nil {
+	// Only the leader exports the census: a node that led before keeps its
+	// last report, which the current leader's census has replaced (what
+	// GET /v1/status shows), and max() over the nodes would read it.
+	if r := n.repair.LastReport(); r != nil && n.store.IsLeader() {
 		g(descCensusAt, float64(r.At.UnixMilli())/1e3)
 		if took, err := time.ParseDuration(r.Took); err == nil {
 			g(descCensusTook, took.Seconds())

@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"io"
 	"log"
@@ -191,6 +192,7 @@ func TestEndToEndACME(t *testing.T) {
 	if !regexp.MustCompile(`shop\.acme\.test +issued +valid +\d{4}-.*Pebble`).MatchString(list) {
 		t.Errorf("cert list:\n%s\nwant shop.acme.test issued, valid, an expiry and Pebble's issuer", list)
 	}
+	checkExpiryMetric(t, node, "shop", domain)
 
 	// A name the CA cannot reach fails, and says why.
 	node.MustCLI("site", "create", "broken", "--domain", "unreachable.acme.test")
@@ -205,6 +207,24 @@ func TestEndToEndACME(t *testing.T) {
 		}
 	}
 	t.Logf("cert list of a failing name:\n%s", list)
+}
+
+// checkExpiryMetric waits for node's /metrics to give domain's certificate
+// the expiry GET /v1/sites/{site}/certs (cert list, the status page) gives.
+func checkExpiryMetric(t *testing.T, node *atolltest.Server, site, domain string) {
+	t.Helper()
+	var list atoll.CertList
+	status, body, err := node.Node.API(t.Context(), "GET", "/v1/sites/"+site+"/certs", node.Token(), "", nil)
+	if err == nil && status == 200 {
+		err = json.Unmarshal(body, &list)
+	}
+	if err != nil || status != 200 || len(list.Certs) != 1 {
+		t.Fatalf("GET /v1/sites/%s/certs: %d %v %s", site, status, err, body)
+	}
+	want := float64(list.Certs[0].NotAfter.Unix())
+	scrapeUntil(t, node, func(m metricFamilies) bool {
+		return m.value("atoll_tls_cert_expiry_timestamp_seconds", "domain", domain, "site", site) == want
+	})
 }
 
 // requireLevel2 waits until the cluster is at feature level 2, which the

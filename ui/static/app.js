@@ -4,6 +4,7 @@
 
 const refreshMs = 2000;
 const maxSites = 50; // sites whose deploys, stats and certificates are read
+const maxLag = 10; // entries behind the leader's commit shown as a problem: atoll status's default --max-lag
 const key = "atoll-admin-token";
 const $ = (id) => document.getElementById(id);
 let previous = {}; // site -> {requests, at}: for the request rates
@@ -56,7 +57,7 @@ function drawNodes(st) {
     cell(tr, n.role);
     const unreachable = n.raft_state === "unreachable";
     cell(tr, unreachable ? "unreachable" + (n.last_seen ? " for " + n.last_seen : "") : n.raft_state || "?", unreachable ? "bad state" : "good state");
-    cell(tr, n.lag < 0 ? "?" : String(n.lag), n.lag > 100 ? "bad" : "");
+    cell(tr, n.lag < 0 ? "?" : String(n.lag), n.lag > maxLag ? "bad" : "");
     cell(tr, n.disk_low ? "low: " + n.disk_low : "ok", n.disk_low ? "bad" : "");
     cell(tr, String(n.blobs));
     cell(tr, bytes(n.bytes));
