@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -67,10 +68,16 @@ type pebbleOptions struct {
 	HoldChallenge     bool
 }
 
+var pebbleEnv sync.Once
+
 func startPebble(t *testing.T, o pebbleOptions) *pebbleCA {
 	t.Helper()
-	t.Setenv("PEBBLE_VA_NOSLEEP", "1")
-	t.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
+	pebbleEnv.Do(func() {
+		// Pebble reads these from the process environment; every test
+		// wants the same values, and t.Setenv is refused in parallel tests.
+		os.Setenv("PEBBLE_VA_NOSLEEP", "1")
+		os.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
+	})
 	p := &pebbleCA{challenged: make(chan struct{}), release: make(chan struct{})}
 	if len(o.IPs) == 0 {
 		o.IPs = []net.IP{net.IPv4(127, 0, 0, 1)}
@@ -158,6 +165,7 @@ func startLoopbackDNS(t *testing.T, ips *atomic.Pointer[[]net.IP]) string {
 // edge), which the node's HTTPS edge serves by SNI to a client that
 // trusts only Pebble's roots.
 func TestEndToEndACME(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts a process and an ACME server")
 	}
@@ -312,6 +320,7 @@ func startACMECluster(t *testing.T, ids []string, o pebbleOptions, flags ...stri
 // whichever node the CA reaches, and every node serves the certificate by
 // SNI.
 func TestEndToEndACMECluster(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts four processes and an ACME server")
 	}
@@ -335,6 +344,7 @@ func TestEndToEndACMECluster(t *testing.T) {
 // third of that is left, and every node serves the new one without a
 // restart.
 func TestEndToEndACMERenewal(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts two processes and an ACME server")
 	}
@@ -387,6 +397,7 @@ func isClosed(c chan struct{}) bool {
 // killed node was the one ordering, another takes over once its lock
 // expires).
 func TestEndToEndACMELeaderKilled(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts three processes and an ACME server")
 	}

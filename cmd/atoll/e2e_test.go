@@ -3,6 +3,13 @@ package main
 // End-to-end tests: the real atoll binary, started as a process on loopback,
 // driven through its CLI and read through its edge with a plain HTTP client,
 // the way a user would.
+//
+// Tests that are self-contained and whose verdicts no timing decides (site
+// rules, HTTPS, ACME against Pebble, formats, quotas, scrub, on-the-fly
+// compression) call t.Parallel: they run two at a time after the others,
+// which keeps the package within make test's budget on two cores. Tests
+// that measure time or load a node on purpose (crash, chaos, stalls,
+// floods, expiry, frozen peers) stay serial, alone on the machine.
 
 import (
 	"bytes"

@@ -62,6 +62,7 @@ func tree(t *testing.T, dir string) map[string]string {
 // cluster of this binary at feature level 2, and its sites are served
 // byte-exact, also at their custom domain, with the certificate listed.
 func TestEndToEndRestoreReleaseSnapshot(t *testing.T) {
+	t.Parallel()
 	keyFile, _ := filepath.Abs(filepath.Join(releaseDir, "cluster-key"))
 	key, err := os.ReadFile(keyFile)
 	if err != nil {
@@ -176,6 +177,7 @@ func wantNewerLine(t *testing.T, what, out string, parts ...string) {
 // state a newer atoll raised past this binary's level is refused at start
 // with one line, and neither fsm.db nor raft.db changes.
 func TestEndToEndRefusesNewerState(t *testing.T) {
+	t.Parallel()
 	s := newServer(t)
 	s.Start()
 	waitAdmin(t, s)

@@ -21,6 +21,7 @@ import (
 // challenge path is not redirected; turned off, both are gone. A node
 // without --https-addr refuses --https-only.
 func TestEndToEndHTTPSOnly(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts two processes")
 	}

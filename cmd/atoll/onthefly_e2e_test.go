@@ -18,6 +18,7 @@ import (
 // are served, and a cache holding the on-the-fly answer revalidates with a
 // 304.
 func TestOnTheFlyCompression(t *testing.T) {
+	t.Parallel()
 	s := atolltest.NewServer(t, atolltest.NodeConfig{Bootstrap: true, Flags: []string{"--compress-workers", "-1"}})
 	s.Start()
 	app := strings.Repeat("console.log('served compressed from the first request');\n", 800)

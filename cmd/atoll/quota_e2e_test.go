@@ -34,6 +34,7 @@ var dotTree = map[string]string{
 // neither and says it skipped them (3 with the nested dot-folder), and
 // `atoll deploy` of the same tree says the same.
 func TestEndToEndDotFiles(t *testing.T) {
+	t.Parallel()
 	s := newServer(t)
 	s.Start()
 	waitAdmin(t, s)
@@ -170,6 +171,7 @@ func waitDeploy(t *testing.T, s *atolltest.Server, id string, done func(atoll.De
 // changes one site's limits (bytes, uploads in progress, files), which a
 // deploy token cannot.
 func TestEndToEndSiteLimits(t *testing.T) {
+	t.Parallel()
 	s := atolltest.NewServer(t, atolltest.NodeConfig{Bootstrap: true,
 		Flags: []string{"--site-max-uploading", "2", "--site-max-bytes", "1KiB"}})
 	s.Start()

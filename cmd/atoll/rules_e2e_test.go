@@ -58,6 +58,7 @@ func basic(user, pass string) string {
 }
 
 func TestRulesEndToEnd(t *testing.T) {
+	t.Parallel()
 	s := newServer(t)
 	s.Start()
 	waitFeatureLevel(t, s, atoll.LevelFeatureLevels)

@@ -16,6 +16,7 @@ import (
 // quarantined and the command fails with one line, while the edge answers
 // 503 for that file, never the damaged bytes, and keeps serving the rest.
 func TestScrubEndToEnd(t *testing.T) {
+	t.Parallel()
 	s := newServer(t)
 	s.Start()
 	page := strings.Repeat("<p>scrub me, I am compressible</p>\n", 200)
