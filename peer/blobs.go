@@ -208,6 +208,7 @@ func (c *Client) has(ctx context.Context, url string, hashes []string) (map[stri
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	idempotent(req) // a question: asking twice is harmless
 	resp, err := c.do(c.blobs(), req)
 	if err != nil {
 		return nil, err

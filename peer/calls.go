@@ -92,6 +92,11 @@ func (c *Client) Join(ctx context.Context, baseURL string, req atoll.JoinRequest
 	return c.callJSON(ctx, http.MethodPost, baseURL, JoinPath, req, nil)
 }
 
+// idempotentPosts are the POST paths of call that a repetition leaves as
+// one call would (see idempotent): a pull fetches what is still missing, a
+// verify checks copies again. Apply and Join are not among them.
+var idempotentPosts = map[string]bool{FetchPath: true, VerifyPath: true}
+
 // callJSON is call with in encoded as a JSON body.
 func (c *Client) callJSON(ctx context.Context, method, baseURL, path string, in, out any) error {
 	body, err := json.Marshal(in)

@@ -115,6 +115,20 @@ func (c *Client) do(hc *http.Client, req *http.Request) (*http.Response, error) 
 	return nil, readError(req, resp)
 }
 
+// idempotent marks req as safe to send twice (the net/http convention: an
+// Idempotency-Key entry, here without a value, so nothing is sent). Its body
+// must be replayable (GetBody, as http.NewRequest sets for a bytes.Reader).
+// The transport then resends it on a new connection when the kept-alive one
+// it picked turns out closed by the peer before any answer: a peer that
+// restarted since the last call, or closed the idle connection just as it
+// was reused. Without it such a call fails with EOF, an ErrUnreachable that
+// Health takes for the peer being down, and the calls to a peer that is up
+// are skipped until a probe answers. POST calls that only read, or that a
+// repetition leaves unchanged, use it; PUT and GET are idempotent already.
+func idempotent(req *http.Request) {
+	req.Header["Idempotency-Key"] = nil
+}
+
 // blobs is the client of blob transfers.
 func (c *Client) blobs() *http.Client {
 	if c.HTTP != nil {
@@ -144,6 +158,9 @@ func (c *Client) call(ctx context.Context, method, baseURL, path string, body []
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", contentType)
+	}
+	if idempotentPosts[path] {
+		idempotent(req)
 	}
 	resp, err := c.do(c.rpc(), req)
 	if err != nil {

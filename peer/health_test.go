@@ -3,6 +3,7 @@ package peer_test
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -174,5 +175,81 @@ func TestHealthStateMachine(t *testing.T) {
 	}
 	if len(h.DownHosts()) != 0 {
 		t.Errorf("down hosts %v, want none", h.DownHosts())
+	}
+}
+
+// closesReusedConns is a peer that answers the first request of each
+// connection and closes the connection, unanswered, when a second request
+// arrives on it: as a peer restarted since the client's last call, whose
+// old kept-alive connection the client still holds, would.
+type closesReusedConns struct {
+	srv    *httptest.Server
+	closed atomic.Int64 // requests cut off so
+}
+
+type connRequestsKey struct{}
+
+func newClosesReusedConns(t *testing.T) *closesReusedConns {
+	p := &closesReusedConns{}
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Context().Value(connRequestsKey{}).(*atomic.Int64).Add(1) > 1 {
+			p.closed.Add(1)
+			conn, _, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				t.Errorf("hijack: %v", err)
+				return
+			}
+			conn.Close()
+			return
+		}
+		switch r.URL.Path {
+		case peer.HasPath:
+			w.Write([]byte(`{"present":{}}`))
+		case peer.FetchPath:
+			w.Write([]byte(`{"fetched":1}`))
+		default:
+			w.Write([]byte(`{"status":"ok"}`))
+		}
+	})
+	p.srv = httptest.NewUnstartedServer(handler)
+	p.srv.Config.ConnContext = func(ctx context.Context, _ net.Conn) context.Context {
+		return context.WithValue(ctx, connRequestsKey{}, new(atomic.Int64))
+	}
+	p.srv.Start()
+	t.Cleanup(p.srv.Close)
+	return p
+}
+
+// TestCallOnAConnectionThePeerClosed: a question (Has) or a pull sent on a
+// kept-alive connection that the peer closes is sent again on a new one; it
+// neither fails nor marks the peer down (which would have the census skip
+// an owner that came back with an empty disk, as if it were unreachable).
+func TestCallOnAConnectionThePeerClosed(t *testing.T) {
+	p := newClosesReusedConns(t)
+	c := peer.New(testKey)
+	cfg := peer.DefaultHealthConfig()
+	cfg.Probe = c.Ping
+	h, err := peer.NewHealth(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Health = h
+	t.Cleanup(h.Close)
+	hashes := []string{hashOf([]byte("a blob"))}
+	// The transport puts a connection back among its idle ones a moment
+	// after the answer was read: call until some calls found one.
+	for i := 0; i < 200 && p.closed.Load() < 5; i++ {
+		if _, err := c.Has(t.Context(), p.srv.URL, hashes); err != nil {
+			t.Fatalf("has #%d: %v", i, err)
+		}
+		if _, err := c.Pull(t.Context(), p.srv.URL, hashes); err != nil {
+			t.Fatalf("pull #%d: %v", i, err)
+		}
+	}
+	if p.closed.Load() == 0 {
+		t.Fatal("no call reused a connection: the test tests nothing")
+	}
+	if hosts := h.DownHosts(); len(hosts) != 0 {
+		t.Errorf("down hosts %v, want none", hosts)
 	}
 }
