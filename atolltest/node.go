@@ -262,6 +262,20 @@ func (n *Node) Close() error {
 	return nil
 }
 
+// WaitOutput waits up to d for the last launch's output to contain s and
+// reports whether it does: a line a node logs as it answers a request may
+// reach the pipe after the answer does.
+func (n *Node) WaitOutput(s string, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for !strings.Contains(n.Output(), s) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
+}
+
 // Output is what the last launch printed so far (the whole log file when
 // LogPath is set).
 func (n *Node) Output() string {

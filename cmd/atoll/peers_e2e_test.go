@@ -180,7 +180,7 @@ func TestRemovedNodeStopsServing(t *testing.T) {
 		if status, body := leader.API("GET", "/readyz", "", "", nil); status != 503 || !strings.Contains(fmt.Sprint(body["error"]), "removed from the cluster") {
 			t.Errorf("round %d: removed %s's /readyz: %d %v, want 503 saying it was removed", round, leader.ID, status, body)
 		}
-		if !strings.Contains(leader.Output(), "this node was removed from the cluster") {
+		if !leader.WaitOutput("this node was removed from the cluster", 10*time.Second) {
 			t.Errorf("round %d: removed %s did not log its removal", round, leader.ID)
 		}
 		leader.Kill(syscall.SIGKILL)

@@ -65,7 +65,7 @@ func TestVersionE2E(t *testing.T) {
 	if resp.StatusCode != http.StatusConflict || !strings.Contains(answer["error"], want) {
 		t.Errorf("join of an old binary: %d %q, want 409 with %q", resp.StatusCode, answer["error"], want)
 	}
-	if !strings.Contains(s.Output(), "join refused") {
+	if !s.WaitOutput("join refused", 10*time.Second) {
 		t.Error("the cluster did not log the refused join")
 	}
 }
@@ -110,7 +110,7 @@ func TestDataDirFormatE2E(t *testing.T) {
 	}
 	writeTree(t, filepath.Join(data, "blobs", "tmp"), map[string]string{"put-123": "half a blob"})
 	s.Start()
-	if !strings.Contains(s.Output(), "data dir upgraded in place") {
+	if !s.WaitOutput("data dir upgraded in place", 10*time.Second) {
 		t.Error("the upgrade was not logged")
 	}
 	for name, body := range files {
