@@ -18,6 +18,7 @@ import (
 // edge, kill -9 of the leader under reads and deploys, a restart, then a
 // drain and remove, and checks every blob is back at R copies.
 func TestEndToEndCluster(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts four processes")
 	}

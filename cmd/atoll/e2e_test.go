@@ -4,12 +4,16 @@ package main
 // driven through its CLI and read through its edge with a plain HTTP client,
 // the way a user would.
 //
-// Tests that are self-contained and whose verdicts no timing decides (site
-// rules, HTTPS, ACME against Pebble, formats, quotas, scrub, on-the-fly
-// compression) call t.Parallel: they run two at a time after the others,
-// which keeps the package within make test's budget on two cores. Tests
-// that measure time or load a node on purpose (crash, chaos, stalls,
-// floods, expiry, frozen peers) stay serial, alone on the machine.
+// Tests that are self-contained and whose verdicts no timing decides (the
+// single node and cluster walk-throughs, tokens and secrets, TLS, site
+// rules, HTTPS, ACME against Pebble, formats and versions, quotas, scrub,
+// metrics, streaming, on-the-fly compression) call t.Parallel: they run
+// after the others, four at a time under make test (-parallel 4; they
+// mostly wait on processes), which keeps the package within make test's
+// budget on two cores. Tests that measure time or load a node on purpose
+// (crash, chaos, stalls, floods, expiry, frozen or cut-off peers, disk
+// full, descriptor exhaustion, the status page's 5 s) stay serial, alone
+// on the machine.
 
 import (
 	"bytes"
@@ -73,6 +77,7 @@ func deployID(t *testing.T, out string) string {
 }
 
 func TestEndToEndSingleNode(t *testing.T) {
+	t.Parallel()
 	s := newServer(t)
 	s.Start()
 

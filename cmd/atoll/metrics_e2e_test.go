@@ -34,6 +34,7 @@ import (
 // not bridged are absent; the access log has a JSON line per request and
 // is reopened on SIGHUP; the logs are JSON.
 func TestMetricsEndToEnd(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts two processes")
 	}

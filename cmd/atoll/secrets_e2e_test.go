@@ -53,6 +53,7 @@ func waitOutput(t *testing.T, s *atolltest.Server, want string) {
 // restarted with the old --admin-token, which they report and ignore: the
 // old token stays refused everywhere.
 func TestEndToEndAdminTokenRotation(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts three processes")
 	}
@@ -127,6 +128,7 @@ func TestEndToEndAdminTokenRotation(t *testing.T) {
 // that clients reading it keep working, also after a restart with
 // --bootstrap; the token printed at bootstrap is refused.
 func TestEndToEndRotateGeneratedToken(t *testing.T) {
+	t.Parallel()
 	s := atolltest.NewServer(t, atolltest.NodeConfig{Bootstrap: true})
 	s.Start()
 	waitAdmin(t, s)
@@ -155,6 +157,7 @@ func TestEndToEndRotateGeneratedToken(t *testing.T) {
 // /debug/pprof/cmdline. A node given both as flags has them redacted from
 // /debug/pprof/cmdline.
 func TestEndToEndSecretFiles(t *testing.T) {
+	t.Parallel()
 	const token, key = "e2e-admin-token-from-a-file", "e2e-cluster-key-from-a-file"
 	s := atolltest.NewServer(t, atolltest.NodeConfig{Bootstrap: true,
 		Flags: []string{"--admin-token-file", writeSecret(t, "token", token), "--cluster-key-file", writeSecret(t, "key", key)}})
@@ -215,6 +218,7 @@ func checkNoSecret(t *testing.T, what, text, want string, secrets ...string) {
 // snapshot saved afterwards (decompressed) nor the node's Raft log and
 // state files hold the private key's PEM.
 func TestEndToEndCertKeySealed(t *testing.T) {
+	t.Parallel()
 	httpsAddr, err := atolltest.FreeAddr()
 	if err != nil {
 		t.Fatal(err)

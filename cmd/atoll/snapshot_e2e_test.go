@@ -17,6 +17,7 @@ import (
 // a deploy over --max-files; a slowloris cut off by the header timeouts
 // given as flags.
 func TestEndToEndSnapshotAndLimits(t *testing.T) {
+	t.Parallel()
 	s := newServer(t)
 	s.AdminToken = "e2e-admin-token"
 	s.Flags = []string{"--max-files", "3", "--api-read-header-timeout", "1s", "--edge-read-timeout", "1s"}

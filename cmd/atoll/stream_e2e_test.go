@@ -20,6 +20,7 @@ import (
 // copies are corrupt, it no longer completes a 200 of the file: the
 // visitor sees the answer cut short or a 503, never bad bytes as good.
 func TestFullNodeStreamsBigFilesEndToEnd(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts three processes")
 	}

@@ -27,6 +27,7 @@ import (
 // HTTPS on the edge for a custom domain whose certificate is uploaded with
 // `atoll cert put` through the other node.
 func TestEndToEndTLS(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts two processes")
 	}

@@ -41,6 +41,7 @@ func failAs(t *testing.T, s *atolltest.Server, token, want string, args ...strin
 // deploys and rolls back with it, checks that it can do nothing else, and
 // revokes it.
 func TestEndToEndDeployToken(t *testing.T) {
+	t.Parallel()
 	s := newServer(t)
 	s.Start()
 	waitAdmin(t, s)

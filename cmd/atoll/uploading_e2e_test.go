@@ -15,6 +15,7 @@ import (
 // the 429 that names the limit, and the site ends with at most the limit
 // of deploys uploading.
 func TestSiteMaxUploadingClusterWideEndToEnd(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts three processes")
 	}

@@ -25,6 +25,7 @@ import (
 // status, node list and the API show each node's version and level; a
 // node announcing an older binary is refused at join with one line.
 func TestVersionE2E(t *testing.T) {
+	t.Parallel()
 	res, err := atolltest.RunCommand(exec.Command(atolltest.Bin(), "version"))
 	if err != nil || res.Code != 0 {
 		t.Fatalf("atoll version: %v %+v", err, res)
@@ -90,6 +91,7 @@ func waitFeatureLevel(t *testing.T, s *atolltest.Server, level int) {
 // place (the sites served byte-exact after), and refuses a data dir of a
 // newer format with one line, leaving it untouched.
 func TestDataDirFormatE2E(t *testing.T) {
+	t.Parallel()
 	s := atolltest.NewServer(t, atolltest.NodeConfig{ID: "core1", Bootstrap: true, AdminToken: "format-e2e-token"})
 	s.Start()
 	files := map[string]string{"index.html": "<h1>format</h1>", "a/b.txt": strings.Repeat("bytes ", 300)}
