@@ -114,6 +114,54 @@ func main() {
 
 func (c config) has(section string) bool { return slices.Contains(c.sections, section) }
 
+// skippable sorts the error of section: nil stays nil; a skip (errSkip) is
+// logged and returned as the reason; anything else is the run's failure.
+func skippable(section string, err error) (skipped string, _ error) {
+	var skip errSkip
+	switch {
+	case err == nil:
+		return "", nil
+	case errors.As(err, &skip):
+		log.Printf("%s: skipped: %v", section, err)
+		return err.Error(), nil
+	}
+	return "", fmt.Errorf("%s: %w", section, err)
+}
+
+// runSingle runs the sections measured on one node (deploy, serve, rules,
+// meta), on a node started for them.
+func runSingle(ctx context.Context, cfg config, res *results, files *site) (err error) {
+	if !cfg.has("deploy") && !cfg.has("serve") && !cfg.has("rules") && !cfg.has("meta") {
+		return nil
+	}
+	node, err := startSingle(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer node.Close()
+	if cfg.has("deploy") || cfg.has("serve") {
+		if res.Deploy, err = benchDeploy(ctx, cfg, node, []*atolltest.Node{node}, files, res.DiskMBps, 1); err != nil {
+			return fmt.Errorf("deploy: %w", err)
+		}
+	}
+	if cfg.has("serve") {
+		if res.Serve, err = benchServe(ctx, cfg, node, files); err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
+	}
+	if cfg.has("rules") {
+		if res.Rules, err = benchRules(ctx, cfg, node, files); err != nil {
+			return fmt.Errorf("rules: %w", err)
+		}
+	}
+	if cfg.has("meta") {
+		if res.Meta, err = benchMeta(ctx, cfg, node); err != nil {
+			return fmt.Errorf("metadata scale: %w", err)
+		}
+	}
+	return nil
+}
+
 func run(ctx context.Context, cfg config) (err error) {
 	defer procs.Close()
 	start := time.Now()
@@ -144,54 +192,23 @@ func run(ctx context.Context, cfg config) (err error) {
 		log.Printf("disk: %.1f MB/s with an fdatasync per 1 MiB write", bw)
 	}
 
-	needSingle := cfg.has("deploy") || cfg.has("serve") || cfg.has("rules") || cfg.has("meta")
-	if needSingle {
-		node, err := startSingle(ctx, cfg)
-		if err != nil {
-			return err
-		}
-		if cfg.has("deploy") || cfg.has("serve") {
-			if res.Deploy, err = benchDeploy(ctx, cfg, node, []*atolltest.Node{node}, site, res.DiskMBps, 1); err != nil {
-				return fmt.Errorf("deploy: %w", err)
-			}
-		}
-		if cfg.has("serve") {
-			if res.Serve, err = benchServe(ctx, cfg, node, site); err != nil {
-				return fmt.Errorf("serve: %w", err)
-			}
-		}
-		if cfg.has("rules") {
-			if res.Rules, err = benchRules(ctx, cfg, node, site); err != nil {
-				return fmt.Errorf("rules: %w", err)
-			}
-		}
-		if cfg.has("meta") {
-			if res.Meta, err = benchMeta(ctx, cfg, node); err != nil {
-				return fmt.Errorf("metadata scale: %w", err)
-			}
-		}
-		node.Close()
+	if err := runSingle(ctx, cfg, res, site); err != nil {
+		return err
 	}
 	if cfg.has("cluster") {
 		res.Cluster, err = benchCluster(ctx, cfg, site, res.DiskMBps)
-		if err != nil {
-			var skip errSkip
-			if !errors.As(err, &skip) {
-				return fmt.Errorf("cluster: %w", err)
-			}
-			log.Printf("cluster: skipped: %v", err)
-			res.Cluster = &clusterResult{Skipped: err.Error()}
+		if skipped, err := skippable("cluster", err); err != nil {
+			return err
+		} else if skipped != "" {
+			res.Cluster = &clusterResult{Skipped: skipped}
 		}
 	}
 	if cfg.has("metrics") {
 		res.Metrics, err = benchMetrics(ctx, cfg, site)
-		if err != nil {
-			var skip errSkip
-			if !errors.As(err, &skip) {
-				return fmt.Errorf("metrics: %w", err)
-			}
-			log.Printf("metrics: skipped: %v", err)
-			res.Metrics = &pairResult{Note: "skipped: " + err.Error()}
+		if skipped, err := skippable("metrics", err); err != nil {
+			return err
+		} else if skipped != "" {
+			res.Metrics = &pairResult{Note: "skipped: " + skipped}
 		}
 	}
 	res.Elapsed = time.Since(start).Round(time.Second).String()

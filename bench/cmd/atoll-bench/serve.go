@@ -209,23 +209,8 @@ func benchServe(ctx context.Context, cfg config, n *atolltest.Node, s *site) (*s
 		{Name: "30 KiB HTML, gzip", Path: "/bench/30k.html", Accept: "gzip"},
 		{Name: "1 KiB, /metrics scraped every 1 s", Path: "/bench/1k.css", Scrape: true},
 	}
-	want := map[string][]byte{}
-	for _, c := range cases {
-		b, err := os.ReadFile(filepath.Join(s.dir, filepath.FromSlash(c.Path)))
-		if err != nil {
-			return nil, err
-		}
-		want[c.Path] = b
-	}
-	// Check both answer right before timing anything.
-	for _, c := range cases {
-		var err error
-		if c.Encoding.Atoll, c.BodyBytes.Atoll, err = check("http://"+n.HTTPAddr+c.Path, host, c.Accept, want[c.Path]); err != nil {
-			return nil, fmt.Errorf("atoll: %w", err)
-		}
-		if c.Encoding.Nginx, c.BodyBytes.Nginx, err = check("http://"+ngx.addr+c.Path, host, c.Accept, want[c.Path]); err != nil {
-			return nil, fmt.Errorf("nginx: %w", err)
-		}
+	if err := checkServeCases(s, host, "http://"+n.HTTPAddr, "http://"+ngx.addr, cases); err != nil {
+		return nil, err
 	}
 	opts := func(addr string, c *serveCase, d time.Duration) wrkOpts {
 		h := []string{"Host: " + host}
@@ -276,6 +261,25 @@ func benchServe(ctx context.Context, cfg config, n *atolltest.Node, s *site) (*s
 		c.Ratio = c.AtollRPS / c.NginxRPS
 	}
 	return &serveResult{Threads: cfg.threads, Conns: cfg.conns, Duration: cfg.duration.String(), Rounds: cfg.rounds, Cases: cases}, nil
+}
+
+// checkServeCases checks, before anything is timed, that Atoll and nginx
+// both answer each case with the file's bytes in an encoding it accepts,
+// and records the encoding and body size each sent.
+func checkServeCases(s *site, host, atollURL, nginxURL string, cases []*serveCase) error {
+	for _, c := range cases {
+		want, err := os.ReadFile(filepath.Join(s.dir, filepath.FromSlash(c.Path)))
+		if err != nil {
+			return err
+		}
+		if c.Encoding.Atoll, c.BodyBytes.Atoll, err = check(atollURL+c.Path, host, c.Accept, want); err != nil {
+			return fmt.Errorf("atoll: %w", err)
+		}
+		if c.Encoding.Nginx, c.BodyBytes.Nginx, err = check(nginxURL+c.Path, host, c.Accept, want); err != nil {
+			return fmt.Errorf("nginx: %w", err)
+		}
+	}
+	return nil
 }
 
 // scrapeEvery reads url every interval until the returned function is
