@@ -15,7 +15,7 @@ import (
 // TestHTTPSSettings: PATCH turns https_only and hsts on and off, leaves
 // them alone when absent, and the site's reads show them.
 func TestHTTPSSettings(t *testing.T) {
-	srv := buildertest.NewServer(t, builder.Config{EdgeHTTPS: true})
+	srv := newLevel2Server(t, builder.Config{EdgeHTTPS: true})
 	createSite(t, srv, "demo")
 
 	var site atoll.Site

@@ -21,9 +21,9 @@ const (
 // newLevel2Server is a builder API over a store at the feature level that
 // brings site rules and deploy messages, as a cluster of this binary is
 // once its leader raised it.
-func newLevel2Server(t *testing.T) *buildertest.Server {
+func newLevel2Server(t *testing.T, cfg builder.Config) *buildertest.Server {
 	t.Helper()
-	srv := buildertest.NewServer(t, builder.Config{})
+	srv := buildertest.NewServer(t, cfg)
 	if err := srv.Meta.Apply(context.Background(), raft.SetFeatureLevel{Level: atoll.LevelFeatureLevels}); err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +33,7 @@ func newLevel2Server(t *testing.T) *buildertest.Server {
 // The digest flow compiles the rules once the blobs are stored, records
 // them with the deploy, and answers the skipped lines as warnings.
 func TestRulesCompiledAtFinalize(t *testing.T) {
-	srv := newLevel2Server(t)
+	srv := newLevel2Server(t, builder.Config{})
 	createSite(t, srv, "blog")
 	files := map[string]string{"/index.html": sha("home"), "/_redirects": sha(goodRedirects)}
 	var created atoll.DeployResponse
@@ -68,7 +68,7 @@ func TestRulesCompiledAtFinalize(t *testing.T) {
 // Rules that are refused fail the deploy with the file and line; a tar
 // upload records no deploy at all.
 func TestRulesRefused(t *testing.T) {
-	srv := newLevel2Server(t)
+	srv := newLevel2Server(t, builder.Config{})
 	createSite(t, srv, "blog")
 	resp := do(t, srv, request{method: "POST", path: "/v1/sites/blog/deploys", contentType: "application/x-tar",
 		body: makeTar(t, false, member{name: "index.html", body: "x"}, member{name: "_headers", body: badHeaders})})
@@ -117,7 +117,7 @@ func TestRulesBelowFeatureLevel(t *testing.T) {
 // A deploy's message is recorded with it, checked, and needs the feature
 // level.
 func TestDeployMessage(t *testing.T) {
-	srv := newLevel2Server(t)
+	srv := newLevel2Server(t, builder.Config{})
 	createSite(t, srv, "blog")
 	var d atoll.DeployResponse
 	call(t, srv, request{method: "POST", path: "/v1/sites/blog/deploys?message=new+footer", contentType: "application/x-tar",
@@ -166,7 +166,7 @@ func TestDryRun(t *testing.T) {
 // with a 409 that says how to unlock, a tar with publish=true before it is
 // read; previews are unaffected.
 func TestSiteLock(t *testing.T) {
-	srv := newLevel2Server(t)
+	srv := newLevel2Server(t, builder.Config{})
 	createSite(t, srv, "blog")
 	var live, other atoll.DeployResponse
 	call(t, srv, request{method: "POST", path: "/v1/sites/blog/deploys?publish=true", contentType: "application/x-tar",

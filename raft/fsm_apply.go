@@ -93,6 +93,10 @@ func (a *applier) apply(data []byte) error {
 
 func (a *applier) bucket(name []byte) *bolt.Bucket { return a.tx.Bucket(name) }
 
+// atLevel reports whether the state is at feature level level or above:
+// the fields a level brings count only then, as an older node drops them.
+func (a *applier) atLevel(level int) bool { return featureLevel(a.tx) >= level }
+
 func (a *applier) put(bucket []byte, key string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -206,7 +210,9 @@ func (a *applier) updateSite(c UpdateSite) error {
 		s.Retain = c.Retain
 	}
 	s.SetLimits(c.MaxBytes, c.MaxUploading, c.MaxFiles)
-	s.SetHTTPS(c.HTTPSOnly, c.HSTS)
+	if a.atLevel(atoll.LevelFeatureLevels) { // below, older nodes drop them
+		s.SetHTTPS(c.HTTPSOnly, c.HSTS)
+	}
 	return a.put(bucketSites, c.Name, s)
 }
 
@@ -287,7 +293,7 @@ func (a *applier) createDeploy(c CreateDeploy) error {
 	} else if !ok {
 		return fmt.Errorf("%w: site %q", atoll.ErrNotFound, c.Site)
 	}
-	if c.MaxUploading > 0 && featureLevel(a.tx) >= atoll.LevelFeatureLevels {
+	if c.MaxUploading > 0 && a.atLevel(atoll.LevelFeatureLevels) {
 		n, err := countUploading(a.tx, c.Site)
 		if err != nil {
 			return err
@@ -301,7 +307,7 @@ func (a *applier) createDeploy(c CreateDeploy) error {
 		Deploy: atoll.Deploy{ID: c.ID, Site: c.Site, State: atoll.StateUploading, Created: c.Created, Files: c.Files},
 		Seq:    a.index,
 	}
-	if featureLevel(a.tx) >= atoll.LevelFeatureLevels { // below, older nodes drop it
+	if a.atLevel(atoll.LevelFeatureLevels) { // below, older nodes drop it
 		if err := atoll.CheckMessage(c.Message); err != nil {
 			return fmt.Errorf("deploy %q: %w", c.ID, err)
 		}
@@ -432,7 +438,7 @@ func (a *applier) markReady(c MarkReady) error {
 
 	d.State = atoll.StateReady
 	d.Bytes = c.Bytes
-	if len(c.Rules) > 0 && featureLevel(a.tx) >= atoll.LevelFeatureLevels {
+	if len(c.Rules) > 0 && a.atLevel(atoll.LevelFeatureLevels) {
 		sum := sha256.Sum256(c.Rules)
 		d.Rules = hex.EncodeToString(sum[:])
 		if err := a.bucket(bucketRules).Put([]byte(d.ID), c.Rules); err != nil {
@@ -557,7 +563,7 @@ func (a *applier) failDeploy(c FailDeploy) error {
 	if err != nil {
 		return err
 	}
-	drop := c.DropFiles && featureLevel(a.tx) >= atoll.LevelFeatureLevels
+	drop := c.DropFiles && a.atLevel(atoll.LevelFeatureLevels)
 	switch d.State {
 	case atoll.StateFailed:
 		if !drop || d.Received == 0 {

@@ -252,6 +252,13 @@ func TestUpdateSiteHTTPS(t *testing.T) {
 	if s := h.site("blog"); s.HTTPSOnly || s.HSTS {
 		t.Fatalf("new site has https_only %v, hsts %v; want both off", s.HTTPSOnly, s.HSTS)
 	}
+	// Below the level that brings them, they count for nothing, as on an
+	// older node that drops them.
+	h.must(UpdateSite{Name: "blog", HTTPSOnly: new(true), HSTS: new(true)})
+	if s := h.site("blog"); s.HTTPSOnly || s.HSTS {
+		t.Fatalf("below level %d: https_only %v, hsts %v; want both ignored", atoll.LevelFeatureLevels, s.HTTPSOnly, s.HSTS)
+	}
+	h.must(SetFeatureLevel{Level: atoll.LevelFeatureLevels})
 	h.must(UpdateSite{Name: "blog", HTTPSOnly: new(true), HSTS: new(true)})
 	h.must(UpdateSite{Name: "blog", Retain: 3, MaxFiles: new(5)}) // no HTTPS settings: kept
 	if s := h.site("blog"); !s.HTTPSOnly || !s.HSTS || s.Retain != 3 {
