@@ -32,9 +32,13 @@ const (
 	// A node whose binary knows less than the cluster's level is refused
 	// at join.
 	LevelFeatureLevels = 2
+	// LevelDeployBase brings deploys made from a base deploy
+	// (raft.CreateDeploy's Base: the new deploy's manifest starts as a copy
+	// of the base's, and only the difference travels through Raft).
+	LevelDeployBase = 3
 
 	// MaxFeatureLevel is the highest level this binary knows.
-	MaxFeatureLevel = LevelFeatureLevels
+	MaxFeatureLevel = LevelDeployBase
 )
 
 // FeatureError is why a call that needs a feature level the cluster has

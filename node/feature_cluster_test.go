@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -76,7 +78,7 @@ func TestFeatureLevel(t *testing.T) {
 		t.Fatalf("RequireFeature(a level above the cluster's) = %v, want a FeatureError", err)
 	}
 	held := strings.Join(fe.HeldBy, ", ")
-	for _, want := range []string{"old-1 (version unknown, level 1)", "core1 (" + atoll.Release + ", level 2)", "edge1 (" + atoll.Release + ", level 2)"} {
+	for _, want := range []string{"old-1 (version unknown, level 1)", fmt.Sprintf("core1 (%s, level %d)", atoll.Release, atoll.MaxFeatureLevel), fmt.Sprintf("edge1 (%s, level %d)", atoll.Release, atoll.MaxFeatureLevel)} {
 		if !strings.Contains(held, want) {
 			t.Errorf("held by %q, want it to name %q", held, want)
 		}
@@ -111,8 +113,8 @@ func TestFeatureLevel(t *testing.T) {
 		header        http.Header
 		want          string
 	}{
-		{"by itself, announcing no level", "127.0.0.1:3", byKey, "node old-2 runs atoll a version from before feature levels, which knows feature levels up to 1, and the cluster is at level 2"},
-		{"by an operator, answering old stats", oldRec.APIAddr, byAdmin, "which knows feature levels up to 1, and the cluster is at level 2"},
+		{"by itself, announcing no level", "127.0.0.1:3", byKey, "node old-2 runs atoll a version from before feature levels, which knows feature levels up to 1, and the cluster is at level " + strconv.Itoa(atoll.MaxFeatureLevel)},
+		{"by an operator, answering old stats", oldRec.APIAddr, byAdmin, "which knows feature levels up to 1, and the cluster is at level " + strconv.Itoa(atoll.MaxFeatureLevel)},
 		{"by an operator, not answering", nodetest.FreeAddr(t), byAdmin, "start the node, then add it"},
 	} {
 		code, body := join("old-2", tt.apiAddr, tt.header)

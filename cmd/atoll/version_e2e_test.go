@@ -41,8 +41,8 @@ func TestVersionE2E(t *testing.T) {
 	s.Start()
 	waitFeatureLevel(t, s, atoll.MaxFeatureLevel)
 	status := s.MustCLI("status")
-	if !strings.Contains(status, "features: cluster at level 2") || strings.Contains(status, "upgrade:") {
-		t.Errorf("atoll status of a one-version cluster at level 2:\n%s", status)
+	if !strings.Contains(status, fmt.Sprintf("features: cluster at level %d", atoll.MaxFeatureLevel)) || strings.Contains(status, "upgrade:") {
+		t.Errorf("atoll status of a one-version cluster at level %d:\n%s", atoll.MaxFeatureLevel, status)
 	}
 	list := s.MustCLI("node", "list")
 	lines := strings.Split(strings.TrimSpace(list), "\n")
@@ -62,7 +62,7 @@ func TestVersionE2E(t *testing.T) {
 	var answer map[string]string
 	json.NewDecoder(resp.Body).Decode(&answer)
 	resp.Body.Close()
-	want := "node old-1 runs atoll a version from before feature levels, which knows feature levels up to 1, and the cluster is at level 2: run atoll " + atoll.Release
+	want := fmt.Sprintf("node old-1 runs atoll a version from before feature levels, which knows feature levels up to 1, and the cluster is at level %d: run atoll %s", atoll.MaxFeatureLevel, atoll.Release)
 	if resp.StatusCode != http.StatusConflict || !strings.Contains(answer["error"], want) {
 		t.Errorf("join of an old binary: %d %q, want 409 with %q", resp.StatusCode, answer["error"], want)
 	}
