@@ -33,8 +33,9 @@ const (
 	// at join.
 	LevelFeatureLevels = 2
 	// LevelDeployBase brings deploys made from a base deploy
-	// (raft.CreateDeploy's Base: the new deploy's manifest starts as a copy
-	// of the base's, and only the difference travels through Raft).
+	// (raft.CreateDeploy's Base and Remove, Deploy.Base: the new deploy's
+	// manifest starts as a copy of the base's less Remove, and only the
+	// difference travels through Raft).
 	LevelDeployBase = 3
 
 	// MaxFeatureLevel is the highest level this binary knows.
