@@ -145,3 +145,18 @@ func (c *cluster) waitMembers(ctx context.Context, want int) error {
 	}
 	return nil
 }
+
+// cpuByRole is the CPU seconds used so far by the core nodes other than
+// the leader, and by the edges.
+func (c *cluster) cpuByRole() (cores, edges float64) {
+	for i, n := range c.nodes {
+		switch {
+		case n == c.leader:
+		case i < 3:
+			cores += cpuSeconds(n.Pid())
+		default:
+			edges += cpuSeconds(n.Pid())
+		}
+	}
+	return cores, edges
+}

@@ -23,18 +23,26 @@ type step struct {
 	Edges int `json:"edges"`
 	Nodes int `json:"nodes"`
 	// Leader, idle: CPU seconds per second, bytes written per second.
-	IdleCPU      float64   `json:"idle_cpu_s_per_s"`
-	IdleBytesPS  float64   `json:"idle_write_bytes_per_s"`
-	RSSBytes     int64     `json:"leader_rss_bytes"`
-	Goroutines   int       `json:"leader_goroutines"`
-	PublishCPUms float64   `json:"publish_cpu_ms"`  // leader CPU per publish, idle rate subtracted
-	PublishBytes float64   `json:"publish_bytes"`   // leader bytes written per publish, idle rate subtracted
-	PublishesPS  float64   `json:"publishes_per_s"` // achieved rate during the publish run
-	VisibleP50ms float64   `json:"visible_p50_ms"`  // publish visible on every node
-	VisibleP99ms float64   `json:"visible_p99_ms"`  //
-	VisibleMaxms float64   `json:"visible_max_ms"`  //
-	PollEveryMs  float64   `json:"poll_every_ms"`   // each node's edge polled this often
-	VisibleMs    []float64 `json:"visible_ms"`      //
+	IdleCPU float64 `json:"idle_cpu_s_per_s"`
+	// Every edge together and the two other cores together, idle: CPU
+	// seconds per second (on loopback they share the leader's cores).
+	EdgesIdleCPU     float64 `json:"edges_idle_cpu_s_per_s"`
+	FollowersIdleCPU float64 `json:"core_followers_idle_cpu_s_per_s"`
+	IdleBytesPS      float64 `json:"idle_write_bytes_per_s"`
+	RSSBytes         int64   `json:"leader_rss_bytes"`
+	Goroutines       int     `json:"leader_goroutines"`
+	// Leader CPU and bytes written over the publish run, per publish:
+	// the idle rate is included (a publish replaces some of the idle
+	// AppendEntries, so subtracting it would be wrong).
+	PublishCPUms float64   `json:"publish_cpu_ms"`
+	PublishBytes float64   `json:"publish_bytes"`
+	BusyCPU      float64   `json:"publish_run_cpu_s_per_s"` // leader CPU seconds per second over the publish run
+	PublishesPS  float64   `json:"publishes_per_s"`         // achieved rate during the publish run
+	VisibleP50ms float64   `json:"visible_p50_ms"`          // publish visible on every node
+	VisibleP99ms float64   `json:"visible_p99_ms"`          //
+	VisibleMaxms float64   `json:"visible_max_ms"`          //
+	PollEveryMs  float64   `json:"poll_every_ms"`           // each node's edge polled this often
+	VisibleMs    []float64 `json:"visible_ms"`              //
 	Profiles     []string  `json:"profiles,omitempty"`
 }
 
@@ -88,6 +96,7 @@ func measure(ctx context.Context, cfg config, c *cluster, p *probe, edges int, p
 	pid := c.leader.Pid()
 	time.Sleep(3 * time.Second) // joins settle: the last PutNode, the prefetch of the live deploy
 	cpu0, w0, t0 := cpuSeconds(pid), writeBytes(pid), time.Now()
+	cores0, edges0 := c.cpuByRole()
 	var idleProf string
 	if profile && cfg.profile > 0 {
 		idleProf = saveProfile(ctx, cfg, c.leader, edges, "idle")
@@ -97,6 +106,8 @@ func measure(ctx context.Context, cfg config, c *cluster, p *probe, edges int, p
 	el := time.Since(t0).Seconds()
 	st.IdleCPU = (cpuSeconds(pid) - cpu0) / el
 	st.IdleBytesPS = float64(writeBytes(pid)-w0) / el
+	cores1, edges1 := c.cpuByRole()
+	st.FollowersIdleCPU, st.EdgesIdleCPU = (cores1-cores0)/el, (edges1-edges0)/el
 	st.RSSBytes = rssBytes(pid)
 	st.Goroutines = goroutines(ctx, c.leader)
 
@@ -111,8 +122,9 @@ func measure(ctx context.Context, cfg config, c *cluster, p *probe, edges int, p
 	}
 	el = time.Since(t0).Seconds()
 	n := float64(len(st.VisibleMs))
-	st.PublishCPUms = ((cpuSeconds(pid) - cpu0) - st.IdleCPU*el) / n * 1000
-	st.PublishBytes = (float64(writeBytes(pid)-w0) - st.IdleBytesPS*el) / n
+	st.BusyCPU = (cpuSeconds(pid) - cpu0) / el
+	st.PublishCPUms = (cpuSeconds(pid) - cpu0) / n * 1000
+	st.PublishBytes = float64(writeBytes(pid)-w0) / n
 	st.PublishesPS = n / el
 	wg.Wait()
 	for _, f := range []string{idleProf, pubProf} {
@@ -120,8 +132,9 @@ func measure(ctx context.Context, cfg config, c *cluster, p *probe, edges int, p
 			st.Profiles = append(st.Profiles, f)
 		}
 	}
-	log.Printf("%d edges: leader idle %.3f CPU s/s, %.0f B/s written, RSS %.1f MiB, %d goroutines; per publish %.2f ms CPU, %.0f B; visible on all %d nodes p50 %.1f ms, p99 %.1f ms",
-		edges, st.IdleCPU, st.IdleBytesPS, float64(st.RSSBytes)/(1<<20), st.Goroutines, st.PublishCPUms, st.PublishBytes, st.Nodes, st.VisibleP50ms, st.VisibleP99ms)
+	log.Printf("%d edges: leader idle %.3f CPU s/s (edges together %.3f, other cores %.3f), %.0f B/s written, RSS %.1f MiB, %d goroutines; publish run %.3f CPU s/s, %.2f ms CPU and %.0f B per publish; visible on all %d nodes p50 %.1f ms, p99 %.1f ms",
+		edges, st.IdleCPU, st.EdgesIdleCPU, st.FollowersIdleCPU, st.IdleBytesPS, float64(st.RSSBytes)/(1<<20), st.Goroutines,
+		st.BusyCPU, st.PublishCPUms, st.PublishBytes, st.Nodes, st.VisibleP50ms, st.VisibleP99ms)
 	return st, nil
 }
 
@@ -290,12 +303,12 @@ func percentile(v []float64, p float64) float64 {
 func table(r result) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nload average %s at start, %s at end; %d cores\n\n", r.Load, r.LoadEnd, r.Cores)
-	b.WriteString("| edges | nodes | visible p50 ms | p99 ms | max ms | leader idle CPU ms/s | idle KiB/s written | CPU ms / publish | KiB / publish | RSS MiB | goroutines |\n")
-	b.WriteString("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	b.WriteString("| edges | nodes | visible p50 ms | p99 ms | max ms | leader idle CPU ms/s | all edges idle CPU ms/s | leader idle KiB/s written | leader CPU ms/s, publishing | CPU ms / publish | KiB / publish | RSS MiB | goroutines |\n")
+	b.WriteString("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, s := range r.Steps {
-		fmt.Fprintf(&b, "| %d | %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.2f | %.1f | %.1f | %d |\n",
-			s.Edges, s.Nodes, s.VisibleP50ms, s.VisibleP99ms, s.VisibleMaxms, s.IdleCPU*1000, s.IdleBytesPS/1024,
-			s.PublishCPUms, s.PublishBytes/1024, float64(s.RSSBytes)/(1<<20), s.Goroutines)
+		fmt.Fprintf(&b, "| %d | %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.2f | %.1f | %.1f | %d |\n",
+			s.Edges, s.Nodes, s.VisibleP50ms, s.VisibleP99ms, s.VisibleMaxms, s.IdleCPU*1000, s.EdgesIdleCPU*1000, s.IdleBytesPS/1024,
+			s.BusyCPU*1000, s.PublishCPUms, s.PublishBytes/1024, float64(s.RSSBytes)/(1<<20), s.Goroutines)
 	}
 	return b.String()
 }
