@@ -12,6 +12,7 @@
 //
 //	go run ./bench/cmd/atoll-fanout                    # make bench-scale runs it
 //	go run ./bench/cmd/atoll-fanout -edges 1,10 -publishes 30
+//	go run ./bench/cmd/atoll-fanout -model bench/out/fanout-*.json   # the model, fitted to runs
 //
 // Every process it starts runs in its own process group and is stopped by
 // pid when it returns, Ctrl-C included; every wait is bounded.
@@ -61,7 +62,15 @@ func main() {
 	flag.DurationVar(&cfg.idle, "idle", 15*time.Second, "idle window over which the leader's CPU and bytes are read at each edge count")
 	flag.DurationVar(&cfg.profile, "profile", 10*time.Second, "length of each leader CPU profile at the last edge count (0: none)")
 	flag.StringVar(&edgeFlags, "edge-flags", "--cache-size 16MiB --compress-workers -1", "extra server flags of every edge (space-separated): edges are kept light")
+	model := flag.Bool("model", false, "fit the model of docs/FANOUT.md to the result files named as arguments and print it; start nothing")
+	fanout := flag.Int("relay-fanout", 32, "with -model: edges one relay feeds, for the relay design's predictions")
 	flag.Parse()
+	if *model {
+		if err := runModel(flag.Args(), *fanout); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
 	for _, s := range strings.Split(edges, ",") {
 		e, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || e < 1 || (len(cfg.edges) > 0 && e <= cfg.edges[len(cfg.edges)-1]) {

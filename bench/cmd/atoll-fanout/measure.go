@@ -34,16 +34,21 @@ type step struct {
 	// Leader CPU and bytes written over the publish run, per publish:
 	// the idle rate is included (a publish replaces some of the idle
 	// AppendEntries, so subtracting it would be wrong).
-	PublishCPUms float64   `json:"publish_cpu_ms"`
-	PublishBytes float64   `json:"publish_bytes"`
-	BusyCPU      float64   `json:"publish_run_cpu_s_per_s"` // leader CPU seconds per second over the publish run
-	PublishesPS  float64   `json:"publishes_per_s"`         // achieved rate during the publish run
-	VisibleP50ms float64   `json:"visible_p50_ms"`          // publish visible on every node
-	VisibleP99ms float64   `json:"visible_p99_ms"`          //
-	VisibleMaxms float64   `json:"visible_max_ms"`          //
-	PollEveryMs  float64   `json:"poll_every_ms"`           // each node's edge polled this often
-	VisibleMs    []float64 `json:"visible_ms"`              //
-	Profiles     []string  `json:"profiles,omitempty"`
+	PublishCPUms float64 `json:"publish_cpu_ms"`
+	PublishBytes float64 `json:"publish_bytes"`
+	BusyCPU      float64 `json:"publish_run_cpu_s_per_s"` // leader CPU seconds per second over the publish run
+	// Publishes sent back to back, nobody polling: the leader's CPU and
+	// bytes written per publish above its idle rate.
+	MarginalCPUms float64   `json:"marginal_publish_cpu_ms"`
+	MarginalBytes float64   `json:"marginal_publish_bytes"`
+	BurstPerS     float64   `json:"burst_publishes_per_s"`
+	PublishesPS   float64   `json:"publishes_per_s"` // achieved rate during the publish run
+	VisibleP50ms  float64   `json:"visible_p50_ms"`  // publish visible on every node
+	VisibleP99ms  float64   `json:"visible_p99_ms"`  //
+	VisibleMaxms  float64   `json:"visible_max_ms"`  //
+	PollEveryMs   float64   `json:"poll_every_ms"`   // each node's edge polled this often
+	VisibleMs     []float64 `json:"visible_ms"`      //
+	Profiles      []string  `json:"profiles,omitempty"`
 }
 
 // probe is site "prop" with two deploys, A and B, whose /probe.txt differ:
@@ -127,14 +132,17 @@ func measure(ctx context.Context, cfg config, c *cluster, p *probe, edges int, p
 	st.PublishBytes = float64(writeBytes(pid)-w0) / n
 	st.PublishesPS = n / el
 	wg.Wait()
+	if err := p.burst(ctx, cfg, c, &st); err != nil {
+		return st, err
+	}
 	for _, f := range []string{idleProf, pubProf} {
 		if f != "" {
 			st.Profiles = append(st.Profiles, f)
 		}
 	}
-	log.Printf("%d edges: leader idle %.3f CPU s/s (edges together %.3f, other cores %.3f), %.0f B/s written, RSS %.1f MiB, %d goroutines; publish run %.3f CPU s/s, %.2f ms CPU and %.0f B per publish; visible on all %d nodes p50 %.1f ms, p99 %.1f ms",
+	log.Printf("%d edges: leader idle %.3f CPU s/s (edges together %.3f, other cores %.3f), %.0f B/s written, RSS %.1f MiB, %d goroutines; publish run %.3f CPU s/s, %.2f ms CPU and %.0f B per publish; back to back %.1f/s, %.2f ms CPU and %.0f B per publish above idle; visible on all %d nodes p50 %.1f ms, p99 %.1f ms",
 		edges, st.IdleCPU, st.EdgesIdleCPU, st.FollowersIdleCPU, st.IdleBytesPS, float64(st.RSSBytes)/(1<<20), st.Goroutines,
-		st.BusyCPU, st.PublishCPUms, st.PublishBytes, st.Nodes, st.VisibleP50ms, st.VisibleP99ms)
+		st.BusyCPU, st.PublishCPUms, st.PublishBytes, st.BurstPerS, st.MarginalCPUms, st.MarginalBytes, st.Nodes, st.VisibleP50ms, st.VisibleP99ms)
 	return st, nil
 }
 
@@ -179,6 +187,26 @@ func (p *probe) run(ctx context.Context, cfg config, c *cluster, st *step) error
 	st.VisibleP50ms = percentile(st.VisibleMs, 50)
 	st.VisibleP99ms = percentile(st.VisibleMs, 99)
 	st.VisibleMaxms = slices.Max(st.VisibleMs)
+	return nil
+}
+
+// burst sends cfg.publishes publishes back to back, A and B alternately,
+// nobody polling the nodes, and records the leader's CPU and bytes written
+// per publish above the idle rate.
+func (p *probe) burst(ctx context.Context, cfg config, c *cluster, st *step) error {
+	pid := c.leader.Pid()
+	cpu0, w0, t0 := cpuSeconds(pid), writeBytes(pid), time.Now()
+	for i := range cfg.publishes {
+		v := []string{"B", "A"}[i%2]
+		if err := c.leader.Call(ctx, "POST", "/v1/deploys/"+p.ids[v]+"/publish?rollback=true", nil, nil); err != nil {
+			return fmt.Errorf("publish: %w", err)
+		}
+	}
+	el := time.Since(t0).Seconds()
+	n := float64(cfg.publishes)
+	st.MarginalCPUms = ((cpuSeconds(pid) - cpu0) - st.IdleCPU*el) / n * 1000
+	st.MarginalBytes = (float64(writeBytes(pid)-w0) - st.IdleBytesPS*el) / n
+	st.BurstPerS = n / el
 	return nil
 }
 
@@ -303,12 +331,12 @@ func percentile(v []float64, p float64) float64 {
 func table(r result) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nload average %s at start, %s at end; %d cores\n\n", r.Load, r.LoadEnd, r.Cores)
-	b.WriteString("| edges | nodes | visible p50 ms | p99 ms | max ms | leader idle CPU ms/s | all edges idle CPU ms/s | leader idle KiB/s written | leader CPU ms/s, publishing | CPU ms / publish | KiB / publish | RSS MiB | goroutines |\n")
-	b.WriteString("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	b.WriteString("| edges | nodes | visible p50 ms | p99 ms | max ms | leader idle CPU ms/s | all edges idle CPU ms/s | leader idle KiB/s written | leader CPU ms/s, publishing | CPU ms / publish | KiB / publish | back to back: publishes/s | CPU ms / publish above idle | KiB / publish above idle | RSS MiB | goroutines |\n")
+	b.WriteString("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, s := range r.Steps {
-		fmt.Fprintf(&b, "| %d | %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.2f | %.1f | %.1f | %d |\n",
+		fmt.Fprintf(&b, "| %d | %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.2f | %.1f | %.1f | %.2f | %.1f | %.1f | %d |\n",
 			s.Edges, s.Nodes, s.VisibleP50ms, s.VisibleP99ms, s.VisibleMaxms, s.IdleCPU*1000, s.EdgesIdleCPU*1000, s.IdleBytesPS/1024,
-			s.BusyCPU*1000, s.PublishCPUms, s.PublishBytes/1024, float64(s.RSSBytes)/(1<<20), s.Goroutines)
+			s.BusyCPU*1000, s.PublishCPUms, s.PublishBytes/1024, s.BurstPerS, s.MarginalCPUms, s.MarginalBytes/1024, float64(s.RSSBytes)/(1<<20), s.Goroutines)
 	}
 	return b.String()
 }
