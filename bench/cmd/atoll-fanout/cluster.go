@@ -160,3 +160,19 @@ func (c *cluster) cpuByRole() (cores, edges float64) {
 	}
 	return cores, edges
 }
+
+// findLeader points c.leader at the node that leads now (a loaded machine
+// can make the bootstrap node lose its leadership) and returns its id.
+func (c *cluster) findLeader(ctx context.Context) (string, error) {
+	var st atoll.Status
+	if err := c.nodes[0].Call(ctx, "GET", "/v1/status", nil, &st); err != nil {
+		return "", err
+	}
+	for _, n := range c.nodes {
+		if n.ID == st.LeaderID {
+			c.leader = n
+			return n.ID, nil
+		}
+	}
+	return "", fmt.Errorf("no node of this cluster leads (leader %q)", st.LeaderID)
+}

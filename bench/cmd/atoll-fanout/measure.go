@@ -22,6 +22,10 @@ import (
 type step struct {
 	Edges int `json:"edges"`
 	Nodes int `json:"nodes"`
+	// Leader is the node measured; LeaderLost says when another node led
+	// at the end of the step (an election: the figures are not the leader's).
+	Leader     string `json:"leader"`
+	LeaderLost string `json:"leader_lost,omitempty"`
 	// Leader, idle: CPU seconds per second, bytes written per second.
 	IdleCPU float64 `json:"idle_cpu_s_per_s"`
 	// Every edge together and the two other cores together, idle: CPU
@@ -96,10 +100,21 @@ func cliRun(ctx context.Context, n *atolltest.Node, args ...string) (string, err
 
 // measure takes one step's figures; with profile it also saves the
 // leader's CPU profiles, idle and under publishes.
-func measure(ctx context.Context, cfg config, c *cluster, p *probe, edges int, profile bool) (step, error) {
-	st := step{Edges: edges, Nodes: len(c.nodes)}
-	pid := c.leader.Pid()
+func measure(ctx context.Context, cfg config, c *cluster, p *probe, edges int, profile bool) (st step, err error) {
+	st = step{Edges: edges, Nodes: len(c.nodes)}
 	time.Sleep(3 * time.Second) // joins settle: the last PutNode, the prefetch of the live deploy
+	if st.Leader, err = c.findLeader(ctx); err != nil {
+		return st, err
+	}
+	pid := c.leader.Pid()
+	defer func() {
+		// A figure of a node that stopped leading midway is not the
+		// leader's: say so.
+		if now, err := c.findLeader(ctx); err != nil || now != st.Leader {
+			st.LeaderLost = fmt.Sprintf("%s led at the start, %s at the end (%v)", st.Leader, now, err)
+			log.Printf("%d edges: the leader changed during the step: %s", edges, st.LeaderLost)
+		}
+	}()
 	cpu0, w0, t0 := cpuSeconds(pid), writeBytes(pid), time.Now()
 	cores0, edges0 := c.cpuByRole()
 	var idleProf string

@@ -43,7 +43,8 @@ type point struct {
 // followers is how many nodes the leader feeds with edges edges.
 func followers(edges int) float64 { return float64(2 + edges) }
 
-// fitModel averages the steps of runs by edge count and fits the lines.
+// fitModel averages the steps of runs by edge count and fits the lines,
+// leaving out the steps during which the leader changed.
 func fitModel(runs []result) (model, error) {
 	m := model{Runs: len(runs)}
 	byEdges := map[int][]step{}
@@ -51,6 +52,9 @@ func fitModel(runs []result) (model, error) {
 	for _, r := range runs {
 		m.Cores = r.Cores
 		for _, s := range r.Steps {
+			if s.LeaderLost != "" {
+				continue // another node led by the end: not the leader's figures
+			}
 			if _, ok := byEdges[s.Edges]; !ok {
 				order = append(order, s.Edges)
 			}

@@ -64,6 +64,22 @@ func TestFitModelRecoversTheLines(t *testing.T) {
 	}
 }
 
+func TestFitModelSkipsStepsWithAnElection(t *testing.T) {
+	r := syntheticRun(1, 10, 30)
+	r.Steps[2].IdleCPU = 0.001 // a follower's figures, after an election
+	r.Steps[2].LeaderLost = "core1 led at the start, core2 at the end"
+	m, err := fitModel([]result{r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(m.Points); got != 2 {
+		t.Errorf("%d points, want 2", got)
+	}
+	if !near(m.IdlePerFollower, 0.004) {
+		t.Errorf("idle per follower = %g, want 0.004 (the step with an election left out)", m.IdlePerFollower)
+	}
+}
+
 func TestFitModelNeedsTwoEdgeCounts(t *testing.T) {
 	if _, err := fitModel([]result{syntheticRun(10), syntheticRun(10)}); err == nil {
 		t.Fatal("fitModel with one edge count: no error")
