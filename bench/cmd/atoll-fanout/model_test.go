@@ -29,13 +29,14 @@ func TestFitLine(t *testing.T) {
 	}
 }
 
-// run makes a result whose leader idle CPU is 0.05 + 0.004 F s/s, CPU per
-// publish 2 + 0.03 F ms and visible p50 10 + 2 F ms, F = 2 + edges.
+// syntheticRun makes a result whose leader idle CPU is 0.05 + 0.004 F s/s,
+// CPU per publish 2 + 0.004/140 F s (one idle RPC per follower) and
+// visible p50 10 + 2 F ms, F = 2 + edges.
 func syntheticRun(edges ...int) result {
 	r := result{Cores: 2}
 	for _, e := range edges {
 		f := followers(e)
-		r.Steps = append(r.Steps, step{Edges: e, IdleCPU: 0.05 + 0.004*f, MarginalCPUms: 2 + 0.03*f,
+		r.Steps = append(r.Steps, step{Edges: e, IdleCPU: 0.05 + 0.004*f, MarginalCPUms: 2 + 4/idleRPCsPerFollower*f,
 			IdleBytesPS: 1000 + 100*f, VisibleP50ms: 10 + 2*f, VisibleP99ms: 20 + 4*f, EdgesIdleCPU: 0.02 * float64(e)})
 	}
 	return r
@@ -51,7 +52,7 @@ func TestFitModelRecoversTheLines(t *testing.T) {
 		got, want float64
 	}{
 		{"idle base", m.IdleBase, 0.05}, {"idle per follower", m.IdlePerFollower, 0.004},
-		{"publish base", m.PubBase, 2}, {"publish per follower", m.PubPerFollower, 0.03},
+		{"publish base", m.PubBase, 2}, {"publish per follower", m.PubPerFollower, 4 / idleRPCsPerFollower},
 		{"p50 base", m.LatBase, 10}, {"p50 per follower", m.LatPerFollower, 2},
 		{"edge idle", m.EdgeIdleCPU, 0.02},
 	} {
@@ -60,7 +61,15 @@ func TestFitModelRecoversTheLines(t *testing.T) {
 		}
 	}
 	if got := len(m.Points); got != 4 {
-		t.Errorf("%d points, want 4 (two runs averaged per edge count)", got)
+		t.Fatalf("%d points, want 4 (two runs averaged per edge count)", got)
+	}
+	// At 30 edges the cluster uses 0.178 + 30 x 0.02 = 0.778 CPU s/s of 2
+	// cores, above a quarter: saturated, left out of the fit, as 50 edges
+	// (the lines still come out exact from the other two).
+	for i, want := range []bool{false, false, true, true} {
+		if got := m.Points[i].Saturated; got != want {
+			t.Errorf("point %d edges: saturated = %v, want %v", m.Points[i].Edges, got, want)
+		}
 	}
 }
 
