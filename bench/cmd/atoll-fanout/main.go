@@ -58,7 +58,7 @@ func main() {
 	flag.StringVar(&cfg.workDir, "work", "", "folder for data dirs and logs (default: a new temp folder)")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the work folder")
 	flag.StringVar(&edges, "edges", "1,10,30,50", "edge counts measured, ascending (the cluster grows from one to the next)")
-	flag.IntVar(&cfg.publishes, "publishes", 100, "publishes timed at each edge count")
+	flag.IntVar(&cfg.publishes, "publishes", 60, "publishes timed at each edge count")
 	flag.DurationVar(&cfg.idle, "idle", 15*time.Second, "idle window over which the leader's CPU and bytes are read at each edge count")
 	flag.DurationVar(&cfg.profile, "profile", 10*time.Second, "length of each leader CPU profile at the last edge count (0: none)")
 	flag.StringVar(&edgeFlags, "edge-flags", "--cache-size 16MiB --compress-workers -1", "extra server flags of every edge (space-separated): edges are kept light")
