@@ -518,6 +518,7 @@ func (s *Store) deleteLocked(hash string, synced bool) error {
 	s.acct.removed(hash)
 	if err := os.Remove(base + pendingExt); err == nil {
 		removed = true
+		s.comp.settle(hash) // no longer waiting or queued for its variants
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("delete blob %s pending marker: %w", hash, err)
 	}

@@ -22,11 +22,14 @@ import (
 // whichever node the CLI uploads to, and it is the node fetches ask first
 // (placement.Sources), so cache copies fetched once the variants exist get
 // them with the transfer. It then sends the variants it made
-// (peer.PushVariants) to the blob's other owners, which hold the blob
-// pending and wait for them up to Config.VariantsWait before compressing
-// it themselves: the compressing owner may be down or slow, and nothing
-// stays uncompressed for longer than that (visitors get gzip made per
-// request meanwhile, serve/onthefly.go).
+// (peer.PushVariants) to the blob's other owners and to every edge (an
+// edge prefetches each published deploy, so it holds the blob already or
+// soon), which hold the blob pending and wait for them up to
+// Config.VariantsWait before compressing it themselves: the compressing
+// owner may be down or slow, and nothing stays uncompressed for longer
+// than that (visitors get gzip made per request meanwhile,
+// serve/onthefly.go). A core that caches a blob it does not own is sent
+// nothing and compresses its copy at once: it serves visitors too.
 //
 // It is used from feature level LevelDeployBase: every node of such a
 // cluster knows the variants call. Below it (a rolling upgrade), every
@@ -74,15 +77,15 @@ func (n *Node) variantsOnce() bool {
 }
 
 // variantsWait is the blob store's VariantsWait: an owner that does not
-// compress a blob waits Config.VariantsWait for its variants. The
-// compressing owner, and a node that does not own the blob (its copy is a
-// cache, which no owner sends variants to), compress it at once.
+// compress a blob, and an edge, wait Config.VariantsWait for its
+// variants. The compressing owner, and a core that does not own the blob,
+// compress it at once.
 func (n *Node) variantsWait(hash string) time.Duration {
 	if !n.variantsOnce() {
 		return 0
 	}
 	p := n.placement()
-	if !p.Owns(n.cfg.ID, hash) {
+	if n.cfg.Role != atoll.RoleEdge && !p.Owns(n.cfg.ID, hash) {
 		return 0
 	}
 	if c, ok := compressingOwner(p, hash, n.peerDown); !ok || c.ID == n.cfg.ID {
@@ -91,11 +94,29 @@ func (n *Node) variantsWait(hash string) time.Duration {
 	return n.cfg.VariantsWait
 }
 
+// variantsTargets returns the nodes the compressing owner of hash sends
+// its variants to: the other owners, and every active edge.
+func (n *Node) variantsTargets(p *placement.View, hash string) []atoll.Node {
+	var out []atoll.Node
+	for _, o := range p.Owners(hash) {
+		if o.ID != n.cfg.ID {
+			out = append(out, o)
+		}
+	}
+	for _, nd := range p.All() {
+		if nd.Role == atoll.RoleEdge && nd.State == atoll.NodeActive && nd.ID != n.cfg.ID {
+			out = append(out, nd)
+		}
+	}
+	return out
+}
+
 // shipVariants sends the variants this node made of a blob it compresses
-// for the cluster to the blob's other owners, in the background. An owner
-// that lacks the blob gets all of it (peer.Push, with the variants); one
-// that refuses or does not answer compresses its own copy when its wait
-// ends.
+// for the cluster to the blob's other owners and the edges, in the
+// background. An owner that lacks the blob gets all of it (peer.Push, with
+// the variants); an edge that lacks it gets nothing (it fetches the blob,
+// with them, if it needs it). One that refuses or does not answer
+// compresses its own copy when its wait ends.
 func (n *Node) shipVariants(hash string) {
 	if !n.variantsOnce() || n.ctx.Err() != nil {
 		return
@@ -104,10 +125,7 @@ func (n *Node) shipVariants(hash string) {
 	if c, ok := compressingOwner(p, hash, n.peerDown); !ok || c.ID != n.cfg.ID {
 		return
 	}
-	for _, o := range p.Owners(hash) {
-		if o.ID == n.cfg.ID {
-			continue
-		}
+	for _, o := range n.variantsTargets(p, hash) {
 		n.wg.Go(func() {
 			select {
 			case n.variants.slots <- struct{}{}:
@@ -117,28 +135,33 @@ func (n *Node) shipVariants(hash string) {
 			defer func() { <-n.variants.slots }()
 			ctx, cancel := context.WithTimeout(n.ctx, 2*time.Minute)
 			defer cancel()
-			if err := n.pushVariants(ctx, o, hash); err != nil {
+			edge := o.Role == atoll.RoleEdge
+			err := n.pushVariants(ctx, o, hash, !edge)
+			switch {
+			case err == nil:
+				n.variants.sent.Add(1)
+			case edge && errors.Is(err, blobstore.ErrNotFound):
+				// Not cached there: nothing to do.
+			default:
 				n.variants.failed.Add(1)
 				if !errors.Is(err, peer.ErrDown) {
-					n.log.Warn("send compressed variants to an owner (it compresses its own copy)", "blob", hash, "node", o.ID, "err", err)
+					n.log.Warn("send compressed variants to a holder (it compresses its own copy)", "blob", hash, "node", o.ID, "err", err)
 				}
-				return
 			}
-			n.variants.sent.Add(1)
 		})
 	}
 }
 
-// pushVariants sends the variants of hash to owner o, or the whole blob
-// when o does not hold it (a push still in flight, or lost). The whole
-// blob may meet there a bare copy that arrived meanwhile, which keeps it
-// and waits for variants: so they are sent once more (a no-op for a copy
-// that took them with the blob).
-func (n *Node) pushVariants(ctx context.Context, o atoll.Node, hash string) error {
+// pushVariants sends the variants of hash to node o or, when o does not
+// hold the blob and whole is set (an owner's push still in flight, or
+// lost), the whole blob. The whole blob may meet there a bare copy that
+// arrived meanwhile, which keeps it and waits for variants: so they are
+// sent once more (a no-op for a copy that took them with the blob).
+func (n *Node) pushVariants(ctx context.Context, o atoll.Node, hash string, whole bool) error {
 	url := n.peerURL(o.APIAddr)
 	err := n.peer.PushVariants(ctx, n.blobs, url, hash)
 	var pe *peer.Error
-	if !errors.As(err, &pe) || !errors.Is(err, blobstore.ErrNotFound) {
+	if !whole || !errors.As(err, &pe) || !errors.Is(err, blobstore.ErrNotFound) {
 		return err
 	}
 	if err := n.peer.Push(ctx, n.blobs, url, hash); err != nil {

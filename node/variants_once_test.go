@@ -76,17 +76,33 @@ func variantBytes(t *testing.T, m *nodetest.Member, hash string) map[string][]by
 // deploy is compressed by one node, its first owner, and the two others
 // receive its variants: every owner ends with the same variant bytes, each
 // node compressed exactly the blobs it ranks first for, and none
-// compressed a blob it was sent.
+// compressed a blob it was sent. The edge, which prefetches the published
+// deploy, gets the variants too (sent, or with the blob once they exist)
+// rather than compressing its copies; one it fetched bare just as they
+// were sent waits its VariantsWait (5 s here) and compresses itself.
 func TestVariantsMadeOncePerCluster(t *testing.T) {
-	c := nodetest.New(t, 3, 0)
+	c := nodetest.New(t, 3, 1, func(cfg *node.Config) {
+		if cfg.Role == atoll.RoleEdge {
+			cfg.VariantsWait = 5 * time.Second
+		}
+	})
 	c.Eventually(30*time.Second, "the cluster at feature level 3", func() bool {
 		return c.Leader().Node.Store().FeatureLevel() >= atoll.LevelDeployBase
 	})
 	const files = 12
 	hashes := deployTextFiles(t, c, c.Members[1], "once", files)
-	waitAllCompressed(t, c)
 
 	firstFor := map[string]int64{}
+	edge := c.Members[3]
+	c.Eventually(30*time.Second, "the edge holding the deploy", func() bool {
+		for _, h := range hashes {
+			if !edge.Node.LocalBlobs().Has(h) {
+				return false
+			}
+		}
+		return true
+	})
+	waitAllCompressed(t, c)
 	for _, h := range hashes {
 		firstFor[c.Members[0].Node.Owners(h)[0]]++
 		want := variantBytes(t, c.Members[0], h)
@@ -99,8 +115,13 @@ func TestVariantsMadeOncePerCluster(t *testing.T) {
 			}
 		}
 	}
+	if st := edge.Node.LocalBlobs().CompressStats(); st.Compressed >= files {
+		t.Errorf("the edge compressed %d of the %d blobs itself (received %d), want most sent", st.Compressed, files, st.Accepted)
+	} else {
+		t.Logf("edge: compressed %d, received %d", st.Compressed, st.Accepted)
+	}
 	var compressed, received int64
-	for _, m := range c.Members {
+	for _, m := range c.Members[:3] {
 		st := m.Node.LocalBlobs().CompressStats()
 		if st.Compressed != firstFor[m.Cfg.ID] {
 			t.Errorf("%s compressed %d blobs, want %d (those it is the first owner of)", m.Cfg.ID, st.Compressed, firstFor[m.Cfg.ID])
