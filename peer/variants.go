@@ -2,9 +2,7 @@ package peer
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -55,49 +53,8 @@ var (
 // no variants to send, and is an *Error when the peer refuses them
 // (matching blobstore.ErrNotFound when it does not hold the blob).
 func (c *Client) PushVariants(ctx context.Context, store VariantsExporter, baseURL, hash string) error {
-	header, body, length, err := store.ExportVariants(hash)
-	if err != nil {
-		return fmt.Errorf("push variants: %w", err)
-	}
-	hdr, err := blobstore.ParseBlobHeader(header)
-	if err != nil {
-		body.Close()
-		return fmt.Errorf("push variants of blob %s: %w", hash, err)
-	}
 	url := endpoint(baseURL, strings.Replace(VariantsPath, "{hash}", hash, 1))
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, url, body)
-	if err != nil {
-		body.Close()
-		return fmt.Errorf("push variants of blob %s: %w", hash, err)
-	}
-	req.ContentLength = length
-	req.Header.Set(HeaderBlob, header)
-	req.Header.Set("Content-Type", "application/octet-stream")
-	// Lets the transport resend on a kept-alive connection the peer closed.
-	req.GetBody = func() (io.ReadCloser, error) {
-		h, b, _, err := store.ExportVariants(hash)
-		if err != nil {
-			return nil, err
-		}
-		if h != header {
-			b.Close()
-			return nil, errors.New("variants changed on disk")
-		}
-		return b, nil
-	}
-	resp, err := c.do(c.blobs(), req)
-	if err != nil {
-		return fmt.Errorf("push variants of blob %s to %s: %w", hash, baseURL, err)
-	}
-	defer drainClose(resp.Body)
-	var out PushResponse
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&out); err != nil {
-		return fmt.Errorf("push variants of blob %s to %s: read answer: %w", hash, baseURL, err)
-	}
-	if out.Hash != hash || out.Size != hdr.Size {
-		return fmt.Errorf("push variants of blob %s to %s: peer answered %q of %d bytes, want %d bytes", hash, baseURL, out.Hash, out.Size, hdr.Size)
-	}
-	return nil
+	return c.putTransfer(ctx, url, hash, "push variants of blob", store.ExportVariants)
 }
 
 // PutVariantsHandler serves PUT VariantsPath: it stores the variants a
