@@ -182,11 +182,6 @@ func identityAnswers(ctx context.Context, nodes []*atolltest.Node, s *site, samp
 	step := max(1, len(s.text)/sample)
 	for _, n := range nodes {
 		before := identity
-		defer func() {
-			if err == nil && identity > before {
-				log.Printf("uncompressed answers: %d from %s", identity-before, n.ID)
-			}
-		}()
 		for i := 0; i < len(s.text) && i/step < sample; i += step {
 			req, err := http.NewRequestWithContext(ctx, "GET", "http://"+n.HTTPAddr+s.text[i], nil)
 			if err != nil {
@@ -207,6 +202,9 @@ func identityAnswers(ctx context.Context, nodes []*atolltest.Node, s *site, samp
 			if resp.Header.Get("Content-Encoding") == "" {
 				identity++
 			}
+		}
+		if identity > before {
+			log.Printf("uncompressed answers: %d from %s", identity-before, n.ID)
 		}
 	}
 	return answers, identity, nil
