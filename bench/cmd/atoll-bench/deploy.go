@@ -116,6 +116,7 @@ func benchDeploy(ctx context.Context, cfg config, n *atolltest.Node, all []*atol
 	}
 	r.VariantsSeconds = time.Since(published).Seconds()
 	r.CPUSeconds = cpuSeconds(all) - cpu0
+	logCompressCounters(ctx, all)
 	log.Printf("deploy (R=%d): compressed variants made on every node %.2fs after the deploy; the nodes used %.1f CPU-s for the deploy and compression",
 		replicas, r.VariantsSeconds, r.CPUSeconds)
 
@@ -208,6 +209,25 @@ func identityAnswers(ctx context.Context, nodes []*atolltest.Node, s *site, samp
 		}
 	}
 	return answers, identity, nil
+}
+
+// logCompressCounters logs who compressed the blobs: each node's
+// compressed, variants_received and variants_sent counters (GET
+// /v1/status; absent from binaries that compress every copy).
+func logCompressCounters(ctx context.Context, nodes []*atolltest.Node) {
+	var parts []string
+	for _, n := range nodes {
+		var st struct {
+			Compressed       int64 `json:"compressed"`
+			VariantsReceived int64 `json:"variants_received"`
+			VariantsSent     int64 `json:"variants_sent"`
+		}
+		if err := n.Call(ctx, "GET", "/v1/status", nil, &st); err != nil {
+			return
+		}
+		parts = append(parts, fmt.Sprintf("%s compressed %d, received %d, sent %d", n.ID, st.Compressed, st.VariantsReceived, st.VariantsSent))
+	}
+	log.Printf("compression counters: %s", strings.Join(parts, "; "))
 }
 
 // cpuSeconds sums the user and system CPU time of the nodes' processes
