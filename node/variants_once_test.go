@@ -94,9 +94,12 @@ func TestVariantsMadeOncePerCluster(t *testing.T) {
 
 	firstFor := map[string]int64{}
 	edge := c.Members[3]
-	c.Eventually(30*time.Second, "the edge holding the deploy", func() bool {
-		for _, h := range hashes {
+	// The edge prefetches the deploy; a prefetch that failed (a fetch
+	// timeout on a loaded machine) is completed by a visitor's request.
+	c.Eventually(time.Minute, "the edge holding the deploy", func() bool {
+		for i, h := range hashes {
 			if !edge.Node.LocalBlobs().Has(h) {
+				get(edge.Node.EdgeURL(), "once", fmt.Sprintf("/p%d.html", i))
 				return false
 			}
 		}
