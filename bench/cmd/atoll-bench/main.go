@@ -51,9 +51,11 @@ type config struct {
 	coldFiles  int // files requested cold on the edge
 	seed       uint64
 	baseline   string // binary the metrics section compares with
+	// redeployBaseline is the binary the redeploy section compares with.
+	redeployBaseline string
 }
 
-var allSections = []string{"disk", "deploy", "serve", "rules", "meta", "cluster", "metrics"}
+var allSections = []string{"disk", "deploy", "serve", "rules", "meta", "cluster", "metrics", "redeploy"}
 
 func main() {
 	log.SetFlags(log.Ltime)
@@ -74,6 +76,7 @@ func main() {
 	flag.IntVar(&cfg.metaFiles, "meta-files", 0, "manifest entries of the metadata-scale deploy (default 1000000, quick 200000)")
 	flag.Uint64Var(&cfg.seed, "seed", 1, "seed of the synthetic site")
 	flag.StringVar(&cfg.baseline, "baseline", "", "an atoll binary built without metrics, for the metrics section (default: that section is skipped)")
+	flag.StringVar(&cfg.redeployBaseline, "redeploy-baseline", "", "an atoll binary to compare one-file redeploys at R=3 with, cluster against cluster (default: the redeploy section is skipped)")
 	flag.Parse()
 
 	cfg.sections = strings.Split(sections, ",")
@@ -209,6 +212,14 @@ func run(ctx context.Context, cfg config) (err error) {
 			return err
 		} else if skipped != "" {
 			res.Metrics = &pairResult{Note: "skipped: " + skipped}
+		}
+	}
+	if cfg.has("redeploy") {
+		res.Redeploy, err = benchRedeploy(ctx, cfg, site)
+		if skipped, err := skippable("redeploy", err); err != nil {
+			return err
+		} else if skipped != "" {
+			res.Redeploy = &redeployResult{Skipped: skipped}
 		}
 	}
 	res.Elapsed = time.Since(start).Round(time.Second).String()

@@ -9,20 +9,21 @@ import (
 // results is everything one run measured; it is written as JSON and as a
 // markdown table.
 type results struct {
-	Started  time.Time      `json:"started"`
-	Elapsed  string         `json:"elapsed"`
-	Quick    bool           `json:"quick"`
-	Commit   string         `json:"commit"`
-	Machine  machine        `json:"machine"`
-	Params   params         `json:"params"`
-	Site     siteSummary    `json:"site"`
-	DiskMBps float64        `json:"disk_mb_s"`
-	Deploy   *deployResult  `json:"deploy,omitempty"`
-	Serve    *serveResult   `json:"serve,omitempty"`
-	Rules    *pairResult    `json:"rules,omitempty"`
-	Meta     *metaResult    `json:"meta,omitempty"`
-	Cluster  *clusterResult `json:"cluster,omitempty"`
-	Metrics  *pairResult    `json:"metrics,omitempty"`
+	Started  time.Time       `json:"started"`
+	Elapsed  string          `json:"elapsed"`
+	Quick    bool            `json:"quick"`
+	Commit   string          `json:"commit"`
+	Machine  machine         `json:"machine"`
+	Params   params          `json:"params"`
+	Site     siteSummary     `json:"site"`
+	DiskMBps float64         `json:"disk_mb_s"`
+	Deploy   *deployResult   `json:"deploy,omitempty"`
+	Serve    *serveResult    `json:"serve,omitempty"`
+	Rules    *pairResult     `json:"rules,omitempty"`
+	Meta     *metaResult     `json:"meta,omitempty"`
+	Cluster  *clusterResult  `json:"cluster,omitempty"`
+	Metrics  *pairResult     `json:"metrics,omitempty"`
+	Redeploy *redeployResult `json:"redeploy,omitempty"`
 }
 
 type params struct {
@@ -120,6 +121,16 @@ func (r *results) writeSections(b *strings.Builder) {
 		p("| ratio big/small, random paths (p50) | %.2fx |\n", m.RandomRatioP50)
 		p("| edge latency p50 / p99, one hot path, big / small | %s / %s vs %s / %s (%.2fx) |\n\n", us(m.BigHotP50), us(m.BigHotP99), us(m.SmallHotP50), us(m.SmallHotP99), m.HotRatioP50)
 	}
+	if d := r.Redeploy; d != nil {
+		p("### One-file redeploy at R=3, this binary against %s (alternating, cluster against cluster)\n\n", orNone(d.Baseline))
+		if d.Skipped != "" {
+			p("Skipped: %s.\n\n", d.Skipped)
+		} else {
+			p("| binary | median | max | runs |\n| --- | ---: | ---: | ---: |\n")
+			p("| this (%d files) | %.0f ms | %.0f ms | %d |\n", d.Files, d.AtollMed, d.AtollMax, len(d.AtollMs))
+			p("| baseline | %.0f ms | %.0f ms | %d |\n\n", d.BaseMed, d.BaseMax, len(d.BaselineMs))
+		}
+	}
 	if c := r.Cluster; c != nil {
 		p("### Cluster, 3 core + 1 edge on loopback\n\n")
 		if c.Skipped != "" {
@@ -214,4 +225,11 @@ func us(v float64) string {
 		return fmt.Sprintf("%.2f ms", v/1000)
 	}
 	return fmt.Sprintf("%.0f µs", v)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }
