@@ -125,6 +125,9 @@ func (s *indexSet) run() {
 
 // wait returns once no check is running (tests).
 func (s *indexSet) wait() {
+	if s == nil {
+		return
+	}
 	s.mu.Lock()
 	for s.running {
 		s.idle.Wait()
@@ -290,7 +293,7 @@ type indexStats struct {
 func newIndexStats() indexStats {
 	return indexStats{
 		descDeploys: prometheus.NewDesc("atoll_edge_index_deploys", "Large live deploys whose manifest the edge holds in memory (an index).", nil, nil),
-		descBytes:   prometheus.NewDesc("atoll_edge_index_bytes", "Memory held by the edge's deploy indexes (within serve.DefaultIndexBytes, 256 MiB).", nil, nil),
+		descBytes:   prometheus.NewDesc("atoll_edge_index_bytes", "Memory held by the edge's deploy indexes, within --edge-index-memory.", nil, nil),
 	}
 }
 
