@@ -107,6 +107,7 @@ func (n *Node) startEdge() error {
 	scfg.HTTPSPort = httpsPort
 	scfg.Stats = n.metrics.edge
 	scfg.IndexBytes = n.cfg.EdgeIndexMemory
+	scfg.IndexMinEntries = n.cfg.EdgeIndexMinEntries
 	if scfg.IndexBytes == 0 {
 		scfg.IndexBytes = -1 // none
 	}

@@ -71,6 +71,9 @@ type Config struct {
 	// EdgeIndexMemory bounds the memory of the edge's indexes of large
 	// live deploys (serve.Config.IndexBytes); 0 means none.
 	EdgeIndexMemory int64
+	// EdgeIndexMinEntries: a live deploy with more manifest entries than
+	// this gets an index (serve.Config.IndexMinEntries).
+	EdgeIndexMinEntries int
 	// RepairInterval is how often the repair pass runs besides on every
 	// membership change.
 	RepairInterval time.Duration
@@ -170,12 +173,13 @@ func DefaultConfig() Config {
 		Replicas: 3,
 		Version:  atoll.Release,
 
-		CacheSize:       1 << 30,
-		EdgeIndexMemory: serve.DefaultIndexBytes,
-		RepairInterval:  5 * time.Minute,
-		FetchTimeout:    3 * time.Second,
-		GCGrace:         time.Hour,
-		DeployExpiry:    time.Hour,
+		CacheSize:           1 << 30,
+		EdgeIndexMemory:     serve.DefaultIndexBytes,
+		EdgeIndexMinEntries: serve.IndexMinEntries,
+		RepairInterval:      5 * time.Minute,
+		FetchTimeout:        3 * time.Second,
+		GCGrace:             time.Hour,
+		DeployExpiry:        time.Hour,
 
 		ScrubRate:     32 << 20,
 		ScrubInterval: 24 * time.Hour,

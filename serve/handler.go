@@ -108,6 +108,9 @@ type Config struct {
 	// (index.go). 0 means DefaultIndexBytes; negative disables them. They
 	// need a Catalog that implements ChangeNotifier and ManifestScanner.
 	IndexBytes int64
+	// IndexMinEntries: a deploy with more manifest entries than this gets
+	// an index. 0 means IndexMinEntries.
+	IndexMinEntries int
 }
 
 // DefaultConfig returns the Config of a single local node: sites at

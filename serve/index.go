@@ -44,9 +44,10 @@ import (
 
 // Index bounds and defaults.
 const (
-	// IndexMinEntries: a deploy with more manifest entries than this gets
-	// an index (within Config.IndexBytes). Up to it, the path cache holds
-	// its whole working set.
+	// IndexMinEntries: by default (Config.IndexMinEntries), a deploy with
+	// more manifest entries than this gets an index (within
+	// Config.IndexBytes). Up to it, the path cache holds its whole working
+	// set.
 	IndexMinEntries = maxPaths
 	// DefaultIndexBytes is the memory for deploy indexes when
 	// Config.IndexBytes is 0: about 4M entries of 30-byte paths.

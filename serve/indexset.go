@@ -58,7 +58,11 @@ func newIndexes(cfg Config, cat Catalog, log *slog.Logger) *indexSet {
 	if budget == 0 {
 		budget = DefaultIndexBytes
 	}
-	return newIndexSet(cat, sc, budget, cfg.Stats, log)
+	s := newIndexSet(cat, sc, budget, cfg.Stats, log)
+	if cfg.IndexMinEntries > 0 {
+		s.min = cfg.IndexMinEntries
+	}
+	return s
 }
 
 func newIndexSet(cat Catalog, scan ManifestScanner, budget int64, stats *Stats, log *slog.Logger) *indexSet {
