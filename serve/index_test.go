@@ -305,3 +305,94 @@ func TestIndexBudget(t *testing.T) {
 }
 
 var _ ManifestScanner = (*raft.FSM)(nil)
+
+// TestReadMapAdmission checks that a full readMap admits one new key in
+// fullAdmit (keys asked for again get in), and stays within its limit.
+func TestReadMapAdmission(t *testing.T) {
+	const limit = 64
+	var m readMap[int]
+	for i := range limit {
+		m.put(fmt.Appendf(nil, "k%d", i), i, limit)
+	}
+	admitted := 0
+	for i := range 10 * fullAdmit {
+		key := fmt.Appendf(nil, "new%d", i)
+		if got := m.put(key, -i, limit); got != -i {
+			t.Fatalf("put returned %d, want the value given", got)
+		}
+		if _, ok := m.get(key); ok {
+			admitted++
+		}
+	}
+	if admitted != 10 {
+		t.Errorf("%d new keys admitted into a full map, want 10 (one in %d)", admitted, fullAdmit)
+	}
+	hot := []byte("hot")
+	for range fullAdmit {
+		m.put(hot, 1, limit)
+	}
+	if _, ok := m.get(hot); !ok {
+		t.Error("a key put fullAdmit times is not in the map")
+	}
+	m.mu.Lock()
+	n := len(m.dirty)
+	if m.dirty == nil {
+		n = len(*m.read.Load())
+	}
+	m.mu.Unlock()
+	if n > limit {
+		t.Errorf("%d keys, limit %d", n, limit)
+	}
+}
+
+// BenchmarkIndexRoute compares the route of a random path of a
+// 200,000-entry deploy from its index with findRoute's, which reads the
+// Catalog (bbolt): the lookup alone, without the rest of the request.
+//
+//	go test -run '^$' -bench IndexRoute -benchmem ./serve/
+func BenchmarkIndexRoute(b *testing.B) {
+	e := newRealEdge(b)
+	hash, err := e.fsm.File("dep1", "/1k.bin")
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := 200_000
+	paths := indexManifest(n)
+	files := make([]atoll.File, len(paths))
+	raws := make([][]byte, len(paths))
+	for i, p := range paths {
+		files[i], raws[i] = atoll.File{Path: p, Hash: hash}, []byte(p)
+	}
+	e.apply(b, raft.CreateDeploy{ID: "big1", Site: "bench", Files: len(files)})
+	for _, c := range raft.BatchFiles("big1", files) {
+		e.apply(b, c)
+	}
+	e.apply(b, raft.MarkReady{Deploy: "big1"})
+	ix, err := buildIndex(e.fsm, "big1", len(files))
+	if err != nil {
+		b.Fatal(err)
+	}
+	d, err := e.fsm.Deploy("big1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	tg := targetOf(d)
+	b.Run("index", func(b *testing.B) {
+		rng := rand.New(rand.NewPCG(1, 2))
+		b.ReportAllocs()
+		for b.Loop() {
+			if r := ix.route(raws[rng.IntN(len(raws))]); r.kind != routeFile {
+				b.Fatal("not found")
+			}
+		}
+	})
+	b.Run("catalog", func(b *testing.B) {
+		rng := rand.New(rand.NewPCG(1, 2))
+		b.ReportAllocs()
+		for b.Loop() {
+			if r, _, err := e.h.findRoute(tg, raws[rng.IntN(len(raws))]); err != nil || r.kind != routeFile {
+				b.Fatal("not found", err)
+			}
+		}
+	})
+}
