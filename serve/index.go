@@ -2,6 +2,7 @@ package serve
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -21,11 +22,13 @@ import (
 // lookups and a B+tree search over pages the rest of the state shares
 // (several microseconds, and more as the state grows). For such a deploy
 // the edge keeps, while it is a site's live deploy, a compact copy of its
-// manifest in memory (deployIndex): every path in one arena, the 32 raw
-// bytes of every content hash, and an open-addressing table keyed by a
-// hash of the path. A lookup takes no lock and allocates nothing; a route
-// is made (one allocation) the first time an entry is served and kept in a
-// small direct-mapped cache, so hot paths of a large deploy cost what they
+// manifest in memory (deployIndex): one arena of entries (the 32 raw bytes
+// of the content hash next to the path), and an open-addressing table of
+// arena offsets keyed by a hash of the path: about 34 bytes plus the path
+// plus 16 bytes of table per entry. A lookup takes no lock and allocates
+// nothing; a route is made (two small allocations: the route and its hex
+// hash) the first time an entry is served and kept in a direct-mapped
+// cache of indexRouteSlots, so hot paths of a large deploy cost what they
 // cost on a small one, and random ones cause no insertion churn in a
 // shared map.
 //
@@ -72,27 +75,36 @@ var errIndexTooBig = errors.New("manifest too big for an index")
 // deployIndex is the in-memory manifest of one complete deploy. It is
 // immutable once built, except for the route cache, whose slots are
 // atomic.
+//
+// A lookup that finds its path touches three places in memory, not one per
+// array: its slot in the table, its entry in the arena (hash and path side
+// by side), and its route slot.
 type deployIndex struct {
 	seed  maphash.Seed
-	arena []byte   // every path, in manifest order
-	ends  []uint32 // ends[i] is where path i ends in arena; it starts at ends[i-1] (0 for i = 0)
-	sums  []byte   // 32 bytes of content hash per entry
+	count int // entries
+	// arena holds the entries in manifest order, each the 32 raw bytes of
+	// the content hash, the path's length (2 bytes, little-endian) and the
+	// path.
+	arena []byte
 	// slots is the open-addressing table (linear probing, at most half
 	// full): 0 is empty, else the high 32 bits of the path's hash in the
-	// upper half and entry+1 in the lower.
+	// upper half and the entry's offset in arena plus 1 in the lower.
 	slots []uint64
 	mask  uint64
 
-	routes   []atomic.Pointer[pathRoute] // by entry & (len-1): the entry's file route
+	routes   []atomic.Pointer[pathRoute] // by table slot & (len-1): the entry's file route
 	notFound *pathRoute                  // shared miss route (never ruled: rules deploys get no index)
 	bytes    int64                       // memory held, for the budget
 }
+
+// entryHead is the size of an arena entry before its path.
+const entryHead = 32 + 2
 
 // indexBytesFor is the planned size of an index of n entries, before it is
 // built (paths of indexPathGuess bytes).
 func indexBytesFor(n int) int64 {
 	table := int64(tableSize(n)) * 8
-	return int64(n)*(32+4+indexPathGuess) + table + int64(min(routeSlots(n), indexRouteSlots))*8
+	return int64(n)*(entryHead+indexPathGuess) + table + int64(min(routeSlots(n), indexRouteSlots))*8
 }
 
 func tableSize(n int) int { return 1 << bits.Len(uint(2*n)) } // > 2n: at most half full
@@ -103,101 +115,82 @@ func routeSlots(n int) int { return 1 << bits.Len(uint(max(n-1, 1))) }
 func buildIndex(sc ManifestScanner, id string, n int) (*deployIndex, error) {
 	ix := &deployIndex{
 		seed:     maphash.MakeSeed(),
-		arena:    make([]byte, 0, n*indexPathGuess),
-		ends:     make([]uint32, 0, n),
-		sums:     make([]byte, 0, 32*n),
+		arena:    make([]byte, 0, n*(entryHead+indexPathGuess)),
 		notFound: &pathRoute{kind: routeNotFound},
 	}
 	err := sc.ScanManifest(id, func(path, sum []byte) error {
-		if len(sum) != 32 {
-			return fmt.Errorf("entry %q: hash of %d bytes", path, len(sum))
+		if len(sum) != 32 || len(path) > math.MaxUint16 {
+			return fmt.Errorf("entry %q: hash of %d bytes, path of %d", path, len(sum), len(path))
 		}
-		if len(ix.arena)+len(path) > math.MaxUint32 || len(ix.ends) == math.MaxUint32-1 {
+		if len(ix.arena)+entryHead+len(path) >= math.MaxUint32 {
 			return errIndexTooBig
 		}
+		ix.arena = append(ix.arena, sum...)
+		ix.arena = binary.LittleEndian.AppendUint16(ix.arena, uint16(len(path)))
 		ix.arena = append(ix.arena, path...)
-		ix.ends = append(ix.ends, uint32(len(ix.arena)))
-		ix.sums = append(ix.sums, sum...)
+		ix.count++
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	// Appends past the planned capacity leave slack: trim it.
-	ix.arena, ix.ends, ix.sums = clip(ix.arena), clip(ix.ends), clip(ix.sums)
-	count := len(ix.ends)
-	ix.slots = make([]uint64, tableSize(count))
+	if cap(ix.arena)-len(ix.arena) > len(ix.arena)/8 { // the guess was too high
+		ix.arena = slices.Clone(ix.arena)
+	}
+	ix.slots = make([]uint64, tableSize(ix.count))
 	ix.mask = uint64(len(ix.slots) - 1)
-	for e := range count {
-		h := maphash.Bytes(ix.seed, ix.path(e))
+	for off := 0; off < len(ix.arena); off += entryHead + int(binary.LittleEndian.Uint16(ix.arena[off+32:])) {
+		h := maphash.Bytes(ix.seed, ix.path(off))
 		i := h & ix.mask
 		for ix.slots[i] != 0 {
 			i = (i + 1) & ix.mask
 		}
-		ix.slots[i] = h>>32<<32 | uint64(e+1)
+		ix.slots[i] = h>>32<<32 | uint64(off+1)
 	}
-	ix.routes = make([]atomic.Pointer[pathRoute], min(routeSlots(count), indexRouteSlots))
-	ix.bytes = int64(cap(ix.arena) + 4*cap(ix.ends) + cap(ix.sums) + 8*len(ix.slots) + 8*len(ix.routes))
+	ix.routes = make([]atomic.Pointer[pathRoute], min(routeSlots(ix.count), indexRouteSlots))
+	ix.bytes = int64(cap(ix.arena) + 8*len(ix.slots) + 8*len(ix.routes))
 	return ix, nil
 }
 
-// clip returns s without spare capacity beyond an eighth of its length.
-func clip[E any](s []E) []E {
-	if cap(s)-len(s) > len(s)/8 {
-		return slices.Clone(s)
-	}
-	return s
+// path is the path of the entry at arena offset off.
+func (ix *deployIndex) path(off int) []byte {
+	n := int(binary.LittleEndian.Uint16(ix.arena[off+32:]))
+	return ix.arena[off+entryHead : off+entryHead+n]
 }
 
-func (ix *deployIndex) path(e int) []byte {
-	start := uint32(0)
-	if e > 0 {
-		start = ix.ends[e-1]
-	}
-	return ix.arena[start:ix.ends[e]]
-}
-
-// pathString is path e as a string sharing the arena, which is never
-// written once built.
-func (ix *deployIndex) pathString(e int) string {
-	p := ix.path(e)
-	if len(p) == 0 {
-		return ""
-	}
-	return unsafe.String(&p[0], len(p))
-}
-
-// find returns the entry of manifest path p.
-func (ix *deployIndex) find(p []byte) (int, bool) {
+// find returns the table slot and arena offset of manifest path p.
+func (ix *deployIndex) find(p []byte) (slot uint64, off int, ok bool) {
 	h := maphash.Bytes(ix.seed, p)
 	tag := h >> 32
 	for i := h & ix.mask; ; i = (i + 1) & ix.mask {
 		s := ix.slots[i]
 		if s == 0 {
-			return 0, false
+			return 0, 0, false
 		}
 		if s>>32 == tag {
-			if e := int(uint32(s)) - 1; bytes.Equal(ix.path(e), p) {
-				return e, true
+			if off := int(uint32(s)) - 1; bytes.Equal(ix.path(off), p) {
+				return i, off, true
 			}
 		}
 	}
 }
 
-// findWith returns the entry of manifest path p+suffix, joined in buf
-// (which must have room for both) so that nothing is allocated.
-func (ix *deployIndex) findWith(buf []byte, p []byte, suffix string) (int, bool) {
+// findWith finds manifest path p+suffix, joined in buf (which must have
+// room for both) so that nothing is allocated.
+func (ix *deployIndex) findWith(buf []byte, p []byte, suffix string) (slot uint64, off int, ok bool) {
 	return ix.find(append(append(buf[:0], p...), suffix...))
 }
 
-// fileRoute returns the route serving entry e.
-func (ix *deployIndex) fileRoute(e int) *pathRoute {
-	slot := &ix.routes[e&(len(ix.routes)-1)]
-	file := ix.pathString(e)
-	if r := slot.Load(); r != nil && len(r.file) == len(file) && unsafe.StringData(r.file) == unsafe.StringData(file) {
+// fileRoute returns the route serving the entry at table slot i and arena
+// offset off. Its file is a string sharing the arena, which is never
+// written once built.
+func (ix *deployIndex) fileRoute(i uint64, off int) *pathRoute {
+	slot := &ix.routes[i&uint64(len(ix.routes)-1)]
+	p := ix.path(off)
+	if r := slot.Load(); r != nil && len(r.file) == len(p) && unsafe.StringData(r.file) == &p[0] {
 		return r
 	}
-	r := fileRoute(file, hex.EncodeToString(ix.sums[32*e:32*e+32]))
+	r := fileRoute(unsafe.String(&p[0], len(p)), hex.EncodeToString(ix.arena[off:off+32]))
 	slot.Store(r)
 	return r
 }
@@ -217,18 +210,18 @@ func (ix *deployIndex) route(raw []byte) *pathRoute {
 	if p[len(p)-1] == '/' {
 		return ix.fileOrNotFound(buf[:], p, indexFile)
 	}
-	if e, ok := ix.find(p); ok {
-		return ix.fileRoute(e)
+	if i, off, ok := ix.find(p); ok {
+		return ix.fileRoute(i, off)
 	}
-	if _, ok := ix.findWith(buf[:], p, "/"+indexFile); ok {
+	if _, _, ok := ix.findWith(buf[:], p, "/"+indexFile); ok {
 		return &pathRoute{kind: routeRedirect, file: string(p)}
 	}
 	return ix.fileOrNotFound(buf[:], p, ".html")
 }
 
 func (ix *deployIndex) fileOrNotFound(buf, p []byte, suffix string) *pathRoute {
-	if e, ok := ix.findWith(buf, p, suffix); ok {
-		return ix.fileRoute(e)
+	if i, off, ok := ix.findWith(buf, p, suffix); ok {
+		return ix.fileRoute(i, off)
 	}
 	return ix.notFound
 }

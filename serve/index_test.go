@@ -130,7 +130,7 @@ func TestIndexMatchesCatalog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := len(ix.ends), len(ie.paths); got != want {
+	if got, want := ix.count, len(ie.paths); got != want {
 		t.Fatalf("index of %d entries, want %d", got, want)
 	}
 	d, err := ie.fsm.Deploy("big1")

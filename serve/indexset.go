@@ -253,7 +253,7 @@ func (s *indexSet) build(sl *indexSlot) {
 	}
 	sl.bytes = ix.bytes
 	sl.ix.Store(ix)
-	s.log.Info("deploy index built", "deploy", sl.id, "entries", len(ix.ends), "bytes", ix.bytes,
+	s.log.Info("deploy index built", "deploy", sl.id, "entries", ix.count, "bytes", ix.bytes,
 		"duration", time.Since(t0).Round(time.Millisecond))
 	// With its real size, the plan may pass over it or smaller ones.
 	var built []*indexSlot
