@@ -27,40 +27,45 @@ const scanChunk = 16 << 10
 func (f *FSM) ScanManifest(deployID string, fn func(path, sum []byte) error) error {
 	var after []byte // last path handed to fn
 	for {
-		n := 0
-		var found bool
-		err := f.view(func(tx *bolt.Tx) error {
-			m := tx.Bucket(bucketManifests).Bucket([]byte(deployID))
-			if m == nil {
-				return nil
-			}
-			found = true
-			c := m.Cursor()
-			var k, v []byte
-			if after == nil {
-				k, v = c.First()
-			} else if k, v = c.Seek(after); k != nil && bytes.Equal(k, after) {
-				k, v = c.Next()
-			}
-			for ; k != nil && n < scanChunk; k, v = c.Next() {
-				if err := fn(k, v); err != nil {
-					return err
-				}
-				n++
-				if n == scanChunk {
-					after = append(after[:0], k...)
-				}
-			}
-			return nil
+		n, err := f.manifestChunk(deployID, after, scanChunk, func(k, v []byte) error {
+			after = append(after[:0], k...)
+			return fn(k, v)
 		})
-		if err != nil {
+		if err != nil || n < scanChunk {
 			return err
 		}
-		if !found {
-			return fmt.Errorf("%w: deploy %q", atoll.ErrNotFound, deployID)
-		}
-		if n < scanChunk {
+	}
+}
+
+// manifestChunk calls fn, in one read transaction, for at most max entries
+// of a deploy's manifest in path order, from the first path after after
+// (from the start when after is nil). It returns how many it handed out,
+// or an error wrapping ErrNotFound if the deploy does not exist.
+func (f *FSM) manifestChunk(deployID string, after []byte, max int, fn func(path, sum []byte) error) (int, error) {
+	n, found := 0, false
+	err := f.view(func(tx *bolt.Tx) error {
+		m := tx.Bucket(bucketManifests).Bucket([]byte(deployID))
+		if m == nil {
 			return nil
 		}
+		found = true
+		c := m.Cursor()
+		var k, v []byte
+		if after == nil {
+			k, v = c.First()
+		} else if k, v = c.Seek(after); k != nil && bytes.Equal(k, after) {
+			k, v = c.Next()
+		}
+		for ; k != nil && n < max; k, v = c.Next() {
+			if err := fn(k, v); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	if err == nil && !found {
+		err = fmt.Errorf("%w: deploy %q", atoll.ErrNotFound, deployID)
 	}
+	return n, err
 }
