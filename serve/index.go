@@ -84,8 +84,11 @@ type deployIndex struct {
 	count int // entries
 	// arena holds the entries in manifest order, each the 32 raw bytes of
 	// the content hash, the path's length (2 bytes, little-endian) and the
-	// path.
-	arena []byte
+	// path, in blocks of blockSize (an entry never straddles two), so that
+	// building it never copies it nor reserves more than one block ahead.
+	// An entry's offset is its block's index << blockBits plus its place
+	// in the block.
+	arena [][]byte
 	// slots is the open-addressing table (linear probing, at most half
 	// full): 0 is empty, else the high 32 bits of the path's hash in the
 	// upper half and the entry's offset in arena plus 1 in the lower.
@@ -99,6 +102,13 @@ type deployIndex struct {
 
 // entryHead is the size of an arena entry before its path.
 const entryHead = 32 + 2
+
+// Arena blocks: offsets (plus 1) fit in 32 bits.
+const (
+	blockBits = 20
+	blockSize = 1 << blockBits
+	maxBlocks = 1<<(32-blockBits) - 1
+)
 
 // indexBytesFor is the planned size of an index of n entries, before it is
 // built (paths of indexPathGuess bytes).
@@ -115,47 +125,61 @@ func routeSlots(n int) int { return 1 << bits.Len(uint(max(n-1, 1))) }
 func buildIndex(sc ManifestScanner, id string, n int) (*deployIndex, error) {
 	ix := &deployIndex{
 		seed:     maphash.MakeSeed(),
-		arena:    make([]byte, 0, n*(entryHead+indexPathGuess)),
 		notFound: &pathRoute{kind: routeNotFound},
 	}
 	err := sc.ScanManifest(id, func(path, sum []byte) error {
 		if len(sum) != 32 || len(path) > math.MaxUint16 {
 			return fmt.Errorf("entry %q: hash of %d bytes, path of %d", path, len(sum), len(path))
 		}
-		if len(ix.arena)+entryHead+len(path) >= math.MaxUint32 {
-			return errIndexTooBig
+		if len(ix.arena) == 0 || len(ix.arena[len(ix.arena)-1])+entryHead+len(path) > blockSize {
+			if len(ix.arena) == maxBlocks {
+				return errIndexTooBig
+			}
+			ix.arena = append(ix.arena, make([]byte, 0, blockSize))
 		}
-		ix.arena = append(ix.arena, sum...)
-		ix.arena = binary.LittleEndian.AppendUint16(ix.arena, uint16(len(path)))
-		ix.arena = append(ix.arena, path...)
+		b := &ix.arena[len(ix.arena)-1]
+		*b = append(*b, sum...)
+		*b = binary.LittleEndian.AppendUint16(*b, uint16(len(path)))
+		*b = append(*b, path...)
 		ix.count++
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	if cap(ix.arena)-len(ix.arena) > len(ix.arena)/8 { // the guess was too high
-		ix.arena = slices.Clone(ix.arena)
+	var size int
+	if last := len(ix.arena) - 1; last >= 0 {
+		ix.arena[last] = slices.Clip(slices.Clone(ix.arena[last])) // the unused end of the last block
+		size = last*blockSize + len(ix.arena[last])
 	}
 	ix.slots = make([]uint64, tableSize(ix.count))
 	ix.mask = uint64(len(ix.slots) - 1)
-	for off := 0; off < len(ix.arena); off += entryHead + int(binary.LittleEndian.Uint16(ix.arena[off+32:])) {
-		h := maphash.Bytes(ix.seed, ix.path(off))
-		i := h & ix.mask
-		for ix.slots[i] != 0 {
-			i = (i + 1) & ix.mask
+	for bi, b := range ix.arena {
+		for o := 0; o < len(b); o += entryHead + int(binary.LittleEndian.Uint16(b[o+32:])) {
+			off := bi<<blockBits | o
+			h := maphash.Bytes(ix.seed, ix.path(off))
+			i := h & ix.mask
+			for ix.slots[i] != 0 {
+				i = (i + 1) & ix.mask
+			}
+			ix.slots[i] = h>>32<<32 | uint64(off+1)
 		}
-		ix.slots[i] = h>>32<<32 | uint64(off+1)
 	}
 	ix.routes = make([]atomic.Pointer[pathRoute], min(routeSlots(ix.count), indexRouteSlots))
-	ix.bytes = int64(cap(ix.arena) + 8*len(ix.slots) + 8*len(ix.routes))
+	ix.bytes = int64(size + 8*len(ix.slots) + 8*len(ix.routes))
 	return ix, nil
+}
+
+// entry returns the arena from the entry at offset off on.
+func (ix *deployIndex) entry(off int) []byte {
+	return ix.arena[off>>blockBits][off&(blockSize-1):]
 }
 
 // path is the path of the entry at arena offset off.
 func (ix *deployIndex) path(off int) []byte {
-	n := int(binary.LittleEndian.Uint16(ix.arena[off+32:]))
-	return ix.arena[off+entryHead : off+entryHead+n]
+	e := ix.entry(off)
+	n := int(binary.LittleEndian.Uint16(e[32:]))
+	return e[entryHead : entryHead+n]
 }
 
 // find returns the table slot and arena offset of manifest path p.
@@ -190,7 +214,7 @@ func (ix *deployIndex) fileRoute(i uint64, off int) *pathRoute {
 	if r := slot.Load(); r != nil && len(r.file) == len(p) && unsafe.StringData(r.file) == &p[0] {
 		return r
 	}
-	r := fileRoute(unsafe.String(&p[0], len(p)), hex.EncodeToString(ix.arena[off:off+32]))
+	r := fileRoute(unsafe.String(&p[0], len(p)), hex.EncodeToString(ix.entry(off)[:32]))
 	slot.Store(r)
 	return r
 }

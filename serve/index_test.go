@@ -123,12 +123,16 @@ func get(h *Handler, host, path string) string {
 }
 
 // TestIndexMatchesCatalog compares the index's routes with findRoute's,
-// which reads the Catalog (bbolt), for every kind of request path.
+// which reads the Catalog (bbolt), for every kind of request path, on a
+// deploy whose index spans several arena blocks.
 func TestIndexMatchesCatalog(t *testing.T) {
-	ie := newIndexEdge(t, 3000, Config{})
+	ie := newIndexEdge(t, 60_000, Config{})
 	ix, err := buildIndex(ie.fsm, "big1", len(ie.paths))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(ix.arena) < 3 {
+		t.Fatalf("index of %d arena blocks, want several", len(ix.arena))
 	}
 	if got, want := ix.count, len(ie.paths); got != want {
 		t.Fatalf("index of %d entries, want %d", got, want)
