@@ -106,6 +106,11 @@ func (n *Node) startEdge() error {
 	scfg.Logger = n.cfg.Logger
 	scfg.HTTPSPort = httpsPort
 	scfg.Stats = n.metrics.edge
+	scfg.IndexBytes = n.cfg.EdgeIndexMemory
+	scfg.IndexMinEntries = n.cfg.EdgeIndexMinEntries
+	if scfg.IndexBytes == 0 {
+		scfg.IndexBytes = -1 // none
+	}
 	if n.access != nil {
 		n.metrics.edge.SetAccessLog(n.access)
 	}

@@ -68,6 +68,12 @@ type Config struct {
 	// them (read-through and prefetched copies); the least recently served
 	// go first.
 	CacheSize int64
+	// EdgeIndexMemory bounds the memory of the edge's indexes of large
+	// live deploys (serve.Config.IndexBytes); 0 means none.
+	EdgeIndexMemory int64
+	// EdgeIndexMinEntries: a live deploy with more manifest entries than
+	// this gets an index (serve.Config.IndexMinEntries).
+	EdgeIndexMinEntries int
 	// RepairInterval is how often the repair pass runs besides on every
 	// membership change.
 	RepairInterval time.Duration
@@ -172,11 +178,13 @@ func DefaultConfig() Config {
 		Replicas: 3,
 		Version:  atoll.Release,
 
-		CacheSize:      1 << 30,
-		RepairInterval: 5 * time.Minute,
-		FetchTimeout:   3 * time.Second,
-		GCGrace:        time.Hour,
-		DeployExpiry:   time.Hour,
+		CacheSize:           1 << 30,
+		EdgeIndexMemory:     serve.DefaultIndexBytes,
+		EdgeIndexMinEntries: serve.IndexMinEntries,
+		RepairInterval:      5 * time.Minute,
+		FetchTimeout:        3 * time.Second,
+		GCGrace:             time.Hour,
+		DeployExpiry:        time.Hour,
 
 		ScrubRate:     32 << 20,
 		ScrubInterval: 24 * time.Hour,
@@ -231,8 +239,8 @@ func (c *Config) validate(nofile uint64) error {
 	if c.Join != "" && c.ClusterKey == "" {
 		return fmt.Errorf("%w: --join needs --cluster-key (the secret every node of the cluster shares)", ErrConfig)
 	}
-	if c.CacheSize < 0 || c.RepairInterval <= 0 || c.FetchTimeout <= 0 || c.GCGrace < 0 {
-		return fmt.Errorf("%w: cache size, repair interval, fetch timeout and gc grace must be positive", ErrConfig)
+	if c.CacheSize < 0 || c.EdgeIndexMemory < 0 || c.RepairInterval <= 0 || c.FetchTimeout <= 0 || c.GCGrace < 0 {
+		return fmt.Errorf("%w: cache size, edge index memory, repair interval, fetch timeout and gc grace must be positive", ErrConfig)
 	}
 	if c.DeployExpiry == 0 {
 		c.DeployExpiry = DefaultConfig().DeployExpiry

@@ -95,6 +95,8 @@ func declareNodeFlags(fs *flag.FlagSet, cfg *node.Config, level *slog.Level) {
 	fs.DurationVar(&cfg.ACMERenewCheck, "acme-renew-check", cfg.ACMERenewCheck, "how often each node looks for certificates to renew (renewal starts when a third of the lifetime is left)")
 	fs.BoolVar(&cfg.ACMESiteHosts, "acme-site-hosts", cfg.ACMESiteHosts, "also order a certificate per site host <site>.<domain> (default: a wildcard from --https-cert covers them)")
 	sizeVar(fs, &cfg.CacheSize, "cache-size", "`bytes` of blobs kept without owning them (read-through cache), e.g. 512MiB, 10GiB")
+	sizeVar(fs, &cfg.EdgeIndexMemory, "edge-index-memory", "`bytes` of memory for the edge's indexes of large live deploys (0: none)")
+	fs.IntVar(&cfg.EdgeIndexMinEntries, "edge-index-min-entries", cfg.EdgeIndexMinEntries, "a live deploy with more manifest `entries` than this gets an index, within --edge-index-memory")
 	fs.DurationVar(&cfg.RepairInterval, "repair-interval", cfg.RepairInterval, "how often repair runs besides on membership changes")
 	fs.BoolVar(&cfg.Bootstrap, "bootstrap", cfg.Bootstrap, "start a new cluster if the data dir is empty")
 	fs.IntVar(&cfg.Replicas, "replicas", cfg.Replicas, "copies kept of every blob (capped by the number of core nodes)")

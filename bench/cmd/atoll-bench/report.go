@@ -119,7 +119,15 @@ func (r *results) writeSections(b *strings.Builder) {
 		p("| edge latency p50 / p99, random paths, %d-entry site | %s / %s |\n", m.Entries, us(m.BigRandomP50), us(m.BigRandomP99))
 		p("| edge latency p50 / p99, random paths, 1,000-entry site | %s / %s |\n", us(m.SmallRandomP50), us(m.SmallRandomP99))
 		p("| ratio big/small, random paths (p50) | %.2fx |\n", m.RandomRatioP50)
-		p("| edge latency p50 / p99, one hot path, big / small | %s / %s vs %s / %s (%.2fx) |\n\n", us(m.BigHotP50), us(m.BigHotP99), us(m.SmallHotP50), us(m.SmallHotP99), m.HotRatioP50)
+		p("| edge latency p50 / p99, one hot path, big / small | %s / %s vs %s / %s (%.2fx) |\n", us(m.BigHotP50), us(m.BigHotP99), us(m.SmallHotP50), us(m.SmallHotP99), m.HotRatioP50)
+		p("| CPU per request, random paths, big / small: node | %.1f / %.1f µs (%.2fx) |\n", m.BigNodeCPU, m.SmallNodeCPU, m.BigNodeCPU/m.SmallNodeCPU)
+		p("| CPU per request, random paths, big / small: wrk | %.1f / %.1f µs (%.2fx) |\n", m.BigWrkCPU, m.SmallWrkCPU, m.BigWrkCPU/m.SmallWrkCPU)
+		if b := m.Baseline; b != nil {
+			p("| baseline (%s), same rounds: random p50 big / small | %s / %s (%.2fx) |\n", m.BaselineBin, us(b.BigRandomP50), us(b.SmallRandomP50), b.RandomRatioP50)
+			p("| baseline: node CPU per request, random paths, big / small | %.1f / %.1f µs (%.2fx) |\n", b.BigNodeCPU, b.SmallNodeCPU, b.BigNodeCPU/b.SmallNodeCPU)
+			p("| baseline: RSS after lookups (anonymous / file-backed) | %s (%s / %s) |\n", human(b.RSSAfterLoad), human(b.AnonAfterLoad), human(b.FileAfterLoad))
+		}
+		p("\n")
 	}
 	if d := r.Redeploy; d != nil {
 		p("### One-file redeploy at R=3, this binary against %s (alternating, cluster against cluster)\n\n", orNone(d.Baseline))
