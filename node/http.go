@@ -134,6 +134,7 @@ func (n *Node) startEdge() error {
 		WriteTimeout:                  n.cfg.EdgeWriteTimeout,
 		IdleTimeout:                   n.cfg.EdgeIdleTimeout,
 		ReadBufferSize:                n.cfg.EdgeMaxHeaderBytes, // also the header limit
+		WriteBufferSize:               serve.DefaultWriteBufferSize,
 		MaxRequestBodySize:            edgeMaxBodyBytes,
 		Concurrency:                   n.cfg.EdgeConcurrency,
 		MaxConnsPerIP:                 max(n.cfg.EdgeMaxConnsPerIP, 0), // NoConnLimit is fasthttp's 0
@@ -147,7 +148,8 @@ func (n *Node) startEdge() error {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		if err := n.http.Serve(accept); err != nil {
+		// Raw reads and writes on the plain-HTTP connections (serve/conn.go).
+		if err := n.http.Serve(serve.NewListener(accept, serve.DefaultWriteBufferSize)); err != nil {
 			n.edgeStopped.Store(&err)
 			n.log.Error("edge server stopped", "err", err)
 		}
