@@ -3,6 +3,7 @@
 package serve
 
 import (
+	"errors"
 	"io"
 	"net"
 	"sync"
@@ -120,7 +121,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 		err = o.err
 	}
 	if err != nil {
-		return n, &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+		return n, c.opError("read", err)
 	}
 	if n == 0 {
 		return 0, io.EOF
@@ -235,12 +236,22 @@ func (c *Conn) writev(o *rawOp, a, b []byte) error {
 		err = o.err
 	}
 	if err != nil {
-		return &net.OpError{Op: "write", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+		return c.opError("write", err)
 	}
 	return nil
 }
 
-// rawWrite is the raw writev(2) of c.iovs until they are all sent; false
+// opError is err as net.TCPConn would report it: a *net.OpError naming
+// op, whose Err is the cause (the raw connection's own OpError unwrapped).
+func (c *Conn) opError(op string, err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		err = oe.Err
+	}
+	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+}
+
+// rawWrite is the raw writev(2) of o.iovs until they are all sent; false
 // means "socket buffer full, wait".
 func (o *rawOp) rawWrite(fd uintptr) bool {
 	for len(o.iovs) > 0 {
