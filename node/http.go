@@ -148,8 +148,11 @@ func (n *Node) startEdge() error {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		// Raw reads and writes on the plain-HTTP connections (serve/conn.go).
-		if err := n.http.Serve(serve.NewListener(accept, serve.DefaultWriteBufferSize)); err != nil {
+		var ln net.Listener = accept
+		if !n.cfg.EdgeNetIO {
+			ln = serve.NewListener(accept, serve.DefaultWriteBufferSize) // raw reads and writes (serve/conn.go)
+		}
+		if err := n.http.Serve(ln); err != nil {
 			n.edgeStopped.Store(&err)
 			n.log.Error("edge server stopped", "err", err)
 		}

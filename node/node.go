@@ -132,6 +132,9 @@ type Config struct {
 	// workers that make the compressed variants of new blobs (0: half the
 	// CPUs; negative: none, blobs are served uncompressed).
 	CompressWorkers int
+	// EdgeNetIO has the plain-HTTP edge read and write through Go's net
+	// package instead of raw system calls (serve.Conn).
+	EdgeNetIO bool
 	// Raft snapshot tuning, for tests that want frequent snapshots; zero
 	// keeps raft.DefaultConfig's.
 	RaftSnapshotThreshold uint64
