@@ -199,7 +199,10 @@ func (n *Node) status(ctx context.Context) atoll.Status {
 		Replicas:     n.placement().Replicas(),
 
 		CompressPending: n.blobs.PendingCompression(),
+		VariantsSent:    n.variants.sent.Load(),
 	}
+	cs := n.blobs.CompressStats()
+	st.Compressed, st.VariantsReceived = cs.Compressed, cs.Accepted
 	if sites, err := n.store.Sites(); err == nil {
 		st.Sites = len(sites)
 	}

@@ -135,6 +135,11 @@ type Config struct {
 	// EdgeNetIO has the plain-HTTP edge read and write through Go's net
 	// package instead of raw system calls (serve.Conn).
 	EdgeNetIO bool
+	// VariantsWait is how long an owner of a new blob that is not the one
+	// compressing it for the cluster waits for the variants that owner
+	// sends, before compressing its own copy (variants.go). 0 or negative:
+	// every owner compresses its own copy.
+	VariantsWait time.Duration
 	// Raft snapshot tuning, for tests that want frequent snapshots; zero
 	// keeps raft.DefaultConfig's.
 	RaftSnapshotThreshold uint64
@@ -179,6 +184,7 @@ func DefaultConfig() Config {
 		ScrubRate:     32 << 20,
 		ScrubInterval: 24 * time.Hour,
 		MinFreeBytes:  1 << 30,
+		VariantsWait:  2 * time.Minute,
 
 		MaxBlobBytes: limits.MaxBlobBytes,
 		MaxTarBytes:  limits.MaxTarBytes,
@@ -326,6 +332,7 @@ type Node struct {
 	metrics          *metrics         // metrics.go
 	access           *serve.AccessLog // nil without Config.AccessLog
 	gcBlobs, gcBytes atomic.Int64     // what garbage collection reclaimed (gcLocal)
+	variants         variantsShipping // variants sent to the other owners (variants.go)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -352,6 +359,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		relaying:   make(chan struct{}, relaySlots),
 		streaming:  make(chan struct{}, streamSlots),
 		told:       toldRemoved{wake: make(chan struct{}, 1)},
+		variants:   variantsShipping{slots: make(chan struct{}, variantsPushSlots)},
 	}
 	n.peer.Version = cfg.Version
 	n.peerHTTP = n.peer.RPC // setupTLS puts it on the cluster's TLS
@@ -452,6 +460,7 @@ func (n *Node) openStores() (err error) {
 	bcfg.OnVariants = n.variantsMade
 	bcfg.OnCorrupt = n.corruptBeforeCompressing
 	bcfg.CompressWorkers = cfg.CompressWorkers
+	bcfg.VariantsWait = n.variantsWait
 	if n.blobs, err = blobstore.New(bcfg); err != nil {
 		return fmt.Errorf("open blob store: %w", err)
 	}

@@ -174,7 +174,8 @@ func propagation(ctx context.Context, cfg config, leader *atolltest.Node, nodes 
 				seen[j], errs[j] = pollUntil(pollCtx, "http://"+n.HTTPAddr+"/probe.txt", "prop.localhost", want, t0)
 			})
 		}
-		err := leader.Call(ctx, "POST", "/v1/deploys/"+ids[v]+"/publish", nil, nil)
+		// Every other publish goes back to the older deploy: a rollback.
+		err := leader.Call(ctx, "POST", "/v1/deploys/"+ids[v]+"/publish?rollback=true", nil, nil)
 		calls = append(calls, ms(time.Since(t0)))
 		wg.Wait()
 		cancel()

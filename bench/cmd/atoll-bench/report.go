@@ -188,6 +188,8 @@ func deployTable(b *strings.Builder, d *deployResult) {
 	fmt.Fprintf(b, "| ingest | %.1f MB/s |\n", d.IngestMBps)
 	fmt.Fprintf(b, "| R x ingest / disk bandwidth (%.0f MB/s) | %.0f%% |\n", d.DiskMBps, 100*d.IngestOfDisk)
 	fmt.Fprintf(b, "| compressed variants ready on every node, after the deploy | %.2f s |\n", d.VariantsSeconds)
+	fmt.Fprintf(b, "| CPU of all nodes, deploy + compression | %.1f s |\n", d.CPUSeconds)
+	fmt.Fprintf(b, "| uncompressed answers right after the publish (br, gzip accepted; target 0) | %d of %d |\n", d.IdentityAnswers, d.SampleAnswers)
 	fmt.Fprintf(b, "| redeploy, nothing changed | %.0f ms |\n", d.NoChangeMs)
 	fmt.Fprintf(b, "| redeploy, one file changed (median of %d) | %.0f ms |\n\n", len(d.OneChangeMs), d.OneChangeMedM)
 }
