@@ -139,6 +139,7 @@ func (n *Node) startEdge() error {
 		WriteTimeout:                  n.cfg.EdgeWriteTimeout,
 		IdleTimeout:                   n.cfg.EdgeIdleTimeout,
 		ReadBufferSize:                n.cfg.EdgeMaxHeaderBytes, // also the header limit
+		WriteBufferSize:               serve.DefaultWriteBufferSize,
 		MaxRequestBodySize:            edgeMaxBodyBytes,
 		Concurrency:                   n.cfg.EdgeConcurrency,
 		MaxConnsPerIP:                 max(n.cfg.EdgeMaxConnsPerIP, 0), // NoConnLimit is fasthttp's 0
@@ -152,7 +153,11 @@ func (n *Node) startEdge() error {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		if err := n.http.Serve(accept); err != nil {
+		var ln net.Listener = accept
+		if !n.cfg.EdgeNetIO {
+			ln = serve.NewListener(accept, serve.DefaultWriteBufferSize) // raw reads and writes (serve/conn.go)
+		}
+		if err := n.http.Serve(ln); err != nil {
 			n.edgeStopped.Store(&err)
 			n.log.Error("edge server stopped", "err", err)
 		}

@@ -138,6 +138,9 @@ type Config struct {
 	// workers that make the compressed variants of new blobs (0: half the
 	// CPUs; negative: none, blobs are served uncompressed).
 	CompressWorkers int
+	// EdgeNetIO has the plain-HTTP edge read and write through Go's net
+	// package instead of raw system calls (serve.Conn).
+	EdgeNetIO bool
 	// VariantsWait is how long an owner of a new blob that is not the one
 	// compressing it for the cluster waits for the variants that owner
 	// sends, before compressing its own copy (variants.go). 0 or negative:

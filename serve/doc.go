@@ -189,6 +189,15 @@
 // lookup takes no lock once warm (see readMap). A Catalog without Changed is
 // read on every request, and nothing is cached.
 //
+// On the plain-HTTP listener the node wraps each connection in a Conn
+// (conn.go): its reads and writes are raw system calls on the non-blocking
+// socket, waiting in Go's poller only on EAGAIN, so a write the kernel
+// preempts (on loopback a write runs the client's whole receive path)
+// keeps its thread's processor instead of setting off the runtime's
+// hand-off of it to another thread; and a full write buffer of fasthttp
+// is held and sent with the rest of the answer, so a header and a body
+// from memory still go out in one writev.
+//
 // Bigger files are streamed from the blob's file with fasthttp's
 // SetBodyStream, never loaded into memory. Over a plain TCP connection,
 // whole files go out with sendfile(2); so do ranges: the file is positioned
