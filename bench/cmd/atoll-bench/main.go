@@ -51,9 +51,11 @@ type config struct {
 	coldFiles  int // files requested cold on the edge
 	seed       uint64
 	baseline   string // binary the metrics section compares with
+	// ingestBaseline is a binary the ingest section alternates with.
+	ingestBaseline string
 }
 
-var allSections = []string{"disk", "deploy", "serve", "rules", "meta", "cluster", "metrics"}
+var allSections = []string{"disk", "deploy", "serve", "rules", "meta", "cluster", "ingest", "metrics"}
 
 func main() {
 	log.SetFlags(log.Ltime)
@@ -74,6 +76,7 @@ func main() {
 	flag.IntVar(&cfg.metaFiles, "meta-files", 0, "manifest entries of the metadata-scale deploy (default 1000000, quick 200000)")
 	flag.Uint64Var(&cfg.seed, "seed", 1, "seed of the synthetic site")
 	flag.StringVar(&cfg.baseline, "baseline", "", "an atoll binary built without metrics, for the metrics section (default: that section is skipped)")
+	flag.StringVar(&cfg.ingestBaseline, "ingest-baseline", "", "an earlier atoll binary the ingest section alternates rounds with (default: only -atoll)")
 	flag.Parse()
 
 	cfg.sections = strings.Split(sections, ",")
@@ -183,7 +186,7 @@ func run(ctx context.Context, cfg config) (err error) {
 	res.Site = site.summary()
 	log.Printf("site: %d files, %s (%d text, %d binary)", site.files, human(site.bytes), site.textFiles, site.binFiles)
 
-	if cfg.has("disk") || cfg.has("deploy") || cfg.has("cluster") {
+	if cfg.has("disk") || cfg.has("deploy") || cfg.has("cluster") || cfg.has("ingest") {
 		bw, err := diskBandwidth(ctx, filepath.Join(cfg.workDir, "disk-probe"), cfg.quick)
 		if err != nil {
 			return fmt.Errorf("disk bandwidth: %w", err)
@@ -201,6 +204,11 @@ func run(ctx context.Context, cfg config) (err error) {
 			return err
 		} else if skipped != "" {
 			res.Cluster = &clusterResult{Skipped: skipped}
+		}
+	}
+	if cfg.has("ingest") {
+		if res.Ingest, err = benchIngest(ctx, cfg, res.DiskMBps); err != nil {
+			return fmt.Errorf("ingest: %w", err)
 		}
 	}
 	if cfg.has("metrics") {
@@ -228,6 +236,11 @@ func prepare(ctx context.Context, cfg *config) (cleanup func(), err error) {
 		return cleanup, fmt.Errorf("atoll binary: %w (run make build)", err)
 	}
 	cfg.atollBin = bin
+	if cfg.ingestBaseline != "" {
+		if cfg.ingestBaseline, err = filepath.Abs(cfg.ingestBaseline); err != nil {
+			return cleanup, err
+		}
+	}
 	if cfg.baseline != "" {
 		if cfg.baseline, err = filepath.Abs(cfg.baseline); err != nil {
 			return cleanup, err
