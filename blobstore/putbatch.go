@@ -20,6 +20,18 @@ import (
 // must have and its bytes (read to EOF before the next call), then io.EOF.
 type BatchNext func() (want string, body io.Reader, err error)
 
+// batchStep, when set (tests only), is called at each step of a
+// PutBatch: "received", "synced", "placed" (after each rename), and
+// "committed" (after the folder fsyncs), so a test can take the state a
+// crash there would leave.
+var batchStep func(step string)
+
+func step(name string) {
+	if batchStep != nil {
+		batchStep(name)
+	}
+}
+
 // syncWorkers bounds the concurrent fsyncs of one group commit: enough
 // for the file system to commit them in one journal transaction, few
 // enough not to take every thread.
@@ -52,9 +64,11 @@ func (s *Store) PutBatch(ctx context.Context, next BatchNext) (_ []Info, err err
 	if err := g.receive(ctx, next); err != nil {
 		return nil, err
 	}
+	step("received")
 	if err := g.syncTemps(ctx); err != nil {
 		return nil, err
 	}
+	step("synced")
 	return g.commit()
 }
 
@@ -206,11 +220,13 @@ func (g *group) commit() ([]Info, error) {
 		}
 		renamed = append(renamed, it)
 		dirs[filepath.Dir(s.path(it.hash))] = true
+		step("placed")
 	}
 	if err := syncDirs(dirs); err != nil {
 		undo()
 		return nil, fmt.Errorf("put batch: %w", err)
 	}
+	step("committed")
 	for _, it := range renamed {
 		info := Info{Hash: it.hash, Size: it.size, Pending: it.pending}
 		s.acct.added(info)

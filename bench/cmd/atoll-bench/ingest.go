@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -68,20 +70,30 @@ func benchIngest(ctx context.Context, cfg config, diskMBps float64) (*ingestResu
 	res := &ingestResult{DiskMBps: diskMBps, Rounds: cfg.rounds}
 	cases := map[string]*ingestCase{}
 	for round := range cfg.rounds {
+		// One fresh site per round, deployed to every target: each has
+		// its own data dirs, so every blob is new to each.
+		dir := filepath.Join(cfg.workDir, "ingest-site")
+		s, err := generateSiteSized(dir, ingestTextFiles, ingestBinFiles, ingestBinMax, cfg.seed+uint64(1000+round))
+		if err != nil {
+			return nil, err
+		}
+		res.Files, res.Bytes = s.files, s.bytes
 		for _, t := range targets {
 			for _, replicas := range []int{3, 1} {
 				n := t.single
 				if replicas == 3 {
 					n = t.cluster
 				}
-				dir := filepath.Join(cfg.workDir, "ingest-site")
-				s, err := generateSiteSized(dir, ingestTextFiles, ingestBinFiles, ingestBinMax, cfg.seed+uint64(1000+round*10+replicas))
-				if err != nil {
-					return nil, err
+				var prof func() error
+				if cfg.ingestProfile != "" && round == 0 {
+					prof = profile(ctx, n, filepath.Join(cfg.ingestProfile, fmt.Sprintf("ingest-%s-r%d.pprof", t.name, replicas)))
 				}
-				res.Files, res.Bytes = s.files, s.bytes
 				secs, err := timeDeploy(ctx, n, s.dir, fmt.Sprintf("ingest-%d", round))
-				os.RemoveAll(dir)
+				if prof != nil {
+					if perr := prof(); perr != nil {
+						log.Printf("ingest: profile: %v", perr)
+					}
+				}
 				if err != nil {
 					return nil, fmt.Errorf("%s, R=%d: %w", t.name, replicas, err)
 				}
@@ -95,6 +107,7 @@ func benchIngest(ctx context.Context, cfg config, diskMBps float64) (*ingestResu
 				log.Printf("ingest: %s, R=%d, round %d: %d files, %s in %.2fs", t.name, replicas, round+1, s.files, human(s.bytes), secs)
 			}
 		}
+		os.RemoveAll(dir)
 	}
 	for _, t := range targets {
 		for _, replicas := range []int{3, 1} {
@@ -114,6 +127,9 @@ func benchIngest(ctx context.Context, cfg config, diskMBps float64) (*ingestResu
 // node under their own folders; closeAll stops what started.
 func startIngestTarget(ctx context.Context, cfg config, name, bin string) (ingestTarget, func(), error) {
 	dir := filepath.Join(cfg.workDir, "ingest-"+name)
+	if err := os.MkdirAll(filepath.Join(dir, "one"), 0o755); err != nil {
+		return ingestTarget{}, func() {}, err
+	}
 	var started []*atolltest.Node
 	closeAll := func() {
 		for _, n := range started {
@@ -167,4 +183,30 @@ func timeDeploy(ctx context.Context, n *atolltest.Node, dir, site string) (float
 		log.Printf("ingest: deploy said: %s", firstLine(out))
 	}
 	return time.Since(t0).Seconds(), nil
+}
+
+// profile starts a CPU profile of node n (its /debug/pprof/profile, 5 s)
+// and returns the function that waits for it and writes it to path.
+func profile(ctx context.Context, n *atolltest.Node, path string) func() error {
+	done := make(chan error, 1)
+	go func() {
+		req, err := http.NewRequestWithContext(ctx, "GET", n.APIURL()+"/debug/pprof/profile?seconds=5", nil)
+		if err != nil {
+			done <- err
+			return
+		}
+		req.Header.Set("Authorization", "Bearer "+n.AdminToken)
+		resp, err := apiClient.Do(req)
+		if err != nil {
+			done <- err
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err == nil {
+			err = os.WriteFile(path, b, 0o644)
+		}
+		done <- err
+	}()
+	return func() error { return <-done }
 }

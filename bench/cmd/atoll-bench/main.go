@@ -53,6 +53,7 @@ type config struct {
 	baseline   string // binary the metrics section compares with
 	// ingestBaseline is a binary the ingest section alternates with.
 	ingestBaseline string
+	ingestProfile  string // folder for CPU profiles of the first ingest round
 }
 
 var allSections = []string{"disk", "deploy", "serve", "rules", "meta", "cluster", "ingest", "metrics"}
@@ -77,6 +78,7 @@ func main() {
 	flag.Uint64Var(&cfg.seed, "seed", 1, "seed of the synthetic site")
 	flag.StringVar(&cfg.baseline, "baseline", "", "an atoll binary built without metrics, for the metrics section (default: that section is skipped)")
 	flag.StringVar(&cfg.ingestBaseline, "ingest-baseline", "", "an earlier atoll binary the ingest section alternates rounds with (default: only -atoll)")
+	flag.StringVar(&cfg.ingestProfile, "ingest-profile", "", "a folder where the ingest section writes a 5 s CPU profile of the node each first-round deploy goes to")
 	flag.Parse()
 
 	cfg.sections = strings.Split(sections, ",")
@@ -179,12 +181,14 @@ func run(ctx context.Context, cfg config) (err error) {
 		TextFiles: cfg.textFiles, BinFiles: cfg.binFiles, MetaFiles: cfg.metaFiles, Seed: cfg.seed}
 	log.Printf("machine: %d cores, %s, %s RAM; work folder %s", res.Machine.Cores, res.Machine.CPU, human(res.Machine.MemBytes), cfg.workDir)
 
-	site, err := generateSite(filepath.Join(cfg.workDir, "site"), cfg.textFiles, cfg.binFiles, cfg.seed)
-	if err != nil {
-		return fmt.Errorf("generate site: %w", err)
+	var site *site // the sections but disk and ingest deploy it
+	if slices.ContainsFunc(cfg.sections, func(s string) bool { return s != "disk" && s != "ingest" }) {
+		if site, err = generateSite(filepath.Join(cfg.workDir, "site"), cfg.textFiles, cfg.binFiles, cfg.seed); err != nil {
+			return fmt.Errorf("generate site: %w", err)
+		}
+		res.Site = site.summary()
+		log.Printf("site: %d files, %s (%d text, %d binary)", site.files, human(site.bytes), site.textFiles, site.binFiles)
 	}
-	res.Site = site.summary()
-	log.Printf("site: %d files, %s (%d text, %d binary)", site.files, human(site.bytes), site.textFiles, site.binFiles)
 
 	if cfg.has("disk") || cfg.has("deploy") || cfg.has("cluster") || cfg.has("ingest") {
 		bw, err := diskBandwidth(ctx, filepath.Join(cfg.workDir, "disk-probe"), cfg.quick)
