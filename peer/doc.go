@@ -1,7 +1,7 @@
 // Package peer is the node-to-node protocol of an Atoll cluster: its
 // paths, headers and bodies, its client (Client), its one error type
 // (Error), its retry policy (Backoff) and the handlers of the blob
-// endpoints (PutBlobHandler, GetBlobHandler, HasHandler). Package node
+// endpoints (PutBlobHandler, GetBlobHandler, PutBatchHandler, HasHandler). Package node
 // serves the other endpoints and registers all of them in its route table
 // behind the peer guard; package blobstore stores what moves.
 //
@@ -18,6 +18,12 @@
 //	     -> 200, body: a blob transfer, header HeaderBlob, Content-Length;
 //	        404 if the node does not hold the blob (it never fetches it
 //	        elsewhere: the asking node walks the sources itself)
+//	POST /v1/peer/blobs   body: a blob batch (atoll.BlobBatchContentType:
+//	     identity bytes only), at most MaxBatchBlobs blobs, MaxBatchBytes
+//	     -> 201 BatchResponse once every blob is fsynced (one group
+//	        commit); 400 and nothing stored when one blob is bad; 404 from
+//	        a node that predates it (PushBatch: ErrNoBatch, push blob by
+//	        blob)
 //	POST /v1/peer/has     body: HasRequest, at most MaxHasHashes hashes
 //	     -> 200 HasResponse: the hashes held, with their sizes
 //	POST /v1/peer/apply   body: an encoded raft.Command, forwarded by a
