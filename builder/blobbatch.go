@@ -58,7 +58,10 @@ func (a *API) putBlobBatch(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusCreated, out)
 }
 
-// putEach stores a batch one Put at a time, for a Blobs without PutBatch.
+// putEach stores a batch one Put at a time, for a Blobs without PutBatch
+// (test doubles): a bad blob still fails the batch and nothing is
+// acknowledged, but the blobs before it stay stored (harmless: content
+// addressed, and collected when no deploy names them).
 func (a *API) putEach(ctx context.Context, next blobstore.BatchNext) ([]blobstore.Info, error) {
 	var infos []blobstore.Info
 	for {
