@@ -14,6 +14,8 @@ type groupSync struct {
 	started uint64 // rounds started
 	done    uint64 // rounds finished
 	running bool
+	// sleepers counts the callers waiting for a round to end (tests).
+	sleepers int
 	// errRound is the last round that failed, err its error: a caller
 	// whose round is at or before it fails too.
 	errRound uint64
@@ -36,7 +38,9 @@ func (g *groupSync) wait() error {
 	ticket := g.started + 1
 	for g.done < ticket {
 		if g.running {
+			g.sleepers++
 			g.cond.Wait()
+			g.sleepers--
 			continue
 		}
 		g.running = true
@@ -56,4 +60,11 @@ func (g *groupSync) wait() error {
 		return g.err
 	}
 	return nil
+}
+
+// waiting returns how many callers wait for a running round to end.
+func (g *groupSync) waiting() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.sleepers
 }
