@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -52,11 +53,13 @@ const syncWorkers = 16
 // before any blob is published.
 //
 // When PutBatch returns nil, every blob of the batch is durable, as after
-// Put: the identity temp files are fsynced together, then renamed, then
-// each shard folder touched is fsynced once, instead of two fsyncs per
-// blob. The locks of all the batch's hashes are held from the first rename
-// to the last folder fsync, so a concurrent Put of one of them cannot
-// report it stored before it is durable.
+// Put: the identity temp files are made durable together, then renamed,
+// then the renames are made durable together, instead of two fsyncs per
+// blob. Each of those two points is a syncfs round shared with concurrent
+// batches (groupSync), or, without syncfs, an fsync of every temp file and
+// of every shard folder touched. The locks of all the batch's hashes are
+// held from the first rename to the last sync, so a concurrent Put of one
+// of them cannot report it stored before it is durable.
 //
 // Blobs already stored are still read and hashed (I4) but not rewritten.
 // A full disk fails with ErrNoSpace like Put.
@@ -139,63 +142,43 @@ func (g *group) receive(ctx context.Context, next BatchNext) error {
 	}
 }
 
-// syncTemps fsyncs every temp file of the group concurrently (step 3 of
-// I2 for all at once: the file system commits them together) and closes
-// them.
+// syncTemps makes every temp file of the group durable (step 3 of I2 for
+// all at once) and closes them: one shared syncfs round, or without
+// syncfs an fsync of each, concurrently (the file system commits them
+// together).
 func (g *group) syncTemps(ctx context.Context) error {
-	if batchSyncFS && haveSyncFS {
-		for i := range g.items {
-			if f := g.items[i].tmp; f != nil {
-				if err := f.Close(); err != nil {
-					return fmt.Errorf("put batch: %w", err)
-				}
-			}
+	var files []*os.File
+	for i := range g.items {
+		if f := g.items[i].tmp; f != nil {
+			files = append(files, f)
 		}
+	}
+	syncClose := func(f *os.File) error {
+		err := f.Sync()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	}
+	if batchSyncFS && haveSyncFS {
+		syncClose = (*os.File).Close
+	}
+	if err := parallel(files, syncClose); err != nil {
+		return fmt.Errorf("put batch: sync: %w", err)
+	}
+	if batchSyncFS && haveSyncFS {
 		if err := g.s.fsSync.wait(); err != nil {
 			return fmt.Errorf("put batch: %w", err)
 		}
-		return ctx.Err()
-	}
-	var (
-		mu    sync.Mutex
-		first error
-		wg    sync.WaitGroup
-		work  = make(chan *os.File)
-	)
-	for range syncWorkers {
-		wg.Go(func() {
-			for f := range work {
-				err := f.Sync()
-				if cerr := f.Close(); err == nil {
-					err = cerr
-				}
-				if err != nil {
-					mu.Lock()
-					if first == nil {
-						first = fmt.Errorf("put batch: sync: %w", err)
-					}
-					mu.Unlock()
-				}
-			}
-		})
-	}
-	for i := range g.items {
-		if g.items[i].tmp != nil {
-			work <- g.items[i].tmp
-		}
-	}
-	close(work)
-	wg.Wait()
-	if first != nil {
-		return first
 	}
 	return ctx.Err()
 }
 
 // commit publishes the group under the locks of all its hashes (taken in
 // sorted order, so two batches never wait for each other in a cycle):
-// pending markers and identity renames blob by blob, then one fsync per
-// shard folder, then the Stat cache, accounting and compression queue.
+// pending markers and identity renames blob by blob, then one syncfs
+// round (or one fsync per shard folder), then the Stat cache, accounting
+// and compression queue.
 func (g *group) commit() ([]Info, error) {
 	s := g.s
 	var hashes []string
@@ -299,25 +282,31 @@ func (g *group) place(it *groupItem) error {
 
 // syncDirs fsyncs every folder of dirs, concurrently.
 func syncDirs(dirs map[string]bool) error {
+	return parallel(slices.Collect(maps.Keys(dirs)), durable.SyncDir)
+}
+
+// parallel calls fn for every item, syncWorkers at a time, and returns
+// the errors joined.
+func parallel[T any](items []T, fn func(T) error) error {
 	var (
-		mu    sync.Mutex
-		first error
-		wg    sync.WaitGroup
-		sem   = make(chan struct{}, syncWorkers)
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, syncWorkers)
 	)
-	for d := range dirs {
+	for _, it := range items {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if err := durable.SyncDir(d); err != nil {
+			if err := fn(it); err != nil {
 				mu.Lock()
-				first = errors.Join(first, err)
+				errs = append(errs, err)
 				mu.Unlock()
 			}
 		})
 	}
 	wg.Wait()
-	return first
+	return errors.Join(errs...)
 }
 
 // infos returns the Info of every item, in order; a repeat within the
