@@ -20,7 +20,7 @@ import (
 // file has its own PUT. A batch is read into memory before it is sent, so
 // it can be sent again (to the next node, or once more after a failure).
 const (
-	BatchFileMax  = 1 << 20
+	BatchFileMax  = 4 << 20
 	BatchMaxBytes = 8 << 20
 	BatchMaxBlobs = 1024
 )
@@ -70,8 +70,7 @@ func (c *Client) UploadBatch(ctx context.Context, blobs []BatchBlob) (atoll.Blob
 	req.Header.Set("Content-Type", atoll.BlobBatchContentType)
 	var out atoll.BlobBatchResponse
 	err = c.do(req, &out)
-	var ae *Error
-	if errors.As(err, &ae) && (ae.Status == http.StatusNotFound || ae.Status == http.StatusMethodNotAllowed) {
+	if hasStatus(err, http.StatusNotFound) || hasStatus(err, http.StatusMethodNotAllowed) {
 		return out, fmt.Errorf("%w: %w", ErrNoBatch, err)
 	}
 	if err == nil && len(out.Blobs) != len(blobs) {
@@ -115,7 +114,9 @@ func planUploads(files []*localFile) []uploadUnit {
 
 // uploadUnit uploads u, retrying once after a failure that a retry can
 // fix; a batch goes file by file once the node is known not to take
-// batches (noBatch, set here on the first refusal).
+// batches (noBatch, set here on the first refusal), and when every node
+// refused it for a full disk (507), since a full node relays single
+// uploads to the other owners but not batches.
 func (c *Client) uploadUnit(ctx context.Context, u uploadUnit, noBatch *atomic.Bool) error {
 	if !u.batch || noBatch.Load() {
 		for _, f := range u.files {
@@ -130,7 +131,7 @@ func (c *Client) uploadUnit(ctx context.Context, u uploadUnit, noBatch *atomic.B
 		blobs[i] = BatchBlob{Hash: f.hash, Size: f.size, Open: func() (io.ReadCloser, error) { return os.Open(f.disk) }}
 	}
 	_, err := c.UploadBatch(ctx, blobs)
-	if err != nil && retryable(ctx, err) && !errors.Is(err, ErrNoBatch) {
+	if err != nil && retryable(ctx, err) && !errors.Is(err, ErrNoBatch) && !hasStatus(err, http.StatusInsufficientStorage) {
 		select {
 		case <-time.After(250 * time.Millisecond):
 		case <-ctx.Done():
@@ -138,8 +139,14 @@ func (c *Client) uploadUnit(ctx context.Context, u uploadUnit, noBatch *atomic.B
 		}
 		_, err = c.UploadBatch(ctx, blobs)
 	}
-	if errors.Is(err, ErrNoBatch) {
+	switch {
+	case errors.Is(err, ErrNoBatch):
 		noBatch.Store(true)
+		u.batch = false
+		return c.uploadUnit(ctx, u, noBatch)
+	case hasStatus(err, http.StatusInsufficientStorage):
+		// Every node listed is below its disk reserve: one file at a
+		// time, a node relays each to the other owners.
 		u.batch = false
 		return c.uploadUnit(ctx, u, noBatch)
 	}
@@ -147,4 +154,10 @@ func (c *Client) uploadUnit(ctx context.Context, u uploadUnit, noBatch *atomic.B
 		return fmt.Errorf("upload a batch of %d files (%s, ...): %w", len(u.files), u.files[0].path, err)
 	}
 	return nil
+}
+
+// hasStatus reports whether err is an API answer of status.
+func hasStatus(err error, status int) bool {
+	var ae *Error
+	return errors.As(err, &ae) && ae.Status == status
 }

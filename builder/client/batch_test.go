@@ -31,10 +31,10 @@ func batchSite(t *testing.T, n int) (dir string, files map[string]string) {
 	return dir, files
 }
 
-// countingProxy forwards to srv, counting the requests by "METHOD path
-// prefix"; with noBatch it answers POST /v1/blobs 404 as a node from
-// before batches does.
-func countingProxy(t *testing.T, srv *buildertest.Server, noBatch bool) (*httptest.Server, func(string) int64) {
+// countingProxy forwards to srv, counting the batches and the PUTs of
+// blobs; with refuse not 0 it answers every batch with that status (404:
+// a node from before batches; 507: a node below its disk reserve).
+func countingProxy(t *testing.T, srv *buildertest.Server, refuse int) (*httptest.Server, func(string) int64) {
 	t.Helper()
 	u, _ := url.Parse(srv.URL)
 	rp := httputil.NewSingleHostReverseProxy(u)
@@ -43,8 +43,8 @@ func countingProxy(t *testing.T, srv *buildertest.Server, noBatch bool) (*httpte
 		switch {
 		case r.Method == "POST" && r.URL.Path == "/v1/blobs":
 			batches.Add(1)
-			if noBatch {
-				builder.WriteError(w, http.StatusNotFound, "no such endpoint: POST /v1/blobs")
+			if refuse != 0 {
+				builder.WriteError(w, refuse, "refused by the test")
 				return
 			}
 		case r.Method == "PUT" && strings.HasPrefix(r.URL.Path, "/v1/blobs/"):
@@ -62,10 +62,18 @@ func countingProxy(t *testing.T, srv *buildertest.Server, noBatch bool) (*httpte
 }
 
 func TestDeployDirUploadsInBatches(t *testing.T) {
-	for _, noBatch := range []bool{false, true} {
-		t.Run(fmt.Sprintf("node without batches %v", noBatch), func(t *testing.T) {
+	tests := []struct {
+		name   string
+		refuse int
+	}{
+		{"batches", 0},
+		{"a node without batches", http.StatusNotFound},
+		{"a full node", http.StatusInsufficientStorage},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
 			srv, _ := setup(t)
-			proxy, count := countingProxy(t, srv, noBatch)
+			proxy, count := countingProxy(t, srv, tt.refuse)
 			c := client.New(proxy.URL, buildertest.Token)
 			dir, files := batchSite(t, 2500) // more than BatchMaxBlobs small files
 			d, err := c.DeployDir(ctx(t), dir, "demo", client.DeployOptions{Publish: true})
@@ -81,11 +89,19 @@ func TestDeployDirUploadsInBatches(t *testing.T) {
 				}
 			}
 			batches, puts := count("batch"), count("put")
-			if !noBatch && (batches != 3 || puts != 1) {
-				t.Errorf("%d batches and %d PUTs, want 3 batches (2,500 small files, at most %d each) and 1 PUT (the big file)", batches, puts, client.BatchMaxBlobs)
-			}
-			if noBatch && (batches == 0 || batches > client.DefaultConcurrency || puts != int64(len(files))) {
-				t.Errorf("%d batches tried and %d PUTs, want the first batches refused, then one PUT per file (%d)", batches, puts, len(files))
+			switch tt.refuse {
+			case 0:
+				if batches != 3 || puts != 1 {
+					t.Errorf("%d batches and %d PUTs, want 3 batches (2,500 small files, at most %d each) and 1 PUT (the big file)", batches, puts, client.BatchMaxBlobs)
+				}
+			case http.StatusNotFound:
+				if batches == 0 || batches > client.DefaultConcurrency || puts != int64(len(files)) {
+					t.Errorf("%d batches tried and %d PUTs, want the first batches refused, then one PUT per file (%d)", batches, puts, len(files))
+				}
+			default:
+				if batches != 3 || puts != int64(len(files)) {
+					t.Errorf("%d batches tried and %d PUTs, want every batch tried once (3), then one PUT per file (%d)", batches, puts, len(files))
+				}
 			}
 		})
 	}

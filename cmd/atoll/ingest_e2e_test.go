@@ -42,11 +42,12 @@ func TestEndToEndBatchUpload(t *testing.T) {
 	core3.Start()
 	cores := []*atolltest.Server{core1, core2, core3}
 
-	// 300 small files (batches) and two over 1 MiB (their own PUT).
+	// 300 small files and one of 3 MiB (batches), one over 4 MiB (its own
+	// PUT).
 	dir := t.TempDir()
 	files := map[string]string{
-		"big1.bin": strings.Repeat("1", 1<<20+1),
-		"big2.bin": strings.Repeat("2", 3<<20),
+		"big1.bin": strings.Repeat("1", 3<<20),
+		"big2.bin": strings.Repeat("2", 4<<20+1),
 	}
 	for i := range 300 {
 		files[fmt.Sprintf("p/%03d.html", i)] = fmt.Sprintf("<p>page %d</p>%s", i, strings.Repeat("x", i*37))
