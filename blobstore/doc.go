@@ -6,7 +6,8 @@
 //   - atomic, durable writes: a blob is streamed into a temp file while it is
 //     hashed, rejected when the hash is not the one the caller expected, and
 //     made visible by a rename only once it is fsynced (see DESIGN.md in
-//     this folder for the exact order);
+//     this folder for the exact order); PutBatch stores many blobs with
+//     one group commit, all or none of them (putbatch.go, DESIGN.md I16);
 //   - compressed variants, computed by background workers after Put (or an
 //     Import without variants) has answered, or taken from another holder
 //     that made them (AcceptVariants, after a bounded wait the caller sets

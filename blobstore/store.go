@@ -173,6 +173,7 @@ type Store struct {
 	shardReady [256]atomic.Bool
 
 	unsynced unsyncedCopies // cache copies not yet fsynced (cachecopy.go)
+	fsSync   *groupSync     // PutBatch's shared syncfs rounds (putbatch.go)
 
 	comp         compressor // background compression (background.go)
 	onVariants   func(hash string)
@@ -194,12 +195,13 @@ func New(cfg Config) (*Store, error) {
 		logger = slog.Default()
 	}
 	s := &Store{
-		dir:   cfg.Dir,
-		tmp:   filepath.Join(cfg.Dir, TempFolder),
-		log:   logger.With("component", "blobstore"),
-		cache: newInfoCache(defaultCacheEntries),
-		acct:  newAccounting(),
-		space: newSpaceGuard(cfg.MinFreeBytes),
+		dir:    cfg.Dir,
+		tmp:    filepath.Join(cfg.Dir, TempFolder),
+		log:    logger.With("component", "blobstore"),
+		cache:  newInfoCache(defaultCacheEntries),
+		acct:   newAccounting(),
+		space:  newSpaceGuard(cfg.MinFreeBytes),
+		fsSync: newGroupSync(func() error { return syncFS(cfg.Dir) }),
 
 		onVariants:   cfg.OnVariants,
 		onCorrupt:    cfg.OnCorrupt,

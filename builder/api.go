@@ -93,6 +93,10 @@ type Config struct {
 	SiteURL func(host string) string
 	// MaxBlobBytes bounds one blob upload and one tar member.
 	MaxBlobBytes int64
+	// MaxBatchBytes and MaxBatchBlobs bound one POST /v1/blobs: its body
+	// as sent, and the blobs it carries (each also within MaxBlobBytes).
+	MaxBatchBytes int64
+	MaxBatchBlobs int
 	// MaxTarBytes bounds a tar upload, both the body as sent and the sum of
 	// its files once decompressed.
 	MaxTarBytes int64
@@ -137,12 +141,14 @@ type Config struct {
 // DefaultConfig returns the limits the public contract promises.
 func DefaultConfig() Config {
 	return Config{
-		Domain:       "localhost",
-		MaxBlobBytes: 512 << 20,
-		MaxTarBytes:  4 << 30,
-		MaxJSONBytes: 128 << 20,
-		MaxFiles:     1_000_000,
-		TempDir:      os.TempDir(),
+		Domain:        "localhost",
+		MaxBlobBytes:  512 << 20,
+		MaxBatchBytes: 64 << 20,
+		MaxBatchBlobs: 4096,
+		MaxTarBytes:   4 << 30,
+		MaxJSONBytes:  128 << 20,
+		MaxFiles:      1_000_000,
+		TempDir:       os.TempDir(),
 
 		SiteMaxBytes:     4 << 30,
 		SiteMaxUploading: 8,
@@ -170,11 +176,17 @@ func New(cfg Config, meta Meta, blobs Blobs) (*API, error) {
 		return nil, errors.New("builder: meta and blobs are required")
 	}
 	def := DefaultConfig()
-	if cfg.MaxBlobBytes < 0 || cfg.MaxTarBytes < 0 || cfg.MaxJSONBytes < 0 || cfg.MaxFiles < 0 || cfg.SiteMaxBytes < 0 || cfg.SiteMaxUploading < 0 {
+	if cfg.MaxBlobBytes < 0 || cfg.MaxBatchBytes < 0 || cfg.MaxBatchBlobs < 0 || cfg.MaxTarBytes < 0 || cfg.MaxJSONBytes < 0 || cfg.MaxFiles < 0 || cfg.SiteMaxBytes < 0 || cfg.SiteMaxUploading < 0 {
 		return nil, errors.New("builder: limits must not be negative")
 	}
 	if cfg.MaxBlobBytes == 0 {
 		cfg.MaxBlobBytes = def.MaxBlobBytes
+	}
+	if cfg.MaxBatchBytes == 0 {
+		cfg.MaxBatchBytes = def.MaxBatchBytes
+	}
+	if cfg.MaxBatchBlobs == 0 {
+		cfg.MaxBatchBlobs = def.MaxBatchBlobs
 	}
 	if cfg.MaxTarBytes == 0 {
 		cfg.MaxTarBytes = def.MaxTarBytes
@@ -261,6 +273,7 @@ func (a *API) Routes() []Route {
 		{"POST", "/v1/deploys/{id}/finalize", Token, http.HandlerFunc(a.finalize)}, // idem
 		{"POST", "/v1/deploys/{id}/publish", Token, http.HandlerFunc(a.publish)},   // idem
 		{"PUT", "/v1/blobs/{hash}", Token, http.HandlerFunc(a.putBlob)},            // content-addressed, never read back: any site may add
+		{"POST", "/v1/blobs", Token, http.HandlerFunc(a.putBlobBatch)},             // idem, many at once (blobbatch.go)
 		{"POST", "/v1/tokens", Admin, http.HandlerFunc(a.createToken)},
 		{"GET", "/v1/tokens", Admin, http.HandlerFunc(a.listTokens)},
 		{"DELETE", "/v1/tokens/{id}", Admin, http.HandlerFunc(a.revokeToken)},

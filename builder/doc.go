@@ -50,6 +50,8 @@
 //	                                   application/x-tar or application/gzip (tar.gz) -> 201 DeployResponse
 //	GET    /v1/sites/{site}/deploys    -> 200 {"deploys":[...]} newest first
 //	PUT    /v1/blobs/{sha256}          body = file bytes -> 201 {"hash","size"} (200 if already stored)
+//	POST   /v1/blobs                   application/vnd.atoll.blobs: records "<sha256> <size>\n<bytes>"
+//	                                   -> 201 {"blobs":[{"hash","size"}...]}; one bad blob: 400, none stored
 //	GET    /v1/deploys/{id}            -> 200 DeployResponse
 //	GET    /v1/deploys/{id}/route?path=P -> 200 RouteResponse (what the edge does for P)
 //	POST   /v1/deploys/{id}/finalize   -> 200 DeployResponse (ready), or 409 {"error","missing":[...]}

@@ -44,6 +44,9 @@
 //
 // Blobs (blobs.go): an upload is stored locally, then pushed to the other
 // owners; it is acknowledged once a majority of the owners hold it fsynced.
+// A batch (blobbatch.go) is stored with one group commit and pushed to
+// each other owner in one request (blob by blob to a node without the
+// batch endpoint), and acknowledged once every blob of it is so held.
 // The builder's "is it stored" check uses the same majority rule; a blob
 // held by some owners but fewer than a majority (one that acknowledged it
 // stopped before the last had its copy) is first copied to the reachable

@@ -2,7 +2,7 @@
 // paths, headers and bodies, its client (Client), its one error type
 // (Error), its retry policy (Backoff) and the handlers of the blob
 // endpoints (PutBlobHandler, GetBlobHandler, HasHandler,
-// PutVariantsHandler). Package node
+// PutVariantsHandler, PutBatchHandler). Package node
 // serves the other endpoints and registers all of them in its route table
 // behind the peer guard; package blobstore stores what moves.
 //
@@ -25,6 +25,12 @@
 //	     -> 200 PushResponse once they are verified and durable; 404 if
 //	        the node does not hold the blob; 400 for a variant that does
 //	        not decompress to the blob's bytes
+//	POST /v1/peer/blobs   body: a blob batch (atoll.BlobBatchContentType:
+//	     identity bytes only), at most MaxBatchBlobs blobs, MaxBatchBytes
+//	     -> 201 BatchResponse once every blob is fsynced (one group
+//	        commit); 400 and nothing stored when one blob is bad; 404 from
+//	        a node that predates it (PushBatch: ErrNoBatch, push blob by
+//	        blob)
 //	POST /v1/peer/has     body: HasRequest, at most MaxHasHashes hashes
 //	     -> 200 HasResponse: the hashes held, with their sizes
 //	POST /v1/peer/apply   body: an encoded raft.Command, forwarded by a

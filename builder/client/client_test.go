@@ -203,13 +203,14 @@ func TestDeployDirEmpty(t *testing.T) {
 	}
 }
 
-// TestDeployDirRetriesUpload: a blob upload failing once with 503 is
-// retried and the deploy succeeds.
+// TestDeployDirRetriesUpload: a blob upload (here a batch) failing once
+// with 503 is retried and the deploy succeeds.
 func TestDeployDirRetriesUpload(t *testing.T) {
 	srv, _ := setup(t)
 	var failed atomic.Bool
 	flaky := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == "PUT" && failed.CompareAndSwap(false, true) {
+		upload := r.Method == "PUT" || r.Method == "POST" && r.URL.Path == "/v1/blobs"
+		if upload && failed.CompareAndSwap(false, true) {
 			builder.WriteError(w, http.StatusServiceUnavailable, "try again")
 			return
 		}

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/atoll-hosting/atoll"
@@ -278,16 +279,22 @@ func (c *Client) finish(ctx context.Context, id string, files dirFiles, opt Depl
 	return call(ctx, id)
 }
 
-// uploadAll uploads files, concurrency at a time, counting them in done
-// (which may be nil).
+// uploadAll uploads files, concurrency requests at a time, counting them
+// in done (which may be nil): small files in batches (planUploads), bigger
+// ones each with its own PUT, and every file alone when the node does not
+// take batches (an older version).
 func (c *Client) uploadAll(ctx context.Context, concurrency int, files []*localFile, done *progress) error {
-	return forEach(ctx, concurrency, len(files), func(ctx context.Context, i int) error {
-		f := files[i]
-		if err := c.uploadFile(ctx, f); err != nil {
-			return fmt.Errorf("upload %s: %w", f.path, err)
+	units := planUploads(files)
+	var noBatch atomic.Bool
+	return forEach(ctx, concurrency, len(units), func(ctx context.Context, i int) error {
+		u := units[i]
+		if err := c.uploadUnit(ctx, u, &noBatch); err != nil {
+			return err
 		}
 		if done != nil {
-			done.add(f.size)
+			for _, f := range u.files {
+				done.add(f.size)
+			}
 		}
 		return nil
 	})

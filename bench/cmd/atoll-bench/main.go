@@ -54,9 +54,12 @@ type config struct {
 	// redeployBaseline is the binary the redeploy section compares with.
 	redeployBaseline string
 	metaBase         string // binary the meta section's lookups are compared with
+	// ingestBaseline is a binary the ingest section alternates with.
+	ingestBaseline string
+	ingestProfile  string // folder for CPU profiles of the first ingest round
 }
 
-var allSections = []string{"disk", "deploy", "serve", "rules", "meta", "cluster", "metrics", "redeploy"}
+var allSections = []string{"disk", "deploy", "serve", "rules", "meta", "cluster", "ingest", "metrics", "redeploy"}
 
 func main() {
 	log.SetFlags(log.Ltime)
@@ -79,6 +82,8 @@ func main() {
 	flag.StringVar(&cfg.baseline, "baseline", "", "an atoll binary built without metrics, for the metrics section (default: that section is skipped)")
 	flag.StringVar(&cfg.redeployBaseline, "redeploy-baseline", "", "an atoll binary to compare one-file redeploys at R=3 with, cluster against cluster (default: the redeploy section is skipped)")
 	flag.StringVar(&cfg.metaBase, "meta-baseline", "", "an atoll binary whose lookups the meta section measures in alternating rounds with -atoll's (default: none)")
+	flag.StringVar(&cfg.ingestBaseline, "ingest-baseline", "", "an earlier atoll binary the ingest section alternates rounds with (default: only -atoll)")
+	flag.StringVar(&cfg.ingestProfile, "ingest-profile", "", "a folder where the ingest section writes a 5 s CPU profile of the node each first-round deploy goes to")
 	flag.Parse()
 
 	cfg.sections = strings.Split(sections, ",")
@@ -181,14 +186,16 @@ func run(ctx context.Context, cfg config) (err error) {
 		TextFiles: cfg.textFiles, BinFiles: cfg.binFiles, MetaFiles: cfg.metaFiles, Seed: cfg.seed}
 	log.Printf("machine: %d cores, %s, %s RAM; work folder %s", res.Machine.Cores, res.Machine.CPU, human(res.Machine.MemBytes), cfg.workDir)
 
-	site, err := generateSite(filepath.Join(cfg.workDir, "site"), cfg.textFiles, cfg.binFiles, cfg.seed)
-	if err != nil {
-		return fmt.Errorf("generate site: %w", err)
+	var site *site // the sections but disk and ingest deploy it
+	if slices.ContainsFunc(cfg.sections, func(s string) bool { return s != "disk" && s != "ingest" }) {
+		if site, err = generateSite(filepath.Join(cfg.workDir, "site"), cfg.textFiles, cfg.binFiles, cfg.seed); err != nil {
+			return fmt.Errorf("generate site: %w", err)
+		}
+		res.Site = site.summary()
+		log.Printf("site: %d files, %s (%d text, %d binary)", site.files, human(site.bytes), site.textFiles, site.binFiles)
 	}
-	res.Site = site.summary()
-	log.Printf("site: %d files, %s (%d text, %d binary)", site.files, human(site.bytes), site.textFiles, site.binFiles)
 
-	if cfg.has("disk") || cfg.has("deploy") || cfg.has("cluster") {
+	if cfg.has("disk") || cfg.has("deploy") || cfg.has("cluster") || cfg.has("ingest") {
 		bw, err := diskBandwidth(ctx, filepath.Join(cfg.workDir, "disk-probe"), cfg.quick)
 		if err != nil {
 			return fmt.Errorf("disk bandwidth: %w", err)
@@ -206,6 +213,11 @@ func run(ctx context.Context, cfg config) (err error) {
 			return err
 		} else if skipped != "" {
 			res.Cluster = &clusterResult{Skipped: skipped}
+		}
+	}
+	if cfg.has("ingest") {
+		if res.Ingest, err = benchIngest(ctx, cfg, res.DiskMBps); err != nil {
+			return fmt.Errorf("ingest: %w", err)
 		}
 	}
 	if cfg.has("metrics") {
@@ -241,7 +253,7 @@ func prepare(ctx context.Context, cfg *config) (cleanup func(), err error) {
 		return cleanup, fmt.Errorf("atoll binary: %w (run make build)", err)
 	}
 	cfg.atollBin = bin
-	for name, p := range map[string]*string{"-baseline": &cfg.baseline, "-meta-baseline": &cfg.metaBase} {
+	for name, p := range map[string]*string{"-baseline": &cfg.baseline, "-meta-baseline": &cfg.metaBase, "-ingest-baseline": &cfg.ingestBaseline} {
 		if *p == "" {
 			continue
 		}

@@ -22,6 +22,7 @@ type results struct {
 	Rules    *pairResult     `json:"rules,omitempty"`
 	Meta     *metaResult     `json:"meta,omitempty"`
 	Cluster  *clusterResult  `json:"cluster,omitempty"`
+	Ingest   *ingestResult   `json:"ingest,omitempty"`
 	Metrics  *pairResult     `json:"metrics,omitempty"`
 	Redeploy *redeployResult `json:"redeploy,omitempty"`
 }
@@ -139,6 +140,7 @@ func (r *results) writeSections(b *strings.Builder) {
 			p("| baseline | %.0f ms | %.0f ms | %d |\n\n", d.BaseMed, d.BaseMax, len(d.BaselineMs))
 		}
 	}
+	r.writeIngest(b)
 	if c := r.Cluster; c != nil {
 		p("### Cluster, 3 core + 1 edge on loopback\n\n")
 		if c.Skipped != "" {
@@ -240,4 +242,27 @@ func orNone(s string) string {
 		return "none"
 	}
 	return s
+}
+
+// writeIngest writes the ingest section's table, when it ran.
+func (r *results) writeIngest(b *strings.Builder) {
+	in := r.Ingest
+	if in == nil {
+		return
+	}
+	p := func(format string, a ...any) { fmt.Fprintf(b, format, a...) }
+	p("### Ingest: a fresh %d-file, %s site through `atoll deploy` (%d alternating rounds, medians)\n\n", in.Files, human(in.Bytes), in.Rounds)
+	p("| binary | topology | median | rounds | MB/s | of disk fdatasync bandwidth | target |\n| --- | --- | ---: | --- | ---: | ---: | --- |\n")
+	for _, c := range in.Cases {
+		topo, target, ofDisk := "3 core, R=3", fmt.Sprintf("<= 2.5 s: %s", verdict(c.MedianS <= 2.5)), "-"
+		if c.Replicas == 1 {
+			topo, target, ofDisk = "1 node", fmt.Sprintf(">= 30%%: %s", verdict(c.OfDisk >= 0.30)), fmt.Sprintf("%.0f%%", 100*c.OfDisk)
+		}
+		rounds := make([]string, len(c.Seconds))
+		for i, s := range c.Seconds {
+			rounds[i] = fmt.Sprintf("%.2f", s)
+		}
+		p("| %s | %s | %.2f s | %s | %.1f | %s | %s |\n", c.Binary, topo, c.MedianS, strings.Join(rounds, ", "), c.MBps, ofDisk, target)
+	}
+	p("\n")
 }

@@ -46,6 +46,12 @@ container row column button input form label image figure caption table list ite
 // real images), and the fixed files of the serving cases. The same seed
 // always gives the same bytes.
 func generateSite(dir string, textFiles, binFiles int, seed uint64) (*site, error) {
+	return generateSiteSized(dir, textFiles, binFiles, 0, seed)
+}
+
+// generateSiteSized is generateSite with binaries uniform between 100 KiB
+// and binMax bytes instead (binMax 0: generateSite's log-uniform sizes).
+func generateSiteSized(dir string, textFiles, binFiles, binMax int, seed uint64) (*site, error) {
 	if err := os.RemoveAll(dir); err != nil {
 		return nil, err
 	}
@@ -80,6 +86,9 @@ func generateSite(dir string, textFiles, binFiles int, seed uint64) (*site, erro
 	for i := range binFiles {
 		// Log-uniform between 100 KiB and 5 MiB: many small images, a few big.
 		size := int(100 << 10 * math.Pow(50, rng.Float64()))
+		if binMax > 0 {
+			size = 100<<10 + rng.IntN(binMax-100<<10+1)
+		}
 		ext, magic := ".png", []byte("\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR")
 		if i%2 == 1 {
 			ext, magic = ".jpg", []byte("\xff\xd8\xff\xe0\x00\x10JFIF\x00")
