@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/atoll-hosting/atoll/atolltest"
+	"github.com/atoll-hosting/atoll/bench/benchkit"
 )
 
 // config is what the flags set.
@@ -107,7 +108,7 @@ func main() {
 	defer stop()
 	if err := run(ctx, cfg); err != nil {
 		log.Print(err)
-		procs.Close()
+		benchkit.Procs.Close()
 		os.Exit(1)
 	}
 }
@@ -163,7 +164,7 @@ func runSingle(ctx context.Context, cfg config, res *results, files *site) (err 
 }
 
 func run(ctx context.Context, cfg config) (err error) {
-	defer procs.Close()
+	defer benchkit.Procs.Close()
 	start := time.Now()
 	cleanup, err := prepare(ctx, &cfg)
 	defer cleanup()
@@ -171,17 +172,17 @@ func run(ctx context.Context, cfg config) (err error) {
 		return err
 	}
 
-	res := &results{Started: start.UTC(), Quick: cfg.quick, Machine: machineInfo(), Commit: gitDescribe()}
+	res := &results{Started: start.UTC(), Quick: cfg.quick, Machine: machineInfo(), Commit: benchkit.GitDescribe()}
 	res.Params = params{Rounds: cfg.rounds, Duration: cfg.duration.String(), Threads: cfg.threads, Conns: cfg.conns,
 		TextFiles: cfg.textFiles, BinFiles: cfg.binFiles, MetaFiles: cfg.metaFiles, Seed: cfg.seed}
-	log.Printf("machine: %d cores, %s, %s RAM; work folder %s", res.Machine.Cores, res.Machine.CPU, human(res.Machine.MemBytes), cfg.workDir)
+	log.Printf("machine: %d cores, %s, %s RAM; work folder %s", res.Machine.Cores, res.Machine.CPU, benchkit.Human(res.Machine.MemBytes), cfg.workDir)
 
 	site, err := generateSite(filepath.Join(cfg.workDir, "site"), cfg.textFiles, cfg.binFiles, cfg.seed)
 	if err != nil {
 		return fmt.Errorf("generate site: %w", err)
 	}
 	res.Site = site.summary()
-	log.Printf("site: %d files, %s (%d text, %d binary)", site.files, human(site.bytes), site.textFiles, site.binFiles)
+	log.Printf("site: %d files, %s (%d text, %d binary)", site.files, benchkit.Human(site.bytes), site.textFiles, site.binFiles)
 
 	if cfg.has("disk") || cfg.has("deploy") || cfg.has("cluster") {
 		bw, err := diskBandwidth(ctx, filepath.Join(cfg.workDir, "disk-probe"), cfg.quick)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/atoll-hosting/atoll/atolltest"
+	"github.com/atoll-hosting/atoll/bench/benchkit"
 )
 
 // metaResult is the metadata-scale section's figures.
@@ -112,15 +113,15 @@ func benchMeta(ctx context.Context, cfg config, n *atolltest.Node) (*metaResult,
 		}
 		hashes = append(hashes, h)
 	}
-	r.RSSBefore, _ = rss(n.Pid())
+	r.RSSBefore, _ = benchkit.RSS(n.Pid())
 	create, total, size, err := metaDeploy(ctx, n, "meta-big", cfg.metaFiles, hashes)
 	if err != nil {
 		return nil, err
 	}
 	r.CreateSeconds, r.DeploySeconds, r.ManifestBytes = create.Seconds(), total.Seconds(), size
-	r.RSSAfter, r.RSSPeak = rss(n.Pid())
+	r.RSSAfter, r.RSSPeak = benchkit.RSS(n.Pid())
 	log.Printf("metadata: %d entries (%s of JSON) deployed in %.1fs (create %.1fs); RSS %s, peak %s",
-		cfg.metaFiles, human(size), r.DeploySeconds, r.CreateSeconds, human(r.RSSAfter), human(r.RSSPeak))
+		cfg.metaFiles, benchkit.Human(size), r.DeploySeconds, r.CreateSeconds, benchkit.Human(r.RSSAfter), benchkit.Human(r.RSSPeak))
 	if _, _, _, err := metaDeploy(ctx, n, "meta-small", 1000, hashes); err != nil {
 		return nil, err
 	}
@@ -163,8 +164,8 @@ func benchMeta(ctx context.Context, cfg config, n *atolltest.Node) (*metaResult,
 	_, r.SmallHotP50, r.SmallHotP99 = medians(r.SmallHot)
 	r.RandomRatioP50 = r.BigRandomP50 / r.SmallRandomP50
 	r.HotRatioP50 = r.BigHotP50 / r.SmallHotP50
-	r.RSSAfterLoad, r.RSSPeak = rss(n.Pid())
-	st := procStatus(n.Pid())
+	r.RSSAfterLoad, r.RSSPeak = benchkit.RSS(n.Pid())
+	st := benchkit.ProcStatus(n.Pid())
 	r.AnonAfterLoad, r.FileAfterLoad = st["RssAnon:"], st["RssFile:"]
 	return r, nil
 }

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/atoll-hosting/atoll/atolltest"
+)
+
+// pool is the blobs every site's files point at: small, distinct,
+// uploaded once.
+type pool struct{ hashes []string }
+
+// blobBody is blob i of the pool: a small HTML page, 200 B to ~2 KiB.
+func blobBody(i int) []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "<!doctype html><title>scale %d</title>\n", i)
+	for j := range i % 40 {
+		fmt.Fprintf(&b, "<p>paragraph %d of page %d</p>\n", j, i)
+	}
+	return []byte(b.String())
+}
+
+// uploadPool uploads n blobs through the API of the given nodes (round
+// robin), 16 at a time.
+func uploadPool(ctx context.Context, nodes []*atolltest.Node, n int) (*pool, error) {
+	p := &pool{hashes: make([]string, n)}
+	var g errgroup.Group
+	g.SetLimit(16)
+	for i := range n {
+		g.Go(func() error {
+			b := blobBody(i)
+			sum := sha256.Sum256(b)
+			p.hashes[i] = hex.EncodeToString(sum[:])
+			return nodes[i%len(nodes)].Call(ctx, "PUT", "/v1/blobs/"+p.hashes[i], bytes.NewReader(b), nil)
+		})
+	}
+	return p, g.Wait()
+}
+
+// indexPage is the body of site i's index page, for a pool of poolSize.
+func indexPage(i, poolSize int) []byte { return blobBody(blobOf(i, 0, poolSize)) }
+
+// siteName is the name of generated site i.
+func siteName(i int) string { return fmt.Sprintf("s%06d", i) }
+
+// sitePath is file j of a generated site; file 0 is the index page.
+func sitePath(j int) string {
+	if j == 0 {
+		return "/index.html"
+	}
+	return fmt.Sprintf("/p/%03d.html", j)
+}
+
+// blobOf is the pool index of file j of site i: spread over the pool so
+// that every site names ~files distinct blobs and every blob is named by
+// many sites.
+func blobOf(i, j, poolSize int) int { return (i*7919 + j*104729) % poolSize }
+
+// manifest is the JSON create-deploy body of site i.
+func manifest(i, files int, p *pool) []byte {
+	var b bytes.Buffer
+	b.WriteString(`{"files":{`)
+	for j := range files {
+		if j > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%q:%q", sitePath(j), p.hashes[blobOf(i, j, len(p.hashes))])
+	}
+	b.WriteString("}}")
+	return b.Bytes()
+}
+
+// buildSite creates site i, deploys its manifest (every blob already
+// stored) and publishes it: three API calls, four Raft rounds.
+func buildSite(ctx context.Context, n *atolltest.Node, i, files int, p *pool) error {
+	name := siteName(i)
+	err := n.Call(ctx, "POST", "/v1/sites", strings.NewReader(`{"name":"`+name+`"}`), nil)
+	var se *atolltest.StatusError
+	if err != nil && !(asStatus(err, &se) && se.Status == 409) { // 409: made by an earlier run of this call
+		return fmt.Errorf("create site %s: %w", name, err)
+	}
+	var d struct {
+		ID       string   `json:"id"`
+		Required []string `json:"required"`
+	}
+	if err := n.Call(ctx, "POST", "/v1/sites/"+name+"/deploys", bytes.NewReader(manifest(i, files, p)), &d); err != nil {
+		return fmt.Errorf("deploy site %s: %w", name, err)
+	}
+	if len(d.Required) > 0 {
+		return fmt.Errorf("deploy %s of site %s requires %d blobs that were uploaded", d.ID, name, len(d.Required))
+	}
+	if err := n.Call(ctx, "POST", "/v1/deploys/"+d.ID+"/publish", nil, nil); err != nil {
+		return fmt.Errorf("publish %s: %w", d.ID, err)
+	}
+	return nil
+}
+
+// genStats is how the generation went.
+type genStats struct {
+	Built   int     `json:"built"`
+	Seconds float64 `json:"seconds"`
+	PerSec  float64 `json:"sites_per_s"`
+	Stopped string  `json:"stopped,omitempty"`
+}
+
+// buildSites builds sites [from, to) with conc workers spread over nodes,
+// logging progress every 10 s, until done or limit has passed. It returns
+// how many were built (a prefix [from, from+built) is complete).
+func buildSites(ctx context.Context, nodes []*atolltest.Node, from, to, files, conc int, p *pool, limit time.Duration) (genStats, error) {
+	start := time.Now()
+	deadline := start.Add(limit)
+	var next, done atomic.Int64
+	next.Store(int64(from))
+	var firstErr error
+	var errOnce sync.Once
+	stopLog := make(chan struct{})
+	go func() {
+		t := time.NewTicker(10 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopLog:
+				return
+			case <-t.C:
+				d := done.Load()
+				log.Printf("built %d of %d sites (%.0f sites/s)", d, to-from, float64(d)/time.Since(start).Seconds())
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	var stopped atomic.Bool
+	for w := range conc {
+		wg.Go(func() {
+			n := nodes[w%len(nodes)]
+			for ctx.Err() == nil && !stopped.Load() {
+				// The deadline is checked before an index is taken, so
+				// every index taken is built: the built sites are a prefix.
+				if time.Now().After(deadline) {
+					stopped.Store(true)
+					return
+				}
+				i := int(next.Add(1) - 1)
+				if i >= to {
+					return
+				}
+				if err := buildSite(ctx, n, i, files, p); err != nil {
+					errOnce.Do(func() { firstErr = err })
+					stopped.Store(true)
+					return
+				}
+				done.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	close(stopLog)
+	st := genStats{Built: int(done.Load()), Seconds: time.Since(start).Seconds()}
+	st.PerSec = float64(st.Built) / st.Seconds
+	if firstErr == nil && ctx.Err() != nil {
+		firstErr = ctx.Err()
+	}
+	if firstErr == nil && st.Built < to-from {
+		st.Stopped = fmt.Sprintf("stopped after %s (-max-generate)", limit)
+	}
+	return st, firstErr
+}
