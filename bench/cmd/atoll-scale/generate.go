@@ -85,20 +85,46 @@ func manifest(i, files int, p *pool) []byte {
 // stored) and publishes it: three API calls, four Raft rounds.
 func buildSite(ctx context.Context, n *atolltest.Node, i, files int, p *pool) error {
 	name := siteName(i)
+	// A step that failed is made again, at most three times: under heavy
+	// load a command's outcome can be unknown to the API (a leader
+	// change), and a site must end up published.
+	var err error
+	for range 3 {
+		if err = createAndDeploy(ctx, n, name, manifest(i, files, p)); err == nil {
+			return nil
+		}
+		retries.Add(1)
+		log.Printf("site %s: %v; trying again", name, err)
+	}
+	return err
+}
+
+// createAndDeploy creates site name (a 409 means an earlier attempt did),
+// deploys manifest m, whose blobs are all stored, and publishes it.
+func createAndDeploy(ctx context.Context, n *atolltest.Node, name string, m []byte) error {
 	err := n.Call(ctx, "POST", "/v1/sites", strings.NewReader(`{"name":"`+name+`"}`), nil)
 	var se *atolltest.StatusError
-	if err != nil && !(asStatus(err, &se) && se.Status == 409) { // 409: made by an earlier run of this call
-		return fmt.Errorf("create site %s: %w", name, err)
+	if err != nil && !(asStatus(err, &se) && se.Status == 409) {
+		return fmt.Errorf("create site: %w", err)
 	}
+	return deployAndPublish(ctx, n, name, m)
+}
+
+// retries counts the deploys buildSite made again.
+var retries atomic.Int64
+
+// deployAndPublish creates a deploy of site name with manifest m, whose
+// blobs are all stored, and publishes it.
+func deployAndPublish(ctx context.Context, n *atolltest.Node, name string, m []byte) error {
 	var d struct {
 		ID       string   `json:"id"`
 		Required []string `json:"required"`
 	}
-	if err := n.Call(ctx, "POST", "/v1/sites/"+name+"/deploys", bytes.NewReader(manifest(i, files, p)), &d); err != nil {
-		return fmt.Errorf("deploy site %s: %w", name, err)
+	if err := n.Call(ctx, "POST", "/v1/sites/"+name+"/deploys", bytes.NewReader(m), &d); err != nil {
+		return fmt.Errorf("deploy: %w", err)
 	}
 	if len(d.Required) > 0 {
-		return fmt.Errorf("deploy %s of site %s requires %d blobs that were uploaded", d.ID, name, len(d.Required))
+		return fmt.Errorf("deploy %s requires %d blobs that were uploaded", d.ID, len(d.Required))
 	}
 	if err := n.Call(ctx, "POST", "/v1/deploys/"+d.ID+"/publish", nil, nil); err != nil {
 		return fmt.Errorf("publish %s: %w", d.ID, err)
@@ -174,4 +200,58 @@ func buildSites(ctx context.Context, nodes []*atolltest.Node, from, to, files, c
 		st.Stopped = fmt.Sprintf("stopped after %s (-max-generate)", limit)
 	}
 	return st, firstErr
+}
+
+// bulkSites is the number of sites of one POST /v1/bulk/sites.
+const bulkSites = 1000
+
+// bulkBody is the POST /v1/bulk/sites body of sites [from, to).
+func bulkBody(from, to, files int, p *pool) []byte {
+	var b bytes.Buffer
+	b.WriteString(`{"sites":[`)
+	for i := from; i < to; i++ {
+		if i > from {
+			b.WriteByte(',')
+		}
+		m := manifest(i, files, p)
+		fmt.Fprintf(&b, `{"name":%q,%s`, siteName(i), m[1:]) // m is {"files":{...}}
+	}
+	b.WriteString("]}")
+	return b.Bytes()
+}
+
+// bulkBuild builds sites [from, to) through POST /v1/bulk/sites on n,
+// bulkSites per call, two calls at once, until done or limit has passed.
+// Like buildSites, the sites built are a prefix.
+func bulkBuild(ctx context.Context, n *atolltest.Node, from, to, files int, p *pool, limit time.Duration) (genStats, error) {
+	start := time.Now()
+	deadline := start.Add(limit)
+	var next, done atomic.Int64
+	next.Store(int64(from))
+	var g errgroup.Group
+	for range 2 {
+		g.Go(func() error {
+			for ctx.Err() == nil && time.Now().Before(deadline) {
+				lo := int(next.Add(bulkSites) - bulkSites)
+				if lo >= to {
+					return nil
+				}
+				hi := min(lo+bulkSites, to)
+				if err := n.Call(ctx, "POST", "/v1/bulk/sites", bytes.NewReader(bulkBody(lo, hi, files, p)), nil); err != nil {
+					return fmt.Errorf("bulk sites %d-%d: %w", lo, hi-1, err)
+				}
+				if d := done.Add(int64(hi - lo)); d%10_000 < bulkSites {
+					log.Printf("bulk: built %d of %d sites (%.0f sites/s)", d, to-from, float64(d)/time.Since(start).Seconds())
+				}
+			}
+			return ctx.Err()
+		})
+	}
+	err := g.Wait()
+	st := genStats{Built: int(done.Load()), Seconds: time.Since(start).Seconds()}
+	st.PerSec = float64(st.Built) / st.Seconds
+	if err == nil && st.Built < to-from {
+		st.Stopped = fmt.Sprintf("stopped after %s (-max-generate)", limit)
+	}
+	return st, err
 }

@@ -39,6 +39,7 @@ type config struct {
 	files       int
 	blobs       int
 	conc        int
+	apiSites    int
 	propagRuns  int
 	lookupTime  time.Duration
 	maxGenerate time.Duration
@@ -57,7 +58,8 @@ func main() {
 	flag.IntVar(&cfg.sites, "sites", 0, "sites to build (default 100000, quick 10000)")
 	flag.IntVar(&cfg.files, "files", 100, "files per site")
 	flag.IntVar(&cfg.blobs, "blobs", 3000, "distinct blobs in the pool the files share")
-	flag.IntVar(&cfg.conc, "concurrency", 64, "sites built at once")
+	flag.IntVar(&cfg.conc, "concurrency", 64, "sites built at once through the per-site API")
+	flag.IntVar(&cfg.apiSites, "api-sites", 1000, "sites built through the per-site API (for its rate); the rest through POST /v1/bulk/sites")
 	flag.IntVar(&cfg.propagRuns, "publishes", 50, "publishes timed for propagation")
 	flag.DurationVar(&cfg.lookupTime, "lookup-duration", 5*time.Second, "duration of each edge lookup round")
 	flag.DurationVar(&cfg.maxGenerate, "max-generate", 20*time.Minute, "stop building sites after this long and measure what was built")

@@ -50,12 +50,20 @@ func measureAll(ctx context.Context, cfg config, r *result) error {
 		return err
 	}
 	log.Printf("edge lookups at %d entries: %s", smallSites*cfg.files, r.LookupSmallState)
-	gen, err := buildSites(ctx, c.Core, smallSites, cfg.sites, cfg.files, cfg.conc, p, cfg.maxGenerate)
-	r.Generate = gen
-	r.Built = smallSites + gen.Built
-	log.Printf("built %d sites in %.0f s (%.0f sites/s) %s", gen.Built, gen.Seconds, gen.PerSec, gen.Stopped)
+	apiEnd := min(cfg.sites, smallSites+cfg.apiSites)
+	gen, err := buildSites(ctx, c.Core, smallSites, apiEnd, cfg.files, cfg.conc, p, cfg.maxGenerate)
+	r.Generate, r.Built, r.Retries = gen, smallSites+gen.Built, retries.Load()
+	log.Printf("API: built %d sites in %.0f s (%.0f sites/s) %s", gen.Built, gen.Seconds, gen.PerSec, gen.Stopped)
 	if err != nil {
 		return err
+	}
+	if r.Built == apiEnd && apiEnd < cfg.sites {
+		bulk, err := bulkBuild(ctx, c.Core[0], apiEnd, cfg.sites, cfg.files, p, cfg.maxGenerate-time.Duration(gen.Seconds*float64(time.Second)))
+		r.Bulk, r.Built = bulk, r.Built+bulk.Built
+		log.Printf("bulk: built %d sites in %.0f s (%.0f sites/s) %s", bulk.Built, bulk.Seconds, bulk.PerSec, bulk.Stopped)
+		if err != nil {
+			return err
+		}
 	}
 	for _, step := range []func(context.Context, config, *benchkit.Cluster, *result) error{
 		measureLookups, measurePropagation, measureSizes, measureSnapshot, measureRepair, measureJoin, measureRestart,
