@@ -182,22 +182,37 @@ func (n *Node) handlePeerApply(w http.ResponseWriter, r *http.Request) {
 }
 
 // prefetchPublished starts a background prefetch of every newly published
-// deploy, so that an edge serves a fresh publish from its own disk.
+// deploy, so that an edge serves a fresh publish from its own disk. It
+// reads the publishes applied since its last call from the FSM's feed, and
+// every site's live deploy only when the feed cannot say (the first call,
+// after a restore, or after more publishes than the feed keeps): reading
+// 100,000 site records after every applied batch was most of an edge's
+// CPU at platform scale (bench/RESULTS.md).
 func (n *Node) prefetchPublished() {
-	sites, err := n.store.Sites()
-	if err != nil {
-		return
+	ids, next, ok := n.store.PublishedSince(n.publishCursor)
+	if !ok {
+		sites, err := n.store.Sites()
+		if err != nil {
+			return
+		}
+		ids = ids[:0]
+		for _, s := range sites {
+			if s.Published != "" {
+				ids = append(ids, s.Published)
+			}
+		}
 	}
-	for _, s := range sites {
-		if s.Published == "" || n.prefetched[s.Published] {
+	n.publishCursor = next
+	for _, id := range ids {
+		if n.prefetched[id] {
 			continue
 		}
-		n.prefetched[s.Published] = true
+		n.prefetched[id] = true
 		n.wg.Add(1)
-		go func(id string) {
+		go func() {
 			defer n.wg.Done()
 			n.prefetch(id)
-		}(s.Published)
+		}()
 	}
 }
 

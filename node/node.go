@@ -308,6 +308,9 @@ type Node struct {
 	repair *repair.Repairer // see repair.go
 
 	prefetched map[string]bool // deploys an edge has prefetched (watchState only)
+	// publishCursor is where prefetchPublished reads the FSM's feed of
+	// publishes next (watchState only).
+	publishCursor raft.PublishCursor
 
 	scrub *scrub.Scrubber // see scrub.go
 

@@ -89,6 +89,8 @@ type FSM struct {
 
 	changeMu sync.Mutex
 	change   chan struct{} // closed on the next change; see Changed
+
+	published publishedFeed // see PublishedSince
 }
 
 var _ hraft.BatchingFSM = (*FSM)(nil)
@@ -279,6 +281,7 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 		return resp
 	}
 	f.applied.Store(last.index)
+	f.published.record(logs, resp, halted)
 	f.notifyChanged()
 	if halted >= 0 {
 		// The entries before it are in the state; it and the rest of the

@@ -29,7 +29,7 @@ func TestReferencedBlobs(t *testing.T) {
 		FailDeploy{Deploy: "fail1", Reason: "test"})
 	big := manifest(referencedChunk/2 + 10)
 	h.readyDeploy("c", "big1", big)
-	h.readyDeploy("c", "big2", append(manifest(referencedChunk/2+20)[5:], file("/z", "last")))
+	h.readyDeploy("c", "big2", append(manifest(referencedChunk/2 + 20)[5:], file("/z", "last")))
 
 	got, err := h.f.ReferencedBlobs(context.Background())
 	if err != nil {

@@ -207,14 +207,22 @@ const bulkSites = 1000
 
 // bulkBody is the POST /v1/bulk/sites body of sites [from, to).
 func bulkBody(from, to, files int, p *pool) []byte {
+	sites := make([]int, 0, to-from)
+	for i := from; i < to; i++ {
+		sites = append(sites, i)
+	}
+	return bulkBodyOf(sites, files, p)
+}
+
+// bulkBodyOf is the POST /v1/bulk/sites body of the given sites.
+func bulkBodyOf(sites []int, files int, p *pool) []byte {
 	var b bytes.Buffer
 	b.WriteString(`{"sites":[`)
-	for i := from; i < to; i++ {
-		if i > from {
+	for k, i := range sites {
+		if k > 0 {
 			b.WriteByte(',')
 		}
-		m := manifest(i, files, p)
-		fmt.Fprintf(&b, `{"name":%q,%s`, siteName(i), m[1:]) // m is {"files":{...}}
+		fmt.Fprintf(&b, `{"name":%q,%s`, siteName(i), manifest(i, files, p)[1:]) // a manifest is {"files":{...}}
 	}
 	b.WriteString("]}")
 	return b.Bytes()
@@ -238,7 +246,10 @@ func bulkBuild(ctx context.Context, n *atolltest.Node, from, to, files int, p *p
 				}
 				hi := min(lo+bulkSites, to)
 				if err := n.Call(ctx, "POST", "/v1/bulk/sites", bytes.NewReader(bulkBody(lo, hi, files, p)), nil); err != nil {
-					return fmt.Errorf("bulk sites %d-%d: %w", lo, hi-1, err)
+					log.Printf("bulk sites %d-%d: %v; completing them", lo, hi-1, err)
+					if err := completeRange(ctx, n, lo, hi, files, p); err != nil {
+						return fmt.Errorf("bulk sites %d-%d: %w", lo, hi-1, err)
+					}
 				}
 				if d := done.Add(int64(hi - lo)); d%10_000 < bulkSites {
 					log.Printf("bulk: built %d of %d sites (%.0f sites/s)", d, to-from, float64(d)/time.Since(start).Seconds())
@@ -254,4 +265,37 @@ func bulkBuild(ctx context.Context, n *atolltest.Node, from, to, files int, p *p
 		st.Stopped = fmt.Sprintf("stopped after %s (-max-generate)", limit)
 	}
 	return st, err
+}
+
+// completeRange makes sure every site of [lo, hi) is built after a bulk
+// call whose outcome is partly unknown (a leader change under load): the
+// sites that do not exist go out in one more bulk call, those that exist
+// without a published deploy through the per-site path.
+func completeRange(ctx context.Context, n *atolltest.Node, lo, hi, files int, p *pool) error {
+	var missing, unpublished []int
+	for i := lo; i < hi; i++ {
+		var s struct {
+			Published string `json:"published"`
+		}
+		err := n.Call(ctx, "GET", "/v1/sites/"+siteName(i), nil, &s)
+		var se *atolltest.StatusError
+		switch {
+		case asStatus(err, &se) && se.Status == 404:
+			missing = append(missing, i)
+		case err != nil:
+			return err
+		case s.Published == "":
+			unpublished = append(unpublished, i)
+		}
+	}
+	retries.Add(int64(len(missing) + len(unpublished)))
+	for _, i := range unpublished {
+		if err := buildSite(ctx, n, i, files, p); err != nil {
+			return err
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return n.Call(ctx, "POST", "/v1/bulk/sites", bytes.NewReader(bulkBodyOf(missing, files, p)), nil)
 }
