@@ -229,37 +229,31 @@ func bulkBodyOf(sites []int, files int, p *pool) []byte {
 }
 
 // bulkBuild builds sites [from, to) through POST /v1/bulk/sites on n,
-// bulkSites per call, two calls at once, until done or limit has passed.
+// bulkSites per call, one call at a time (the leader pipelines each call's
+// rounds itself), until done or limit has passed.
 // Like buildSites, the sites built are a prefix.
 func bulkBuild(ctx context.Context, n *atolltest.Node, from, to, files int, p *pool, limit time.Duration) (genStats, error) {
 	start := time.Now()
 	deadline := start.Add(limit)
-	var next, done atomic.Int64
-	next.Store(int64(from))
-	var g errgroup.Group
-	for range 2 {
-		g.Go(func() error {
-			for ctx.Err() == nil && time.Now().Before(deadline) {
-				lo := int(next.Add(bulkSites) - bulkSites)
-				if lo >= to {
-					return nil
-				}
-				hi := min(lo+bulkSites, to)
-				if err := n.Call(ctx, "POST", "/v1/bulk/sites", bytes.NewReader(bulkBody(lo, hi, files, p)), nil); err != nil {
-					log.Printf("bulk sites %d-%d: %v; completing them", lo, hi-1, err)
-					if err := completeRange(ctx, n, lo, hi, files, p); err != nil {
-						return fmt.Errorf("bulk sites %d-%d: %w", lo, hi-1, err)
-					}
-				}
-				if d := done.Add(int64(hi - lo)); d%10_000 < bulkSites {
-					log.Printf("bulk: built %d of %d sites (%.0f sites/s)", d, to-from, float64(d)/time.Since(start).Seconds())
-				}
+	done := 0
+	var err error
+	for lo := from; lo < to && ctx.Err() == nil && time.Now().Before(deadline); lo += bulkSites {
+		hi := min(lo+bulkSites, to)
+		if err = n.Call(ctx, "POST", "/v1/bulk/sites", bytes.NewReader(bulkBody(lo, hi, files, p)), nil); err != nil {
+			log.Printf("bulk sites %d-%d: %v; completing them", lo, hi-1, err)
+			if err = completeRange(ctx, n, lo, hi, files, p); err != nil {
+				err = fmt.Errorf("bulk sites %d-%d: %w", lo, hi-1, err)
+				break
 			}
-			return ctx.Err()
-		})
+		}
+		if done += hi - lo; done%10_000 < bulkSites {
+			log.Printf("bulk: built %d of %d sites (%.0f sites/s)", done, to-from, float64(done)/time.Since(start).Seconds())
+		}
 	}
-	err := g.Wait()
-	st := genStats{Built: int(done.Load()), Seconds: time.Since(start).Seconds()}
+	if err == nil {
+		err = ctx.Err()
+	}
+	st := genStats{Built: done, Seconds: time.Since(start).Seconds()}
 	st.PerSec = float64(st.Built) / st.Seconds
 	if err == nil && st.Built < to-from {
 		st.Stopped = fmt.Sprintf("stopped after %s (-max-generate)", limit)
@@ -272,6 +266,18 @@ func bulkBuild(ctx context.Context, n *atolltest.Node, from, to, files int, p *p
 // sites that do not exist go out in one more bulk call, those that exist
 // without a published deploy through the per-site path.
 func completeRange(ctx context.Context, n *atolltest.Node, lo, hi, files int, p *pool) error {
+	var err error
+	for range 3 {
+		if err = completeOnce(ctx, n, lo, hi, files, p); err == nil {
+			return nil
+		}
+		log.Printf("completing sites %d-%d: %v; trying again", lo, hi-1, err)
+	}
+	return err
+}
+
+// completeOnce is one attempt of completeRange.
+func completeOnce(ctx context.Context, n *atolltest.Node, lo, hi, files int, p *pool) error {
 	var missing, unpublished []int
 	for i := lo; i < hi; i++ {
 		var s struct {
