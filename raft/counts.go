@@ -25,12 +25,7 @@ func (f *FSM) DeployCounts() (map[atoll.DeployState]int, error) {
 		var done bool
 		err := f.view(func(tx *bolt.Tx) error {
 			c := tx.Bucket(bucketDeploys).Cursor()
-			var k, v []byte
-			if after == nil {
-				k, v = c.First()
-			} else if k, v = c.Seek(after); k != nil && bytes.Equal(k, after) {
-				k, v = c.Next()
-			}
+			k, v := seekAfter(c, after)
 			for n := 0; k != nil && n < countChunk; k, v = c.Next() {
 				var d struct {
 					State atoll.DeployState `json:"state"`

@@ -525,13 +525,7 @@ func (f *FSM) Files(deployID string, fn func(atoll.File) error) error {
 			}
 			found = true
 			c := m.Cursor()
-			var k, v []byte
-			if after == nil {
-				k, v = c.First()
-			} else if k, v = c.Seek(after); k != nil && bytes.Equal(k, after) {
-				k, v = c.Next()
-			}
-			for ; k != nil && len(buf) < filesChunk; k, v = c.Next() {
+			for k, v := seekAfter(c, after); k != nil && len(buf) < filesChunk; k, v = c.Next() {
 				buf = append(buf, atoll.File{Path: string(k), Hash: hex.EncodeToString(v)})
 			}
 			return nil
@@ -552,6 +546,18 @@ func (f *FSM) Files(deployID string, fn func(atoll.File) error) error {
 		}
 		after = []byte(buf[len(buf)-1].Path)
 	}
+}
+
+// seekAfter positions c on the first key after after, or on the first key
+// when after is nil: how a walk resumes in a new read transaction.
+func seekAfter(c *bolt.Cursor, after []byte) (k, v []byte) {
+	if after == nil {
+		return c.First()
+	}
+	if k, v = c.Seek(after); k != nil && bytes.Equal(k, after) {
+		return c.Next()
+	}
+	return k, v
 }
 
 // Nodes returns the node table, ordered by id.

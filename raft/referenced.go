@@ -62,14 +62,8 @@ func (f *FSM) ReferencedBlobs(ctx context.Context) (map[string]bool, error) {
 func referencedFrom(tx *bolt.Tx, after []byte, raw map[[32]byte]bool) ([]byte, bool, error) {
 	manifests := tx.Bucket(bucketManifests)
 	c := tx.Bucket(bucketDeploys).Cursor()
-	var k, v []byte
-	if after == nil {
-		k, v = c.First()
-	} else if k, v = c.Seek(after); k != nil && bytes.Equal(k, after) {
-		k, v = c.Next()
-	}
 	walked := 0
-	for ; k != nil; k, v = c.Next() {
+	for k, v := seekAfter(c, after); k != nil; k, v = c.Next() {
 		var d struct {
 			State atoll.DeployState `json:"state"`
 		}
