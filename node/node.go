@@ -311,6 +311,7 @@ type Node struct {
 	// publishCursor is where prefetchPublished reads the FSM's feed of
 	// publishes next (watchState only).
 	publishCursor raft.PublishCursor
+	prefetches    prefetchQueue // deploys waiting for prefetchPublished's prefetch
 
 	scrub *scrub.Scrubber // see scrub.go
 
