@@ -278,19 +278,25 @@ func completeRange(ctx context.Context, n *atolltest.Node, lo, hi, files int, p 
 
 // completeOnce is one attempt of completeRange.
 func completeOnce(ctx context.Context, n *atolltest.Node, lo, hi, files int, p *pool) error {
+	var list struct {
+		Sites []struct {
+			Name      string `json:"name"`
+			Published string `json:"published"`
+		} `json:"sites"`
+	}
+	if err := n.Call(ctx, "GET", "/v1/sites", nil, &list); err != nil {
+		return err
+	}
+	published := make(map[string]bool, len(list.Sites))
+	for _, s := range list.Sites {
+		published[s.Name] = s.Published != ""
+	}
 	var missing, unpublished []int
 	for i := lo; i < hi; i++ {
-		var s struct {
-			Published string `json:"published"`
-		}
-		err := n.Call(ctx, "GET", "/v1/sites/"+siteName(i), nil, &s)
-		var se *atolltest.StatusError
-		switch {
-		case asStatus(err, &se) && se.Status == 404:
+		switch pub, ok := published[siteName(i)]; {
+		case !ok:
 			missing = append(missing, i)
-		case err != nil:
-			return err
-		case s.Published == "":
+		case !pub:
 			unpublished = append(unpublished, i)
 		}
 	}
