@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/atoll-hosting/atoll/atolltest"
@@ -109,3 +110,35 @@ func PollUntil(ctx context.Context, url, host, want string, t0 time.Time) (time.
 
 // DataDir is the data directory of node n of the cluster.
 func (c *Cluster) DataDir(n *atolltest.Node) string { return filepath.Join(c.Dir, n.ID) }
+
+// PublishSeen publishes deploy id through leader (POST
+// /v1/deploys/{id}/publish with query, e.g. "?rollback=true") and polls
+// every node's edge for path at host until it answers want, at most limit.
+// It returns how long the publish call took and how long until the
+// slowest node served want, both from the moment the call was sent.
+func PublishSeen(ctx context.Context, leader *atolltest.Node, nodes []*atolltest.Node, id, query, host, path, want string, limit time.Duration) (call, worst time.Duration, err error) {
+	t0 := time.Now()
+	seen := make([]time.Duration, len(nodes))
+	errs := make([]error, len(nodes))
+	pollCtx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	var wg sync.WaitGroup
+	for j, n := range nodes {
+		wg.Go(func() {
+			seen[j], errs[j] = PollUntil(pollCtx, "http://"+n.HTTPAddr+path, host, want, t0)
+		})
+	}
+	err = leader.Call(ctx, "POST", "/v1/deploys/"+id+"/publish"+query, nil, nil)
+	call = time.Since(t0)
+	wg.Wait()
+	if err != nil {
+		return call, 0, err
+	}
+	for j := range nodes {
+		if errs[j] != nil {
+			return call, 0, fmt.Errorf("node %s never served deploy %s: %w", nodes[j].ID, id, errs[j])
+		}
+		worst = max(worst, seen[j])
+	}
+	return call, worst, nil
+}

@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/atoll-hosting/atoll/atolltest"
@@ -113,30 +112,10 @@ func propagation(ctx context.Context, cfg config, leader *atolltest.Node, nodes 
 	var calls []float64
 	for i := range cfg.propagRuns {
 		v := []string{"B", "A"}[i%2]
-		want := "version " + v + "\n"
-		t0 := time.Now()
-		var wg sync.WaitGroup
-		seen := make([]time.Duration, len(nodes))
-		errs := make([]error, len(nodes))
-		pollCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		for j, n := range nodes {
-			wg.Go(func() {
-				seen[j], errs[j] = benchkit.PollUntil(pollCtx, "http://"+n.HTTPAddr+"/probe.txt", "prop.localhost", want, t0)
-			})
-		}
-		err := leader.Call(ctx, "POST", "/v1/deploys/"+ids[v]+"/publish", nil, nil)
-		calls = append(calls, benchkit.Ms(time.Since(t0)))
-		wg.Wait()
-		cancel()
+		call, worst, err := benchkit.PublishSeen(ctx, leader, nodes, ids[v], "", "prop.localhost", "/probe.txt", "version "+v+"\n", 5*time.Second)
+		calls = append(calls, benchkit.Ms(call))
 		if err != nil {
 			return err
-		}
-		var worst time.Duration
-		for j := range nodes {
-			if errs[j] != nil {
-				return fmt.Errorf("node %s never served deploy %s: %w", nodes[j].ID, v, errs[j])
-			}
-			worst = max(worst, seen[j])
 		}
 		r.PropagationMs = append(r.PropagationMs, benchkit.Ms(worst))
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/atoll-hosting/atoll/atolltest"
@@ -40,28 +39,9 @@ func measurePropagation(ctx context.Context, cfg config, c *benchkit.Cluster, r 
 	var worst []float64
 	for i := range cfg.propagRuns {
 		v := []string{"A", "B"}[i%2]
-		t0 := time.Now()
-		seen := make([]time.Duration, len(nodes))
-		errs := make([]error, len(nodes))
-		pollCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		var wg sync.WaitGroup
-		for j, n := range nodes {
-			wg.Go(func() {
-				seen[j], errs[j] = benchkit.PollUntil(pollCtx, "http://"+n.HTTPAddr+"/probe.txt", "prop.localhost", "version "+v+"\n", t0)
-			})
-		}
-		err := leader.Call(ctx, "POST", "/v1/deploys/"+ids[v]+"/publish?rollback=true", nil, nil)
-		wg.Wait()
-		cancel()
+		_, w, err := benchkit.PublishSeen(ctx, leader, nodes, ids[v], "?rollback=true", "prop.localhost", "/probe.txt", "version "+v+"\n", 10*time.Second)
 		if err != nil {
 			return err
-		}
-		var w time.Duration
-		for j := range nodes {
-			if errs[j] != nil {
-				return fmt.Errorf("node %s never served deploy %s: %w", nodes[j].ID, v, errs[j])
-			}
-			w = max(w, seen[j])
 		}
 		worst = append(worst, benchkit.Ms(w))
 	}
