@@ -33,8 +33,12 @@ const (
 	// at join.
 	LevelFeatureLevels = 2
 	// LevelDeployBase brings deploys made from a base deploy
-	// (raft.CreateDeploy's Base: the new deploy's manifest starts as a copy
-	// of the base's, and only the difference travels through Raft).
+	// (raft.CreateDeploy's Base and Remove, Deploy.Base: the new deploy's
+	// manifest starts as a copy of the base's less Remove, and only the
+	// difference travels through Raft), and blobs compressed once in the
+	// cluster: one owner sends the variants it made to the other holders
+	// (the peer call PUT /v1/peer/variants/{hash}, which an older node
+	// answers 404); below this level every node compresses its own copy.
 	LevelDeployBase = 3
 
 	// MaxFeatureLevel is the highest level this binary knows.

@@ -145,6 +145,11 @@ type Deploy struct {
 	// Message says what the deploy is (atoll deploy --message), set by
 	// CreateDeploy at LevelFeatureLevels; see CheckMessage.
 	Message string `json:"message,omitempty"`
+	// Base is the deploy whose manifest this one's started as a copy of
+	// (raft.CreateDeploy.Base, at LevelDeployBase), so that only the
+	// difference travelled through Raft; "" when the whole manifest was
+	// sent. The deploy's manifest is complete either way.
+	Base string `json:"base,omitempty"`
 }
 
 // File is one manifest entry: a normalized path (see CleanPath) and the

@@ -173,6 +173,14 @@ type Status struct {
 	// are still being made in the background (served uncompressed
 	// meanwhile).
 	CompressPending int `json:"compress_pending"`
+	// Compressed counts the blobs whose variants this node made itself
+	// since it started; VariantsReceived those whose variants another
+	// owner made and sent it; VariantsSent the transfers of its variants
+	// to other owners (one per blob and owner). A blob is compressed once
+	// in a cluster at feature level 3 (LevelDeployBase).
+	Compressed       int64 `json:"compressed"`
+	VariantsReceived int64 `json:"variants_received"`
+	VariantsSent     int64 `json:"variants_sent"`
 	// FeatureLevel is the cluster's feature level (atoll.MaxFeatureLevel);
 	// FeatureHeldBy names the nodes that keep it below the highest level
 	// this node knows, e.g. "edge-1 (v0.10.0, level 1)".

@@ -44,11 +44,26 @@ type compressor struct {
 	mu    sync.Mutex
 	cond  *sync.Cond // signalled when the queue grows, shrinks or closes
 	queue []queuedBlob
-	state map[string]uint8 // queuedState, busyState or busyAgain; absent: neither
+	// waiting holds the blobs whose variants another node is expected to
+	// send (AcceptVariants) until their due time (queuedBlob.at), in the
+	// order they were queued; promoteLoop moves those still waiting at
+	// their due time to queue. Entries of blobs settled meanwhile stay in
+	// queue and waiting until reached: state, not the slices, says what
+	// is pending.
+	waiting []queuedBlob
+	wake    chan struct{} // a blob joined waiting (capacity 1)
+	// state has an entry for every blob pending here: queuedState,
+	// waitingState, busyState or busyAgain.
+	state map[string]uint8
 	// lastQueued is when a blob was last queued (Unix ns): a sign that
 	// uploads are coming in, which workers give way to (compressLoop).
 	lastQueued atomic.Int64
 	busy       int // blobs being compressed
+	// compressed counts the blobs whose variants this store made itself
+	// (compression passes run), accepted those whose variants it took
+	// from another node (AcceptVariants).
+	compressed atomic.Int64
+	accepted   atomic.Int64
 	closed     bool
 	ctx        context.Context
 	cancel     context.CancelFunc
@@ -73,10 +88,13 @@ const (
 
 // States of a blob in compressor.state. busyAgain: queued again while
 // being compressed (a Delete and a new Put meanwhile), so compressed again.
+// waitingState: its variants are expected from another node until its
+// due time (Config.VariantsWait).
 const (
 	queuedState = 1 + iota
 	busyState
 	busyAgain
+	waitingState
 )
 
 // compressWorkers returns the number of background workers for cfg: half
@@ -97,9 +115,12 @@ func (s *Store) startCompressor(workers int, pending []string) {
 	c := &s.comp
 	c.cond = sync.NewCond(&c.mu)
 	c.state = make(map[string]uint8)
+	c.wake = make(chan struct{}, 1)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	// Blobs a crash left pending are compressed here: the node's view of
+	// who compresses them (Config.VariantsWait) is not known this early.
 	for _, h := range pending {
-		s.enqueue(h)
+		s.queueBlob(h, 0)
 	}
 	if len(pending) > 0 {
 		s.log.Info("queued blobs whose variants were not made before the last stop", "count", len(pending))
@@ -107,10 +128,26 @@ func (s *Store) startCompressor(workers int, pending []string) {
 	for range workers {
 		c.workers.Go(func() { s.compressLoop() })
 	}
+	if workers > 0 {
+		c.workers.Go(func() { s.promoteLoop() })
+	}
 }
 
-// enqueue queues a blob for background compression, once.
+// enqueue queues a blob just published pending for its variants, once:
+// to be compressed here, or first to wait for them from another node for
+// as long as Config.VariantsWait says.
 func (s *Store) enqueue(hash string) {
+	var wait time.Duration
+	if s.variantsWait != nil {
+		wait = s.variantsWait(hash)
+	}
+	s.queueBlob(hash, wait)
+}
+
+// queueBlob queues a blob for compression here, after wait if positive
+// (waitingState). A waiting blob queued again with no wait is compressed
+// now: its expected variants were refused.
+func (s *Store) queueBlob(hash string, wait time.Duration) {
 	c := &s.comp
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -121,11 +158,75 @@ func (s *Store) enqueue(hash string) {
 	c.lastQueued.Store(now.UnixNano())
 	switch c.state[hash] {
 	case 0:
+		if wait > 0 {
+			c.state[hash] = waitingState
+			c.waiting = append(c.waiting, queuedBlob{hash, now.Add(wait)})
+			select {
+			case c.wake <- struct{}{}:
+			default:
+			}
+			return
+		}
 		c.state[hash] = queuedState
 		c.queue = append(c.queue, queuedBlob{hash, now})
 		c.cond.Broadcast()
+	case waitingState:
+		if wait <= 0 {
+			c.state[hash] = queuedState
+			c.queue = append(c.queue, queuedBlob{hash, now})
+			c.cond.Broadcast()
+		}
 	case busyState:
 		c.state[hash] = busyAgain
+	}
+}
+
+// settle forgets a queued or waiting blob whose variants were just
+// published by another path (AcceptVariants, or a pass that raced with
+// it); a busy one is the worker's to forget.
+func (c *compressor) settle(hash string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch c.state[hash] {
+	case queuedState, waitingState:
+		delete(c.state, hash)
+		c.cond.Broadcast()
+	}
+}
+
+// promoteLoop moves each waiting blob, at its due time, to the queue of
+// blobs compressed here, unless its variants arrived meanwhile: nothing
+// stays uncompressed because the node expected to send its variants is
+// down or slow.
+func (s *Store) promoteLoop() {
+	c := &s.comp
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		c.mu.Lock()
+		now := time.Now()
+		for len(c.waiting) > 0 && !c.waiting[0].at.After(now) {
+			w := c.waiting[0]
+			c.waiting[0] = queuedBlob{}
+			c.waiting = c.waiting[1:]
+			if c.state[w.hash] == waitingState {
+				c.state[w.hash] = queuedState
+				c.queue = append(c.queue, queuedBlob{w.hash, now})
+				c.cond.Broadcast()
+			}
+		}
+		next := time.Hour
+		if len(c.waiting) > 0 {
+			next = c.waiting[0].at.Sub(now)
+		}
+		c.mu.Unlock()
+		timer.Reset(next)
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-c.wake:
+		case <-timer.C:
+		}
 	}
 }
 
@@ -148,6 +249,10 @@ func (s *Store) compressLoop() {
 		hash := c.queue[0].hash
 		c.queue[0] = queuedBlob{}
 		c.queue = c.queue[1:]
+		if c.state[hash] != queuedState {
+			c.mu.Unlock() // settled since it was queued
+			continue
+		}
 		c.busy++
 		c.state[hash] = busyState
 		c.mu.Unlock()
@@ -180,18 +285,32 @@ func (c *compressor) deferral() time.Duration {
 	return quiet
 }
 
-// PendingCompression returns the number of blobs queued for background
-// compression or being compressed.
+// PendingCompression returns the number of blobs still without their
+// variants: queued for background compression, being compressed, or
+// waiting for another node to send them.
 func (s *Store) PendingCompression() int {
 	c := &s.comp
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.queue) + c.busy
+	return len(c.state)
 }
 
-// WaitCompressed waits until no blob is queued for background compression
-// or being compressed, or ctx is done. Blobs put meanwhile are waited for
-// too. With Config.CompressWorkers < 0 it returns at once.
+// CompressStats says how many blobs this store compressed itself and how
+// many got their variants from another node (AcceptVariants), since New.
+type CompressStats struct {
+	Compressed int64
+	Accepted   int64
+}
+
+// CompressStats returns the counters of background compression.
+func (s *Store) CompressStats() CompressStats {
+	return CompressStats{Compressed: s.comp.compressed.Load(), Accepted: s.comp.accepted.Load()}
+}
+
+// WaitCompressed waits until no blob is queued for background compression,
+// being compressed or waiting for its variants from another node, or ctx
+// is done. Blobs put meanwhile are waited for too. With
+// Config.CompressWorkers < 0 it returns at once.
 func (s *Store) WaitCompressed(ctx context.Context) error {
 	c := &s.comp
 	stop := context.AfterFunc(ctx, func() {
@@ -202,7 +321,7 @@ func (s *Store) WaitCompressed(ctx context.Context) error {
 	defer stop()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for (len(c.queue) > 0 || c.busy > 0) && !c.closed && c.workersRunning() {
+	for len(c.state) > 0 && !c.closed && c.workersRunning() {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -244,9 +363,6 @@ func (s *Store) Compress(ctx context.Context, hash string) error {
 	if !validHash(hash) {
 		return fmt.Errorf("compress blob %q: %w", hash, ErrInvalidHash)
 	}
-	if _, err := os.Lstat(s.path(hash) + pendingExt); errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
 	if err := s.compressPending(ctx, hash); err != nil {
 		return fmt.Errorf("compress blob %s: %w", hash, err)
 	}
@@ -285,6 +401,9 @@ func mayCompress(src io.ReaderAt, size int64) (bool, error) {
 // at any point leaves the blob whole, with the variants published so far
 // (each complete), and its marker if any variant may be missing.
 func (s *Store) compressPending(ctx context.Context, hash string) error {
+	if !s.isPending(hash) {
+		return nil // decided meanwhile: its variants arrived from a peer
+	}
 	f, err := os.Open(s.path(hash))
 	if errors.Is(err, fs.ErrNotExist) {
 		s.clearPending(hash) // deleted meanwhile
@@ -299,7 +418,8 @@ func (s *Store) compressPending(ctx context.Context, hash string) error {
 	if err != nil {
 		return err
 	}
-	return s.installVariants(hash, variants)
+	_, err = s.installVariants(hash, variants)
+	return err
 }
 
 // makeVariants is step 1 of I14: it writes the variants of f, the identity
@@ -328,35 +448,37 @@ func (s *Store) makeVariants(ctx context.Context, f *os.File, hash string) ([]va
 }
 
 // installVariants is steps 2 and 3 of I14, under the per-hash lock: unless
-// the marker is gone (a Delete, Quarantine or an earlier pass won), it
-// publishes variants as the blob's only variant files, removes the marker
-// once they are durable, and tells the readers (Stat cache, accounting when
-// a variant changed, Config.OnVariants) that the blob is no longer pending.
-func (s *Store) installVariants(hash string, variants []variantFile) error {
+// the marker is gone (a Delete, Quarantine, an earlier pass or variants
+// from a peer won), it publishes variants as the blob's only variant
+// files, removes the marker once they are durable, and tells the readers
+// (Stat cache, accounting when a variant changed, the queue,
+// Config.OnVariants) that the blob is no longer pending. installed is
+// whether it did.
+func (s *Store) installVariants(hash string, variants []variantFile) (installed bool, err error) {
 	unlock := s.locks.lock(hash)
 	defer unlock()
 	base := s.path(hash)
 	if _, err := os.Lstat(base + pendingExt); errors.Is(err, fs.ErrNotExist) {
-		return nil // deleted (and maybe stored again, with variants) meanwhile
+		return false, nil // deleted (and maybe stored again, with variants), or decided, meanwhile
 	}
 	if _, err := os.Lstat(base); errors.Is(err, fs.ErrNotExist) {
 		s.clearPending(hash)
-		return nil
+		return false, nil
 	}
 	_, changed, err := publishVariants(base, variants, true)
 	if err != nil {
-		return err
+		return false, err
 	}
 	// The variants are durable: the marker may go. Its removal needs no
 	// fsync; if a crash brings it back, the blob is compressed again.
 	if err := os.Remove(base + pendingExt); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("remove pending marker: %w", err)
+		return false, fmt.Errorf("remove pending marker: %w", err)
 	}
 	// Even with no variant kept, Info.Pending has changed: readers learn
 	// that the compressor has decided.
 	info, err := s.statDisk(hash)
 	if err != nil {
-		return err
+		return false, err
 	}
 	// remove bumps the generation: a Stat that read the disk before the
 	// renames cannot put its variant-less, pending Info back (I6).
@@ -365,10 +487,18 @@ func (s *Store) installVariants(hash string, variants []variantFile) error {
 	if changed {
 		s.acct.added(info)
 	}
+	s.comp.settle(hash)
 	if s.onVariants != nil {
 		s.onVariants(hash)
 	}
-	return nil
+	return true, nil
+}
+
+// isPending reports whether the pending marker of hash exists (an error
+// other than its absence counts as present: compressing again is safe).
+func (s *Store) isPending(hash string) bool {
+	_, err := os.Lstat(s.path(hash) + pendingExt)
+	return !errors.Is(err, fs.ErrNotExist)
 }
 
 // checkIdentity hashes the size bytes of src, the identity file of hash.
@@ -395,6 +525,7 @@ func (s *Store) compressSerial(ctx context.Context, src *os.File, size int64) ([
 	if err != nil || !ok {
 		return nil, err
 	}
+	s.comp.compressed.Add(1)
 	var variants []variantFile
 	for _, e := range encodings {
 		v, kept, err := s.writeVariant(ctx, src, size, e.name)

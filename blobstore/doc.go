@@ -7,8 +7,10 @@
 //     hashed, rejected when the hash is not the one the caller expected, and
 //     made visible by a rename only once it is fsynced (see DESIGN.md in
 //     this folder for the exact order);
-//   - compressed variants, computed once per stored copy by background
-//     workers after Put (or an Import without variants) has answered:
+//   - compressed variants, computed by background workers after Put (or an
+//     Import without variants) has answered, or taken from another holder
+//     that made them (AcceptVariants, after a bounded wait the caller sets
+//     with Config.VariantsWait; ExportVariants sends them):
 //     brotli ("br"), zstd ("zstd") and gzip ("gzip"), each kept only when
 //     it saves at least ~5%; content that is tiny or already compressed
 //     (images, archives, fonts, audio, video) is not recompressed. Until

@@ -41,7 +41,8 @@ func (r *Received) Variant(encoding string) ([]byte, bool) {
 
 // Info returns what Store would return if every variant the peer sent
 // checks out: the blob's Info with the variants smaller than the identity
-// bytes (Import drops the others). Use it only together with a check of
+// bytes (Import drops the others), Pending when it has none and may
+// compress. Use it only together with a check of
 // each variant before its bytes are served.
 func (r *Received) Info() Info {
 	info := Info{Hash: r.Hash, Size: r.Header.Size}
@@ -49,6 +50,11 @@ func (r *Received) Info() Info {
 		if v.Size < r.Header.Size {
 			info.Variants = append(info.Variants, v)
 		}
+	}
+	if len(info.Variants) == 0 {
+		// Sent bare: Store will mark it pending if it may compress, and a
+		// reader compresses it per request meanwhile, as for a stored one.
+		info.Pending, _ = mayCompress(bytes.NewReader(r.Identity()), r.Header.Size)
 	}
 	return info
 }

@@ -135,3 +135,53 @@ func readRaw(t *testing.T, s *Store, hash, encoding string) []byte {
 	}
 	return b.Bytes()
 }
+
+// TestReceivedPending: a small blob received without variants reports
+// Pending when it may compress, as the stored copy will (so an edge
+// compresses it per request meanwhile); one received with its variants,
+// or one not worth compressing, does not.
+func TestReceivedPending(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		content []byte
+		bare    bool
+		want    bool
+	}{
+		{"text, bare", textBlob(8<<10, 70), true, true},
+		{"text, with variants", textBlob(8<<10, 71), false, false},
+		{"random bytes, bare", append([]byte("\x89PNG\r\n\x1a\n"), randomBlob(8<<10, 72)...), true, false},
+		{"tiny text, bare", []byte("<p>hi</p>"), true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			src, _ := newTestStore(t)
+			info := put(t, src, tt.content)
+			header, body, _, err := src.Export(info.Hash)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer body.Close()
+			if tt.bare {
+				header = BlobHeader{Size: info.Size}.String()
+				body = io.NopCloser(io.LimitReader(body, info.Size))
+			}
+			dst, _ := newTestStore(t)
+			_, rec, err := dst.ImportSmall(t.Context(), info.Hash, header, body, 64<<10)
+			if err != nil || rec == nil {
+				t.Fatalf("ImportSmall: %v, %v", rec, err)
+			}
+			if got := rec.Info().Pending; got != tt.want {
+				t.Errorf("Received.Info().Pending = %v, want %v", got, tt.want)
+			}
+			stored, err := rec.Store(t.Context(), dst)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if stored.Pending != tt.want {
+				t.Errorf("stored copy Pending = %v, want %v (as Received said)", stored.Pending, tt.want)
+			}
+		})
+	}
+}

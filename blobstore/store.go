@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/atoll-hosting/atoll/internal/durable"
 )
@@ -36,6 +37,9 @@ var (
 	// EDQUOT), or its free space is below Config.MinFreeBytes. Nothing of
 	// the refused write is kept; the store keeps serving what it holds.
 	ErrNoSpace = errors.New("not enough disk space")
+	// ErrPending: the blob's compressed variants are still to be made, so
+	// there are none to send yet (ExportVariants).
+	ErrPending = errors.New("blob variants not made yet")
 )
 
 // Encodings of the compressed variants, as named in HTTP Content-Encoding.
@@ -107,6 +111,13 @@ type Config struct {
 	// published; the store keeps the blob as it is, for the caller to
 	// quarantine and replace (as a scrub would).
 	OnCorrupt func(hash string)
+	// VariantsWait, if set, is called (under the blob's lock: it must not
+	// call the store) when a Put or Import publishes a blob whose variants
+	// are still to be made. A positive answer is how long the store waits
+	// for another node to send them (AcceptVariants) before it compresses
+	// the blob itself; zero or negative compresses it here as soon as a
+	// worker is free. Blobs found pending by New are compressed here.
+	VariantsWait func(hash string) time.Duration
 }
 
 // DefaultConfig returns the configuration of a node started with the
@@ -163,9 +174,10 @@ type Store struct {
 
 	unsynced unsyncedCopies // cache copies not yet fsynced (cachecopy.go)
 
-	comp       compressor // background compression (background.go)
-	onVariants func(hash string)
-	onCorrupt  func(hash string)
+	comp         compressor // background compression (background.go)
+	onVariants   func(hash string)
+	onCorrupt    func(hash string)
+	variantsWait func(hash string) time.Duration
 }
 
 // New opens (creating if needed) the store in cfg.Dir. It removes what a
@@ -189,8 +201,9 @@ func New(cfg Config) (*Store, error) {
 		acct:  newAccounting(),
 		space: newSpaceGuard(cfg.MinFreeBytes),
 
-		onVariants: cfg.OnVariants,
-		onCorrupt:  cfg.OnCorrupt,
+		onVariants:   cfg.OnVariants,
+		onCorrupt:    cfg.OnCorrupt,
+		variantsWait: cfg.VariantsWait,
 	}
 	s.locks.m = make(map[string]*hashLock)
 	if err := s.prepareDirs(); err != nil {
@@ -505,6 +518,7 @@ func (s *Store) deleteLocked(hash string, synced bool) error {
 	s.acct.removed(hash)
 	if err := os.Remove(base + pendingExt); err == nil {
 		removed = true
+		s.comp.settle(hash) // no longer waiting or queued for its variants
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("delete blob %s pending marker: %w", hash, err)
 	}

@@ -163,15 +163,16 @@ func parseLength(s string) (int64, bool) {
 // matches the body. Export does not count as an access for EvictLRU:
 // replication traffic must not keep cached copies alive.
 func (s *Store) Export(hash string) (header string, body io.ReadCloser, length int64, err error) {
-	h, eb, err := s.export(hash)
+	h, eb, err := s.export(hash, true)
 	if err != nil {
 		return "", nil, 0, err
 	}
 	return h.String(), eb, h.Length(), nil
 }
 
-// export is Export, with the header parsed.
-func (s *Store) export(hash string) (_ BlobHeader, _ *exportBody, err error) {
+// export is Export, with the header parsed; without withIdentity the body
+// holds the variants only (ExportVariants).
+func (s *Store) export(hash string, withIdentity bool) (_ BlobHeader, _ *exportBody, err error) {
 	if !validHash(hash) {
 		return BlobHeader{}, nil, fmt.Errorf("export blob %q: %w", hash, ErrInvalidHash)
 	}
@@ -204,7 +205,10 @@ func (s *Store) export(hash string) (_ BlobHeader, _ *exportBody, err error) {
 		return BlobHeader{}, nil, fmt.Errorf("export blob %s: %w", hash, err)
 	}
 	h := BlobHeader{Size: size}
-	readers := []io.Reader{io.LimitReader(f, size)}
+	var readers []io.Reader
+	if withIdentity {
+		readers = append(readers, io.LimitReader(f, size))
+	}
 	for _, e := range encodings {
 		f, n, err := open(base + e.ext)
 		if errors.Is(err, os.ErrNotExist) {
@@ -357,6 +361,13 @@ func (in *incoming) receive(body io.Reader) error {
 	if got := hex.EncodeToString(hasher.Sum(nil)); got != in.hash {
 		return fmt.Errorf("got %s, want %s: %w", got, in.hash, ErrHashMismatch)
 	}
+	return in.receiveVariants(body, buf)
+}
+
+// receiveVariants streams the variant parts of body, the rest of a
+// transfer after its identity bytes, each to its own temp file, and checks
+// that body ends where the header says.
+func (in *incoming) receiveVariants(body io.Reader, buf []byte) error {
 	for _, v := range in.hdr.Variants {
 		f, err := in.receivePart(body, buf, "variant "+v.Encoding, v.Size, nil)
 		if f != nil {

@@ -103,25 +103,24 @@ func (a *API) createDigestDeploy(w http.ResponseWriter, r *http.Request, site at
 		return
 	}
 	membership := a.membership() // before the check: a change during it invalidates the answer
-	checked := make(chan blobCheck, 1)
-	go func() {
-		missing, sizes, err := a.statAll(r.Context(), hashes)
-		c := blobCheck{missing: missing, err: err}
-		for _, f := range files {
-			c.bytes += sizes[f.Hash]
-		}
-		if c.err == nil && c.bytes > lim.MaxBytes { // already over with only the blobs stored
-			c.err = tooManyBytes(site.Name, lim.MaxBytes)
-		}
-		checked <- c
-	}()
-	d, check, err := a.recordDeploy(r.Context(), atoll.Deploy{Site: site.Name, Message: message}, files, checked, false)
+	startCheck := func(base *deployBase) <-chan blobCheck {
+		checked := make(chan blobCheck, 1)
+		go func() {
+			c := a.checkBlobs(r.Context(), files, hashes, base)
+			if c.err == nil && c.bytes > lim.MaxBytes { // already over with only the blobs stored
+				c.err = tooManyBytes(site.Name, lim.MaxBytes)
+			}
+			checked <- c
+		}()
+		return checked
+	}
+	d, check, err := a.recordDeploy(r.Context(), atoll.Deploy{Site: site.Name, Message: message}, files, startCheck, false)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
 	a.confirmed.remember(d.ID, membership, check.missing, check.bytes)
-	a.log.Info("deploy created", "site", site.Name, "deploy", d.ID, "files", len(files), "required", len(check.missing))
+	a.log.Info("deploy created", "site", site.Name, "deploy", d.ID, "files", len(files), "base", d.Base, "required", len(check.missing))
 	resp := a.deployResponse(d)
 	resp.Required, resp.Skipped = check.missing, skipped
 	if check.rules != nil {
@@ -198,38 +197,60 @@ func (a *API) readyCommand(ctx context.Context, id string, c *blobCheck, f ruleF
 	return raft.MarkReady{Deploy: id, Bytes: c.bytes, Rules: c.rules.encoded}, nil
 }
 
-// checkDone wraps a check already made.
-func checkDone(c blobCheck) <-chan blobCheck {
-	ch := make(chan blobCheck, 1)
-	ch <- c
-	return ch
+// checkDone returns a check already made, whatever the base.
+func checkDone(c blobCheck) func(*deployBase) <-chan blobCheck {
+	return func(*deployBase) <-chan blobCheck {
+		ch := make(chan blobCheck, 1)
+		ch <- c
+		return ch
+	}
 }
 
 // recordDeploy applies CreateDeploy for a new deploy of proto.Site (with
 // proto.Message), the manifest in raft.BatchFiles batches,
-// and then, once check delivers and nothing is missing, MarkReady, and
-// Publish if asked. files must be sorted by path. If a command or the check
-// fails after the deploy exists, the deploy is marked failed (best effort) so
-// it is never mistaken for a complete one. It returns the check's outcome.
-func (a *API) recordDeploy(ctx context.Context, proto atoll.Deploy, files []atoll.File, check <-chan blobCheck, publish bool) (atoll.Deploy, blobCheck, error) {
+// and then, once the check delivers and nothing is missing, MarkReady, and
+// Publish if asked. files must be sorted by path. From
+// atoll.LevelDeployBase on the deploy is recorded from the site's live
+// deploy when that saves entries (planBase; base.go): only the entries
+// that differ travel, and the FSM copies the rest. check starts the blob
+// check of the manifest so recorded (base nil: the whole manifest); it
+// runs while the manifest is recorded. If a command or the check fails
+// after the deploy exists, the deploy is marked failed (best effort) so
+// it is never mistaken for a complete one. It returns the check's
+// outcome.
+func (a *API) recordDeploy(ctx context.Context, proto atoll.Deploy, files []atoll.File, check func(*deployBase) <-chan blobCheck, publish bool) (atoll.Deploy, blobCheck, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), applyTimeout)
 	defer cancel()
-	d, err := a.proposeDeploy(ctx, proto, len(files))
+	base := a.planBase(proto.Site, files)
+	checked := check(base)
+	d, err := a.proposeDeploy(ctx, proto, len(files), base)
+	if base != nil && errors.Is(err, atoll.ErrConflict) {
+		// The base was pruned or replaced between the plan and the apply:
+		// record the whole manifest, checked whole.
+		a.log.Info("base deploy gone, recording the whole manifest", "site", proto.Site, "base", base.id, "err", err)
+		base = nil
+		checked = check(nil)
+		d, err = a.proposeDeploy(ctx, proto, len(files), nil)
+	}
 	if err != nil {
 		return atoll.Deploy{}, blobCheck{}, fmt.Errorf("create deploy: %w", err)
 	}
-	batches := raft.BatchFiles(d.ID, files)
+	rest := files
+	if base != nil {
+		rest = base.add
+	}
+	batches := raft.BatchFiles(d.ID, rest)
 	var c blobCheck
-	checked := false
+	done := false
 	select {
-	case c = <-check:
-		checked = true
+	case c = <-checked:
+		done = true
 	default: // still asking the owners: record the manifest meanwhile
 	}
-	if checked && c.err != nil {
+	if done && c.err != nil {
 		return a.abortDeploy(ctx, d.ID, c, "check stored blobs", c.err)
 	}
-	if checked && len(c.missing) == 0 && len(batches) > 0 && len(batches) <= pipelineWindow && !publish {
+	if done && len(c.missing) == 0 && len(batches) <= pipelineWindow && !publish {
 		// The common small deploy: the manifest and MarkReady in one
 		// replication round (idempotent commands; see applyPipelined).
 		cmds := make([]raft.Command, 0, len(batches)+1)
@@ -251,8 +272,8 @@ func (a *API) recordDeploy(ctx context.Context, proto atoll.Deploy, files []atol
 		return a.abortDeploy(ctx, d.ID, c, "record manifest", err)
 	}
 	d.Received = len(files)
-	if !checked {
-		if c = <-check; c.err != nil {
+	if !done {
+		if c = <-checked; c.err != nil {
 			return a.abortDeploy(ctx, d.ID, c, "check stored blobs", c.err)
 		}
 	}
@@ -263,24 +284,31 @@ func (a *API) recordDeploy(ctx context.Context, proto atoll.Deploy, files []atol
 }
 
 // proposeDeploy applies CreateDeploy for a new deploy of proto.Site with n
-// files (and proto.Message) under a freshly drawn id, and returns the
-// deploy as recorded.
-func (a *API) proposeDeploy(ctx context.Context, proto atoll.Deploy, n int) (atoll.Deploy, error) {
+// files (and proto.Message), from base when not nil, under a freshly drawn
+// id, and returns the deploy as recorded.
+func (a *API) proposeDeploy(ctx context.Context, proto atoll.Deploy, n int, base *deployBase) (atoll.Deploy, error) {
 	site := proto.Site
 	d := atoll.Deploy{Site: site, State: atoll.StateUploading, Created: time.Now().UTC(), Files: n, Message: proto.Message}
+	cmd := raft.CreateDeploy{Site: site, Files: n, Created: d.Created, Message: d.Message}
+	if base != nil {
+		d.Base, d.Received = base.id, base.kept
+		cmd.Base, cmd.Remove = base.id, base.removePaths()
+	}
 	maxUploading, err := a.maxUploadingFor(site)
 	if err != nil {
 		return d, err
 	}
+	cmd.MaxUploading = maxUploading
 	for range 3 {
-		// The FSM takes a CreateDeploy repeating an existing id, site and
-		// file count for a retry and accepts it, so an id already in use
-		// here is drawn again before proposing; one in use elsewhere is
-		// ErrExists and drawn again too.
+		// The FSM takes a CreateDeploy repeating an existing id, site, file
+		// count and base for a retry and accepts it, so an id already in
+		// use here is drawn again before proposing; one in use elsewhere
+		// is ErrExists and drawn again too.
 		if d.ID = newDeployID(); a.idInUse(d.ID) {
 			continue
 		}
-		err = a.meta.Apply(ctx, raft.CreateDeploy{ID: d.ID, Site: site, Files: d.Files, Created: d.Created, Message: d.Message, MaxUploading: maxUploading})
+		cmd.ID = d.ID
+		err = a.meta.Apply(ctx, cmd)
 		if !errors.Is(err, atoll.ErrExists) {
 			break
 		}

@@ -100,6 +100,10 @@
 // random characters of [a-z0-9] drawn before CreateDeploy, so a retried
 // command is recognizably the same deploy; the manifest follows as
 // raft.BatchFiles batches, each a log entry under raft.MaxBatchBytes.
+// From atoll.LevelDeployBase a deploy of a site with a live deploy is
+// recorded from it (base.go): CreateDeploy names the live deploy as base
+// with the paths to leave out, only the entries that differ follow, and
+// only their blobs are checked at create.
 //
 // One-shot tar: the body is spooled to a temp file (bounded by MaxTarBytes,
 // and by Config.Room: asked for the announced length before, and every

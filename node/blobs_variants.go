@@ -5,11 +5,16 @@ package node
 
 // variantsMade is the blob store's OnVariants: the store made the variants
 // of a blob in the background after its upload was acknowledged (or after
-// it arrived from a peer without them), or found none worth keeping. The
-// edge forgets what it learned of the pending blob, as after a scrub
-// replaced it, so the next request sees the variants and no longer
-// compresses it per request.
-func (n *Node) variantsMade(hash string) { n.invalidateEdge(hash) }
+// it arrived from a peer without them), found none worth keeping, or took
+// those another owner sent. The edge forgets what it learned of the
+// pending blob, as after a scrub replaced it, so the next request sees the
+// variants and no longer compresses it per request; and the owner that
+// compresses the blob for the cluster sends them to the other owners
+// (variants.go).
+func (n *Node) variantsMade(hash string) {
+	n.invalidateEdge(hash)
+	n.shipVariants(hash)
+}
 
 // corruptBeforeCompressing is the blob store's OnCorrupt: the identity
 // bytes of a local copy no longer hash to its name (they rotted on disk

@@ -56,7 +56,10 @@
 // keeps without owning them form its cache (cache.go), evicted least
 // recently served first once over CacheSize, and only after the owners were
 // seen to hold them. A copy the background compression finds rotten is
-// quarantined and replaced as the scrubber does (blobs_variants.go).
+// quarantined and replaced as the scrubber does (blobs_variants.go). Each
+// blob is compressed once in the cluster, by its first owner not down,
+// which sends the variants to the other owners; they wait VariantsWait for
+// them before compressing their own copy (variants.go).
 //
 // Repair (package repair, wired in repair.go) runs on every membership
 // change and every RepairInterval: each node hands its non-owned blobs to

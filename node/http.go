@@ -106,6 +106,11 @@ func (n *Node) startEdge() error {
 	scfg.Logger = n.cfg.Logger
 	scfg.HTTPSPort = httpsPort
 	scfg.Stats = n.metrics.edge
+	scfg.IndexBytes = n.cfg.EdgeIndexMemory
+	scfg.IndexMinEntries = n.cfg.EdgeIndexMinEntries
+	if scfg.IndexBytes == 0 {
+		scfg.IndexBytes = -1 // none
+	}
 	if n.access != nil {
 		n.metrics.edge.SetAccessLog(n.access)
 	}
@@ -134,6 +139,7 @@ func (n *Node) startEdge() error {
 		WriteTimeout:                  n.cfg.EdgeWriteTimeout,
 		IdleTimeout:                   n.cfg.EdgeIdleTimeout,
 		ReadBufferSize:                n.cfg.EdgeMaxHeaderBytes, // also the header limit
+		WriteBufferSize:               serve.DefaultWriteBufferSize,
 		MaxRequestBodySize:            edgeMaxBodyBytes,
 		Concurrency:                   n.cfg.EdgeConcurrency,
 		MaxConnsPerIP:                 max(n.cfg.EdgeMaxConnsPerIP, 0), // NoConnLimit is fasthttp's 0
@@ -147,7 +153,11 @@ func (n *Node) startEdge() error {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		if err := n.http.Serve(accept); err != nil {
+		var ln net.Listener = accept
+		if !n.cfg.EdgeNetIO {
+			ln = serve.NewListener(accept, serve.DefaultWriteBufferSize) // raw reads and writes (serve/conn.go)
+		}
+		if err := n.http.Serve(ln); err != nil {
 			n.edgeStopped.Store(&err)
 			n.log.Error("edge server stopped", "err", err)
 		}
@@ -194,7 +204,10 @@ func (n *Node) status(ctx context.Context) atoll.Status {
 		Replicas:     n.placement().Replicas(),
 
 		CompressPending: n.blobs.PendingCompression(),
+		VariantsSent:    n.variants.sent.Load(),
 	}
+	cs := n.blobs.CompressStats()
+	st.Compressed, st.VariantsReceived = cs.Compressed, cs.Accepted
 	if sites, err := n.store.Sites(); err == nil {
 		st.Sites = len(sites)
 	}

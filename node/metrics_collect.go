@@ -32,6 +32,9 @@ var (
 	descUptime        = gauge("atoll_uptime_seconds", "Seconds since the node started.")
 	descFeature       = gauge("atoll_cluster_feature_level", "The cluster's feature level, as this node has applied it.")
 	descPending       = gauge("atoll_blobs_compress_pending", "Blobs whose compressed variants are still to be made (background compression).")
+	descCompressed    = gauge("atoll_blobs_compressed_total", "Blobs whose compressed variants this node made itself.")
+	descVarReceived   = gauge("atoll_blobs_variants_received_total", "Blobs whose compressed variants another owner made and sent to this node.")
+	descVarSent       = gauge("atoll_blobs_variants_sent_total", "Transfers of compressed variants this node made to the other owners of a blob, by result.", "result")
 	descFree          = gauge("atoll_blob_disk_free_bytes", "Bytes free on the blob store's disk (uploads get 507 below --min-free).")
 	descReserve       = gauge("atoll_blob_disk_reserve_bytes", "The --min-free reserve the blob store leaves on its disk.")
 	descDiskLow       = gauge("atoll_blob_disk_low", "1 if the blob store refuses new blobs: its disk is full or below the reserve.")
@@ -92,6 +95,11 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	g(descUptime, time.Since(n.started).Seconds())
 	g(descFeature, float64(n.store.FeatureLevel()))
 	g(descPending, float64(n.blobs.PendingCompression()))
+	cs := n.blobs.CompressStats()
+	counter(descCompressed, float64(cs.Compressed))
+	counter(descVarReceived, float64(cs.Accepted))
+	ch <- prometheus.MustNewConstMetric(descVarSent, prometheus.CounterValue, float64(n.variants.sent.Load()), "ok")
+	ch <- prometheus.MustNewConstMetric(descVarSent, prometheus.CounterValue, float64(n.variants.failed.Load()), "failed")
 	if free, err := n.blobs.FreeBytes(); err == nil {
 		g(descFree, float64(free))
 	}

@@ -68,6 +68,12 @@ type Config struct {
 	// them (read-through and prefetched copies); the least recently served
 	// go first.
 	CacheSize int64
+	// EdgeIndexMemory bounds the memory of the edge's indexes of large
+	// live deploys (serve.Config.IndexBytes); 0 means none.
+	EdgeIndexMemory int64
+	// EdgeIndexMinEntries: a live deploy with more manifest entries than
+	// this gets an index (serve.Config.IndexMinEntries).
+	EdgeIndexMinEntries int
 	// RepairInterval is how often the repair pass runs besides on every
 	// membership change.
 	RepairInterval time.Duration
@@ -132,6 +138,14 @@ type Config struct {
 	// workers that make the compressed variants of new blobs (0: half the
 	// CPUs; negative: none, blobs are served uncompressed).
 	CompressWorkers int
+	// EdgeNetIO has the plain-HTTP edge read and write through Go's net
+	// package instead of raw system calls (serve.Conn).
+	EdgeNetIO bool
+	// VariantsWait is how long an owner of a new blob that is not the one
+	// compressing it for the cluster waits for the variants that owner
+	// sends, before compressing its own copy (variants.go). 0 or negative:
+	// every owner compresses its own copy.
+	VariantsWait time.Duration
 	// Raft snapshot tuning, for tests that want frequent snapshots; zero
 	// keeps raft.DefaultConfig's.
 	RaftSnapshotThreshold uint64
@@ -167,15 +181,18 @@ func DefaultConfig() Config {
 		Replicas: 3,
 		Version:  atoll.Release,
 
-		CacheSize:      1 << 30,
-		RepairInterval: 5 * time.Minute,
-		FetchTimeout:   3 * time.Second,
-		GCGrace:        time.Hour,
-		DeployExpiry:   time.Hour,
+		CacheSize:           1 << 30,
+		EdgeIndexMemory:     serve.DefaultIndexBytes,
+		EdgeIndexMinEntries: serve.IndexMinEntries,
+		RepairInterval:      5 * time.Minute,
+		FetchTimeout:        3 * time.Second,
+		GCGrace:             time.Hour,
+		DeployExpiry:        time.Hour,
 
 		ScrubRate:     32 << 20,
 		ScrubInterval: 24 * time.Hour,
 		MinFreeBytes:  1 << 30,
+		VariantsWait:  2 * time.Minute,
 
 		MaxBlobBytes: limits.MaxBlobBytes,
 		MaxTarBytes:  limits.MaxTarBytes,
@@ -225,8 +242,8 @@ func (c *Config) validate(nofile uint64) error {
 	if c.Join != "" && c.ClusterKey == "" {
 		return fmt.Errorf("%w: --join needs --cluster-key (the secret every node of the cluster shares)", ErrConfig)
 	}
-	if c.CacheSize < 0 || c.RepairInterval <= 0 || c.FetchTimeout <= 0 || c.GCGrace < 0 {
-		return fmt.Errorf("%w: cache size, repair interval, fetch timeout and gc grace must be positive", ErrConfig)
+	if c.CacheSize < 0 || c.EdgeIndexMemory < 0 || c.RepairInterval <= 0 || c.FetchTimeout <= 0 || c.GCGrace < 0 {
+		return fmt.Errorf("%w: cache size, edge index memory, repair interval, fetch timeout and gc grace must be positive", ErrConfig)
 	}
 	if c.DeployExpiry == 0 {
 		c.DeployExpiry = DefaultConfig().DeployExpiry
@@ -327,6 +344,7 @@ type Node struct {
 	metrics          *metrics         // metrics.go
 	access           *serve.AccessLog // nil without Config.AccessLog
 	gcBlobs, gcBytes atomic.Int64     // what garbage collection reclaimed (gcLocal)
+	variants         variantsShipping // variants sent to the other owners (variants.go)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -353,6 +371,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		relaying:   make(chan struct{}, relaySlots),
 		streaming:  make(chan struct{}, streamSlots),
 		told:       toldRemoved{wake: make(chan struct{}, 1)},
+		variants:   variantsShipping{slots: make(chan struct{}, variantsPushSlots)},
 	}
 	n.peer.Version = cfg.Version
 	n.peerHTTP = n.peer.RPC // setupTLS puts it on the cluster's TLS
@@ -453,6 +472,7 @@ func (n *Node) openStores() (err error) {
 	bcfg.OnVariants = n.variantsMade
 	bcfg.OnCorrupt = n.corruptBeforeCompressing
 	bcfg.CompressWorkers = cfg.CompressWorkers
+	bcfg.VariantsWait = n.variantsWait
 	if n.blobs, err = blobstore.New(bcfg); err != nil {
 		return fmt.Errorf("open blob store: %w", err)
 	}

@@ -47,6 +47,7 @@ func (n *Node) routes(api *builder.API) []builder.Route {
 		// Node-to-node traffic: the cluster key, never a builder token.
 		row("PUT", peer.BlobPath, peerScope, peer.PutBlobHandler(n.blobs)),
 		row("GET", peer.BlobPath, peerScope, peer.GetBlobHandler(n.blobs)),
+		row("PUT", peer.VariantsPath, peerScope, peer.PutVariantsHandler(n.blobs)),
 		row("POST", peer.HasPath, peerScope, peer.HasHandler(n.blobs)),
 		row("POST", peer.ApplyPath, peerScope, h(n.handlePeerApply)),
 		row("POST", peer.FetchPath, peerScope, h(n.handlePeerFetch)),

@@ -1,7 +1,8 @@
 // Package peer is the node-to-node protocol of an Atoll cluster: its
 // paths, headers and bodies, its client (Client), its one error type
 // (Error), its retry policy (Backoff) and the handlers of the blob
-// endpoints (PutBlobHandler, GetBlobHandler, HasHandler). Package node
+// endpoints (PutBlobHandler, GetBlobHandler, HasHandler,
+// PutVariantsHandler). Package node
 // serves the other endpoints and registers all of them in its route table
 // behind the peer guard; package blobstore stores what moves.
 //
@@ -18,6 +19,12 @@
 //	     -> 200, body: a blob transfer, header HeaderBlob, Content-Length;
 //	        404 if the node does not hold the blob (it never fetches it
 //	        elsewhere: the asking node walks the sources itself)
+//	PUT  /v1/peer/variants/{hash}  header HeaderBlob; body: the variants
+//	     only (VariantsPath): the variants another owner made of a blob
+//	     the node holds pending
+//	     -> 200 PushResponse once they are verified and durable; 404 if
+//	        the node does not hold the blob; 400 for a variant that does
+//	        not decompress to the blob's bytes
 //	POST /v1/peer/has     body: HasRequest, at most MaxHasHashes hashes
 //	     -> 200 HasResponse: the hashes held, with their sizes
 //	POST /v1/peer/apply   body: an encoded raft.Command, forwarded by a

@@ -98,6 +98,7 @@ func newTestPeer(t *testing.T, store *blobstore.Store) *testPeer {
 	mux.Handle("PUT "+peer.BlobPath, peer.PutBlobHandler(store))
 	mux.Handle("GET "+peer.BlobPath, peer.GetBlobHandler(corrupting{store, &p.corrupt}))
 	mux.Handle("POST "+peer.HasPath, peer.HasHandler(store))
+	mux.Handle("PUT "+peer.VariantsPath, peer.PutVariantsHandler(store))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !peer.KeyOK(r, testKey) {
 			builder.WriteError(w, http.StatusForbidden, "missing or wrong cluster key")

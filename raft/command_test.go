@@ -17,7 +17,7 @@ var allCommands = []Command{
 	CreateSite{Name: "blog", Domains: []string{"blog.example.com"}, Retain: 3, Created: t0},
 	UpdateSite{Name: "blog", Domains: []string{"www.example.com"}, Retain: 5, MaxBytes: new(int64(1 << 30)), MaxUploading: new(4), MaxFiles: new(0), HTTPSOnly: new(true), HSTS: new(false)},
 	DeleteSite{Name: "blog"},
-	CreateDeploy{ID: "abc123", Site: "blog", Files: 2, Created: t0},
+	CreateDeploy{ID: "abc123", Site: "blog", Files: 2, Created: t0, Message: "m", MaxUploading: 3, Base: "base1", Remove: []string{"/a.html", "/b.html"}},
 	AddFiles{Deploy: "abc123", Files: []atoll.File{{Path: "/index.html", Hash: hashOf("a")}}},
 	MarkReady{Deploy: "abc123", Bytes: 42},
 	Publish{Deploy: "abc123", At: t0},

@@ -14,7 +14,10 @@
 // LeaderID's node. Commands the FSM refuses come back as errors wrapping
 // ErrInvalid, ErrNotFound, ErrExists or ErrConflict, with a message a user
 // can act on. Manifests travel as AddFiles batches from BatchFiles, each
-// under MaxBatchBytes, never as one giant entry.
+// under MaxBatchBytes, never as one giant entry; from
+// atoll.LevelDeployBase a CreateDeploy may name a base deploy whose
+// manifest the FSM copies into the new one, so that only the entries that
+// differ travel.
 //
 // When Apply fails with leadership lost, or its context ends, the outcome
 // is unknown. Commands are made so that resending the same one is safe:

@@ -517,24 +517,12 @@ func (f *FSM) Files(deployID string, fn func(atoll.File) error) error {
 	buf := make([]atoll.File, 0, filesChunk)
 	for {
 		buf = buf[:0]
-		var found bool
-		err := f.view(func(tx *bolt.Tx) error {
-			m := tx.Bucket(bucketManifests).Bucket([]byte(deployID))
-			if m == nil {
-				return nil
-			}
-			found = true
-			c := m.Cursor()
-			for k, v := seekAfter(c, after); k != nil && len(buf) < filesChunk; k, v = c.Next() {
-				buf = append(buf, atoll.File{Path: string(k), Hash: hex.EncodeToString(v)})
-			}
+		_, err := f.manifestChunk(deployID, after, filesChunk, func(k, v []byte) error {
+			buf = append(buf, atoll.File{Path: string(k), Hash: hex.EncodeToString(v)})
 			return nil
 		})
 		if err != nil {
 			return err
-		}
-		if !found {
-			return fmt.Errorf("%w: deploy %q", atoll.ErrNotFound, deployID)
 		}
 		for _, file := range buf {
 			if err := fn(file); err != nil {

@@ -269,8 +269,10 @@ func (a *applier) deleteDeploy(orderKey []byte, id string) error {
 	return a.bucket(bucketRules).Delete([]byte(id))
 }
 
-// createDeploy: the same id for the same site and file count is a no-op
-// (a retry); any other reuse of an id is ErrExists.
+// createDeploy: the same id for the same site, file count and base is a
+// no-op (a retry); any other reuse of an id is ErrExists. With a base (at
+// atoll.LevelDeployBase) the new manifest starts as the base's, less
+// Remove: see CreateDeploy.
 func (a *applier) createDeploy(c CreateDeploy) error {
 	if !atoll.ValidDeployID(c.ID) {
 		return fmt.Errorf("%w: deploy id %q: want 1-32 of a-z and 0-9", atoll.ErrInvalid, atoll.Truncate(c.ID, 80))
@@ -278,12 +280,15 @@ func (a *applier) createDeploy(c CreateDeploy) error {
 	if c.Files < 0 {
 		return fmt.Errorf("%w: deploy %q declares %d files", atoll.ErrInvalid, c.ID, c.Files)
 	}
+	if !a.atLevel(atoll.LevelDeployBase) { // below, older nodes drop them
+		c.Base, c.Remove = "", nil
+	}
 	old, exists, err := getDeploy(a.tx, c.ID)
 	if err != nil {
 		return err
 	}
 	if exists {
-		if old.Site == c.Site && old.Files == c.Files {
+		if old.Site == c.Site && old.Files == c.Files && old.Base == c.Base {
 			return nil
 		}
 		return fmt.Errorf("%w: deploy %q", atoll.ErrExists, c.ID)
@@ -302,9 +307,13 @@ func (a *applier) createDeploy(c CreateDeploy) error {
 			return fmt.Errorf("%w: site %q already has %d deploys uploading, its limit", atoll.ErrLimit, c.Site, n)
 		}
 	}
+	kept, err := a.checkBase(c)
+	if err != nil {
+		return err
+	}
 
 	rec := deployRecord{
-		Deploy: atoll.Deploy{ID: c.ID, Site: c.Site, State: atoll.StateUploading, Created: c.Created, Files: c.Files},
+		Deploy: atoll.Deploy{ID: c.ID, Site: c.Site, State: atoll.StateUploading, Created: c.Created, Files: c.Files, Base: c.Base},
 		Seq:    a.index,
 	}
 	if a.atLevel(atoll.LevelFeatureLevels) { // below, older nodes drop it
@@ -313,13 +322,87 @@ func (a *applier) createDeploy(c CreateDeploy) error {
 		}
 		rec.Message = c.Message
 	}
-	if _, err := a.bucket(bucketManifests).CreateBucket([]byte(c.ID)); err != nil {
+	m, err := a.bucket(bucketManifests).CreateBucket([]byte(c.ID))
+	if err != nil {
 		return err
+	}
+	if c.Base != "" {
+		if err := a.copyManifest(m, c.Base, c.Remove); err != nil {
+			return err
+		}
+		rec.Received = kept
 	}
 	if err := a.bucket(bucketSiteDeploys).Put(siteDeployKey(c.Site, a.index), []byte(c.ID)); err != nil {
 		return err
 	}
 	return a.put(bucketDeploys, c.ID, rec)
+}
+
+// checkBase validates a create's base, reading only, and returns how many
+// of the base's entries the new manifest keeps (0 without a base): the
+// base is a finished deploy of the same site (ErrConflict otherwise, also
+// when it is gone), Remove is sorted, each path once and in the base's
+// manifest (ErrInvalid otherwise), and what is kept fits in Files.
+func (a *applier) checkBase(c CreateDeploy) (int, error) {
+	if c.Base == "" {
+		if len(c.Remove) > 0 {
+			return 0, fmt.Errorf("%w: deploy %q: paths to remove without a base", atoll.ErrInvalid, c.ID)
+		}
+		return 0, nil
+	}
+	b, ok, err := getDeploy(a.tx, c.Base)
+	if err != nil {
+		return 0, err
+	}
+	switch {
+	case !ok:
+		return 0, fmt.Errorf("%w: base deploy %q of deploy %q no longer exists", atoll.ErrConflict, atoll.Truncate(c.Base, 80), c.ID)
+	case b.Site != c.Site:
+		return 0, fmt.Errorf("%w: base deploy %q is of site %q, not %q", atoll.ErrConflict, c.Base, b.Site, c.Site)
+	case b.State != atoll.StateReady && b.State != atoll.StatePublished && b.State != atoll.StateSuperseded:
+		return 0, fmt.Errorf("%w: base deploy %q is %s, want ready, published or superseded", atoll.ErrConflict, c.Base, b.State)
+	}
+	m := a.bucket(bucketManifests).Bucket([]byte(c.Base))
+	if m == nil {
+		return 0, fmt.Errorf("base deploy %q has no manifest bucket", c.Base)
+	}
+	for i, p := range c.Remove {
+		if i > 0 && p <= c.Remove[i-1] {
+			return 0, fmt.Errorf("%w: deploy %q: paths to remove must be sorted, each once (%s after %s)",
+				atoll.ErrInvalid, c.ID, atoll.Truncate(p, 80), atoll.Truncate(c.Remove[i-1], 80))
+		}
+		if m.Get([]byte(p)) == nil {
+			return 0, fmt.Errorf("%w: deploy %q: %s is not in base deploy %q", atoll.ErrInvalid, c.ID, atoll.Truncate(p, 80), c.Base)
+		}
+	}
+	kept := b.Received - len(c.Remove) // a finished deploy's Received is its manifest's size
+	if kept > c.Files {
+		return 0, fmt.Errorf("%w: deploy %q declares %d files but keeps %d of base deploy %q",
+			atoll.ErrInvalid, c.ID, c.Files, kept, c.Base)
+	}
+	return kept, nil
+}
+
+// copyManifest puts the entries of deploy base's manifest into m, except
+// the paths in remove (sorted). Both are walked in key order, so bbolt
+// appends to m page by page.
+func (a *applier) copyManifest(m *bolt.Bucket, base string, remove []string) error {
+	cur := a.bucket(bucketManifests).Bucket([]byte(base)).Cursor()
+	for k, v := cur.First(); k != nil; k, v = cur.Next() {
+		for len(remove) > 0 && remove[0] < string(k) {
+			remove = remove[1:]
+		}
+		if len(remove) > 0 && remove[0] == string(k) {
+			remove = remove[1:]
+			continue
+		}
+		// bbolt keeps keys and values until commit: the cursor's point
+		// into the base's pages, which this transaction does not change.
+		if err := m.Put(k, v); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // countUploading counts site's deploys in state uploading.

@@ -114,6 +114,19 @@ type DeleteSite struct {
 
 // CreateDeploy starts a deploy in state uploading; its manifest follows in
 // AddFiles batches until Received == Files.
+//
+// With Base (atoll.LevelDeployBase), the new deploy's manifest starts as a
+// copy of the base deploy's, made by the FSM in the same apply on every
+// node, less the paths in Remove; Received starts at the entries copied,
+// and only the entries that differ from the base follow in AddFiles. Files
+// is the size of the whole new manifest, as without a base. The base must
+// be a ready, published or superseded deploy of the same site, present
+// when the command applies (one pruned or failed since the proposer read
+// it is refused with ErrConflict: propose again without a base); Remove
+// lists paths of the base's manifest, sorted, each once, and must fit in
+// one command (MaxCommandBytes) with the rest. Below
+// atoll.LevelDeployBase the FSM ignores Base and Remove, as older nodes
+// (which drop the fields) do, and the deploy starts empty.
 type CreateDeploy struct {
 	ID      string    `json:"id"`
 	Site    string    `json:"site"`
@@ -129,6 +142,13 @@ type CreateDeploy struct {
 	// atoll.LevelFeatureLevels: below that level the FSM ignores it, as
 	// older nodes (which drop the field) do.
 	MaxUploading int `json:"max_uploading,omitempty"`
+	// Base is the id of the deploy whose manifest the new one starts
+	// from; "" for none.
+	Base string `json:"base,omitempty"`
+	// Remove lists the base's paths the new manifest leaves out: those
+	// deleted, and those whose content changed (their new entry follows
+	// in AddFiles).
+	Remove []string `json:"remove,omitempty"`
 }
 
 // AddFiles appends manifest entries to an uploading deploy. Re-adding a path

@@ -97,6 +97,7 @@ type deployView struct {
 	lastModified []byte // formatted Last-Modified, nil if unknown
 	paths        *pathTable
 	rules        *deployRules // nil: the deploy has no rules (rules.go)
+	index        *indexSlot   // nil: the deploy never gets an index (index.go)
 	stats        *siteStats   // the site's counters (metrics.go); nil without Stats
 }
 
@@ -133,10 +134,11 @@ func newPathTable() *pathTable { return &pathTable{} }
 // and a dirty map (a superset of it) under a mutex for new keys, promoted
 // to be the read map once it has cost as many misses as it has entries.
 type readMap[V any] struct {
-	read   atomic.Pointer[map[string]V]
-	mu     sync.Mutex
-	dirty  map[string]V // nil, or read plus new keys
-	misses int
+	read    atomic.Pointer[map[string]V]
+	mu      sync.Mutex
+	dirty   map[string]V // nil, or read plus new keys
+	misses  int
+	refused int // new keys not admitted since the last one admitted while full
 }
 
 func (m *readMap[V]) get(key []byte) (V, bool) {
@@ -164,8 +166,15 @@ func (m *readMap[V]) get(key []byte) (V, bool) {
 	return v, ok
 }
 
+// fullAdmit: a full readMap admits one new key in fullAdmit. Keys asked for
+// often get in after a few tries; a stream of keys that never repeat (random
+// paths of a deploy bigger than the map) costs a copy of the map and an
+// eviction on one miss in fullAdmit, not on every miss.
+const fullAdmit = 16
+
 // put stores v under key unless the key is there already, and returns the
-// value stored. Beyond limit entries, a random one is evicted first.
+// value stored (v itself if it was not admitted). Beyond limit entries, a
+// random one is evicted first, for one new key in fullAdmit.
 func (m *readMap[V]) put(key []byte, v V, limit int) V {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -177,6 +186,16 @@ func (m *readMap[V]) put(key []byte, v V, limit int) V {
 	}
 	if old, ok := m.dirty[string(key)]; ok {
 		return old
+	}
+	size := len(m.dirty)
+	if m.dirty == nil && r != nil {
+		size = len(*r)
+	}
+	if size >= limit {
+		if m.refused++; m.refused < fullAdmit {
+			return v
+		}
+		m.refused = 0
 	}
 	if m.dirty == nil {
 		if r != nil {
@@ -362,6 +381,7 @@ func (h *Handler) generation() *generation {
 		old.mu.Unlock()
 	}
 	h.gen.Store(g)
+	h.indexes.changed()
 	return g
 }
 
@@ -394,7 +414,7 @@ func (h *Handler) deployFor(g *generation, host []byte) (*deployView, error) {
 				paths = newPathTable()
 			}
 			g.tables[t.id] = paths
-			dv = &deployView{target: t, paths: paths, rules: rules}
+			dv = &deployView{target: t, paths: paths, rules: rules, index: h.indexes.slotFor(t)}
 			if h.stats != nil {
 				dv.stats = h.stats.site(t.site)
 			}
@@ -411,6 +431,11 @@ func (h *Handler) deployFor(g *generation, host []byte) (*deployView, error) {
 // routeFor returns the outcome of request path raw in deploy dv. On error
 // it also returns the manifest path whose lookup failed.
 func (h *Handler) routeFor(dv *deployView, raw []byte) (*pathRoute, string, error) {
+	if dv.index != nil {
+		if ix := dv.index.ix.Load(); ix != nil {
+			return ix.route(raw), "", nil
+		}
+	}
 	if r, ok := dv.paths.get(raw); ok {
 		return r, "", nil
 	}

@@ -170,16 +170,33 @@
 //     rollback is visible to the next request, as without the cache.
 //   - Request path -> file (or redirect, or miss), per deploy id: the
 //     manifest of a complete deploy never changes, so these survive state
-//     changes for as long as the deploy resolves.
+//     changes for as long as the deploy resolves. A full table admits one
+//     new path in 16, so a deploy requested all over does not churn it.
+//   - The manifest of a large live deploy (more than IndexMinEntries
+//     entries, no site rules), within Config.IndexBytes (the live deploys
+//     with the most entries first): every path and content hash in a
+//     compact index, built in the background once the deploy is requested
+//     and dropped once it is no longer published. A lookup in it takes no
+//     lock and allocates nothing; its answers are exactly the Catalog's
+//     (index.go).
 //   - Blob infos, and the bytes of files (and variants) up to 64 KiB within
 //     Config.CacheBytes (default 64 MiB), by content hash. Bytes are checked
 //     against the content hash when they are read into memory (a variant is
 //     decompressed first), so memory never serves a corrupt copy; a copy that
 //     does not check out is not used, and the failure is logged.
 //
-// Every cache is bounded (hosts, paths per deploy, blobs, bytes) and a
+// Every cache is bounded (hosts, paths per deploy, blobs, bytes, indexes) and a
 // lookup takes no lock once warm (see readMap). A Catalog without Changed is
 // read on every request, and nothing is cached.
+//
+// On the plain-HTTP listener the node wraps each connection in a Conn
+// (conn.go): its reads and writes are raw system calls on the non-blocking
+// socket, waiting in Go's poller only on EAGAIN, so a write the kernel
+// preempts (on loopback a write runs the client's whole receive path)
+// keeps its thread's processor instead of setting off the runtime's
+// hand-off of it to another thread; and a full write buffer of fasthttp
+// is held and sent with the rest of the answer, so a header and a body
+// from memory still go out in one writev.
 //
 // Bigger files are streamed from the blob's file with fasthttp's
 // SetBodyStream, never loaded into memory. Over a plain TCP connection,

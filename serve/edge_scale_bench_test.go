@@ -18,14 +18,26 @@ import (
 // BenchmarkEdgeRandomPaths serves random paths of a deploy with n manifest
 // entries (all the same 1 KiB blob): with 1,000 entries every route is
 // cached after the first round; with 200,000 most requests miss the route
-// cache (maxPaths) and read the manifest in bbolt, as bench's metadata
-// section does with 1M entries.
+// cache (maxPaths), and are answered by the deploy's index (index.go), or
+// with "noindex" read the manifest in bbolt, as bench's metadata section
+// does with 1M entries.
 //
 //	go test -run '^$' -bench EdgeRandomPaths -benchmem ./serve/
 func BenchmarkEdgeRandomPaths(b *testing.B) {
-	for _, n := range []int{1_000, 200_000} {
-		b.Run(fmt.Sprint(n), func(b *testing.B) {
+	for _, c := range []struct {
+		n       int
+		noIndex bool
+	}{{1_000, false}, {200_000, false}, {200_000, true}} {
+		name := fmt.Sprint(c.n)
+		if c.noIndex {
+			name += "/noindex"
+		}
+		n := c.n
+		b.Run(name, func(b *testing.B) {
 			e := newRealEdge(b)
+			if c.noIndex {
+				e.h.indexes = nil
+			}
 			hash, err := e.fsm.File("dep1", "/1k.bin")
 			if err != nil {
 				b.Fatal(err)
@@ -54,6 +66,11 @@ func BenchmarkEdgeRandomPaths(b *testing.B) {
 			host := "big--bench." + testDomain // the deploy's preview host
 			var ctx fasthttp.RequestCtx
 			ctx.Init(&req, nil, nil)
+			ctx.Request.SetRequestURIBytes(paths[0])
+			ctx.Request.SetHost(host)
+			e.h.ServeHTTP(&ctx) // asks for the index
+			ctx.Response.Reset()
+			e.h.indexes.wait()
 			rng := rand.New(rand.NewPCG(1, 2))
 			b.ReportAllocs()
 			for b.Loop() {

@@ -103,6 +103,14 @@ type Config struct {
 
 	// Stats, if not nil, counts every request (metrics.go).
 	Stats *Stats
+
+	// IndexBytes is the memory for the indexes of large live deploys
+	// (index.go). 0 means DefaultIndexBytes; negative disables them. They
+	// need a Catalog that implements ChangeNotifier and ManifestScanner.
+	IndexBytes int64
+	// IndexMinEntries: a deploy with more manifest entries than this gets
+	// an index. 0 means IndexMinEntries.
+	IndexMinEntries int
 }
 
 // DefaultConfig returns the Config of a single local node: sites at
@@ -141,6 +149,7 @@ type Handler struct {
 	authSlots chan struct{}
 	otfSlots  chan *otfSlot // on-the-fly compression (onthefly.go)
 	stats     *Stats
+	indexes   *indexSet // nil: no deploy gets an index (index.go)
 }
 
 // New checks cfg and returns a Handler reading metadata from cat and file
@@ -190,6 +199,7 @@ func New(cfg Config, cat Catalog, blobs Blobs) (*Handler, error) {
 	if n, ok := cat.(ChangeNotifier); ok {
 		h.notify = n
 		h.blobCache = blobCache{m: make(map[string]*blobEntry), budget: max(cacheBytes, 0)}
+		h.indexes = newIndexes(cfg, cat, h.log)
 	}
 	return h, nil
 }
@@ -203,6 +213,7 @@ type target struct {
 	modified time.Time   // Last-Modified of every file of the deploy; zero if unknown
 	https    httpsPolicy // the site's HTTPS settings (https.go)
 	rules    string      // atoll.Deploy.Rules: "" when the deploy has none
+	files    int         // manifest entries (index.go)
 }
 
 // ServeHTTP answers one request. It is a fasthttp.RequestHandler.
@@ -320,7 +331,7 @@ func targetOf(d atoll.Deploy) target {
 	if !mod.IsZero() {
 		mod = time.Unix(mod.Unix(), 0).UTC()
 	}
-	return target{id: d.ID, site: d.Site, modified: mod, rules: d.Rules}
+	return target{id: d.ID, site: d.Site, modified: mod, rules: d.Rules, files: d.Files}
 }
 
 func notFoundIsFalse(err error) error {

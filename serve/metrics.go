@@ -102,7 +102,8 @@ type Stats struct {
 	access   atomic.Pointer[accessHolder]
 
 	siteLabels bool
-	otf        otfStats // onthefly.go
+	otf        otfStats   // onthefly.go
+	index      indexStats // indexset.go
 
 	descRequests, descBytes, descSiteReq, descSiteBytes, descSites *prometheus.Desc
 }
@@ -121,6 +122,7 @@ func NewStats(siteLabels bool) *Stats {
 		}),
 		siteLabels:    siteLabels,
 		otf:           newOTFStats(),
+		index:         newIndexStats(),
 		descRequests:  prometheus.NewDesc("atoll_edge_requests_total", "Edge requests answered, by method, status class and outcome.", []string{"method", "code", "outcome"}, nil),
 		descBytes:     prometheus.NewDesc("atoll_edge_response_bytes_total", "Body bytes the edge answered with, by content coding (HEAD answers count 0).", []string{"encoding"}, nil),
 		descSiteReq:   prometheus.NewDesc("atoll_site_requests_total", "Edge requests per site (only with --metrics-site-labels).", []string{"site"}, nil),
@@ -256,6 +258,8 @@ func (s *Stats) Describe(ch chan<- *prometheus.Desc) {
 	ch <- s.descBytes
 	ch <- s.descSites
 	ch <- s.otf.desc
+	ch <- s.index.descDeploys
+	ch <- s.index.descBytes
 	if s.siteLabels {
 		ch <- s.descSiteReq
 		ch <- s.descSiteBytes
@@ -281,6 +285,7 @@ func (s *Stats) Collect(ch chan<- prometheus.Metric) {
 	}
 	s.latency.Collect(ch)
 	s.otf.collect(ch)
+	s.index.collect(ch)
 	sites := 0
 	s.sites.Range(func(k, v any) bool {
 		sites++

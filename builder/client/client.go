@@ -222,17 +222,22 @@ func (c *Client) DeleteSite(ctx context.Context, name string) error {
 // The answer's Required lists the blobs to upload with UploadBlob before
 // Finalize or Publish.
 func (c *Client) CreateDeploy(ctx context.Context, site string, files map[string]string) (atoll.DeployResponse, error) {
-	return c.createDeploy(ctx, site, files, "")
+	req, err := json.Marshal(atoll.CreateDeployRequest{Files: files})
+	if err != nil {
+		return atoll.DeployResponse{}, fmt.Errorf("encode request: %w", err)
+	}
+	return c.createDeploy(ctx, site, req, "")
 }
 
-// createDeploy is CreateDeploy with a deploy message ("" for none).
-func (c *Client) createDeploy(ctx context.Context, site string, files map[string]string, message string) (atoll.DeployResponse, error) {
+// createDeploy is CreateDeploy with a deploy message ("" for none) and
+// the request encoded already (atoll.CreateDeployRequest).
+func (c *Client) createDeploy(ctx context.Context, site string, req []byte, message string) (atoll.DeployResponse, error) {
 	var d atoll.DeployResponse
 	p := "/v1/sites/" + url.PathEscape(site) + "/deploys"
 	if message != "" {
 		p += "?message=" + url.QueryEscape(message)
 	}
-	err := c.doJSON(ctx, "POST", p, atoll.CreateDeployRequest{Files: files}, &d)
+	err := c.doEncoded(ctx, "POST", p, req, &d)
 	return d, err
 }
 
@@ -348,13 +353,21 @@ func (c *Client) Nodes(ctx context.Context) ([]atoll.NodeStatus, error) {
 // doJSON sends in (if not nil) as JSON and decodes the answer into out (if
 // not nil).
 func (c *Client) doJSON(ctx context.Context, method, path string, in, out any) error {
+	if in == nil {
+		return c.doEncoded(ctx, method, path, nil, out)
+	}
+	b, err := json.Marshal(in)
+	if err != nil {
+		return fmt.Errorf("encode request: %w", err)
+	}
+	return c.doEncoded(ctx, method, path, b, out)
+}
+
+// doEncoded is doJSON with the request already encoded (nil: no body).
+func (c *Client) doEncoded(ctx context.Context, method, path string, in []byte, out any) error {
 	var body io.Reader
 	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return fmt.Errorf("encode request: %w", err)
-		}
-		body = bytes.NewReader(b)
+		body = bytes.NewReader(in)
 	}
 	req, err := c.newRequest(ctx, method, path, body)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/caddyserver/certmagic"
@@ -93,8 +94,11 @@ func declareNodeFlags(fs *flag.FlagSet, cfg *node.Config, level *slog.Level) {
 	fs.StringVar(&cfg.ACMECARoot, "acme-ca-root", cfg.ACMECARoot, "extra CA certificate (PEM `file`) to trust for the ACME server, for private CAs and tests")
 	fs.StringVar(&cfg.ACMEEmail, "acme-email", cfg.ACMEEmail, "contact `email` of the ACME account (optional; the CA writes about expiring certificates)")
 	fs.DurationVar(&cfg.ACMERenewCheck, "acme-renew-check", cfg.ACMERenewCheck, "how often each node looks for certificates to renew (renewal starts when a third of the lifetime is left)")
+	fs.Var(notBool{&cfg.EdgeNetIO}, "edge-raw-io", "the plain-HTTP edge reads and writes with raw system calls (fewer thread switches per answer); --edge-raw-io=false uses Go's net package")
 	fs.BoolVar(&cfg.ACMESiteHosts, "acme-site-hosts", cfg.ACMESiteHosts, "also order a certificate per site host <site>.<domain> (default: a wildcard from --https-cert covers them)")
 	sizeVar(fs, &cfg.CacheSize, "cache-size", "`bytes` of blobs kept without owning them (read-through cache), e.g. 512MiB, 10GiB")
+	sizeVar(fs, &cfg.EdgeIndexMemory, "edge-index-memory", "`bytes` of memory for the edge's indexes of large live deploys (0: none)")
+	fs.IntVar(&cfg.EdgeIndexMinEntries, "edge-index-min-entries", cfg.EdgeIndexMinEntries, "a live deploy with more manifest `entries` than this gets an index, within --edge-index-memory")
 	fs.DurationVar(&cfg.RepairInterval, "repair-interval", cfg.RepairInterval, "how often repair runs besides on membership changes")
 	fs.BoolVar(&cfg.Bootstrap, "bootstrap", cfg.Bootstrap, "start a new cluster if the data dir is empty")
 	fs.IntVar(&cfg.Replicas, "replicas", cfg.Replicas, "copies kept of every blob (capped by the number of core nodes)")
@@ -143,3 +147,25 @@ func (f *secretFiles) read() error {
 	}
 	return nil
 }
+
+// notBool is a boolean flag that sets *p to its negation: a flag that is
+// on by default for a Config field whose zero value is the default.
+type notBool struct{ p *bool }
+
+func (b notBool) String() string {
+	if b.p == nil {
+		return "false" // the zero Value, so that usage shows "(default true)"
+	}
+	return strconv.FormatBool(!*b.p)
+}
+
+func (b notBool) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return err
+	}
+	*b.p = !v
+	return nil
+}
+
+func (b notBool) IsBoolFlag() bool { return true }

@@ -42,7 +42,7 @@ func checkLimitFlags(fs *flag.FlagSet) error {
 	if err := checkPositive(fs, "max-files", "max-manifest-bytes", "max-blob-bytes", "max-tar-bytes",
 		"site-max-bytes", "site-max-uploading", "deploy-expiry",
 		"api-read-header-timeout", "api-read-timeout", "api-write-timeout", "api-min-rate", "api-idle-timeout", "api-max-header-bytes",
-		"edge-read-timeout", "edge-write-timeout", "edge-idle-timeout", "edge-max-header-bytes"); err != nil {
+		"edge-read-timeout", "edge-write-timeout", "edge-idle-timeout", "edge-max-header-bytes", "edge-index-min-entries"); err != nil {
 		return err
 	}
 	for _, name := range []string{"api-max-header-bytes", "edge-max-header-bytes"} {

@@ -26,7 +26,8 @@ func TestSiteMaxUploadingClusterWideEndToEnd(t *testing.T) {
 	// The FSM checks the limit from feature level 2, which the leader
 	// raises once it has seen every node's binary.
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if _, st := members[0].API("GET", "/v1/status", members[0].Token(), "", nil); st["feature_level"] == float64(2) {
+		_, st := members[0].API("GET", "/v1/status", members[0].Token(), "", nil)
+		if level, _ := st["feature_level"].(float64); level >= 2 {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -71,13 +71,14 @@ func TestVersionE2E(t *testing.T) {
 	}
 }
 
-// waitFeatureLevel waits up to 30 s for /v1/status to report level.
+// waitFeatureLevel waits up to 30 s for /v1/status to report level or
+// above (the leader raises a new cluster to MaxFeatureLevel at once).
 func waitFeatureLevel(t *testing.T, s *atolltest.Server, level int) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var st atoll.Status
-		if err := s.Call(t.Context(), http.MethodGet, "/v1/status", nil, &st); err == nil && st.FeatureLevel == level {
+		if err := s.Call(t.Context(), http.MethodGet, "/v1/status", nil, &st); err == nil && st.FeatureLevel >= level {
 			return
 		}
 		if time.Now().After(deadline) {

@@ -112,7 +112,8 @@ func propagation(ctx context.Context, cfg config, leader *atolltest.Node, nodes 
 	var calls []float64
 	for i := range cfg.propagRuns {
 		v := []string{"B", "A"}[i%2]
-		call, worst, err := benchkit.PublishSeen(ctx, leader, nodes, ids[v], "", "prop.localhost", "/probe.txt", "version "+v+"\n", 5*time.Second)
+		// Every other publish goes back to the older deploy: a rollback.
+		call, worst, err := benchkit.PublishSeen(ctx, leader, nodes, ids[v], "?rollback=true", "prop.localhost", "/probe.txt", "version "+v+"\n", 5*time.Second)
 		calls = append(calls, benchkit.Ms(call))
 		if err != nil {
 			return err

@@ -1,11 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/atoll-hosting/atoll/atolltest"
@@ -64,6 +69,16 @@ type deployResult struct {
 	// node had made the compressed variants of its blobs (background
 	// compression), which the other figures wait for.
 	VariantsSeconds float64 `json:"variants_ready_s"`
+	// CPUSeconds: user + system CPU time of every node process from just
+	// before the full deploy until the variants were ready everywhere
+	// (/proc/<pid>/stat): what ingest and compression cost the cluster.
+	CPUSeconds float64 `json:"cpu_s"`
+	// Right after the full deploy's publish, a sample of its text files
+	// requested through every node with Accept-Encoding: br, gzip:
+	// SampleAnswers answers, of which IdentityAnswers were uncompressed
+	// (target 0).
+	SampleAnswers   int `json:"sample_answers"`
+	IdentityAnswers int `json:"identity_answers"`
 }
 
 // benchDeploy deploys the synthetic site through the CLI, end to end
@@ -77,24 +92,33 @@ func benchDeploy(ctx context.Context, cfg config, n *atolltest.Node, all []*atol
 		return nil, err
 	}
 	r := &deployResult{Replicas: replicas, Files: s.files, Bytes: s.bytes, DiskMBps: diskMBps}
+	cpu0 := cpuSeconds(all)
 	t0 := time.Now()
 	out, err := cli(ctx, n, "deploy", s.dir, "--site", "synth")
 	if err != nil {
 		return nil, err
 	}
 	r.FullSeconds = time.Since(t0).Seconds()
+	published := time.Now()
 	r.IngestMBps = float64(s.bytes) / 1e6 / r.FullSeconds
 	if diskMBps > 0 {
 		r.IngestOfDisk = float64(replicas) * r.IngestMBps / diskMBps
 	}
 	log.Printf("deploy (R=%d): %d files, %s in %.2fs = %.1f MB/s (%.0f%% of R x bytes / disk bandwidth): %s",
 		replicas, s.files, benchkit.Human(s.bytes), r.FullSeconds, r.IngestMBps, 100*r.IngestOfDisk, firstLine(out))
-	variants, err := waitCompressed(ctx, all)
-	if err != nil {
+	if r.SampleAnswers, r.IdentityAnswers, err = identityAnswers(ctx, all, s, 200); err != nil {
 		return nil, err
 	}
-	r.VariantsSeconds = variants.Seconds()
-	log.Printf("deploy (R=%d): compressed variants made on every node %.2fs after the deploy", replicas, r.VariantsSeconds)
+	log.Printf("deploy (R=%d): right after the publish, %d of %d answers to clients accepting br and gzip were uncompressed (target 0)",
+		replicas, r.IdentityAnswers, r.SampleAnswers)
+	if _, err := waitCompressed(ctx, all); err != nil {
+		return nil, err
+	}
+	r.VariantsSeconds = time.Since(published).Seconds()
+	r.CPUSeconds = cpuSeconds(all) - cpu0
+	logCompressCounters(ctx, all)
+	log.Printf("deploy (R=%d): compressed variants made on every node %.2fs after the deploy; the nodes used %.1f CPU-s for the deploy and compression",
+		replicas, r.VariantsSeconds, r.CPUSeconds)
 
 	t0 = time.Now()
 	if _, err := cli(ctx, n, "deploy", s.dir, "--site", "synth"); err != nil {
@@ -149,6 +173,84 @@ func waitCompressed(ctx context.Context, nodes []*atolltest.Node) (time.Duration
 		}
 	}
 	return time.Since(t0), nil
+}
+
+// identityAnswers requests up to sample of the site's text files (spread
+// over the site) through every node's edge, one at a time, as a client
+// accepting br and gzip, and counts the answers and the uncompressed ones.
+func identityAnswers(ctx context.Context, nodes []*atolltest.Node, s *site, sample int) (answers, identity int, err error) {
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableCompression: true}}
+	step := max(1, len(s.text)/sample)
+	for _, n := range nodes {
+		before := identity
+		for i := 0; i < len(s.text) && i/step < sample; i += step {
+			req, err := http.NewRequestWithContext(ctx, "GET", "http://"+n.HTTPAddr+s.text[i], nil)
+			if err != nil {
+				return 0, 0, err
+			}
+			req.Host = "synth.localhost"
+			req.Header.Set("Accept-Encoding", "br, gzip")
+			resp, err := client.Do(req)
+			if err != nil {
+				return 0, 0, fmt.Errorf("uncompressed answers: %w", err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				return 0, 0, fmt.Errorf("uncompressed answers: GET %s on %s: %s", s.text[i], n.ID, resp.Status)
+			}
+			answers++
+			if resp.Header.Get("Content-Encoding") == "" {
+				identity++
+			}
+		}
+		if identity > before {
+			log.Printf("uncompressed answers: %d from %s", identity-before, n.ID)
+		}
+	}
+	return answers, identity, nil
+}
+
+// logCompressCounters logs who compressed the blobs: each node's
+// compressed, variants_received and variants_sent counters (GET
+// /v1/status; absent from binaries that compress every copy).
+func logCompressCounters(ctx context.Context, nodes []*atolltest.Node) {
+	var parts []string
+	for _, n := range nodes {
+		var st struct {
+			Compressed       int64 `json:"compressed"`
+			VariantsReceived int64 `json:"variants_received"`
+			VariantsSent     int64 `json:"variants_sent"`
+		}
+		if err := n.Call(ctx, "GET", "/v1/status", nil, &st); err != nil {
+			return
+		}
+		parts = append(parts, fmt.Sprintf("%s compressed %d, received %d, sent %d", n.ID, st.Compressed, st.VariantsReceived, st.VariantsSent))
+	}
+	log.Printf("compression counters: %s", strings.Join(parts, "; "))
+}
+
+// cpuSeconds sums the user and system CPU time of the nodes' processes
+// (/proc/<pid>/stat, in clock ticks of 1/100 s, Linux's USER_HZ).
+func cpuSeconds(nodes []*atolltest.Node) float64 {
+	var ticks int64
+	for _, n := range nodes {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", n.Pid()))
+		if err != nil {
+			continue
+		}
+		// Fields after the command name, which may hold spaces: state is
+		// the first, utime the 12th and stime the 13th.
+		i := bytes.LastIndexByte(b, ')')
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		ticks += u + st
+	}
+	return float64(ticks) / 100
 }
 
 func firstLine(s string) string {

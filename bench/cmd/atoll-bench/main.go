@@ -52,9 +52,12 @@ type config struct {
 	coldFiles  int // files requested cold on the edge
 	seed       uint64
 	baseline   string // binary the metrics section compares with
+	// redeployBaseline is the binary the redeploy section compares with.
+	redeployBaseline string
+	metaBase         string // binary the meta section's lookups are compared with
 }
 
-var allSections = []string{"disk", "deploy", "serve", "rules", "meta", "cluster", "metrics"}
+var allSections = []string{"disk", "deploy", "serve", "rules", "meta", "cluster", "metrics", "redeploy"}
 
 func main() {
 	log.SetFlags(log.Ltime)
@@ -75,6 +78,8 @@ func main() {
 	flag.IntVar(&cfg.metaFiles, "meta-files", 0, "manifest entries of the metadata-scale deploy (default 1000000, quick 200000)")
 	flag.Uint64Var(&cfg.seed, "seed", 1, "seed of the synthetic site")
 	flag.StringVar(&cfg.baseline, "baseline", "", "an atoll binary built without metrics, for the metrics section (default: that section is skipped)")
+	flag.StringVar(&cfg.redeployBaseline, "redeploy-baseline", "", "an atoll binary to compare one-file redeploys at R=3 with, cluster against cluster (default: the redeploy section is skipped)")
+	flag.StringVar(&cfg.metaBase, "meta-baseline", "", "an atoll binary whose lookups the meta section measures in alternating rounds with -atoll's (default: none)")
 	flag.Parse()
 
 	cfg.sections = strings.Split(sections, ",")
@@ -212,6 +217,14 @@ func run(ctx context.Context, cfg config) (err error) {
 			res.Metrics = &pairResult{Note: "skipped: " + skipped}
 		}
 	}
+	if cfg.has("redeploy") {
+		res.Redeploy, err = benchRedeploy(ctx, cfg, site)
+		if skipped, err := skippable("redeploy", err); err != nil {
+			return err
+		} else if skipped != "" {
+			res.Redeploy = &redeployResult{Skipped: skipped}
+		}
+	}
 	res.Elapsed = time.Since(start).Round(time.Second).String()
 	return save(res, cfg.outDir, start)
 }
@@ -229,12 +242,15 @@ func prepare(ctx context.Context, cfg *config) (cleanup func(), err error) {
 		return cleanup, fmt.Errorf("atoll binary: %w (run make build)", err)
 	}
 	cfg.atollBin = bin
-	if cfg.baseline != "" {
-		if cfg.baseline, err = filepath.Abs(cfg.baseline); err != nil {
+	for name, p := range map[string]*string{"-baseline": &cfg.baseline, "-meta-baseline": &cfg.metaBase} {
+		if *p == "" {
+			continue
+		}
+		if *p, err = filepath.Abs(*p); err != nil {
 			return cleanup, err
 		}
-		if _, err := os.Stat(cfg.baseline); err != nil {
-			return cleanup, fmt.Errorf("-baseline: %w", err)
+		if _, err := os.Stat(*p); err != nil {
+			return cleanup, fmt.Errorf("%s: %w", name, err)
 		}
 	}
 	if err := os.MkdirAll(cfg.outDir, 0o755); err != nil {

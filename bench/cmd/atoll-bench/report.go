@@ -11,20 +11,21 @@ import (
 // results is everything one run measured; it is written as JSON and as a
 // markdown table.
 type results struct {
-	Started  time.Time      `json:"started"`
-	Elapsed  string         `json:"elapsed"`
-	Quick    bool           `json:"quick"`
-	Commit   string         `json:"commit"`
-	Machine  machine        `json:"machine"`
-	Params   params         `json:"params"`
-	Site     siteSummary    `json:"site"`
-	DiskMBps float64        `json:"disk_mb_s"`
-	Deploy   *deployResult  `json:"deploy,omitempty"`
-	Serve    *serveResult   `json:"serve,omitempty"`
-	Rules    *pairResult    `json:"rules,omitempty"`
-	Meta     *metaResult    `json:"meta,omitempty"`
-	Cluster  *clusterResult `json:"cluster,omitempty"`
-	Metrics  *pairResult    `json:"metrics,omitempty"`
+	Started  time.Time       `json:"started"`
+	Elapsed  string          `json:"elapsed"`
+	Quick    bool            `json:"quick"`
+	Commit   string          `json:"commit"`
+	Machine  machine         `json:"machine"`
+	Params   params          `json:"params"`
+	Site     siteSummary     `json:"site"`
+	DiskMBps float64         `json:"disk_mb_s"`
+	Deploy   *deployResult   `json:"deploy,omitempty"`
+	Serve    *serveResult    `json:"serve,omitempty"`
+	Rules    *pairResult     `json:"rules,omitempty"`
+	Meta     *metaResult     `json:"meta,omitempty"`
+	Cluster  *clusterResult  `json:"cluster,omitempty"`
+	Metrics  *pairResult     `json:"metrics,omitempty"`
+	Redeploy *redeployResult `json:"redeploy,omitempty"`
 }
 
 type params struct {
@@ -120,7 +121,25 @@ func (r *results) writeSections(b *strings.Builder) {
 		p("| edge latency p50 / p99, random paths, %d-entry site | %s / %s |\n", m.Entries, us(m.BigRandomP50), us(m.BigRandomP99))
 		p("| edge latency p50 / p99, random paths, 1,000-entry site | %s / %s |\n", us(m.SmallRandomP50), us(m.SmallRandomP99))
 		p("| ratio big/small, random paths (p50) | %.2fx |\n", m.RandomRatioP50)
-		p("| edge latency p50 / p99, one hot path, big / small | %s / %s vs %s / %s (%.2fx) |\n\n", us(m.BigHotP50), us(m.BigHotP99), us(m.SmallHotP50), us(m.SmallHotP99), m.HotRatioP50)
+		p("| edge latency p50 / p99, one hot path, big / small | %s / %s vs %s / %s (%.2fx) |\n", us(m.BigHotP50), us(m.BigHotP99), us(m.SmallHotP50), us(m.SmallHotP99), m.HotRatioP50)
+		p("| CPU per request, random paths, big / small: node | %.1f / %.1f µs (%.2fx) |\n", m.BigNodeCPU, m.SmallNodeCPU, m.BigNodeCPU/m.SmallNodeCPU)
+		p("| CPU per request, random paths, big / small: wrk | %.1f / %.1f µs (%.2fx) |\n", m.BigWrkCPU, m.SmallWrkCPU, m.BigWrkCPU/m.SmallWrkCPU)
+		if b := m.Baseline; b != nil {
+			p("| baseline (%s), same rounds: random p50 big / small | %s / %s (%.2fx) |\n", m.BaselineBin, us(b.BigRandomP50), us(b.SmallRandomP50), b.RandomRatioP50)
+			p("| baseline: node CPU per request, random paths, big / small | %.1f / %.1f µs (%.2fx) |\n", b.BigNodeCPU, b.SmallNodeCPU, b.BigNodeCPU/b.SmallNodeCPU)
+			p("| baseline: RSS after lookups (anonymous / file-backed) | %s (%s / %s) |\n", benchkit.Human(b.RSSAfterLoad), benchkit.Human(b.AnonAfterLoad), benchkit.Human(b.FileAfterLoad))
+		}
+		p("\n")
+	}
+	if d := r.Redeploy; d != nil {
+		p("### One-file redeploy at R=3, this binary against %s (alternating, cluster against cluster)\n\n", orNone(d.Baseline))
+		if d.Skipped != "" {
+			p("Skipped: %s.\n\n", d.Skipped)
+		} else {
+			p("| binary | median | max | runs |\n| --- | ---: | ---: | ---: |\n")
+			p("| this (%d files) | %.0f ms | %.0f ms | %d |\n", d.Files, d.AtollMed, d.AtollMax, len(d.AtollMs))
+			p("| baseline | %.0f ms | %.0f ms | %d |\n\n", d.BaseMed, d.BaseMax, len(d.BaselineMs))
+		}
 	}
 	if c := r.Cluster; c != nil {
 		p("### Cluster, 3 core + 1 edge on loopback\n\n")
@@ -190,6 +209,8 @@ func deployTable(b *strings.Builder, d *deployResult) {
 	fmt.Fprintf(b, "| ingest | %.1f MB/s |\n", d.IngestMBps)
 	fmt.Fprintf(b, "| R x ingest / disk bandwidth (%.0f MB/s) | %.0f%% |\n", d.DiskMBps, 100*d.IngestOfDisk)
 	fmt.Fprintf(b, "| compressed variants ready on every node, after the deploy | %.2f s |\n", d.VariantsSeconds)
+	fmt.Fprintf(b, "| CPU of all nodes, deploy + compression | %.1f s |\n", d.CPUSeconds)
+	fmt.Fprintf(b, "| uncompressed answers right after the publish (br, gzip accepted; target 0) | %d of %d |\n", d.IdentityAnswers, d.SampleAnswers)
 	fmt.Fprintf(b, "| redeploy, nothing changed | %.0f ms |\n", d.NoChangeMs)
 	fmt.Fprintf(b, "| redeploy, one file changed (median of %d) | %.0f ms |\n\n", len(d.OneChangeMs), d.OneChangeMedM)
 }
@@ -214,4 +235,11 @@ func us(v float64) string {
 		return fmt.Sprintf("%.2f ms", v/1000)
 	}
 	return fmt.Sprintf("%.0f µs", v)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }

@@ -40,6 +40,8 @@ type wrkRun struct {
 	P99Us        float64 `json:"p99_us"`
 	MaxUs        float64 `json:"max_us"`
 	RPS          float64 `json:"rps"`
+	WrkCPUUs     float64 `json:"wrk_cpu_us"`            // wrk's own CPU time (user + system) over the run
+	NodeCPUUs    float64 `json:"node_cpu_us,omitempty"` // the server's, where the section reads it
 }
 
 // wrkOpts is one wrk invocation.
@@ -65,7 +67,8 @@ func runWrk(ctx context.Context, work string, o wrkOpts) (wrkRun, error) {
 	args = append(args, o.url)
 	ctx, cancel := context.WithTimeout(ctx, o.duration+30*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "wrk", args...).CombinedOutput()
+	cmd := exec.CommandContext(ctx, "wrk", args...)
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return wrkRun{}, fmt.Errorf("wrk %s: %v: %s", strings.Join(args, " "), err, tail(out, 500))
 	}
@@ -76,6 +79,7 @@ func runWrk(ctx context.Context, work string, o wrkOpts) (wrkRun, error) {
 				return wrkRun{}, err
 			}
 			r.RPS = float64(r.Requests) / (float64(r.DurationUs) / 1e6)
+			r.WrkCPUUs = float64((cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Microseconds())
 			if r.Errors > 0 || r.StatusErrors > 0 {
 				return r, fmt.Errorf("wrk %s: %d socket errors, %d non-2xx/3xx answers", o.url, r.Errors, r.StatusErrors)
 			}
