@@ -4,7 +4,7 @@ BIN     := bin/atoll
 COMMIT  ?= $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.commit=$(COMMIT)
 
-.PHONY: build run test lint bench bench-quick bench-go fuzz chaos clean
+.PHONY: build run test lint bench bench-quick bench-scale bench-go fuzz chaos clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/atoll
@@ -28,6 +28,15 @@ bench: build
 
 bench-quick: build
 	$(GO) run ./bench/cmd/atoll-bench -quick $(BENCHFLAGS)
+
+# Platform scale (bench/README.md, "Platform scale"): 100,000 sites of 100
+# files on 3 core + 1 edge, then the metadata figures; then the fan-out to
+# many edges (bench/cmd/atoll-fanout, when present). SCALEFLAGS passes more
+# flags to atoll-scale, e.g. SCALEFLAGS=-quick (10,000 sites).
+bench-scale: build
+	$(GO) run ./bench/cmd/atoll-scale $(SCALEFLAGS)
+	@if [ -d bench/cmd/atoll-fanout ]; then $(GO) run ./bench/cmd/atoll-fanout; \
+	else echo "bench-scale: bench/cmd/atoll-fanout not in this tree; skipped"; fi
 
 # Go micro-benchmarks (handler allocations, blob store, FSM).
 bench-go:

@@ -182,22 +182,77 @@ func (n *Node) handlePeerApply(w http.ResponseWriter, r *http.Request) {
 }
 
 // prefetchPublished starts a background prefetch of every newly published
-// deploy, so that an edge serves a fresh publish from its own disk.
+// deploy, so that an edge serves a fresh publish from its own disk. It
+// reads the publishes applied since its last call from the FSM's feed, and
+// every site's live deploy only when the feed cannot say (the first call,
+// after a restore, or after more publishes than the feed keeps): reading
+// 100,000 site records after every applied batch was most of an edge's
+// CPU at platform scale (bench/RESULTS.md).
 func (n *Node) prefetchPublished() {
-	sites, err := n.store.Sites()
-	if err != nil {
+	ids, next, ok := n.store.PublishedSince(n.publishCursor)
+	if !ok {
+		sites, err := n.store.Sites()
+		if err != nil {
+			return
+		}
+		ids = ids[:0]
+		for _, s := range sites {
+			if s.Published != "" {
+				ids = append(ids, s.Published)
+			}
+		}
+	}
+	n.publishCursor = next
+	var fresh []string
+	for _, id := range ids {
+		if !n.prefetched[id] {
+			n.prefetched[id] = true
+			fresh = append(fresh, id)
+		}
+	}
+	n.prefetches.push(n.ctx, fresh, &n.wg, n.prefetch)
+}
+
+// prefetchWorkers bounds the deploys an edge prefetches at once (each
+// fetches up to 8 blobs at once): a new edge of a cluster of 100,000 sites
+// finds 100,000 published deploys at its first look.
+const prefetchWorkers = 4
+
+// prefetchQueue holds the deploys waiting for a prefetch, newest last,
+// and runs at most prefetchWorkers of them at once, newest first: a
+// fresh publish does not wait behind a new edge's backlog.
+type prefetchQueue struct {
+	mu      sync.Mutex
+	ids     []string
+	running int
+}
+
+// push queues ids and starts workers (counted in wg) running run on them
+// until the queue is empty or ctx ends.
+func (q *prefetchQueue) push(ctx context.Context, ids []string, wg *sync.WaitGroup, run func(id string)) {
+	if len(ids) == 0 {
 		return
 	}
-	for _, s := range sites {
-		if s.Published == "" || n.prefetched[s.Published] {
-			continue
-		}
-		n.prefetched[s.Published] = true
-		n.wg.Add(1)
-		go func(id string) {
-			defer n.wg.Done()
-			n.prefetch(id)
-		}(s.Published)
+	q.mu.Lock()
+	q.ids = append(q.ids, ids...)
+	start := min(prefetchWorkers-q.running, len(q.ids))
+	q.running += start
+	q.mu.Unlock()
+	for range start {
+		wg.Go(func() {
+			for {
+				q.mu.Lock()
+				if len(q.ids) == 0 || ctx.Err() != nil {
+					q.running--
+					q.mu.Unlock()
+					return
+				}
+				id := q.ids[len(q.ids)-1]
+				q.ids = q.ids[:len(q.ids)-1]
+				q.mu.Unlock()
+				run(id)
+			}
+		})
 	}
 }
 

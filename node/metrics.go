@@ -237,12 +237,10 @@ func (n *Node) refreshClusterView() {
 		n.log.Warn("metrics: read sites", "err", err)
 	}
 	v.sites = len(sites)
+	if counts, err := n.store.DeployCounts(); err == nil {
+		v.deploys = counts
+	}
 	for _, s := range sites {
-		if ds, err := n.store.Deploys(s.Name); err == nil {
-			for _, d := range ds {
-				v.deploys[d.State]++
-			}
-		}
 		v.certs = append(v.certs, n.siteCertExpiries(s.Name)...)
 	}
 	n.metrics.view.Store(v)

@@ -325,6 +325,10 @@ type Node struct {
 	repair *repair.Repairer // see repair.go
 
 	prefetched map[string]bool // deploys an edge has prefetched (watchState only)
+	// publishCursor is where prefetchPublished reads the FSM's feed of
+	// publishes next (watchState only).
+	publishCursor raft.PublishCursor
+	prefetches    prefetchQueue // deploys waiting for prefetchPublished's prefetch
 
 	scrub *scrub.Scrubber // see scrub.go
 

@@ -37,6 +37,7 @@ func (n *Node) routes(api *builder.API) []builder.Route {
 		row("GET", "/v1/nodes/{id}/drain", admin, h(n.handleDrainStatus)),
 		row("DELETE", "/v1/nodes/{id}", admin, leader(n.handleRemove)),
 		row("POST", "/v1/repair", admin, leader(n.handleRepair)),
+		row("POST", "/v1/bulk/sites", admin, leader(api.BulkSites)),
 		row("POST", "/v1/nodes/{id}/scrub", admin, h(n.handleScrub)),
 		row("GET", "/v1/nodes/{id}/scrub", admin, h(n.handleScrub)),
 		row("GET", "/v1/snapshot", admin, h(n.handleSnapshotSave)),

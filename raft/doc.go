@@ -31,7 +31,13 @@
 // Store embeds *FSM: Site, Sites, SiteByDomain, Deploy, Deploys, File,
 // Files, Nodes, AdminTokenHash, TokenByHash, Tokens. Each runs one short
 // bbolt read transaction and returns copies; File, on the serving path, is
-// two lookups. Reads are local: on a follower or an edge they may lag the
+// two lookups. The whole-catalog reads a platform of 100,000 sites needs
+// walk the tables directly in short transactions instead of a read per
+// site: ReferencedBlobs (repair's census and GC), DeployCounts (metrics).
+// PublishedSince is an in-memory feed of the deploys applied Publish
+// commands made live (not part of the state: empty after a start or a
+// restore, when the reader rescans the sites), which an edge's prefetch
+// follows. Reads are local: on a follower or an edge they may lag the
 // leader by the replication delay (compare AppliedIndex with the leader's
 // CommitIndex, or use WaitApplied).
 //

@@ -89,6 +89,8 @@ type FSM struct {
 
 	changeMu sync.Mutex
 	change   chan struct{} // closed on the next change; see Changed
+
+	published publishedFeed // see PublishedSince
 }
 
 var _ hraft.BatchingFSM = (*FSM)(nil)
@@ -279,6 +281,7 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 		return resp
 	}
 	f.applied.Store(last.index)
+	f.published.record(logs, resp, halted)
 	f.notifyChanged()
 	if halted >= 0 {
 		// The entries before it are in the state; it and the rest of the
@@ -531,6 +534,18 @@ func (f *FSM) Files(deployID string, fn func(atoll.File) error) error {
 		}
 		after = []byte(buf[len(buf)-1].Path)
 	}
+}
+
+// seekAfter positions c on the first key after after, or on the first key
+// when after is nil: how a walk resumes in a new read transaction.
+func seekAfter(c *bolt.Cursor, after []byte) (k, v []byte) {
+	if after == nil {
+		return c.First()
+	}
+	if k, v = c.Seek(after); k != nil && bytes.Equal(k, after) {
+		return c.Next()
+	}
+	return k, v
 }
 
 // Nodes returns the node table, ordered by id.

@@ -1,7 +1,6 @@
 package raft
 
 import (
-	"bytes"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -50,13 +49,7 @@ func (f *FSM) manifestChunk(deployID string, after []byte, max int, fn func(path
 		}
 		found = true
 		c := m.Cursor()
-		var k, v []byte
-		if after == nil {
-			k, v = c.First()
-		} else if k, v = c.Seek(after); k != nil && bytes.Equal(k, after) {
-			k, v = c.Next()
-		}
-		for ; k != nil && n < max; k, v = c.Next() {
+		for k, v := seekAfter(c, after); k != nil && n < max; k, v = c.Next() {
 			if err := fn(k, v); err != nil {
 				return err
 			}

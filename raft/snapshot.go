@@ -180,6 +180,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	f.db = db
 	f.applied.Store(it.index)
+	f.published.reset() // the publishes in between are not in the feed
 	f.failed.Store(nil) // a whole state again: raft applies on from its index
 	f.notifyChanged()
 	if serr != nil {

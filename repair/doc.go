@@ -14,7 +14,10 @@
 //     census is what `atoll status` reports as under-replicated and
 //     missing counts (atoll.RepairReport, POST /v1/repair).
 //
-// Both halves gather (ask the nodes what they hold), then decide with a
+// Both halves start from the blobs every retained deploy references
+// (Referenced): one walk of the replicated state's manifests when Meta
+// offers it (raft.FSM.ReferencedBlobs), a read per site and deploy
+// otherwise. Both halves gather (ask the nodes what they hold), then decide with a
 // pure function of what they heard (Decide, handOff), then execute the
 // plan in a thin loop.
 //

@@ -10,10 +10,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/atoll-hosting/atoll/atolltest"
+	"github.com/atoll-hosting/atoll/bench/benchkit"
 )
 
 // clusterResult is the cluster section's figures (3 core + 1 edge).
@@ -38,8 +38,6 @@ type clusterResult struct {
 	ColdOverheadP50 float64 `json:"cold_overhead_p50_ms"`
 }
 
-const clusterKey = "bench-cluster-key-0123456789abcdef"
-
 // clusterFlags reports which cluster flags `atoll server --help` lists.
 func clusterFlags(bin string) (join, key, cache bool) {
 	out, _ := exec.Command(bin, "server", "--help").CombinedOutput()
@@ -52,43 +50,21 @@ func benchCluster(ctx context.Context, cfg config, s *site, diskMBps float64) (*
 	if !join || !key {
 		return nil, errSkip{"this atoll binary has no multi-node support yet (`atoll server --help` lists neither --join nor --cluster-key together)"}
 	}
-	dir := filepath.Join(cfg.workDir, "cluster")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
+	var edgeFlags []string
+	if cache {
+		edgeFlags = []string{"--cache-size", "1GiB"}
 	}
-	common := []string{"--cluster-key", clusterKey}
-	n1, err := startNode(ctx, cfg.atollBin, dir, "core1", nodeOpts{bootstrap: true, replicas: 3, extra: common})
+	c, err := benchkit.StartCluster(ctx, cfg.atollBin, filepath.Join(cfg.workDir, "cluster"),
+		benchkit.ClusterOpts{Core: 3, Edges: 1, Replicas: 3, EdgeFlags: edgeFlags})
 	if err != nil {
-		return nil, err
+		return nil, errSkip{err.Error()}
 	}
-	defer n1.Close()
-	if err := waitReady(ctx, n1, "/readyz", 30*time.Second); err != nil {
-		return nil, errSkip{fmt.Sprintf("bootstrap node not ready: %v", err)}
-	}
-	nodes := []*atolltest.Node{n1}
-	for _, name := range []string{"core2", "core3", "edge1"} {
-		o := nodeOpts{join: n1.APIURL(), replicas: 3, extra: common}
-		if name == "edge1" {
-			o.role = "edge"
-			if cache {
-				o.extra = append(o.extra, "--cache-size", "1GiB")
-			}
+	defer func() {
+		for _, n := range c.All() {
+			n.Close()
 		}
-		n, err := startNode(ctx, cfg.atollBin, dir, name, o)
-		if err != nil {
-			return nil, errSkip{fmt.Sprintf("node %s did not start: %v", name, err)}
-		}
-		defer n.Close()
-		nodes = append(nodes, n)
-	}
-	for _, n := range nodes {
-		if err := waitReady(ctx, n, "/readyz", 60*time.Second); err != nil {
-			return nil, errSkip{fmt.Sprintf("cluster did not form: %v (logs in %s)", err, dir)}
-		}
-	}
-	if err := waitMembers(ctx, n1, 4, 60*time.Second); err != nil {
-		return nil, errSkip{fmt.Sprintf("cluster did not form: %v (logs in %s)", err, dir)}
-	}
+	}()
+	n1, nodes := c.Core[0], c.All()
 	edge := nodes[3]
 	log.Printf("cluster: 3 core + 1 edge ready")
 
@@ -103,33 +79,6 @@ func benchCluster(ctx context.Context, cfg config, s *site, diskMBps float64) (*
 		return nil, fmt.Errorf("cold miss: %w", err)
 	}
 	return r, nil
-}
-
-// waitMembers waits until the node table lists want active nodes.
-func waitMembers(ctx context.Context, n *atolltest.Node, want int, limit time.Duration) error {
-	deadline := time.Now().Add(limit)
-	for {
-		var st struct {
-			Nodes []struct {
-				ID    string `json:"id"`
-				State string `json:"state"`
-			} `json:"nodes"`
-		}
-		err := n.Call(ctx, "GET", "/v1/status", nil, &st)
-		active := 0
-		for _, nd := range st.Nodes {
-			if nd.State == "" || nd.State == "active" {
-				active++
-			}
-		}
-		if err == nil && active >= want {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%d of %d nodes active after %s (err %v)", active, want, limit, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // propagation publishes two deploys alternately and times how long until
@@ -163,62 +112,22 @@ func propagation(ctx context.Context, cfg config, leader *atolltest.Node, nodes 
 	var calls []float64
 	for i := range cfg.propagRuns {
 		v := []string{"B", "A"}[i%2]
-		want := "version " + v + "\n"
-		t0 := time.Now()
-		var wg sync.WaitGroup
-		seen := make([]time.Duration, len(nodes))
-		errs := make([]error, len(nodes))
-		pollCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		for j, n := range nodes {
-			wg.Go(func() {
-				seen[j], errs[j] = pollUntil(pollCtx, "http://"+n.HTTPAddr+"/probe.txt", "prop.localhost", want, t0)
-			})
-		}
 		// Every other publish goes back to the older deploy: a rollback.
-		err := leader.Call(ctx, "POST", "/v1/deploys/"+ids[v]+"/publish?rollback=true", nil, nil)
-		calls = append(calls, ms(time.Since(t0)))
-		wg.Wait()
-		cancel()
+		call, worst, err := benchkit.PublishSeen(ctx, leader, nodes, ids[v], "?rollback=true", "prop.localhost", "/probe.txt", "version "+v+"\n", 5*time.Second)
+		calls = append(calls, benchkit.Ms(call))
 		if err != nil {
 			return err
 		}
-		var worst time.Duration
-		for j := range nodes {
-			if errs[j] != nil {
-				return fmt.Errorf("node %s never served deploy %s: %w", nodes[j].ID, v, errs[j])
-			}
-			worst = max(worst, seen[j])
-		}
-		r.PropagationMs = append(r.PropagationMs, ms(worst))
+		r.PropagationMs = append(r.PropagationMs, benchkit.Ms(worst))
 	}
-	r.PropagationP50Ms = percentile(r.PropagationMs, 50)
-	r.PropagationP99Ms = percentile(r.PropagationMs, 99)
-	r.PublishCallP50Ms = percentile(calls, 50)
-	r.PublishCallP99Ms = percentile(calls, 99)
+	r.PropagationP50Ms = benchkit.Percentile(r.PropagationMs, 50)
+	r.PropagationP99Ms = benchkit.Percentile(r.PropagationMs, 99)
+	r.PublishCallP50Ms = benchkit.Percentile(calls, 50)
+	r.PublishCallP99Ms = benchkit.Percentile(calls, 99)
 	r.PublishCallsMs = calls
 	log.Printf("cluster: publish propagation to all %d nodes p50 %.1f ms, p99 %.1f ms over %d publishes (publish call p50 %.1f ms, p99 %.1f ms)",
 		len(nodes), r.PropagationP50Ms, r.PropagationP99Ms, len(r.PropagationMs), r.PublishCallP50Ms, r.PublishCallP99Ms)
 	return nil
-}
-
-// pollUntil GETs url until the body is want, and returns when that was
-// first seen, relative to t0.
-func pollUntil(ctx context.Context, url, host, want string, t0 time.Time) (time.Duration, error) {
-	client := &http.Client{Timeout: 2 * time.Second}
-	var last string
-	for ctx.Err() == nil {
-		resp, b, err := atolltest.Fetch(ctx, client, "GET", url, host)
-		if err == nil {
-			if resp.StatusCode == 200 && string(b) == want {
-				return time.Since(t0), nil
-			}
-			last = fmt.Sprintf("%d %q", resp.StatusCode, b)
-		} else {
-			last = err.Error()
-		}
-		time.Sleep(200 * time.Microsecond)
-	}
-	return 0, fmt.Errorf("%v (last answer %s)", ctx.Err(), last)
 }
 
 // coldMiss deploys files without publishing them (so no prefetch brings
@@ -254,7 +163,7 @@ func coldMiss(ctx context.Context, cfg config, leader, edge *atolltest.Node, all
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, ms(d))
+			out = append(out, benchkit.Ms(d))
 		}
 		return out, nil
 	}
@@ -267,8 +176,8 @@ func coldMiss(ctx context.Context, cfg config, leader, edge *atolltest.Node, all
 		return err
 	}
 	r.ColdFiles = len(cold)
-	r.ColdP50Ms, r.ColdP99Ms = percentile(cold, 50), percentile(cold, 99)
-	r.HotP50Ms, r.HotP99Ms = percentile(hot, 50), percentile(hot, 99)
+	r.ColdP50Ms, r.ColdP99Ms = benchkit.Percentile(cold, 50), benchkit.Percentile(cold, 99)
+	r.HotP50Ms, r.HotP99Ms = benchkit.Percentile(hot, 50), benchkit.Percentile(hot, 99)
 	r.ColdOverheadP50 = r.ColdP50Ms - r.HotP50Ms
 	log.Printf("cluster: edge cold miss p50 %.2f ms (p99 %.2f), hot p50 %.2f ms: +%.2f ms at p50",
 		r.ColdP50Ms, r.ColdP99Ms, r.HotP50Ms, r.ColdOverheadP50)

@@ -9,12 +9,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/atoll-hosting/atoll/atolltest"
+	"github.com/atoll-hosting/atoll/bench/benchkit"
 )
 
 // diskBandwidth measures the file system's own durable write bandwidth in
@@ -105,7 +105,7 @@ func benchDeploy(ctx context.Context, cfg config, n *atolltest.Node, all []*atol
 		r.IngestOfDisk = float64(replicas) * r.IngestMBps / diskMBps
 	}
 	log.Printf("deploy (R=%d): %d files, %s in %.2fs = %.1f MB/s (%.0f%% of R x bytes / disk bandwidth): %s",
-		replicas, s.files, human(s.bytes), r.FullSeconds, r.IngestMBps, 100*r.IngestOfDisk, firstLine(out))
+		replicas, s.files, benchkit.Human(s.bytes), r.FullSeconds, r.IngestMBps, 100*r.IngestOfDisk, firstLine(out))
 	if r.SampleAnswers, r.IdentityAnswers, err = identityAnswers(ctx, all, s, 200); err != nil {
 		return nil, err
 	}
@@ -124,7 +124,7 @@ func benchDeploy(ctx context.Context, cfg config, n *atolltest.Node, all []*atol
 	if _, err := cli(ctx, n, "deploy", s.dir, "--site", "synth"); err != nil {
 		return nil, err
 	}
-	r.NoChangeMs = ms(time.Since(t0))
+	r.NoChangeMs = benchkit.Ms(time.Since(t0))
 	runs := 5
 	if cfg.quick {
 		runs = 3
@@ -138,12 +138,12 @@ func benchDeploy(ctx context.Context, cfg config, n *atolltest.Node, all []*atol
 		if err != nil {
 			return nil, err
 		}
-		r.OneChangeMs = append(r.OneChangeMs, ms(time.Since(t0)))
+		r.OneChangeMs = append(r.OneChangeMs, benchkit.Ms(time.Since(t0)))
 		if i == 0 {
 			log.Printf("redeploy, one file changed: %s", firstLine(out))
 		}
 	}
-	r.OneChangeMedM = median(r.OneChangeMs)
+	r.OneChangeMedM = benchkit.Median(r.OneChangeMs)
 	log.Printf("redeploy: unchanged %.0f ms, one file changed %.0f ms (median of %d)", r.NoChangeMs, r.OneChangeMedM, runs)
 	return r, nil
 }
@@ -251,31 +251,6 @@ func cpuSeconds(nodes []*atolltest.Node) float64 {
 		ticks += u + st
 	}
 	return float64(ticks) / 100
-}
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-// percentile returns the p-th percentile (0-100) of v, nearest rank.
-func percentile(v []float64, p float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	i := int(float64(len(s))*p/100+0.5) - 1
-	return s[min(max(i, 0), len(s)-1)]
 }
 
 func firstLine(s string) string {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/atoll-hosting/atoll/atolltest"
+	"github.com/atoll-hosting/atoll/bench/benchkit"
 )
 
 // The ingest section's site (issue 16's anchor): 2,000 text files of
@@ -104,7 +105,7 @@ func benchIngest(ctx context.Context, cfg config, diskMBps float64) (*ingestResu
 					cases[key] = c
 				}
 				c.Seconds = append(c.Seconds, secs)
-				log.Printf("ingest: %s, R=%d, round %d: %d files, %s in %.2fs", t.name, replicas, round+1, s.files, human(s.bytes), secs)
+				log.Printf("ingest: %s, R=%d, round %d: %d files, %s in %.2fs", t.name, replicas, round+1, s.files, benchkit.Human(s.bytes), secs)
 			}
 		}
 		os.RemoveAll(dir)
@@ -112,7 +113,7 @@ func benchIngest(ctx context.Context, cfg config, diskMBps float64) (*ingestResu
 	for _, t := range targets {
 		for _, replicas := range []int{3, 1} {
 			c := cases[fmt.Sprintf("%s/%d", t.name, replicas)]
-			c.MedianS = median(c.Seconds)
+			c.MedianS = benchkit.Median(c.Seconds)
 			c.MBps = float64(res.Bytes) / 1e6 / c.MedianS
 			if diskMBps > 0 && replicas == 1 {
 				c.OfDisk = c.MBps / diskMBps
@@ -137,25 +138,25 @@ func startIngestTarget(ctx context.Context, cfg config, name, bin string) (inges
 		}
 	}
 	t := ingestTarget{name: name}
-	common := []string{"--cluster-key", clusterKey}
-	n1, err := startNode(ctx, bin, dir, "core1", nodeOpts{bootstrap: true, replicas: 3, extra: common})
+	common := []string{"--cluster-key", benchkit.ClusterKey}
+	n1, err := benchkit.StartNode(ctx, bin, dir, "core1", benchkit.NodeOpts{Bootstrap: true, Replicas: 3, Extra: common})
 	if err != nil {
 		return t, closeAll, err
 	}
 	started = append(started, n1)
 	for _, id := range []string{"core2", "core3"} {
-		n, err := startNode(ctx, bin, dir, id, nodeOpts{join: n1.APIURL(), replicas: 3, extra: common})
+		n, err := benchkit.StartNode(ctx, bin, dir, id, benchkit.NodeOpts{Join: n1.APIURL(), Replicas: 3, Extra: common})
 		if err != nil {
 			return t, closeAll, err
 		}
 		started = append(started, n)
 	}
 	for _, n := range started {
-		if err := waitReady(ctx, n, "/readyz", 60*time.Second); err != nil {
+		if err := benchkit.WaitReady(ctx, n, "/readyz", 60*time.Second); err != nil {
 			return t, closeAll, fmt.Errorf("ingest cluster (%s): %w (logs in %s)", name, err, dir)
 		}
 	}
-	if err := waitMembers(ctx, n1, 3, 60*time.Second); err != nil {
+	if err := benchkit.WaitMembers(ctx, n1, 3, 60*time.Second); err != nil {
 		return t, closeAll, fmt.Errorf("ingest cluster (%s): %w (logs in %s)", name, err, dir)
 	}
 	single, err := startSingle(ctx, config{atollBin: bin, workDir: filepath.Join(dir, "one")})
@@ -196,7 +197,7 @@ func profile(ctx context.Context, n *atolltest.Node, path string) func() error {
 			return
 		}
 		req.Header.Set("Authorization", "Bearer "+n.AdminToken)
-		resp, err := apiClient.Do(req)
+		resp, err := benchkit.APIClient.Do(req)
 		if err != nil {
 			done <- err
 			return

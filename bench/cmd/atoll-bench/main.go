@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/atoll-hosting/atoll/atolltest"
+	"github.com/atoll-hosting/atoll/bench/benchkit"
 )
 
 // config is what the flags set.
@@ -117,7 +118,7 @@ func main() {
 	defer stop()
 	if err := run(ctx, cfg); err != nil {
 		log.Print(err)
-		procs.Close()
+		benchkit.Procs.Close()
 		os.Exit(1)
 	}
 }
@@ -173,7 +174,7 @@ func runSingle(ctx context.Context, cfg config, res *results, files *site) (err 
 }
 
 func run(ctx context.Context, cfg config) (err error) {
-	defer procs.Close()
+	defer benchkit.Procs.Close()
 	start := time.Now()
 	cleanup, err := prepare(ctx, &cfg)
 	defer cleanup()
@@ -181,10 +182,10 @@ func run(ctx context.Context, cfg config) (err error) {
 		return err
 	}
 
-	res := &results{Started: start.UTC(), Quick: cfg.quick, Machine: machineInfo(), Commit: gitDescribe()}
+	res := &results{Started: start.UTC(), Quick: cfg.quick, Machine: machineInfo(), Commit: benchkit.GitDescribe()}
 	res.Params = params{Rounds: cfg.rounds, Duration: cfg.duration.String(), Threads: cfg.threads, Conns: cfg.conns,
 		TextFiles: cfg.textFiles, BinFiles: cfg.binFiles, MetaFiles: cfg.metaFiles, Seed: cfg.seed}
-	log.Printf("machine: %d cores, %s, %s RAM; work folder %s", res.Machine.Cores, res.Machine.CPU, human(res.Machine.MemBytes), cfg.workDir)
+	log.Printf("machine: %d cores, %s, %s RAM; work folder %s", res.Machine.Cores, res.Machine.CPU, benchkit.Human(res.Machine.MemBytes), cfg.workDir)
 
 	var site *site // the sections but disk and ingest deploy it
 	if slices.ContainsFunc(cfg.sections, func(s string) bool { return s != "disk" && s != "ingest" }) {
@@ -192,7 +193,7 @@ func run(ctx context.Context, cfg config) (err error) {
 			return fmt.Errorf("generate site: %w", err)
 		}
 		res.Site = site.summary()
-		log.Printf("site: %d files, %s (%d text, %d binary)", site.files, human(site.bytes), site.textFiles, site.binFiles)
+		log.Printf("site: %d files, %s (%d text, %d binary)", site.files, benchkit.Human(site.bytes), site.textFiles, site.binFiles)
 	}
 
 	if cfg.has("disk") || cfg.has("deploy") || cfg.has("cluster") || cfg.has("ingest") {

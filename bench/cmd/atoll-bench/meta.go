@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/atoll-hosting/atoll/atolltest"
+	"github.com/atoll-hosting/atoll/bench/benchkit"
 )
 
 // metaResult is the metadata-scale section's figures.
@@ -144,15 +145,15 @@ type metaSide struct {
 
 func benchMeta(ctx context.Context, cfg config, n *atolltest.Node) (*metaResult, error) {
 	r := &metaResult{Entries: cfg.metaFiles, Blobs: metaBlobs}
-	r.RSSBefore, _ = rss(n.Pid())
+	r.RSSBefore, _ = benchkit.RSS(n.Pid())
 	create, total, size, err := metaSites(ctx, cfg, n)
 	if err != nil {
 		return nil, err
 	}
 	r.CreateSeconds, r.DeploySeconds, r.ManifestBytes = create.Seconds(), total.Seconds(), size
-	r.RSSAfter, r.RSSPeak = rss(n.Pid())
+	r.RSSAfter, r.RSSPeak = benchkit.RSS(n.Pid())
 	log.Printf("metadata: %d entries (%s of JSON) deployed in %.1fs (create %.1fs); RSS %s, peak %s",
-		cfg.metaFiles, human(size), r.DeploySeconds, r.CreateSeconds, human(r.RSSAfter), human(r.RSSPeak))
+		cfg.metaFiles, benchkit.Human(size), r.DeploySeconds, r.CreateSeconds, benchkit.Human(r.RSSAfter), benchkit.Human(r.RSSPeak))
 	sides := []metaSide{{"atoll", n, &r.metaLookups}}
 	if cfg.metaBase != "" {
 		c := cfg
@@ -267,8 +268,8 @@ func (m *metaLookups) summarize(pid int) {
 	m.HotRatioP50 = m.BigHotP50 / m.SmallHotP50
 	m.BigNodeCPU, m.BigWrkCPU = perRequest(m.BigRandom)
 	m.SmallNodeCPU, m.SmallWrkCPU = perRequest(m.SmallRandom)
-	m.RSSAfterLoad, m.RSSPeak = rss(pid)
-	st := procStatus(pid)
+	m.RSSAfterLoad, m.RSSPeak = benchkit.RSS(pid)
+	st := benchkit.ProcStatus(pid)
 	m.AnonAfterLoad, m.FileAfterLoad = st["RssAnon:"], st["RssFile:"]
 }
 
@@ -278,7 +279,7 @@ func perRequest(runs []wrkRun) (node, wrk float64) {
 	for _, r := range runs {
 		a, b = append(a, r.NodeCPUUs/float64(r.Requests)), append(b, r.WrkCPUUs/float64(r.Requests))
 	}
-	return median(a), median(b)
+	return benchkit.Median(a), benchkit.Median(b)
 }
 
 // procCPU reads a process's CPU time (user + system) from /proc/<pid>/stat,

@@ -1,30 +1,23 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"log"
-	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/atoll-hosting/atoll/atolltest"
+	"github.com/atoll-hosting/atoll/bench/benchkit"
 )
-
-// procs is every process the benchmark starts, so that they are all
-// stopped, by pid, whatever happens (run closes it on return, main on an
-// error).
-var procs atolltest.Group
 
 // startProcess runs name with args in its own process group (so that a
 // stop reaches nginx's workers too), output to logPath, and adds it to
-// procs.
+// benchkit.Procs.
 func startProcess(logPath string, name string, args ...string) (*atolltest.Process, error) {
 	out, err := os.Create(logPath)
 	if err != nil {
@@ -37,7 +30,7 @@ func startProcess(logPath string, name string, args ...string) (*atolltest.Proce
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	procs.Add(p)
+	benchkit.Procs.Add(p)
 	return p, nil
 }
 
@@ -120,67 +113,6 @@ func machineInfo() machine {
 	return m
 }
 
-func gitDescribe() string {
-	out, err := exec.Command("git", "describe", "--always", "--dirty").Output()
-	if err != nil {
-		return "unknown"
-	}
-	return strings.TrimSpace(string(out))
-}
-
-// nodeOpts is how one node of the benchmark runs.
-type nodeOpts struct {
-	bootstrap bool
-	join      string
-	role      string
-	replicas  int
-	extra     []string
-}
-
-const benchToken = "atl_bench_token_0123456789abcdef"
-
-// apiClient allows long API calls: the metadata-scale deploy streams a
-// manifest of a million entries in one request.
-var apiClient = &http.Client{Timeout: 10 * time.Minute}
-
-// startNode starts `atoll server` with id name, its data dir and log under
-// dir, adds it to procs and waits until it answers /healthz.
-func startNode(ctx context.Context, bin, dir, name string, o nodeOpts) (*atolltest.Node, error) {
-	flags := []string{"--log-level", "warn"}
-	if o.join != "" {
-		flags = append(flags, "--join", o.join)
-	}
-	if o.role != "" {
-		flags = append(flags, "--role", o.role)
-	}
-	if o.replicas > 0 {
-		flags = append(flags, "--replicas", strconv.Itoa(o.replicas))
-	}
-	n, err := atolltest.NewNode(atolltest.NodeConfig{
-		Bin: bin, ID: name, Data: filepath.Join(dir, name), Bootstrap: o.bootstrap, AdminToken: benchToken,
-		Flags: append(flags, o.extra...), LogPath: filepath.Join(dir, name+".log"), APIClient: apiClient,
-	})
-	if err != nil {
-		return nil, err
-	}
-	if err := n.Launch(); err != nil {
-		return nil, err
-	}
-	procs.Add(n)
-	if err := waitReady(ctx, n, "/healthz", 30*time.Second); err != nil {
-		n.Close()
-		return nil, fmt.Errorf("node %s: %w (log: %s)", name, err, n.LogPath)
-	}
-	return n, nil
-}
-
-// waitReady waits at most limit until path on n's API answers 200.
-func waitReady(ctx context.Context, n *atolltest.Node, path string, limit time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, limit)
-	defer cancel()
-	return n.WaitReady(ctx, path)
-}
-
 // cli runs an atoll client command against n with the admin token and
 // returns its stdout.
 func cli(ctx context.Context, n *atolltest.Node, args ...string) (string, error) {
@@ -191,40 +123,13 @@ func cli(ctx context.Context, n *atolltest.Node, args ...string) (string, error)
 	return res.Stdout, res.Err()
 }
 
-// rss reads a process's resident and peak resident memory from /proc.
-func rss(pid int) (cur, peak int64) {
-	m := procStatus(pid)
-	return m["VmRSS:"], m["VmHWM:"]
-}
-
-// procStatus reads the memory figures (bytes) of /proc/<pid>/status:
-// VmRSS, VmHWM, RssAnon (heap, stacks), RssFile (mapped files, such as
-// bbolt's mmap, reclaimable by the kernel).
-func procStatus(pid int) map[string]int64 {
-	out := map[string]int64{}
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return out
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) == 3 && fields[2] == "kB" {
-			kb, _ := strconv.ParseInt(fields[1], 10, 64)
-			out[fields[0]] = kb << 10
-		}
-	}
-	return out
-}
-
 // startSingle starts the one-node cluster of the single-node sections.
 func startSingle(ctx context.Context, cfg config) (*atolltest.Node, error) {
-	n, err := startNode(ctx, cfg.atollBin, cfg.workDir, "single", nodeOpts{bootstrap: true})
+	n, err := benchkit.StartNode(ctx, cfg.atollBin, cfg.workDir, "single", benchkit.NodeOpts{Bootstrap: true})
 	if err != nil {
 		return nil, err
 	}
-	if err := waitReady(ctx, n, "/readyz", 30*time.Second); err != nil {
+	if err := benchkit.WaitReady(ctx, n, "/readyz", 30*time.Second); err != nil {
 		n.Close()
 		return nil, err
 	}
@@ -240,17 +145,4 @@ func startSingle(ctx context.Context, cfg config) (*atolltest.Node, error) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return n, nil
-}
-
-// human formats a byte count.
-func human(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/atoll-hosting/atoll/atolltest"
+	"github.com/atoll-hosting/atoll/bench/benchkit"
 )
 
 // redeployResult is the redeploy section's figures: one-file redeploys of
@@ -75,11 +76,11 @@ func benchRedeploy(ctx context.Context, cfg config, s *site) (*redeployResult, e
 			if _, err := cli(ctx, heads[k], "deploy", s.dir, "--site", "synth"); err != nil {
 				return nil, fmt.Errorf("%s: redeploy: %w", bins[k], err)
 			}
-			times[k] = append(times[k], ms(time.Since(t0)))
+			times[k] = append(times[k], benchkit.Ms(time.Since(t0)))
 		}
 	}
 	r := &redeployResult{Files: s.files, Baseline: cfg.redeployBaseline, AtollMs: times[0], BaselineMs: times[1],
-		AtollMed: median(times[0]), AtollMax: slices.Max(times[0]), BaseMed: median(times[1]), BaseMax: slices.Max(times[1])}
+		AtollMed: benchkit.Median(times[0]), AtollMax: slices.Max(times[0]), BaseMed: benchkit.Median(times[1]), BaseMax: slices.Max(times[1])}
 	log.Printf("redeploy (R=3, one file changed, %d runs): %s median %.0f ms max %.0f ms; %s median %.0f ms max %.0f ms",
 		runs, cfg.atollBin, r.AtollMed, r.AtollMax, cfg.redeployBaseline, r.BaseMed, r.BaseMax)
 	return r, nil
@@ -91,14 +92,14 @@ func startCores(ctx context.Context, bin, dir string) ([]*atolltest.Node, error)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	common := []string{"--cluster-key", clusterKey}
-	first, err := startNode(ctx, bin, dir, "core1", nodeOpts{bootstrap: true, replicas: 3, extra: common})
+	common := []string{"--cluster-key", benchkit.ClusterKey}
+	first, err := benchkit.StartNode(ctx, bin, dir, "core1", benchkit.NodeOpts{Bootstrap: true, Replicas: 3, Extra: common})
 	if err != nil {
 		return nil, err
 	}
 	nodes := []*atolltest.Node{first}
 	for _, name := range []string{"core2", "core3"} {
-		n, err := startNode(ctx, bin, dir, name, nodeOpts{join: first.APIURL(), replicas: 3, extra: common})
+		n, err := benchkit.StartNode(ctx, bin, dir, name, benchkit.NodeOpts{Join: first.APIURL(), Replicas: 3, Extra: common})
 		if err != nil {
 			closeAll(nodes)
 			return nil, err
@@ -106,12 +107,12 @@ func startCores(ctx context.Context, bin, dir string) ([]*atolltest.Node, error)
 		nodes = append(nodes, n)
 	}
 	for _, n := range nodes {
-		if err := waitReady(ctx, n, "/readyz", 60*time.Second); err != nil {
+		if err := benchkit.WaitReady(ctx, n, "/readyz", 60*time.Second); err != nil {
 			closeAll(nodes)
 			return nil, fmt.Errorf("cluster of %s did not form: %w (logs in %s)", bin, err, dir)
 		}
 	}
-	if err := waitMembers(ctx, first, 3, 60*time.Second); err != nil {
+	if err := benchkit.WaitMembers(ctx, first, 3, 60*time.Second); err != nil {
 		closeAll(nodes)
 		return nil, fmt.Errorf("cluster of %s did not form: %w (logs in %s)", bin, err, dir)
 	}

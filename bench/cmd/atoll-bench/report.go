@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/atoll-hosting/atoll/bench/benchkit"
 )
 
 // results is everything one run measured; it is written as JSON and as a
@@ -64,9 +66,9 @@ func (r *results) writeHeader(b *strings.Builder) {
 	}
 	p("## Atoll vs nginx, %s run of %s (%s)\n\n", mode, r.Started.Format("2006-01-02 15:04 MST"), r.Commit)
 	p("Machine: %d cores, %s, %s RAM, Linux %s, %s, nginx %s, wrk %s; load average at start %s.\n",
-		r.Machine.Cores, r.Machine.CPU, human(r.Machine.MemBytes), r.Machine.Kernel, r.Machine.Go, r.Machine.Nginx, r.Machine.Wrk, r.Machine.Load)
+		r.Machine.Cores, r.Machine.CPU, benchkit.Human(r.Machine.MemBytes), r.Machine.Kernel, r.Machine.Go, r.Machine.Nginx, r.Machine.Wrk, r.Machine.Load)
 	p("Site: %d files, %s (%d text files of 1-30 KiB, %d binaries of 100 KiB-5 MiB), seed %d.",
-		r.Site.Files, human(r.Site.Bytes), r.Site.TextFiles, r.Site.BinFiles, r.Params.Seed)
+		r.Site.Files, benchkit.Human(r.Site.Bytes), r.Site.TextFiles, r.Site.BinFiles, r.Params.Seed)
 	if r.DiskMBps > 0 { // measured only for the sections that write
 		p(" Disk: %.0f MB/s with fdatasync per 1 MiB write.", r.DiskMBps)
 	}
@@ -113,10 +115,10 @@ func (r *results) writeSections(b *strings.Builder) {
 	if m := r.Meta; m != nil {
 		p("### Metadata scale\n\n")
 		p("| figure | value |\n| --- | ---: |\n")
-		p("| deploy of %d entries (%s manifest JSON, %d distinct blobs): create + publish | %.1f s (create %.1f s) |\n", m.Entries, human(m.ManifestBytes), m.Blobs, m.DeploySeconds, m.CreateSeconds)
-		p("| node RSS before / after deploy / after lookups | %s / %s / %s |\n", human(m.RSSBefore), human(m.RSSAfter), human(m.RSSAfterLoad))
-		p("| node peak RSS (VmHWM) | %s |\n", human(m.RSSPeak))
-		p("| RSS after lookups: anonymous (heap) / file-backed (bbolt mmap) | %s / %s |\n", human(m.AnonAfterLoad), human(m.FileAfterLoad))
+		p("| deploy of %d entries (%s manifest JSON, %d distinct blobs): create + publish | %.1f s (create %.1f s) |\n", m.Entries, benchkit.Human(m.ManifestBytes), m.Blobs, m.DeploySeconds, m.CreateSeconds)
+		p("| node RSS before / after deploy / after lookups | %s / %s / %s |\n", benchkit.Human(m.RSSBefore), benchkit.Human(m.RSSAfter), benchkit.Human(m.RSSAfterLoad))
+		p("| node peak RSS (VmHWM) | %s |\n", benchkit.Human(m.RSSPeak))
+		p("| RSS after lookups: anonymous (heap) / file-backed (bbolt mmap) | %s / %s |\n", benchkit.Human(m.AnonAfterLoad), benchkit.Human(m.FileAfterLoad))
 		p("| edge latency p50 / p99, random paths, %d-entry site | %s / %s |\n", m.Entries, us(m.BigRandomP50), us(m.BigRandomP99))
 		p("| edge latency p50 / p99, random paths, 1,000-entry site | %s / %s |\n", us(m.SmallRandomP50), us(m.SmallRandomP99))
 		p("| ratio big/small, random paths (p50) | %.2fx |\n", m.RandomRatioP50)
@@ -126,7 +128,7 @@ func (r *results) writeSections(b *strings.Builder) {
 		if b := m.Baseline; b != nil {
 			p("| baseline (%s), same rounds: random p50 big / small | %s / %s (%.2fx) |\n", m.BaselineBin, us(b.BigRandomP50), us(b.SmallRandomP50), b.RandomRatioP50)
 			p("| baseline: node CPU per request, random paths, big / small | %.1f / %.1f µs (%.2fx) |\n", b.BigNodeCPU, b.SmallNodeCPU, b.BigNodeCPU/b.SmallNodeCPU)
-			p("| baseline: RSS after lookups (anonymous / file-backed) | %s (%s / %s) |\n", human(b.RSSAfterLoad), human(b.AnonAfterLoad), human(b.FileAfterLoad))
+			p("| baseline: RSS after lookups (anonymous / file-backed) | %s (%s / %s) |\n", benchkit.Human(b.RSSAfterLoad), benchkit.Human(b.AnonAfterLoad), benchkit.Human(b.FileAfterLoad))
 		}
 		p("\n")
 	}
@@ -198,14 +200,14 @@ func (r *results) writeTargets(b *strings.Builder) {
 		p("| hot serving 1 KiB with metrics: >= 0.97x of the binary without | %.3fx | %s |\n", c.Ratio, verdict(c.Ratio >= 0.97))
 	}
 	if m := r.Meta; m != nil {
-		p("| %d-entry deploy: node RSS < 500 MB | %s (peak %s) | %s |\n", m.Entries, human(m.RSSAfterLoad), human(m.RSSPeak), verdict(m.RSSPeak < 500e6))
+		p("| %d-entry deploy: node RSS < 500 MB | %s (peak %s) | %s |\n", m.Entries, benchkit.Human(m.RSSAfterLoad), benchkit.Human(m.RSSPeak), verdict(m.RSSPeak < 500e6))
 		p("| %d-entry lookup latency within 1.2x of 1,000 entries (p50, random paths) | %.2fx | %s |\n", m.Entries, m.RandomRatioP50, verdict(m.RandomRatioP50 <= 1.2))
 	}
 }
 
 func deployTable(b *strings.Builder, d *deployResult) {
 	fmt.Fprintf(b, "| figure (R=%d) | value |\n| --- | ---: |\n", d.Replicas)
-	fmt.Fprintf(b, "| full deploy, %d files, %s | %.2f s |\n", d.Files, human(d.Bytes), d.FullSeconds)
+	fmt.Fprintf(b, "| full deploy, %d files, %s | %.2f s |\n", d.Files, benchkit.Human(d.Bytes), d.FullSeconds)
 	fmt.Fprintf(b, "| ingest | %.1f MB/s |\n", d.IngestMBps)
 	fmt.Fprintf(b, "| R x ingest / disk bandwidth (%.0f MB/s) | %.0f%% |\n", d.DiskMBps, 100*d.IngestOfDisk)
 	fmt.Fprintf(b, "| compressed variants ready on every node, after the deploy | %.2f s |\n", d.VariantsSeconds)
@@ -251,7 +253,7 @@ func (r *results) writeIngest(b *strings.Builder) {
 		return
 	}
 	p := func(format string, a ...any) { fmt.Fprintf(b, format, a...) }
-	p("### Ingest: a fresh %d-file, %s site through `atoll deploy` (%d alternating rounds, medians)\n\n", in.Files, human(in.Bytes), in.Rounds)
+	p("### Ingest: a fresh %d-file, %s site through `atoll deploy` (%d alternating rounds, medians)\n\n", in.Files, benchkit.Human(in.Bytes), in.Rounds)
 	p("| binary | topology | median | rounds | MB/s | of disk fdatasync bandwidth | target |\n| --- | --- | ---: | --- | ---: | ---: | --- |\n")
 	for _, c := range in.Cases {
 		topo, target, ofDisk := "3 core, R=3", fmt.Sprintf("<= 2.5 s: %s", verdict(c.MedianS <= 2.5)), "-"

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/atoll-hosting/atoll/atolltest"
+	"github.com/atoll-hosting/atoll/bench/benchkit"
 )
 
 // The wrk report script: one machine-readable line at the end of a run.
@@ -23,7 +24,7 @@ done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format("WRKJSON {\"requests\":%d,\"duration_us\":%d,\"bytes\":%d,\"errors\":%d,\"status_errors\":%d,\"p50_us\":%d,\"p90_us\":%d,\"p99_us\":%d,\"max_us\":%d}\n",
     summary.requests, summary.duration, summary.bytes, e.connect + e.read + e.write + e.timeout, e.status,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
+    latency:benchkit.Percentile(50), latency:benchkit.Percentile(90), latency:benchkit.Percentile(99), latency.max))
 end
 `
 
@@ -314,7 +315,7 @@ func medians(runs []wrkRun) (rps, p50, p99 float64) {
 	for _, r := range runs {
 		a, b, c = append(a, r.RPS), append(b, r.P50Us), append(c, r.P99Us)
 	}
-	return median(a), median(b), median(c)
+	return benchkit.Median(a), benchkit.Median(b), benchkit.Median(c)
 }
 
 // check fetches url once and compares the decoded body with want. It
