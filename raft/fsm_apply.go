@@ -434,16 +434,22 @@ func (a *applier) mustDeploy(id string) (deployRecord, error) {
 // paths must already be in CleanPath form, hashes lowercase hex SHA-256, and
 // the manifest may not grow beyond the declared file count. A path already
 // present with the same hash (in the manifest or earlier in the batch) is a
-// no-op, with another hash ErrConflict.
+// no-op, with another hash ErrConflict. Once the deploy is ready (or
+// published, superseded) a batch whose every entry it holds is a no-op too:
+// a proposer resends a pipeline whose outcome it did not learn, and
+// MarkReady may have followed the batch. Any other batch is ErrConflict.
 func (a *applier) addFiles(c AddFiles) error {
 	d, err := a.mustDeploy(c.Deploy)
 	if err != nil {
 		return err
 	}
+	m := a.bucket(bucketManifests).Bucket([]byte(c.Deploy))
 	if d.State != atoll.StateUploading {
+		if m != nil && d.State != atoll.StateFailed && holdsAll(m, c.Files) {
+			return nil // a resend of a batch applied before the deploy finished
+		}
 		return fmt.Errorf("%w: deploy %q is %s, files can only be added while uploading", atoll.ErrConflict, c.Deploy, d.State)
 	}
-	m := a.bucket(bucketManifests).Bucket([]byte(c.Deploy))
 	if m == nil {
 		return fmt.Errorf("deploy %q has no manifest bucket", c.Deploy)
 	}
@@ -841,4 +847,16 @@ func (a *applier) revokeSiteTokens(site string) error {
 		}
 	}
 	return nil
+}
+
+// holdsAll reports whether manifest m has every entry of files, each with
+// the same hash.
+func holdsAll(m *bolt.Bucket, files []atoll.File) bool {
+	for _, f := range files {
+		v := m.Get([]byte(f.Path))
+		if v == nil || hex.EncodeToString(v) != f.Hash {
+			return false
+		}
+	}
+	return true
 }

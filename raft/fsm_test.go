@@ -379,6 +379,10 @@ func TestAddFiles(t *testing.T) {
 		{name: "short hash", cmd: AddFiles{Deploy: "up1", Files: []atoll.File{{Path: "/b", Hash: hashB[:10]}}}, want: atoll.ErrInvalid},
 		{name: "invalid file after a valid one", cmd: AddFiles{Deploy: "up1", Files: []atoll.File{{Path: "/ok", Hash: hashA}, {Path: "/a//b", Hash: hashB}}}, want: atoll.ErrInvalid},
 		{name: "ready deploy", cmd: AddFiles{Deploy: "rdy1", Files: []atoll.File{{Path: "/b", Hash: hashB}}}, want: atoll.ErrConflict},
+		{name: "resend of a batch a ready deploy holds", cmd: AddFiles{Deploy: "rdy1", Files: manifest(2)}, check: received("rdy1", 2)},
+		{name: "resend of a batch a published deploy holds", cmd: AddFiles{Deploy: "live1", Files: manifest(3)[1:]}, check: received("live1", 3)},
+		{name: "ready deploy, a held entry and a new one", cmd: AddFiles{Deploy: "rdy1", Files: []atoll.File{manifest(2)[0], {Path: "/b", Hash: hashB}}}, want: atoll.ErrConflict},
+		{name: "ready deploy, a held path with another hash", cmd: AddFiles{Deploy: "rdy1", Files: []atoll.File{{Path: manifest(2)[0].Path, Hash: hashB}}}, want: atoll.ErrConflict},
 		{name: "failed deploy", cmd: AddFiles{Deploy: "bad1", Files: []atoll.File{{Path: "/b", Hash: hashB}}}, want: atoll.ErrConflict},
 		{name: "unknown deploy", cmd: AddFiles{Deploy: "nope", Files: []atoll.File{{Path: "/b", Hash: hashB}}}, want: atoll.ErrNotFound},
 	})
