@@ -26,14 +26,14 @@ import (
 // were deployed from and its cluster key (see its make.sh).
 const releaseDir = "../../raft/testdata/release-7054800"
 
-// raiseLevel raises the cluster of s to LevelFeatureLevels the way its
+// raiseLevel raises the cluster of s to MaxFeatureLevel the way its
 // leader does once every node knows the level: a SetFeatureLevel through
 // the peer apply endpoint (a resend of the same level is a no-op).
 func raiseLevel(t *testing.T, s *atolltest.Server, key string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	if _, err := peer.New(key).Apply(ctx, s.APIURL(), raft.SetFeatureLevel{Level: atoll.LevelFeatureLevels}); err != nil {
+	if _, err := peer.New(key).Apply(ctx, s.APIURL(), raft.SetFeatureLevel{Level: atoll.MaxFeatureLevel}); err != nil {
 		t.Fatalf("raise the feature level: %v", err)
 	}
 }
