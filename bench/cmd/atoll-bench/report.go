@@ -112,36 +112,8 @@ func (r *results) writeSections(b *strings.Builder) {
 		p("### Deploy, one node (CLI end to end)\n\n")
 		deployTable(b, d)
 	}
-	if m := r.Meta; m != nil {
-		p("### Metadata scale\n\n")
-		p("| figure | value |\n| --- | ---: |\n")
-		p("| deploy of %d entries (%s manifest JSON, %d distinct blobs): create + publish | %.1f s (create %.1f s) |\n", m.Entries, benchkit.Human(m.ManifestBytes), m.Blobs, m.DeploySeconds, m.CreateSeconds)
-		p("| node RSS before / after deploy / after lookups | %s / %s / %s |\n", benchkit.Human(m.RSSBefore), benchkit.Human(m.RSSAfter), benchkit.Human(m.RSSAfterLoad))
-		p("| node peak RSS (VmHWM) | %s |\n", benchkit.Human(m.RSSPeak))
-		p("| RSS after lookups: anonymous (heap) / file-backed (bbolt mmap) | %s / %s |\n", benchkit.Human(m.AnonAfterLoad), benchkit.Human(m.FileAfterLoad))
-		p("| edge latency p50 / p99, random paths, %d-entry site | %s / %s |\n", m.Entries, us(m.BigRandomP50), us(m.BigRandomP99))
-		p("| edge latency p50 / p99, random paths, 1,000-entry site | %s / %s |\n", us(m.SmallRandomP50), us(m.SmallRandomP99))
-		p("| ratio big/small, random paths (p50) | %.2fx |\n", m.RandomRatioP50)
-		p("| edge latency p50 / p99, one hot path, big / small | %s / %s vs %s / %s (%.2fx) |\n", us(m.BigHotP50), us(m.BigHotP99), us(m.SmallHotP50), us(m.SmallHotP99), m.HotRatioP50)
-		p("| CPU per request, random paths, big / small: node | %.1f / %.1f µs (%.2fx) |\n", m.BigNodeCPU, m.SmallNodeCPU, m.BigNodeCPU/m.SmallNodeCPU)
-		p("| CPU per request, random paths, big / small: wrk | %.1f / %.1f µs (%.2fx) |\n", m.BigWrkCPU, m.SmallWrkCPU, m.BigWrkCPU/m.SmallWrkCPU)
-		if b := m.Baseline; b != nil {
-			p("| baseline (%s), same rounds: random p50 big / small | %s / %s (%.2fx) |\n", m.BaselineBin, us(b.BigRandomP50), us(b.SmallRandomP50), b.RandomRatioP50)
-			p("| baseline: node CPU per request, random paths, big / small | %.1f / %.1f µs (%.2fx) |\n", b.BigNodeCPU, b.SmallNodeCPU, b.BigNodeCPU/b.SmallNodeCPU)
-			p("| baseline: RSS after lookups (anonymous / file-backed) | %s (%s / %s) |\n", benchkit.Human(b.RSSAfterLoad), benchkit.Human(b.AnonAfterLoad), benchkit.Human(b.FileAfterLoad))
-		}
-		p("\n")
-	}
-	if d := r.Redeploy; d != nil {
-		p("### One-file redeploy at R=3, this binary against %s (alternating, cluster against cluster)\n\n", orNone(d.Baseline))
-		if d.Skipped != "" {
-			p("Skipped: %s.\n\n", d.Skipped)
-		} else {
-			p("| binary | median | max | runs |\n| --- | ---: | ---: | ---: |\n")
-			p("| this (%d files) | %.0f ms | %.0f ms | %d |\n", d.Files, d.AtollMed, d.AtollMax, len(d.AtollMs))
-			p("| baseline | %.0f ms | %.0f ms | %d |\n\n", d.BaseMed, d.BaseMax, len(d.BaselineMs))
-		}
-	}
+	r.writeMeta(b)
+	r.writeRedeploy(b)
 	r.writeIngest(b)
 	if c := r.Cluster; c != nil {
 		p("### Cluster, 3 core + 1 edge on loopback\n\n")
@@ -244,6 +216,50 @@ func orNone(s string) string {
 		return "none"
 	}
 	return s
+}
+
+// writeMeta writes the metadata-scale section, when it ran.
+func (r *results) writeMeta(b *strings.Builder) {
+	m := r.Meta
+	if m == nil {
+		return
+	}
+	p := func(format string, a ...any) { fmt.Fprintf(b, format, a...) }
+	p("### Metadata scale\n\n")
+	p("| figure | value |\n| --- | ---: |\n")
+	p("| deploy of %d entries (%s manifest JSON, %d distinct blobs): create + publish | %.1f s (create %.1f s) |\n", m.Entries, benchkit.Human(m.ManifestBytes), m.Blobs, m.DeploySeconds, m.CreateSeconds)
+	p("| node RSS before / after deploy / after lookups | %s / %s / %s |\n", benchkit.Human(m.RSSBefore), benchkit.Human(m.RSSAfter), benchkit.Human(m.RSSAfterLoad))
+	p("| node peak RSS (VmHWM) | %s |\n", benchkit.Human(m.RSSPeak))
+	p("| RSS after lookups: anonymous (heap) / file-backed (bbolt mmap) | %s / %s |\n", benchkit.Human(m.AnonAfterLoad), benchkit.Human(m.FileAfterLoad))
+	p("| edge latency p50 / p99, random paths, %d-entry site | %s / %s |\n", m.Entries, us(m.BigRandomP50), us(m.BigRandomP99))
+	p("| edge latency p50 / p99, random paths, 1,000-entry site | %s / %s |\n", us(m.SmallRandomP50), us(m.SmallRandomP99))
+	p("| ratio big/small, random paths (p50) | %.2fx |\n", m.RandomRatioP50)
+	p("| edge latency p50 / p99, one hot path, big / small | %s / %s vs %s / %s (%.2fx) |\n", us(m.BigHotP50), us(m.BigHotP99), us(m.SmallHotP50), us(m.SmallHotP99), m.HotRatioP50)
+	p("| CPU per request, random paths, big / small: node | %.1f / %.1f µs (%.2fx) |\n", m.BigNodeCPU, m.SmallNodeCPU, m.BigNodeCPU/m.SmallNodeCPU)
+	p("| CPU per request, random paths, big / small: wrk | %.1f / %.1f µs (%.2fx) |\n", m.BigWrkCPU, m.SmallWrkCPU, m.BigWrkCPU/m.SmallWrkCPU)
+	if b := m.Baseline; b != nil {
+		p("| baseline (%s), same rounds: random p50 big / small | %s / %s (%.2fx) |\n", m.BaselineBin, us(b.BigRandomP50), us(b.SmallRandomP50), b.RandomRatioP50)
+		p("| baseline: node CPU per request, random paths, big / small | %.1f / %.1f µs (%.2fx) |\n", b.BigNodeCPU, b.SmallNodeCPU, b.BigNodeCPU/b.SmallNodeCPU)
+		p("| baseline: RSS after lookups (anonymous / file-backed) | %s (%s / %s) |\n", benchkit.Human(b.RSSAfterLoad), benchkit.Human(b.AnonAfterLoad), benchkit.Human(b.FileAfterLoad))
+	}
+	p("\n")
+}
+
+// writeRedeploy writes the R=3 redeploy comparison, when it ran.
+func (r *results) writeRedeploy(b *strings.Builder) {
+	d := r.Redeploy
+	if d == nil {
+		return
+	}
+	p := func(format string, a ...any) { fmt.Fprintf(b, format, a...) }
+	p("### One-file redeploy at R=3, this binary against %s (alternating, cluster against cluster)\n\n", orNone(d.Baseline))
+	if d.Skipped != "" {
+		p("Skipped: %s.\n\n", d.Skipped)
+	} else {
+		p("| binary | median | max | runs |\n| --- | ---: | ---: | ---: |\n")
+		p("| this (%d files) | %.0f ms | %.0f ms | %d |\n", d.Files, d.AtollMed, d.AtollMax, len(d.AtollMs))
+		p("| baseline | %.0f ms | %.0f ms | %d |\n\n", d.BaseMed, d.BaseMax, len(d.BaselineMs))
+	}
 }
 
 // writeIngest writes the ingest section's table, when it ran.
