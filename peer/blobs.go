@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -41,48 +40,7 @@ var _ Exporter = (*blobstore.Store)(nil)
 // *Error when the peer refuses it (matching blobstore.ErrNoSpace when its
 // disk is full).
 func (c *Client) Push(ctx context.Context, store Exporter, baseURL, hash string) error {
-	header, body, length, err := store.Export(hash)
-	if err != nil {
-		return fmt.Errorf("push blob: %w", err)
-	}
-	hdr, err := blobstore.ParseBlobHeader(header)
-	if err != nil {
-		body.Close()
-		return fmt.Errorf("push blob %s: %w", hash, err)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, blobURL(baseURL, hash), body)
-	if err != nil {
-		body.Close()
-		return fmt.Errorf("push blob %s: %w", hash, err)
-	}
-	req.ContentLength = length
-	req.Header.Set(HeaderBlob, header)
-	req.Header.Set("Content-Type", "application/octet-stream")
-	// Lets the transport resend on a kept-alive connection the peer closed.
-	req.GetBody = func() (io.ReadCloser, error) {
-		h, b, _, err := store.Export(hash)
-		if err != nil {
-			return nil, err
-		}
-		if h != header {
-			b.Close()
-			return nil, errors.New("blob changed on disk")
-		}
-		return b, nil
-	}
-	resp, err := c.do(c.blobs(), req)
-	if err != nil {
-		return fmt.Errorf("push blob %s to %s: %w", hash, baseURL, err)
-	}
-	defer drainClose(resp.Body)
-	var out PushResponse
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&out); err != nil {
-		return fmt.Errorf("push blob %s to %s: read answer: %w", hash, baseURL, err)
-	}
-	if out.Hash != hash || out.Size != hdr.Size {
-		return fmt.Errorf("push blob %s to %s: peer answered %q of %d bytes, want %d bytes", hash, baseURL, out.Hash, out.Size, hdr.Size)
-	}
-	return nil
+	return c.putTransfer(ctx, blobURL(baseURL, hash), hash, "push blob", store.Export)
 }
 
 // Fetch copies a blob, with its variants, from the peer at baseURL into

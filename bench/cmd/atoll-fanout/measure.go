@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/atoll-hosting/atoll/atolltest"
+	"github.com/atoll-hosting/atoll/bench/benchkit"
 )
 
 // step is the figures at one edge count.
@@ -168,7 +169,7 @@ func measure(ctx context.Context, cfg config, c *cluster, p *probe, edges int, p
 // cluster size (about 4,000 requests a second in all).
 func (p *probe) run(ctx context.Context, cfg config, c *cluster, st *step) error {
 	every := time.Millisecond + time.Duration(len(c.nodes))*200*time.Microsecond
-	st.PollEveryMs = ms(every)
+	st.PollEveryMs = benchkit.Ms(every)
 	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 2, DisableCompression: true}}
 	defer client.CloseIdleConnections()
 	for i := range cfg.publishes {
@@ -197,10 +198,10 @@ func (p *probe) run(ctx context.Context, cfg config, c *cluster, st *step) error
 			}
 			worst = max(worst, seen[j])
 		}
-		st.VisibleMs = append(st.VisibleMs, ms(worst))
+		st.VisibleMs = append(st.VisibleMs, benchkit.Ms(worst))
 	}
-	st.VisibleP50ms = percentile(st.VisibleMs, 50)
-	st.VisibleP99ms = percentile(st.VisibleMs, 99)
+	st.VisibleP50ms = benchkit.Percentile(st.VisibleMs, 50)
+	st.VisibleP99ms = benchkit.Percentile(st.VisibleMs, 99)
 	st.VisibleMaxms = slices.Max(st.VisibleMs)
 	return nil
 }
@@ -327,19 +328,6 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-time.After(d):
 	}
-}
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-// percentile returns the p-th percentile (0-100) of v, nearest rank.
-func percentile(v []float64, p float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	i := int(float64(len(s))*p/100+0.5) - 1
-	return s[min(max(i, 0), len(s)-1)]
 }
 
 // table is the run as a markdown table.
