@@ -142,7 +142,6 @@ func (n *Node) startEdge() error {
 		WriteBufferSize:               serve.DefaultWriteBufferSize,
 		MaxRequestBodySize:            edgeMaxBodyBytes,
 		Concurrency:                   n.cfg.EdgeConcurrency,
-		MaxConnsPerIP:                 max(n.cfg.EdgeMaxConnsPerIP, 0), // NoConnLimit is fasthttp's 0
 		ConnState:                     n.edgeWaiting.FasthttpState,
 		Logger:                        newEdgeLogger(n.cfg.Logger), // no request bytes, rate-limited
 		SecureErrorLogMessage:         true,
@@ -157,6 +156,8 @@ func (n *Node) startEdge() error {
 		if !n.cfg.EdgeNetIO {
 			ln = serve.NewListener(accept, serve.DefaultWriteBufferSize) // raw reads and writes (serve/conn.go)
 		}
+		// Not fasthttp's MaxConnsPerIP: its wrapper loses sendfile (serve/perip.go).
+		ln = serve.LimitPerIP(ln, n.cfg.EdgeMaxConnsPerIP)
 		if err := n.http.Serve(ln); err != nil {
 			n.edgeStopped.Store(&err)
 			n.log.Error("edge server stopped", "err", err)
