@@ -29,18 +29,9 @@ func TestEndToEndBatchUpload(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three processes")
 	}
-	const key, token = "e2e-ingest-key", "e2e-admin-token"
-	mk := func(id string, flags ...string) *atolltest.Server {
-		return atolltest.NewServer(t, atolltest.NodeConfig{ID: id, AdminToken: token, Flags: append([]string{"--cluster-key", key, "--replicas", "3"}, flags...)})
-	}
-	core1 := mk("core1")
-	core1.Bootstrap = true
-	core1.Start()
-	core2 := mk("core2", "--join", "http://"+core1.APIAddr)
-	core2.Start()
-	core3 := mk("core3", "--join", "http://"+core1.APIAddr)
-	core3.Start()
-	cores := []*atolltest.Server{core1, core2, core3}
+	const token = coresToken
+	cores := startCores(t, 3, "--replicas", "3")
+	core1, core2, core3 := cores[0], cores[1], cores[2]
 
 	// 300 small files and one of 3 MiB (batches), one over 4 MiB (its own
 	// PUT).

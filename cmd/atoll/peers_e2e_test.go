@@ -11,14 +11,16 @@ import (
 	"github.com/atoll-hosting/atoll/atolltest"
 )
 
-// startCores starts n core nodes on loopback: the first bootstraps, the
-// others join through it.
-func startCores(t *testing.T, n int) []*atolltest.Server {
+// The cluster key and admin token of the nodes startCores starts.
+const coresKey, coresToken = "e2e-peers-key", "e2e-peers-admin-token"
+
+// startCores starts n core nodes on loopback, each with flags: the first
+// bootstraps, the others join through it.
+func startCores(t *testing.T, n int, flags ...string) []*atolltest.Server {
 	t.Helper()
-	const key, token = "e2e-peers-key", "e2e-peers-admin-token"
 	var cores []*atolltest.Server
 	for i := range n {
-		cfg := atolltest.NodeConfig{ID: fmt.Sprintf("core%d", i+1), AdminToken: token, Flags: []string{"--cluster-key", key}}
+		cfg := atolltest.NodeConfig{ID: fmt.Sprintf("core%d", i+1), AdminToken: coresToken, Flags: append([]string{"--cluster-key", coresKey}, flags...)}
 		if i == 0 {
 			cfg.Bootstrap = true
 		} else {
@@ -192,8 +194,8 @@ func TestRemovedNodeStopsServing(t *testing.T) {
 		}
 		// A fresh node takes the removed one's place.
 		id := fmt.Sprintf("core%d", 4+round)
-		s := atolltest.NewServer(t, atolltest.NodeConfig{ID: id, AdminToken: "e2e-peers-admin-token",
-			Flags: []string{"--cluster-key", "e2e-peers-key", "--join", "http://" + rest[0].APIAddr}})
+		s := atolltest.NewServer(t, atolltest.NodeConfig{ID: id, AdminToken: coresToken,
+			Flags: []string{"--cluster-key", coresKey, "--join", "http://" + rest[0].APIAddr}})
 		s.Start()
 		members = append(rest, s)
 	}

@@ -24,18 +24,9 @@ func TestVariantsOncePerCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three processes")
 	}
-	const key, token = "e2e-variants-key", "e2e-variants-token"
-	mk := func(id string, flags ...string) *atolltest.Server {
-		return atolltest.NewServer(t, atolltest.NodeConfig{ID: id, AdminToken: token, Flags: append([]string{"--cluster-key", key}, flags...)})
-	}
-	core1 := mk("core1")
-	core1.Bootstrap = true
-	core1.Start()
-	core2 := mk("core2", "--join", "http://"+core1.APIAddr)
-	core2.Start()
-	core3 := mk("core3", "--join", "http://"+core1.APIAddr)
-	core3.Start()
-	cores := []*atolltest.Server{core1, core2, core3}
+	const token = coresToken
+	cores := startCores(t, 3)
+	core1, core2 := cores[0], cores[1]
 	status := func(s *atolltest.Server) map[string]any {
 		t.Helper()
 		code, st := s.API("GET", "/v1/status", token, "", nil)
