@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -371,12 +372,9 @@ var joinBackoff = peer.Backoff{First: 250 * time.Millisecond, Max: 2 * time.Seco
 func (n *Node) join(ctx context.Context) error {
 	self := n.self()
 	req := atoll.JoinRequest{ID: self.ID, Role: self.Role, RaftAddr: self.RaftAddr, APIAddr: self.APIAddr, HTTPAddr: self.HTTPAddr}
-	via := n.cfg.Join
+	via := cmp.Or(n.cfg.Join, n.cfg.FeedFrom)
 	if n.store.Fed() {
 		req.FeedFrom = n.feederID()
-		if via == "" {
-			via = n.cfg.FeedFrom
-		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()

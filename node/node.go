@@ -542,7 +542,7 @@ func (n *Node) enterCluster(ctx context.Context) error {
 		})
 	case n.cfg.Bootstrap:
 		return n.initCluster(ctx)
-	case n.cfg.Join != "" || n.store.Fed():
+	case n.cfg.Join != "" || n.cfg.FeedFrom != "": // --feed-from joins through its node
 		return n.join(ctx)
 	default:
 		n.log.Warn("no cluster state in the data dir: waiting to be added with 'atoll node join' (or start with --bootstrap or --join)")
