@@ -16,15 +16,7 @@ func TestFeedFromBelowFedLevel(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the previous release")
 	}
-	commit, err := previousRelease()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmp := t.TempDir()
-	oldBin, err := buildRelease(t.Context(), commit, "release-"+commit[:min(7, len(commit))], tmp)
-	if err != nil {
-		t.Fatal(err)
-	}
+	oldBin, _ := buildPrevious(t, t.TempDir())
 	core := atolltest.NewServer(t, atolltest.NodeConfig{Bin: oldBin, ID: "core1", Bootstrap: true, AdminToken: adminToken,
 		Flags: []string{"--cluster-key", clusterKey}})
 	core.Start()
