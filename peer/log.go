@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/atoll-hosting/atoll/raft"
+
+	"golang.org/x/sync/singleflight"
 )
 
 // Paths of the feed (docs/FANOUT.md): a feeder streams the committed log
@@ -80,7 +82,8 @@ type Feeder struct {
 
 	mu     sync.Mutex
 	frames map[uint64]encodedFrame // by the index the frame starts after
-	cached int                     // bytes in frames
+	size   int                     // bytes in frames
+	flight singleflight.Group      // reads in progress, by start index
 }
 
 // encodedFrame is a frame with entries, encoded, valid while the feeder's
@@ -178,35 +181,61 @@ func (fd *Feeder) stream(ctx context.Context, w http.ResponseWriter, frame []byt
 }
 
 // next returns the frame of the entries after index after (nil when
-// there are none yet), and the position the stream reaches with it.
+// there are none yet), and the position the stream reaches with it. The
+// streams that ask for the same index at once share one read and one
+// encoding (flight), and later ones the cached frame while the applied
+// index has not moved.
 func (fd *Feeder) next(after uint64) ([]byte, raft.IndexTerm, error) {
-	applied := fd.src.AppliedIndex()
-	fd.mu.Lock()
-	c, ok := fd.frames[after]
-	fd.mu.Unlock()
-	if ok && c.applied == applied {
+	if c, ok := fd.cached(after); ok {
 		return c.b, c.last, nil
 	}
+	v, err, _ := fd.flight.Do(strconv.FormatUint(after, 10), func() (any, error) {
+		if c, ok := fd.cached(after); ok {
+			return c, nil
+		}
+		return fd.read(after)
+	})
+	if err != nil {
+		return nil, raft.IndexTerm{}, err
+	}
+	c := v.(encodedFrame)
+	return c.b, c.last, nil
+}
+
+// cached returns the cached frame after index after, if it is current.
+func (fd *Feeder) cached(after uint64) (encodedFrame, bool) {
+	applied := fd.src.AppliedIndex()
+	fd.mu.Lock()
+	defer fd.mu.Unlock()
+	c, ok := fd.frames[after]
+	return c, ok && c.applied == applied
+}
+
+// read reads and encodes the frame after index after, and caches it; a
+// frame without entries (b nil) is not cached.
+func (fd *Feeder) read(after uint64) (encodedFrame, error) {
+	applied := fd.src.AppliedIndex()
 	prev, entries, err := fd.src.FeedFrom(after, MaxFrameEntries, MaxFrameData)
 	if err != nil || len(entries) == 0 {
-		return nil, prev, err
+		return encodedFrame{last: prev}, err
 	}
 	id, addr := fd.src.FeedLeader()
 	b, err := EncodeFrame(LogFrame{Prev: prev, Entries: entries, Applied: applied, Feeder: fd.id, Leader: id, Addr: addr})
 	if err != nil {
-		return nil, prev, err
+		return encodedFrame{}, err
 	}
 	e := entries[len(entries)-1]
 	last := raft.IndexTerm{Index: e.Index, Term: e.Term}
 	fd.mu.Lock()
-	if fd.cached+len(b) > maxCachedBytes {
+	if fd.size+len(b) > maxCachedBytes {
 		clear(fd.frames)
-		fd.cached = 0
+		fd.size = 0
 	}
-	fd.frames[after] = encodedFrame{applied: applied, last: last, b: b}
-	fd.cached += len(b)
+	c := encodedFrame{applied: applied, last: last, b: b}
+	fd.frames[after] = c
+	fd.size += len(b)
 	fd.mu.Unlock()
-	return b, last, nil
+	return c, nil
 }
 
 // keepAlive encodes a frame without entries at pos.
