@@ -40,9 +40,15 @@ const (
 	// (the peer call PUT /v1/peer/variants/{hash}, which an older node
 	// answers 404); below this level every node compresses its own copy.
 	LevelDeployBase = 3
+	// LevelFedEdges brings edges fed by relays: Node.Feeder in the node
+	// table (a fed edge, not in the Raft configuration, that follows the
+	// log of the node it names through GET /v1/peer/log) and the join
+	// request's feed_from. Below it `atoll server --feed-from` is refused
+	// and the edge joins as a Raft non-voter.
+	LevelFedEdges = 4
 
 	// MaxFeatureLevel is the highest level this binary knows.
-	MaxFeatureLevel = LevelDeployBase
+	MaxFeatureLevel = LevelFedEdges
 )
 
 // FeatureError is why a call that needs a feature level the cluster has

@@ -33,7 +33,10 @@
 // # Cluster
 //
 // Core nodes are Raft voters and own blobs; edge nodes are non-voters that
-// hold copies of what they serve. Placement (package placement): the owners
+// hold copies of what they serve, or fed edges (feed.go, --feed-from):
+// outside the Raft configuration, they follow the committed log of a Raft
+// member through GET /v1/peer/log, so that the leader's work does not
+// grow with every edge (docs/FANOUT.md). Placement (package placement): the owners
 // of a blob are the top R active core nodes by rendezvous hashing, computed
 // from the replicated node table, so no location is stored per blob.
 //

@@ -272,7 +272,7 @@ func (n *Node) nodeTable(nodes []atoll.Node, stats map[string]peer.Stats) ([]ato
 		st := stats[nd.ID]
 		ns := atoll.NodeStatus{
 			Node:         nd,
-			Suffrage:     suffrage(nd.Role),
+			Suffrage:     suffrageOf(nd),
 			RaftState:    st.RaftState,
 			LastContact:  st.LastContact,
 			Blobs:        st.Blobs,

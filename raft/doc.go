@@ -41,6 +41,18 @@
 // leader by the replication delay (compare AppliedIndex with the leader's
 // CommitIndex, or use WaitApplied).
 //
+// # Fed edges
+//
+// OpenFollower opens a Store without hashicorp/raft for a fed edge
+// (docs/FANOUT.md): its FSM moves only by ApplyFeed, which checks that a
+// frame of committed entries continues exactly the entry the state holds
+// (index and term, consecutive indexes, terms that never decrease) before
+// FSM.ApplyBatch, and by RestoreFeed (a feeder's snapshot, checked whole).
+// The reads are a Store's; writes and membership changes fail with
+// ErrNotLeader, so the node forwards them; Servers is empty. On a Raft
+// member, FeedFrom reads the entries a fed edge asks for from the log
+// (ErrCompacted when the log no longer holds the start).
+//
 // # Changing the formats
 //
 // Commands, stored records, buckets and snapshots are read by nodes of
