@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/atoll-hosting/atoll"
+	"github.com/atoll-hosting/atoll/internal/durable"
 
 	hraft "github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
@@ -63,10 +64,16 @@ type follower struct {
 	apply                sync.Mutex // one ApplyFeed or RestoreFeed at a time
 }
 
-// IsFollowerDir reports whether dir holds the state of a fed edge: an FSM
-// and no Raft log.
+// fedMarker is the file OpenFollower writes, durably, before it opens the
+// FSM: what makes a folder a fed edge's. A Raft member's folder never has
+// one, and its FSM without its log (a crash between the two at the first
+// start) does not make it a fed edge.
+const fedMarker = "fed"
+
+// IsFollowerDir reports whether dir holds the state of a fed edge: the fed
+// marker and no Raft log.
 func IsFollowerDir(dir string) bool {
-	_, ferr := os.Stat(filepath.Join(dir, fsmFile))
+	_, ferr := os.Stat(filepath.Join(dir, fedMarker))
 	_, rerr := os.Stat(filepath.Join(dir, "raft.db"))
 	return ferr == nil && errors.Is(rerr, os.ErrNotExist)
 }
@@ -89,6 +96,12 @@ func OpenFollower(cfg Config) (*Store, error) {
 		logger = cfg.Logger.With("component", "raft", "id", cfg.ID)
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("raft dir: %w", err)
+	}
+	if _, err := os.Stat(filepath.Join(cfg.Dir, "raft.db")); err == nil {
+		return nil, fmt.Errorf("%w: %s holds a Raft member's log: it cannot open as a fed edge", atoll.ErrInvalid, cfg.Dir)
+	}
+	if err := durable.WriteFile(filepath.Join(cfg.Dir, fedMarker), []byte("fed edge state: no Raft log\n"), 0o644); err != nil {
 		return nil, fmt.Errorf("raft dir: %w", err)
 	}
 	fsm, err := OpenFSM(cfg.Dir)

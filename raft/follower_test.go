@@ -4,7 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
+
+	"github.com/atoll-hosting/atoll"
 
 	hraft "github.com/hashicorp/raft"
 )
@@ -161,5 +165,37 @@ func TestFeedFromCompactedAndRestore(t *testing.T) {
 	feedAll(t, src, f, 10)
 	if got := f.Replicas(); got != 2 {
 		t.Errorf("replicas %d after the stream, want 2", got)
+	}
+}
+
+// TestFollowerDirIsMarked: only a folder OpenFollower made is a fed edge's
+// (a Raft member's FSM without its log, as a crash at its first start
+// leaves it, is not), and OpenFollower refuses a Raft member's folder.
+func TestFollowerDirIsMarked(t *testing.T) {
+	member := t.TempDir()
+	fsm, err := OpenFSM(member)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsm.Close()
+	if IsFollowerDir(member) {
+		t.Fatal("a folder with an FSM and no Raft log counts as a fed edge's")
+	}
+
+	fed := t.TempDir()
+	f, err := OpenFollower(testConfig(t, "fed1", fed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if !IsFollowerDir(fed) {
+		t.Fatal("the folder OpenFollower made does not count as a fed edge's")
+	}
+
+	if err := os.WriteFile(filepath.Join(member, "raft.db"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenFollower(testConfig(t, "fed2", member)); !errors.Is(err, atoll.ErrInvalid) {
+		t.Fatalf("OpenFollower of a Raft member's folder: %v, want ErrInvalid", err)
 	}
 }
