@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -175,5 +176,61 @@ func TestPutBatchCrashStates(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A batch's pending markers are links to one file: one inode for the
+// batch, not one per blob. Each is still an ordinary marker: Stat reports
+// the blob pending, a compression pass removes it, and a reopened store
+// queues the blobs whose markers are left.
+func TestPutBatchMarkersShareOneFile(t *testing.T) {
+	dir := t.TempDir()
+	s, err := New(Config{Dir: dir, Logger: slog.New(slog.DiscardHandler), CompressWorkers: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hashes, blobs := testBatch()
+	if _, err := s.PutBatch(t.Context(), batchOf(hashes, blobs)); err != nil {
+		t.Fatalf("PutBatch: %v", err)
+	}
+	var first os.FileInfo
+	var marked []string
+	for i, h := range hashes {
+		fi, err := os.Stat(s.path(h) + pendingExt)
+		if err != nil {
+			continue
+		}
+		marked = append(marked, h)
+		if info, err := s.Stat(h); err != nil || !info.Pending {
+			t.Errorf("blob %d: Stat = %+v, %v; want pending", i, info, err)
+		}
+		if first == nil {
+			first = fi
+		} else if !os.SameFile(first, fi) {
+			t.Errorf("blob %d: its marker is a file of its own, not a link to the batch's", i)
+		}
+	}
+	if got, want := len(marked), 8; got != want { // the 4 text and 4 random blobs of 1 KB and more
+		t.Fatalf("%d markers, want %d", got, want)
+	}
+	if left := filesUnder(t, filepath.Join(dir, "temp")); len(left) != 0 {
+		t.Errorf("temp files left: %v", left)
+	}
+	// A compression pass removes one link; the others stay.
+	if err := s.Compress(t.Context(), marked[0]); err != nil {
+		t.Fatalf("Compress: %v", err)
+	}
+	if info, _ := s.Stat(marked[0]); info.Pending {
+		t.Errorf("blob still pending after its compression pass")
+	}
+	if info, _ := s.Stat(marked[1]); !info.Pending {
+		t.Errorf("another blob of the batch lost its marker")
+	}
+	s.Close()
+	r := openTestStore(t, dir)
+	for _, h := range marked[1:] {
+		if info := compressed(t, r, h); info.Pending {
+			t.Errorf("blob %s still pending after the reopened store's passes", h)
+		}
 	}
 }
