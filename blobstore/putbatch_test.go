@@ -234,3 +234,37 @@ func TestPutBatchMarkersShareOneFile(t *testing.T) {
 		}
 	}
 }
+
+// New makes every shard folder, so the first blobs of a new store need no
+// folder creation (and no fsync of the store folder each) while they are
+// committed; a folder removed while the store was closed is made again.
+func TestNewMakesEveryShardFolder(t *testing.T) {
+	s, dir := newTestStore(t)
+	shards := func() int {
+		t.Helper()
+		n, err := filepath.Glob(filepath.Join(dir, "[0-9a-f][0-9a-f]"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(n)
+	}
+	if got := shards(); got != 256 {
+		t.Fatalf("%d shard folders after New, want 256", got)
+	}
+	s.Close()
+	if err := os.Remove(filepath.Join(dir, "7f")); err != nil {
+		t.Fatal(err)
+	}
+	r := openTestStore(t, dir)
+	if got := shards(); got != 256 {
+		t.Fatalf("%d shard folders after reopening, want 256", got)
+	}
+	b := textBlob(3000, 77)
+	for hashOf(b)[:2] != "7f" { // a blob of the folder that was removed
+		b = append(b, ' ')
+	}
+	put(t, r, b)
+	if got := readBlob(t, r, hashOf(b), ""); !bytes.Equal(got, b) {
+		t.Errorf("blob of shard 7f read back differs")
+	}
+}
