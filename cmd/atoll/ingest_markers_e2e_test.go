@@ -68,6 +68,23 @@ func TestDeployBatchMarkersEndToEnd(t *testing.T) {
 		t.Errorf("temp folder after the deploy holds %d files", len(left))
 	}
 
+	restartCompressing(t, s)
+	if left, _ := filepath.Glob(filepath.Join(blobs, "??", "*.pending")); len(left) != 0 {
+		t.Errorf("%d markers left once every blob is compressed", len(left))
+	}
+	variants, _ := filepath.Glob(filepath.Join(blobs, "??", "*.br"))
+	if len(variants) != len(files) {
+		t.Errorf("%d brotli variants, want %d", len(variants), len(files))
+	}
+	resp, _ := s.Get("GET", "marks.localhost", "/p/07.html", "Accept-Encoding", "br")
+	checkAnswer(t, resp, "", 200, "", map[string]string{"Content-Encoding": "br"})
+}
+
+// restartCompressing restarts s without its flags (so with its compressor
+// on, where a test started it with --compress-workers -1) and waits until
+// it has no blob left to compress.
+func restartCompressing(t *testing.T, s *atolltest.Server) {
+	t.Helper()
 	s.Kill(15)
 	s.Flags = nil
 	s.Start()
@@ -79,13 +96,4 @@ func TestDeployBatchMarkersEndToEnd(t *testing.T) {
 			t.Fatal("compress_pending never reached 0 with the compressor on")
 		}
 	}
-	if left, _ := filepath.Glob(filepath.Join(blobs, "??", "*.pending")); len(left) != 0 {
-		t.Errorf("%d markers left once every blob is compressed", len(left))
-	}
-	variants, _ := filepath.Glob(filepath.Join(blobs, "??", "*.br"))
-	if len(variants) != len(files) {
-		t.Errorf("%d brotli variants, want %d", len(variants), len(files))
-	}
-	resp, _ := s.Get("GET", "marks.localhost", "/p/07.html", "Accept-Encoding", "br")
-	checkAnswer(t, resp, "", 200, "", map[string]string{"Content-Encoding": "br"})
 }
