@@ -23,9 +23,9 @@ import (
 type BatchNext func() (want string, body io.Reader, err error)
 
 // batchStep, when set (tests only), is called at each step of a
-// PutBatch: "received", "synced", "placed" (after each rename), and
-// "committed" (after the folder fsyncs), so a test can take the state a
-// crash there would leave.
+// PutBatch: "received", "synced", "marked" (after each pending marker),
+// "placed" (after each rename), and "committed" (after the folder
+// fsyncs), so a test can take the state a crash there would leave.
 var batchStep func(step string)
 
 func step(name string) {
@@ -266,6 +266,7 @@ func (g *group) place(it *groupItem, markers *batchMarkers) error {
 		if err := markers.mark(it.hash); err != nil {
 			return err
 		}
+		step("marked")
 	}
 	base := s.path(it.hash)
 	if _, _, err := publishVariants(base, nil, true); err != nil {
