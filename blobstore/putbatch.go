@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 
 	"github.com/atoll-hosting/atoll/internal/ctxio"
 	"github.com/atoll-hosting/atoll/internal/durable"
@@ -195,7 +196,6 @@ func (g *group) commit() ([]Info, error) {
 	dirs := map[string]bool{}
 	var renamed []*groupItem
 	markers := &batchMarkers{s: s}
-	defer markers.close()
 	undo := func() {
 		for _, it := range renamed {
 			s.removeBestEffort(s.path(it.hash))
@@ -253,7 +253,7 @@ func (g *group) commit() ([]Info, error) {
 
 // place is steps 4-7 of I2 for one blob of the group, but for the last
 // folder fsync, which commit does once per folder: the pending marker
-// (a link to the batch's marker file, markers), stale variants removed
+// (a link to the batch's first one, batchMarkers), stale variants removed
 // (their removal made durable before the rename, as publish does), the
 // identity renamed into place. On success the temp file is gone (tmp is
 // nil).
@@ -285,57 +285,44 @@ func (g *group) place(it *groupItem, markers *batchMarkers) error {
 	return nil
 }
 
-// batchMarkers makes the pending markers of one batch's blobs as hard
-// links to one empty file, temp/marker-*, so that a batch allocates one
-// inode for all its markers instead of one per blob, and the markers'
-// removal (once each blob's variants are decided) frees that one inode
-// when the last goes. On disk a marker is the same empty file under the
-// same name as Put's, so every reader (Stat, the compressor, New's sweep)
-// is unchanged. Inode allocation is what the file system spends most of
-// a batch's CPU on: it scans the inode bitmap past every inode freed in
-// the last minutes (bench/RESULTS.md, "Ingest at disk speed").
+// batchMarkers makes the pending markers of one batch's blobs: the first
+// is created as Put creates it, every later one is a hard link to it, so
+// a batch allocates one inode for all its markers instead of one per
+// blob, and their removal (once each blob's variants are decided) frees
+// that one inode when the last goes. On disk each marker is the same
+// empty file under the same name as Put's, so every reader (Stat, the
+// compressor, New's sweep) is unchanged. Inode allocation is what the
+// file system spends most of a batch's CPU on: it scans the inode bitmap
+// past every inode freed in the last minutes (bench/RESULTS.md, "Ingest
+// at disk speed").
 //
-// Durability: the link is an entry in the blob's shard folder, made
-// durable by the batch's second sync exactly like a created marker; the
-// name in temp/ is removed when the batch ends (or by New after a crash:
-// the links in the shard folders keep the file). A file system that
-// refuses the link (no hard links, or too many) gets a marker of its own
-// per blob (markPending), as Put makes.
+// Durability: a link is an entry in the blob's shard folder, made durable
+// by the batch's second sync exactly like a created marker. The batch
+// holds the lock of the first blob, so its marker cannot be removed while
+// later ones link to it. A link the file system refuses (too many links,
+// no hard links) gets a marker of its own, which later ones link to.
 type batchMarkers struct {
-	s    *Store
-	path string // the linked file; "" until the first marker
-	off  bool   // links failed: create each marker
+	s     *Store
+	first string // the marker later ones link to; "" before the first
+	off   bool   // links are not supported here: create each marker
 }
 
 // mark creates the pending marker of hash (its lock held, its shard
-// folder made): a link to the batch's marker file when it can.
+// folder made).
 func (m *batchMarkers) mark(hash string) error {
-	if !m.off && m.path == "" {
-		f, err := os.CreateTemp(m.s.tmp, "marker-*")
-		if err != nil {
-			return fmt.Errorf("create pending marker: %w", err)
-		}
-		m.path = f.Name()
-		if err := f.Close(); err != nil {
-			return fmt.Errorf("create pending marker: %w", err)
-		}
-	}
-	if !m.off {
-		err := os.Link(m.path, m.s.path(hash)+pendingExt)
+	path := m.s.path(hash) + pendingExt
+	if m.first != "" && !m.off {
+		err := os.Link(m.first, path)
 		if err == nil || errors.Is(err, fs.ErrExist) {
 			return nil // a marker there already (a crash's) is the same empty file
 		}
-		m.off = true
+		m.off = !errors.Is(err, syscall.EMLINK)
 	}
-	return m.s.markPending(hash)
-}
-
-// close removes the batch's marker file from temp/; the markers linked to
-// it stay.
-func (m *batchMarkers) close() {
-	if m.path != "" {
-		m.s.removeBestEffort(m.path)
+	if err := m.s.markPending(hash); err != nil {
+		return err
 	}
+	m.first = path
+	return nil
 }
 
 // syncDirs fsyncs every folder of dirs, concurrently.
