@@ -33,8 +33,9 @@ const (
 // the command (no clocks, no randomness, no map order), so every node
 // reaches the same state.
 type applier struct {
-	tx    *bolt.Tx
-	index uint64 // log index of the entry being applied
+	tx     *bolt.Tx
+	index  uint64       // log index of the entry being applied
+	counts *stateCounts // the FSM's, kept in step on commit (counts.go); nil: none
 }
 
 func (a *applier) apply(data []byte) error {
@@ -101,6 +102,9 @@ func (a *applier) put(bucket []byte, key string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode %s %q: %w", bucket, key, err)
+	}
+	if err := a.countPut(bucket, key, v); err != nil {
+		return err
 	}
 	return a.bucket(bucket).Put([]byte(key), b)
 }
@@ -252,12 +256,18 @@ func (a *applier) deleteSite(c DeleteSite) error {
 	if err := a.revokeSiteTokens(c.Name); err != nil {
 		return err
 	}
+	if err := a.countDelete(bucketSites, c.Name); err != nil {
+		return err
+	}
 	return a.bucket(bucketSites).Delete([]byte(c.Name))
 }
 
 // deleteDeploy removes a deploy, its manifest and its order-index entry.
 func (a *applier) deleteDeploy(orderKey []byte, id string) error {
 	if err := a.bucket(bucketSiteDeploys).Delete(orderKey); err != nil {
+		return err
+	}
+	if err := a.countDelete(bucketDeploys, id); err != nil {
 		return err
 	}
 	if err := a.bucket(bucketDeploys).Delete([]byte(id)); err != nil {

@@ -39,8 +39,12 @@ func measureAll(ctx context.Context, cfg config, r *result) error {
 	if err != nil {
 		return fmt.Errorf("upload the blob pool: %w", err)
 	}
-	if _, err := buildSites(ctx, c.Core, 0, smallSites, cfg.files, smallSites, p, time.Minute); err != nil {
+	small, err := buildSites(ctx, c.Core, 0, smallSites, cfg.files, smallSites, p, time.Minute)
+	if err != nil {
 		return err
+	}
+	if small.Built < smallSites {
+		return fmt.Errorf("built %d of the first %d sites in a minute: the cluster is too slow to measure", small.Built, smallSites)
 	}
 	edge := c.Edge[0]
 	if err := waitServes(ctx, edge, smallSites-1, cfg.blobs); err != nil {
@@ -65,12 +69,21 @@ func measureAll(ctx context.Context, cfg config, r *result) error {
 			return err
 		}
 	}
+	if err := verifyBuilt(ctx, c.Core[0], r.Built); err != nil {
+		return err
+	}
+	log.Printf("the cluster holds the %d sites built, each published", r.Built)
 	for _, step := range []func(context.Context, config, *benchkit.Cluster, *result) error{
 		measureLookups, measurePropagation, measureSizes, measureSnapshot, measureRepair, measureJoin, measureRestart,
 	} {
 		if err := step(ctx, cfg, c, r); err != nil {
 			return err
 		}
+	}
+	if r.Built < cfg.sites {
+		// The figures are measured and written, for the sites built; the
+		// run still fails: they are not the figures asked for.
+		return fmt.Errorf("built %d of the %d sites asked (-max-generate %s): the figures above are for %d sites", r.Built, cfg.sites, cfg.maxGenerate, r.Built)
 	}
 	return nil
 }

@@ -65,6 +65,9 @@ type restart struct {
 func (r *result) markdown() string {
 	var b strings.Builder
 	h := benchkit.Human
+	if r.Built < r.Sites {
+		fmt.Fprintf(&b, "\n**Built %d of the %d sites asked**: every figure below is for %d sites.\n", r.Built, r.Sites, r.Built)
+	}
 	fmt.Fprintf(&b, "\n%d sites x %d files (%d entries) over %d blobs, 3 core + 1 edge on loopback; commit %s, load average at start %s, whole run %.0f s.\n\n",
 		r.Built, r.FilesPerSite, r.Built*r.FilesPerSite, r.Blobs, r.Commit, r.LoadAtStart, r.TotalSeconds)
 	fmt.Fprintf(&b, "| figure | measured | target |\n| --- | --- | --- |\n")
