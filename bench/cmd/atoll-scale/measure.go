@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -74,7 +77,7 @@ func measureAll(ctx context.Context, cfg config, r *result) error {
 	}
 	log.Printf("the cluster holds the %d sites built, each published", r.Built)
 	for _, step := range []func(context.Context, config, *benchkit.Cluster, *result) error{
-		measureLookups, measurePropagation, measureSizes, measureSnapshot, measureRepair, measureJoin, measureRestart,
+		measureLookups, measurePropagation, measureSizes, measureIdle, measureSnapshot, measureRepair, measureJoin, measureRestart,
 	} {
 		if err := step(ctx, cfg, c, r); err != nil {
 			return err
@@ -193,6 +196,53 @@ func measureSizes(_ context.Context, _ config, c *benchkit.Cluster, r *result) e
 			benchkit.Human(m["VmRSS:"]), benchkit.Human(m["RssAnon:"]), benchkit.Human(m["RssFile:"]), benchkit.Human(m["VmHWM:"]))
 	}
 	return nil
+}
+
+// idleWindow is how long measureIdle watches the idle cluster: two
+// metrics refreshes (every 10 s) and the repair, feature and expiry
+// loops' ticks.
+const idleWindow = 20 * time.Second
+
+// measureIdle records the CPU each node spends while nothing is asked of
+// the cluster: what its timers cost with the whole state (the metrics
+// refresh, the leader's expiry loop, heartbeats).
+func measureIdle(ctx context.Context, _ config, c *benchkit.Cluster, r *result) error {
+	before := map[string]float64{}
+	for _, n := range c.All() {
+		before[n.ID] = cpuSeconds(n.Pid())
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(idleWindow):
+	}
+	for _, n := range c.All() {
+		pct := 100 * (cpuSeconds(n.Pid()) - before[n.ID]) / idleWindow.Seconds()
+		r.IdleCPU = append(r.IdleCPU, idleCPU{ID: n.ID, Percent: pct})
+		log.Printf("%s: %.1f%% of a core while idle", n.ID, pct)
+	}
+	return nil
+}
+
+// cpuSeconds is the user and system CPU time process pid has used
+// (/proc/<pid>/stat, in clock ticks of 1/100 s); 0 when unreadable.
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) may hold spaces: count from after it.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100
 }
 
 // measureSnapshot downloads a snapshot of a core's state (GET
