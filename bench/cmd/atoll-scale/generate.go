@@ -270,8 +270,8 @@ func bulkBuild(ctx context.Context, n *atolltest.Node, from, to, files int, p *p
 func completeRange(ctx context.Context, n *atolltest.Node, lo, hi, files int, p *pool) error {
 	var err error
 	for range 5 {
-		if err = completeOnce(ctx, n, lo, hi, files, p); err == nil {
-			return nil
+		if err = completeOnce(ctx, n, lo, hi, files, p); err == nil || ctx.Err() != nil {
+			return err
 		}
 		log.Printf("completing sites %d-%d: %v; trying again", lo, hi-1, err)
 	}
