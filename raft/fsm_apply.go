@@ -516,8 +516,12 @@ func (a *applier) addFiles(c AddFiles) error {
 // markReady: an uploading deploy whose manifest is complete becomes ready,
 // with its compiled rules if any. Rules count only at
 // atoll.LevelFeatureLevels and above: below, the command means what it
-// means to older nodes, which drop the field. A repeat on a ready deploy
-// with the same byte count is a no-op.
+// means to older nodes, which drop the field. A repeat with the same byte
+// count is a no-op on a ready deploy, and on one published (or superseded)
+// since: a proposer that lost track of a pipeline [..., MarkReady, Publish]
+// resends all of it (node's ApplyPipelined after a leader change, the
+// bulk path). Either answer leaves the state as it is, so nodes of older
+// binaries, which refuse the latter, reach the same state.
 func (a *applier) markReady(c MarkReady) error {
 	if c.Bytes < 0 {
 		return fmt.Errorf("%w: deploy %q: %d bytes", atoll.ErrInvalid, c.Deploy, c.Bytes)
@@ -527,7 +531,7 @@ func (a *applier) markReady(c MarkReady) error {
 		return err
 	}
 	switch {
-	case d.State == atoll.StateReady && d.Bytes == c.Bytes:
+	case d.Bytes == c.Bytes && (d.State == atoll.StateReady || d.State == atoll.StatePublished || d.State == atoll.StateSuperseded):
 		return nil
 	case d.State != atoll.StateUploading:
 		return fmt.Errorf("%w: deploy %q is %s, not uploading", atoll.ErrConflict, c.Deploy, d.State)
