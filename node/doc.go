@@ -94,6 +94,10 @@
 // every edge request 503 with ErrRemoved, fails /readyz and logs it once.
 // A node that hears from no leader asks its peers whether it is still a
 // member (orphan.go), so one cut off during its removal learns it too.
+// Right after it installs a snapshot from the leader, and until the next
+// entry applies, a node judges from the node table alone: hashicorp/raft
+// sets the snapshot's configuration only after the FSM restored it
+// (configSettled).
 //
 // Scrub (package scrub, wired in scrub.go): every node re-hashes the blobs
 // it holds, at most ScrubRate bytes per second, a full pass every

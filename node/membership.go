@@ -440,19 +440,42 @@ type membershipSeen struct {
 // between the two steps of a removal, including after a restart of a node
 // that heard of only the first). A node that never was a member (joining)
 // is not removed. It updates seen.
-func removedFrom(seen *membershipSeen, id string, servers []raft.Server, table []atoll.Node) bool {
-	inConfig := slices.ContainsFunc(servers, func(s raft.Server) bool { return s.ID == id })
+//
+// settled is false when the configuration may be older than the table
+// (configSettled): then it decides from the table alone, and neither
+// counts nor remembers the configuration.
+func removedFrom(seen *membershipSeen, id string, servers []raft.Server, settled bool, table []atoll.Node) bool {
 	idx := slices.IndexFunc(table, func(nd atoll.Node) bool { return nd.ID == id })
 	inTable := idx >= 0 && table[idx].State != atoll.NodeRemoved
-	removed := (seen.inConfig && !inConfig) || (seen.inTable && !inTable) ||
-		(idx >= 0 && !inTable) || (idx >= 0 && len(servers) > 0 && !inConfig)
-	seen.inConfig = seen.inConfig || inConfig
+	removed := (seen.inTable && !inTable) || (idx >= 0 && !inTable)
 	seen.inTable = seen.inTable || inTable
+	if !settled {
+		return removed
+	}
+	inConfig := slices.ContainsFunc(servers, func(s raft.Server) bool { return s.ID == id })
+	removed = removed || (seen.inConfig && !inConfig) || (idx >= 0 && len(servers) > 0 && !inConfig)
+	seen.inConfig = seen.inConfig || inConfig
 	if inConfig && inTable {
 		// Back in both (added again): a member like any other.
 		seen.inConfig, seen.inTable, removed = true, true, false
 	}
 	return removed
+}
+
+// configSettled reports whether the Raft configuration is at least as
+// recent as the node table this node reads. Right after it installed a
+// snapshot from the leader it may not be: hashicorp/raft restores the FSM
+// (whose table may list this node, having joined since the node's last
+// snapshot) before it sets the snapshot's configuration, and until then
+// Servers answers the configuration from before, which may lack this node.
+// Judging from that pair once declared a freshly joined edge removed, and
+// nothing woke the decision again in an idle cluster. From the first entry
+// applied after the restore on, both are current (raft.FSM.RestoredAt). It
+// returns the restore's index too: a caller that reads both afterwards
+// checks that no other restore came in between.
+func (n *Node) configSettled() (restoredAt uint64, settled bool) {
+	at := n.store.RestoredAt()
+	return at, at == 0 || n.store.AppliedIndex() > at
 }
 
 // watchRemoval keeps n.removed current: it re-decides after every change of
@@ -465,11 +488,13 @@ func (n *Node) watchRemoval() {
 	var seen membershipSeen
 	for {
 		leader, state := n.store.LeaderChanged(), n.store.Changed()
+		restoredAt, settled := n.configSettled()
 		servers, err := n.store.Servers()
 		nodes, terr := n.store.Nodes()
+		settled = settled && n.store.RestoredAt() == restoredAt // no restore in between
 		if err == nil && terr == nil {
 			told, by := n.told.holds(n.store.AppliedIndex())
-			removed := removedFrom(&seen, n.cfg.ID, servers, nodes) || told
+			removed := removedFrom(&seen, n.cfg.ID, servers, settled, nodes) || told
 			if n.removed.Swap(removed) != removed {
 				if removed {
 					attrs := []any{"id", n.cfg.ID}

@@ -33,7 +33,13 @@
 // bbolt read transaction and returns copies; File, on the serving path, is
 // two lookups. The whole-catalog reads a platform of 100,000 sites needs
 // walk the tables directly in short transactions instead of a read per
-// site: ReferencedBlobs (repair's census and GC), DeployCounts (metrics).
+// site: ReferencedBlobs (repair's census and GC), CertExpiries (metrics).
+// Those a node makes on a timer or per API call read counts the FSM keeps
+// in memory (counts.go: computed with one walk when it opens or restores,
+// then moved in the commit of each write): SiteCount (GET /v1/status),
+// DeployCounts (metrics), ExpiryCandidates (the leader's deploy expiry).
+// RestoredAt tells a reader of the Raft configuration whether raft may
+// not yet have installed the configuration of a snapshot just restored.
 // PublishedSince is an in-memory feed of the deploys applied Publish
 // commands made live (not part of the state: empty after a start or a
 // restore, when the reader rescans the sites), which an edge's prefetch
