@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atoll-hosting/atoll"
 	"github.com/atoll-hosting/atoll/atolltest"
 )
 
@@ -35,9 +36,9 @@ func TestVariantsOncePerCluster(t *testing.T) {
 		}
 		return st
 	}
-	for deadline := time.Now().Add(time.Minute); status(core1)["feature_level"] != float64(3); time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(time.Minute); status(core1)["feature_level"].(float64) < atoll.LevelDeployBase; time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatal("the cluster never reached feature level 3")
+			t.Fatalf("the cluster never reached feature level %d", atoll.LevelDeployBase)
 		}
 	}
 
