@@ -40,9 +40,16 @@ const (
 	// (the peer call PUT /v1/peer/variants/{hash}, which an older node
 	// answers 404); below this level every node compresses its own copy.
 	LevelDeployBase = 3
+	// LevelCompactManifests brings compact manifests: a deploy created
+	// with at most raft's compactMaxFiles files keeps its manifest as one
+	// value (paths front-coded, each content hash a small id interned in
+	// a table of the blobs manifests name) instead of a bbolt bucket of
+	// its own (raft's DESIGN.md, "FSM layout"). Below this level every
+	// manifest is written as a bucket; every reader reads both.
+	LevelCompactManifests = 4
 
 	// MaxFeatureLevel is the highest level this binary knows.
-	MaxFeatureLevel = LevelDeployBase
+	MaxFeatureLevel = LevelCompactManifests
 )
 
 // FeatureError is why a call that needs a feature level the cluster has
