@@ -361,7 +361,11 @@ func (a *applier) checkBase(c CreateDeploy) (int, error) {
 	case b.State != atoll.StateReady && b.State != atoll.StatePublished && b.State != atoll.StateSuperseded:
 		return 0, fmt.Errorf("%w: base deploy %q is %s, want ready, published or superseded", atoll.ErrConflict, c.Base, b.State)
 	}
-	if !hasManifest(a.tx, []byte(c.Base)) {
+	get, found, err := manifestLookup(a.tx, []byte(c.Base))
+	if err != nil {
+		return 0, err
+	}
+	if !found {
 		return 0, fmt.Errorf("base deploy %q has no manifest", c.Base)
 	}
 	for i, p := range c.Remove {
@@ -369,7 +373,7 @@ func (a *applier) checkBase(c CreateDeploy) (int, error) {
 			return 0, fmt.Errorf("%w: deploy %q: paths to remove must be sorted, each once (%s after %s)",
 				atoll.ErrInvalid, c.ID, atoll.Truncate(p, 80), atoll.Truncate(c.Remove[i-1], 80))
 		}
-		if sum, err := lookupEntry(a.tx, []byte(c.Base), []byte(p)); err != nil {
+		if sum, err := get(p); err != nil {
 			return 0, err
 		} else if sum == nil {
 			return 0, fmt.Errorf("%w: deploy %q: %s is not in base deploy %q", atoll.ErrInvalid, c.ID, atoll.Truncate(p, 80), c.Base)
@@ -468,7 +472,11 @@ func (a *applier) addFiles(c AddFiles) error {
 		}
 		return fmt.Errorf("%w: deploy %q is %s, files can only be added while uploading", atoll.ErrConflict, c.Deploy, d.State)
 	}
-	if !hasManifest(a.tx, id) {
+	get, found, err := manifestLookup(a.tx, id)
+	if err != nil {
+		return err
+	}
+	if !found {
 		return fmt.Errorf("deploy %q has no manifest", c.Deploy)
 	}
 	var add []atoll.File // new entries, in batch order
@@ -493,7 +501,7 @@ func (a *applier) addFiles(c AddFiles) error {
 			continue
 		}
 		batch[f.Path] = f.Hash
-		v, err := lookupEntry(a.tx, id, []byte(f.Path))
+		v, err := get(f.Path)
 		if err != nil {
 			return err
 		}
@@ -864,8 +872,12 @@ func (a *applier) revokeSiteTokens(site string) error {
 // holdsAll reports whether deploy's manifest has every entry of files,
 // each with the same hash.
 func holdsAll(tx *bolt.Tx, deploy []byte, files []atoll.File) (bool, error) {
+	get, _, err := manifestLookup(tx, deploy)
+	if err != nil {
+		return false, err
+	}
 	for _, f := range files {
-		v, err := lookupEntry(tx, deploy, []byte(f.Path))
+		v, err := get(f.Path)
 		if err != nil || v == nil || hex.EncodeToString(v) != f.Hash {
 			return false, err
 		}

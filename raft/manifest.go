@@ -233,9 +233,31 @@ func lookupEntry(tx *bolt.Tx, deploy, path []byte) ([]byte, error) {
 	return nil, nil
 }
 
-// hasManifest reports whether deploy has a manifest in either layout.
-func hasManifest(tx *bolt.Tx, deploy []byte) bool {
-	return tx.Bucket(bucketManifestValues).Get(deploy) != nil || tx.Bucket(bucketManifests).Bucket(deploy) != nil
+// manifestLookup returns a lookup of paths in deploy's manifest for a
+// command that checks many paths: a compact manifest is decoded once and
+// searched by bisection (lookupEntry would decode it again for every
+// path). get answers the 32 raw hash bytes, or nil when the path is not
+// there; found is false when the deploy has no manifest.
+func manifestLookup(tx *bolt.Tx, deploy []byte) (get func(path string) ([]byte, error), found bool, err error) {
+	if v := tx.Bucket(bucketManifestValues).Get(deploy); v != nil {
+		entries, err := decodeCompact(v)
+		if err != nil {
+			return nil, true, fmt.Errorf("manifest of deploy %q: %w", deploy, err)
+		}
+		return func(path string) ([]byte, error) {
+			i, ok := slices.BinarySearchFunc(entries, path, func(e compactEntry, p string) int { return cmpString(e.path, p) })
+			if !ok {
+				return nil, nil
+			}
+			sum, _, err := blobHash(tx, entries[i].blob)
+			return sum, err
+		}, true, nil
+	}
+	m := tx.Bucket(bucketManifests).Bucket(deploy)
+	if m == nil {
+		return func(string) ([]byte, error) { return nil, nil }, false, nil
+	}
+	return func(path string) ([]byte, error) { return m.Get([]byte(path)), nil }, true, nil
 }
 
 // createManifest makes deploy id's empty manifest, compact when the state
