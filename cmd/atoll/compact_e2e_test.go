@@ -1,9 +1,7 @@
 package main
 
 import (
-	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -21,20 +19,7 @@ import (
 // once the node stopped), before and after a restart.
 func TestEndToEndCompactManifestsBesideRelease(t *testing.T) {
 	t.Parallel()
-	keyFile, _ := filepath.Abs(filepath.Join(releaseDir, "cluster-key"))
-	key, err := os.ReadFile(keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := atolltest.NewServer(t, atolltest.NodeConfig{Bootstrap: true, Flags: []string{"--cluster-key-file", keyFile}})
-	s.Start()
-	waitAdmin(t, s)
-	raiseLevel(t, s, strings.TrimSpace(string(key)))
-	sites := []string{"blog", "docs", "shop"}
-	for _, site := range sites { // blobs are not in a snapshot
-		s.MustCLI("site", "create", site)
-		s.MustCLI("deploy", filepath.Join(releaseDir, "sites", site), "--site", site)
-	}
+	s, _ := releaseNode(t)
 	s.MustCLI("snapshot", "restore", filepath.Join(releaseDir, "atoll.snap"))
 	if code, st := s.API("GET", "/v1/status", s.Token(), "", nil); code != 200 || st["feature_level"] != float64(atoll.LevelCompactManifests) {
 		t.Fatalf("status after the restore: %d %v, want feature level %d", code, st["feature_level"], atoll.LevelCompactManifests)
