@@ -17,14 +17,14 @@ import (
 //
 //	go test -run '^$' -bench FileRandom -benchmem ./raft/
 //
-// At atoll.LevelCompactManifests the 1,000-entry deploy is a compact
-// manifest (the 200,000-entry one stays a bucket): "compact/" rows.
+// The "compact/" rows are a deploy of compactMaxFiles entries at
+// atoll.LevelCompactManifests: a compact manifest.
 func BenchmarkFileRandom(b *testing.B) {
 	for _, c := range []struct {
 		n     int
 		level int
 		name  string
-	}{{1_000, atoll.LevelDeployBase, ""}, {1_000, atoll.LevelCompactManifests, "compact/"}, {200_000, atoll.LevelDeployBase, ""}} {
+	}{{compactMaxFiles, atoll.LevelDeployBase, ""}, {compactMaxFiles, atoll.LevelCompactManifests, "compact/"}, {1_000, atoll.LevelDeployBase, ""}, {200_000, atoll.LevelDeployBase, ""}} {
 		n := c.n
 		f, err := OpenFSM(b.TempDir())
 		if err != nil {

@@ -120,10 +120,10 @@ func TestCompactManifestLayouts(t *testing.T) {
 	h.readyDeploy("blog", "old", old)
 	h.must(SetFeatureLevel{Level: atoll.LevelCompactManifests})
 
-	small, edge, big := filesOf("s", 300), filesOf("e", compactMaxFiles), filesOf("b", compactMaxFiles+1)
+	small, edge, big := filesOf("s", 200), filesOf("e", compactMaxFiles), filesOf("b", compactMaxFiles+1)
 	h.must(CreateDeploy{ID: "small", Site: "blog", Files: len(small), Created: t0})
 	// Three batches out of order: the value is rewritten sorted each time.
-	for _, part := range [][]atoll.File{small[200:], small[:100], small[100:200]} {
+	for _, part := range [][]atoll.File{small[150:], small[:50], small[50:150]} {
 		h.must(AddFiles{Deploy: "small", Files: part})
 	}
 	h.must(AddFiles{Deploy: "small", Files: small[:10]}) // a resend
