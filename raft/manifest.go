@@ -105,27 +105,57 @@ func eachCompact(v []byte, fn func(path []byte, blob uint64) error) error {
 	return nil
 }
 
-// findCompact returns the blob id of path in compact manifest v. It is
-// the serving path's lookup: it stops at the first path past the one
-// sought and allocates nothing for paths of ordinary length.
+// findCompact returns the blob id of path want in compact manifest v. It
+// is the serving path's lookup, so it copies no path: entries are sorted
+// and unique, so with m the length of the prefix the last entry read
+// (below want) shares with want, an entry sharing more than m bytes with
+// the previous one is below want too and is skipped unread, one sharing
+// fewer is above it (a miss), and only one sharing exactly m is compared.
+// v must be as encodeCompact writes it (each entry sharing the longest
+// prefix with the previous one), as every stored value is.
 func findCompact(v, want []byte) (uint64, bool, error) {
 	if len(v) == 0 || v[0] != compactFormat {
 		return 0, false, errCorruptManifest
 	}
 	v = v[1:]
-	var buf [512]byte
-	path := buf[:0]
+	m, prevLen := 0, 0
 	for len(v) > 0 {
-		var blob uint64
-		var err error
-		if path, blob, v, err = nextCompact(v, path); err != nil {
-			return 0, false, err
+		shared, n := binary.Uvarint(v)
+		if n <= 0 {
+			return 0, false, errCorruptManifest
 		}
-		switch bytes.Compare(path, want) {
-		case 0:
-			return blob, true, nil
-		case 1:
+		v = v[n:]
+		rest, n := binary.Uvarint(v)
+		if n <= 0 || shared > uint64(prevLen) || rest > uint64(len(v)-n) {
+			return 0, false, errCorruptManifest
+		}
+		suffix := v[n : n+int(rest)]
+		v = v[n+int(rest):]
+		blob, n := binary.Uvarint(v)
+		if n <= 0 {
+			return 0, false, errCorruptManifest
+		}
+		v = v[n:]
+		prevLen = int(shared) + int(rest)
+		switch s := int(shared); {
+		case s > m:
+			continue
+		case s < m:
 			return 0, false, nil
+		}
+		k := 0
+		for k < len(suffix) && m+k < len(want) && suffix[k] == want[m+k] {
+			k++
+		}
+		switch {
+		case k == len(suffix) && m+k == len(want):
+			return blob, true, nil
+		case k == len(suffix): // a prefix of want: below it
+			m += k
+		case m+k == len(want) || suffix[k] > want[m+k]: // above want
+			return 0, false, nil
+		default: // below want
+			m += k
 		}
 	}
 	return 0, false, nil

@@ -283,11 +283,14 @@ func TestCompactManifestCodec(t *testing.T) {
 	}
 }
 
-// FuzzCompactManifest: any value decodes or fails without a panic, and
-// what decodes encodes back to entries that decode the same.
+// FuzzCompactManifest: any value decodes or fails without a panic, what
+// decodes encodes back to entries that decode the same, and in a value of
+// sorted, unique paths as encodeCompact writes them findCompact finds each
+// and nothing else.
 func FuzzCompactManifest(f *testing.F) {
 	f.Add(encodeCompact([]compactEntry{{"/a", 1}, {"/ab", 2}}))
 	f.Add([]byte{1, 0, 2, '/', 'a', 0x80})
+	f.Add(encodeCompact([]compactEntry{{"/", 1}, {"/a", 2}, {"/a/b", 3}, {"/ab", 4}, {"/b", 5}}))
 	f.Fuzz(func(t *testing.T, v []byte) {
 		entries, err := decodeCompact(v)
 		if err != nil {
@@ -297,8 +300,19 @@ func FuzzCompactManifest(f *testing.F) {
 		if err != nil || !slices.Equal(again, entries) {
 			t.Fatalf("re-encoded %v: %v, %v", entries, again, err)
 		}
+		// findCompact needs what encodeCompact writes: sorted, unique
+		// paths, each sharing the longest prefix with the one before.
+		sorted := bytes.Equal(encodeCompact(entries), v) && slices.IsSortedFunc(entries, func(x, y compactEntry) int { return cmpString(x.path, y.path) }) &&
+			len(slices.CompactFunc(slices.Clone(entries), func(x, y compactEntry) bool { return x.path == y.path })) == len(entries)
 		for _, e := range entries {
-			findCompact(v, []byte(e.path))
+			blob, ok, err := findCompact(v, []byte(e.path))
+			if sorted && (!ok || err != nil || blob != e.blob) {
+				t.Fatalf("find %q in %v = %d, %v, %v", e.path, entries, blob, ok, err)
+			}
+			miss := e.path + "\x00"
+			if _, ok, _ := findCompact(v, []byte(miss)); sorted && ok && !slices.ContainsFunc(entries, func(x compactEntry) bool { return x.path == miss }) {
+				t.Fatalf("find %q in %v found it", miss, entries)
+			}
 		}
 	})
 }
