@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -381,5 +382,39 @@ func TestReleaseStateTakesCompactManifests(t *testing.T) {
 	h.must(DeleteSite{Name: "blog"})
 	if got := h.blobTable(); len(got) != 7 {
 		t.Errorf("after DeleteSite blog: %d blobs interned, want fresh's 7", len(got))
+	}
+}
+
+// TestFindCompactAgainstMap: in random manifests of paths over a small
+// alphabet (so that paths share prefixes of every length and some are
+// prefixes of others), findCompact answers every path, and every path of
+// the alphabet not in the manifest, as a map does.
+func TestFindCompactAgainstMap(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	randPath := func() string {
+		b := make([]byte, 1+rng.IntN(6))
+		for i := range b {
+			b[i] = "/ab0."[rng.IntN(5)]
+		}
+		return string(b)
+	}
+	for round := range 2000 {
+		want := map[string]uint64{}
+		for range rng.IntN(40) {
+			want[randPath()] = uint64(rng.IntN(1000))
+		}
+		var entries []compactEntry
+		for p, b := range want {
+			entries = append(entries, compactEntry{p, b})
+		}
+		slices.SortFunc(entries, func(x, y compactEntry) int { return cmpString(x.path, y.path) })
+		v := encodeCompact(entries)
+		for range 60 {
+			p := randPath()
+			blob, ok, err := findCompact(v, []byte(p))
+			if wantBlob, wantOK := want[p]; err != nil || ok != wantOK || blob != wantBlob {
+				t.Fatalf("round %d: find %q in %v = %d, %v, %v; want %d, %v", round, p, entries, blob, ok, err, wantBlob, wantOK)
+			}
+		}
 	}
 }
