@@ -40,13 +40,19 @@ const (
 	// (the peer call PUT /v1/peer/variants/{hash}, which an older node
 	// answers 404); below this level every node compresses its own copy.
 	LevelDeployBase = 3
+	// LevelFedEdges brings edges fed by relays: Node.Feeder in the node
+	// table (a fed edge, not in the Raft configuration, that follows the
+	// log of the node it names through GET /v1/peer/log) and the join
+	// request's feed_from. Below it `atoll server --feed-from` is refused
+	// and the edge joins as a Raft non-voter.
+	LevelFedEdges = 4
 	// LevelCompactManifests brings compact manifests: a deploy created
 	// with at most raft's compactMaxFiles files keeps its manifest as one
 	// value (paths front-coded, each content hash a small id interned in
 	// a table of the blobs manifests name) instead of a bbolt bucket of
 	// its own (raft's DESIGN.md, "FSM layout"). Below this level every
 	// manifest is written as a bucket; every reader reads both.
-	LevelCompactManifests = 4
+	LevelCompactManifests = 5
 
 	// MaxFeatureLevel is the highest level this binary knows.
 	MaxFeatureLevel = LevelCompactManifests

@@ -21,4 +21,8 @@ type Node struct {
 	HTTPAddr string    `json:"http_addr"`
 	State    string    `json:"state"`
 	Joined   time.Time `json:"joined"`
+	// Feeder, when set, makes this a fed edge: it is not in the Raft
+	// configuration and follows the committed log of the node it names
+	// (docs/FANOUT.md). Written only at LevelFedEdges.
+	Feeder string `json:"feeder,omitempty"`
 }

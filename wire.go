@@ -209,6 +209,9 @@ type JoinRequest struct {
 	RaftAddr string `json:"raft_addr"`
 	APIAddr  string `json:"api_addr"`
 	HTTPAddr string `json:"http_addr,omitempty"`
+	// FeedFrom asks for a fed edge following the node of that id instead
+	// of a Raft non-voter (LevelFedEdges; refused with 409 below it).
+	FeedFrom string `json:"feed_from,omitempty"`
 }
 
 // DrainStatus is the body of POST and GET /v1/nodes/{id}/drain. Left

@@ -51,8 +51,8 @@
 //	<dir>/temp/            temp files; emptied by New
 //	<dir>/quarantine/     corrupt copies Quarantine took out of service
 //
-// where ab is the first two hex digits of the hash. A shard folder is created
-// (and made durable) by the first Put that needs it.
+// where ab is the first two hex digits of the hash. New creates the 256
+// shard folders (and makes them durable) when they are missing.
 //
 // What the package must never do: speak HTTP, as a server or a client (the
 // peer protocol that moves blobs between nodes is package peer, built on

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 
 	"github.com/atoll-hosting/atoll/internal/ctxio"
 	"github.com/atoll-hosting/atoll/internal/durable"
@@ -233,7 +234,7 @@ func publishVariants(base string, variants []variantFile, sync bool) (renamed []
 		if kept[e.name] {
 			continue
 		}
-		err := os.Remove(base + e.ext)
+		err := removeFile(base + e.ext)
 		switch {
 		case err == nil:
 			changed = true
@@ -247,6 +248,17 @@ func publishVariants(base string, variants []variantFile, sync bool) (renamed []
 		}
 	}
 	return renamed, changed, nil
+}
+
+// removeFile removes the file at path: os.Remove without its second try
+// as a folder (rmdir) when the unlink fails, so checking for a file that
+// is not there, as publish does for every variant of every new blob, is
+// one system call.
+func removeFile(path string) error {
+	if err := syscall.Unlink(path); err != nil {
+		return &fs.PathError{Op: "remove", Path: path, Err: err}
+	}
+	return nil
 }
 
 // removeTemps removes the temp files of variants not renamed into place

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -145,7 +146,9 @@ func TestPutBatchCrashStates(t *testing.T) {
 		t.Fatalf("PutBatch: %v", err)
 	}
 	batchStep = nil
-	if got, want := len(snaps), 2+len(blobs)+1; got != want {
+	// received, synced, a marker for each of the 8 blobs that may
+	// compress, a rename for each blob, committed.
+	if got, want := len(snaps), 2+8+len(blobs)+1; got != want {
 		t.Fatalf("%d crash points, want %d", got, want)
 	}
 	for _, snap := range snaps {
@@ -175,5 +178,95 @@ func TestPutBatchCrashStates(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A batch's pending markers are links to one file: one inode for the
+// batch, not one per blob. Each is still an ordinary marker: Stat reports
+// the blob pending, a compression pass removes it, and a reopened store
+// queues the blobs whose markers are left.
+func TestPutBatchMarkersShareOneFile(t *testing.T) {
+	dir := t.TempDir()
+	s, err := New(Config{Dir: dir, Logger: slog.New(slog.DiscardHandler), CompressWorkers: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hashes, blobs := testBatch()
+	if _, err := s.PutBatch(t.Context(), batchOf(hashes, blobs)); err != nil {
+		t.Fatalf("PutBatch: %v", err)
+	}
+	var first os.FileInfo
+	var marked []string
+	for i, h := range hashes {
+		fi, err := os.Stat(s.path(h) + pendingExt)
+		if err != nil {
+			continue
+		}
+		marked = append(marked, h)
+		if info, err := s.Stat(h); err != nil || !info.Pending {
+			t.Errorf("blob %d: Stat = %+v, %v; want pending", i, info, err)
+		}
+		if first == nil {
+			first = fi
+		} else if !os.SameFile(first, fi) {
+			t.Errorf("blob %d: its marker is a file of its own, not a link to the batch's", i)
+		}
+	}
+	if got, want := len(marked), 8; got != want { // the 4 text and 4 random blobs of 1 KB and more
+		t.Fatalf("%d markers, want %d", got, want)
+	}
+	if left := filesUnder(t, filepath.Join(dir, "temp")); len(left) != 0 {
+		t.Errorf("temp files left: %v", left)
+	}
+	// A compression pass removes one link; the others stay.
+	if err := s.Compress(t.Context(), marked[0]); err != nil {
+		t.Fatalf("Compress: %v", err)
+	}
+	if info, _ := s.Stat(marked[0]); info.Pending {
+		t.Errorf("blob still pending after its compression pass")
+	}
+	if info, _ := s.Stat(marked[1]); !info.Pending {
+		t.Errorf("another blob of the batch lost its marker")
+	}
+	s.Close()
+	r := openTestStore(t, dir)
+	for _, h := range marked[1:] {
+		if info := compressed(t, r, h); info.Pending {
+			t.Errorf("blob %s still pending after the reopened store's passes", h)
+		}
+	}
+}
+
+// New makes every shard folder, so the first blobs of a new store need no
+// folder creation (and no fsync of the store folder each) while they are
+// committed; a folder removed while the store was closed is made again.
+func TestNewMakesEveryShardFolder(t *testing.T) {
+	s, dir := newTestStore(t)
+	shards := func() int {
+		t.Helper()
+		n, err := filepath.Glob(filepath.Join(dir, "[0-9a-f][0-9a-f]"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(n)
+	}
+	if got := shards(); got != 256 {
+		t.Fatalf("%d shard folders after New, want 256", got)
+	}
+	s.Close()
+	if err := os.Remove(filepath.Join(dir, "7f")); err != nil {
+		t.Fatal(err)
+	}
+	r := openTestStore(t, dir)
+	if got := shards(); got != 256 {
+		t.Fatalf("%d shard folders after reopening, want 256", got)
+	}
+	b := textBlob(3000, 77)
+	for hashOf(b)[:2] != "7f" { // a blob of the folder that was removed
+		b = append(b, ' ')
+	}
+	put(t, r, b)
+	if got := readBlob(t, r, hashOf(b), ""); !bytes.Equal(got, b) {
+		t.Errorf("blob of shard 7f read back differs")
 	}
 }

@@ -226,10 +226,10 @@ func New(cfg Config) (*Store, error) {
 	return s, nil
 }
 
-// prepareDirs creates the store and temp folders, notes which shard folders
-// exist, and fsyncs the store folder once, so that every entry in it,
+// prepareDirs creates the store and temp folders and the 256 shard
+// folders, and fsyncs the store folder once, so that every entry in it,
 // including any a crashed process created without a sync, is durable.
-// Missing shard folders are created by the first Put that needs them.
+// Every shard folder then exists, so ensureShard only reads its flag.
 func (s *Store) prepareDirs() error {
 	_, err := os.Stat(s.dir)
 	created := errors.Is(err, fs.ErrNotExist)
@@ -252,6 +252,19 @@ func (s *Store) prepareDirs() error {
 				s.shardReady[i].Store(true)
 			}
 		}
+	}
+	// Every missing shard folder is made now, under the one fsync below,
+	// rather than by the first write into it with an fsync of its own
+	// (256 of them, one at a time, in a new store's first deploy).
+	for i := range s.shardReady {
+		if s.shardReady[i].Load() {
+			continue
+		}
+		err := os.Mkdir(filepath.Join(s.dir, fmt.Sprintf("%02x", i)), 0o755)
+		if err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		s.shardReady[i].Store(true)
 	}
 	return durable.SyncDir(s.dir)
 }

@@ -33,7 +33,10 @@
 // # Cluster
 //
 // Core nodes are Raft voters and own blobs; edge nodes are non-voters that
-// hold copies of what they serve. Placement (package placement): the owners
+// hold copies of what they serve, or fed edges (feed.go, --feed-from):
+// outside the Raft configuration, they follow the committed log of a Raft
+// member through GET /v1/peer/log, so that the leader's work does not
+// grow with every edge (docs/FANOUT.md). Placement (package placement): the owners
 // of a blob are the top R active core nodes by rendezvous hashing, computed
 // from the replicated node table, so no location is stored per blob.
 //
@@ -91,6 +94,10 @@
 // every edge request 503 with ErrRemoved, fails /readyz and logs it once.
 // A node that hears from no leader asks its peers whether it is still a
 // member (orphan.go), so one cut off during its removal learns it too.
+// Right after it installs a snapshot from the leader, and until the next
+// entry applies, a node judges from the node table alone: hashicorp/raft
+// sets the snapshot's configuration only after the FSM restored it
+// (configSettled).
 //
 // Scrub (package scrub, wired in scrub.go): every node re-hashes the blobs
 // it holds, at most ScrubRate bytes per second, a full pass every

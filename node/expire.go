@@ -80,39 +80,29 @@ func heldFailed(ds []atoll.Deploy) []atoll.Deploy {
 // expireDeploys fails every deploy expired at now and, at a feature level
 // that allows it, empties the manifests failed deploys still hold. A deploy
 // that finished meanwhile (FailDeploy answers ErrConflict) is left as it is.
+// It reads only the deploys the FSM keeps for it (raft.FSM.ExpiryCandidates:
+// uploading, or failed holding entries), not every site's.
 func (n *Node) expireDeploys(ctx context.Context, now time.Time) error {
-	sites, err := n.store.Sites()
-	if err != nil {
-		return err
-	}
 	level := n.store.FeatureLevel()
 	reason := expiryReason(n.cfg.DeployExpiry)
-	for _, s := range sites {
-		ds, err := n.store.Deploys(s.Name)
-		if errors.Is(err, atoll.ErrNotFound) {
-			continue // deleted meanwhile
+	ds := n.store.ExpiryCandidates()
+	fail := expired(ds, now, n.cfg.DeployExpiry)
+	if level >= atoll.LevelFeatureLevels {
+		fail = append(fail, heldFailed(ds)...)
+	}
+	for _, d := range fail {
+		err := n.store.Apply(ctx, raft.FailDeployCmd(level, d.ID, reason))
+		switch {
+		case errors.Is(err, atoll.ErrConflict), errors.Is(err, atoll.ErrNotFound):
+			continue
+		case err != nil:
+			return fmt.Errorf("fail deploy %s: %w", d.ID, err)
 		}
-		if err != nil {
-			return err
+		msg := "deploy expired"
+		if d.State == atoll.StateFailed {
+			msg = "failed deploy's manifest emptied"
 		}
-		fail := expired(ds, now, n.cfg.DeployExpiry)
-		if level >= atoll.LevelFeatureLevels {
-			fail = append(fail, heldFailed(ds)...)
-		}
-		for _, d := range fail {
-			err := n.store.Apply(ctx, raft.FailDeployCmd(level, d.ID, reason))
-			switch {
-			case errors.Is(err, atoll.ErrConflict), errors.Is(err, atoll.ErrNotFound):
-				continue
-			case err != nil:
-				return fmt.Errorf("fail deploy %s: %w", d.ID, err)
-			}
-			msg := "deploy expired"
-			if d.State == atoll.StateFailed {
-				msg = "failed deploy's manifest emptied"
-			}
-			n.log.Info(msg, "site", d.Site, "deploy", d.ID, "created", d.Created, "received", d.Received, "files", d.Files)
-		}
+		n.log.Info(msg, "site", d.Site, "deploy", d.ID, "created", d.Created, "received", d.Received, "files", d.Files)
 	}
 	return nil
 }

@@ -209,9 +209,7 @@ func (n *Node) status(ctx context.Context) atoll.Status {
 	}
 	cs := n.blobs.CompressStats()
 	st.Compressed, st.VariantsReceived = cs.Compressed, cs.Accepted
-	if sites, err := n.store.Sites(); err == nil {
-		st.Sites = len(sites)
-	}
+	st.Sites = n.store.SiteCount()
 	st.Nodes, st.LeaderCommit = n.nodeStatuses(ctx)
 	st.FeatureLevel = n.store.FeatureLevel()
 	if st.FeatureLevel < atoll.MaxFeatureLevel {
@@ -272,7 +270,7 @@ func (n *Node) nodeTable(nodes []atoll.Node, stats map[string]peer.Stats) ([]ato
 		st := stats[nd.ID]
 		ns := atoll.NodeStatus{
 			Node:         nd,
-			Suffrage:     suffrage(nd.Role),
+			Suffrage:     suffrageOf(nd),
 			RaftState:    st.RaftState,
 			LastContact:  st.LastContact,
 			Blobs:        st.Blobs,

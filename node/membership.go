@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -100,7 +101,7 @@ func (n *Node) handleJoin(w http.ResponseWriter, r *http.Request) {
 		writeApplyError(w, err)
 		return
 	}
-	builder.WriteJSON(w, http.StatusCreated, atoll.NodeStatus{Node: nd, Suffrage: suffrage(nd.Role)})
+	builder.WriteJSON(w, http.StatusCreated, atoll.NodeStatus{Node: nd, Suffrage: suffrageOf(nd)})
 }
 
 func joinNode(req atoll.JoinRequest) (atoll.Node, error) {
@@ -123,8 +124,19 @@ func joinNode(req atoll.JoinRequest) (atoll.Node, error) {
 			return atoll.Node{}, fmt.Errorf("http_addr %q: want host:port", req.HTTPAddr)
 		}
 	}
+	if req.FeedFrom != "" && (req.Role != atoll.RoleEdge || !atoll.ValidSiteName(req.FeedFrom) || req.FeedFrom == req.ID) {
+		return atoll.Node{}, fmt.Errorf("feed_from %q: a fed edge follows another node, by id", req.FeedFrom)
+	}
 	return atoll.Node{ID: req.ID, Role: req.Role, RaftAddr: req.RaftAddr, APIAddr: req.APIAddr,
-		HTTPAddr: req.HTTPAddr, State: atoll.NodeActive, Joined: time.Now().UTC()}, nil
+		HTTPAddr: req.HTTPAddr, State: atoll.NodeActive, Joined: time.Now().UTC(), Feeder: req.FeedFrom}, nil
+}
+
+// suffrageOf is suffrage, or "fed" for a fed edge.
+func suffrageOf(nd atoll.Node) string {
+	if nd.Feeder != "" {
+		return "fed"
+	}
+	return suffrage(nd.Role)
 }
 
 func suffrage(role string) string {
@@ -139,8 +151,8 @@ func suffrage(role string) string {
 // no-op, so a node may retry its join.
 func (n *Node) addNode(ctx context.Context, nd atoll.Node) error {
 	if old, ok := n.nodeByID(nd.ID); ok {
-		if old.RaftAddr == nd.RaftAddr && old.Role == nd.Role && old.State != atoll.NodeRemoved {
-			nd.Joined, nd.State = old.Joined, old.State
+		if old.RaftAddr == nd.RaftAddr && old.Role == nd.Role && (old.Feeder != "") == (nd.Feeder != "") && old.State != atoll.NodeRemoved {
+			nd.Joined, nd.State, nd.Feeder = old.Joined, old.State, old.Feeder
 			if old == nd {
 				return nil
 			}
@@ -149,6 +161,9 @@ func (n *Node) addNode(ctx context.Context, nd atoll.Node) error {
 		if old.Role != nd.Role {
 			return fmt.Errorf("%w: node %s is already a %s node; remove it first", atoll.ErrConflict, nd.ID, old.Role)
 		}
+	}
+	if nd.Feeder != "" {
+		return n.addFed(ctx, nd) // feed.go
 	}
 	var err error
 	if nd.Role == atoll.RoleCore {
@@ -269,7 +284,7 @@ func (n *Node) handleRemove(w http.ResponseWriter, r *http.Request) {
 	}
 	n.log.Info("node removed", "id", id)
 	nd.State = atoll.NodeRemoved
-	builder.WriteJSON(w, http.StatusOK, atoll.NodeStatus{Node: nd, Suffrage: suffrage(nd.Role)})
+	builder.WriteJSON(w, http.StatusOK, atoll.NodeStatus{Node: nd, Suffrage: suffrageOf(nd)})
 }
 
 // headerRemoveRetry counts the times a node removal was sent again to a
@@ -357,6 +372,10 @@ var joinBackoff = peer.Backoff{First: 250 * time.Millisecond, Max: 2 * time.Seco
 func (n *Node) join(ctx context.Context) error {
 	self := n.self()
 	req := atoll.JoinRequest{ID: self.ID, Role: self.Role, RaftAddr: self.RaftAddr, APIAddr: self.APIAddr, HTTPAddr: self.HTTPAddr}
+	via := cmp.Or(n.cfg.Join, n.cfg.FeedFrom)
+	if n.store.Fed() {
+		req.FeedFrom = n.feederID()
+	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	retryable := func(err error) bool {
@@ -367,12 +386,12 @@ func (n *Node) join(ctx context.Context) error {
 		return errors.Is(err, peer.ErrUnreachable) && !isTLSRefusal(err)
 	}
 	err := joinBackoff.Retry(ctx, retryable, func(ctx context.Context) error {
-		return n.peer.Join(ctx, n.cfg.Join, req)
+		return n.peer.Join(ctx, via, req)
 	})
 	if err != nil {
-		return fmt.Errorf("join %s: %w", n.cfg.Join, err)
+		return fmt.Errorf("join %s: %w", via, err)
 	}
-	n.log.Info("joined cluster", "via", n.cfg.Join)
+	n.log.Info("joined cluster", "via", via, "feeder", req.FeedFrom)
 	return nil
 }
 
@@ -421,19 +440,42 @@ type membershipSeen struct {
 // between the two steps of a removal, including after a restart of a node
 // that heard of only the first). A node that never was a member (joining)
 // is not removed. It updates seen.
-func removedFrom(seen *membershipSeen, id string, servers []raft.Server, table []atoll.Node) bool {
-	inConfig := slices.ContainsFunc(servers, func(s raft.Server) bool { return s.ID == id })
+//
+// settled is false when the configuration may be older than the table
+// (configSettled): then it decides from the table alone, and neither
+// counts nor remembers the configuration.
+func removedFrom(seen *membershipSeen, id string, servers []raft.Server, settled bool, table []atoll.Node) bool {
 	idx := slices.IndexFunc(table, func(nd atoll.Node) bool { return nd.ID == id })
 	inTable := idx >= 0 && table[idx].State != atoll.NodeRemoved
-	removed := (seen.inConfig && !inConfig) || (seen.inTable && !inTable) ||
-		(idx >= 0 && !inTable) || (idx >= 0 && len(servers) > 0 && !inConfig)
-	seen.inConfig = seen.inConfig || inConfig
+	removed := (seen.inTable && !inTable) || (idx >= 0 && !inTable)
 	seen.inTable = seen.inTable || inTable
+	if !settled {
+		return removed
+	}
+	inConfig := slices.ContainsFunc(servers, func(s raft.Server) bool { return s.ID == id })
+	removed = removed || (seen.inConfig && !inConfig) || (idx >= 0 && len(servers) > 0 && !inConfig)
+	seen.inConfig = seen.inConfig || inConfig
 	if inConfig && inTable {
 		// Back in both (added again): a member like any other.
 		seen.inConfig, seen.inTable, removed = true, true, false
 	}
 	return removed
+}
+
+// configSettled reports whether the Raft configuration is at least as
+// recent as the node table this node reads. Right after it installed a
+// snapshot from the leader it may not be: hashicorp/raft restores the FSM
+// (whose table may list this node, having joined since the node's last
+// snapshot) before it sets the snapshot's configuration, and until then
+// Servers answers the configuration from before, which may lack this node.
+// Judging from that pair once declared a freshly joined edge removed, and
+// nothing woke the decision again in an idle cluster. From the first entry
+// applied after the restore on, both are current (raft.FSM.RestoredAt). It
+// returns the restore's index too: a caller that reads both afterwards
+// checks that no other restore came in between.
+func (n *Node) configSettled() (restoredAt uint64, settled bool) {
+	at := n.store.RestoredAt()
+	return at, at == 0 || n.store.AppliedIndex() > at
 }
 
 // watchRemoval keeps n.removed current: it re-decides after every change of
@@ -446,11 +488,13 @@ func (n *Node) watchRemoval() {
 	var seen membershipSeen
 	for {
 		leader, state := n.store.LeaderChanged(), n.store.Changed()
+		restoredAt, settled := n.configSettled()
 		servers, err := n.store.Servers()
 		nodes, terr := n.store.Nodes()
+		settled = settled && n.store.RestoredAt() == restoredAt // no restore in between
 		if err == nil && terr == nil {
 			told, by := n.told.holds(n.store.AppliedIndex())
-			removed := removedFrom(&seen, n.cfg.ID, servers, nodes) || told
+			removed := removedFrom(&seen, n.cfg.ID, servers, settled, nodes) || told
 			if n.removed.Swap(removed) != removed {
 				if removed {
 					attrs := []any{"id", n.cfg.ID}

@@ -3,7 +3,11 @@ package node
 import (
 	"context"
 	"errors"
+	"maps"
 	"net/http"
+	"path"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -215,12 +219,14 @@ func (n *Node) metricsLoop() {
 }
 
 // refreshClusterView asks every node for its stats (2 s each, at once) and
-// reads the deploys and certificates of the catalog, then publishes the
-// result for scrapes. The node table is GET /v1/status's (nodeTable). Its
-// calls leave the peers' health alone: a node that fails to answer a
-// metrics refresh is not marked down for the calls that serve, repair and
-// replicate (peer.Health), which would otherwise skip it until a probe
-// answers.
+// reads the site and deploy counts and the certificates of the catalog,
+// then publishes the result for scrapes. The node table is GET
+// /v1/status's (nodeTable). Its calls leave the peers' health alone: a
+// node that fails to answer a metrics refresh is not marked down for the
+// calls that serve, repair and replicate (peer.Health), which would
+// otherwise skip it until a probe answers. Nothing it reads grows with the
+// number of sites: the counts are the FSM's (raft/counts.go), the
+// certificates are read from their own tables (certExpiries).
 func (n *Node) refreshClusterView() {
 	ctx, cancel := context.WithTimeout(n.ctx, metricsRefresh)
 	defer cancel()
@@ -232,41 +238,81 @@ func (n *Node) refreshClusterView() {
 	for _, ns := range table {
 		v.nodes = append(v.nodes, nodeView{id: ns.ID, up: ns.RaftState != unreachable, lag: ns.Lag, disk: ns.DiskLow != ""})
 	}
-	sites, err := n.store.Sites()
-	if err != nil && !errors.Is(err, atoll.ErrUnavailable) {
-		n.log.Warn("metrics: read sites", "err", err)
-	}
-	v.sites = len(sites)
+	v.sites = n.store.SiteCount()
 	if counts, err := n.store.DeployCounts(); err == nil {
 		v.deploys = counts
 	}
-	for _, s := range sites {
-		v.certs = append(v.certs, n.siteCertExpiries(s.Name)...)
-	}
+	v.certs = n.certExpiries()
 	n.metrics.view.Store(v)
 }
 
-// siteCertExpiries is what atoll_tls_cert_expiry_timestamp_seconds exports
-// of a site: the certificates GET /v1/sites/{site}/certs lists (and the
-// status page shows), uploaded ones and, for the site's other names, those
-// ACME issued, without their keys.
-func (n *Node) siteCertExpiries(site string) []atoll.Cert {
-	var out []atoll.Cert
+// certExpiries is what atoll_tls_cert_expiry_timestamp_seconds exports:
+// the certificates GET /v1/sites/{site}/certs lists (and the status page
+// shows), without their keys: every uploaded one, and for every other name
+// of a site (a custom domain, or the site's host with ACMESiteHosts) the
+// latest ACME issued. It walks the certificates table and the issued
+// certificates of the ACME store, whose sizes grow with the names that
+// have a certificate, not with the sites.
+func (n *Node) certExpiries() []atoll.Cert {
+	out, err := n.store.CertExpiries()
+	if err != nil && !errors.Is(err, atoll.ErrUnavailable) {
+		n.log.Warn("metrics: read the certificates", "err", err)
+	}
 	uploaded := map[string]bool{}
-	if cs, err := n.store.Certs(site); err == nil {
-		for _, c := range cs {
-			out = append(out, atoll.Cert{Domain: c.Domain, Site: c.Site, NotAfter: c.NotAfter})
-			uploaded[c.Domain] = true
+	for _, c := range out {
+		uploaded[c.Domain] = true
+	}
+	issued := map[string]atoll.Cert{}
+	issuers, _, err := n.store.ACMEKeys("certificates", false)
+	if err != nil {
+		n.log.Warn("metrics: read the issued certificates", "err", err)
+	}
+	for _, dir := range issuers {
+		names, _, err := n.store.ACMEKeys(dir, false)
+		if err != nil {
+			n.log.Warn("metrics: read the issued certificates", "err", err)
+			continue
+		}
+		for _, key := range names {
+			name := path.Base(key)
+			if uploaded[name] { // an uploaded certificate wins
+				continue
+			}
+			site := n.siteOfName(name)
+			if site == "" {
+				continue
+			}
+			pemBytes, _, err := n.store.ACMEValue(key + "/" + name + ".crt")
+			if err != nil {
+				continue // no certificate (yet) in this directory
+			}
+			leaf, err := parseLeaf(pemBytes)
+			if err != nil {
+				n.log.Warn("metrics: read the issued certificates", "name", name, "err", err)
+				continue
+			}
+			if c, ok := issued[name]; !ok || leaf.NotAfter.After(c.NotAfter) {
+				issued[name] = atoll.Cert{Domain: name, Site: site, NotAfter: leaf.NotAfter}
+			}
 		}
 	}
-	issued, err := n.issuedCerts(site) // acmestatus.go
-	if err != nil && !errors.Is(err, atoll.ErrNotFound) {
-		n.log.Warn("metrics: read the issued certificates", "site", site, "err", err)
-	}
-	for _, info := range issued {
-		if !uploaded[info.Domain] && !info.NotAfter.IsZero() { // an uploaded certificate wins
-			out = append(out, atoll.Cert{Domain: info.Domain, Site: site, NotAfter: info.NotAfter})
-		}
+	for _, name := range slices.Sorted(maps.Keys(issued)) {
+		out = append(out, issued[name])
 	}
 	return out
+}
+
+// siteOfName returns the site that serves name and would have ACME manage
+// it (acmeNames): the site claiming it as a custom domain, or with
+// ACMESiteHosts the site whose host it is; "" for none.
+func (n *Node) siteOfName(name string) string {
+	if s, err := n.store.SiteByDomain(name); err == nil {
+		return s.Name
+	}
+	if label, ok := strings.CutSuffix(name, "."+n.cfg.Domain); ok && n.cfg.ACMESiteHosts {
+		if _, err := n.store.Site(label); err == nil {
+			return label
+		}
+	}
+	return ""
 }

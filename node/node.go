@@ -64,6 +64,11 @@ type Config struct {
 	ClusterKey string // shared secret of peer traffic; empty disables it (single node only)
 	Version    string
 
+	// FeedFrom, on a new edge, is the API URL of the node whose log it
+	// follows as a fed edge instead of joining Raft (feed.go); it joins
+	// through it when Join is empty.
+	FeedFrom string
+
 	// CacheSize bounds the bytes of blobs this node keeps without owning
 	// them (read-through and prefetched copies); the least recently served
 	// go first.
@@ -242,6 +247,9 @@ func (c *Config) validate(nofile uint64) error {
 	if c.Join != "" && c.ClusterKey == "" {
 		return fmt.Errorf("%w: --join needs --cluster-key (the secret every node of the cluster shares)", ErrConfig)
 	}
+	if c.FeedFrom != "" && (c.Role != atoll.RoleEdge || c.ClusterKey == "" || c.Bootstrap) {
+		return fmt.Errorf("%w: --feed-from is for an edge (--role edge) with --cluster-key, without --bootstrap", ErrConfig)
+	}
 	if c.CacheSize < 0 || c.EdgeIndexMemory < 0 || c.RepairInterval <= 0 || c.FetchTimeout <= 0 || c.GCGrace < 0 {
 		return fmt.Errorf("%w: cache size, edge index memory, repair interval, fetch timeout and gc grace must be positive", ErrConfig)
 	}
@@ -337,6 +345,8 @@ type Node struct {
 	binaries atomic.Pointer[binaryCensus]
 	memberMu sync.Mutex
 
+	feed feedState // a fed edge's feeders (feed.go)
+
 	removed atomic.Bool // this node knows it was removed from the cluster (watchRemoval)
 	told    toldRemoved // a peer's proof that this node was removed (orphan.go)
 	seen    lastSeen    // what each node last said of itself; see http.go
@@ -392,7 +402,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if n.metrics, err = newMetrics(n); err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
-	if err := n.openStores(); err != nil {
+	if err := n.openStores(ctx); err != nil {
 		return nil, err
 	}
 	n.refreshPlacement()
@@ -463,7 +473,7 @@ func (n *Node) prepareDataDir() (err error) {
 
 // openStores opens the blob store (blobs/) and the Raft store (raft/), and
 // the parts built on them: scrub and repair.
-func (n *Node) openStores() (err error) {
+func (n *Node) openStores(ctx context.Context) (err error) {
 	cfg := n.cfg
 	bcfg := blobstore.DefaultConfig()
 	bcfg.Dir = filepath.Join(cfg.DataDir, "blobs")
@@ -492,7 +502,16 @@ func (n *Node) openStores() (err error) {
 	}
 	rcfg.SnapshotThreshold, rcfg.SnapshotInterval, rcfg.TrailingLogs = cfg.RaftSnapshotThreshold, cfg.RaftSnapshotInterval, cfg.RaftTrailingLogs
 	rcfg.Logger = cfg.Logger
-	if n.store, err = raft.Open(rcfg); err != nil {
+	fed, err := n.fedMode(ctx) // feed.go
+	if err != nil {
+		return err
+	}
+	if fed {
+		n.store, err = raft.OpenFollower(rcfg)
+	} else {
+		n.store, err = raft.Open(rcfg)
+	}
+	if err != nil {
 		return fmt.Errorf("open raft store: %w", err)
 	}
 	if n.repair, err = n.newRepairer(); err != nil {
@@ -506,6 +525,9 @@ func (n *Node) openStores() (err error) {
 // joins through --join, or waits in the background to be added by an
 // operator.
 func (n *Node) enterCluster(ctx context.Context) error {
+	if n.store.Fed() {
+		n.background(n.feedLoop) // feed.go
+	}
 	switch {
 	case n.store.HasState():
 		// The cluster already knows this node. Refresh its record
@@ -520,7 +542,7 @@ func (n *Node) enterCluster(ctx context.Context) error {
 		})
 	case n.cfg.Bootstrap:
 		return n.initCluster(ctx)
-	case n.cfg.Join != "":
+	case n.cfg.Join != "" || n.cfg.FeedFrom != "": // --feed-from joins through its node
 		return n.join(ctx)
 	default:
 		n.log.Warn("no cluster state in the data dir: waiting to be added with 'atoll node join' (or start with --bootstrap or --join)")
@@ -597,8 +619,8 @@ func (n *Node) registerSelf(ctx context.Context, create bool) error {
 		if nd.ID != self.ID {
 			continue
 		}
-		// Keep what the cluster decided (joined time, draining).
-		self.Joined, self.State = nd.Joined, nd.State
+		// Keep what the cluster decided (joined time, draining, feeder).
+		self.Joined, self.State, self.Feeder = nd.Joined, nd.State, nd.Feeder
 		if nd == self {
 			return nil
 		}

@@ -86,6 +86,7 @@ func (n *Node) localStats() peer.Stats {
 		DiskLow:      n.diskLow(),
 		Version:      n.cfg.Version,
 		FeatureLevel: atoll.MaxFeatureLevel,
+		ClusterLevel: n.store.FeatureLevel(),
 	}
 	if err := n.store.StorageFailed(); err != nil {
 		st.Stopped = err.Error()

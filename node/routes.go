@@ -58,6 +58,8 @@ func (n *Node) routes(api *builder.API) []builder.Route {
 		row("POST", peer.VerifyPath, peerScope, h(n.handlePeerVerify)),
 		row("GET", peer.MemberPath, peerScope, h(n.handlePeerMember)),
 		row("GET", peer.SiteStatsPath, peerScope, h(n.handlePeerSiteStats)),
+		row("GET", peer.LogPath, peerScope, peer.NewFeeder(n.cfg.ID, n.store)), // feeds fed edges (feed.go)
+		row("GET", peer.SnapshotPath, peerScope, h(n.handleSnapshotSave)),
 
 		// The Go runtime's profiles (net/http/pprof), admin only: the
 		// profiles of the real binary under real load are how the serving

@@ -52,6 +52,12 @@
 //	GET  /v1/peer/member/{id} -> 200 MemberResponse: whether the node's
 //	     replicated state lists node id as a member (asked by a node that
 //	     hears from no leader: was it removed meanwhile?)
+//	GET  /v1/peer/log?after=N -> 200, a stream of LogFrames (Feeder,
+//	     log.go) to a fed edge: the committed entries after N, a
+//	     keep-alive each LogKeepAlive; 410 when the log no longer holds N
+//	     (Client.Log: ErrLogGone); 404 on a fed edge; 503 past
+//	     MaxLogStreams
+//	GET  /v1/peer/snapshot -> 200, the node's state (raft snapshot format)
 //	POST /v1/nodes        body: atoll.JoinRequest -> 201: a node joining
 //	     by itself, with the cluster key instead of an admin token
 //

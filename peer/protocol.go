@@ -124,6 +124,11 @@ type Stats struct {
 	// neither (Binary).
 	Version      string `json:"version,omitempty"`
 	FeatureLevel int    `json:"feature_level,omitempty"`
+	// ClusterLevel is the cluster's feature level in the node's
+	// replicated state (absent from older nodes: below every level that
+	// needs it); a new edge reads it from its feeder before it follows
+	// one (--feed-from).
+	ClusterLevel int `json:"cluster_level,omitempty"`
 	// Stopped is why the node's replicated state stopped applying entries
 	// (a storage failure, or an entry its binary does not know), "" when
 	// it applies.

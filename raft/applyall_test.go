@@ -34,6 +34,16 @@ func TestApplyAllInOrder(t *testing.T) {
 		t.Fatalf("Deploy = %+v, %v; want %d files, published", d, err, len(files))
 	}
 
+	// A proposer that lost track of the outcome (a leader change midway:
+	// node's ApplyPipelined, the bulk path) resends the same pipeline:
+	// every command of it, MarkReady after the Publish included, is a no-op.
+	if _, err := s.ApplyAll(ctx, cmds); err != nil {
+		t.Fatalf("ApplyAll of the same pipeline again: %v", err)
+	}
+	if d2, err := s.Deploy("d1"); err != nil || d2 != d {
+		t.Fatalf("after the resend: Deploy = %+v, %v; want it unchanged, %+v", d2, err, d)
+	}
+
 	// The first failure is returned; later commands are still applied.
 	_, err = s.ApplyAll(ctx, []Command{Publish{Deploy: "nope"}, CreateSite{Name: "docs"}})
 	if !errors.Is(err, atoll.ErrNotFound) {

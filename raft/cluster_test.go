@@ -206,6 +206,20 @@ func TestCluster(t *testing.T) {
 		if edge.IsLeader() || edge.State() != "Follower" {
 			t.Errorf("edge state %s", edge.State())
 		}
+		// Its counts are the restored state's, and its RestoredAt marks
+		// the restore until an entry applies after it (node's membership
+		// check waits for that before it trusts the configuration).
+		checkCounts(t, edge.FSM, "edge after installing a snapshot")
+		at := edge.RestoredAt()
+		if at == 0 || at > edge.AppliedIndex() {
+			t.Errorf("edge RestoredAt %d, applied %d: want the restore's index", at, edge.AppliedIndex())
+		}
+		c.apply(CreateSite{Name: "after-join", Created: t0})
+		c.converged()
+		if edge.RestoredAt() != at || edge.AppliedIndex() <= at {
+			t.Errorf("after one more entry: RestoredAt %d (was %d), applied %d", edge.RestoredAt(), at, edge.AppliedIndex())
+		}
+		checkCounts(t, edge.FSM, "edge after one more entry")
 		servers, _ := c.leader().Servers()
 		if len(servers) != 4 || servers[3].ID != "e1" || servers[3].Voter {
 			t.Errorf("Servers = %+v, want e1 as non-voter", servers)

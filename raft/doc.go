@@ -34,13 +34,31 @@
 // a few lookups (a compact manifest, from atoll.LevelCompactManifests, is
 // decoded up to the path: at most compactMaxFiles entries). The whole-catalog reads a platform of 100,000 sites needs
 // walk the tables directly in short transactions instead of a read per
-// site: ReferencedBlobs (repair's census and GC), DeployCounts (metrics).
+// site: ReferencedBlobs (repair's census and GC), CertExpiries (metrics).
+// Those a node makes on a timer or per API call read counts the FSM keeps
+// in memory (counts.go: computed with one walk when it opens or restores,
+// then moved in the commit of each write): SiteCount (GET /v1/status),
+// DeployCounts (metrics), ExpiryCandidates (the leader's deploy expiry).
+// RestoredAt tells a reader of the Raft configuration whether raft may
+// not yet have installed the configuration of a snapshot just restored.
 // PublishedSince is an in-memory feed of the deploys applied Publish
 // commands made live (not part of the state: empty after a start or a
 // restore, when the reader rescans the sites), which an edge's prefetch
 // follows. Reads are local: on a follower or an edge they may lag the
 // leader by the replication delay (compare AppliedIndex with the leader's
 // CommitIndex, or use WaitApplied).
+//
+// # Fed edges
+//
+// OpenFollower opens a Store without hashicorp/raft for a fed edge
+// (docs/FANOUT.md): its FSM moves only by ApplyFeed, which checks that a
+// frame of committed entries continues exactly the entry the state holds
+// (index and term, consecutive indexes, terms that never decrease) before
+// FSM.ApplyBatch, and by RestoreFeed (a feeder's snapshot, checked whole).
+// The reads are a Store's; writes and membership changes fail with
+// ErrNotLeader, so the node forwards them; Servers is empty. On a Raft
+// member, FeedFrom reads the entries a fed edge asks for from the log
+// (ErrCompacted when the log no longer holds the start).
 //
 // # Changing the formats
 //

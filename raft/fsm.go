@@ -95,6 +95,9 @@ type FSM struct {
 	change   chan struct{} // closed on the next change; see Changed
 
 	published publishedFeed // see PublishedSince
+
+	counts   stateCounts   // see stateCounts (counts.go)
+	restored atomic.Uint64 // see RestoredAt (counts.go)
 }
 
 var _ hraft.BatchingFSM = (*FSM)(nil)
@@ -112,7 +115,11 @@ func OpenFSM(dir string) (*FSM, error) {
 	f.db = db
 	if err := db.View(func(tx *bolt.Tx) error {
 		f.applied.Store(getApplied(tx).index)
-		return nil
+		c, err := countState(tx)
+		if err == nil {
+			f.setCounts(c)
+		}
+		return err
 	}); err != nil {
 		db.Close()
 		return nil, err
@@ -257,7 +264,7 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 				continue
 			}
 			if l.Type == hraft.LogCommand {
-				a := applier{tx: tx, index: l.Index}
+				a := applier{tx: tx, index: l.Index, counts: &f.counts}
 				if err := a.apply(l.Data); err != nil {
 					if errors.Is(err, ErrUnknownCommand) {
 						// Keep what came before it; apply nothing from

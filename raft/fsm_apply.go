@@ -33,8 +33,9 @@ const (
 // the command (no clocks, no randomness, no map order), so every node
 // reaches the same state.
 type applier struct {
-	tx    *bolt.Tx
-	index uint64 // log index of the entry being applied
+	tx     *bolt.Tx
+	index  uint64       // log index of the entry being applied
+	counts *stateCounts // the FSM's, kept in step on commit (counts.go); nil: none
 }
 
 func (a *applier) apply(data []byte) error {
@@ -101,6 +102,9 @@ func (a *applier) put(bucket []byte, key string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode %s %q: %w", bucket, key, err)
+	}
+	if err := a.countPut(bucket, key, v); err != nil {
+		return err
 	}
 	return a.bucket(bucket).Put([]byte(key), b)
 }
@@ -252,12 +256,18 @@ func (a *applier) deleteSite(c DeleteSite) error {
 	if err := a.revokeSiteTokens(c.Name); err != nil {
 		return err
 	}
+	if err := a.countDelete(bucketSites, c.Name); err != nil {
+		return err
+	}
 	return a.bucket(bucketSites).Delete([]byte(c.Name))
 }
 
 // deleteDeploy removes a deploy, its manifest and its order-index entry.
 func (a *applier) deleteDeploy(orderKey []byte, id string) error {
 	if err := a.bucket(bucketSiteDeploys).Delete(orderKey); err != nil {
+		return err
+	}
+	if err := a.countDelete(bucketDeploys, id); err != nil {
 		return err
 	}
 	if err := a.bucket(bucketDeploys).Delete([]byte(id)); err != nil {
@@ -532,8 +542,12 @@ func (a *applier) addFiles(c AddFiles) error {
 // markReady: an uploading deploy whose manifest is complete becomes ready,
 // with its compiled rules if any. Rules count only at
 // atoll.LevelFeatureLevels and above: below, the command means what it
-// means to older nodes, which drop the field. A repeat on a ready deploy
-// with the same byte count is a no-op.
+// means to older nodes, which drop the field. A repeat with the same byte
+// count is a no-op on a ready deploy, and on one published (or superseded)
+// since: a proposer that lost track of a pipeline [..., MarkReady, Publish]
+// resends all of it (node's ApplyPipelined after a leader change, the
+// bulk path). Either answer leaves the state as it is, so nodes of older
+// binaries, which refuse the latter, reach the same state.
 func (a *applier) markReady(c MarkReady) error {
 	if c.Bytes < 0 {
 		return fmt.Errorf("%w: deploy %q: %d bytes", atoll.ErrInvalid, c.Deploy, c.Bytes)
@@ -543,7 +557,7 @@ func (a *applier) markReady(c MarkReady) error {
 		return err
 	}
 	switch {
-	case d.State == atoll.StateReady && d.Bytes == c.Bytes:
+	case d.Bytes == c.Bytes && (d.State == atoll.StateReady || d.State == atoll.StatePublished || d.State == atoll.StateSuperseded):
 		return nil
 	case d.State != atoll.StateUploading:
 		return fmt.Errorf("%w: deploy %q is %s, not uploading", atoll.ErrConflict, c.Deploy, d.State)

@@ -414,6 +414,13 @@ func TestMarkReady(t *testing.T) {
 		{name: "repeat with other bytes", cmd: MarkReady{Deploy: "rdy1", Bytes: 3}, want: atoll.ErrConflict},
 		{name: "incomplete manifest", cmd: MarkReady{Deploy: "up1", Bytes: 1}, want: atoll.ErrConflict},
 		{name: "published deploy", cmd: MarkReady{Deploy: "live1", Bytes: 1}, want: atoll.ErrConflict},
+		{name: "published deploy, a resend of its MarkReady", cmd: MarkReady{Deploy: "live1", Bytes: 3},
+			check: func(h *fsmHarness) error {
+				if d := h.deploy("live1"); d.State != atoll.StatePublished || d.Bytes != 3 {
+					return fmt.Errorf("deploy = %+v, want published as it was", d)
+				}
+				return nil
+			}},
 		{name: "failed deploy", cmd: MarkReady{Deploy: "bad1"}, want: atoll.ErrConflict},
 		{name: "negative bytes", cmd: MarkReady{Deploy: "up1", Bytes: -1}, want: atoll.ErrInvalid},
 		{name: "unknown deploy", cmd: MarkReady{Deploy: "nope"}, want: atoll.ErrNotFound},

@@ -116,3 +116,29 @@ func (h *fsmHarness) site(name string) atoll.Site {
 	}
 	return s
 }
+
+// appliedFSM opens an FSM in a temporary directory and applies, in one
+// batch with consecutive indexes, the commands build adds; a rejected one
+// fails the benchmark.
+func appliedFSM(b *testing.B, build func(add func(Command))) *FSM {
+	b.Helper()
+	f, err := OpenFSM(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { f.Close() })
+	var logs []*hraft.Log
+	build(func(c Command) {
+		data, err := Encode(c)
+		if err != nil {
+			b.Fatal(err)
+		}
+		logs = append(logs, &hraft.Log{Index: uint64(len(logs) + 1), Type: hraft.LogCommand, Data: data})
+	})
+	for i, r := range f.ApplyBatch(logs) {
+		if r != nil {
+			b.Fatalf("entry %d: %v", i, r)
+		}
+	}
+	return f
+}

@@ -147,7 +147,8 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return err
 	}
 	tmp := f.path + restoreSuffix
-	if err := writeRestoreFile(tmp, r, it); err != nil {
+	counts, err := writeRestoreFile(tmp, r, it)
+	if err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("restore snapshot at index %d: %w", it.index, err)
 	}
@@ -180,6 +181,8 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	f.db = db
 	f.applied.Store(it.index)
+	f.restored.Store(it.index)
+	f.setCounts(counts)
 	f.published.reset() // the publishes in between are not in the feed
 	f.failed.Store(nil) // a whole state again: raft applies on from its index
 	f.notifyChanged()
@@ -189,18 +192,19 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	return nil
 }
 
-// writeRestoreFile decompresses a snapshot body into path, fsyncs it, and
-// checks that it opens as an FSM file whose applied index is the header's.
-func writeRestoreFile(path string, r io.Reader, want indexTerm) error {
+// writeRestoreFile decompresses a snapshot body into path, fsyncs it,
+// checks that it opens as an FSM file whose applied index is the header's,
+// and counts it (countState).
+func writeRestoreFile(path string, r io.Reader, want indexTerm) (*stateCounts, error) {
 	os.Remove(path) // a leftover of an interrupted restore
 	file, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	dec, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1))
 	if err != nil {
 		file.Close()
-		return err
+		return nil, err
 	}
 	_, err = io.Copy(file, dec)
 	dec.Close()
@@ -211,13 +215,21 @@ func writeRestoreFile(path string, r io.Reader, want indexTerm) error {
 		err = cerr
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, ReadOnly: true})
 	if err != nil {
-		return fmt.Errorf("open restored state: %w", err)
+		return nil, fmt.Errorf("open restored state: %w", err)
 	}
 	defer db.Close()
-	return db.View(func(tx *bolt.Tx) error { return checkRestorable(tx, want) })
+	var counts *stateCounts
+	err = db.View(func(tx *bolt.Tx) error {
+		if err := checkRestorable(tx, want); err != nil {
+			return err
+		}
+		counts, err = countState(tx)
+		return err
+	})
+	return counts, err
 }

@@ -159,6 +159,11 @@ type Store struct {
 
 	existing bool // the data dir held Raft state when the store opened
 
+	// fed is set on a fed edge's Store (OpenFollower, follower.go): raft,
+	// trans, bolt and logs are nil then, and every method that would use
+	// them answers from fed or fails with ErrNotLeader.
+	fed *follower
+
 	// writes is held for reading by Apply and membership changes, and for
 	// writing by RestoreBackup, which pauses them (backup.go); restoring
 	// lets one restore run at a time.
@@ -364,7 +369,12 @@ func (rc readCloser) Read(p []byte) (int, error) { return rc.r.Read(p) }
 func (rc readCloser) Close() error               { return rc.c.Close() }
 
 // Addr returns the raft address peers reach this node at.
-func (s *Store) Addr() string { return string(s.trans.LocalAddr()) }
+func (s *Store) Addr() string {
+	if s.fed != nil {
+		return ""
+	}
+	return string(s.trans.LocalAddr())
+}
 
 // HasState reports whether the data dir already held Raft state (logs,
 // a snapshot or a term) when the store opened: false for a brand-new node
@@ -374,22 +384,47 @@ func (s *Store) HasState() bool { return s.existing }
 // ID returns this node's raft server id.
 func (s *Store) ID() string { return s.cfg.ID }
 
+// StateFed is State on a fed edge.
+const StateFed = "Fed"
+
 // State returns the raft state as hashicorp/raft names it: "Leader",
-// "Follower", "Candidate" or "Shutdown".
-func (s *Store) State() string { return s.raft.State().String() }
+// "Follower", "Candidate" or "Shutdown"; StateFed on a fed edge.
+func (s *Store) State() string {
+	if s.fed != nil {
+		return StateFed
+	}
+	return s.raft.State().String()
+}
 
 // IsLeader reports whether this node is the leader.
-func (s *Store) IsLeader() bool { return s.raft.State() == hraft.Leader }
+func (s *Store) IsLeader() bool { return s.fed == nil && s.raft.State() == hraft.Leader }
 
 // LeaderID returns the current leader's server id, "" if unknown.
 func (s *Store) LeaderID() string {
-	_, id := s.raft.LeaderWithID()
-	return string(id)
+	_, id := s.leaderWithID()
+	return id
+}
+
+// leaderWithID is hashicorp/raft's LeaderWithID, or what a fed edge's
+// feeder last said.
+func (s *Store) leaderWithID() (addr, id string) {
+	if s.fed != nil {
+		s.fed.mu.Lock()
+		defer s.fed.mu.Unlock()
+		return s.fed.leaderAddr, s.fed.leaderID
+	}
+	a, i := s.raft.LeaderWithID()
+	return string(a), string(i)
 }
 
 // LastContact returns when this node last heard from the leader (zero on
 // the leader itself and before any contact).
 func (s *Store) LastContact() time.Time {
+	if s.fed != nil {
+		s.fed.mu.Lock()
+		defer s.fed.mu.Unlock()
+		return s.fed.contact
+	}
 	if s.IsLeader() {
 		return time.Time{}
 	}
@@ -398,8 +433,8 @@ func (s *Store) LastContact() time.Time {
 
 // LeaderAddr returns the current leader's raft address, "" if unknown.
 func (s *Store) LeaderAddr() string {
-	addr, _ := s.raft.LeaderWithID()
-	return string(addr)
+	addr, _ := s.leaderWithID()
+	return addr
 }
 
 // AppliedIndex returns the index up to which this node's state reflects
@@ -412,6 +447,9 @@ func (s *Store) LeaderAddr() string {
 // FSM goroutine, before they are applied; so it is used only once the FSM
 // has applied the last entry at or below it that the FSM sees.
 func (s *Store) AppliedIndex() uint64 {
+	if s.fed != nil {
+		return s.FSM.AppliedIndex() // every entry streamed goes through the FSM
+	}
 	ra, fa := s.raft.AppliedIndex(), s.FSM.AppliedIndex()
 	if fa >= ra || fa >= s.lastFSMEntry(ra, fa) {
 		return max(ra, fa)
@@ -437,7 +475,15 @@ func (s *Store) lastFSMEntry(upTo, after uint64) uint64 {
 }
 
 // CommitIndex returns the highest log index this node knows to be committed.
-func (s *Store) CommitIndex() uint64 { return s.raft.CommitIndex() }
+// On a fed edge it is the highest applied index a feeder reported.
+func (s *Store) CommitIndex() uint64 {
+	if s.fed != nil {
+		s.fed.mu.Lock()
+		defer s.fed.mu.Unlock()
+		return max(s.fed.commit, s.FSM.AppliedIndex())
+	}
+	return s.raft.CommitIndex()
+}
 
 // backstop bounds how long a Wait method sleeps without a notification. An
 // entry the FSM never sees (a no-op or barrier) moves AppliedIndex without
@@ -615,7 +661,7 @@ func (s *Store) mapErr(err error) error {
 }
 
 func (s *Store) notLeader(cause error) error {
-	addr, id := s.raft.LeaderWithID()
+	addr, id := s.leaderWithID()
 	hint := "leader unknown"
 	if id != "" {
 		hint = fmt.Sprintf("leader is %s at %s", id, addr)
@@ -634,7 +680,11 @@ type Server struct {
 }
 
 // Servers returns the latest raft configuration, as this node knows it.
+// A fed edge is in no configuration and knows none: empty.
 func (s *Store) Servers() ([]Server, error) {
+	if s.fed != nil {
+		return nil, nil
+	}
 	fut := s.raft.GetConfiguration()
 	if err := fut.Error(); err != nil {
 		return nil, s.mapErr(err)
@@ -691,6 +741,9 @@ func (s *Store) LeadershipTransfer() error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
+	if s.fed != nil {
+		return s.notLeader(nil)
+	}
 	return s.mapErr(s.raft.LeadershipTransfer().Error())
 }
 
@@ -700,11 +753,29 @@ func (s *Store) Snapshot() error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
+	if s.fed != nil {
+		return nil // no log to compact
+	}
 	err := s.raft.Snapshot().Error()
 	if errors.Is(err, hraft.ErrNothingNewToSnapshot) {
 		return nil
 	}
 	return s.mapErr(err)
+}
+
+// closeRaft shuts raft down and closes the transport and the log.
+func (s *Store) closeRaft() []error {
+	var errs []error
+	if err := s.raft.Shutdown().Error(); err != nil {
+		errs = append(errs, fmt.Errorf("shutdown raft: %w", err))
+	}
+	if err := s.trans.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close transport: %w", err))
+	}
+	if err := s.bolt.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close raft log: %w", err))
+	}
+	return errs
 }
 
 // Close shuts raft down, then closes the transport, the log and the FSM.
@@ -714,16 +785,12 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
 		close(s.done)
-		s.leader.stop(s.raft)
 		var errs []error
-		if err := s.raft.Shutdown().Error(); err != nil {
-			errs = append(errs, fmt.Errorf("shutdown raft: %w", err))
-		}
-		if err := s.trans.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("close transport: %w", err))
-		}
-		if err := s.bolt.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("close raft log: %w", err))
+		if s.fed == nil {
+			s.leader.stop(s.raft)
+			errs = append(errs, s.closeRaft()...)
+		} else {
+			s.leader.finish()
 		}
 		if err := s.FSM.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close fsm: %w", err))

@@ -186,8 +186,11 @@
 //     does not check out is not used, and the failure is logged.
 //
 // Every cache is bounded (hosts, paths per deploy, blobs, bytes, indexes) and a
-// lookup takes no lock once warm (see readMap). A Catalog without Changed is
-// read on every request, and nothing is cached.
+// lookup takes no lock once warm (see readMap): a cached route keeps its
+// blob's entry. A route made for the request (a path of an indexed deploy
+// outside the index's route cache) finds its blob entry in the shared blob
+// map under a read lock. A Catalog without Changed is read on every
+// request, and nothing is cached.
 //
 // On the plain-HTTP listener the node wraps each connection in a Conn
 // (conn.go): its reads and writes are raw system calls on the non-blocking

@@ -26,7 +26,7 @@ import (
 // of the content hash next to the path), and an open-addressing table of
 // arena offsets keyed by a hash of the path: about 34 bytes plus the path
 // plus 16 bytes of table per entry. A lookup takes no lock and allocates
-// nothing; a route is made (two small allocations: the route and its hex
+// nothing; a route is made (one small allocation: the route with its hex
 // hash) the first time an entry is served and kept in a direct-mapped
 // cache of indexRouteSlots, so hot paths of a large deploy cost what they
 // cost on a small one, and random ones cause no insertion churn in a
@@ -214,8 +214,30 @@ func (ix *deployIndex) fileRoute(i uint64, off int) *pathRoute {
 	if r := slot.Load(); r != nil && len(r.file) == len(p) && unsafe.StringData(r.file) == &p[0] {
 		return r
 	}
-	r := fileRoute(unsafe.String(&p[0], len(p)), hex.EncodeToString(ix.entry(off)[:32]))
+	r := ix.newFileRoute(p, ix.entry(off)[:32])
 	slot.Store(r)
+	return r
+}
+
+// indexRoute is a file route made by an index together with the hex form
+// of its content hash, which its hash string shares: one allocation per
+// route rather than two (random paths over a large deploy make one route
+// per request).
+type indexRoute struct {
+	pathRoute
+	hex [2 * 32]byte
+}
+
+// newFileRoute makes the route serving path p (in the arena) whose content
+// hash is sum (32 raw bytes): fileRoute's route, in one allocation.
+func (ix *deployIndex) newFileRoute(p, sum []byte) *pathRoute {
+	ir := new(indexRoute)
+	hex.Encode(ir.hex[:], sum)
+	r := &ir.pathRoute
+	r.kind = routeFile
+	r.file = unsafe.String(&p[0], len(p))
+	r.hash = unsafe.String(&ir.hex[0], len(ir.hex))
+	r.ctype = contentType(r.file)
 	return r
 }
 

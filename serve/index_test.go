@@ -223,6 +223,19 @@ func TestIndexNoAlloc(t *testing.T) {
 			t.Errorf("route(%q): %.0f allocations, want 0", raw, n)
 		}
 	}
+	// A path served for the first time costs its route, in one allocation
+	// (random paths over a large deploy make one per request).
+	next := len(ie.paths) - 200 // none of them asked above
+	first := func() {
+		r := ix.route([]byte(ie.paths[next]))
+		next++
+		if r.kind != routeFile || r.file != ie.paths[next-1] || r.hash != ie.hash[r.file] {
+			t.Fatalf("route(%q) = %+v, want the file with hash %s", ie.paths[next-1], r, ie.hash[ie.paths[next-1]])
+		}
+	}
+	if n := testing.AllocsPerRun(100, first); n != 1 {
+		t.Errorf("route of a path not served before: %.0f allocations, want 1", n)
+	}
 }
 
 // TestPlanIndexes checks which live deploys get an index within a budget.

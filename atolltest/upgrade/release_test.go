@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"testing"
 
 	"github.com/atoll-hosting/atoll/atolltest"
 )
@@ -97,4 +98,20 @@ func runBin(ctx context.Context, bin string, args ...string) (string, error) {
 		err = res.Err()
 	}
 	return res.Stdout, err
+}
+
+// buildPrevious builds the previous release (PREVIOUS_RELEASE) in tmp and
+// returns the binary and the version it was built as.
+func buildPrevious(t *testing.T, tmp string) (bin, version string) {
+	t.Helper()
+	commit, err := previousRelease()
+	if err != nil {
+		t.Fatal(err)
+	}
+	version = "release-" + commit[:min(7, len(commit))]
+	bin, err = buildRelease(t.Context(), commit, version, tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin, version
 }

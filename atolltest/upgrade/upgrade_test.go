@@ -61,16 +61,8 @@ func TestRollingUpgrade(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the previous release and starts four processes")
 	}
-	commit, err := previousRelease()
-	if err != nil {
-		t.Fatal(err)
-	}
 	tmp := t.TempDir()
-	oldVersion := "release-" + commit[:min(7, len(commit))]
-	oldBin, err := buildRelease(t.Context(), commit, oldVersion, tmp)
-	if err != nil {
-		t.Fatal(err)
-	}
+	oldBin, _ := buildPrevious(t, tmp)
 	c := &cluster{t: t, begin: time.Now(), tmp: tmp, oldBin: oldBin, newBin: atolltest.Bin()}
 	c.newVersion = c.binaryVersion(c.newBin)
 	c.start()

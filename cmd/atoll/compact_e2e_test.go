@@ -12,7 +12,7 @@ import (
 	"github.com/atoll-hosting/atoll/atolltest"
 )
 
-// TestEndToEndCompactManifestsBesideRelease: a node at feature level 4
+// TestEndToEndCompactManifestsBesideRelease: a node at atoll.LevelCompactManifests
 // holding the state release 7054800 wrote (its manifests in buckets)
 // serves those sites, a new deploy of one of them made from its live
 // deploy and a new site, whose manifests are compact (checked in fsm.db

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"text/tabwriter"
 	"time"
 
@@ -21,6 +22,7 @@ func runDeploy(ctx context.Context, env *cliEnv, args []string) error {
 	noHashCache := fs.Bool("no-hash-cache", false, "hash every file, without the cache of file hashes kept in the user's cache folder")
 	dryRun := fs.Bool("dry-run", false, "hash DIR and print what would be uploaded, changing nothing")
 	message := fs.String("message", "", "what this deploy is, stored with it and shown by atoll deploys (one line, at most 500 bytes)")
+	cpuProfile := fs.String("cpu-profile", "", "write a CPU profile (pprof format) of this command to `FILE`")
 	output := outputFlag(fs)
 	pos, c, err := cf.parse(fs, args, 1, "DIR")
 	if err != nil {
@@ -32,6 +34,13 @@ func runDeploy(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	if err := requireFlags(fs, "site"); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	var uploadedBytes int64
 	tty := isTerminal(env.stderr)
@@ -82,6 +91,23 @@ func runDeploy(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	fmt.Fprintf(env.stdout, "published: %s\npreview:   %s\n", orDash(d.URL), orDash(d.PreviewURL))
 	return nil
+}
+
+// startCPUProfile writes a CPU profile of the process to path until stop
+// is called (deploy --cpu-profile).
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpu-profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpu-profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // printPlan prints what deploying dir would upload (deploy --dry-run).

@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/atoll-hosting/atoll/atolltest"
 )
@@ -76,17 +75,7 @@ func TestOnTheFlyCompression(t *testing.T) {
 
 	// A node with workers makes the variants; then they are served, and
 	// the on-the-fly tag still revalidates against the stored gzip.
-	s.Kill(15)
-	s.Flags = nil
-	s.Start()
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if _, st := s.API("GET", "/v1/status", s.Token(), "", nil); st["compress_pending"] == float64(0) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("compress_pending never reached 0 with the compressor on")
-		}
-	}
+	restartCompressing(t, s)
 	resp, _ = s.Get("GET", "fresh.localhost", "/app.js", "Accept-Encoding", "gzip, br")
 	checkAnswer(t, resp, "", 200, "", map[string]string{"Content-Encoding": "br"})
 	resp, _ = s.Get("GET", "fresh.localhost", "/app.js", "Accept-Encoding", "gzip", "If-None-Match", weak)

@@ -80,8 +80,8 @@ func (r *results) writeSections(b *strings.Builder) {
 	p := func(format string, a ...any) { fmt.Fprintf(b, format, a...) }
 	if s := r.Serve; s != nil {
 		p("### Hot serving (wrk -t%d -c%d, keep-alive, %s x %d alternating rounds, medians)\n\n", s.Threads, s.Conns, s.Duration, s.Rounds)
-		p("| case | Atoll req/s | nginx req/s | Atoll/nginx | Atoll p50 | nginx p50 | Atoll p99 | nginx p99 | encoding Atoll / nginx (bytes) |\n")
-		p("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")
+		p("| case | Atoll req/s | nginx req/s | Atoll/nginx | server CPU µs/req, Atoll / nginx | Atoll p50 | nginx p50 | Atoll p99 | nginx p99 | encoding Atoll / nginx (bytes) |\n")
+		p("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")
 		for _, c := range s.Cases {
 			enc := func(e string) string {
 				if e == "" {
@@ -89,8 +89,8 @@ func (r *results) writeSections(b *strings.Builder) {
 				}
 				return e
 			}
-			p("| %s | %.0f | %.0f | **%.2fx** | %s | %s | %s | %s | %s (%d) / %s (%d) |\n", c.Name, c.AtollRPS, c.NginxRPS, c.Ratio,
-				us(c.AtollP50), us(c.NginxP50), us(c.AtollP99), us(c.NginxP99),
+			p("| %s | %.0f | %.0f | **%.2fx** | %.1f / %.1f (%.2fx) | %s | %s | %s | %s | %s (%d) / %s (%d) |\n", c.Name, c.AtollRPS, c.NginxRPS, c.Ratio,
+				c.AtollCPU, c.NginxCPU, c.AtollCPU/c.NginxCPU, us(c.AtollP50), us(c.NginxP50), us(c.AtollP99), us(c.NginxP99),
 				enc(c.Encoding.Atoll), c.BodyBytes.Atoll, enc(c.Encoding.Nginx), c.BodyBytes.Nginx)
 		}
 		p("\n")

@@ -187,6 +187,10 @@ type serveCase struct {
 	AtollRPS, NginxRPS, Ratio float64
 	AtollP50, NginxP50        float64 // µs
 	AtollP99, NginxP99        float64 // µs
+	// Medians of the server's CPU time per request (µs): Atoll's node,
+	// nginx's master and workers. Unlike req/s, it holds steady when
+	// other processes load the machine.
+	AtollCPU, NginxCPU float64
 }
 
 type serveResult struct {
@@ -246,17 +250,23 @@ func benchServe(ctx context.Context, cfg config, n *atolltest.Node, s *site) (*s
 				if who == "atoll" && c.Scrape {
 					stop = scrapeEvery(ctx, n.APIURL()+"/metrics", time.Second)
 				}
+				pid := n.Pid()
+				if who == "nginx" {
+					pid = ngx.proc.Pid()
+				}
+				cpu0 := procTreeCPU(pid)
 				r, err := runWrk(ctx, cfg.workDir, opts(addr, c, cfg.duration))
 				stop()
 				if err != nil {
 					return nil, err
 				}
+				r.NodeCPUUs = float64((procTreeCPU(pid) - cpu0).Microseconds())
 				if who == "atoll" {
 					c.Atoll = append(c.Atoll, r)
 				} else {
 					c.Nginx = append(c.Nginx, r)
 				}
-				log.Printf("serve round %d %-22s %-5s %8.0f req/s  p50 %6.0f µs  p99 %6.0f µs", round+1, c.Name, who, r.RPS, r.P50Us, r.P99Us)
+				log.Printf("serve round %d %-22s %-5s %8.0f req/s  p50 %6.0f µs  p99 %6.0f µs  server %5.1f µs CPU/req", round+1, c.Name, who, r.RPS, r.P50Us, r.P99Us, r.NodeCPUUs/float64(max(r.Requests, 1)))
 			}
 		}
 	}
@@ -264,6 +274,8 @@ func benchServe(ctx context.Context, cfg config, n *atolltest.Node, s *site) (*s
 		c.AtollRPS, c.AtollP50, c.AtollP99 = medians(c.Atoll)
 		c.NginxRPS, c.NginxP50, c.NginxP99 = medians(c.Nginx)
 		c.Ratio = c.AtollRPS / c.NginxRPS
+		c.AtollCPU, _ = perRequest(c.Atoll)
+		c.NginxCPU, _ = perRequest(c.Nginx)
 	}
 	return &serveResult{Threads: cfg.threads, Conns: cfg.conns, Duration: cfg.duration.String(), Rounds: cfg.rounds, Cases: cases}, nil
 }
@@ -308,6 +320,22 @@ func scrapeEvery(ctx context.Context, url string, interval time.Duration) (stop 
 		}
 	}()
 	return func() { cancel(); <-done }
+}
+
+// procTreeCPU is the CPU time of process pid and of its children (nginx's
+// workers), from /proc.
+func procTreeCPU(pid int) time.Duration {
+	t := procCPU(pid)
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	if err != nil {
+		return t
+	}
+	for _, f := range strings.Fields(string(b)) {
+		if child, err := strconv.Atoi(f); err == nil {
+			t += procCPU(child)
+		}
+	}
+	return t
 }
 
 func medians(runs []wrkRun) (rps, p50, p99 float64) {

@@ -86,16 +86,29 @@ func startCores(ctx context.Context, cfg config) (*cluster, error) {
 }
 
 // addEdges starts edges until the cluster has want, ten at a time, and
-// waits until the node table lists them all.
+// waits until the node table lists them all. With cfg.relays, the first
+// cfg.relays edges are Raft non-voters (the relays) and each later one
+// follows one of them (--feed-from), in turn.
 func (c *cluster) addEdges(ctx context.Context, cfg config, want int) error {
-	flags := append([]string{"--join", c.leader.APIURL(), "--role", "edge"}, cfg.edgeFlags...)
 	for c.edges < want {
 		batch := min(10, want-c.edges)
+		if c.edges < cfg.relays {
+			batch = min(batch, cfg.relays-c.edges) // relays up before their fed edges
+		} else if c.edges == cfg.relays && cfg.relays > 0 {
+			if err := c.waitLevel(ctx, atoll.LevelFedEdges); err != nil {
+				return err
+			}
+		}
 		started := make([]*atolltest.Node, batch)
 		errs := make([]error, batch)
 		var wg sync.WaitGroup
 		for i := range batch {
 			name := fmt.Sprintf("edge%02d", c.edges+i+1)
+			flags := append([]string{"--join", c.leader.APIURL(), "--role", "edge"}, cfg.edgeFlags...)
+			if k := c.edges + i; k >= cfg.relays && cfg.relays > 0 {
+				relay := c.nodes[3+(k-cfg.relays)%cfg.relays]
+				flags = append([]string{"--feed-from", relay.APIURL(), "--role", "edge"}, cfg.edgeFlags...)
+			}
 			wg.Go(func() { started[i], errs[i] = launch(ctx, cfg, name, false, flags...) })
 		}
 		wg.Wait()
@@ -112,6 +125,22 @@ func (c *cluster) addEdges(ctx context.Context, cfg config, want int) error {
 	}
 	log.Printf("3 core + %d edges ready", want)
 	return nil
+}
+
+// waitLevel waits until the cluster's feature level is at least level.
+func (c *cluster) waitLevel(ctx context.Context, level int) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var st atoll.Status
+		err := c.leader.Call(ctx, "GET", "/v1/status", nil, &st)
+		if err == nil && st.FeatureLevel >= level {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("cluster feature level %d after 1m, want %d (err %v)", st.FeatureLevel, level, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // waitMembers waits until the leader's node table lists want active nodes

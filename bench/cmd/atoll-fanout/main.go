@@ -13,6 +13,7 @@
 //	go run ./bench/cmd/atoll-fanout                    # make bench-scale runs it
 //	go run ./bench/cmd/atoll-fanout -edges 1,10 -publishes 30
 //	go run ./bench/cmd/atoll-fanout -model bench/out/fanout-*.json   # the model, fitted to runs
+//	go run ./bench/cmd/atoll-fanout -edges 30 -relays -relay-fanout 10   # 30 edges fed through 3 relays
 //
 // Every process it starts runs in its own process group and is stopped by
 // pid when it returns, Ctrl-C included; every wait is bounded.
@@ -46,6 +47,10 @@ type config struct {
 	idle      time.Duration
 	profile   time.Duration
 	edgeFlags []string
+	// relays > 0 feeds the edges through relays: the first `relays`
+	// edges are Raft non-voters, every other one a fed edge
+	// (--feed-from) of one of them in turn.
+	relays int
 }
 
 func main() {
@@ -63,7 +68,8 @@ func main() {
 	flag.DurationVar(&cfg.profile, "profile", 10*time.Second, "length of each leader CPU profile at the last edge count (0: none)")
 	flag.StringVar(&edgeFlags, "edge-flags", "--cache-size 16MiB --compress-workers -1", "extra server flags of every edge (space-separated): edges are kept light")
 	model := flag.Bool("model", false, "fit the model of docs/FANOUT.md to the result files named as arguments and print it; start nothing")
-	fanout := flag.Int("relay-fanout", 32, "with -model: edges one relay feeds, for the relay design's predictions")
+	fanout := flag.Int("relay-fanout", 32, "edges one relay feeds: with -model, for the relay design's predictions; with -relays, the relays started are ceil(last -edges count / this)")
+	relays := flag.Bool("relays", false, "feed the edges through relays (fed edges, --feed-from) instead of from the leader: see -relay-fanout")
 	flag.Parse()
 	if *model {
 		if err := runModel(flag.Args(), *fanout); err != nil {
@@ -79,6 +85,13 @@ func main() {
 		cfg.edges = append(cfg.edges, e)
 	}
 	cfg.edgeFlags = strings.Fields(edgeFlags)
+	if *relays {
+		if *fanout < 1 {
+			log.Fatalf("-relay-fanout %d: want at least 1", *fanout)
+		}
+		last := cfg.edges[len(cfg.edges)-1]
+		cfg.relays = (last + *fanout - 1) / *fanout
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -95,6 +108,7 @@ type result struct {
 	Load    string    `json:"load_at_start"`
 	LoadEnd string    `json:"load_at_end"`
 	Cores   int       `json:"cores"`
+	Relays  int       `json:"relays,omitempty"` // edges fed through this many relays (-relays)
 	Steps   []step    `json:"steps"`
 }
 
@@ -112,7 +126,7 @@ func run(ctx context.Context, cfg config) error {
 	if err := os.MkdirAll(cfg.outDir, 0o755); err != nil {
 		return err
 	}
-	res := result{Started: time.Now().UTC(), Load: loadAvg(), Cores: numCPU()}
+	res := result{Started: time.Now().UTC(), Load: loadAvg(), Cores: numCPU(), Relays: cfg.relays}
 	log.Printf("load average at start: %s; work folder %s", res.Load, cfg.workDir)
 	c, err := startCores(ctx, cfg)
 	if err != nil {

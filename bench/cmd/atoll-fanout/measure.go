@@ -334,6 +334,9 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 func table(r result) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nload average %s at start, %s at end; %d cores\n\n", r.Load, r.LoadEnd, r.Cores)
+	if r.Relays > 0 {
+		fmt.Fprintf(&b, "edges fed through %d relays (the first %d edges, Raft non-voters; the others fed edges)\n\n", r.Relays, r.Relays)
+	}
 	b.WriteString("| edges | nodes | visible p50 ms | p99 ms | max ms | leader idle CPU ms/s | all edges idle CPU ms/s | leader idle KiB/s written | leader CPU ms/s, publishing | CPU ms / publish | KiB / publish | back to back: publishes/s | CPU ms / publish above idle | KiB / publish above idle | RSS MiB | goroutines |\n")
 	b.WriteString("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, s := range r.Steps {

@@ -264,32 +264,28 @@ func bulkBuild(ctx context.Context, n *atolltest.Node, from, to, files int, p *p
 // completeRange makes sure every site of [lo, hi) is built after a bulk
 // call whose outcome is partly unknown (a leader change under load): the
 // sites that do not exist go out in one more bulk call, those that exist
-// without a published deploy through the per-site path.
+// without a published deploy through the per-site path. A bulk call that
+// answers 409 (a site the list said missing exists: the entries of the
+// failed call were committed after the list was read) makes it read again.
 func completeRange(ctx context.Context, n *atolltest.Node, lo, hi, files int, p *pool) error {
 	var err error
-	for range 3 {
-		if err = completeOnce(ctx, n, lo, hi, files, p); err == nil {
-			return nil
+	for range 5 {
+		if err = completeOnce(ctx, n, lo, hi, files, p); err == nil || ctx.Err() != nil {
+			return err
 		}
 		log.Printf("completing sites %d-%d: %v; trying again", lo, hi-1, err)
 	}
 	return err
 }
 
-// completeOnce is one attempt of completeRange.
+// completeOnce is one attempt of completeRange. It reads the site list of
+// n once n has applied what the leader had committed (caughtUp): a list
+// read from a node that lags says sites are missing that exist, and the
+// bulk call that re-creates them is refused whole.
 func completeOnce(ctx context.Context, n *atolltest.Node, lo, hi, files int, p *pool) error {
-	var list struct {
-		Sites []struct {
-			Name      string `json:"name"`
-			Published string `json:"published"`
-		} `json:"sites"`
-	}
-	if err := n.Call(ctx, "GET", "/v1/sites", nil, &list); err != nil {
+	published, err := siteList(ctx, n)
+	if err != nil {
 		return err
-	}
-	published := make(map[string]bool, len(list.Sites))
-	for _, s := range list.Sites {
-		published[s.Name] = s.Published != ""
 	}
 	var missing, unpublished []int
 	for i := lo; i < hi; i++ {
@@ -310,4 +306,72 @@ func completeOnce(ctx context.Context, n *atolltest.Node, lo, hi, files int, p *
 		return nil
 	}
 	return n.Call(ctx, "POST", "/v1/bulk/sites", bytes.NewReader(bulkBodyOf(missing, files, p)), nil)
+}
+
+// siteList returns whether each site of the cluster has a published
+// deploy, as n lists them once it has caught up with the leader.
+func siteList(ctx context.Context, n *atolltest.Node) (map[string]bool, error) {
+	if err := caughtUp(ctx, n); err != nil {
+		return nil, err
+	}
+	var list struct {
+		Sites []struct {
+			Name      string `json:"name"`
+			Published string `json:"published"`
+		} `json:"sites"`
+	}
+	if err := n.Call(ctx, "GET", "/v1/sites", nil, &list); err != nil {
+		return nil, err
+	}
+	published := make(map[string]bool, len(list.Sites))
+	for _, s := range list.Sites {
+		published[s.Name] = s.Published != ""
+	}
+	return published, nil
+}
+
+// caughtUp waits, at most a minute, until n has applied the leader's
+// commit index as n's GET /v1/status gives it when first asked.
+func caughtUp(ctx context.Context, n *atolltest.Node) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	var target uint64
+	for {
+		var st struct {
+			Applied      uint64 `json:"applied_index"`
+			LeaderCommit uint64 `json:"leader_commit"`
+			Leader       string `json:"leader_id"`
+		}
+		err := n.Call(ctx, "GET", "/v1/status", nil, &st)
+		if err == nil && target == 0 && st.Leader != "" {
+			target = st.LeaderCommit
+		}
+		if err == nil && target > 0 && st.Applied >= target {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s did not catch up with the leader's commit index %d within a minute (last error: %v)", n.ID, target, err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// verifyBuilt checks that the cluster holds, published, every site of
+// [0, built): what the report counts as built, read back from the cluster.
+func verifyBuilt(ctx context.Context, n *atolltest.Node, built int) error {
+	published, err := siteList(ctx, n)
+	if err != nil {
+		return fmt.Errorf("read back the sites built: %w", err)
+	}
+	var absent []string
+	for i := range built {
+		if !published[siteName(i)] {
+			absent = append(absent, siteName(i))
+		}
+	}
+	if len(absent) > 0 {
+		return fmt.Errorf("%d of the %d sites counted as built are not published on %s (first: %s)", len(absent), built, n.ID, absent[0])
+	}
+	return nil
 }

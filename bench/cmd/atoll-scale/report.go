@@ -28,7 +28,8 @@ type result struct {
 	PropagationP50Ms float64 `json:"propagation_p50_ms"`
 	PropagationP99Ms float64 `json:"propagation_p99_ms"`
 
-	Nodes []nodeFigures `json:"nodes"`
+	Nodes   []nodeFigures `json:"nodes"`
+	IdleCPU []idleCPU     `json:"idle_cpu"`
 
 	SnapshotBytes   int64   `json:"snapshot_bytes"`
 	SnapshotSeconds float64 `json:"snapshot_s"`
@@ -56,6 +57,12 @@ type nodeFigures struct {
 	File     int64  `json:"rss_file"`
 }
 
+// idleCPU is a node's CPU use while the cluster is idle (measureIdle).
+type idleCPU struct {
+	ID      string  `json:"id"`
+	Percent float64 `json:"percent_of_a_core"`
+}
+
 type restart struct {
 	ID      string  `json:"id"`
 	Seconds float64 `json:"s"`
@@ -65,6 +72,9 @@ type restart struct {
 func (r *result) markdown() string {
 	var b strings.Builder
 	h := benchkit.Human
+	if r.Built < r.Sites {
+		fmt.Fprintf(&b, "\n**Built %d of the %d sites asked**: every figure below is for %d sites.\n", r.Built, r.Sites, r.Built)
+	}
 	fmt.Fprintf(&b, "\n%d sites x %d files (%d entries) over %d blobs, 3 core + 1 edge on loopback; commit %s, load average at start %s, whole run %.0f s.\n\n",
 		r.Built, r.FilesPerSite, r.Built*r.FilesPerSite, r.Blobs, r.Commit, r.LoadAtStart, r.TotalSeconds)
 	fmt.Fprintf(&b, "| figure | measured | target |\n| --- | --- | --- |\n")
@@ -79,6 +89,9 @@ func (r *result) markdown() string {
 	row("new edge: served every site", fmt.Sprintf("%.1f s", r.JoinServeAllSeconds), "< 60 s")
 	for _, n := range r.Nodes {
 		row("RSS of "+n.ID, fmt.Sprintf("%s (anon %s, file %s; peak %s)", h(n.RSS), h(n.Anon), h(n.File), h(n.Peak)), "< 1 GiB")
+	}
+	for _, c := range r.IdleCPU {
+		row("CPU of "+c.ID+" while idle (20 s)", fmt.Sprintf("%.1f%% of a core", c.Percent), "")
 	}
 	row("RSS of the new edge", fmt.Sprintf("%s (anon %s, file %s)", h(r.NewEdgeRSS), h(r.NewEdgeAnon), h(r.NewEdgeFile)), "< 1 GiB")
 	row("publish visible on every node", fmt.Sprintf("p50 %.1f ms, p99 %.1f ms", r.PropagationP50Ms, r.PropagationP99Ms), "p99 < 50 ms")
