@@ -46,9 +46,16 @@ const (
 	// request's feed_from. Below it `atoll server --feed-from` is refused
 	// and the edge joins as a Raft non-voter.
 	LevelFedEdges = 4
+	// LevelCompactManifests brings compact manifests: a deploy created
+	// with at most raft's compactMaxFiles files keeps its manifest as one
+	// value (paths front-coded, each content hash a small id interned in
+	// a table of the blobs manifests name) instead of a bbolt bucket of
+	// its own (raft's DESIGN.md, "FSM layout"). Below this level every
+	// manifest is written as a bucket; every reader reads both.
+	LevelCompactManifests = 5
 
 	// MaxFeatureLevel is the highest level this binary knows.
-	MaxFeatureLevel = LevelFedEdges
+	MaxFeatureLevel = LevelCompactManifests
 )
 
 // FeatureError is why a call that needs a feature level the cluster has

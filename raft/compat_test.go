@@ -21,7 +21,7 @@ import (
 
 // setLevel writes a feature level into f's state directly, as a newer
 // binary's SetFeatureLevel would have left it.
-func setLevel(t *testing.T, f *FSM, level int) {
+func setLevel(t testing.TB, f *FSM, level int) {
 	t.Helper()
 	f.mu.RLock()
 	defer f.mu.RUnlock()

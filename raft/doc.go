@@ -31,7 +31,8 @@
 // Store embeds *FSM: Site, Sites, SiteByDomain, Deploy, Deploys, File,
 // Files, Nodes, AdminTokenHash, TokenByHash, Tokens. Each runs one short
 // bbolt read transaction and returns copies; File, on the serving path, is
-// two lookups. The whole-catalog reads a platform of 100,000 sites needs
+// a few lookups (a compact manifest, from atoll.LevelCompactManifests, is
+// decoded up to the path: at most compactMaxFiles entries). The whole-catalog reads a platform of 100,000 sites needs
 // walk the tables directly in short transactions instead of a read per
 // site: ReferencedBlobs (repair's census and GC), CertExpiries (metrics).
 // Those a node makes on a timer or per API call read counts the FSM keeps

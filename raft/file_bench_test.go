@@ -16,12 +16,21 @@ import (
 // when its route cache does not hold the path.
 //
 //	go test -run '^$' -bench FileRandom -benchmem ./raft/
+//
+// The "compact/" rows are a deploy of compactMaxFiles entries at
+// atoll.LevelCompactManifests: a compact manifest.
 func BenchmarkFileRandom(b *testing.B) {
-	for _, n := range []int{1_000, 200_000} {
+	for _, c := range []struct {
+		n     int
+		level int
+		name  string
+	}{{compactMaxFiles, atoll.LevelDeployBase, ""}, {compactMaxFiles, atoll.LevelCompactManifests, "compact/"}, {1_000, atoll.LevelDeployBase, ""}, {200_000, atoll.LevelDeployBase, ""}} {
+		n := c.n
 		f, err := OpenFSM(b.TempDir())
 		if err != nil {
 			b.Fatal(err)
 		}
+		setLevel(b, f, c.level)
 		files := manifest(n)
 		var logs []*hraft.Log
 		add := func(c Command) {
@@ -41,7 +50,7 @@ func BenchmarkFileRandom(b *testing.B) {
 				b.Fatal(r)
 			}
 		}
-		b.Run(fmt.Sprintf("hit/%d", n), func(b *testing.B) {
+		b.Run(fmt.Sprintf("%shit/%d", c.name, n), func(b *testing.B) {
 			rng := rand.New(rand.NewPCG(1, 2))
 			b.ReportAllocs()
 			for b.Loop() {
@@ -51,7 +60,7 @@ func BenchmarkFileRandom(b *testing.B) {
 				}
 			}
 		})
-		b.Run(fmt.Sprintf("miss/%d", n), func(b *testing.B) {
+		b.Run(fmt.Sprintf("%smiss/%d", c.name, n), func(b *testing.B) {
 			rng := rand.New(rand.NewPCG(1, 2))
 			b.ReportAllocs()
 			for b.Loop() {

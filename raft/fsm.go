@@ -36,6 +36,10 @@ var (
 	bucketTokens      = []byte("tokens")       // token id -> Token JSON
 	bucketTokenHashes = []byte("token_hashes") // hex SHA-256 of the secret -> token id
 	bucketRules       = []byte("rules")        // deploy id -> compiled rules (MarkReady.Rules)
+	// The compact manifests of atoll.LevelCompactManifests (manifest.go).
+	bucketManifestValues = []byte("manifest_values") // deploy id -> compact manifest
+	bucketBlobIDs        = []byte("blob_ids")        // 32 raw hash bytes -> uvarint blob id
+	bucketBlobHashes     = []byte("blob_hashes")     // BE(blob id) -> 32 raw hash bytes, uvarint refs
 
 	// baseBuckets are in every FSM file and snapshot, from the first
 	// format on; a restored snapshot must hold them.
@@ -45,7 +49,7 @@ var (
 	// creates them when missing, so a file or snapshot written before they
 	// existed opens as an empty table.
 	allBuckets = append(baseBuckets[:len(baseBuckets):len(baseBuckets)], bucketTokens, bucketTokenHashes, bucketCerts, bucketRules,
-		bucketACME, bucketACMELocks)
+		bucketACME, bucketACMELocks, bucketManifestValues, bucketBlobIDs, bucketBlobHashes)
 
 	keyApplied    = []byte("applied")     // BE(index) BE(term) of the last applied log entry
 	keyAdminToken = []byte("admin_token") // hex SHA-256 of the admin token
@@ -487,20 +491,19 @@ var errNoFile = fmt.Errorf("%w: no such file in the deploy", atoll.ErrNotFound)
 // File returns the content hash (lowercase hex SHA-256) of path in a deploy's
 // manifest, or an error wrapping ErrNotFound if the deploy or the path is
 // unknown. path must be in CleanPath form. This is the serving hot path: one
-// short read transaction and two lookups; a miss allocates nothing here.
+// short read transaction and a few lookups (a compact manifest is decoded
+// up to the path, at most compactMaxFiles entries); a miss allocates
+// nothing here.
 func (f *FSM) File(deployID, path string) (string, error) {
 	var sum [32]byte
 	found := false
 	err := f.view(func(tx *bolt.Tx) error {
-		m := tx.Bucket(bucketManifests).Bucket([]byte(deployID))
-		if m == nil {
-			return nil
-		}
-		if v := m.Get([]byte(path)); len(v) == len(sum) {
+		v, err := lookupEntry(tx, []byte(deployID), []byte(path))
+		if len(v) == len(sum) {
 			copy(sum[:], v)
 			found = true
 		}
-		return nil
+		return err
 	})
 	if err != nil {
 		return "", err

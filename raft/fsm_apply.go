@@ -1,10 +1,10 @@
 package raft
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -273,7 +273,7 @@ func (a *applier) deleteDeploy(orderKey []byte, id string) error {
 	if err := a.bucket(bucketDeploys).Delete([]byte(id)); err != nil {
 		return err
 	}
-	if err := a.bucket(bucketManifests).DeleteBucket([]byte(id)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+	if err := a.dropManifest(id, false); err != nil {
 		return err
 	}
 	return a.bucket(bucketRules).Delete([]byte(id))
@@ -332,12 +332,11 @@ func (a *applier) createDeploy(c CreateDeploy) error {
 		}
 		rec.Message = c.Message
 	}
-	m, err := a.bucket(bucketManifests).CreateBucket([]byte(c.ID))
-	if err != nil {
+	if err := a.createManifest(c.ID, c.Files); err != nil {
 		return err
 	}
 	if c.Base != "" {
-		if err := a.copyManifest(m, c.Base, c.Remove); err != nil {
+		if err := a.copyManifest(c.ID, c.Base, c.Remove); err != nil {
 			return err
 		}
 		rec.Received = kept
@@ -372,16 +371,21 @@ func (a *applier) checkBase(c CreateDeploy) (int, error) {
 	case b.State != atoll.StateReady && b.State != atoll.StatePublished && b.State != atoll.StateSuperseded:
 		return 0, fmt.Errorf("%w: base deploy %q is %s, want ready, published or superseded", atoll.ErrConflict, c.Base, b.State)
 	}
-	m := a.bucket(bucketManifests).Bucket([]byte(c.Base))
-	if m == nil {
-		return 0, fmt.Errorf("base deploy %q has no manifest bucket", c.Base)
+	get, found, err := manifestLookup(a.tx, []byte(c.Base))
+	if err != nil {
+		return 0, err
+	}
+	if !found {
+		return 0, fmt.Errorf("base deploy %q has no manifest", c.Base)
 	}
 	for i, p := range c.Remove {
 		if i > 0 && p <= c.Remove[i-1] {
 			return 0, fmt.Errorf("%w: deploy %q: paths to remove must be sorted, each once (%s after %s)",
 				atoll.ErrInvalid, c.ID, atoll.Truncate(p, 80), atoll.Truncate(c.Remove[i-1], 80))
 		}
-		if m.Get([]byte(p)) == nil {
+		if sum, err := get(p); err != nil {
+			return 0, err
+		} else if sum == nil {
 			return 0, fmt.Errorf("%w: deploy %q: %s is not in base deploy %q", atoll.ErrInvalid, c.ID, atoll.Truncate(p, 80), c.Base)
 		}
 	}
@@ -393,26 +397,42 @@ func (a *applier) checkBase(c CreateDeploy) (int, error) {
 	return kept, nil
 }
 
-// copyManifest puts the entries of deploy base's manifest into m, except
-// the paths in remove (sorted). Both are walked in key order, so bbolt
-// appends to m page by page.
-func (a *applier) copyManifest(m *bolt.Bucket, base string, remove []string) error {
-	cur := a.bucket(bucketManifests).Bucket([]byte(base)).Cursor()
-	for k, v := cur.First(); k != nil; k, v = cur.Next() {
+// copyChunk is how many of a base's entries copyManifest holds before
+// it writes them: a compact manifest (at most compactMaxFiles) is written
+// once, a bucket page by page, and a large base is never held whole.
+const copyChunk = 4096
+
+// copyManifest adds the entries of deploy base's manifest, except the
+// paths in remove (sorted), to deploy id's empty manifest, from either
+// layout to either. The base is walked in key order, so the new entries
+// arrive sorted.
+func (a *applier) copyManifest(id, base string, remove []string) error {
+	var add []atoll.File
+	var sums [][]byte
+	flush := func() error {
+		err := a.addEntries(id, add, sums)
+		add, sums = add[:0], sums[:0]
+		return err
+	}
+	_, err := eachEntry(a.tx, []byte(base), nil, func(k, v []byte) error {
 		for len(remove) > 0 && remove[0] < string(k) {
 			remove = remove[1:]
 		}
 		if len(remove) > 0 && remove[0] == string(k) {
 			remove = remove[1:]
-			continue
+			return nil
 		}
-		// bbolt keeps keys and values until commit: the cursor's point
-		// into the base's pages, which this transaction does not change.
-		if err := m.Put(k, v); err != nil {
-			return err
+		add = append(add, atoll.File{Path: string(k)})
+		sums = append(sums, bytes.Clone(v))
+		if len(add) >= copyChunk {
+			return flush()
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	return nil
+	return flush()
 }
 
 // countUploading counts site's deploys in state uploading.
@@ -453,16 +473,24 @@ func (a *applier) addFiles(c AddFiles) error {
 	if err != nil {
 		return err
 	}
-	m := a.bucket(bucketManifests).Bucket([]byte(c.Deploy))
+	id := []byte(c.Deploy)
 	if d.State != atoll.StateUploading {
-		if m != nil && d.State != atoll.StateFailed && holdsAll(m, c.Files) {
-			return nil // a resend of a batch applied before the deploy finished
+		if d.State != atoll.StateFailed {
+			if all, err := holdsAll(a.tx, id, c.Files); err != nil || all {
+				return err // all: a resend of a batch applied before the deploy finished
+			}
 		}
 		return fmt.Errorf("%w: deploy %q is %s, files can only be added while uploading", atoll.ErrConflict, c.Deploy, d.State)
 	}
-	if m == nil {
-		return fmt.Errorf("deploy %q has no manifest bucket", c.Deploy)
+	get, found, err := manifestLookup(a.tx, id)
+	if err != nil {
+		return err
 	}
+	if !found {
+		return fmt.Errorf("deploy %q has no manifest", c.Deploy)
+	}
+	var add []atoll.File // new entries, in batch order
+	var sums [][]byte
 	batch := make(map[string]string, len(c.Files))
 	added := 0
 	for _, f := range c.Files {
@@ -483,12 +511,18 @@ func (a *applier) addFiles(c AddFiles) error {
 			continue
 		}
 		batch[f.Path] = f.Hash
-		if v := m.Get([]byte(f.Path)); v != nil {
+		v, err := get(f.Path)
+		if err != nil {
+			return err
+		}
+		if v != nil {
 			if hex.EncodeToString(v) != f.Hash {
 				return fmt.Errorf("%w: %s already has hash %x in deploy %q", atoll.ErrConflict, atoll.Truncate(f.Path, 80), v, c.Deploy)
 			}
 			continue
 		}
+		sum, _ := hex.DecodeString(f.Hash) // ValidHash above
+		add, sums = append(add, f), append(sums, sum)
 		added++
 	}
 	if d.Received+added > d.Files {
@@ -498,16 +532,8 @@ func (a *applier) addFiles(c AddFiles) error {
 	if added == 0 {
 		return nil
 	}
-
-	for _, f := range c.Files {
-		key := []byte(f.Path) // bbolt keeps keys and values until commit: fresh slices each time
-		if m.Get(key) != nil {
-			continue // present before, or earlier in this batch
-		}
-		sum, _ := hex.DecodeString(f.Hash) // ValidHash above
-		if err := m.Put(key, sum); err != nil {
-			return err
-		}
+	if err := a.addEntries(c.Deploy, add, sums); err != nil {
+		return err
 	}
 	d.Received += added
 	return a.put(bucketDeploys, d.ID, d)
@@ -691,16 +717,10 @@ func (a *applier) failDeploy(c FailDeploy) error {
 	return a.put(bucketDeploys, d.ID, d)
 }
 
-// emptyManifest replaces a deploy's manifest with an empty one: its pages
-// go back to bbolt's freelist, and readers see a deploy without files.
-func (a *applier) emptyManifest(id string) error {
-	ms := a.bucket(bucketManifests)
-	if err := ms.DeleteBucket([]byte(id)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
-		return err
-	}
-	_, err := ms.CreateBucket([]byte(id))
-	return err
-}
+// emptyManifest replaces a deploy's manifest with an empty one of the
+// same layout: its pages go back to bbolt's freelist (its blobs lose a
+// reference), and readers see a deploy without files.
+func (a *applier) emptyManifest(id string) error { return a.dropManifest(id, true) }
 
 // validNodeID reports whether id is 1-128 of [A-Za-z0-9._:-].
 func validNodeID(id string) bool {
@@ -863,14 +883,18 @@ func (a *applier) revokeSiteTokens(site string) error {
 	return nil
 }
 
-// holdsAll reports whether manifest m has every entry of files, each with
-// the same hash.
-func holdsAll(m *bolt.Bucket, files []atoll.File) bool {
+// holdsAll reports whether deploy's manifest has every entry of files,
+// each with the same hash.
+func holdsAll(tx *bolt.Tx, deploy []byte, files []atoll.File) (bool, error) {
+	get, _, err := manifestLookup(tx, deploy)
+	if err != nil {
+		return false, err
+	}
 	for _, f := range files {
-		v := m.Get([]byte(f.Path))
-		if v == nil || hex.EncodeToString(v) != f.Hash {
-			return false
+		v, err := get(f.Path)
+		if err != nil || v == nil || hex.EncodeToString(v) != f.Hash {
+			return false, err
 		}
 	}
-	return true
+	return true, nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/atoll-hosting/atoll"
 
 	hraft "github.com/hashicorp/raft"
+	bolt "go.etcd.io/bbolt"
 )
 
 // seed builds the state the command tables start from:
@@ -125,6 +126,15 @@ func dump(t *testing.T, f *FSM) string {
 	for _, tok := range tokens {
 		byHash, err := f.TokenByHash(tok.Hash)
 		fmt.Fprintf(&b, "token %+v\n  by hash -> %s %v\n", tok, byHash.ID, err)
+	}
+	if err := f.view(func(tx *bolt.Tx) error { // the compact manifests' blobs
+		fmt.Fprintf(&b, "next blob id %s\n", tx.Bucket(bucketMeta).Get(keyNextBlobID))
+		return tx.Bucket(bucketBlobHashes).ForEach(func(k, v []byte) error {
+			fmt.Fprintf(&b, "blob %x %x\n", k, v)
+			return nil
+		})
+	}); err != nil {
+		t.Fatal(err)
 	}
 	return b.String()
 }
@@ -805,7 +815,14 @@ func TestFilesListing(t *testing.T) {
 // Observable: a replayed CreateSite would answer ErrExists, a replayed
 // Publish of the first deploy would make it live again.
 func TestReplayIsIdempotent(t *testing.T) {
+	for _, level := range []int{atoll.LevelBase, atoll.LevelCompactManifests} {
+		t.Run(fmt.Sprint("level", level), func(t *testing.T) { replayIsIdempotent(t, level) })
+	}
+}
+
+func replayIsIdempotent(t *testing.T, level int) {
 	h := newFSM(t)
+	setLevel(t, h.f, level)
 	files := manifest(3)
 	var cmds []Command
 	cmds = append(cmds, CreateSite{Name: "blog", Created: t0})

@@ -38,7 +38,7 @@ var manifest100k = sync.OnceValue(func() []atoll.File { return manifest(100_000)
 // fsmHarness applies commands to an FSM directly, as raft would, with
 // consecutive log indexes.
 type fsmHarness struct {
-	t     *testing.T
+	t     testing.TB
 	f     *FSM
 	index uint64
 }

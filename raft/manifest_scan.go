@@ -43,19 +43,15 @@ func (f *FSM) ScanManifest(deployID string, fn func(path, sum []byte) error) err
 func (f *FSM) manifestChunk(deployID string, after []byte, max int, fn func(path, sum []byte) error) (int, error) {
 	n, found := 0, false
 	err := f.view(func(tx *bolt.Tx) error {
-		m := tx.Bucket(bucketManifests).Bucket([]byte(deployID))
-		if m == nil {
-			return nil
-		}
-		found = true
-		c := m.Cursor()
-		for k, v := seekAfter(c, after); k != nil && n < max; k, v = c.Next() {
-			if err := fn(k, v); err != nil {
-				return err
+		var err error
+		found, err = eachEntry(tx, []byte(deployID), after, func(k, v []byte) error {
+			if n == max {
+				return errStopScan
 			}
 			n++
-		}
-		return nil
+			return fn(k, v)
+		})
+		return err
 	})
 	if err == nil && !found {
 		err = fmt.Errorf("%w: deploy %q", atoll.ErrNotFound, deployID)

@@ -20,8 +20,9 @@ const referencedChunk = 1 << 16
 // retained deploy that has not failed, as repair needs them: a blob maps to
 // true when only deploys still uploading name it.
 //
-// It walks the deploys table and each deploy's manifest directly, comparing
-// raw 32-byte hashes, and hex-encodes each distinct blob once: on a state of
+// It walks the deploys table and each deploy's manifest directly (either
+// layout; a compact manifest's blob ids are read once per transaction),
+// comparing raw 32-byte hashes, and hex-encodes each distinct blob once: on a state of
 // 10M entries over a few thousand blobs that is one map probe per entry,
 // not a decoded record, a copied atoll.File and a hex string per entry.
 // The walk runs in several short read transactions (at most
@@ -30,7 +31,7 @@ const referencedChunk = 1 << 16
 // created meanwhile may be missed (the next pass sees it) and one pruned
 // meanwhile may still count. It stops with ctx's error.
 func (f *FSM) ReferencedBlobs(ctx context.Context) (map[string]bool, error) {
-	raw := make(map[[32]byte]bool)
+	w := referencedWalk{raw: make(map[[32]byte]bool), sums: make(map[uint64][32]byte)}
 	var after []byte // last deploy id walked
 	for {
 		if err := ctx.Err(); err != nil {
@@ -39,7 +40,7 @@ func (f *FSM) ReferencedBlobs(ctx context.Context) (map[string]bool, error) {
 		var done bool
 		err := f.view(func(tx *bolt.Tx) error {
 			var err error
-			after, done, err = referencedFrom(tx, after, raw)
+			after, done, err = w.from(tx, after)
 			return err
 		})
 		if err != nil {
@@ -49,18 +50,55 @@ func (f *FSM) ReferencedBlobs(ctx context.Context) (map[string]bool, error) {
 			break
 		}
 	}
-	out := make(map[string]bool, len(raw))
-	for h, pending := range raw {
+	out := make(map[string]bool, len(w.raw))
+	for h, pending := range w.raw {
 		out[hex.EncodeToString(h[:])] = pending
 	}
 	return out, nil
 }
 
-// referencedFrom adds to raw the blobs of the deploys after the id after
-// (all from the first when nil), until about referencedChunk entries are
-// walked. It returns the last deploy id walked and whether the table ended.
-func referencedFrom(tx *bolt.Tx, after []byte, raw map[[32]byte]bool) ([]byte, bool, error) {
-	manifests := tx.Bucket(bucketManifests)
+// referencedWalk is the state of one ReferencedBlobs walk.
+type referencedWalk struct {
+	raw map[[32]byte]bool // blob -> named only by deploys uploading
+	// sums caches the hashes of the compact manifests' blob ids for one
+	// read transaction (a restored backup may hand an id out again), so a
+	// chunk reads each id's hash once however many manifests name it.
+	sums map[uint64][32]byte
+}
+
+// mark records that a deploy named blob sum, pending when it is uploading.
+func (w *referencedWalk) mark(sum [32]byte, pending bool) {
+	if onlyPending, seen := w.raw[sum]; !seen || onlyPending {
+		w.raw[sum] = pending
+	}
+}
+
+// compact marks the blobs of compact manifest v.
+func (w *referencedWalk) compact(tx *bolt.Tx, v []byte, pending bool) (int, error) {
+	n := 0
+	err := eachCompact(v, func(_ []byte, blob uint64) error {
+		sum, ok := w.sums[blob]
+		if !ok {
+			h, _, err := blobHash(tx, blob)
+			if err != nil {
+				return err
+			}
+			copy(sum[:], h)
+			w.sums[blob] = sum
+		}
+		w.mark(sum, pending)
+		n++
+		return nil
+	})
+	return n, err
+}
+
+// from adds the blobs of the deploys after the id after (all from the
+// first when nil), until about referencedChunk entries are walked. It
+// returns the last deploy id walked and whether the table ended.
+func (w *referencedWalk) from(tx *bolt.Tx, after []byte) ([]byte, bool, error) {
+	manifests, values := tx.Bucket(bucketManifests), tx.Bucket(bucketManifestValues)
+	clear(w.sums)
 	c := tx.Bucket(bucketDeploys).Cursor()
 	walked := 0
 	for k, v := seekAfter(c, after); k != nil; k, v = c.Next() {
@@ -73,25 +111,27 @@ func referencedFrom(tx *bolt.Tx, after []byte, raw map[[32]byte]bool) ([]byte, b
 		if d.State == atoll.StateFailed {
 			continue
 		}
-		m := manifests.Bucket(k)
-		if m == nil {
-			continue
-		}
 		pending := d.State == atoll.StateUploading
-		var sum [32]byte
-		err := m.ForEach(func(_, h []byte) error {
-			if len(h) != len(sum) {
+		if v := values.Get(k); v != nil {
+			n, err := w.compact(tx, v, pending)
+			if err != nil {
+				return nil, false, fmt.Errorf("manifest of deploy %q: %w", k, err)
+			}
+			walked += n
+		} else if m := manifests.Bucket(k); m != nil {
+			var sum [32]byte
+			err := m.ForEach(func(_, h []byte) error {
+				if len(h) != len(sum) {
+					return nil
+				}
+				copy(sum[:], h)
+				w.mark(sum, pending)
+				walked++
 				return nil
+			})
+			if err != nil {
+				return nil, false, err
 			}
-			copy(sum[:], h)
-			if onlyPending, seen := raw[sum]; !seen || onlyPending {
-				raw[sum] = pending
-			}
-			walked++
-			return nil
-		})
-		if err != nil {
-			return nil, false, err
 		}
 		if walked >= referencedChunk {
 			return bytes.Clone(k), false, nil

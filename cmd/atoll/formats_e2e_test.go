@@ -38,6 +38,29 @@ func raiseLevel(t *testing.T, s *atolltest.Server, key string) {
 	}
 }
 
+// releaseNode starts a node with release 7054800's cluster key at
+// MaxFeatureLevel, holding the blobs of the release's sites (a snapshot
+// has none): the same trees deployed, as sites of the same names. It
+// returns the node and those sites.
+func releaseNode(t *testing.T) (*atolltest.Server, []string) {
+	t.Helper()
+	keyFile, _ := filepath.Abs(filepath.Join(releaseDir, "cluster-key"))
+	key, err := os.ReadFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := atolltest.NewServer(t, atolltest.NodeConfig{Bootstrap: true, Flags: []string{"--cluster-key-file", keyFile}})
+	s.Start()
+	waitAdmin(t, s)
+	raiseLevel(t, s, strings.TrimSpace(string(key)))
+	sites := []string{"blog", "docs", "shop"}
+	for _, site := range sites {
+		s.MustCLI("site", "create", site)
+		s.MustCLI("deploy", filepath.Join(releaseDir, "sites", site), "--site", site)
+	}
+	return s, sites
+}
+
 // tree reads the files under dir: site path -> content.
 func tree(t *testing.T, dir string) map[string]string {
 	t.Helper()
@@ -63,21 +86,7 @@ func tree(t *testing.T, dir string) map[string]string {
 // byte-exact, also at their custom domain, with the certificate listed.
 func TestEndToEndRestoreReleaseSnapshot(t *testing.T) {
 	t.Parallel()
-	keyFile, _ := filepath.Abs(filepath.Join(releaseDir, "cluster-key"))
-	key, err := os.ReadFile(keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := atolltest.NewServer(t, atolltest.NodeConfig{Bootstrap: true, Flags: []string{"--cluster-key-file", keyFile}})
-	s.Start()
-	waitAdmin(t, s)
-	raiseLevel(t, s, strings.TrimSpace(string(key)))
-	// Blobs are not in a snapshot: the same trees deployed here hold them.
-	sites := []string{"blog", "docs", "shop"}
-	for _, site := range sites {
-		s.MustCLI("site", "create", site)
-		s.MustCLI("deploy", filepath.Join(releaseDir, "sites", site), "--site", site)
-	}
+	s, sites := releaseNode(t)
 	s.MustCLI("site", "create", "later")
 
 	out := s.MustCLI("snapshot", "restore", filepath.Join(releaseDir, "atoll.snap"))
