@@ -50,8 +50,10 @@ func measureAll(ctx context.Context, cfg config, r *result) error {
 		return fmt.Errorf("built %d of the first %d sites in a minute: the cluster is too slow to measure", small.Built, smallSites)
 	}
 	edge := c.Edge[0]
-	if err := waitServes(ctx, edge, smallSites-1, cfg.blobs); err != nil {
-		return err
+	for i := range smallSites { // they are published concurrently, in no order
+		if err := waitServes(ctx, edge, i, cfg.blobs); err != nil {
+			return err
+		}
 	}
 	waitCompressed(ctx, c.Core)
 	if err := warm(ctx, edge, smallSites, cfg.files); err != nil {
