@@ -156,6 +156,7 @@ type Config struct {
 	RaftSnapshotThreshold uint64
 	RaftSnapshotInterval  time.Duration
 	RaftTrailingLogs      uint64
+	RaftSnapshotBytes     int64
 
 	// MetricsSiteLabels exports the edge's per-site counters as
 	// Prometheus series labelled by site (one pair per site: small
@@ -501,6 +502,7 @@ func (n *Node) openStores(ctx context.Context) (err error) {
 		rcfg.LeaderLeaseTimeout = cfg.RaftTimeout / 2
 	}
 	rcfg.SnapshotThreshold, rcfg.SnapshotInterval, rcfg.TrailingLogs = cfg.RaftSnapshotThreshold, cfg.RaftSnapshotInterval, cfg.RaftTrailingLogs
+	rcfg.SnapshotBytes = uint64(max(cfg.RaftSnapshotBytes, 0))
 	rcfg.Logger = cfg.Logger
 	fed, err := n.fedMode(ctx) // feed.go
 	if err != nil {

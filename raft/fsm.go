@@ -85,6 +85,9 @@ type FSM struct {
 
 	// applied mirrors the index stored under keyApplied.
 	applied atomic.Uint64
+	// logBytes is the bytes of commands applied since the last Snapshot
+	// (logbytes.go).
+	logBytes atomic.Uint64
 	// failed is the storage failure that stopped applying, nil until one
 	// happens (see ApplyBatch).
 	failed atomic.Pointer[error]
@@ -257,6 +260,7 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 	}
 	var last indexTerm
 	halted := -1 // index in logs of an entry this binary cannot apply
+	f.countLogBytes(logs)
 	err := f.db.Update(func(tx *bolt.Tx) error {
 		last = getApplied(tx)
 		for i, l := range logs {

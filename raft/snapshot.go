@@ -87,6 +87,7 @@ func (f *FSM) Snapshot() (hraft.FSMSnapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("begin snapshot: %w", err)
 	}
+	f.logBytes.Store(0) // what the log holds past this snapshot starts again
 	return &fsmSnapshot{tx: tx, applied: getApplied(tx)}, nil
 }
 

@@ -52,7 +52,12 @@ type Config struct {
 	SnapshotThreshold uint64
 	TrailingLogs      uint64
 	SnapshotInterval  time.Duration
-	SnapshotRetain    int // snapshots kept on disk
+	// SnapshotBytes bounds the log by bytes too: once the entries applied
+	// since the last snapshot hold this many bytes of commands, the node
+	// takes a snapshot within a second (logbytes.go), whatever the count
+	// and SnapshotInterval say.
+	SnapshotBytes  uint64
+	SnapshotRetain int // snapshots kept on disk
 
 	ApplyTimeout     time.Duration // bound on Apply and membership changes when ctx has no earlier deadline
 	TransportTimeout time.Duration // raft RPC I/O timeout
@@ -86,6 +91,7 @@ func DefaultConfig() Config {
 		SnapshotThreshold:  4096,
 		TrailingLogs:       10240,
 		SnapshotInterval:   2 * time.Minute,
+		SnapshotBytes:      64 << 20,
 		SnapshotRetain:     2,
 		ApplyTimeout:       10 * time.Second,
 		TransportTimeout:   10 * time.Second,
@@ -112,6 +118,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.TrailingLogs == 0 {
 		c.TrailingLogs = d.TrailingLogs
+	}
+	if c.SnapshotBytes == 0 {
+		c.SnapshotBytes = d.SnapshotBytes
 	}
 	if c.SnapshotRetain == 0 {
 		c.SnapshotRetain = d.SnapshotRetain
@@ -246,6 +255,7 @@ func Open(cfg Config) (s *Store, err error) {
 	}
 	logger.Info("raft started", "addr", st.trans.LocalAddr(), "applied_index", st.FSM.AppliedIndex(), "existing_state", st.existing)
 	st.leader.start(st.raft, st.done)
+	go st.snapshotOnBytes()
 	return st, nil
 }
 

@@ -18,13 +18,14 @@ func declareStorageFlags(fs *flag.FlagSet, cfg *node.Config) {
 	fs.IntVar(&cfg.CompressWorkers, "compress-workers", cfg.CompressWorkers, "background workers that make the compressed variants of new blobs: 0 means half the CPUs, -1 none (files up to 1 MiB are then compressed per request)")
 	fs.Uint64Var(&cfg.RaftSnapshotThreshold, "raft-snapshot-threshold", cfg.RaftSnapshotThreshold, "advanced: log entries that trigger a Raft snapshot (default 4096)")
 	fs.DurationVar(&cfg.RaftSnapshotInterval, "raft-snapshot-interval", cfg.RaftSnapshotInterval, "advanced: how often Raft checks the snapshot threshold (default 2m)")
+	sizeVar(fs, &cfg.RaftSnapshotBytes, "raft-snapshot-bytes", "advanced: `bytes` of commands in the log since the last snapshot that trigger a Raft snapshot within a second, whatever the entry count (default 64MiB)")
 	fs.Uint64Var(&cfg.RaftTrailingLogs, "raft-trailing-logs", cfg.RaftTrailingLogs, "advanced: log entries kept after a snapshot (default 10240)")
 	fs.DurationVar(&cfg.RaftTimeout, "raft-timeout", cfg.RaftTimeout, "advanced: Raft heartbeat and election timeout (default 1s)")
 }
 
 // raftFlags are the storage flags whose 0 means node's default: a value
 // given for them must be positive.
-var raftFlags = []string{"raft-snapshot-threshold", "raft-snapshot-interval", "raft-trailing-logs", "raft-timeout"}
+var raftFlags = []string{"raft-snapshot-threshold", "raft-snapshot-interval", "raft-snapshot-bytes", "raft-trailing-logs", "raft-timeout"}
 
 // checkStorageFlags checks the ranges of the storage flags once the command
 // line and the environment are applied.
