@@ -85,3 +85,64 @@ func BenchmarkEdgeRandomPaths(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkEdgeManySites serves random paths of random sites among n
+// sites of 100 files each (compact manifests, feature level 5), as
+// atoll-scale's "every site" lookups do: with 10 sites every host and
+// route is cached after the first round; with 20,000 most requests are
+// for a host not seen in the current cache generation.
+//
+//	go test -run '^$' -bench EdgeManySites -benchmem ./serve/
+func BenchmarkEdgeManySites(b *testing.B) {
+	const files = 100
+	for _, n := range []int{10, 20_000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			e := newRealEdge(b)
+			hash, err := e.fsm.File("dep1", "/1k.bin")
+			if err != nil {
+				b.Fatal(err)
+			}
+			at := time.Date(2025, 1, 2, 0, 0, 0, 0, time.UTC)
+			e.apply(b, raft.SetFeatureLevel{Level: atoll.MaxFeatureLevel})
+			manifest := make([]atoll.File, files)
+			for j := range manifest {
+				manifest[j] = atoll.File{Path: fmt.Sprintf("/page-%03d.html", j), Hash: hash}
+			}
+			for lo := 0; lo < n; lo += 500 {
+				var cmds []raft.Command
+				for i := lo; i < min(n, lo+500); i++ {
+					site, dep := fmt.Sprintf("s%06d", i), fmt.Sprintf("d%06d", i)
+					cmds = append(cmds, raft.CreateSite{Name: site, Created: at},
+						raft.CreateDeploy{ID: dep, Site: site, Files: files, Created: at})
+					for _, c := range raft.BatchFiles(dep, manifest) {
+						cmds = append(cmds, c)
+					}
+					cmds = append(cmds, raft.MarkReady{Deploy: dep}, raft.Publish{Deploy: dep, At: at})
+				}
+				e.apply(b, cmds...)
+			}
+			hosts := make([][]byte, n)
+			for i := range hosts {
+				hosts[i] = []byte(fmt.Sprintf("s%06d.%s", i, testDomain))
+			}
+			paths := make([][]byte, files)
+			for j := range paths {
+				paths[j] = []byte(manifest[j].Path)
+			}
+			var ctx fasthttp.RequestCtx
+			var req fasthttp.Request
+			ctx.Init(&req, nil, nil)
+			rng := rand.New(rand.NewPCG(1, 2))
+			b.ReportAllocs()
+			for b.Loop() {
+				ctx.Request.SetRequestURIBytes(paths[rng.IntN(files)])
+				ctx.Request.SetHostBytes(hosts[rng.IntN(n)])
+				e.h.ServeHTTP(&ctx)
+				if sc := ctx.Response.StatusCode(); sc != 200 {
+					b.Fatalf("status %d for %s %s", sc, ctx.Request.Host(), ctx.Request.RequestURI())
+				}
+				ctx.Response.Reset()
+			}
+		})
+	}
+}
