@@ -95,6 +95,17 @@ func benchIngest(ctx context.Context, cfg config, diskMBps float64) (*ingestResu
 				if replicas == 3 {
 					n = t.cluster
 				}
+				if cfg.ingestSettle {
+					var all []*atolltest.Node
+					for _, other := range targets {
+						all = append(all, append(other.nodes(3), other.single)...)
+					}
+					wait, err := waitCompressed(ctx, all)
+					if err != nil {
+						return nil, err
+					}
+					log.Printf("ingest: %s, R=%d, round %d: every node's compression backlog drained after %.1fs", t.name, replicas, round+1, wait.Seconds())
+				}
 				var profs []func() error
 				if cfg.ingestProfile != "" && round == 0 {
 					base := filepath.Join(cfg.ingestProfile, fmt.Sprintf("ingest-%s-r%d", t.name, replicas))
@@ -102,17 +113,6 @@ func benchIngest(ctx context.Context, cfg config, diskMBps float64) (*ingestResu
 					for i, node := range t.nodes(replicas) {
 						profs = append(profs, profile(ctx, node, "trace", fmt.Sprintf("%s-node%d.trace", base, i+1)))
 					}
-				}
-				if cfg.ingestSettle {
-					var all []*atolltest.Node
-					for _, t := range targets {
-						all = append(all, append(t.nodes(3), t.single)...)
-					}
-					wait, err := waitCompressed(ctx, all)
-					if err != nil {
-						return nil, err
-					}
-					log.Printf("ingest: %s, R=%d, round %d: every node's compression backlog drained after %.1fs", t.name, replicas, round+1, wait.Seconds())
 				}
 				secs, err := timeDeploy(ctx, n, s.dir, fmt.Sprintf("ingest-%d", round))
 				for _, prof := range profs {
