@@ -142,3 +142,23 @@ func TestListenerEndsEpisodeWithoutClients(t *testing.T) {
 		sc.Close()
 	}
 }
+
+// BenchmarkWaitingKeptAlive is what a kept-alive request costs Waiting:
+// its connection goes busy, then waits again, among 64 open ones.
+func BenchmarkWaitingKeptAlive(b *testing.B) {
+	w := NewWaiting()
+	conns := make([]net.Conn, 64)
+	for i := range conns {
+		c, peer := net.Pipe()
+		b.Cleanup(func() { c.Close(); peer.Close() })
+		conns[i] = c
+		w.FasthttpState(c, fasthttp.StateNew)
+	}
+	i := 0
+	for b.Loop() {
+		c := conns[i%len(conns)]
+		i++
+		w.FasthttpState(c, fasthttp.StateActive)
+		w.FasthttpState(c, fasthttp.StateIdle)
+	}
+}

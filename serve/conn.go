@@ -142,15 +142,35 @@ func (d *lazyDeadline) expired(arm func(time.Time) error) bool {
 	if n == d.armed.Load() {
 		return false
 	}
+	t, err := d.armLocked(n, arm)
+	return err == nil && (n == 0 || t.After(time.Now()))
+}
+
+// armLocked arms deadline n (UnixNano, 0: none), under d.mu.
+func (d *lazyDeadline) armLocked(n int64, arm func(time.Time) error) (time.Time, error) {
 	var t time.Time
 	if n != 0 {
 		t = time.Unix(0, n)
 	}
-	if arm(t) != nil {
-		return false
+	if err := arm(t); err != nil {
+		return t, err
 	}
 	d.armed.Store(n)
-	return n == 0 || t.After(time.Now())
+	return t, nil
+}
+
+// sync arms the deadline set last, if it is not the one armed.
+func (d *lazyDeadline) sync(arm func(time.Time) error) error {
+	if d.want.Load() == d.armed.Load() {
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if n := d.want.Load(); n != d.armed.Load() {
+		_, err := d.armLocked(n, arm)
+		return err
+	}
+	return nil
 }
 
 // SetDeadline sets the read and write deadlines (see lazyDeadline).
@@ -276,19 +296,18 @@ func (c *Conn) Write(p []byte) (int, error) {
 }
 
 // ReadFrom sends what is held, then lets the TCP connection copy r (with
-// sendfile(2) when r is a file).
+// sendfile(2) when r is a file), under the write deadline set last.
 func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 	if err := c.flushHeld(&c.op); err != nil {
 		return 0, err
 	}
-	var sent int64
-	for {
-		n, err := c.TCPConn.ReadFrom(r) // the reader keeps its progress
-		sent += n
-		if err == nil || !c.goOn(err, &c.wd, c.TCPConn.SetWriteDeadline) {
-			return sent, err
-		}
+	// A copy cut short by a deadline may have read bytes it did not
+	// send, so it cannot go on after one: the deadline set last is armed
+	// first.
+	if err := c.wd.sync(c.TCPConn.SetWriteDeadline); err != nil {
+		return 0, err
 	}
+	return c.TCPConn.ReadFrom(r)
 }
 
 // Close sends what is held, within the write deadline, and closes the

@@ -335,9 +335,32 @@ func TestConnDeadlines(t *testing.T) {
 		if n := <-got; n != len(big) {
 			t.Fatalf("the client got %d bytes of %d", n, len(big))
 		}
+		// A file goes out under the deadline set last too.
+		name := filepath.Join(t.TempDir(), "body")
+		if err := os.WriteFile(name, big, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Open(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		c.SetWriteDeadline(time.Now().Add(10 * time.Millisecond))
+		c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		go func() {
+			time.Sleep(200 * time.Millisecond)
+			n, _ := io.Copy(io.Discard, io.LimitReader(client, int64(len(big))))
+			got <- int(n)
+		}()
+		if n, err := c.ReadFrom(f); n != int64(len(big)) || err != nil {
+			t.Fatalf("ReadFrom = %d, %v", n, err)
+		}
+		if n := <-got; n != len(big) {
+			t.Fatalf("the client got %d bytes of the file's %d", n, len(big))
+		}
 		c.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
 		start = time.Now()
-		_, err := c.Write(make([]byte, 64<<20)) // nobody reads now
+		_, err = c.Write(make([]byte, 64<<20)) // nobody reads now
 		if !isTimeout(err) || time.Since(start) < 50*time.Millisecond {
 			t.Fatalf("Write to a client that stopped reading: %v after %s, want a timeout after 50ms", err, time.Since(start))
 		}
