@@ -203,23 +203,20 @@ func NewWaiting() *Waiting {
 
 // FasthttpState is fasthttp's ConnState hook.
 func (t *Waiting) FasthttpState(c net.Conn, s fasthttp.ConnState) {
-	switch s {
-	case fasthttp.StateNew, fasthttp.StateIdle:
-		t.track(c, true)
-	case fasthttp.StateActive:
-		t.track(c, false)
-	default:
-		t.conns.Delete(c)
-	}
+	t.state(c, s == fasthttp.StateNew || s == fasthttp.StateIdle, s == fasthttp.StateActive)
 }
 
 // HTTPState is net/http's ConnState hook.
 func (t *Waiting) HTTPState(c net.Conn, s http.ConnState) {
-	switch s {
-	case http.StateNew, http.StateIdle:
-		t.track(c, true)
-	case http.StateActive:
-		t.track(c, false)
+	t.state(c, s == http.StateNew || s == http.StateIdle, s == http.StateActive)
+}
+
+// state records that c waits for a request, is busy with one, or (neither)
+// is closed or hijacked.
+func (t *Waiting) state(c net.Conn, waiting, busy bool) {
+	switch {
+	case waiting || busy:
+		t.track(c, waiting)
 	default:
 		t.conns.Delete(c)
 	}
