@@ -30,6 +30,9 @@ type feedState struct {
 	// feeder is the id of the node it follows now ("" until the first
 	// frame).
 	feeder atomic.Pointer[string]
+	// first is the API URL of the feeder the leader assigned this new
+	// edge (assign.go), set before the feed starts; "" otherwise.
+	first string
 }
 
 // fedMode decides, before the stores open, whether this node is a fed
@@ -42,11 +45,17 @@ func (n *Node) fedMode(ctx context.Context) (bool, error) {
 	if raft.IsFollowerDir(dir) {
 		return true, nil
 	}
-	if n.cfg.FeedFrom == "" || raftStateIn(dir) {
+	if raftStateIn(dir) {
 		if n.cfg.FeedFrom != "" {
 			n.log.Warn("--feed-from ignored: this node's data dir holds Raft state, so it stays a Raft member")
 		}
 		return false, nil
+	}
+	if n.cfg.FeedFrom == "" {
+		if n.cfg.Join == "" || n.cfg.Role != atoll.RoleEdge {
+			return false, nil
+		}
+		return n.joinAssigned(ctx) // assign.go: the leader decides
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
@@ -106,13 +115,16 @@ func (n *Node) feederID() string {
 }
 
 // feeders returns the API URLs this fed edge tries, in order: its
-// --feed-from, the feeder its record names, then every other Raft member
+// --feed-from or the feeder the leader assigned it at its join, the
+// feeder it follows or its record names, then every other Raft member
 // of the node table, edges before cores, each group in rendezvous order
 // of this node's id (so the edges of a dead relay spread out).
 func (n *Node) feeders() []string {
 	var out []string
-	if n.cfg.FeedFrom != "" {
-		out = append(out, strings.TrimRight(n.cfg.FeedFrom, "/"))
+	for _, u := range []string{n.cfg.FeedFrom, n.feed.first} {
+		if u != "" {
+			out = append(out, strings.TrimRight(u, "/"))
+		}
 	}
 	var edges, cores []atoll.Node
 	first := n.feederID()
