@@ -138,7 +138,7 @@ func (n *Node) joinAssigned(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	var res atoll.JoinResponse
-	err := n.retryJoin(ctx, func(ctx context.Context) (err error) {
+	err := n.retryJoin(ctx, n.cfg.Join, func(ctx context.Context) (err error) {
 		res, err = n.peer.JoinAssigned(ctx, n.cfg.Join, n.joinRequest())
 		return err
 	})

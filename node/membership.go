@@ -159,11 +159,15 @@ func suffrage(role string) string {
 
 // addNode makes nd a Raft member (voter for core, non-voter for edge) and
 // records it in the node table. Joining again with the same addresses is a
-// no-op, so a node may retry its join.
+// no-op, so a node may retry its join; a fed edge joining again may name
+// another feeder (the one it follows now, recordFeeder).
 func (n *Node) addNode(ctx context.Context, nd atoll.Node) error {
 	if old, ok := n.nodeByID(nd.ID); ok {
 		if old.RaftAddr == nd.RaftAddr && old.Role == nd.Role && (old.Feeder != "") == (nd.Feeder != "") && old.State != atoll.NodeRemoved {
-			nd.Joined, nd.State, nd.Feeder = old.Joined, old.State, old.Feeder
+			nd.Joined, nd.State = old.Joined, old.State
+			if !n.canFeed(nd.Feeder) {
+				nd.Feeder = old.Feeder
+			}
 			if old == nd {
 				return nil
 			}
@@ -385,7 +389,7 @@ func (n *Node) join(ctx context.Context) error {
 	if n.store.Fed() {
 		req.FeedFrom = n.feederID()
 	}
-	err := n.retryJoin(ctx, func(ctx context.Context) error {
+	err := n.retryJoin(ctx, n.joinVia(), func(ctx context.Context) error {
 		return n.peer.Join(ctx, n.joinVia(), req)
 	})
 	if err != nil {
@@ -404,9 +408,9 @@ func (n *Node) joinRequest() atoll.JoinRequest {
 // joinVia is the API URL this node joins through.
 func (n *Node) joinVia() string { return cmp.Or(n.cfg.Join, n.cfg.FeedFrom) }
 
-// retryJoin runs call, one attempt to join, again while the cluster is
-// unreachable or electing, for up to a minute.
-func (n *Node) retryJoin(ctx context.Context, call func(context.Context) error) error {
+// retryJoin runs call, one attempt to join through via, again while the
+// cluster is unreachable or electing, for up to a minute.
+func (n *Node) retryJoin(ctx context.Context, via string, call func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	retryable := func(err error) bool {
@@ -417,7 +421,7 @@ func (n *Node) retryJoin(ctx context.Context, call func(context.Context) error) 
 		return errors.Is(err, peer.ErrUnreachable) && !isTLSRefusal(err)
 	}
 	if err := joinBackoff.Retry(ctx, retryable, call); err != nil {
-		return fmt.Errorf("join %s: %w", n.joinVia(), err)
+		return fmt.Errorf("join %s: %w", via, err)
 	}
 	return nil
 }
@@ -523,6 +527,10 @@ func (n *Node) watchRemoval() {
 			told, by := n.told.holds(n.store.AppliedIndex())
 			removed := removedFrom(&seen, n.cfg.ID, servers, settled, nodes) || told
 			if n.removed.Swap(removed) != removed {
+				wake := make(chan struct{})
+				if old := n.removedWake.Swap(&wake); old != nil {
+					close(*old)
+				}
 				if removed {
 					attrs := []any{"id", n.cfg.ID}
 					if told {
@@ -546,3 +554,14 @@ func (n *Node) watchRemoval() {
 
 // Removed reports whether this node knows it was removed from the cluster.
 func (n *Node) Removed() bool { return n.removed.Load() }
+
+// removedChanged returns a channel closed when Removed next changes.
+func (n *Node) removedChanged() <-chan struct{} {
+	for {
+		if p := n.removedWake.Load(); p != nil {
+			return *p
+		}
+		wake := make(chan struct{})
+		n.removedWake.CompareAndSwap(nil, &wake)
+	}
+}

@@ -363,6 +363,8 @@ type Node struct {
 	removed atomic.Bool // this node knows it was removed from the cluster (watchRemoval)
 	told    toldRemoved // a peer's proof that this node was removed (orphan.go)
 	seen    lastSeen    // what each node last said of itself; see http.go
+	// removedWake is closed, and replaced, whenever removed changes.
+	removedWake atomic.Pointer[chan struct{}]
 
 	metrics          *metrics         // metrics.go
 	access           *serve.AccessLog // nil without Config.AccessLog
