@@ -176,7 +176,8 @@ func (n *Node) feederID() string {
 // --feed-from or the feeder the leader assigned it at its join, the
 // feeder it follows or its record names, then every other Raft member
 // of the node table, edges before cores, each group in rendezvous order
-// of this node's id (so the edges of a dead relay spread out).
+// of this node's id (so the edges of a dead relay spread out), and its
+// --join node.
 func (n *Node) feeders() []string {
 	var out []string
 	for _, u := range []string{n.cfg.FeedFrom, n.feed.first} {
@@ -204,6 +205,11 @@ func (n *Node) feeders() []string {
 		for _, nd := range group {
 			out = append(out, n.peerURL(nd.APIAddr))
 		}
+	}
+	if join := strings.TrimRight(n.cfg.Join, "/"); join != "" && !slices.Contains(out, join) {
+		// Last: before its first frame a new edge knows no node table,
+		// and the feeder it was given may have died since.
+		out = append(out, join)
 	}
 	return slices.Compact(out)
 }
