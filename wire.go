@@ -214,6 +214,16 @@ type JoinRequest struct {
 	FeedFrom string `json:"feed_from,omitempty"`
 }
 
+// JoinResponse is the answer of POST /v1/nodes: the node as the cluster
+// recorded it. A new edge that joins with ?assign=1 (it can be fed) is
+// made a Raft non-voter or a fed edge by the leader (docs/FANOUT.md,
+// automatic assignment): for a fed edge Node.Feeder names the node it
+// follows and FeederAPIAddr is that node's API address, host:port.
+type JoinResponse struct {
+	NodeStatus
+	FeederAPIAddr string `json:"feeder_api_addr,omitempty"`
+}
+
 // DrainStatus is the body of POST and GET /v1/nodes/{id}/drain. Left
 // counts the referenced blobs on the node not yet confirmed on their new
 // owners; -1 until the node has finished a pass since the drain began, or

@@ -185,36 +185,60 @@ func retryableAccept(err error) bool {
 // ones that have not sent a request yet and kept-alive ones between
 // requests (the server's ConnState hook). Shed closes the longest-waiting
 // of them.
+//
+// A kept-alive connection changes state twice per request, so that path
+// takes no lock: each open connection has a slot in a sync.Map, found
+// without locking once stored, whose atomic value is when it began to
+// wait (a sequence number) or 0 while it is busy; only a connection's
+// first and last states store and delete its slot.
 type Waiting struct {
-	mu    sync.Mutex
-	seq   uint64
-	conns map[net.Conn]uint64 // when each began to wait, in seq order
+	seq   atomic.Uint64
+	conns sync.Map // net.Conn -> *atomic.Uint64: since when it waits, 0: busy
 }
 
 // NewWaiting returns an empty Waiting.
 func NewWaiting() *Waiting {
-	return &Waiting{conns: make(map[net.Conn]uint64)}
+	return &Waiting{}
 }
 
 // FasthttpState is fasthttp's ConnState hook.
 func (t *Waiting) FasthttpState(c net.Conn, s fasthttp.ConnState) {
-	t.track(c, s == fasthttp.StateNew || s == fasthttp.StateIdle)
+	t.state(c, s == fasthttp.StateNew || s == fasthttp.StateIdle, s == fasthttp.StateActive)
 }
 
 // HTTPState is net/http's ConnState hook.
 func (t *Waiting) HTTPState(c net.Conn, s http.ConnState) {
-	t.track(c, s == http.StateNew || s == http.StateIdle)
+	t.state(c, s == http.StateNew || s == http.StateIdle, s == http.StateActive)
 }
 
-// track records whether c waits for a request.
+// state records that c waits for a request, is busy with one, or (neither)
+// is closed or hijacked.
+func (t *Waiting) state(c net.Conn, waiting, busy bool) {
+	switch {
+	case waiting || busy:
+		t.track(c, waiting)
+	default:
+		t.conns.Delete(c)
+	}
+}
+
+// track records whether open connection c waits for a request.
 func (t *Waiting) track(c net.Conn, waiting bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	var since uint64
 	if waiting {
-		t.seq++
-		t.conns[c] = t.seq
-	} else {
-		delete(t.conns, c)
+		since = t.seq.Add(1)
+	}
+	if v, ok := t.conns.Load(c); ok {
+		v.(*atomic.Uint64).Store(since)
+		return
+	}
+	if !waiting {
+		return // not known (shed meanwhile): nothing to record
+	}
+	slot := new(atomic.Uint64)
+	slot.Store(since)
+	if v, loaded := t.conns.LoadOrStore(c, slot); loaded {
+		v.(*atomic.Uint64).Store(since)
 	}
 }
 
@@ -226,18 +250,17 @@ func (t *Waiting) Shed() int {
 		c     net.Conn
 		since uint64
 	}
-	t.mu.Lock()
-	all := make([]waiting, 0, len(t.conns))
-	for c, since := range t.conns {
-		all = append(all, waiting{c, since})
-	}
+	var all []waiting
+	t.conns.Range(func(k, v any) bool {
+		if since := v.(*atomic.Uint64).Load(); since != 0 {
+			all = append(all, waiting{k.(net.Conn), since})
+		}
+		return true
+	})
 	slices.SortFunc(all, func(a, b waiting) int { return cmp.Compare(a.since, b.since) })
 	all = all[:min(len(all), shedBatch)]
 	for _, w := range all {
-		delete(t.conns, w.c)
-	}
-	t.mu.Unlock()
-	for _, w := range all {
+		t.conns.Delete(w.c)
 		w.c.Close()
 	}
 	return len(all)

@@ -100,6 +100,16 @@ func TestWaitingShedsLongestWaitingFirst(t *testing.T) {
 	if !closed(conns[1]) || closed(conns[len(conns)-1]) {
 		t.Error("want the longest-waiting connections shed first")
 	}
+	// The busy one waits again, the last one closes: only the first is
+	// left to shed.
+	idle.FasthttpState(conns[0], fasthttp.StateIdle)
+	idle.HTTPState(conns[len(conns)-1], http.StateClosed)
+	if n := idle.Shed(); n != 1 || !closed(conns[0]) || closed(conns[len(conns)-1]) {
+		t.Errorf("shed %d, want the one connection waiting again and not the closed one", n)
+	}
+	if n := idle.Shed(); n != 0 {
+		t.Errorf("shed %d more, want none left", n)
+	}
 }
 
 func TestListenerEndsEpisodeWithoutClients(t *testing.T) {
@@ -130,5 +140,25 @@ func TestListenerEndsEpisodeWithoutClients(t *testing.T) {
 		t.Error("Accept after the episode ended returned no connection")
 	} else {
 		sc.Close()
+	}
+}
+
+// BenchmarkWaitingKeptAlive is what a kept-alive request costs Waiting:
+// its connection goes busy, then waits again, among 64 open ones.
+func BenchmarkWaitingKeptAlive(b *testing.B) {
+	w := NewWaiting()
+	conns := make([]net.Conn, 64)
+	for i := range conns {
+		c, peer := net.Pipe()
+		b.Cleanup(func() { c.Close(); peer.Close() })
+		conns[i] = c
+		w.FasthttpState(c, fasthttp.StateNew)
+	}
+	i := 0
+	for b.Loop() {
+		c := conns[i%len(conns)]
+		i++
+		w.FasthttpState(c, fasthttp.StateActive)
+		w.FasthttpState(c, fasthttp.StateIdle)
 	}
 }

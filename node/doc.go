@@ -36,7 +36,10 @@
 // hold copies of what they serve, or fed edges (feed.go, --feed-from):
 // outside the Raft configuration, they follow the committed log of a Raft
 // member through GET /v1/peer/log, so that the leader's work does not
-// grow with every edge (docs/FANOUT.md). Placement (package placement): the owners
+// grow with every edge (docs/FANOUT.md). The leader keeps at most
+// Config.MaxDirectEdges edges as non-voters and makes every later edge
+// that joins by itself a fed edge of the relay that feeds the fewest
+// (assign.go). Placement (package placement): the owners
 // of a blob are the top R active core nodes by rendezvous hashing, computed
 // from the replicated node table, so no location is stored per blob.
 //

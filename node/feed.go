@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -30,6 +31,9 @@ type feedState struct {
 	// feeder is the id of the node it follows now ("" until the first
 	// frame).
 	feeder atomic.Pointer[string]
+	// first is the API URL of the feeder the leader assigned this new
+	// edge (assign.go), set before the feed starts; "" otherwise.
+	first string
 }
 
 // fedMode decides, before the stores open, whether this node is a fed
@@ -42,11 +46,17 @@ func (n *Node) fedMode(ctx context.Context) (bool, error) {
 	if raft.IsFollowerDir(dir) {
 		return true, nil
 	}
-	if n.cfg.FeedFrom == "" || raftStateIn(dir) {
+	if raftStateIn(dir) {
 		if n.cfg.FeedFrom != "" {
 			n.log.Warn("--feed-from ignored: this node's data dir holds Raft state, so it stays a Raft member")
 		}
 		return false, nil
+	}
+	if n.cfg.FeedFrom == "" {
+		if n.cfg.Join == "" || n.cfg.Role != atoll.RoleEdge {
+			return false, nil
+		}
+		return n.joinAssigned(ctx) // assign.go: the leader decides
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
@@ -83,8 +93,7 @@ func (n *Node) addFed(ctx context.Context, nd atoll.Node) error {
 	if err := n.RequireFeature(ctx, "a fed edge (--feed-from)", atoll.LevelFedEdges); err != nil {
 		return err
 	}
-	feeder, ok := n.nodeByID(nd.Feeder)
-	if !ok || feeder.State == atoll.NodeRemoved || feeder.Feeder != "" {
+	if !n.canFeed(nd.Feeder) {
 		return fmt.Errorf("%w: feeder %q is not a Raft member of the cluster: a fed edge follows a core node or a Raft non-voter edge", atoll.ErrInvalid, nd.Feeder)
 	}
 	if old, ok := n.nodeByID(nd.ID); ok && old.Feeder == "" && old.State != atoll.NodeRemoved {
@@ -92,6 +101,64 @@ func (n *Node) addFed(ctx context.Context, nd atoll.Node) error {
 	}
 	n.log.Info("fed edge joined", "id", nd.ID, "feeder", nd.Feeder)
 	return n.apply(ctx, raft.PutNode{Node: nd})
+}
+
+// feedUnlessRemoved serves feeder (the log stream) while this node is a
+// member of the cluster: a removed node hears no more of the log, so
+// its streams end when it learns of its removal and new ones are refused
+// (404), and the fed edges that followed it move to another feeder.
+func (n *Node) feedUnlessRemoved(feeder http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		changed := n.removedChanged()
+		if n.Removed() {
+			peer.WriteError(w, http.StatusNotFound, ErrRemoved)
+			return
+		}
+		ctx, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		go func() {
+			select {
+			case <-changed:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		feeder.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// recordFeeder writes feeder, the node this fed edge follows now, into
+// its node record when the record names another (its first feeder died
+// or was removed), so that `atoll node list` and the leader's assignment
+// (assign.go) see who feeds whom. It joins again through the leader,
+// which changes the feeder of the record it holds and nothing else
+// (addNode), and leaves alone a record the table no longer holds.
+func (n *Node) recordFeeder(feeder string) {
+	self, ok := n.nodeByID(n.cfg.ID)
+	if !ok || self.Feeder == "" || self.Feeder == feeder || self.State == atoll.NodeRemoved {
+		return
+	}
+	req := n.joinRequest()
+	req.FeedFrom = feeder
+	n.background(func() {
+		err := n.retryJoin(n.ctx, "the leader", func(ctx context.Context) error {
+			leader, ok := n.nodeByID(n.store.LeaderID())
+			if !ok || leader.APIAddr == "" {
+				return fmt.Errorf("%w: leader %q not in the node table", peer.ErrUnreachable, n.store.LeaderID())
+			}
+			return n.peer.Join(ctx, n.peerURL(leader.APIAddr), req)
+		})
+		if err != nil && n.ctx.Err() == nil {
+			n.log.Warn("fed edge: record the feeder it follows", "feeder", feeder, "err", err)
+		}
+	})
+}
+
+// canFeed reports whether the node table holds id as a Raft member, a
+// node a fed edge may follow.
+func (n *Node) canFeed(id string) bool {
+	nd, ok := n.nodeByID(id)
+	return ok && nd.State != atoll.NodeRemoved && nd.Feeder == ""
 }
 
 // feederID returns the id of the node this fed edge follows now.
@@ -106,13 +173,17 @@ func (n *Node) feederID() string {
 }
 
 // feeders returns the API URLs this fed edge tries, in order: its
-// --feed-from, the feeder its record names, then every other Raft member
+// --feed-from or the feeder the leader assigned it at its join, the
+// feeder it follows or its record names, then every other Raft member
 // of the node table, edges before cores, each group in rendezvous order
-// of this node's id (so the edges of a dead relay spread out).
+// of this node's id (so the edges of a dead relay spread out), and its
+// --join node.
 func (n *Node) feeders() []string {
 	var out []string
-	if n.cfg.FeedFrom != "" {
-		out = append(out, strings.TrimRight(n.cfg.FeedFrom, "/"))
+	for _, u := range []string{n.cfg.FeedFrom, n.feed.first} {
+		if u != "" {
+			out = append(out, strings.TrimRight(u, "/"))
+		}
 	}
 	var edges, cores []atoll.Node
 	first := n.feederID()
@@ -134,6 +205,11 @@ func (n *Node) feeders() []string {
 		for _, nd := range group {
 			out = append(out, n.peerURL(nd.APIAddr))
 		}
+	}
+	if join := strings.TrimRight(n.cfg.Join, "/"); join != "" && !slices.Contains(out, join) {
+		// Last: before its first frame a new edge knows no node table,
+		// and the feeder it was given may have died since.
+		out = append(out, join)
 	}
 	return slices.Compact(out)
 }
@@ -219,6 +295,7 @@ func (n *Node) follow(url string) (int, error) {
 			id := f.Feeder
 			n.feed.feeder.Store(&id)
 			n.log.Info("fed edge: following", "feeder", id, "applied_index", n.store.AppliedIndex())
+			n.recordFeeder(id)
 		}
 	}
 }

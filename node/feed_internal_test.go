@@ -58,3 +58,14 @@ func TestFeedersOrder(t *testing.T) {
 		t.Errorf("feeders %q: want --feed-from, the recorded relay2, relay1, then both cores", got)
 	}
 }
+
+// TestFeedersOfAnAssignedEdge: a new edge the leader assigned knows no
+// node table yet: it tries its assigned feeder, then its --join node.
+func TestFeedersOfAnAssignedEdge(t *testing.T) {
+	n := &Node{cfg: Config{ID: "fed1", Join: "http://core1:1/"}}
+	n.feed.first = "http://relay1:1"
+	n.place.Store(placement.New(nil, 2))
+	if got, want := n.feeders(), []string{"http://relay1:1", "http://core1:1"}; !slices.Equal(got, want) {
+		t.Errorf("feeders %q, want %q", got, want)
+	}
+}

@@ -22,15 +22,33 @@ import (
 	"github.com/atoll-hosting/atoll/serve"
 )
 
-// startAPI binds the API listener and serves on it the table of routes
-// (routes.go): the builder API, the node's own admin routes, the peer
-// protocol, profiles and probes.
-func (n *Node) startAPI() error {
+// bindListeners binds the API and edge listeners, once: the API's and the
+// edge's addresses are part of a join request, which a new edge sends
+// before its store opens (assign.go).
+func (n *Node) bindListeners() error {
+	if n.apiLn != nil {
+		return nil
+	}
 	ln, err := net.Listen("tcp", n.cfg.APIAddr)
 	if err != nil {
 		return fmt.Errorf("listen on --api-addr: %w", err)
 	}
+	if n.httpLn, err = net.Listen("tcp", n.cfg.HTTPAddr); err != nil {
+		ln.Close()
+		return fmt.Errorf("listen on --http-addr: %w", err)
+	}
 	n.apiLn = ln
+	return nil
+}
+
+// startAPI binds the API listener and serves on it the table of routes
+// (routes.go): the builder API, the node's own admin routes, the peer
+// protocol, profiles and probes.
+func (n *Node) startAPI() error {
+	if err := n.bindListeners(); err != nil {
+		return err
+	}
+	ln := n.apiLn
 	apiWaiting := listen.NewWaiting()
 	ln = n.apiListener(n.newAcceptor(ln, "api", apiWaiting)) // outlasts running out of descriptors (package listen); TLS with cluster TLS (tls.go)
 
@@ -121,11 +139,7 @@ func (n *Node) startEdge() error {
 	n.edge = edge
 	n.edgeReady.Store(edge)
 	close(n.edgeUp)
-	ln, err := net.Listen("tcp", n.cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("listen on --http-addr: %w", err)
-	}
-	n.httpLn = ln
+	ln := n.httpLn
 	if err := n.startACME(); err != nil { // acme.go
 		return err
 	}

@@ -91,8 +91,12 @@ func (n *Node) handleJoin(w http.ResponseWriter, r *http.Request) {
 		builder.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	assign := isTrue(r.URL.Query().Get("assign")) && nd.Role == atoll.RoleEdge && nd.Feeder == ""
 	n.memberMu.Lock()
 	err = n.admitBinary(r, nd) // feature.go
+	if err == nil && assign {
+		nd.Feeder, err = n.assignFeeder(r.Context(), nd) // assign.go
+	}
 	if err == nil {
 		err = n.addNode(r.Context(), nd)
 	}
@@ -101,7 +105,14 @@ func (n *Node) handleJoin(w http.ResponseWriter, r *http.Request) {
 		writeApplyError(w, err)
 		return
 	}
-	builder.WriteJSON(w, http.StatusCreated, atoll.NodeStatus{Node: nd, Suffrage: suffrageOf(nd)})
+	if rec, ok := n.nodeByID(nd.ID); ok {
+		nd = rec
+	}
+	res := atoll.JoinResponse{NodeStatus: atoll.NodeStatus{Node: nd, Suffrage: suffrageOf(nd)}}
+	if feeder, ok := n.nodeByID(nd.Feeder); ok {
+		res.FeederAPIAddr = feeder.APIAddr
+	}
+	builder.WriteJSON(w, http.StatusCreated, res)
 }
 
 func joinNode(req atoll.JoinRequest) (atoll.Node, error) {
@@ -148,11 +159,15 @@ func suffrage(role string) string {
 
 // addNode makes nd a Raft member (voter for core, non-voter for edge) and
 // records it in the node table. Joining again with the same addresses is a
-// no-op, so a node may retry its join.
+// no-op, so a node may retry its join; a fed edge joining again may name
+// another feeder (the one it follows now, recordFeeder).
 func (n *Node) addNode(ctx context.Context, nd atoll.Node) error {
 	if old, ok := n.nodeByID(nd.ID); ok {
 		if old.RaftAddr == nd.RaftAddr && old.Role == nd.Role && (old.Feeder != "") == (nd.Feeder != "") && old.State != atoll.NodeRemoved {
-			nd.Joined, nd.State, nd.Feeder = old.Joined, old.State, old.Feeder
+			nd.Joined, nd.State = old.Joined, old.State
+			if !n.canFeed(nd.Feeder) {
+				nd.Feeder = old.Feeder
+			}
 			if old == nd {
 				return nil
 			}
@@ -370,12 +385,32 @@ var joinBackoff = peer.Backoff{First: 250 * time.Millisecond, Max: 2 * time.Seco
 // cluster is unreachable or electing, for up to a minute. A certificate
 // refused either way is not retried: it is a setup error.
 func (n *Node) join(ctx context.Context) error {
-	self := n.self()
-	req := atoll.JoinRequest{ID: self.ID, Role: self.Role, RaftAddr: self.RaftAddr, APIAddr: self.APIAddr, HTTPAddr: self.HTTPAddr}
-	via := cmp.Or(n.cfg.Join, n.cfg.FeedFrom)
+	req := n.joinRequest()
 	if n.store.Fed() {
 		req.FeedFrom = n.feederID()
 	}
+	err := n.retryJoin(ctx, n.joinVia(), func(ctx context.Context) error {
+		return n.peer.Join(ctx, n.joinVia(), req)
+	})
+	if err != nil {
+		return err
+	}
+	n.log.Info("joined cluster", "via", n.joinVia(), "feeder", req.FeedFrom)
+	return nil
+}
+
+// joinRequest is this node's join request.
+func (n *Node) joinRequest() atoll.JoinRequest {
+	self := n.self()
+	return atoll.JoinRequest{ID: self.ID, Role: self.Role, RaftAddr: self.RaftAddr, APIAddr: self.APIAddr, HTTPAddr: self.HTTPAddr}
+}
+
+// joinVia is the API URL this node joins through.
+func (n *Node) joinVia() string { return cmp.Or(n.cfg.Join, n.cfg.FeedFrom) }
+
+// retryJoin runs call, one attempt to join through via, again while the
+// cluster is unreachable or electing, for up to a minute.
+func (n *Node) retryJoin(ctx context.Context, via string, call func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	retryable := func(err error) bool {
@@ -385,13 +420,9 @@ func (n *Node) join(ctx context.Context) error {
 		}
 		return errors.Is(err, peer.ErrUnreachable) && !isTLSRefusal(err)
 	}
-	err := joinBackoff.Retry(ctx, retryable, func(ctx context.Context) error {
-		return n.peer.Join(ctx, via, req)
-	})
-	if err != nil {
+	if err := joinBackoff.Retry(ctx, retryable, call); err != nil {
 		return fmt.Errorf("join %s: %w", via, err)
 	}
-	n.log.Info("joined cluster", "via", via, "feeder", req.FeedFrom)
 	return nil
 }
 
@@ -496,6 +527,10 @@ func (n *Node) watchRemoval() {
 			told, by := n.told.holds(n.store.AppliedIndex())
 			removed := removedFrom(&seen, n.cfg.ID, servers, settled, nodes) || told
 			if n.removed.Swap(removed) != removed {
+				wake := make(chan struct{})
+				if old := n.removedWake.Swap(&wake); old != nil {
+					close(*old)
+				}
 				if removed {
 					attrs := []any{"id", n.cfg.ID}
 					if told {
@@ -519,3 +554,14 @@ func (n *Node) watchRemoval() {
 
 // Removed reports whether this node knows it was removed from the cluster.
 func (n *Node) Removed() bool { return n.removed.Load() }
+
+// removedChanged returns a channel closed when Removed next changes.
+func (n *Node) removedChanged() <-chan struct{} {
+	for {
+		if p := n.removedWake.Load(); p != nil {
+			return *p
+		}
+		wake := make(chan struct{})
+		n.removedWake.CompareAndSwap(nil, &wake)
+	}
+}

@@ -68,6 +68,11 @@ type Config struct {
 	// follows as a fed edge instead of joining Raft (feed.go); it joins
 	// through it when Join is empty.
 	FeedFrom string
+	// MaxDirectEdges is, on the leader, the number of edges kept as Raft
+	// non-voters it feeds itself: a new edge joining with Join beyond
+	// those becomes a fed edge of the relay with the fewest fed edges
+	// (assign.go).
+	MaxDirectEdges int
 
 	// CacheSize bounds the bytes of blobs this node keeps without owning
 	// them (read-through and prefetched copies); the least recently served
@@ -187,6 +192,8 @@ func DefaultConfig() Config {
 		Replicas: 3,
 		Version:  atoll.Release,
 
+		MaxDirectEdges: 32,
+
 		CacheSize:           1 << 30,
 		EdgeIndexMemory:     serve.DefaultIndexBytes,
 		EdgeIndexMinEntries: serve.IndexMinEntries,
@@ -250,6 +257,9 @@ func (c *Config) validate(nofile uint64) error {
 	}
 	if c.FeedFrom != "" && (c.Role != atoll.RoleEdge || c.ClusterKey == "" || c.Bootstrap) {
 		return fmt.Errorf("%w: --feed-from is for an edge (--role edge) with --cluster-key, without --bootstrap", ErrConfig)
+	}
+	if c.MaxDirectEdges < 0 {
+		return fmt.Errorf("%w: --max-direct-edges %d: want 0 or more", ErrConfig, c.MaxDirectEdges)
 	}
 	if c.CacheSize < 0 || c.EdgeIndexMemory < 0 || c.RepairInterval <= 0 || c.FetchTimeout <= 0 || c.GCGrace < 0 {
 		return fmt.Errorf("%w: cache size, edge index memory, repair interval, fetch timeout and gc grace must be positive", ErrConfig)
@@ -342,6 +352,8 @@ type Node struct {
 	scrub *scrub.Scrubber // see scrub.go
 
 	// binaries is the last census of the members' binaries (feature.go);
+	// joined: this node joined before its store opened (assign.go).
+	joined bool
 	// memberMu serializes joins with the raise of the feature level.
 	binaries atomic.Pointer[binaryCensus]
 	memberMu sync.Mutex
@@ -351,6 +363,8 @@ type Node struct {
 	removed atomic.Bool // this node knows it was removed from the cluster (watchRemoval)
 	told    toldRemoved // a peer's proof that this node was removed (orphan.go)
 	seen    lastSeen    // what each node last said of itself; see http.go
+	// removedWake is closed, and replaced, whenever removed changes.
+	removedWake atomic.Pointer[chan struct{}]
 
 	metrics          *metrics         // metrics.go
 	access           *serve.AccessLog // nil without Config.AccessLog
@@ -544,6 +558,7 @@ func (n *Node) enterCluster(ctx context.Context) error {
 		})
 	case n.cfg.Bootstrap:
 		return n.initCluster(ctx)
+	case n.joined: // an edge the leader assigned before its store opened (assign.go)
 	case n.cfg.Join != "" || n.cfg.FeedFrom != "": // --feed-from joins through its node
 		return n.join(ctx)
 	default:
@@ -907,6 +922,11 @@ func (n *Node) close() {
 	defer cancel()
 	if n.api != nil {
 		errs = append(errs, n.api.Shutdown(ctx))
+	} else if n.apiLn != nil {
+		n.apiLn.Close() // bound, not served yet (bindListeners)
+	}
+	if n.http == nil && n.httpLn != nil {
+		n.httpLn.Close()
 	}
 	if n.http != nil {
 		// The HTTPS listener may be closed already (watchCerts closes it

@@ -58,7 +58,7 @@ func (n *Node) routes(api *builder.API) []builder.Route {
 		row("POST", peer.VerifyPath, peerScope, h(n.handlePeerVerify)),
 		row("GET", peer.MemberPath, peerScope, h(n.handlePeerMember)),
 		row("GET", peer.SiteStatsPath, peerScope, h(n.handlePeerSiteStats)),
-		row("GET", peer.LogPath, peerScope, peer.NewFeeder(n.cfg.ID, n.store)), // feeds fed edges (feed.go)
+		row("GET", peer.LogPath, peerScope, n.feedUnlessRemoved(peer.NewFeeder(n.cfg.ID, n.store))), // feeds fed edges (feed.go)
 		row("GET", peer.SnapshotPath, peerScope, h(n.handleSnapshotSave)),
 
 		// The Go runtime's profiles (net/http/pprof), admin only: the

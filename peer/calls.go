@@ -87,9 +87,23 @@ func (c *Client) Scrub(ctx context.Context, method, baseURL string, wait time.Du
 // retry with Backoff.Retry while the cluster elects (a 503) or cannot be
 // reached.
 func (c *Client) Join(ctx context.Context, baseURL string, req atoll.JoinRequest) error {
+	return c.join(ctx, baseURL, JoinPath, req, nil)
+}
+
+// JoinAssigned is Join for a new edge that can be fed
+// (POST JoinPath?assign=1): the leader makes it a Raft non-voter or a fed
+// edge, and the answer says which (a Feeder, with its API address). A
+// leader that does not know the query ignores it and adds a non-voter.
+func (c *Client) JoinAssigned(ctx context.Context, baseURL string, req atoll.JoinRequest) (atoll.JoinResponse, error) {
+	var out atoll.JoinResponse
+	err := c.join(ctx, baseURL, JoinPath+"?assign=1", req, &out)
+	return out, err
+}
+
+func (c *Client) join(ctx context.Context, baseURL, path string, req atoll.JoinRequest, out any) error {
 	// Not a member yet: Health tracks the cluster's members only.
 	ctx = context.WithValue(ctx, unchecked{}, true)
-	return c.callJSON(ctx, http.MethodPost, baseURL, JoinPath, req, nil)
+	return c.callJSON(ctx, http.MethodPost, baseURL, path, req, out)
 }
 
 // idempotentPosts are the POST paths of call that a repetition leaves as

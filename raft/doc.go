@@ -28,9 +28,11 @@
 //
 // # Reading
 //
-// Store embeds *FSM: Site, Sites, SiteByDomain, Deploy, Deploys, File,
-// Files, Nodes, AdminTokenHash, TokenByHash, Tokens. Each runs one short
-// bbolt read transaction and returns copies; File, on the serving path, is
+// Store embeds *FSM: Site, Sites, SiteByDomain, Deploy, Deploys,
+// SitePublished, File, Files, Nodes, AdminTokenHash, TokenByHash, Tokens.
+// Each runs one short bbolt read transaction and returns copies;
+// SitePublished is the edge's resolution of a host (a site and its
+// published deploy in one transaction, not two); File, on the serving path, is
 // a few lookups (a compact manifest, from atoll.LevelCompactManifests, is
 // decoded up to the path: at most compactMaxFiles entries). The whole-catalog reads a platform of 100,000 sites needs
 // walk the tables directly in short transactions instead of a read per

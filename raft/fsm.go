@@ -417,6 +417,44 @@ func (f *FSM) SiteByDomain(host string) (atoll.Site, error) {
 	return s, nil
 }
 
+// SitePublished returns, in one read transaction, the site named name (by
+// its custom domain when byDomain, as SiteByDomain) and the deploy it
+// publishes: the edge's resolution of a host, which Site (or SiteByDomain)
+// then Deploy would make in two. An unknown site or domain is an error
+// wrapping ErrNotFound; a site with nothing published returns the zero
+// Deploy and a nil error; a published deploy that does not exist (never
+// written by this FSM's commands) is an error wrapping ErrNotFound.
+func (f *FSM) SitePublished(name string, byDomain bool) (atoll.Site, atoll.Deploy, error) {
+	var s atoll.Site
+	var d deployRecord
+	var siteFound, deployFound bool
+	err := f.view(func(tx *bolt.Tx) error {
+		site := name
+		if byDomain {
+			v := tx.Bucket(bucketDomains).Get([]byte(name))
+			if v == nil {
+				return nil
+			}
+			site = string(v)
+		}
+		var err error
+		if s, siteFound, err = getSite(tx, site); err != nil || !siteFound || s.Published == "" {
+			return err
+		}
+		d, deployFound, err = getDeploy(tx, s.Published)
+		return err
+	})
+	switch {
+	case err != nil:
+		return atoll.Site{}, atoll.Deploy{}, err
+	case !siteFound:
+		return atoll.Site{}, atoll.Deploy{}, fmt.Errorf("%w: site %q", atoll.ErrNotFound, name)
+	case s.Published != "" && !deployFound:
+		return atoll.Site{}, atoll.Deploy{}, fmt.Errorf("%w: deploy %q", atoll.ErrNotFound, s.Published)
+	}
+	return s, d.Deploy, nil
+}
+
 // Deploy returns the deploy with the given id, or an error wrapping
 // ErrNotFound.
 func (f *FSM) Deploy(id string) (atoll.Deploy, error) {

@@ -30,8 +30,9 @@ type ChangeNotifier interface {
 }
 
 // Cache bounds. The memory cache holds what requests read, so every bound
-// is on entries a request can create: hosts, paths per deploy, blobs, and
-// the bytes of small files (Config.CacheBytes).
+// is on entries a request can create: hosts and deploy views, routes (per
+// deploy and in all), blobs, and the bytes of small files
+// (Config.CacheBytes).
 const (
 	// DefaultCacheBytes is the memory for small files' bytes when
 	// Config.CacheBytes is 0.
@@ -40,9 +41,19 @@ const (
 	// memory; bigger ones go out with sendfile, where the per-request
 	// open(2) is small next to the transfer.
 	maxCachedFile = 64 << 10
-	maxHosts      = 1 << 14 // host -> deploy entries per generation
-	maxPaths      = 1 << 16 // request path -> outcome entries per deploy
-	maxBlobs      = 1 << 16 // blob infos shared by all deploys
+	// maxHosts bounds the host -> deploy entries of a generation, and the
+	// deploy views it keeps, so that an edge of a platform of 100,000
+	// sites resolves each host once per state of the Catalog, not on most
+	// requests (a resolution reads bbolt and decodes two JSON records).
+	// About 1 KiB a host of its own deploy (view, path table, site
+	// counters): ~128 MiB at the bound.
+	maxHosts = 1 << 17
+	maxPaths = 1 << 16 // request path -> outcome entries per deploy
+	// maxRoutes bounds the routes of all the path tables a generation
+	// holds (~220 B each, ~110 MiB at the bound): without it a visitor
+	// asking for every path of every site would fill sites x maxPaths.
+	maxRoutes = 1 << 19
+	maxBlobs  = 1 << 16 // blob infos shared by all deploys
 )
 
 // The cache, and why it is correct.
@@ -77,6 +88,8 @@ type generation struct {
 	deploys map[string]*deployView // deploy id -> view, shared by hosts of one deploy
 	tables  map[string]*pathTable  // path tables used in this generation
 	prev    map[string]*pathTable  // path tables of the previous generation, read only
+	routes  atomic.Int64           // routes held by tables, at most about maxRoutes
+	budget  int64                  // maxRoutes, or a test's bound (Handler.routeBudget)
 }
 
 func (g *generation) stale() bool {
@@ -96,6 +109,7 @@ type deployView struct {
 	target
 	lastModified []byte // formatted Last-Modified, nil if unknown
 	paths        *pathTable
+	gen          *generation  // the generation the view belongs to
 	rules        *deployRules // nil: the deploy has no rules (rules.go)
 	index        *indexSlot   // nil: the deploy never gets an index (index.go)
 	stats        *siteStats   // the site's counters (metrics.go); nil without Stats
@@ -173,27 +187,25 @@ func (m *readMap[V]) get(key []byte) (V, bool) {
 const fullAdmit = 16
 
 // put stores v under key unless the key is there already, and returns the
-// value stored (v itself if it was not admitted). Beyond limit entries, a
-// random one is evicted first, for one new key in fullAdmit.
-func (m *readMap[V]) put(key []byte, v V, limit int) V {
+// value stored (v itself if it was not admitted) and whether the map grew
+// by one entry. Beyond limit entries, a random one is evicted first, for
+// one new key in fullAdmit.
+func (m *readMap[V]) put(key []byte, v V, limit int) (V, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	r := m.read.Load()
 	if r != nil {
 		if old, ok := (*r)[string(key)]; ok {
-			return old
+			return old, false
 		}
 	}
 	if old, ok := m.dirty[string(key)]; ok {
-		return old
+		return old, false
 	}
-	size := len(m.dirty)
-	if m.dirty == nil && r != nil {
-		size = len(*r)
-	}
+	size := m.sizeLocked()
 	if size >= limit {
 		if m.refused++; m.refused < fullAdmit {
-			return v
+			return v, false
 		}
 		m.refused = 0
 	}
@@ -204,14 +216,33 @@ func (m *readMap[V]) put(key []byte, v V, limit int) V {
 			m.dirty = make(map[string]V)
 		}
 	}
+	grew := true
 	if len(m.dirty) >= limit {
 		for k := range m.dirty { // random eviction: map order
 			delete(m.dirty, k)
+			grew = false
 			break
 		}
 	}
 	m.dirty[string(key)] = v
-	return v
+	return v, grew
+}
+
+// size returns the number of entries.
+func (m *readMap[V]) size() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.sizeLocked()
+}
+
+func (m *readMap[V]) sizeLocked() int {
+	if m.dirty != nil {
+		return len(m.dirty)
+	}
+	if r := m.read.Load(); r != nil {
+		return len(*r)
+	}
+	return 0
 }
 
 // remove deletes key if it maps to a value for which same reports true.
@@ -359,7 +390,7 @@ func (c *blobCache) keep(be *blobEntry, repr int, b []byte) []byte {
 // new one when the state changed.
 func (h *Handler) generation() *generation {
 	if h.notify == nil {
-		return &generation{deploys: map[string]*deployView{}, tables: map[string]*pathTable{}}
+		return &generation{deploys: map[string]*deployView{}, tables: map[string]*pathTable{}, budget: h.routeBudget}
 	}
 	if g := h.gen.Load(); g != nil && !g.stale() {
 		return g
@@ -374,6 +405,7 @@ func (h *Handler) generation() *generation {
 		changed: h.notify.Changed(), // before any read of the new state
 		deploys: map[string]*deployView{},
 		tables:  map[string]*pathTable{},
+		budget:  h.routeBudget,
 	}
 	if old != nil {
 		old.mu.Lock()
@@ -406,26 +438,57 @@ func (h *Handler) deployFor(g *generation, host []byte) (*deployView, error) {
 		g.mu.Lock()
 		dv = g.deploys[t.id]
 		if dv == nil || !dv.modified.Equal(t.modified) || dv.https != t.https || dv.target.rules != t.rules {
-			paths := g.tables[t.id]
-			if paths == nil {
-				paths = g.prev[t.id] // a read-only map: no lock needed
-			}
-			if paths == nil {
-				paths = newPathTable()
-			}
-			g.tables[t.id] = paths
-			dv = &deployView{target: t, paths: paths, rules: rules, index: h.indexes.slotFor(t)}
-			if h.stats != nil {
-				dv.stats = h.stats.site(t.site)
-			}
-			if !t.modified.IsZero() {
-				dv.lastModified = fasthttp.AppendHTTPDate(nil, t.modified)
-			}
-			g.deploys[t.id] = dv
+			dv = g.newView(h, t, rules)
 		}
 		g.mu.Unlock()
 	}
-	return g.hosts.put(host, dv, maxHosts), nil
+	dv, _ = g.hosts.put(host, dv, maxHosts)
+	return dv, nil
+}
+
+// newView makes the view of deploy t in generation g, with the deploy's
+// path table: the one of this generation or the previous one, or a new
+// one. Past maxHosts views the generation keeps no more of them: the view
+// then lives as long as the host entries that hold it. g.mu is held.
+func (g *generation) newView(h *Handler, t target, rules *deployRules) *deployView {
+	paths := g.tables[t.id]
+	if paths == nil {
+		if paths = g.prev[t.id]; paths != nil { // a read-only map: no lock needed
+			g.routes.Add(int64(paths.size()))
+		}
+	}
+	if paths == nil {
+		paths = newPathTable()
+	}
+	dv := &deployView{target: t, paths: paths, gen: g, rules: rules, index: h.indexes.slotFor(t)}
+	if h.stats != nil {
+		dv.stats = h.stats.site(t.site)
+	}
+	if !t.modified.IsZero() {
+		dv.lastModified = fasthttp.AppendHTTPDate(nil, t.modified)
+	}
+	if _, ok := g.deploys[t.id]; ok || len(g.deploys) < maxHosts {
+		g.tables[t.id] = paths
+		g.deploys[t.id] = dv
+	}
+	return dv
+}
+
+// keepRoute caches route r of request path key in the deploy's path table,
+// unless the generation's tables hold their budget of routes already, and
+// returns the route to serve (another request's, if it was first).
+func (dv *deployView) keepRoute(key []byte, r *pathRoute) *pathRoute {
+	if dv.gen.routes.Load() >= dv.gen.budget {
+		if old, ok := dv.paths.get(key); ok {
+			return old
+		}
+		return r
+	}
+	r, grew := dv.paths.put(key, r, maxPaths)
+	if grew {
+		dv.gen.routes.Add(1)
+	}
+	return r
 }
 
 // routeFor returns the outcome of request path raw in deploy dv. On error
@@ -443,7 +506,7 @@ func (h *Handler) routeFor(dv *deployView, raw []byte) (*pathRoute, string, erro
 	if err != nil {
 		return nil, failed, err
 	}
-	return dv.paths.put(raw, r, maxPaths), "", nil
+	return dv.keepRoute(raw, r), "", nil
 }
 
 // findRoute applies the path rules of the package documentation to a

@@ -1,14 +1,21 @@
 package serve
 
 import (
+	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/atoll-hosting/atoll"
 )
 
 // notifyingCatalog is the fake catalog with Changed, as *raft.Store has it:
@@ -314,5 +321,80 @@ func TestCacheBudget(t *testing.T) {
 				t.Fatalf("cache holds %d bytes, over the budget of %d", used, budget)
 			}
 		}
+	}
+}
+
+// TestCacheHoldsPlatformHosts: an edge of a platform with more sites than
+// the old bound of 16,384 hosts resolves each host once per state of the
+// Catalog, however they are interleaved: a second round over every host
+// reads no site.
+func TestCacheHoldsPlatformHosts(t *testing.T) {
+	const sites = 20_000
+	cf := newCachedFixture(t, Config{})
+	hash := cf.hash["tiny"]
+	for i := range sites {
+		name, id := fmt.Sprintf("s%05d", i), fmt.Sprintf("d%05d", i)
+		cf.cat.addSite(atoll.Site{Name: name, Created: t0})
+		cf.cat.addDeploy(atoll.Deploy{ID: id, Site: name, State: atoll.StateReady, Created: t0, Files: 1}, map[string]string{"/index.html": hash})
+		cf.cat.fakeCatalog.publish(id, t0)
+	}
+	cf.cat.notify()
+	var reads atomic.Int64
+	cf.cat.afterSite = func(string) { reads.Add(1) }
+	var ctx fasthttp.RequestCtx
+	var req fasthttp.Request
+	ctx.Init(&req, nil, nil)
+	for round := range 2 {
+		reads.Store(0)
+		for i := range sites {
+			ctx.Request.SetRequestURI("/index.html")
+			ctx.Request.SetHost(fmt.Sprintf("s%05d.%s", (i*7919)%sites, testDomain))
+			cf.h.ServeHTTP(&ctx)
+			if got, want := ctx.Response.StatusCode(), 200; got != want {
+				t.Fatalf("round %d, site %d: status %d, want %d", round, i, got, want)
+			}
+			ctx.Response.Reset()
+		}
+		if got, want := reads.Load(), int64(sites*(1-round)); got != want {
+			t.Errorf("round %d: %d sites read, want %d", round, got, want)
+		}
+	}
+}
+
+// TestCacheRouteBudget: past its budget of routes, a generation caches no
+// more of them (the memory a visitor can make the edge hold is bounded),
+// and the paths it did not cache are still answered, from the Catalog.
+func TestCacheRouteBudget(t *testing.T) {
+	cf := newCachedFixture(t, Config{})
+	cf.h.routeBudget = 3
+	targets := []string{"/about", "/docs/guide.html", "/files", "/notes.txt", "/style.css", "/missing"}
+	want := map[string]int{}
+	for round := range 2 {
+		cf.cat.takeLookups()
+		for _, target := range targets {
+			status := cf.doCached(t, request{target: target}).status
+			if round == 0 {
+				want[target] = status
+			} else if status != want[target] {
+				t.Errorf("round 2, %s: status %d, first round %d", target, status, want[target])
+			}
+		}
+		if round == 1 {
+			// The first three routes stay cached; the others (and the 404
+			// page's route) are read again on every request.
+			for _, l := range cf.cat.takeLookups() {
+				for _, cached := range []string{"/about.html", "/docs/guide.html", "/files"} {
+					if strings.HasSuffix(l, " "+cached) {
+						t.Errorf("round 2 read %s again: its route was within the budget", l)
+					}
+				}
+			}
+		}
+	}
+	if got := cf.h.gen.Load().routes.Load(); got > cf.h.routeBudget {
+		t.Errorf("%d routes cached, budget %d", got, cf.h.routeBudget)
+	}
+	if want["/about"] != 200 || want["/missing"] != 404 {
+		t.Errorf("statuses %v, want 200 for /about and 404 for /missing", want)
 	}
 }

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -33,6 +35,17 @@ import (
 // holds such a full buffer (exactly holdSize bytes, fasthttp's write buffer
 // size, which it only writes when more follows) and sends it with the next
 // write in one writev, so an answer is still one system call.
+//
+// fasthttp also sets three deadlines per request on a kept-alive
+// connection (the idle timeout before it waits, the read timeout at the
+// request's first byte, the write timeout before the answer), and each
+// moves a timer of Go's poller, under the timers' lock. Conn moves the
+// poller's timer only for a deadline sooner than the one armed; a later
+// one is recorded, and when the armed deadline passes while a later one is
+// recorded, the read or write arms that one and goes on waiting (see
+// lazyDeadline). A connection still times out when the deadline set last
+// says, and a sooner one (a shorter timeout, or a deadline in the past to
+// interrupt a read) takes effect at once.
 
 // NewListener returns ln whose TCP connections are Conns. writeBuffer is the
 // fasthttp server's WriteBufferSize. TLS listeners are not to be wrapped:
@@ -72,6 +85,116 @@ type Conn struct {
 	pending atomic.Pointer[[]byte]
 
 	op rawOp // the server goroutine's; a Close from elsewhere has its own
+
+	rd, wd lazyDeadline // read and write deadlines
+}
+
+// lazyDeadline is one deadline of a Conn: want is the deadline last set,
+// armed the one the poller enforces (UnixNano; 0: none). armed is never
+// later than want: a deadline at or after the armed one is only recorded
+// (two atomic operations), a sooner one is armed at once under mu, and
+// expired arms a recorded later one when the armed one has passed.
+type lazyDeadline struct {
+	mu    sync.Mutex
+	want  atomic.Int64
+	armed atomic.Int64
+}
+
+// unixNano is t as a lazyDeadline holds it: 0 for none.
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	if n := t.UnixNano(); n != 0 {
+		return n
+	}
+	return 1
+}
+
+// later reports whether deadline a (UnixNano, 0: none) is at or after b.
+func later(a, b int64) bool { return a == 0 || (b != 0 && a >= b) }
+
+// set records deadline t, arming it with arm (the TCP connection's own
+// setter) unless the armed deadline comes first.
+func (d *lazyDeadline) set(t time.Time, arm func(time.Time) error) error {
+	n := unixNano(t)
+	if a := d.armed.Load(); a != 0 && later(n, a) {
+		d.want.Store(n)
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := arm(t); err != nil {
+		return err
+	}
+	d.want.Store(n)
+	d.armed.Store(n)
+	return nil
+}
+
+// expired is called when the armed deadline has passed: it arms the
+// deadline set since, and reports whether that one is still ahead (the
+// operation goes on waiting) or the connection has timed out.
+func (d *lazyDeadline) expired(arm func(time.Time) error) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := d.want.Load()
+	if n == d.armed.Load() {
+		return false
+	}
+	t, err := d.armLocked(n, arm)
+	return err == nil && (n == 0 || t.After(time.Now()))
+}
+
+// armLocked arms deadline n (UnixNano, 0: none), under d.mu.
+func (d *lazyDeadline) armLocked(n int64, arm func(time.Time) error) (time.Time, error) {
+	var t time.Time
+	if n != 0 {
+		t = time.Unix(0, n)
+	}
+	if err := arm(t); err != nil {
+		return t, err
+	}
+	d.armed.Store(n)
+	return t, nil
+}
+
+// sync arms the deadline set last, if it is not the one armed.
+func (d *lazyDeadline) sync(arm func(time.Time) error) error {
+	if d.want.Load() == d.armed.Load() {
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if n := d.want.Load(); n != d.armed.Load() {
+		_, err := d.armLocked(n, arm)
+		return err
+	}
+	return nil
+}
+
+// SetDeadline sets the read and write deadlines (see lazyDeadline).
+func (c *Conn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.SetWriteDeadline(t)
+}
+
+// SetReadDeadline sets the deadline of reads (see lazyDeadline).
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	return c.rd.set(t, c.TCPConn.SetReadDeadline)
+}
+
+// SetWriteDeadline sets the deadline of writes (see lazyDeadline).
+func (c *Conn) SetWriteDeadline(t time.Time) error {
+	return c.wd.set(t, c.TCPConn.SetWriteDeadline)
+}
+
+// goOn reports whether err is the armed deadline passing while a
+// later one was set since, now armed: the operation is to go on.
+func (c *Conn) goOn(err error, d *lazyDeadline, arm func(time.Time) error) bool {
+	return errors.Is(err, os.ErrDeadlineExceeded) && d.expired(arm)
 }
 
 // rawOp is the state of one raw read or write, read by the method values
@@ -115,6 +238,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 	o := &c.op
 	o.rbuf, o.rn, o.err = p, 0, nil
 	err := c.rc.Read(o.readFn)
+	for err != nil && o.rn == 0 && o.err == nil && c.goOn(err, &c.rd, c.TCPConn.SetReadDeadline) {
+		err = c.rc.Read(o.readFn)
+	}
 	n := o.rn
 	o.rbuf = nil
 	if err == nil {
@@ -170,9 +296,15 @@ func (c *Conn) Write(p []byte) (int, error) {
 }
 
 // ReadFrom sends what is held, then lets the TCP connection copy r (with
-// sendfile(2) when r is a file).
+// sendfile(2) when r is a file), under the write deadline set last.
 func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 	if err := c.flushHeld(&c.op); err != nil {
+		return 0, err
+	}
+	// A copy cut short by a deadline may have read bytes it did not
+	// send, so it cannot go on after one: the deadline set last is armed
+	// first.
+	if err := c.wd.sync(c.TCPConn.SetWriteDeadline); err != nil {
 		return 0, err
 	}
 	return c.TCPConn.ReadFrom(r)
@@ -231,6 +363,9 @@ func (c *Conn) writev(o *rawOp, a, b []byte) error {
 	}
 	o.err = nil
 	err := c.rc.Write(o.writeFn)
+	for err != nil && o.err == nil && c.goOn(err, &c.wd, c.TCPConn.SetWriteDeadline) {
+		err = c.rc.Write(o.writeFn) // o.iovs holds what is left
+	}
 	o.iov, o.iovs = [2]syscall.Iovec{}, nil // hold no reference to the caller's bytes
 	if err == nil {
 		err = o.err

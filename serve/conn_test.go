@@ -263,3 +263,138 @@ func TestAdvance(t *testing.T) {
 		}
 	}
 }
+
+// Deadlines behave as on a net.TCPConn, however the Conn arms them: the
+// one set last decides, a later one included.
+func TestConnDeadlines(t *testing.T) {
+	isTimeout := func(err error) bool {
+		var ne net.Error
+		return errors.Is(err, os.ErrDeadlineExceeded) && errors.As(err, &ne) && ne.Timeout()
+	}
+	t.Run("a later read deadline replaces a sooner one", func(t *testing.T) {
+		for _, later := range []time.Time{time.Now().Add(10 * time.Second), {}} {
+			c, client := connPair(t, 4096)
+			c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+			c.SetReadDeadline(later)
+			time.AfterFunc(200*time.Millisecond, func() { client.Write([]byte("late")) })
+			if got := string(readN(t, c, 4)); got != "late" {
+				t.Fatalf("Read got %q", got)
+			}
+		}
+	})
+	t.Run("the later read deadline still ends the read", func(t *testing.T) {
+		c, _ := connPair(t, 4096)
+		start := time.Now()
+		c.SetReadDeadline(start.Add(10 * time.Millisecond))
+		c.SetReadDeadline(start.Add(150 * time.Millisecond))
+		_, err := c.Read(make([]byte, 10))
+		if !isTimeout(err) {
+			t.Fatalf("Read past its deadline: %v, want a timeout", err)
+		}
+		if waited := time.Since(start); waited < 150*time.Millisecond {
+			t.Fatalf("Read timed out after %s, before the deadline set last (150ms)", waited)
+		}
+		if _, err := c.Read(make([]byte, 10)); !isTimeout(err) {
+			t.Fatalf("Read after the deadline passed: %v, want a timeout", err)
+		}
+	})
+	t.Run("a sooner deadline interrupts a waiting read", func(t *testing.T) {
+		c, _ := connPair(t, 4096)
+		c.SetReadDeadline(time.Now().Add(time.Hour))
+		done := make(chan error)
+		go func() {
+			_, err := c.Read(make([]byte, 10))
+			done <- err
+		}()
+		time.Sleep(20 * time.Millisecond)
+		c.SetReadDeadline(time.Now())
+		select {
+		case err := <-done:
+			if !isTimeout(err) {
+				t.Fatalf("interrupted Read: %v, want a timeout", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a deadline in the past did not interrupt the Read")
+		}
+	})
+	t.Run("a later write deadline replaces a sooner one", func(t *testing.T) {
+		c, client := connPair(t, 4096) // the client reads only after a while
+		start := time.Now()
+		c.SetWriteDeadline(start.Add(10 * time.Millisecond))
+		c.SetDeadline(start.Add(10 * time.Second))
+		big := make([]byte, 8<<20)
+		got := make(chan int)
+		go func() {
+			time.Sleep(200 * time.Millisecond)
+			n, _ := io.Copy(io.Discard, io.LimitReader(client, int64(len(big))))
+			got <- int(n)
+		}()
+		if n, err := c.Write(big); n != len(big) || err != nil {
+			t.Fatalf("Write = %d, %v", n, err)
+		}
+		if n := <-got; n != len(big) {
+			t.Fatalf("the client got %d bytes of %d", n, len(big))
+		}
+		// A file goes out under the deadline set last too.
+		name := filepath.Join(t.TempDir(), "body")
+		if err := os.WriteFile(name, big, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Open(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		c.SetWriteDeadline(time.Now().Add(10 * time.Millisecond))
+		c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		go func() {
+			time.Sleep(200 * time.Millisecond)
+			n, _ := io.Copy(io.Discard, io.LimitReader(client, int64(len(big))))
+			got <- int(n)
+		}()
+		if n, err := c.ReadFrom(f); n != int64(len(big)) || err != nil {
+			t.Fatalf("ReadFrom = %d, %v", n, err)
+		}
+		if n := <-got; n != len(big) {
+			t.Fatalf("the client got %d bytes of the file's %d", n, len(big))
+		}
+		c.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
+		start = time.Now()
+		_, err = c.Write(make([]byte, 64<<20)) // nobody reads now
+		if !isTimeout(err) || time.Since(start) < 50*time.Millisecond {
+			t.Fatalf("Write to a client that stopped reading: %v after %s, want a timeout after 50ms", err, time.Since(start))
+		}
+	})
+}
+
+func TestConnDeadlineAllocatesNothing(t *testing.T) {
+	c, _ := connPair(t, 4096)
+	now := time.Now()
+	allocs := testing.AllocsPerRun(100, func() {
+		now = now.Add(time.Millisecond)
+		c.SetReadDeadline(now.Add(2 * time.Minute))
+		c.SetReadDeadline(now.Add(30 * time.Second))
+		c.SetWriteDeadline(now.Add(5 * time.Minute))
+	})
+	if allocs != 0 {
+		t.Fatalf("setting deadlines allocates %.1f times, want 0", allocs)
+	}
+}
+
+// BenchmarkConnDeadlines sets a kept-alive request's three deadlines, as
+// fasthttp does (idle, read, write), on a net.TCPConn and on a Conn.
+func BenchmarkConnDeadlines(b *testing.B) {
+	c, _ := connPair(b, 4096)
+	for _, bc := range []struct {
+		name string
+		conn net.Conn
+	}{{"TCPConn", c.TCPConn}, {"Conn", c}} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				bc.conn.SetReadDeadline(time.Now().Add(2 * time.Minute))
+				bc.conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+				bc.conn.SetWriteDeadline(time.Now().Add(5 * time.Minute))
+			}
+		})
+	}
+}

@@ -66,6 +66,16 @@ type Catalog interface {
 	File(deployID, path string) (string, error)
 }
 
+// SitePublisher is implemented by a Catalog that reads a site and the
+// deploy it publishes in one read (*raft.FSM and *raft.Store do): the edge
+// then resolves a site's host in one read instead of two. Its answers are
+// those of Site (or SiteByDomain, with byDomain) followed by Deploy of the
+// site's Published: an unknown site wraps atoll.ErrNotFound, a site with
+// nothing published comes with the zero Deploy.
+type SitePublisher interface {
+	SitePublished(name string, byDomain bool) (atoll.Site, atoll.Deploy, error)
+}
+
 // Blobs gives the edge the content of files. Package node implements it on
 // the local blob store; on an edge it fetches a missing blob from its owners
 // first. Stat reports blobstore.ErrNotFound (wrapped) for a blob it cannot
@@ -134,16 +144,18 @@ type Handler struct {
 	cacheCtlB    []byte
 	log          *slog.Logger
 	cat          Catalog
+	publisher    SitePublisher // cat, when it is one
 	blobs        Blobs
 
 	httpsOn   bool   // the edge has an HTTPS listener (Config.HTTPSPort)
 	httpsPort string // ":<port>" of redirects to it, "" for 443
 
-	notify     ChangeNotifier // nil: nothing is cached
-	cacheBytes int64
-	genMu      sync.Mutex
-	gen        atomic.Pointer[generation]
-	blobCache  blobCache
+	notify      ChangeNotifier // nil: nothing is cached
+	cacheBytes  int64
+	routeBudget int64 // routes cached per generation: maxRoutes
+	genMu       sync.Mutex
+	gen         atomic.Pointer[generation]
+	blobCache   blobCache
 
 	ruleSets  readMap[*deployRules] // by atoll.Deploy.Rules (rules.go)
 	authSlots chan struct{}
@@ -190,12 +202,14 @@ func New(cfg Config, cat Catalog, blobs Blobs) (*Handler, error) {
 		cat:          cat,
 		blobs:        blobs,
 		cacheBytes:   cacheBytes,
+		routeBudget:  maxRoutes,
 		httpsOn:      cfg.HTTPSPort != 0,
 		httpsPort:    httpsPortSuffix(cfg.HTTPSPort),
 		authSlots:    newAuthSlots(),
 		otfSlots:     newOTFSlots(),
 		stats:        cfg.Stats,
 	}
+	h.publisher, _ = cat.(SitePublisher)
 	if n, ok := cat.(ChangeNotifier); ok {
 		h.notify = n
 		h.blobCache = blobCache{m: make(map[string]*blobEntry), budget: max(cacheBytes, 0)}
@@ -294,28 +308,41 @@ func (h *Handler) resolve(host []byte) (t target, ok bool, err error) {
 		t = targetOf(d)
 		t.https = policyOf(site)
 		return t, true, nil
-	case hostSite:
-		site, err = h.cat.Site(siteName)
-	default:
-		site, err = h.cat.SiteByDomain(name)
+	case hostCustom:
+		siteName = name
 	}
+	site, d, err := h.sitePublished(siteName, kind == hostCustom)
 	if err != nil {
 		return target{}, false, notFoundIsFalse(err)
 	}
-	if site.Published == "" {
-		return target{}, false, nil
-	}
-	d, err := h.cat.Deploy(site.Published)
-	if err != nil {
-		// Not found: the site was deleted between the two reads.
-		return target{}, false, notFoundIsFalse(err)
-	}
-	if d.Site != site.Name {
+	if site.Published == "" || d.Site != site.Name {
 		return target{}, false, nil
 	}
 	t = targetOf(d)
 	t.https = policyOf(site)
 	return t, true, nil
+}
+
+// sitePublished reads site name (a custom domain when byDomain) and its
+// published deploy, in one read when the Catalog is a SitePublisher. The
+// deploy is zero when the site publishes nothing; a published deploy that
+// is gone (the site was deleted between two reads) is ErrNotFound.
+func (h *Handler) sitePublished(name string, byDomain bool) (atoll.Site, atoll.Deploy, error) {
+	if h.publisher != nil {
+		return h.publisher.SitePublished(name, byDomain)
+	}
+	var site atoll.Site
+	var err error
+	if byDomain {
+		site, err = h.cat.SiteByDomain(name)
+	} else {
+		site, err = h.cat.Site(name)
+	}
+	if err != nil || site.Published == "" {
+		return site, atoll.Deploy{}, err
+	}
+	d, err := h.cat.Deploy(site.Published)
+	return site, d, err
 }
 
 // targetOf returns the target of a deploy. Its Last-Modified is when the
@@ -633,7 +660,7 @@ func (h *Handler) notFound(ctx *fasthttp.RequestCtx, dv *deployView) {
 			h.failCatalog(ctx, "look up file", err, "deploy", dv.id, "path", notFoundPage)
 			return
 		}
-		r = dv.paths.put(notFoundKey, r, maxPaths)
+		r = dv.keepRoute(notFoundKey, r)
 	}
 	if r.kind != routeFile {
 		plainNotFound(ctx)

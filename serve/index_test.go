@@ -334,7 +334,7 @@ func TestReadMapAdmission(t *testing.T) {
 	admitted := 0
 	for i := range 10 * fullAdmit {
 		key := fmt.Appendf(nil, "new%d", i)
-		if got := m.put(key, -i, limit); got != -i {
+		if got, _ := m.put(key, -i, limit); got != -i {
 			t.Fatalf("put returned %d, want the value given", got)
 		}
 		if _, ok := m.get(key); ok {

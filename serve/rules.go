@@ -83,7 +83,8 @@ func (h *Handler) rulesFor(t target) (*deployRules, error) {
 	for _, rd := range m.Rules().Redirects {
 		dr.hasQuery = dr.hasQuery || len(rd.Query) > 0
 	}
-	return h.ruleSets.put(key, dr, maxRuleSets), nil
+	dr, _ = h.ruleSets.put(key, dr, maxRuleSets)
+	return dr, nil
 }
 
 // ruledPathFor computes what the rules say for cleaned request path p,

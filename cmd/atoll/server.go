@@ -81,6 +81,7 @@ func declareNodeFlags(fs *flag.FlagSet, cfg *node.Config, level *slog.Level) {
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "edge (site serving) address, host:port")
 	fs.StringVar(&cfg.Join, "join", cfg.Join, "API URL of a running node whose cluster this node joins")
 	fs.StringVar(&cfg.FeedFrom, "feed-from", cfg.FeedFrom, "API URL of the node whose committed log this new edge follows as a fed edge, outside Raft (docs/FANOUT.md)")
+	fs.IntVar(&cfg.MaxDirectEdges, "max-direct-edges", cfg.MaxDirectEdges, "edges the Raft leader feeds itself as non-voters; a new edge joining beyond them is fed by the relay with the fewest fed edges (docs/FANOUT.md)")
 	fs.StringVar(&cfg.Domain, "domain", cfg.Domain, "sites answer at <site>.<domain>")
 	fs.Var((*secret)(&cfg.AdminToken), "admin-token", "admin API `token` seeding the cluster's at bootstrap (default: generated into <data>/token); prefer --admin-token-file or env, a flag shows in ps")
 	fs.Var((*secret)(&cfg.ClusterKey), "cluster-key", "`secret` shared by every node of the cluster; gates peer traffic (required to --join); prefer --cluster-key-file or env, a flag shows in ps")

@@ -402,7 +402,7 @@ func runNodeRemove(ctx context.Context, env *cliEnv, args []string) error {
 
 func printNodes(env *cliEnv, nodes []atoll.NodeStatus) error {
 	tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tROLE\tSTATE\tRAFT\tLAST CONTACT\tAPPLIED\tLAG\tBLOBS\tBYTES\tAPI\tVERSION\tLEVEL")
+	fmt.Fprintln(tw, "ID\tROLE\tSTATE\tRAFT\tFED BY\tLAST CONTACT\tAPPLIED\tLAG\tBLOBS\tBYTES\tAPI\tVERSION\tLEVEL")
 	for _, n := range nodes {
 		lag := "-"
 		if n.Lag >= 0 {
@@ -415,8 +415,8 @@ func printNodes(env *cliEnv, nodes []atoll.NodeStatus) error {
 				version = "unknown"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%d\t%s\t%s\t%s\t%s\n", n.ID, n.Role, n.State, orDash(n.RaftState),
-			orDash(n.LastContact), n.AppliedIndex, lag, n.Blobs, humanBytes(n.Bytes), n.APIAddr, version, level)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%d\t%s\t%s\t%s\t%s\n", n.ID, n.Role, n.State, orDash(n.RaftState),
+			orDash(n.Feeder), orDash(n.LastContact), n.AppliedIndex, lag, n.Blobs, humanBytes(n.Bytes), n.APIAddr, version, level)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

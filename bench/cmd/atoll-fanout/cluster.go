@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log"
@@ -60,13 +61,17 @@ func launch(ctx context.Context, cfg config, name string, bootstrap bool, flags 
 // startCores starts core1 (bootstrap), core2 and core3, and checks that
 // core1 leads.
 func startCores(ctx context.Context, cfg config) (*cluster, error) {
-	n1, err := launch(ctx, cfg, "core1", true)
+	var flags []string
+	if cfg.assign != nil {
+		flags = []string{"--max-direct-edges", fmt.Sprint(*cfg.assign)}
+	}
+	n1, err := launch(ctx, cfg, "core1", true, flags...)
 	if err != nil {
 		return nil, err
 	}
 	c := &cluster{leader: n1, nodes: []*atolltest.Node{n1}}
 	for _, name := range []string{"core2", "core3"} {
-		n, err := launch(ctx, cfg, name, false, "--join", n1.APIURL())
+		n, err := launch(ctx, cfg, name, false, append([]string{"--join", n1.APIURL()}, flags...)...)
 		if err != nil {
 			return nil, err
 		}
@@ -88,8 +93,15 @@ func startCores(ctx context.Context, cfg config) (*cluster, error) {
 // addEdges starts edges until the cluster has want, ten at a time, and
 // waits until the node table lists them all. With cfg.relays, the first
 // cfg.relays edges are Raft non-voters (the relays) and each later one
-// follows one of them (--feed-from), in turn.
+// follows one of them (--feed-from), in turn. With cfg.assign, every
+// edge joins with --join alone, once the cluster is at the level of fed
+// edges, and the leader decides.
 func (c *cluster) addEdges(ctx context.Context, cfg config, want int) error {
+	if cfg.assign != nil && c.edges == 0 {
+		if err := c.waitLevel(ctx, atoll.LevelFedEdges); err != nil {
+			return err
+		}
+	}
 	for c.edges < want {
 		batch := min(10, want-c.edges)
 		if c.edges < cfg.relays {
@@ -124,6 +136,19 @@ func (c *cluster) addEdges(ctx context.Context, cfg config, want int) error {
 		return err
 	}
 	log.Printf("3 core + %d edges ready", want)
+	if cfg.assign != nil {
+		var list atoll.NodeList
+		if err := c.leader.Call(ctx, "GET", "/v1/nodes", nil, &list); err != nil {
+			return err
+		}
+		fed := map[string]int{}
+		for _, nd := range list.Nodes {
+			if nd.Role == atoll.RoleEdge {
+				fed[cmp.Or(nd.Feeder, "(direct)")]++
+			}
+		}
+		log.Printf("edges by feeder: %v", fed)
+	}
 	return nil
 }
 

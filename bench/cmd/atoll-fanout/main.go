@@ -14,6 +14,7 @@
 //	go run ./bench/cmd/atoll-fanout -edges 1,10 -publishes 30
 //	go run ./bench/cmd/atoll-fanout -model bench/out/fanout-*.json   # the model, fitted to runs
 //	go run ./bench/cmd/atoll-fanout -edges 30 -relays -relay-fanout 10   # 30 edges fed through 3 relays
+//	go run ./bench/cmd/atoll-fanout -edges 30 -assign 3   # 30 edges joining with --join; the leader keeps 3 direct (--max-direct-edges)
 //
 // Every process it starts runs in its own process group and is stopped by
 // pid when it returns, Ctrl-C included; every wait is bounded.
@@ -51,6 +52,10 @@ type config struct {
 	// edges are Raft non-voters, every other one a fed edge
 	// (--feed-from) of one of them in turn.
 	relays int
+	// assign, when set, runs the cores with --max-direct-edges *assign
+	// and starts every edge with --join alone: the leader assigns the
+	// edges beyond the first *assign to relays.
+	assign *int
 }
 
 func main() {
@@ -70,7 +75,14 @@ func main() {
 	model := flag.Bool("model", false, "fit the model of docs/FANOUT.md to the result files named as arguments and print it; start nothing")
 	fanout := flag.Int("relay-fanout", 32, "edges one relay feeds: with -model, for the relay design's predictions; with -relays, the relays started are ceil(last -edges count / this)")
 	relays := flag.Bool("relays", false, "feed the edges through relays (fed edges, --feed-from) instead of from the leader: see -relay-fanout")
+	assign := flag.Int("assign", -1, "run the cores with --max-direct-edges `K` and start every edge with --join alone, so that the leader assigns the edges past K to relays (-1: off)")
 	flag.Parse()
+	if *assign >= 0 {
+		if *relays {
+			log.Fatal("-assign and -relays exclude each other")
+		}
+		cfg.assign = assign
+	}
 	if *model {
 		if err := runModel(flag.Args(), *fanout); err != nil {
 			log.Fatal(err)
@@ -108,7 +120,8 @@ type result struct {
 	Load    string    `json:"load_at_start"`
 	LoadEnd string    `json:"load_at_end"`
 	Cores   int       `json:"cores"`
-	Relays  int       `json:"relays,omitempty"` // edges fed through this many relays (-relays)
+	Relays  int       `json:"relays,omitempty"`           // edges fed through this many relays (-relays)
+	Assign  *int      `json:"max_direct_edges,omitempty"` // -assign: the cores' --max-direct-edges
 	Steps   []step    `json:"steps"`
 }
 
@@ -126,7 +139,7 @@ func run(ctx context.Context, cfg config) error {
 	if err := os.MkdirAll(cfg.outDir, 0o755); err != nil {
 		return err
 	}
-	res := result{Started: time.Now().UTC(), Load: loadAvg(), Cores: numCPU(), Relays: cfg.relays}
+	res := result{Started: time.Now().UTC(), Load: loadAvg(), Cores: numCPU(), Relays: cfg.relays, Assign: cfg.assign}
 	log.Printf("load average at start: %s; work folder %s", res.Load, cfg.workDir)
 	c, err := startCores(ctx, cfg)
 	if err != nil {

@@ -334,6 +334,9 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 func table(r result) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nload average %s at start, %s at end; %d cores\n\n", r.Load, r.LoadEnd, r.Cores)
+	if r.Assign != nil {
+		fmt.Fprintf(&b, "edges joined with --join; the leader keeps %d direct (--max-direct-edges) and assigns the others to relays\n\n", *r.Assign)
+	}
 	if r.Relays > 0 {
 		fmt.Fprintf(&b, "edges fed through %d relays (the first %d edges, Raft non-voters; the others fed edges)\n\n", r.Relays, r.Relays)
 	}
