@@ -48,7 +48,7 @@
 //	<dir>/ab/<hash>.zst   zstd variant
 //	<dir>/ab/<hash>.gz    gzip variant
 //	<dir>/ab/<hash>.pending  the variants are still to be made
-//	<dir>/temp/            temp files; emptied by New
+//	<dir>/temp/            temp files; made anew by New (DESIGN.md, "Placement of the temp folder")
 //	<dir>/quarantine/     corrupt copies Quarantine took out of service
 //
 // where ab is the first two hex digits of the hash. New creates the 256
@@ -65,5 +65,5 @@
 //
 // A Store is safe for concurrent use by multiple goroutines, and by one
 // process per directory: two processes sharing a directory are not supported
-// (New empties the temp folder another process may be writing into).
+// (New replaces the temp folder another process may be writing into).
 package blobstore

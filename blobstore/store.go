@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -211,9 +212,6 @@ func New(cfg Config) (*Store, error) {
 	if err := s.prepareDirs(); err != nil {
 		return nil, fmt.Errorf("blobstore: %w", err)
 	}
-	if err := s.cleanTemp(); err != nil {
-		return nil, fmt.Errorf("blobstore: clean temp folder: %w", err)
-	}
 	pending, err := s.sweepOrphans()
 	if err != nil {
 		return nil, fmt.Errorf("blobstore: remove orphan variants: %w", err)
@@ -233,7 +231,11 @@ func New(cfg Config) (*Store, error) {
 func (s *Store) prepareDirs() error {
 	_, err := os.Stat(s.dir)
 	created := errors.Is(err, fs.ErrNotExist)
-	if err := os.MkdirAll(s.tmp, 0o755); err != nil {
+	if err := os.MkdirAll(s.dir, 0o755); err != nil {
+		return err
+	}
+	markTopDir(s.dir)
+	if err := s.freshTemp(); err != nil {
 		return err
 	}
 	if created {
@@ -311,20 +313,51 @@ func (s *Store) shards() []string {
 	return names
 }
 
-// cleanTemp removes everything in the temp folder: files there are writes
-// that never completed.
-func (s *Store) cleanTemp() error {
-	entries, err := os.ReadDir(s.tmp)
+// freshTemp makes the temp folder anew at every start: a folder made
+// under a random name (so a file system that places a new folder by a
+// hash of its name, as ext4's Orlov allocator does below a top directory,
+// puts it in a block group picked afresh) is renamed to TempFolder,
+// replacing the old one, which is moved aside first and removed with
+// everything in it (writes that never completed); leftovers of a crash
+// during an earlier start ("temp.*") go too. Every temp file is created
+// in this folder, so its inode lands in the folder's block group, and the
+// identity file keeps that inode after its rename into a shard. Why the
+// group matters: DESIGN.md, "Placement of the temp folder".
+func (s *Store) freshTemp() error {
+	names, err := readNames(s.dir)
 	if err != nil {
 		return err
 	}
-	for _, e := range entries {
-		if err := os.RemoveAll(filepath.Join(s.tmp, e.Name())); err != nil {
+	var old []string
+	for _, n := range names {
+		if strings.HasPrefix(n, TempFolder+".") {
+			old = append(old, n)
+		}
+	}
+	if slices.Contains(names, TempFolder) {
+		aside := fmt.Sprintf("%s.old-%016x", TempFolder, rand.Uint64())
+		if err := os.Rename(s.tmp, filepath.Join(s.dir, aside)); err != nil {
+			return err
+		}
+		old = append(old, aside)
+	}
+	fresh := filepath.Join(s.dir, fmt.Sprintf("%s.new-%016x", TempFolder, rand.Uint64()))
+	if err := os.Mkdir(fresh, 0o755); err != nil {
+		return err
+	}
+	if err := os.Rename(fresh, s.tmp); err != nil {
+		return err
+	}
+	count := 0
+	for _, n := range old {
+		entries, _ := os.ReadDir(filepath.Join(s.dir, n))
+		count += len(entries)
+		if err := os.RemoveAll(filepath.Join(s.dir, n)); err != nil {
 			return err
 		}
 	}
-	if len(entries) > 0 {
-		s.log.Info("removed leftover temp files", "count", len(entries))
+	if count > 0 {
+		s.log.Info("removed leftover temp files", "count", count)
 	}
 	return nil
 }

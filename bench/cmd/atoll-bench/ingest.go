@@ -47,8 +47,18 @@ type ingestCase struct {
 // ingestTarget is one binary's nodes: a 3-core cluster and a single node.
 type ingestTarget struct {
 	name    string
-	cluster *atolltest.Node
+	cluster *atolltest.Node // the core deploys go to
+	cores   []*atolltest.Node
 	single  *atolltest.Node
+}
+
+// nodes returns the nodes of the topology with replicas copies, the one
+// deploys go to first.
+func (t ingestTarget) nodes(replicas int) []*atolltest.Node {
+	if replicas == 1 {
+		return []*atolltest.Node{t.single}
+	}
+	return t.cores
 }
 
 // benchIngest measures the ingest section. With cfg.ingestBaseline set,
@@ -85,12 +95,27 @@ func benchIngest(ctx context.Context, cfg config, diskMBps float64) (*ingestResu
 				if replicas == 3 {
 					n = t.cluster
 				}
-				var prof func() error
+				if cfg.ingestSettle {
+					var all []*atolltest.Node
+					for _, other := range targets {
+						all = append(all, append(other.nodes(3), other.single)...)
+					}
+					wait, err := waitCompressed(ctx, all)
+					if err != nil {
+						return nil, err
+					}
+					log.Printf("ingest: %s, R=%d, round %d: every node's compression backlog drained after %.1fs", t.name, replicas, round+1, wait.Seconds())
+				}
+				var profs []func() error
 				if cfg.ingestProfile != "" && round == 0 {
-					prof = profile(ctx, n, filepath.Join(cfg.ingestProfile, fmt.Sprintf("ingest-%s-r%d.pprof", t.name, replicas)))
+					base := filepath.Join(cfg.ingestProfile, fmt.Sprintf("ingest-%s-r%d", t.name, replicas))
+					profs = append(profs, profile(ctx, n, "profile", base+".pprof"))
+					for i, node := range t.nodes(replicas) {
+						profs = append(profs, profile(ctx, node, "trace", fmt.Sprintf("%s-node%d.trace", base, i+1)))
+					}
 				}
 				secs, err := timeDeploy(ctx, n, s.dir, fmt.Sprintf("ingest-%d", round))
-				if prof != nil {
+				for _, prof := range profs {
 					if perr := prof(); perr != nil {
 						log.Printf("ingest: profile: %v", perr)
 					}
@@ -164,7 +189,7 @@ func startIngestTarget(ctx context.Context, cfg config, name, bin string) (inges
 		return t, closeAll, err
 	}
 	started = append(started, single)
-	t.cluster, t.single = n1, single
+	t.cluster, t.cores, t.single = n1, started[:3], single
 	return t, closeAll, nil
 }
 
@@ -186,12 +211,13 @@ func timeDeploy(ctx context.Context, n *atolltest.Node, dir, site string) (float
 	return time.Since(t0).Seconds(), nil
 }
 
-// profile starts a CPU profile of node n (its /debug/pprof/profile, 5 s)
+// profile starts a 5 s profile of node n, kind "profile" (CPU) or "trace"
+// (the Go execution trace: where each goroutine ran, waited and blocked),
 // and returns the function that waits for it and writes it to path.
-func profile(ctx context.Context, n *atolltest.Node, path string) func() error {
+func profile(ctx context.Context, n *atolltest.Node, kind, path string) func() error {
 	done := make(chan error, 1)
 	go func() {
-		req, err := http.NewRequestWithContext(ctx, "GET", n.APIURL()+"/debug/pprof/profile?seconds=5", nil)
+		req, err := http.NewRequestWithContext(ctx, "GET", n.APIURL()+"/debug/pprof/"+kind+"?seconds=5", nil)
 		if err != nil {
 			done <- err
 			return

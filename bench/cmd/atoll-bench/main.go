@@ -58,6 +58,7 @@ type config struct {
 	// ingestBaseline is a binary the ingest section alternates with.
 	ingestBaseline string
 	ingestProfile  string // folder for CPU profiles of the first ingest round
+	ingestSettle   bool   // wait for every ingest node's compression backlog before each deploy
 }
 
 var allSections = []string{"disk", "deploy", "serve", "rules", "meta", "cluster", "ingest", "metrics", "redeploy"}
@@ -84,7 +85,8 @@ func main() {
 	flag.StringVar(&cfg.redeployBaseline, "redeploy-baseline", "", "an atoll binary to compare one-file redeploys at R=3 with, cluster against cluster (default: the redeploy section is skipped)")
 	flag.StringVar(&cfg.metaBase, "meta-baseline", "", "an atoll binary whose lookups the meta section measures in alternating rounds with -atoll's (default: none)")
 	flag.StringVar(&cfg.ingestBaseline, "ingest-baseline", "", "an earlier atoll binary the ingest section alternates rounds with (default: only -atoll)")
-	flag.StringVar(&cfg.ingestProfile, "ingest-profile", "", "a folder where the ingest section writes a 5 s CPU profile of the node each first-round deploy goes to")
+	flag.BoolVar(&cfg.ingestSettle, "ingest-settle", true, "before each ingest deploy, wait until no node of the ingest section has blobs waiting for background compression (false: deploys follow each other while the earlier ones' variants are made)")
+	flag.StringVar(&cfg.ingestProfile, "ingest-profile", "", "a folder where the ingest section writes a 5 s CPU profile of the node each first-round deploy goes to, and a 5 s execution trace of every node of the topology (go tool trace)")
 	flag.Parse()
 
 	cfg.sections = strings.Split(sections, ",")
