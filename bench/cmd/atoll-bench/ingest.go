@@ -87,7 +87,7 @@ func benchIngest(ctx context.Context, cfg config, diskMBps float64) (*ingestResu
 				}
 				var prof func() error
 				if cfg.ingestProfile != "" && round == 0 {
-					prof = profile(ctx, n, filepath.Join(cfg.ingestProfile, fmt.Sprintf("ingest-%s-r%d.pprof", t.name, replicas)))
+					prof = profile(ctx, n, 5, filepath.Join(cfg.ingestProfile, fmt.Sprintf("ingest-%s-r%d.pprof", t.name, replicas)))
 				}
 				secs, err := timeDeploy(ctx, n, s.dir, fmt.Sprintf("ingest-%d", round))
 				if prof != nil {
@@ -188,10 +188,10 @@ func timeDeploy(ctx context.Context, n *atolltest.Node, dir, site string) (float
 
 // profile starts a CPU profile of node n (its /debug/pprof/profile, 5 s)
 // and returns the function that waits for it and writes it to path.
-func profile(ctx context.Context, n *atolltest.Node, path string) func() error {
+func profile(ctx context.Context, n *atolltest.Node, seconds int, path string) func() error {
 	done := make(chan error, 1)
 	go func() {
-		req, err := http.NewRequestWithContext(ctx, "GET", n.APIURL()+"/debug/pprof/profile?seconds=5", nil)
+		req, err := http.NewRequestWithContext(ctx, "GET", n.APIURL()+fmt.Sprintf("/debug/pprof/profile?seconds=%d", seconds), nil)
 		if err != nil {
 			done <- err
 			return

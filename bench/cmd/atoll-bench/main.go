@@ -58,6 +58,9 @@ type config struct {
 	// ingestBaseline is a binary the ingest section alternates with.
 	ingestBaseline string
 	ingestProfile  string // folder for CPU profiles of the first ingest round
+	// variantsProfile is a folder for CPU profiles of every node during
+	// the first seconds after a deploy section's publish.
+	variantsProfile string
 }
 
 var allSections = []string{"disk", "deploy", "serve", "rules", "meta", "cluster", "ingest", "metrics", "redeploy"}
@@ -84,6 +87,7 @@ func main() {
 	flag.StringVar(&cfg.redeployBaseline, "redeploy-baseline", "", "an atoll binary to compare one-file redeploys at R=3 with, cluster against cluster (default: the redeploy section is skipped)")
 	flag.StringVar(&cfg.metaBase, "meta-baseline", "", "an atoll binary whose lookups the meta section measures in alternating rounds with -atoll's (default: none)")
 	flag.StringVar(&cfg.ingestBaseline, "ingest-baseline", "", "an earlier atoll binary the ingest section alternates rounds with (default: only -atoll)")
+	flag.StringVar(&cfg.variantsProfile, "variants-profile", "", "a folder where the deploy and cluster sections write a 30 s CPU profile of every node from the publish on (while the variants are made and sent)")
 	flag.StringVar(&cfg.ingestProfile, "ingest-profile", "", "a folder where the ingest section writes a 5 s CPU profile of the node each first-round deploy goes to")
 	flag.Parse()
 
