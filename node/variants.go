@@ -249,7 +249,7 @@ func (n *Node) queueVariants(o atoll.Node, it shipItem) {
 // left to send or the node stops.
 func (n *Node) sendVariantsLoop(q *variantsQueue) {
 	for {
-		batch, alone, wait, ok := n.nextVariantsBatch(q)
+		to, batch, alone, wait, ok := n.nextVariantsBatch(q)
 		if !ok {
 			return
 		}
@@ -266,27 +266,29 @@ func (n *Node) sendVariantsLoop(q *variantsQueue) {
 		}
 		ctx, cancel := context.WithTimeout(n.ctx, 2*time.Minute)
 		for _, it := range alone {
-			n.pushVariantsAlone(ctx, q.node, it)
+			n.pushVariantsAlone(ctx, to, it)
 		}
 		if len(batch) > 0 {
-			n.sendVariantsBatch(ctx, q.node, batch)
+			n.sendVariantsBatch(ctx, to, batch)
 		}
 		cancel()
 	}
 }
 
-// nextVariantsBatch takes the next batch of q: the blobs ready (and those
+// nextVariantsBatch takes the next batch of q, and the node it goes to
+// (as last queued): the blobs ready (and those
 // due again) within the batch's limits, and the blobs whose variants are
 // too large for a batch, sent alone. With none ready, wait is how long
 // until the first one due; ok is false when nothing is left (the sender
 // ends) or the node stops.
-func (n *Node) nextVariantsBatch(q *variantsQueue) (batch, alone []shipItem, wait time.Duration, ok bool) {
+func (n *Node) nextVariantsBatch(q *variantsQueue) (to atoll.Node, batch, alone []shipItem, wait time.Duration, ok bool) {
 	v := &n.variants
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	to = q.node
 	if n.ctx.Err() != nil {
 		q.running = false
-		return nil, nil, 0, false
+		return to, nil, nil, 0, false
 	}
 	now := time.Now()
 	next := time.Duration(0)
@@ -306,9 +308,9 @@ func (n *Node) nextVariantsBatch(q *variantsQueue) (batch, alone []shipItem, wai
 	if len(q.ready) == 0 {
 		if len(q.later) == 0 {
 			q.running = false
-			return nil, nil, 0, false
+			return to, nil, nil, 0, false
 		}
-		return nil, nil, next, true
+		return to, nil, nil, next, true
 	}
 	var bytes int64
 	i := 0
@@ -326,7 +328,7 @@ func (n *Node) nextVariantsBatch(q *variantsQueue) (batch, alone []shipItem, wai
 		batch = append(batch, it)
 	}
 	q.ready = append(q.ready[:0], q.ready[i:]...)
-	return batch, alone, 0, true
+	return to, batch, alone, 0, true
 }
 
 // variantBytes returns the bytes of the variants this node holds of hash
