@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -190,19 +189,10 @@ func TestAcceptVariantsBatchCrashStates(t *testing.T) {
 	dir := t.TempDir()
 	s := waitingStore(t, dir, time.Hour)
 	blobs, recs := waitingBlobs(t, s, 4, 70)
-	var snaps []string
-	batchStep = func(step string) {
-		snap := filepath.Join(t.TempDir(), step)
-		if out, err := exec.Command("cp", "-a", dir, snap).CombinedOutput(); err != nil {
-			t.Fatalf("copy the store at %s: %v: %s", step, err, out)
-		}
-		snaps = append(snaps, snap)
-	}
-	t.Cleanup(func() { batchStep = nil })
-	if _, err := s.AcceptVariantsBatch(t.Context(), variantsOf(recs, nil)); err != nil {
-		t.Fatalf("AcceptVariantsBatch: %v", err)
-	}
-	batchStep = nil
+	snaps := copyAtSteps(t, dir, func() error {
+		_, err := s.AcceptVariantsBatch(t.Context(), variantsOf(recs, nil))
+		return err
+	})
 	// received, synced, placed for each blob, committed.
 	if got, want := len(snaps), 2+len(recs)+1; got != want {
 		t.Fatalf("%d crash points, want %d", got, want)

@@ -208,17 +208,7 @@ func PutVariantsBatchHandler(store VariantsBatchAcceptor) http.HandlerFunc {
 			return h, header, body, err
 		})
 		if err != nil {
-			var mbe *http.MaxBytesError
-			status := http.StatusInternalServerError
-			switch {
-			case errors.As(err, &mbe), errors.Is(err, atoll.ErrBatchTooMany):
-				status = http.StatusRequestEntityTooLarge
-			case errors.Is(err, atoll.ErrBatchMalformed):
-				status = http.StatusBadRequest
-			case errors.Is(err, blobstore.ErrNoSpace):
-				status = http.StatusInsufficientStorage
-			}
-			builder.WriteError(w, status, err.Error())
+			builder.WriteError(w, batchStatus(err), err.Error())
 			return
 		}
 		out := VariantsBatchResponse{Blobs: make([]VariantsBatchResult, len(results))}
