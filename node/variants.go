@@ -62,6 +62,13 @@ const (
 // compress it itself.
 var variantsRetry = []time.Duration{2 * time.Second, 10 * time.Second, 30 * time.Second}
 
+// variantsResend is when the blobs of a batch whose request failed (the
+// receiver busy past the transport's wait for an answer, a connection
+// lost) are sent again, after each failure; then their receiver
+// compresses them itself when its wait ends. A batch sent again changes
+// nothing for the blobs that took it the first time.
+var variantsResend = []time.Duration{5 * time.Second, 20 * time.Second}
+
 // variantsShipping is the state of the variants this node sends.
 type variantsShipping struct {
 	slots        chan struct{}
@@ -81,11 +88,12 @@ type variantsQueue struct {
 }
 
 // shipItem is one blob's variants to send; tries counts the answers that
-// the target lacked the blob.
+// the target lacked the blob, failures the requests that failed.
 type shipItem struct {
-	hash  string
-	tries int
-	due   time.Time
+	hash     string
+	tries    int
+	failures int
+	due      time.Time
 }
 
 // compressingOwner returns the owner of hash that makes its variants: the
@@ -383,9 +391,19 @@ func (n *Node) sendVariantsBatch(ctx context.Context, o atoll.Node, batch []ship
 		return
 	}
 	if err != nil {
-		n.variants.failed.Add(int64(len(batch)))
+		given := 0
+		for _, it := range batch {
+			if errors.Is(err, peer.ErrDown) || it.failures >= len(variantsResend) {
+				n.variants.failed.Add(1)
+				given++
+				continue
+			}
+			it.due = time.Now().Add(variantsResend[it.failures])
+			it.failures++
+			n.queueVariants(o, it)
+		}
 		if !errors.Is(err, peer.ErrDown) {
-			n.log.Warn("send a batch of compressed variants (the holder compresses its own copies)", "blobs", len(batch), "node", o.ID, "err", err)
+			n.log.Warn("send a batch of compressed variants (sent again later; the holder compresses those given up)", "blobs", len(batch), "given_up", given, "node", o.ID, "err", err)
 		}
 		return
 	}
