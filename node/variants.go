@@ -37,8 +37,8 @@ import (
 // owner compresses its own copy, as older nodes do.
 //
 // From feature level LevelVariantBatches the variants travel in batches
-// (peer.PushVariantsBatch): one queue per target node, drained by one
-// sender at a time, each request taking what was queued meanwhile, so
+// (peer.PushVariantsBatch): one queue per target node, drained by two
+// senders at most, each request taking what was queued meanwhile, so
 // the receiver pays one request and two group syncs per batch instead of
 // a request, an fsync per variant and a folder fsync per blob. Below it
 // each blob's variants are one request (peer.PushVariants).
@@ -50,9 +50,13 @@ const variantsPushSlots = 4
 // A batch of variants holds at most this many blobs, and variants of at
 // most this many bytes (a blob's own variants above it go alone, by the
 // per-blob call), within the receiver's limits (peer.MaxVariantsBatch*).
+// Up to variantsInFlight batches are in flight to one node: the receiver
+// checks one while it reads the next, and a batch's syncs overlap the
+// next one's transfer.
 const (
-	variantsBatchBlobs = 256
-	variantsBatchBytes = 16 << 20
+	variantsBatchBlobs = 128
+	variantsBatchBytes = 8 << 20
+	variantsInFlight   = 2
 )
 
 // variantsRetry is when an edge that did not hold a blob yet is sent its
@@ -84,7 +88,7 @@ type variantsQueue struct {
 	node    atoll.Node
 	ready   []shipItem
 	later   []shipItem // due at their time (variantsRetry)
-	running bool       // a sender drains the queue
+	running int        // senders draining the queue
 }
 
 // shipItem is one blob's variants to send; tries counts the answers that
@@ -247,14 +251,14 @@ func (n *Node) queueVariants(o atoll.Node, it shipItem) {
 	} else {
 		q.later = append(q.later, it)
 	}
-	if !q.running {
-		q.running = true
+	if q.running < variantsInFlight {
+		q.running++
 		n.wg.Go(func() { n.sendVariantsLoop(q) })
 	}
 }
 
 // sendVariantsLoop sends q's variants, a batch at a time, until nothing is
-// left to send or the node stops.
+// left to send or the node stops; variantsInFlight of them may run.
 func (n *Node) sendVariantsLoop(q *variantsQueue) {
 	for {
 		to, batch, alone, wait, ok := n.nextVariantsBatch(q)
@@ -265,7 +269,7 @@ func (n *Node) sendVariantsLoop(q *variantsQueue) {
 			select {
 			case <-n.ctx.Done():
 				n.variants.mu.Lock()
-				q.running = false
+				q.running--
 				n.variants.mu.Unlock()
 				return
 			case <-time.After(wait):
@@ -295,7 +299,7 @@ func (n *Node) nextVariantsBatch(q *variantsQueue) (to atoll.Node, batch, alone 
 	defer v.mu.Unlock()
 	to = q.node
 	if n.ctx.Err() != nil {
-		q.running = false
+		q.running--
 		return to, nil, nil, 0, false
 	}
 	now := time.Now()
@@ -314,8 +318,8 @@ func (n *Node) nextVariantsBatch(q *variantsQueue) (to atoll.Node, batch, alone 
 	clear(q.later[len(kept):])
 	q.later = kept
 	if len(q.ready) == 0 {
-		if len(q.later) == 0 {
-			q.running = false
+		if len(q.later) == 0 || q.running > 1 {
+			q.running-- // one sender is enough to wait for those due later
 			return to, nil, nil, 0, false
 		}
 		return to, nil, nil, next, true

@@ -149,7 +149,8 @@ func TestVariantsMadeOncePerCluster(t *testing.T) {
 // still go once per cluster, but blob by blob: the per-blob call that
 // older nodes serve, never a batch.
 func TestVariantsBelowLevel6(t *testing.T) {
-	defer node.PlayFeatureLevel(atoll.LevelCompactManifests)()
+	// Registered before the cluster's, so it runs after the nodes stop.
+	t.Cleanup(node.PlayFeatureLevel(atoll.LevelCompactManifests))
 	c := nodetest.New(t, 3, 0)
 	c.Eventually(30*time.Second, "the cluster at feature level 5", func() bool {
 		return c.Leader().Node.Store().FeatureLevel() == atoll.LevelCompactManifests
