@@ -53,9 +53,16 @@ const (
 	// its own (raft's DESIGN.md, "FSM layout"). Below this level every
 	// manifest is written as a bucket; every reader reads both.
 	LevelCompactManifests = 5
+	// LevelVariantBatches brings batches of compressed variants: the
+	// owner that compresses blobs for the cluster sends the variants of
+	// many blobs to each other holder in one request (the peer call POST
+	// /v1/peer/variants, which an older node answers 404), received with
+	// one group commit. Below it each blob's variants travel alone (PUT
+	// /v1/peer/variants/{hash}).
+	LevelVariantBatches = 6
 
 	// MaxFeatureLevel is the highest level this binary knows.
-	MaxFeatureLevel = LevelCompactManifests
+	MaxFeatureLevel = LevelVariantBatches
 )
 
 // FeatureError is why a call that needs a feature level the cluster has

@@ -457,28 +457,50 @@ func (s *Store) makeVariants(ctx context.Context, f *os.File, hash string) ([]va
 func (s *Store) installVariants(hash string, variants []variantFile) (installed bool, err error) {
 	unlock := s.locks.lock(hash)
 	defer unlock()
-	base := s.path(hash)
-	if _, err := os.Lstat(base + pendingExt); errors.Is(err, fs.ErrNotExist) {
-		return false, nil // deleted (and maybe stored again, with variants), or decided, meanwhile
-	}
-	if _, err := os.Lstat(base); errors.Is(err, fs.ErrNotExist) {
-		s.clearPending(hash)
+	if !s.stillPending(hash) {
 		return false, nil
 	}
-	_, changed, err := publishVariants(base, variants, true)
+	_, changed, err := publishVariants(s.path(hash), variants, true)
 	if err != nil {
 		return false, err
 	}
+	if err := s.settleVariants(hash, changed); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// stillPending reports, under hash's lock, whether variants may be
+// installed for it: its marker and its identity are there. A marker
+// whose identity is gone is removed.
+func (s *Store) stillPending(hash string) bool {
+	base := s.path(hash)
+	if _, err := os.Lstat(base + pendingExt); errors.Is(err, fs.ErrNotExist) {
+		return false // deleted (and maybe stored again, with variants), or decided, meanwhile
+	}
+	if _, err := os.Lstat(base); errors.Is(err, fs.ErrNotExist) {
+		s.clearPending(hash)
+		return false
+	}
+	return true
+}
+
+// settleVariants ends an install, under hash's lock, once the variants
+// published are durable: the marker is removed, and the readers (Stat
+// cache, accounting when a variant changed, the queue, Config.OnVariants)
+// learn that the blob is no longer pending.
+func (s *Store) settleVariants(hash string, changed bool) error {
 	// The variants are durable: the marker may go. Its removal needs no
 	// fsync; if a crash brings it back, the blob is compressed again.
+	base := s.path(hash)
 	if err := os.Remove(base + pendingExt); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return false, fmt.Errorf("remove pending marker: %w", err)
+		return fmt.Errorf("remove pending marker: %w", err)
 	}
 	// Even with no variant kept, Info.Pending has changed: readers learn
 	// that the compressor has decided.
 	info, err := s.statDisk(hash)
 	if err != nil {
-		return false, err
+		return err
 	}
 	// remove bumps the generation: a Stat that read the disk before the
 	// renames cannot put its variant-less, pending Info back (I6).
@@ -491,7 +513,7 @@ func (s *Store) installVariants(hash string, variants []variantFile) (installed 
 	if s.onVariants != nil {
 		s.onVariants(hash)
 	}
-	return true, nil
+	return nil
 }
 
 // isPending reports whether the pending marker of hash exists (an error

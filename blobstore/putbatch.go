@@ -26,7 +26,9 @@ type BatchNext func() (want string, body io.Reader, err error)
 // batchStep, when set (tests only), is called at each step of a
 // PutBatch: "received", "synced", "marked" (after each pending marker),
 // "placed" (after each rename), and "committed" (after the folder
-// fsyncs), so a test can take the state a crash there would leave.
+// fsyncs), and of an AcceptVariantsBatch: "received", "synced", "placed"
+// (after each blob's renames) and "committed", so a test can take the
+// state a crash there would leave.
 var batchStep func(step string)
 
 func step(name string) {

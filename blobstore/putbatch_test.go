@@ -133,19 +133,10 @@ func TestPutBatchRefusesWholeBatch(t *testing.T) {
 func TestPutBatchCrashStates(t *testing.T) {
 	s, dir := newTestStore(t)
 	hashes, blobs := testBatch()
-	var snaps []string
-	batchStep = func(step string) {
-		snap := filepath.Join(t.TempDir(), step)
-		if out, err := exec.Command("cp", "-a", dir, snap).CombinedOutput(); err != nil {
-			t.Fatalf("copy the store at %s: %v: %s", step, err, out)
-		}
-		snaps = append(snaps, snap)
-	}
-	t.Cleanup(func() { batchStep = nil })
-	if _, err := s.PutBatch(t.Context(), batchOf(hashes, blobs)); err != nil {
-		t.Fatalf("PutBatch: %v", err)
-	}
-	batchStep = nil
+	snaps := copyAtSteps(t, dir, func() error {
+		_, err := s.PutBatch(t.Context(), batchOf(hashes, blobs))
+		return err
+	})
 	// received, synced, a marker for each of the 8 blobs that may
 	// compress, a rename for each blob, committed.
 	if got, want := len(snaps), 2+8+len(blobs)+1; got != want {
@@ -179,6 +170,25 @@ func TestPutBatchCrashStates(t *testing.T) {
 			}
 		})
 	}
+}
+
+// copyAtSteps runs batch with batchStep set to copy the store folder dir
+// at each step, and returns the copies, each named after its step.
+func copyAtSteps(t *testing.T, dir string, batch func() error) []string {
+	t.Helper()
+	var snaps []string
+	batchStep = func(step string) {
+		snap := filepath.Join(t.TempDir(), step)
+		if out, err := exec.Command("cp", "-a", dir, snap).CombinedOutput(); err != nil {
+			t.Fatalf("copy the store at %s: %v: %s", step, err, out)
+		}
+		snaps = append(snaps, snap)
+	}
+	defer func() { batchStep = nil }()
+	if err := batch(); err != nil {
+		t.Fatalf("the batch: %v", err)
+	}
+	return snaps
 }
 
 // A batch's pending markers are links to one file: one inode for the

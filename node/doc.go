@@ -67,8 +67,9 @@
 // seen to hold them. A copy the background compression finds rotten is
 // quarantined and replaced as the scrubber does (blobs_variants.go). Each
 // blob is compressed once in the cluster, by its first owner not down,
-// which sends the variants to the other owners; they wait VariantsWait for
-// them before compressing their own copy (variants.go).
+// which sends the variants to the other owners and the edges, in batches
+// (one queue per target); they wait VariantsWait for them before
+// compressing their own copy (variants.go).
 //
 // Repair (package repair, wired in repair.go) runs on every membership
 // change and every RepairInterval: each node hands its non-owned blobs to

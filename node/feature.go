@@ -23,6 +23,11 @@ import (
 // cluster is below the highest level this binary knows; a single node
 // reaches it right after start.
 
+// knownFeatureLevel is the highest feature level this node tells the
+// cluster its binary knows: atoll.MaxFeatureLevel; the tests of a rolling
+// upgrade lower it to play nodes of an older binary.
+var knownFeatureLevel = atoll.MaxFeatureLevel
+
 const (
 	// featureCheckInterval is how often the leader asks every node which
 	// feature levels its binary knows, while the cluster is below the

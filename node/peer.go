@@ -85,7 +85,7 @@ func (n *Node) localStats() peer.Stats {
 		DrainLeft:    n.repair.DrainLeft(),
 		DiskLow:      n.diskLow(),
 		Version:      n.cfg.Version,
-		FeatureLevel: atoll.MaxFeatureLevel,
+		FeatureLevel: knownFeatureLevel,
 		ClusterLevel: n.store.FeatureLevel(),
 	}
 	if err := n.store.StorageFailed(); err != nil {

@@ -49,6 +49,7 @@ func (n *Node) routes(api *builder.API) []builder.Route {
 		row("POST", peer.BatchPath, peerScope, peer.PutBatchHandler(n.blobs)),
 		row("GET", peer.BlobPath, peerScope, peer.GetBlobHandler(n.blobs)),
 		row("PUT", peer.VariantsPath, peerScope, peer.PutVariantsHandler(n.blobs)),
+		row("POST", peer.VariantsBatchPath, peerScope, peer.PutVariantsBatchHandler(n.blobs)),
 		row("POST", peer.HasPath, peerScope, peer.HasHandler(n.blobs)),
 		row("POST", peer.ApplyPath, peerScope, h(n.handlePeerApply)),
 		row("POST", peer.FetchPath, peerScope, h(n.handlePeerFetch)),

@@ -135,6 +135,59 @@ func TestVariantsMadeOncePerCluster(t *testing.T) {
 	if compressed != files || received != 2*files {
 		t.Errorf("compressed %d and received %d in all, want %d and %d", compressed, received, files, 2*files)
 	}
+	var batches int64
+	for _, m := range c.Members[:3] {
+		batches += m.Node.VariantBatches()
+	}
+	if batches == 0 {
+		t.Error("no batch of variants was sent at feature level 6")
+	}
+}
+
+// TestVariantsBelowLevel6: in a cluster held below feature level 6 (a
+// rolling upgrade from a binary that knows level 5), each blob's variants
+// still go once per cluster, but blob by blob: the per-blob call that
+// older nodes serve, never a batch.
+func TestVariantsBelowLevel6(t *testing.T) {
+	// Registered before the cluster's, so it runs after the nodes stop.
+	t.Cleanup(node.PlayFeatureLevel(atoll.LevelCompactManifests))
+	c := nodetest.New(t, 3, 0)
+	c.Eventually(30*time.Second, "the cluster at feature level 5", func() bool {
+		return c.Leader().Node.Store().FeatureLevel() == atoll.LevelCompactManifests
+	})
+	const files = 12
+	hashes := deployTextFiles(t, c, c.Members[0], "perblob", files)
+	waitAllCompressed(t, c)
+	if got := c.Leader().Node.Store().FeatureLevel(); got != atoll.LevelCompactManifests {
+		t.Fatalf("feature level %d, want %d: the test plays nodes that know no more", got, atoll.LevelCompactManifests)
+	}
+	// A sender counts a transfer once the answer is in, just after the
+	// receiver settled the blob.
+	sent := func() (n int64) {
+		for _, m := range c.Members {
+			n += m.Node.VariantsSent()
+		}
+		return n
+	}
+	c.Eventually(10*time.Second, "every transfer counted by its sender", func() bool { return sent() == 2*files })
+	var compressed, received, batches int64
+	for _, m := range c.Members {
+		st := m.Node.LocalBlobs().CompressStats()
+		compressed += st.Compressed
+		received += st.Accepted
+		batches += m.Node.VariantBatches()
+		for _, h := range hashes {
+			if info, err := m.Node.LocalBlobs().Stat(h); err != nil || len(info.Variants) == 0 || info.Pending {
+				t.Errorf("%s: blob %s: %+v, %v; want its variants", m.Cfg.ID, h[:8], info, err)
+			}
+		}
+	}
+	if compressed != files || received != 2*files {
+		t.Errorf("compressed %d and received %d in all; want %d and %d", compressed, received, files, 2*files)
+	}
+	if batches != 0 {
+		t.Errorf("%d batches of variants sent below level 6, want none", batches)
+	}
 }
 
 // TestVariantsFallbackWhenCompressorDown: with a core down, the blobs it

@@ -135,6 +135,22 @@ func writeBatch(w io.Writer, store Opener, hashes []string) ([]int64, error) {
 	return sizes, nil
 }
 
+// batchStatus is the status that answers a batch the store refused with
+// err: 413 over the limits, 400 for what the sender got wrong, 507 below
+// the disk reserve (the pusher's error then matches ErrNoSpace).
+func batchStatus(err error) int {
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe), errors.Is(err, atoll.ErrBatchTooMany):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, blobstore.ErrHashMismatch), errors.Is(err, blobstore.ErrInvalidHash), errors.Is(err, atoll.ErrBatchMalformed):
+		return http.StatusBadRequest
+	case errors.Is(err, blobstore.ErrNoSpace):
+		return http.StatusInsufficientStorage
+	}
+	return http.StatusInternalServerError
+}
+
 // PutBatchHandler serves POST BatchPath: it stores a batch pushed by a
 // peer (each blob verified against its hash, all with one group commit)
 // and answers 201 BatchResponse once every blob is durable. A bad blob
@@ -148,17 +164,7 @@ func PutBatchHandler(store BatchImporter) http.HandlerFunc {
 			return h, body, err
 		})
 		if err != nil {
-			var mbe *http.MaxBytesError
-			status := http.StatusInternalServerError
-			switch {
-			case errors.As(err, &mbe), errors.Is(err, atoll.ErrBatchTooMany):
-				status = http.StatusRequestEntityTooLarge
-			case errors.Is(err, blobstore.ErrHashMismatch), errors.Is(err, blobstore.ErrInvalidHash), errors.Is(err, atoll.ErrBatchMalformed):
-				status = http.StatusBadRequest
-			case errors.Is(err, blobstore.ErrNoSpace):
-				status = http.StatusInsufficientStorage // the pusher's error matches ErrNoSpace
-			}
-			builder.WriteError(w, status, err.Error())
+			builder.WriteError(w, batchStatus(err), err.Error())
 			return
 		}
 		out := BatchResponse{Blobs: make([]atoll.BlobResponse, len(infos))}

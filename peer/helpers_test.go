@@ -99,6 +99,7 @@ func newTestPeer(t *testing.T, store *blobstore.Store) *testPeer {
 	mux.Handle("GET "+peer.BlobPath, peer.GetBlobHandler(corrupting{store, &p.corrupt}))
 	mux.Handle("POST "+peer.HasPath, peer.HasHandler(store))
 	mux.Handle("PUT "+peer.VariantsPath, peer.PutVariantsHandler(store))
+	mux.Handle("POST "+peer.VariantsBatchPath, peer.PutVariantsBatchHandler(store))
 	mux.Handle("POST "+peer.BatchPath, peer.PutBatchHandler(store))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !peer.KeyOK(r, testKey) {

@@ -100,6 +100,12 @@ func benchDeploy(ctx context.Context, cfg config, n *atolltest.Node, all []*atol
 	}
 	r.FullSeconds = time.Since(t0).Seconds()
 	published := time.Now()
+	var profs []func() error
+	if cfg.variantsProfile != "" {
+		for i, nd := range all {
+			profs = append(profs, profile(ctx, nd, "profile", 30, filepath.Join(cfg.variantsProfile, fmt.Sprintf("variants-r%d-node%d.pprof", replicas, i+1))))
+		}
+	}
 	r.IngestMBps = float64(s.bytes) / 1e6 / r.FullSeconds
 	if diskMBps > 0 {
 		r.IngestOfDisk = float64(replicas) * r.IngestMBps / diskMBps
@@ -115,6 +121,11 @@ func benchDeploy(ctx context.Context, cfg config, n *atolltest.Node, all []*atol
 		return nil, err
 	}
 	r.VariantsSeconds = time.Since(published).Seconds()
+	for _, prof := range profs {
+		if err := prof(); err != nil {
+			log.Printf("deploy: profile: %v", err)
+		}
+	}
 	r.CPUSeconds = cpuSeconds(all) - cpu0
 	logCompressCounters(ctx, all)
 	log.Printf("deploy (R=%d): compressed variants made on every node %.2fs after the deploy; the nodes used %.1f CPU-s for the deploy and compression",

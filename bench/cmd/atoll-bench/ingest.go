@@ -109,9 +109,9 @@ func benchIngest(ctx context.Context, cfg config, diskMBps float64) (*ingestResu
 				var profs []func() error
 				if cfg.ingestProfile != "" && round == 0 {
 					base := filepath.Join(cfg.ingestProfile, fmt.Sprintf("ingest-%s-r%d", t.name, replicas))
-					profs = append(profs, profile(ctx, n, "profile", base+".pprof"))
+					profs = append(profs, profile(ctx, n, "profile", 5, base+".pprof"))
 					for i, node := range t.nodes(replicas) {
-						profs = append(profs, profile(ctx, node, "trace", fmt.Sprintf("%s-node%d.trace", base, i+1)))
+						profs = append(profs, profile(ctx, node, "trace", 5, fmt.Sprintf("%s-node%d.trace", base, i+1)))
 					}
 				}
 				secs, err := timeDeploy(ctx, n, s.dir, fmt.Sprintf("ingest-%d", round))
@@ -211,13 +211,14 @@ func timeDeploy(ctx context.Context, n *atolltest.Node, dir, site string) (float
 	return time.Since(t0).Seconds(), nil
 }
 
-// profile starts a 5 s profile of node n, kind "profile" (CPU) or "trace"
-// (the Go execution trace: where each goroutine ran, waited and blocked),
-// and returns the function that waits for it and writes it to path.
-func profile(ctx context.Context, n *atolltest.Node, kind, path string) func() error {
+// profile starts a profile of node n for the given seconds, kind
+// "profile" (CPU) or "trace" (the Go execution trace: where each goroutine
+// ran, waited and blocked), and returns the function that waits for it and
+// writes it to path.
+func profile(ctx context.Context, n *atolltest.Node, kind string, seconds int, path string) func() error {
 	done := make(chan error, 1)
 	go func() {
-		req, err := http.NewRequestWithContext(ctx, "GET", n.APIURL()+"/debug/pprof/"+kind+"?seconds=5", nil)
+		req, err := http.NewRequestWithContext(ctx, "GET", n.APIURL()+fmt.Sprintf("/debug/pprof/%s?seconds=%d", kind, seconds), nil)
 		if err != nil {
 			done <- err
 			return

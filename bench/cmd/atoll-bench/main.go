@@ -59,6 +59,9 @@ type config struct {
 	ingestBaseline string
 	ingestProfile  string // folder for CPU profiles of the first ingest round
 	ingestSettle   bool   // wait for every ingest node's compression backlog before each deploy
+	// variantsProfile is a folder for CPU profiles of every node during
+	// the first seconds after a deploy section's publish.
+	variantsProfile string
 }
 
 var allSections = []string{"disk", "deploy", "serve", "rules", "meta", "cluster", "ingest", "metrics", "redeploy"}
@@ -87,6 +90,7 @@ func main() {
 	flag.StringVar(&cfg.ingestBaseline, "ingest-baseline", "", "an earlier atoll binary the ingest section alternates rounds with (default: only -atoll)")
 	flag.BoolVar(&cfg.ingestSettle, "ingest-settle", true, "before each ingest deploy, wait until no node of the ingest section has blobs waiting for background compression (false: deploys follow each other while the earlier ones' variants are made)")
 	flag.StringVar(&cfg.ingestProfile, "ingest-profile", "", "a folder where the ingest section writes a 5 s CPU profile of the node each first-round deploy goes to, and a 5 s execution trace of every node of the topology (go tool trace)")
+	flag.StringVar(&cfg.variantsProfile, "variants-profile", "", "a folder where the deploy and cluster sections write a 30 s CPU profile of every node from the publish on (while the variants are made and sent)")
 	flag.Parse()
 
 	cfg.sections = strings.Split(sections, ",")
