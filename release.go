@@ -5,4 +5,4 @@ package atoll
 // the release brings a feature level, a data-dir format or a new command
 // type; the patch number for fixes alone. A node reports it, with the
 // build's commit, as its version (NodeStatus.Version).
-const Release = "0.13.0"
+const Release = "0.14.0"
