@@ -196,19 +196,7 @@ func (n *Node) shipVariants(hash string) {
 			defer func() { <-n.variants.slots }()
 			ctx, cancel := context.WithTimeout(n.ctx, 2*time.Minute)
 			defer cancel()
-			edge := o.Role == atoll.RoleEdge
-			err := n.pushVariants(ctx, o, hash, !edge)
-			switch {
-			case err == nil:
-				n.variants.sent.Add(1)
-			case edge && errors.Is(err, blobstore.ErrNotFound):
-				// Not cached there: nothing to do.
-			default:
-				n.variants.failed.Add(1)
-				if !errors.Is(err, peer.ErrDown) {
-					n.log.Warn("send compressed variants to a holder (it compresses its own copy)", "blob", hash, "node", o.ID, "err", err)
-				}
-			}
+			n.pushedVariants(o, hash, n.pushVariants(ctx, o, hash, o.Role != atoll.RoleEdge)) // an edge that lacks it: nothing to do
 		})
 	}
 }
@@ -360,18 +348,27 @@ func (n *Node) variantBytes(hash string) int64 {
 // pushVariantsAlone sends the variants of one blob too large for a batch
 // by the per-blob call.
 func (n *Node) pushVariantsAlone(ctx context.Context, o atoll.Node, it shipItem) {
-	edge := o.Role == atoll.RoleEdge
-	switch err := n.pushVariants(ctx, o, it.hash, !edge); {
+	if n.pushedVariants(o, it.hash, n.pushVariants(ctx, o, it.hash, o.Role != atoll.RoleEdge)) {
+		n.retryVariants(o, it)
+	}
+}
+
+// pushedVariants counts the outcome err of a per-blob push of hash's
+// variants to node o, and reports whether o is an edge that lacks the
+// blob (not counted: the caller decides whether to try again).
+func (n *Node) pushedVariants(o atoll.Node, hash string, err error) (edgeLacks bool) {
+	switch {
 	case err == nil:
 		n.variants.sent.Add(1)
-	case edge && errors.Is(err, blobstore.ErrNotFound):
-		n.retryVariants(o, it)
+	case o.Role == atoll.RoleEdge && errors.Is(err, blobstore.ErrNotFound):
+		return true
 	default:
 		n.variants.failed.Add(1)
 		if !errors.Is(err, peer.ErrDown) {
-			n.log.Warn("send compressed variants to a holder (it compresses its own copy)", "blob", it.hash, "node", o.ID, "err", err)
+			n.log.Warn("send compressed variants to a holder (it compresses its own copy)", "blob", hash, "node", o.ID, "err", err)
 		}
 	}
+	return false
 }
 
 // sendVariantsBatch sends one batch of variants to node o and acts on
