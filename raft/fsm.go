@@ -400,12 +400,12 @@ func (f *FSM) SiteByDomain(host string) (atoll.Site, error) {
 	var s atoll.Site
 	var found bool
 	err := f.view(func(tx *bolt.Tx) error {
-		name := tx.Bucket(bucketDomains).Get([]byte(host))
-		if name == nil {
+		name, ok := domainSite(tx, host)
+		if !ok {
 			return nil
 		}
 		var err error
-		s, found, err = getSite(tx, string(name))
+		s, found, err = getSite(tx, name)
 		return err
 	})
 	if err != nil {
@@ -415,6 +415,13 @@ func (f *FSM) SiteByDomain(host string) (atoll.Site, error) {
 		return atoll.Site{}, fmt.Errorf("%w: domain %q", atoll.ErrNotFound, host)
 	}
 	return s, nil
+}
+
+// domainSite returns the name of the site that claims custom domain host;
+// false when none does.
+func domainSite(tx *bolt.Tx, host string) (string, bool) {
+	v := tx.Bucket(bucketDomains).Get([]byte(host))
+	return string(v), v != nil
 }
 
 // SitePublished returns, in one read transaction, the site named name (by
@@ -431,11 +438,10 @@ func (f *FSM) SitePublished(name string, byDomain bool) (atoll.Site, atoll.Deplo
 	err := f.view(func(tx *bolt.Tx) error {
 		site := name
 		if byDomain {
-			v := tx.Bucket(bucketDomains).Get([]byte(name))
-			if v == nil {
+			var ok bool
+			if site, ok = domainSite(tx, name); !ok {
 				return nil
 			}
-			site = string(v)
 		}
 		var err error
 		if s, siteFound, err = getSite(tx, site); err != nil || !siteFound || s.Published == "" {
