@@ -2,12 +2,15 @@ package node_test
 
 import (
 	"context"
+	"errors"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/atoll-hosting/atoll/builder/client"
 	"github.com/atoll-hosting/atoll/node"
 	"github.com/atoll-hosting/atoll/node/nodetest"
 )
@@ -53,7 +56,14 @@ func TestPublishCompletesCopiesOfAnAcknowledgedUpload(t *testing.T) {
 			if via == "lacking" {
 				cl = c.Client(behind)
 			}
-			if _, err := cl.Publish(ctx, d.ID); err != nil {
+			// A follower that has not applied the deploy's entries yet
+			// answers 503 "retry in a moment": a client retries that.
+			c.Eventually(10*time.Second, "an answer to the publish other than 503", func() bool {
+				_, err = cl.Publish(ctx, d.ID)
+				var ae *client.Error
+				return !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable
+			})
+			if err != nil {
 				t.Fatalf("publish with the blob on one reachable owner: %v", err)
 			}
 			if !behind.Node.LocalBlobs().Has(sha(body)) {
