@@ -1,7 +1,7 @@
 package client
 
 import (
-	"bytes"
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -17,8 +17,9 @@ import (
 // Batch bounds of DeployDir's uploads: a file of at most BatchFileMax
 // bytes travels in a batch (POST /v1/blobs) of at most BatchMaxBytes and
 // BatchMaxBlobs, well within the server's documented limits; a bigger
-// file has its own PUT. A batch is read into memory before it is sent, so
-// it can be sent again (to the next node, or once more after a failure).
+// file has its own PUT. A batch is streamed from the files, never held in
+// memory: it is sent again (to the next node, or once more after a
+// failure) by opening them anew.
 const (
 	BatchFileMax  = 4 << 20
 	BatchMaxBytes = 8 << 20
@@ -30,7 +31,7 @@ type BatchBlob struct {
 	Hash string
 	Size int64
 	// Open returns the blob's bytes; UploadBatch reads Size of them and
-	// closes it.
+	// closes it. It may be called more than once (a batch sent again).
 	Open func() (io.ReadCloser, error)
 }
 
@@ -43,30 +44,29 @@ var ErrNoBatch = errors.New("the server does not take blob batches")
 // batch with an *Error (400) naming it, and none is acknowledged. The
 // answer lists every blob once each is stored on a majority of its
 // owners. A node without the batch route makes it fail with ErrNoBatch.
+//
+// The body is streamed (chunked) from each blob's Open: a blob that ends
+// before its Size fails the request, and nothing of the batch is stored.
 func (c *Client) UploadBatch(ctx context.Context, blobs []BatchBlob) (atoll.BlobBatchResponse, error) {
-	var total int64
-	for _, b := range blobs {
-		total += b.Size + 96
+	open := func() (io.ReadCloser, error) {
+		pr, pw := io.Pipe()
+		go func() {
+			bw := bufio.NewWriterSize(pw, 128<<10) // headers and small files in few pipe writes
+			err := writeBatch(bw, blobs)
+			if err == nil {
+				err = bw.Flush()
+			}
+			pw.CloseWithError(err)
+		}()
+		return pr, nil
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, total))
-	for _, b := range blobs {
-		r, err := b.Open()
-		if err != nil {
-			return atoll.BlobBatchResponse{}, err
-		}
-		err = atoll.WriteBlobRecord(buf, b.Hash, b.Size, r)
-		r.Close()
-		if errors.Is(err, io.ErrUnexpectedEOF) {
-			err = fmt.Errorf("blob %s: shorter than its %d bytes: was the file changed during upload?", b.Hash, b.Size)
-		}
-		if err != nil {
-			return atoll.BlobBatchResponse{}, err
-		}
-	}
-	req, err := c.newRequest(ctx, "POST", "/v1/blobs", bytes.NewReader(buf.Bytes()))
+	body, _ := open()
+	req, err := c.newRequest(ctx, "POST", "/v1/blobs", body)
 	if err != nil {
+		body.Close()
 		return atoll.BlobBatchResponse{}, err
 	}
+	req.GetBody = open
 	req.Header.Set("Content-Type", atoll.BlobBatchContentType)
 	var out atoll.BlobBatchResponse
 	err = c.do(req, &out)
@@ -77,6 +77,25 @@ func (c *Client) UploadBatch(ctx context.Context, blobs []BatchBlob) (atoll.Blob
 		err = fmt.Errorf("POST /v1/blobs: the server acknowledged %d blobs of %d", len(out.Blobs), len(blobs))
 	}
 	return out, err
+}
+
+// writeBatch writes the records of blobs to w, each read from its Open.
+func writeBatch(w io.Writer, blobs []BatchBlob) error {
+	for _, b := range blobs {
+		r, err := b.Open()
+		if err != nil {
+			return err
+		}
+		err = atoll.WriteBlobRecord(w, b.Hash, b.Size, r)
+		r.Close()
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return fmt.Errorf("blob %s: shorter than its %d bytes: was the file changed during upload?", b.Hash, b.Size)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // uploadUnit is one request of uploadAll: a batch of small files, or one

@@ -124,3 +124,28 @@ func TestUploadBatchRefusedWhole(t *testing.T) {
 		t.Fatalf("UploadBatch with a wrong hash: %v, want a 400 naming it", err)
 	}
 }
+
+// A file that shrinks between its hashing and its upload fails the batch
+// with an error saying so, and no blob of the batch is stored.
+func TestUploadBatchFileShrunk(t *testing.T) {
+	_, c := setup(t)
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{"a": "aaa", "b": "bb"})
+	open := func(name string) func() (io.ReadCloser, error) {
+		return func() (io.ReadCloser, error) { return os.Open(filepath.Join(dir, name)) }
+	}
+	_, err := c.UploadBatch(ctx(t), []client.BatchBlob{
+		{Hash: sha("aaa"), Size: 3, Open: open("a")},
+		{Hash: sha("bbb"), Size: 3, Open: open("b")}, // hashed as "bbb", now "bb"
+	})
+	if err == nil || !strings.Contains(err.Error(), "was the file changed during upload?") {
+		t.Fatalf("UploadBatch of a shrunk file: %v, want it named as changed", err)
+	}
+	d, err := c.CreateDeploy(ctx(t), "demo", map[string]string{"/a": sha("aaa")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := d.Required; len(got) != 1 || got[0] != sha("aaa") {
+		t.Errorf("blobs still required after the failed batch: %v, want [%s]", got, sha("aaa"))
+	}
+}
