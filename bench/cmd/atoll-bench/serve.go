@@ -193,6 +193,14 @@ type serveCase struct {
 	AtollCPU, NginxCPU float64
 }
 
+// Names of the serve cases the targets are checked on.
+const (
+	caseSmall   = "1 KiB"
+	caseScraped = "1 KiB, /metrics scraped every 1 s"
+	caseMedium  = "16 KiB"
+	caseBrotli  = "30 KiB HTML, br+gzip"
+)
+
 type serveResult struct {
 	Threads  int          `json:"threads"`
 	Conns    int          `json:"conns"`
@@ -211,12 +219,14 @@ func benchServe(ctx context.Context, cfg config, n *atolltest.Node, s *site) (*s
 	defer ngx.proc.Close()
 	host := "synth.localhost"
 	cases := []*serveCase{
-		{Name: "1 KiB", Path: "/bench/1k.css"},
-		{Name: "16 KiB", Path: "/bench/16k.js"},
+		{Name: caseSmall, Path: "/bench/1k.css"},
+		// Right after the same file unscraped, so that the two
+		// compare neighbouring slots of each round.
+		{Name: caseScraped, Path: "/bench/1k.css", Scrape: true},
+		{Name: caseMedium, Path: "/bench/16k.js"},
 		{Name: "256 KiB", Path: "/bench/256k.js"},
-		{Name: "30 KiB HTML, br+gzip", Path: "/bench/30k.html", Accept: "br, gzip"},
+		{Name: caseBrotli, Path: "/bench/30k.html", Accept: "br, gzip"},
 		{Name: "30 KiB HTML, gzip", Path: "/bench/30k.html", Accept: "gzip"},
-		{Name: "1 KiB, /metrics scraped every 1 s", Path: "/bench/1k.css", Scrape: true},
 	}
 	if err := checkServeCases(s, host, "http://"+n.HTTPAddr, "http://"+ngx.addr, cases); err != nil {
 		return nil, err
@@ -369,3 +379,33 @@ func check(url, host, accept string, want []byte) (string, int, error) {
 
 // rawClient leaves Content-Encoding alone.
 var rawClient = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableCompression: true}}
+
+// byName returns the case named name, or nil.
+func (r *serveResult) byName(name string) *serveCase {
+	for _, c := range r.Cases {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// scrapedRatio is the median over the rounds of the scraped 1 KiB case's
+// req/s over the unscraped one's in the same round (the slot just
+// before), and false when the run lacks either.
+func (r *serveResult) scrapedRatio() (float64, bool) {
+	plain, scraped := r.byName(caseSmall), r.byName(caseScraped)
+	if plain == nil || scraped == nil {
+		return 0, false
+	}
+	var ratios []float64
+	for i := range min(len(plain.Atoll), len(scraped.Atoll)) {
+		if plain.Atoll[i].RPS > 0 {
+			ratios = append(ratios, scraped.Atoll[i].RPS/plain.Atoll[i].RPS)
+		}
+	}
+	if len(ratios) == 0 {
+		return 0, false
+	}
+	return benchkit.Median(ratios), true
+}
