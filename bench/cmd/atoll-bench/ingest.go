@@ -40,8 +40,15 @@ type ingestCase struct {
 	Replicas int       `json:"replicas"`
 	Seconds  []float64 `json:"seconds"`
 	MedianS  float64   `json:"median_s"`
-	MBps     float64   `json:"mb_s"`    // site bytes / median
-	OfDisk   float64   `json:"of_disk"` // MBps / disk fdatasync bandwidth (one node only)
+	MBps     float64   `json:"mb_s"` // site bytes / median
+	// One node only: the disk's fdatasync bandwidth probed right before
+	// each round's deploy (MB/s), and the median over the rounds of the
+	// round's MB/s over its probe. The disk of a VM swings 3-4x within
+	// minutes (after other writes' writeback), so a deploy is compared
+	// with the disk as it was at its own moment.
+	Probes []float64 `json:"disk_probes_mb_s,omitempty"`
+	OfDisk float64   `json:"of_disk"`
+	ofDisk []float64 // per round
 }
 
 // ingestTarget is one binary's nodes: a 3-core cluster and a single node.
@@ -114,6 +121,12 @@ func benchIngest(ctx context.Context, cfg config, diskMBps float64) (*ingestResu
 						profs = append(profs, profile(ctx, node, "trace", 5, fmt.Sprintf("%s-node%d.trace", base, i+1)))
 					}
 				}
+				var probe float64
+				if replicas == 1 {
+					if probe, err = diskBandwidth(ctx, filepath.Join(cfg.workDir, "ingest-disk-probe"), true); err != nil {
+						return nil, fmt.Errorf("disk probe: %w", err)
+					}
+				}
 				secs, err := timeDeploy(ctx, n, s.dir, fmt.Sprintf("ingest-%d", round))
 				for _, prof := range profs {
 					if perr := prof(); perr != nil {
@@ -130,7 +143,13 @@ func benchIngest(ctx context.Context, cfg config, diskMBps float64) (*ingestResu
 					cases[key] = c
 				}
 				c.Seconds = append(c.Seconds, secs)
-				log.Printf("ingest: %s, R=%d, round %d: %d files, %s in %.2fs", t.name, replicas, round+1, s.files, benchkit.Human(s.bytes), secs)
+				if probe > 0 {
+					c.Probes = append(c.Probes, probe)
+					c.ofDisk = append(c.ofDisk, float64(s.bytes)/1e6/secs/probe)
+					log.Printf("ingest: %s, R=%d, round %d: %d files, %s in %.2fs (disk probed at %.0f MB/s just before: %.0f%%)", t.name, replicas, round+1, s.files, benchkit.Human(s.bytes), secs, probe, 100*c.ofDisk[len(c.ofDisk)-1])
+				} else {
+					log.Printf("ingest: %s, R=%d, round %d: %d files, %s in %.2fs", t.name, replicas, round+1, s.files, benchkit.Human(s.bytes), secs)
+				}
 			}
 		}
 		os.RemoveAll(dir)
@@ -140,8 +159,8 @@ func benchIngest(ctx context.Context, cfg config, diskMBps float64) (*ingestResu
 			c := cases[fmt.Sprintf("%s/%d", t.name, replicas)]
 			c.MedianS = benchkit.Median(c.Seconds)
 			c.MBps = float64(res.Bytes) / 1e6 / c.MedianS
-			if diskMBps > 0 && replicas == 1 {
-				c.OfDisk = c.MBps / diskMBps
+			if len(c.ofDisk) > 0 {
+				c.OfDisk = benchkit.Median(c.ofDisk)
 			}
 			res.Cases = append(res.Cases, *c)
 		}

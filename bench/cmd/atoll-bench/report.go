@@ -272,11 +272,16 @@ func (r *results) writeIngest(b *strings.Builder) {
 	}
 	p := func(format string, a ...any) { fmt.Fprintf(b, format, a...) }
 	p("### Ingest: a fresh %d-file, %s site through `atoll deploy` (%d alternating rounds, medians)\n\n", in.Files, benchkit.Human(in.Bytes), in.Rounds)
-	p("| binary | topology | median | rounds | MB/s | of disk fdatasync bandwidth | target |\n| --- | --- | ---: | --- | ---: | ---: | --- |\n")
+	p("| binary | topology | median | rounds | MB/s | of disk fdatasync bandwidth (median of the rounds', each against a probe just before it) | target |\n| --- | --- | ---: | --- | ---: | ---: | --- |\n")
 	for _, c := range in.Cases {
 		topo, target, ofDisk := "3 core, R=3", fmt.Sprintf("<= 2.5 s: %s", verdict(c.MedianS <= 2.5)), "-"
 		if c.Replicas == 1 {
-			topo, target, ofDisk = "1 node", fmt.Sprintf(">= 30%%: %s", verdict(c.OfDisk >= 0.30)), fmt.Sprintf("%.0f%%", 100*c.OfDisk)
+			probes := make([]string, len(c.Probes))
+			for i, mbps := range c.Probes {
+				probes[i] = fmt.Sprintf("%.0f", mbps)
+			}
+			topo, target = "1 node", fmt.Sprintf(">= 30%%: %s", verdict(c.OfDisk >= 0.30))
+			ofDisk = fmt.Sprintf("%.0f%% (probes %s MB/s)", 100*c.OfDisk, strings.Join(probes, ", "))
 		}
 		rounds := make([]string, len(c.Seconds))
 		for i, s := range c.Seconds {
