@@ -131,6 +131,33 @@ func TestReserveCheckedAfterTheBody(t *testing.T) {
 	}
 }
 
+// A batch is measured against the reserve again once every body is in
+// its temp file: a batch that would cross it is refused whole, and its
+// temp files removed.
+func TestPutBatchReserveCheckedAfterTheBodies(t *testing.T) {
+	t.Parallel()
+	s, dir := newTestStore(t)
+	var calls atomic.Int64
+	s.space = spaceGuard{minFree: 1 << 20, free: func(string) (int64, error) {
+		if calls.Add(1) == 1 {
+			return 1 << 30, nil // before the bodies
+		}
+		return 1 << 10, nil // after them
+	}}
+	hashes, blobs := testBatch()
+	if _, err := s.PutBatch(t.Context(), batchOf(hashes, blobs)); !errors.Is(err, ErrNoSpace) {
+		t.Fatalf("PutBatch crossing the reserve: %v, want ErrNoSpace", err)
+	}
+	for _, h := range hashes {
+		if s.Has(h) {
+			t.Errorf("blob %s of a refused batch is visible", h)
+		}
+	}
+	if got := filesUnder(t, dir); len(got) != 0 {
+		t.Errorf("files left by a refused batch: %v", got)
+	}
+}
+
 func TestNoSpaceWrapsTheFileSystemsError(t *testing.T) {
 	t.Parallel()
 	for _, errno := range []syscall.Errno{syscall.ENOSPC, syscall.EDQUOT} {
