@@ -10,9 +10,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/atoll-hosting/atoll/atolltest"
 	"github.com/atoll-hosting/atoll/bench/benchkit"
@@ -102,9 +101,7 @@ func benchIngest(ctx context.Context, cfg config, diskMBps float64) (*ingestResu
 		// The site's pages are written back now, not by the first
 		// deploy's group commit (a syncfs of the same file system), which
 		// would make the first binary of every round pay for them.
-		if err := syncFS(dir); err != nil {
-			return nil, err
-		}
+		syscall.Sync()
 		// Which binary deploys first alternates by round.
 		order := slices.Clone(targets)
 		if round%2 == 1 {
@@ -270,18 +267,4 @@ func profile(ctx context.Context, n *atolltest.Node, kind string, seconds int, p
 		done <- err
 	}()
 	return func() error { return <-done }
-}
-
-// syncFS makes everything written to the file system of dir durable
-// (syncfs(2)).
-func syncFS(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := unix.Syncfs(int(f.Fd())); err != nil {
-		return fmt.Errorf("syncfs %s: %w", dir, err)
-	}
-	return nil
 }
