@@ -1,6 +1,7 @@
 package blobstore
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -387,12 +388,34 @@ func mayCompress(src io.ReaderAt, size int64) (bool, error) {
 	if size < minCompressSize {
 		return false, nil
 	}
-	head := make([]byte, 512)
+	head := make([]byte, sniffLen)
 	n, err := src.ReadAt(head, 0)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return false, err
 	}
 	return !alreadyCompressed(head[:n]), nil
+}
+
+// sniffLen is how many bytes of a blob's start mayCompress sniffs.
+const sniffLen = 512
+
+// headKeeper is an io.Writer that keeps the first sniffLen bytes written
+// to it: a body being received is sniffed as it streams in (mayCompress
+// of its head) instead of read back from its temp file.
+type headKeeper struct {
+	head []byte
+}
+
+func (k *headKeeper) Write(p []byte) (int, error) {
+	if n := sniffLen - len(k.head); n > 0 {
+		k.head = append(k.head, p[:min(n, len(p))]...)
+	}
+	return len(p), nil
+}
+
+// ReadAt reads from the bytes kept, for mayCompress.
+func (k *headKeeper) ReadAt(p []byte, off int64) (int, error) {
+	return bytes.NewReader(k.head).ReadAt(p, off)
 }
 
 // compressPending makes the variants of a pending blob and publishes them
@@ -404,7 +427,7 @@ func (s *Store) compressPending(ctx context.Context, hash string) error {
 	if !s.isPending(hash) {
 		return nil // decided meanwhile: its variants arrived from a peer
 	}
-	f, err := os.Open(s.path(hash))
+	f, err := openRead(s.path(hash))
 	if errors.Is(err, fs.ErrNotExist) {
 		s.clearPending(hash) // deleted meanwhile
 		return nil
@@ -460,7 +483,7 @@ func (s *Store) installVariants(hash string, variants []variantFile) (installed 
 	if !s.stillPending(hash) {
 		return false, nil
 	}
-	_, changed, err := publishVariants(s.path(hash), variants, true)
+	_, changed, err := publishVariants(s.path(hash), variants, true, true)
 	if err != nil {
 		return false, err
 	}

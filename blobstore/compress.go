@@ -134,7 +134,7 @@ func (s *Store) writeVariant(ctx context.Context, src io.ReaderAt, size int64, e
 	}
 	defer release()
 
-	f, err := os.CreateTemp(s.tmp, "variant-*")
+	f, err := createTemp(s.tmp, "variant-")
 	if err != nil {
 		return variantFile{}, false, err
 	}

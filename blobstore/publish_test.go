@@ -39,7 +39,7 @@ func TestPublishVariants(t *testing.T) {
 			}
 			plant(t, base, "identity")
 
-			renamed, changed, err := publishVariants(base, variants, true)
+			renamed, changed, err := publishVariants(base, variants, true, true)
 			if err != nil {
 				t.Fatalf("publishVariants: %v", err)
 			}

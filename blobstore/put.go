@@ -51,7 +51,7 @@ func (s *Store) Put(ctx context.Context, want string, r io.Reader) (_ Info, err 
 			return Info{}, fmt.Errorf("put blob: %w", err)
 		}
 	}
-	tmp, err := os.CreateTemp(s.tmp, "put-*")
+	tmp, err := createTemp(s.tmp, "put-")
 	if err != nil {
 		return Info{}, fmt.Errorf("put blob: %w", err)
 	}
@@ -64,7 +64,8 @@ func (s *Store) Put(ctx context.Context, want string, r io.Reader) (_ Info, err 
 	}()
 
 	h := sha256.New()
-	size, err := io.CopyBuffer(io.MultiWriter(tmp, h), ctxio.NewReader(ctx, r), make([]byte, 128<<10))
+	var head headKeeper
+	size, err := io.CopyBuffer(io.MultiWriter(tmp, h, &head), ctxio.NewReader(ctx, r), make([]byte, 128<<10))
 	if err != nil {
 		return Info{}, fmt.Errorf("put blob: read body: %w", err)
 	}
@@ -85,7 +86,7 @@ func (s *Store) Put(ctx context.Context, want string, r io.Reader) (_ Info, err 
 	// Only the identity bytes are made durable before the answer; the
 	// variants are made in the background (background.go), and the
 	// pending marker, durable with the identity, says they are due.
-	pending, err := mayCompress(tmp, size)
+	pending, err := mayCompress(&head, size)
 	if err != nil {
 		return Info{}, fmt.Errorf("put blob %s: %w", got, err)
 	}
@@ -170,6 +171,7 @@ func (s *Store) publish(hash string, size int64, identityTmp string, variants []
 		}
 	}
 	undo := func() {
+		s.orphans.mark(hash) // a variant may outlive a failed removal
 		for _, p := range renamed {
 			s.removeBestEffort(p)
 		}
@@ -179,11 +181,16 @@ func (s *Store) publish(hash string, size int64, identityTmp string, variants []
 		info.Variants = append(info.Variants, Variant{Encoding: v.encoding, Size: v.size})
 	}
 	// The variants must be durable before the identity file that vouches
-	// for them can be.
-	renamed, _, err = publishVariants(base, variants, synced)
+	// for them can be. Stale variants of this hash can only be where the
+	// ledger says (I18).
+	stale := s.orphans.has(hash)
+	renamed, _, err = publishVariants(base, variants, synced, stale)
 	if err != nil {
 		undo()
 		return Info{}, err
+	}
+	if stale {
+		s.orphans.clear(hash)
 	}
 
 	if err := os.Rename(identityTmp, base); err != nil {
@@ -211,13 +218,13 @@ func (s *Store) publish(hash string, size int64, identityTmp string, variants []
 
 // publishVariants makes variants the variant files of the blob whose
 // identity path is base: it renames each complete temp file into place
-// (setting its path to ""), then removes the variant files of the other
-// encodings (crash leftovers of an earlier copy, or an earlier pass with
-// another outcome), and, when sync is set and the shard folder changed,
-// fsyncs the folder. It returns the paths renamed, also on error, so that
-// a caller may take them back, and whether the folder changed (false on
-// error).
-func publishVariants(base string, variants []variantFile, sync bool) (renamed []string, changed bool, err error) {
+// (setting its path to ""), then, when stale is set, removes the variant
+// files of the other encodings (leftovers of an earlier copy, or an
+// earlier pass with another outcome), and, when sync is set and the shard
+// folder changed, fsyncs the folder. It returns the paths renamed, also on
+// error, so that a caller may take them back, and whether the folder
+// changed (false on error).
+func publishVariants(base string, variants []variantFile, sync, stale bool) (renamed []string, changed bool, err error) {
 	kept := make(map[string]bool, len(variants))
 	for i := range variants {
 		v := &variants[i]
@@ -231,7 +238,7 @@ func publishVariants(base string, variants []variantFile, sync bool) (renamed []
 	}
 	changed = len(renamed) > 0
 	for _, e := range encodings {
-		if kept[e.name] {
+		if kept[e.name] || !stale {
 			continue
 		}
 		err := removeFile(base + e.ext)
@@ -283,13 +290,23 @@ func (s *Store) removeBestEffort(path string) {
 // returns the stored Info when the blob already exists (a concurrent Put
 // or Import won), else checks that the space reserve still holds.
 func (s *Store) storedOrRoom(hash string) (info Info, stored bool, err error) {
+	if info, stored, err = s.stored(hash); err != nil || stored {
+		return info, stored, err
+	}
+	return Info{}, false, s.checkSpace()
+}
+
+// stored runs under hash's lock before a blob is published: it returns
+// the stored Info when the blob already exists (a concurrent Put or
+// Import won), counted as an access.
+func (s *Store) stored(hash string) (info Info, stored bool, err error) {
 	if info, err := s.Stat(hash); err == nil {
 		s.acct.touch(hash)
 		return info, true, nil
 	} else if !errors.Is(err, ErrNotFound) {
 		return Info{}, false, err
 	}
-	return Info{}, false, s.checkSpace()
+	return Info{}, false, nil
 }
 
 // wrapErr prefixes err with what was being done; nil stays nil.

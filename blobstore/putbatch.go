@@ -107,6 +107,7 @@ type groupItem struct {
 // each), checking each against its hash.
 func (g *group) receive(ctx context.Context, next BatchNext) error {
 	buf := make([]byte, 128<<10)
+	headBuf := make([]byte, 0, sniffLen)
 	seen := map[string]bool{}
 	for i := 1; ; i++ {
 		want, body, err := next()
@@ -122,11 +123,13 @@ func (g *group) receive(ctx context.Context, next BatchNext) error {
 		it := groupItem{hash: want}
 		h := sha256.New()
 		var dst io.Writer = h
+		var head headKeeper
 		if !seen[want] && !g.s.Has(want) {
-			if it.tmp, err = os.CreateTemp(g.s.tmp, "put-*"); err != nil {
+			if it.tmp, err = createTemp(g.s.tmp, "put-"); err != nil {
 				return fmt.Errorf("put batch: %w", err)
 			}
-			dst = io.MultiWriter(it.tmp, h)
+			head.head = headBuf[:0]
+			dst = io.MultiWriter(it.tmp, h, &head)
 		}
 		seen[want] = true
 		g.items = append(g.items, it)
@@ -139,7 +142,7 @@ func (g *group) receive(ctx context.Context, next BatchNext) error {
 			return fmt.Errorf("put batch: blob %d: got %s, want %s: %w", i, got, want, ErrHashMismatch)
 		}
 		if last.tmp != nil {
-			if last.pending, err = mayCompress(last.tmp, last.size); err != nil {
+			if last.pending, err = mayCompress(&head, last.size); err != nil {
 				return fmt.Errorf("put batch: blob %s: %w", want, err)
 			}
 		}
@@ -198,6 +201,7 @@ func (g *group) commit() ([]Info, error) {
 	dirs := map[string]bool{}
 	var renamed []*groupItem
 	markers := &batchMarkers{s: s}
+	roomChecked := false
 	undo := func() {
 		for _, it := range renamed {
 			s.removeBestEffort(s.path(it.hash))
@@ -212,7 +216,13 @@ func (g *group) commit() ([]Info, error) {
 		if it.tmp == nil {
 			continue
 		}
-		info, stored, err := s.storedOrRoom(it.hash)
+		info, stored, err := s.stored(it.hash)
+		if err == nil && !stored && !roomChecked {
+			// Once for the batch: every body is in its temp file, so
+			// one measure holds for all (renames and markers take no
+			// data blocks).
+			err, roomChecked = s.checkSpace(), true
+		}
 		if err != nil {
 			undo()
 			return nil, fmt.Errorf("put batch: blob %s: %w", it.hash, err)
@@ -271,11 +281,14 @@ func (g *group) place(it *groupItem, markers *batchMarkers) error {
 		step("marked")
 	}
 	base := s.path(it.hash)
-	if _, _, err := publishVariants(base, nil, true); err != nil {
-		if it.pending {
-			s.clearPending(it.hash)
+	if s.orphans.has(it.hash) { // stale variants only where the ledger says (I18)
+		if _, _, err := publishVariants(base, nil, true, true); err != nil {
+			if it.pending {
+				s.clearPending(it.hash)
+			}
+			return err
 		}
-		return err
+		s.orphans.clear(it.hash)
 	}
 	if err := os.Rename(it.tmp.Name(), base); err != nil {
 		if it.pending {

@@ -54,19 +54,25 @@ func (s *Store) Quarantine(hash string) (string, error) {
 		return "", fmt.Errorf("quarantine blob %s: %w", hash, err)
 	}
 	// The identity file first: from here on the blob does not exist.
+	s.orphans.mark(hash) // until every variant has followed it
 	if err := os.Rename(base, filepath.Join(dst, hash)); err != nil {
 		os.Remove(dst)
 		return "", fmt.Errorf("quarantine blob %s: %w", hash, err)
 	}
 	s.cache.remove(hash)
 	s.acct.removed(hash)
+	left := false
 	for _, e := range encodings {
 		err := os.Rename(base+e.ext, filepath.Join(dst, hash+e.ext))
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			left = true
 			// Invisible already (no identity file): New, or the next
 			// Put of this hash, removes it.
 			s.log.Warn("quarantine: variant left in place", "blob", hash, "encoding", e.name, "err", err)
 		}
+	}
+	if !left {
+		s.orphans.clear(hash)
 	}
 	s.clearPending(hash) // nothing left to compress
 	for _, d := range []string{filepath.Dir(base), dst, root} {

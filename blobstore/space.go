@@ -15,9 +15,10 @@ import (
 //     and check again once the body is in its temp file, before anything is
 //     made durable. A node's Raft log and state usually share the disk, and
 //     the metadata of a deploy must still fit after its blobs: the reserve
-//     keeps that room. The check is a statfs(2) per write, so concurrent
-//     writes can each pass it and undercut the reserve by what they hold
-//     in flight; the reserve is a margin, not a quota.
+//     keeps that room. The check is a statfs(2) per write (twice per
+//     PutBatch: before reading it, and once all its bodies are spooled),
+//     so concurrent writes can each pass it and undercut the reserve by
+//     what they hold in flight; the reserve is a margin, not a quota.
 //   - ENOSPC: whatever the reserve, the disk can still fill (other
 //     programs, a reserve of 0). Put and Import wrap a write that failed
 //     with ENOSPC or EDQUOT in ErrNoSpace, and, as for every failure,

@@ -107,18 +107,25 @@ func TestReserveRecoversWhenSpaceReturns(t *testing.T) {
 	}
 }
 
+// crossedOnceSpooled is a reserve of 1 MiB on a disk with plenty of
+// room at the first check (before a write reads its body) and 1 KiB free
+// at every later one (once the body is spooled).
+func crossedOnceSpooled() spaceGuard {
+	var calls atomic.Int64
+	return spaceGuard{minFree: 1 << 20, free: func(string) (int64, error) {
+		if calls.Add(1) == 1 {
+			return 1 << 30, nil
+		}
+		return 1 << 10, nil
+	}}
+}
+
 // The reserve is checked again once the body is spooled: a blob that would
 // cross it is refused, and its temp file removed.
 func TestReserveCheckedAfterTheBody(t *testing.T) {
 	t.Parallel()
 	s, dir := newTestStore(t)
-	var calls atomic.Int64
-	s.space = spaceGuard{minFree: 1 << 20, free: func(string) (int64, error) {
-		if calls.Add(1) == 1 {
-			return 1 << 30, nil // before the body
-		}
-		return 1 << 10, nil // after it
-	}}
+	s.space = crossedOnceSpooled()
 	b := textBlob(64<<10, 23)
 	if _, err := s.Put(t.Context(), "", bytes.NewReader(b)); !errors.Is(err, ErrNoSpace) {
 		t.Fatalf("Put crossing the reserve: %v, want ErrNoSpace", err)
@@ -128,6 +135,27 @@ func TestReserveCheckedAfterTheBody(t *testing.T) {
 	}
 	if got := tmpFiles(t, dir); len(got) != 0 {
 		t.Errorf("temp files left: %v", got)
+	}
+}
+
+// A batch is measured against the reserve again once every body is in
+// its temp file: a batch that would cross it is refused whole, and its
+// temp files removed.
+func TestPutBatchReserveCheckedAfterTheBodies(t *testing.T) {
+	t.Parallel()
+	s, dir := newTestStore(t)
+	s.space = crossedOnceSpooled()
+	hashes, blobs := testBatch()
+	if _, err := s.PutBatch(t.Context(), batchOf(hashes, blobs)); !errors.Is(err, ErrNoSpace) {
+		t.Fatalf("PutBatch crossing the reserve: %v, want ErrNoSpace", err)
+	}
+	for _, h := range hashes {
+		if s.Has(h) {
+			t.Errorf("blob %s of a refused batch is visible", h)
+		}
+	}
+	if got := filesUnder(t, dir); len(got) != 0 {
+		t.Errorf("files left by a refused batch: %v", got)
 	}
 }
 

@@ -174,6 +174,7 @@ type Store struct {
 	shardReady [256]atomic.Bool
 
 	unsynced unsyncedCopies // cache copies not yet fsynced (cachecopy.go)
+	orphans  orphanLedger   // blobs that may have variants without identity (orphans.go)
 	fsSync   *groupSync     // PutBatch's shared syncfs rounds (putbatch.go)
 
 	comp         compressor // background compression (background.go)
@@ -551,6 +552,7 @@ func (s *Store) Delete(hash string) error {
 // harmless, and a fsync per blob would make evicting thousands slow).
 func (s *Store) deleteLocked(hash string, synced bool) error {
 	base := s.path(hash)
+	s.orphans.mark(hash) // until every variant file is gone
 	removed := false
 	err := os.Remove(base)
 	switch {
@@ -580,6 +582,7 @@ func (s *Store) deleteLocked(hash string, synced bool) error {
 			return fmt.Errorf("delete blob %s variant %s: %w", hash, e.name, err)
 		}
 	}
+	s.orphans.clear(hash)
 	if removed && synced {
 		if err := durable.SyncDir(filepath.Dir(base)); err != nil {
 			return fmt.Errorf("delete blob %s: %w", hash, err)

@@ -420,8 +420,9 @@ func TestNewRemovesCrashLeftovers(t *testing.T) {
 	}
 }
 
-// TestPutRepairsOrphanVariants: a variant left without its identity (a crash
-// after New ran) is replaced or removed by the next Put of that content.
+// TestPutRepairsOrphanVariants: a variant left without its identity by a
+// crash is gone after the restart, and the next Put of that content gets
+// only the variants made for it.
 func TestPutRepairsOrphanVariants(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -442,6 +443,8 @@ func TestPutRepairsOrphanVariants(t *testing.T) {
 			for _, ext := range tt.orphans {
 				plant(t, s.path(hash)+ext, "garbage")
 			}
+			s.Close()
+			s = openTestStore(t, dir) // the restart after the crash
 			info := put(t, s, tt.content)
 			if got, want := encodingsOf(info), tt.wantVariants; !slices.Equal(got, want) {
 				t.Errorf("variants = %v, want %v", got, want)
@@ -458,6 +461,36 @@ func TestPutRepairsOrphanVariants(t *testing.T) {
 				t.Errorf("files on disk = %v, want %v", got, want)
 			}
 		})
+	}
+}
+
+// A Delete that fails partway (here: a variant it cannot remove) leaves
+// variant files without their identity in a running store; the next Put
+// of that content removes them, so the blob shows only its own variants
+// (DESIGN.md, I18).
+func TestPutAfterAFailedDeleteRemovesItsVariants(t *testing.T) {
+	t.Parallel()
+	s, dir := newTestStore(t)
+	content := []byte("tiny: no variants of its own")
+	info := put(t, s, content)
+	base := s.path(info.Hash)
+	plant(t, base+".zst/in-the-way", "a folder Delete cannot remove")
+	plant(t, base+".gz", "garbage")
+	if err := s.Delete(info.Hash); err == nil {
+		t.Fatal("Delete with a variant it cannot remove: nil error, want one")
+	}
+	if s.Has(info.Hash) {
+		t.Fatal("blob visible after its identity was removed")
+	}
+	if err := os.RemoveAll(base + ".zst"); err != nil {
+		t.Fatal(err)
+	}
+	info = put(t, s, content)
+	if got, want := filesUnder(t, dir), blobFiles(info); !slices.Equal(got, want) {
+		t.Errorf("files on disk = %v, want %v", got, want)
+	}
+	if err := s.Verify(info.Hash); err != nil {
+		t.Errorf("Verify: %v", err)
 	}
 }
 

@@ -392,7 +392,7 @@ func (in *incoming) receiveVariants(body io.Reader, buf []byte) error {
 // file, and into hw too unless it is nil. It returns the file whenever it
 // was created, also with an error, so that cleanup removes it.
 func (in *incoming) receivePart(body io.Reader, buf []byte, part string, n int64, hw io.Writer) (*os.File, error) {
-	f, err := os.CreateTemp(in.s.tmp, "import-*")
+	f, err := createTemp(in.s.tmp, "import-")
 	if err != nil {
 		return nil, err
 	}

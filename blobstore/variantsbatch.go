@@ -217,7 +217,7 @@ func (s *Store) installBatch(batch []*incoming) error {
 		if !s.stillPending(in.hash) {
 			continue // a local pass, or an earlier record of the batch, won
 		}
-		_, changed, err := publishVariants(s.path(in.hash), in.variants, false)
+		_, changed, err := publishVariants(s.path(in.hash), in.variants, false, true)
 		if err != nil {
 			return err
 		}
