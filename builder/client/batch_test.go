@@ -108,13 +108,20 @@ func TestDeployDirUploadsInBatches(t *testing.T) {
 	}
 }
 
-func TestUploadBatchRefusedWhole(t *testing.T) {
-	_, c := setup(t)
+// opener returns the BatchBlob.Open of a file of a new folder holding
+// files.
+func opener(t *testing.T, files map[string]string) func(name string) func() (io.ReadCloser, error) {
+	t.Helper()
 	dir := t.TempDir()
-	writeTree(t, dir, map[string]string{"a": "aaa", "b": "bbb"})
-	open := func(name string) func() (io.ReadCloser, error) {
+	writeTree(t, dir, files)
+	return func(name string) func() (io.ReadCloser, error) {
 		return func() (io.ReadCloser, error) { return os.Open(filepath.Join(dir, name)) }
 	}
+}
+
+func TestUploadBatchRefusedWhole(t *testing.T) {
+	_, c := setup(t)
+	open := opener(t, map[string]string{"a": "aaa", "b": "bbb"})
 	_, err := c.UploadBatch(ctx(t), []client.BatchBlob{
 		{Hash: sha("aaa"), Size: 3, Open: open("a")},
 		{Hash: sha("not b"), Size: 3, Open: open("b")},
@@ -129,11 +136,7 @@ func TestUploadBatchRefusedWhole(t *testing.T) {
 // with an error saying so, and no blob of the batch is stored.
 func TestUploadBatchFileShrunk(t *testing.T) {
 	_, c := setup(t)
-	dir := t.TempDir()
-	writeTree(t, dir, map[string]string{"a": "aaa", "b": "bb"})
-	open := func(name string) func() (io.ReadCloser, error) {
-		return func() (io.ReadCloser, error) { return os.Open(filepath.Join(dir, name)) }
-	}
+	open := opener(t, map[string]string{"a": "aaa", "b": "bb"})
 	_, err := c.UploadBatch(ctx(t), []client.BatchBlob{
 		{Hash: sha("aaa"), Size: 3, Open: open("a")},
 		{Hash: sha("bbb"), Size: 3, Open: open("b")}, // hashed as "bbb", now "bb"

@@ -709,12 +709,19 @@ func TestCrashRecoveryDuringRepair(t *testing.T) {
 	start := time.Now()
 	kills := 0
 	victim := core2
+	var restarted *atolltest.Server // the follower restarted last
 	for time.Since(start) < budget && !t.Failed() {
 		if leaderOf(t, core1, cores) == victim || r.rng.IntN(2) == 0 {
 			victim = map[*atolltest.Server]*atolltest.Server{core2: core3, core3: core2}[victim]
 		}
 		if leaderOf(t, core1, cores) == victim {
 			continue
+		}
+		if restarted != nil && restarted != victim {
+			// Uploads go on with 2 of 3 owners only once core1 reaches
+			// the one restarted last: until a probe answers (every
+			// 500 ms) it skips a peer whose calls failed.
+			waitReachable(t, core1, restarted)
 		}
 		// Killed soon after its restart, while repair has it pull what it
 		// missed; or later, while it takes pushed uploads.
@@ -736,6 +743,7 @@ func TestCrashRecoveryDuringRepair(t *testing.T) {
 		checkLeftoversGone(t, victim.Data, leftovers)
 		checkCrashedDir(t, victim.Data)
 		t.Logf("kill %d: %s, restarted in %s", kills, victim.ID, time.Since(t0).Round(time.Millisecond))
+		restarted = victim
 	}
 	cancel()
 	wg.Wait()
@@ -779,4 +787,22 @@ func TestCrashRecoveryDuringRepair(t *testing.T) {
 	if kills < 3 || deploys == 0 {
 		t.Errorf("the test exercised little: %d kills, %d deploys", kills, deploys)
 	}
+}
+
+// waitReachable waits until s's GET /v1/status shows node n as reachable
+// (s's calls to it are no longer skipped), at most 15 s.
+func waitReachable(t *testing.T, s, n *atolltest.Server) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		_, st := s.API("GET", "/v1/status", s.Token(), "", nil)
+		nodes, _ := st["nodes"].([]any)
+		for _, v := range nodes {
+			if nd, _ := v.(map[string]any); nd["id"] == n.ID && nd["raft_state"] != "unreachable" && nd["raft_state"] != nil {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s still unreachable from %s after 15 s", n.ID, s.ID)
 }
