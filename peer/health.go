@@ -18,7 +18,8 @@ var ErrDown = errors.New("peer marked down")
 // or the call's ctx deadline passed before its answer) marks it down, and
 // from then on every call to it fails at once with ErrDown, without
 // waiting for another timeout. A down peer is probed in the background
-// every Interval (Probe, bounded by Timeout); the first answer marks it up
+// (Probe, bounded by Timeout), 50 ms after it was marked down and then
+// after waits that double up to Interval; the first answer marks it up
 // again. A call whose ctx was cancelled by its caller says nothing of the
 // peer and changes nothing.
 //
@@ -45,16 +46,17 @@ type HealthConfig struct {
 	// Probe asks the peer at baseURL ("http://host:port") whether it
 	// answers; nil means it does. Client.Ping is the usual one.
 	Probe func(ctx context.Context, baseURL string) error
-	// Interval is the wait between two probes of a down peer; Timeout
-	// bounds one probe.
+	// Interval is the longest wait between two probes of a down peer
+	// (the first comes sooner, see firstProbe); Timeout bounds one probe.
 	Interval, Timeout time.Duration
 	// OnChange, if not nil, is called (outside any lock) when a peer is
 	// marked down or up again, with why it went down.
 	OnChange func(host string, up bool, why error)
 }
 
-// DefaultHealthConfig probes a down peer every 500 ms, each probe bounded
-// by 1 s. Probe is left to the caller.
+// DefaultHealthConfig probes a down peer at most 500 ms apart (50, 100,
+// 200, 400 ms, then every 500 ms), each probe bounded by 1 s. Probe is
+// left to the caller.
 func DefaultHealthConfig() HealthConfig {
 	return HealthConfig{Interval: 500 * time.Millisecond, Timeout: time.Second}
 }
@@ -113,11 +115,19 @@ func (h *Health) markDown(scheme, host string, why error) {
 	go h.probe(scheme, host)
 }
 
-// probe probes a down peer until it answers or Close.
+// firstProbe is how soon a peer marked down is probed first: a node that
+// restarts answers again within moments, and until a probe answers its
+// peers skip it (with another owner down, an upload then lacks its
+// majority). The waits then double up to Interval.
+const firstProbe = 50 * time.Millisecond
+
+// probe probes a down peer until it answers or Close: after firstProbe
+// (or Interval, if shorter), then after waits that double up to Interval.
 func (h *Health) probe(scheme, host string) {
 	defer h.wg.Done()
 	baseURL := scheme + "://" + host
-	t := time.NewTicker(h.cfg.Interval)
+	wait := min(firstProbe, h.cfg.Interval)
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	for {
 		select {
@@ -137,6 +147,8 @@ func (h *Health) probe(scheme, host string) {
 			}
 			return
 		}
+		wait = min(2*wait, h.cfg.Interval)
+		t.Reset(wait)
 	}
 }
 

@@ -178,6 +178,43 @@ func TestHealthStateMachine(t *testing.T) {
 	}
 }
 
+// A peer marked down is probed again soon, not only after a full
+// Interval: with an Interval of an hour, a peer that answers again (a node
+// restarted) is marked up within the test's patience.
+func TestHealthProbesSoonAfterMarkingDown(t *testing.T) {
+	f := newFreezable(t)
+	c := peer.New(testKey)
+	changes := make(chan bool, 8)
+	cfg := peer.DefaultHealthConfig()
+	cfg.Probe, cfg.Interval, cfg.Timeout = c.Ping, time.Hour, 100*time.Millisecond
+	cfg.OnChange = func(host string, up bool, why error) { changes <- up }
+	h, err := peer.NewHealth(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Health = h
+	t.Cleanup(h.Close)
+	f.freeze()
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	_, err = c.Has(ctx, f.srv.URL, []string{hashOf([]byte("a blob"))})
+	cancel()
+	if !errors.Is(err, peer.ErrUnreachable) {
+		t.Fatalf("call to a frozen peer: %v, want unreachable", err)
+	}
+	if up := <-changes; up {
+		t.Fatal("OnChange said up, want down")
+	}
+	f.thaw()
+	select {
+	case up := <-changes:
+		if !up {
+			t.Fatal("OnChange said down, want up")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a peer that answers again was not probed within 30 s (Interval is an hour)")
+	}
+}
+
 // closesReusedConns is a peer that answers the first request of each
 // connection and closes the connection, unanswered, when a second request
 // arrives on it: as a peer restarted since the client's last call, whose
