@@ -719,8 +719,8 @@ func TestCrashRecoveryDuringRepair(t *testing.T) {
 		}
 		if restarted != nil && restarted != victim {
 			// Uploads go on with 2 of 3 owners only once core1 reaches
-			// the one restarted last: until a probe answers (every
-			// 500 ms) it skips a peer whose calls failed.
+			// the one restarted last: until a probe answers (50 to
+			// 500 ms apart) it skips a peer whose calls failed.
 			waitReachable(t, core1, restarted)
 		}
 		// Killed soon after its restart, while repair has it pull what it
