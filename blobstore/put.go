@@ -181,16 +181,11 @@ func (s *Store) publish(hash string, size int64, identityTmp string, variants []
 		info.Variants = append(info.Variants, Variant{Encoding: v.encoding, Size: v.size})
 	}
 	// The variants must be durable before the identity file that vouches
-	// for them can be. Stale variants of this hash can only be where the
-	// ledger says (I18).
-	stale := s.orphans.has(hash)
-	renamed, _, err = publishVariants(base, variants, synced, stale)
+	// for them can be.
+	renamed, err = s.newBlobVariants(hash, variants, synced)
 	if err != nil {
 		undo()
 		return Info{}, err
-	}
-	if stale {
-		s.orphans.clear(hash)
 	}
 
 	if err := os.Rename(identityTmp, base); err != nil {
@@ -214,6 +209,19 @@ func (s *Store) publish(hash string, size int64, identityTmp string, variants []
 	s.acct.added(info)
 	s.unsynced.durablePublished(s) // keeps the cache copies' marker recent (I11)
 	return info, nil
+}
+
+// newBlobVariants is publishVariants for a blob whose identity is not in
+// place yet: stale variant files of hash are looked for only where the
+// orphan ledger says some may be (I18), and the ledger is cleared of hash
+// once they are gone. It returns the paths renamed, also on error.
+func (s *Store) newBlobVariants(hash string, variants []variantFile, sync bool) ([]string, error) {
+	stale := s.orphans.has(hash)
+	renamed, _, err := publishVariants(s.path(hash), variants, sync, stale)
+	if err == nil && stale {
+		s.orphans.clear(hash)
+	}
+	return renamed, err
 }
 
 // publishVariants makes variants the variant files of the blob whose

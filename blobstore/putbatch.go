@@ -280,17 +280,13 @@ func (g *group) place(it *groupItem, markers *batchMarkers) error {
 		}
 		step("marked")
 	}
-	base := s.path(it.hash)
-	if s.orphans.has(it.hash) { // stale variants only where the ledger says (I18)
-		if _, _, err := publishVariants(base, nil, true, true); err != nil {
-			if it.pending {
-				s.clearPending(it.hash)
-			}
-			return err
+	if _, err := s.newBlobVariants(it.hash, nil, true); err != nil {
+		if it.pending {
+			s.clearPending(it.hash)
 		}
-		s.orphans.clear(it.hash)
+		return err
 	}
-	if err := os.Rename(it.tmp.Name(), base); err != nil {
+	if err := os.Rename(it.tmp.Name(), s.path(it.hash)); err != nil {
 		if it.pending {
 			s.clearPending(it.hash)
 		}
