@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -264,15 +265,36 @@ func TestEndToEndStalledTarCounts(t *testing.T) {
 	fmt.Fprintf(conn, "POST /v1/sites/blog/deploys HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"+
 		"Content-Type: application/x-tar\r\nContent-Length: %d\r\n\r\n", s.Token(), 1<<20)
 	conn.Write(make([]byte, 4096)) // and then nothing
+	// Whatever the node answers the stalled upload, or its closing the
+	// connection, before the test cuts it is a failure: say which.
+	stalled := make(chan string, 1)
+	go func() {
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			stalled <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		stalled <- fmt.Sprintf("%s %s", resp.Status, b)
+	}()
 
 	// A malformed manifest is admitted (then refused, 400, recording
 	// nothing) or refused at admission (429): the answer tells which.
+	cut := false
 	probe := func() (int, string) {
+		select {
+		case got := <-stalled:
+			if !cut {
+				t.Fatalf("the stalled tar upload ended before the test cut it: %s", got)
+			}
+		default:
+		}
 		status, body := s.API("POST", "/v1/sites/blog/deploys", s.Token(), "application/json", strings.NewReader(`{"files": {}}`))
 		msg, _ := body["error"].(string)
 		return status, msg
 	}
 	waitStatus(t, probe, http.StatusTooManyRequests, "while a tar upload stalls")
+	cut = true
 	conn.Close()
 	waitStatus(t, probe, http.StatusBadRequest, "once the stalled upload is cut")
 }
