@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/atoll-hosting/atoll/internal/osfile"
 )
 
 // Background compression (DESIGN.md, I2 and I14). Put acknowledges a blob
@@ -427,7 +429,7 @@ func (s *Store) compressPending(ctx context.Context, hash string) error {
 	if !s.isPending(hash) {
 		return nil // decided meanwhile: its variants arrived from a peer
 	}
-	f, err := openRead(s.path(hash))
+	f, err := osfile.Open(s.path(hash))
 	if errors.Is(err, fs.ErrNotExist) {
 		s.clearPending(hash) // deleted meanwhile
 		return nil

@@ -19,6 +19,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/atoll-hosting/atoll/internal/ctxio"
+	"github.com/atoll-hosting/atoll/internal/osfile"
 )
 
 // Compression policy. Variants are computed once, at ingest, and served many
@@ -134,7 +135,7 @@ func (s *Store) writeVariant(ctx context.Context, src io.ReaderAt, size int64, e
 	}
 	defer release()
 
-	f, err := createTemp(s.tmp, "variant-")
+	f, err := osfile.CreateTemp(s.tmp, "variant-")
 	if err != nil {
 		return variantFile{}, false, err
 	}

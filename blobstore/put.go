@@ -15,6 +15,7 @@ import (
 
 	"github.com/atoll-hosting/atoll/internal/ctxio"
 	"github.com/atoll-hosting/atoll/internal/durable"
+	"github.com/atoll-hosting/atoll/internal/osfile"
 )
 
 // Put stores the bytes read from r until EOF and returns the blob's Info.
@@ -51,7 +52,7 @@ func (s *Store) Put(ctx context.Context, want string, r io.Reader) (_ Info, err 
 			return Info{}, fmt.Errorf("put blob: %w", err)
 		}
 	}
-	tmp, err := createTemp(s.tmp, "put-")
+	tmp, err := osfile.CreateTemp(s.tmp, "put-")
 	if err != nil {
 		return Info{}, fmt.Errorf("put blob: %w", err)
 	}

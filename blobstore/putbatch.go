@@ -17,6 +17,7 @@ import (
 
 	"github.com/atoll-hosting/atoll/internal/ctxio"
 	"github.com/atoll-hosting/atoll/internal/durable"
+	"github.com/atoll-hosting/atoll/internal/osfile"
 )
 
 // BatchNext yields the blobs of a PutBatch one at a time: the hash each
@@ -125,7 +126,7 @@ func (g *group) receive(ctx context.Context, next BatchNext) error {
 		var dst io.Writer = h
 		var head headKeeper
 		if !seen[want] && !g.s.Has(want) {
-			if it.tmp, err = createTemp(g.s.tmp, "put-"); err != nil {
+			if it.tmp, err = osfile.CreateTemp(g.s.tmp, "put-"); err != nil {
 				return fmt.Errorf("put batch: %w", err)
 			}
 			head.head = headBuf[:0]

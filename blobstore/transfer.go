@@ -18,6 +18,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/atoll-hosting/atoll/internal/ctxio"
+	"github.com/atoll-hosting/atoll/internal/osfile"
 )
 
 // The transfer format moves one blob between nodes together with the
@@ -392,7 +393,7 @@ func (in *incoming) receiveVariants(body io.Reader, buf []byte) error {
 // file, and into hw too unless it is nil. It returns the file whenever it
 // was created, also with an error, so that cleanup removes it.
 func (in *incoming) receivePart(body io.Reader, buf []byte, part string, n int64, hw io.Writer) (*os.File, error) {
-	f, err := createTemp(in.s.tmp, "import-")
+	f, err := osfile.CreateTemp(in.s.tmp, "import-")
 	if err != nil {
 		return nil, err
 	}

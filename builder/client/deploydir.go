@@ -21,6 +21,7 @@ import (
 
 	"github.com/atoll-hosting/atoll"
 	"github.com/atoll-hosting/atoll/internal/ctxio"
+	"github.com/atoll-hosting/atoll/internal/osfile"
 )
 
 // DefaultConcurrency is how many files DeployDir hashes or uploads at once
@@ -304,7 +305,7 @@ func (c *Client) uploadAll(ctx context.Context, concurrency int, files []*localF
 // retry can fix (network, 5xx, 408, 429).
 func (c *Client) uploadFile(ctx context.Context, f *localFile) error {
 	try := func() error {
-		fh, err := os.Open(f.disk)
+		fh, err := osfile.Open(f.disk)
 		if err != nil {
 			return err
 		}
@@ -445,7 +446,7 @@ func followLink(root, dir, path string) (fs.FileInfo, error) {
 
 // hashFile returns the SHA-256 (hex) and length of a file's content.
 func hashFile(ctx context.Context, path string) (string, int64, error) {
-	f, err := os.Open(path)
+	f, err := osfile.Open(path)
 	if err != nil {
 		return "", 0, err
 	}

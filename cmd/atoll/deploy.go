@@ -190,11 +190,9 @@ func runRollback(ctx context.Context, env *cliEnv, args []string) error {
 	return nil
 }
 
+// isTerminal reports whether w is a terminal (terminal_linux.go): where
+// deploy draws its progress line.
 func isTerminal(w any) bool {
 	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	return ok && fileIsTerminal(f)
 }
