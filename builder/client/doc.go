@@ -42,8 +42,11 @@
 //   - New's http.Client has no overall timeout: a large upload can take
 //     minutes. Dial, TLS handshake and response headers have timeouts, so a
 //     dead or stuck node fails fast; bound whole calls with ctx.
-//   - Uploads stream from disk with an exact Content-Length and are retried
-//     once after a network error, 5xx, 408 or 429 (PUT of a blob is
-//     idempotent); a 4xx such as a hash mismatch is not retried.
+//   - Uploads stream from disk and are retried once after a network error,
+//     5xx, 408 or 429 (storing a blob is idempotent); a 4xx such as a hash
+//     mismatch is not retried. A file of its own goes with an exact
+//     Content-Length; a batch of small files (UploadBatch) goes
+//     chunked, 512 KiB per chunk and of memory per batch in flight, its
+//     files opened anew for a resend.
 //   - Request bodies given by the caller are never closed by the client.
 package client
