@@ -18,6 +18,7 @@ import (
 
 	"github.com/atoll-hosting/atoll/blobstore"
 	"github.com/atoll-hosting/atoll/builder"
+	"github.com/atoll-hosting/atoll/internal/countio"
 	"github.com/atoll-hosting/atoll/peer"
 	"github.com/atoll-hosting/atoll/placement"
 	"github.com/atoll-hosting/atoll/serve"
@@ -50,9 +51,9 @@ var (
 // reserve relays the blob to the other owners instead (relay).
 func (b blobs) Put(ctx context.Context, hash string, r io.Reader) (blobstore.Info, error) {
 	n := b.n
-	body := &countingReader{r: r}
+	body := &countio.Reader{R: r}
 	info, err := n.blobs.Put(ctx, hash, body)
-	if errors.Is(err, blobstore.ErrNoSpace) && body.n == 0 {
+	if errors.Is(err, blobstore.ErrNoSpace) && body.N == 0 {
 		return b.relay(ctx, hash, r, n.noSpaceHere(err))
 	}
 	if err != nil {
@@ -183,18 +184,6 @@ type memBlob []byte
 
 func (m memBlob) Export(string) (string, io.ReadCloser, int64, error) {
 	return blobstore.BlobHeader{Size: int64(len(m))}.String(), io.NopCloser(bytes.NewReader(m)), int64(len(m)), nil
-}
-
-// countingReader counts the bytes read through it.
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	k, err := c.r.Read(p)
-	c.n += int64(k)
-	return k, err
 }
 
 // Stat reports a blob as stored when a majority of its owners hold it (the

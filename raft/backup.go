@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/atoll-hosting/atoll"
+	"github.com/atoll-hosting/atoll/internal/countio"
 
 	hraft "github.com/hashicorp/raft"
 	"github.com/klauspost/compress/zstd"
@@ -83,24 +84,13 @@ func (b *Backup) AppliedIndex() uint64 { return b.snap.applied.index }
 // WriteTo writes the backup in the snapshot format and returns the bytes
 // written.
 func (b *Backup) WriteTo(w io.Writer) (int64, error) {
-	cw := &countingWriter{w: w}
+	cw := &countio.Writer{W: w}
 	err := b.snap.writeTo(cw)
-	return cw.n, err
+	return cw.N, err
 }
 
 // Close ends the read transaction. It is safe to call twice.
 func (b *Backup) Close() { b.snap.Release() }
-
-type countingWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
-}
 
 // BackupInfo describes a backup file.
 type BackupInfo struct {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/atoll-hosting/atoll"
+	"github.com/atoll-hosting/atoll/internal/countio"
 	"github.com/atoll-hosting/atoll/internal/osfile"
 )
 
@@ -90,9 +91,9 @@ func (b *batchBody) WriteTo(w io.Writer) (int64, error) {
 	if b.pipe != nil { // already read from: go on where the reader is
 		return io.Copy(w, b.pipe)
 	}
-	cw := &countingWriter{w: w}
+	cw := &countio.Writer{W: w}
 	err := b.write(cw)
-	return cw.n, err
+	return cw.N, err
 }
 
 func (b *batchBody) Read(p []byte) (int, error) {
@@ -119,18 +120,6 @@ func (b *batchBody) Close() error {
 		return b.pipe.Close()
 	}
 	return nil
-}
-
-// countingWriter counts the bytes written through it.
-type countingWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // writeBatch writes the records of blobs to w, each read from its Open.
