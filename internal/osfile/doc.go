@@ -10,4 +10,5 @@
 // per file (bench/RESULTS.md, "Ingest: fewer system calls per blob").
 // Reads and writes of such a file block their thread, as they do for any
 // regular file. Elsewhere the functions are os.CreateTemp and os.Open.
+// It depends on the standard library alone (the Go client uses it).
 package osfile

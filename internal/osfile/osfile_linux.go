@@ -6,8 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-
-	"golang.org/x/sys/unix"
+	"syscall"
 )
 
 // CreateTemp creates a new file in dir, named prefix followed by a random
@@ -15,11 +14,11 @@ import (
 func CreateTemp(dir, prefix string) (*os.File, error) {
 	for try := 0; ; try++ {
 		name := filepath.Join(dir, prefix+strconv.FormatUint(uint64(rand.Uint32()), 10))
-		fd, err := openRetry(name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
+		fd, err := openRetry(name, syscall.O_RDWR|syscall.O_CREAT|syscall.O_EXCL|syscall.O_CLOEXEC, 0o600)
 		if err == nil {
 			return os.NewFile(uintptr(fd), name), nil
 		}
-		if !errors.Is(err, unix.EEXIST) || try == 10000 {
+		if !errors.Is(err, syscall.EEXIST) || try == 10000 {
 			return nil, &os.PathError{Op: "createtemp", Path: name, Err: err}
 		}
 	}
@@ -27,7 +26,7 @@ func CreateTemp(dir, prefix string) (*os.File, error) {
 
 // Open opens the file at path for reading, as os.Open does.
 func Open(path string) (*os.File, error) {
-	fd, err := openRetry(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	fd, err := openRetry(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
@@ -38,8 +37,8 @@ func Open(path string) (*os.File, error) {
 // os.OpenFile does).
 func openRetry(path string, flags int, perm uint32) (int, error) {
 	for {
-		fd, err := unix.Open(path, flags, perm)
-		if err != unix.EINTR {
+		fd, err := syscall.Open(path, flags, perm)
+		if err != syscall.EINTR {
 			return fd, err
 		}
 	}
