@@ -3,6 +3,8 @@ package durable
 import (
 	"os"
 	"syscall"
+
+	"github.com/atoll-hosting/atoll/internal/osfile"
 )
 
 // syncDir opens dir, fsyncs and closes it with plain system calls: an
@@ -11,14 +13,14 @@ import (
 // paid for every blob a node stores or compresses.
 func syncDir(dir string) error {
 	var fd int
-	err := retryEINTR(func() (err error) {
+	err := osfile.RetryEINTR(func() (err error) {
 		fd, err = syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
 		return err
 	})
 	if err != nil {
 		return &os.PathError{Op: "open", Path: dir, Err: err}
 	}
-	err = retryEINTR(func() error { return syscall.Fsync(fd) })
+	err = osfile.RetryEINTR(func() error { return syscall.Fsync(fd) })
 	if cerr := syscall.Close(fd); err == nil && cerr != nil {
 		return &os.PathError{Op: "close", Path: dir, Err: cerr}
 	}
@@ -26,13 +28,4 @@ func syncDir(dir string) error {
 		return &os.PathError{Op: "sync", Path: dir, Err: err}
 	}
 	return nil
-}
-
-// retryEINTR calls fn again while it is interrupted by a signal.
-func retryEINTR(fn func() error) error {
-	for {
-		if err := fn(); err != syscall.EINTR {
-			return err
-		}
-	}
 }

@@ -10,5 +10,7 @@
 // per file (bench/RESULTS.md, "Ingest: fewer system calls per blob").
 // Reads and writes of such a file block their thread, as they do for any
 // regular file. Elsewhere the functions are os.CreateTemp and os.Open.
-// It depends on the standard library alone (the Go client uses it).
+// RetryEINTR, on Linux alone, is the retry loop around a raw system call
+// that internal/durable shares. It depends on the standard library alone
+// (the Go client uses it).
 package osfile

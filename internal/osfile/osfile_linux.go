@@ -35,11 +35,20 @@ func Open(path string) (*os.File, error) {
 
 // openRetry is open(2), called again while a signal interrupts it (as
 // os.OpenFile does).
-func openRetry(path string, flags int, perm uint32) (int, error) {
+func openRetry(path string, flags int, perm uint32) (fd int, err error) {
+	err = RetryEINTR(func() error {
+		fd, err = syscall.Open(path, flags, perm)
+		return err
+	})
+	return fd, err
+}
+
+// RetryEINTR calls fn again while a signal interrupts it (EINTR), as the
+// os package does around its own system calls.
+func RetryEINTR(fn func() error) error {
 	for {
-		fd, err := syscall.Open(path, flags, perm)
-		if err != syscall.EINTR {
-			return fd, err
+		if err := fn(); err != syscall.EINTR {
+			return err
 		}
 	}
 }
