@@ -12,6 +12,7 @@ import (
 
 	"github.com/atoll-hosting/atoll"
 	"github.com/atoll-hosting/atoll/internal/countio"
+	"github.com/atoll-hosting/atoll/internal/osfile"
 )
 
 // Batch bounds of DeployDir's uploads: a file of at most BatchFileMax
@@ -189,7 +190,7 @@ func (c *Client) uploadUnit(ctx context.Context, u uploadUnit, noBatch *atomic.B
 	}
 	blobs := make([]BatchBlob, len(u.files))
 	for i, f := range u.files {
-		blobs[i] = BatchBlob{Hash: f.hash, Size: f.size, Open: f.open}
+		blobs[i] = BatchBlob{Hash: f.hash, Size: f.size, Open: func() (io.ReadCloser, error) { return osfile.Open(f.disk) }}
 	}
 	_, err := c.UploadBatch(ctx, blobs)
 	if err != nil && retryable(ctx, err) && !errors.Is(err, ErrNoBatch) && !hasStatus(err, http.StatusInsufficientStorage) {

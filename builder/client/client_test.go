@@ -203,47 +203,6 @@ func TestDeployDirEmpty(t *testing.T) {
 	}
 }
 
-// TestDeployDirSendsSmallFilesAsHashed: a small file rewritten between
-// hashing and upload is deployed as it was hashed (read once); a bigger
-// one is read again, and the server refuses its new bytes.
-func TestDeployDirSendsSmallFilesAsHashed(t *testing.T) {
-	srv, c := setup(t)
-	dir := t.TempDir()
-	big := strings.Repeat("b", 100<<10)
-	writeTree(t, dir, map[string]string{"small.html": "as hashed", "big.bin": big})
-	rewrite := func(name, content string) func(client.Progress) {
-		var once atomic.Bool
-		return func(p client.Progress) {
-			if p.Phase == client.PhaseUpload && once.CompareAndSwap(false, true) {
-				writeTree(t, dir, map[string]string{name: content})
-			}
-		}
-	}
-	d, err := c.DeployDir(ctx(t), dir, "demo", client.DeployOptions{Publish: true, Progress: rewrite("small.html", "changed after hashing")})
-	if err != nil {
-		t.Fatalf("DeployDir: %v", err)
-	}
-	if got := manifestOf(t, srv, d.ID)["/small.html"]; got != sha("as hashed") {
-		t.Errorf("manifest has %s for /small.html, want the hash of the bytes hashed", got)
-	}
-	f, _, err := srv.Blobs.Open(ctx(t), sha("as hashed"), "")
-	if err != nil {
-		t.Fatalf("the blob hashed was not stored: %v", err)
-	}
-	stored, _ := io.ReadAll(f)
-	f.Close()
-	if string(stored) != "as hashed" {
-		t.Errorf("stored %q, want the bytes hashed", stored)
-	}
-
-	writeTree(t, dir, map[string]string{"small.html": "second", "big.bin": big + "2"})
-	_, err = c.DeployDir(ctx(t), dir, "demo", client.DeployOptions{Progress: rewrite("big.bin", big+"3")})
-	var ae *client.Error
-	if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest || !strings.Contains(err.Error(), sha(big+"2")) {
-		t.Errorf("deploy with big.bin changed after hashing: %v; want a 400 naming its hash", err)
-	}
-}
-
 // TestDeployDirRetriesUpload: a blob upload (here a batch) failing once
 // with 503 is retried and the deploy succeeds.
 func TestDeployDirRetriesUpload(t *testing.T) {

@@ -1,7 +1,6 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -75,36 +74,10 @@ type localFile struct {
 	hash    string
 	stamp   fileStamp // for the hash cache
 	stampOK bool
-	// data is the content as hashed, kept for the upload when the file is
-	// small and the deploy's keepBudget allows (nil: read it again).
-	data []byte
-}
-
-// A small file is read once: DeployDir hashes a file of at most
-// keepFileMax bytes from one read of the whole file and keeps those bytes
-// for its upload, as long as the files kept in one call add up to at
-// most keepBudget bytes; the others are read again when uploaded. A
-// deploy of thousands of small files then opens and reads each once, not
-// twice (hashing, then the batch); the bytes sent are those hashed, so a
-// small file changed after hashing is deployed as it was when hashed.
-// Files the cluster already holds drop their bytes as soon as the create
-// answers, and uploaded ones once their batch is stored.
-const (
-	keepFileMax = 64 << 10
-	keepBudget  = 64 << 20
-)
-
-// open returns the file's content: the bytes kept from hashing, or the
-// file read anew.
-func (f *localFile) open() (io.ReadCloser, error) {
-	if f.data != nil {
-		return io.NopCloser(bytes.NewReader(f.data)), nil
-	}
-	return osfile.Open(f.disk)
 }
 
 // DeployDir deploys the files under dir to site: it hashes every file
-// (Concurrency at a time), sends the manifest, uploads only the
+// (streaming, Concurrency at a time), sends the manifest, uploads only the
 // blobs the cluster does not hold yet, then publishes the deploy (or, with
 // !opt.Publish, finalizes it). It returns the final deploy, whose Required
 // lists the blobs this call uploaded.
@@ -122,15 +95,14 @@ func (f *localFile) open() (io.ReadCloser, error) {
 // A failed upload is retried once, on the next node listed when its node
 // cannot be reached. A publish or finalize refused with 409 because blobs
 // uploaded a moment ago are no longer counted (the nodes that acknowledged
-// them stopped) uploads those blobs again, once, and repeats the call. Small
-// files are read once and sent as hashed (keepFileMax); if a bigger file
-// changes between hashing and upload the server refuses it (hash mismatch)
-// and DeployDir fails: run it again once the build is done.
+// them stopped) uploads those blobs again, once, and repeats the call. If a
+// file changes between hashing and upload the server refuses it (hash
+// mismatch) and DeployDir fails: run it again once the build is done.
 func (c *Client) DeployDir(ctx context.Context, dir, site string, opt DeployOptions) (atoll.DeployResponse, error) {
 	if opt.Concurrency <= 0 {
 		opt.Concurrency = DefaultConcurrency
 	}
-	files, err := hashDir(ctx, dir, opt, false)
+	files, err := hashDir(ctx, dir, opt)
 	if err != nil {
 		return atoll.DeployResponse{}, err
 	}
@@ -163,9 +135,7 @@ type dirFiles struct {
 // hashDir lists the files under dir that DeployDir deploys (scanDir) and
 // hashes them, opt.Concurrency at a time, reading only the files the hash
 // cache does not know unchanged.
-//
-// Unless keepNone, small files keep their bytes for the upload (keepFileMax).
-func hashDir(ctx context.Context, dir string, opt DeployOptions, keepNone bool) (dirFiles, error) {
+func hashDir(ctx context.Context, dir string, opt DeployOptions) (dirFiles, error) {
 	files, skipped, err := scanDir(dir)
 	if err != nil {
 		return dirFiles{}, err
@@ -180,12 +150,8 @@ func hashDir(ctx context.Context, dir string, opt DeployOptions, keepNone bool) 
 	hashed := &progress{fn: opt.Progress, Progress: Progress{Phase: PhaseHash, FilesTotal: len(files), BytesTotal: total}}
 	root, _ := filepath.Abs(dir)
 	cache := openHashCache(opt.HashCacheDir, root)
-	var keep atomic.Int64
-	if !keepNone {
-		keep.Store(keepBudget)
-	}
 	err = forEach(ctx, opt.Concurrency, len(files), func(ctx context.Context, i int) error {
-		return files[i].fillHash(ctx, cache, hashed, &keep)
+		return files[i].fillHash(ctx, cache, hashed)
 	})
 	if err != nil {
 		return dirFiles{}, err
@@ -201,26 +167,15 @@ func hashDir(ctx context.Context, dir string, opt DeployOptions, keepNone bool) 
 }
 
 // fillHash sets f.hash (and f.size to the length read), from the cache when
-// it knows the file unchanged, and counts the file in done. A small file
-// keeps its bytes in f.data while keep, the bytes the call may still keep,
-// allows.
-func (f *localFile) fillHash(ctx context.Context, cache *hashCache, done *progress, keep *atomic.Int64) error {
+// it knows the file unchanged, and counts the file in done.
+func (f *localFile) fillHash(ctx context.Context, cache *hashCache, done *progress) error {
 	if h, ok := cache.lookup(f.disk, f.stamp, f.stampOK); ok {
 		f.hash = h
 		done.add(f.size)
 		return nil
 	}
-	var h string
-	var n int64
-	var err error
-	if f.size <= keepFileMax && take(keep, f.size) {
-		if f.data, err = readSmall(f.disk, f.size); err != nil {
-			return err
-		}
-		keep.Add(f.size - int64(len(f.data)))
-		sum := sha256.Sum256(f.data)
-		h, n = hex.EncodeToString(sum[:]), int64(len(f.data))
-	} else if h, n, err = hashFile(ctx, f.disk); err != nil {
+	h, n, err := hashFile(ctx, f.disk)
+	if err != nil {
 		return err
 	}
 	if n == f.size {
@@ -269,23 +224,9 @@ func appendJSONString(b []byte, s string) []byte {
 	return append(append(append(b, '"'), s...), '"')
 }
 
-// dropKept lets go of the kept bytes of every file but those of todo.
-func (d dirFiles) dropKept(todo []*localFile) {
-	keep := make(map[*localFile]bool, len(todo))
-	for _, f := range todo {
-		keep[f] = true
-	}
-	for i := range d.list {
-		if f := &d.list[i]; !keep[f] {
-			f.data = nil
-		}
-	}
-}
-
-// pick returns a file of each content in hashes, once each, and the first
-// hash no file has ("" when every one is there).
+// pick returns a file of each content in hashes, and the first hash no
+// file has ("" when every one is there).
 func (d dirFiles) pick(hashes []string) (files []*localFile, unknown string) {
-	seen := make(map[*localFile]bool, len(hashes))
 	for _, h := range hashes {
 		f, ok := d.byHash[h]
 		if !ok {
@@ -294,10 +235,6 @@ func (d dirFiles) pick(hashes []string) (files []*localFile, unknown string) {
 			}
 			continue
 		}
-		if seen[f] {
-			continue
-		}
-		seen[f] = true
 		files = append(files, f)
 	}
 	return files, unknown
@@ -310,7 +247,6 @@ func (c *Client) uploadRequired(ctx context.Context, created atoll.DeployRespons
 	if unknown != "" {
 		return fmt.Errorf("server requires blob %s that is not in the manifest", unknown)
 	}
-	files.dropKept(todo)
 	var todoBytes int64
 	for _, f := range todo {
 		todoBytes += f.size
@@ -356,9 +292,6 @@ func (c *Client) uploadAll(ctx context.Context, concurrency int, files []*localF
 		if err := c.uploadUnit(ctx, u, &noBatch); err != nil {
 			return err
 		}
-		for _, f := range u.files {
-			f.data = nil
-		}
 		if done != nil {
 			for _, f := range u.files {
 				done.add(f.size)
@@ -372,7 +305,7 @@ func (c *Client) uploadAll(ctx context.Context, concurrency int, files []*localF
 // retry can fix (network, 5xx, 408, 429).
 func (c *Client) uploadFile(ctx context.Context, f *localFile) error {
 	try := func() error {
-		fh, err := f.open()
+		fh, err := osfile.Open(f.disk)
 		if err != nil {
 			return err
 		}
@@ -511,38 +444,6 @@ func followLink(root, dir, path string) (fs.FileInfo, error) {
 	return fi, nil
 }
 
-// take takes n from left if it holds as much.
-func take(left *atomic.Int64, n int64) bool {
-	if left.Add(-n) >= 0 {
-		return true
-	}
-	left.Add(n)
-	return false
-}
-
-// readSmall reads a file expected to hold size bytes whole, with one read
-// when it still does (one byte more asked: EOF comes with it).
-func readSmall(path string, size int64) ([]byte, error) {
-	fh, err := osfile.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer fh.Close()
-	b := make([]byte, size+1)
-	n, err := io.ReadFull(fh, b)
-	switch {
-	case err == io.EOF || err == io.ErrUnexpectedEOF: // as long as scanned, or shorter now
-		return b[:n:n], nil
-	case err != nil:
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	rest, err := io.ReadAll(fh) // grown since the scan
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	return append(b, rest...), nil
-}
-
 // hashFile returns the SHA-256 (hex) and length of a file's content.
 func hashFile(ctx context.Context, path string) (string, int64, error) {
 	f, err := osfile.Open(path)
@@ -630,7 +531,7 @@ func (c *Client) PlanDir(ctx context.Context, dir, site string, opt DeployOption
 	if opt.Concurrency <= 0 {
 		opt.Concurrency = DefaultConcurrency
 	}
-	files, err := hashDir(ctx, dir, opt, true)
+	files, err := hashDir(ctx, dir, opt)
 	if err != nil {
 		return DirPlan{}, err
 	}
