@@ -165,6 +165,23 @@ func (r *results) writeTargets(b *strings.Builder) {
 		p("| redeploy of one changed file (%d files, one node) < 300 ms | %.0f ms | %s |\n", d.Files, d.OneChangeMedM, verdict(d.OneChangeMedM < 300))
 		p("| ingest at R=1 >= 50%% of bytes / disk bandwidth | %.0f%% | %s |\n", 100*d.IngestOfDisk, verdict(d.IngestOfDisk >= 0.5))
 	}
+	for _, d := range []*deployResult{r.Deploy, r.clusterDeploy()} {
+		if d != nil {
+			p("| uncompressed text answers right after the publish, br or gzip accepted (R=%d) = 0 | %d of %d | %s |\n", d.Replicas, d.IdentityAnswers, d.SampleAnswers, verdict(d.IdentityAnswers == 0))
+		}
+	}
+	if in := r.Ingest; in != nil {
+		for _, c := range in.Cases {
+			if c.Binary != "atoll" {
+				continue
+			}
+			if c.Replicas == 1 {
+				p("| ingest section, one node: >= 30%% of the disk's fdatasync bandwidth (median of the rounds', each against its own probe) | %.0f%% (%.2f s) | %s |\n", 100*c.OfDisk, c.MedianS, verdict(c.OfDisk >= 0.30))
+			} else {
+				p("| ingest section, 3 core at R=3 through the CLI: <= 2.5 s | %.2f s | %s |\n", c.MedianS, verdict(c.MedianS <= 2.5))
+			}
+		}
+	}
 	if rr := r.Rules; rr != nil && len(rr.Cases) > 0 {
 		c := rr.Cases[0]
 		p("| file no rule matches, site with 10,100 rules: >= 0.90x of the site without | %.3fx | %s |\n", c.Ratio, verdict(c.Ratio >= 0.9))
@@ -290,4 +307,13 @@ func (r *results) writeIngest(b *strings.Builder) {
 		p("| %s | %s | %.2f s | %s | %.1f | %s | %s |\n", c.Binary, topo, c.MedianS, strings.Join(rounds, ", "), c.MBps, ofDisk, target)
 	}
 	p("\n")
+}
+
+// clusterDeploy is the cluster section's deploy figures, nil when it did
+// not run.
+func (r *results) clusterDeploy() *deployResult {
+	if r.Cluster == nil || r.Cluster.Skipped != "" {
+		return nil
+	}
+	return r.Cluster.Deploy
 }
